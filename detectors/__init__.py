@@ -1,0 +1,1 @@
+"""One detector per rule; each module defines exactly one Detector subclass whose `code` names its spec."""

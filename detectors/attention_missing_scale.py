@@ -1,0 +1,29 @@
+"""SHP101: attention logits reach softmax without 1/sqrt(d_k) scaling."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from sharpedges.analysis.attention import logit_sources, softmax_calls
+from sharpedges.detector import Detector, Finding
+
+AFTER_SOFTMAX = ("the scale is applied to the softmax output, not to its input: softmax(QK^T) * s is not "
+                 "softmax(QK^T * s); scale the logits before the softmax")
+
+
+class AttentionMissingScale(Detector):
+    code = "SHP101"
+    tokens = (b"softmax",)
+
+    def check(self, ctx):
+        for softmax in softmax_calls(ctx):
+            sources = logit_sources(ctx, softmax)
+            # Ex) softmax(q @ k.transpose(-2, -1)); any scaled path (a branch, a temperature) counts as scaled
+            if not sources or any(source.scaled for source in sources):
+                continue
+            parent = ctx.index.parents.get(softmax.call)
+            # Ex) softmax(q @ k.mT) / math.sqrt(d)
+            if isinstance(parent, cst.BinaryOperation) and isinstance(parent.operator, (cst.Multiply, cst.Divide)):
+                yield Finding(softmax.call, AFTER_SOFTMAX)
+            else:
+                yield Finding(softmax.call)

@@ -1,0 +1,3 @@
+from sharpedges.cli import main
+
+raise SystemExit(main())

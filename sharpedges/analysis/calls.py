@@ -1,0 +1,82 @@
+"""Questions about calls: which function is called, which argument sits where."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+
+def method_name(call: cst.Call) -> str | None:
+    """`softmax` for `x.softmax(...)` (any receiver), else None."""
+    func = call.func
+    return func.attr.value if isinstance(func, cst.Attribute) else None
+
+
+def receiver(call: cst.Call) -> cst.BaseExpression | None:
+    func = call.func
+    return func.value if isinstance(func, cst.Attribute) else None
+
+
+def argument(call: cst.Call, keyword: str | None = None, position: int | None = None) -> cst.BaseExpression | None:
+    """The argument passed as `keyword=` or at positional index `position` (no *args/**kwargs)."""
+    if keyword is not None:
+        for arg in call.args:
+            if arg.keyword is not None and arg.keyword.value == keyword:
+                return arg.value
+    if position is not None:
+        positional = [arg for arg in call.args if arg.keyword is None and not arg.star]
+        if position < len(positional):
+            return positional[position].value
+    return None
+
+
+def has_star_args(call: cst.Call) -> bool:
+    return any(arg.star for arg in call.args)
+
+
+def keyword_names(call: cst.Call) -> set[str]:
+    return {arg.keyword.value for arg in call.args if arg.keyword is not None}
+
+
+def literal_number(expr: cst.BaseExpression | None) -> float | None:
+    """The value of a numeric literal, including a unary minus; None otherwise."""
+    if expr is None:
+        return None
+    sign = 1.0
+    while isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, (cst.Minus, cst.Plus)):
+        if isinstance(expr.operator, cst.Minus):
+            sign = -sign
+        expr = expr.expression
+    if isinstance(expr, cst.Integer):
+        return sign * float(int(expr.value.replace("_", ""), 0))
+    if isinstance(expr, cst.Float):
+        return sign * float(expr.value.replace("_", ""))
+    return None
+
+
+def literal_int(expr: cst.BaseExpression | None) -> int | None:
+    if expr is None:
+        return None
+    sign = 1
+    if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.Minus):
+        sign, expr = -1, expr.expression
+    if isinstance(expr, cst.Integer):
+        return sign * int(expr.value.replace("_", ""), 0)
+    return None
+
+
+def literal_string(expr: cst.BaseExpression | None) -> str | None:
+    if isinstance(expr, cst.SimpleString):
+        value = expr.evaluated_value
+        return value if isinstance(value, str) else None
+    if isinstance(expr, cst.ConcatenatedString):
+        value = expr.evaluated_value
+        return value if isinstance(value, str) else None
+    return None
+
+
+def is_true(expr: cst.BaseExpression | None) -> bool:
+    return isinstance(expr, cst.Name) and expr.value == "True"
+
+
+def is_false_or_none(expr: cst.BaseExpression | None) -> bool:
+    return isinstance(expr, cst.Name) and expr.value in ("False", "None")

@@ -1,0 +1,64 @@
+"""`FileContext`: everything a detector may ask about one parsed file, computed once and lazily."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import libcst as cst
+
+from sharpedges.analysis.classes import ClassFacts
+from sharpedges.analysis.dataflow import FunctionFacts
+from sharpedges.analysis.names import ImportAliases
+from sharpedges.analysis.walk import TreeIndex
+
+
+class FileContext:
+    def __init__(self, path: str, module: cst.Module) -> None:
+        self.path = path
+        self.module = module
+        self.index = TreeIndex(module)
+        self.aliases = ImportAliases(self.index.nodes(cst.Import), self.index.nodes(cst.ImportFrom))
+        self.options: dict[str, Any] = {}  # options of the rule being run, set by the engine
+        self._functions: dict[cst.FunctionDef, FunctionFacts] = {}
+        self._classes: dict[cst.ClassDef, ClassFacts] = {}
+        self.shared: dict[str, Any] = {}  # per-file memo for analyses several detectors share
+
+    # -- names ----------------------------------------------------------------------------
+    def qualify(self, expr: cst.BaseExpression) -> str | None:
+        return self.aliases.qualify(expr)
+
+    def callee(self, call: cst.Call) -> str | None:
+        return self.aliases.qualify(call.func)
+
+    def calls(self) -> list[cst.Call]:
+        return self.index.nodes(cst.Call)
+
+    # -- scopes ---------------------------------------------------------------------------
+    def function_of(self, node: cst.CSTNode) -> cst.FunctionDef | None:
+        return self.index.enclosing(node, cst.FunctionDef)
+
+    def class_of(self, node: cst.CSTNode) -> cst.ClassDef | None:
+        return self.index.enclosing(node, cst.ClassDef)
+
+    def function_facts(self, function: cst.FunctionDef) -> FunctionFacts:
+        facts = self._functions.get(function)
+        if facts is None:
+            facts = self._functions[function] = FunctionFacts(function, self.index)
+        return facts
+
+    def class_facts(self, cls: cst.ClassDef) -> ClassFacts:
+        facts = self._classes.get(cls)
+        if facts is None:
+            facts = self._classes[cls] = ClassFacts(cls, self.index, self.aliases)
+        return facts
+
+    def order(self, node: cst.CSTNode) -> int:
+        return self.index.order.get(node, 0)
+
+    def code(self, node: cst.CSTNode) -> str:
+        return self.module.code_for_node(node)
+
+    def memo(self, key: str, compute):
+        if key not in self.shared:
+            self.shared[key] = compute()
+        return self.shared[key]

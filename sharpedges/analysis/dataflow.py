@@ -1,0 +1,172 @@
+"""Def-use of local names inside one function: assignments, augmented assignments, tuple unpacking,
+loop and `with` targets, parameters, and in-place method calls (`x.div_(s)`) that redefine a name.
+
+Reaching definitions are approximated the way a reader would: the latest definition before a
+point, plus earlier ones while the later ones sit in a branch or loop (they may not have run).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import libcst as cst
+
+from sharpedges.analysis.walk import TreeIndex
+
+DefinitionKind = Literal["assign", "augassign", "param", "unpack", "loop", "with", "inplace"]
+SCOPE_TYPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+BRANCH_TYPES = (cst.If, cst.Else, cst.For, cst.While, cst.Try, cst.ExceptHandler, cst.Finally, cst.With,
+                cst.Match if hasattr(cst, "Match") else cst.If)
+
+
+@dataclass(frozen=True)
+class Definition:
+    name: str
+    kind: DefinitionKind
+    value: cst.BaseExpression | None = field(repr=False)  # None when unknown (parameter, unpacked item)
+    node: cst.CSTNode = field(repr=False)  # the statement or call that defines the name
+    order: int
+    conditional: bool  # inside a branch or loop of the function
+    operator: cst.BaseAugOp | None = None  # for augmented assignments
+    method: str | None = None  # for in-place calls: div_, mul_, masked_fill_ ...
+
+
+def _target_names(target: cst.BaseExpression) -> list[tuple[str, bool]]:
+    """(name, unpacked) for every plain name bound by an assignment target."""
+    if isinstance(target, cst.Name):
+        return [(target.value, False)]
+    if isinstance(target, (cst.Tuple, cst.List)):
+        names = []
+        for element in target.elements:
+            value = element.value
+            names.extend((name, True) for name, _ in _target_names(value))
+        return names
+    if isinstance(target, cst.StarredElement):
+        return [(name, True) for name, _ in _target_names(target.value)]
+    return []
+
+
+class FunctionFacts:
+    """Definitions and uses of the local names of one function (nested scopes excluded)."""
+
+    def __init__(self, function: cst.FunctionDef, index: TreeIndex) -> None:
+        self.function = function
+        self._index = index
+        self.definitions: dict[str, list[Definition]] = {}
+        self.uses: dict[str, list[cst.Name]] = {}
+        self.parameters: list[str] = []
+        self._collect()
+
+    # -- building -------------------------------------------------------------------------
+    def _add(self, name: str, kind: DefinitionKind, value, node, order: int, conditional: bool, **extra) -> None:
+        self.definitions.setdefault(name, []).append(
+            Definition(name, kind, value, node, order, conditional, **extra))
+
+    def _collect(self) -> None:
+        index = self._index
+        function = self.function
+        start = index.order[function]
+        for param in (*function.params.posonly_params, *function.params.params, *function.params.kwonly_params):
+            self.parameters.append(param.name.value)
+            self._add(param.name.value, "param", param.default, param, start, False)
+        for star in (function.params.star_arg, function.params.star_kwarg):
+            if isinstance(star, cst.Param):
+                self.parameters.append(star.name.value)
+                self._add(star.name.value, "param", None, star, start, False)
+        for node in index.descendants(function.body, prune=SCOPE_TYPES):
+            if not isinstance(node, SCOPE_TYPES):
+                self._record(node)
+        for defs in self.definitions.values():
+            defs.sort(key=lambda d: d.order)
+
+    def _is_conditional(self, node: cst.CSTNode) -> bool:
+        for ancestor in self._index.ancestors(node):
+            if ancestor is self.function:
+                return False
+            if isinstance(ancestor, BRANCH_TYPES):
+                return True
+        return False
+
+    def _record(self, node: cst.CSTNode) -> None:
+        # A definition takes effect once its whole statement is evaluated: in `x = f(x)` the `x`
+        # read inside `f(x)` sees the previous definition, not this one.
+        if isinstance(node, cst.Name):
+            if _is_read(node, self._index.parents.get(node)):
+                self.uses.setdefault(node.value, []).append(node)
+            return
+        if not isinstance(node, (cst.Assign, cst.AnnAssign, cst.AugAssign, cst.NamedExpr, cst.For, cst.CompFor,
+                                 cst.WithItem, cst.Expr)):
+            return
+        # A loop target is bound before the body runs; everything else once the statement is done.
+        order = self._index.last_order(node.iter if isinstance(node, (cst.For, cst.CompFor)) else node) + 1
+        if isinstance(node, cst.Assign):
+            conditional = self._is_conditional(node)
+            for target in node.targets:
+                for name, unpacked in _target_names(target.target):
+                    kind: DefinitionKind = "unpack" if unpacked else "assign"
+                    value = None if unpacked else node.value
+                    if unpacked:
+                        value = _unpacked_value(target.target, name, node.value)
+                        kind = "assign" if value is not None else "unpack"
+                    self._add(name, kind, value, node, order, conditional)
+        elif isinstance(node, cst.AnnAssign) and node.value is not None:
+            for name, _ in _target_names(node.target):
+                self._add(name, "assign", node.value, node, order, self._is_conditional(node))
+        elif isinstance(node, cst.AugAssign):
+            for name, _ in _target_names(node.target):
+                self._add(name, "augassign", node.value, node, order, self._is_conditional(node), operator=node.operator)
+        elif isinstance(node, cst.NamedExpr):
+            for name, _ in _target_names(node.target):
+                self._add(name, "assign", node.value, node, order, self._is_conditional(node))
+        elif isinstance(node, (cst.For, cst.CompFor)):
+            for name, _ in _target_names(node.target):
+                self._add(name, "loop", node.iter, node, order, True)
+        elif isinstance(node, cst.WithItem) and node.asname is not None:
+            for name, _ in _target_names(node.asname.name):
+                self._add(name, "with", node.item, node, order, self._is_conditional(node))
+        elif isinstance(node, cst.Expr) and isinstance(node.value, cst.Call):
+            call = node.value
+            func = call.func
+            if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.attr.value.endswith("_") \
+                    and not func.attr.value.startswith("_"):
+                self._add(func.value.value, "inplace", call, node, order, self._is_conditional(node), method=func.attr.value)
+
+    # -- queries --------------------------------------------------------------------------
+    def reaching(self, name: str, before: int) -> list[Definition]:
+        """Definitions of `name` that may reach a point with pre-order number `before`."""
+        found: list[Definition] = []
+        for definition in reversed(self.definitions.get(name, ())):
+            if definition.order >= before:
+                continue
+            found.append(definition)
+            if not definition.conditional:
+                break
+        return found
+
+    def is_parameter(self, name: str) -> bool:
+        return name in self.parameters
+
+    def later_uses(self, name: str, after: int) -> list[cst.Name]:
+        return [use for use in self.uses.get(name, ()) if self._index.order.get(use, 0) > after]
+
+
+def _is_read(name: cst.Name, parent: cst.CSTNode | None) -> bool:
+    """False for names that are attribute names, keywords, parameters or plain assignment targets."""
+    if isinstance(parent, cst.Attribute):
+        return parent.value is name
+    if isinstance(parent, cst.Arg):
+        return parent.value is name
+    if isinstance(parent, (cst.Param, cst.AssignTarget, cst.FunctionDef, cst.ClassDef, cst.ImportAlias, cst.AsName)):
+        return False
+    return True
+
+
+def _unpacked_value(target: cst.BaseExpression, name: str, value: cst.BaseExpression) -> cst.BaseExpression | None:
+    """For `a, b = x, y` the element that binds `name`; None when the right side is not a literal tuple."""
+    if isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, (cst.Tuple, cst.List)) \
+            and len(target.elements) == len(value.elements):
+        for left, right in zip(target.elements, value.elements):
+            if isinstance(left.value, cst.Name) and left.value.value == name and not isinstance(right, cst.StarredElement):
+                return right.value
+    return None

@@ -1,0 +1,94 @@
+"""Qualified names from the module's own import statements: one cheap pass, no scope analysis.
+
+`F.softmax`, `nn.functional.softmax`, `torch.nn.functional.softmax` and `from torch.nn.functional
+import softmax as sm; sm(...)` all resolve to `torch.nn.functional.softmax`. Names imported nowhere
+fall back to the conventions every PyTorch file follows (`F`, `nn`, `torch`), so snippets without
+imports still resolve.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+CONVENTIONAL_ALIASES = {
+    "torch": "torch",
+    "nn": "torch.nn",
+    "F": "torch.nn.functional",
+    "np": "numpy",
+    "math": "math",
+    "einops": "einops",
+    "einsum": "torch.einsum",
+}
+
+# Some public names are re-exports; map them onto one spelling so rules list each op once.
+CANONICAL = {
+    "torch.nn.functional.softmax": "torch.softmax",
+    "torch.special.softmax": "torch.softmax",
+    "torch.nn.functional.log_softmax": "torch.log_softmax",
+    "torch.Tensor.softmax": "torch.softmax",
+    "torch.functional.einsum": "torch.einsum",
+    "einops.einsum": "torch.einsum",
+    "opt_einsum.contract": "torch.einsum",
+    "torch.nn.modules.activation.Softmax": "torch.nn.Softmax",
+    "torch.nn.modules.activation.MultiheadAttention": "torch.nn.MultiheadAttention",
+    "torch.nn.modules.transformer.TransformerEncoderLayer": "torch.nn.TransformerEncoderLayer",
+    "torch.nn.modules.transformer.TransformerDecoderLayer": "torch.nn.TransformerDecoderLayer",
+    "torch.nn.modules.transformer.TransformerEncoder": "torch.nn.TransformerEncoder",
+    "torch.nn.modules.transformer.TransformerDecoder": "torch.nn.TransformerDecoder",
+}
+
+
+def dotted(expr: cst.BaseExpression) -> str | None:
+    """`a.b.c` as text, or None for anything that is not a plain name/attribute chain."""
+    parts: list[str] = []
+    while isinstance(expr, cst.Attribute):
+        parts.append(expr.attr.value)
+        expr = expr.value
+    if not isinstance(expr, cst.Name):
+        return None
+    parts.append(expr.value)
+    return ".".join(reversed(parts))
+
+
+class ImportAliases:
+    """Local name -> fully qualified dotted name, from every import statement in the module."""
+
+    __slots__ = ("_aliases",)
+
+    def __init__(self, imports: list[cst.Import], import_froms: list[cst.ImportFrom]) -> None:
+        aliases: dict[str, str] = {}
+        for node in imports:
+            for alias in node.names:
+                full = dotted(alias.name)
+                if full is None:
+                    continue
+                if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                    aliases[alias.asname.name.value] = full
+                else:
+                    head = full.split(".")[0]
+                    aliases[head] = head
+        for node in import_froms:
+            if node.relative or node.module is None or isinstance(node.names, cst.ImportStar):
+                continue
+            module = dotted(node.module)
+            if module is None:
+                continue
+            for alias in node.names:
+                name = dotted(alias.name)
+                if name is None:
+                    continue
+                local = name
+                if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                    local = alias.asname.name.value
+                aliases[local] = f"{module}.{name}"
+        self._aliases = aliases
+
+    def qualify(self, expr: cst.BaseExpression) -> str | None:
+        """The qualified, canonical name of a name/attribute chain, or None."""
+        text = dotted(expr)
+        if text is None:
+            return None
+        head, _, rest = text.partition(".")
+        base = self._aliases.get(head) or CONVENTIONAL_ALIASES.get(head) or head
+        full = f"{base}.{rest}" if rest else base
+        return CANONICAL.get(full, full)

@@ -1,0 +1,43 @@
+"""The `sharpedges` command line: a thin face that dispatches to one module per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from sharpedges import __version__
+
+# Order is the order of `sharpedges --help`.
+COMMAND_MODULES = ("check", "rules", "rule", "review", "skills", "skill", "route", "pack", "serve", "calc")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sharpedges", description=(
+        "Lint rules and expert skills for transformer code: catches the bugs that run without crashing."))
+    parser.add_argument("--version", action="version", version=f"sharpedges {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"sharpedges.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"sharpedges.commands.{name}":
+                continue  # a face not built yet
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("sharpedges: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

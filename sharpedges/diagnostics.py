@@ -1,0 +1,60 @@
+"""Plain result records shared by the engine, the runner and every output format."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Edit:
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    content: str
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    rule: str
+    name: str
+    severity: str
+    path: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    message: str
+    help: str
+    fix: dict[str, Any] | None = None  # {"applicability": ..., "edits": [Edit as dict]}
+
+    def sort_key(self) -> tuple:
+        return (self.path, self.line, self.column, self.rule, self.message)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Diagnostic":
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class FileError:
+    path: str
+    message: str
+    rule: str | None = None  # set when a detector crashed
+
+    def to_json(self) -> dict[str, Any]:
+        data = {"path": self.path, "message": self.message}
+        if self.rule:
+            data["rule"] = self.rule
+        return data
+
+
+@dataclass
+class FileResult:
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    errors: list[FileError] = field(default_factory=list)
+    parsed: bool = False

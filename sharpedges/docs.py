@@ -1,0 +1,52 @@
+"""A rule's documentation in ruff's order, with where its reference implementation lives."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REFERENCE_ROOT = Path(__file__).resolve().parent.parent / "reference_impls"
+
+
+def reference_excerpt(reference: str, max_lines: int = 25) -> tuple[str, str]:
+    """(location 'reference_impls/attention.py:12', first lines of the symbol's source) without
+    importing torch: the file is read and parsed with `ast`."""
+    module, symbol = reference.split(":")
+    path = REFERENCE_ROOT / f"{module}.py"
+    try:
+        source = path.read_text(encoding="utf-8")
+    except OSError:
+        return f"sharpedges.reference_impls.{module}:{symbol}", ""
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)) and node.name == symbol:
+            lines = source.splitlines()[node.lineno - 1 - len(node.decorator_list): node.end_lineno]
+            excerpt = "\n".join(lines[:max_lines]) + ("\n    ..." if len(lines) > max_lines else "")
+            return f"reference_impls/{module}.py:{node.lineno}", excerpt
+    return f"sharpedges.reference_impls.{module}:{symbol}", ""
+
+
+def rule_markdown(spec) -> str:
+    where, excerpt = reference_excerpt(spec.reference_impl)
+    parts = [f"# {spec.code} {spec.name}\n", f"{spec.title}. Severity: {spec.severity}. "
+             f"{'On by default' if spec.default else 'Opt-in (select it by code or use --preview)'}.\n",
+             "## What it does\n", spec.message.strip() + "\n",
+             "## Why is this bad?\n", spec.rationale.strip() + "\n",
+             "## Example\n", "```python\n" + spec.examples.bad[0].rstrip() + "\n```\n",
+             "## Use instead\n", spec.use_instead.strip() + "\n", "```python\n" + spec.examples.good[0].rstrip() + "\n```\n",
+             "## Fix safety\n", {"none": "No automatic fix.", "safe": "The fix is safe: it does not change behaviour.",
+                                 "unsafe": "The fix is unsafe: it changes numerics; review it (`--fix --unsafe-fixes`)."}[spec.fix] + "\n"]
+    if spec.precision:
+        parts += ["## Precision on real code\n", spec.precision.strip() + "\n"]
+    if spec.options:
+        parts.append("## Options\n")
+        parts += [f"- `{name}` ({option.type}, default `{option.default}`): {option.description}\n"
+                  for name, option in spec.options.items()]
+        parts.append("")
+    parts += ["## Reference implementation\n", f"`sharpedges.reference_impls.{spec.reference_impl}` ({where})\n"]
+    if excerpt:
+        parts.append("```python\n" + excerpt + "\n```\n")
+    parts += ["## Skill\n", f"`{spec.skill}` (`sharpedges skill {spec.skill.split('#')[0]}`)\n"]
+    if spec.references:
+        parts.append("## References\n")
+        parts += [f"- {reference}\n" for reference in spec.references]
+    return "\n".join(parts)

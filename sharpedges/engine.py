@@ -1,0 +1,114 @@
+"""Checks one file: screen the bytes, parse once, run every enabled detector, position and
+suppress what they found. Knows nothing of files on disk, config files or output formats."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from sharpedges.analysis.context import FileContext
+from sharpedges.detector import Finding
+from sharpedges.diagnostics import Diagnostic, Edit, FileError, FileResult
+from sharpedges.registry import Rule
+
+NOQA = re.compile(r"#\s*noqa(?::\s*(?P<codes>[A-Z]+[0-9]+(?:\s*,\s*[A-Z]+[0-9]+)*))?", re.IGNORECASE)
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+
+
+class Engine:
+    def __init__(self, rules: Iterable[Rule], options: dict[str, dict[str, Any]] | None = None,
+                 screen: bool = True, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.rules = list(rules)
+        self.options = {rule.code: (options or {}).get(rule.code, rule.spec.option_defaults()) for rule in self.rules}
+        self.screen = screen
+        self.max_bytes = max_bytes
+        self.current_rule: str | None = None  # what is running now, for time-limit reports
+
+    def check(self, path: str, data: bytes) -> FileResult:
+        result = FileResult()
+        if len(data) > self.max_bytes:
+            result.errors.append(FileError(path, f"file too large ({len(data) / 2**20:.1f} MiB > "
+                                                 f"{self.max_bytes / 2**20:.0f} MiB limit), not checked"))
+            return result
+        if b"\0" in data:
+            result.errors.append(FileError(path, "binary file (contains NUL bytes), not checked"))
+            return result
+        rules = self.rules
+        if self.screen:
+            lowered = data.lower()
+            rules = [rule for rule in rules if rule.detector.may_match(lowered)]
+        if not rules:
+            return result
+        try:
+            module = cst.parse_module(data)
+        except cst.ParserSyntaxError as exc:
+            result.errors.append(FileError(path, f"syntax error at {exc.raw_line}:{exc.raw_column + 1}: {exc.message}"))
+            return result
+        except (UnicodeDecodeError, LookupError, SyntaxError) as exc:
+            result.errors.append(FileError(path, f"cannot decode: {exc}"))
+            return result
+        except RecursionError:
+            result.errors.append(FileError(path, "nested too deeply to parse"))
+            return result
+        result.parsed = True
+        try:
+            ctx = FileContext(path, module)
+        except RecursionError:
+            result.errors.append(FileError(path, "nested too deeply to analyse"))
+            return result
+        found: list[tuple[Rule, Finding]] = []
+        for rule in rules:
+            ctx.options = self.options[rule.code]
+            self.current_rule = rule.code
+            try:
+                found.extend((rule, finding) for finding in rule.detector().check(ctx))
+            except RecursionError:
+                result.errors.append(FileError(path, f"{rule.code} gave up: nested too deeply", rule.code))
+            except Exception as exc:  # a detector bug must not hide the other rules' findings
+                result.errors.append(FileError(path, f"{rule.code} crashed: {type(exc).__name__}: {exc}", rule.code))
+        self.current_rule = None
+        if found:
+            result.diagnostics = self._diagnostics(path, ctx, found)
+        return result
+
+    def _diagnostics(self, path: str, ctx: FileContext, found: list[tuple[Rule, Finding]]) -> list[Diagnostic]:
+        # Positions are computed only for files with findings: libcst's PositionProvider costs
+        # about two parses, far too much to pay on every file.
+        positions = MetadataWrapper(ctx.module, unsafe_skip_copy=True).resolve(PositionProvider)
+        lines = ctx.module.code.splitlines()
+        diagnostics: dict[tuple, Diagnostic] = {}
+        for rule, finding in found:
+            span = positions[finding.node]
+            anchor = positions[finding.anchor or ctx.index.statement_of(finding.node)]
+            if _suppressed(rule.code, lines, {span.start.line, anchor.start.line}):
+                continue
+            fix = None
+            if finding.fix is not None:
+                edits = []
+                for replacement in finding.fix.replacements:
+                    where = positions[replacement.node]
+                    edits.append(Edit(where.start.line, where.start.column + 1, where.end.line,
+                                      where.end.column + 1, replacement.code).__dict__)
+                fix = {"applicability": finding.fix.applicability, "edits": edits}
+            diagnostic = Diagnostic(
+                rule=rule.code, name=rule.spec.name, severity=rule.spec.severity, path=path,
+                line=span.start.line, column=span.start.column + 1, end_line=span.end.line,
+                end_column=span.end.column + 1, message=finding.message or rule.spec.message,
+                help=rule.spec.help_uri, fix=fix)
+            diagnostics.setdefault(diagnostic.sort_key(), diagnostic)
+        return sorted(diagnostics.values(), key=Diagnostic.sort_key)
+
+
+def _suppressed(code: str, lines: list[str], line_numbers: set[int]) -> bool:
+    for number in line_numbers:
+        if not 0 < number <= len(lines) or "#" not in lines[number - 1]:
+            continue
+        for match in NOQA.finditer(lines[number - 1]):
+            codes = match.group("codes")
+            if codes is None or code in {c.strip().upper() for c in codes.split(",")}:
+                return True
+    return False

@@ -1,0 +1,121 @@
+"""Prompt packs: the skills rendered for each agent orchestrator, as {relative path: file text}.
+
+Building a pack is pure (knowledge in, texts out); writing is separate, so tests and the CLI share
+one code path and the same knowledge always gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from sharpedges.knowledge.registry import KnowledgeBase
+from sharpedges.knowledge.render import render, render_markdown, render_parts, skill_context
+from sharpedges.knowledge.schema import Skill
+
+MANIFEST_NAME = "sharpedges-skills.json"
+# The claude-skill reference files: (file, title, Markdown parts). SKILL.md links to each one.
+CLAUDE_REFERENCES = (
+    ("sharp-edges.md", "sharp edges", ("sharp-edges",)),
+    ("knowledge.md", "knowledge", ("principles", "knowledge", "glossary", "patterns", "anti-patterns",
+                                   "tradeoffs", "failure-modes", "decision-guides", "references")),
+    ("collaboration.md", "collaboration", ("collaboration",)),
+)
+
+
+def _yaml(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100, default_flow_style=False)
+
+
+def _spawner(kb: KnowledgeBase) -> dict[str, str]:
+    """The four-file layout of the seed's Spawner skills, per skill."""
+    files = {}
+    for skill in kb.skills.values():
+        body = skill.model_dump(mode="json", exclude={"sharp_edges", "handoffs", "receives_from"})
+        edges = [{"id": edge.id, "summary": edge.title, "severity": edge.severity.lower(), "why": edge.why,
+                  "solution": edge.solution, "solution_code": edge.solution_code, "symptoms": edge.symptoms,
+                  "detected_by": edge.rules, "references": edge.references} for edge in skill.sharp_edges]
+        validations = [{"id": code, "name": kb.specs[code].name, "severity": kb.specs[code].severity,
+                        "type": "cst", "command": f"sharpedges check --select {code}",
+                        "message": kb.specs[code].message, "fix_action": kb.specs[code].use_instead,
+                        "sharp_edge": edge.id, "applies_to": ["**/*.py"]}
+                       for edge in skill.sharp_edges for code in edge.rules]
+        collaboration = {"receives_from": [entry.model_dump() for entry in skill.receives_from],
+                         "delegation_triggers": [handoff.model_dump() for handoff in skill.handoffs],
+                         "related": skill.related}
+        files[f"{skill.id}/skill.yaml"] = _yaml(body)
+        files[f"{skill.id}/sharp-edges.yaml"] = _yaml({"sharp_edges": edges})
+        files[f"{skill.id}/validations.yaml"] = _yaml({"validations": validations})
+        files[f"{skill.id}/collaboration.yaml"] = _yaml(collaboration)
+    return files
+
+
+def _claude_skill(kb: KnowledgeBase) -> dict[str, str]:
+    """Agent Skills folders: a short SKILL.md, details in references/ (progressive disclosure)."""
+    files = {}
+    for skill in kb.skills.values():
+        files[f"{skill.id}/SKILL.md"] = render("claude-skill/SKILL.md.j2", **skill_context(kb, skill))
+        for name, title, parts in CLAUDE_REFERENCES:
+            body = render_parts(kb, skill, parts, skill_link="../../{id}/SKILL.md")
+            files[f"{skill.id}/references/{name}"] = f"# {skill.name}: {title}\n\n{body}"
+    return files
+
+
+def _cursor(kb: KnowledgeBase) -> dict[str, str]:
+    return {f".cursor/rules/{skill.id}.mdc": render("cursor/rule.mdc.j2", **skill_context(kb, skill))
+            for skill in kb.skills.values()}
+
+
+def _agents_md(kb: KnowledgeBase) -> dict[str, str]:
+    names = {sid: skill.name for sid, skill in kb.skills.items()}
+    return {"AGENTS.md": render("agents-md/AGENTS.md.j2", skills=list(kb.skills.values()), names=names)}
+
+
+def _markdown(kb: KnowledgeBase) -> dict[str, str]:
+    return {f"{skill.id}.md": render_markdown(kb, skill) for skill in kb.skills.values()}
+
+
+def manifest(kb: KnowledgeBase) -> dict[str, Any]:
+    """One document an orchestrator can route and delegate from without reading any other file."""
+    def skill_entry(skill: Skill) -> dict[str, Any]:
+        return {"id": skill.id, "name": skill.name, "version": skill.version, "description": skill.description,
+                "triggers": skill.triggers.model_dump(),
+                "handoffs": [handoff.model_dump() for handoff in skill.handoffs],
+                "receives_from": [entry.model_dump() for entry in skill.receives_from],
+                "related": skill.related,
+                "sharp_edges": [{"id": edge.id, "severity": edge.severity, "title": edge.title,
+                                 "rules": edge.rules} for edge in skill.sharp_edges]}
+
+    rules = [{"code": spec.code, "name": spec.name, "title": spec.title, "severity": spec.severity,
+              "skill": spec.skill.split("#", 1)[0], "sharp_edge": spec.skill.split("#", 1)[1],
+              "reference_impl": spec.reference_impl} for spec in kb.specs.values()]
+    return {"version": 1, "skills": [skill_entry(skill) for skill in kb.skills.values()], "rules": rules}
+
+
+def _json(kb: KnowledgeBase) -> dict[str, str]:
+    return {MANIFEST_NAME: json.dumps(manifest(kb), indent=2, ensure_ascii=False) + "\n"}
+
+
+TARGETS: dict[str, Callable[[KnowledgeBase], dict[str, str]]] = {
+    "spawner": _spawner, "claude-skill": _claude_skill, "cursor": _cursor,
+    "agents-md": _agents_md, "markdown": _markdown, "json": _json,
+}
+
+
+def build_pack(kb: KnowledgeBase, target: str) -> dict[str, str]:
+    if target not in TARGETS:
+        raise ValueError(f"unknown target '{target}' (choose from: {', '.join(TARGETS)})")
+    return dict(sorted(TARGETS[target](kb).items()))
+
+
+def write_pack(kb: KnowledgeBase, target: str, out_dir: Path) -> list[Path]:
+    written = []
+    for relative, text in build_pack(kb, target).items():
+        path = out_dir / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(text.encode("utf-8"))  # bytes: no platform newline translation
+        written.append(path)
+    return written

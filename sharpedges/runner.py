@@ -1,0 +1,258 @@
+"""Runs the engine over many files: discovery, config per path, cache, processes, time limits.
+
+Data flows one way: paths -> discovery -> (cache | byte screen -> parse -> detectors) -> results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import signal
+import stat
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pathspec
+
+from sharpedges.cache import ResultCache, code_fingerprint
+from sharpedges.config import Config, find_config
+from sharpedges.diagnostics import Diagnostic, FileError, FileResult
+from sharpedges.discovery import discover
+from sharpedges.engine import DEFAULT_MAX_BYTES, Engine
+from sharpedges.registry import select_rules
+from sharpedges.specs import validate_options
+
+DEFAULT_TIME_LIMIT = 60.0
+
+
+@dataclass
+class CheckOptions:
+    paths: list[str] = field(default_factory=lambda: ["."])
+    select: list[str] | None = None
+    extend_select: list[str] = field(default_factory=list)
+    ignore: list[str] = field(default_factory=list)
+    preview: bool = False
+    use_cache: bool = True
+    cache_dir: str | None = None
+    jobs: int | None = None
+    shard: tuple[int, int] | None = None  # (K, N), 1-based K
+    screen: bool = field(default_factory=lambda: os.environ.get("SHARPEDGES_NO_SCREEN") != "1")
+    time_limit: float = DEFAULT_TIME_LIMIT
+    progress: Callable[[int, int], None] | None = None
+
+
+@dataclass
+class RunResult:
+    diagnostics: list[Diagnostic]
+    errors: list[FileError]
+    files: int
+
+
+@dataclass(frozen=True)
+class _Task:
+    index: int
+    display: str
+    path: str
+    engine: int  # index into the engines built for the run
+
+
+class FileTimeout(BaseException):
+    """Raised by the alarm when one file takes longer than the time limit (BaseException so no
+    detector's `except Exception` can swallow it)."""
+
+
+def build_engine(config: Config, options: CheckOptions) -> Engine:
+    """The rules and options a config and the command line select (raises on unknown codes/options)."""
+    select = options.select if options.select is not None else config.select
+    rules = select_rules(select, [*config.extend_select, *options.extend_select], [*config.ignore, *options.ignore],
+                         preview=options.preview or config.preview)
+    by_code = {rule.code: rule for rule in rules}
+    where = str(config.path) if config.path else "command line"
+    from sharpedges.registry import all_rules
+
+    rule_options = {}
+    for code, given in config.rule_options.items():
+        if code not in all_rules():
+            raise ValueError(f"{where}: [tool.sharpedges.rules.{code}]: unknown rule code {code}")
+        rule_options[code] = validate_options(all_rules()[code].spec, given, where)
+    options_for = {code: rule_options.get(code, rule.spec.option_defaults()) for code, rule in by_code.items()}
+    return Engine(rules, options_for, screen=options.screen, max_bytes=config.max_file_size or DEFAULT_MAX_BYTES)
+
+
+def engine_key(engine: Engine) -> str:
+    payload = json.dumps({"code": code_fingerprint(), "rules": engine.options, "screen": engine.screen,
+                          "max": engine.max_bytes}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def read_source(path: str, max_bytes: int) -> bytes | str:
+    """The file's bytes, or a one-line reason it cannot be read. Never opens a FIFO or device."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        return "cannot read: symlink loop" if exc.errno == 40 else f"cannot read: {(exc.strerror or str(exc)).lower()}"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file (FIFO, device or socket), not checked"
+    if info.st_size > max_bytes:
+        return f"file too large ({info.st_size / 2**20:.1f} MiB > {max_bytes / 2**20:.0f} MiB limit), not checked"
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(max_bytes + 1)
+    except OSError as exc:
+        return f"cannot read: {(exc.strerror or str(exc)).lower()}"
+
+
+# Worker state: set in the parent before forking (or in the initializer), read by `_check_task`.
+_ENGINES: list[Engine] = []
+_CACHES: list[ResultCache | None] = []
+_TIME_LIMIT = DEFAULT_TIME_LIMIT
+
+
+def _on_alarm(signum, frame):  # pragma: no cover - exercised through the time-limit test
+    raise FileTimeout()
+
+
+def check_source(engine: Engine, display: str, data: bytes, time_limit: float) -> FileResult:
+    """Run the engine on one file's bytes under a time limit."""
+    use_alarm = time_limit > 0 and hasattr(signal, "setitimer") and _is_main_thread()
+    if use_alarm:
+        previous = signal.signal(signal.SIGALRM, _on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, time_limit)
+    try:
+        return engine.check(display, data)
+    except FileTimeout:
+        where = f" in {engine.current_rule}" if engine.current_rule else ""
+        return FileResult(errors=[FileError(display, f"timed out after {time_limit:g} s{where}, not checked",
+                                            engine.current_rule)])
+    finally:
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
+def _is_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _check_task(task: _Task) -> tuple[int, list[dict], list[dict]]:
+    engine = _ENGINES[task.engine]
+    data = read_source(task.path, engine.max_bytes)
+    if isinstance(data, str):
+        return task.index, [], [FileError(task.display, data).to_json()]
+    cache = _CACHES[task.engine]
+    key = cache.key(data) if cache is not None else ""
+    if cache is not None and (entry := cache.get(key)) is not None:
+        diagnostics = [{**d, "path": task.display} for d in entry["diagnostics"]]
+        errors = [{**e, "path": task.display} for e in entry["errors"]]
+        return task.index, diagnostics, errors
+    result = check_source(engine, task.display, data, _TIME_LIMIT)
+    diagnostics = [d.to_json() for d in result.diagnostics]
+    errors = [e.to_json() for e in result.errors]
+    timed_out = any("timed out" in e["message"] for e in errors)
+    if cache is not None and not timed_out:
+        cache.put(key, [{**d, "path": ""} for d in diagnostics], [{**e, "path": ""} for e in errors])
+    return task.index, diagnostics, errors
+
+
+def in_shard(display: str, shard: tuple[int, int] | None) -> bool:
+    if shard is None:
+        return True
+    k, n = shard
+    return int(hashlib.sha1(display.encode()).hexdigest(), 16) % n == k - 1
+
+
+def _per_file_ignored(config: Config, diagnostic: Diagnostic) -> bool:
+    if not config.per_file_ignores:
+        return False
+    path = Path(diagnostic.path)
+    try:
+        relative = path.resolve().relative_to(config.root.resolve()).as_posix()
+    except ValueError:
+        relative = path.as_posix()
+    for pattern, codes in config.per_file_ignores.items():
+        if pathspec.PathSpec.from_lines("gitwildmatch", [pattern]).match_file(relative) and \
+                any(diagnostic.rule.startswith(code) or code == "ALL" for code in codes):
+            return True
+    return False
+
+
+def run_check(options: CheckOptions) -> RunResult:
+    """Check every file under `options.paths`. Raises ConfigError / RegistryError / ValueError
+    for configuration problems (exit 2 before any file is read)."""
+    global _TIME_LIMIT
+    errors: list[FileError] = []
+    engines: list[Engine] = []
+    caches: list[ResultCache | None] = []
+    configs: list[Config] = []
+    engine_of_config: dict[int, int] = {}
+    tasks: list[_Task] = []
+    for argument in options.paths:
+        config = find_config(Path(argument).resolve())
+        slot = engine_of_config.get(id(config))
+        if slot is None:
+            engine = build_engine(config, options)
+            slot = engine_of_config[id(config)] = len(engines)
+            engines.append(engine)
+            configs.append(config)
+            if options.use_cache:
+                directory = Path(options.cache_dir or config.cache_dir or ".sharpedges_cache")
+                if not directory.is_absolute() and config.cache_dir and not options.cache_dir:
+                    directory = config.root / directory
+                caches.append(ResultCache(directory, engine_key(engine)))
+            else:
+                caches.append(None)
+        for candidate in discover([argument], [*config.exclude, *config.extend_exclude], errors):
+            if in_shard(candidate.display, options.shard):
+                tasks.append(_Task(len(tasks), candidate.display, str(candidate.path), slot))
+
+    _ENGINES[:] = engines
+    _CACHES[:] = caches
+    _TIME_LIMIT = options.time_limit
+    results: list[tuple[int, list[dict], list[dict]]] = []
+    jobs = min(options.jobs or os.cpu_count() or 1, len(tasks))
+    progress = options.progress
+    if jobs > 1 and len(tasks) > 8 and "fork" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("fork")
+        chunksize = max(1, min(16, len(tasks) // (jobs * 8)))
+        with context.Pool(jobs) as pool:
+            for done, item in enumerate(pool.imap_unordered(_check_task, tasks, chunksize=chunksize), 1):
+                results.append(item)
+                if progress:
+                    progress(done, len(tasks))
+    else:
+        for done, task in enumerate(tasks, 1):
+            results.append(_check_task(task))
+            if progress:
+                progress(done, len(tasks))
+
+    diagnostics: list[Diagnostic] = []
+    for index, found, problems in results:
+        config = configs[tasks[index].engine]
+        diagnostics.extend(d for d in map(Diagnostic.from_json, found) if not _per_file_ignored(config, d))
+        errors.extend(FileError(**e) for e in problems)
+    diagnostics.sort(key=Diagnostic.sort_key)
+    errors.sort(key=lambda e: (e.path, e.message))
+    return RunResult(diagnostics, errors, len(tasks))
+
+
+def stderr_progress() -> Callable[[int, int], None] | None:
+    """A progress line on stderr for runs over ~2 s, only when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+    started = time.monotonic()
+
+    def report(done: int, total: int) -> None:
+        if time.monotonic() - started < 2.0:
+            return
+        end = "\n" if done == total else ""
+        sys.stderr.write(f"\rsharpedges: checked {done}/{total} files{end}")
+        sys.stderr.flush()
+
+    return report

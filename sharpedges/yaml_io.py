@@ -1,0 +1,33 @@
+"""YAML loading that never executes anything: safe loading only, errors name file and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+try:  # the C loader is ~10x faster and just as safe
+    _SafeLoader: type = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - libyaml missing
+    _SafeLoader = yaml.SafeLoader
+
+
+class DataFileError(Exception):
+    """A data file (rule spec, skill, config) that cannot be used; the message names the file."""
+
+
+def load_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataFileError(f"{path}: cannot read: {exc}") from None
+    try:
+        return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - safe loader
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise DataFileError(f"{path}{where}: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise DataFileError(f"{path}: {exc}") from None

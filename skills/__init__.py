@@ -1,0 +1,1 @@
+"""Expert skills: one YAML file per skill, validated by sharpedges.knowledge.schema."""
