@@ -48,7 +48,7 @@ def pinned_sdpa_backend(backend: SDPBackend | str) -> Iterator[BackendRun]:
     kernel") and ``run.ran`` stays None.
     """
     if isinstance(backend, str):
-        backend = SDPBackend[backend.upper()]
+        backend = SDPBackend.__members__[backend.upper()]
     record = BackendRun(requested=backend.name)
     with sdpa_kernel([backend]):
         yield record

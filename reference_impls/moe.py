@@ -19,14 +19,15 @@ from torch import Tensor, nn
 
 @dataclass
 class Routing:
-    weights: Tensor  # (N, k) fp32 combine weights of the chosen experts
+    # Floating tensors are fp32, or fp64 for fp64 inputs.
+    weights: Tensor  # (N, k) combine weights of the chosen experts
     experts: Tensor  # (N, k) long expert ids
-    logits: Tensor  # (N, E) fp32 router logits, for the z-loss
-    probs: Tensor  # (N, E) fp32, rows sum to 1, for the load-balancing loss
+    logits: Tensor  # (N, E) router logits, for the z-loss
+    probs: Tensor  # (N, E) rows sum to 1, for the load-balancing loss
 
 
 class TopKRouter(nn.Module):
-    """Scores every expert in fp32 and keeps the top k per token.
+    """Scores every expert in (at least) fp32 and keeps the top k per token.
 
     In bf16, near-tied logits round to exact ties and top-k picks the wrong expert
     (vLLM #14027, #58076), so the gate matmul runs in fp32 even under autocast.
@@ -45,8 +46,9 @@ class TopKRouter(nn.Module):
         self.gate = nn.Linear(d_model, n_experts, bias=False)
 
     def forward(self, x: Tensor) -> Routing:
+        router_dtype = torch.promote_types(x.dtype, torch.float32)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            logits = F.linear(x.float(), self.gate.weight.float())  # (N, E) fp32
+            logits = F.linear(x.to(router_dtype), self.gate.weight.to(router_dtype))  # (N, E)
         scores = logits.softmax(dim=-1) if self.score == "softmax" else logits.sigmoid()
         weights, experts = scores.topk(self.k, dim=-1)  # (N, k)
         if self.renormalize:
@@ -126,20 +128,22 @@ def dispatch_sorted(
     token_of = order // k  # source token of each sorted assignment
     counts = torch.bincount(flat_experts, minlength=w_in.size(0))  # (E,)
     y_sorted = _expert_mlp_sorted(x[token_of], counts, w_in, w_out, grouped)  # (N*k, C)
-    weighted = y_sorted.float() * weights.reshape(-1)[order, None]
-    out = torch.zeros(n_tokens, x.size(-1), dtype=torch.float32, device=x.device)
+    combine_dtype = torch.promote_types(x.dtype, torch.float32)  # sum k expert outputs in fp32
+    weighted = y_sorted.to(combine_dtype) * weights.reshape(-1)[order, None].to(combine_dtype)
+    out = torch.zeros(n_tokens, x.size(-1), dtype=combine_dtype, device=x.device)
     return out.index_add_(0, token_of, weighted).to(x.dtype)
 
 
 def dispatch_loop(x: Tensor, weights: Tensor, experts: Tensor, w_in: Tensor, w_out: Tensor) -> Tensor:
     """The obvious version: for each expert, gather its tokens, run it, add back. x (N, C)."""
-    out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
+    combine_dtype = torch.promote_types(x.dtype, torch.float32)
+    out = torch.zeros(x.shape, dtype=combine_dtype, device=x.device)
     for e in range(w_in.size(0)):
         token_idx, slot = torch.where(experts == e)  # tokens that chose e, and in which slot
         if token_idx.numel() == 0:
             continue
         y = F.gelu(x[token_idx] @ w_in[e]) @ w_out[e]
-        out.index_add_(0, token_idx, y.float() * weights[token_idx, slot, None])
+        out.index_add_(0, token_idx, y.to(combine_dtype) * weights[token_idx, slot, None].to(combine_dtype))
     return out.to(x.dtype)
 
 
