@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import Attention
-from .kv_cache import StaticKVCache
+from .kv_cache import PagedKVCache, SlidingWindowCache, StaticKVCache
 from .norm import LayerNorm, RMSNorm
 from .positional import RotaryEmbedding
 
@@ -124,20 +124,34 @@ class TinyDecoder(nn.Module):
             x = block(x, positions=positions, rope=self.rope, cache=cache, attn_mask=attn_mask)
         return self.lm_head(self.final_norm(x))  # (B, T, vocab)
 
-    def new_static_caches(self, batch_size: int, max_len: int) -> list[StaticKVCache]:
-        weight = self.tok_emb.weight
-        n_kv_heads = self.cfg.n_kv_heads or self.cfg.n_heads
-        return [
-            StaticKVCache(batch_size, n_kv_heads, max_len, self.cfg.head_dim, dtype=weight.dtype, device=weight.device)
-            for _ in self.blocks
-        ]
+    def new_caches(self, kind: str, batch_size: int, max_len: int, *, block_size: int = 16) -> list:
+        """One cache per layer, in the model's dtype and device: "static" (max_len
+        tokens), "sliding" (the config's window) or "paged" (blocks for max_len)."""
+        cfg, weight = self.cfg, self.tok_emb.weight
+        n_kv_heads = cfg.n_kv_heads or cfg.n_heads
+        where = {"dtype": weight.dtype, "device": weight.device}
+        assert (kind == "sliding") == (cfg.window is not None), "sliding-window models need the ring cache"
+
+        def one_cache():
+            if kind == "static":
+                return StaticKVCache(batch_size, n_kv_heads, max_len, cfg.head_dim, **where)
+            if kind == "sliding":
+                return SlidingWindowCache(batch_size, n_kv_heads, cfg.window, cfg.head_dim, **where)
+            if kind == "paged":
+                num_blocks = batch_size * -(-max_len // block_size)
+                return PagedKVCache(
+                    batch_size, n_kv_heads, cfg.head_dim, block_size=block_size, num_blocks=num_blocks, **where
+                )
+            raise ValueError(f"unknown cache kind {kind!r}")
+
+        return [one_cache() for _ in self.blocks]
 
     @torch.no_grad()
     def generate(self, idx: Tensor, max_new_tokens: int) -> Tensor:
-        """Greedy decoding with a bounded static cache: prefill once, then one token a step."""
+        """Greedy decoding with a bounded cache: prefill once, then one token a step."""
         assert not self.training, "call .eval() first: dropout must be off while generating"
-        assert self.cfg.window is None, "a sliding-window model needs SlidingWindowCache"
-        caches = self.new_static_caches(idx.size(0), idx.size(1) + max_new_tokens)
+        kind = "static" if self.cfg.window is None else "sliding"
+        caches = self.new_caches(kind, idx.size(0), idx.size(1) + max_new_tokens)
         next_input = idx
         for _ in range(max_new_tokens):
             logits = self(next_input, caches=caches)  # (B, T or 1, vocab)

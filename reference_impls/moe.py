@@ -147,6 +147,15 @@ def dispatch_loop(x: Tensor, weights: Tensor, experts: Tensor, w_in: Tensor, w_o
     return out.to(x.dtype)
 
 
+def dispatch_dense(x: Tensor, weights: Tensor, experts: Tensor, w_in: Tensor, w_out: Tensor) -> Tensor:
+    """The slow truth: every expert on every token, unchosen experts weighted 0. x (N, C)."""
+    combine_dtype = torch.promote_types(x.dtype, torch.float32)
+    gates = torch.zeros(x.size(0), w_in.size(0), dtype=combine_dtype, device=x.device)  # (N, E)
+    gates.scatter_(1, experts, weights.to(combine_dtype))
+    every_expert = F.gelu(torch.einsum("nc,ecf->enf", x, w_in)) @ w_out  # (E, N, C)
+    return torch.einsum("ne,enc->nc", gates, every_expert.to(combine_dtype)).to(x.dtype)
+
+
 # ----------------------------------------------------------------------------- layer
 
 

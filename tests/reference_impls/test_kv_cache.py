@@ -12,19 +12,7 @@ from sharpedges.reference_impls.kv_cache import (  # noqa: E402
     StaticKVCache,
 )
 
-BATCH, SEQ, PREFILL, N_KV, HEAD_DIM = 2, 13, 7, 2, 8
-F64 = torch.float64
-
-
-def make_caches(kind, n_layers, window):
-    def one():
-        if kind == "static":
-            return StaticKVCache(BATCH, N_KV, SEQ, HEAD_DIM, dtype=F64)
-        if kind == "sliding":
-            return SlidingWindowCache(BATCH, N_KV, window, HEAD_DIM, dtype=F64)
-        return PagedKVCache(BATCH, N_KV, HEAD_DIM, block_size=4, num_blocks=2 * 4, dtype=F64)
-
-    return [one() for _ in range(n_layers)]
+BATCH, SEQ, PREFILL, N_KV = 2, 13, 7, 2
 
 
 @pytest.mark.parametrize("use_sdpa", [True, False], ids=["sdpa", "eager"])
@@ -36,7 +24,7 @@ def test_cached_decode_equals_full_forward(kind, use_sdpa):
     torch.manual_seed(0)
     model = TinyDecoder(cfg).double().eval()
     idx = torch.randint(0, 64, (BATCH, SEQ))
-    caches = make_caches(kind, cfg.n_layers, window)
+    caches = model.new_caches(kind, BATCH, SEQ, block_size=4)
     steps = [model(idx[:, :PREFILL], caches=caches)]
     steps += [model(idx[:, t : t + 1], caches=caches) for t in range(PREFILL, SEQ)]
     torch.testing.assert_close(torch.cat(steps, dim=1), model(idx))

@@ -10,6 +10,7 @@ import torch.nn.functional as F  # noqa: E402
 from sharpedges.reference_impls.moe import (  # noqa: E402
     MoELayer,
     TopKRouter,
+    dispatch_dense,
     dispatch_loop,
     dispatch_sorted,
     load_balancing_loss,
@@ -30,20 +31,12 @@ def routed_problem(dtype=torch.float64, seed=0):
     return x, routing, w_in, w_out
 
 
-def dense_oracle(x, routing, w_in, w_out):
-    """Every expert on every token in fp64, combined with the routing weights."""
-    all_outputs = torch.stack([F.gelu(x.double() @ w_in[e].double()) @ w_out[e].double() for e in range(N_EXPERTS)])
-    gates = torch.zeros(x.size(0), N_EXPERTS, dtype=torch.float64)
-    gates.scatter_(1, routing.experts, routing.weights.double())
-    return torch.einsum("te,etc->tc", gates, all_outputs)  # (N, C)
-
-
 # -------------------------------------------------------------------------- dispatch
 
 
 def test_loop_and_sorted_dispatch_agree_with_the_dense_oracle():
     x, routing, w_in, w_out = routed_problem()
-    expected = dense_oracle(x, routing, w_in, w_out)
+    expected = dispatch_dense(x, routing.weights, routing.experts, w_in, w_out)
     looped = dispatch_loop(x, routing.weights, routing.experts, w_in, w_out)
     by_sorting = dispatch_sorted(x, routing.weights, routing.experts, w_in, w_out, grouped=False)
     torch.testing.assert_close(looped, expected)
@@ -65,8 +58,16 @@ def test_dispatch_gradients_agree():
 @pytest.mark.skipif(not hasattr(F, "grouped_mm"), reason="torch without F.grouped_mm")
 def test_grouped_matmul_dispatch_agrees_in_fp32():
     x, routing, w_in, w_out = routed_problem(dtype=torch.float32)
-    grouped = dispatch_sorted(x, routing.weights.float(), routing.experts, w_in, w_out, grouped=True)
-    torch.testing.assert_close(grouped.double(), dense_oracle(x, routing, w_in, w_out), rtol=1e-5, atol=1e-5)
+    weights = routing.weights.float().detach()
+    params = [t.requires_grad_(True) for t in (x, w_in, w_out)]
+    grouped = dispatch_sorted(x, weights, routing.experts, w_in, w_out, grouped=True)
+    exact = dispatch_dense(*(t.double() for t in (x, weights)), routing.experts, w_in.double(), w_out.double())
+    torch.testing.assert_close(grouped.double(), exact, rtol=1e-5, atol=1e-5)
+    upstream = torch.randn_like(grouped)
+    grads = torch.autograd.grad(grouped, params, upstream)
+    exact_grads = torch.autograd.grad(exact, params, upstream.double())
+    for grad, exact_grad in zip(grads, exact_grads):
+        torch.testing.assert_close(grad, exact_grad, rtol=1e-4, atol=1e-4)
 
 
 def test_a_starved_expert_is_handled():
