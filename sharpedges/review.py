@@ -1,0 +1,175 @@
+"""A review of a change: which lines changed (git or a unified diff), the findings on them, and
+the expert explanation of each rule found, ready for the Markdown / JSON / GitHub / SARIF faces.
+
+Data flows one way: (git diff | diff text) -> changed lines per file -> run_check on the changed
+Python files -> keep findings that touch a changed line -> explanations from the knowledge base.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sharpedges.diagnostics import Diagnostic
+from sharpedges.discovery import PYTHON_SUFFIXES
+from sharpedges.runner import CheckOptions, RunResult, run_check
+
+SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
+# Tried in order when no --base is given; the first that exists is the default branch.
+DEFAULT_BRANCH_CANDIDATES = ("origin/main", "origin/master", "main", "master")
+_HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+
+
+class ReviewError(Exception):
+    """The change could not be determined (not a git repository, unknown revision, bad diff)."""
+
+
+@dataclass(frozen=True)
+class ChangeSet:
+    # display path -> new-side line numbers that were added or changed; None: the whole file is new
+    lines: dict[str, frozenset[int] | None]
+    base: str  # what the change is measured against, for people: "main", "merge base with origin/main (1a2b3c4)"
+
+
+@dataclass(frozen=True)
+class Review:
+    result: RunResult  # only the findings that are kept
+    explanations: dict[str, dict[str, Any]]  # rule code -> sharpedges.knowledge.explain.explain_rule()
+    base: str
+    files: list[str]  # the changed Python files that were checked
+    all_lines: bool
+
+
+def parse_unified_diff(text: str) -> dict[str, frozenset[int]]:
+    """New-side line numbers of the added lines per file of a unified diff (git or `diff -u`).
+    Deleted files are left out; `a/` and `b/` prefixes are dropped. Hunk lengths are counted, so
+    an added line that reads "++ x" is not mistaken for a file header."""
+    changed: dict[str, set[int]] = {}
+    current: set[int] = set()  # a deleted file's hunks are counted into a set nobody keeps
+    old_left = new_left = line_number = 0
+    for raw in text.splitlines():
+        if old_left > 0 or new_left > 0:
+            if raw.startswith("+"):
+                current.add(line_number)
+                line_number, new_left = line_number + 1, new_left - 1
+            elif raw.startswith("-"):
+                old_left -= 1
+            elif not raw.startswith("\\"):  # "\ No newline at end of file" is no line
+                line_number, old_left, new_left = line_number + 1, old_left - 1, new_left - 1
+        elif raw.startswith("+++ "):
+            target = raw[4:].split("\t")[0].strip()
+            current = set() if target == "/dev/null" else \
+                changed.setdefault(target[2:] if target.startswith("b/") else target, set())
+        elif hunk := _HUNK.match(raw):
+            old_left = int(hunk.group(2) or 1)
+            line_number, new_left = int(hunk.group(3)), int(hunk.group(4) or 1)
+    return {path: frozenset(lines) for path, lines in changed.items()}
+
+
+def _git(*args: str) -> str:
+    try:
+        completed = subprocess.run(["git", "-c", "core.quotepath=off", *args], capture_output=True, text=True,
+                                   check=False)
+    except FileNotFoundError:
+        raise ReviewError("git is not installed; pass a diff with --diff-file") from None
+    if completed.returncode != 0:
+        raise ReviewError(f"git {args[0]} failed: {completed.stderr.strip() or completed.stdout.strip()}")
+    return completed.stdout
+
+
+def _verified(rev: str) -> str | None:
+    try:
+        return _git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}").strip()
+    except ReviewError:
+        return None
+
+
+def default_base() -> tuple[str, str]:
+    """(revision, description): the merge base with the default branch, else HEAD."""
+    try:
+        origin_head = _git("symbolic-ref", "--quiet", "--short", "refs/remotes/origin/HEAD").strip()
+    except ReviewError:
+        origin_head = ""
+    for branch in filter(None, (origin_head, *DEFAULT_BRANCH_CANDIDATES)):
+        if _verified(branch):
+            merge_base = _git("merge-base", branch, "HEAD").strip()
+            return merge_base, f"merge base with {branch} ({merge_base[:7]})"
+    return "HEAD", "HEAD"
+
+
+def git_changes(base: str | None, paths: list[str]) -> ChangeSet:
+    """Changed lines between `base` (default: see default_base) and the working tree, staged or
+    not, plus untracked files that are not ignored. Paths are relative to the current directory."""
+    _git("rev-parse", "--show-toplevel")  # a clear error outside a repository
+    if _verified("HEAD") is None:
+        raise ReviewError("the repository has no commits yet; pass a diff with --diff-file")
+    if base is None:
+        revision, description = default_base()
+    elif _verified(base) is None:
+        raise ReviewError(f"unknown revision '{base}'")
+    else:
+        revision, description = base, base
+    pathspec = ["--", *paths] if paths else []
+    diff = _git("diff", "--no-color", "--no-ext-diff", "--unified=0", "--relative", revision, *pathspec)
+    lines: dict[str, frozenset[int] | None] = dict(parse_unified_diff(diff))
+    for untracked in _git("ls-files", "--others", "--exclude-standard", *pathspec).splitlines():
+        lines[untracked] = None
+    return ChangeSet(lines, description)
+
+
+def diff_changes(text: str, paths: list[str], source: str) -> ChangeSet:
+    """Changed lines from a unified diff's text, kept to files under `paths` (all when empty)."""
+    if text.strip() and not re.search(r"^\+\+\+ ", text, re.MULTILINE):
+        raise ReviewError(f"{source}: not a unified diff (no '+++' file header)")
+    lines = parse_unified_diff(text)
+    prefixes = [os.path.normpath(path) for path in paths]
+
+    def wanted(path: str) -> bool:
+        normal = os.path.normpath(path)
+        return not prefixes or any(p == "." or normal == p or normal.startswith(p + os.sep) for p in prefixes)
+
+    return ChangeSet({path: changed for path, changed in lines.items() if wanted(path)}, f"the diff in {source}")
+
+
+def touches_change(diagnostic: Diagnostic, changed: frozenset[int] | None) -> bool:
+    if changed is None:
+        return True
+    return any(line in changed for line in range(diagnostic.line, diagnostic.end_line + 1))
+
+
+def severity_key(diagnostic: Diagnostic) -> tuple:
+    return (SEVERITY_ORDER[diagnostic.severity], diagnostic.line, diagnostic.column, diagnostic.rule)
+
+
+def review_changes(changes: ChangeSet, options: CheckOptions, all_lines: bool = False) -> Review:
+    """Lint the changed Python files and keep the findings on changed lines (all with `all_lines`)."""
+    from sharpedges.knowledge.explain import explain_rule
+
+    files = sorted(path for path in changes.lines if path.endswith(PYTHON_SUFFIXES))
+    result = run_check(replace(options, paths=files)) if files else RunResult([], [], 0)
+    kept = [d for d in result.diagnostics if all_lines or touches_change(d, changes.lines.get(d.path))]
+    explanations = {code: explain_rule(code) for code in sorted({d.rule for d in kept})}
+    return Review(RunResult(kept, result.errors, result.files), explanations, changes.base, files, all_lines)
+
+
+def explanation_fields(explanation: dict[str, Any]) -> dict[str, Any]:
+    """What a reviewer needs beside a diagnostic: why (the sharp edge), how it shows, the fix."""
+    edge = explanation["sharp_edge"]
+    return {"title": explanation["title"], "why": edge["why"], "symptoms": edge["symptoms"],
+            "use_instead": explanation["use_instead"], "reference_impl": explanation["reference_impl"],
+            "skill": f"{explanation['skill']['id']}#{edge['id']}"}
+
+
+def review_document(review: Review) -> dict[str, Any]:
+    """The `check --format json` document (CONVENTIONS.md), each diagnostic with an `explanation`,
+    and a `review` object saying what was compared."""
+    from sharpedges.outputs.json import document
+
+    data = document(review.result)
+    for item in data["diagnostics"]:
+        item["explanation"] = explanation_fields(review.explanations[item["rule"]])
+    data["review"] = {"base": review.base, "files": review.files, "all_lines": review.all_lines}
+    return data
