@@ -157,9 +157,12 @@ def review_changes(changes: ChangeSet, options: CheckOptions, all_lines: bool = 
 
 def explanation_fields(explanation: dict[str, Any]) -> dict[str, Any]:
     """What a reviewer needs beside a diagnostic: why (the sharp edge), how it shows, the fix."""
+    from sharpedges.docs import reference_excerpt
+
     edge = explanation["sharp_edge"]
     return {"title": explanation["title"], "why": edge["why"], "symptoms": edge["symptoms"],
             "use_instead": explanation["use_instead"], "reference_impl": explanation["reference_impl"],
+            "reference_location": reference_excerpt(explanation["reference_impl"])[0],
             "skill": f"{explanation['skill']['id']}#{edge['id']}"}
 
 

@@ -165,6 +165,7 @@ def test_json_carries_the_explanation(repo, review):
     assert explanation["skill"].startswith("transformer-architecture#")
     assert explanation["why"] and explanation["symptoms"] and explanation["use_instead"]
     assert explanation["reference_impl"] == "attention:attention_ref"
+    assert explanation["reference_location"].startswith("reference_impls/attention.py:")
     assert data["summary"] == {"files": 3, "diagnostics": 3, "errors": 0}
 
 
