@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from sharpedges.analysis.attention import logit_sources, softmax_calls
+from sharpedges.analysis.attention import declared_unit_scale, logit_sources, softmax_calls
 from sharpedges.detector import Detector, Finding
 
 AFTER_SOFTMAX = ("the scale is applied to the softmax output, not to its input: softmax(QK^T) * s is not "
@@ -20,6 +20,9 @@ class AttentionMissingScale(Detector):
             sources = logit_sources(ctx, softmax)
             # Ex) softmax(q @ k.transpose(-2, -1)); any scaled path (a branch, a temperature) counts as scaled
             if not sources or any(source.scaled for source in sources):
+                continue
+            # Ex) an SDPA twin in the same function says `scale=1.0`: unit scale is the design
+            if declared_unit_scale(ctx, softmax.function):
                 continue
             parent = ctx.index.parents.get(softmax.call)
             # Ex) softmax(q @ k.mT) / math.sqrt(d)

@@ -14,11 +14,11 @@ is seen as one path from a QK^T product to a softmax, with no scaling on it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import libcst as cst
 
-from sharpedges.analysis.calls import argument, literal_string, method_name, receiver
+from sharpedges.analysis.calls import argument, literal_int, literal_number, literal_string, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
@@ -40,12 +40,41 @@ TRANSPOSE_METHODS = {"transpose", "permute", "t", "swapaxes", "swapdims", "moved
 WEIGHT_NAME = re.compile(r"(weight|^w$|^W\w*$|emb|embed|wte|lm_head|classifier|proj_matrix)", re.IGNORECASE)
 
 
+# Methods whose result holds the same values as their receiver (a scale on q survives them).
+VALUE_PRESERVING_METHODS = {"mean", "expand", "expand_as", "repeat", "repeat_interleave", "roll", "narrow",
+                            "index_select", "gather", "chunk", "split", "unbind", "tensor_split"}
+SDPA_FUNCTIONS = {"torch.nn.functional.scaled_dot_product_attention"}
+HELPER_SCOPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """A factor that multiplies or divides the logits (or q or k), and the function it is written in."""
+
+    expr: cst.BaseExpression = field(repr=False)
+    function: cst.FunctionDef | None = field(repr=False, compare=False)
+    at: int
+    divides: bool  # `/ s`, `/= s`, `.div(s)`: the logits shrink as s grows
+
+
 @dataclass(frozen=True)
 class LogitSource:
-    """A QK^T product reaching a softmax, and whether anything scaled it on the way."""
+    """A QK^T product reaching a softmax, and what happened to it (or to q and k) on the way."""
 
     product: cst.CSTNode = field(repr=False)
     scaled: bool
+    # Expressions from the softmax input inward to the product: the steps the scores went through.
+    path: tuple[cst.CSTNode, ...] = field(default=(), repr=False)
+    scales: tuple[Scale, ...] = field(default=(), repr=False)
+    kind: str = "matmul"  # matmul | bmm | baddbmm | einsum
+    # The transposing expression of the keys (`k.transpose(2, 3)`, `k.mT`) for matmul-like products.
+    transpose: cst.CSTNode | None = field(default=None, repr=False)
+
+    def through(self, node: cst.CSTNode) -> "LogitSource":
+        return replace(self, path=(node, *self.path))
+
+    def scaled_by(self, *scales: Scale) -> "LogitSource":
+        return replace(self, scaled=True, scales=(*self.scales, *scales))
 
 
 @dataclass(frozen=True)
@@ -109,17 +138,97 @@ def _softmax_module_dim(ctx: FileContext, call: cst.Call) -> cst.BaseExpression 
     return argument(constructor, "dim", 0) if constructor is not None else None
 
 
-class LogitTracer:
-    """Follows an expression back to the QK^T products it is made of, within one function."""
+# -- helpers the tracer looks into ------------------------------------------------------------------
+def _helper_definition(ctx: FileContext, call: cst.Call) -> tuple[cst.FunctionDef, list[str]] | None:
+    """The function a call runs when it is defined in this file, with the parameter names its
+    positional arguments bind to: `self._shape(...)` in the same class, a module-level function, or a
+    function nested in an enclosing one."""
+    func = call.func
+    attr = self_attribute(func)
+    if attr is not None:
+        cls = ctx.class_of(call)
+        method = ctx.class_facts(cls).methods.get(attr) if cls is not None else None
+        if method is None:
+            return None
+        static = any(dotted(d.decorator) == "staticmethod" for d in method.decorators)
+        names = _positional_parameters(method)
+        return method, names if static else names[1:]
+    if not isinstance(func, cst.Name):
+        return None
+    by_name = ctx.memo("function_definitions", lambda: _functions_by_name(ctx))
+    visible = {None, *ctx.index.ancestors(call)}
+    candidates = [fn for fn in by_name.get(func.value, ()) if ctx.index.enclosing(fn, HELPER_SCOPES) in visible
+                  and not isinstance(ctx.index.enclosing(fn, HELPER_SCOPES), cst.ClassDef)]
+    if len(candidates) != 1:
+        return None
+    return candidates[0], _positional_parameters(candidates[0])
 
-    def __init__(self, ctx: FileContext, function: cst.FunctionDef | None) -> None:
+
+def _functions_by_name(ctx: FileContext) -> dict[str, list[cst.FunctionDef]]:
+    found: dict[str, list[cst.FunctionDef]] = {}
+    for function in ctx.index.nodes(cst.FunctionDef):
+        found.setdefault(function.name.value, []).append(function)
+    return found
+
+
+def _positional_parameters(function: cst.FunctionDef) -> list[str]:
+    return [p.name.value for p in (*function.params.posonly_params, *function.params.params)]
+
+
+def bind_arguments(call: cst.Call, positional: list[str]) -> dict[str, cst.BaseExpression]:
+    """Parameter name -> the argument expression a call passes to it (no *args / **kwargs)."""
+    bound: dict[str, cst.BaseExpression] = {}
+    index = 0
+    for arg in call.args:
+        if arg.star:
+            continue
+        if arg.keyword is not None:
+            bound[arg.keyword.value] = arg.value
+        else:
+            if index < len(positional):
+                bound[positional[index]] = arg.value
+            index += 1
+    return bound
+
+
+def _return_values(ctx: FileContext, function: cst.FunctionDef) -> list[cst.BaseExpression]:
+    return [node.value for node in ctx.index.descendants(function.body, cst.Return, prune=HELPER_SCOPES)
+            if node.value is not None]
+
+
+def _method_call_sites(ctx: FileContext, cls: cst.ClassDef) -> dict[str, list[cst.Call]]:
+    """`self.name(...)` calls inside a class, by method name."""
+    def compute() -> dict[str, list[cst.Call]]:
+        found: dict[str, list[cst.Call]] = {}
+        for call in ctx.index.descendants(cls, cst.Call):
+            attr = self_attribute(call.func)
+            if attr is not None and ctx.class_of(call) is cls:
+                found.setdefault(attr, []).append(call)
+        return found
+    return ctx.memo(f"method_call_sites:{ctx.order(cls)}", compute)
+
+
+class LogitTracer:
+    """Follows an expression back to the QK^T products it is made of, within one function (and into
+    the helpers of the same file it calls on the way)."""
+
+    def __init__(self, ctx: FileContext, function: cst.FunctionDef | None,
+                 bindings: dict[str, tuple["LogitTracer", cst.BaseExpression, int]] | None = None) -> None:
         self.ctx = ctx
         self.function = function
         self.facts = ctx.function_facts(function) if function is not None else None
         self.cls = ctx.class_of(function) if function is not None else None
+        # Inside a helper: parameter -> (the caller's tracer, the argument it passed, where)
+        self.bindings = bindings or {}
+
+    def scale(self, expr: cst.BaseExpression, at: int, divides: bool = False) -> Scale:
+        return Scale(expr, self.function, at, divides)
 
     # -- products -------------------------------------------------------------------------
     def sources(self, expr: cst.BaseExpression, at: int, depth: int = 0) -> list[LogitSource]:
+        return [source.through(expr) for source in self._sources(expr, at, depth)]
+
+    def _sources(self, expr: cst.BaseExpression, at: int, depth: int) -> list[LogitSource]:
         if depth > MAX_DEPTH:
             return []
         if isinstance(expr, cst.Name):
@@ -127,11 +236,14 @@ class LogitTracer:
         if isinstance(expr, cst.BinaryOperation):
             operator = expr.operator
             if isinstance(operator, cst.MatrixMultiply):
-                product = self.qk_product(expr, expr.left, expr.right, at)
+                product = self.qk_product(expr, expr.left, expr.right, at, "matmul")
                 return [product] if product else []
-            if isinstance(operator, (cst.Multiply, cst.Divide)):
-                sides = [expr.left] if isinstance(operator, cst.Divide) else [expr.left, expr.right]
-                return [LogitSource(s.product, True) for side in sides for s in self.sources(side, at, depth + 1)]
+            if isinstance(operator, cst.Divide):
+                return [s.scaled_by(self.scale(expr.right, at, True)) for s in self.sources(expr.left, at, depth + 1)]
+            if isinstance(operator, cst.Multiply):
+                return [s.scaled_by(self.scale(other, at)) for side, other in ((expr.left, expr.right),
+                                                                              (expr.right, expr.left))
+                        for s in self.sources(side, at, depth + 1)]
             if isinstance(operator, (cst.Add, cst.Subtract)):
                 return self.sources(expr.left, at, depth + 1) + self.sources(expr.right, at, depth + 1)
             return []
@@ -151,16 +263,19 @@ class LogitTracer:
             if definition.value is None:
                 continue
             if definition.kind == "augassign":
-                previous = self._through_definitions(name, definition.order, depth + 1)
+                previous = [s.through(definition.node) for s in self._through_definitions(name, definition.order, depth + 1)]
                 if isinstance(definition.operator, (cst.MultiplyAssign, cst.DivideAssign)):
-                    found += [LogitSource(s.product, True) for s in previous]
+                    divides = isinstance(definition.operator, cst.DivideAssign)
+                    found += [s.scaled_by(self.scale(definition.value, definition.order, divides)) for s in previous]
                 else:
                     found += previous + self.sources(definition.value, definition.order, depth + 1)
             elif definition.kind == "inplace":
-                previous = self._through_definitions(name, definition.order, depth + 1)
-                scaled = definition.method in SCALING_METHODS
-                found += [LogitSource(s.product, s.scaled or scaled) for s in previous]
-            elif definition.kind in ("assign",):
+                call = definition.value
+                previous = [s.through(call) for s in self._through_definitions(name, definition.order, depth + 1)]
+                factor = argument(call, "other", 0) if definition.method in SCALING_METHODS else None
+                found += [s.scaled_by(self.scale(factor, definition.order, definition.method.startswith("div")))
+                          if factor is not None else s for s in previous]
+            elif definition.kind == "assign":
                 found += self.sources(definition.value, definition.order, depth + 1)
         return found
 
@@ -173,21 +288,28 @@ class LogitTracer:
                 else (receiver(call), argument(call, None, 0))
             if qualified == "torch.bmm":
                 left, right = argument(call, "input", 0), argument(call, "mat2", 1)
-            product = self.qk_product(call, left, right, at) if left is not None and right is not None else None
+            kind = "bmm" if "bmm" in (qualified, method) or qualified == "torch.bmm" else "matmul"
+            product = self.qk_product(call, left, right, at, kind) if left is not None and right is not None else None
             return [product] if product else []
         if qualified == "torch.baddbmm":
             left, right = argument(call, "batch1", 1), argument(call, "batch2", 2)
-            product = self.qk_product(call, left, right, at) if left is not None and right is not None else None
+            product = self.qk_product(call, left, right, at, "baddbmm") if left is not None and right is not None \
+                else None
             if product is None:
                 return []
             alpha = argument(call, "alpha")
-            return [LogitSource(product.product, product.scaled or alpha is not None)]
+            return [product.scaled_by(self.scale(alpha, at)) if alpha is not None else product]
         if qualified == "torch.einsum":
             product = self.einsum_product(call, at)
             return [product] if product else []
         if qualified in SCALING_FUNCTIONS or (method in SCALING_METHODS and not _is_module_namespace(ctx, receiver(call))):
             inner = argument(call, "input", 0) if qualified in SCALING_FUNCTIONS else receiver(call)
-            return [LogitSource(s.product, True) for s in self.sources(inner, at, depth + 1)] if inner is not None else []
+            factor = argument(call, "other", 1) if qualified in SCALING_FUNCTIONS else argument(call, "other", 0)
+            divides = "div" in (qualified or method or "")
+            if inner is None:
+                return []
+            return [s.scaled_by(self.scale(factor, at, divides)) if factor is not None else s
+                    for s in self.sources(inner, at, depth + 1)]
         if qualified == "torch.where":
             found = []
             for position, keyword in ((1, "input"), (2, "other")):
@@ -203,12 +325,14 @@ class LogitTracer:
         return []
 
     # -- what counts as a query-key product -------------------------------------------------
-    def qk_product(self, node, left, right, at: int) -> LogitSource | None:
+    def qk_product(self, node, left, right, at: int, kind: str = "matmul") -> LogitSource | None:
         if self.is_weight(left) or self.is_weight(right):
             return None
-        if not self.is_transposed(right, at, 0):
+        transpose = self.transpose_of(right, at, 0)
+        if transpose is None:
             return None
-        return LogitSource(node, self.is_scaled(left, at, 0) or self.is_scaled(right, at, 0))
+        scales = (*self.operand_scales(left, at, 0), *self.operand_scales(right, at, 0))
+        return LogitSource(node, bool(scales), scales=scales, kind=kind, transpose=transpose)
 
     def einsum_product(self, call: cst.Call, at: int) -> LogitSource | None:
         spec = literal_string(argument(call, "equation", 0))
@@ -229,8 +353,8 @@ class LogitTracer:
             return None
         if any(self.is_weight(op) for op in operands):
             return None
-        scaled = any(self.is_scaled(op, at, 0) for op in operands)
-        return LogitSource(call, scaled)
+        scales = tuple(scale for op in operands for scale in self.operand_scales(op, at, 0))
+        return LogitSource(call, bool(scales), scales=scales, kind="einsum")
 
     def is_weight(self, expr: cst.BaseExpression) -> bool:
         """Parameters and embedding tables: `x @ self.W`, `h @ emb.weight.t()` are not attention."""
@@ -254,58 +378,212 @@ class LogitTracer:
         return False
 
     def is_transposed(self, expr: cst.BaseExpression, at: int, depth: int) -> bool:
+        return self.transpose_of(expr, at, depth) is not None
+
+    def transpose_of(self, expr: cst.BaseExpression, at: int, depth: int) -> cst.CSTNode | None:
+        """The expression that transposes the keys' last two dims, if `expr` is (made of) one."""
         if depth > MAX_DEPTH:
-            return False
+            return None
         if isinstance(expr, cst.Attribute) and expr.attr.value in ("T", "mT", "mH"):
-            return True
+            return expr
         if isinstance(expr, cst.Call):
             method = method_name(expr)
             if method in ("transpose", "t", "swapaxes", "swapdims"):
-                return True
+                return expr
             if method == "permute":
                 dims = [a.value for a in expr.args]
                 ints = [int(d.value) for d in dims if isinstance(d, cst.Integer)]
-                return len(ints) == len(dims) and len(ints) >= 2 and ints[-1] != len(ints) - 1
+                return expr if len(ints) == len(dims) and len(ints) >= 2 and ints[-1] != len(ints) - 1 else None
             if self.ctx.callee(expr) in ("torch.transpose", "torch.swapaxes"):
-                return True
+                return expr
             if method in PASS_THROUGH_METHODS | SCALING_METHODS:
-                return self.is_transposed(receiver(expr), at, depth + 1)
+                return self.transpose_of(receiver(expr), at, depth + 1)
         if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, (cst.Multiply, cst.Divide)):
-            return self.is_transposed(expr.left, at, depth + 1) or self.is_transposed(expr.right, at, depth + 1)
+            return self.transpose_of(expr.left, at, depth + 1) or self.transpose_of(expr.right, at, depth + 1)
         if isinstance(expr, cst.Name) and self.facts is not None:
-            return any(d.value is not None and d.kind == "assign" and self.is_transposed(d.value, d.order, depth + 1)
-                       for d in self.facts.reaching(expr.value, at))
-        return False
+            for d in self.facts.reaching(expr.value, at):
+                if d.value is not None and d.kind == "assign":
+                    found = self.transpose_of(d.value, d.order, depth + 1)
+                    if found is not None:
+                        return found
+        return None
 
+    # -- scaling of q and k -----------------------------------------------------------------
     def is_scaled(self, expr: cst.BaseExpression, at: int, depth: int) -> bool:
         """Was this operand (q, k or k^T) multiplied or divided on its way here?"""
+        return bool(self.operand_scales(expr, at, depth))
+
+    def operand_scales(self, expr: cst.BaseExpression, at: int, depth: int) -> list[Scale]:
+        """The factors q (or k, or k^T) was multiplied or divided by on its way here: through
+        reshapes, casts, indexing, helper calls of the same file (`self._shape(q * s, ...)`), and,
+        for a method's parameter, every call of that method in the class."""
         if depth > MAX_DEPTH:
-            return False
+            return []
         if isinstance(expr, cst.BinaryOperation):
-            if isinstance(expr.operator, (cst.Multiply, cst.Divide)):
-                return True
-            return False
+            operator = expr.operator
+            if isinstance(operator, cst.Divide):
+                return [self.scale(expr.right, at, True)]
+            if isinstance(operator, cst.Multiply):
+                return [self.scale(expr.right, at), self.scale(expr.left, at)]
+            if isinstance(operator, (cst.Add, cst.Subtract)):  # q + r_w_bias: both sides were scaled, or q was
+                return self.operand_scales(expr.left, at, depth + 1) + self.operand_scales(expr.right, at, depth + 1)
+            return []
+        if isinstance(expr, cst.Subscript):
+            return self.operand_scales(expr.value, at, depth + 1)
         if isinstance(expr, cst.Call):
-            method = method_name(expr)
-            if method in SCALING_METHODS or self.ctx.callee(expr) in SCALING_FUNCTIONS:
-                return True
-            if method in PASS_THROUGH_METHODS | TRANSPOSE_METHODS:
-                return self.is_scaled(receiver(expr), at, depth + 1)
-            return False
-        if isinstance(expr, cst.Name) and self.facts is not None:
-            for definition in self.facts.reaching(expr.value, at):
-                if definition.kind == "augassign" and isinstance(definition.operator, (cst.MultiplyAssign, cst.DivideAssign)):
-                    return True
-                if definition.kind == "inplace" and definition.method in SCALING_METHODS:
-                    return True
-                if definition.kind in ("augassign", "inplace"):
-                    if self.is_scaled(expr, definition.order, depth + 1):
-                        return True
-                    continue
-                if definition.kind == "assign" and definition.value is not None and \
-                        self.is_scaled(definition.value, definition.order, depth + 1):
-                    return True
+            return self._call_scales(expr, at, depth)
+        if isinstance(expr, cst.Name):
+            return self._name_scales(expr.value, at, depth)
+        return []
+
+    def _call_scales(self, call: cst.Call, at: int, depth: int) -> list[Scale]:
+        method = method_name(call)
+        qualified = self.ctx.callee(call)
+        if qualified in SCALING_FUNCTIONS:
+            factor = argument(call, "other", 1)
+            return [self.scale(factor, at, "div" in qualified)] if factor is not None else []
+        if method in SCALING_METHODS:
+            factor = argument(call, "other", 0)
+            return [self.scale(factor, at, method.startswith("div"))] if factor is not None else []
+        if method in PASS_THROUGH_METHODS | TRANSPOSE_METHODS | VALUE_PRESERVING_METHODS:
+            return self.operand_scales(receiver(call), at, depth + 1)
+        helper = _helper_definition(self.ctx, call)
+        if helper is None:
+            return []
+        function, positional = helper
+        bindings = {name: (self, value, at) for name, value in bind_arguments(call, positional).items()}
+        inner = LogitTracer(self.ctx, function, bindings)
+        return [scale for value in _return_values(self.ctx, function)
+                for scale in inner.operand_scales(value, self.ctx.index.last_order(value) + 1, depth + 1)]
+
+    def _name_scales(self, name: str, at: int, depth: int) -> list[Scale]:
+        if self.facts is None:
+            return []
+        found: list[Scale] = []
+        for definition in self.facts.reaching(name, at):
+            if definition.kind == "augassign" and isinstance(definition.operator, (cst.MultiplyAssign, cst.DivideAssign)):
+                found.append(self.scale(definition.value, definition.order,
+                                        isinstance(definition.operator, cst.DivideAssign)))
+            elif definition.kind == "inplace" and definition.method in SCALING_METHODS:
+                factor = argument(definition.value, "other", 0)
+                if factor is not None:
+                    found.append(self.scale(factor, definition.order, definition.method.startswith("div")))
+            elif definition.kind in ("augassign", "inplace"):
+                found += self._name_scales(name, definition.order, depth + 1)
+            elif definition.kind == "assign" and definition.value is not None:
+                found += self.operand_scales(definition.value, definition.order, depth + 1)
+            elif definition.kind == "param":
+                found += self._parameter_scales(name, depth)
+        return found
+
+    def _parameter_scales(self, name: str, depth: int) -> list[Scale]:
+        """What the callers pass: the argument bound in a helper being traced, or, for a method,
+        the arguments of every `self.method(...)` call in the class (all of them must be scaled)."""
+        if name in self.bindings:
+            caller, value, at = self.bindings[name]
+            return caller.operand_scales(value, at, depth + 1)
+        function, cls = self.function, self.cls
+        if function is None or cls is None or self.ctx.class_facts(cls).methods.get(function.name.value) is not function:
+            return []
+        calls = _method_call_sites(self.ctx, cls).get(function.name.value, [])
+        positional = _positional_parameters(function)[1:]
+        found: list[Scale] = []
+        for call in calls:
+            value = bind_arguments(call, positional).get(name)
+            caller_function = self.ctx.function_of(call)
+            if value is None or caller_function is function:
+                return []
+            scales = LogitTracer(self.ctx, caller_function).operand_scales(value, self.ctx.order(call), depth + 1)
+            if not scales:
+                return []
+            found += scales
+        return found
+
+
+def declared_unit_scale(ctx: FileContext, function: cst.FunctionDef | None) -> bool:
+    """Does the function also call SDPA with an explicit `scale=1`? Then its eager path leaving the
+    logits unscaled is the same, deliberate choice (QK-norm models such as Gemma 4 do this)."""
+    if function is None:
         return False
+    for call in ctx.index.descendants(function.body, cst.Call, prune=HELPER_SCOPES):
+        if ctx.callee(call) in SDPA_FUNCTIONS and literal_number(argument(call, "scale")) == 1.0:
+            return True
+    return False
+
+
+def key_axis(source: LogitSource) -> tuple[int | None, int | None]:
+    """Where the key axis sits in the scores a product makes, as (index from the front, index from
+    the back); None where the code does not say (an unknown rank, an ellipsis)."""
+    if source.kind in ("bmm", "baddbmm"):
+        return 2, -1
+    if source.kind == "einsum":
+        terms = parse_einsum(literal_string(argument(source.product, "equation", 0)) or "")
+        if terms is None:
+            return None, None
+        (a, b), output = terms
+        keys = [index for index in output if index in b and index not in a]
+        if len(keys) != 1:
+            return None, None
+        position = output.index(keys[0])
+        ellipsis_before = "…" in output[:position]
+        ellipsis_after = "…" in output[position + 1:]
+        return (None if ellipsis_before else position), (None if ellipsis_after else position - len(output))
+    transpose = source.transpose
+    if isinstance(transpose, cst.Call):
+        dims = [literal_int(arg.value) for arg in transpose.args if arg.keyword is None]
+        if method_name(transpose) == "permute" and None not in dims:
+            return len(dims) - 1, -1
+        if method_name(transpose) == "transpose" and len(dims) == 2 and None not in dims and min(dims) >= 0 \
+                and abs(dims[0] - dims[1]) == 1:
+            return max(dims), -1  # `k.transpose(2, 3)` swaps the last two dims of a 4-d key tensor
+    return None, -1
+
+
+HALF_DTYPES = {"torch.float16", "torch.half"}
+FULL_DTYPES = {"torch.float32", "torch.float", "torch.float64", "torch.double"}
+CAST_METHODS = {"half": "half", "bfloat16": "bfloat16", "float": "full", "double": "full"}
+
+
+def dtype_precision(ctx: FileContext, expr: cst.BaseExpression | None) -> str | None:
+    """'half' for torch.float16, 'full' for float32/64, 'bfloat16', else None (unknown, or a
+    dtype the code takes from a tensor)."""
+    qualified = ctx.qualify(expr) if expr is not None else None
+    if qualified in HALF_DTYPES:
+        return "half"
+    if qualified in FULL_DTYPES:
+        return "full"
+    if qualified == "torch.bfloat16":
+        return "bfloat16"
+    return None
+
+
+def cast_precision(ctx: FileContext, node: cst.CSTNode) -> str | None:
+    """The precision a cast call leaves a tensor in: `.half()`, `.float()`, `.to(torch.float16)`,
+    `.type(torch.float32)`, `.to(dtype=...)`; None for anything else."""
+    if not isinstance(node, cst.Call):
+        return None
+    method = method_name(node)
+    if method in CAST_METHODS and not node.args:
+        return CAST_METHODS[method]
+    if method in ("to", "type"):
+        for arg in node.args:
+            if arg.keyword is None or arg.keyword.value in ("dtype", "dst_type"):
+                precision = dtype_precision(ctx, arg.value)
+                if precision is not None:
+                    return precision
+    return None
+
+
+def attention_softmaxes(ctx: FileContext) -> list[tuple[SoftmaxCall, list[LogitSource]]]:
+    """The softmaxes over attention logits in the file, each with the QK^T products that reach it."""
+    def compute():
+        found = []
+        for softmax in softmax_calls(ctx):
+            sources = logit_sources(ctx, softmax)
+            if sources:
+                found.append((softmax, sources))
+        return found
+    return ctx.memo("attention_softmaxes", compute)
 
 
 def parse_einsum(spec: str) -> tuple[list[list[str]], list[str]] | None:
