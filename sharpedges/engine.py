@@ -17,6 +17,22 @@ from sharpedges.registry import Rule
 
 NOQA = re.compile(r"#\s*noqa(?::\s*(?P<codes>[A-Z]+[0-9]+(?:\s*,\s*[A-Z]+[0-9]+)*))?", re.IGNORECASE)
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+# CPython refuses more than 200 nested brackets; libcst's native parser slows to a halt or overflows
+# its stack far beyond that, so such files are refused before parsing.
+MAX_BRACKET_DEPTH = 200
+_ONLY_BRACKETS = bytes(set(range(256)) - set(b"()[]{}"))
+_ONE_BRACKET_KIND = bytes.maketrans(b"[{]}", b"(())")
+
+
+def bracket_depth_exceeds(data: bytes, limit: int = MAX_BRACKET_DEPTH) -> bool:
+    """Whether brackets nest deeper than `limit`, at C speed: each pass deletes the innermost pairs.
+    Brackets inside strings and comments can only make this err towards parsing."""
+    brackets = data.translate(_ONE_BRACKET_KIND, _ONLY_BRACKETS)
+    for _ in range(limit):
+        if b"()" not in brackets:
+            return False
+        brackets = brackets.replace(b"()", b"")
+    return b"()" in brackets
 
 
 class Engine:
@@ -42,6 +58,10 @@ class Engine:
             lowered = data.lower()
             rules = [rule for rule in rules if rule.detector.may_match(lowered)]
         if not rules:
+            return result
+        if bracket_depth_exceeds(data):
+            result.errors.append(FileError(path, f"nested too deeply (more than {MAX_BRACKET_DEPTH} levels of "
+                                                 "brackets, beyond what Python accepts), not checked"))
             return result
         try:
             module = cst.parse_module(data)
