@@ -1,0 +1,109 @@
+"""SHP201: self-attention in a causal model applies no causal mask, so every token sees the future."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from sharpedges.analysis.attention import logit_sources, softmax_calls
+from sharpedges.analysis.calls import argument, has_star_args, is_false_or_none, keyword_names
+from sharpedges.analysis.masks import ENCODERS, MHA, MODULE_MASK_ARGUMENTS, SDPA, in_causal_context, module_type, \
+    same_sequence, softmax_is_unmasked
+from sharpedges.detector import Detector, Finding
+
+MASK_BUILDERS = {"masked_fill", "masked_fill_", "where", "tril", "triu", "tril_", "triu_"}
+SDPA_MESSAGE = ("scaled_dot_product_attention in a causal model gets neither `is_causal=True` nor an `attn_mask`: "
+                "every token attends to the tokens after it")
+MODULE_MESSAGE = ("{module} in a causal model is called without a causal mask ({keywords}): every token attends "
+                  "to the tokens after it; pass `is_causal=True` with a "
+                  "`nn.Transformer.generate_square_subsequent_mask(T)` mask")
+
+
+class CausalMaskMissing(Detector):
+    code = "SHP201"
+    tokens = (b"softmax", b"scaled_dot_product_attention", b"multiheadattention", b"transformerencoder")
+
+    def check(self, ctx):
+        for softmax in softmax_calls(ctx):
+            if self._manual_attention_unmasked(ctx, softmax):
+                yield Finding(softmax.call)
+        for call in ctx.calls():
+            qualified = ctx.callee(call)
+            if qualified in SDPA:
+                if self._sdpa_unmasked(ctx, call):
+                    yield Finding(call, SDPA_MESSAGE)
+                continue
+            module = module_type(ctx, call)
+            if module in MHA | ENCODERS and self._module_unmasked(ctx, call, module):
+                keywords = "is_causal=, " + ", ".join(k for k in MODULE_MASK_ARGUMENTS[module] if "padding" not in k)
+                yield Finding(call, MODULE_MESSAGE.format(module=module.replace("torch.", ""), keywords=keywords))
+
+    # -- manual attention --------------------------------------------------------------------
+    def _manual_attention_unmasked(self, ctx, softmax) -> bool:
+        function = softmax.function
+        if function is None or not in_causal_context(ctx, softmax.call) or _handles_masks(ctx, function):
+            return False
+        sources = logit_sources(ctx, softmax)
+        if not sources or not softmax_is_unmasked(ctx, softmax.call, softmax.input, function):
+            return False
+        return any(_product_is_self_attention(ctx, function, source.product) for source in sources)
+
+    # -- SDPA --------------------------------------------------------------------------------
+    def _sdpa_unmasked(self, ctx, call: cst.Call) -> bool:
+        if has_star_args(call) or "is_causal" in keyword_names(call) and not is_false_or_none(argument(call, "is_causal")):
+            return False
+        positional_causal = argument(call, None, 5)
+        if positional_causal is not None and not is_false_or_none(positional_causal):
+            return False
+        mask = argument(call, "attn_mask", 3)
+        if mask is not None and not is_false_or_none(mask):
+            return False
+        function = ctx.function_of(call)
+        if function is None or not in_causal_context(ctx, call) or _handles_masks(ctx, function):
+            return False
+        query, key = argument(call, "query", 0), argument(call, "key", 1)
+        return query is not None and key is not None and same_sequence(ctx, function, query, key, ctx.order(call))
+
+    # -- torch.nn modules ----------------------------------------------------------------------
+    def _module_unmasked(self, ctx, call: cst.Call, module: str) -> bool:
+        if has_star_args(call):
+            return False
+        arguments = MODULE_MASK_ARGUMENTS[module]
+        causal_keywords = [k for k in arguments if "padding" not in k]
+        if any(argument(call, k, arguments[k]) is not None for k in causal_keywords) or "is_causal" in keyword_names(call):
+            return False
+        if not in_causal_context(ctx, call):
+            return False
+        if module in MHA:
+            function = ctx.function_of(call)
+            query, key = argument(call, "query", 0), argument(call, "key", 1)
+            return query is not None and key is not None and function is not None and \
+                (ctx.code(query) == ctx.code(key) or same_sequence(ctx, function, query, key, ctx.order(call)))
+        return True
+
+
+def _handles_masks(ctx, function: cst.FunctionDef) -> bool:
+    """The function builds or applies a mask somewhere, or takes one from its caller."""
+    facts = ctx.function_facts(function)
+    if any("mask" in name.lower() or "causal" in name.lower() for name in facts.parameters if facts.uses.get(name)):
+        return True
+    for call in ctx.index.descendants(function.body, cst.Call, prune=(cst.FunctionDef, cst.ClassDef)):
+        func = call.func
+        name = func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else ""
+        if name in MASK_BUILDERS:
+            return True
+    return False
+
+
+def _product_is_self_attention(ctx, function: cst.FunctionDef, product: cst.CSTNode) -> bool:
+    operands: list[cst.BaseExpression] = []
+    if isinstance(product, cst.BinaryOperation):
+        operands = [product.left, product.right]
+    elif isinstance(product, cst.Call):
+        positional = [arg.value for arg in product.args if arg.keyword is None and not arg.star]
+        qualified = ctx.callee(product) or ""
+        operands = positional[1:3] if qualified.endswith("einsum") or qualified == "torch.baddbmm" else positional[:2]
+        if not qualified and isinstance(product.func, cst.Attribute):
+            operands = [product.func.value, *positional[:1]]
+    if len(operands) != 2:
+        return False
+    return same_sequence(ctx, function, operands[0], operands[1], ctx.order(product))

@@ -1,0 +1,959 @@
+"""What an attention mask means: which key positions each query may see, in which convention, and
+where the mask is consumed.
+
+A mask expression is evaluated to a `MaskValue`: the positions it marks (nonzero / True, or -inf
+for an additive mask) and, for triangular masks, those positions as bounds on the key-minus-query
+offset `j - i`. `torch.tril(ones)` marks `j - i <= 0`; `triu(ones, diagonal=1)` marks `j - i >= 1`;
+`== 0`, `~` and `logical_not` take the complement. A consumer then says what marked means:
+
+    scores.masked_fill(M, -inf)           True = blocked
+    torch.where(M, scores, -inf)          True = may attend
+    F.scaled_dot_product_attention(...)   bool True = may attend, float = added
+    nn.MultiheadAttention / nn.Transformer*  bool True = blocked, float = added
+
+so the positions a query may attend to follow from the value and its consumer, and a causal mask
+is right when they are `j - i <= 0` (or an offset the code computes, as with a KV cache).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import libcst as cst
+
+from sharpedges.analysis.attention import LogitTracer
+from sharpedges.analysis.calls import argument, is_true, literal_int, literal_number, method_name, \
+    receiver
+from sharpedges.analysis.classes import self_attribute
+from sharpedges.analysis.context import FileContext
+from sharpedges.analysis.names import dotted
+
+MAX_DEPTH = 14
+SYMBOLIC = "symbolic"  # an offset the code computes (a cache length, a window): trusted, not compared
+Bound = int | str | None  # None: unbounded
+
+SDPA = {"torch.nn.functional.scaled_dot_product_attention", "torch._C._nn.scaled_dot_product_attention"}
+MHA = {"torch.nn.MultiheadAttention"}
+ENCODERS = {"torch.nn.TransformerEncoder", "torch.nn.TransformerEncoderLayer"}
+DECODERS = {"torch.nn.TransformerDecoder", "torch.nn.TransformerDecoderLayer"}
+TRANSFORMER = {"torch.nn.Transformer"}
+# Where each torch.nn module takes its masks: keyword -> positional index in forward().
+MODULE_MASK_ARGUMENTS = {
+    **{name: {"attn_mask": 5, "key_padding_mask": 3} for name in MHA},
+    **{name: {"mask": 1, "src_mask": 1, "src_key_padding_mask": 2} for name in ENCODERS},
+    **{name: {"tgt_mask": 2, "memory_mask": 3, "tgt_key_padding_mask": 4, "memory_key_padding_mask": 5}
+       for name in DECODERS},
+    **{name: {"src_mask": 2, "tgt_mask": 3, "memory_mask": 4, "src_key_padding_mask": 5,
+              "tgt_key_padding_mask": 6, "memory_key_padding_mask": 7} for name in TRANSFORMER},
+}
+SQUARE_SUBSEQUENT = re.compile(r"(^|\.)_?generate_square_subsequent_mask$")
+PASS_THROUGH = {"view", "reshape", "unsqueeze", "squeeze", "expand", "expand_as", "contiguous", "clone", "detach",
+                "repeat", "flatten", "unflatten", "narrow", "cuda", "cpu", "requires_grad_", "view_as",
+                "reshape_as", "broadcast_to"}
+DTYPE_CASTS = {"to", "type", "type_as"}
+FLOAT_CASTS = {"float", "half", "bfloat16", "double"}
+TRANSPOSES = {"transpose", "t", "mT", "T", "swapaxes", "swapdims"}
+COMPLEMENT_FUNCTIONS = {"torch.logical_not"}
+ONES = {"torch.ones", "torch.ones_like"}
+ZEROS = {"torch.zeros", "torch.zeros_like"}
+FULL = {"torch.full", "torch.full_like"}
+ARANGE = {"torch.arange"}
+BOOL_DTYPES = {"torch.bool"}
+FLOAT_DTYPES = {"torch.float", "torch.float32", "torch.float16", "torch.bfloat16", "torch.half", "torch.double",
+                "torch.float64"}
+LARGE_NEGATIVE = -1e3  # a fill at or below this reads as "blocked" (HF's -10000.0 included)
+
+Kind = Literal["bool", "binary", "additive", "nonzero"]
+Convention = Literal["block", "allow", "sdpa", "torch_nn", "additive"]
+
+
+# -- regions: offsets j - i -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Region:
+    """Positions with `lo <= j - i <= hi` (None: unbounded), or all others when `negated`."""
+
+    lo: Bound
+    hi: Bound
+    negated: bool = False
+
+    def complement(self) -> Region:
+        if not self.negated and self.lo is None and isinstance(self.hi, int):
+            return Region(self.hi + 1, None)
+        if not self.negated and self.hi is None and isinstance(self.lo, int):
+            return Region(None, self.lo - 1)
+        return Region(self.lo, self.hi, not self.negated)
+
+    def below(self, diagonal: Bound) -> Region | None:
+        """tril: keep `j - i <= diagonal`."""
+        if self.negated:
+            return None
+        return Region(self.lo, _tighter(self.hi, diagonal, min))
+
+    def above(self, diagonal: Bound) -> Region | None:
+        """triu: keep `j - i >= diagonal`."""
+        if self.negated:
+            return None
+        return Region(_tighter(self.lo, diagonal, max), self.hi)
+
+    def transposed(self) -> Region:
+        flip = lambda b: -b if isinstance(b, int) else b  # noqa: E731 - symbolic and None stay
+        return Region(flip(self.hi), flip(self.lo), self.negated)
+
+    def shifted(self, by: Bound) -> Region:
+        def move(b: Bound) -> Bound:
+            if b is None or by == 0:
+                return b
+            return b + by if isinstance(b, int) and isinstance(by, int) else SYMBOLIC
+        return Region(move(self.lo), move(self.hi), self.negated)
+
+    @property
+    def is_everything(self) -> bool:
+        return self.lo is None and self.hi is None and not self.negated
+
+
+def _tighter(current: Bound, new: Bound, pick) -> Bound:
+    if current is None:
+        return new
+    if isinstance(current, int) and isinstance(new, int):
+        return pick(current, new)
+    return SYMBOLIC
+
+
+EVERYTHING = Region(None, None)
+CAUSAL = Region(None, 0)
+
+Verdict = Literal["causal", "future", "diagonal", "past"]
+
+
+def verdict(allowed: Region) -> Verdict | None:
+    """How a set of attendable positions compares with causal attention (None: cannot tell, or not
+    a triangular mask at all)."""
+    if allowed.negated:
+        if allowed.lo is None and allowed.hi is None:
+            return None
+        return "future" if allowed.hi is not None and allowed.lo is None else None
+    lo, hi = allowed.lo, allowed.hi
+    if lo is None and hi is None:
+        return None
+    if hi is None:
+        return "future"
+    if isinstance(hi, int):
+        if hi > 0:
+            return "future"
+        if hi < 0:
+            return "diagonal"
+        if isinstance(lo, int) and lo > 0:
+            return "diagonal"
+    return "causal"
+
+
+# -- values -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MaskValue:
+    """What a mask expression holds.
+
+    kind: bool (True marks), binary (float/int 1 marks), nonzero (1/True, dtype unknown),
+    additive (-inf or a large negative marks: marked positions are blocked by adding).
+    region: the marked positions as offsets, when the mask is triangular (else None).
+    marks: what the marked positions stand for when the source says so ("blocked": padding
+    tokens, -inf fills; "allowed": real tokens), independent of geometry.
+    flips: comparison or tril/triu nodes on the way whose mechanical flip gives the complement.
+    """
+
+    kind: Kind
+    region: Region | None = None
+    marks: Literal["blocked", "allowed"] | None = None
+    flips: tuple[cst.CSTNode, ...] = ()
+
+    def complement(self, node: cst.CSTNode | None = None) -> MaskValue:
+        region = self.region.complement() if self.region is not None else None
+        marks = {"blocked": "allowed", "allowed": "blocked"}.get(self.marks) if self.marks else None
+        kind: Kind = "bool" if self.kind in ("bool", "additive") else self.kind
+        flips = self.flips + ((node,) if node is not None else ())
+        return MaskValue(kind, region, marks, flips)  # type: ignore[arg-type]
+
+    @property
+    def triangular(self) -> bool:
+        return self.region is not None and not self.region.is_everything
+
+
+class MaskEvaluator:
+    """Evaluates mask expressions inside one function, following local names, `self.x` attributes
+    and registered buffers of the enclosing class."""
+
+    def __init__(self, ctx: FileContext, function: cst.FunctionDef | None) -> None:
+        self.ctx = ctx
+        self.function = function
+        self.facts = ctx.function_facts(function) if function is not None else None
+        self.cls = ctx.class_of(function) if function is not None else None
+
+    def value(self, expr: cst.BaseExpression | None, at: int | None = None, depth: int = 0) -> MaskValue | None:
+        if expr is None or depth > MAX_DEPTH:
+            return None
+        at = self.ctx.order(expr) if at is None else at
+        if isinstance(expr, cst.Name):
+            return self._name(expr.value, at, depth)
+        attr = self_attribute(expr)
+        if attr is not None:
+            return self._attribute(attr, depth)
+        if isinstance(expr, cst.Call):
+            return self._call(expr, at, depth)
+        if isinstance(expr, cst.Subscript):
+            return self._subscript(expr, at, depth)
+        if isinstance(expr, cst.Attribute) and expr.attr.value in ("T", "mT"):
+            inner = self.value(expr.value, at, depth + 1)
+            return _transposed(inner)
+        if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.BitInvert):
+            inner = self.value(expr.expression, at, depth + 1)
+            return inner.complement() if inner is not None else None
+        if isinstance(expr, cst.Comparison):
+            return self._comparison(expr, at, depth)
+        if isinstance(expr, cst.BinaryOperation):
+            return self._binary(expr, at, depth)
+        return None
+
+    # -- names and attributes ---------------------------------------------------------------
+    def _name(self, name: str, at: int, depth: int) -> MaskValue | None:
+        if self.facts is None:
+            return None
+        values = [self.value(d.value, d.order, depth + 1) if d.kind == "assign" else None
+                  for d in self.facts.reaching(name, at)]
+        return _agreed(values)
+
+    def _attribute(self, attr: str, depth: int) -> MaskValue | None:
+        if self.cls is None:
+            return None
+        values = []
+        facts = self.ctx.class_facts(self.cls)
+        for assignment in facts.assignments.get(attr, ()):
+            method = facts.methods.get(assignment.method)
+            values.append(MaskEvaluator(self.ctx, method).value(assignment.value, self.ctx.order(assignment.node),
+                                                                depth + 1))
+        for method, value in registered_buffers(self.ctx, self.cls).get(attr, ()):
+            values.append(MaskEvaluator(self.ctx, method).value(value, self.ctx.order(value), depth + 1))
+        return _agreed(values)
+
+    # -- calls -------------------------------------------------------------------------------
+    def _call(self, call: cst.Call, at: int, depth: int) -> MaskValue | None:
+        ctx = self.ctx
+        qualified = ctx.callee(call) or ""
+        method = method_name(call)
+        namespace = _is_namespace(ctx, receiver(call))
+        if qualified in ("torch.tril", "torch.triu") or (method in ("tril", "triu") and not namespace):
+            functional = qualified in ("torch.tril", "torch.triu")
+            inner = self.value(argument(call, "input", 0) if functional else receiver(call), at, depth + 1)
+            if inner is None or inner.region is None:
+                return None
+            diagonal_expr = argument(call, "diagonal", 1 if functional else 0)
+            diagonal: Bound = 0 if diagonal_expr is None else literal_int(diagonal_expr)
+            diagonal = SYMBOLIC if diagonal is None else diagonal
+            lower = (qualified or method or "").endswith("tril")
+            region = inner.region.below(diagonal) if lower else inner.region.above(diagonal)
+            if region is None:
+                return None
+            flips = inner.flips + ((call,) if diagonal_expr is None else ())
+            return replace(inner, region=region, flips=flips)
+        if qualified in ONES or (method in ("new_ones",) and not namespace):
+            return MaskValue(_dtype_kind(ctx, argument(call, "dtype"), "binary"), EVERYTHING)
+        if qualified in FULL or (method == "new_full" and not namespace):
+            fill = argument(call, "fill_value", 1)
+            if self.is_large_negative(fill, at):
+                return MaskValue("additive", EVERYTHING, "blocked")
+            if is_true(fill):
+                return MaskValue("bool", EVERYTHING)
+            if literal_number(fill) == 1:
+                return MaskValue(_dtype_kind(ctx, argument(call, "dtype"), "binary"), EVERYTHING)
+            return None
+        if SQUARE_SUBSEQUENT.search(qualified) or method == "generate_square_subsequent_mask":
+            return MaskValue("additive", Region(1, None), "blocked")
+        if qualified in COMPLEMENT_FUNCTIONS or (method in ("logical_not", "bitwise_not") and not namespace):
+            inner = self.value(argument(call, "input", 0) if qualified else receiver(call), at, depth + 1)
+            return inner.complement() if inner is not None else None
+        if method in ("eq", "ne", "gt", "ge", "lt", "le") and not namespace:
+            inner = self.value(receiver(call), at, depth + 1)
+            return _compared(inner, method, argument(call, "other", 0), call, self, at)
+        if method in ("masked_fill", "masked_fill_") and not namespace:
+            return self._masked_fill(call, at, depth)
+        if qualified == "torch.where":
+            return self._where(call, at, depth)
+        if method in ("bool",) and not namespace:
+            return _as_bool(self.value(receiver(call), at, depth + 1))
+        if method in FLOAT_CASTS and not namespace:
+            inner = self.value(receiver(call), at, depth + 1)
+            return replace(inner, kind="binary") if inner is not None and inner.kind == "bool" else inner
+        if method in DTYPE_CASTS and not namespace:
+            inner = self.value(receiver(call), at, depth + 1)
+            dtype = argument(call, "dtype", 0)
+            target = ctx.qualify(dtype) if dtype is not None else None
+            if target in BOOL_DTYPES:
+                return _as_bool(inner)
+            if inner is not None and inner.kind == "bool" and (method == "type_as" or target in FLOAT_DTYPES or
+                                                               (dtype is not None and target is None)):
+                return replace(inner, kind="binary")
+            return inner
+        if method in TRANSPOSES and not namespace:
+            return _transposed(self.value(receiver(call), at, depth + 1))
+        if method in PASS_THROUGH and not namespace:
+            return self.value(receiver(call), at, depth + 1)
+        if qualified in ("torch.logical_and", "torch.logical_or"):
+            return _combined(self.value(argument(call, "input", 0), at, depth + 1),
+                             self.value(argument(call, "other", 1), at, depth + 1))
+        return None
+
+    def _masked_fill(self, call: cst.Call, at: int, depth: int) -> MaskValue | None:
+        """`zeros.masked_fill(M, -inf)` builds an additive mask; `M.float().masked_fill(M == 0, -inf)` too."""
+        base_expr = receiver(call)
+        condition = self.value(argument(call, "mask", 0), at, depth + 1)
+        fill = argument(call, "value", 1)
+        base = self.value(base_expr, at, depth + 1)
+        if base is not None and base.kind == "additive":
+            return base  # filling zeros into the allowed part of an additive mask keeps it
+        if not (base is not None or _is_zeros(self.ctx, base_expr)) or not self.is_large_negative(fill, at):
+            return None
+        if condition is None:
+            return MaskValue("additive", None, "blocked")
+        return MaskValue("additive", condition.region, "blocked", condition.flips)
+
+    def _where(self, call: cst.Call, at: int, depth: int) -> MaskValue | None:
+        condition = self.value(argument(call, "condition", 0), at, depth + 1)
+        if condition is None:
+            return None
+        then, otherwise = argument(call, "input", 1), argument(call, "other", 2)
+        if self.is_large_negative(then, at) and literal_number(otherwise) == 0:
+            return MaskValue("additive", condition.region, "blocked", condition.flips)
+        if self.is_large_negative(otherwise, at) and literal_number(then) == 0:
+            return replace(condition.complement(), kind="additive", marks="blocked")
+        return None
+
+    def _subscript(self, expr: cst.Subscript, at: int, depth: int) -> MaskValue | None:
+        inner = self.value(expr.value, at, depth + 1)
+        if inner is None or inner.region is None:
+            return inner
+        slices = expr.slice
+        if len(slices) >= 2 and all(isinstance(s.slice, cst.Slice) for s in slices[-2:]):
+            rows, columns = slices[-2].slice, slices[-1].slice
+            shift = _slice_start(rows)
+            column_start = _slice_start(columns)
+            if shift is None or column_start is None:
+                return replace(inner, region=inner.region.shifted(SYMBOLIC))
+            if isinstance(shift, int) and isinstance(column_start, int):
+                return replace(inner, region=inner.region.shifted(shift - column_start))
+            return replace(inner, region=inner.region.shifted(SYMBOLIC))
+        return inner
+
+    # -- operators ----------------------------------------------------------------------------
+    def _comparison(self, expr: cst.Comparison, at: int, depth: int) -> MaskValue | None:
+        if len(expr.comparisons) != 1:
+            return None
+        target = expr.comparisons[0]
+        operator = target.operator
+        positions = _position_comparison(self, expr.left, operator, target.comparator, at, depth)
+        if positions is not None:
+            return positions
+        names = {cst.Equal: "eq", cst.NotEqual: "ne", cst.GreaterThan: "gt", cst.GreaterThanEqual: "ge",
+                 cst.LessThan: "lt", cst.LessThanEqual: "le"}
+        name = names.get(type(operator))
+        if name is None:
+            return None
+        inner = self.value(expr.left, at, depth + 1)
+        if inner is None and _is_padding_id(self.ctx, target.comparator) and name in ("eq", "ne"):
+            return MaskValue("bool", None, "blocked" if name == "eq" else "allowed")
+        return _compared(inner, name, target.comparator, expr, self, at)
+
+    def _binary(self, expr: cst.BinaryOperation, at: int, depth: int) -> MaskValue | None:
+        operator = expr.operator
+        if isinstance(operator, cst.Subtract) and literal_number(expr.left) == 1:
+            inner = self.value(expr.right, at, depth + 1)
+            return inner.complement() if inner is not None and inner.kind != "additive" else None
+        if isinstance(operator, cst.Multiply):
+            for mask_side, factor in ((expr.left, expr.right), (expr.right, expr.left)):
+                if self.is_large_negative(factor, at):
+                    inner = self.value(mask_side, at, depth + 1)
+                    if inner is None:
+                        return MaskValue("additive", None, "blocked")  # `(1 - attention_mask) * finfo.min`
+                    if inner.kind != "additive":
+                        return MaskValue("additive", inner.region, "blocked", inner.flips)
+            return _combined(self.value(expr.left, at, depth + 1), self.value(expr.right, at, depth + 1))
+        if isinstance(operator, (cst.BitAnd, cst.BitOr, cst.Add)):
+            return _combined(self.value(expr.left, at, depth + 1), self.value(expr.right, at, depth + 1))
+        return None
+
+    # -- constants ---------------------------------------------------------------------------
+    def is_large_negative(self, expr: cst.BaseExpression | None, at: int, depth: int = 0) -> bool:
+        """-inf, finfo.min, -1e4 ... and names bound to one of them."""
+        if expr is None or depth > MAX_DEPTH:
+            return False
+        number = literal_number(expr)
+        if number is not None:
+            return number <= LARGE_NEGATIVE
+        text = self.ctx.code(expr).replace(" ", "").replace('"', "'")
+        if text in ("float('-inf')", "-float('inf')", "-math.inf", "-torch.inf", "-np.inf", "-numpy.inf",
+                    "float('-Inf')", "-float('Inf')"):
+            return True
+        if isinstance(expr, cst.Attribute) and expr.attr.value == "min" and isinstance(expr.value, cst.Call) \
+                and self.ctx.callee(expr.value) in ("torch.finfo", "numpy.finfo"):
+            return True
+        if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.Minus):
+            inner = expr.expression
+            if isinstance(inner, cst.Attribute) and inner.attr.value == "max" and isinstance(inner.value, cst.Call) \
+                    and self.ctx.callee(inner.value) in ("torch.finfo", "numpy.finfo"):
+                return True
+        if isinstance(expr, cst.Call) and self.ctx.callee(expr) in ("torch.tensor", "torch.full") and expr.args:
+            return self.is_large_negative(argument(expr, "data", 0) if self.ctx.callee(expr) == "torch.tensor"
+                                          else argument(expr, "fill_value", 1), at, depth + 1)
+        if isinstance(expr, cst.Call) and method_name(expr) in DTYPE_CASTS | FLOAT_CASTS:
+            return self.is_large_negative(receiver(expr), at, depth + 1)
+        if isinstance(expr, cst.Name) and self.facts is not None:
+            definitions = self.facts.reaching(expr.value, at)
+            return bool(definitions) and all(d.kind == "assign" and self.is_large_negative(d.value, d.order, depth + 1)
+                                             for d in definitions)
+        attr = self_attribute(expr)
+        if attr is not None and self.cls is not None:
+            values = [v for _, v in registered_buffers(self.ctx, self.cls).get(attr, ())]
+            values += [a.value for a in self.ctx.class_facts(self.cls).assignments.get(attr, ()) if a.value is not None]
+            return bool(values) and all(self.is_large_negative(v, self.ctx.order(v), depth + 1) for v in values)
+        return False
+
+
+def _agreed(values: list[MaskValue | None]) -> MaskValue | None:
+    """The one value every reaching definition gives, else unknown."""
+    if not values or any(v is None for v in values):
+        return None
+    first = values[0]
+    if all(v.kind == first.kind and v.region == first.region and v.marks == first.marks for v in values):
+        return first
+    return None
+
+
+def _transposed(value: MaskValue | None) -> MaskValue | None:
+    if value is None or value.region is None:
+        return value
+    return replace(value, region=value.region.transposed())
+
+
+def _as_bool(value: MaskValue | None) -> MaskValue | None:
+    if value is None:
+        return None
+    return replace(value, kind="bool")
+
+
+def _combined(left: MaskValue | None, right: MaskValue | None) -> MaskValue | None:
+    """`causal & padding`, `causal_additive + padding_additive`: the triangular part decides the
+    geometry; a padding mask changes which rows have keys, not which direction they look."""
+    known = [v for v in (left, right) if v is not None and v.triangular]
+    if len(known) == 1:
+        value = known[0]
+        return replace(value, flips=())
+    return None
+
+
+def _compared(inner: MaskValue | None, operator: str, other: cst.BaseExpression | None, node: cst.CSTNode,
+              evaluator: MaskEvaluator, at: int) -> MaskValue | None:
+    """`M == 0` complements a 0/1 mask, `M == 1` / `M != 0` / `M > 0` keeps it; for an additive
+    mask, `== 0` marks the attendable positions and `< 0` / `== -inf` the blocked ones."""
+    if inner is None:
+        return None
+    number = literal_number(other)
+    if is_true(other):
+        number = 1.0
+    elif isinstance(other, cst.Name) and other.value == "False":
+        number = 0.0
+    if inner.kind == "additive":
+        if number == 0 and operator == "eq" or number == 0 and operator == "ge":
+            return replace(inner.complement(), kind="bool")
+        if number == 0 and operator in ("ne", "lt") or evaluator.is_large_negative(other, at) and operator == "eq":
+            return replace(inner, kind="bool")
+        return None
+    if number is None:
+        return None
+    if (operator, number) in (("eq", 0), ("ne", 1), ("lt", 1), ("le", 0)):
+        return replace(inner.complement(node), kind="bool")
+    if (operator, number) in (("eq", 1), ("ne", 0), ("gt", 0), ("ge", 1)):
+        return replace(inner, kind="bool", flips=inner.flips + (node,))
+    return None
+
+
+def _dtype_kind(ctx: FileContext, dtype: cst.BaseExpression | None, default: Kind) -> Kind:
+    if dtype is None:
+        return default
+    qualified = ctx.qualify(dtype)
+    if qualified in BOOL_DTYPES:
+        return "bool"
+    if qualified in FLOAT_DTYPES:
+        return "binary"
+    return "nonzero"
+
+
+def _slice_start(part: cst.Slice) -> Bound:
+    if part.lower is None:
+        return 0
+    value = literal_int(part.lower)
+    return value if value is not None else SYMBOLIC
+
+
+def _is_zeros(ctx: FileContext, expr: cst.BaseExpression | None) -> bool:
+    if not isinstance(expr, cst.Call):
+        return False
+    if ctx.callee(expr) in ZEROS or method_name(expr) in ("new_zeros", "zero_"):
+        return True
+    if ctx.callee(expr) in FULL:
+        return literal_number(argument(expr, "fill_value", 1)) == 0
+    return method_name(expr) in PASS_THROUGH | DTYPE_CASTS | FLOAT_CASTS and _is_zeros(ctx, receiver(expr))
+
+
+def _is_namespace(ctx: FileContext, expr: cst.BaseExpression | None) -> bool:
+    qualified = ctx.qualify(expr) if expr is not None else None
+    return qualified is not None and qualified.split(".")[0] in ("torch", "numpy", "math")
+
+
+def _is_padding_id(ctx: FileContext, expr: cst.BaseExpression | None) -> bool:
+    """The padding token id: `pad_token_id`, `self.padding_idx`, `config.pad_token_id`."""
+    text = dotted(expr) if expr is not None else None
+    if text is None:
+        return False
+    last = text.split(".")[-1].lower()
+    return last.startswith("pad") and ("id" in last or "idx" in last or "index" in last or last == "pad")
+
+
+# -- positions: arange comparisons ------------------------------------------------------------------
+def _axis_of(evaluator: MaskEvaluator, expr: cst.BaseExpression, at: int, depth: int) -> tuple[str, Bound] | None:
+    """("query", offset) for an arange laid out as a column (`[:, None]`, `.unsqueeze(-1)`, `.view(-1, 1)`),
+    ("key", offset) for one laid out as a row."""
+    if depth > MAX_DEPTH:
+        return None
+    ctx = evaluator.ctx
+    if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, (cst.Add, cst.Subtract)):
+        for side, other in ((expr.left, expr.right), (expr.right, expr.left)):
+            axis = _axis_of(evaluator, side, at, depth + 1)
+            if axis is not None and (side is expr.left or isinstance(expr.operator, cst.Add)):
+                number = literal_int(other)
+                offset: Bound = SYMBOLIC if number is None else (number if isinstance(expr.operator, cst.Add)
+                                                                  else -number)
+                base = axis[1]
+                combined = base + offset if isinstance(base, int) and isinstance(offset, int) else SYMBOLIC
+                return axis[0], combined
+        return None
+    if isinstance(expr, cst.Name) and evaluator.facts is not None:
+        definitions = evaluator.facts.reaching(expr.value, at)
+        if len(definitions) == 1 and definitions[0].kind == "assign":
+            return _axis_of(evaluator, definitions[0].value, definitions[0].order, depth + 1)
+        return None
+    if isinstance(expr, cst.Subscript) and _is_arange(evaluator, expr.value, at, depth):
+        parts = [s.slice for s in expr.slice]
+        if len(parts) == 2:
+            first_none = isinstance(parts[0], cst.Index) and _is_none(parts[0].value)
+            second_none = isinstance(parts[1], cst.Index) and _is_none(parts[1].value)
+            if second_none and isinstance(parts[0], cst.Slice):
+                return "query", 0
+            if first_none and isinstance(parts[1], cst.Slice):
+                return "key", 0
+        if len(parts) == 1 and isinstance(parts[0], cst.Index) and _is_none(parts[0].value):
+            return "key", 0
+        return None
+    if isinstance(expr, cst.Call) and _is_arange(evaluator, receiver(expr), at, depth):
+        method = method_name(expr)
+        if method == "unsqueeze":
+            dim = literal_int(argument(expr, "dim", 0))
+            return ("query", 0) if dim in (1, -1) else ("key", 0) if dim == 0 else None
+        if method in ("view", "reshape") and len(expr.args) == 2:
+            first, second = (literal_int(a.value) for a in expr.args)
+            return ("query", 0) if second == 1 else ("key", 0) if first == 1 else None
+    return None
+
+
+def _is_arange(evaluator: MaskEvaluator, expr: cst.BaseExpression | None, at: int, depth: int) -> bool:
+    if expr is None or depth > MAX_DEPTH:
+        return False
+    if isinstance(expr, cst.Call):
+        if evaluator.ctx.callee(expr) in ARANGE:
+            return True
+        if method_name(expr) in PASS_THROUGH | DTYPE_CASTS:
+            return _is_arange(evaluator, receiver(expr), at, depth + 1)
+    if isinstance(expr, cst.Name) and evaluator.facts is not None:
+        definitions = evaluator.facts.reaching(expr.value, at)
+        return len(definitions) == 1 and definitions[0].kind == "assign" and \
+            _is_arange(evaluator, definitions[0].value, definitions[0].order, depth + 1)
+    return False
+
+
+def _is_none(expr: cst.BaseExpression) -> bool:
+    return isinstance(expr, cst.Name) and expr.value == "None"
+
+
+def _position_comparison(evaluator, left, operator, right, at, depth) -> MaskValue | None:
+    """`k_idx <= q_idx` marks `j - i <= 0`; offsets (`q_idx + past`) become symbolic bounds."""
+    left_axis = _axis_of(evaluator, left, at, depth + 1)
+    right_axis = _axis_of(evaluator, right, at, depth + 1)
+    if left_axis is None or right_axis is None or left_axis[0] == right_axis[0]:
+        return None
+    (side, left_offset), (_, right_offset) = left_axis, right_axis
+    # left_axis + left_offset OP right_axis + right_offset  ->  (j - i) OP' c
+    if isinstance(left_offset, int) and isinstance(right_offset, int):
+        constant: Bound = right_offset - left_offset
+    else:
+        constant = SYMBOLIC
+    op = type(operator)
+    if side == "query":  # i + a OP j + b  ->  j - i OP_reversed a - b
+        op = {cst.LessThan: cst.GreaterThan, cst.LessThanEqual: cst.GreaterThanEqual,
+              cst.GreaterThan: cst.LessThan, cst.GreaterThanEqual: cst.LessThanEqual}.get(op, op)
+        constant = -constant if isinstance(constant, int) else constant
+    if op is cst.LessThanEqual:
+        region = Region(None, constant)
+    elif op is cst.LessThan:
+        region = Region(None, constant - 1 if isinstance(constant, int) else SYMBOLIC)
+    elif op is cst.GreaterThanEqual:
+        region = Region(constant, None)
+    elif op is cst.GreaterThan:
+        region = Region(constant + 1 if isinstance(constant, int) else SYMBOLIC, None)
+    else:
+        return None
+    return MaskValue("bool", region)
+
+
+# -- buffers --------------------------------------------------------------------------------------
+def registered_buffers(ctx: FileContext, cls: cst.ClassDef) -> dict[str, list[tuple[cst.FunctionDef, cst.BaseExpression]]]:
+    """`self.register_buffer("bias", value)` per buffer name, with the method that registers it."""
+    def compute():
+        found: dict[str, list] = {}
+        for method in ctx.class_facts(cls).methods.values():
+            for call in ctx.index.descendants(method.body, cst.Call, prune=(cst.ClassDef,)):
+                if method_name(call) == "register_buffer" and isinstance(receiver(call), cst.Name) \
+                        and receiver(call).value == "self":
+                    name = argument(call, "name", 0)
+                    value = argument(call, "tensor", 1)
+                    if isinstance(name, cst.SimpleString) and value is not None:
+                        found.setdefault(name.evaluated_value, []).append((method, value))
+        return found
+    return ctx.memo(("registered_buffers", cls), compute)
+
+
+# -- consumers ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MaskUse:
+    """A place where a mask decides what attention may see."""
+
+    node: cst.Call | cst.BinaryOperation
+    mask: cst.BaseExpression
+    convention: Convention
+    consumer: str  # "masked_fill", "where", "sdpa", a torch.nn module name, "scores + mask"
+    function: cst.FunctionDef | None
+
+    def evaluator(self, ctx: FileContext) -> MaskEvaluator:
+        return evaluator_for(ctx, self.function)
+
+
+def evaluator_for(ctx: FileContext, function: cst.FunctionDef | None) -> MaskEvaluator:
+    return ctx.memo(("mask_evaluator", function), lambda: MaskEvaluator(ctx, function))
+
+
+def module_type(ctx: FileContext, call: cst.Call) -> str | None:
+    """The torch.nn module a call runs: `self.attn(...)` with `self.attn = nn.MultiheadAttention(...)`,
+    or a local bound to one."""
+    func = call.func
+    attr = self_attribute(func)
+    if attr is not None:
+        cls = ctx.class_of(call)
+        return ctx.class_facts(cls).constructed_type(attr) if cls is not None else None
+    if isinstance(func, cst.Name):
+        function = ctx.function_of(call)
+        if function is None:
+            return None
+        definitions = ctx.function_facts(function).reaching(func.value, ctx.order(call))
+        if len(definitions) == 1 and isinstance(definitions[0].value, cst.Call):
+            return ctx.callee(definitions[0].value)
+    return None
+
+
+def mask_uses(ctx: FileContext) -> list[MaskUse]:
+    """Every consumer of an attention mask in the file whose convention is known."""
+    def compute() -> list[MaskUse]:
+        uses: list[MaskUse] = []
+        for call in ctx.calls():
+            function = ctx.function_of(call)
+            qualified = ctx.callee(call)
+            method = method_name(call)
+            if qualified in SDPA:
+                mask = argument(call, "attn_mask", 3)
+                if mask is not None:
+                    uses.append(MaskUse(call, mask, "sdpa", "scaled_dot_product_attention", function))
+            elif method in ("masked_fill", "masked_fill_") and not _is_namespace(ctx, receiver(call)) \
+                    or qualified == "torch.masked_fill":
+                functional = qualified == "torch.masked_fill"
+                target = argument(call, "input", 0) if functional else receiver(call)
+                mask = argument(call, "mask", 1 if functional else 0)
+                fill = argument(call, "value", 2 if functional else 1)
+                evaluator = evaluator_for(ctx, function)
+                if mask is None or not evaluator.is_large_negative(fill, ctx.order(call)):
+                    continue
+                if evaluator.value(target) is not None or _is_zeros(ctx, target):
+                    continue  # building an additive mask, not applying one
+                uses.append(MaskUse(call, mask, "block", "masked_fill", function))
+            elif qualified == "torch.where":
+                evaluator = evaluator_for(ctx, function)
+                condition = argument(call, "condition", 0)
+                then, otherwise = argument(call, "input", 1), argument(call, "other", 2)
+                if condition is None or then is None or otherwise is None:
+                    continue
+                at = ctx.order(call)
+                if literal_number(then) == 0 or literal_number(otherwise) == 0:
+                    continue  # building an additive mask
+                if evaluator.is_large_negative(otherwise, at) and not evaluator.is_large_negative(then, at):
+                    uses.append(MaskUse(call, condition, "allow", "torch.where", function))
+                elif evaluator.is_large_negative(then, at) and not evaluator.is_large_negative(otherwise, at):
+                    uses.append(MaskUse(call, condition, "block", "torch.where", function))
+            else:
+                kind = module_type(ctx, call)
+                for keyword, position in MODULE_MASK_ARGUMENTS.get(kind, {}).items():
+                    mask = argument(call, keyword, position)
+                    if mask is not None:
+                        uses.append(MaskUse(call, mask, "torch_nn", f"{kind}({keyword}=)", function))
+        return uses
+    return ctx.memo("mask_uses", compute)
+
+
+def allowed_region(value: MaskValue, convention: Convention) -> Region | None | Literal["ignored"]:
+    """Which positions a query may attend to when `value` meets a consumer; "ignored" for a 0/1
+    float mask that is added to the scores and so masks nothing."""
+    if value.region is None:
+        return None
+    if convention == "block":
+        return value.region.complement()
+    if convention == "allow":
+        return value.region if value.kind != "additive" else value.region
+    if value.kind == "nonzero":
+        return None
+    if value.kind == "binary":
+        return "ignored"
+    if convention == "sdpa" and value.kind == "bool":
+        return value.region
+    return value.region.complement()  # additive everywhere; bool under torch.nn's True = blocked
+
+
+def attends_to_marked(value: MaskValue, convention: Convention) -> bool | None:
+    """For a mask whose marked positions mean something (padding, -inf): does the consumer let the
+    query attend to the marked positions? None when the dtype decides and is unknown."""
+    if convention == "allow":
+        return True
+    if convention == "block":
+        return False
+    if value.kind == "additive":
+        return False
+    if value.kind == "bool":
+        return convention == "sdpa"
+    return None
+
+
+# -- softmax paths: is any mask applied between QK^T and the softmax? --------------------------------
+MASKING_METHODS = {"masked_fill", "masked_fill_", "masked_scatter", "add", "add_", "sub", "sub_", "where"}
+NEUTRAL_METHODS = {"float", "to", "type", "type_as", "half", "bfloat16", "double", "contiguous", "view", "reshape",
+                   "squeeze", "unsqueeze", "clamp", "clamp_", "clip", "view_as", "reshape_as", "flatten",
+                   "unflatten", "clone", "detach", "mul", "mul_", "div", "div_", "multiply", "divide",
+                   "true_divide", "permute", "transpose"}
+
+
+def softmax_is_unmasked(ctx: FileContext, softmax_call: cst.Call, softmax_input: cst.BaseExpression,
+                        function: cst.FunctionDef | None) -> bool:
+    """True when every way from a QK^T product to this softmax is through known, non-masking
+    operations (scaling, casts, reshapes): no masked_fill, where, additive term or opaque call."""
+    if function is None:
+        return False
+    tracer = LogitTracer(ctx, function)
+    states = _path_states(ctx, tracer, softmax_input, ctx.order(softmax_call), 0)
+    return states == {"product"}
+
+
+def _path_states(ctx: FileContext, tracer: LogitTracer, expr: cst.BaseExpression, at: int, depth: int) -> set[str]:
+    if depth > MAX_DEPTH:
+        return {"opaque"}
+    if tracer.sources(expr, at):
+        # a product is reachable; now look for anything but a neutral step on the way
+        pass
+    else:
+        return {"opaque"}
+    if isinstance(expr, cst.Name):
+        facts = tracer.facts
+        states: set[str] = set()
+        for definition in facts.reaching(expr.value, at):
+            if definition.kind == "assign" and definition.value is not None:
+                states |= _path_states(ctx, tracer, definition.value, definition.order, depth + 1)
+            elif definition.kind == "augassign" and isinstance(definition.operator, (cst.MultiplyAssign,
+                                                                                    cst.DivideAssign)):
+                states |= _path_states(ctx, tracer, expr, definition.order, depth + 1)
+            elif definition.kind == "inplace" and definition.method in NEUTRAL_METHODS:
+                states |= _path_states(ctx, tracer, expr, definition.order, depth + 1)
+            else:
+                states.add("masked")
+        return states or {"opaque"}
+    if isinstance(expr, cst.BinaryOperation):
+        operator = expr.operator
+        if isinstance(operator, cst.MatrixMultiply):
+            return {"product"}
+        if isinstance(operator, (cst.Multiply, cst.Divide)):
+            sides = [s for s in (expr.left, expr.right) if tracer.sources(s, at)]
+            states = set()
+            for side in sides:
+                states |= _path_states(ctx, tracer, side, at, depth + 1)
+            return states
+        return {"masked"}  # an additive term: a mask or a bias
+    if isinstance(expr, cst.Subscript):
+        return _path_states(ctx, tracer, expr.value, at, depth + 1)
+    if isinstance(expr, cst.Call):
+        qualified = ctx.callee(expr)
+        method = method_name(expr)
+        if qualified in ("torch.matmul", "torch.bmm", "torch.einsum", "torch.mm") or method in ("matmul", "bmm"):
+            return {"product"}
+        if qualified == "torch.baddbmm":
+            return {"masked"}  # adds its bias input
+        if method in NEUTRAL_METHODS:
+            return _path_states(ctx, tracer, receiver(expr), at, depth + 1)
+        if qualified in ("torch.mul", "torch.div", "torch.multiply", "torch.divide", "torch.clamp"):
+            return _path_states(ctx, tracer, argument(expr, "input", 0), at, depth + 1)
+        return {"masked"}
+    return {"opaque"}
+
+
+
+# -- self-attention: do queries and keys come from the same sequence? --------------------------------
+def input_roots(ctx: FileContext, function: cst.FunctionDef, expr: cst.BaseExpression | None, at: int,
+                depth: int = 0) -> set[str]:
+    """The parameters of `function` whose data an expression is computed from (`self` aside).
+    Shapes and sizes do not count: `q.view(B, T, H, -1)` comes from `q`, not from whatever gave `B`."""
+    if expr is None or depth > MAX_DEPTH:
+        return set()
+    if isinstance(expr, cst.Name):
+        roots: set[str] = set()
+        for definition in ctx.function_facts(function).reaching(expr.value, at):
+            if definition.kind == "param":
+                roots.add(expr.value)
+                continue
+            value = definition.value
+            if definition.kind in ("unpack", "loop") and isinstance(definition.node, (cst.Assign, cst.For)):
+                value = definition.node.value if isinstance(definition.node, cst.Assign) else definition.node.iter
+            roots |= input_roots(ctx, function, value, definition.order, depth + 1)
+        return roots - {"self"}
+    if isinstance(expr, cst.Attribute):
+        return set() if self_attribute(expr) is not None or expr.attr.value in ("shape", "dtype", "device") \
+            else input_roots(ctx, function, expr.value, at, depth + 1)
+    if isinstance(expr, cst.Subscript):
+        return input_roots(ctx, function, expr.value, at, depth + 1)
+    if isinstance(expr, cst.Call):
+        func = expr.func
+        if isinstance(func, cst.Attribute) and self_attribute(func) is None and not _is_namespace(ctx, func.value):
+            return input_roots(ctx, function, func.value, at, depth + 1)  # a tensor method: its receiver
+        roots = set()
+        for arg in expr.args:
+            if arg.keyword is None:
+                roots |= input_roots(ctx, function, arg.value, at, depth + 1)
+        return roots
+    if isinstance(expr, cst.BinaryOperation):
+        return input_roots(ctx, function, expr.left, at, depth + 1) | \
+            input_roots(ctx, function, expr.right, at, depth + 1)
+    if isinstance(expr, (cst.Tuple, cst.List)):
+        roots = set()
+        for element in expr.elements:
+            roots |= input_roots(ctx, function, element.value, at, depth + 1)
+        return roots
+    if isinstance(expr, (cst.GeneratorExp, cst.ListComp)):
+        return input_roots(ctx, function, expr.for_in.iter, at, depth + 1)
+    if isinstance(expr, cst.IfExp):
+        return input_roots(ctx, function, expr.body, at, depth + 1) | \
+            input_roots(ctx, function, expr.orelse, at, depth + 1)
+    return set()
+
+
+def same_sequence(ctx: FileContext, function: cst.FunctionDef | None, query: cst.BaseExpression,
+                  key: cst.BaseExpression, at: int) -> bool:
+    """Self-attention: queries and keys are computed from a common input of the function. Keys
+    from another input (an encoder's states, a memory, a caller-supplied k) read as cross-attention."""
+    if function is None:
+        return False
+    query_roots = input_roots(ctx, function, query, at)
+    key_roots = input_roots(ctx, function, key, at)
+    return bool(query_roots & key_roots)
+
+
+# -- causal context: code that says its attention must not look ahead ---------------------------------
+# "decoder" alone also names MAE / DETR / segmentation decoders, whose self-attention is bidirectional:
+# it marks its own class causal but does not spread to what that class builds.
+CAUSAL_WORDS = {"causal", "lm", "llm", "autoregressive", "gpt", "nanogpt"}
+WEAK_CAUSAL_WORDS = {"decoder"}
+NON_CAUSAL_WORDS = {"masked", "mlm", "bidirectional", "encoder", "bert", "vit", "vision", "image", "cross"}
+WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+
+
+def name_words(name: str) -> set[str]:
+    return {w.lower() for w in WORD.findall(name)}
+
+
+def declares_causal(name: str, weak: bool = True) -> bool:
+    words = name_words(name)
+    if words & NON_CAUSAL_WORDS:
+        return False
+    return bool(words & (CAUSAL_WORDS | WEAK_CAUSAL_WORDS if weak else CAUSAL_WORDS)) or \
+        any(w.startswith("gpt") for w in words)
+
+
+def _trains_next_token(ctx: FileContext, function: cst.FunctionDef) -> bool:
+    """`cross_entropy(logits[:, :-1], targets[:, 1:])`: a loss over shifted targets of one sequence."""
+    has_loss = False
+    for call in ctx.index.descendants(function.body, cst.Call, prune=(cst.FunctionDef, cst.ClassDef)):
+        qualified = ctx.callee(call) or ""
+        if qualified.endswith("cross_entropy") or (module_type(ctx, call) or "").endswith("CrossEntropyLoss"):
+            has_loss = True
+            break
+    if not has_loss:
+        return False
+    starts = ends = False
+    for part in ctx.index.descendants(function.body, cst.Slice, prune=(cst.FunctionDef, cst.ClassDef)):
+        starts |= literal_int(part.lower) == 1 and part.upper is None
+        ends |= part.lower is None and literal_int(part.upper) == -1
+    return starts and ends
+
+
+def causal_scopes(ctx: FileContext) -> set[cst.CSTNode]:
+    """Classes and functions in a causal context: named as a decoder / causal / GPT / LM, trained on
+    next-token prediction, or built or called by one of those (within the file)."""
+    def compute() -> set[cst.CSTNode]:
+        classes = {c.name.value: c for c in ctx.index.nodes(cst.ClassDef)}
+        functions = {f.name.value: f for f in ctx.index.nodes(cst.FunctionDef) if ctx.class_of(f) is None}
+        seeds: list[cst.CSTNode] = [scope for scope in (*classes.values(), *ctx.index.nodes(cst.FunctionDef))
+                                    if declares_causal(scope.name.value, weak=False)]
+        for function in ctx.index.nodes(cst.FunctionDef):
+            if _trains_next_token(ctx, function):
+                seeds.append(ctx.class_of(function) or function)
+        scopes = {scope for scope in (*classes.values(), *ctx.index.nodes(cst.FunctionDef))
+                  if declares_causal(scope.name.value)}
+        spread: set[cst.CSTNode] = set()
+        while seeds:
+            scope = seeds.pop()
+            if scope in spread:
+                continue
+            spread.add(scope)
+            scopes.add(scope)
+            for call in ctx.index.descendants(scope, cst.Call):
+                if isinstance(call.func, cst.Name):
+                    target = classes.get(call.func.value) or functions.get(call.func.value)
+                    if target is not None and target not in spread and not _non_causal(target):
+                        seeds.append(target)
+        return scopes
+    return ctx.memo("causal_scopes", compute)
+
+
+def _non_causal(scope: cst.CSTNode) -> bool:
+    name = scope.name.value if isinstance(scope, (cst.ClassDef, cst.FunctionDef)) else ""
+    return bool(name_words(name) & NON_CAUSAL_WORDS)
+
+
+def in_causal_context(ctx: FileContext, node: cst.CSTNode) -> bool:
+    scopes = causal_scopes(ctx)
+    if not scopes:
+        return False
+    for ancestor in ctx.index.ancestors(node):
+        if isinstance(ancestor, (cst.ClassDef, cst.FunctionDef)):
+            if ancestor in scopes:
+                return True
+            if _non_causal(ancestor):
+                return False
+    return False
