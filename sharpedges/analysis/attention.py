@@ -586,6 +586,61 @@ def attention_softmaxes(ctx: FileContext) -> list[tuple[SoftmaxCall, list[LogitS
     return ctx.memo("attention_softmaxes", compute)
 
 
+# -- finite-minimum mask planes --------------------------------------------------------------------
+MIN_PLANE_PASS_THROUGH = {"to", "type", "type_as", "view", "reshape", "expand", "expand_as", "unsqueeze", "squeeze",
+                          "contiguous", "clone", "repeat", "triu", "tril", "triu_", "tril_", "flatten", "float",
+                          "half", "bfloat16", "masked_fill", "masked_fill_", "permute", "transpose", "detach"}
+MIN_PLANE_FUNCTIONS = {"torch.triu", "torch.tril", "torch.tensor", "torch.as_tensor"}
+
+
+def is_dtype_min(ctx: FileContext, expr: cst.BaseExpression) -> bool:
+    """`torch.finfo(dtype).min` or `-torch.finfo(dtype).max`: the most negative finite value."""
+    if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.Minus):
+        expr, attr = expr.expression, "max"
+    else:
+        attr = "min"
+    return isinstance(expr, cst.Attribute) and expr.attr.value == attr and isinstance(expr.value, cst.Call) \
+        and ctx.callee(expr.value) == "torch.finfo"
+
+
+def fills_dtype_min(ctx: FileContext, expr: cst.BaseExpression, at: int, depth: int = 0) -> bool:
+    """Is `expr` a mask plane holding `torch.finfo(dtype).min` where it blocks? Two such planes
+    summed overflow to -inf (and a fully masked row to NaN), which is what SHP205 is about."""
+    if depth > MAX_DEPTH:
+        return False
+    if is_dtype_min(ctx, expr):
+        return True
+    if isinstance(expr, cst.Subscript):
+        return fills_dtype_min(ctx, expr.value, at, depth + 1)
+    if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Multiply):
+        return fills_dtype_min(ctx, expr.left, at, depth + 1) or fills_dtype_min(ctx, expr.right, at, depth + 1)
+    if isinstance(expr, cst.Name):
+        function = ctx.function_of(expr)
+        if function is None:
+            return False
+        return any(d.kind == "assign" and d.value is not None and fills_dtype_min(ctx, d.value, d.order, depth + 1)
+                   for d in ctx.function_facts(function).reaching(expr.value, at))
+    if not isinstance(expr, cst.Call):
+        return False
+    qualified, method = ctx.callee(expr), method_name(expr)
+    if qualified in ("torch.full", "torch.full_like"):
+        fill = argument(expr, "fill_value", 1)
+        return fill is not None and fills_dtype_min(ctx, fill, at, depth + 1)
+    if qualified == "torch.where":
+        return any(branch is not None and fills_dtype_min(ctx, branch, at, depth + 1)
+                   for branch in (argument(expr, "input", 1), argument(expr, "other", 2)))
+    if method in ("masked_fill", "masked_fill_"):
+        fill = argument(expr, "value", 1)
+        if fill is not None and fills_dtype_min(ctx, fill, at, depth + 1):
+            return True
+    if qualified in MIN_PLANE_FUNCTIONS:
+        inner = argument(expr, None, 0)
+        return inner is not None and fills_dtype_min(ctx, inner, at, depth + 1)
+    if method in MIN_PLANE_PASS_THROUGH and not _is_module_namespace(ctx, receiver(expr)):
+        return fills_dtype_min(ctx, receiver(expr), at, depth + 1)
+    return False
+
+
 def parse_einsum(spec: str) -> tuple[list[list[str]], list[str]] | None:
     """'bhid,bhjd->bhij' or einops-style 'b h i d, b h j d -> b h i j' into index lists."""
     if "->" not in spec:

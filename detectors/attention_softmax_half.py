@@ -1,0 +1,64 @@
+"""SHP105: eager attention softmax computed in float16, with no float32 upcast."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from sharpedges.analysis.attention import attention_softmaxes, cast_precision, dtype_precision
+from sharpedges.analysis.calls import argument, method_name, receiver
+from sharpedges.detector import Detector, Finding
+
+MAX_DEPTH = 8
+OPERAND_STEPS = {"transpose", "permute", "view", "reshape", "contiguous", "unsqueeze", "squeeze", "mT", "t"}
+
+
+class AttentionSoftmaxHalf(Detector):
+    code = "SHP105"
+    tokens = (b"half", b"float16")
+
+    def check(self, ctx):
+        for softmax, sources in attention_softmaxes(ctx):
+            requested = dtype_precision(ctx, argument(softmax.call, "dtype"))
+            if requested == "full":
+                continue
+            if requested == "half" or sources and all(_scores_precision(ctx, source) == "half" for source in sources):
+                yield Finding(softmax.call)
+
+
+def _scores_precision(ctx, source) -> str | None:
+    """The precision the scores reach the softmax in, where the code says: the cast nearest the
+    softmax on the way from the product, else the casts of q and k."""
+    for node in source.path:
+        precision = cast_precision(ctx, node)
+        if precision is not None:
+            return precision
+    product = source.product
+    if isinstance(product, cst.BinaryOperation):
+        operands = [product.left, product.right]
+    else:
+        operands = [arg.value for arg in product.args if arg.keyword is None and not arg.star]
+        if method_name(product) in ("matmul", "bmm") and receiver(product) is not None:
+            operands.append(receiver(product))
+    precisions = {_operand_precision(ctx, operand, ctx.order(product), 0) for operand in operands}
+    return "half" if "half" in precisions and "full" not in precisions else None
+
+
+def _operand_precision(ctx, expr, at: int, depth: int) -> str | None:
+    """`q.half()`, `k.to(torch.float16).transpose(-2, -1)`, or a name bound to one."""
+    if depth > MAX_DEPTH:
+        return None
+    precision = cast_precision(ctx, expr)
+    if precision is not None:
+        return precision
+    if isinstance(expr, cst.Call) and method_name(expr) in OPERAND_STEPS:
+        return _operand_precision(ctx, receiver(expr), at, depth + 1)
+    if isinstance(expr, cst.Attribute) and expr.attr.value in ("T", "mT"):
+        return _operand_precision(ctx, expr.value, at, depth + 1)
+    if isinstance(expr, cst.Name):
+        function = ctx.function_of(expr)
+        if function is None:
+            return None
+        found = {_operand_precision(ctx, d.value, d.order, depth + 1)
+                 for d in ctx.function_facts(function).reaching(expr.value, at) if d.kind == "assign" and d.value is not None}
+        return found.pop() if len(found) == 1 else None
+    return None

@@ -1,0 +1,68 @@
+"""SHP104: softmax over QK^T scores on an axis other than the keys, or with no dim at all."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from sharpedges.analysis.attention import attention_softmaxes, key_axis
+from sharpedges.analysis.calls import has_star_args, literal_int, method_name, receiver
+from sharpedges.detector import Detector, Finding
+
+REORDERING = {"transpose", "permute", "swapaxes", "swapdims", "movedim", "t"}
+RESHAPING = {"view", "reshape", "flatten", "unflatten", "squeeze", "unsqueeze", "view_as", "reshape_as"}
+NO_DIM = ("softmax over attention scores without `dim`: the implicit choice is dim 1 for 4-d scores (the heads) "
+          "and dim 0 for 3-d ones (the batch), not the keys; pass dim=-1")
+WRONG_DIM = ("softmax over attention scores on dim={dim}, but the keys are on dim={keys}: each query's weights "
+             "no longer sum to 1 over the keys it attends to; use dim=-1")
+
+
+class AttentionSoftmaxWrongDim(Detector):
+    code = "SHP104"
+    tokens = (b"softmax",)
+
+    def check(self, ctx):
+        for softmax, sources in attention_softmaxes(ctx):
+            if has_star_args(softmax.call):
+                continue
+            if softmax.dim is None:
+                yield Finding(softmax.call, NO_DIM)
+                continue
+            dim = literal_int(softmax.dim)
+            if dim is None or _renormalised(ctx, softmax):
+                continue
+            verdicts = [_axis_verdict(source, dim) for source in sources]
+            if verdicts and all(v is not None and v[0] == "wrong" for v in verdicts):
+                yield Finding(softmax.call, WRONG_DIM.format(dim=dim, keys=verdicts[0][1]))
+
+
+def _axis_verdict(source, dim: int) -> tuple[str, int] | None:
+    """('wrong', key axis) or ('right', key axis); None when the layout on the way is unknown."""
+    positive, negative = key_axis(source)
+    for node in source.path:
+        if isinstance(node, cst.Call) and method_name(node) in REORDERING or \
+                isinstance(node, cst.Attribute) and node.attr.value in ("T", "mT"):
+            return None  # the scores were transposed on the way: the key axis moved
+        if isinstance(node, cst.Call) and method_name(node) in RESHAPING or isinstance(node, cst.Subscript):
+            positive = None  # the rank may have changed; the last axis is still the keys
+    if dim < 0:
+        return None if negative is None else ("right" if dim == negative else "wrong", negative)
+    if positive is not None:
+        return ("right" if dim == positive else "wrong", positive)
+    return ("wrong", -1) if dim == 0 else None  # keys are last, and scores have at least two axes
+
+
+def _renormalised(ctx, softmax) -> bool:
+    """Slot attention normalises over the queries on purpose, then divides by the sum over the keys:
+    `attn = dots.softmax(dim=1) + eps; attn = attn / attn.sum(dim=-1, keepdim=True)`."""
+    statement = ctx.index.statement_of(softmax.call)
+    if not isinstance(statement, cst.SimpleStatementLine) or softmax.function is None:
+        return False
+    names = {t.target.value for small in statement.body if isinstance(small, cst.Assign)
+             for t in small.targets if isinstance(t.target, cst.Name)}
+    after = ctx.order(softmax.call)
+    for node in ctx.index.descendants(softmax.function.body, cst.BinaryOperation):
+        if ctx.order(node) > after and isinstance(node.operator, cst.Divide) and isinstance(node.left, cst.Name) \
+                and node.left.value in names and isinstance(node.right, cst.Call) and method_name(node.right) == "sum" \
+                and isinstance(receiver(node.right), cst.Name) and receiver(node.right).value == node.left.value:
+            return True
+    return False

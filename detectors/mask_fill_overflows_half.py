@@ -1,0 +1,121 @@
+"""SHP103: a mask fill beyond the fp16 range (-1e9, -1e10, -3e38) written into attention scores."""
+
+from __future__ import annotations
+
+import math
+
+import libcst as cst
+
+from sharpedges.analysis.attention import attention_softmaxes, cast_precision
+from sharpedges.analysis.calls import argument, literal_number, literal_string, method_name
+from sharpedges.analysis.names import dotted
+from sharpedges.detector import Detector, Finding, Fix, Replacement
+
+FP16_MAX = 65504.0
+FILL_METHODS = {"masked_fill", "masked_fill_"}
+MESSAGE = ("mask fill value {value:g} is beyond the float16 range (±65504): in half precision or under autocast "
+           "masked_fill raises 'value cannot be converted to type at::Half without overflow' (or the score "
+           "becomes -inf and fully masked rows turn to NaN); use torch.finfo({scores}.dtype).min")
+
+
+class MaskFillOverflowsHalf(Detector):
+    code = "SHP103"
+    tokens = (b"softmax",)
+
+    def check(self, ctx):
+        reported = set()
+        for softmax, sources in attention_softmaxes(ctx):
+            for source in sources:
+                for position, node in enumerate(source.path):
+                    fill = _fill_of(ctx, node, source.path[position + 1:])
+                    if fill is None or fill[0] in reported:
+                        continue
+                    literal, scores = fill
+                    value = _constant(ctx, literal)
+                    inner = source.path[position + 1:]
+                    # Ex) scores.float().masked_fill(mask, -1e9): the fill lands in float32
+                    if value is None or value >= -FP16_MAX or not math.isfinite(value) or any(cast_precision(ctx, n) == "full" for n in inner):
+                        continue
+                    reported.add(literal)
+                    yield Finding(literal, MESSAGE.format(value=value, scores=_scores_text(scores)),
+                                  _fix(ctx, literal, scores))
+
+
+def _fill_of(ctx, node, inner_path) -> tuple[cst.BaseExpression, cst.BaseExpression] | None:
+    """(the fill value, the scores it fills) when `node` writes a value into the scores."""
+    if not isinstance(node, cst.Call) or not inner_path:
+        return None
+    scores = inner_path[0]
+    method = method_name(node)
+    qualified = ctx.callee(node)
+    if method in FILL_METHODS and qualified not in ("torch.masked_fill",):
+        value = argument(node, "value", 1)
+        return (value, scores) if value is not None else None
+    if qualified == "torch.masked_fill":
+        value = argument(node, "value", 2)
+        return (value, scores) if value is not None else None
+    if qualified == "torch.where":
+        branches = [argument(node, "input", 1), argument(node, "other", 2)]
+        others = [b for b in branches if b is not None and b is not scores]
+        return (others[0], scores) if len(others) == 1 and len(branches) == 2 else None
+    return None
+
+
+def _constant(ctx, expr: cst.BaseExpression, depth: int = 0) -> float | None:
+    """A number the code spells out: a literal, `float("-1e9")`, `-BIG`, or a name bound once to one
+    (a local, or a module-level constant)."""
+    if depth > 4:
+        return None
+    number = literal_number(expr)
+    if number is not None:
+        return number
+    if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.Minus):
+        inner = _constant(ctx, expr.expression, depth + 1)
+        return -inner if inner is not None else None
+    if isinstance(expr, cst.Call) and dotted(expr.func) == "float" and len(expr.args) == 1:
+        text = literal_string(expr.args[0].value)
+        try:
+            return float(text) if text is not None else _constant(ctx, expr.args[0].value, depth + 1)
+        except ValueError:
+            return None
+    if isinstance(expr, cst.Name):
+        values = _bindings(ctx, expr)
+        if len(values) == 1:
+            return _constant(ctx, values[0], depth + 1)
+    return None
+
+
+def _bindings(ctx, name: cst.Name) -> list[cst.BaseExpression]:
+    function = ctx.function_of(name)
+    if function is not None:
+        facts = ctx.function_facts(function)
+        definitions = facts.reaching(name.value, ctx.order(name))
+        if definitions:
+            return [d.value for d in definitions if d.kind == "assign" and d.value is not None] \
+                if all(d.kind == "assign" for d in definitions) else []
+    values = []
+    for statement in ctx.module.body:
+        if isinstance(statement, cst.SimpleStatementLine):
+            for small in statement.body:
+                if isinstance(small, cst.Assign) and any(isinstance(t.target, cst.Name) and t.target.value == name.value
+                                                         for t in small.targets):
+                    values.append(small.value)
+    return values
+
+
+def _scores_text(scores: cst.BaseExpression) -> str:
+    return dotted(scores) or "scores"
+
+
+def _fix(ctx, literal: cst.BaseExpression, scores: cst.BaseExpression) -> Fix | None:
+    """`-1e9` -> `torch.finfo(scores.dtype).min` when the scores are a plain name and `torch` is
+    imported under that name (unsafe: the fill value changes, and so may the numerics)."""
+    scores_text = dotted(scores)
+    if scores_text is None or not _imports_torch(ctx):
+        return None
+    return Fix("unsafe", (Replacement(literal, f"torch.finfo({scores_text}.dtype).min"),))
+
+
+def _imports_torch(ctx) -> bool:
+    return any(dotted(alias.name) == "torch" and alias.asname is None
+               for node in ctx.index.nodes(cst.Import) for alias in node.names)
