@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
 from pathlib import Path
 
-REFERENCE_ROOT = Path(__file__).resolve().parent.parent / "reference_impls"
+# Located without importing the package: reference_impls needs torch, the linter never does.
+REFERENCE_ROOT = Path(importlib.util.find_spec("sharpedges.reference_impls").submodule_search_locations[0])
 
 
 def reference_excerpt(reference: str, max_lines: int = 25) -> tuple[str, str]:

@@ -1,79 +1,61 @@
-"""Rule specs: the data half of every rule (rules/SHPxxx.yaml), validated with pydantic."""
+"""Rule specs: the data half of every rule (rules/SHPxxx.yaml).
+
+Specs are validated with pydantic (`sharpedges.spec_schema`) when the YAML changes, and the validated
+data is cached as JSON keyed by the files' names, sizes and mtimes, so a plain `check` starts
+without importing pydantic or parsing YAML.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
+import tempfile
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import sharpedges.rules as _rules_package
+from sharpedges import __version__
+from sharpedges.yaml_io import DataFileError
 
-from sharpedges.yaml_io import DataFileError, load_yaml
-
-RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
+RULES_DIR = Path(_rules_package.__file__).resolve().parent  # rules/ in a checkout, sharpedges/rules installed
 CODE_PATTERN = re.compile(r"^SHP\d{3}$")
+SPEC_CACHE = Path(os.environ.get("SHARPEDGES_SPEC_CACHE", Path.home() / ".cache" / "sharpedges" / "specs"))
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+@dataclass(frozen=True)
+class Examples:
+    bad: tuple[str, ...]
+    good: tuple[str, ...]
 
 
-class Examples(_Strict):
-    bad: list[str] = Field(min_length=1)
-    good: list[str] = Field(min_length=1)
-
-
-class OptionSpec(_Strict):
-    type: Literal["int", "float", "bool", "str", "list[str]"]
+@dataclass(frozen=True)
+class OptionSpec:
+    type: str
     default: Any
     description: str
 
 
-class RuleSpec(_Strict):
+@dataclass(frozen=True)
+class RuleSpec:
     code: str
     name: str
     title: str
-    severity: Literal["error", "warning", "info"]
+    severity: str
     message: str
     rationale: str
     examples: Examples
-    use_instead: str = Field(description="what to write instead, in a sentence or two")
-    skill: str = Field(description="skill-id#sharp-edge-id this rule enforces")
-    reference_impl: str = Field(description="module:symbol under sharpedges.reference_impls")
-    fix: Literal["none", "safe", "unsafe"] = "none"
-    default: bool = Field(True, description="on unless selected explicitly (preview rules are off)")
-    precision: str = Field("", description="what the rule found on the pinned real corpus, judged")
-    references: list[str] = []
-    options: dict[str, OptionSpec] = {}
-
-    @field_validator("code")
-    @classmethod
-    def _code_shape(cls, value: str) -> str:
-        if not CODE_PATTERN.match(value):
-            raise ValueError("must be SHP followed by three digits")
-        return value
-
-    @field_validator("name")
-    @classmethod
-    def _kebab(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", value):
-            raise ValueError("must be kebab-case")
-        return value
-
-    @field_validator("skill")
-    @classmethod
-    def _skill_ref(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z0-9-]+#[a-z0-9-]+", value):
-            raise ValueError("must look like skill-id#sharp-edge-id")
-        return value
-
-    @field_validator("reference_impl")
-    @classmethod
-    def _impl_ref(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z_][a-z0-9_]*:[A-Za-z_][A-Za-z0-9_]*", value):
-            raise ValueError("must look like module:symbol")
-        return value
+    use_instead: str
+    skill: str
+    reference_impl: str
+    fix: str = "none"
+    default: bool = True
+    precision: str = ""
+    references: tuple[str, ...] = ()
+    options: dict[str, OptionSpec] = field(default_factory=dict)
 
     @property
     def help_uri(self) -> str:
@@ -82,31 +64,78 @@ class RuleSpec(_Strict):
     def option_defaults(self) -> dict[str, Any]:
         return {key: option.default for key, option in self.options.items()}
 
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> "RuleSpec":
+        return cls(**{**data, "examples": Examples(tuple(data["examples"]["bad"]), tuple(data["examples"]["good"])),
+                      "references": tuple(data.get("references", ())),
+                      "options": {k: OptionSpec(**v) for k, v in data.get("options", {}).items()}})
 
-def describe_validation_error(path: Path, exc: ValidationError) -> str:
+
+def describe_validation_error(path: Path, exc) -> str:
+    """One line naming the file and the first bad field of a pydantic ValidationError."""
     first = exc.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or "<root>"
+    where = ".".join(str(part) for part in first["loc"]) or "<root>"
     extra = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{path}: field '{field}': {first['msg']}{extra}"
+    return f"{path}: field '{where}': {first['msg']}{extra}"
 
 
-def load_spec(path: Path) -> RuleSpec:
+def validate_spec_file(path: Path) -> dict[str, Any]:
+    """Validate one YAML spec with pydantic; returns plain data. Raises DataFileError naming file and field."""
+    from pydantic import ValidationError
+
+    from sharpedges.spec_schema import RuleSpecModel
+    from sharpedges.yaml_io import load_yaml
+
     data = load_yaml(path)
     if not isinstance(data, dict):
         raise DataFileError(f"{path}: a rule spec must be a mapping")
     try:
-        spec = RuleSpec.model_validate(data)
+        model = RuleSpecModel.model_validate(data)
     except ValidationError as exc:
         raise DataFileError(describe_validation_error(path, exc)) from None
-    if spec.code != path.stem:
-        raise DataFileError(f"{path}: field 'code': {spec.code} does not match the file name")
-    return spec
+    if model.code != path.stem:
+        raise DataFileError(f"{path}: field 'code': {model.code} does not match the file name")
+    return model.model_dump()
+
+
+def _fingerprint(paths: list[Path]) -> str:
+    digest = hashlib.sha256(__version__.encode())
+    schema = Path(__file__).with_name("spec_schema.py")
+    for path in [schema, *paths]:
+        info = path.stat()
+        digest.update(f"{path}:{info.st_size}:{info.st_mtime_ns}".encode())
+    return digest.hexdigest()[:32]
+
+
+def _read_cache(key: str) -> list[dict] | None:
+    try:
+        data = json.loads((SPEC_CACHE / f"{key}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, list) else None
+
+
+def _write_cache(key: str, data: list[dict]) -> None:
+    try:
+        SPEC_CACHE.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=SPEC_CACHE, prefix=".tmp-")
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+        os.replace(temporary, SPEC_CACHE / f"{key}.json")
+    except OSError:
+        pass  # no cache only costs start-up time
 
 
 @lru_cache(maxsize=4)
 def load_specs(directory: Path = RULES_DIR) -> dict[str, RuleSpec]:
-    """Every spec in `directory`, keyed by code, sorted."""
-    specs = [load_spec(path) for path in sorted(directory.glob("SHP*.yaml"))]
+    """Every spec in `directory`, keyed by code, sorted; validated once per change of the files."""
+    paths = sorted(directory.glob("SHP*.yaml"))
+    key = _fingerprint(paths)
+    data = _read_cache(key)
+    if data is None:
+        data = [validate_spec_file(path) for path in paths]
+        _write_cache(key, data)
+    specs = [RuleSpec.from_data(item) for item in data]
     names: dict[str, str] = {}
     for spec in specs:
         if spec.name in names:
@@ -117,7 +146,8 @@ def load_specs(directory: Path = RULES_DIR) -> dict[str, RuleSpec]:
 
 def validate_options(spec: RuleSpec, given: dict[str, Any], where: str) -> dict[str, Any]:
     """Merge user options over defaults, checking names and types; raises ValueError naming the key."""
-    checks = {"int": lambda v: isinstance(v, int) and not isinstance(v, bool), "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    checks = {"int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+              "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
               "bool": lambda v: isinstance(v, bool), "str": lambda v: isinstance(v, str),
               "list[str]": lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v)}
     merged = spec.option_defaults()

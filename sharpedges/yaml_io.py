@@ -5,25 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-try:  # the C loader is ~10x faster and just as safe
-    _SafeLoader: type = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - libyaml missing
-    _SafeLoader = yaml.SafeLoader
-
 
 class DataFileError(Exception):
     """A data file (rule spec, skill, config) that cannot be used; the message names the file."""
 
 
 def load_yaml(path: Path) -> Any:
+    import yaml  # imported here: a cached `check` never reads YAML
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader is ~10x faster and just as safe
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataFileError(f"{path}: cannot read: {exc}") from None
     try:
-        return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - safe loader
+        return yaml.load(text, Loader=loader)  # noqa: S506 - safe loader
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f":{mark.line + 1}" if mark is not None else ""
