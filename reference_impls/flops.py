@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Literal
+from typing import Callable, Iterator, Literal
 
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.profiler import ProfilerActivity, profile
 
 BACKWARD_TO_FORWARD = 2.5  # FlashAttention's convention: backward does 2.5x the forward matmul work
 
@@ -53,3 +54,25 @@ def pinned_sdpa_backend(backend: SDPBackend | str) -> Iterator[BackendRun]:
     with sdpa_kernel([backend]):
         yield record
     record.ran = backend.name
+
+
+# The aten op each backend dispatches to (the CPU flash kernel ends in "_for_cpu").
+_BACKEND_OPS = {
+    "_scaled_dot_product_flash_attention": "FLASH_ATTENTION",
+    "_scaled_dot_product_efficient_attention": "EFFICIENT_ATTENTION",
+    "_scaled_dot_product_cudnn_attention": "CUDNN_ATTENTION",
+    "_scaled_dot_product_attention_math": "MATH",
+}
+
+
+def observed_sdpa_backends(fn: Callable[[], object]) -> set[str]:
+    """Run ``fn`` once under the profiler and name the SDPA backends it dispatched to,
+    for code that does not pin one (such as a module's default path)."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return {
+        backend
+        for event in prof.events()
+        for op, backend in _BACKEND_OPS.items()
+        if event.name.startswith("aten::" + op)
+    }

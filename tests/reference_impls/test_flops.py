@@ -8,7 +8,11 @@ import pytest
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
-from sharpedges.reference_impls.flops import attention_flops, pinned_sdpa_backend  # noqa: E402
+from sharpedges.reference_impls.flops import (  # noqa: E402
+    attention_flops,
+    observed_sdpa_backends,
+    pinned_sdpa_backend,
+)
 
 
 def test_attention_flops_forward_causal_and_backward():
@@ -33,6 +37,14 @@ def test_pinned_backend_that_cannot_run_raises_and_records_nothing():
         with pinned_sdpa_backend("EFFICIENT_ATTENTION") as run:
             F.scaled_dot_product_attention(q, k, v)
     assert run.requested == "EFFICIENT_ATTENTION" and run.ran is None
+
+
+@pytest.mark.parametrize("backend", ["MATH", "FLASH_ATTENTION"])
+def test_profiler_names_the_backend_that_ran(backend):
+    q = k = v = torch.randn(1, 2, 4, 8)
+    with pinned_sdpa_backend(backend):
+        observed = observed_sdpa_backends(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True))
+    assert observed == {backend}
 
 
 def test_importing_sharpedges_does_not_import_the_reference_impls():
