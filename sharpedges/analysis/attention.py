@@ -641,6 +641,127 @@ def fills_dtype_min(ctx: FileContext, expr: cst.BaseExpression, at: int, depth: 
     return False
 
 
+# -- what a scale is made of ------------------------------------------------------------------------
+SQRT_FUNCTIONS = {"math.sqrt", "numpy.sqrt", "torch.sqrt", "torch.rsqrt", "math.pow", "numpy.power", "torch.pow",
+                  "float", "int", "torch.tensor", "torch.as_tensor"}
+DimensionKey = tuple  # ("param", name) | ("self", attr) | ("attr", dotted) | ("local", function order, name)
+
+
+@dataclass(frozen=True)
+class HeadSplit:
+    """`width // heads` (or `/`) somewhere in a class: the per-head size the code computes."""
+
+    node: cst.BinaryOperation = field(repr=False)
+    width: DimensionKey | None
+    heads: DimensionKey | None
+
+
+def dimension_key(ctx: FileContext, expr: cst.BaseExpression, function: cst.FunctionDef | None, at: int,
+                  depth: int = 0) -> DimensionKey | None:
+    """Which quantity a name or attribute holds, followed through plain aliases (`self.dim = dim`,
+    `d = self.head_dim`) so that the same quantity gets the same key wherever it is read."""
+    if depth > MAX_DEPTH:
+        return None
+    if isinstance(expr, cst.Name):
+        if function is None:
+            return ("global", expr.value)
+        definitions = ctx.function_facts(function).reaching(expr.value, at)
+        if len(definitions) == 1:
+            definition = definitions[0]
+            if definition.kind == "param":
+                return ("param", expr.value)
+            if definition.kind == "assign" and isinstance(definition.value, (cst.Name, cst.Attribute)):
+                return dimension_key(ctx, definition.value, function, definition.order, depth + 1)
+        return ("local", ctx.order(function), expr.value)
+    if isinstance(expr, cst.Attribute):
+        attr = self_attribute(expr)
+        if attr is None:
+            text = dotted(expr)
+            return ("attr", text.removeprefix("self.")) if text is not None else None
+        assignment = _single_self_assignment(ctx, function, attr)
+        if assignment is not None and isinstance(assignment[0], (cst.Name, cst.Attribute)):
+            value, method, order = assignment
+            return dimension_key(ctx, value, method, order, depth + 1)
+        return ("self", attr)
+    return None
+
+
+def _single_self_assignment(ctx: FileContext, function: cst.FunctionDef | None, attr: str):
+    """(value, method, order) of the one `self.attr = value` in the class, if there is exactly one."""
+    cls = ctx.class_of(function) if function is not None else None
+    if cls is None:
+        return None
+    facts = ctx.class_facts(cls)
+    assignments = facts.assignments.get(attr, ())
+    if len(assignments) != 1 or assignments[0].value is None:
+        return None
+    assignment = assignments[0]
+    return assignment.value, facts.methods[assignment.method], ctx.index.last_order(assignment.node) + 1
+
+
+def scale_dimensions(ctx: FileContext, scale: Scale, depth: int = 0) -> list[DimensionKey]:
+    """The quantities a scale factor is computed from: `C ** -0.5` -> C, `1 / math.sqrt(self.dim)`
+    -> dim. A per-head quotient (`dim // heads`) and sizes read off a tensor (`q.size(-1)`) are
+    not listed: they are what the scale should be made of."""
+    return _dimensions(ctx, scale.expr, scale.function, scale.at, depth)
+
+
+def _dimensions(ctx: FileContext, expr: cst.BaseExpression, function, at: int, depth: int) -> list[DimensionKey]:
+    if depth > MAX_DEPTH or literal_number(expr) is not None:
+        return []
+    if isinstance(expr, cst.UnaryOperation):
+        return _dimensions(ctx, expr.expression, function, at, depth + 1)
+    if isinstance(expr, cst.BinaryOperation):
+        operator = expr.operator
+        if isinstance(operator, cst.Power):
+            return _dimensions(ctx, expr.left, function, at, depth + 1)
+        if isinstance(operator, cst.Multiply):
+            return _dimensions(ctx, expr.left, function, at, depth + 1) + \
+                _dimensions(ctx, expr.right, function, at, depth + 1)
+        if isinstance(operator, cst.Divide) and literal_number(expr.left) is not None:
+            return _dimensions(ctx, expr.right, function, at, depth + 1)
+        return []  # a quotient of two sizes, a sum: not one of the sizes it is made of
+    if isinstance(expr, cst.Call):
+        qualified = ctx.callee(expr)
+        if qualified in SQRT_FUNCTIONS and expr.args:
+            return _dimensions(ctx, expr.args[0].value, function, at, depth + 1)
+        if method_name(expr) in ("sqrt", "rsqrt") and receiver(expr) is not None:
+            return _dimensions(ctx, receiver(expr), function, at, depth + 1)
+        return []
+    if isinstance(expr, cst.Name) and function is not None:
+        definitions = ctx.function_facts(function).reaching(expr.value, at)
+        if len(definitions) == 1 and definitions[0].kind == "assign" and definitions[0].value is not None \
+                and not isinstance(definitions[0].value, (cst.Name, cst.Attribute)):
+            return _dimensions(ctx, definitions[0].value, function, definitions[0].order, depth + 1)
+    if isinstance(expr, cst.Attribute) and self_attribute(expr) is not None:
+        assignment = _single_self_assignment(ctx, function, self_attribute(expr))
+        if assignment is not None and not isinstance(assignment[0], (cst.Name, cst.Attribute)):
+            value, method, order = assignment
+            return _dimensions(ctx, value, method, order, depth + 1)
+    if isinstance(expr, (cst.Name, cst.Attribute)):
+        key = dimension_key(ctx, expr, function, at)
+        return [key] if key is not None else []
+    return []
+
+
+def head_splits(ctx: FileContext, scope: cst.CSTNode) -> list[HeadSplit]:
+    """Every `a // b` or `a / b` of two sizes (no literals) in a class or function: where the code
+    divides a width among heads."""
+    def compute() -> list[HeadSplit]:
+        found = []
+        for node in ctx.index.descendants(scope, cst.BinaryOperation):
+            if not isinstance(node.operator, (cst.FloorDivide, cst.Divide)):
+                continue
+            if not all(isinstance(side, (cst.Name, cst.Attribute)) for side in (node.left, node.right)):
+                continue
+            function = ctx.function_of(node)
+            at = ctx.order(node)
+            found.append(HeadSplit(node, dimension_key(ctx, node.left, function, at),
+                                   dimension_key(ctx, node.right, function, at)))
+        return found
+    return ctx.memo(f"head_splits:{ctx.order(scope)}", compute)
+
+
 def parse_einsum(spec: str) -> tuple[list[list[str]], list[str]] | None:
     """'bhid,bhjd->bhij' or einops-style 'b h i d, b h j d -> b h i j' into index lists."""
     if "->" not in spec:

@@ -1,0 +1,38 @@
+"""SHP102: attention scaled by the model width or the head count, in code that splits heads."""
+
+from __future__ import annotations
+
+from sharpedges.analysis.attention import attention_softmaxes, head_splits, scale_dimensions
+from sharpedges.detector import Detector, Finding
+
+MESSAGE = ("attention is scaled by `{scale}`, built from the {what} that this code divides into heads "
+           "(`{split}`): the logits are dot products over one head's dims, so scale by 1/sqrt(head_dim)")
+
+
+class AttentionScaleWrongDim(Detector):
+    code = "SHP102"
+    tokens = (b"softmax",)
+
+    def check(self, ctx):
+        reported = set()
+        for softmax, sources in attention_softmaxes(ctx):
+            scope = ctx.class_of(softmax.call) or softmax.function
+            splits = head_splits(ctx, scope) if scope is not None else []
+            scales = [scale for source in sources for scale in source.scales]
+            for scale, split, what in _wrong_scales(ctx, scales, splits):
+                if scale.expr not in reported:
+                    reported.add(scale.expr)
+                    yield Finding(scale.expr, MESSAGE.format(scale=ctx.code(scale.expr).strip(), what=what,
+                                                             split=ctx.code(split.node).strip()))
+                break
+
+
+def _wrong_scales(ctx, scales, splits):
+    """(scale, split, 'model width' | 'head count') for each scale made of a split's width or heads."""
+    for scale in scales:
+        for key in scale_dimensions(ctx, scale):
+            for split in splits:
+                if key == split.width:
+                    yield scale, split, "model width"
+                elif key == split.heads:
+                    yield scale, split, "head count"
