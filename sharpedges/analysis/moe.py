@@ -1,0 +1,583 @@
+"""Mixture-of-experts routing: where tokens are sent to experts, what balances the load, and where
+balancing losses flow.
+
+A routing site is a `topk` / `argmax` / `max(dim=...)` whose indices are kept, over scores that come
+from a projection (a gate module, `F.linear`, a matmul or einsum with router weights), in a class or
+function that deals with experts. Local names are followed through their reaching definitions, so
+
+    router_logits = self.gate(hidden_states)
+    routing_weights = F.softmax(router_logits, dim=1, dtype=torch.float)
+    routing_weights, selected_experts = torch.topk(routing_weights, self.top_k, dim=-1)
+
+is one path from the gate to the selection, passing an fp32 softmax. What the path passes (a stored
+per-expert bias, a transpose to expert-choice, a cast) and where its values go (returned, stored)
+answers the balancing and precision questions the MoE rules ask.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+from sharpedges.analysis.calls import argument, literal_int, method_name, receiver
+from sharpedges.analysis.classes import self_attribute
+from sharpedges.analysis.context import FileContext
+from sharpedges.analysis.dataflow import Definition, FunctionFacts
+from sharpedges.analysis.names import dotted
+
+MAX_DEPTH = 16
+SELECTION_FUNCTIONS = {"torch.topk": 1, "torch.argmax": 1, "torch.max": 1}  # -> position of `dim`
+SELECTION_METHODS = {"topk": 1, "argmax": 0, "max": 0}
+PROJECTION_FUNCTIONS = {"torch.nn.functional.linear", "torch.matmul", "torch.mm", "torch.bmm", "torch.einsum"}
+TRANSPOSE_METHODS = {"t", "transpose", "permute", "swapaxes", "swapdims", "movedim"}
+TRANSPOSE_FUNCTIONS = {"torch.transpose", "torch.permute", "einops.rearrange", "torch.t"}
+# Casts to full precision on the way from the gate to the selection.
+UPCAST_METHODS = {"float", "double"}
+FULL_PRECISION = {"torch.float", "torch.float32", "torch.float64", "torch.double"}
+DOWNCAST_METHODS = {"half", "bfloat16", "type_as"}
+# Identifiers that say a scope is about experts, and names under which a balancing loss is kept.
+EXPERT_WORD = "expert"
+BALANCING_NAME = re.compile(r"loss|^l_aux$|^aux$|balanc", re.IGNORECASE)
+# A local that holds a balancing loss by name (a bare `loss` is the task loss).
+BALANCING_LOCAL = re.compile(r"aux|balanc|z_?loss|lb_loss|load_loss|router_loss|moe_loss|importance|expert_loss",
+                             re.IGNORECASE)
+# Loss functions that are not load-balancing losses (the task loss of a model).
+TASK_LOSSES = re.compile(r"cross_entropy|nll|mse|l1_loss|bce|kl_div|ctc|margin|huber|smooth", re.IGNORECASE)
+# Methods that keep the whole value (reshape, retype); anything else (max, gather, topk) keeps a part.
+WHOLE_VALUE_METHODS = {"view", "reshape", "float", "to", "type", "detach", "clone", "contiguous", "flatten",
+                       "unsqueeze", "squeeze", "view_as", "reshape_as", "cpu"}
+COLLECT_METHODS = {"append", "extend", "insert", "add", "put", "update"}
+ROUTER_RECORD_KEY = re.compile(r"router", re.IGNORECASE)
+
+
+@dataclass
+class ScoreTrace:
+    """What the path from router scores to one selection passes through."""
+
+    definitions: set[Definition] = field(default_factory=set)  # local definitions on the path
+    parameters: set[str] = field(default_factory=set)  # scores handed in by the caller
+    projections: list[cst.CSTNode] = field(default_factory=list)  # gate calls / products the scores start at
+    biased: bool = False  # a stored per-expert bias added before the selection (aux-loss-free balancing)
+    transposed: bool = False  # experts choose tokens
+    # Precision at the selection: "full" once an fp32 cast is met (walking back from it), "low" once a
+    # downcast is met first, None while nothing says.
+    precision: str | None = None
+
+
+@dataclass(frozen=True)
+class RoutingSite:
+    selection: cst.Call
+    scores: cst.BaseExpression
+    dim: cst.BaseExpression | None
+    function: cst.FunctionDef
+    cls: cst.ClassDef | None
+    trace: ScoreTrace = field(compare=False, hash=False)
+
+    @property
+    def expert_choice(self) -> bool:
+        return self.trace.transposed or literal_int(self.dim) in (0, -2)
+
+
+# -- scopes --------------------------------------------------------------------------------
+def mentions_experts(ctx: FileContext, scope: cst.CSTNode) -> bool:
+    def compute() -> bool:
+        return any(EXPERT_WORD in name.value.lower() for name in ctx.index.descendants(scope, cst.Name))
+    return ctx.memo(("mentions_experts", id(scope)), compute)
+
+
+def layer_of(site: RoutingSite) -> cst.CSTNode:
+    """The layer a routing site belongs to: its class, or its function when it has none."""
+    return site.cls if site.cls is not None else site.function
+
+
+# -- routing sites -------------------------------------------------------------------------
+def _selection(ctx: FileContext, call: cst.Call) -> tuple[cst.BaseExpression, cst.BaseExpression | None] | None:
+    """(scores, dim) for a top-k / argmax / max-with-dim call, else None."""
+    qualified = ctx.callee(call)
+    if qualified in SELECTION_FUNCTIONS:
+        scores, dim = argument(call, "input", 0), argument(call, "dim", SELECTION_FUNCTIONS[qualified])
+        if qualified == "torch.max" and not _is_dim(dim):
+            return None  # torch.max(a, b) is an elementwise maximum
+    elif method_name(call) in SELECTION_METHODS and not _is_namespace(ctx, receiver(call)):
+        name = method_name(call)
+        scores, dim = receiver(call), argument(call, "dim", SELECTION_METHODS[name])
+        if name == "max" and not _is_dim(dim):
+            return None
+    else:
+        return None
+    return (scores, dim) if scores is not None else None
+
+
+def _is_dim(expr: cst.BaseExpression | None) -> bool:
+    return literal_int(expr) is not None or isinstance(expr, (cst.Name, cst.Attribute))
+
+
+def _indices_kept(ctx: FileContext, call: cst.Call) -> bool:
+    """False when only the values of the selection are used (`topk(...)[0]`, `.values`)."""
+    parent = ctx.index.parents.get(call)
+    if isinstance(parent, cst.Attribute) and parent.value is call:
+        return parent.attr.value != "values"
+    if isinstance(parent, cst.Subscript) and parent.value is call and len(parent.slice) == 1:
+        index = parent.slice[0].slice
+        return not (isinstance(index, cst.Index) and literal_int(index.value) == 0)
+    return True
+
+
+def routing_sites(ctx: FileContext) -> list[RoutingSite]:
+    """Every selection of experts from router scores in the file."""
+    def compute() -> list[RoutingSite]:
+        sites = []
+        for call in ctx.calls():
+            found = _selection(ctx, call)
+            if found is None or not _indices_kept(ctx, call):
+                continue
+            function = ctx.function_of(call)
+            if function is None:
+                continue
+            cls = ctx.class_of(function)
+            if not mentions_experts(ctx, cls if cls is not None else function):
+                continue
+            scores, dim = found
+            trace = ScoreTracer(ctx, function).trace(scores)
+            if (trace.projections or trace.parameters) and _selects_experts(ctx, call, function, trace):
+                sites.append(RoutingSite(call, scores, dim, function, cls, trace))
+        return sites
+    return ctx.memo("moe.routing_sites", compute)
+
+
+def _names_experts(ctx: FileContext, node: cst.CSTNode) -> bool:
+    return any(EXPERT_WORD in name.value.lower() for name in ctx.index.descendants(node, cst.Name))
+
+
+def _selects_experts(ctx: FileContext, call: cst.Call, function: cst.FunctionDef, trace: ScoreTrace) -> bool:
+    """Whether what is selected is a set of experts: the selection, its function, the gate it reads (built
+    with the number of experts), or a statement that uses the chosen indices names them."""
+    statement = ctx.index.statement_of(call)
+    if _names_experts(ctx, statement) or EXPERT_WORD in function.name.value.lower():
+        return True
+    if any(_gate_names_experts(ctx, projection) for projection in trace.projections):
+        return True
+    facts = ctx.function_facts(function)
+    chosen = _index_definitions(ctx, facts, statement, call)
+    for definition in chosen:
+        for use in facts.later_uses(definition.name, definition.order - 1):
+            if definition not in facts.reaching(definition.name, ctx.order(use)):
+                continue
+            if _names_experts(ctx, ctx.index.statement_of(use)):
+                return True
+    return False
+
+
+def _index_definitions(ctx: FileContext, facts: FunctionFacts, statement: cst.CSTNode,
+                       call: cst.Call) -> list[Definition]:
+    """The local definitions that bind the chosen indices: `_, idx = x.topk(k)`, `idx = x.topk(k).indices`,
+    `idx = x.topk(k)[1]`, `idx = x.argmax(-1)`."""
+    if not isinstance(statement, cst.SimpleStatementLine) or not isinstance(statement.body[0], cst.Assign):
+        return []
+    assign = statement.body[0]
+    names: list[str] = []
+    for target in assign.targets:
+        target = target.target
+        if isinstance(target, cst.Name) and (method_name(call) == "argmax" or ctx.callee(call) == "torch.argmax"
+                                             or assign.value is not call):
+            names.append(target.value)
+        elif isinstance(target, (cst.Tuple, cst.List)) and assign.value is call and len(target.elements) == 2 \
+                and isinstance(target.elements[1].value, cst.Name):
+            names.append(target.elements[1].value.value)
+    return [d for name in names for d in facts.definitions.get(name, ()) if d.node is assign]
+
+
+def _gate_names_experts(ctx: FileContext, projection: cst.CSTNode) -> bool:
+    """The gate module or router weight is built with the number of experts (`nn.Linear(d, n_experts)`)."""
+    cls = ctx.class_of(projection)
+    if cls is None:
+        return False
+    facts = ctx.class_facts(cls)
+    attrs = []
+    if isinstance(projection, cst.Call) and self_attribute(projection.func) is not None:
+        attrs.append(self_attribute(projection.func))
+    operands = projection.args if isinstance(projection, cst.Call) else (projection.left, projection.right)
+    for operand in operands:
+        value = getattr(operand, "value", operand)
+        while isinstance(value, cst.Call) and receiver(value) is not None:
+            value = receiver(value)  # self.weight.float()
+        if self_attribute(value) is not None:
+            attrs.append(self_attribute(value))
+    return any(assignment.value is not None and _names_experts(ctx, assignment.value)
+               for attr in attrs for assignment in facts.assignments.get(attr, ()))
+
+
+class ScoreTracer:
+    """Follows router scores back from a selection to the projection they start at, within one function."""
+
+    def __init__(self, ctx: FileContext, function: cst.FunctionDef) -> None:
+        self.ctx = ctx
+        self.function = function
+        self.facts: FunctionFacts = ctx.function_facts(function)
+        self.cls = ctx.class_of(function)
+
+    def trace(self, expr: cst.BaseExpression) -> ScoreTrace:
+        result = ScoreTrace()
+        self._walk(expr, self.ctx.order(expr), result, 0, set())
+        return result
+
+    def _walk(self, expr, at: int, out: ScoreTrace, depth: int, seen: set) -> None:
+        if depth > MAX_DEPTH or expr is None:
+            return
+        if isinstance(expr, cst.Name):
+            for definition in self.facts.reaching(expr.value, at):
+                if definition in seen:
+                    continue
+                seen.add(definition)
+                if definition.kind == "param":
+                    out.parameters.add(definition.name)
+                elif definition.value is not None and definition.kind in ("assign", "augassign", "inplace"):
+                    out.definitions.add(definition)
+                    value = definition.value
+                    if definition.kind == "augassign":
+                        self._note_addition(definition.value, definition.operator, out)
+                        self._walk(expr, definition.order - 1, out, depth + 1, seen)  # the value added to
+                    if definition.kind == "inplace":
+                        self._note_method(definition.method or "", definition.value, out)
+                        value = receiver(definition.value)
+                    self._walk(value, definition.order, out, depth + 1, seen)
+            return
+        if isinstance(expr, cst.Call):
+            self._walk_call(expr, at, out, depth, seen)
+        elif isinstance(expr, cst.BinaryOperation):
+            if isinstance(expr.operator, cst.MatrixMultiply):
+                out.projections.append(expr)
+                return
+            self._note_addition(expr.right, expr.operator, out)
+            self._note_addition(expr.left, expr.operator, out)
+            self._walk(expr.left, at, out, depth + 1, seen)
+            self._walk(expr.right, at, out, depth + 1, seen)
+        elif isinstance(expr, cst.Subscript):
+            self._walk(expr.value, at, out, depth + 1, seen)
+        elif isinstance(expr, cst.Attribute):
+            if expr.attr.value in ("T", "mT", "H", "mH"):
+                out.transposed = True
+            if self_attribute(expr) is None and not isinstance(expr.value, cst.Name):
+                self._walk(expr.value, at, out, depth + 1, seen)
+
+    def _walk_call(self, call: cst.Call, at: int, out: ScoreTrace, depth: int, seen: set) -> None:
+        ctx = self.ctx
+        qualified = ctx.callee(call)
+        name = method_name(call)
+        if qualified in PROJECTION_FUNCTIONS:
+            out.projections.append(call)
+            if qualified == "torch.nn.functional.linear" and _is_upcast(ctx, argument(call, "input", 0)):
+                self._set_precision(out, "full")
+            return
+        if _is_module_call(ctx, call) or _is_super_forward(call):
+            out.projections.append(call)
+            if _is_upcast(ctx, argument(call, None, 0)):
+                self._set_precision(out, "full")
+            return
+        if qualified in TRANSPOSE_FUNCTIONS:
+            out.transposed = True
+        dtype = argument(call, "dtype")
+        if dtype is not None:
+            self._set_precision(out, "full" if ctx.qualify(dtype) in FULL_PRECISION else "low")
+        if name is not None and not _is_namespace(ctx, receiver(call)):
+            self._note_method(name, call, out)
+            self._walk(receiver(call), at, out, depth + 1, seen)
+            return
+        if qualified is not None and qualified.split(".")[0] in ("torch", "einops"):
+            self._walk(argument(call, "input", 0) or argument(call, "tensor", 0), at, out, depth + 1, seen)
+
+    def _note_method(self, name: str, call: cst.Call, out: ScoreTrace) -> None:
+        if name in TRANSPOSE_METHODS:
+            out.transposed = True
+        elif name in UPCAST_METHODS:
+            self._set_precision(out, "full")
+        elif name in DOWNCAST_METHODS:
+            self._set_precision(out, "low")
+        elif name in ("to", "type"):
+            target = argument(call, "dtype", 0)
+            qualified = self.ctx.qualify(target) if target is not None else None
+            if qualified in FULL_PRECISION:
+                self._set_precision(out, "full")
+            elif target is not None and _names_a_dtype(self.ctx, target):
+                self._set_precision(out, "low")
+        elif name in ("add", "add_"):
+            self._note_addition(argument(call, None, 0), cst.Add(), out)
+
+    @staticmethod
+    def _set_precision(out: ScoreTrace, value: str) -> None:
+        if out.precision is None:  # walking backwards: the cast nearest the selection decides
+            out.precision = value
+
+    def _note_addition(self, term, operator, out: ScoreTrace) -> None:
+        """`scores + self.expert_bias`: a stored per-expert bias shifts which experts are chosen."""
+        if isinstance(operator, (cst.Add, cst.AddAssign)) and _stored_attribute(term):
+            out.biased = True
+
+
+def _stored_attribute(expr: cst.BaseExpression | None) -> bool:
+    """`self.bias`, `self.gate.e_score_correction_bias`, `self.bias.unsqueeze(0)`: a stored tensor, not
+    a module call."""
+    while isinstance(expr, cst.Call) and method_name(expr) in ("unsqueeze", "view", "to", "type_as", "reshape",
+                                                               "expand", "expand_as", "float", "detach"):
+        expr = receiver(expr)
+    text = dotted(expr) if expr is not None else None
+    return text is not None and text.startswith("self.")
+
+
+def _is_namespace(ctx: FileContext, expr: cst.BaseExpression | None) -> bool:
+    qualified = ctx.qualify(expr) if expr is not None else None
+    return qualified is not None and qualified.split(".")[0] in ("torch", "einops", "numpy", "math")
+
+
+def _is_module_call(ctx: FileContext, call: cst.Call) -> bool:
+    """`self.gate(x)`, `gate(x)` for a parameter or local module: a learned projection of the input."""
+    if isinstance(call.func, cst.Name):
+        qualified = ctx.callee(call)
+        return qualified == call.func.value and not hasattr(builtins, call.func.value)
+    return self_attribute(call.func) is not None
+
+
+def _is_super_forward(call: cst.Call) -> bool:
+    """`super().forward(x)` in a router that subclasses `nn.Linear`."""
+    owner = receiver(call)
+    return isinstance(owner, cst.Call) and isinstance(owner.func, cst.Name) and owner.func.value == "super"
+
+
+def _is_upcast(ctx: FileContext, expr: cst.BaseExpression | None) -> bool:
+    if not isinstance(expr, cst.Call):
+        return False
+    name = method_name(expr)
+    if name in UPCAST_METHODS:
+        return True
+    if name in ("to", "type"):
+        target = argument(expr, "dtype", 0)
+        return target is not None and ctx.qualify(target) in FULL_PRECISION
+    return False
+
+
+def _names_a_dtype(ctx: FileContext, expr: cst.BaseExpression) -> bool:
+    """`x.dtype`, `torch.bfloat16`, `dtype`: a dtype, not a device."""
+    qualified = ctx.qualify(expr) or ""
+    return qualified.endswith("dtype") or qualified in ("torch.bfloat16", "torch.float16", "torch.half")
+
+
+# -- where values go -----------------------------------------------------------------------
+def escapes(ctx: FileContext, facts: FunctionFacts, definitions: set[Definition]) -> bool:
+    """Whether a value defined by one of `definitions` leaves the function: returned, yielded, stored
+    on an object or collected into a container."""
+    for definition in definitions:
+        for use in facts.later_uses(definition.name, definition.order - 1):
+            if definition not in facts.reaching(definition.name, ctx.order(use)):
+                continue
+            if _leaves_function(ctx, use):
+                return True
+    return False
+
+
+def _leaves_function(ctx: FileContext, node: cst.CSTNode) -> bool:
+    child = node
+    for ancestor in ctx.index.ancestors(node):
+        if isinstance(ancestor, (cst.Return, cst.Yield)):
+            return True
+        if isinstance(ancestor, cst.Call):
+            if method_name(ancestor) in COLLECT_METHODS:
+                return True
+            # An argument (`Output(router_logits=logits)`) keeps the whole value; a method of it other than a
+            # reshape or retype (`probs.max(-1).values`, `probs.gather(...)`) lets only a part leave.
+            if ancestor.func is child and method_name(ancestor) not in WHOLE_VALUE_METHODS:
+                return False
+        if isinstance(ancestor, (cst.Assign, cst.AugAssign)):
+            targets = [t.target for t in ancestor.targets] if isinstance(ancestor, cst.Assign) else [ancestor.target]
+            return any(_is_object_store(t) for t in targets)
+        if isinstance(ancestor, (cst.BaseSmallStatement, cst.BaseCompoundStatement)):
+            return False
+        child = ancestor
+    return False
+
+
+def _is_object_store(target: cst.BaseExpression) -> bool:
+    """`self.logits = ...`, `outputs.router_logits = ...`, `self.cache[i] = ...`: kept on an object that
+    outlives the call (a subscript of a local tensor is not)."""
+    while isinstance(target, cst.Subscript):
+        target = target.value
+    return isinstance(target, cst.Attribute)
+
+
+def router_outputs_recorded(ctx: FileContext) -> bool:
+    """HF-style `_can_record_outputs = {"router_logits": OutputRecorder(Router, ...)}`: the framework
+    hands the router logits to the caller from a hook."""
+    def compute() -> bool:
+        for element in ctx.index.nodes(cst.DictElement):
+            key = element.key
+            if isinstance(key, cst.SimpleString) and ROUTER_RECORD_KEY.search(key.value) \
+                    and isinstance(element.value, (cst.Call, cst.Name, cst.Attribute)):
+                return True
+        return False
+    return ctx.memo("moe.router_outputs_recorded", compute)
+
+
+# -- balancing losses ----------------------------------------------------------------------
+def is_balancing_loss_call(ctx: FileContext, call: cst.Call) -> bool:
+    """A call of a loss function that is not a task loss: `load_balancing_loss_func(...)`,
+    `self.compute_aux_loss(...)`, `router_z_loss(...)`."""
+    text = dotted(call.func)
+    if text is None:
+        return False
+    last = text.rsplit(".", 1)[-1]
+    qualified = ctx.callee(call) or ""
+    if qualified.startswith("torch.") or TASK_LOSSES.search(last):
+        return False
+    return BALANCING_NAME.search(last) is not None and last != "loss"
+
+
+def is_balancing_apply(ctx: FileContext, call: cst.Call) -> bool:
+    """`MoEAuxLossAutoScaler.apply(output, aux_loss)`: an autograd Function that attaches a balancing
+    loss to the graph; its result is the only thing that carries the loss's gradient."""
+    if method_name(call) != "apply":
+        return False
+    owner = dotted(receiver(call)) if receiver(call) is not None else None
+    if owner is not None and BALANCING_NAME.search(owner.rsplit(".", 1)[-1]) and "aux" in owner.lower():
+        return True
+    return any(isinstance(arg.value, cst.Name) and BALANCING_NAME.search(arg.value.value) for arg in call.args)
+
+
+def balancing_definitions(ctx: FileContext, function: cst.FunctionDef) -> list[Definition]:
+    """Local definitions in `function` that compute a balancing loss: a balancing-named name given a
+    computed value, or any name given the result of a balancing-loss call."""
+    facts = ctx.function_facts(function)
+    found = []
+    for name, definitions in facts.definitions.items():
+        for definition in definitions:
+            if definition.kind not in ("assign", "augassign") or not _computed(definition.value):
+                continue
+            if _calls_balancing_loss(ctx, definition.value) or \
+                    (BALANCING_LOCAL.search(name) and not _calls_task_loss(ctx, definition.value)):
+                found.append(definition)
+    return found
+
+
+def _calls_task_loss(ctx: FileContext, value: cst.BaseExpression) -> bool:
+    for call in (value, *ctx.index.descendants(value, cst.Call)):
+        if isinstance(call, cst.Call):
+            text = dotted(call.func) or ""
+            if TASK_LOSSES.search(text.rsplit(".", 1)[-1]):
+                return True
+    return False
+
+
+def _computed(value: cst.BaseExpression | None) -> bool:
+    return isinstance(value, (cst.Call, cst.BinaryOperation, cst.UnaryOperation))
+
+
+def _calls_balancing_loss(ctx: FileContext, value: cst.BaseExpression) -> bool:
+    return isinstance(value, cst.Call) and is_balancing_loss_call(ctx, value)
+
+
+def computes_balancing_loss(ctx: FileContext, scope: cst.CSTNode) -> bool:
+    """Whether a layer computes a balancing loss anywhere: a balancing-loss call, a balancing-named local,
+    or a balancing-named attribute (`self.l_aux = ...`)."""
+    for call in ctx.index.descendants(scope, cst.Call):
+        if is_balancing_loss_call(ctx, call) or is_balancing_apply(ctx, call):
+            return True
+    for node in ctx.index.descendants(scope, (cst.Assign, cst.AugAssign, cst.AnnAssign)):
+        if not _computed(node.value):
+            continue
+        targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
+        for target in targets:
+            text = dotted(target)
+            if text is not None and BALANCING_NAME.search(text.rsplit(".", 1)[-1]):
+                return True
+    return False
+
+
+def is_dead(ctx: FileContext, facts: FunctionFacts, definition: Definition, seen: set | None = None) -> bool:
+    """Whether the value of `definition` is never read, or only read to compute other dead locals."""
+    seen = set() if seen is None else seen
+    if definition in seen:
+        return True
+    seen.add(definition)
+    for use in facts.later_uses(definition.name, definition.order - 1):
+        if definition not in facts.reaching(definition.name, ctx.order(use)):
+            continue
+        statement = _assignment_around(ctx, use)
+        if statement is None:
+            return False  # returned, passed on, stored, compared ...
+        for target_definition in _definitions_by(facts, statement):
+            if not is_dead(ctx, facts, target_definition, seen):
+                return False
+        if not _definitions_by(facts, statement):
+            return False  # assigned to an attribute or a subscript: stored
+    return True
+
+
+def _assignment_around(ctx: FileContext, use: cst.CSTNode) -> cst.CSTNode | None:
+    """The Assign / AugAssign whose value (or augmented target) holds `use`, if that is where it goes."""
+    for ancestor in ctx.index.ancestors(use):
+        if isinstance(ancestor, (cst.Assign, cst.AugAssign, cst.AnnAssign)):
+            return ancestor
+        if isinstance(ancestor, (cst.BaseSmallStatement, cst.BaseCompoundStatement, cst.Lambda,
+                                 cst.FunctionDef)):
+            return None
+        if isinstance(ancestor, cst.Call) and not _pure_arithmetic(ancestor):
+            return None
+    return None
+
+
+def _pure_arithmetic(call: cst.Call) -> bool:
+    """Calls that only compute a new value from their arguments (no side effect worth keeping)."""
+    return method_name(call) in ("mean", "sum", "float", "to", "detach", "item", "clone", "view", "reshape")
+
+
+def _definitions_by(facts: FunctionFacts, statement: cst.CSTNode) -> list[Definition]:
+    return [d for defs in facts.definitions.values() for d in defs if d.node is statement]
+
+
+# -- the balancing question ----------------------------------------------------------------
+def balancing(ctx: FileContext, site: RoutingSite) -> str | None:
+    """What balances the load of a routing site's layer, or None when nothing does (or the scores come
+    from a caller this file cannot see)."""
+    trace = site.trace
+    if trace.biased:
+        return "a stored per-expert bias shifts the selection (aux-loss-free balancing)"
+    if site.expert_choice:
+        return "expert-choice routing"
+    if computes_balancing_loss(ctx, layer_of(site)):
+        return "a balancing loss"
+    if router_outputs_recorded(ctx):
+        return "router logits recorded for the caller"
+    facts = ctx.function_facts(site.function)
+    if escapes(ctx, facts, trace.definitions):
+        return "router scores leave the layer"
+    if trace.parameters and not trace.projections:
+        return _balanced_by_callers(ctx, site)
+    return None
+
+
+def _balanced_by_callers(ctx: FileContext, site: RoutingSite) -> str | None:
+    """Scores handed in as a parameter: the methods of the class that call this one decide. With no
+    caller in sight, the layer is not this file's to judge."""
+    if site.cls is None:
+        return "scores come from the caller"
+    name = site.function.name.value
+    params = [p.name.value for p in site.function.params.params]
+    offset = 1 if params and params[0] == "self" else 0
+    callers = 0
+    for call in ctx.index.descendants(site.cls, cst.Call):
+        if dotted(call.func) != f"self.{name}":
+            continue
+        method = ctx.function_of(call)
+        if method is None:
+            continue
+        callers += 1
+        for param in site.trace.parameters:
+            position = params.index(param) - offset if param in params else None
+            value = argument(call, param, position)
+            if value is None:
+                return "scores come from the caller"
+            trace = ScoreTracer(ctx, method).trace(value)
+            if trace.biased or trace.parameters or escapes(ctx, ctx.function_facts(method), trace.definitions):
+                return "router scores leave the layer"
+    return None if callers else "scores come from the caller"

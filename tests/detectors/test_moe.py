@@ -1,0 +1,236 @@
+"""Behaviour of the MoE rules (SHP501 missing balancing, SHP502 dropped balancing loss, SHP503 router
+precision) beyond their spec examples: mutations of correct layers, reach across methods, messages."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from sharpedges.engine import Engine
+from sharpedges.registry import all_rules
+
+
+def codes(source: str, *rules: str) -> list[tuple[str, int]]:
+    engine = Engine([all_rules()[code] for code in rules])
+    result = engine.check("moe.py", textwrap.dedent(source).encode())
+    assert not result.errors, result.errors
+    return [(d.rule, d.line) for d in result.diagnostics]
+
+
+def messages(source: str, code: str) -> list[str]:
+    result = Engine([all_rules()[code]]).check("moe.py", textwrap.dedent(source).encode())
+    return [d.message for d in result.diagnostics]
+
+
+SWITCH = """
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class SwitchMoE(nn.Module):
+        def __init__(self, d_model, num_experts, expert):
+            super().__init__()
+            self.num_experts = num_experts
+            self.router = nn.Linear(d_model, num_experts, bias=False)
+            self.experts = nn.ModuleList([expert() for _ in range(num_experts)])
+
+        def forward(self, x):
+            probs = torch.softmax(self.router(x).float(), dim=-1)
+            gate, expert_index = probs.max(dim=-1)
+            fraction = F.one_hot(expert_index, self.num_experts).float().mean(0)
+            aux_loss = self.num_experts * (fraction * probs.mean(0)).sum()
+            out = torch.zeros_like(x)
+            for i, expert in enumerate(self.experts):
+                chosen = expert_index == i
+                out[chosen] = gate[chosen, None] * expert(x[chosen])
+            return out, aux_loss
+"""
+
+MIXTRAL = """
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class SparseMoeBlock(nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.top_k = config.num_experts_per_tok
+            self.gate = nn.Linear(config.hidden_size, config.num_local_experts, bias=False)
+            self.experts = nn.ModuleList([Expert(config) for _ in range(config.num_local_experts)])
+
+        def forward(self, hidden_states):
+            router_logits = self.gate(hidden_states)
+            routing_weights = F.softmax(router_logits, dim=1, dtype=torch.float)
+            routing_weights, selected_experts = torch.topk(routing_weights, self.top_k, dim=-1)
+            final = self.dispatch(hidden_states, routing_weights.to(hidden_states.dtype), selected_experts)
+            return final, router_logits
+"""
+
+DEEPSEEK = """
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class TopkRouter(nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.top_k = config.num_experts_per_tok
+            self.weight = nn.Parameter(torch.empty(config.n_routed_experts, config.hidden_size))
+            self.register_buffer("e_score_correction_bias", torch.zeros(config.n_routed_experts))
+
+        def forward(self, hidden_states):
+            scores = F.linear(hidden_states.float(), self.weight.float()).sigmoid()
+            scores_for_choice = scores + self.e_score_correction_bias.unsqueeze(0)
+            topk_indices = torch.topk(scores_for_choice, k=self.top_k, dim=-1, sorted=False)[1]
+            return scores.gather(1, topk_indices), topk_indices
+"""
+
+
+def mutate(source: str, old: str, new: str) -> str:
+    assert old in source, old
+    return source.replace(old, new)
+
+
+# -- mutation checks --------------------------------------------------------------------------
+def test_dropping_the_aux_loss_from_the_return_fires_shp502_on_the_mutant_only():
+    mutant = mutate(SWITCH, "return out, aux_loss", "return out")
+    assert codes(SWITCH, "SHP501", "SHP502") == []
+    assert [code for code, _ in codes(mutant, "SHP501", "SHP502")] == ["SHP502"]
+
+
+def test_dropping_the_aux_loss_computation_fires_shp501_on_the_mutant_only():
+    mutant = mutate(SWITCH, "            aux_loss = self.num_experts * (fraction * probs.mean(0)).sum()\n", "")
+    mutant = mutate(mutant, "return out, aux_loss", "return out")
+    assert codes(SWITCH, "SHP501") == []
+    assert [code for code, _ in codes(mutant, "SHP501", "SHP502")] == ["SHP501"]
+
+
+def test_a_block_that_stops_returning_its_router_logits_is_unbalanced():
+    mutant = mutate(MIXTRAL, "return final, router_logits", "return final")
+    assert codes(MIXTRAL, "SHP501") == []
+    assert codes(mutant, "SHP501") == [("SHP501", 16)]
+
+
+def test_removing_the_correction_bias_of_aux_free_balancing_is_unbalanced():
+    mutant = mutate(DEEPSEEK, "scores + self.e_score_correction_bias.unsqueeze(0)", "scores")
+    assert codes(DEEPSEEK, "SHP501") == []
+    assert [code for code, _ in codes(mutant, "SHP501")] == ["SHP501"]
+
+
+def test_discarding_the_autoscaler_result_fires_shp502_with_its_own_message():
+    layer = """
+        class MoELayer(nn.Module):
+            def forward(self, hidden_states):
+                probs, indices, aux_loss = self.router(hidden_states)
+                output = self.experts(hidden_states, probs, indices)
+                output = MoEAuxLossAutoScaler.apply(output, aux_loss)
+                return output
+    """
+    mutant = mutate(layer, "output = MoEAuxLossAutoScaler.apply", "MoEAuxLossAutoScaler.apply")
+    assert codes(layer, "SHP502") == []
+    assert codes(mutant, "SHP502") == [("SHP502", 6)]
+    assert "autograd Function" in messages(mutant, "SHP502")[0]
+
+
+# -- reach and precision ------------------------------------------------------------------------
+def test_scores_handed_to_a_helper_are_judged_by_the_calling_method():
+    helper = """
+        import torch
+        from torch import nn
+
+        class MoE(nn.Module):
+            def __init__(self, dim, num_experts, top_k):
+                super().__init__()
+                self.top_k = top_k
+                self.gate = nn.Linear(dim, num_experts)
+
+            def route_tokens_to_experts(self, router_logits):
+                return torch.topk(router_logits.softmax(-1), self.top_k, dim=-1)
+
+            def forward(self, x):
+                router_logits = self.gate(x)
+                weights, experts = self.route_tokens_to_experts(router_logits)
+                return self.mix(x, weights, experts), router_logits
+    """
+    assert codes(helper, "SHP501") == []
+    mutant = mutate(helper, "return self.mix(x, weights, experts), router_logits", "return self.mix(x, weights, experts)")
+    assert codes(mutant, "SHP501") == [("SHP501", 12)]
+
+
+@pytest.mark.parametrize("sampler", [
+    "v, _ = torch.topk(logits, top_k)\n            return v",
+    "return torch.argmax(logits, dim=-1)",
+    "return logits.max(dim=-1).indices",
+])
+def test_selection_over_a_vocabulary_in_an_moe_model_is_not_routing(sampler):
+    source = f"""
+        import torch
+        from torch import nn
+
+        class MoEModel(nn.Module):
+            def __init__(self, config):
+                super().__init__()
+                self.num_experts = config.num_experts
+                self.lm_head = nn.Linear(config.hidden, config.vocab_size)
+
+            def pick(self, hidden, top_k):
+                logits = self.lm_head(hidden)
+                {sampler}
+    """
+    assert codes(source, "SHP501", "SHP502") == []
+
+
+def test_a_sampling_helper_in_an_moe_model_is_not_routing():
+    source = """
+        import torch
+        from torch import nn
+
+        class MoEModel(nn.Module):
+            def _sample(self, logits):
+                return torch.argmax(logits, dim=-1)
+
+            def generate(self, hidden):
+                logits = self.lm_head(hidden)
+                return self._sample(logits)
+
+            def extra_repr(self):
+                return f"num_experts={self.num_experts}"
+    """
+    assert codes(source, "SHP501") == []
+
+
+def test_only_the_values_of_a_top_k_are_not_a_selection_of_experts():
+    source = """
+        import torch
+        from torch import nn
+
+        class GroupScores(nn.Module):
+            def forward(self, x):
+                scores = self.gate(x).view(-1, self.n_groups, self.num_experts // self.n_groups)
+                return scores.topk(2, dim=-1)[0].sum(dim=-1)
+    """
+    assert codes(source, "SHP501") == []
+
+
+def test_router_logits_recorded_by_an_output_hook_are_returned_to_the_caller():
+    source = MIXTRAL.replace("return final, router_logits", "return final") + """
+    class MoePreTrainedModel(PreTrainedModel):
+        _can_record_outputs = {"router_logits": OutputRecorder(SparseMoeBlock, index=1)}
+    """
+    assert codes(source, "SHP501") == []
+
+
+def test_one_finding_per_dead_loss_even_when_it_is_rescaled():
+    source = """
+        import torch
+        from torch import nn
+
+        class Gate(nn.Module):
+            def forward(self, probs, expert_mask):
+                aux_loss = self.num_experts * (expert_mask.float().mean(0) * probs.mean(0)).sum()
+                aux_loss = aux_loss * self.coef
+                z_loss = torch.logsumexp(probs, dim=-1).pow(2).mean()
+                return probs
+    """
+    assert codes(source, "SHP502") == [("SHP502", 8), ("SHP502", 9)]
