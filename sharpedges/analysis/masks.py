@@ -23,7 +23,7 @@ from typing import Literal
 
 import libcst as cst
 
-from sharpedges.analysis.attention import LogitTracer
+from sharpedges.analysis.attention import LogitTracer, softmax_calls
 from sharpedges.analysis.calls import argument, is_true, literal_int, literal_number, method_name, \
     receiver
 from sharpedges.analysis.classes import self_attribute
@@ -79,10 +79,11 @@ class Region:
     negated: bool = False
 
     def complement(self) -> Region:
-        if not self.negated and self.lo is None and isinstance(self.hi, int):
-            return Region(self.hi + 1, None)
-        if not self.negated and self.hi is None and isinstance(self.lo, int):
-            return Region(None, self.lo - 1)
+        step = lambda b, by: b + by if isinstance(b, int) else b  # noqa: E731 - a symbolic bound stays symbolic
+        if not self.negated and self.lo is None and self.hi is not None:
+            return Region(step(self.hi, 1), None)
+        if not self.negated and self.hi is None and self.lo is not None:
+            return Region(None, step(self.lo, -1))
         return Region(self.lo, self.hi, not self.negated)
 
     def below(self, diagonal: Bound) -> Region | None:
@@ -207,7 +208,7 @@ class MaskEvaluator:
             return _transposed(inner)
         if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.BitInvert):
             inner = self.value(expr.expression, at, depth + 1)
-            return inner.complement() if inner is not None else None
+            return _as_bool(inner.complement()) if inner is not None else None
         if isinstance(expr, cst.Comparison):
             return self._comparison(expr, at, depth)
         if isinstance(expr, cst.BinaryOperation):
@@ -270,7 +271,7 @@ class MaskEvaluator:
             return MaskValue("additive", Region(1, None), "blocked")
         if qualified in COMPLEMENT_FUNCTIONS or (method in ("logical_not", "bitwise_not") and not namespace):
             inner = self.value(argument(call, "input", 0) if qualified else receiver(call), at, depth + 1)
-            return inner.complement() if inner is not None else None
+            return _as_bool(inner.complement()) if inner is not None else None
         if method in ("eq", "ne", "gt", "ge", "lt", "le") and not namespace:
             inner = self.value(receiver(call), at, depth + 1)
             return _compared(inner, method, argument(call, "other", 0), call, self, at)
@@ -711,6 +712,29 @@ def mask_uses(ctx: FileContext) -> list[MaskUse]:
                         uses.append(MaskUse(call, mask, "torch_nn", f"{kind}({keyword}=)", function))
         return uses
     return ctx.memo("mask_uses", compute)
+
+
+def masks_attention_scores(ctx: FileContext, use: MaskUse) -> bool:
+    """For `masked_fill` / `torch.where`: the filled tensor is a QK^T product that a softmax of the
+    same function then normalises (a span-scoring head that masks its logits is not attention)."""
+    if use.convention not in ("block", "allow"):
+        return True
+    if use.function is None:
+        return False
+    tracer = LogitTracer(ctx, use.function)
+    at = ctx.order(use.node)
+    if use.consumer == "torch.where":
+        branches = [argument(use.node, "input", 1), argument(use.node, "other", 2)]
+    else:
+        branches = [receiver(use.node) if method_name(use.node) else argument(use.node, "input", 0)]
+    products = {id(s.product) for b in branches if b is not None for s in tracer.sources(b, at)}
+    if not products:
+        return False
+    for softmax in softmax_calls(ctx):
+        if softmax.function is use.function and ctx.order(softmax.call) > at and \
+                products & {id(s.product) for s in tracer.sources(softmax.input, ctx.order(softmax.call))}:
+            return True
+    return False
 
 
 def allowed_region(value: MaskValue, convention: Convention) -> Region | None | Literal["ignored"]:

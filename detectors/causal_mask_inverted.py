@@ -1,0 +1,97 @@
+"""SHP202: a causal mask whose polarity is wrong: it shows the future, or hides the diagonal."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from sharpedges.analysis.calls import literal_number, method_name
+from sharpedges.analysis.context import FileContext
+from sharpedges.analysis.masks import SYMBOLIC, MaskUse, Region, allowed_region, mask_uses, masks_attention_scores, \
+    verdict
+from sharpedges.detector import Detector, Finding, Fix, Replacement
+
+CONVENTIONS = {
+    "block": "{consumer} blocks where the mask is True / nonzero",
+    "allow": "{consumer} keeps the scores where the mask is True",
+    "sdpa": "scaled_dot_product_attention attends where a boolean mask is True and adds a float mask",
+    "torch_nn": "{consumer} blocks where a boolean mask is True and adds a float mask",
+    "additive": "an additive mask blocks where it is -inf",
+}
+FUTURE = ("the causal mask is inverted: each position may attend to later positions (the future) and not to "
+          "its past; {convention}")
+DIAGONAL = ("the causal mask hides the diagonal: no position attends to itself and the first row is fully "
+            "masked (NaN after softmax); {convention}")
+IGNORED = ("a 0/1 float causal mask passed to {consumer} is added to the scores, so it masks nothing and every "
+           "position sees the future; pass a boolean mask or a -inf additive one")
+
+
+class CausalMaskInverted(Detector):
+    code = "SHP202"
+    tokens = (b"tril", b"triu", b"arange", b"generate_square_subsequent_mask")
+
+    def check(self, ctx):
+        inversions = list(_inversions(ctx))
+        for use, problem, value in inversions:
+            if problem == "ignored":
+                yield Finding(use.node, IGNORED.format(consumer=use.consumer))
+                continue
+            convention = CONVENTIONS[use.convention].format(consumer=use.consumer)
+            message = (FUTURE if problem == "future" else DIAGONAL).format(convention=convention)
+            yield Finding(use.node, message, _fix(ctx, use, value, len(inversions)))
+
+
+def _inversions(ctx: FileContext):
+    for use in mask_uses(ctx):
+        value = use.evaluator(ctx).value(use.mask)
+        if value is None or not value.triangular or not masks_attention_scores(ctx, use):
+            continue
+        allowed = allowed_region(value, use.convention)
+        if allowed == "ignored":
+            yield use, "ignored", value
+        elif allowed is None or use.convention in ("block", "allow") and _window_bound(allowed):
+            continue
+        elif verdict(allowed) in ("future", "diagonal"):
+            yield use, verdict(allowed), value
+
+
+def _window_bound(allowed: Region) -> bool:
+    """masked_fill and where only add blocking: blocking everything below an offset the code computes
+    (`tril(..., diagonal=past - window - 1)`) bounds a sliding window, and the causal half may be
+    applied by another step."""
+    return allowed.lo == SYMBOLIC and allowed.hi is None and not allowed.negated
+
+
+def _fix(ctx: FileContext, use: MaskUse, value, found: int) -> Fix | None:
+    """Flip one comparison (`== 1` -> `== 0`) or swap tril/triu, inside the consuming statement, when the
+    file then has one inversion fewer and no new one."""
+    statement = ctx.index.statement_of(use.node)
+    for node in reversed(value.flips):
+        if not ctx.index.contains(statement, node):
+            continue
+        replacement = _flipped(node)
+        if replacement is None:
+            continue
+        fixed = ctx.module.deep_replace(replacement.node, cst.parse_expression(replacement.code))
+        if len(list(_inversions(FileContext(ctx.path, fixed)))) < found:
+            return Fix("unsafe", (replacement,))
+    return None
+
+
+def _flipped(node: cst.CSTNode) -> Replacement | None:
+    if isinstance(node, cst.Comparison) and len(node.comparisons) == 1:
+        target = node.comparisons[0]
+        number = literal_number(target.comparator)
+        if isinstance(target.operator, cst.Equal) and number in (0, 1):
+            comparator = cst.Integer("0" if number == 1 else "1")
+            return Replacement(target.comparator, comparator.value)
+        return None
+    if isinstance(node, cst.Call):
+        func = node.func
+        name = method_name(node) or (func.value if isinstance(func, cst.Name) else None)
+        swapped = {"tril": "triu", "triu": "tril"}.get(name or "")
+        if swapped is None:
+            return None
+        if isinstance(func, cst.Attribute):
+            return Replacement(func.attr, swapped)
+        return Replacement(func, swapped)
+    return None

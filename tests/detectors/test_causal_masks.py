@@ -1,0 +1,171 @@
+"""SHP201 (causal mask missing) and SHP202 (causal mask inverted) on realistic modules and their mutants:
+a correct module is clean, the same module with the mask dropped or its polarity flipped is not."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from sharpedges.engine import Engine
+from sharpedges.fixes import apply_edits
+from sharpedges.registry import Rule
+from sharpedges.specs import load_specs
+
+DETECTORS = {"SHP201": "causal_mask_missing", "SHP202": "causal_mask_inverted"}
+
+
+def rule(code: str) -> Rule:
+    module = importlib.import_module(f"sharpedges.detectors.{DETECTORS[code]}")
+    detector = next(obj for obj in vars(module).values() if getattr(obj, "code", None) == code)
+    return Rule(load_specs()[code], detector)
+
+
+def check(code: str, source: str):
+    result = Engine([rule(code)]).check("model.py", source.encode())
+    assert not result.errors, result.errors
+    return result.diagnostics
+
+
+NANOGPT = '''
+import math
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+        self.n_head = config.n_head
+        self.n_embd = config.n_embd
+        self.register_buffer("bias", torch.tril(torch.ones(config.block_size, config.block_size))
+                             .view(1, 1, config.block_size, config.block_size))
+
+    def forward(self, x):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+        att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float('-inf'))
+        att = F.softmax(att, dim=-1)
+        y = att @ v
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.c_proj(y)
+'''
+MASK_LINE = "        att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float('-inf'))\n"
+
+SDPA_BLOCK = '''
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+class Block(nn.Module):
+    def __init__(self, dim, n_heads):
+        super().__init__()
+        self.wqkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.n_heads = n_heads
+
+    def forward(self, x):
+        bsz, seqlen, dim = x.shape
+        q, k, v = self.wqkv(x).split([dim, dim, dim], dim=-1)
+        q, k, v = (t.view(bsz, seqlen, self.n_heads, -1).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return y.transpose(1, 2).reshape(bsz, seqlen, dim)
+
+class Transformer(nn.Module):
+    def __init__(self, vocab, dim, depth):
+        super().__init__()
+        self.tok = nn.Embedding(vocab, dim)
+        self.layers = nn.ModuleList(Block(dim, 8) for _ in range(depth))
+        self.output = nn.Linear(dim, vocab)
+
+    def forward(self, idx, targets):
+        x = self.tok(idx)
+        for layer in self.layers:
+            x = layer(x)
+        logits = self.output(x)
+        return F.cross_entropy(logits[:, :-1].flatten(0, 1), targets[:, 1:].flatten())
+'''
+
+
+def test_correct_nanogpt_is_clean_for_both_rules():
+    assert check("SHP201", NANOGPT) == []
+    assert check("SHP202", NANOGPT) == []
+
+
+def test_dropping_the_mask_fires_missing_on_the_mutant_only():
+    mutant = NANOGPT.replace(MASK_LINE, "")
+    assert [d.rule for d in check("SHP201", mutant)] == ["SHP201"]
+    assert check("SHP202", mutant) == []
+
+
+def test_flipping_tril_to_triu_fires_inverted_on_the_mutant_only():
+    mutant = NANOGPT.replace("torch.tril(", "torch.triu(")
+    assert [d.rule for d in check("SHP202", mutant)] == ["SHP202"]
+    assert check("SHP201", mutant) == []
+
+
+def test_flipped_comparison_is_fixed_back_to_the_original():
+    mutant = NANOGPT.replace("== 0, float('-inf')", "== 1, float('-inf')")
+    diagnostics = check("SHP202", mutant)
+    assert len(diagnostics) == 1 and diagnostics[0].fix["applicability"] == "unsafe"
+    fixed, _ = apply_edits(mutant, [diagnostics[0].fix])
+    assert fixed == NANOGPT
+
+
+def test_next_token_training_makes_the_blocks_causal():
+    assert check("SHP201", SDPA_BLOCK) == []
+    mutant = SDPA_BLOCK.replace("y = F.scaled_dot_product_attention(q, k, v, is_causal=True)",
+                                "y = F.scaled_dot_product_attention(q, k, v)")
+    assert [d.line for d in check("SHP201", mutant)] == [16]
+    # the same blocks without the shifted-target loss are not declared causal
+    encoder = mutant.replace("targets[:, 1:]", "targets")
+    assert check("SHP201", encoder) == []
+
+
+def test_cross_attention_and_caller_masks_are_not_flagged():
+    cross = NANOGPT.replace(MASK_LINE, "").replace("def forward(self, x):", "def forward(self, x, memory):") \
+        .replace("k = k.view(B, T,", "k = self.c_attn(memory).split(self.n_embd, dim=2)[1].view(B, -1,")
+    assert check("SHP201", cross) == []
+    from_caller = NANOGPT.replace("def forward(self, x):", "def forward(self, x, attn_mask):") \
+        .replace("self.bias[:, :, :T, :T] == 0", "attn_mask")
+    assert check("SHP201", from_caller) == []
+
+
+@pytest.mark.parametrize(("mask", "consumer", "inverted"), [
+    ("torch.ones(T, T, dtype=torch.bool).tril()", "sdpa", False),
+    ("torch.ones(T, T, dtype=torch.bool).tril()", "mha", True),
+    ("torch.triu(torch.ones(T, T), diagonal=1).bool()", "sdpa", True),
+    ("torch.triu(torch.ones(T, T), diagonal=1).bool()", "mha", False),
+    ("~torch.triu(torch.ones(T, T), diagonal=1).bool()", "sdpa", False),
+    ("torch.triu(torch.full((T, T), float('-inf')), diagonal=1)", "sdpa", False),
+    ("torch.triu(torch.full((T, T), float('-inf')), diagonal=1)", "mha", False),
+    ("torch.triu(torch.full((T, T), float('-inf')))", "mha", True),
+    ("torch.tril(torch.ones(T, T)).logical_not()", "mha", False),
+    ("nn.Transformer.generate_square_subsequent_mask(T)", "mha", False),
+    ("torch.arange(T)[None, :] > torch.arange(T)[:, None]", "mha", False),
+    ("torch.arange(T)[None, :] > torch.arange(T)[:, None]", "sdpa", True),
+])
+def test_boolean_conventions_of_sdpa_and_multihead_attention(mask, consumer, inverted):
+    call = ("F.scaled_dot_product_attention(x, x, x, attn_mask=mask)" if consumer == "sdpa"
+            else "self.attn(x, x, x, attn_mask=mask)[0]")
+    source = f'''
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+class Block(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(d, 8, batch_first=True)
+
+    def forward(self, x):
+        T = x.size(1)
+        mask = {mask}
+        return {call}
+'''
+    assert bool(check("SHP202", source)) is inverted
