@@ -27,19 +27,30 @@ def _gitignore_spec(directory: Path) -> pathspec.PathSpec | None:
         lines = ignore.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         return None
-    return pathspec.PathSpec.from_lines("gitwildmatch", lines)
+    return pathspec.PathSpec.from_lines("gitignore", lines)
 
 
 def _exclude_spec(patterns: list[str]) -> pathspec.PathSpec:
-    return pathspec.PathSpec.from_lines("gitwildmatch", patterns)
+    return pathspec.PathSpec.from_lines("gitignore", patterns)
 
 
 def discover(arguments: list[str], exclude: list[str], errors: list[FileError],
-             force_explicit: bool = False) -> Iterator[Candidate]:
-    """Yield the files to check, in a deterministic order. Files named explicitly are checked
-    whatever their suffix or excludes say unless `force_explicit` is False and they are excluded;
+             exclude_root: Path | None = None) -> Iterator[Candidate]:
+    """Yield the files to check, in a deterministic order. Exclude patterns match paths relative
+    to `exclude_root` (the config's directory) or to the directory walked, and bare names;
     problems (missing paths, symlink loops) go to `errors`."""
     excluded = _exclude_spec(exclude)
+    anchor = Path(os.path.abspath(exclude_root or Path.cwd()))
+
+    def is_excluded(path: Path, is_dir: bool) -> bool:
+        suffix = "/" if is_dir else ""
+        try:
+            if excluded.match_file(Path(os.path.abspath(path)).relative_to(anchor).as_posix() + suffix):
+                return True
+        except ValueError:
+            pass
+        return excluded.match_file(path.name + suffix)
+
     seen: set[str] = set()
     for argument in arguments:
         path = Path(argument)
@@ -50,9 +61,9 @@ def discover(arguments: list[str], exclude: list[str], errors: list[FileError],
             errors.append(FileError(argument, f"cannot read: {reason}"))
             continue
         if stat.S_ISDIR(mode):
-            yield from _walk(path, argument, excluded, errors, seen)
+            yield from _walk(path, argument, excluded, is_excluded, errors, seen)
         else:
-            if excluded.match_file(path.as_posix()) and not force_explicit:
+            if is_excluded(path, False):
                 continue
             key = os.path.realpath(path)
             if key not in seen:
@@ -60,14 +71,14 @@ def discover(arguments: list[str], exclude: list[str], errors: list[FileError],
                 yield Candidate(argument, path)
 
 
-def _walk(root: Path, display_root: str, excluded: pathspec.PathSpec, errors: list[FileError],
+def _walk(root: Path, display_root: str, excluded: pathspec.PathSpec, is_excluded, errors: list[FileError],
           seen: set[str]) -> Iterator[Candidate]:
     ignores: list[tuple[Path, pathspec.PathSpec]] = []
     visited_dirs: set[str] = set()
 
     def is_ignored(path: Path, is_dir: bool) -> bool:
         relative = path.relative_to(root).as_posix() + ("/" if is_dir else "")
-        if excluded.match_file(relative) or excluded.match_file(path.name + ("/" if is_dir else "")):
+        if excluded.match_file(relative) or is_excluded(path, is_dir):
             return True
         for base, spec in ignores:
             if base == path or base not in path.parents:

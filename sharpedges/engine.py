@@ -66,7 +66,7 @@ class Engine:
         try:
             module = cst.parse_module(data)
         except cst.ParserSyntaxError as exc:
-            result.errors.append(FileError(path, f"syntax error at {exc.raw_line}:{exc.raw_column + 1}: {exc.message}"))
+            result.errors.append(FileError(path, _syntax_error(exc)))
             return result
         except (UnicodeDecodeError, LookupError, SyntaxError) as exc:
             result.errors.append(FileError(path, f"cannot decode: {exc}"))
@@ -121,6 +121,15 @@ class Engine:
                 help=rule.spec.help_uri, fix=fix)
             diagnostics.setdefault(diagnostic.sort_key(), diagnostic)
         return sorted(diagnostics.values(), key=Diagnostic.sort_key)
+
+
+def _syntax_error(exc: "cst.ParserSyntaxError") -> str:
+    """One line: `syntax error at L:C: what was expected` (libcst nests the position in its message)."""
+    message = " ".join(exc.message.split())
+    match = re.search(r"error at (\d+):(\d+): (.*)", message)
+    if match:
+        return f"syntax error at {match.group(1)}:{int(match.group(2)) + 1}: {match.group(3)}"
+    return f"syntax error at {exc.raw_line}:{exc.raw_column + 1}: {message}"
 
 
 def _suppressed(code: str, lines: list[str], line_numbers: set[int]) -> bool:

@@ -173,11 +173,11 @@ def _per_file_ignored(config: Config, diagnostic: Diagnostic) -> bool:
         return False
     path = Path(diagnostic.path)
     try:
-        relative = path.resolve().relative_to(config.root.resolve()).as_posix()
+        relative = Path(os.path.abspath(path)).relative_to(os.path.abspath(config.root)).as_posix()
     except ValueError:
         relative = path.as_posix()
     for pattern, codes in config.per_file_ignores.items():
-        if pathspec.PathSpec.from_lines("gitwildmatch", [pattern]).match_file(relative) and \
+        if pathspec.PathSpec.from_lines("gitignore", [pattern]).match_file(relative) and \
                 any(diagnostic.rule.startswith(code) or code == "ALL" for code in codes):
             return True
     return False
@@ -208,7 +208,7 @@ def run_check(options: CheckOptions) -> RunResult:
                 caches.append(ResultCache(directory, engine_key(engine)))
             else:
                 caches.append(None)
-        for candidate in discover([argument], [*config.exclude, *config.extend_exclude], errors):
+        for candidate in discover([argument], [*config.exclude, *config.extend_exclude], errors, config.root):
             if in_shard(candidate.display, options.shard):
                 tasks.append(_Task(len(tasks), candidate.display, str(candidate.path), slot))
 

@@ -1,0 +1,238 @@
+"""The runner: cache, processes, shards, time limits, atomic fixes, progress."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sharpedges.engine import Engine
+from sharpedges.registry import Rule, all_rules
+from sharpedges.runner import CheckOptions, check_source, run_check, stderr_progress
+from tests.engine.test_cli_check import SCALED, UNSCALED
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """Twenty files, some buggy, copied from the bundled examples and the SHP101 fixtures."""
+    root = tmp_path / "tree"
+    root.mkdir()
+    for i in range(10):
+        (root / f"bad_{i}.py").write_text(UNSCALED + f"\n# file {i}\n")
+        (root / f"good_{i}.py").write_text(SCALED + f"\n# file {i}\n")
+    for example in (REPO / "examples").glob("*.py"):
+        shutil.copy(example, root / example.name)
+    return root
+
+
+def as_json(result) -> str:
+    return json.dumps({"d": [d.to_json() for d in result.diagnostics], "e": [e.to_json() for e in result.errors]},
+                      sort_keys=True)
+
+
+def test_one_process_and_many_give_identical_results(tree: Path):
+    one = run_check(CheckOptions(paths=[str(tree)], jobs=1, use_cache=False))
+    many = run_check(CheckOptions(paths=[str(tree)], jobs=4, use_cache=False))
+    assert as_json(one) == as_json(many)
+    assert len(one.diagnostics) >= 10
+
+
+def test_warm_cache_gives_identical_results_and_is_used(tree: Path, tmp_path: Path, monkeypatch):
+    cache = tmp_path / "cache"
+    cold = run_check(CheckOptions(paths=[str(tree)], cache_dir=str(cache), jobs=1))
+    assert (cache / ".gitignore").read_text().strip().endswith("*")
+    calls = []
+    monkeypatch.setattr(Engine, "check", lambda self, path, data: calls.append(path))
+    warm = run_check(CheckOptions(paths=[str(tree)], cache_dir=str(cache), jobs=1))
+    assert calls == []  # nothing re-checked
+    assert as_json(cold) == as_json(warm)
+
+
+def test_cache_key_covers_content_and_rule_selection(tree: Path, tmp_path: Path):
+    cache = tmp_path / "cache"
+    run_check(CheckOptions(paths=[str(tree)], cache_dir=str(cache), jobs=1))
+    ignored = run_check(CheckOptions(paths=[str(tree)], cache_dir=str(cache), jobs=1, ignore=["SHP101"]))
+    assert not [d for d in ignored.diagnostics if d.rule == "SHP101"]
+    (tree / "good_0.py").write_text(UNSCALED)
+    changed = run_check(CheckOptions(paths=[str(tree)], cache_dir=str(cache), jobs=1))
+    assert any(d.path.endswith("good_0.py") for d in changed.diagnostics)
+
+
+def test_corrupt_or_foreign_cache_entries_are_ignored(tree: Path, tmp_path: Path):
+    cache = tmp_path / "cache"
+    cold = run_check(CheckOptions(paths=[str(tree)], cache_dir=str(cache), jobs=1))
+    entries = sorted(cache.rglob("*.json"))
+    assert entries
+    entries[0].write_text("{not json")
+    entries[1].write_text(json.dumps({"key": "someone else's", "diagnostics": [], "errors": []}))
+    for entry in entries[2:]:
+        data = json.loads(entry.read_text())
+        data["diagnostics"] = "garbage"
+        entry.write_text(json.dumps(data))
+    again = run_check(CheckOptions(paths=[str(tree)], cache_dir=str(cache), jobs=1))
+    assert as_json(cold) == as_json(again)
+
+
+def test_two_concurrent_runs_share_a_cache_safely(tree: Path, tmp_path: Path):
+    cache = tmp_path / "cache"
+    command = [sys.executable, "-m", "sharpedges", "check", "--format", "json", "--cache-dir", str(cache), "--jobs", "2",
+               str(tree)]
+    first, second = (subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(2))
+    outputs = [first.communicate()[0], second.communicate()[0]]
+    assert outputs[0] == outputs[1]
+    third = subprocess.run(command, capture_output=True, text=True).stdout
+    assert third == outputs[0]
+    assert not list(cache.rglob(".tmp-*"))
+
+
+def test_shards_partition_the_files(tree: Path):
+    whole = run_check(CheckOptions(paths=[str(tree)], use_cache=False, jobs=1))
+    parts = [run_check(CheckOptions(paths=[str(tree)], use_cache=False, jobs=1, shard=(k, 3))) for k in (1, 2, 3)]
+    assert sum(p.files for p in parts) == whole.files
+    union = sorted((d for p in parts for d in p.diagnostics), key=lambda d: d.sort_key())
+    assert [d.to_json() for d in union] == [d.to_json() for d in whole.diagnostics]
+    assert all(p.files < whole.files for p in parts)
+
+
+def test_shard_flag_is_validated(run_cli, tmp_path):
+    result = run_cli("check", "--shard", "4/3", ".")
+    assert result.returncode == 2 and "K <= N" in result.stderr
+
+
+def test_a_detector_that_hangs_is_stopped_and_named(monkeypatch):
+    rule = all_rules()["SHP101"]
+
+    class Hang(rule.detector):
+        def check(self, ctx):
+            while True:
+                pass
+
+    engine = Engine([Rule(rule.spec, Hang)])
+    result = check_source(engine, "slow.py", UNSCALED.encode(), time_limit=0.5)
+    (error,) = result.errors
+    assert error.rule == "SHP101" and "timed out after 0.5 s in SHP101" in error.message
+
+
+def test_progress_only_on_a_terminal(monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert stderr_progress() is None
+
+
+def test_progress_line_on_a_terminal(monkeypatch, capsys):
+    import sharpedges.runner as runner
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    clock = iter([0.0, 5.0, 6.0])
+    monkeypatch.setattr(runner.time, "monotonic", lambda: next(clock))
+    report = stderr_progress()
+    report(1, 2)
+    report(2, 2)
+    assert capsys.readouterr().err == "\rsharpedges: checked 1/2 files\rsharpedges: checked 2/2 files\n"
+
+
+def test_machine_formats_never_show_progress(run_cli, tree):
+    result = run_cli("check", "--format", "json", "--no-cache", str(tree))
+    assert result.stderr == ""
+
+
+def test_atomic_write_leaves_the_original_when_interrupted(tmp_path: Path, monkeypatch):
+    from sharpedges import fixes
+
+    target = tmp_path / "model.py"
+    target.write_text("original\n")
+    target.chmod(0o640)
+
+    def interrupted(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fixes.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fixes.write_atomically(target, "half-written\n")
+    assert target.read_text() == "original\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.py"]
+    monkeypatch.undo()
+    fixes.write_atomically(target, "new\n")
+    assert target.read_text() == "new\n" and (target.stat().st_mode & 0o777) == 0o640
+
+
+def test_apply_edits_skips_overlaps_and_refuses_unparseable_results():
+    from sharpedges.fixes import apply_edits, still_parses
+
+    text = "a = f(x)\nb = g(y)\n"
+    fix_a = {"applicability": "safe", "edits": [{"line": 1, "column": 5, "end_line": 1, "end_column": 9, "content": "h(x)"}]}
+    overlapping = {"applicability": "safe", "edits": [{"line": 1, "column": 7, "end_line": 1, "end_column": 8, "content": "z"}]}
+    fix_b = {"applicability": "safe", "edits": [{"line": 2, "column": 5, "end_line": 2, "end_column": 9, "content": "k(y)"}]}
+    new, _ = apply_edits(text, [fix_a, overlapping, fix_b])
+    assert new == "a = h(x)\nb = k(y)\n"
+    assert not still_parses("a = (\n")
+
+
+def test_fix_end_to_end_with_a_rule_that_offers_one(run_cli, tmp_path: Path):
+    fixable = [rule for rule in all_rules().values() if rule.spec.fix != "none"]
+    if not fixable:
+        pytest.skip("no rule offers a fix yet")
+    rule = fixable[0]
+    flags = ["--unsafe-fixes"] if rule.spec.fix == "unsafe" else []
+    for index, source in enumerate(rule.spec.examples.bad):
+        (tmp_path / f"case_{index}.py").write_text(source)
+    before = {p.name: p.read_text() for p in tmp_path.glob("case_*.py")}
+    diff = run_cli("check", "--select", rule.code, "--diff", *flags, ".")
+    assert diff.returncode == 1 and "+++ b/" in diff.stdout
+    assert {p.name: p.read_text() for p in tmp_path.glob("case_*.py")} == before  # --diff writes nothing
+    run_cli("check", "--select", rule.code, "--fix", *flags, "--no-cache", ".")
+    after = {p.name: p.read_text() for p in tmp_path.glob("case_*.py")}
+    assert after != before
+    from sharpedges.fixes import still_parses
+
+    assert all(still_parses(text) for text in after.values())
+    again = run_cli("check", "--select", rule.code, "--diff", *flags, "--no-cache", ".")
+    assert again.returncode == 0 and again.stdout == ""  # idempotent
+
+
+def test_yaml_with_python_tags_is_refused_with_file_and_line(tmp_path: Path):
+    from sharpedges.specs import validate_spec_file
+    from sharpedges.yaml_io import DataFileError
+
+    spec = tmp_path / "SHP101.yaml"
+    spec.write_text("code: SHP101\nname: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(DataFileError, match=r"SHP101.yaml:2: .*python/object"):
+        validate_spec_file(spec)
+
+
+def test_malformed_spec_names_file_and_field(tmp_path: Path):
+    from sharpedges.specs import validate_spec_file
+    from sharpedges.yaml_io import DataFileError
+
+    spec = tmp_path / "SHP101.yaml"
+    data = (REPO / "rules" / "SHP101.yaml").read_text().replace("severity: error", "severity: fatal")
+    spec.write_text(data)
+    with pytest.raises(DataFileError, match=r"SHP101.yaml: field 'severity'"):
+        validate_spec_file(spec)
+    spec.write_text(data.replace("severity: fatal", "severity: error\nseverty: error"))
+    with pytest.raises(DataFileError, match=r"field 'severty'"):
+        validate_spec_file(spec)
+
+
+def test_registry_refuses_unpaired_specs_and_detectors(tmp_path: Path, monkeypatch):
+    import sharpedges.registry as registry
+
+    registry.all_rules.cache_clear()
+    try:
+        specs = dict(registry.load_specs())
+        extra = next(iter(specs.values()))
+        monkeypatch.setattr(registry, "load_specs", lambda: {**specs, "SHP990": extra})
+        with pytest.raises(registry.RegistryError, match="rule spec without a detector: SHP990"):
+            registry.all_rules()
+        registry.all_rules.cache_clear()
+        monkeypatch.setattr(registry, "load_specs", lambda: {k: v for k, v in specs.items() if k != "SHP101"})
+        with pytest.raises(registry.RegistryError, match="detector without a rule spec: SHP101"):
+            registry.all_rules()
+    finally:
+        registry.all_rules.cache_clear()
