@@ -65,3 +65,11 @@ def test_fix_of_bad_examples_parses_and_is_idempotent(code: str) -> None:
         assert still_parses(text)
         assert not [d for d in engine.check("x.py", text.encode()).diagnostics if d.fix], "fix is not idempotent"
     assert fixed_any, f"{code} declares a {rule.spec.fix} fix but no bad example gets one"
+
+
+def test_no_rule_crashes_on_any_rule_example_of_another():
+    """Cross-feeding: every detector sees every rule's examples."""
+    engine = Engine(RULES.values(), screen=False)
+    for rule in RULES.values():
+        for source in (*rule.spec.examples.bad, *rule.spec.examples.good):
+            assert engine.check("example.py", source.encode()).errors == []
