@@ -34,5 +34,5 @@ def _wrong_scales(ctx, scales, splits):
             for split in splits:
                 if key == split.width:
                     yield scale, split, "model width"
-                elif key == split.heads:
+                elif key == split.divisor and split.divisor_is_head_count:
                     yield scale, split, "head count"

@@ -591,6 +591,7 @@ MIN_PLANE_PASS_THROUGH = {"to", "type", "type_as", "view", "reshape", "expand", 
                           "contiguous", "clone", "repeat", "triu", "tril", "triu_", "tril_", "flatten", "float",
                           "half", "bfloat16", "masked_fill", "masked_fill_", "permute", "transpose", "detach"}
 MIN_PLANE_FUNCTIONS = {"torch.triu", "torch.tril", "torch.tensor", "torch.as_tensor"}
+MIN_PLANE_DEPTH = 20  # mask builders chain many small steps (and helpers) between finfo.min and the sum
 
 
 def is_dtype_min(ctx: FileContext, expr: cst.BaseExpression) -> bool:
@@ -606,7 +607,7 @@ def is_dtype_min(ctx: FileContext, expr: cst.BaseExpression) -> bool:
 def fills_dtype_min(ctx: FileContext, expr: cst.BaseExpression, at: int, depth: int = 0) -> bool:
     """Is `expr` a mask plane holding `torch.finfo(dtype).min` where it blocks? Two such planes
     summed overflow to -inf (and a fully masked row to NaN), which is what SHP205 is about."""
-    if depth > MAX_DEPTH:
+    if depth > MIN_PLANE_DEPTH:
         return False
     if is_dtype_min(ctx, expr):
         return True
@@ -636,9 +637,15 @@ def fills_dtype_min(ctx: FileContext, expr: cst.BaseExpression, at: int, depth: 
     if qualified in MIN_PLANE_FUNCTIONS:
         inner = argument(expr, None, 0)
         return inner is not None and fills_dtype_min(ctx, inner, at, depth + 1)
+    if qualified in ("torch.cat", "torch.concat", "torch.stack"):
+        parts = argument(expr, "tensors", 0)
+        return isinstance(parts, (cst.List, cst.Tuple)) and any(
+            fills_dtype_min(ctx, part.value, at, depth + 1) for part in parts.elements)
     if method in MIN_PLANE_PASS_THROUGH and not _is_module_namespace(ctx, receiver(expr)):
         return fills_dtype_min(ctx, receiver(expr), at, depth + 1)
-    return False
+    helper = _helper_definition(ctx, expr)
+    return helper is not None and any(fills_dtype_min(ctx, value, ctx.index.last_order(value) + 1, depth + 1)
+                                      for value in _return_values(ctx, helper[0]))
 
 
 # -- what a scale is made of ------------------------------------------------------------------------
@@ -653,7 +660,10 @@ class HeadSplit:
 
     node: cst.BinaryOperation = field(repr=False)
     width: DimensionKey | None
-    heads: DimensionKey | None
+    divisor: DimensionKey | None
+    # True when the code's reshapes show the divisor is the head count (`view(B, T, H, C // H)`),
+    # False when they show it is the head dim (`H = C // D; view(B, T, H, D)`), None: they don't say.
+    divisor_is_head_count: bool | None
 
 
 def dimension_key(ctx: FileContext, expr: cst.BaseExpression, function: cst.FunctionDef | None, at: int,
@@ -745,21 +755,69 @@ def _dimensions(ctx: FileContext, expr: cst.BaseExpression, function, at: int, d
 
 
 def head_splits(ctx: FileContext, scope: cst.CSTNode) -> list[HeadSplit]:
-    """Every `a // b` or `a / b` of two sizes (no literals) in a class or function: where the code
-    divides a width among heads."""
+    """Every `a // b` (or `int(a / b)`) of two sizes, no literals, in a class or function: where
+    the code divides a width among heads, and which of the two the divisor is."""
     def compute() -> list[HeadSplit]:
+        layouts = _head_layouts(ctx, scope)
         found = []
         for node in ctx.index.descendants(scope, cst.BinaryOperation):
-            if not isinstance(node.operator, (cst.FloorDivide, cst.Divide)):
+            if not _is_size_division(ctx, node):
                 continue
             if not all(isinstance(side, (cst.Name, cst.Attribute)) for side in (node.left, node.right)):
                 continue
             function = ctx.function_of(node)
             at = ctx.order(node)
-            found.append(HeadSplit(node, dimension_key(ctx, node.left, function, at),
-                                   dimension_key(ctx, node.right, function, at)))
+            divisor = dimension_key(ctx, node.right, function, at)
+            quotient = {node, _assigned_key(ctx, node)} - {None}
+            head_count = None
+            for heads, head_dim in layouts:
+                if divisor in heads or quotient & head_dim:
+                    head_count = True
+                elif divisor in head_dim or quotient & heads:
+                    head_count = False if head_count is None else head_count
+            found.append(HeadSplit(node, dimension_key(ctx, node.left, function, at), divisor, head_count))
         return found
     return ctx.memo(f"head_splits:{ctx.order(scope)}", compute)
+
+
+def _is_size_division(ctx: FileContext, node: cst.BinaryOperation) -> bool:
+    """`a // b`, or `int(a / b)`: an integer size, not a tensor divided by a factor."""
+    if isinstance(node.operator, cst.FloorDivide):
+        return True
+    parent = ctx.index.parents.get(node)
+    holder = ctx.index.parents.get(parent) if isinstance(parent, cst.Arg) else None
+    return isinstance(node.operator, cst.Divide) and isinstance(holder, cst.Call) and dotted(holder.func) == "int"
+
+
+def _assigned_key(ctx: FileContext, node: cst.CSTNode) -> DimensionKey | None:
+    """The key of the name or attribute a split is assigned to (`head_dim = dim // heads`)."""
+    statement = ctx.index.parents.get(node)
+    if isinstance(statement, cst.Assign) and len(statement.targets) == 1:
+        target = statement.targets[0].target
+        if isinstance(target, cst.Name):
+            function = ctx.function_of(node)
+            return ("local", ctx.order(function), target.value) if function is not None else ("global", target.value)
+        if isinstance(target, cst.Attribute):
+            return dimension_key(ctx, target, ctx.function_of(node), ctx.index.last_order(statement) + 1)
+    return None
+
+
+def _head_layouts(ctx: FileContext, scope: cst.CSTNode) -> list[tuple[set, set]]:
+    """For each `view`/`reshape` into heads in the scope, (what sits on the heads axis, what sits on
+    the head-dim axis): the last two sizes, as keys and as the nodes themselves."""
+    layouts = []
+    for call in ctx.index.descendants(scope, cst.Call):
+        if method_name(call) not in ("view", "reshape"):
+            continue
+        sizes = [arg.value for arg in call.args if arg.keyword is None and not arg.star]
+        if len(sizes) < 3:
+            continue
+        function = ctx.function_of(call)
+        at = ctx.order(call)
+        heads, head_dim = sizes[-2], sizes[-1]
+        layouts.append(({heads, dimension_key(ctx, heads, function, at)} - {None},
+                        {head_dim, dimension_key(ctx, head_dim, function, at)} - {None}))
+    return layouts
 
 
 def parse_einsum(spec: str) -> tuple[list[list[str]], list[str]] | None:

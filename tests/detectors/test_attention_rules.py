@@ -1,0 +1,260 @@
+"""Behaviour of the attention-arithmetic rules (SHP101-SHP105, SHP205) beyond their spec examples:
+mutations of correct modules, the tracer's reach into helpers, message variants and fixes."""
+
+from __future__ import annotations
+
+import textwrap
+
+import libcst as cst
+import pytest
+
+from sharpedges.analysis.attention import attention_softmaxes, key_axis
+from sharpedges.analysis.context import FileContext
+from sharpedges.engine import Engine
+from sharpedges.fixes import apply_edits
+from sharpedges.registry import all_rules
+
+
+def diagnostics(code: str, source: str):
+    result = Engine([all_rules()[code]]).check("model.py", textwrap.dedent(source).encode())
+    assert not result.errors, result.errors
+    return [d for d in result.diagnostics if d.rule == code]
+
+
+NANOGPT = """
+    import math
+    import torch
+    import torch.nn as nn
+    from torch.nn import functional as F
+
+    class CausalSelfAttention(nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+            self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+            self.n_head = config.n_head
+            self.n_embd = config.n_embd
+            self.register_buffer("bias", torch.tril(torch.ones(config.block_size, config.block_size))
+                                 .view(1, 1, config.block_size, config.block_size))
+
+        def forward(self, x):
+            B, T, C = x.size()
+            q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+            k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+            q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+            v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+            att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float('-inf'))
+            att = F.softmax(att, dim=-1)
+            y = att @ v
+            y = y.transpose(1, 2).contiguous().view(B, T, C)
+            return self.c_proj(y)
+"""
+NANOGPT_SCALE = " * (1.0 / math.sqrt(k.size(-1)))"
+
+
+# -- SHP101 ---------------------------------------------------------------------------------------
+def test_shp101_nanogpt_mutation_fires_only_without_the_scale():
+    assert NANOGPT_SCALE in NANOGPT
+    assert diagnostics("SHP101", NANOGPT) == []
+    mutant = NANOGPT.replace(NANOGPT_SCALE, "")
+    softmax_line = textwrap.dedent(mutant).splitlines().index("        att = F.softmax(att, dim=-1)") + 1
+    assert [d.line for d in diagnostics("SHP101", mutant)] == [softmax_line]
+
+
+BART_STYLE = """
+    import torch
+    from torch import nn
+
+    class Attention(nn.Module):
+        def _shape(self, tensor, seq_len, bsz):
+            return tensor.view(bsz, seq_len, self.num_heads, self.head_dim).transpose(1, 2).contiguous()
+
+        def forward(self, hidden_states):
+            bsz, tgt_len, _ = hidden_states.size()
+            query_states = self.q_proj(hidden_states){scale}
+            key_states = self._shape(self.k_proj(hidden_states), -1, bsz)
+            proj_shape = (bsz * self.num_heads, -1, self.head_dim)
+            query_states = self._shape(query_states, tgt_len, bsz).view(*proj_shape)
+            key_states = key_states.view(*proj_shape)
+            attn_weights = torch.bmm(query_states, key_states.transpose(1, 2))
+            return nn.functional.softmax(attn_weights, dim=-1)
+"""
+
+
+def test_shp101_scale_survives_a_reshaping_helper_method():
+    assert diagnostics("SHP101", BART_STYLE.format(scale=" * self.scaling")) == []
+    assert len(diagnostics("SHP101", BART_STYLE.format(scale=""))) == 1
+
+
+PARAMETER_STYLE = """
+    import torch
+
+    class BlockAttention(torch.nn.Module):
+        def forward(self, x):
+            global_q = self._shape(self.q_proj(x){scale}, seq_len=x.size(1), bsz=x.size(0))
+            global_k = self._shape(self.k_proj(x), seq_len=x.size(1), bsz=x.size(0))
+            return self.global_attention(global_q=global_q, global_k=global_k)
+
+        def _shape(self, tensor, seq_len, bsz):
+            return tensor.view(bsz, seq_len, self.num_heads, self.head_dim).transpose(1, 2)
+
+        def global_attention(self, global_q, global_k):
+            attn_weights = torch.einsum("BHGF,BHXF->BHGX", global_q, global_k)
+            return torch.softmax(attn_weights, dim=-1)
+"""
+
+
+def test_shp101_method_parameter_is_scaled_where_every_caller_scales_it():
+    assert diagnostics("SHP101", PARAMETER_STYLE.format(scale=" * self.scaling")) == []
+    assert len(diagnostics("SHP101", PARAMETER_STYLE.format(scale=""))) == 1
+
+
+NESTED_HELPER = """
+    import torch
+
+    def attention(self, hidden_states):
+        def shape(states):
+            return states.view(hidden_states.size(0), -1, self.n_heads, self.d_head).transpose(1, 2)
+
+        q = shape(self.q(hidden_states){scale})
+        k = shape(self.k(hidden_states))
+        scores = torch.matmul(q, k.transpose(3, 2))
+        return torch.softmax(scores.float(), dim=-1)
+"""
+
+
+def test_shp101_scale_survives_a_nested_helper_function():
+    assert diagnostics("SHP101", NESTED_HELPER.format(scale=" / 8.0")) == []
+    assert len(diagnostics("SHP101", NESTED_HELPER.format(scale=""))) == 1
+
+
+FUSED_TWIN = """
+    import torch.nn.functional as F
+
+    def forward(self, q, k, v):
+        if self.fused_attn:
+            return F.scaled_dot_product_attention(q, k, v, scale={scale})
+        attn = q @ k.transpose(-2, -1)
+        return attn.softmax(dim=-1) @ v
+"""
+
+
+def test_shp101_unit_scale_declared_on_the_fused_twin_is_a_design():
+    assert diagnostics("SHP101", FUSED_TWIN.format(scale="1.0")) == []
+    # a twin with a real scale makes the unscaled eager path a mismatch
+    assert len(diagnostics("SHP101", FUSED_TWIN.format(scale="self.scale"))) == 1
+
+
+# -- SHP102 ---------------------------------------------------------------------------------------
+TIMM = """
+    import torch.nn as nn
+
+    class Attention(nn.Module):
+        def __init__(self, dim, num_heads=8):
+            super().__init__()
+            self.num_heads = num_heads
+            head_dim = dim // num_heads
+            self.scale = {scale} ** -0.5
+            self.qkv = nn.Linear(dim, dim * 3)
+
+        def forward(self, x):
+            B, N, C = x.shape
+            q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+            attn = (q @ k.transpose(-2, -1)) * self.scale
+            attn = attn.softmax(dim=-1)
+            return (attn @ v).transpose(1, 2).reshape(B, N, C)
+"""
+
+
+@pytest.mark.parametrize(("scale", "what"), [("dim", "model width"), ("num_heads", "head count")])
+def test_shp102_timm_mutation(scale, what):
+    assert diagnostics("SHP102", TIMM.format(scale="head_dim")) == []
+    found = diagnostics("SHP102", TIMM.format(scale=scale))
+    assert len(found) == 1 and what in found[0].message and "dim // num_heads" in found[0].message
+
+
+def test_shp102_nanogpt_mutation_scaled_by_c():
+    mutant = NANOGPT.replace("math.sqrt(k.size(-1))", "math.sqrt(C)")
+    assert diagnostics("SHP102", NANOGPT) == []
+    assert len(diagnostics("SHP102", mutant)) == 1
+
+
+# -- SHP103 ---------------------------------------------------------------------------------------
+def test_shp103_fix_uses_the_scores_dtype_and_is_clean_afterwards():
+    source = textwrap.dedent(NANOGPT.replace("float('-inf')", "-1e9"))
+    found = diagnostics("SHP103", source)
+    assert len(found) == 1 and found[0].fix["applicability"] == "unsafe"
+    fixed, applied = apply_edits(source, [found[0].fix])
+    assert applied == 1 and "att.masked_fill(self.bias[:, :, :T, :T] == 0, torch.finfo(att.dtype).min)" in fixed
+    assert diagnostics("SHP103", fixed) == []
+    assert diagnostics("SHP103", NANOGPT) == []
+
+
+def test_shp103_offers_no_fix_where_torch_is_not_imported_by_that_name():
+    source = """
+        import torch as th
+
+        def attention(q, k, v, mask):
+            scores = th.matmul(q, k.transpose(-2, -1)) * q.size(-1) ** -0.5
+            scores = scores.masked_fill(mask == 0, -1e9)
+            return th.softmax(scores, dim=-1) @ v
+    """
+    found = diagnostics("SHP103", source)
+    assert len(found) == 1 and found[0].fix is None
+
+
+# -- SHP104 ---------------------------------------------------------------------------------------
+def test_shp104_messages_say_what_is_wrong():
+    missing = diagnostics("SHP104", NANOGPT.replace("F.softmax(att, dim=-1)", "F.softmax(att)"))
+    assert len(missing) == 1 and "without `dim`" in missing[0].message
+    wrong = diagnostics("SHP104", NANOGPT.replace("F.softmax(att, dim=-1)", "F.softmax(att, dim=-2)"))
+    assert len(wrong) == 1 and "dim=-2" in wrong[0].message and "dim=-1" in wrong[0].message
+    assert diagnostics("SHP104", NANOGPT) == []
+
+
+@pytest.mark.parametrize(("product", "expected"), [
+    ("torch.bmm(q, k.transpose(1, 2))", (2, -1)),
+    ("torch.matmul(q, k.transpose(2, 3))", (3, -1)),
+    ("q @ k.transpose(-2, -1)", (None, -1)),
+    ("q @ k.permute(0, 1, 3, 2)", (3, -1)),
+    ("torch.einsum('bhid,bhjd->bhij', q, k)", (3, -1)),
+    ("torch.einsum('...id,...jd->...ij', q, k)", (None, -1)),
+    ("torch.einsum('bid,bjd->bji', q, k)", (1, -2)),
+])
+def test_key_axis_of_each_product(product, expected):
+    source = f"import torch\n\ndef f(q, k):\n    return torch.softmax({product}, dim=-1)\n"
+    ctx = FileContext("x.py", cst.parse_module(source))
+    [(_, [source_])] = attention_softmaxes(ctx)
+    assert key_axis(source_) == expected
+
+
+# -- SHP105 ---------------------------------------------------------------------------------------
+def test_shp105_only_where_the_code_shows_half():
+    assert diagnostics("SHP105", NANOGPT) == []
+    half = NANOGPT.replace("F.softmax(att, dim=-1)", "F.softmax(att.half(), dim=-1)")
+    assert len(diagnostics("SHP105", half)) == 1
+    upcast = NANOGPT.replace("F.softmax(att, dim=-1)", "F.softmax(att.half(), dim=-1, dtype=torch.float32)")
+    assert diagnostics("SHP105", upcast) == []
+
+
+# -- SHP205 ---------------------------------------------------------------------------------------
+SUMMED = """
+    import torch
+
+    def combine(causal, padding, dtype):
+        a = torch.where(causal, 0.0, torch.finfo(dtype).min)
+        b = torch.where(padding, torch.finfo(dtype).min, 0.0)
+        return {expression}
+"""
+
+
+@pytest.mark.parametrize(("expression", "count"), [
+    ("a + b", 1),
+    ("(a + b).clamp(min=torch.finfo(dtype).min)", 0),
+    ("torch.clamp(a + b, min=torch.finfo(dtype).min)", 0),
+    ("a.masked_fill(b < 0, torch.finfo(dtype).min)", 0),
+    ("a + 1.0", 0),
+])
+def test_shp205_sums_and_their_guards(expression, count):
+    assert len(diagnostics("SHP205", SUMMED.format(expression=expression))) == count
