@@ -274,6 +274,8 @@ class MaskEvaluator:
             return _as_bool(inner.complement()) if inner is not None else None
         if method in ("eq", "ne", "gt", "ge", "lt", "le") and not namespace:
             inner = self.value(receiver(call), at, depth + 1)
+            if inner is None and method in ("eq", "ne") and _is_padding_id(ctx, argument(call, "other", 0)):
+                return MaskValue("bool", None, "blocked" if method == "eq" else "allowed")
             return _compared(inner, method, argument(call, "other", 0), call, self, at)
         if method in ("masked_fill", "masked_fill_") and not namespace:
             return self._masked_fill(call, at, depth)

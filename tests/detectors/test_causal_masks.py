@@ -1,5 +1,6 @@
-"""SHP201 (causal mask missing) and SHP202 (causal mask inverted) on realistic modules and their mutants:
-a correct module is clean, the same module with the mask dropped or its polarity flipped is not."""
+"""SHP201-SHP204 (causal mask missing, inverted, padding-mask polarity, causal with a KV cache) on
+realistic modules and their mutants: a correct module is clean, the same module with the mask dropped,
+its polarity flipped or its alignment broken is not."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from sharpedges.fixes import apply_edits
 from sharpedges.registry import Rule
 from sharpedges.specs import load_specs
 
-DETECTORS = {"SHP201": "causal_mask_missing", "SHP202": "causal_mask_inverted"}
+DETECTORS = {"SHP201": "causal_mask_missing", "SHP202": "causal_mask_inverted",
+             "SHP203": "attention_mask_polarity", "SHP204": "causal_with_kv_cache"}
 
 
 def rule(code: str) -> Rule:
@@ -169,3 +171,52 @@ class Block(nn.Module):
         return {call}
 '''
     assert bool(check("SHP202", source)) is inverted
+
+
+PADDED_ENCODER = '''
+import torch.nn as nn
+import torch.nn.functional as F
+
+class Encoder(nn.Module):
+    def __init__(self, vocab, d, pad_token_id):
+        super().__init__()
+        self.pad_token_id = pad_token_id
+        self.embed = nn.Embedding(vocab, d)
+        self.attn = nn.MultiheadAttention(d, 8, batch_first=True)
+
+    def forward(self, ids):
+        x = self.embed(ids)
+        padding = ids == self.pad_token_id
+        x = self.attn(x, x, x, key_padding_mask=padding)[0]
+        q = k = v = x.unsqueeze(1)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=~padding[:, None, None, :])
+'''
+
+
+def test_padding_mask_polarity_fires_on_each_inverted_consumer():
+    assert check("SHP203", PADDED_ENCODER) == []
+    flipped = PADDED_ENCODER.replace("padding = ids == self.pad_token_id", "padding = ids != self.pad_token_id")
+    assert len(check("SHP203", flipped)) == 2
+    unflipped_sdpa = PADDED_ENCODER.replace("attn_mask=~padding", "attn_mask=padding")
+    assert [d.line for d in check("SHP203", unflipped_sdpa)] == [17]
+
+
+CACHED_ATTENTION = '''
+import torch
+import torch.nn.functional as F
+
+def attention(q, k, v, layer_past=None):
+    if layer_past is not None:
+        k = torch.cat([layer_past[0], k], dim=-2)
+        v = torch.cat([layer_past[1], v], dim=-2)
+    y = F.scaled_dot_product_attention(q, k, v, is_causal=q.size(-2) == k.size(-2))
+    return y, (k, v)
+'''
+
+
+def test_is_causal_true_with_a_cache_fires_and_the_aligned_flag_does_not():
+    assert check("SHP204", CACHED_ATTENTION) == []
+    mutant = CACHED_ATTENTION.replace("is_causal=q.size(-2) == k.size(-2)", "is_causal=True")
+    assert [d.line for d in check("SHP204", mutant)] == [9]
+    uncached = mutant.replace("k = torch.cat([layer_past[0], k], dim=-2)", "pass")
+    assert check("SHP204", uncached) == []

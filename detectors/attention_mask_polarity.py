@@ -1,0 +1,33 @@
+"""SHP203: a padding or additive mask meets a consumer of the other boolean convention."""
+
+from __future__ import annotations
+
+from sharpedges.analysis.masks import attends_to_marked, mask_uses, masks_attention_scores
+from sharpedges.detector import Detector, Finding
+
+BLOCKED_ATTENDED = ("this mask is True at the positions it means to hide ({what}), but {consumer} attends where a "
+                    "boolean mask is True: the query attends only to them; invert it (`~mask`)")
+ALLOWED_BLOCKED = ("this mask is True at the positions that may be attended ({what}), but {consumer} blocks where it "
+                   "is True: the query sees only the hidden ones; invert it (`~mask`)")
+CONSUMERS = {"sdpa": "scaled_dot_product_attention", "allow": "torch.where(mask, scores, -inf)"}
+
+
+class AttentionMaskPolarity(Detector):
+    code = "SHP203"
+    tokens = (b"mask", b"where")
+
+    def check(self, ctx):
+        for use in mask_uses(ctx):
+            value = use.evaluator(ctx).value(use.mask)
+            if value is None or value.triangular or value.marks is None:
+                continue  # causal triangles are SHP202's; a mask of unknown meaning says nothing
+            if not masks_attention_scores(ctx, use):
+                continue
+            attends = attends_to_marked(value, use.convention)
+            what = "padding, or the -inf entries of an additive mask" if value.marks == "blocked" else "real tokens"
+            consumer = CONSUMERS.get(use.convention, use.consumer)
+            if value.marks == "blocked" and attends is True:
+                yield Finding(use.node, BLOCKED_ATTENDED.format(what=what, consumer=consumer))
+            elif value.marks == "allowed" and attends is False:
+                yield Finding(use.node, ALLOWED_BLOCKED.format(what=what, consumer=consumer))
+

@@ -1,0 +1,93 @@
+"""SHP204: `is_causal=True` on SDPA where keys come from a KV cache, so queries are fewer than keys."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from sharpedges.analysis.calls import argument, is_true, method_name, receiver
+from sharpedges.analysis.classes import self_attribute
+from sharpedges.analysis.masks import MAX_DEPTH, SDPA
+from sharpedges.detector import Detector, Finding
+
+CONCATENATIONS = {"torch.cat", "torch.concat", "torch.concatenate"}
+PASS_THROUGH = {"view", "reshape", "transpose", "permute", "contiguous", "to", "type_as", "float", "half",
+                "bfloat16", "repeat_interleave", "expand", "flatten", "unflatten", "squeeze", "unsqueeze"}
+
+
+class CausalWithKvCache(Detector):
+    code = "SHP204"
+    tokens = (b"is_causal",)
+
+    def check(self, ctx):
+        for call in ctx.calls():
+            if ctx.callee(call) not in SDPA:
+                continue
+            function = ctx.function_of(call)
+            if function is None or not _always_causal(ctx, function, call) or _in_branch(ctx, function, call):
+                continue
+            key = argument(call, "key", 1)
+            if key is not None and _from_cache(ctx, function, key, ctx.order(call), 0):
+                yield Finding(call)
+
+
+def _always_causal(ctx, function, call: cst.Call) -> bool:
+    """`is_causal=True`, or a local that is True on every path; `q_len > 1`-style flags are gated."""
+    flag = argument(call, "is_causal", 5)
+    if is_true(flag):
+        return True
+    if isinstance(flag, cst.Name):
+        definitions = ctx.function_facts(function).reaching(flag.value, ctx.order(call))
+        return bool(definitions) and all(d.kind == "assign" and is_true(d.value) for d in definitions)
+    return False
+
+
+def _in_branch(ctx, function, call: cst.Call) -> bool:
+    """Inside an `if` (on the cache, the query length ...) or an `x if c else y`: the author chose
+    when the mask is causal."""
+    for ancestor in ctx.index.ancestors(call):
+        if ancestor is function:
+            return False
+        if isinstance(ancestor, (cst.If, cst.IfExp, cst.Else)):
+            return True
+    return False
+
+
+def _from_cache(ctx, function, expr: cst.BaseExpression, at: int, depth: int) -> bool:
+    """Keys concatenated onto past keys (`torch.cat([past_k, k])`), returned by a cache's
+    `.update(...)`, or read back from a cache buffer written in the same function."""
+    if depth > MAX_DEPTH:
+        return False
+    if isinstance(expr, cst.Name):
+        facts = ctx.function_facts(function)
+        for definition in facts.reaching(expr.value, at):
+            value = definition.value
+            if definition.kind == "unpack" and isinstance(definition.node, cst.Assign):
+                value = definition.node.value
+            if value is not None and definition.kind in ("assign", "unpack") and \
+                    _from_cache(ctx, function, value, definition.order, depth + 1):
+                return True
+        return False
+    if isinstance(expr, cst.Call):
+        if ctx.callee(expr) in CONCATENATIONS:
+            return True
+        method = method_name(expr)
+        if method == "update" and receiver(expr) is not None:
+            return True
+        if method in PASS_THROUGH:
+            return _from_cache(ctx, function, receiver(expr), at, depth + 1)
+        return False
+    if isinstance(expr, cst.Subscript):
+        return _written_buffer(ctx, function, expr.value) or _from_cache(ctx, function, expr.value, at, depth + 1)
+    return False
+
+
+def _written_buffer(ctx, function, expr: cst.BaseExpression) -> bool:
+    """`self.cache_k[:bsz, start:start + T] = xk` elsewhere in the function: a preallocated cache."""
+    attr = self_attribute(expr)
+    if attr is None:
+        return False
+    for assign in ctx.index.descendants(function.body, cst.Assign, prune=(cst.FunctionDef, cst.ClassDef)):
+        for target in assign.targets:
+            if isinstance(target.target, cst.Subscript) and self_attribute(target.target.value) == attr:
+                return True
+    return False
