@@ -1,0 +1,79 @@
+"""SHP301: post-norm residual blocks stacked deeper than `max-depth`."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from sharpedges.analysis.blocks import (TORCH_LAYERS, TORCH_STACKS, is_post_norm_class, local_classes,
+                                        resolve_depths, stacks, torch_layer_is_post_norm)
+from sharpedges.analysis.calls import argument
+from sharpedges.detector import Detector, Finding, Fix, Replacement
+
+MESSAGE = ("{what} stacked {depth} deep (more than max-depth {limit}): post-norm puts a norm on the residual path "
+           "after every block, so gradients near the input shrink with depth and training diverges without a long "
+           "warm-up; {advice}")
+ADVICE_CLASS = ("switch to pre-norm (`x = x + f(norm(x))`) with one final norm before the head, or up-weight the "
+                "residual DeepNorm-style (`norm(alpha * x + f(x))`, alpha = (2N)^(1/4)) and keep a warm-up")
+ADVICE_TORCH = ("pass `norm_first=True` to the layer and a final `norm=nn.LayerNorm(d_model)` to the stack "
+                "(or use DeepNorm scaling with a warm-up)")
+
+
+class PostNormDeepStack(Detector):
+    code = "SHP301"
+    tokens = (b"norm", b"transformerencoder", b"transformerdecoder")
+
+    @classmethod
+    def may_match(cls, lowered_source: bytes) -> bool:
+        # a torch.nn stack, or a norm-using block class repeated over a range
+        return b"transformerencoder" in lowered_source or b"transformerdecoder" in lowered_source or \
+            (b"norm" in lowered_source and b"range(" in lowered_source)
+
+    def check(self, ctx):
+        limit = ctx.options.get("max-depth", 12)
+        classes = local_classes(ctx)
+        for stack in stacks(ctx):
+            block = stack.block
+            torch_layer = ctx.callee(block) in TORCH_LAYERS
+            if torch_layer:
+                if not torch_layer_is_post_norm(ctx, block):
+                    continue
+                what = f"`{ctx.code(block.func)}` layers (norm_first=False, the default)"
+            else:
+                name = block.func.value if isinstance(block.func, cst.Name) else None
+                if name not in classes or not is_post_norm_class(ctx, classes[name]):
+                    continue
+                what = f"post-norm `{name}` blocks (`x = norm(x + f(x))`)"
+            depth = max((d.value for d in resolve_depths(ctx, stack.depth)), default=0)
+            if depth <= limit:
+                continue
+            message = MESSAGE.format(what=what, depth=depth, limit=limit,
+                                     advice=ADVICE_TORCH if torch_layer else ADVICE_CLASS)
+            yield Finding(stack.node, message, _norm_first_fix(ctx, stack) if torch_layer else None)
+
+
+def _norm_first_fix(ctx, stack) -> Fix | None:
+    """Set the layer's `norm_first=True` and give the stack a final LayerNorm (pre-norm needs one), when the
+    layer is built in the stack call or in a local name of the same function, so `d_model` is in scope there."""
+    encoder, layer = stack.node, stack.block
+    if not isinstance(encoder, cst.Call) or ctx.callee(encoder) not in TORCH_STACKS or any(a.star for a in encoder.args):
+        return None
+    if not isinstance(layer.func, cst.Attribute) or ctx.function_of(layer) is not ctx.function_of(encoder):
+        return None
+    d_model = argument(layer, "d_model", 0)
+    if d_model is None or not encoder.args or ctx.index.contains(encoder.args[-1].value, layer):
+        return None  # the two edits would overlap
+    edits = [_set_keyword(ctx, layer, "norm_first", "True")]
+    if argument(encoder, "norm", 2) is None:
+        edits.append(_set_keyword(ctx, encoder, "norm", f"{ctx.code(layer.func.value)}.LayerNorm({ctx.code(d_model)})"))
+    return None if None in edits else Fix("unsafe", tuple(edits))
+
+
+def _set_keyword(ctx, call: cst.Call, keyword: str, code: str) -> Replacement | None:
+    """Give `keyword` the value `code`: replace its value, or append it after the last argument's value
+    (an edit inside the call, so the author's layout and the enclosing indentation stay as they are)."""
+    present = argument(call, keyword)
+    if present is not None:
+        return Replacement(present, code)
+    last = call.args[-1].value
+    text = ctx.code(last)
+    return None if "\n" in text else Replacement(last, f"{text}, {keyword}={code}")

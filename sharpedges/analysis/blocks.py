@@ -1,0 +1,567 @@
+"""Residual and normalisation structure of transformer blocks, and how deep they are stacked.
+
+A block's residual add either feeds a norm (post-norm, `x = norm(x + f(x))`), feeds a norm with
+the residual up-weighted (DeepNorm, `x = norm(alpha * x + f(x))`), or takes a branch that starts
+from a norm (pre-norm, `x = x + f(norm(x))`). A class's style is the union of what its own
+methods and the in-file classes it constructs do; both pre and post means a switchable block.
+
+A stack is a block class (or `nn.TransformerEncoderLayer`) repeated by a comprehension or loop
+over `range(N)`, or by `nn.TransformerEncoder(layer, num_layers=N)`; its depth is resolved from
+literals, parameter defaults, `self.` attributes, config-class field defaults and the arguments
+of in-file constructor calls.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import libcst as cst
+
+from sharpedges.analysis.calls import argument, has_star_args, is_true, literal_int, method_name
+from sharpedges.analysis.classes import self_attribute
+from sharpedges.analysis.context import FileContext
+
+PRE, POST, DEEPNORM = "pre", "post", "deepnorm"
+NORM_FUNCTIONS = {"torch.nn.functional.layer_norm", "torch.nn.functional.rms_norm"}
+# Norms over the feature dim of a token; batch/group/instance norms sit in conv nets, not here.
+NORM_TYPE = re.compile(r"(LayerNorm|RMSNorm|RmsNorm|ScaleNorm|Norm)$")
+NOT_TOKEN_NORM = re.compile(r"(Batch|Group|Instance|Weight|Spectral)Norm", re.IGNORECASE)
+NORM_ATTRIBUTE = re.compile(r"(^|_)(ln|norm|layernorm|layer_norm|rmsnorm|rms_norm)(_?\d+|_\w+)?$|^(ln|norm)_?\w*\d$"
+                            r"|LayerNorm|^norm|norm$", re.IGNORECASE)
+TORCH_LAYERS = {"torch.nn.TransformerEncoderLayer", "torch.nn.TransformerDecoderLayer"}
+TORCH_STACKS = {"torch.nn.TransformerEncoder", "torch.nn.TransformerDecoder"}
+MAX_HOPS = 6
+CONFIG_SUFFIXES = ("Config", "Args", "Arguments", "Params", "Hparams", "Options", "Settings")
+
+
+# -- norms and residual sums --------------------------------------------------------------------
+def is_norm_call(ctx: FileContext, call: cst.Call) -> bool:
+    """A LayerNorm/RMSNorm applied to a tensor: `F.layer_norm`, `self.ln_1(x)`, `self.norm[i](x)`."""
+    callee = ctx.callee(call)
+    if callee in NORM_FUNCTIONS:
+        return True
+    func = call.func
+    if isinstance(func, cst.Subscript):
+        func = func.value
+    attr = self_attribute(func)
+    if attr is None:
+        return False
+    cls = ctx.class_of(call)
+    built = ctx.class_facts(cls).constructed_type(attr) if cls is not None else None
+    if built is not None:
+        short = built.rsplit(".", 1)[-1]
+        if NOT_TOKEN_NORM.search(short):
+            return False
+        if NORM_TYPE.search(short):
+            return True
+    return bool(NORM_ATTRIBUTE.search(attr)) and not NOT_TOKEN_NORM.search(attr) and "bn" not in attr.lower()
+
+
+def _contains_call(ctx: FileContext, expr: cst.CSTNode) -> bool:
+    return isinstance(expr, cst.Call) or any(True for _ in ctx.index.descendants(expr, cst.Call))
+
+
+def _single_value(ctx: FileContext, name: cst.Name) -> cst.BaseExpression | None:
+    """The value of `name` where it is read, when exactly one definition reaches it."""
+    function = ctx.function_of(name)
+    if function is None:
+        return None
+    reaching = ctx.function_facts(function).reaching(name.value, ctx.order(name))
+    if len(reaching) == 1 and reaching[0].kind == "assign":
+        return reaching[0].value
+    return None
+
+
+def _is_scaled_stream(expr: cst.BaseExpression) -> bool:
+    """`alpha * x`, `x * self.alpha`: a residual multiplied by something that is not a sublayer call."""
+    if not (isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Multiply)):
+        return False
+    return not any(isinstance(side, cst.Call) for side in (expr.left, expr.right))
+
+
+@dataclass(frozen=True)
+class ResidualSum:
+    node: cst.CSTNode  # the `a + b` expression or the `x += f(x)` statement
+    operands: tuple[cst.BaseExpression, ...]
+
+
+def residual_sum(ctx: FileContext, expr: cst.BaseExpression, hops: int = 0) -> ResidualSum | None:
+    """The residual sum `expr` is (directly, or as a name holding one), else None.
+
+    A residual sum adds a branch (a sublayer output: a call, or a name computed by one) to a stream."""
+    if isinstance(expr, cst.Name) and hops < MAX_HOPS:
+        function = ctx.function_of(expr)
+        if function is None:
+            return None
+        reaching = ctx.function_facts(function).reaching(expr.value, ctx.order(expr))
+        if len(reaching) != 1:
+            return None
+        definition = reaching[0]
+        if definition.kind == "augassign" and isinstance(definition.operator, cst.AddAssign):
+            node = definition.node
+            return ResidualSum(node, (node.target, node.value)) if _is_branch(ctx, node.value, hops) else None
+        if definition.kind == "assign" and definition.value is not None:
+            return residual_sum(ctx, definition.value, hops + 1)
+        return None
+    if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Add):
+        if _is_branch(ctx, expr.left, hops) or _is_branch(ctx, expr.right, hops):
+            return ResidualSum(expr, (expr.left, expr.right))
+    return None
+
+
+def _is_branch(ctx: FileContext, expr: cst.BaseExpression, hops: int) -> bool:
+    if isinstance(expr, cst.Name):
+        value = _single_value(ctx, expr) if hops < MAX_HOPS else None
+        return value is not None and _contains_call(ctx, value)
+    if isinstance(expr, cst.BinaryOperation):  # `0.5 * ffn(x)`, `h * 0.5` with h a sublayer output
+        return _is_branch(ctx, expr.left, hops + 1) or _is_branch(ctx, expr.right, hops + 1)
+    return _contains_call(ctx, expr)
+
+
+def _norm_inside(ctx: FileContext, expr: cst.BaseExpression, hops: int = 0, skip: str | None = None) -> bool:
+    """Whether `expr` (following names back through every definition that may reach, so a norm
+    applied under `if self.pre_norm:` counts, but not through the name `skip`) applies a norm: the
+    branch of a pre-norm residual."""
+    nodes = [expr, *ctx.index.descendants(expr, (cst.Call, cst.Name))]
+    for node in nodes:
+        if isinstance(node, cst.Call) and is_norm_call(ctx, node):
+            return True
+        if isinstance(node, cst.Name) and node.value != skip and hops < MAX_HOPS \
+                and (function := ctx.function_of(node)) is not None:
+            for definition in ctx.function_facts(function).reaching(node.value, ctx.order(node)):
+                if definition.kind == "assign" and definition.value is not None \
+                        and _norm_inside(ctx, definition.value, hops + 1, skip):
+                    return True
+    return False
+
+
+# -- block styles -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ResidualNorm:
+    node: cst.CSTNode  # the norm call (post, deepnorm) or the sum (pre)
+    style: str
+
+
+def residual_norms(ctx: FileContext, function: cst.FunctionDef) -> list[ResidualNorm]:
+    """Every residual/norm arrangement in one function, in source order."""
+    found: list[ResidualNorm] = []
+    normed_sums: set[cst.CSTNode] = set()
+    for call in ctx.index.descendants(function.body, cst.Call, prune=(cst.FunctionDef, cst.ClassDef)):
+        if not is_norm_call(ctx, call) or not call.args:
+            continue
+        summed = residual_sum(ctx, call.args[0].value)
+        if summed is None or _sum_survives(ctx, call, call.args[0].value):
+            continue
+        style = DEEPNORM if any(_is_scaled_stream(o) for o in summed.operands) else POST
+        found.append(ResidualNorm(call, style))
+        normed_sums.add(summed.node)
+    # A sum no norm consumes, whose branch starts from a norm: pre-norm. (In a post-norm block the
+    # branch starts from the previous sublayer's norm too, but that sum feeds a norm: seen above.)
+    for node in ctx.index.descendants(function.body, (cst.BinaryOperation, cst.AugAssign),
+                                      prune=(cst.FunctionDef, cst.ClassDef)):
+        if node in normed_sums:
+            continue
+        if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Add) and not _feeds_norm(ctx, node):
+            branches = (node.left, node.right)
+        elif isinstance(node, cst.AugAssign) and isinstance(node.operator, cst.AddAssign):
+            branches = (node.value,)
+        else:
+            continue
+        if any(_is_branch(ctx, b, 0) and _norm_inside(ctx, b) for b in branches):
+            found.append(ResidualNorm(node, PRE))
+    found.sort(key=lambda r: ctx.order(r.node))
+    return found
+
+
+def _sum_survives(ctx: FileContext, norm: cst.Call, argument_: cst.BaseExpression) -> bool:
+    """Whether the un-normalised sum is read again after the norm (ViT, MPT: `h = x + attn(...);
+    y = norm(h); out = h + mlp(y)`): then the norm feeds a branch, and the stream stays raw."""
+    if not isinstance(argument_, cst.Name) or (function := ctx.function_of(norm)) is None:
+        return False
+    facts = ctx.function_facts(function)
+    held = facts.reaching(argument_.value, ctx.order(argument_))
+    for use in facts.uses.get(argument_.value, ()):
+        # `x + mlp(ln_2(x))` reads the same sum outside the norm, in the same statement
+        if not ctx.index.contains(norm, use) and any(d in held for d in facts.reaching(argument_.value, ctx.order(use))):
+            return True
+    return False
+
+
+def _feeds_norm(ctx: FileContext, node: cst.BinaryOperation) -> bool:
+    parent = ctx.index.parents.get(node)
+    return isinstance(parent, cst.Arg) and isinstance(call := ctx.index.parents.get(parent), cst.Call) \
+        and is_norm_call(ctx, call)
+
+
+def local_classes(ctx: FileContext) -> dict[str, cst.ClassDef]:
+    return ctx.memo("blocks.classes", lambda: {c.name.value: c for c in ctx.index.nodes(cst.ClassDef)})
+
+
+def block_styles(ctx: FileContext, cls: cst.ClassDef) -> frozenset[str]:
+    """Styles of residual/norm arrangements in `cls` and in the in-file classes it builds."""
+    memo = ctx.memo("blocks.styles", dict)
+    if cls in memo:
+        return memo[cls]
+    memo[cls] = frozenset()  # a cycle of classes building each other contributes nothing
+    styles: set[str] = set()
+    facts = ctx.class_facts(cls)
+    for method in facts.methods.values():
+        styles.update(r.style for r in residual_norms(ctx, method))
+    classes = local_classes(ctx)
+    for assignments in facts.assignments.values():
+        for assignment in assignments:
+            for call in _calls_in(ctx, assignment.value):
+                name = call.func.value if isinstance(call.func, cst.Name) else None
+                if name in classes and classes[name] is not cls:
+                    styles.update(block_styles(ctx, classes[name]))
+    memo[cls] = frozenset(styles)
+    return memo[cls]
+
+
+def _calls_in(ctx: FileContext, expr: cst.BaseExpression | None) -> list[cst.Call]:
+    if expr is None:
+        return []
+    return ([expr] if isinstance(expr, cst.Call) else []) + list(ctx.index.descendants(expr, cst.Call))
+
+
+def is_post_norm_class(ctx: FileContext, cls: cst.ClassDef) -> bool:
+    """Post-norm everywhere: no pre-norm branch (a switchable block is not judged) and not DeepNorm."""
+    return block_styles(ctx, cls) == {POST}
+
+
+def is_pre_norm_class(ctx: FileContext, cls: cst.ClassDef) -> bool:
+    return block_styles(ctx, cls) == {PRE}
+
+
+# -- torch.nn layers ----------------------------------------------------------------------------
+def resolve_expression(ctx: FileContext, expr: cst.BaseExpression | None) -> cst.BaseExpression | None:
+    """What a local name or `self.attr` holds, when one assignment defines it."""
+    for _ in range(MAX_HOPS):
+        if isinstance(expr, cst.Name):
+            expr = _single_value(ctx, expr)
+        elif (attr := self_attribute(expr)) is not None and (cls := ctx.class_of(expr)) is not None:
+            assignments = ctx.class_facts(cls).assignments.get(attr, ())
+            expr = assignments[0].value if len(assignments) == 1 else None
+        else:
+            return expr
+    return None
+
+
+def torch_layer_is_post_norm(ctx: FileContext, layer: cst.Call) -> bool:
+    """`nn.TransformerEncoderLayer(...)` left at `norm_first=False` (its default), as written."""
+    if ctx.callee(layer) not in TORCH_LAYERS or has_star_args(layer):
+        return False
+    norm_first = argument(layer, "norm_first")
+    if norm_first is None:
+        return len([a for a in layer.args if a.keyword is None]) < 10  # norm_first is positional no. 10
+    return isinstance(norm_first, cst.Name) and norm_first.value == "False"
+
+
+# -- stacks and depth ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Stack:
+    node: cst.CSTNode  # what builds the repetition: comprehension, loop, or nn.TransformerEncoder call
+    block: cst.Call  # one block's construction
+    depth: cst.BaseExpression
+
+
+def stacks(ctx: FileContext) -> list[Stack]:
+    """Repetitions of one block construction: `[Block() for _ in range(N)]`, `for _ in range(N):
+    layers.append(Block())`, and `nn.TransformerEncoder(layer, num_layers=N)`."""
+    return ctx.memo("blocks.stacks", lambda: _find_stacks(ctx))
+
+
+def _find_stacks(ctx: FileContext) -> list[Stack]:
+    found: list[Stack] = []
+    for comp in (*ctx.index.nodes(cst.ListComp), *ctx.index.nodes(cst.GeneratorExp)):
+        depth = _range_length(ctx, comp.for_in)
+        if depth is not None and comp.for_in.inner_for_in is None and isinstance(comp.elt, cst.Call):
+            found.append(Stack(comp, comp.elt, depth))
+    for loop in ctx.index.nodes(cst.For):
+        depth = _range_length(ctx, loop)
+        if depth is None:
+            continue
+        for call in ctx.index.descendants(loop.body, cst.Call, prune=(cst.FunctionDef, cst.For, cst.While)):
+            if method_name(call) == "append" and len(call.args) == 1 and isinstance(call.args[0].value, cst.Call):
+                found.append(Stack(loop, call.args[0].value, depth))
+    for call in ctx.calls():
+        if ctx.callee(call) in TORCH_STACKS:
+            layer, depth = argument(call, "encoder_layer", 0) or argument(call, "decoder_layer", 0), \
+                argument(call, "num_layers", 1)
+            layer = resolve_expression(ctx, layer)
+            if isinstance(layer, cst.Call) and depth is not None:
+                found.append(Stack(call, layer, depth))
+    return found
+
+
+def _range_length(ctx: FileContext, loop: cst.For | cst.CompFor) -> cst.BaseExpression | None:
+    iterator = loop.iter
+    if not (isinstance(iterator, cst.Call) and ctx.callee(iterator) == "range" and len(iterator.args) == 1):
+        return None
+    return iterator.args[0].value
+
+
+@dataclass(frozen=True)
+class Depth:
+    value: int
+    where: cst.CSTNode  # the literal or argument that sets it
+
+
+def resolve_depths(ctx: FileContext, expr: cst.BaseExpression, hops: int = 0) -> list[Depth]:
+    """Every value `expr` can take that the file spells out: literals, defaults, config fields,
+    in-file constructor arguments. Empty when it depends on something outside the file."""
+    if hops > MAX_HOPS:
+        return []
+    value = literal_int(expr)
+    if value is not None:
+        return [Depth(value, expr)]
+    if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, (cst.Add, cst.Multiply)):
+        combine = (lambda a, b: a + b) if isinstance(expr.operator, cst.Add) else (lambda a, b: a * b)
+        lefts, rights = resolve_depths(ctx, expr.left, hops + 1), resolve_depths(ctx, expr.right, hops + 1)
+        return [Depth(combine(a.value, b.value), b.where if literal_int(expr.left) is not None else a.where)
+                for a in lefts for b in rights]
+    if isinstance(expr, cst.Name):
+        return _name_depths(ctx, expr, hops)
+    if isinstance(expr, cst.Attribute):
+        attr = self_attribute(expr)
+        if attr is not None and (cls := ctx.class_of(expr)) is not None:
+            values = [a.value for a in ctx.class_facts(cls).assignments.get(attr, ()) if a.value is not None]
+            if values:
+                return [d for v in values for d in resolve_depths(ctx, v, hops + 1)]
+        return _field_depths(ctx, expr.attr.value)
+    return []
+
+
+def _name_depths(ctx: FileContext, name: cst.Name, hops: int) -> list[Depth]:
+    function = ctx.function_of(name)
+    if function is None:
+        return _module_constant(ctx, name.value, hops)
+    reaching = ctx.function_facts(function).reaching(name.value, ctx.order(name))
+    depths: list[Depth] = []
+    for definition in reaching:
+        if definition.kind == "param":
+            if definition.value is not None:
+                depths += resolve_depths(ctx, definition.value, hops + 1)
+            depths += _call_site_depths(ctx, function, name.value, hops)
+        elif definition.kind == "assign" and definition.value is not None:
+            depths += resolve_depths(ctx, definition.value, hops + 1)
+        else:
+            return []
+    if not reaching:
+        return _module_constant(ctx, name.value, hops)
+    return depths
+
+
+def _module_constant(ctx: FileContext, name: str, hops: int) -> list[Depth]:
+    for statement in ctx.module.body:
+        if isinstance(statement, cst.SimpleStatementLine):
+            for small in statement.body:
+                if isinstance(small, cst.Assign) and any(isinstance(t.target, cst.Name) and t.target.value == name
+                                                         for t in small.targets):
+                    return resolve_depths(ctx, small.value, hops + 1)
+    return []
+
+
+def _call_site_depths(ctx: FileContext, function: cst.FunctionDef, parameter: str, hops: int) -> list[Depth]:
+    """`Encoder(num_layers=24)` in this file, for `parameter` of `Encoder.__init__` (or a function)."""
+    cls = ctx.class_of(function)
+    callee = cls.name.value if cls is not None and function.name.value == "__init__" else function.name.value
+    params = [p.name.value for p in function.params.params]
+    position = params.index(parameter) - (1 if cls is not None else 0) if parameter in params else None
+    depths: list[Depth] = []
+    for call in ctx.calls():
+        if isinstance(call.func, cst.Name) and call.func.value == callee:
+            passed = argument(call, parameter, position)
+            if passed is not None:
+                depths += resolve_depths(ctx, passed, hops + 1)
+    return depths
+
+
+def _field_depths(ctx: FileContext, field: str) -> list[Depth]:
+    """Class-level defaults of a config field (`n_layer: int = 48`) and the keyword given to the
+    config's constructor (`GPTConfig(n_layer=48)`) anywhere in the file."""
+    depths: list[Depth] = []
+    for name, cls in local_classes(ctx).items():
+        body = cls.body.body if isinstance(cls.body, cst.IndentedBlock) else ()
+        defines = False
+        for statement in body:
+            if not isinstance(statement, cst.SimpleStatementLine):
+                continue
+            for small in statement.body:
+                targets = [small.target] if isinstance(small, cst.AnnAssign) else \
+                    [t.target for t in small.targets] if isinstance(small, cst.Assign) else []
+                if any(isinstance(t, cst.Name) and t.value == field for t in targets):
+                    defines = True
+                    value = literal_int(small.value)
+                    if value is not None:
+                        depths.append(Depth(value, small.value))
+        # HF style: `def __init__(self, num_hidden_layers=24): self.num_hidden_layers = num_hidden_layers`
+        for assignment in ctx.class_facts(cls).assignments.get(field, ()) if name.endswith(CONFIG_SUFFIXES) else ():
+            if assignment.value is not None:
+                defines = True
+                depths += resolve_depths(ctx, assignment.value, MAX_HOPS - 2)
+        if defines:
+            for call in ctx.calls():
+                if isinstance(call.func, cst.Name) and call.func.value == name:
+                    value = literal_int(argument(call, field))
+                    if value is not None:
+                        depths.append(Depth(value, argument(call, field)))
+    return depths
+
+
+# -- the residual stream overwritten by its own norm ----------------------------------------------
+@dataclass(frozen=True)
+class OverwrittenResidual:
+    norm: cst.Assign  # `x = norm(x)`
+    add: cst.CSTNode  # `x = x + f(x)` or `x += f(x)`, whose residual is now the normalised `x`
+    name: str
+
+
+def overwritten_residuals(ctx: FileContext, function: cst.FunctionDef) -> list[OverwrittenResidual]:
+    """`x = norm(x)` then `x = x + f(x)` (pytorch#61165): the sum's residual operand is the normalised
+    stream. Not when the norm's input was itself a residual sum (two-step post-norm: the stream *is*
+    normalised there), nor when the branch normalises again (an input norm followed by pre-norm)."""
+    facts = ctx.function_facts(function)
+    found = []
+    for node in ctx.index.descendants(function.body, (cst.Assign, cst.AugAssign), prune=(cst.FunctionDef, cst.ClassDef)):
+        pair = _stream_and_branch(node)
+        if pair is None:
+            continue
+        stream, branch = pair
+        if _norm_inside(ctx, branch, skip=stream.value) or not _mentions(ctx, branch, stream.value):
+            continue
+        for definition in facts.reaching(stream.value, ctx.order(stream)):
+            norm = definition.node
+            value = definition.value
+            if definition.kind == "assign" and isinstance(value, cst.Call) and is_norm_call(ctx, value) \
+                    and value.args and isinstance(arg := value.args[0].value, cst.Name) \
+                    and arg.value == stream.value and residual_sum(ctx, arg) is None and isinstance(norm, cst.Assign):
+                found.append(OverwrittenResidual(norm, node, stream.value))
+                break
+    return found
+
+
+def _stream_and_branch(node: cst.Assign | cst.AugAssign) -> tuple[cst.Name, cst.BaseExpression] | None:
+    """(`x`, `f(x)`) for `x += f(x)`, `x = x + f(x)` and `x = f(x) + x`."""
+    if isinstance(node, cst.AugAssign):
+        if isinstance(node.operator, cst.AddAssign) and isinstance(node.target, cst.Name):
+            return node.target, node.value
+        return None
+    if len(node.targets) != 1 or not isinstance(target := node.targets[0].target, cst.Name):
+        return None
+    value = node.value
+    if not (isinstance(value, cst.BinaryOperation) and isinstance(value.operator, cst.Add)):
+        return None
+    for stream, branch in ((value.left, value.right), (value.right, value.left)):
+        if isinstance(stream, cst.Name) and stream.value == target.value:
+            return stream, branch
+    return None
+
+
+def _mentions(ctx: FileContext, expr: cst.BaseExpression, name: str, hops: int = 0) -> bool:
+    """Whether `expr` reads `name`, directly or through the locals it is computed from."""
+    for node in [expr, *ctx.index.descendants(expr, cst.Name)]:
+        if not isinstance(node, cst.Name):
+            continue
+        if node.value == name:
+            return True
+        if hops < MAX_HOPS and (function := ctx.function_of(node)) is not None:
+            for definition in ctx.function_facts(function).reaching(node.value, ctx.order(node)):
+                # an unpacked name (`out, _ = attn(h, h, h)`) is computed from the whole right side
+                value = definition.node.value if definition.kind == "unpack" else definition.value
+                if isinstance(value, cst.BaseExpression) and _mentions(ctx, value, name, hops + 1):
+                    return True
+    return False
+
+
+# -- pre-norm stacks and the norm before the head --------------------------------------------------
+HEAD_TYPES = {"torch.nn.Linear"}
+
+
+@dataclass(frozen=True)
+class UnnormedHead:
+    head: cst.Call  # the output projection reading the raw stream
+    stack: str  # the `self.` attribute holding the pre-norm stack
+
+
+def unnormed_heads(ctx: FileContext, cls: cst.ClassDef) -> list[UnnormedHead]:
+    """In `cls.forward`, a pre-norm stack's output reaching an `nn.Linear` head with no norm applied
+    after the stack: the stream a pre-norm stack leaves is unnormalised and grows with depth."""
+    facts = ctx.class_facts(cls)
+    forward = facts.methods.get("forward")
+    if forward is None:
+        return []
+    pre_stacks = {attr for attr in facts.assignments if _holds_pre_norm_stack(ctx, cls, attr)}
+    found = []
+    for attr in pre_stacks:
+        outputs = _stack_outputs(ctx, forward, attr)
+        if not outputs:
+            continue
+        end = max(ctx.index.last_order(node) for node, _ in outputs)
+        names = {name for _, name in outputs}
+        later = [c for c in ctx.index.descendants(forward.body, cst.Call, prune=(cst.FunctionDef, cst.ClassDef))
+                 if ctx.order(c) > end]
+        if any(is_norm_call(ctx, c) for c in later):
+            continue
+        for call in later:
+            head = self_attribute(call.func)
+            if head is not None and facts.constructed_type(head) in HEAD_TYPES and call.args \
+                    and _reads_stream(call.args[0].value, names):
+                found.append(UnnormedHead(call, attr))
+                break
+    return found
+
+
+def _holds_pre_norm_stack(ctx: FileContext, cls: cst.ClassDef, attr: str) -> bool:
+    """`self.attr` is built from a stack of pre-norm blocks (or a norm_first=True torch stack with no
+    `norm=`), in this class."""
+    for stack in stacks(ctx):
+        if ctx.class_of(stack.node) is not cls or not _assigned_to(ctx, stack.node, attr):
+            continue
+        block = stack.block
+        if ctx.callee(block) in TORCH_LAYERS:
+            if is_true(argument(block, "norm_first")) and isinstance(stack.node, cst.Call) \
+                    and ctx.callee(stack.node) in TORCH_STACKS and argument(stack.node, "norm", 2) is None:
+                return True
+        elif isinstance(block.func, cst.Name) and (block_cls := local_classes(ctx).get(block.func.value)) is not None:
+            if is_pre_norm_class(ctx, block_cls):
+                return True
+    return False
+
+
+def _assigned_to(ctx: FileContext, node: cst.CSTNode, attr: str) -> bool:
+    """`self.attr = nn.ModuleList([...])`, or `self.attr.append(...)` in a stacking loop."""
+    if isinstance(node, cst.For):
+        return any(method_name(c) == "append" and self_attribute(c.func.value) == attr
+                   for c in ctx.index.descendants(node.body, cst.Call))
+    statement = ctx.index.statement_of(node)
+    return any(isinstance(s, cst.Assign) and any(self_attribute(t.target) == attr for t in s.targets)
+               for s in getattr(statement, "body", ()))
+
+
+def _stack_outputs(ctx: FileContext, forward: cst.FunctionDef, attr: str) -> list[tuple[cst.CSTNode, str]]:
+    """(where, name) for the stream the stack leaves: `for blk in self.attr: x = blk(x)` or `x = self.attr(x)`."""
+    outputs = []
+    for loop in ctx.index.descendants(forward.body, cst.For, prune=(cst.FunctionDef, cst.ClassDef)):
+        if not any(self_attribute(a) == attr for a in [loop.iter, *ctx.index.descendants(loop.iter, cst.Attribute)]):
+            continue
+        for assign in ctx.index.descendants(loop.body, cst.Assign):
+            if isinstance(assign.value, cst.Call) and isinstance(assign.targets[0].target, (cst.Name, cst.Tuple)):
+                target = assign.targets[0].target
+                first = target.elements[0].value if isinstance(target, cst.Tuple) else target
+                if isinstance(first, cst.Name):
+                    outputs.append((loop, first.value))
+    for assign in ctx.index.descendants(forward.body, cst.Assign, prune=(cst.FunctionDef, cst.ClassDef)):
+        value = assign.value
+        if isinstance(value, cst.Call) and self_attribute(value.func) == attr \
+                and isinstance(target := assign.targets[0].target, cst.Name):
+            outputs.append((assign, target.value))
+    return outputs
+
+
+def _reads_stream(expr: cst.BaseExpression, names: set[str]) -> bool:
+    """`x`, `x[:, -1, :]`, `x.mean(dim=1)`: the stream itself, picked or pooled, as the head's input."""
+    while isinstance(expr, cst.Subscript) or (isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute)):
+        expr = expr.value if isinstance(expr, cst.Subscript) else expr.func.value
+    return isinstance(expr, cst.Name) and expr.value in names

@@ -1,0 +1,278 @@
+"""How key/value caches grow, and what bounds them.
+
+A cache grows when something is concatenated onto itself: `self.k = torch.cat([self.k, k], dim=-2)`
+in a cache class, or a generation `while` loop that passes `past_key_values=past` and takes the
+grown `past` back. What bounds it: a slice of the stored tensor to a window, an ordering test of its
+length or of a counter (`if self.pos + n > self.max_len: raise`), an eviction (`pop`, `del`), or a loop
+condition / `break` that tests a length. A capacity stored and never tested bounds nothing.
+Token ids concatenated in a generation loop are not a key/value cache.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import libcst as cst
+
+from sharpedges.analysis.calls import argument, method_name
+from sharpedges.analysis.classes import self_attribute
+from sharpedges.analysis.context import FileContext
+
+CAT_FUNCTIONS = {"torch.cat", "torch.concat", "torch.concatenate"}
+# Keywords through which a model receives the cache it returned on the previous step.
+CACHE_KEYWORDS = {"past_key_values", "past_key_value", "past", "layer_past", "kv_cache", "cache", "mems", "past_kv",
+                  "kv_caches", "caches", "state"}
+# Ops that turn scores into token ids: what they produce is a sequence of ids, not keys or values.
+TOKEN_OPS = {"argmax", "multinomial", "topk", "sample", "argsort", "randint"}
+ORDERING = (cst.LessThan, cst.LessThanEqual, cst.GreaterThan, cst.GreaterThanEqual)
+EVICTIONS = {"pop", "popleft", "popitem", "clear", "reset"}
+CAPACITY_NAME = re.compile(r"max|window|capacity|limit|cache_size|block_size|context", re.IGNORECASE)
+MAX_HOPS = 4
+
+
+@dataclass(frozen=True)
+class Growth:
+    """A cache attribute concatenated onto itself."""
+
+    cat: cst.Call
+    label: str  # `self.k_cache`, `self.cache[layer]`, as written
+    attribute: str  # the `self.` attribute behind it
+
+
+def is_cat(ctx: FileContext, call: cst.Call) -> bool:
+    return ctx.callee(call) in CAT_FUNCTIONS
+
+
+def _cat_pieces(call: cst.Call) -> list[cst.BaseExpression]:
+    tensors = argument(call, "tensors", 0)
+    if isinstance(tensors, (cst.List, cst.Tuple)):
+        return [e.value for e in tensors.elements if not isinstance(e, cst.StarredElement)]
+    return []
+
+
+def base_attribute(expr: cst.BaseExpression) -> str | None:
+    """`k_cache` for `self.k_cache`, `self.k_cache[i]`, `self.cache["k"][i]`."""
+    while isinstance(expr, cst.Subscript):
+        expr = expr.value
+    return self_attribute(expr)
+
+
+def attribute_growths(ctx: FileContext) -> list[Growth]:
+    """`self.x = torch.cat([self.x, new], ...)` (also of `self.x[i]`, or through a local:
+    `k = torch.cat((self.k, k)); self.k = k`), the new piece not token ids."""
+    return ctx.memo("caches.growths", lambda: _find_growths(ctx))
+
+
+def _find_growths(ctx: FileContext) -> list[Growth]:
+    found = []
+    for assign in ctx.index.nodes(cst.Assign):
+        if isinstance(assign.value, cst.Call) and is_cat(ctx, assign.value):
+            for target in assign.targets:
+                attribute = base_attribute(target.target)
+                if attribute is not None and _grows(ctx, assign.value, ctx.code(target.target)):
+                    found.append(Growth(assign.value, ctx.code(target.target), attribute))
+    for cls in ctx.index.nodes(cst.ClassDef):
+        for attribute, assignments in ctx.class_facts(cls).assignments.items():
+            for assignment in assignments:
+                value = assignment.value
+                if not isinstance(value, cst.Name) or (function := ctx.function_of(value)) is None:
+                    continue
+                for definition in ctx.function_facts(function).reaching(value.value, ctx.order(value)):
+                    cat = definition.value
+                    if isinstance(cat, cst.Call) and is_cat(ctx, cat) and _grows(ctx, cat, f"self.{attribute}"):
+                        found.append(Growth(cat, f"self.{attribute}", attribute))
+    return found
+
+
+def _grows(ctx: FileContext, cat: cst.Call, text: str) -> bool:
+    pieces = _cat_pieces(cat)
+    grown = [p for p in pieces if ctx.code(p) == text or _holds(ctx, p, text)]
+    return bool(grown) and len(grown) < len(pieces) and \
+        not any(is_token_ids(ctx, p) for p in pieces if p not in grown)
+
+
+def _holds(ctx: FileContext, expr: cst.BaseExpression, text: str) -> bool:
+    """`old` in `old = self.k_cache; self.k_cache = torch.cat([old, k])`."""
+    if not isinstance(expr, cst.Name) or (function := ctx.function_of(expr)) is None:
+        return False
+    reaching = ctx.function_facts(function).reaching(expr.value, ctx.order(expr))
+    return len(reaching) == 1 and reaching[0].value is not None and ctx.code(reaching[0].value) == text
+
+
+def is_token_ids(ctx: FileContext, expr: cst.BaseExpression, hops: int = 0) -> bool:
+    """Whether `expr` comes from sampling or picking tokens (`argmax`, `multinomial`, `topk`, ...)."""
+    for node in [expr, *ctx.index.descendants(expr, (cst.Call, cst.Name))]:
+        if isinstance(node, cst.Call):
+            name = method_name(node) or (ctx.callee(node) or "").rsplit(".", 1)[-1]
+            if name in TOKEN_OPS:
+                return True
+        elif hops < MAX_HOPS and (function := ctx.function_of(node)) is not None:
+            for definition in ctx.function_facts(function).reaching(node.value, ctx.order(node)):
+                if definition.value is not None and is_token_ids(ctx, definition.value, hops + 1):
+                    return True
+    return False
+
+
+# -- bounds on an attribute --------------------------------------------------------------------
+def attribute_bounded(ctx: FileContext, cls: cst.ClassDef, attribute: str) -> bool:
+    """The class slices the attribute to a window, evicts from it, or tests its length or a
+    position counter against something in an `if`/`assert`/`while`."""
+    facts = ctx.class_facts(cls)
+    for assignment in facts.assignments.get(attribute, ()):
+        if _slices(ctx, assignment.value):
+            return True
+    counters = _counters(ctx, cls)
+    for node in ctx.index.descendants(cls.body, (cst.If, cst.Assert, cst.While, cst.Call, cst.Del)):
+        if isinstance(node, cst.Call):
+            if method_name(node) in EVICTIONS and base_attribute(node.func.value) == attribute:
+                return True
+        elif isinstance(node, cst.Del):
+            if any(base_attribute(t) == attribute for t in _del_targets(node.target)):
+                return True
+        elif _tests_length(ctx, node.test, {attribute, *counters}):
+            return True
+    return False
+
+
+def _del_targets(target: cst.BaseExpression) -> list[cst.BaseExpression]:
+    return [e.value for e in target.elements] if isinstance(target, (cst.Tuple, cst.List)) else [target]
+
+
+def _slices(ctx: FileContext, value: cst.BaseExpression | None) -> bool:
+    """`x[..., -window:, :]`, `torch.cat(...)[:, :, -w:]`, `k[:, :, start:end]`: a bounded slice of the cache."""
+    if value is None:
+        return False
+    for node in [value, *ctx.index.descendants(value, cst.Subscript)]:
+        if not isinstance(node, cst.Subscript):
+            continue
+        if any(isinstance(e.slice, cst.Slice) and (e.slice.lower is not None or e.slice.upper is not None)
+               for e in node.slice):
+            return True
+    return False
+
+
+def _counters(ctx: FileContext, cls: cst.ClassDef) -> set[str]:
+    """Attributes advanced with `+=` (positions, lengths): testing one bounds the cache too."""
+    return {base_attribute(node.target) for node in ctx.index.descendants(cls.body, cst.AugAssign)
+            if isinstance(node.operator, cst.AddAssign) and base_attribute(node.target) is not None}
+
+
+def _tests_length(ctx: FileContext, test: cst.BaseExpression, attributes: set[str]) -> bool:
+    for comparison in [test, *ctx.index.descendants(test, cst.Comparison)]:
+        if not isinstance(comparison, cst.Comparison):
+            continue
+        if not any(isinstance(c.operator, ORDERING) for c in comparison.comparisons):
+            continue
+        # `self.k.shape[2]`, `len(self.cache)`, `self.pos + n`: every `self.x` inside the comparison
+        if {self_attribute(a) for a in ctx.index.descendants(comparison, cst.Attribute)} & attributes:
+            return True
+    return False
+
+
+def unenforced_capacity(ctx: FileContext, cls: cst.ClassDef) -> str | None:
+    """A capacity-like attribute (`self.max_seq_len`) the class stores but never tests or slices with."""
+    facts = ctx.class_facts(cls)
+    for attribute in facts.assignments:
+        if not CAPACITY_NAME.search(attribute):
+            continue
+        reads = [a for a in ctx.index.descendants(cls.body, cst.Attribute) if self_attribute(a) == attribute
+                 and not isinstance(ctx.index.parents.get(a), cst.AssignTarget)]
+        if not any(ctx.index.enclosing(r, (cst.Comparison, cst.Slice)) is not None for r in reads):
+            return attribute
+    return None
+
+
+# -- generation loops --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FedBack:
+    loop: cst.While
+    node: cst.BaseExpression  # the cache passed back into the model (or concatenated onto itself)
+    name: str
+
+
+def unbounded_while_loops(ctx: FileContext) -> list[FedBack]:
+    """`while` loops that hand a cache back to the model (or grow local K/V by `torch.cat`) every
+    iteration, with no length test in the condition, no length-tested `break`, and no slice of it."""
+    found = []
+    for loop in ctx.index.nodes(cst.While):
+        if _length_bounded_loop(ctx, loop):
+            continue
+        assigned = _assigned_in(ctx, loop)
+        for node in _fed_back(ctx, loop, assigned):
+            if not _sliced_in(ctx, loop, node.value):
+                found.append(FedBack(loop, node, node.value))
+                break
+    return found
+
+
+def _body_nodes(ctx: FileContext, loop: cst.While, types):
+    return ctx.index.descendants(loop.body, types, prune=(cst.FunctionDef, cst.ClassDef, cst.Lambda))
+
+
+def _length_bounded_loop(ctx: FileContext, loop: cst.While) -> bool:
+    if _has_ordering(ctx, loop.test):
+        return True
+    for node in _body_nodes(ctx, loop, cst.If):
+        exits = any(isinstance(s, (cst.Break, cst.Return, cst.Raise))
+                    for s in ctx.index.descendants(node.body, (cst.Break, cst.Return, cst.Raise)))
+        if exits and _has_ordering(ctx, node.test):
+            return True
+    return False
+
+
+def _has_ordering(ctx: FileContext, test: cst.BaseExpression) -> bool:
+    return any(isinstance(c, cst.Comparison) and any(isinstance(t.operator, ORDERING) for t in c.comparisons)
+               for c in [test, *ctx.index.descendants(test, cst.Comparison)])
+
+
+def _assigned_in(ctx: FileContext, loop: cst.While) -> dict[str, list[cst.BaseExpression | None]]:
+    """Names (re)bound in the loop body, with the values they get (None when unpacked)."""
+    assigned: dict[str, list] = {}
+    for node in _body_nodes(ctx, loop, (cst.Assign, cst.AugAssign, cst.AnnAssign)):
+        targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
+        for target in targets:
+            for element in _flatten(target):
+                if isinstance(element, cst.Name):
+                    value = node.value if element is target else None
+                    assigned.setdefault(element.value, []).append(value)
+    return assigned
+
+
+def _flatten(target: cst.BaseExpression) -> list[cst.BaseExpression]:
+    if isinstance(target, (cst.Tuple, cst.List)):
+        return [leaf for e in target.elements for leaf in _flatten(e.value)]
+    if isinstance(target, cst.StarredElement):
+        return _flatten(target.value)
+    return [target]
+
+
+def _fed_back(ctx: FileContext, loop: cst.While, assigned: dict) -> list[cst.Name]:
+    fed = []
+    for call in _body_nodes(ctx, loop, cst.Call):
+        for arg in call.args:
+            if arg.keyword is not None and arg.keyword.value in CACHE_KEYWORDS and isinstance(arg.value, cst.Name) \
+                    and arg.value.value in assigned:
+                fed.append(arg.value)
+        if is_cat(ctx, call):
+            parent = ctx.index.parents.get(call)
+            if isinstance(parent, cst.Assign) and len(parent.targets) == 1 \
+                    and isinstance(target := parent.targets[0].target, cst.Name):
+                pieces = _cat_pieces(call)
+                if any(isinstance(p, cst.Name) and p.value == target.value for p in pieces) \
+                        and not any(is_token_ids(ctx, p) for p in pieces if not _same_name(p, target)):
+                    fed.append(target)
+    return fed
+
+
+def _same_name(expr: cst.BaseExpression, name: cst.Name) -> bool:
+    return isinstance(expr, cst.Name) and expr.value == name.value
+
+
+def _sliced_in(ctx: FileContext, loop: cst.While, name: str) -> bool:
+    """`past = [p[..., -window:, :] for p in past]` or `k = k[:, :, -w:]` in the loop: a window."""
+    for node in _body_nodes(ctx, loop, cst.Assign):
+        if any(isinstance(leaf, cst.Name) and leaf.value == name for t in node.targets for leaf in _flatten(t.target)):
+            if _slices(ctx, node.value):
+                return True
+    return False
