@@ -37,7 +37,7 @@ TRANSPOSE_FUNCTIONS = {"torch.transpose", "torch.permute", "einops.rearrange", "
 # Casts to full precision on the way from the gate to the selection.
 UPCAST_METHODS = {"float", "double"}
 FULL_PRECISION = {"torch.float", "torch.float32", "torch.float64", "torch.double"}
-DOWNCAST_METHODS = {"half", "bfloat16", "type_as"}
+HALF_PRECISION = {"torch.bfloat16", "torch.float16", "torch.half"}
 # Identifiers that say a scope is about experts, and names under which a balancing loss is kept.
 EXPERT_WORD = "expert"
 BALANCING_NAME = re.compile(r"loss|^l_aux$|^aux$|balanc", re.IGNORECASE)
@@ -62,8 +62,9 @@ class ScoreTrace:
     projections: list[cst.CSTNode] = field(default_factory=list)  # gate calls / products the scores start at
     biased: bool = False  # a stored per-expert bias added before the selection (aux-loss-free balancing)
     transposed: bool = False  # experts choose tokens
-    # Precision at the selection: "full" once an fp32 cast is met (walking back from it), "low" once a
-    # downcast is met first, None while nothing says.
+    # Precision at the selection, from the cast nearest to it: "full" (fp32), "low" (a half type or the
+    # activations' dtype), "configured" (a dtype left to a setting); None when no cast says, and the
+    # scores have the dtype of the projection they start at.
     precision: str | None = None
 
 
@@ -218,6 +219,7 @@ class ScoreTracer:
         self.function = function
         self.facts: FunctionFacts = ctx.function_facts(function)
         self.cls = ctx.class_of(function)
+        self.activations = set(self.facts.parameters) - {"self"}  # what the layer is given: its input
 
     def trace(self, expr: cst.BaseExpression) -> ScoreTrace:
         result = ScoreTrace()
@@ -267,21 +269,19 @@ class ScoreTracer:
         ctx = self.ctx
         qualified = ctx.callee(call)
         name = method_name(call)
-        if qualified in PROJECTION_FUNCTIONS:
+        if qualified in PROJECTION_FUNCTIONS or _is_module_call(ctx, call) or _is_super_forward(call):
             out.projections.append(call)
-            if qualified == "torch.nn.functional.linear" and _is_upcast(ctx, argument(call, "input", 0)):
-                self._set_precision(out, "full")
-            return
-        if _is_module_call(ctx, call) or _is_super_forward(call):
-            out.projections.append(call)
-            if _is_upcast(ctx, argument(call, None, 0)):
-                self._set_precision(out, "full")
+            # `F.linear(x.float(), w.float())`, `self.gate(x.to(self.router_dtype))`: the product's precision
+            # is that of its input
+            first = argument(call, "input", 0) if qualified in PROJECTION_FUNCTIONS else argument(call, None, 0)
+            self._set_precision(out, self._input_precision(first, at, 0))
             return
         if qualified in TRANSPOSE_FUNCTIONS:
             out.transposed = True
         dtype = argument(call, "dtype")
         if dtype is not None:
-            self._set_precision(out, "full" if ctx.qualify(dtype) in FULL_PRECISION else "low")
+            value = argument(call, "input", 0) if name is None or _is_namespace(ctx, receiver(call)) else receiver(call)
+            self._set_precision(out, _cast_precision(ctx, dtype, value, self.activations))
         if name is not None and not _is_namespace(ctx, receiver(call)):
             self._note_method(name, call, out)
             self._walk(receiver(call), at, out, depth + 1, seen)
@@ -289,26 +289,45 @@ class ScoreTracer:
         if qualified is not None and qualified.split(".")[0] in ("torch", "einops"):
             self._walk(argument(call, "input", 0) or argument(call, "tensor", 0), at, out, depth + 1, seen)
 
+    def _input_precision(self, expr: cst.BaseExpression | None, at: int, depth: int) -> str | None:
+        """The precision a cast gives the input of a projection, following its local definitions."""
+        if isinstance(expr, cst.Call):
+            name = method_name(expr)
+            if name in UPCAST_METHODS:
+                return "full"
+            if name in ("to", "type"):
+                target = argument(expr, "dtype", 0)
+                return _cast_precision(self.ctx, target, receiver(expr)) if target is not None else None
+            if name is not None and depth < 4:
+                return self._input_precision(receiver(expr), at, depth + 1)  # x.float().view(...)
+        if isinstance(expr, cst.Name) and depth < 4:
+            for definition in self.facts.reaching(expr.value, at):
+                if definition.kind == "assign" and definition.value is not None:
+                    found = self._input_precision(definition.value, definition.order, depth + 1)
+                    if found is not None:
+                        return found
+        return None
+
     def _note_method(self, name: str, call: cst.Call, out: ScoreTrace) -> None:
         if name in TRANSPOSE_METHODS:
             out.transposed = True
         elif name in UPCAST_METHODS:
             self._set_precision(out, "full")
-        elif name in DOWNCAST_METHODS:
+        elif name in ("half", "bfloat16"):
             self._set_precision(out, "low")
+        elif name == "type_as":
+            self._set_precision(out, _cast_precision(self.ctx, _dtype_of(argument(call, None, 0)), receiver(call),
+                                                     self.activations))
         elif name in ("to", "type"):
             target = argument(call, "dtype", 0)
-            qualified = self.ctx.qualify(target) if target is not None else None
-            if qualified in FULL_PRECISION:
-                self._set_precision(out, "full")
-            elif target is not None and _names_a_dtype(self.ctx, target):
-                self._set_precision(out, "low")
+            if target is not None:
+                self._set_precision(out, _cast_precision(self.ctx, target, receiver(call), self.activations))
         elif name in ("add", "add_"):
             self._note_addition(argument(call, None, 0), cst.Add(), out)
 
     @staticmethod
-    def _set_precision(out: ScoreTrace, value: str) -> None:
-        if out.precision is None:  # walking backwards: the cast nearest the selection decides
+    def _set_precision(out: ScoreTrace, value: str | None) -> None:
+        if out.precision is None and value != "same":  # walking backwards: the cast nearest the selection decides
             out.precision = value
 
     def _note_addition(self, term, operator, out: ScoreTrace) -> None:
@@ -340,28 +359,57 @@ def _is_module_call(ctx: FileContext, call: cst.Call) -> bool:
     return self_attribute(call.func) is not None
 
 
+def plain_projection(ctx: FileContext, node: cst.CSTNode) -> bool:
+    """A projection whose output has the activations' dtype: `x @ w`, `F.linear`, `einsum`, or an
+    `nn.Linear` built without its own dtype. A custom gate module may compute in fp32 inside."""
+    if not isinstance(node, cst.Call) or ctx.callee(node) in PROJECTION_FUNCTIONS:
+        return True
+    attr = self_attribute(node.func)
+    cls = ctx.class_of(node)
+    if attr is None or cls is None:
+        return False
+    assignments = ctx.class_facts(cls).assignments.get(attr, ())
+    return bool(assignments) and all(_plain_linear(ctx, a.value) for a in assignments)
+
+
+def _plain_linear(ctx: FileContext, value: cst.BaseExpression | None) -> bool:
+    """`nn.Linear(d, n)` without a dtype; of `nn.Linear(...) if cond else Router(...)` the Linear is the one
+    whose output is selected from directly (a router module returns its own choice)."""
+    if isinstance(value, cst.IfExp):
+        return _plain_linear(ctx, value.body) or _plain_linear(ctx, value.orelse)
+    return isinstance(value, cst.Call) and ctx.callee(value) == "torch.nn.Linear" and argument(value, "dtype") is None
+
+
 def _is_super_forward(call: cst.Call) -> bool:
     """`super().forward(x)` in a router that subclasses `nn.Linear`."""
     owner = receiver(call)
     return isinstance(owner, cst.Call) and isinstance(owner.func, cst.Name) and owner.func.value == "super"
 
 
-def _is_upcast(ctx: FileContext, expr: cst.BaseExpression | None) -> bool:
-    if not isinstance(expr, cst.Call):
-        return False
-    name = method_name(expr)
-    if name in UPCAST_METHODS:
-        return True
-    if name in ("to", "type"):
-        target = argument(expr, "dtype", 0)
-        return target is not None and ctx.qualify(target) in FULL_PRECISION
-    return False
+def _dtype_of(expr: cst.BaseExpression | None) -> cst.BaseExpression | None:
+    """`other.dtype` for `type_as(other)`."""
+    return cst.Attribute(value=expr, attr=cst.Name("dtype")) if expr is not None else None
 
 
-def _names_a_dtype(ctx: FileContext, expr: cst.BaseExpression) -> bool:
-    """`x.dtype`, `torch.bfloat16`, `dtype`: a dtype, not a device."""
-    qualified = ctx.qualify(expr) or ""
-    return qualified.endswith("dtype") or qualified in ("torch.bfloat16", "torch.float16", "torch.half")
+def _cast_precision(ctx: FileContext, target: cst.BaseExpression | None, value: cst.BaseExpression | None,
+                    activations: set[str] | None = None) -> str:
+    """"full" for fp32/fp64, "low" for a half type or the dtype of the activations (`x.dtype` for a
+    parameter `x`), "configured" for a dtype the code leaves to a setting (`self.router_dtype`). A cast
+    to the dtype of a local (often the scores themselves) says nothing on its own ("same")."""
+    qualified = ctx.qualify(target) if target is not None else None
+    if qualified in FULL_PRECISION:
+        return "full"
+    if qualified in HALF_PRECISION:
+        return "low"
+    text = dotted(target) if target is not None else None
+    if text is not None and text.endswith(".dtype"):
+        owner = text[: -len(".dtype")]
+        if value is not None and owner == dotted(value):
+            return "same"
+        if owner.startswith("self.") or owner == "self":
+            return "configured"
+        return "low" if activations is not None and owner in activations else "same"
+    return "configured"
 
 
 # -- where values go -----------------------------------------------------------------------

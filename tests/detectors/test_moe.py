@@ -234,3 +234,30 @@ def test_one_finding_per_dead_loss_even_when_it_is_rescaled():
                 return probs
     """
     assert codes(source, "SHP502") == [("SHP502", 8), ("SHP502", 9)]
+
+
+# -- SHP503 router precision ----------------------------------------------------------------------
+def test_dropping_the_fp32_softmax_makes_the_selection_low_precision():
+    mutant = mutate(MIXTRAL, "F.softmax(router_logits, dim=1, dtype=torch.float)", "F.softmax(router_logits, dim=1)")
+    assert codes(MIXTRAL, "SHP503") == []
+    assert codes(mutant, "SHP503") == [("SHP503", 16)]
+
+
+def test_casting_probabilities_back_before_the_top_k_says_so():
+    mutant = mutate(MIXTRAL, "F.softmax(router_logits, dim=1, dtype=torch.float)",
+                    "F.softmax(router_logits, dim=1, dtype=torch.float).to(hidden_states.dtype)")
+    assert codes(mutant, "SHP503") == [("SHP503", 16)]
+    assert "cast back" in messages(mutant, "SHP503")[0]
+
+
+def test_a_cast_to_the_scores_own_dtype_says_nothing_about_precision():
+    fp32_router = mutate(DEEPSEEK, "scores + self.e_score_correction_bias.unsqueeze(0)",
+                         "(scores + self.e_score_correction_bias.unsqueeze(0)).type_as(scores)")
+    assert codes(fp32_router, "SHP503") == []
+
+
+def test_removing_the_fp32_cast_of_a_router_that_computes_in_fp32_is_found():
+    mutant = mutate(DEEPSEEK, "F.linear(hidden_states.float(), self.weight.float())",
+                    "F.linear(hidden_states, self.weight)")
+    assert codes(DEEPSEEK, "SHP503") == []
+    assert [code for code, _ in codes(mutant, "SHP503")] == ["SHP503"]
