@@ -67,11 +67,11 @@ def attribute_growths(ctx: FileContext) -> list[Growth]:
 def _find_growths(ctx: FileContext) -> list[Growth]:
     found = []
     for assign in ctx.index.nodes(cst.Assign):
-        if isinstance(assign.value, cst.Call) and is_cat(ctx, assign.value):
+        for cat in _cats(ctx, assign.value):
             for target in assign.targets:
                 attribute = base_attribute(target.target)
-                if attribute is not None and _grows(ctx, assign.value, ctx.code(target.target)):
-                    found.append(Growth(assign.value, ctx.code(target.target), attribute))
+                if attribute is not None and _grows(ctx, cat, ctx.code(target.target)):
+                    found.append(Growth(cat, ctx.code(target.target), attribute))
     for cls in ctx.index.nodes(cst.ClassDef):
         for attribute, assignments in ctx.class_facts(cls).assignments.items():
             for assignment in assignments:
@@ -79,10 +79,16 @@ def _find_growths(ctx: FileContext) -> list[Growth]:
                 if not isinstance(value, cst.Name) or (function := ctx.function_of(value)) is None:
                     continue
                 for definition in ctx.function_facts(function).reaching(value.value, ctx.order(value)):
-                    cat = definition.value
-                    if isinstance(cat, cst.Call) and is_cat(ctx, cat) and _grows(ctx, cat, f"self.{attribute}"):
-                        found.append(Growth(cat, f"self.{attribute}", attribute))
+                    for cat in _cats(ctx, definition.value):
+                        if _grows(ctx, cat, f"self.{attribute}"):
+                            found.append(Growth(cat, f"self.{attribute}", attribute))
     return found
+
+
+def _cats(ctx: FileContext, value: cst.BaseExpression | None) -> list[cst.Call]:
+    """The concatenation `value` is, or either arm of `k if self.k is None else torch.cat(...)`."""
+    arms = [value.body, value.orelse] if isinstance(value, cst.IfExp) else [value]
+    return [arm for arm in arms if isinstance(arm, cst.Call) and is_cat(ctx, arm)]
 
 
 def _grows(ctx: FileContext, cat: cst.Call, text: str) -> bool:
