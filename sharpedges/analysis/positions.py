@@ -1,0 +1,457 @@
+"""Rotary position embeddings (RoPE): where frequency tables come from, which products turn them into
+angles, the precision those products run in, the channel layout tables and rotations use, and which
+tensors a rotation is applied to.
+
+A frequency table is the inverse-frequency formula `1 / base ** (arange(0, d, 2) / d)` (or a value
+bound to it, or the `inv_freq` every RoPE implementation names it); an angle product multiplies such a
+table by positions (`outer`, `einsum`, `@`, `*`). Precision is what the code says about the operands
+of that product: an explicit cast, a dtype borrowed from the activations, or a buffer that
+`model.half()` / `model.to(torch.bfloat16)` casts along with the weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import libcst as cst
+
+from sharpedges.analysis.attention import cast_precision, dtype_precision
+from sharpedges.analysis.calls import argument, literal_int, literal_number, literal_string, method_name, receiver
+from sharpedges.analysis.classes import self_attribute
+from sharpedges.analysis.context import FileContext
+from sharpedges.analysis.training_mode import runs_in_forward
+
+MAX_DEPTH = 8
+FREQUENCY_NAME = "inv_freq"  # the name HF, gpt-neox, Mistral, Megatron... give the table
+# Steps that keep a tensor's values (and dtype): followed when asking where a table came from.
+VIEW_METHODS = {"view", "reshape", "expand", "expand_as", "unsqueeze", "squeeze", "contiguous", "detach",
+                "clone", "flatten", "transpose", "permute", "repeat", "repeat_interleave", "cpu", "cuda"}
+CAST_METHODS = {"float", "double", "half", "bfloat16", "to", "type", "type_as"}
+PRODUCT_FUNCTIONS = {"torch.outer", "torch.ger", "torch.einsum", "torch.matmul", "torch.mul", "torch.mm"}
+PRODUCT_METHODS = {"outer", "ger", "matmul", "mul", "mm"}
+# Products autocast runs in the low-precision dtype even when both inputs are float32.
+AUTOCAST_LOWERED = {"torch.einsum", "torch.matmul", "torch.mm", "matmul", "mm"}
+BUFFER_CONSTRUCTORS = {"torch.nn.Parameter", "torch.nn.parameter.Parameter", "torch.nn.Buffer"}
+
+
+# -- frequency tables -------------------------------------------------------------------------------
+def is_frequency_formula(ctx: FileContext, expr: cst.BaseExpression) -> bool:
+    """`base ** (arange(0, d, 2) / d)` somewhere in `expr` (also inverted, negated or via torch.pow)."""
+    for node in (expr, *ctx.index.descendants(expr, (cst.BinaryOperation, cst.Call))):
+        exponent = None
+        if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Power):
+            exponent = node.right
+        elif isinstance(node, cst.Call) and ctx.callee(node) == "torch.pow":
+            exponent = argument(node, "exponent", 1)
+        if exponent is not None and _contains_arange(ctx, exponent):
+            return True
+    return False
+
+
+def _contains_arange(ctx: FileContext, expr: cst.BaseExpression) -> bool:
+    return any(_is_arange(ctx, node) for node in (expr, *ctx.index.descendants(expr, cst.Call)))
+
+
+def _is_arange(ctx: FileContext, node: cst.CSTNode) -> bool:
+    return isinstance(node, cst.Call) and (ctx.callee(node) == "torch.arange" or method_name(node) == "arange")
+
+
+def _strip(expr: cst.BaseExpression) -> cst.BaseExpression:
+    """Through indexing, views and casts to the tensor they start from."""
+    while True:
+        if isinstance(expr, cst.Subscript):
+            expr = expr.value
+        elif isinstance(expr, cst.Call) and method_name(expr) in VIEW_METHODS | CAST_METHODS and receiver(expr) is not None:
+            expr = receiver(expr)
+        else:
+            return expr
+
+
+def is_frequency(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0) -> bool:
+    """Whether `expr` holds (a view or cast of) a rotary inverse-frequency table."""
+    if depth > MAX_DEPTH:
+        return False
+    expr = _strip(expr)
+    if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, (cst.Divide, cst.Multiply)) \
+            and literal_number(expr.right) is not None:
+        expr = _strip(expr.left)  # inv_freq / factor
+    if is_frequency_formula(ctx, expr):
+        return True
+    if isinstance(expr, cst.Name):
+        if FREQUENCY_NAME in expr.value:
+            return True
+        return any(is_frequency(ctx, value, depth + 1) for value in _local_values(ctx, expr))
+    attr = self_attribute(expr)
+    if attr is not None:
+        return attr in frequency_attributes(ctx, ctx.class_of(expr))
+    return False
+
+
+def _local_values(ctx: FileContext, name: cst.Name) -> list[cst.BaseExpression]:
+    function = ctx.function_of(name)
+    if function is None:
+        return []
+    return [d.value for d in ctx.function_facts(function).reaching(name.value, ctx.order(name))
+            if d.kind == "assign" and d.value is not None]
+
+
+@dataclass(frozen=True)
+class TableAttribute:
+    name: str
+    cast_with_module: bool  # a buffer or Parameter: model.half() / .to(bf16) converts it
+
+
+def frequency_attributes(ctx: FileContext, cls: cst.ClassDef | None) -> dict[str, TableAttribute]:
+    """`self.<attr>` frequency tables of a class, with whether a module dtype cast reaches them."""
+    if cls is None:
+        return {}
+
+    def compute():
+        found: dict[str, TableAttribute] = {}
+        facts = ctx.class_facts(cls)
+        for attr, assignments in facts.assignments.items():
+            for assignment in assignments:
+                value = assignment.value
+                parameter = isinstance(value, cst.Call) and ctx.callee(value) in BUFFER_CONSTRUCTORS
+                table = argument(value, "data", 0) if parameter else value
+                if FREQUENCY_NAME in attr or table is not None and _is_table_value(ctx, table):
+                    found[attr] = TableAttribute(attr, parameter or found.get(attr, TableAttribute(attr, False)).cast_with_module)
+        for call in ctx.index.descendants(cls.body, cst.Call, prune=(cst.ClassDef,)):
+            target = receiver(call)
+            if method_name(call) != "register_buffer" or not (isinstance(target, cst.Name) and target.value == "self"):
+                continue
+            name = literal_string(argument(call, "name", 0))
+            value = argument(call, "tensor", 1)
+            if name and value is not None and (FREQUENCY_NAME in name or _is_table_value(ctx, value)):
+                found[name] = TableAttribute(name, True)
+        return found
+    return ctx.memo(("frequency_attributes", id(cls)), compute)
+
+
+def _is_table_value(ctx: FileContext, value: cst.BaseExpression) -> bool:
+    """A frequency table, but not the angles built from one (those also hold the formula)."""
+    stripped = _strip(value)
+    if isinstance(stripped, cst.Name):
+        return FREQUENCY_NAME in stripped.value or any(
+            _is_table_value(ctx, v) for v in _local_values(ctx, stripped))
+    return is_frequency_formula(ctx, stripped) and not any(
+        _product_operands(ctx, node) for node in (stripped, *ctx.index.descendants(stripped, (cst.Call, cst.BinaryOperation))))
+
+
+# -- angle products ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AngleProduct:
+    node: cst.CSTNode
+    frequencies: tuple[cst.BaseExpression, ...]
+    positions: tuple[cst.BaseExpression, ...]
+    autocast_lowered: bool  # matmul/einsum: autocast runs it in bf16/fp16 whatever the inputs
+
+
+def _product_operands(ctx: FileContext, node: cst.CSTNode) -> list[cst.BaseExpression]:
+    if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, (cst.Multiply, cst.MatrixMultiply)):
+        return [node.left, node.right]
+    if isinstance(node, cst.Call):
+        qualified = ctx.callee(node)
+        positional = [arg.value for arg in node.args if arg.keyword is None and not arg.star]
+        if qualified == "torch.einsum":
+            return positional[1:]
+        if qualified in PRODUCT_FUNCTIONS:
+            return positional
+        if method_name(node) in PRODUCT_METHODS and receiver(node) is not None and qualified not in PRODUCT_FUNCTIONS:
+            return [receiver(node), *positional]
+    return []
+
+
+def angle_products(ctx: FileContext) -> list[AngleProduct]:
+    """Every product of a frequency table with positions in the file."""
+    def compute():
+        found = []
+        for node_type in (cst.BinaryOperation, cst.Call):
+            for node in ctx.index.nodes(node_type):
+                operands = _product_operands(ctx, node)
+                if len(operands) != 2 or ctx.function_of(node) is None:
+                    continue
+                frequencies = tuple(o for o in operands if is_frequency(ctx, o))
+                positions = tuple(o for o in operands if o not in frequencies and _is_positions(ctx, o))
+                if frequencies and positions:
+                    lowered = (isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.MatrixMultiply)
+                               or isinstance(node, cst.Call) and (ctx.callee(node) in AUTOCAST_LOWERED
+                                                                  or method_name(node) in AUTOCAST_LOWERED))
+                    found.append(AngleProduct(node, frequencies, positions, lowered))
+        return sorted(found, key=lambda p: ctx.order(p.node))
+    return ctx.memo("angle_products", compute)
+
+
+def _is_positions(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0) -> bool:
+    """Token positions: an `arange`, a parameter (position ids handed in), or a local bound to one,
+    through indexing, views, casts and arithmetic (interpolation factors, offsets)."""
+    if depth > MAX_DEPTH or _derives_from_frequency(ctx, expr):
+        return False
+    expr = _strip(expr)
+    if isinstance(expr, cst.BinaryOperation) and not isinstance(expr.operator, cst.MatrixMultiply):
+        return _is_positions(ctx, expr.left, depth + 1) or _is_positions(ctx, expr.right, depth + 1)
+    if _is_arange(ctx, expr):
+        return True
+    if isinstance(expr, cst.Name):
+        function = ctx.function_of(expr)
+        if function is None:
+            return False
+        definitions = ctx.function_facts(function).reaching(expr.value, ctx.order(expr))
+        return any(d.kind == "param" or d.kind == "assign" and d.value is not None
+                   and _is_positions(ctx, d.value, depth + 1) for d in definitions)
+    return False
+
+
+def _derives_from_frequency(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0) -> bool:
+    """Any name in `expr` holds a frequency table or is computed from one (wavelengths, smoothing
+    factors of frequency scaling): such a value is not a position."""
+    if depth > 3:
+        return False
+    for node in (expr, *ctx.index.descendants(expr, (cst.Name, cst.Attribute))):
+        if isinstance(node, cst.Name) and isinstance(ctx.index.parents.get(node), cst.Attribute) \
+                or _only_lends_dtype(ctx, node, expr):
+            continue
+        if isinstance(node, (cst.Name, cst.Attribute)):
+            if is_frequency(ctx, node):
+                return True
+            if isinstance(node, cst.Name) and any(_derives_from_frequency(ctx, v, depth + 1) for v in _local_values(ctx, node)):
+                return True
+    return False
+
+
+def _only_lends_dtype(ctx: FileContext, node: cst.CSTNode, top: cst.CSTNode) -> bool:
+    """`node` sits in `y.dtype`, `y.device` or the argument of `type_as` / `to` / `type`: it gives the
+    expression a dtype or device, not its values."""
+    for ancestor in ctx.index.ancestors(node):
+        if isinstance(ancestor, cst.Attribute) and ancestor.attr.value in ("dtype", "device"):
+            return True
+        if isinstance(ancestor, cst.Arg):
+            call = ctx.index.parents.get(ancestor)
+            if ancestor.keyword is not None and ancestor.keyword.value in ("dtype", "device") \
+                    or isinstance(call, cst.Call) and method_name(call) in ("type_as", "to", "type"):
+                return True
+        if ancestor is top:
+            return False
+    return False
+
+
+# -- precision --------------------------------------------------------------------------------------
+def operand_precision(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0) -> str | None:
+    """What the code says about the dtype an operand of an angle product has: 'full' (an fp32/fp64
+    cast), 'half' / 'bfloat16' (an explicit cast), 'activation' (a dtype borrowed from a tensor that is
+    not a frequency table: x.dtype, type_as(x)), 'buffer' (a table `model.half()` casts, read on the
+    forward path), or None (nothing said: integer positions, a fresh fp32 formula, a parameter)."""
+    if depth > MAX_DEPTH:
+        return None
+    if isinstance(expr, cst.Subscript):
+        return operand_precision(ctx, expr.value, depth + 1)
+    if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, (cst.Divide, cst.Multiply, cst.Add, cst.Subtract)):
+        found = {operand_precision(ctx, side, depth + 1) for side in (expr.left, expr.right)}
+        return _combine(found)
+    if isinstance(expr, cst.Call):
+        explicit = cast_precision(ctx, expr)
+        if explicit is not None:
+            return explicit
+        method = method_name(expr)
+        borrowed = _borrowed_dtype(expr, method)
+        if borrowed is not None:
+            return _follow_dtype(ctx, borrowed, depth)
+        if _is_arange(ctx, expr):
+            dtype = argument(expr, "dtype")
+            if dtype is None:
+                return None
+            return dtype_precision(ctx, dtype) or (_follow_dtype(ctx, dtype.value, depth)
+                                                   if isinstance(dtype, cst.Attribute) and dtype.attr.value == "dtype" else None)
+        if method in VIEW_METHODS | {"to", "type"} and receiver(expr) is not None:
+            return operand_precision(ctx, receiver(expr), depth + 1)
+        return None
+    if isinstance(expr, cst.Name):
+        found = {operand_precision(ctx, value, depth + 1) for value in _local_values(ctx, expr)}
+        return _combine(found)
+    attr = self_attribute(expr)
+    if attr is not None:
+        table = frequency_attributes(ctx, ctx.class_of(expr)).get(attr)
+        if table is not None and table.cast_with_module and runs_in_forward(ctx, expr):
+            return "buffer"
+    return None
+
+
+def _borrowed_dtype(call: cst.Call, method: str | None) -> cst.BaseExpression | None:
+    """The tensor whose dtype `.type_as(y)`, `.to(y.dtype)`, `.to(dtype=y.dtype)`, `.type(y.dtype)` copies."""
+    if method == "type_as":
+        return argument(call, "other", 0)
+    if method in ("to", "type"):
+        for arg in call.args:
+            if (arg.keyword is None or arg.keyword.value == "dtype") and isinstance(arg.value, cst.Attribute) \
+                    and arg.value.attr.value == "dtype":
+                return arg.value.value
+    return None
+
+
+def _follow_dtype(ctx: FileContext, tensor: cst.BaseExpression | None, depth: int) -> str | None:
+    if tensor is None:
+        return None
+    if is_frequency(ctx, tensor):
+        return operand_precision(ctx, tensor, depth + 1)
+    return "activation"
+
+
+def _combine(found: set[str | None]) -> str | None:
+    for precision in ("half", "bfloat16", "activation", "buffer"):
+        if precision in found:
+            return precision
+    return "full" if "full" in found else None
+
+
+def under_autocast_disabled(ctx: FileContext, node: cst.CSTNode) -> bool:
+    """Inside `with torch.autocast(..., enabled=False)` (any autocast spelling) or a function
+    decorated with one."""
+    for ancestor in ctx.index.ancestors(node):
+        if isinstance(ancestor, cst.With) and any(_disables_autocast(item.item) for item in ancestor.items):
+            return True
+        if isinstance(ancestor, cst.FunctionDef) and any(_disables_autocast(d.decorator) for d in ancestor.decorators):
+            return True
+    return False
+
+
+def _disables_autocast(expr: cst.BaseExpression) -> bool:
+    if not isinstance(expr, cst.Call):
+        return False
+    enabled = argument(expr, "enabled")
+    name = expr.func.attr.value if isinstance(expr.func, cst.Attribute) else getattr(expr.func, "value", "")
+    return "autocast" in str(name) and isinstance(enabled, cst.Name) and enabled.value == "False"
+
+
+def product_precision(ctx: FileContext, product: AngleProduct) -> str | None:
+    """The lowest precision any operand of the product is evidently in (a rounded frequency or
+    position stays rounded whatever it is multiplied by), else 'full' or None."""
+    return _combine({operand_precision(ctx, operand) for operand in (*product.frequencies, *product.positions)})
+
+
+# -- layouts ----------------------------------------------------------------------------------------
+def stored_table_cast(ctx: FileContext, node: cst.Call) -> str | None:
+    """For `self.cos_cached = emb.cos().bfloat16()` or `register_buffer("sin", x.sin().half())`: the
+    explicit half precision a cos/sin table is stored in."""
+    precision = cast_precision(ctx, node)
+    if precision not in ("half", "bfloat16"):
+        return None
+    inner = _strip(receiver(node)) if receiver(node) is not None else None
+    if inner is None or not _is_trig(ctx, inner):
+        return None
+    return precision if _is_stored(ctx, node) else None
+
+
+def _is_trig(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0) -> bool:
+    if depth > MAX_DEPTH:
+        return False
+    if isinstance(expr, cst.Call) and (method_name(expr) in ("cos", "sin") or ctx.callee(expr) in ("torch.cos", "torch.sin")):
+        return True
+    if isinstance(expr, cst.Name):
+        return any(_is_trig(ctx, _strip(v), depth + 1) for v in _local_values(ctx, expr))
+    return False
+
+
+def _is_stored(ctx: FileContext, node: cst.CSTNode) -> bool:
+    parent = ctx.index.parents.get(node)
+    if isinstance(parent, cst.Arg):
+        call = ctx.index.parents.get(parent)
+        return isinstance(call, cst.Call) and method_name(call) == "register_buffer"
+    if isinstance(parent, cst.Assign):
+        return any(self_attribute(t.target) is not None for t in parent.targets)
+    return False
+
+
+# Pairing conventions: "half" pairs channel i with i + d/2 (rotate_half), "interleaved" pairs 2i, 2i+1.
+@dataclass(frozen=True)
+class LayoutEvidence:
+    node: cst.CSTNode
+    layout: str  # "half" | "interleaved"
+    role: str  # "table" (how angles are laid out over channels) | "rotation" (how x is paired)
+
+
+def layout_evidence(ctx: FileContext, scope: cst.CSTNode) -> list[LayoutEvidence]:
+    """Tables duplicated per pair (`cat([f, f], -1)` half-split, `repeat_interleave(2, -1)`
+    interleaved) and rotations (`cat([-x2, x1])` of halves, or of even/odd channels) inside `scope`."""
+    found = []
+    for call in ctx.index.descendants(scope, cst.Call):
+        table = _table_layout(ctx, call)
+        if table is not None:
+            found.append(LayoutEvidence(call, table, "table"))
+        rotation = _rotation_layout(ctx, call)
+        if rotation is not None:
+            found.append(LayoutEvidence(call, rotation, "rotation"))
+    return found
+
+
+def _angle_like(ctx: FileContext, expr: cst.BaseExpression) -> bool:
+    """A frequency table, the angles from one, or cos/sin of them."""
+    stripped = _strip(expr)
+    if is_frequency(ctx, stripped) or _is_trig(ctx, stripped):
+        return True
+    products = {id(p.node) for p in angle_products(ctx)}
+    nodes = [stripped]
+    if isinstance(stripped, cst.Name):
+        nodes += [_strip(v) for v in _local_values(ctx, stripped)]
+    return any(id(n) in products for n in nodes)
+
+
+def _table_layout(ctx: FileContext, call: cst.Call) -> str | None:
+    method = method_name(call)
+    if method == "repeat_interleave" and literal_int(argument(call, "repeats", 0)) == 2 \
+            and _last_dim(argument(call, "dim", 1)) and _angle_like(ctx, receiver(call)):
+        return "interleaved"
+    if ctx.callee(call) == "torch.cat" and _last_dim(argument(call, "dim", 1)):
+        tensors = argument(call, "tensors", 0)
+        if isinstance(tensors, (cst.Tuple, cst.List)) and len(tensors.elements) == 2:
+            first, second = (element.value for element in tensors.elements)
+            if isinstance(first, cst.Name) and isinstance(second, cst.Name) and first.value == second.value \
+                    and _angle_like(ctx, first):
+                return "half"
+    return None
+
+
+def _last_dim(dim: cst.BaseExpression | None) -> bool:
+    return dim is not None and literal_int(dim) == -1
+
+
+def _rotation_layout(ctx: FileContext, call: cst.Call) -> str | None:
+    """`torch.cat((-x2, x1), dim=-1)` or `torch.stack((-x2, x1), dim=-1)`, laid out by how x1 and x2
+    were cut from x: halves (`x[..., : d // 2]`, `chunk(2, -1)`) or even/odd channels (`x[..., ::2]`)."""
+    qualified = ctx.callee(call)
+    if qualified not in ("torch.cat", "torch.stack"):
+        return None
+    tensors = argument(call, "tensors", 0)
+    if not isinstance(tensors, (cst.Tuple, cst.List)) or len(tensors.elements) != 2:
+        return None
+    first, second = (element.value for element in tensors.elements)
+    if not (isinstance(first, cst.UnaryOperation) and isinstance(first.operator, cst.Minus)):
+        return None
+    cuts = {_cut(ctx, first.expression), _cut(ctx, second)}
+    if len(cuts) == 1 and None not in cuts:
+        return cuts.pop()
+    return None
+
+
+def _cut(ctx: FileContext, expr: cst.BaseExpression) -> str | None:
+    """'half' for x[..., :d//2] / x[..., d//2:] / a chunk(2) piece, 'interleaved' for x[..., ::2] / x[..., 1::2]."""
+    values = [expr]
+    if isinstance(expr, cst.Name):
+        values = _local_values(ctx, expr)
+        function = ctx.function_of(expr)
+        if function is not None:
+            for d in ctx.function_facts(function).reaching(expr.value, ctx.order(expr)):
+                if d.kind == "unpack" and isinstance(d.node, cst.Assign):
+                    values.append(d.node.value)
+    for value in values:
+        if isinstance(value, cst.Call) and method_name(value) in ("chunk", "split") and literal_int(argument(value, "chunks", 0)) == 2:
+            return "half"
+        if isinstance(value, cst.Call) and ctx.callee(value) in ("torch.chunk",) and literal_int(argument(value, "chunks", 1)) == 2:
+            return "half"
+        if isinstance(value, cst.Subscript) and value.slice:
+            last = value.slice[-1].slice
+            if isinstance(last, cst.Slice):
+                if last.step is not None and literal_int(last.step) == 2:
+                    return "interleaved"
+                if last.step is None and (last.lower is None) != (last.upper is None):
+                    return "half"
+    return None

@@ -1,0 +1,205 @@
+"""Training-mode questions: which methods of a module run during `forward` (and so after `model.eval()`,
+`model.half()` or `model.to(bf16)`), whether an expression consults `self.training`, and where a
+dropout probability is handed to a call that cannot see the module's mode.
+
+`nn.Module.eval()` flips `self.training` on every submodule; a functional call only sees it when the
+code passes it on. That is the whole question here: does the mode reach the call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import libcst as cst
+
+from sharpedges.analysis.calls import argument, literal_number
+from sharpedges.analysis.classes import self_attribute
+from sharpedges.analysis.context import FileContext
+
+FORWARD_ENTRY_POINTS = ("forward", "__call__")
+MAX_DEPTH = 6
+# Functional dropouts: the probability's position and the position of their `training` argument.
+FUNCTIONAL_DROPOUTS = {
+    "torch.nn.functional.dropout": 2,
+    "torch.nn.functional.dropout1d": 2,
+    "torch.nn.functional.dropout2d": 2,
+    "torch.nn.functional.dropout3d": 2,
+    "torch.nn.functional.alpha_dropout": 2,
+    "torch.nn.functional.feature_alpha_dropout": 2,
+}
+# Attention kernels with a dropout probability and no way to know the module's mode.
+ATTENTION_DROPOUT_KEYWORDS = {
+    "torch.nn.functional.scaled_dot_product_attention": "dropout_p",
+    "flash_attn.flash_attn_func": "dropout_p",
+    "flash_attn.flash_attn_varlen_func": "dropout_p",
+    "flash_attn.flash_attn_qkvpacked_func": "dropout_p",
+    "flash_attn.flash_attn_kvpacked_func": "dropout_p",
+    "flash_attn.flash_attn_interface.flash_attn_func": "dropout_p",
+    "flash_attn.flash_attn_interface.flash_attn_varlen_func": "dropout_p",
+}
+DROPOUT_MODULES = {"torch.nn.Dropout", "torch.nn.Dropout1d", "torch.nn.Dropout2d", "torch.nn.Dropout3d",
+                   "torch.nn.AlphaDropout", "torch.nn.FeatureAlphaDropout"}
+
+
+def forward_path_methods(ctx: FileContext, cls: cst.ClassDef) -> frozenset[str]:
+    """Names of the methods of `cls` that `forward` runs: forward itself and every method it reaches
+    through `self.method(...)` calls, transitively."""
+    def compute():
+        facts = ctx.class_facts(cls)
+        reached: set[str] = set()
+        pending = [name for name in FORWARD_ENTRY_POINTS if name in facts.methods]
+        while pending:
+            name = pending.pop()
+            if name in reached:
+                continue
+            reached.add(name)
+            for call in ctx.index.descendants(facts.methods[name].body, cst.Call, prune=(cst.ClassDef,)):
+                callee = self_attribute(call.func)
+                if callee in facts.methods and callee not in reached:
+                    pending.append(callee)
+        return frozenset(reached)
+    return ctx.memo(("forward_path_methods", id(cls)), compute)
+
+
+def is_module_method(ctx: FileContext, function: cst.FunctionDef | None) -> bool:
+    """A method (first parameter `self`) of a class that derives from something: an `nn.Module` in
+    practice, since `self.training` is what the rules below need it to have."""
+    if function is None:
+        return False
+    cls = ctx.index.parents.get(ctx.index.parents.get(function))
+    if not isinstance(cls, cst.ClassDef) or not cls.bases:
+        return False
+    params = function.params.params
+    return bool(params) and params[0].name.value == "self"
+
+
+def method_of(ctx: FileContext, node: cst.CSTNode) -> tuple[cst.ClassDef, cst.FunctionDef] | None:
+    """The class and method directly holding `node` (not a nested function)."""
+    function = ctx.function_of(node)
+    if function is None:
+        return None
+    cls = ctx.index.parents.get(ctx.index.parents.get(function))
+    return (cls, function) if isinstance(cls, cst.ClassDef) else None
+
+
+def runs_in_forward(ctx: FileContext, node: cst.CSTNode) -> bool:
+    found = method_of(ctx, node)
+    return found is not None and found[1].name.value in forward_path_methods(ctx, found[0])
+
+
+def mentions_training(ctx: FileContext, expr: cst.BaseExpression | None, depth: int = 0) -> bool:
+    """Whether the value of `expr` depends on a training flag: `self.training`, a `training` /
+    `is_training` name, or a local bound to an expression that does."""
+    if expr is None or depth > MAX_DEPTH:
+        return False
+    for node in (expr, *ctx.index.descendants(expr)):
+        if isinstance(node, cst.Attribute) and node.attr.value in ("training", "is_training"):
+            return True
+        if isinstance(node, cst.Name) and _is_training_name(node.value):
+            return True
+        if isinstance(node, cst.Name) and _local_mentions_training(ctx, node, depth):
+            return True
+    return False
+
+
+def _is_training_name(name: str) -> bool:
+    return name in ("training", "is_training", "train", "train_mode", "deterministic")
+
+
+def _local_mentions_training(ctx: FileContext, name: cst.Name, depth: int) -> bool:
+    function = ctx.function_of(name)
+    if function is None:
+        return False
+    definitions = ctx.function_facts(function).reaching(name.value, ctx.order(name))
+    return any(d.value is not None and d.kind == "assign" and mentions_training(ctx, d.value, depth + 1)
+               for d in definitions)
+
+
+def under_training_branch(ctx: FileContext, node: cst.CSTNode) -> bool:
+    """Inside `if self.training:` (or an `if` on any training flag), or a conditional expression on one."""
+    child = node
+    for ancestor in ctx.index.ancestors(node):
+        if isinstance(ancestor, (cst.If, cst.IfExp)) and child is not ancestor.test \
+                and mentions_training(ctx, ancestor.test):
+            return True
+        if isinstance(ancestor, cst.FunctionDef):
+            return False
+        child = ancestor
+    return False
+
+
+def is_zero(expr: cst.BaseExpression | None) -> bool:
+    return literal_number(expr) == 0.0
+
+
+@dataclass(frozen=True)
+class UngatedDropout:
+    call: cst.Call
+    kind: str  # "functional" | "attention" | "module-in-forward"
+    probability: cst.BaseExpression | None
+
+
+def functional_dropout_without_mode(ctx: FileContext, call: cst.Call) -> UngatedDropout | None:
+    """`F.dropout(x, p)` with no `training` argument: it defaults to True, in eval too."""
+    position = FUNCTIONAL_DROPOUTS.get(ctx.callee(call) or "")
+    if position is None or any(arg.star for arg in call.args):
+        return None
+    if argument(call, "training", position) is not None:
+        return None
+    probability = argument(call, "p", 1)
+    if is_zero(probability) or under_training_branch(ctx, call):
+        return None
+    return UngatedDropout(call, "functional", probability)
+
+
+def attention_dropout_without_mode(ctx: FileContext, call: cst.Call) -> UngatedDropout | None:
+    """An attention kernel's `dropout_p` taken from the module (an attribute, a config value, a
+    literal) with no training gate; a function parameter is left to the caller to gate."""
+    keyword = ATTENTION_DROPOUT_KEYWORDS.get(ctx.callee(call) or "")
+    if keyword is None or any(arg.star for arg in call.args):
+        return None
+    probability = argument(call, keyword)
+    if probability is None or is_zero(probability) or mentions_training(ctx, probability):
+        return None
+    if under_training_branch(ctx, call) or _passed_in(ctx, probability):
+        return None
+    return UngatedDropout(call, "attention", probability)
+
+
+def _passed_in(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0) -> bool:
+    """The probability is (bound from) a parameter of the enclosing function: its caller decides."""
+    if depth > MAX_DEPTH or not isinstance(expr, cst.Name):
+        return False
+    function = ctx.function_of(expr)
+    if function is None:
+        return False
+    definitions = ctx.function_facts(function).reaching(expr.value, ctx.order(expr))
+    return bool(definitions) and all(
+        d.kind == "param" or d.kind == "assign" and d.value is not None and _passed_in(ctx, d.value, depth + 1)
+        for d in definitions)
+
+
+def dropout_module_built_in_forward(ctx: FileContext, call: cst.Call) -> UngatedDropout | None:
+    """`nn.Dropout(p)` constructed on the forward path: a fresh module, always in training mode."""
+    if ctx.callee(call) not in DROPOUT_MODULES or not runs_in_forward(ctx, call):
+        return None
+    probability = argument(call, "p", 0)
+    if is_zero(probability):
+        return None
+    return UngatedDropout(call, "module-in-forward", probability)
+
+
+def training_read_in_init(ctx: FileContext, node: cst.Attribute) -> bool:
+    """`self.training` read in `__init__` as a condition: it is always True there (a module starts in
+    training mode), so the branch is frozen at construction and `eval()` never changes it."""
+    if self_attribute(node) != "training":
+        return False
+    found = method_of(ctx, node)
+    if found is None or found[1].name.value != "__init__":
+        return False
+    for ancestor in ctx.index.ancestors(node):
+        if isinstance(ancestor, (cst.IfExp, cst.If)):
+            return ctx.index.contains(ancestor.test, node)
+        if isinstance(ancestor, (cst.SimpleStatementLine, cst.FunctionDef)):
+            return False
+    return False

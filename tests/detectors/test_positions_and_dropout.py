@@ -1,0 +1,112 @@
+"""Behaviour of the RoPE and dropout rules (SHP601 rope-not-fp32, SHP602 gqa-repeat-not-interleave,
+SHP603 rope-layout-mismatch, SHP701 dropout-not-gated) beyond their spec examples: a correct module
+and the same module with one defect, where only the mutant fires; message variants and fixes."""
+
+from __future__ import annotations
+
+import textwrap
+
+from sharpedges.engine import Engine
+from sharpedges.fixes import apply_edits
+from sharpedges.registry import all_rules
+
+
+def diagnostics(code: str, source: str):
+    result = Engine([all_rules()[code]]).check("model.py", textwrap.dedent(source).encode())
+    assert not result.errors, result.errors
+    return [d for d in result.diagnostics if d.rule == code]
+
+
+def line_of(source: str, text: str) -> int:
+    lines = textwrap.dedent(source).splitlines()
+    return next(i for i, line in enumerate(lines, 1) if text in line)
+
+
+def mutate(source: str, old: str, new: str) -> str:
+    assert old in source, old
+    return source.replace(old, new)
+
+
+# -- SHP601 rope-not-fp32 -----------------------------------------------------------------------------
+NEOX_ROTARY = """
+    import torch
+    from torch import nn
+
+    class RotaryEmbedding(nn.Module):
+        def __init__(self, dim, max_seq_len=2048, base=10000):
+            super().__init__()
+            inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2).float() / dim))
+            self.register_buffer("inv_freq", inv_freq, persistent=False)
+            self.max_seq_len_cached = 0
+
+        def _build_cache(self, seq_len, device):
+            t = torch.arange(seq_len, device=device, dtype=torch.float32)
+            freqs = torch.outer(t, self.inv_freq.float())
+            emb = torch.cat((freqs, freqs), dim=-1)
+            self.cos_cached, self.sin_cached = emb.cos(), emb.sin()
+            self.max_seq_len_cached = seq_len
+
+        def forward(self, x, seq_len):
+            if seq_len > self.max_seq_len_cached:
+                self._build_cache(seq_len, x.device)
+            return self.cos_cached[:seq_len].to(x.dtype), self.sin_cached[:seq_len].to(x.dtype)
+"""
+
+
+def test_shp601_correct_rotary_is_quiet():
+    assert diagnostics("SHP601", NEOX_ROTARY) == []
+
+
+def test_shp601_positions_following_the_buffer_dtype_fire():
+    mutant = mutate(NEOX_ROTARY, "dtype=torch.float32", "dtype=self.inv_freq.dtype")
+    mutant = mutate(mutant, "self.inv_freq.float()", "self.inv_freq")
+    found = diagnostics("SHP601", mutant)
+    assert [d.line for d in found] == [line_of(mutant, "freqs = torch.outer")]
+    assert "model.half()" in found[0].message
+
+
+def test_shp601_uncast_buffer_fires_only_when_forward_reads_it():
+    mutant = mutate(NEOX_ROTARY, "self.inv_freq.float()", "self.inv_freq")
+    assert [d.line for d in diagnostics("SHP601", mutant)] == [line_of(mutant, "freqs = torch.outer")]
+    # the same read in a method only __init__ runs sees the freshly computed float32 table
+    init_only = mutate(mutant, "                self._build_cache(seq_len, x.device)\n", "                pass\n")
+    assert diagnostics("SHP601", init_only) == []
+
+
+def test_shp601_activation_dtype_positions_fire():
+    mutant = mutate(NEOX_ROTARY, "def _build_cache(self, seq_len, device):", "def _build_cache(self, seq_len, device, x):")
+    mutant = mutate(mutant, "dtype=torch.float32", "dtype=x.dtype")
+    mutant = mutate(mutant, "self._build_cache(seq_len, x.device)", "self._build_cache(seq_len, x.device, x)")
+    found = diagnostics("SHP601", mutant)
+    assert len(found) == 1 and "activations' dtype" in found[0].message
+
+
+def test_shp601_autocast_matmul_needs_autocast_disabled():
+    hf = """
+        import torch
+        from torch import nn
+
+        class RotaryEmbedding(nn.Module):
+            def __init__(self, inv_freq):
+                super().__init__()
+                self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+            def forward(self, x, position_ids):
+                inv_freq_expanded = self.inv_freq[None, :, None].float().expand(position_ids.shape[0], -1, 1)
+                position_ids_expanded = position_ids[:, None, :].float()
+                with torch.autocast(device_type=x.device.type, enabled=False):
+                    freqs = (inv_freq_expanded.float() @ position_ids_expanded.float()).transpose(1, 2)
+                return freqs.cos(), freqs.sin()
+    """
+    assert diagnostics("SHP601", hf) == []
+    mutant = mutate(hf, "with torch.autocast(device_type=x.device.type, enabled=False):", "if x is not None:")
+    found = diagnostics("SHP601", mutant)
+    assert len(found) == 1 and "autocast" in found[0].message
+
+
+def test_shp601_half_cached_table_is_reported_once_per_method():
+    mutant = mutate(NEOX_ROTARY, "self.cos_cached, self.sin_cached = emb.cos(), emb.sin()",
+                    "self.cos_cached = emb.cos().bfloat16()\n            self.sin_cached = emb.sin().bfloat16()")
+    found = diagnostics("SHP601", mutant)
+    assert [d.line for d in found] == [line_of(mutant, "self.cos_cached = emb.cos()")]
+    assert "stored in bfloat16" in found[0].message
