@@ -15,7 +15,6 @@ CONVENTIONS = {
     "allow": "{consumer} keeps the scores where the mask is True",
     "sdpa": "scaled_dot_product_attention attends where a boolean mask is True and adds a float mask",
     "torch_nn": "{consumer} blocks where a boolean mask is True and adds a float mask",
-    "additive": "an additive mask blocks where it is -inf",
 }
 FUTURE = ("the causal mask is inverted: each position may attend to later positions (the future) and not to "
           "its past; {convention}")

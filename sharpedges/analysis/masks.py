@@ -66,7 +66,7 @@ FLOAT_DTYPES = {"torch.float", "torch.float32", "torch.float16", "torch.bfloat16
 LARGE_NEGATIVE = -1e3  # a fill at or below this reads as "blocked" (HF's -10000.0 included)
 
 Kind = Literal["bool", "binary", "additive", "nonzero"]
-Convention = Literal["block", "allow", "sdpa", "torch_nn", "additive"]
+Convention = Literal["block", "allow", "sdpa", "torch_nn"]
 
 
 # -- regions: offsets j - i -------------------------------------------------------------------------
@@ -125,7 +125,7 @@ def _tighter(current: Bound, new: Bound, pick) -> Bound:
 EVERYTHING = Region(None, None)
 CAUSAL = Region(None, 0)
 
-Verdict = Literal["causal", "future", "diagonal", "past"]
+Verdict = Literal["causal", "future", "diagonal"]
 
 
 def verdict(allowed: Region) -> Verdict | None:
@@ -747,7 +747,7 @@ def allowed_region(value: MaskValue, convention: Convention) -> Region | None | 
     if convention == "block":
         return value.region.complement()
     if convention == "allow":
-        return value.region if value.kind != "additive" else value.region
+        return value.region
     if value.kind == "nonzero":
         return None
     if value.kind == "binary":
