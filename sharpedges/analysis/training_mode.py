@@ -195,8 +195,10 @@ def training_read_in_init(ctx: FileContext, node: cst.Attribute) -> bool:
     if self_attribute(node) != "training":
         return False
     found = method_of(ctx, node)
-    if found is None or found[1].name.value != "__init__":
+    if found is None or found[1].name.value != "__init__" or not is_module_method(ctx, found[1]):
         return False
+    if "training" in ctx.class_facts(found[0]).assignments:
+        return False  # the class keeps its own `training` flag (not nn.Module's)
     for ancestor in ctx.index.ancestors(node):
         if isinstance(ancestor, (cst.IfExp, cst.If)):
             return ctx.index.contains(ancestor.test, node)

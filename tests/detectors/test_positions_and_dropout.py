@@ -110,3 +110,73 @@ def test_shp601_half_cached_table_is_reported_once_per_method():
     found = diagnostics("SHP601", mutant)
     assert [d.line for d in found] == [line_of(mutant, "self.cos_cached = emb.cos()")]
     assert "stored in bfloat16" in found[0].message
+
+
+# -- SHP701 dropout-not-gated -------------------------------------------------------------------------
+NANOGPT_ATTENTION = """
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    class CausalSelfAttention(nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
+            self.resid_dropout = nn.Dropout(config.dropout)
+            self.dropout = config.dropout
+
+        def forward(self, x):
+            q, k, v = self.c_attn(x).chunk(3, dim=-1)
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0, is_causal=True)
+            y = F.dropout(y, p=self.dropout, training=self.training)
+            return self.resid_dropout(y)
+"""
+
+
+def test_shp701_gated_attention_is_quiet():
+    assert diagnostics("SHP701", NANOGPT_ATTENTION) == []
+
+
+def test_shp701_ungated_sdpa_fires_on_the_mutant():
+    mutant = mutate(NANOGPT_ATTENTION, "dropout_p=self.dropout if self.training else 0", "dropout_p=self.dropout")
+    found = diagnostics("SHP701", mutant)
+    assert [d.line for d in found] == [line_of(mutant, "scaled_dot_product_attention")]
+    assert "cannot see self.training" in found[0].message and found[0].fix is None
+
+
+def test_shp701_functional_dropout_gets_the_training_fix():
+    mutant = mutate(NANOGPT_ATTENTION, "p=self.dropout, training=self.training)", "p=self.dropout)")
+    found = diagnostics("SHP701", mutant)
+    assert [d.line for d in found] == [line_of(mutant, "y = F.dropout")]
+    fixed, _ = apply_edits(textwrap.dedent(mutant), [found[0].fix])
+    assert "F.dropout(y, p=self.dropout, training=self.training)" in fixed
+    assert diagnostics("SHP701", fixed) == []
+
+
+def test_shp701_no_fix_outside_a_module_method():
+    found = diagnostics("SHP701", """
+        import torch.nn.functional as F
+
+        def regularise(x, p):
+            return F.dropout(x, p)
+    """)
+    assert len(found) == 1 and found[0].fix is None
+
+
+def test_shp701_dropout_module_in_forward_fires_and_in_init_does_not():
+    mutant = mutate(NANOGPT_ATTENTION, "return self.resid_dropout(y)", "return nn.Dropout(0.1)(y)")
+    assert [d.line for d in diagnostics("SHP701", mutant)] == [line_of(mutant, "nn.Dropout(0.1)(y)")]
+
+
+def test_shp701_training_gate_in_init_only_for_nn_modules():
+    gate = """
+        import torch.nn as nn
+
+        class Attention(nn.Module):
+            def __init__(self, p):
+                super().__init__()
+                self.p = p if self.training else 0.0
+    """
+    assert len(diagnostics("SHP701", gate)) == 1
+    own_flag = gate.replace("class Attention(nn.Module):", "class Attention:").replace(
+        "super().__init__()", "self.training = True")
+    assert diagnostics("SHP701", own_flag) == []
