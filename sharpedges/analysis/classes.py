@@ -10,6 +10,9 @@ from sharpedges.analysis.names import ImportAliases
 from sharpedges.analysis.walk import TreeIndex
 
 
+_ASSIGNMENTS = frozenset({cst.Assign, cst.AnnAssign, cst.AugAssign})
+
+
 @dataclass(frozen=True)
 class AttributeAssignment:
     attr: str
@@ -38,8 +41,9 @@ class ClassFacts:
             if isinstance(statement, cst.FunctionDef):
                 self.methods[statement.name.value] = statement
         for name, method in self.methods.items():
-            for node in index.descendants(method.body, (cst.Assign, cst.AnnAssign, cst.AugAssign),
-                                          prune=(cst.ClassDef,)):
+            for node in index.in_scope(method):
+                if type(node) not in _ASSIGNMENTS:
+                    continue
                 targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
                 for target in targets:
                     for element, value in _bound(target, node.value):

@@ -12,10 +12,12 @@ from typing import Literal
 
 import libcst as cst
 
-from sharpedges.analysis.walk import TreeIndex
+from sharpedges.analysis.walk import TreeIndex, is_a
 
 DefinitionKind = Literal["assign", "augassign", "param", "unpack", "loop", "with", "inplace"]
 SCOPE_TYPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+_RECORDED = frozenset({cst.Name, cst.Assign, cst.AnnAssign, cst.AugAssign, cst.NamedExpr, cst.For, cst.CompFor,
+                       cst.WithItem, cst.Expr})
 BRANCH_TYPES = (cst.If, cst.Else, cst.For, cst.While, cst.Try, cst.ExceptHandler, cst.Finally, cst.With,
                 cst.Match if hasattr(cst, "Match") else cst.If)
 
@@ -74,8 +76,8 @@ class FunctionFacts:
             if isinstance(star, cst.Param):
                 self.parameters.append(star.name.value)
                 self._add(star.name.value, "param", None, star, start, False)
-        for node in index.descendants(function.body, prune=SCOPE_TYPES):
-            if not isinstance(node, SCOPE_TYPES):
+        for node in index.in_scope(function):
+            if type(node) in _RECORDED:
                 self._record(node)
         for defs in self.definitions.values():
             defs.sort(key=lambda d: d.order)
@@ -84,7 +86,7 @@ class FunctionFacts:
         for ancestor in self._index.ancestors(node):
             if ancestor is self.function:
                 return False
-            if isinstance(ancestor, BRANCH_TYPES):
+            if is_a(ancestor, BRANCH_TYPES):
                 return True
         return False
 
@@ -94,9 +96,6 @@ class FunctionFacts:
         if isinstance(node, cst.Name):
             if _is_read(node, self._index.parents.get(node)):
                 self.uses.setdefault(node.value, []).append(node)
-            return
-        if not isinstance(node, (cst.Assign, cst.AnnAssign, cst.AugAssign, cst.NamedExpr, cst.For, cst.CompFor,
-                                 cst.WithItem, cst.Expr)):
             return
         # A loop target is bound before the body runs; everything else once the statement is done.
         order = self._index.last_order(node.iter if isinstance(node, (cst.For, cst.CompFor)) else node) + 1

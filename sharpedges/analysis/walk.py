@@ -42,42 +42,95 @@ def _child_fields(node_type: type) -> tuple[str, ...]:
     return fields
 
 
-class TreeIndex:
-    """Parents, a pre-order number for each node (source order for what detectors compare), and
-    nodes grouped by type, all filled by one walk."""
+_IS_NODE: dict[type, bool] = {}
 
-    __slots__ = ("parents", "order", "by_type")
+
+def _is_node_type(value_type: type) -> bool:
+    # isinstance() against libcst's abstract bases goes through ABCMeta: slow on the hot path.
+    known = _IS_NODE.get(value_type)
+    if known is None:
+        known = _IS_NODE[value_type] = issubclass(value_type, cst.CSTNode)
+    return known
+
+
+_SUBCLASS: dict[tuple, bool] = {}
+
+
+def is_a(node: object, kinds: type | tuple[type, ...]) -> bool:
+    """isinstance() for libcst nodes, cached per (type, kinds): libcst's classes use ABCMeta, whose
+    __instancecheck__ dominated the analysis profile."""
+    key = (type(node), kinds)
+    known = _SUBCLASS.get(key)
+    if known is None:
+        known = _SUBCLASS[key] = issubclass(type(node), kinds)
+    return known
+
+
+def children(node: cst.CSTNode) -> list[cst.CSTNode]:
+    """Direct children in field order (source order for everything detectors compare)."""
+    found: list[cst.CSTNode] = []
+    for name in _child_fields(type(node)):
+        value = getattr(node, name)
+        value_type = type(value)
+        if value_type is tuple or value_type is list:
+            found.extend(item for item in value if _is_node_type(type(item)))
+        elif _is_node_type(value_type):
+            found.append(value)
+    return found
+
+
+SCOPE_TYPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+_STATEMENT_TYPES = (cst.SimpleStatementLine, cst.BaseCompoundStatement)
+_SCOPE_TYPE_SET = frozenset(SCOPE_TYPES)
+
+
+class TreeIndex:
+    """Parents, a pre-order number for each node (source order for what detectors compare), the
+    enclosing scope (function, class, lambda or module) of each node, and nodes grouped by type,
+    all filled by one walk."""
+
+    __slots__ = ("parents", "order", "by_type", "sequence", "scope", "_by_scope")
 
     def __init__(self, module: cst.Module) -> None:
         parents: dict[cst.CSTNode, cst.CSTNode] = {}
         order: dict[cst.CSTNode, int] = {}
+        scope: dict[cst.CSTNode, cst.CSTNode] = {}
         by_type: dict[type, list[cst.CSTNode]] = defaultdict(list)
-        stack: list[cst.CSTNode] = [module]
-        counter = 0
-        base = cst.CSTNode
+        sequence: list[cst.CSTNode] = []
+        stack: list[tuple[cst.CSTNode, cst.CSTNode]] = [(module, module)]
+        scope_types = _SCOPE_TYPE_SET
         while stack:
-            node = stack.pop()
-            order[node] = counter
-            counter += 1
+            node, enclosing = stack.pop()
+            order[node] = len(sequence)
+            sequence.append(node)
+            scope[node] = enclosing
             node_type = type(node)
             by_type[node_type].append(node)
-            children: list[cst.CSTNode] = []
-            for name in _child_fields(node_type):
-                value = getattr(node, name)
-                if isinstance(value, base):
-                    children.append(value)
-                elif type(value) is tuple or type(value) is list:
-                    children.extend(item for item in value if isinstance(item, base))
-            for child in children:
+            inner = node if node_type in scope_types else enclosing
+            found = children(node)
+            for child in found:
                 parents[child] = node
-            children.reverse()
-            stack.extend(children)
+            stack.extend((child, inner) for child in reversed(found))
         self.parents = parents
         self.order = order
+        self.scope = scope
         self.by_type = by_type
+        self.sequence = sequence
+        self._by_scope: dict[cst.CSTNode, list[cst.CSTNode]] | None = None
 
     def nodes(self, node_type: type) -> list:
         return self.by_type.get(node_type, [])
+
+    def in_scope(self, scope: cst.CSTNode) -> list[cst.CSTNode]:
+        """Every node whose nearest enclosing function/class/lambda is `scope`, in pre-order
+        (the scope's own header included, nested scopes' insides excluded)."""
+        if self._by_scope is None:
+            buckets: dict[cst.CSTNode, list[cst.CSTNode]] = defaultdict(list)
+            scope_of = self.scope
+            for node in self.sequence:
+                buckets[scope_of[node]].append(node)
+            self._by_scope = buckets
+        return self._by_scope.get(scope, [])
 
     def ancestors(self, node: cst.CSTNode):
         parent = self.parents.get(node)
@@ -86,9 +139,12 @@ class TreeIndex:
             parent = self.parents.get(parent)
 
     def enclosing(self, node: cst.CSTNode, node_type: type | tuple[type, ...]):
-        for ancestor in self.ancestors(node):
-            if isinstance(ancestor, node_type):
+        parents = self.parents
+        ancestor = parents.get(node)
+        while ancestor is not None:
+            if is_a(ancestor, node_type):
                 return ancestor
+            ancestor = parents.get(ancestor)
         return None
 
     def contains(self, outer: cst.CSTNode, inner: cst.CSTNode) -> bool:
@@ -96,46 +152,45 @@ class TreeIndex:
 
     def last_order(self, node: cst.CSTNode) -> int:
         """The largest pre-order number inside `node`: the point where evaluating it is done."""
-        base = cst.CSTNode
         while True:
-            last = None
-            for name in reversed(_child_fields(type(node))):
-                value = getattr(node, name)
-                if isinstance(value, base):
-                    last = value
-                elif (type(value) is tuple or type(value) is list) and value:
-                    items = [item for item in value if isinstance(item, base)]
-                    last = items[-1] if items else None
-                if last is not None:
-                    break
-            if last is None:
+            found = children(node)
+            if not found:
                 return self.order.get(node, 0)
-            node = last
+            node = found[-1]
 
     def statement_of(self, node: cst.CSTNode) -> cst.CSTNode:
         """The statement line (simple or compound header) that holds `node`."""
-        for ancestor in (node, *self.ancestors(node)):
-            if isinstance(ancestor, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
-                return ancestor
-        return node
+        if is_a(node, _STATEMENT_TYPES):
+            return node
+        return self.enclosing(node, _STATEMENT_TYPES) or node
 
     def descendants(self, node: cst.CSTNode, node_type: type | tuple[type, ...] | None = None,
                     prune: tuple[type, ...] = ()):
-        """Nodes under `node` (pre-order), optionally only of a type, not entering `prune` types."""
-        stack = [node]
-        base = cst.CSTNode
-        while stack:
-            current = stack.pop()
-            if current is not node and (node_type is None or isinstance(current, node_type)):
+        """Nodes under `node` (pre-order), optionally only of a type, not entering `prune` types.
+        Pre-order numbering makes a subtree a contiguous slice of `sequence`."""
+        start = self.order.get(node)
+        if start is None or self.sequence[start] is not node:  # a node from another tree
+            yield from _walk_detached(node, node_type, prune)
+            return
+        end = self.last_order(node) + 1
+        sequence = self.sequence
+        i = start + 1
+        while i < end:
+            current = sequence[i]
+            if node_type is None or is_a(current, node_type):
                 yield current
-            if current is not node and prune and isinstance(current, prune):
-                continue
-            children = []
-            for name in _child_fields(type(current)):
-                value = getattr(current, name)
-                if isinstance(value, base):
-                    children.append(value)
-                elif type(value) is tuple or type(value) is list:
-                    children.extend(item for item in value if isinstance(item, base))
-            children.reverse()
-            stack.extend(children)
+            if prune and is_a(current, prune):
+                i = self.last_order(current) + 1
+            else:
+                i += 1
+
+
+def _walk_detached(node, node_type, prune):
+    stack = list(reversed(children(node)))
+    while stack:
+        current = stack.pop()
+        if node_type is None or isinstance(current, node_type):
+            yield current
+        if prune and isinstance(current, prune):
+            continue
+        stack.extend(reversed(children(current)))
