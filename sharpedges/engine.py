@@ -92,7 +92,10 @@ class Engine:
                 result.errors.append(FileError(path, f"{rule.code} crashed: {type(exc).__name__}: {exc}", rule.code))
         self.current_rule = None
         if found:
-            result.diagnostics = self._diagnostics(path, ctx, found)
+            try:
+                result.diagnostics = self._diagnostics(path, ctx, found)
+            except RecursionError:  # libcst's position provider recurses once per level of nesting
+                result.errors.append(FileError(path, "nested too deeply to locate findings, not reported"))
         return result
 
     def _diagnostics(self, path: str, ctx: FileContext, found: list[tuple[Rule, Finding]]) -> list[Diagnostic]:
