@@ -478,7 +478,7 @@ def is_balancing_loss_call(ctx: FileContext, call: cst.Call) -> bool:
     qualified = ctx.callee(call) or ""
     if qualified.startswith("torch.") or TASK_LOSSES.search(last):
         return False
-    return BALANCING_NAME.search(last) is not None and last != "loss"
+    return BALANCING_LOCAL.search(last) is not None
 
 
 def is_balancing_apply(ctx: FileContext, call: cst.Call) -> bool:

@@ -1,0 +1,91 @@
+"""SHP702: the result of an out-of-place tensor op (or of an autograd Function) is thrown away."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from sharpedges.analysis.calls import method_name, receiver
+from sharpedges.analysis.moe import is_balancing_apply
+from sharpedges.analysis.names import dotted
+from sharpedges.analysis.tensors import (PURE_FUNCTIONS, SHARED_OUT_OF_PLACE_METHODS, TENSOR_ONLY_METHODS,
+                                         TensorFacts)
+from sharpedges.detector import Detector, Finding
+
+AUTOGRAD_FUNCTIONS = {"torch.autograd.Function", "torch.autograd.function.Function", "Function"}
+# Expecting an exception is a reason to call an op for nothing.
+RAISES_CONTEXTS = ("raises", "assertRaises", "assertRaisesRegex")
+
+
+class DiscardedOpResult(Detector):
+    code = "SHP702"
+    tokens = tuple(sorted({f".{name}(".encode() for name in TENSOR_ONLY_METHODS | SHARED_OUT_OF_PLACE_METHODS}
+                          | {b".apply("} | {f"{name.rsplit('.', 1)[1]}(".encode() for name in PURE_FUNCTIONS}))
+
+    def check(self, ctx):
+        tensor_facts: dict[cst.FunctionDef | None, TensorFacts] = {}
+        for statement in ctx.index.nodes(cst.Expr):
+            call = statement.value
+            if not isinstance(call, cst.Call) or self._expects_raise(ctx, statement):
+                continue
+            name = method_name(call)
+            if ctx.callee(call) in PURE_FUNCTIONS:
+                yield Finding(call, f"the result of `{dotted(call.func)}(...)` is discarded: it returns a new "
+                                    "tensor and changes nothing else; assign it")
+            elif name == "apply":
+                if self._pure_autograd_function(ctx, receiver(call)) and not is_balancing_apply(ctx, call):
+                    yield Finding(call, f"the result of `{dotted(call.func)}(...)` is discarded: an autograd "
+                                        "Function's output is its only effect (and the only path for its gradient); "
+                                        "use the returned tensor")
+            elif name is not None and self._out_of_place_on_tensor(ctx, call, name, tensor_facts):
+                target = ctx.code(receiver(call))
+                yield Finding(call, f"`{target}.{name}(...)` returns a new tensor and leaves `{target}` unchanged; "
+                                    f"its result is discarded: assign it (`{target} = {target}.{name}(...)`)"
+                                    + (f" or use the in-place `{name}_`" if name not in ("to", "type_as") else ""))
+
+    @staticmethod
+    def _out_of_place_on_tensor(ctx, call, name, tensor_facts) -> bool:
+        owner = receiver(call)
+        qualified = ctx.qualify(owner) if owner is not None else None
+        if owner is None or (qualified or "").split(".")[0] in ("torch", "numpy", "np", "math"):
+            return False
+        function = ctx.function_of(call)
+        facts = tensor_facts.get(function)
+        if facts is None:
+            facts = tensor_facts[function] = TensorFacts(ctx, function)
+        if name in TENSOR_ONLY_METHODS:
+            # anything but a stored object: `self.cache.clamp(...)` may be a user method of that name
+            return dotted(owner) is None or not dotted(owner).startswith("self.") or facts.is_tensor(owner, ctx.order(call))
+        return name in SHARED_OUT_OF_PLACE_METHODS and facts.is_tensor(owner, ctx.order(call))
+
+    @staticmethod
+    def _expects_raise(ctx, statement) -> bool:
+        for ancestor in ctx.index.ancestors(statement):
+            if isinstance(ancestor, cst.With):
+                for item in ancestor.items:
+                    call = item.item
+                    if isinstance(call, cst.Call) and (dotted(call.func) or "").endswith(RAISES_CONTEXTS):
+                        return True
+        return False
+
+    @staticmethod
+    def _pure_autograd_function(ctx, owner) -> bool:
+        """A Function class defined in this file whose forward changes nothing in place."""
+        name = dotted(owner) if owner is not None else None
+        if name is None:
+            return False
+        for cls in ctx.index.nodes(cst.ClassDef):
+            if cls.name.value != name:
+                continue
+            if not any(q in AUTOGRAD_FUNCTIONS for q in ctx.class_facts(cls).base_names()):
+                return False
+            forward = ctx.class_facts(cls).methods.get("forward")
+            if forward is None:
+                return False
+            for inner in ctx.index.descendants(forward, cst.Call):
+                method = method_name(inner) or ""
+                qualified = ctx.callee(inner) or ""
+                if method in ("mark_dirty", "copy_") or (method.endswith("_") and not method.startswith("_")) \
+                        or qualified.startswith(("torch.distributed", "dist.")):
+                    return False
+            return True
+        return False

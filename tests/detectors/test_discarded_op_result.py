@@ -1,0 +1,93 @@
+"""SHP702 beyond its spec examples: mutations that drop an assignment, and what is not a tensor."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from sharpedges.engine import Engine
+from sharpedges.registry import all_rules
+
+
+def found(source: str) -> list[tuple[int, str]]:
+    result = Engine([all_rules()["SHP702"]]).check("model.py", textwrap.dedent(source).encode())
+    assert not result.errors, result.errors
+    return [(d.line, d.message) for d in result.diagnostics]
+
+
+ATTENTION = """
+    import torch
+    import torch.nn.functional as F
+
+    def attention(query, key, value, attention_mask):
+        size = key.size(-2)
+        causal_mask = torch.tril(torch.ones((size, size), dtype=torch.bool, device=query.device))
+        attention_mask = attention_mask.masked_fill(~causal_mask, torch.finfo(query.dtype).min)
+        scores = (query @ key.transpose(-2, -1)) * query.size(-1) ** -0.5
+        scores = scores.float()
+        scores = scores + attention_mask
+        return F.softmax(scores, dim=-1).to(value.dtype) @ value
+"""
+
+
+@pytest.mark.parametrize(("assigned", "line"), [
+    ("attention_mask = attention_mask.masked_fill(", 8),
+    ("scores = scores.float()", 10),
+])
+def test_dropping_the_assignment_of_an_out_of_place_op_is_found(assigned, line):
+    bare = assigned.split(" = ", 1)[1]
+    mutant = ATTENTION.replace(assigned, bare)
+    assert found(ATTENTION) == []
+    assert [at for at, _ in found(mutant)] == [line]
+
+
+def test_the_message_names_the_value_and_the_fix():
+    mutant = ATTENTION.replace("scores = scores.float()", "scores.float()")
+    (_, message), = found(mutant)
+    assert "`scores.float(...)`" in message and "scores = scores.float(...)" in message
+
+
+def test_a_module_moved_in_place_is_not_a_lost_result():
+    source = """
+        import torch
+        from torch import nn
+
+        def load(path, device):
+            model = nn.Sequential(nn.Linear(4, 4))
+            model.to(device)
+            model.float()
+            weights = torch.load(path)
+            return model, weights
+    """
+    assert found(source) == []
+
+
+def test_a_tensor_annotated_parameter_is_a_tensor():
+    source = """
+        import torch
+
+        def prepare(x: torch.Tensor, device):
+            x.to(device)
+            return x
+    """
+    assert [at for at, _ in found(source)] == [5]
+
+
+def test_a_discarded_balancing_apply_is_left_to_shp502():
+    source = """
+        import torch
+
+        class MoEAuxLossAutoScaler(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, output, aux_loss):
+                ctx.save_for_backward(aux_loss)
+                return output
+
+        def layer(output, aux_loss):
+            MoEAuxLossAutoScaler.apply(output, aux_loss)
+            return output
+    """
+    assert found(source) == []
+    shp502 = Engine([all_rules()["SHP502"]]).check("model.py", textwrap.dedent(source).encode())
+    assert [d.line for d in shp502.diagnostics] == [11]
