@@ -6,6 +6,7 @@ import libcst as cst
 
 from sharpedges.analysis.attention import declared_unit_scale, logit_sources, softmax_calls
 from sharpedges.detector import Detector, Finding
+from sharpedges.analysis.walk import is_a
 
 AFTER_SOFTMAX = ("the scale is applied to the softmax output, not to its input: softmax(QK^T) * s is not "
                  "softmax(QK^T * s); scale the logits before the softmax")
@@ -26,7 +27,7 @@ class AttentionMissingScale(Detector):
                 continue
             parent = ctx.index.parents.get(softmax.call)
             # Ex) softmax(q @ k.mT) / math.sqrt(d)
-            if isinstance(parent, cst.BinaryOperation) and isinstance(parent.operator, (cst.Multiply, cst.Divide)):
+            if is_a(parent, cst.BinaryOperation) and is_a(parent.operator, (cst.Multiply, cst.Divide)):
                 yield Finding(softmax.call, AFTER_SOFTMAX)
             else:
                 yield Finding(softmax.call)

@@ -7,6 +7,7 @@ import libcst as cst
 from sharpedges.analysis.attention import attention_softmaxes, cast_precision, dtype_precision
 from sharpedges.analysis.calls import argument, method_name, receiver
 from sharpedges.detector import Detector, Finding
+from sharpedges.analysis.walk import is_a
 
 MAX_DEPTH = 8
 OPERAND_STEPS = {"transpose", "permute", "view", "reshape", "contiguous", "unsqueeze", "squeeze", "mT", "t"}
@@ -33,7 +34,7 @@ def _scores_precision(ctx, source) -> str | None:
         if precision is not None:
             return precision
     product = source.product
-    if isinstance(product, cst.BinaryOperation):
+    if is_a(product, cst.BinaryOperation):
         operands = [product.left, product.right]
     else:
         operands = [arg.value for arg in product.args if arg.keyword is None and not arg.star]
@@ -50,11 +51,11 @@ def _operand_precision(ctx, expr, at: int, depth: int) -> str | None:
     precision = cast_precision(ctx, expr)
     if precision is not None:
         return precision
-    if isinstance(expr, cst.Call) and method_name(expr) in OPERAND_STEPS:
+    if is_a(expr, cst.Call) and method_name(expr) in OPERAND_STEPS:
         return _operand_precision(ctx, receiver(expr), at, depth + 1)
-    if isinstance(expr, cst.Attribute) and expr.attr.value in ("T", "mT"):
+    if is_a(expr, cst.Attribute) and expr.attr.value in ("T", "mT"):
         return _operand_precision(ctx, expr.value, at, depth + 1)
-    if isinstance(expr, cst.Name):
+    if is_a(expr, cst.Name):
         function = ctx.function_of(expr)
         if function is None:
             return None

@@ -7,6 +7,7 @@ import libcst as cst
 from sharpedges.analysis.attention import attention_softmaxes, key_axis
 from sharpedges.analysis.calls import has_star_args, literal_int, method_name, receiver
 from sharpedges.detector import Detector, Finding
+from sharpedges.analysis.walk import is_a
 
 REORDERING = {"transpose", "permute", "swapaxes", "swapdims", "movedim", "t"}
 RESHAPING = {"view", "reshape", "flatten", "unflatten", "squeeze", "unsqueeze", "view_as", "reshape_as"}
@@ -39,10 +40,10 @@ def _axis_verdict(source, dim: int) -> tuple[str, int] | None:
     """('wrong', key axis) or ('right', key axis); None when the layout on the way is unknown."""
     positive, negative = key_axis(source)
     for node in source.path:
-        if isinstance(node, cst.Call) and method_name(node) in REORDERING or \
-                isinstance(node, cst.Attribute) and node.attr.value in ("T", "mT"):
+        if is_a(node, cst.Call) and method_name(node) in REORDERING or \
+                is_a(node, cst.Attribute) and node.attr.value in ("T", "mT"):
             return None  # the scores were transposed on the way: the key axis moved
-        if isinstance(node, cst.Call) and method_name(node) in RESHAPING or isinstance(node, cst.Subscript):
+        if is_a(node, cst.Call) and method_name(node) in RESHAPING or is_a(node, cst.Subscript):
             positive = None  # the rank may have changed; the last axis is still the keys
     if dim < 0:
         return None if negative is None else ("right" if dim == negative else "wrong", negative)
@@ -55,14 +56,14 @@ def _renormalised(ctx, softmax) -> bool:
     """Slot attention normalises over the queries on purpose, then divides by the sum over the keys:
     `attn = dots.softmax(dim=1) + eps; attn = attn / attn.sum(dim=-1, keepdim=True)`."""
     statement = ctx.index.statement_of(softmax.call)
-    if not isinstance(statement, cst.SimpleStatementLine) or softmax.function is None:
+    if not is_a(statement, cst.SimpleStatementLine) or softmax.function is None:
         return False
-    names = {t.target.value for small in statement.body if isinstance(small, cst.Assign)
-             for t in small.targets if isinstance(t.target, cst.Name)}
+    names = {t.target.value for small in statement.body if is_a(small, cst.Assign)
+             for t in small.targets if is_a(t.target, cst.Name)}
     after = ctx.order(softmax.call)
     for node in ctx.index.descendants(softmax.function.body, cst.BinaryOperation):
-        if ctx.order(node) > after and isinstance(node.operator, cst.Divide) and isinstance(node.left, cst.Name) \
-                and node.left.value in names and isinstance(node.right, cst.Call) and method_name(node.right) == "sum" \
-                and isinstance(receiver(node.right), cst.Name) and receiver(node.right).value == node.left.value:
+        if ctx.order(node) > after and is_a(node.operator, cst.Divide) and is_a(node.left, cst.Name) \
+                and node.left.value in names and is_a(node.right, cst.Call) and method_name(node.right) == "sum" \
+                and is_a(receiver(node.right), cst.Name) and receiver(node.right).value == node.left.value:
             return True
     return False

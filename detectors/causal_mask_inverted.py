@@ -9,6 +9,7 @@ from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.masks import SYMBOLIC, MaskUse, Region, allowed_region, mask_uses, masks_attention_scores, \
     verdict
 from sharpedges.detector import Detector, Finding, Fix, Replacement
+from sharpedges.analysis.walk import is_a
 
 CONVENTIONS = {
     "block": "{consumer} blocks where the mask is True / nonzero",
@@ -77,20 +78,20 @@ def _fix(ctx: FileContext, use: MaskUse, value, found: int) -> Fix | None:
 
 
 def _flipped(node: cst.CSTNode) -> Replacement | None:
-    if isinstance(node, cst.Comparison) and len(node.comparisons) == 1:
+    if is_a(node, cst.Comparison) and len(node.comparisons) == 1:
         target = node.comparisons[0]
         number = literal_number(target.comparator)
-        if isinstance(target.operator, cst.Equal) and number in (0, 1):
+        if is_a(target.operator, cst.Equal) and number in (0, 1):
             comparator = cst.Integer("0" if number == 1 else "1")
             return Replacement(target.comparator, comparator.value)
         return None
-    if isinstance(node, cst.Call):
+    if is_a(node, cst.Call):
         func = node.func
-        name = method_name(node) or (func.value if isinstance(func, cst.Name) else None)
+        name = method_name(node) or (func.value if is_a(func, cst.Name) else None)
         swapped = {"tril": "triu", "triu": "tril"}.get(name or "")
         if swapped is None:
             return None
-        if isinstance(func, cst.Attribute):
+        if is_a(func, cst.Attribute):
             return Replacement(func.attr, swapped)
         return Replacement(func, swapped)
     return None

@@ -9,6 +9,7 @@ from sharpedges.analysis.calls import argument, has_star_args, is_false_or_none,
 from sharpedges.analysis.masks import ENCODERS, MHA, MODULE_MASK_ARGUMENTS, SDPA, in_causal_context, module_type, \
     same_sequence, softmax_is_unmasked
 from sharpedges.detector import Detector, Finding
+from sharpedges.analysis.walk import is_a
 
 MASK_BUILDERS = {"masked_fill", "masked_fill_", "where", "tril", "triu", "tril_", "triu_"}
 SDPA_MESSAGE = ("scaled_dot_product_attention in a causal model gets neither `is_causal=True` nor an `attn_mask`: "
@@ -88,7 +89,7 @@ def _handles_masks(ctx, function: cst.FunctionDef) -> bool:
         return True
     for call in ctx.index.descendants(function.body, cst.Call, prune=(cst.FunctionDef, cst.ClassDef)):
         func = call.func
-        name = func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else ""
+        name = func.attr.value if is_a(func, cst.Attribute) else func.value if is_a(func, cst.Name) else ""
         if name in MASK_BUILDERS:
             return True
     return False
@@ -96,13 +97,13 @@ def _handles_masks(ctx, function: cst.FunctionDef) -> bool:
 
 def _product_is_self_attention(ctx, function: cst.FunctionDef, product: cst.CSTNode) -> bool:
     operands: list[cst.BaseExpression] = []
-    if isinstance(product, cst.BinaryOperation):
+    if is_a(product, cst.BinaryOperation):
         operands = [product.left, product.right]
-    elif isinstance(product, cst.Call):
+    elif is_a(product, cst.Call):
         positional = [arg.value for arg in product.args if arg.keyword is None and not arg.star]
         qualified = ctx.callee(product) or ""
         operands = positional[1:3] if qualified.endswith("einsum") or qualified == "torch.baddbmm" else positional[:2]
-        if not qualified and isinstance(product.func, cst.Attribute):
+        if not qualified and is_a(product.func, cst.Attribute):
             operands = [product.func.value, *positional[:1]]
     if len(operands) != 2:
         return False

@@ -8,6 +8,7 @@ from sharpedges.analysis.calls import argument, is_true, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.masks import MAX_DEPTH, SDPA
 from sharpedges.detector import Detector, Finding
+from sharpedges.analysis.walk import is_a
 
 CONCATENATIONS = {"torch.cat", "torch.concat", "torch.concatenate"}
 PASS_THROUGH = {"view", "reshape", "transpose", "permute", "contiguous", "to", "type_as", "float", "half",
@@ -35,7 +36,7 @@ def _always_causal(ctx, function, call: cst.Call) -> bool:
     flag = argument(call, "is_causal", 5)
     if is_true(flag):
         return True
-    if isinstance(flag, cst.Name):
+    if is_a(flag, cst.Name):
         definitions = ctx.function_facts(function).reaching(flag.value, ctx.order(call))
         return bool(definitions) and all(d.kind == "assign" and is_true(d.value) for d in definitions)
     return False
@@ -47,7 +48,7 @@ def _in_branch(ctx, function, call: cst.Call) -> bool:
     for ancestor in ctx.index.ancestors(call):
         if ancestor is function:
             return False
-        if isinstance(ancestor, (cst.If, cst.IfExp, cst.Else)):
+        if is_a(ancestor, (cst.If, cst.IfExp, cst.Else)):
             return True
     return False
 
@@ -57,17 +58,17 @@ def _from_cache(ctx, function, expr: cst.BaseExpression, at: int, depth: int) ->
     `.update(...)`, or read back from a cache buffer written in the same function."""
     if depth > MAX_DEPTH:
         return False
-    if isinstance(expr, cst.Name):
+    if is_a(expr, cst.Name):
         facts = ctx.function_facts(function)
         for definition in facts.reaching(expr.value, at):
             value = definition.value
-            if definition.kind == "unpack" and isinstance(definition.node, cst.Assign):
+            if definition.kind == "unpack" and is_a(definition.node, cst.Assign):
                 value = definition.node.value
             if value is not None and definition.kind in ("assign", "unpack") and \
                     _from_cache(ctx, function, value, definition.order, depth + 1):
                 return True
         return False
-    if isinstance(expr, cst.Call):
+    if is_a(expr, cst.Call):
         if ctx.callee(expr) in CONCATENATIONS:
             return True
         method = method_name(expr)
@@ -76,7 +77,7 @@ def _from_cache(ctx, function, expr: cst.BaseExpression, at: int, depth: int) ->
         if method in PASS_THROUGH:
             return _from_cache(ctx, function, receiver(expr), at, depth + 1)
         return False
-    if isinstance(expr, cst.Subscript):
+    if is_a(expr, cst.Subscript):
         return _written_buffer(ctx, function, expr.value) or _from_cache(ctx, function, expr.value, at, depth + 1)
     return False
 
@@ -88,6 +89,6 @@ def _written_buffer(ctx, function, expr: cst.BaseExpression) -> bool:
         return False
     for assign in ctx.index.descendants(function.body, cst.Assign, prune=(cst.FunctionDef, cst.ClassDef)):
         for target in assign.targets:
-            if isinstance(target.target, cst.Subscript) and self_attribute(target.target.value) == attr:
+            if is_a(target.target, cst.Subscript) and self_attribute(target.target.value) == attr:
                 return True
     return False

@@ -10,6 +10,7 @@ from sharpedges.analysis.names import dotted
 from sharpedges.analysis.tensors import (PURE_FUNCTIONS, SHARED_OUT_OF_PLACE_METHODS, TENSOR_ONLY_METHODS,
                                          TensorFacts)
 from sharpedges.detector import Detector, Finding
+from sharpedges.analysis.walk import is_a
 
 AUTOGRAD_FUNCTIONS = {"torch.autograd.Function", "torch.autograd.function.Function", "Function"}
 # Expecting an exception is a reason to call an op for nothing.
@@ -25,7 +26,7 @@ class DiscardedOpResult(Detector):
         tensor_facts: dict[cst.FunctionDef | None, TensorFacts] = {}
         for statement in ctx.index.nodes(cst.Expr):
             call = statement.value
-            if not isinstance(call, cst.Call) or self._expects_raise(ctx, statement):
+            if not is_a(call, cst.Call) or self._expects_raise(ctx, statement):
                 continue
             name = method_name(call)
             if ctx.callee(call) in PURE_FUNCTIONS:
@@ -60,10 +61,10 @@ class DiscardedOpResult(Detector):
     @staticmethod
     def _expects_raise(ctx, statement) -> bool:
         for ancestor in ctx.index.ancestors(statement):
-            if isinstance(ancestor, cst.With):
+            if is_a(ancestor, cst.With):
                 for item in ancestor.items:
                     call = item.item
-                    if isinstance(call, cst.Call) and (dotted(call.func) or "").endswith(RAISES_CONTEXTS):
+                    if is_a(call, cst.Call) and (dotted(call.func) or "").endswith(RAISES_CONTEXTS):
                         return True
         return False
 

@@ -10,6 +10,7 @@ from sharpedges.analysis.attention import attention_softmaxes, cast_precision
 from sharpedges.analysis.calls import argument, literal_number, literal_string, method_name
 from sharpedges.analysis.names import dotted
 from sharpedges.detector import Detector, Finding, Fix, Replacement
+from sharpedges.analysis.walk import is_a
 
 FP16_MAX = 65504.0
 FILL_METHODS = {"masked_fill", "masked_fill_"}
@@ -43,7 +44,7 @@ class MaskFillOverflowsHalf(Detector):
 
 def _fill_of(ctx, node, inner_path) -> tuple[cst.BaseExpression, cst.BaseExpression] | None:
     """(the fill value, the scores it fills) when `node` writes a value into the scores."""
-    if not isinstance(node, cst.Call) or not inner_path:
+    if not is_a(node, cst.Call) or not inner_path:
         return None
     scores = inner_path[0]
     method = method_name(node)
@@ -69,16 +70,16 @@ def _constant(ctx, expr: cst.BaseExpression, depth: int = 0) -> float | None:
     number = literal_number(expr)
     if number is not None:
         return number
-    if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.Minus):
+    if is_a(expr, cst.UnaryOperation) and is_a(expr.operator, cst.Minus):
         inner = _constant(ctx, expr.expression, depth + 1)
         return -inner if inner is not None else None
-    if isinstance(expr, cst.Call) and dotted(expr.func) == "float" and len(expr.args) == 1:
+    if is_a(expr, cst.Call) and dotted(expr.func) == "float" and len(expr.args) == 1:
         text = literal_string(expr.args[0].value)
         try:
             return float(text) if text is not None else _constant(ctx, expr.args[0].value, depth + 1)
         except ValueError:
             return None
-    if isinstance(expr, cst.Name):
+    if is_a(expr, cst.Name):
         values = _bindings(ctx, expr)
         if len(values) == 1:
             return _constant(ctx, values[0], depth + 1)
@@ -95,9 +96,9 @@ def _bindings(ctx, name: cst.Name) -> list[cst.BaseExpression]:
                 if all(d.kind == "assign" for d in definitions) else []
     values = []
     for statement in ctx.module.body:
-        if isinstance(statement, cst.SimpleStatementLine):
+        if is_a(statement, cst.SimpleStatementLine):
             for small in statement.body:
-                if isinstance(small, cst.Assign) and any(isinstance(t.target, cst.Name) and t.target.value == name.value
+                if is_a(small, cst.Assign) and any(is_a(t.target, cst.Name) and t.target.value == name.value
                                                          for t in small.targets):
                     values.append(small.value)
     return values

@@ -7,6 +7,7 @@ import libcst as cst
 from sharpedges.analysis.moe import (balancing_definitions, is_balancing_apply, is_balancing_loss_call, is_dead,
                                      mentions_experts)
 from sharpedges.detector import Detector, Finding
+from sharpedges.analysis.walk import is_a
 
 DISCARDED_APPLY = ("the result of this autograd Function is discarded: the balancing loss reaches the graph "
                    "only through it, so it gets no gradient; use the returned tensor")
@@ -30,7 +31,7 @@ class MoeAuxLossUnused(Detector):
                                                "returned, stored on the module or added to the loss")
         for statement in ctx.index.nodes(cst.Expr):
             call = statement.value
-            if not isinstance(call, cst.Call):
+            if not is_a(call, cst.Call):
                 continue
             if is_balancing_apply(ctx, call):
                 yield Finding(call, DISCARDED_APPLY)

@@ -7,6 +7,7 @@ import libcst as cst
 from sharpedges.analysis.attention import fills_dtype_min
 from sharpedges.analysis.calls import argument, method_name, receiver
 from sharpedges.detector import Detector, Finding
+from sharpedges.analysis.walk import is_a
 
 CLAMPS = {"clamp", "clamp_", "clamp_min", "clamp_min_", "clip", "clip_"}
 CLAMP_FUNCTIONS = {"torch.clamp", "torch.clamp_min", "torch.clip", "torch.max", "torch.maximum"}
@@ -18,11 +19,11 @@ class SummedMinMasks(Detector):
 
     def check(self, ctx):
         for node in ctx.index.nodes(cst.BinaryOperation):
-            if isinstance(node.operator, cst.Add) and self._both_min(ctx, node.left, node.right, ctx.order(node)) \
+            if is_a(node.operator, cst.Add) and self._both_min(ctx, node.left, node.right, ctx.order(node)) \
                     and not _clamped(ctx, node):
                 yield Finding(node)
         for node in ctx.index.nodes(cst.AugAssign):
-            if isinstance(node.operator, cst.AddAssign) and isinstance(node.target, cst.Name) \
+            if is_a(node.operator, cst.AddAssign) and is_a(node.target, cst.Name) \
                     and self._both_min(ctx, node.target, node.value, ctx.order(node)) and not _clamped(ctx, node):
                 yield Finding(node)
         for call in ctx.calls():
@@ -42,28 +43,28 @@ def _clamped(ctx, node: cst.CSTNode) -> bool:
     """The sum is clamped back to the dtype's range (HF's fix in #17306): directly, or through the
     name it is assigned to."""
     parent = ctx.index.parents.get(node)
-    if isinstance(parent, cst.Attribute) and parent.value is node and parent.attr.value in CLAMPS:
+    if is_a(parent, cst.Attribute) and parent.value is node and parent.attr.value in CLAMPS:
         return True
-    if isinstance(parent, cst.Arg) and _is_clamp_call(ctx, ctx.index.parents.get(parent)):
+    if is_a(parent, cst.Arg) and _is_clamp_call(ctx, ctx.index.parents.get(parent)):
         return True
-    statement = node if isinstance(node, cst.AugAssign) else ctx.index.parents.get(node)
-    targets = [statement.target] if isinstance(statement, cst.AugAssign) else \
-        [t.target for t in statement.targets] if isinstance(statement, cst.Assign) else []
+    statement = node if is_a(node, cst.AugAssign) else ctx.index.parents.get(node)
+    targets = [statement.target] if is_a(statement, cst.AugAssign) else \
+        [t.target for t in statement.targets] if is_a(statement, cst.Assign) else []
     function = ctx.function_of(node)
     if function is None:
         return False
     facts = ctx.function_facts(function)
     for target in targets:
-        if not isinstance(target, cst.Name):
+        if not is_a(target, cst.Name):
             continue
         for use in facts.later_uses(target.value, ctx.index.last_order(statement)):
             holder = ctx.index.parents.get(use)
-            if isinstance(holder, cst.Attribute) and holder.attr.value in CLAMPS:
+            if is_a(holder, cst.Attribute) and holder.attr.value in CLAMPS:
                 return True
-            if isinstance(holder, cst.Arg) and _is_clamp_call(ctx, ctx.index.parents.get(holder)):
+            if is_a(holder, cst.Arg) and _is_clamp_call(ctx, ctx.index.parents.get(holder)):
                 return True
     return False
 
 
 def _is_clamp_call(ctx, node) -> bool:
-    return isinstance(node, cst.Call) and ctx.callee(node) in CLAMP_FUNCTIONS
+    return is_a(node, cst.Call) and ctx.callee(node) in CLAMP_FUNCTIONS

@@ -22,6 +22,7 @@ from sharpedges.analysis.calls import argument, literal_int, literal_number, lit
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
+from sharpedges.analysis.walk import is_a
 
 MAX_DEPTH = 12
 SOFTMAX_FUNCTIONS = {"torch.softmax"}
@@ -117,14 +118,14 @@ def _is_module_namespace(ctx: FileContext, expr: cst.BaseExpression | None) -> b
 
 def _softmax_module_constructor(ctx: FileContext, call: cst.Call) -> cst.Call | None:
     func = call.func
-    if isinstance(func, cst.Call) and ctx.callee(func) in SOFTMAX_MODULES:
+    if is_a(func, cst.Call) and ctx.callee(func) in SOFTMAX_MODULES:
         return func  # nn.Softmax(dim=-1)(x)
     attr = self_attribute(func)
     cls = ctx.class_of(call)
     if attr is None or cls is None:
         return None
     for assignment in ctx.class_facts(cls).assignments.get(attr, ()):
-        if isinstance(assignment.value, cst.Call) and ctx.callee(assignment.value) in SOFTMAX_MODULES:
+        if is_a(assignment.value, cst.Call) and ctx.callee(assignment.value) in SOFTMAX_MODULES:
             return assignment.value
     return None
 
@@ -153,12 +154,12 @@ def _helper_definition(ctx: FileContext, call: cst.Call) -> tuple[cst.FunctionDe
         static = any(dotted(d.decorator) == "staticmethod" for d in method.decorators)
         names = _positional_parameters(method)
         return method, names if static else names[1:]
-    if not isinstance(func, cst.Name):
+    if not is_a(func, cst.Name):
         return None
     by_name = ctx.memo("function_definitions", lambda: _functions_by_name(ctx))
     visible = {None, *ctx.index.ancestors(call)}
     candidates = [fn for fn in by_name.get(func.value, ()) if ctx.index.enclosing(fn, HELPER_SCOPES) in visible
-                  and not isinstance(ctx.index.enclosing(fn, HELPER_SCOPES), cst.ClassDef)]
+                  and not is_a(ctx.index.enclosing(fn, HELPER_SCOPES), cst.ClassDef)]
     if len(candidates) != 1:
         return None
     return candidates[0], _positional_parameters(candidates[0])
@@ -231,27 +232,27 @@ class LogitTracer:
     def _sources(self, expr: cst.BaseExpression, at: int, depth: int) -> list[LogitSource]:
         if depth > MAX_DEPTH:
             return []
-        if isinstance(expr, cst.Name):
+        if is_a(expr, cst.Name):
             return self._through_definitions(expr.value, at, depth)
-        if isinstance(expr, cst.BinaryOperation):
+        if is_a(expr, cst.BinaryOperation):
             operator = expr.operator
-            if isinstance(operator, cst.MatrixMultiply):
+            if is_a(operator, cst.MatrixMultiply):
                 product = self.qk_product(expr, expr.left, expr.right, at, "matmul")
                 return [product] if product else []
-            if isinstance(operator, cst.Divide):
+            if is_a(operator, cst.Divide):
                 return [s.scaled_by(self.scale(expr.right, at, True)) for s in self.sources(expr.left, at, depth + 1)]
-            if isinstance(operator, cst.Multiply):
+            if is_a(operator, cst.Multiply):
                 return [s.scaled_by(self.scale(other, at)) for side, other in ((expr.left, expr.right),
                                                                               (expr.right, expr.left))
                         for s in self.sources(side, at, depth + 1)]
-            if isinstance(operator, (cst.Add, cst.Subtract)):
+            if is_a(operator, (cst.Add, cst.Subtract)):
                 return self.sources(expr.left, at, depth + 1) + self.sources(expr.right, at, depth + 1)
             return []
-        if isinstance(expr, cst.Call):
+        if is_a(expr, cst.Call):
             return self._call_sources(expr, at, depth)
-        if isinstance(expr, cst.Subscript):
+        if is_a(expr, cst.Subscript):
             return self.sources(expr.value, at, depth + 1)
-        if isinstance(expr, cst.IfExp):
+        if is_a(expr, cst.IfExp):
             return self.sources(expr.body, at, depth + 1) + self.sources(expr.orelse, at, depth + 1)
         return []
 
@@ -264,8 +265,8 @@ class LogitTracer:
                 continue
             if definition.kind == "augassign":
                 previous = [s.through(definition.node) for s in self._through_definitions(name, definition.order, depth + 1)]
-                if isinstance(definition.operator, (cst.MultiplyAssign, cst.DivideAssign)):
-                    divides = isinstance(definition.operator, cst.DivideAssign)
+                if is_a(definition.operator, (cst.MultiplyAssign, cst.DivideAssign)):
+                    divides = is_a(definition.operator, cst.DivideAssign)
                     found += [s.scaled_by(self.scale(definition.value, definition.order, divides)) for s in previous]
                 else:
                     found += previous + self.sources(definition.value, definition.order, depth + 1)
@@ -360,9 +361,9 @@ class LogitTracer:
         """Parameters and embedding tables: `x @ self.W`, `h @ emb.weight.t()` are not attention."""
         base = expr
         while True:
-            if isinstance(base, cst.Call) and method_name(base) in TRANSPOSE_METHODS | {"to", "float", "type_as"}:
+            if is_a(base, cst.Call) and method_name(base) in TRANSPOSE_METHODS | {"to", "float", "type_as"}:
                 base = receiver(base)
-            elif isinstance(base, cst.Attribute) and base.attr.value in ("T", "mT"):
+            elif is_a(base, cst.Attribute) and base.attr.value in ("T", "mT"):
                 base = base.value
             else:
                 break
@@ -372,7 +373,7 @@ class LogitTracer:
         last = text.split(".")[-1]
         if WEIGHT_NAME.search(last):
             return True
-        attr = self_attribute(base) if isinstance(base, cst.Attribute) else None
+        attr = self_attribute(base) if is_a(base, cst.Attribute) else None
         if attr is not None and self.cls is not None and self.ctx.class_facts(self.cls).is_parameter(attr):
             return True
         return False
@@ -384,23 +385,23 @@ class LogitTracer:
         """The expression that transposes the keys' last two dims, if `expr` is (made of) one."""
         if depth > MAX_DEPTH:
             return None
-        if isinstance(expr, cst.Attribute) and expr.attr.value in ("T", "mT", "mH"):
+        if is_a(expr, cst.Attribute) and expr.attr.value in ("T", "mT", "mH"):
             return expr
-        if isinstance(expr, cst.Call):
+        if is_a(expr, cst.Call):
             method = method_name(expr)
             if method in ("transpose", "t", "swapaxes", "swapdims"):
                 return expr
             if method == "permute":
                 dims = [a.value for a in expr.args]
-                ints = [int(d.value) for d in dims if isinstance(d, cst.Integer)]
+                ints = [int(d.value) for d in dims if is_a(d, cst.Integer)]
                 return expr if len(ints) == len(dims) and len(ints) >= 2 and ints[-1] != len(ints) - 1 else None
             if self.ctx.callee(expr) in ("torch.transpose", "torch.swapaxes"):
                 return expr
             if method in PASS_THROUGH_METHODS | SCALING_METHODS:
                 return self.transpose_of(receiver(expr), at, depth + 1)
-        if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, (cst.Multiply, cst.Divide)):
+        if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, (cst.Multiply, cst.Divide)):
             return self.transpose_of(expr.left, at, depth + 1) or self.transpose_of(expr.right, at, depth + 1)
-        if isinstance(expr, cst.Name) and self.facts is not None:
+        if is_a(expr, cst.Name) and self.facts is not None:
             for d in self.facts.reaching(expr.value, at):
                 if d.value is not None and d.kind == "assign":
                     found = self.transpose_of(d.value, d.order, depth + 1)
@@ -419,20 +420,20 @@ class LogitTracer:
         for a method's parameter, every call of that method in the class."""
         if depth > MAX_DEPTH:
             return []
-        if isinstance(expr, cst.BinaryOperation):
+        if is_a(expr, cst.BinaryOperation):
             operator = expr.operator
-            if isinstance(operator, cst.Divide):
+            if is_a(operator, cst.Divide):
                 return [self.scale(expr.right, at, True)]
-            if isinstance(operator, cst.Multiply):
+            if is_a(operator, cst.Multiply):
                 return [self.scale(expr.right, at), self.scale(expr.left, at)]
-            if isinstance(operator, (cst.Add, cst.Subtract)):  # q + r_w_bias: both sides were scaled, or q was
+            if is_a(operator, (cst.Add, cst.Subtract)):  # q + r_w_bias: both sides were scaled, or q was
                 return self.operand_scales(expr.left, at, depth + 1) + self.operand_scales(expr.right, at, depth + 1)
             return []
-        if isinstance(expr, cst.Subscript):
+        if is_a(expr, cst.Subscript):
             return self.operand_scales(expr.value, at, depth + 1)
-        if isinstance(expr, cst.Call):
+        if is_a(expr, cst.Call):
             return self._call_scales(expr, at, depth)
-        if isinstance(expr, cst.Name):
+        if is_a(expr, cst.Name):
             return self._name_scales(expr.value, at, depth)
         return []
 
@@ -461,9 +462,9 @@ class LogitTracer:
             return []
         found: list[Scale] = []
         for definition in self.facts.reaching(name, at):
-            if definition.kind == "augassign" and isinstance(definition.operator, (cst.MultiplyAssign, cst.DivideAssign)):
+            if definition.kind == "augassign" and is_a(definition.operator, (cst.MultiplyAssign, cst.DivideAssign)):
                 found.append(self.scale(definition.value, definition.order,
-                                        isinstance(definition.operator, cst.DivideAssign)))
+                                        is_a(definition.operator, cst.DivideAssign)))
             elif definition.kind == "inplace" and definition.method in SCALING_METHODS:
                 factor = argument(definition.value, "other", 0)
                 if factor is not None:
@@ -529,7 +530,7 @@ def key_axis(source: LogitSource) -> tuple[int | None, int | None]:
         ellipsis_after = "…" in output[position + 1:]
         return (None if ellipsis_before else position), (None if ellipsis_after else position - len(output))
     transpose = source.transpose
-    if isinstance(transpose, cst.Call):
+    if is_a(transpose, cst.Call):
         dims = [literal_int(arg.value) for arg in transpose.args if arg.keyword is None]
         if method_name(transpose) == "permute" and None not in dims:
             return len(dims) - 1, -1
@@ -560,7 +561,7 @@ def dtype_precision(ctx: FileContext, expr: cst.BaseExpression | None) -> str | 
 def cast_precision(ctx: FileContext, node: cst.CSTNode) -> str | None:
     """The precision a cast call leaves a tensor in: `.half()`, `.float()`, `.to(torch.float16)`,
     `.type(torch.float32)`, `.to(dtype=...)`; None for anything else."""
-    if not isinstance(node, cst.Call):
+    if not is_a(node, cst.Call):
         return None
     method = method_name(node)
     if method in CAST_METHODS and not node.args:
@@ -596,11 +597,11 @@ MIN_PLANE_DEPTH = 20  # mask builders chain many small steps (and helpers) betwe
 
 def is_dtype_min(ctx: FileContext, expr: cst.BaseExpression) -> bool:
     """`torch.finfo(dtype).min` or `-torch.finfo(dtype).max`: the most negative finite value."""
-    if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.Minus):
+    if is_a(expr, cst.UnaryOperation) and is_a(expr.operator, cst.Minus):
         expr, attr = expr.expression, "max"
     else:
         attr = "min"
-    return isinstance(expr, cst.Attribute) and expr.attr.value == attr and isinstance(expr.value, cst.Call) \
+    return is_a(expr, cst.Attribute) and expr.attr.value == attr and is_a(expr.value, cst.Call) \
         and ctx.callee(expr.value) == "torch.finfo"
 
 
@@ -611,17 +612,17 @@ def fills_dtype_min(ctx: FileContext, expr: cst.BaseExpression, at: int, depth: 
         return False
     if is_dtype_min(ctx, expr):
         return True
-    if isinstance(expr, cst.Subscript):
+    if is_a(expr, cst.Subscript):
         return fills_dtype_min(ctx, expr.value, at, depth + 1)
-    if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Multiply):
+    if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, cst.Multiply):
         return fills_dtype_min(ctx, expr.left, at, depth + 1) or fills_dtype_min(ctx, expr.right, at, depth + 1)
-    if isinstance(expr, cst.Name):
+    if is_a(expr, cst.Name):
         function = ctx.function_of(expr)
         if function is None:
             return False
         return any(d.kind == "assign" and d.value is not None and fills_dtype_min(ctx, d.value, d.order, depth + 1)
                    for d in ctx.function_facts(function).reaching(expr.value, at))
-    if not isinstance(expr, cst.Call):
+    if not is_a(expr, cst.Call):
         return False
     qualified, method = ctx.callee(expr), method_name(expr)
     if qualified in ("torch.full", "torch.full_like"):
@@ -639,7 +640,7 @@ def fills_dtype_min(ctx: FileContext, expr: cst.BaseExpression, at: int, depth: 
         return inner is not None and fills_dtype_min(ctx, inner, at, depth + 1)
     if qualified in ("torch.cat", "torch.concat", "torch.stack"):
         parts = argument(expr, "tensors", 0)
-        return isinstance(parts, (cst.List, cst.Tuple)) and any(
+        return is_a(parts, (cst.List, cst.Tuple)) and any(
             fills_dtype_min(ctx, part.value, at, depth + 1) for part in parts.elements)
     if method in MIN_PLANE_PASS_THROUGH and not _is_module_namespace(ctx, receiver(expr)):
         return fills_dtype_min(ctx, receiver(expr), at, depth + 1)
@@ -672,7 +673,7 @@ def dimension_key(ctx: FileContext, expr: cst.BaseExpression, function: cst.Func
     `d = self.head_dim`) so that the same quantity gets the same key wherever it is read."""
     if depth > MAX_DEPTH:
         return None
-    if isinstance(expr, cst.Name):
+    if is_a(expr, cst.Name):
         if function is None:
             return ("global", expr.value)
         definitions = ctx.function_facts(function).reaching(expr.value, at)
@@ -680,16 +681,16 @@ def dimension_key(ctx: FileContext, expr: cst.BaseExpression, function: cst.Func
             definition = definitions[0]
             if definition.kind == "param":
                 return ("param", expr.value)
-            if definition.kind == "assign" and isinstance(definition.value, (cst.Name, cst.Attribute)):
+            if definition.kind == "assign" and is_a(definition.value, (cst.Name, cst.Attribute)):
                 return dimension_key(ctx, definition.value, function, definition.order, depth + 1)
         return ("local", ctx.order(function), expr.value)
-    if isinstance(expr, cst.Attribute):
+    if is_a(expr, cst.Attribute):
         attr = self_attribute(expr)
         if attr is None:
             text = dotted(expr)
             return ("attr", text.removeprefix("self.")) if text is not None else None
         assignment = _single_self_assignment(ctx, function, attr)
-        if assignment is not None and isinstance(assignment[0], (cst.Name, cst.Attribute)):
+        if assignment is not None and is_a(assignment[0], (cst.Name, cst.Attribute)):
             value, method, order = assignment
             return dimension_key(ctx, value, method, order, depth + 1)
         return ("self", attr)
@@ -719,36 +720,36 @@ def scale_dimensions(ctx: FileContext, scale: Scale, depth: int = 0) -> list[Dim
 def _dimensions(ctx: FileContext, expr: cst.BaseExpression, function, at: int, depth: int) -> list[DimensionKey]:
     if depth > MAX_DEPTH or literal_number(expr) is not None:
         return []
-    if isinstance(expr, cst.UnaryOperation):
+    if is_a(expr, cst.UnaryOperation):
         return _dimensions(ctx, expr.expression, function, at, depth + 1)
-    if isinstance(expr, cst.BinaryOperation):
+    if is_a(expr, cst.BinaryOperation):
         operator = expr.operator
-        if isinstance(operator, cst.Power):
+        if is_a(operator, cst.Power):
             return _dimensions(ctx, expr.left, function, at, depth + 1)
-        if isinstance(operator, cst.Multiply):
+        if is_a(operator, cst.Multiply):
             return _dimensions(ctx, expr.left, function, at, depth + 1) + \
                 _dimensions(ctx, expr.right, function, at, depth + 1)
-        if isinstance(operator, cst.Divide) and literal_number(expr.left) is not None:
+        if is_a(operator, cst.Divide) and literal_number(expr.left) is not None:
             return _dimensions(ctx, expr.right, function, at, depth + 1)
         return []  # a quotient of two sizes, a sum: not one of the sizes it is made of
-    if isinstance(expr, cst.Call):
+    if is_a(expr, cst.Call):
         qualified = ctx.callee(expr)
         if qualified in SQRT_FUNCTIONS and expr.args:
             return _dimensions(ctx, expr.args[0].value, function, at, depth + 1)
         if method_name(expr) in ("sqrt", "rsqrt") and receiver(expr) is not None:
             return _dimensions(ctx, receiver(expr), function, at, depth + 1)
         return []
-    if isinstance(expr, cst.Name) and function is not None:
+    if is_a(expr, cst.Name) and function is not None:
         definitions = ctx.function_facts(function).reaching(expr.value, at)
         if len(definitions) == 1 and definitions[0].kind == "assign" and definitions[0].value is not None \
-                and not isinstance(definitions[0].value, (cst.Name, cst.Attribute)):
+                and not is_a(definitions[0].value, (cst.Name, cst.Attribute)):
             return _dimensions(ctx, definitions[0].value, function, definitions[0].order, depth + 1)
-    if isinstance(expr, cst.Attribute) and self_attribute(expr) is not None:
+    if is_a(expr, cst.Attribute) and self_attribute(expr) is not None:
         assignment = _single_self_assignment(ctx, function, self_attribute(expr))
-        if assignment is not None and not isinstance(assignment[0], (cst.Name, cst.Attribute)):
+        if assignment is not None and not is_a(assignment[0], (cst.Name, cst.Attribute)):
             value, method, order = assignment
             return _dimensions(ctx, value, method, order, depth + 1)
-    if isinstance(expr, (cst.Name, cst.Attribute)):
+    if is_a(expr, (cst.Name, cst.Attribute)):
         key = dimension_key(ctx, expr, function, at)
         return [key] if key is not None else []
     return []
@@ -763,7 +764,7 @@ def head_splits(ctx: FileContext, scope: cst.CSTNode) -> list[HeadSplit]:
         for node in ctx.index.descendants(scope, cst.BinaryOperation):
             if not _is_size_division(ctx, node):
                 continue
-            if not all(isinstance(side, (cst.Name, cst.Attribute)) for side in (node.left, node.right)):
+            if not all(is_a(side, (cst.Name, cst.Attribute)) for side in (node.left, node.right)):
                 continue
             function = ctx.function_of(node)
             at = ctx.order(node)
@@ -782,22 +783,22 @@ def head_splits(ctx: FileContext, scope: cst.CSTNode) -> list[HeadSplit]:
 
 def _is_size_division(ctx: FileContext, node: cst.BinaryOperation) -> bool:
     """`a // b`, or `int(a / b)`: an integer size, not a tensor divided by a factor."""
-    if isinstance(node.operator, cst.FloorDivide):
+    if is_a(node.operator, cst.FloorDivide):
         return True
     parent = ctx.index.parents.get(node)
-    holder = ctx.index.parents.get(parent) if isinstance(parent, cst.Arg) else None
-    return isinstance(node.operator, cst.Divide) and isinstance(holder, cst.Call) and dotted(holder.func) == "int"
+    holder = ctx.index.parents.get(parent) if is_a(parent, cst.Arg) else None
+    return is_a(node.operator, cst.Divide) and is_a(holder, cst.Call) and dotted(holder.func) == "int"
 
 
 def _assigned_key(ctx: FileContext, node: cst.CSTNode) -> DimensionKey | None:
     """The key of the name or attribute a split is assigned to (`head_dim = dim // heads`)."""
     statement = ctx.index.parents.get(node)
-    if isinstance(statement, cst.Assign) and len(statement.targets) == 1:
+    if is_a(statement, cst.Assign) and len(statement.targets) == 1:
         target = statement.targets[0].target
-        if isinstance(target, cst.Name):
+        if is_a(target, cst.Name):
             function = ctx.function_of(node)
             return ("local", ctx.order(function), target.value) if function is not None else ("global", target.value)
-        if isinstance(target, cst.Attribute):
+        if is_a(target, cst.Attribute):
             return dimension_key(ctx, target, ctx.function_of(node), ctx.index.last_order(statement) + 1)
     return None
 

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import libcst as cst
+from sharpedges.analysis.walk import is_a
 
 
 def method_name(call: cst.Call) -> str | None:
     """`softmax` for `x.softmax(...)` (any receiver), else None."""
     func = call.func
-    return func.attr.value if isinstance(func, cst.Attribute) else None
+    return func.attr.value if is_a(func, cst.Attribute) else None
 
 
 def receiver(call: cst.Call) -> cst.BaseExpression | None:
     func = call.func
-    return func.value if isinstance(func, cst.Attribute) else None
+    return func.value if is_a(func, cst.Attribute) else None
 
 
 def argument(call: cst.Call, keyword: str | None = None, position: int | None = None) -> cst.BaseExpression | None:
@@ -42,13 +43,13 @@ def literal_number(expr: cst.BaseExpression | None) -> float | None:
     if expr is None:
         return None
     sign = 1.0
-    while isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, (cst.Minus, cst.Plus)):
-        if isinstance(expr.operator, cst.Minus):
+    while is_a(expr, cst.UnaryOperation) and is_a(expr.operator, (cst.Minus, cst.Plus)):
+        if is_a(expr.operator, cst.Minus):
             sign = -sign
         expr = expr.expression
-    if isinstance(expr, cst.Integer):
+    if is_a(expr, cst.Integer):
         return sign * float(int(expr.value.replace("_", ""), 0))
-    if isinstance(expr, cst.Float):
+    if is_a(expr, cst.Float):
         return sign * float(expr.value.replace("_", ""))
     return None
 
@@ -57,26 +58,26 @@ def literal_int(expr: cst.BaseExpression | None) -> int | None:
     if expr is None:
         return None
     sign = 1
-    if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.Minus):
+    if is_a(expr, cst.UnaryOperation) and is_a(expr.operator, cst.Minus):
         sign, expr = -1, expr.expression
-    if isinstance(expr, cst.Integer):
+    if is_a(expr, cst.Integer):
         return sign * int(expr.value.replace("_", ""), 0)
     return None
 
 
 def literal_string(expr: cst.BaseExpression | None) -> str | None:
-    if isinstance(expr, cst.SimpleString):
+    if is_a(expr, cst.SimpleString):
         value = expr.evaluated_value
-        return value if isinstance(value, str) else None
-    if isinstance(expr, cst.ConcatenatedString):
+        return value if is_a(value, str) else None
+    if is_a(expr, cst.ConcatenatedString):
         value = expr.evaluated_value
-        return value if isinstance(value, str) else None
+        return value if is_a(value, str) else None
     return None
 
 
 def is_true(expr: cst.BaseExpression | None) -> bool:
-    return isinstance(expr, cst.Name) and expr.value == "True"
+    return is_a(expr, cst.Name) and expr.value == "True"
 
 
 def is_false_or_none(expr: cst.BaseExpression | None) -> bool:
-    return isinstance(expr, cst.Name) and expr.value in ("False", "None")
+    return is_a(expr, cst.Name) and expr.value in ("False", "None")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import libcst as cst
 
 from sharpedges.analysis.names import ImportAliases
-from sharpedges.analysis.walk import TreeIndex
+from sharpedges.analysis.walk import TreeIndex, is_a
 
 
 _ASSIGNMENTS = frozenset({cst.Assign, cst.AnnAssign, cst.AugAssign})
@@ -23,7 +23,7 @@ class AttributeAssignment:
 
 def self_attribute(expr: cst.BaseExpression) -> str | None:
     """`x` for `self.x`, else None."""
-    if isinstance(expr, cst.Attribute) and isinstance(expr.value, cst.Name) and expr.value.value == "self":
+    if is_a(expr, cst.Attribute) and is_a(expr.value, cst.Name) and expr.value.value == "self":
         return expr.attr.value
     return None
 
@@ -36,15 +36,15 @@ class ClassFacts:
         self._aliases = aliases
         self.methods: dict[str, cst.FunctionDef] = {}
         self.assignments: dict[str, list[AttributeAssignment]] = {}
-        body = cls.body.body if isinstance(cls.body, cst.IndentedBlock) else ()
+        body = cls.body.body if is_a(cls.body, cst.IndentedBlock) else ()
         for statement in body:
-            if isinstance(statement, cst.FunctionDef):
+            if is_a(statement, cst.FunctionDef):
                 self.methods[statement.name.value] = statement
         for name, method in self.methods.items():
             for node in index.in_scope(method):
                 if type(node) not in _ASSIGNMENTS:
                     continue
-                targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
+                targets = [t.target for t in node.targets] if is_a(node, cst.Assign) else [node.target]
                 for target in targets:
                     for element, value in _bound(target, node.value):
                         attr = self_attribute(element)
@@ -62,7 +62,7 @@ class ClassFacts:
         """Qualified name of the callable assigned to `self.attr` (`torch.nn.Softmax` ...), if one is."""
         for assignment in self.assignments.get(attr, ()):
             value = assignment.value
-            if isinstance(value, cst.Call):
+            if is_a(value, cst.Call):
                 qualified = self._aliases.qualify(value.func)
                 if qualified is not None:
                     return qualified
@@ -74,8 +74,8 @@ class ClassFacts:
 
 
 def _bound(target: cst.BaseExpression, value: cst.BaseExpression | None):
-    if isinstance(target, (cst.Tuple, cst.List)):
-        values = value.elements if isinstance(value, (cst.Tuple, cst.List)) and \
+    if is_a(target, (cst.Tuple, cst.List)):
+        values = value.elements if is_a(value, (cst.Tuple, cst.List)) and \
             len(value.elements) == len(target.elements) else [None] * len(target.elements)
         for element, item in zip(target.elements, values):
             yield from _bound(element.value, None if item is None else item.value)

@@ -36,15 +36,15 @@ class Definition:
 
 def _target_names(target: cst.BaseExpression) -> list[tuple[str, bool]]:
     """(name, unpacked) for every plain name bound by an assignment target."""
-    if isinstance(target, cst.Name):
+    if is_a(target, cst.Name):
         return [(target.value, False)]
-    if isinstance(target, (cst.Tuple, cst.List)):
+    if is_a(target, (cst.Tuple, cst.List)):
         names = []
         for element in target.elements:
             value = element.value
             names.extend((name, True) for name, _ in _target_names(value))
         return names
-    if isinstance(target, cst.StarredElement):
+    if is_a(target, cst.StarredElement):
         return [(name, True) for name, _ in _target_names(target.value)]
     return []
 
@@ -73,7 +73,7 @@ class FunctionFacts:
             self.parameters.append(param.name.value)
             self._add(param.name.value, "param", param.default, param, start, False)
         for star in (function.params.star_arg, function.params.star_kwarg):
-            if isinstance(star, cst.Param):
+            if is_a(star, cst.Param):
                 self.parameters.append(star.name.value)
                 self._add(star.name.value, "param", None, star, start, False)
         for node in index.in_scope(function):
@@ -93,13 +93,13 @@ class FunctionFacts:
     def _record(self, node: cst.CSTNode) -> None:
         # A definition takes effect once its whole statement is evaluated: in `x = f(x)` the `x`
         # read inside `f(x)` sees the previous definition, not this one.
-        if isinstance(node, cst.Name):
+        if is_a(node, cst.Name):
             if _is_read(node, self._index.parents.get(node)):
                 self.uses.setdefault(node.value, []).append(node)
             return
         # A loop target is bound before the body runs; everything else once the statement is done.
-        order = self._index.last_order(node.iter if isinstance(node, (cst.For, cst.CompFor)) else node) + 1
-        if isinstance(node, cst.Assign):
+        order = self._index.last_order(node.iter if is_a(node, (cst.For, cst.CompFor)) else node) + 1
+        if is_a(node, cst.Assign):
             conditional = self._is_conditional(node)
             for target in node.targets:
                 for name, unpacked in _target_names(target.target):
@@ -109,25 +109,25 @@ class FunctionFacts:
                         value = _unpacked_value(target.target, name, node.value)
                         kind = "assign" if value is not None else "unpack"
                     self._add(name, kind, value, node, order, conditional)
-        elif isinstance(node, cst.AnnAssign) and node.value is not None:
+        elif is_a(node, cst.AnnAssign) and node.value is not None:
             for name, _ in _target_names(node.target):
                 self._add(name, "assign", node.value, node, order, self._is_conditional(node))
-        elif isinstance(node, cst.AugAssign):
+        elif is_a(node, cst.AugAssign):
             for name, _ in _target_names(node.target):
                 self._add(name, "augassign", node.value, node, order, self._is_conditional(node), operator=node.operator)
-        elif isinstance(node, cst.NamedExpr):
+        elif is_a(node, cst.NamedExpr):
             for name, _ in _target_names(node.target):
                 self._add(name, "assign", node.value, node, order, self._is_conditional(node))
-        elif isinstance(node, (cst.For, cst.CompFor)):
+        elif is_a(node, (cst.For, cst.CompFor)):
             for name, _ in _target_names(node.target):
                 self._add(name, "loop", node.iter, node, order, True)
-        elif isinstance(node, cst.WithItem) and node.asname is not None:
+        elif is_a(node, cst.WithItem) and node.asname is not None:
             for name, _ in _target_names(node.asname.name):
                 self._add(name, "with", node.item, node, order, self._is_conditional(node))
-        elif isinstance(node, cst.Expr) and isinstance(node.value, cst.Call):
+        elif is_a(node, cst.Expr) and is_a(node.value, cst.Call):
             call = node.value
             func = call.func
-            if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.attr.value.endswith("_") \
+            if is_a(func, cst.Attribute) and is_a(func.value, cst.Name) and func.attr.value.endswith("_") \
                     and not func.attr.value.startswith("_"):
                 self._add(func.value.value, "inplace", call, node, order, self._is_conditional(node), method=func.attr.value)
 
@@ -152,20 +152,20 @@ class FunctionFacts:
 
 def _is_read(name: cst.Name, parent: cst.CSTNode | None) -> bool:
     """False for names that are attribute names, keywords, parameters or plain assignment targets."""
-    if isinstance(parent, cst.Attribute):
+    if is_a(parent, cst.Attribute):
         return parent.value is name
-    if isinstance(parent, cst.Arg):
+    if is_a(parent, cst.Arg):
         return parent.value is name
-    if isinstance(parent, (cst.Param, cst.AssignTarget, cst.FunctionDef, cst.ClassDef, cst.ImportAlias, cst.AsName)):
+    if is_a(parent, (cst.Param, cst.AssignTarget, cst.FunctionDef, cst.ClassDef, cst.ImportAlias, cst.AsName)):
         return False
     return True
 
 
 def _unpacked_value(target: cst.BaseExpression, name: str, value: cst.BaseExpression) -> cst.BaseExpression | None:
     """For `a, b = x, y` the element that binds `name`; None when the right side is not a literal tuple."""
-    if isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, (cst.Tuple, cst.List)) \
+    if is_a(target, (cst.Tuple, cst.List)) and is_a(value, (cst.Tuple, cst.List)) \
             and len(target.elements) == len(value.elements):
         for left, right in zip(target.elements, value.elements):
-            if isinstance(left.value, cst.Name) and left.value.value == name and not isinstance(right, cst.StarredElement):
+            if is_a(left.value, cst.Name) and left.value.value == name and not is_a(right, cst.StarredElement):
                 return right.value
     return None

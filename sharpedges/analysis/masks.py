@@ -29,6 +29,7 @@ from sharpedges.analysis.calls import argument, is_true, literal_int, literal_nu
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
+from sharpedges.analysis.walk import is_a
 
 MAX_DEPTH = 14
 SYMBOLIC = "symbolic"  # an offset the code computes (a cache length, a window): trusted, not compared
@@ -79,7 +80,7 @@ class Region:
     negated: bool = False
 
     def complement(self) -> Region:
-        step = lambda b, by: b + by if isinstance(b, int) else b  # noqa: E731 - a symbolic bound stays symbolic
+        step = lambda b, by: b + by if is_a(b, int) else b  # noqa: E731 - a symbolic bound stays symbolic
         if not self.negated and self.lo is None and self.hi is not None:
             return Region(step(self.hi, 1), None)
         if not self.negated and self.hi is None and self.lo is not None:
@@ -99,14 +100,14 @@ class Region:
         return Region(_tighter(self.lo, diagonal, max), self.hi)
 
     def transposed(self) -> Region:
-        flip = lambda b: -b if isinstance(b, int) else b  # noqa: E731 - symbolic and None stay
+        flip = lambda b: -b if is_a(b, int) else b  # noqa: E731 - symbolic and None stay
         return Region(flip(self.hi), flip(self.lo), self.negated)
 
     def shifted(self, by: Bound) -> Region:
         def move(b: Bound) -> Bound:
             if b is None or by == 0:
                 return b
-            return b + by if isinstance(b, int) and isinstance(by, int) else SYMBOLIC
+            return b + by if is_a(b, int) and is_a(by, int) else SYMBOLIC
         return Region(move(self.lo), move(self.hi), self.negated)
 
     @property
@@ -117,7 +118,7 @@ class Region:
 def _tighter(current: Bound, new: Bound, pick) -> Bound:
     if current is None:
         return new
-    if isinstance(current, int) and isinstance(new, int):
+    if is_a(current, int) and is_a(new, int):
         return pick(current, new)
     return SYMBOLIC
 
@@ -140,12 +141,12 @@ def verdict(allowed: Region) -> Verdict | None:
         return None
     if hi is None:
         return "future"
-    if isinstance(hi, int):
+    if is_a(hi, int):
         if hi > 0:
             return "future"
         if hi < 0:
             return "diagonal"
-        if isinstance(lo, int) and lo > 0:
+        if is_a(lo, int) and lo > 0:
             return "diagonal"
     return "causal"
 
@@ -194,24 +195,24 @@ class MaskEvaluator:
         if expr is None or depth > MAX_DEPTH:
             return None
         at = self.ctx.order(expr) if at is None else at
-        if isinstance(expr, cst.Name):
+        if is_a(expr, cst.Name):
             return self._name(expr.value, at, depth)
         attr = self_attribute(expr)
         if attr is not None:
             return self._attribute(attr, depth)
-        if isinstance(expr, cst.Call):
+        if is_a(expr, cst.Call):
             return self._call(expr, at, depth)
-        if isinstance(expr, cst.Subscript):
+        if is_a(expr, cst.Subscript):
             return self._subscript(expr, at, depth)
-        if isinstance(expr, cst.Attribute) and expr.attr.value in ("T", "mT"):
+        if is_a(expr, cst.Attribute) and expr.attr.value in ("T", "mT"):
             inner = self.value(expr.value, at, depth + 1)
             return _transposed(inner)
-        if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.BitInvert):
+        if is_a(expr, cst.UnaryOperation) and is_a(expr.operator, cst.BitInvert):
             inner = self.value(expr.expression, at, depth + 1)
             return _as_bool(inner.complement()) if inner is not None else None
-        if isinstance(expr, cst.Comparison):
+        if is_a(expr, cst.Comparison):
             return self._comparison(expr, at, depth)
-        if isinstance(expr, cst.BinaryOperation):
+        if is_a(expr, cst.BinaryOperation):
             return self._binary(expr, at, depth)
         return None
 
@@ -335,13 +336,13 @@ class MaskEvaluator:
         if inner is None or inner.region is None:
             return inner
         slices = expr.slice
-        if len(slices) >= 2 and all(isinstance(s.slice, cst.Slice) for s in slices[-2:]):
+        if len(slices) >= 2 and all(is_a(s.slice, cst.Slice) for s in slices[-2:]):
             rows, columns = slices[-2].slice, slices[-1].slice
             shift = _slice_start(rows)
             column_start = _slice_start(columns)
             if shift is None or column_start is None:
                 return replace(inner, region=inner.region.shifted(SYMBOLIC))
-            if isinstance(shift, int) and isinstance(column_start, int):
+            if is_a(shift, int) and is_a(column_start, int):
                 return replace(inner, region=inner.region.shifted(shift - column_start))
             return replace(inner, region=inner.region.shifted(SYMBOLIC))
         return inner
@@ -367,10 +368,10 @@ class MaskEvaluator:
 
     def _binary(self, expr: cst.BinaryOperation, at: int, depth: int) -> MaskValue | None:
         operator = expr.operator
-        if isinstance(operator, cst.Subtract) and literal_number(expr.left) == 1:
+        if is_a(operator, cst.Subtract) and literal_number(expr.left) == 1:
             inner = self.value(expr.right, at, depth + 1)
             return inner.complement() if inner is not None and inner.kind != "additive" else None
-        if isinstance(operator, cst.Multiply):
+        if is_a(operator, cst.Multiply):
             for mask_side, factor in ((expr.left, expr.right), (expr.right, expr.left)):
                 if self.is_large_negative(factor, at):
                     inner = self.value(mask_side, at, depth + 1)
@@ -379,7 +380,7 @@ class MaskEvaluator:
                     if inner.kind != "additive":
                         return MaskValue("additive", inner.region, "blocked", inner.flips)
             return _combined(self.value(expr.left, at, depth + 1), self.value(expr.right, at, depth + 1))
-        if isinstance(operator, (cst.BitAnd, cst.BitOr, cst.Add)):
+        if is_a(operator, (cst.BitAnd, cst.BitOr, cst.Add)):
             return _combined(self.value(expr.left, at, depth + 1), self.value(expr.right, at, depth + 1))
         return None
 
@@ -395,20 +396,20 @@ class MaskEvaluator:
         if text in ("float('-inf')", "-float('inf')", "-math.inf", "-torch.inf", "-np.inf", "-numpy.inf",
                     "float('-Inf')", "-float('Inf')"):
             return True
-        if isinstance(expr, cst.Attribute) and expr.attr.value == "min" and isinstance(expr.value, cst.Call) \
+        if is_a(expr, cst.Attribute) and expr.attr.value == "min" and is_a(expr.value, cst.Call) \
                 and self.ctx.callee(expr.value) in ("torch.finfo", "numpy.finfo"):
             return True
-        if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.Minus):
+        if is_a(expr, cst.UnaryOperation) and is_a(expr.operator, cst.Minus):
             inner = expr.expression
-            if isinstance(inner, cst.Attribute) and inner.attr.value == "max" and isinstance(inner.value, cst.Call) \
+            if is_a(inner, cst.Attribute) and inner.attr.value == "max" and is_a(inner.value, cst.Call) \
                     and self.ctx.callee(inner.value) in ("torch.finfo", "numpy.finfo"):
                 return True
-        if isinstance(expr, cst.Call) and self.ctx.callee(expr) in ("torch.tensor", "torch.full") and expr.args:
+        if is_a(expr, cst.Call) and self.ctx.callee(expr) in ("torch.tensor", "torch.full") and expr.args:
             return self.is_large_negative(argument(expr, "data", 0) if self.ctx.callee(expr) == "torch.tensor"
                                           else argument(expr, "fill_value", 1), at, depth + 1)
-        if isinstance(expr, cst.Call) and method_name(expr) in DTYPE_CASTS | FLOAT_CASTS:
+        if is_a(expr, cst.Call) and method_name(expr) in DTYPE_CASTS | FLOAT_CASTS:
             return self.is_large_negative(receiver(expr), at, depth + 1)
-        if isinstance(expr, cst.Name) and self.facts is not None:
+        if is_a(expr, cst.Name) and self.facts is not None:
             definitions = self.facts.reaching(expr.value, at)
             return bool(definitions) and all(d.kind == "assign" and self.is_large_negative(d.value, d.order, depth + 1)
                                              for d in definitions)
@@ -461,7 +462,7 @@ def _compared(inner: MaskValue | None, operator: str, other: cst.BaseExpression 
     number = literal_number(other)
     if is_true(other):
         number = 1.0
-    elif isinstance(other, cst.Name) and other.value == "False":
+    elif is_a(other, cst.Name) and other.value == "False":
         number = 0.0
     if inner.kind == "additive":
         if number == 0 and operator == "eq" or number == 0 and operator == "ge":
@@ -497,7 +498,7 @@ def _slice_start(part: cst.Slice) -> Bound:
 
 
 def _is_zeros(ctx: FileContext, expr: cst.BaseExpression | None) -> bool:
-    if not isinstance(expr, cst.Call):
+    if not is_a(expr, cst.Call):
         return False
     if ctx.callee(expr) in ZEROS or method_name(expr) in ("new_zeros", "zero_"):
         return True
@@ -527,35 +528,35 @@ def _axis_of(evaluator: MaskEvaluator, expr: cst.BaseExpression, at: int, depth:
     if depth > MAX_DEPTH:
         return None
     ctx = evaluator.ctx
-    if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, (cst.Add, cst.Subtract)):
+    if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, (cst.Add, cst.Subtract)):
         for side, other in ((expr.left, expr.right), (expr.right, expr.left)):
             axis = _axis_of(evaluator, side, at, depth + 1)
-            if axis is not None and (side is expr.left or isinstance(expr.operator, cst.Add)):
+            if axis is not None and (side is expr.left or is_a(expr.operator, cst.Add)):
                 number = literal_int(other)
-                offset: Bound = SYMBOLIC if number is None else (number if isinstance(expr.operator, cst.Add)
+                offset: Bound = SYMBOLIC if number is None else (number if is_a(expr.operator, cst.Add)
                                                                   else -number)
                 base = axis[1]
-                combined = base + offset if isinstance(base, int) and isinstance(offset, int) else SYMBOLIC
+                combined = base + offset if is_a(base, int) and is_a(offset, int) else SYMBOLIC
                 return axis[0], combined
         return None
-    if isinstance(expr, cst.Name) and evaluator.facts is not None:
+    if is_a(expr, cst.Name) and evaluator.facts is not None:
         definitions = evaluator.facts.reaching(expr.value, at)
         if len(definitions) == 1 and definitions[0].kind == "assign":
             return _axis_of(evaluator, definitions[0].value, definitions[0].order, depth + 1)
         return None
-    if isinstance(expr, cst.Subscript) and _is_arange(evaluator, expr.value, at, depth):
+    if is_a(expr, cst.Subscript) and _is_arange(evaluator, expr.value, at, depth):
         parts = [s.slice for s in expr.slice]
         if len(parts) == 2:
-            first_none = isinstance(parts[0], cst.Index) and _is_none(parts[0].value)
-            second_none = isinstance(parts[1], cst.Index) and _is_none(parts[1].value)
-            if second_none and isinstance(parts[0], cst.Slice):
+            first_none = is_a(parts[0], cst.Index) and _is_none(parts[0].value)
+            second_none = is_a(parts[1], cst.Index) and _is_none(parts[1].value)
+            if second_none and is_a(parts[0], cst.Slice):
                 return "query", 0
-            if first_none and isinstance(parts[1], cst.Slice):
+            if first_none and is_a(parts[1], cst.Slice):
                 return "key", 0
-        if len(parts) == 1 and isinstance(parts[0], cst.Index) and _is_none(parts[0].value):
+        if len(parts) == 1 and is_a(parts[0], cst.Index) and _is_none(parts[0].value):
             return "key", 0
         return None
-    if isinstance(expr, cst.Call) and _is_arange(evaluator, receiver(expr), at, depth):
+    if is_a(expr, cst.Call) and _is_arange(evaluator, receiver(expr), at, depth):
         method = method_name(expr)
         if method == "unsqueeze":
             dim = literal_int(argument(expr, "dim", 0))
@@ -569,12 +570,12 @@ def _axis_of(evaluator: MaskEvaluator, expr: cst.BaseExpression, at: int, depth:
 def _is_arange(evaluator: MaskEvaluator, expr: cst.BaseExpression | None, at: int, depth: int) -> bool:
     if expr is None or depth > MAX_DEPTH:
         return False
-    if isinstance(expr, cst.Call):
+    if is_a(expr, cst.Call):
         if evaluator.ctx.callee(expr) in ARANGE:
             return True
         if method_name(expr) in PASS_THROUGH | DTYPE_CASTS:
             return _is_arange(evaluator, receiver(expr), at, depth + 1)
-    if isinstance(expr, cst.Name) and evaluator.facts is not None:
+    if is_a(expr, cst.Name) and evaluator.facts is not None:
         definitions = evaluator.facts.reaching(expr.value, at)
         return len(definitions) == 1 and definitions[0].kind == "assign" and \
             _is_arange(evaluator, definitions[0].value, definitions[0].order, depth + 1)
@@ -582,7 +583,7 @@ def _is_arange(evaluator: MaskEvaluator, expr: cst.BaseExpression | None, at: in
 
 
 def _is_none(expr: cst.BaseExpression) -> bool:
-    return isinstance(expr, cst.Name) and expr.value == "None"
+    return is_a(expr, cst.Name) and expr.value == "None"
 
 
 def _position_comparison(evaluator, left, operator, right, at, depth) -> MaskValue | None:
@@ -593,7 +594,7 @@ def _position_comparison(evaluator, left, operator, right, at, depth) -> MaskVal
         return None
     (side, left_offset), (_, right_offset) = left_axis, right_axis
     # left_axis + left_offset OP right_axis + right_offset  ->  (j - i) OP' c
-    if isinstance(left_offset, int) and isinstance(right_offset, int):
+    if is_a(left_offset, int) and is_a(right_offset, int):
         constant: Bound = right_offset - left_offset
     else:
         constant = SYMBOLIC
@@ -601,15 +602,15 @@ def _position_comparison(evaluator, left, operator, right, at, depth) -> MaskVal
     if side == "query":  # i + a OP j + b  ->  j - i OP_reversed a - b
         op = {cst.LessThan: cst.GreaterThan, cst.LessThanEqual: cst.GreaterThanEqual,
               cst.GreaterThan: cst.LessThan, cst.GreaterThanEqual: cst.LessThanEqual}.get(op, op)
-        constant = -constant if isinstance(constant, int) else constant
+        constant = -constant if is_a(constant, int) else constant
     if op is cst.LessThanEqual:
         region = Region(None, constant)
     elif op is cst.LessThan:
-        region = Region(None, constant - 1 if isinstance(constant, int) else SYMBOLIC)
+        region = Region(None, constant - 1 if is_a(constant, int) else SYMBOLIC)
     elif op is cst.GreaterThanEqual:
         region = Region(constant, None)
     elif op is cst.GreaterThan:
-        region = Region(constant + 1 if isinstance(constant, int) else SYMBOLIC, None)
+        region = Region(constant + 1 if is_a(constant, int) else SYMBOLIC, None)
     else:
         return None
     return MaskValue("bool", region)
@@ -622,11 +623,11 @@ def registered_buffers(ctx: FileContext, cls: cst.ClassDef) -> dict[str, list[tu
         found: dict[str, list] = {}
         for method in ctx.class_facts(cls).methods.values():
             for call in ctx.index.descendants(method.body, cst.Call, prune=(cst.ClassDef,)):
-                if method_name(call) == "register_buffer" and isinstance(receiver(call), cst.Name) \
+                if method_name(call) == "register_buffer" and is_a(receiver(call), cst.Name) \
                         and receiver(call).value == "self":
                     name = argument(call, "name", 0)
                     value = argument(call, "tensor", 1)
-                    if isinstance(name, cst.SimpleString) and value is not None:
+                    if is_a(name, cst.SimpleString) and value is not None:
                         found.setdefault(name.evaluated_value, []).append((method, value))
         return found
     return ctx.memo(("registered_buffers", cls), compute)
@@ -659,12 +660,12 @@ def module_type(ctx: FileContext, call: cst.Call) -> str | None:
     if attr is not None:
         cls = ctx.class_of(call)
         return ctx.class_facts(cls).constructed_type(attr) if cls is not None else None
-    if isinstance(func, cst.Name):
+    if is_a(func, cst.Name):
         function = ctx.function_of(call)
         if function is None:
             return None
         definitions = ctx.function_facts(function).reaching(func.value, ctx.order(call))
-        if len(definitions) == 1 and isinstance(definitions[0].value, cst.Call):
+        if len(definitions) == 1 and is_a(definitions[0].value, cst.Call):
             return ctx.callee(definitions[0].value)
     return None
 
@@ -798,13 +799,13 @@ def _path_states(ctx: FileContext, tracer: LogitTracer, expr: cst.BaseExpression
         pass
     else:
         return {"opaque"}
-    if isinstance(expr, cst.Name):
+    if is_a(expr, cst.Name):
         facts = tracer.facts
         states: set[str] = set()
         for definition in facts.reaching(expr.value, at):
             if definition.kind == "assign" and definition.value is not None:
                 states |= _path_states(ctx, tracer, definition.value, definition.order, depth + 1)
-            elif definition.kind == "augassign" and isinstance(definition.operator, (cst.MultiplyAssign,
+            elif definition.kind == "augassign" and is_a(definition.operator, (cst.MultiplyAssign,
                                                                                     cst.DivideAssign)):
                 states |= _path_states(ctx, tracer, expr, definition.order, depth + 1)
             elif definition.kind == "inplace" and definition.method in NEUTRAL_METHODS:
@@ -812,20 +813,20 @@ def _path_states(ctx: FileContext, tracer: LogitTracer, expr: cst.BaseExpression
             else:
                 states.add("masked")
         return states or {"opaque"}
-    if isinstance(expr, cst.BinaryOperation):
+    if is_a(expr, cst.BinaryOperation):
         operator = expr.operator
-        if isinstance(operator, cst.MatrixMultiply):
+        if is_a(operator, cst.MatrixMultiply):
             return {"product"}
-        if isinstance(operator, (cst.Multiply, cst.Divide)):
+        if is_a(operator, (cst.Multiply, cst.Divide)):
             sides = [s for s in (expr.left, expr.right) if tracer.sources(s, at)]
             states = set()
             for side in sides:
                 states |= _path_states(ctx, tracer, side, at, depth + 1)
             return states
         return {"masked"}  # an additive term: a mask or a bias
-    if isinstance(expr, cst.Subscript):
+    if is_a(expr, cst.Subscript):
         return _path_states(ctx, tracer, expr.value, at, depth + 1)
-    if isinstance(expr, cst.Call):
+    if is_a(expr, cst.Call):
         qualified = ctx.callee(expr)
         method = method_name(expr)
         if qualified in ("torch.matmul", "torch.bmm", "torch.einsum", "torch.mm") or method in ("matmul", "bmm"):
@@ -848,42 +849,42 @@ def input_roots(ctx: FileContext, function: cst.FunctionDef, expr: cst.BaseExpre
     Shapes and sizes do not count: `q.view(B, T, H, -1)` comes from `q`, not from whatever gave `B`."""
     if expr is None or depth > MAX_DEPTH:
         return set()
-    if isinstance(expr, cst.Name):
+    if is_a(expr, cst.Name):
         roots: set[str] = set()
         for definition in ctx.function_facts(function).reaching(expr.value, at):
             if definition.kind == "param":
                 roots.add(expr.value)
                 continue
             value = definition.value
-            if definition.kind in ("unpack", "loop") and isinstance(definition.node, (cst.Assign, cst.For)):
-                value = definition.node.value if isinstance(definition.node, cst.Assign) else definition.node.iter
+            if definition.kind in ("unpack", "loop") and is_a(definition.node, (cst.Assign, cst.For)):
+                value = definition.node.value if is_a(definition.node, cst.Assign) else definition.node.iter
             roots |= input_roots(ctx, function, value, definition.order, depth + 1)
         return roots - {"self"}
-    if isinstance(expr, cst.Attribute):
+    if is_a(expr, cst.Attribute):
         return set() if self_attribute(expr) is not None or expr.attr.value in ("shape", "dtype", "device") \
             else input_roots(ctx, function, expr.value, at, depth + 1)
-    if isinstance(expr, cst.Subscript):
+    if is_a(expr, cst.Subscript):
         return input_roots(ctx, function, expr.value, at, depth + 1)
-    if isinstance(expr, cst.Call):
+    if is_a(expr, cst.Call):
         func = expr.func
-        if isinstance(func, cst.Attribute) and self_attribute(func) is None and not _is_namespace(ctx, func.value):
+        if is_a(func, cst.Attribute) and self_attribute(func) is None and not _is_namespace(ctx, func.value):
             return input_roots(ctx, function, func.value, at, depth + 1)  # a tensor method: its receiver
         roots = set()
         for arg in expr.args:
             if arg.keyword is None:
                 roots |= input_roots(ctx, function, arg.value, at, depth + 1)
         return roots
-    if isinstance(expr, cst.BinaryOperation):
+    if is_a(expr, cst.BinaryOperation):
         return input_roots(ctx, function, expr.left, at, depth + 1) | \
             input_roots(ctx, function, expr.right, at, depth + 1)
-    if isinstance(expr, (cst.Tuple, cst.List)):
+    if is_a(expr, (cst.Tuple, cst.List)):
         roots = set()
         for element in expr.elements:
             roots |= input_roots(ctx, function, element.value, at, depth + 1)
         return roots
-    if isinstance(expr, (cst.GeneratorExp, cst.ListComp)):
+    if is_a(expr, (cst.GeneratorExp, cst.ListComp)):
         return input_roots(ctx, function, expr.for_in.iter, at, depth + 1)
-    if isinstance(expr, cst.IfExp):
+    if is_a(expr, cst.IfExp):
         return input_roots(ctx, function, expr.body, at, depth + 1) | \
             input_roots(ctx, function, expr.orelse, at, depth + 1)
     return set()
@@ -959,7 +960,7 @@ def causal_scopes(ctx: FileContext) -> set[cst.CSTNode]:
             spread.add(scope)
             scopes.add(scope)
             for call in ctx.index.descendants(scope, cst.Call):
-                if isinstance(call.func, cst.Name):
+                if is_a(call.func, cst.Name):
                     target = classes.get(call.func.value) or functions.get(call.func.value)
                     if target is not None and target not in spread and not _non_causal(target):
                         seeds.append(target)
@@ -968,7 +969,7 @@ def causal_scopes(ctx: FileContext) -> set[cst.CSTNode]:
 
 
 def _non_causal(scope: cst.CSTNode) -> bool:
-    name = scope.name.value if isinstance(scope, (cst.ClassDef, cst.FunctionDef)) else ""
+    name = scope.name.value if is_a(scope, (cst.ClassDef, cst.FunctionDef)) else ""
     return bool(name_words(name) & NON_CAUSAL_WORDS)
 
 
@@ -977,7 +978,7 @@ def in_causal_context(ctx: FileContext, node: cst.CSTNode) -> bool:
     if not scopes:
         return False
     for ancestor in ctx.index.ancestors(node):
-        if isinstance(ancestor, (cst.ClassDef, cst.FunctionDef)):
+        if is_a(ancestor, (cst.ClassDef, cst.FunctionDef)):
             if ancestor in scopes:
                 return True
             if _non_causal(ancestor):

@@ -27,6 +27,7 @@ from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.dataflow import Definition, FunctionFacts
 from sharpedges.analysis.names import dotted
+from sharpedges.analysis.walk import is_a
 
 MAX_DEPTH = 16
 SELECTION_FUNCTIONS = {"torch.topk": 1, "torch.argmax": 1, "torch.max": 1}  # -> position of `dim`
@@ -113,17 +114,17 @@ def _selection(ctx: FileContext, call: cst.Call) -> tuple[cst.BaseExpression, cs
 
 
 def _is_dim(expr: cst.BaseExpression | None) -> bool:
-    return literal_int(expr) is not None or isinstance(expr, (cst.Name, cst.Attribute))
+    return literal_int(expr) is not None or is_a(expr, (cst.Name, cst.Attribute))
 
 
 def _indices_kept(ctx: FileContext, call: cst.Call) -> bool:
     """False when only the values of the selection are used (`topk(...)[0]`, `.values`)."""
     parent = ctx.index.parents.get(call)
-    if isinstance(parent, cst.Attribute) and parent.value is call:
+    if is_a(parent, cst.Attribute) and parent.value is call:
         return parent.attr.value != "values"
-    if isinstance(parent, cst.Subscript) and parent.value is call and len(parent.slice) == 1:
+    if is_a(parent, cst.Subscript) and parent.value is call and len(parent.slice) == 1:
         index = parent.slice[0].slice
-        return not (isinstance(index, cst.Index) and literal_int(index.value) == 0)
+        return not (is_a(index, cst.Index) and literal_int(index.value) == 0)
     return True
 
 
@@ -176,17 +177,17 @@ def _index_definitions(ctx: FileContext, facts: FunctionFacts, statement: cst.CS
                        call: cst.Call) -> list[Definition]:
     """The local definitions that bind the chosen indices: `_, idx = x.topk(k)`, `idx = x.topk(k).indices`,
     `idx = x.topk(k)[1]`, `idx = x.argmax(-1)`."""
-    if not isinstance(statement, cst.SimpleStatementLine) or not isinstance(statement.body[0], cst.Assign):
+    if not is_a(statement, cst.SimpleStatementLine) or not is_a(statement.body[0], cst.Assign):
         return []
     assign = statement.body[0]
     names: list[str] = []
     for target in assign.targets:
         target = target.target
-        if isinstance(target, cst.Name) and (method_name(call) == "argmax" or ctx.callee(call) == "torch.argmax"
+        if is_a(target, cst.Name) and (method_name(call) == "argmax" or ctx.callee(call) == "torch.argmax"
                                              or assign.value is not call):
             names.append(target.value)
-        elif isinstance(target, (cst.Tuple, cst.List)) and assign.value is call and len(target.elements) == 2 \
-                and isinstance(target.elements[1].value, cst.Name):
+        elif is_a(target, (cst.Tuple, cst.List)) and assign.value is call and len(target.elements) == 2 \
+                and is_a(target.elements[1].value, cst.Name):
             names.append(target.elements[1].value.value)
     return [d for name in names for d in facts.definitions.get(name, ()) if d.node is assign]
 
@@ -198,12 +199,12 @@ def _gate_names_experts(ctx: FileContext, projection: cst.CSTNode) -> bool:
         return False
     facts = ctx.class_facts(cls)
     attrs = []
-    if isinstance(projection, cst.Call) and self_attribute(projection.func) is not None:
+    if is_a(projection, cst.Call) and self_attribute(projection.func) is not None:
         attrs.append(self_attribute(projection.func))
-    operands = projection.args if isinstance(projection, cst.Call) else (projection.left, projection.right)
+    operands = projection.args if is_a(projection, cst.Call) else (projection.left, projection.right)
     for operand in operands:
         value = getattr(operand, "value", operand)
-        while isinstance(value, cst.Call) and receiver(value) is not None:
+        while is_a(value, cst.Call) and receiver(value) is not None:
             value = receiver(value)  # self.weight.float()
         if self_attribute(value) is not None:
             attrs.append(self_attribute(value))
@@ -229,7 +230,7 @@ class ScoreTracer:
     def _walk(self, expr, at: int, out: ScoreTrace, depth: int, seen: set) -> None:
         if depth > MAX_DEPTH or expr is None:
             return
-        if isinstance(expr, cst.Name):
+        if is_a(expr, cst.Name):
             for definition in self.facts.reaching(expr.value, at):
                 if definition in seen:
                     continue
@@ -247,22 +248,22 @@ class ScoreTracer:
                         value = receiver(definition.value)
                     self._walk(value, definition.order, out, depth + 1, seen)
             return
-        if isinstance(expr, cst.Call):
+        if is_a(expr, cst.Call):
             self._walk_call(expr, at, out, depth, seen)
-        elif isinstance(expr, cst.BinaryOperation):
-            if isinstance(expr.operator, cst.MatrixMultiply):
+        elif is_a(expr, cst.BinaryOperation):
+            if is_a(expr.operator, cst.MatrixMultiply):
                 out.projections.append(expr)
                 return
             self._note_addition(expr.right, expr.operator, out)
             self._note_addition(expr.left, expr.operator, out)
             self._walk(expr.left, at, out, depth + 1, seen)
             self._walk(expr.right, at, out, depth + 1, seen)
-        elif isinstance(expr, cst.Subscript):
+        elif is_a(expr, cst.Subscript):
             self._walk(expr.value, at, out, depth + 1, seen)
-        elif isinstance(expr, cst.Attribute):
+        elif is_a(expr, cst.Attribute):
             if expr.attr.value in ("T", "mT", "H", "mH"):
                 out.transposed = True
-            if self_attribute(expr) is None and not isinstance(expr.value, cst.Name):
+            if self_attribute(expr) is None and not is_a(expr.value, cst.Name):
                 self._walk(expr.value, at, out, depth + 1, seen)
 
     def _walk_call(self, call: cst.Call, at: int, out: ScoreTrace, depth: int, seen: set) -> None:
@@ -291,7 +292,7 @@ class ScoreTracer:
 
     def _input_precision(self, expr: cst.BaseExpression | None, at: int, depth: int) -> str | None:
         """The precision a cast gives the input of a projection, following its local definitions."""
-        if isinstance(expr, cst.Call):
+        if is_a(expr, cst.Call):
             name = method_name(expr)
             if name in UPCAST_METHODS:
                 return "full"
@@ -300,7 +301,7 @@ class ScoreTracer:
                 return _cast_precision(self.ctx, target, receiver(expr)) if target is not None else None
             if name is not None and depth < 4:
                 return self._input_precision(receiver(expr), at, depth + 1)  # x.float().view(...)
-        if isinstance(expr, cst.Name) and depth < 4:
+        if is_a(expr, cst.Name) and depth < 4:
             for definition in self.facts.reaching(expr.value, at):
                 if definition.kind == "assign" and definition.value is not None:
                     found = self._input_precision(definition.value, definition.order, depth + 1)
@@ -332,14 +333,14 @@ class ScoreTracer:
 
     def _note_addition(self, term, operator, out: ScoreTrace) -> None:
         """`scores + self.expert_bias`: a stored per-expert bias shifts which experts are chosen."""
-        if isinstance(operator, (cst.Add, cst.AddAssign)) and _stored_attribute(term):
+        if is_a(operator, (cst.Add, cst.AddAssign)) and _stored_attribute(term):
             out.biased = True
 
 
 def _stored_attribute(expr: cst.BaseExpression | None) -> bool:
     """`self.bias`, `self.gate.e_score_correction_bias`, `self.bias.unsqueeze(0)`: a stored tensor, not
     a module call."""
-    while isinstance(expr, cst.Call) and method_name(expr) in ("unsqueeze", "view", "to", "type_as", "reshape",
+    while is_a(expr, cst.Call) and method_name(expr) in ("unsqueeze", "view", "to", "type_as", "reshape",
                                                                "expand", "expand_as", "float", "detach"):
         expr = receiver(expr)
     text = dotted(expr) if expr is not None else None
@@ -353,7 +354,7 @@ def _is_namespace(ctx: FileContext, expr: cst.BaseExpression | None) -> bool:
 
 def _is_module_call(ctx: FileContext, call: cst.Call) -> bool:
     """`self.gate(x)`, `gate(x)` for a parameter or local module: a learned projection of the input."""
-    if isinstance(call.func, cst.Name):
+    if is_a(call.func, cst.Name):
         qualified = ctx.callee(call)
         return qualified == call.func.value and not hasattr(builtins, call.func.value)
     return self_attribute(call.func) is not None
@@ -362,7 +363,7 @@ def _is_module_call(ctx: FileContext, call: cst.Call) -> bool:
 def plain_projection(ctx: FileContext, node: cst.CSTNode) -> bool:
     """A projection whose output has the activations' dtype: `x @ w`, `F.linear`, `einsum`, or an
     `nn.Linear` built without its own dtype. A custom gate module may compute in fp32 inside."""
-    if not isinstance(node, cst.Call) or ctx.callee(node) in PROJECTION_FUNCTIONS:
+    if not is_a(node, cst.Call) or ctx.callee(node) in PROJECTION_FUNCTIONS:
         return True
     attr = self_attribute(node.func)
     cls = ctx.class_of(node)
@@ -375,15 +376,15 @@ def plain_projection(ctx: FileContext, node: cst.CSTNode) -> bool:
 def _plain_linear(ctx: FileContext, value: cst.BaseExpression | None) -> bool:
     """`nn.Linear(d, n)` without a dtype; of `nn.Linear(...) if cond else Router(...)` the Linear is the one
     whose output is selected from directly (a router module returns its own choice)."""
-    if isinstance(value, cst.IfExp):
+    if is_a(value, cst.IfExp):
         return _plain_linear(ctx, value.body) or _plain_linear(ctx, value.orelse)
-    return isinstance(value, cst.Call) and ctx.callee(value) == "torch.nn.Linear" and argument(value, "dtype") is None
+    return is_a(value, cst.Call) and ctx.callee(value) == "torch.nn.Linear" and argument(value, "dtype") is None
 
 
 def _is_super_forward(call: cst.Call) -> bool:
     """`super().forward(x)` in a router that subclasses `nn.Linear`."""
     owner = receiver(call)
-    return isinstance(owner, cst.Call) and isinstance(owner.func, cst.Name) and owner.func.value == "super"
+    return is_a(owner, cst.Call) and is_a(owner.func, cst.Name) and owner.func.value == "super"
 
 
 def _dtype_of(expr: cst.BaseExpression | None) -> cst.BaseExpression | None:
@@ -428,19 +429,19 @@ def escapes(ctx: FileContext, facts: FunctionFacts, definitions: set[Definition]
 def _leaves_function(ctx: FileContext, node: cst.CSTNode) -> bool:
     child = node
     for ancestor in ctx.index.ancestors(node):
-        if isinstance(ancestor, (cst.Return, cst.Yield)):
+        if is_a(ancestor, (cst.Return, cst.Yield)):
             return True
-        if isinstance(ancestor, cst.Call):
+        if is_a(ancestor, cst.Call):
             if method_name(ancestor) in COLLECT_METHODS:
                 return True
             # An argument (`Output(router_logits=logits)`) keeps the whole value; a method of it other than a
             # reshape or retype (`probs.max(-1).values`, `probs.gather(...)`) lets only a part leave.
             if ancestor.func is child and method_name(ancestor) not in WHOLE_VALUE_METHODS:
                 return False
-        if isinstance(ancestor, (cst.Assign, cst.AugAssign)):
-            targets = [t.target for t in ancestor.targets] if isinstance(ancestor, cst.Assign) else [ancestor.target]
+        if is_a(ancestor, (cst.Assign, cst.AugAssign)):
+            targets = [t.target for t in ancestor.targets] if is_a(ancestor, cst.Assign) else [ancestor.target]
             return any(_is_object_store(t) for t in targets)
-        if isinstance(ancestor, (cst.BaseSmallStatement, cst.BaseCompoundStatement)):
+        if is_a(ancestor, (cst.BaseSmallStatement, cst.BaseCompoundStatement)):
             return False
         child = ancestor
     return False
@@ -449,9 +450,9 @@ def _leaves_function(ctx: FileContext, node: cst.CSTNode) -> bool:
 def _is_object_store(target: cst.BaseExpression) -> bool:
     """`self.logits = ...`, `outputs.router_logits = ...`, `self.cache[i] = ...`: kept on an object that
     outlives the call (a subscript of a local tensor is not)."""
-    while isinstance(target, cst.Subscript):
+    while is_a(target, cst.Subscript):
         target = target.value
-    return isinstance(target, cst.Attribute)
+    return is_a(target, cst.Attribute)
 
 
 def router_outputs_recorded(ctx: FileContext) -> bool:
@@ -460,8 +461,8 @@ def router_outputs_recorded(ctx: FileContext) -> bool:
     def compute() -> bool:
         for element in ctx.index.nodes(cst.DictElement):
             key = element.key
-            if isinstance(key, cst.SimpleString) and ROUTER_RECORD_KEY.search(key.value) \
-                    and isinstance(element.value, (cst.Call, cst.Name, cst.Attribute)):
+            if is_a(key, cst.SimpleString) and ROUTER_RECORD_KEY.search(key.value) \
+                    and is_a(element.value, (cst.Call, cst.Name, cst.Attribute)):
                 return True
         return False
     return ctx.memo("moe.router_outputs_recorded", compute)
@@ -489,7 +490,7 @@ def is_balancing_apply(ctx: FileContext, call: cst.Call) -> bool:
     owner = dotted(receiver(call)) if receiver(call) is not None else None
     if owner is not None and BALANCING_NAME.search(owner.rsplit(".", 1)[-1]) and "aux" in owner.lower():
         return True
-    return any(isinstance(arg.value, cst.Name) and BALANCING_NAME.search(arg.value.value) for arg in call.args)
+    return any(is_a(arg.value, cst.Name) and BALANCING_NAME.search(arg.value.value) for arg in call.args)
 
 
 def balancing_definitions(ctx: FileContext, function: cst.FunctionDef) -> list[Definition]:
@@ -509,7 +510,7 @@ def balancing_definitions(ctx: FileContext, function: cst.FunctionDef) -> list[D
 
 def _calls_task_loss(ctx: FileContext, value: cst.BaseExpression) -> bool:
     for call in (value, *ctx.index.descendants(value, cst.Call)):
-        if isinstance(call, cst.Call):
+        if is_a(call, cst.Call):
             text = dotted(call.func) or ""
             if TASK_LOSSES.search(text.rsplit(".", 1)[-1]):
                 return True
@@ -517,11 +518,11 @@ def _calls_task_loss(ctx: FileContext, value: cst.BaseExpression) -> bool:
 
 
 def _computed(value: cst.BaseExpression | None) -> bool:
-    return isinstance(value, (cst.Call, cst.BinaryOperation, cst.UnaryOperation))
+    return is_a(value, (cst.Call, cst.BinaryOperation, cst.UnaryOperation))
 
 
 def _calls_balancing_loss(ctx: FileContext, value: cst.BaseExpression) -> bool:
-    return isinstance(value, cst.Call) and is_balancing_loss_call(ctx, value)
+    return is_a(value, cst.Call) and is_balancing_loss_call(ctx, value)
 
 
 def computes_balancing_loss(ctx: FileContext, scope: cst.CSTNode) -> bool:
@@ -533,7 +534,7 @@ def computes_balancing_loss(ctx: FileContext, scope: cst.CSTNode) -> bool:
     for node in ctx.index.descendants(scope, (cst.Assign, cst.AugAssign, cst.AnnAssign)):
         if not _computed(node.value):
             continue
-        targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
+        targets = [t.target for t in node.targets] if is_a(node, cst.Assign) else [node.target]
         for target in targets:
             text = dotted(target)
             if text is not None and BALANCING_NAME.search(text.rsplit(".", 1)[-1]):
@@ -564,12 +565,12 @@ def is_dead(ctx: FileContext, facts: FunctionFacts, definition: Definition, seen
 def _assignment_around(ctx: FileContext, use: cst.CSTNode) -> cst.CSTNode | None:
     """The Assign / AugAssign whose value (or augmented target) holds `use`, if that is where it goes."""
     for ancestor in ctx.index.ancestors(use):
-        if isinstance(ancestor, (cst.Assign, cst.AugAssign, cst.AnnAssign)):
+        if is_a(ancestor, (cst.Assign, cst.AugAssign, cst.AnnAssign)):
             return ancestor
-        if isinstance(ancestor, (cst.BaseSmallStatement, cst.BaseCompoundStatement, cst.Lambda,
+        if is_a(ancestor, (cst.BaseSmallStatement, cst.BaseCompoundStatement, cst.Lambda,
                                  cst.FunctionDef)):
             return None
-        if isinstance(ancestor, cst.Call) and not _pure_arithmetic(ancestor):
+        if is_a(ancestor, cst.Call) and not _pure_arithmetic(ancestor):
             return None
     return None
 

@@ -9,6 +9,7 @@ imports still resolve.
 from __future__ import annotations
 
 import libcst as cst
+from sharpedges.analysis.walk import is_a
 
 CONVENTIONAL_ALIASES = {
     "torch": "torch",
@@ -41,10 +42,10 @@ CANONICAL = {
 def dotted(expr: cst.BaseExpression) -> str | None:
     """`a.b.c` as text, or None for anything that is not a plain name/attribute chain."""
     parts: list[str] = []
-    while isinstance(expr, cst.Attribute):
+    while is_a(expr, cst.Attribute):
         parts.append(expr.attr.value)
         expr = expr.value
-    if not isinstance(expr, cst.Name):
+    if not is_a(expr, cst.Name):
         return None
     parts.append(expr.value)
     return ".".join(reversed(parts))
@@ -62,13 +63,13 @@ class ImportAliases:
                 full = dotted(alias.name)
                 if full is None:
                     continue
-                if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                if alias.asname is not None and is_a(alias.asname.name, cst.Name):
                     aliases[alias.asname.name.value] = full
                 else:
                     head = full.split(".")[0]
                     aliases[head] = head
         for node in import_froms:
-            if node.relative or node.module is None or isinstance(node.names, cst.ImportStar):
+            if node.relative or node.module is None or is_a(node.names, cst.ImportStar):
                 continue
             module = dotted(node.module)
             if module is None:
@@ -78,7 +79,7 @@ class ImportAliases:
                 if name is None:
                     continue
                 local = name
-                if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                if alias.asname is not None and is_a(alias.asname.name, cst.Name):
                     local = alias.asname.name.value
                 aliases[local] = f"{module}.{name}"
         self._aliases = aliases

@@ -14,6 +14,7 @@ import libcst as cst
 from sharpedges.analysis.calls import method_name, receiver
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.dataflow import FunctionFacts
+from sharpedges.analysis.walk import is_a
 
 MAX_DEPTH = 8
 # Methods only tensors have, each returning a new tensor: called on anything, the result is the point.
@@ -53,15 +54,15 @@ class TensorFacts:
     def is_tensor(self, expr: cst.BaseExpression | None, at: int, depth: int = 0) -> bool:
         if expr is None or depth > MAX_DEPTH:
             return False
-        if isinstance(expr, cst.Name):
+        if is_a(expr, cst.Name):
             return self._name_is_tensor(expr.value, at, depth)
-        if isinstance(expr, cst.Subscript):
+        if is_a(expr, cst.Subscript):
             return self.is_tensor(expr.value, at, depth + 1)
-        if isinstance(expr, cst.BinaryOperation):
+        if is_a(expr, cst.BinaryOperation):
             # arithmetic with a tensor on either side gives a tensor
-            return isinstance(expr.operator, cst.MatrixMultiply) or self.is_tensor(expr.left, at, depth + 1) \
+            return is_a(expr.operator, cst.MatrixMultiply) or self.is_tensor(expr.left, at, depth + 1) \
                 or self.is_tensor(expr.right, at, depth + 1)
-        if isinstance(expr, cst.Call):
+        if is_a(expr, cst.Call):
             qualified = self.ctx.callee(expr) or ""
             if qualified.startswith("torch.") and not qualified.startswith("torch.nn.") \
                     or qualified.startswith("torch.nn.functional."):
