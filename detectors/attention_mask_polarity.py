@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sharpedges.analysis.masks import attends_to_marked, mask_uses, masks_attention_scores
+from sharpedges.analysis.masks import CONSUMER_TOKENS, attends_to_marked, mask_uses, masks_attention_scores
 from sharpedges.detector import Detector, Finding
 
 BLOCKED_ATTENDED = ("this mask is True at the positions it means to hide ({what}), but {consumer} attends where a "
@@ -15,6 +15,7 @@ CONSUMERS = {"sdpa": "scaled_dot_product_attention", "allow": "torch.where(mask,
 class AttentionMaskPolarity(Detector):
     code = "SHP203"
     tokens = (b"mask", b"where")
+    also_tokens = (CONSUMER_TOKENS,)
 
     def check(self, ctx):
         for use in mask_uses(ctx):

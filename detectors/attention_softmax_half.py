@@ -16,6 +16,7 @@ OPERAND_STEPS = {"transpose", "permute", "view", "reshape", "contiguous", "unsqu
 class AttentionSoftmaxHalf(Detector):
     code = "SHP105"
     tokens = (b"half", b"float16")
+    also_tokens = ((b"softmax",),)
 
     def check(self, ctx):
         for softmax, sources in attention_softmaxes(ctx):

@@ -6,7 +6,7 @@ import libcst as cst
 
 from sharpedges.analysis.calls import literal_number, method_name
 from sharpedges.analysis.context import FileContext
-from sharpedges.analysis.masks import SYMBOLIC, MaskUse, Region, allowed_region, mask_uses, masks_attention_scores, \
+from sharpedges.analysis.masks import CONSUMER_TOKENS, SYMBOLIC, MaskUse, Region, allowed_region, mask_uses, masks_attention_scores, \
     verdict
 from sharpedges.detector import Detector, Finding, Fix, Replacement
 from sharpedges.analysis.walk import is_a
@@ -28,6 +28,7 @@ IGNORED = ("a 0/1 float causal mask passed to {consumer} is added to the scores,
 class CausalMaskInverted(Detector):
     code = "SHP202"
     tokens = (b"tril", b"triu", b"arange", b"generate_square_subsequent_mask")
+    also_tokens = (CONSUMER_TOKENS,)
 
     def check(self, ctx):
         inversions = list(_inversions(ctx))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import libcst as cst
 
 from sharpedges.analysis.calls import method_name, receiver
@@ -21,6 +23,13 @@ class DiscardedOpResult(Detector):
     code = "SHP702"
     tokens = tuple(sorted({f".{name}(".encode() for name in TENSOR_ONLY_METHODS | SHARED_OUT_OF_PLACE_METHODS}
                           | {b".apply("} | {f"{name.rsplit('.', 1)[1]}(".encode() for name in PURE_FUNCTIONS}))
+    # A bare statement: a receiver chain (names, dots, bracketed parts) at a line start, after `;`
+    # or after a one-line `if x:`, then the op; `print(x.float())` or `y = x.float()` cannot match.
+    pattern = re.compile(
+        rb"(?:^|[;:])[ \t]*(?:(?:[\w.]|\[[^\n]{0,200}?\]|\([^\n]{0,200}?\)){1,40}?\.)?(?:"
+        + b"|".join(sorted({name.encode() for name in TENSOR_ONLY_METHODS | SHARED_OUT_OF_PLACE_METHODS}
+                           | {b"apply"} | {name.rsplit(".", 1)[1].encode() for name in PURE_FUNCTIONS}))
+        + rb")\(", re.MULTILINE)
 
     def check(self, ctx):
         tensor_facts: dict[cst.FunctionDef | None, TensorFacts] = {}

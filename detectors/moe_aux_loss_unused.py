@@ -17,6 +17,7 @@ DISCARDED_CALL = "the balancing loss this call computes is discarded; add it to 
 class MoeAuxLossUnused(Detector):
     code = "SHP502"
     tokens = (b"loss", b"aux", b"balanc")
+    also_tokens = ((b"expert", b"router", b"routing", b"gate", b"gating", b"moe"),)
 
     def check(self, ctx):
         for function in ctx.index.nodes(cst.FunctionDef):

@@ -8,6 +8,7 @@ config or output formats.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Literal
@@ -42,12 +43,17 @@ class Finding:
 
 class Detector:
     code: ClassVar[str]
-    # Lower-case byte strings; a file that contains none of them cannot match this rule.
+    # The byte screen, run on the lower-cased file before parsing: a file can only match if it holds
+    # one of `tokens`, one of every group in `also_tokens`, and a match of `pattern` when one is set.
     tokens: ClassVar[tuple[bytes, ...]]
+    also_tokens: ClassVar[tuple[tuple[bytes, ...], ...]] = ()
+    pattern: ClassVar["re.Pattern[bytes] | None"] = None
 
     def check(self, ctx: "FileContext") -> Iterator[Finding]:  # pragma: no cover - interface
         raise NotImplementedError
 
     @classmethod
     def may_match(cls, lowered_source: bytes) -> bool:
-        return any(token in lowered_source for token in cls.tokens)
+        return any(token in lowered_source for token in cls.tokens) \
+            and all(any(token in lowered_source for token in group) for group in cls.also_tokens) \
+            and (cls.pattern is None or cls.pattern.search(lowered_source) is not None)

@@ -40,6 +40,10 @@ MHA = {"torch.nn.MultiheadAttention"}
 ENCODERS = {"torch.nn.TransformerEncoder", "torch.nn.TransformerEncoderLayer"}
 DECODERS = {"torch.nn.TransformerDecoder", "torch.nn.TransformerDecoderLayer"}
 TRANSFORMER = {"torch.nn.Transformer"}
+# A file can only apply an attention mask if it names one of these consumers (masked_fill and
+# torch.where count only on scores that a softmax then normalises).
+CONSUMER_TOKENS = (b"softmax", b"scaled_dot_product_attention", b"multiheadattention", b"transformerencoder",
+                   b"transformerdecoder", b"transformer(")
 # Where each torch.nn module takes its masks: keyword -> positional index in forward().
 MODULE_MASK_ARGUMENTS = {
     **{name: {"attn_mask": 5, "key_padding_mask": 3} for name in MHA},
