@@ -21,6 +21,7 @@ import libcst as cst
 from sharpedges.analysis.calls import argument, has_star_args, is_true, literal_int, method_name
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
+from sharpedges.analysis.names import dotted
 
 PRE, POST, DEEPNORM = "pre", "post", "deepnorm"
 NORM_FUNCTIONS = {"torch.nn.functional.layer_norm", "torch.nn.functional.rms_norm"}
@@ -46,6 +47,9 @@ def is_norm_call(ctx: FileContext, call: cst.Call) -> bool:
         func = func.value
     attr = self_attribute(func)
     if attr is None:
+        # `self.transformer.ln_f(x)`: a norm held in a ModuleDict, known by its name only
+        if isinstance(func, cst.Attribute) and (dotted(func) or "").startswith("self."):
+            return bool(NORM_ATTRIBUTE.search(func.attr.value)) and not NOT_TOKEN_NORM.search(func.attr.value)
         return False
     cls = ctx.class_of(call)
     built = ctx.class_facts(cls).constructed_type(attr) if cls is not None else None
@@ -121,19 +125,43 @@ def _is_branch(ctx: FileContext, expr: cst.BaseExpression, hops: int) -> bool:
 
 def _norm_inside(ctx: FileContext, expr: cst.BaseExpression, hops: int = 0, skip: str | None = None) -> bool:
     """Whether `expr` (following names back through every definition that may reach, so a norm
-    applied under `if self.pre_norm:` counts, but not through the name `skip`) applies a norm: the
-    branch of a pre-norm residual."""
-    nodes = [expr, *ctx.index.descendants(expr, (cst.Call, cst.Name))]
-    for node in nodes:
+    applied under `if self.pre_norm:` counts, but not through the name `skip`) applies a norm."""
+    return next(_norms_in(ctx, expr, hops, skip), None) is not None
+
+
+def _norms_in(ctx: FileContext, expr: cst.BaseExpression, hops: int = 0, skip: str | None = None):
+    for node in [expr, *ctx.index.descendants(expr, (cst.Call, cst.Name))]:
         if isinstance(node, cst.Call) and is_norm_call(ctx, node):
-            return True
+            yield node
         if isinstance(node, cst.Name) and node.value != skip and hops < MAX_HOPS \
                 and (function := ctx.function_of(node)) is not None:
             for definition in ctx.function_facts(function).reaching(node.value, ctx.order(node)):
-                if definition.kind == "assign" and definition.value is not None \
-                        and _norm_inside(ctx, definition.value, hops + 1, skip):
-                    return True
-    return False
+                value = definition.node.value if definition.kind == "unpack" else definition.value
+                if definition.kind in ("assign", "unpack") and isinstance(value, cst.BaseExpression):
+                    yield from _norms_in(ctx, value, hops + 1, skip)
+
+
+def _identity(ctx: FileContext, name: cst.Name, hops: int = 0) -> frozenset:
+    """The definitions a name's value comes from, seen through copies (`residual = x`)."""
+    function = ctx.function_of(name)
+    if function is None:
+        return frozenset()
+    reaching = ctx.function_facts(function).reaching(name.value, ctx.order(name))
+    if len(reaching) == 1 and reaching[0].kind == "assign" and isinstance(reaching[0].value, cst.Name) \
+            and hops < MAX_HOPS:
+        return _identity(ctx, reaching[0].value, hops + 1)
+    return frozenset(reaching)
+
+
+def _normalises_stream(ctx: FileContext, branch: cst.BaseExpression, stream: cst.BaseExpression) -> bool:
+    """Whether the branch starts from a norm of the very stream it is added to (`x + f(norm(x))`,
+    `residual + attn(norm(h))` with `residual = h`): pre-norm. In a post-norm block the branch starts
+    from the previous sublayer's norm output, a different value than the stream it is added to."""
+    if not isinstance(stream, cst.Name):
+        return False
+    target = _identity(ctx, stream)
+    return bool(target) and any(norm.args and isinstance(arg := norm.args[0].value, cst.Name)
+                                and _identity(ctx, arg) == target for norm in _norms_in(ctx, branch))
 
 
 # -- block styles -------------------------------------------------------------------------------
@@ -163,12 +191,12 @@ def residual_norms(ctx: FileContext, function: cst.FunctionDef) -> list[Residual
         if node in normed_sums:
             continue
         if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Add) and not _feeds_norm(ctx, node):
-            branches = (node.left, node.right)
+            pairs = ((node.left, node.right), (node.right, node.left))
         elif isinstance(node, cst.AugAssign) and isinstance(node.operator, cst.AddAssign):
-            branches = (node.value,)
+            pairs = ((node.target, node.value),)
         else:
             continue
-        if any(_is_branch(ctx, b, 0) and _norm_inside(ctx, b) for b in branches):
+        if any(_is_branch(ctx, branch, 0) and _normalises_stream(ctx, branch, stream) for stream, branch in pairs):
             found.append(ResidualNorm(node, PRE))
     found.sort(key=lambda r: ctx.order(r.node))
     return found
@@ -429,17 +457,39 @@ def overwritten_residuals(ctx: FileContext, function: cst.FunctionDef) -> list[O
         if pair is None:
             continue
         stream, branch = pair
-        if _norm_inside(ctx, branch, skip=stream.value) or not _mentions(ctx, branch, stream.value):
+        reaching = facts.reaching(stream.value, ctx.order(stream))
+        if not reaching or not _computed_by_call(ctx, branch) or _norm_inside(ctx, branch, skip=stream.value) \
+                or not _mentions(ctx, branch, stream.value):
             continue
-        for definition in facts.reaching(stream.value, ctx.order(stream)):
-            norm = definition.node
-            value = definition.value
-            if definition.kind == "assign" and isinstance(value, cst.Call) and is_norm_call(ctx, value) \
-                    and value.args and isinstance(arg := value.args[0].value, cst.Name) \
-                    and arg.value == stream.value and residual_sum(ctx, arg) is None and isinstance(norm, cst.Assign):
-                found.append(OverwrittenResidual(norm, node, stream.value))
-                break
+        latest = reaching[0]  # the definition that ran last on the straight path to the sum
+        value = latest.value
+        if latest.kind == "assign" and isinstance(latest.node, cst.Assign) and isinstance(value, cst.Call) \
+                and is_norm_call(ctx, value) and value.args and isinstance(arg := value.args[0].value, cst.Name) \
+                and arg.value == stream.value and not _may_hold_sum(ctx, facts, arg):
+            found.append(OverwrittenResidual(latest.node, node, stream.value))
     return found
+
+
+def _computed_by_call(ctx: FileContext, expr: cst.BaseExpression) -> bool:
+    """A sublayer output: a call, or a name bound from one (`out, _ = self.attn(h, h, h)`), not a copy
+    of the stream (`residual = x`)."""
+    if not isinstance(expr, cst.Name):
+        return _contains_call(ctx, expr)
+    function = ctx.function_of(expr)
+    definitions = ctx.function_facts(function).reaching(expr.value, ctx.order(expr)) if function else []
+    values = [d.node.value if d.kind == "unpack" else d.value for d in definitions]
+    return any(isinstance(v, cst.BaseExpression) and _contains_call(ctx, v) for v in values)
+
+
+def _may_hold_sum(ctx: FileContext, facts, name: cst.Name) -> bool:
+    """Whether a residual sum may reach `name` (then `x = norm(x)` is a post-norm step)."""
+    for definition in facts.reaching(name.value, ctx.order(name)):
+        if definition.kind == "augassign" and isinstance(definition.operator, cst.AddAssign):
+            return True
+        if definition.kind == "assign" and isinstance(definition.value, cst.BinaryOperation) \
+                and isinstance(definition.value.operator, cst.Add):
+            return True
+    return False
 
 
 def _stream_and_branch(node: cst.Assign | cst.AugAssign) -> tuple[cst.Name, cst.BaseExpression] | None:
@@ -459,13 +509,19 @@ def _stream_and_branch(node: cst.Assign | cst.AugAssign) -> tuple[cst.Name, cst.
     return None
 
 
+METADATA = {"shape", "dtype", "device", "ndim", "size", "dim"}
+
+
 def _mentions(ctx: FileContext, expr: cst.BaseExpression, name: str, hops: int = 0) -> bool:
-    """Whether `expr` reads `name`, directly or through the locals it is computed from."""
+    """Whether `expr` reads the data of `name`, directly or through the locals it is computed from.
+    Reading only its shape, dtype or device (a position table sized from it) does not count."""
     for node in [expr, *ctx.index.descendants(expr, cst.Name)]:
         if not isinstance(node, cst.Name):
             continue
         if node.value == name:
-            return True
+            if not _metadata_read(ctx, node):
+                return True
+            continue
         if hops < MAX_HOPS and (function := ctx.function_of(node)) is not None:
             for definition in ctx.function_facts(function).reaching(node.value, ctx.order(node)):
                 # an unpacked name (`out, _ = attn(h, h, h)`) is computed from the whole right side
@@ -565,3 +621,25 @@ def _reads_stream(expr: cst.BaseExpression, names: set[str]) -> bool:
     while isinstance(expr, cst.Subscript) or (isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute)):
         expr = expr.value if isinstance(expr, cst.Subscript) else expr.func.value
     return isinstance(expr, cst.Name) and expr.value in names
+
+
+def _metadata_read(ctx: FileContext, name: cst.Name) -> bool:
+    """`x.shape`, `x.size(1)`, or `x` handed to a method of this class that only reads its metadata
+    (`self.interpolate_pos_encoding(x, h, w)`)."""
+    parent = ctx.index.parents.get(name)
+    if isinstance(parent, cst.Attribute) and parent.value is name:
+        return parent.attr.value in METADATA
+    call = ctx.index.parents.get(parent) if isinstance(parent, cst.Arg) else None
+    if not isinstance(call, cst.Call) or (method := self_attribute(call.func)) is None:
+        return False
+    cls = ctx.class_of(call)
+    function = ctx.class_facts(cls).methods.get(method) if cls is not None else None
+    if function is None or parent.keyword is not None or parent.star:
+        return False
+    params = [p.name.value for p in function.params.params][1:]  # drop self
+    position = [a for a in call.args if a.keyword is None].index(parent)
+    if position >= len(params):
+        return False
+    uses = ctx.function_facts(function).uses.get(params[position], [])
+    return bool(uses) and all(isinstance(p := ctx.index.parents.get(u), cst.Attribute) and p.value is u
+                              and p.attr.value in METADATA for u in uses)

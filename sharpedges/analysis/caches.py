@@ -23,9 +23,11 @@ CAT_FUNCTIONS = {"torch.cat", "torch.concat", "torch.concatenate"}
 # Keywords through which a model receives the cache it returned on the previous step.
 CACHE_KEYWORDS = {"past_key_values", "past_key_value", "past", "layer_past", "kv_cache", "cache", "mems", "past_kv",
                   "kv_caches", "caches", "state"}
-# Ops that turn scores into token ids: what they produce is a sequence of ids, not keys or values.
-TOKEN_OPS = {"argmax", "multinomial", "topk", "sample", "argsort", "randint"}
+# Ops that turn scores into token ids (and `generate`, which returns them): ids, not keys or values.
+TOKEN_OPS = {"argmax", "multinomial", "topk", "sample", "argsort", "randint", "generate"}
 ORDERING = (cst.LessThan, cst.LessThanEqual, cst.GreaterThan, cst.GreaterThanEqual)
+ATTENTION_OPS = {"torch.matmul", "torch.bmm", "torch.einsum", "torch.baddbmm",
+                 "torch.nn.functional.scaled_dot_product_attention"}
 EVICTIONS = {"pop", "popleft", "popitem", "clear", "reset"}
 CAPACITY_NAME = re.compile(r"max|window|capacity|limit|cache_size|block_size|context", re.IGNORECASE)
 MAX_HOPS = 4
@@ -113,7 +115,7 @@ def is_token_ids(ctx: FileContext, expr: cst.BaseExpression, hops: int = 0) -> b
             name = method_name(node) or (ctx.callee(node) or "").rsplit(".", 1)[-1]
             if name in TOKEN_OPS:
                 return True
-        elif hops < MAX_HOPS and (function := ctx.function_of(node)) is not None:
+        elif isinstance(node, cst.Name) and hops < MAX_HOPS and (function := ctx.function_of(node)) is not None:
             for definition in ctx.function_facts(function).reaching(node.value, ctx.order(node)):
                 if definition.value is not None and is_token_ids(ctx, definition.value, hops + 1):
                     return True
@@ -129,6 +131,7 @@ def attribute_bounded(ctx: FileContext, cls: cst.ClassDef, attribute: str) -> bo
         if _slices(ctx, assignment.value):
             return True
     counters = _counters(ctx, cls)
+    grown = {g.attribute for g in attribute_growths(ctx) if ctx.class_of(g.cat) is cls}
     for node in ctx.index.descendants(cls.body, (cst.If, cst.Assert, cst.While, cst.Call, cst.Del)):
         if isinstance(node, cst.Call):
             if method_name(node) in EVICTIONS and base_attribute(node.func.value) == attribute:
@@ -138,7 +141,15 @@ def attribute_bounded(ctx: FileContext, cls: cst.ClassDef, attribute: str) -> bo
                 return True
         elif _tests_length(ctx, node.test, {attribute, *counters}):
             return True
+        elif isinstance(node, cst.If) and _tests_length(ctx, node.test, {*grown, *counters}) \
+                and _resets(ctx, node.body, attribute):
+            return True  # a test of the keys' length whose branch flushes the values too (HF QuantizedLayer)
     return False
+
+
+def _resets(ctx: FileContext, body: cst.CSTNode, attribute: str) -> bool:
+    return any(base_attribute(t.target) == attribute and not _cats(ctx, node.value)
+               for node in ctx.index.descendants(body, cst.Assign) for t in node.targets)
 
 
 def _del_targets(target: cst.BaseExpression) -> list[cst.BaseExpression]:
@@ -170,10 +181,21 @@ def _tests_length(ctx: FileContext, test: cst.BaseExpression, attributes: set[st
             continue
         if not any(isinstance(c.operator, ORDERING) for c in comparison.comparisons):
             continue
-        # `self.k.shape[2]`, `len(self.cache)`, `self.pos + n`: every `self.x` inside the comparison
-        if {self_attribute(a) for a in ctx.index.descendants(comparison, cst.Attribute)} & attributes:
+        # `self.k.shape[2]`, `len(self.cache)`, `self.pos + n`, or a local computed from one
+        # (`length = self.k.shape[-2]; if length + n >= self.limit:`)
+        if _self_attributes_read(ctx, comparison) & attributes:
             return True
     return False
+
+
+def _self_attributes_read(ctx: FileContext, expr: cst.BaseExpression) -> set[str]:
+    found = {self_attribute(a) for a in ctx.index.descendants(expr, cst.Attribute)}
+    for name in ctx.index.descendants(expr, cst.Name):
+        if (function := ctx.function_of(name)) is not None:
+            for definition in ctx.function_facts(function).reaching(name.value, ctx.order(name)):
+                if definition.kind == "assign" and definition.value is not None:
+                    found |= {self_attribute(a) for a in ctx.index.descendants(definition.value, cst.Attribute)}
+    return found
 
 
 def unenforced_capacity(ctx: FileContext, cls: cst.ClassDef) -> str | None:
@@ -266,9 +288,27 @@ def _fed_back(ctx: FileContext, loop: cst.While, assigned: dict) -> list[cst.Nam
                     and isinstance(target := parent.targets[0].target, cst.Name):
                 pieces = _cat_pieces(call)
                 if any(isinstance(p, cst.Name) and p.value == target.value for p in pieces) \
-                        and not any(is_token_ids(ctx, p) for p in pieces if not _same_name(p, target)):
+                        and not any(is_token_ids(ctx, p) for p in pieces if not _same_name(p, target)) \
+                        and _attended(ctx, loop, target.value):
                     fed.append(target)
     return fed
+
+
+def _attended(ctx: FileContext, loop: cst.While, name: str) -> bool:
+    """Whether the grown tensor is used as keys or values in the loop: an operand of `@`, `matmul`,
+    `einsum` or SDPA. Generated outputs grown the same way (token ids, audio latents) are not a cache."""
+    for node in _body_nodes(ctx, loop, (cst.BinaryOperation, cst.Call)):
+        if isinstance(node, cst.BinaryOperation):
+            operands = (node.left, node.right) if isinstance(node.operator, cst.MatrixMultiply) else ()
+        else:
+            operands = tuple(a.value for a in node.args) if ctx.callee(node) in ATTENTION_OPS else ()
+        if any(_reads(ctx, operand, name) for operand in operands):
+            return True
+    return False
+
+
+def _reads(ctx: FileContext, expr: cst.BaseExpression, name: str) -> bool:
+    return any(isinstance(n, cst.Name) and n.value == name for n in [expr, *ctx.index.descendants(expr, cst.Name)])
 
 
 def _same_name(expr: cst.BaseExpression, name: cst.Name) -> bool:
