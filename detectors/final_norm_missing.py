@@ -15,6 +15,8 @@ MESSAGE = ("the pre-norm stack `self.{stack}` leaves the residual stream unnorma
 class FinalNormMissing(Detector):
     code = "SHP302"
     tokens = (b"norm", b"ln")
+    # a stack (over a range, or torch.nn's) and an nn.Linear head
+    also_tokens = ((b"range(", b"transformerencoder", b"transformerdecoder"), (b"linear",))
 
     def check(self, ctx):
         for cls in ctx.index.nodes(cst.ClassDef):

@@ -20,13 +20,9 @@ ADVICE_TORCH = ("pass `norm_first=True` to the layer and a final `norm=nn.LayerN
 
 class PostNormDeepStack(Detector):
     code = "SHP301"
+    # a torch.nn stack, or a norm-using block class repeated over a range
     tokens = (b"norm", b"transformerencoder", b"transformerdecoder")
-
-    @classmethod
-    def may_match(cls, lowered_source: bytes) -> bool:
-        # a torch.nn stack, or a norm-using block class repeated over a range
-        return b"transformerencoder" in lowered_source or b"transformerdecoder" in lowered_source or \
-            (b"norm" in lowered_source and b"range(" in lowered_source)
+    also_tokens = ((b"range(", b"transformerencoder", b"transformerdecoder"),)
 
     def check(self, ctx):
         limit = ctx.options.get("max-depth", 12)
