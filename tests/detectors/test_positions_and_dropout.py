@@ -180,3 +180,58 @@ def test_shp701_training_gate_in_init_only_for_nn_modules():
     own_flag = gate.replace("class Attention(nn.Module):", "class Attention:").replace(
         "super().__init__()", "self.training = True")
     assert diagnostics("SHP701", own_flag) == []
+
+
+# -- SHP602 gqa-repeat-not-interleave -----------------------------------------------------------------
+GQA_ATTENTION = """
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Attention(nn.Module):
+        def __init__(self, dim, n_heads, n_kv_heads):
+            super().__init__()
+            assert n_heads % n_kv_heads == 0
+            self.n_rep = n_heads // n_kv_heads
+
+        def forward(self, q, k, v):
+            k = k.repeat_interleave(self.n_rep, dim=1)
+            v = v.repeat_interleave(self.n_rep, dim=1)
+            return F.scaled_dot_product_attention(q, k, v)
+"""
+
+
+def run_with(code: str, source: str, options: dict):
+    rule = all_rules()[code]
+    engine = Engine([rule], options={code: {**rule.spec.option_defaults(), **options}})
+    return engine.check("model.py", textwrap.dedent(source).encode()).diagnostics
+
+
+def test_shp602_grouped_expansion_is_quiet():
+    assert diagnostics("SHP602", GQA_ATTENTION) == []
+    assert run_with("SHP602", GQA_ATTENTION, {"check-divisibility": True}) == []
+
+
+def test_shp602_tile_order_mutant_fires_with_a_repeat_interleave_fix():
+    mutant = mutate(GQA_ATTENTION, "k = k.repeat_interleave(self.n_rep, dim=1)", "k = k.repeat(1, self.n_rep, 1, 1)")
+    found = diagnostics("SHP602", mutant)
+    assert [d.line for d in found] == [line_of(mutant, "k = k.repeat(")]
+    fixed, _ = apply_edits(textwrap.dedent(mutant), [found[0].fix])
+    assert "k = k.repeat_interleave(self.n_rep, dim=1)" in fixed
+    assert diagnostics("SHP602", fixed) == []
+
+
+def test_shp602_no_fix_when_other_factors_are_not_one():
+    mutant = mutate(GQA_ATTENTION, "k = k.repeat_interleave(self.n_rep, dim=1)", "k = k.repeat(2, self.n_rep, 1, 1)")
+    found = diagnostics("SHP602", mutant)
+    assert len(found) == 1 and found[0].fix is None
+
+
+def test_shp602_divisibility_check_is_an_option():
+    mutant = mutate(GQA_ATTENTION, "            assert n_heads % n_kv_heads == 0\n", "")
+    assert diagnostics("SHP602", mutant) == []
+    found = run_with("SHP602", mutant, {"check-divisibility": True})
+    assert [d.line for d in found] == [line_of(mutant, "self.n_rep = n_heads // n_kv_heads")]
+    # the check may read the counts through another object (a config, self)
+    elsewhere = mutate(mutant, "self.n_rep = n_heads // n_kv_heads",
+                       "self.n_rep = n_heads // n_kv_heads\n            assert self.n_heads % config.n_kv_heads == 0")
+    assert run_with("SHP602", elsewhere, {"check-divisibility": True}) == []

@@ -1,0 +1,127 @@
+"""SHP602: grouped-query KV heads expanded in tile order ([k0, k1, k0, k1]) with `.repeat` / `tile`
+instead of the grouped order `repeat_interleave` gives ([k0, k0, k1, k1]), or a head ratio taken by
+floor division with no divisibility check."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from sharpedges.analysis.calls import argument, literal_int, method_name, receiver
+from sharpedges.analysis.classes import self_attribute
+from sharpedges.analysis.names import dotted
+from sharpedges.detector import Detector, Finding, Fix, Replacement
+
+TILED = ("KV heads repeated with {how}: that lays them out [k0, k1, k0, k1], but query head h belongs to KV head "
+         "h // n_rep ([k0, k0, k1, k1]); queries attend to the wrong keys and pretrained GQA weights give garbage; "
+         "use repeat_interleave(n_rep, dim=<head dim>) or SDPA enable_gqa=True")
+UNCHECKED = ("head ratio by floor division with no divisibility check: when the head count is not a multiple of the "
+             "KV head count heads are silently dropped or mis-grouped; assert {a} % {b} == 0 first")
+
+
+def _is_head_count(expr: cst.BaseExpression) -> bool:
+    text = dotted(expr)
+    return text is not None and "head" in text.lower()
+
+
+def _is_kv_head_count(expr: cst.BaseExpression) -> bool:
+    text = (dotted(expr) or "").lower()
+    return any(marker in text for marker in ("kv", "key_value", "group", "local_heads"))
+
+
+def _is_head_ratio(expr: cst.BaseExpression) -> bool:
+    """`n_heads // n_kv_heads` (any spelling of the two head counts)."""
+    return isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.FloorDivide) \
+        and _is_head_count(expr.left) and _is_kv_head_count(expr.right)
+
+
+class GqaRepeatNotInterleave(Detector):
+    code = "SHP602"
+    tokens = (b"head",)
+
+    def check(self, ctx):
+        ratios = _ratio_holders(ctx)
+        for call in ctx.calls():
+            tiled = _tiled_factor(ctx, call, ratios)
+            if tiled is not None:
+                yield Finding(call, TILED.format(how=f"{method_name(call) or 'torch.tile'}(...)"), _fix(ctx, call, tiled))
+        if not ctx.options.get("check-divisibility", False):
+            return
+        checked = _checked_pairs(ctx)
+        for node in ctx.index.nodes(cst.BinaryOperation):
+            if _is_head_ratio(node) and (_count_key(node.left), _count_key(node.right)) not in checked:
+                yield Finding(node, UNCHECKED.format(a=dotted(node.left), b=dotted(node.right)))
+
+
+def _ratio_holders(ctx) -> set[str]:
+    """Names and `self.` attributes bound to a head ratio anywhere in the file."""
+    holders = set()
+    for assign in ctx.index.nodes(cst.Assign):
+        if _is_head_ratio(assign.value):
+            for target in assign.targets:
+                text = dotted(target.target)
+                if text is not None:
+                    holders.add(text)
+    return holders
+
+
+def _is_ratio(expr: cst.BaseExpression, ratios: set[str]) -> bool:
+    return _is_head_ratio(expr) or dotted(expr) in ratios or self_attribute(expr) is not None and dotted(expr) in ratios
+
+
+def _tiled_factor(ctx, call: cst.Call, ratios: set[str]) -> int | None:
+    """The position of the head ratio among `x.repeat(...)` / `torch.tile(x, (...))` factors, when the
+    tensor is repeated along an existing axis (not a fresh unsqueezed one, which is the grouped order)."""
+    if method_name(call) in ("repeat", "tile") and ctx.callee(call) != "torch.tile":
+        factors = [arg.value for arg in call.args if arg.keyword is None and not arg.star]
+        if len(factors) == 1 and isinstance(factors[0], (cst.Tuple, cst.List)):
+            factors = [element.value for element in factors[0].elements]
+        tensor = receiver(call)
+    elif ctx.callee(call) == "torch.tile":
+        dims = argument(call, "dims", 1)
+        factors = [element.value for element in dims.elements] if isinstance(dims, (cst.Tuple, cst.List)) else []
+        tensor = argument(call, "input", 0)
+    else:
+        return None
+    positions = [i for i, factor in enumerate(factors) if _is_ratio(factor, ratios)]
+    if len(factors) < 3 or len(positions) != 1 or tensor is None or _fresh_axis_before(tensor, positions[0]):
+        return None
+    return positions[0]
+
+
+def _fresh_axis_before(tensor: cst.BaseExpression, position: int) -> bool:
+    """`k[:, :, None]` or `k.unsqueeze(2)`: the repeated axis is new, so repeating it is grouped order."""
+    if isinstance(tensor, cst.Subscript):
+        return any(isinstance(element.slice, cst.Index) and isinstance(element.slice.value, cst.Name)
+                   and element.slice.value.value == "None" for element in tensor.slice)
+    return isinstance(tensor, cst.Call) and method_name(tensor) == "unsqueeze"
+
+
+def _checked_pairs(ctx) -> set[tuple[str | None, str | None]]:
+    """(heads, kv heads) pairs the file checks with `%` (an assert, an if/raise, a validation helper)."""
+    pairs = set()
+    for node in ctx.index.nodes(cst.BinaryOperation):
+        if isinstance(node.operator, cst.Modulo):
+            pairs.add((_count_key(node.left), _count_key(node.right)))
+    for call in ctx.calls():
+        if dotted(call.func) == "divmod" and len(call.args) == 2:
+            pairs.add((_count_key(call.args[0].value), _count_key(call.args[1].value)))
+    return pairs
+
+
+def _count_key(expr: cst.BaseExpression) -> str | None:
+    """`n_head` for `n_head`, `self.n_head` and `config.n_head`: the same count wherever it is read."""
+    text = dotted(expr)
+    return text.rsplit(".", 1)[-1] if text else None
+
+
+def _fix(ctx, call: cst.Call, position: int) -> Fix | None:
+    """`k.repeat(1, n_rep, 1, 1)` -> `k.repeat_interleave(n_rep, dim=1)`: only when every other factor is 1."""
+    if method_name(call) != "repeat" or ctx.callee(call) == "torch.tile":
+        return None
+    factors = [arg.value for arg in call.args]
+    if any(arg.keyword is not None or arg.star for arg in call.args) or len(factors) < 3:
+        return None
+    if any(literal_int(f) != 1 for i, f in enumerate(factors) if i != position):
+        return None
+    tensor = ctx.code(receiver(call))
+    return Fix("unsafe", (Replacement(call, f"{tensor}.repeat_interleave({ctx.code(factors[position])}, dim={position})"),))
