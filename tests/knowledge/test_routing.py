@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from skill_worlds import make_skill
+from tests.knowledge.skill_worlds import make_skill
 
 from sharpedges.knowledge.routing import MIN_SCORE, Router, compile_term, load_neutral_phrases
 from sharpedges.knowledge.schema import Skill

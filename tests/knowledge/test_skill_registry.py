@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from skill_worlds import HUB, hub_world, rule_spec, write_rules, write_world
+from tests.knowledge.skill_worlds import HUB, hub_world, rule_spec, write_rules, write_world
 
 from sharpedges.knowledge.registry import UnknownRuleError, UnknownSkillError, build_knowledge
 from sharpedges.yaml_io import DataFileError

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from skill_worlds import HUB, hub_world, write_rules, write_world
+from tests.knowledge.skill_worlds import HUB, hub_world, write_rules, write_world
 
 from sharpedges.knowledge.packs import TARGETS, build_pack
 from sharpedges.knowledge.registry import build_knowledge

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from skill_worlds import make_skill
+from tests.knowledge.skill_worlds import make_skill
 
 from sharpedges.knowledge.schema import load_skill
 from sharpedges.yaml_io import DataFileError
