@@ -24,6 +24,7 @@ class SparseMoE(nn.Module):
 
     def forward(self, x):
         # BUG (SHP501): top-k routing with no load-balancing loss: a few experts take every token.
+        # BUG (SHP503): the router runs in the activation dtype; under bf16 near-tied experts swap.
         scores = self.gate(x).softmax(dim=-1)
         weights, chosen = torch.topk(scores, self.top_k, dim=-1)
         weights = weights / weights.sum(dim=-1, keepdim=True)

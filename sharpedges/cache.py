@@ -62,7 +62,7 @@ class ResultCache:
         path = self._path(key)
         try:
             self._prepare(path.parent)
-            payload = json.dumps({"key": key, "diagnostics": diagnostics, "errors": errors}, sort_keys=True)
+            payload = json.dumps({"key": key, "diagnostics": diagnostics, "errors": errors})
             descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
             with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
                 handle.write(payload)

@@ -31,5 +31,5 @@ def test_bundled_examples_show_the_mission_rules(run_cli):
         found.setdefault(Path(d["path"]).name, set()).add(d["rule"])
     assert found.get("gpt_buggy.py") == {"SHP101", "SHP201", "SHP202"}
     assert found.get("deep_postnorm_encoder.py") == {"SHP301"}
-    assert found.get("moe_and_generation.py") == {"SHP401", "SHP501"}
+    assert found.get("moe_and_generation.py") == {"SHP401", "SHP501", "SHP503"}
     assert "clean_llama_block.py" not in found
