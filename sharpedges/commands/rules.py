@@ -26,9 +26,9 @@ def run(args) -> int:
     print(f"{'code':7} {'name':32} {'severity':8} {'fix':6} {'set':7} title")
     for s in specs.values():
         print(f"{s.code:7} {s.name:32} {s.severity:8} {s.fix:6} {'default' if s.default else 'opt-in':7} {s.title}")
-    opt_in = [s for s in specs.values() if not s.default]
-    if opt_in:
-        print("\nopt-in rules run only when selected by code or with --preview:")
-        for s in opt_in:
-            print(f"  {s.code}: {s.precision or 'precision on real code not yet established'}")
+    print("\nopt-in rules run only when selected by code or with --preview. "
+          "Precision on the pinned real corpus (transformers, timm, x-transformers, torchtune, litgpt):")
+    for s in specs.values():
+        summary = s.precision.split(". ")[0].strip() or "not yet measured"
+        print(f"  {s.code} ({'default' if s.default else 'opt-in'}): {summary}")
     return 0
