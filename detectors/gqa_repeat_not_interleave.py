@@ -7,7 +7,6 @@ from __future__ import annotations
 import libcst as cst
 
 from sharpedges.analysis.calls import argument, literal_int, method_name, receiver
-from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.names import dotted
 from sharpedges.detector import Detector, Finding, Fix, Replacement
 
@@ -65,7 +64,7 @@ def _ratio_holders(ctx) -> set[str]:
 
 
 def _is_ratio(expr: cst.BaseExpression, ratios: set[str]) -> bool:
-    return _is_head_ratio(expr) or dotted(expr) in ratios or self_attribute(expr) is not None and dotted(expr) in ratios
+    return _is_head_ratio(expr) or dotted(expr) in ratios
 
 
 def _tiled_factor(ctx, call: cst.Call, ratios: set[str]) -> int | None:

@@ -11,6 +11,7 @@ of that product: an explicit cast, a dtype borrowed from the activations, or a b
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import libcst as cst
@@ -398,7 +399,7 @@ def _angle_like(ctx: FileContext, expr: cst.BaseExpression) -> bool:
 def _table_layout(ctx: FileContext, call: cst.Call) -> str | None:
     method = method_name(call)
     if method == "repeat_interleave" and literal_int(argument(call, "repeats", 0)) == 2 \
-            and _last_dim(argument(call, "dim", 1)) and _angle_like(ctx, receiver(call)):
+            and _last_dim(argument(call, "dim", 1)) and (_angle_like(ctx, receiver(call)) or _half_cut(receiver(call))):
         return "interleaved"
     if ctx.callee(call) == "torch.cat" and _last_dim(argument(call, "dim", 1)):
         tensors = argument(call, "tensors", 0)
@@ -408,6 +409,14 @@ def _table_layout(ctx: FileContext, call: cst.Call) -> str | None:
                     and _angle_like(ctx, first):
                 return "half"
     return None
+
+
+def _half_cut(expr: cst.BaseExpression | None) -> bool:
+    """`cos[..., : cos.shape[-1] // 2]`: a half-split table cut back to one copy, to be re-laid out."""
+    if not isinstance(expr, cst.Subscript) or not expr.slice:
+        return False
+    last = expr.slice[-1].slice
+    return isinstance(last, cst.Slice) and last.lower is None and last.upper is not None and last.step is None
 
 
 def _last_dim(dim: cst.BaseExpression | None) -> bool:
@@ -455,3 +464,95 @@ def _cut(ctx: FileContext, expr: cst.BaseExpression) -> str | None:
                 if last.step is None and (last.lower is None) != (last.upper is None):
                     return "half"
     return None
+
+
+# -- where rotary is applied ------------------------------------------------------------------------
+# apply_rotary_pos_emb, rotate_queries_or_keys, self.rope(...), apply_rope: not k_rope_only_layernorm
+ROTARY_CALLEE = re.compile(r"rotary|rotate|^rope$|_rope$|^rope_emb|_rope_emb|apply_rope")
+
+
+@dataclass(frozen=True)
+class RotaryApplication:
+    call: cst.Call
+    rotated: tuple[str, ...]  # the local names the call rotates and rebinds (`q, k = apply_rotary(q, k, ...)`)
+    statement: cst.Assign
+
+
+def rotary_applications(ctx: FileContext) -> list[RotaryApplication]:
+    """Calls to a rotary helper (`apply_rotary_pos_emb`, `self.rope`, `rotate_queries_or_keys`...) that
+    rebind the names they rotate. A call that hands a tensor over only for its dtype or device
+    (`cos, sin = self.rotary_emb(value_states, position_ids)`) rebinds other names, so it is not one."""
+    def compute():
+        found = []
+        for assign in ctx.index.nodes(cst.Assign):
+            call = assign.value
+            if not isinstance(call, cst.Call) or not _is_rotary_callee(call):
+                continue
+            targets = {name for t in assign.targets for name in _names(t.target)}
+            passed = [arg.value.value for arg in call.args
+                      if isinstance(arg.value, cst.Name) and arg.keyword is None and not arg.star]
+            rotated = tuple(name for name in passed if name in targets)
+            if rotated:
+                found.append(RotaryApplication(call, rotated, assign))
+        return found
+    return ctx.memo("rotary_applications", compute)
+
+
+def _is_rotary_callee(call: cst.Call) -> bool:
+    func = call.func
+    name = func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else ""
+    return not name[:1].isupper() and ROTARY_CALLEE.search(name.lower()) is not None
+
+
+def _names(target: cst.BaseExpression) -> list[str]:
+    if isinstance(target, cst.Name):
+        return [target.value]
+    if isinstance(target, (cst.Tuple, cst.List)):
+        return [name for element in target.elements for name in _names(element.value)]
+    return []
+
+
+def rotated_before(ctx: FileContext, name: str, at: cst.CSTNode) -> RotaryApplication | None:
+    """The rotary application that last bound `name` before `at`, if the binding that reaches `at` is one."""
+    function = ctx.function_of(at)
+    if function is None:
+        return None
+    applications = {id(a.statement): a for a in rotary_applications(ctx) if name in a.rotated}
+    for definition in ctx.function_facts(function).reaching(name, ctx.order(at)):
+        application = applications.get(id(definition.node))
+        if application is not None and not _exclusive_branches(ctx, definition.node, at):
+            return application
+    return None
+
+
+def _exclusive_branches(ctx: FileContext, first: cst.CSTNode, second: cst.CSTNode) -> bool:
+    """`first` and `second` sit in the body and the else of the same `if`: only one of them runs."""
+    first_ancestors = {id(a): a for a in ctx.index.ancestors(first)}
+    for ancestor in ctx.index.ancestors(second):
+        if id(ancestor) in first_ancestors:
+            if isinstance(ancestor, cst.If) and ancestor.orelse is not None:
+                in_body = ctx.index.contains(ancestor.body, first), ctx.index.contains(ancestor.body, second)
+                return in_body[0] != in_body[1]
+            return False
+    return False
+
+
+def attention_values(ctx: FileContext) -> list[cst.Name]:
+    """Names passed as the values of an attention: SDPA's third argument, or the right side of
+    `probs @ v` where probs is a softmax."""
+    found = []
+    for call in ctx.calls():
+        if ctx.callee(call) == "torch.nn.functional.scaled_dot_product_attention":
+            value = argument(call, "value", 2)
+            if isinstance(value, cst.Name):
+                found.append(value)
+    for node in ctx.index.nodes(cst.BinaryOperation):
+        if isinstance(node.operator, cst.MatrixMultiply) and isinstance(node.right, cst.Name) \
+                and _is_softmax_output(ctx, node.left):
+            found.append(node.right)
+    return found
+
+
+def _is_softmax_output(ctx: FileContext, expr: cst.BaseExpression) -> bool:
+    values = [expr] + (_local_values(ctx, expr) if isinstance(expr, cst.Name) else [])
+    return any(isinstance(v, cst.Call) and (method_name(v) == "softmax" or ctx.callee(v) == "torch.softmax") for v in values)

@@ -235,3 +235,55 @@ def test_shp602_divisibility_check_is_an_option():
     elsewhere = mutate(mutant, "self.n_rep = n_heads // n_kv_heads",
                        "self.n_rep = n_heads // n_kv_heads\n            assert self.n_heads % config.n_kv_heads == 0")
     assert run_with("SHP602", elsewhere, {"check-divisibility": True}) == []
+
+
+# -- SHP603 rope-layout-mismatch ----------------------------------------------------------------------
+HF_ROPE = """
+    import torch
+    import torch.nn.functional as F
+
+    def rotate_half(x):
+        x1 = x[..., : x.shape[-1] // 2]
+        x2 = x[..., x.shape[-1] // 2 :]
+        return torch.cat((-x2, x1), dim=-1)
+
+    def rope_cos_sin(inv_freq, position_ids):
+        freqs = torch.outer(position_ids.float(), inv_freq.float())
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos(), emb.sin()
+
+    def apply_rotary_pos_emb(q, k, cos, sin):
+        return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+
+    def attention(q, k, v, inv_freq, position_ids):
+        cos, sin = rope_cos_sin(inv_freq, position_ids)
+        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+"""
+
+
+def test_shp603_consistent_rope_is_quiet():
+    assert diagnostics("SHP603", HF_ROPE) == []
+
+
+def test_shp603_interleaved_table_with_rotate_half_fires_at_the_rotation():
+    mutant = mutate(HF_ROPE, "emb = torch.cat((freqs, freqs), dim=-1)", "emb = freqs.repeat_interleave(2, dim=-1)")
+    found = diagnostics("SHP603", mutant)
+    assert [d.line for d in found] == [line_of(mutant, "return torch.cat((-x2, x1), dim=-1)")]
+    assert "i with i + d/2" in found[0].message and "repeat_interleave" in found[0].message
+
+
+def test_shp603_rotated_values_fire():
+    mutant = mutate(HF_ROPE, "q, k = apply_rotary_pos_emb(q, k, cos, sin)", "q, v = apply_rotary_pos_emb(q, v, cos, sin)")
+    found = diagnostics("SHP603", mutant)
+    assert len(found) == 1 and "values" in found[0].message
+
+
+def test_shp603_double_rotation_fires_but_exclusive_branches_do_not():
+    rotation = "        q, k = apply_rotary_pos_emb(q, k, cos, sin)\n"
+    twice = mutate(HF_ROPE, rotation, rotation * 2)
+    found = diagnostics("SHP603", twice)
+    assert len(found) == 1 and "rotated again" in found[0].message
+    branches = mutate(HF_ROPE, rotation, "        if position_ids is None:\n    " + rotation
+                      + "        else:\n    " + rotation.replace("cos, sin)", "sin, cos)"))
+    assert diagnostics("SHP603", branches) == []
