@@ -36,6 +36,8 @@ def _is_head_ratio(expr: cst.BaseExpression) -> bool:
 class GqaRepeatNotInterleave(Detector):
     code = "SHP602"
     tokens = (b"head",)
+    # tiling needs a repeat or tile; the divisibility check needs a KV-head count
+    also_tokens = ((b"repeat(", b"tile(", b"kv", b"key_value", b"group", b"local_heads"),)
 
     def check(self, ctx):
         ratios = _ratio_holders(ctx)

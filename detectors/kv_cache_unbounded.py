@@ -17,9 +17,13 @@ LOOP = ("this `while` loop feeds `{name}` back into the model every step and not
 
 class KvCacheUnbounded(Detector):
     code = "SHP401"
-    # growth by torch.cat, or a while loop handing a cache back through a keyword
-    tokens = (b"cat", b"past", b"cache", b"mems", b"state")
-    also_tokens = ((b"cat", b"while"),)
+    # growth by torch.cat (`cat(` also ends `concat(`), or a while loop handing a cache back
+    tokens = (b"cat(", b"concatenate(", b"while")
+
+    @classmethod
+    def may_match(cls, lowered_source: bytes) -> bool:
+        return b"cat(" in lowered_source or b"concatenate(" in lowered_source or (
+            b"while" in lowered_source and any(word in lowered_source for word in (b"past", b"cache", b"mems", b"state")))
 
     def check(self, ctx):
         reported = set()
