@@ -4,6 +4,7 @@ suppress what they found. Knows nothing of files on disk, config files or output
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -35,6 +36,50 @@ def bracket_depth_exceeds(data: bytes, limit: int = MAX_BRACKET_DEPTH) -> bool:
     return b"()" in brackets
 
 
+# libcst's native parser also recurses once per level of nesting that needs no brackets (`a and a
+# and ...`, elif chains, operator chains): up to ~1.5 KiB of stack a level, so some 10,000 levels
+# overflow a process's 8 MiB main stack and kill it, run and all (3,000 levels of every kind parse
+# there). A file that could nest deeper (bounded by counting every operator, bracket and nesting
+# keyword) parses on a thread whose stack fits the bound: reserved, touched only as deep as used.
+STACK_PER_LEVEL = 2 * 1024
+MAIN_STACK_BUDGET = 6 * 2**20
+MAX_PARSE_STACK = 2**30
+_ONLY_NESTING_BYTES = bytes(set(range(256)) - set(b".([{+-*/%@&|^~<>=!"))
+_NESTING_WORDS = (b"and", b"or", b"not", b"if", b"lambda", b"await")
+
+
+def nesting_bound(data: bytes) -> int:
+    """An upper bound on how deeply a parse of `data` can nest, at C speed."""
+    return len(data.translate(None, _ONLY_NESTING_BYTES)) + sum(data.count(word) for word in _NESTING_WORDS)
+
+
+def parse_module(data: bytes) -> cst.Module:
+    """`libcst.parse_module`, on a thread with stack enough for the file's possible nesting."""
+    stack = nesting_bound(data) * STACK_PER_LEVEL
+    if stack <= MAIN_STACK_BUDGET:
+        return cst.parse_module(data)
+    outcome: list = []
+
+    def parse() -> None:
+        try:
+            outcome.append(cst.parse_module(data))
+        except BaseException as exc:  # re-raised on the calling thread, where the engine sorts it
+            outcome.append(exc)
+
+    previous = threading.stack_size(min(stack, MAX_PARSE_STACK))
+    try:
+        thread = threading.Thread(target=parse, daemon=True)
+        thread.start()
+    except (RuntimeError, MemoryError):  # no room for the stack: parse here, as for a shallow file
+        return cst.parse_module(data)
+    finally:
+        threading.stack_size(previous)
+    thread.join()
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
+
+
 class Engine:
     def __init__(self, rules: Iterable[Rule], options: dict[str, dict[str, Any]] | None = None,
                  screen: bool = True, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
@@ -64,7 +109,7 @@ class Engine:
                                                  "brackets, beyond what Python accepts), not checked"))
             return result
         try:
-            module = cst.parse_module(data)
+            module = parse_module(data)
         except cst.ParserSyntaxError as exc:
             result.errors.append(FileError(path, _syntax_error(exc)))
             return result
