@@ -107,22 +107,14 @@ def _random_expression(data: bytes, rng: random.Random) -> tuple[int, int, int, 
         tree = ast.parse(data)
     except (SyntaxError, ValueError):
         return None
+    in_fstrings = {id(inner) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr)
+                   for inner in ast.walk(node) if inner is not node}  # their positions are not the source's
     expressions = [node for node in ast.walk(tree) if isinstance(node, ast.expr) and node.end_lineno is not None
-                   and not isinstance(node, (ast.Starred, ast.Slice)) and not _in_fstring(node, tree)]
+                   and not isinstance(node, (ast.Starred, ast.Slice)) and id(node) not in in_fstrings]
     if not expressions:
         return None
     node = rng.choice(expressions)
     return node.lineno - 1, node.col_offset, node.end_lineno - 1, node.end_col_offset
-
-
-@lru_cache(maxsize=None)
-def _fstring_parts(tree: ast.Module) -> frozenset[int]:
-    return frozenset(id(inner) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr)
-                     for inner in ast.walk(node) if inner is not node)
-
-
-def _in_fstring(node: ast.expr, tree: ast.Module) -> bool:
-    return id(node) in _fstring_parts(tree)
 
 
 MUTATIONS = (flip_bytes, truncate, delete_lines, duplicate_lines, damage_indentation, nest_parentheses, nest_blocks)
