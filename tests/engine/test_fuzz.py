@@ -45,7 +45,8 @@ def flip_bytes(data: bytes, rng: random.Random) -> bytes:
     damaged = bytearray(data)
     for _ in range(rng.randint(1, 8)):
         if damaged:
-            damaged[rng.randrange(len(damaged))] = rng.choice(TOKEN_BYTES) if rng.random() < 0.7 else rng.randint(1, 255)
+            byte = rng.choice(TOKEN_BYTES) if rng.random() < 0.7 else rng.randint(1, 255)
+            damaged[rng.randrange(len(damaged))] = byte
     return bytes(damaged)
 
 
