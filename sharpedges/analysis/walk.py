@@ -53,16 +53,19 @@ def _is_node_type(value_type: type) -> bool:
     return known
 
 
-_SUBCLASS: dict[tuple, bool] = {}
+_SUBCLASS: dict[object, dict[type, bool]] = {}
 
 
 def is_a(node: object, kinds: type | tuple[type, ...]) -> bool:
-    """isinstance() for libcst nodes, cached per (type, kinds): libcst's classes use ABCMeta, whose
+    """isinstance() for libcst nodes, cached per (kinds, type): libcst's classes use ABCMeta, whose
     __instancecheck__ dominated the analysis profile."""
-    key = (type(node), kinds)
-    known = _SUBCLASS.get(key)
+    by_type = _SUBCLASS.get(kinds)
+    if by_type is None:
+        by_type = _SUBCLASS[kinds] = {}
+    node_type = type(node)
+    known = by_type.get(node_type)
     if known is None:
-        known = _SUBCLASS[key] = issubclass(type(node), kinds)
+        known = by_type[node_type] = issubclass(node_type, kinds)
     return known
 
 
