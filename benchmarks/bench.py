@@ -57,6 +57,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a 400-file subset")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
     parser.add_argument("--skip-metadata", action="store_true", help="skip the slow position+qualified-name reference")
+    parser.add_argument("--torchfix", type=Path, default=shutil.which("torchfix"),
+                        help="the torchfix 0.7.0 executable (install it in its own venv: it pins an older libcst)")
     args = parser.parse_args()
 
     corpus = build()
@@ -106,8 +108,8 @@ def main() -> int:
     run("check all rules, warm, 1 process", [*sharpedges, "--preview", "--jobs", "1", "--cache-dir", str(cache), "corpus"])
     run("check all rules, warm + one file touched, all cores",
         [*sharpedges, "--preview", "--cache-dir", str(cache), "corpus"], before=touch_one)
-    if shutil.which("torchfix", path=str(Path(sys.executable).parent)):
-        run("TorchFix 0.7.0, all cores", [str(Path(sys.executable).parent / "torchfix"), "corpus"])
+    if args.torchfix:
+        run("TorchFix 0.7.0, all cores", [str(args.torchfix), "corpus"])
     small = work / "small.py"
     small.write_text("import torch\n\ndef f(x):\n    return torch.softmax(x @ x.transpose(-2, -1) / 8, dim=-1)\n")
     run("start-up: python -c pass", [sys.executable, "-c", "pass"], env=env)

@@ -99,8 +99,8 @@ class Engine:
             result.errors.append(FileError(path, "binary file (contains NUL bytes), not checked"))
             return result
         rules = self.rules
+        lowered = data.lower()
         if self.screen:
-            lowered = data.lower()
             rules = [rule for rule in rules if rule.detector.may_match(lowered)]
         if not rules:
             return result
@@ -121,7 +121,7 @@ class Engine:
             return result
         result.parsed = True
         try:
-            ctx = FileContext(path, module)
+            ctx = FileContext(path, module, lowered)
         except RecursionError:
             result.errors.append(FileError(path, "nested too deeply to analyse"))
             return result

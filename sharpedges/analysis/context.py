@@ -13,9 +13,11 @@ from sharpedges.analysis.walk import TreeIndex
 
 
 class FileContext:
-    def __init__(self, path: str, module: cst.Module) -> None:
+    def __init__(self, path: str, module: cst.Module, lowered_source: bytes | None = None) -> None:
         self.path = path
         self.module = module
+        # the file's bytes, lower-cased: a cheap "can this file possibly hold X?" before any analysis
+        self.lowered_source = lowered_source if lowered_source is not None else module.code.lower().encode()
         self.index = TreeIndex(module)
         self.aliases = ImportAliases(self.index.nodes(cst.Import), self.index.nodes(cst.ImportFrom))
         self.options: dict[str, Any] = {}  # options of the rule being run, set by the engine
@@ -57,6 +59,9 @@ class FileContext:
 
     def code(self, node: cst.CSTNode) -> str:
         return self.module.code_for_node(node)
+
+    def mentions(self, *words: bytes) -> bool:
+        return any(word in self.lowered_source for word in words)
 
     def memo(self, key: str, compute):
         if key not in self.shared:

@@ -928,6 +928,8 @@ def declares_causal(name: str, weak: bool = True) -> bool:
 
 def _trains_next_token(ctx: FileContext, function: cst.FunctionDef) -> bool:
     """`cross_entropy(logits[:, :-1], targets[:, 1:])`: a loss over shifted targets of one sequence."""
+    if not ctx.mentions(b"cross_entropy", b"crossentropyloss"):
+        return False
     has_loss = False
     for call in ctx.index.descendants(function.body, cst.Call, prune=(cst.FunctionDef, cst.ClassDef)):
         qualified = ctx.callee(call) or ""

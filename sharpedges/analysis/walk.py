@@ -92,7 +92,7 @@ class TreeIndex:
     enclosing scope (function, class, lambda or module) of each node, and nodes grouped by type,
     all filled by one walk."""
 
-    __slots__ = ("parents", "order", "by_type", "sequence", "scope", "_by_scope")
+    __slots__ = ("parents", "order", "by_type", "sequence", "scope", "_by_scope", "_last")
 
     def __init__(self, module: cst.Module) -> None:
         parents: dict[cst.CSTNode, cst.CSTNode] = {}
@@ -120,6 +120,7 @@ class TreeIndex:
         self.by_type = by_type
         self.sequence = sequence
         self._by_scope: dict[cst.CSTNode, list[cst.CSTNode]] | None = None
+        self._last: dict[cst.CSTNode, int] = {}
 
     def nodes(self, node_type: type) -> list:
         return self.by_type.get(node_type, [])
@@ -155,11 +156,13 @@ class TreeIndex:
 
     def last_order(self, node: cst.CSTNode) -> int:
         """The largest pre-order number inside `node`: the point where evaluating it is done."""
-        while True:
-            found = children(node)
-            if not found:
-                return self.order.get(node, 0)
-            node = found[-1]
+        known = self._last.get(node)
+        if known is None:
+            last = node
+            while found := children(last):
+                last = found[-1]
+            known = self._last[node] = self.order.get(last, 0)
+        return known
 
     def statement_of(self, node: cst.CSTNode) -> cst.CSTNode:
         """The statement line (simple or compound header) that holds `node`."""
