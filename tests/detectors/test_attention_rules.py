@@ -13,6 +13,7 @@ from sharpedges.analysis.context import FileContext
 from sharpedges.engine import Engine
 from sharpedges.fixes import apply_edits
 from sharpedges.registry import all_rules
+from tests.detectors.modules import NANOGPT_ATTENTION as NANOGPT
 
 
 def diagnostics(code: str, source: str):
@@ -21,35 +22,6 @@ def diagnostics(code: str, source: str):
     return [d for d in result.diagnostics if d.rule == code]
 
 
-NANOGPT = """
-    import math
-    import torch
-    import torch.nn as nn
-    from torch.nn import functional as F
-
-    class CausalSelfAttention(nn.Module):
-        def __init__(self, config):
-            super().__init__()
-            self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
-            self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
-            self.n_head = config.n_head
-            self.n_embd = config.n_embd
-            self.register_buffer("bias", torch.tril(torch.ones(config.block_size, config.block_size))
-                                 .view(1, 1, config.block_size, config.block_size))
-
-        def forward(self, x):
-            B, T, C = x.size()
-            q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
-            k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-            q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-            v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
-            att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float('-inf'))
-            att = F.softmax(att, dim=-1)
-            y = att @ v
-            y = y.transpose(1, 2).contiguous().view(B, T, C)
-            return self.c_proj(y)
-"""
 NANOGPT_SCALE = " * (1.0 / math.sqrt(k.size(-1)))"
 
 
