@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 import signal
 import stat
@@ -15,9 +14,8 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
-
-import pathspec
 
 from sharpedges.cache import ResultCache, code_fingerprint
 from sharpedges.config import Config, find_config
@@ -168,6 +166,13 @@ def in_shard(display: str, shard: tuple[int, int] | None) -> bool:
     return int(hashlib.sha1(display.encode()).hexdigest(), 16) % n == k - 1
 
 
+@lru_cache(maxsize=256)
+def _pattern(pattern: str):
+    import pathspec
+
+    return pathspec.PathSpec.from_lines("gitignore", [pattern])
+
+
 def _per_file_ignored(config: Config, diagnostic: Diagnostic) -> bool:
     if not config.per_file_ignores:
         return False
@@ -177,7 +182,7 @@ def _per_file_ignored(config: Config, diagnostic: Diagnostic) -> bool:
     except ValueError:
         relative = path.as_posix()
     for pattern, codes in config.per_file_ignores.items():
-        if pathspec.PathSpec.from_lines("gitignore", [pattern]).match_file(relative) and \
+        if _pattern(pattern).match_file(relative) and \
                 any(diagnostic.rule.startswith(code) or code == "ALL" for code in codes):
             return True
     return False
@@ -218,7 +223,12 @@ def run_check(options: CheckOptions) -> RunResult:
     results: list[tuple[int, list[dict], list[dict]]] = []
     jobs = min(options.jobs or os.cpu_count() or 1, len(tasks))
     progress = options.progress
-    if jobs > 1 and len(tasks) > 8 and "fork" in multiprocessing.get_all_start_methods():
+    use_pool = jobs > 1 and len(tasks) > 8
+    if use_pool:
+        import multiprocessing  # only a run over many files pays for it
+
+        use_pool = "fork" in multiprocessing.get_all_start_methods()
+    if use_pool:
         context = multiprocessing.get_context("fork")
         chunksize = max(1, min(16, len(tasks) // (jobs * 8)))
         with context.Pool(jobs) as pool:
