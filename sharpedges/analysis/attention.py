@@ -607,9 +607,20 @@ def is_dtype_min(ctx: FileContext, expr: cst.BaseExpression) -> bool:
 
 def fills_dtype_min(ctx: FileContext, expr: cst.BaseExpression, at: int, depth: int = 0) -> bool:
     """Is `expr` a mask plane holding `torch.finfo(dtype).min` where it blocks? Two such planes
-    summed overflow to -inf (and a fully masked row to NaN), which is what SHP205 is about."""
+    summed overflow to -inf (and a fully masked row to NaN), which is what SHP205 is about.
+    Answers are memoised per (expression, point): helpers and several reaching definitions make the
+    search a graph, and walking it as a tree took minutes on files with many helpers."""
     if depth > MIN_PLANE_DEPTH:
         return False
+    known = ctx.memo("fills_dtype_min", dict)
+    key = (expr, at)
+    if key not in known:
+        known[key] = False  # a cycle through helpers or definitions adds nothing
+        known[key] = _fills_dtype_min(ctx, expr, at, depth)
+    return known[key]
+
+
+def _fills_dtype_min(ctx: FileContext, expr: cst.BaseExpression, at: int, depth: int) -> bool:
     if is_dtype_min(ctx, expr):
         return True
     if is_a(expr, cst.Subscript):

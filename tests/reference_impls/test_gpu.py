@@ -122,7 +122,7 @@ def test_rope_in_bf16_at_131k_positions_keeps_fp32_angles():
     tolerance = 2**-8 * exact.abs().max() + 2e-2 * x.abs().max()
     assert (out.double() - exact).abs().max() < tolerance
     inv_freq_bf16 = (10000 ** (-torch.arange(0, 128, 2, device=DEVICE) / 128)).bfloat16()
-    angles_bf16 = positions.bfloat16()[:, None] * inv_freq_bf16  # the bug, for contrast
+    angles_bf16 = positions.bfloat16()[:, None] * inv_freq_bf16  # noqa: SHP601 - the bug, for contrast
     wrong = apply_rope(x, angles_bf16.cos(), angles_bf16.sin())
     assert (wrong.double() - exact).abs().max() > 5 * tolerance
 

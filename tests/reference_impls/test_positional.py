@@ -86,7 +86,7 @@ def test_rope_stays_fp32_accurate_at_position_100k_after_bf16_cast():
     tolerance = 2**-8 * exact.abs().max() + 1e-2 * x.abs().max()
     assert (out.double() - exact).abs().max() < tolerance
     # The bug this guards against: angles computed in bf16 are off by radians.
-    angles_bf16 = positions.bfloat16()[:, None] * (10000 ** (-torch.arange(0, 64, 2) / 64)).bfloat16()
+    angles_bf16 = positions.bfloat16()[:, None] * (10000 ** (-torch.arange(0, 64, 2) / 64)).bfloat16()  # noqa: SHP601 - the bug, for contrast
     wrong = apply_rope(x.bfloat16(), angles_bf16.cos(), angles_bf16.sin())
     assert (wrong.double() - exact).abs().max() > 10 * tolerance
 
