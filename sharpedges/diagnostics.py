@@ -13,6 +13,7 @@ class Edit:
     end_line: int
     end_column: int
     content: str
+    original: str  # the code the edit replaces: an edit whose span holds anything else is refused
 
 
 @dataclass(frozen=True)

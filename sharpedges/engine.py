@@ -14,6 +14,7 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 from sharpedges.analysis.context import FileContext
 from sharpedges.detector import Finding
 from sharpedges.diagnostics import Diagnostic, Edit, FileError, FileResult
+from sharpedges.lines import line_starts, source_lines, span_offsets
 from sharpedges.registry import Rule
 
 NOQA = re.compile(r"#\s*noqa(?::\s*(?P<codes>[A-Z]+[0-9]+(?:\s*,\s*[A-Z]+[0-9]+)*))?", re.IGNORECASE)
@@ -147,7 +148,8 @@ class Engine:
         # Positions are computed only for files with findings: libcst's PositionProvider costs
         # about two parses, far too much to pay on every file.
         positions = MetadataWrapper(ctx.module, unsafe_skip_copy=True).resolve(PositionProvider)
-        lines = ctx.module.code.splitlines()
+        lines = source_lines(ctx.module.code)
+        starts = line_starts(ctx.module.code)
         diagnostics: dict[tuple, Diagnostic] = {}
         for rule, finding in found:
             span = positions[finding.node]
@@ -156,12 +158,9 @@ class Engine:
                 continue
             fix = None
             if finding.fix is not None:
-                edits = []
-                for replacement in finding.fix.replacements:
-                    where = positions[replacement.node]
-                    edits.append(Edit(where.start.line, where.start.column + 1, where.end.line,
-                                      where.end.column + 1, replacement.code).__dict__)
-                fix = {"applicability": finding.fix.applicability, "edits": edits}
+                edits = [self._edit(ctx, positions, starts, replacement) for replacement in finding.fix.replacements]
+                if all(edits):
+                    fix = {"applicability": finding.fix.applicability, "edits": edits}
             diagnostic = Diagnostic(
                 rule=rule.code, name=rule.spec.name, severity=rule.spec.severity, path=path,
                 line=span.start.line, column=span.start.column + 1, end_line=span.end.line,
@@ -169,6 +168,18 @@ class Engine:
                 help=rule.spec.help_uri, fix=fix)
             diagnostics.setdefault(diagnostic.sort_key(), diagnostic)
         return sorted(diagnostics.values(), key=Diagnostic.sort_key)
+
+    @staticmethod
+    def _edit(ctx: FileContext, positions, starts: list[int], replacement) -> dict | None:
+        """The edit as positions plus the code it replaces, or None (no fix offered) when the
+        span libcst reports does not hold exactly that node's code."""
+        where = positions[replacement.node]
+        edit = Edit(where.start.line, where.start.column + 1, where.end.line, where.end.column + 1,
+                    replacement.code, ctx.module.code_for_node(replacement.node)).__dict__
+        span = span_offsets(starts, edit)
+        if span is None or ctx.module.code[span[0]:span[1]] != edit["original"]:
+            return None
+        return edit
 
 
 def _syntax_error(exc: "cst.ParserSyntaxError") -> str:

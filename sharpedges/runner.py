@@ -49,6 +49,7 @@ class RunResult:
     diagnostics: list[Diagnostic]
     errors: list[FileError]
     files: int
+    checked: dict[str, str] = field(default_factory=dict)  # path -> sha256 of the bytes checked
 
 
 @dataclass(frozen=True)
@@ -139,24 +140,25 @@ def _is_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _check_task(task: _Task) -> tuple[int, list[dict], list[dict]]:
+def _check_task(task: _Task) -> tuple[int, list[dict], list[dict], str]:
     engine = _ENGINES[task.engine]
     data = read_source(task.path, engine.max_bytes)
     if isinstance(data, str):
-        return task.index, [], [FileError(task.display, data).to_json()]
+        return task.index, [], [FileError(task.display, data).to_json()], ""
+    digest = hashlib.sha256(data).hexdigest()
     cache = _CACHES[task.engine]
     key = cache.key(data) if cache is not None else ""
     if cache is not None and (entry := cache.get(key)) is not None:
         diagnostics = [{**d, "path": task.display} for d in entry["diagnostics"]]
         errors = [{**e, "path": task.display} for e in entry["errors"]]
-        return task.index, diagnostics, errors
+        return task.index, diagnostics, errors, digest
     result = check_source(engine, task.display, data, _TIME_LIMIT)
     diagnostics = [d.to_json() for d in result.diagnostics]
     errors = [e.to_json() for e in result.errors]
     timed_out = any("timed out" in e["message"] for e in errors)
     if cache is not None and not timed_out:
         cache.put(key, [{**d, "path": ""} for d in diagnostics], [{**e, "path": ""} for e in errors])
-    return task.index, diagnostics, errors
+    return task.index, diagnostics, errors, digest
 
 
 def in_shard(display: str, shard: tuple[int, int] | None) -> bool:
@@ -220,7 +222,7 @@ def run_check(options: CheckOptions) -> RunResult:
     _ENGINES[:] = engines
     _CACHES[:] = caches
     _TIME_LIMIT = options.time_limit
-    results: list[tuple[int, list[dict], list[dict]]] = []
+    results: list[tuple[int, list[dict], list[dict], str]] = []
     jobs = min(options.jobs or os.cpu_count() or 1, len(tasks))
     progress = options.progress
     use_pool = jobs > 1 and len(tasks) > 8
@@ -243,13 +245,16 @@ def run_check(options: CheckOptions) -> RunResult:
                 progress(done, len(tasks))
 
     diagnostics: list[Diagnostic] = []
-    for index, found, problems in results:
+    checked: dict[str, str] = {}
+    for index, found, problems, digest in results:
         config = configs[tasks[index].engine]
         diagnostics.extend(d for d in map(Diagnostic.from_json, found) if not _per_file_ignored(config, d))
         errors.extend(FileError(**e) for e in problems)
+        if digest:
+            checked[tasks[index].display] = digest
     diagnostics.sort(key=Diagnostic.sort_key)
     errors.sort(key=lambda e: (e.path, e.message))
-    return RunResult(diagnostics, errors, len(tasks))
+    return RunResult(diagnostics, errors, len(tasks), checked)
 
 
 def stderr_progress() -> Callable[[int, int], None] | None:

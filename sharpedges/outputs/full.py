@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sharpedges.lines import source_lines
 from sharpedges.outputs.concise import diagnostic_line, error_line, summary
 
 
 def _source_lines(path: str) -> list[str]:
     try:
-        return Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+        return source_lines(Path(path).read_text(encoding="utf-8", errors="replace"))
     except OSError:
         return []
 

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from sharpedges import __version__
+from sharpedges.lines import source_lines
 
 LEVELS = {"error": "error", "warning": "warning", "info": "note"}
 
@@ -24,7 +25,7 @@ def _uri(path: str) -> str:
 
 def _line_hash(d) -> str:
     try:
-        text = Path(d.path).read_text(encoding="utf-8", errors="replace").splitlines()[d.line - 1].strip()
+        text = source_lines(Path(d.path).read_text(encoding="utf-8", errors="replace"))[d.line - 1].strip()
     except (OSError, IndexError):
         text = ""
     return hashlib.sha256(f"{d.rule}:{text}".encode()).hexdigest()[:16] + ":1"

@@ -147,7 +147,7 @@ def test_shp701_functional_dropout_gets_the_training_fix():
     mutant = mutate(NANOGPT_ATTENTION, "p=self.dropout, training=self.training)", "p=self.dropout)")
     found = diagnostics("SHP701", mutant)
     assert [d.line for d in found] == [line_of(mutant, "y = F.dropout")]
-    fixed, _ = apply_edits(textwrap.dedent(mutant), [found[0].fix])
+    fixed = apply_edits(textwrap.dedent(mutant), [found[0].fix]).text
     assert "F.dropout(y, p=self.dropout, training=self.training)" in fixed
     assert diagnostics("SHP701", fixed) == []
 
@@ -215,7 +215,7 @@ def test_shp602_tile_order_mutant_fires_with_a_repeat_interleave_fix():
     mutant = mutate(GQA_ATTENTION, "k = k.repeat_interleave(self.n_rep, dim=1)", "k = k.repeat(1, self.n_rep, 1, 1)")
     found = diagnostics("SHP602", mutant)
     assert [d.line for d in found] == [line_of(mutant, "k = k.repeat(")]
-    fixed, _ = apply_edits(textwrap.dedent(mutant), [found[0].fix])
+    fixed = apply_edits(textwrap.dedent(mutant), [found[0].fix]).text
     assert "k = k.repeat_interleave(self.n_rep, dim=1)" in fixed
     assert diagnostics("SHP602", fixed) == []
 

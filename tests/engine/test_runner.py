@@ -154,11 +154,11 @@ def test_atomic_write_leaves_the_original_when_interrupted(tmp_path: Path, monke
 
     monkeypatch.setattr(fixes.os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        fixes.write_atomically(target, "half-written\n")
+        fixes.write_fixed(target, b"original\n", b"half-written\n")
     assert target.read_text() == "original\n"
     assert [p.name for p in tmp_path.iterdir()] == ["model.py"]
     monkeypatch.undo()
-    fixes.write_atomically(target, "new\n")
+    fixes.write_fixed(target, b"original\n", b"new\n")
     assert target.read_text() == "new\n" and (target.stat().st_mode & 0o777) == 0o640
 
 
@@ -166,11 +166,16 @@ def test_apply_edits_skips_overlaps_and_refuses_unparseable_results():
     from sharpedges.fixes import apply_edits, still_parses
 
     text = "a = f(x)\nb = g(y)\n"
-    fix_a = {"applicability": "safe", "edits": [{"line": 1, "column": 5, "end_line": 1, "end_column": 9, "content": "h(x)"}]}
-    overlapping = {"applicability": "safe", "edits": [{"line": 1, "column": 7, "end_line": 1, "end_column": 8, "content": "z"}]}
-    fix_b = {"applicability": "safe", "edits": [{"line": 2, "column": 5, "end_line": 2, "end_column": 9, "content": "k(y)"}]}
-    new, _ = apply_edits(text, [fix_a, overlapping, fix_b])
-    assert new == "a = h(x)\nb = k(y)\n"
+    def fix(line, column, end_column, original, content):
+        edit = {"line": line, "column": column, "end_line": line, "end_column": end_column, "original": original,
+                "content": content}
+        return {"applicability": "safe", "edits": [edit]}
+
+    fix_a, overlapping, fix_b = fix(1, 5, 9, "f(x)", "h(x)"), fix(1, 7, 8, "x", "z"), fix(2, 5, 9, "g(y)", "k(y)")
+    outcome = apply_edits(text, [fix_a, overlapping, fix_b])
+    assert outcome.text == "a = h(x)\nb = k(y)\n" and outcome.applied == 2 and outcome.refused == 0
+    stale = apply_edits(text, [fix(1, 5, 9, "f(z)", "h(z)")])  # the span no longer holds the code it replaces
+    assert stale.text == text and stale.applied == 0 and stale.refused == 1
     assert not still_parses("a = (\n")
 
 
