@@ -59,3 +59,4 @@ class FileResult:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     errors: list[FileError] = field(default_factory=list)
     parsed: bool = False
+    timed_out: bool = False  # a result cut short by the time limit is never cached

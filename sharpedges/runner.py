@@ -5,6 +5,7 @@ Data flows one way: paths -> discovery -> (cache | byte screen -> parse -> detec
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -22,6 +23,7 @@ from sharpedges.config import Config, find_config
 from sharpedges.diagnostics import Diagnostic, FileError, FileResult
 from sharpedges.discovery import discover
 from sharpedges.engine import DEFAULT_MAX_BYTES, Engine
+from sharpedges.processes import clean_interrupts, limited_memory, memory_limit, worker_started
 from sharpedges.registry import select_rules
 from sharpedges.specs import validate_options
 
@@ -94,7 +96,7 @@ def read_source(path: str, max_bytes: int) -> bytes | str:
     try:
         info = os.stat(path)
     except OSError as exc:
-        return "cannot read: symlink loop" if exc.errno == 40 else f"cannot read: {(exc.strerror or str(exc)).lower()}"
+        return "cannot read: symlink loop" if exc.errno == errno.ELOOP else f"cannot read: {(exc.strerror or str(exc)).lower()}"
     if not stat.S_ISREG(info.st_mode):
         return "not a regular file (FIFO, device or socket), not checked"
     if info.st_size > max_bytes:
@@ -127,7 +129,7 @@ def check_source(engine: Engine, display: str, data: bytes, time_limit: float) -
     except FileTimeout:
         where = f" in {engine.current_rule}" if engine.current_rule else ""
         return FileResult(errors=[FileError(display, f"timed out after {time_limit:g} s{where}, not checked",
-                                            engine.current_rule)])
+                                            engine.current_rule)], timed_out=True)
     finally:
         if use_alarm:
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -152,13 +154,48 @@ def _check_task(task: _Task) -> tuple[int, list[dict], list[dict], str]:
         diagnostics = [{**d, "path": task.display} for d in entry["diagnostics"]]
         errors = [{**e, "path": task.display} for e in entry["errors"]]
         return task.index, diagnostics, errors, digest
-    result = check_source(engine, task.display, data, _TIME_LIMIT)
+    try:
+        result = check_source(engine, task.display, data, _TIME_LIMIT)
+    except MemoryError:
+        limit = memory_limit() // 2**20
+        return task.index, [], [FileError(task.display, f"ran out of memory (limit {limit} MiB), not checked").to_json()], \
+            digest
     diagnostics = [d.to_json() for d in result.diagnostics]
     errors = [e.to_json() for e in result.errors]
-    timed_out = any("timed out" in e["message"] for e in errors)
-    if cache is not None and not timed_out:
+    if cache is not None and not result.timed_out:
         cache.put(key, [{**d, "path": ""} for d in diagnostics], [{**e, "path": ""} for e in errors])
     return task.index, diagnostics, errors, digest
+
+
+def _jobs(requested: int | None, tasks: int) -> int:
+    """Processes for the run: as asked, but never more than the cores or the files."""
+    if requested is not None and requested < 1:
+        raise ValueError(f"--jobs must be at least 1, not {requested}")
+    cores = os.cpu_count() or 1
+    return max(1, min(requested or cores, cores, tasks))
+
+
+def _run_tasks(tasks: list[_Task], jobs: int, progress) -> list[tuple[int, list[dict], list[dict], str]]:
+    results = []
+    use_pool = jobs > 1 and len(tasks) > 8
+    if use_pool:
+        import multiprocessing  # only a run over many files pays for it
+
+        use_pool = "fork" in multiprocessing.get_all_start_methods()
+    if use_pool:
+        context = multiprocessing.get_context("fork")
+        chunksize = max(1, min(16, len(tasks) // (jobs * 8)))
+        with context.Pool(jobs, initializer=worker_started, initargs=(os.getpid(),)) as pool:
+            for done, item in enumerate(pool.imap_unordered(_check_task, tasks, chunksize=chunksize), 1):
+                results.append(item)
+                if progress:
+                    progress(done, len(tasks))
+    else:
+        for done, task in enumerate(tasks, 1):
+            results.append(_check_task(task))
+            if progress:
+                progress(done, len(tasks))
+    return results
 
 
 def in_shard(display: str, shard: tuple[int, int] | None) -> bool:
@@ -222,27 +259,8 @@ def run_check(options: CheckOptions) -> RunResult:
     _ENGINES[:] = engines
     _CACHES[:] = caches
     _TIME_LIMIT = options.time_limit
-    results: list[tuple[int, list[dict], list[dict], str]] = []
-    jobs = min(options.jobs or os.cpu_count() or 1, len(tasks))
-    progress = options.progress
-    use_pool = jobs > 1 and len(tasks) > 8
-    if use_pool:
-        import multiprocessing  # only a run over many files pays for it
-
-        use_pool = "fork" in multiprocessing.get_all_start_methods()
-    if use_pool:
-        context = multiprocessing.get_context("fork")
-        chunksize = max(1, min(16, len(tasks) // (jobs * 8)))
-        with context.Pool(jobs) as pool:
-            for done, item in enumerate(pool.imap_unordered(_check_task, tasks, chunksize=chunksize), 1):
-                results.append(item)
-                if progress:
-                    progress(done, len(tasks))
-    else:
-        for done, task in enumerate(tasks, 1):
-            results.append(_check_task(task))
-            if progress:
-                progress(done, len(tasks))
+    with clean_interrupts(), limited_memory(memory_limit()):
+        results = _run_tasks(tasks, _jobs(options.jobs, len(tasks)), options.progress)
 
     diagnostics: list[Diagnostic] = []
     checked: dict[str, str] = {}
