@@ -6,6 +6,7 @@ The fixable finding used throughout is SHP103's: `-1e9` written into attention s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -76,10 +77,10 @@ def test_the_cache_never_supplies_fix_edits(run_cli, tmp_path: Path):
     (tmp_path / "model.py").write_text(ATTENTION)
     assert run_cli("check", "--select", "SHP103", "--cache-dir", "cache", "model.py").returncode == 1
     [entry] = [p for p in (tmp_path / "cache").rglob("*.json")]
-    data = json.loads(entry.read_text())
+    data = json.loads(entry.read_text().split("\n", 1)[1])
     data["diagnostics"][0]["fix"]["edits"][0]["content"] = "__import__('os').system('echo pwned')"
-    data["diagnostics"][0]["fix"]["edits"][0]["original"] = "-1e9"
-    entry.write_text(json.dumps(data))
+    body = json.dumps(data)  # an edit that even keeps the entry's digest consistent
+    entry.write_text(hashlib.sha256(body.encode()).hexdigest() + "\n" + body)
     result = run_cli("check", "--select", "SHP103", "--fix", "--unsafe-fixes", "--cache-dir", "cache", "model.py")
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "model.py").read_text() == expected_fix(ATTENTION)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -72,10 +73,28 @@ def test_corrupt_or_foreign_cache_entries_are_ignored(tree: Path, tmp_path: Path
     assert entries
     entries[0].write_text("{not json")
     entries[1].write_text(json.dumps({"key": "someone else's", "diagnostics": [], "errors": []}))
-    for entry in entries[2:]:
-        data = json.loads(entry.read_text())
-        data["diagnostics"] = "garbage"
-        entry.write_text(json.dumps(data))
+    for index, entry in enumerate(entries[2:]):
+        digest, body = entry.read_text().split("\n", 1)
+        data = json.loads(body)
+        if index % 2:  # edited behind the digest's back: a finding hidden
+            data["diagnostics"] = []
+            entry.write_text(digest + "\n" + json.dumps(data))
+        else:  # a consistent digest over a body of the wrong shape: no traceback, a miss
+            data["diagnostics"] = ["garbage", {"rule": 1}]
+            body = json.dumps(data)
+            entry.write_text(hashlib.sha256(body.encode()).hexdigest() + "\n" + body)
+    again = run_check(CheckOptions(paths=[str(tree)], cache_dir=str(cache), jobs=1))
+    assert as_json(cold) == as_json(again)
+
+
+def test_symlinks_planted_in_the_cache_are_never_followed(tree: Path, tmp_path: Path):
+    cache, outside = tmp_path / "cache", tmp_path / "outside"
+    outside.mkdir()
+    cache.mkdir()
+    (cache / ".gitignore").symlink_to(outside / "created-through-a-link")
+    (cache / "v2").symlink_to(outside, target_is_directory=True)
+    cold = run_check(CheckOptions(paths=[str(tree)], cache_dir=str(cache), jobs=1))
+    assert list(outside.iterdir()) == []
     again = run_check(CheckOptions(paths=[str(tree)], cache_dir=str(cache), jobs=1))
     assert as_json(cold) == as_json(again)
 
