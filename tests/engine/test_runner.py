@@ -259,3 +259,21 @@ def test_registry_refuses_unpaired_specs_and_detectors(tmp_path: Path, monkeypat
             registry.all_rules()
     finally:
         registry.all_rules.cache_clear()
+
+
+def test_an_edited_or_broken_spec_cache_falls_back_to_the_yaml(run_cli, tmp_path: Path):
+    specs = tmp_path / "specs"
+    env = {"SHARPEDGES_SPEC_CACHE": str(specs)}
+    (tmp_path / "model.py").write_text(UNSCALED)
+    assert run_cli("check", "--no-cache", "model.py", env=env).returncode == 1
+    [cached] = specs.glob("*.json")
+    digest, body = cached.read_text().split("\n", 1)
+    every_rule_off = json.dumps([{**spec, "default": False} for spec in json.loads(body)])
+    one_rule_gone = json.dumps(json.loads(body)[1:])
+    for content in (digest + "\n" + every_rule_off,  # edited behind the digest's back
+                    hashlib.sha256(b"[1, 2]").hexdigest() + "\n[1, 2]",  # consistent, but not specs
+                    hashlib.sha256(one_rule_gone.encode()).hexdigest() + "\n" + one_rule_gone,
+                    "garbage"):
+        cached.write_text(content)
+        result = run_cli("check", "--no-cache", "model.py", env=env)
+        assert result.returncode == 1 and "SHP101" in result.stdout and result.stderr == ""
