@@ -277,3 +277,16 @@ def test_an_edited_or_broken_spec_cache_falls_back_to_the_yaml(run_cli, tmp_path
         cached.write_text(content)
         result = run_cli("check", "--no-cache", "model.py", env=env)
         assert result.returncode == 1 and "SHP101" in result.stdout and result.stderr == ""
+
+
+def test_a_time_limit_anywhere_in_a_file_is_that_files_error_not_a_traceback():
+    """The alarm may land inside libcst's position provider, whose context managers turn it into
+    a KeyError about their own bookkeeping (a 100,000-line traceback once): it is still a timeout."""
+    from sharpedges.registry import all_rules
+
+    source = "import torch\n\ndef f():\n    x = torch.zeros(3)\n" + "    x.float()\n" * 20_000
+    engine = Engine([all_rules()["SHP702"]])
+    result = check_source(engine, "big.py", source.encode(), time_limit=0.5)
+    assert result.timed_out and result.diagnostics == []
+    [error] = result.errors
+    assert error.path == "big.py" and error.message.startswith("timed out after 0.5 s")
