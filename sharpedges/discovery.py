@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +22,16 @@ class Candidate:
 
 
 def _gitignore_spec(directory: Path) -> pathspec.PathSpec | None:
-    ignore = directory / ".gitignore"
+    """The directory's `.gitignore`, read only when it is a regular file: opening a FIFO named
+    `.gitignore` for reading would block the walk forever."""
     try:
-        lines = ignore.read_text(encoding="utf-8", errors="replace").splitlines()
+        descriptor = os.open(directory / ".gitignore", os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError:
         return None
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            return None
+        lines = handle.read().decode("utf-8", errors="replace").splitlines()
     return pathspec.PathSpec.from_lines("gitignore", lines)
 
 
@@ -35,10 +40,11 @@ def _exclude_spec(patterns: list[str]) -> pathspec.PathSpec:
 
 
 def discover(arguments: list[str], exclude: list[str], errors: list[FileError],
-             exclude_root: Path | None = None) -> Iterator[Candidate]:
+             exclude_root: Path | None = None, within: Callable[[Path], bool] | None = None) -> Iterator[Candidate]:
     """Yield the files to check, in a deterministic order. Exclude patterns match paths relative
     to `exclude_root` (the config's directory) or to the directory walked, and bare names;
-    problems (missing paths, symlink loops) go to `errors`."""
+    problems (missing paths, symlink loops) go to `errors`. With `within`, a directory or file for
+    which it is false is passed over without a word: never entered, listed or named."""
     excluded = _exclude_spec(exclude)
     anchor = Path(os.path.abspath(exclude_root or Path.cwd()))
 
@@ -61,7 +67,7 @@ def discover(arguments: list[str], exclude: list[str], errors: list[FileError],
             errors.append(FileError(argument, f"cannot read: {reason}"))
             continue
         if stat.S_ISDIR(mode):
-            yield from _walk(path, argument, excluded, is_excluded, errors, seen)
+            yield from _walk(path, argument, excluded, is_excluded, errors, seen, within or (lambda _: True))
         else:
             if is_excluded(path, False):
                 continue
@@ -72,7 +78,7 @@ def discover(arguments: list[str], exclude: list[str], errors: list[FileError],
 
 
 def _walk(root: Path, display_root: str, excluded: pathspec.PathSpec, is_excluded, errors: list[FileError],
-          seen: set[str]) -> Iterator[Candidate]:
+          seen: set[str], within: Callable[[Path], bool]) -> Iterator[Candidate]:
     ignores: list[tuple[Path, pathspec.PathSpec]] = []
     visited_dirs: set[str] = set()
 
@@ -107,7 +113,7 @@ def _walk(root: Path, display_root: str, excluded: pathspec.PathSpec, is_exclude
                 is_dir = entry.is_dir()
             except OSError:
                 is_dir = False
-            if is_ignored(path, is_dir):
+            if is_ignored(path, is_dir) or not within(path):
                 continue
             if is_dir:
                 yield from walk(path)

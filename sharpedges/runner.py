@@ -212,7 +212,7 @@ def _pattern(pattern: str):
     return pathspec.PathSpec.from_lines("gitignore", [pattern])
 
 
-def _per_file_ignored(config: Config, diagnostic: Diagnostic) -> bool:
+def per_file_ignored(config: Config, diagnostic: Diagnostic) -> bool:
     if not config.per_file_ignores:
         return False
     path = Path(diagnostic.path)
@@ -266,7 +266,7 @@ def run_check(options: CheckOptions) -> RunResult:
     checked: dict[str, str] = {}
     for index, found, problems, digest in results:
         config = configs[tasks[index].engine]
-        diagnostics.extend(d for d in map(Diagnostic.from_json, found) if not _per_file_ignored(config, d))
+        diagnostics.extend(d for d in map(Diagnostic.from_json, found) if not per_file_ignored(config, d))
         errors.extend(FileError(**e) for e in problems)
         if digest:
             checked[tasks[index].display] = digest
