@@ -16,7 +16,8 @@ from sharpedges.fixes import FixRefused, apply_edits, decode_source, encode_sour
     writable_target
 from sharpedges.outputs import render
 from sharpedges.outputs.concise import error_line
-from sharpedges.runner import CheckOptions, RunResult, build_engine, check_source, run_check, stderr_progress
+from sharpedges.runner import CheckOptions, RunResult, build_engine, check_source, per_file_ignored, run_check, \
+    stderr_progress
 
 MACHINE_FORMATS = ("json", "sarif", "github")
 
@@ -30,11 +31,13 @@ def check_options(args: argparse.Namespace) -> CheckOptions:
 
 
 def check_stdin(options: CheckOptions, filename: str, data: bytes) -> RunResult:
+    """Standard input checked as the file `filename` would be: its config, rules and per-file-ignores."""
     from sharpedges.config import find_config
 
-    engine = build_engine(find_config(Path(filename).resolve()), options)
-    result = check_source(engine, filename, data, options.time_limit)
-    return RunResult(result.diagnostics, result.errors, 1, {filename: hashlib.sha256(data).hexdigest()})
+    config = find_config(Path(filename).resolve())
+    result = check_source(build_engine(config, options), filename, data, options.time_limit)
+    kept = [d for d in result.diagnostics if not per_file_ignored(config, d)]
+    return RunResult(kept, result.errors, 1, {filename: hashlib.sha256(data).hexdigest()})
 
 
 def _fix_key(d: Diagnostic) -> tuple:
@@ -53,6 +56,8 @@ class CheckSession:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.options = check_options(args)
+        if args.paths == ["-"] and not args.stdin_filename:
+            args.stdin_filename = "-"  # `check -` reads standard input, as ruff and black do
         self.stdin = sys.stdin.buffer.read() if args.stdin_filename else b""
         self._engines: dict[int, Engine] = {}
 

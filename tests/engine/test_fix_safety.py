@@ -172,3 +172,16 @@ def test_stdin_fix_prints_the_fixed_source_and_diff_prints_the_diff(run_cli, tmp
     diff = run_cli("check", "--select", "SHP103", "--diff", "--unsafe-fixes", "--stdin-filename", "model.py",
                    input=ATTENTION)
     assert diff.returncode == 1 and f"+{FIXED_LINE}" in diff.stdout and "--- a/model.py" in diff.stdout
+
+
+def test_stdin_is_checked_as_the_file_it_names(run_cli, tmp_path: Path):
+    (tmp_path / "pyproject.toml").write_text('[tool.sharpedges.per-file-ignores]\n"legacy/*" = ["SHP103"]\n')
+    ignored = run_cli("check", "--select", "SHP103", "--stdin-filename", "legacy/model.py", input=ATTENTION)
+    assert ignored.returncode == 0 and "SHP103" not in ignored.stdout
+    reported = run_cli("check", "--select", "SHP103", "--stdin-filename", "src/model.py", input=ATTENTION)
+    assert reported.returncode == 1 and "src/model.py:9:48: SHP103" in reported.stdout
+
+
+def test_a_dash_reads_standard_input(run_cli, tmp_path: Path):
+    result = run_cli("check", "--select", "SHP103", "-", input=ATTENTION)
+    assert result.returncode == 1 and "-:9:48: SHP103" in result.stdout
