@@ -34,8 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    from sharpedges.yaml_io import DataFileError
+
     try:
         return args.handler(args)
+    except DataFileError as exc:  # a rule spec, skill or link that cannot be used: every command stops
+        print(f"sharpedges: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("sharpedges: interrupted", file=sys.stderr)
         return 130

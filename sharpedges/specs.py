@@ -99,9 +99,11 @@ def validate_spec_file(path: Path) -> dict[str, Any]:
 
 
 def _fingerprint(paths: list[Path]) -> str:
+    from sharpedges.links import linked_files
+
     digest = hashlib.sha256(__version__.encode())
     schema = Path(__file__).with_name("spec_schema.py")
-    for path in [schema, *paths]:
+    for path in [schema, *paths, *linked_files()]:
         info = path.stat()
         digest.update(f"{path}:{info.st_size}:{info.st_mtime_ns}".encode())
     return digest.hexdigest()[:32]
@@ -133,13 +135,20 @@ def _write_cache(key: str, data: list[dict]) -> None:
 
 
 @lru_cache(maxsize=4)
-def load_specs(directory: Path = RULES_DIR) -> dict[str, RuleSpec]:
-    """Every spec in `directory`, keyed by code, sorted; validated once per change of the files."""
+def load_specs(directory: Path | None = None) -> dict[str, RuleSpec]:
+    """Every spec in `directory` (the installed rules/ by default), keyed by code, sorted; validated,
+    links included, once per change of the files."""
+    directory = directory or RULES_DIR
     paths = sorted(directory.glob("SHP*.yaml"))
     key = _fingerprint(paths)
     specs = _read_cache(key, paths)
     if specs is None:
+        from sharpedges.links import link_problems
+
         data = [validate_spec_file(path) for path in paths]
+        problems = [problem for path, item in zip(paths, data) for problem in link_problems(item, path)]
+        if problems:
+            raise DataFileError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
         _write_cache(key, data)
         specs = [RuleSpec.from_data(item) for item in data]
     names: dict[str, str] = {}
