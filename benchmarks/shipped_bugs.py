@@ -138,7 +138,9 @@ def unpack_python_files(archive: Path, target: Path) -> None:
     else:
         with tarfile.open(archive) as tarred:
             members = [m for m in tarred.getmembers() if m.isfile() and safe(m.name)]
-            tarred.extractall(target, members=members, filter="data")
+            # the members are plain files with safe relative names; the "data" filter (3.11.4+) checks again
+            safe_filter = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            tarred.extractall(target, members=members, **safe_filter)
 
 
 def locate(root: Path, path: str) -> Path:
