@@ -154,11 +154,14 @@ def load_judgments(corpus: str) -> dict[tuple[str, str, int, str], dict]:
     judged = {}
     for entry in entries:
         key = (entry["package"], entry["path"], entry["line"], entry["rule"])
-        if entry["verdict"] not in VERDICTS:
+        verdict = str(entry["verdict"]).lower()  # a bare YAML `true` reads as a boolean
+        if verdict not in VERDICTS:
             raise SystemExit(f"{path}: {key}: verdict must be one of {', '.join(VERDICTS)}, not {entry['verdict']!r}")
+        if not str(entry.get("reason") or "").strip():
+            raise SystemExit(f"{path}: {key}: a judgment needs a one-line reason")
         if key in judged:
             raise SystemExit(f"{path}: {key} is judged twice")
-        judged[key] = entry
+        judged[key] = entry | {"verdict": verdict}
     return judged
 
 
@@ -168,10 +171,9 @@ def rule_sets() -> dict[str, str]:
     return {code: "default" if spec.default else "opt-in" for code, spec in load_specs().items()}
 
 
-def report(corpus: str) -> int:
-    findings = load_findings(corpus)
-    judged = load_judgments(corpus)
-    sets = rule_sets()
+def compare(findings: list[dict], judged: dict) -> tuple[dict[str, Counter], list[tuple], list[tuple]]:
+    """Per rule, how many findings got each verdict ("unjudged" where none); the judged keys no finding
+    has any more; and (key, message) of each finding nobody has judged."""
     counts: dict[str, Counter] = {}
     seen, unjudged = set(), []
     for diagnostic in findings:
@@ -182,6 +184,14 @@ def report(corpus: str) -> int:
         if key not in judged:
             unjudged.append((key, diagnostic["message"]))
     gone = sorted(key for key in judged if key not in seen)
+    return counts, gone, sorted(unjudged)
+
+
+def report(corpus: str) -> int:
+    findings = load_findings(corpus)
+    judged = load_judgments(corpus)
+    sets = rule_sets()
+    counts, gone, unjudged = compare(findings, judged)
     print(f"{corpus} corpus: {len(findings)} findings, {len(judged)} judgments")
     print(f"{'rule':8} {'set':8} {'findings':>8} {'true':>5} {'delib':>5} {'false':>5} {'unjudged':>8}")
     for code in sorted(counts):
@@ -198,7 +208,7 @@ def report(corpus: str) -> int:
             print(f"  {key[3]} {key[0]}/{key[1]}:{key[2]} was {entry['verdict']}: {entry['reason']}")
     if unjudged:
         print(f"\nnew findings nobody has judged ({len(unjudged)}):")
-        for key, message in sorted(unjudged):
+        for key, message in unjudged:
             print(f"  {key[3]} {key[0]}/{key[1]}:{key[2]}: {message}")
     return 0
 
