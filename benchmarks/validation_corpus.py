@@ -11,8 +11,9 @@ where no pure wheel exists) into ~/.cache/sharpedges/validation/downloads/, its 
 
 --run checks a corpus once with `sharpedges check . --no-cache --format json --preview` (default and
 opt-in rules together; the report says which set each rule is in) and keeps the JSON next to the corpus,
-so --report re-reads it. Run --run again after a detector change, then --report: it lists judged
-findings that disappeared and new findings nobody has judged yet.
+so --report re-reads it. --report lists the false findings with their reasons; run --run again after a
+detector change, then --report: it also lists judged findings that disappeared and new findings nobody
+has judged yet.
 
 Judgments live in benchmarks/judgments/<corpus>.yaml, one entry per finding keyed by
 (package, path, line, rule), with a verdict (true: a real bug or hazard; deliberate: intended and
@@ -201,6 +202,12 @@ def report(corpus: str) -> int:
     total = sum(counts.values(), Counter())
     print(f"{'all':8} {'':8} {sum(total.values()):>8} {total['true']:>5} {total['deliberate']:>5} "
           f"{total['false']:>5} {total['unjudged']:>8}")
+    false = sorted((key for key in judged if key not in gone and judged[key]["verdict"] == "false"),
+                   key=lambda key: (key[3], key))
+    if false:
+        print(f"\nfalse findings ({len(false)}):")
+        for key in false:
+            print(f"  {key[3]} {key[0]}/{key[1]}:{key[2]}: {judged[key]['reason']}")
     if gone:
         print(f"\njudged findings that disappeared ({len(gone)}):")
         for key in gone:
