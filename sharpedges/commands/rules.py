@@ -8,8 +8,17 @@ import sys
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("rules", help="list the lint rules")
-    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument("--format", choices=("text", "json", "markdown"), default="text",
+                        help="text (default), json, or markdown: the README's rules table, generated from the specs")
     parser.set_defaults(handler=run)
+
+
+def markdown_table(specs) -> str:
+    """The README's table of rules: one row per spec, in code order."""
+    rows = ["| code | name | what it catches | set | fix |", "|---|---|---|---|---|"]
+    rows += [f"| {s.code} | {s.name} | {s.title} | {'default' if s.default else 'opt-in'} | {s.fix} |"
+             for s in specs.values()]
+    return "\n".join(rows) + "\n"
 
 
 def run(args) -> int:
@@ -22,6 +31,9 @@ def run(args) -> int:
                  "reference_impl": s.reference_impl} for s in specs.values()]
         json.dump({"rules": rows}, sys.stdout, indent=2)
         sys.stdout.write("\n")
+        return 0
+    if args.format == "markdown":
+        sys.stdout.write(markdown_table(specs))
         return 0
     print(f"{'code':7} {'name':32} {'severity':8} {'fix':6} {'set':7} title")
     for s in specs.values():
