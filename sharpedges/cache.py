@@ -40,6 +40,7 @@ def code_fingerprint() -> str:
 
 DIAGNOSTIC_FIELDS = {"rule": str, "name": str, "severity": str, "path": str, "line": int, "column": int,
                      "end_line": int, "end_column": int, "message": str, "help": str}
+RELATED_FIELDS = {"path": str, "line": int, "column": int, "end_line": int, "end_column": int, "message": str}
 EDIT_FIELDS = {"line": int, "column": int, "end_line": int, "end_column": int, "content": str, "original": str}
 
 
@@ -60,7 +61,9 @@ def valid_entry(entry: Any, key: str) -> bool:
     """Whether a cache entry has exactly the shape this version writes."""
     return isinstance(entry, dict) and set(entry) == {"key", "diagnostics", "errors"} and entry["key"] == key \
         and isinstance(entry["diagnostics"], list) and isinstance(entry["errors"], list) \
-        and all(_typed(d, {**DIAGNOSTIC_FIELDS, "fix": object}, frozenset({"fix"})) and _valid_fix(d.get("fix"))
+        and all(_typed(d, {**DIAGNOSTIC_FIELDS, "fix": object, "related": list}, frozenset({"fix", "related"}))
+                and _valid_fix(d.get("fix")) and all(_typed(r, RELATED_FIELDS, frozenset({"path"}))
+                                                     for r in d.get("related", []))
                 for d in entry["diagnostics"]) \
         and all(_typed(e, {"path": str, "message": str, "rule": str}, frozenset({"rule"})) for e in entry["errors"])
 

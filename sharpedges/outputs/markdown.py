@@ -81,6 +81,9 @@ def render(review: Review) -> str:
             if excerpt:
                 out += [code_fence(excerpt, "python"), ""]
             out += [one_line(d.message), ""]
+            out += [f"- rests on `{item.get('path', d.path)}:{item['line']}`: {one_line(item['message'])}"
+                    for item in d.related]
+            out += [""] if d.related else []
             if d.rule in first_seen:
                 out += [f"Same rule as {first_seen[d.rule]} above: the explanation there applies.", ""]
             else:

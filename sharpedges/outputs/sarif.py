@@ -52,14 +52,22 @@ def document(result, specs) -> dict:
     results = []
     for d in result.diagnostics:
         region = {"startLine": d.line, "startColumn": d.column, "endLine": d.end_line, "endColumn": d.end_column}
-        results.append({
+        result_object = {
             "ruleId": d.rule,
             "ruleIndex": index[d.rule],
             "level": LEVELS[d.severity],
             "message": {"text": d.message},
             "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(d.path)}, "region": region}}],
             "partialFingerprints": {"primaryLocationLineHash": _line_hash(d)},
-        })
+        }
+        if d.related:
+            result_object["relatedLocations"] = [
+                {"id": number, "message": {"text": item["message"]},
+                 "physicalLocation": {"artifactLocation": {"uri": _uri(item.get("path", d.path))},
+                                      "region": {"startLine": item["line"], "startColumn": item["column"],
+                                                 "endLine": item["end_line"], "endColumn": item["end_column"]}}}
+                for number, item in enumerate(d.related, 1)]
+        results.append(result_object)
     notifications = [{"level": "error", "message": {"text": e.message},
                       "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(e.path)}}}]}
                      for e in result.errors]
