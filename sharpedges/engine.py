@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
+import signal
 import sys
 import threading
 import warnings
@@ -101,6 +102,9 @@ def python_refusal(data: bytes) -> str | None:
     """Why Python's own parser refuses `data` (one line), or None when it reads it."""
     frames = _frame_depth()
     previous = sys.getrecursionlimit()
+    # The time limit's alarm waits until the AST is built: raised inside CPython's AST constructor
+    # it becomes a SystemError about recursion depth instead of a timeout.
+    blocked = hasattr(signal, "pthread_sigmask") and signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # SyntaxWarnings belong to the user's own tools
@@ -110,13 +114,15 @@ def python_refusal(data: bytes) -> str | None:
         return f"nested too deeply (more than {MAX_NESTING} levels), not checked"
     except SyntaxError as exc:
         message = " ".join(str(exc.msg).split())
-        if exc.lineno is None:
+        if not exc.lineno or exc.lineno < 1:  # e.g. an unknown coding cookie: no position
             return f"syntax error: {message}"
         return f"syntax error at {exc.lineno}:{exc.offset or 1}: {message}"
     except ValueError as exc:
         return f"cannot decode: {exc}"
     finally:
         sys.setrecursionlimit(previous)
+        if blocked is not False:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     return None
 
 
@@ -163,6 +169,7 @@ class Engine:
         self.screen = screen
         self.max_bytes = max_bytes
         self.current_rule: str | None = None  # what is running now, for time-limit reports
+        self.project = None  # path -> ProjectScope: what a file may know of its project (runner sets it)
 
     def check(self, path: str, data: bytes) -> FileResult:
         result = FileResult()
@@ -206,6 +213,7 @@ class Engine:
         except RecursionError:
             result.errors.append(FileError(path, "nested too deeply to analyse"))
             return result
+        ctx.project = self.project(path) if self.project is not None else None
         found: list[tuple[Rule, Finding]] = []
         for rule in rules:
             ctx.options = self.options[rule.code]
@@ -219,6 +227,8 @@ class Engine:
                     raise cause from None
                 result.errors.append(FileError(path, f"{rule.code} crashed: {type(exc).__name__}: {exc}", rule.code))
         self.current_rule = None
+        if ctx.project is not None:
+            result.deps = dict(sorted(ctx.project.read.items()))
         if found:
             try:
                 result.diagnostics = self._diagnostics(path, ctx, found)

@@ -24,6 +24,7 @@ from sharpedges.diagnostics import Diagnostic, FileError, FileResult
 from sharpedges.discovery import discover
 from sharpedges.engine import DEFAULT_MAX_BYTES, Engine
 from sharpedges.processes import clean_interrupts, limited_memory, memory_limit, worker_started
+from sharpedges.project import ProjectScopes, SummaryStore
 from sharpedges.registry import select_rules
 from sharpedges.specs import validate_options
 
@@ -82,7 +83,9 @@ def build_engine(config: Config, options: CheckOptions) -> Engine:
             raise ValueError(f"{where}: [tool.sharpedges.rules.{code}]: unknown rule code {code}")
         rule_options[code] = validate_options(all_rules()[code].spec, given, where)
     options_for = {code: rule_options.get(code, rule.spec.option_defaults()) for code, rule in by_code.items()}
-    return Engine(rules, options_for, screen=options.screen, max_bytes=config.max_file_size or DEFAULT_MAX_BYTES)
+    engine = Engine(rules, options_for, screen=options.screen, max_bytes=config.max_file_size or DEFAULT_MAX_BYTES)
+    engine.project = ProjectScopes((config.root,), SummaryStore(code_fingerprint(), engine.max_bytes))
+    return engine
 
 
 def engine_key(engine: Engine) -> str:
@@ -150,7 +153,7 @@ def _check_task(task: _Task) -> tuple[int, list[dict], list[dict], str]:
     digest = hashlib.sha256(data).hexdigest()
     cache = _CACHES[task.engine]
     key = cache.key(data) if cache is not None else ""
-    if cache is not None and (entry := cache.get(key)) is not None:
+    if cache is not None and (entry := cache.get(key)) is not None and _deps_hold(engine, entry["deps"]):
         diagnostics = [{**d, "path": task.display} for d in entry["diagnostics"]]
         errors = [{**e, "path": task.display} for e in entry["errors"]]
         return task.index, diagnostics, errors, digest
@@ -163,7 +166,7 @@ def _check_task(task: _Task) -> tuple[int, list[dict], list[dict], str]:
     diagnostics = [d.to_json() for d in result.diagnostics]
     errors = [e.to_json() for e in result.errors]
     if cache is not None and not result.timed_out:
-        cache.put(key, [{**d, "path": ""} for d in diagnostics], [{**e, "path": ""} for e in errors])
+        cache.put(key, [{**d, "path": ""} for d in diagnostics], [{**e, "path": ""} for e in errors], result.deps)
     return task.index, diagnostics, errors, digest
 
 
@@ -196,6 +199,11 @@ def _run_tasks(tasks: list[_Task], jobs: int, progress) -> list[tuple[int, list[
             if progress:
                 progress(done, len(tasks))
     return results
+
+
+def _deps_hold(engine: Engine, deps: dict[str, str]) -> bool:
+    """Whether every project summary a cached result read is still the same."""
+    return all(engine.project.store.digest(path) == digest for path, digest in deps.items())
 
 
 def in_shard(display: str, shard: tuple[int, int] | None) -> bool:
@@ -256,6 +264,9 @@ def run_check(options: CheckOptions) -> RunResult:
             if in_shard(candidate.display, options.shard):
                 tasks.append(_Task(len(tasks), candidate.display, str(candidate.path), slot))
 
+    for engine, cache in zip(engines, caches):  # summaries are shared by the run's files, and cached
+        if cache is not None:
+            engine.project.store.directory = cache.summaries_directory()
     _ENGINES[:] = engines
     _CACHES[:] = caches
     _TIME_LIMIT = options.time_limit
