@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from sharpedges.probes.adapter import ModelAdapter, ProbeSkip
 from sharpedges.probes.catalog import FAIL, PASS, Verdict
-from sharpedges.probes.measure import inference, logits_of, max_abs_diff, other_tokens, random_ids, scale
+from sharpedges.probes.measure import (
+    inference, logits_of, max_abs_diff, other_tokens, random_ids, repeatable_logits, scale,
+)
 
 BATCH, LENGTH, CUT = 2, 16, 7  # tokens after CUT change in one run, tokens before it in another
 # Relative to max |logits|: a masked future key adds exactly 0 in fp32, so anything above
@@ -21,7 +23,7 @@ def probe(adapter: ModelAdapter) -> Verdict:
     future_changed[:, CUT + 1:] = replaced[:, CUT + 1:]
     past_changed[:, :CUT] = replaced[:, :CUT]
     with inference(adapter):
-        base = logits_of(adapter.forward(ids), ids)
+        base = repeatable_logits(adapter, ids)
         after_future = logits_of(adapter.forward(future_changed), ids)
         after_past = logits_of(adapter.forward(past_changed), ids)
     tolerance = TOLERANCE * scale(base)

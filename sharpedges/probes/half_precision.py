@@ -9,7 +9,9 @@ import torch
 
 from sharpedges.probes.adapter import ModelAdapter, ProbeSkip
 from sharpedges.probes.catalog import FAIL, PASS, Verdict
-from sharpedges.probes.measure import all_finite, inference, logits_of, max_abs_diff, random_ids, scale
+from sharpedges.probes.measure import (
+    all_finite, inference, logits_of, max_abs_diff, random_ids, repeatable_logits, scale,
+)
 
 LENGTH, PAD = 12, 4  # row 1 is left-padded: its first queries see only padding, a fully masked row
 # max |Δ| / max |fp32 logits| at the real tokens. fp16 keeps 11 significant bits and bf16 8, so a
@@ -27,7 +29,7 @@ def probe(adapter: ModelAdapter) -> Verdict:
         mask[1, :PAD] = 0
     real = torch.ones_like(ids, dtype=torch.bool) if mask is None else mask.bool()
     with inference(adapter):
-        reference = logits_of(adapter.forward(ids, attention_mask=mask), ids)[real]
+        reference = repeatable_logits(adapter, ids, mask)[real]
     checked: dict[str, dict] = {}
     measured = {"fully_masked_rows": mask is not None, "dtypes": checked}
     problems, unsupported = [], []

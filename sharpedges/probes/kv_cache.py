@@ -6,7 +6,7 @@ import torch
 
 from sharpedges.probes.adapter import ModelAdapter, ProbeSkip
 from sharpedges.probes.catalog import FAIL, PASS, Verdict
-from sharpedges.probes.measure import inference, logits_of, max_abs_diff, random_ids, scale
+from sharpedges.probes.measure import inference, logits_of, max_abs_diff, random_ids, repeatable_logits, scale
 
 BATCH, LENGTH = 2, 12
 ONE_AT_A_TIME = (1,) * LENGTH
@@ -36,7 +36,7 @@ def probe(adapter: ModelAdapter) -> Verdict:
         raise ProbeSkip("no cache support: forward() takes no past_key_values (an adapter can provide one)")
     ids = random_ids(adapter, BATCH, LENGTH, seed=0)
     with inference(adapter):
-        full = logits_of(adapter.forward(ids), ids)
+        full = repeatable_logits(adapter, ids)
         decoded = {"one token at a time": _decode(adapter, ids, ONE_AT_A_TIME),
                    f"in chunks of {'+'.join(map(str, CHUNKS))}": _decode(adapter, ids, CHUNKS)}
     tolerance = TOLERANCE * scale(full)

@@ -35,10 +35,11 @@ def _check_inside(module_name: str, root: Path) -> None:
         if spec is None:
             raise TargetError(f"cannot import '{module_name}': no module named '{name}' in {root}")
         locations = _locations(spec)
+        if not locations:
+            raise TargetError(f"'{name}': refused: a built-in module, not a file inside {root}")
         outside = [loc for loc in locations if not Path(os.path.realpath(loc)).is_relative_to(real_root)]
-        if outside or not locations:
-            raise TargetError(f"'{name}': refused: {outside[0] if outside else 'a built-in module'} lies outside "
-                              f"{root}")
+        if outside:
+            raise TargetError(f"'{name}': refused: {outside[0]} lies outside {root}")
 
 
 def load_target(target: str, root: Path | None = None) -> Any:

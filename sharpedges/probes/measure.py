@@ -8,7 +8,11 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor
 
-from sharpedges.probes.adapter import ModelAdapter, read_outputs
+from sharpedges.probes.adapter import ModelAdapter, ProbeSkip, read_outputs
+
+# Relative to max |logits|: how far two identical eval() passes may differ before a probe that
+# compares passes stops judging (CUDA kernels may reorder sums; dropout moves whole activations).
+REPEATABLE = 1e-5
 
 
 def random_ids(adapter: ModelAdapter, batch: int, length: int, seed: int) -> Tensor:
@@ -31,6 +35,16 @@ def logits_of(raw: Any, input_ids: Tensor) -> Tensor:
         raise TypeError(f"expected logits of shape (B, T, V) = ({input_ids.size(0)}, {input_ids.size(1)}, V), "
                         f"got {tuple(logits.shape)}")
     return logits.float()
+
+
+def repeatable_logits(adapter: ModelAdapter, ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+    """The fp32 logits of `ids`, checked to come out the same twice: a probe comparing forward passes
+    cannot judge a model whose eval() passes differ (eval-deterministic reports that one)."""
+    first, second = (logits_of(adapter.forward(ids, attention_mask=attention_mask), ids) for _ in range(2))
+    if max_abs_diff(first, second) > REPEATABLE * scale(first):
+        raise ProbeSkip(f"two identical eval() forward passes differ by {max_abs_diff(first, second):.3g}, so "
+                        "comparing passes proves nothing (see eval-deterministic)")
+    return first
 
 
 def max_abs_diff(a: Tensor, b: Tensor) -> float:

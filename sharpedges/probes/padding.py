@@ -6,7 +6,7 @@ import torch
 
 from sharpedges.probes.adapter import ModelAdapter, ProbeSkip
 from sharpedges.probes.catalog import FAIL, PASS, Verdict
-from sharpedges.probes.measure import inference, logits_of, max_abs_diff, random_ids, scale
+from sharpedges.probes.measure import inference, logits_of, max_abs_diff, random_ids, repeatable_logits, scale
 
 LENGTH, PAD = 12, 4  # row 0 is unpadded, row 1 holds LENGTH - PAD tokens and PAD pads
 # Relative to max |logits|: a masked key adds exactly 0; kernels may still sum in another order.
@@ -33,7 +33,7 @@ def probe(adapter: ModelAdapter) -> Verdict:
     filler = random_ids(adapter, 2, LENGTH, seed=1)
     short = LENGTH - PAD
     with inference(adapter):
-        alone = [logits_of(adapter.forward(ids[:1]), ids[:1])[0],
+        alone = [repeatable_logits(adapter, ids[:1])[0],
                  logits_of(adapter.forward(ids[1:, :short]), ids[1:, :short])[0]]
         diffs = {}
         for side in ("right", "left"):
