@@ -93,15 +93,17 @@ class Block(nn.Module):
 
 class TinyLM(nn.Module):
     """A 2-layer decoder with learned positions; `moe=True` swaps the MLPs for the reference MoE
-    layer, and `discard_aux_loss=True` then drops its balancing loss (SHP502)."""
+    layer, whose balancing loss `aux_loss` says what becomes of: "returned", "discarded" (SHP502)
+    or "detached" (returned, but cut off from the router)."""
 
-    def __init__(self, bug: str | None = None, *, moe: bool = False, discard_aux_loss: bool = False,
+    def __init__(self, bug: str | None = None, *, moe: bool = False, aux_loss: str = "returned",
                  vocab_size: int = 64, d_model: int = 32, n_heads: int = 4, n_layers: int = 2,
                  max_len: int = 32, dropout: float = 0.1):
         super().__init__()
         assert bug is None or bug in BUGS, bug
         torch.manual_seed(0)
-        self.discard_aux_loss = discard_aux_loss
+        assert aux_loss in ("returned", "discarded", "detached"), aux_loss
+        self.aux_loss = aux_loss
         self.tok_emb = nn.Embedding(vocab_size, d_model)
         self.pos_emb = nn.Embedding(max_len, d_model)
         self.blocks = nn.ModuleList(Block(d_model, n_heads, dropout, bug, moe) for _ in range(n_layers))
@@ -122,8 +124,10 @@ class TinyLM(nn.Module):
             caches.append(kv)
             aux_losses.append(aux_loss)
         logits = self.lm_head(self.final_norm(x))
-        moe = aux_losses[0] is not None
-        aux_loss = mean_over_layers(aux_losses) if moe and not self.discard_aux_loss else None
+        aux_loss = None
+        if aux_losses[0] is not None and self.aux_loss != "discarded":
+            aux_loss = mean_over_layers(aux_losses)
+            aux_loss = aux_loss.detach() if self.aux_loss == "detached" else aux_loss
         return LMOutput(logits, caches if use_cache else None, aux_loss)
 
 
