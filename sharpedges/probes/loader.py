@@ -37,9 +37,10 @@ def _check_inside(module_name: str, root: Path) -> None:
         locations = _locations(spec)
         if not locations:
             raise TargetError(f"'{name}': refused: a built-in module, not a file inside {root}")
-        outside = [loc for loc in locations if not Path(os.path.realpath(loc)).is_relative_to(real_root)]
-        if outside:
-            raise TargetError(f"'{name}': refused: {outside[0]} lies outside {root}")
+        for location in locations:
+            if not Path(os.path.realpath(location)).is_relative_to(real_root):
+                through = " through a symlink" if os.path.realpath(location) != os.path.abspath(location) else ""
+                raise TargetError(f"'{name}': refused: {location} resolves{through} outside {root}")
 
 
 def load_target(target: str, root: Path | None = None) -> Any:

@@ -1,0 +1,121 @@
+"""`sharpedges probe` driven as a user would: a factory module in the current directory, the real CLI
+in a subprocess, JSON and concise output, exit codes 0, 1 and 2."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sharpedges.cli import main
+
+TARGETS = """\
+from models import TinyLM
+from sharpedges.probes.reference import tiny_decoder
+
+
+def clean():
+    return TinyLM()
+
+
+def inverted():
+    return TinyLM("inverted_causal_mask")
+
+
+def broken():
+    raise RuntimeError("config file missing")
+
+
+def not_a_model():
+    return "gpt2"
+"""
+
+
+@pytest.fixture
+def project(tmp_path):
+    """tmp_path holds models.py (the test models) and targets.py (factories)."""
+    shutil.copy(Path(__file__).with_name("models.py"), tmp_path / "models.py")
+    (tmp_path / "targets.py").write_text(TARGETS)
+    return tmp_path
+
+
+def test_json_output_of_a_clean_and_a_buggy_model(project, run_cli):
+    clean = run_cli("probe", "targets:clean", "--format", "json", cwd=project)
+    assert clean.returncode == 0, clean.stderr
+    probes = json.loads(clean.stdout)["probes"]
+    assert [(p["name"], p["status"], p["rule"]) for p in probes] == [
+        ("causal", "pass", "SHP201/SHP202"), ("eval-deterministic", "pass", "SHP701"),
+        ("kv-cache-consistent", "pass", "SHP204/SHP401"), ("padding-invariant", "pass", "SHP203"),
+        ("half-precision", "pass", "SHP103/SHP105/SHP601"), ("grad-flow", "pass", "SHP502")]
+    assert probes[0]["edges"] == ["transformer-architecture#causal-mask", "transformer-architecture#mask-polarity"]
+    assert probes[0]["measured"]["future_change_max_abs_diff"] == 0.0 and probes[0]["detail"]
+
+    buggy = run_cli("probe", "targets:inverted", "--probe", "causal", "--probe", "grad-flow", "--format", "json",
+                    cwd=project)
+    assert buggy.returncode == 1, buggy.stderr
+    assert [(p["name"], p["status"]) for p in json.loads(buggy.stdout)["probes"]] == [
+        ("causal", "fail"), ("grad-flow", "pass")]
+
+
+def test_concise_output_names_the_failing_probe_and_its_rules(project, run_cli):
+    result = run_cli("probe", "targets:inverted", "--probe", "causal", cwd=project)
+    assert result.returncode == 1
+    first, summary = result.stdout.splitlines()
+    assert first.startswith("causal  FAIL  SHP201/SHP202  changing tokens after position 7 moved the outputs")
+    assert summary == "1 probes: 0 passed, 1 failed, 0 skipped"
+
+
+def test_the_reference_decoder_runs_from_the_installed_package(tmp_path, run_cli):
+    result = run_cli("probe", "sharpedges.probes.reference:tiny_decoder")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1] == "6 probes: 6 passed, 0 failed, 0 skipped"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["targets"], "'targets': expected MODULE:FACTORY, e.g. models.tiny:build_model"),
+    (["nowhere:build"], "cannot import 'nowhere': ModuleNotFoundError: No module named 'nowhere'"),
+    (["targets:missing"], "'targets' has no attribute 'missing'"),
+    (["targets:broken"], "'targets:broken()' raised RuntimeError: config file missing"),
+    (["targets:not_a_model"], "'targets:not_a_model()' returned str: expected a torch.nn.Module"),
+    (["targets:clean", "--probe", "causality"], "unknown probe 'causality' (known: causal, eval-deterministic"),
+    (["os:getcwd", "--root", "."], "'os': refused: a built-in module, not a file inside ."),
+])
+def test_usage_and_import_errors_exit_2_with_one_line(project, monkeypatch, capsys, args, message):
+    """In process, through the CLI's entry point: each subprocess would import torch again."""
+    monkeypatch.chdir(project)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    try:
+        assert main(["probe", *args]) == 2
+    finally:
+        for name in ("targets", "models"):
+            sys.modules.pop(name, None)
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"sharpedges: error: {message}") and err.count("\n") == 1, err
+
+
+def test_root_refuses_a_module_linked_from_outside_before_running_it(tmp_path, run_cli):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "evil.py").write_text("open('ran', 'w').close()\ndef build():\n    return None\n")
+    (root / "evil.py").symlink_to(outside / "evil.py")
+    result = run_cli("probe", "evil:build", "--root", str(root), cwd=root)
+    assert result.returncode == 2
+    assert f"'evil': refused: {root / 'evil.py'} resolves through a symlink outside {root}" in result.stderr
+    assert not (root / "ran").exists()
+
+
+def test_without_torch_probe_says_so_in_one_line_and_check_still_runs(tmp_path):
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from sharpedges.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    probe = subprocess.run([sys.executable, "-c", code, "probe", "targets:clean"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)
+    assert probe.returncode == 2
+    assert probe.stderr == "sharpedges: error: `probe` needs torch: pip install 'sharpedges[torch]'\n"
+    (tmp_path / "ok.py").write_text("x = 1\n")
+    check = subprocess.run([sys.executable, "-c", code, "check", "ok.py", "--no-cache"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stderr
