@@ -62,5 +62,5 @@ def probe(adapter: ModelAdapter) -> Verdict:
     if problems:
         return Verdict(FAIL, "; ".join(problems), measured)
     errors = ", ".join(f"{name} {found['relative_error']:.3g}" for name, found in checked.items())
-    masked = " and fully masked rows" if mask is not None else ""
-    return Verdict(PASS, f"{' and '.join(checked)} finite{masked}, relative error to fp32: {errors}", measured)
+    masked = " (fully masked rows included)" if mask is not None else ""
+    return Verdict(PASS, f"{' and '.join(checked)} logits finite{masked}, relative error to fp32: {errors}", measured)
