@@ -2,6 +2,7 @@
 in a subprocess, JSON and concise output, exit codes 0, 1 and 2."""
 
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from sharpedges.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
 
 TARGETS = """\
 from models import TinyLM
@@ -67,8 +70,12 @@ def test_concise_output_names_the_failing_probe_and_its_rules(project, run_cli):
     assert summary == "1 probes: 0 passed, 1 failed, 0 skipped"
 
 
-def test_the_reference_decoder_runs_from_the_installed_package(tmp_path, run_cli):
-    result = run_cli("probe", "sharpedges.probes.reference:tiny_decoder")
+def test_the_readme_example_runs_as_written(tmp_path, run_cli):
+    section = (REPO / "README.md").read_text().split("## Runtime probes", 1)[1].split("\n## ", 1)[0]
+    example = section.split("```bash", 1)[1].split("```", 1)[0].strip().splitlines()[-1]
+    command = shlex.split(example.split("#", 1)[0])
+    assert command == ["sharpedges", "probe", "sharpedges.probes.reference:tiny_decoder"]
+    result = run_cli(*command[1:])
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines()[-1] == "6 probes: 6 passed, 0 failed, 0 skipped"
 
