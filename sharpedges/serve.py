@@ -132,7 +132,10 @@ async def run_probe_command(root: Path, target: str, probes: list[str] | None, d
                   if line.startswith("sharpedges: error:")]
         raise ToolError(errors[-1].removeprefix("sharpedges: error: ") if errors else
                         f"{target}: the probe process exited with {done.returncode}")
-    return ProbeReport(probes=json.loads(done.stdout.decode())["probes"])
+    try:
+        return ProbeReport(probes=json.loads(done.stdout)["probes"])
+    except (ValueError, KeyError):
+        raise ToolError(f"{target}: the probe process wrote no report (exit {done.returncode})") from None
 
 
 class PathGuard:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import sys
@@ -49,11 +50,13 @@ def run(args: argparse.Namespace) -> int:
         return _error("--device cuda: no CUDA device is available")
     if args.root is not None and not args.root.is_dir():
         return _error(f"--root is not a directory: {args.root}")
-    try:
-        target = load_target(args.target, args.root)
-    except TargetError as exc:
-        return _error(str(exc))
-    results = run_probes(target, args.probes, args.device)
+    # The user's module and model may print: keep stdout for the report alone.
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            target = load_target(args.target, args.root)
+        except TargetError as exc:
+            return _error(str(exc))
+        results = run_probes(target, args.probes, args.device)
     if args.format == "json":
         print(json.dumps({"probes": [result.to_json() for result in results]}, indent=2))
     else:

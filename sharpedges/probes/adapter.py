@@ -22,7 +22,7 @@ ROUTER_NAME = re.compile(r"(^|\.)(router|gate)(\.|$)")
 
 
 class ProbeSkip(Exception):
-    """The probe does not apply to this model; the message says why."""
+    """The probe does not apply to this model; the message says why. An adapter may raise it too."""
 
 
 @dataclass
@@ -33,8 +33,10 @@ class Outputs:
 
 
 def read_outputs(raw: Any) -> Outputs:
-    """Logits (B, T, V) from a tensor, an object or mapping with `logits` (a Hugging Face
-    ModelOutput), or a tuple whose first item is the logits (`return_dict=False`)."""
+    """Logits (B, T, V) from a tensor, an `Outputs`, an object or mapping with `logits` (a Hugging
+    Face ModelOutput), or a tuple whose first item is the logits (`return_dict=False`)."""
+    if isinstance(raw, Outputs):
+        return raw
     if isinstance(raw, Tensor):
         return Outputs(raw)
     if isinstance(raw, dict) and "logits" in raw:
@@ -87,7 +89,8 @@ class ModelAdapter:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        first = next(self.model.parameters(), None)
+        return torch.device("cpu") if first is None else first.device
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Any:
         """Logits for `input_ids` (B, T); `attention_mask` (B, T) is 1 for tokens, 0 for padding.

@@ -1,5 +1,4 @@
-"""What each probe is for and how its verdict is reported; torch-free, so the CLI and the MCP
-server can name probes and print results without importing torch."""
+"""Which rules each probe confirms, and how its results are reported (JSON and concise)."""
 
 from __future__ import annotations
 
@@ -13,23 +12,15 @@ PASS, FAIL, SKIP = "pass", "fail", "skip"
 class ProbeInfo:
     name: str
     rules: tuple[str, ...]  # the rules whose bugs the probe confirms; their specs name the skill edges
-    checks: str
 
 
 PROBES: dict[str, ProbeInfo] = {info.name: info for info in (
-    ProbeInfo("causal", ("SHP201", "SHP202"),
-              "changing tokens after position t leaves outputs at <= t unchanged; outputs at t depend on earlier tokens"),
-    ProbeInfo("eval-deterministic", ("SHP701",),
-              "in eval() two forward passes agree exactly; in train() with dropout they differ"),
-    ProbeInfo("kv-cache-consistent", ("SHP204", "SHP401"),
-              "cached decoding, one token at a time and in multi-token chunks, matches a full forward"),
-    ProbeInfo("padding-invariant", ("SHP203",),
-              "left or right padding with an attention mask leaves the real positions' outputs unchanged"),
-    ProbeInfo("half-precision", ("SHP103", "SHP105", "SHP601"),
-              "fp16 and bf16 outputs are finite and close to fp32; fully masked rows give no NaN"),
-    ProbeInfo("grad-flow", ("SHP502",),
-              "one backward pass reaches every trainable parameter; MoE routers get a gradient from the "
-              "balancing loss"),
+    ProbeInfo("causal", ("SHP201", "SHP202")),
+    ProbeInfo("eval-deterministic", ("SHP701",)),
+    ProbeInfo("kv-cache-consistent", ("SHP204", "SHP401")),
+    ProbeInfo("padding-invariant", ("SHP203",)),
+    ProbeInfo("half-precision", ("SHP103", "SHP105", "SHP601")),
+    ProbeInfo("grad-flow", ("SHP502",)),
 )}
 
 

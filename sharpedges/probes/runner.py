@@ -32,7 +32,7 @@ def _verdict(name: str, adapter: ModelAdapter) -> Verdict:
             return Verdict(SKIP, str(skip))
         except Exception as exc:  # the model crashed on the probe's input: that is the finding
             message = str(exc).splitlines()[0] if str(exc) else ""
-            return Verdict(FAIL, f"the model raised {type(exc).__name__}: {message}")
+            return Verdict(FAIL, f"stopped by {type(exc).__name__}: {message}")
 
 
 def run_probes(target: Any, names: list[str] | None = None, device: str | None = None) -> list[ProbeResult]:

@@ -154,7 +154,7 @@ def test_a_model_that_crashes_on_a_probe_input_fails_it_with_the_error():
 
     result = run_probe("causal", WrongShape())
     assert result.status == FAIL
-    assert result.detail == "the model raised TypeError: expected logits of shape (B, T, V) = (2, 16, V), got (2, 16)"
+    assert result.detail == "stopped by TypeError: expected logits of shape (B, T, V) = (2, 16, V), got (2, 16)"
 
 
 def test_an_unknown_probe_name_is_refused():
