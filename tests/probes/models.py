@@ -69,7 +69,7 @@ class Attention(nn.Module):
             scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
         probs = scores.float().softmax(dim=-1)
         if self.bug == "ungated_dropout":
-            probs = F.dropout(probs, self.dropout)
+            probs = F.dropout(probs, self.dropout)  # noqa: SHP701
         return (probs @ v.float()).to(q.dtype)
 
 
