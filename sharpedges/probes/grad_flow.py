@@ -47,11 +47,12 @@ def probe(adapter: ModelAdapter) -> Verdict:
                            measured)
         if outputs.aux_loss is None:
             return Verdict(FAIL, f"MoE router parameters ({_names(measured['router_parameters'])}) but the model "
-                                 "returns no balancing loss (aux_loss): it is computed and dropped, or never computed",
-                           measured)
+                                 "returns no balancing loss (aux_loss): it is computed and dropped, or never computed "
+                                 "(a model balanced without one says so with an adapter whose router_parameters() "
+                                 "is empty)", measured)
         trainer.model.zero_grad(set_to_none=True)
         aux_loss = read_outputs(trainer.forward(ids)).aux_loss
-        if aux_loss.requires_grad:
+        if isinstance(aux_loss, torch.Tensor) and aux_loss.requires_grad:
             aux_loss.backward()
     router_norms = {name: 0.0 if param.grad is None else float(param.grad.norm()) for name, param in routers}
     measured["router_grad_norm_from_aux_loss"] = router_norms

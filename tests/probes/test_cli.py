@@ -33,6 +33,16 @@ def broken():
 
 def not_a_model():
     return "gpt2"
+
+
+class Chatty(TinyLM):
+    def forward(self, input_ids, **kwargs):
+        print("forward", tuple(input_ids.shape))
+        return super().forward(input_ids, **kwargs)
+
+
+def chatty():
+    return Chatty()
 """
 
 
@@ -80,6 +90,24 @@ def test_the_readme_example_runs_as_written(tmp_path, run_cli):
     assert result.stdout.splitlines()[-1] == "6 probes: 6 passed, 0 failed, 0 skipped"
 
 
+@pytest.fixture
+def in_project(project, monkeypatch):
+    """Run the CLI's entry point in this process from `project` (a subprocess would import torch
+    again), forgetting the modules it imported afterwards."""
+    monkeypatch.chdir(project)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    yield main
+    for name in ("targets", "models"):
+        sys.modules.pop(name, None)
+
+
+def test_what_the_model_prints_goes_to_stderr_and_json_stays_whole(in_project, capsys):
+    assert in_project(["probe", "targets:chatty", "--probe", "causal", "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    assert [probe["status"] for probe in json.loads(out)["probes"]] == ["pass"]
+    assert "forward (2, 16)" in err
+
+
 @pytest.mark.parametrize("args, message", [
     (["targets"], "'targets': expected MODULE:FACTORY, e.g. models.tiny:build_model"),
     (["nowhere:build"], "cannot import 'nowhere': ModuleNotFoundError: No module named 'nowhere'"),
@@ -89,15 +117,8 @@ def test_the_readme_example_runs_as_written(tmp_path, run_cli):
     (["targets:clean", "--probe", "causality"], "unknown probe 'causality' (known: causal, eval-deterministic"),
     (["os:getcwd", "--root", "."], "'os': refused: a built-in module, not a file inside ."),
 ])
-def test_usage_and_import_errors_exit_2_with_one_line(project, monkeypatch, capsys, args, message):
-    """In process, through the CLI's entry point: each subprocess would import torch again."""
-    monkeypatch.chdir(project)
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    try:
-        assert main(["probe", *args]) == 2
-    finally:
-        for name in ("targets", "models"):
-            sys.modules.pop(name, None)
+def test_usage_and_import_errors_exit_2_with_one_line(in_project, capsys, args, message):
+    assert in_project(["probe", *args]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.startswith(f"sharpedges: error: {message}") and err.count("\n") == 1, err
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from sharpedges.probes import (
-    FAIL, PASS, PROBES, SKIP, ModelAdapter, assert_causal, assert_eval_deterministic, assert_grad_flow,
+    FAIL, PASS, PROBES, SKIP, ModelAdapter, Outputs, ProbeSkip, assert_causal, assert_eval_deterministic, assert_grad_flow,
     assert_half_precision, assert_kv_cache_consistent, assert_padding_invariant, run_probe, run_probes,
 )
 from tests.probes.models import LogitsOnly, TinyLM
@@ -114,6 +114,20 @@ def test_probes_that_do_not_apply_skip_with_the_reason():
 
     skipped = run_probe("causal", Bidirectional(TinyLM()))
     assert skipped.status == SKIP and "bidirectional" in skipped.detail
+
+
+def test_an_adapter_may_return_outputs_and_raise_probe_skip():
+    class Explicit(ModelAdapter):
+        def forward(self, input_ids, attention_mask=None):
+            found = self.model(input_ids)
+            return Outputs(found.logits, aux_loss=found.aux_loss)
+
+        def new_cache(self, batch_size, max_len):
+            raise ProbeSkip("decoding runs on the serving stack, not in this module")
+
+    grad_flow, kv_cache = run_probes(Explicit(TinyLM(moe=True)), ["grad-flow", "kv-cache-consistent"])
+    assert grad_flow.status == PASS and grad_flow.measured["aux_loss"] is True
+    assert (kv_cache.status, kv_cache.detail) == (SKIP, "decoding runs on the serving stack, not in this module")
 
 
 def test_probes_leave_the_model_and_the_global_rng_as_they_found_them():
