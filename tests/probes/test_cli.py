@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from sharpedges.cli import main
 
@@ -147,3 +148,19 @@ def test_without_torch_probe_says_so_in_one_line_and_check_still_runs(tmp_path):
     check = subprocess.run([sys.executable, "-c", code, "check", "ok.py", "--no-cache"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where no CUDA device exists")
+def test_cuda_without_a_device_is_a_usage_error(in_project, capsys):
+    assert in_project(["probe", "targets:clean", "--device", "cuda"]) == 2
+    assert capsys.readouterr().err == "sharpedges: error: --device cuda: no CUDA device is available\n"
+
+
+def test_help_names_every_probe(capsys):
+    """The help lists the probes without importing torch, so it keeps its own list: keep it in step."""
+    from sharpedges.probes import PROBES
+
+    with pytest.raises(SystemExit):
+        main(["probe", "--help"])
+    words = " ".join(capsys.readouterr().out.split())
+    assert "default: all): " + ", ".join(PROBES) in words
