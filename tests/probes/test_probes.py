@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from sharpedges.probes import (
-    FAIL, PASS, PROBES, SKIP, ModelAdapter, Outputs, ProbeSkip, assert_causal, assert_eval_deterministic, assert_grad_flow,
-    assert_half_precision, assert_kv_cache_consistent, assert_padding_invariant, run_probe, run_probes,
+    FAIL, PASS, PROBES, SKIP, ModelAdapter, Outputs, ProbeSkip, assert_causal, assert_eval_deterministic,
+    assert_grad_flow, assert_half_precision, assert_kv_cache_consistent, assert_padding_invariant, run_probe,
+    run_probes,
 )
 from tests.probes.models import LogitsOnly, TinyLM
 
@@ -82,7 +83,8 @@ def test_minus_1e9_fill_fails_half_precision_in_fp16_only():
 def test_discarded_balancing_loss_fails_grad_flow_naming_the_router():
     result = run_probe("grad-flow", TinyLM(moe=True, aux_loss="discarded"))
     assert result.status == FAIL
-    assert result.measured["router_parameters"] == ["blocks.0.moe.router.gate.weight", "blocks.1.moe.router.gate.weight"]
+    routers = ["blocks.0.moe.router.gate.weight", "blocks.1.moe.router.gate.weight"]
+    assert result.measured["router_parameters"] == routers
     assert result.measured["aux_loss"] is False
     assert "returns no balancing loss" in result.detail
 

@@ -70,5 +70,6 @@ def test_reference_models_pass_every_probe(build):
 
 def test_the_moe_router_is_found_and_learns_from_the_balancing_loss():
     [result] = run_probes(moe_decoder(), ["grad-flow"])
-    assert result.measured["router_parameters"] == ["blocks.0.moe.router.gate.weight", "blocks.1.moe.router.gate.weight"]
+    routers = ["blocks.0.moe.router.gate.weight", "blocks.1.moe.router.gate.weight"]
+    assert result.measured["router_parameters"] == routers
     assert all(norm > 0 for norm in result.measured["router_grad_norm_from_aux_loss"].values())

@@ -30,6 +30,7 @@ def test_mixtral_router_is_found_and_learns_from_the_balancing_loss():
     results = {result.name: result for result in run_probes(transformers.MixtralForCausalLM(config))}
     grad_flow = results.pop("grad-flow")
     assert grad_flow.status == PASS, grad_flow.detail
-    assert grad_flow.measured["router_parameters"] == ["model.layers.0.mlp.gate.weight", "model.layers.1.mlp.gate.weight"]
+    routers = ["model.layers.0.mlp.gate.weight", "model.layers.1.mlp.gate.weight"]
+    assert grad_flow.measured["router_parameters"] == routers
     assert results.pop("eval-deterministic").status == SKIP  # Mixtral has no dropout by default
     assert {name: result.status for name, result in results.items()} == dict.fromkeys(results, PASS)
