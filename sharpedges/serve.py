@@ -4,16 +4,19 @@ every tool calls the same functions as the CLI.
 
 `check_paths` reads only inside the roots the server was started with: a path is resolved
 (symlinks followed) before it is compared, so a link pointing out of a root is refused like a
-path that names the outside directly.
+path that names the outside directly. `probe` imports the model's module only from inside the
+first root, in a child process (`sharpedges probe --root`) that a hung model cannot outlive.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import stat
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
@@ -100,6 +103,39 @@ class ChinchillaAnswer(TypedDict):
     tokens: float
     flops: float
     human: str
+
+
+class ProbeReport(TypedDict):
+    probes: list[dict[str, Any]]  # the `sharpedges probe --format json` entries
+
+
+PROBE_TIME_LIMIT = 600  # seconds for one `probe` call; a model that hangs is stopped, not waited on
+
+
+async def run_probe_command(root: Path, target: str, probes: list[str] | None, device: str) -> ProbeReport:
+    """`sharpedges probe TARGET --root ROOT --format json` in a child process, off the event loop: the
+    user's module runs there, confined to ROOT, a fresh import sees its latest code, and the process
+    is killed when it runs past the limit."""
+    import anyio
+
+    command = [sys.executable, "-m", "sharpedges", "probe", "--root", str(root), "--format", "json",
+               "--device", device]
+    for name in probes or []:
+        command += ["--probe", name]
+    try:
+        with anyio.fail_after(PROBE_TIME_LIMIT):
+            done = await anyio.run_process([*command, "--", target], cwd=root, check=False)
+    except TimeoutError:
+        raise ToolError(f"{target}: the probes ran past {PROBE_TIME_LIMIT} s and were stopped") from None
+    if done.returncode not in (0, 1):
+        errors = [line for line in done.stderr.decode(errors="replace").splitlines()
+                  if line.startswith("sharpedges: error:")]
+        raise ToolError(errors[-1].removeprefix("sharpedges: error: ") if errors else
+                        f"{target}: the probe process exited with {done.returncode}")
+    try:
+        return ProbeReport(probes=json.loads(done.stdout)["probes"])
+    except (ValueError, KeyError):
+        raise ToolError(f"{target}: the probe process wrote no report (exit {done.returncode})") from None
 
 
 class PathGuard:
@@ -290,6 +326,24 @@ def build_server(roots: list[Path]) -> MCPServer:
             return result
 
         return _explained(await limits.run(work))
+
+    probes_running = 0
+
+    @server.tool()
+    async def probe(target: str, probes: list[str] | None = None,
+                    device: Literal["cpu", "cuda"] = "cpu") -> ProbeReport:
+        """Run the runtime probes (causal, eval-deterministic, kv-cache-consistent, padding-invariant,
+        half-precision, grad-flow; default: all) on the model built by `target`, MODULE:FACTORY naming
+        a zero-argument callable in a module inside the first root. Needs torch. Each probe passes,
+        fails or is skipped, with the rules it confirms and the measured numbers. One run at a time."""
+        nonlocal probes_running
+        if probes_running:
+            raise ToolError("busy: a probe run is in progress; try again when it has finished")
+        probes_running += 1
+        try:
+            return await run_probe_command(guard.roots[0], target, probes, device)
+        finally:
+            probes_running -= 1
 
     @server.tool()
     def explain_rule(code: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ BAD = "import torch\n\n\ndef attend(q, k, v):\n    return torch.softmax(q @ k.tr
 GOOD = ("import math\nimport torch\n\n\ndef attend(q, k, v):\n"
         "    return torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.size(-1)), dim=-1) @ v\n")
 TOOLS = {"check_code", "check_paths", "explain_rule", "list_rules", "get_skill", "list_skills", "route",
-         "kv_cache_bytes", "chinchilla"}
+         "kv_cache_bytes", "chinchilla", "probe"}
 
 
 @pytest.fixture
