@@ -1,0 +1,86 @@
+"""One editor buffer checked exactly as `sharpedges check FILE` checks that file: the nearest
+config, its excludes and per-file-ignores, the same engine. Runs in a worker process (no pygls
+here), on the worker's main thread, so the runner's time limit applies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sharpedges.config import Config, ConfigError, find_config
+from sharpedges.diagnostics import FileError
+from sharpedges.discovery import discover
+from sharpedges.engine import Engine
+from sharpedges.registry import RegistryError
+from sharpedges.runner import CheckOptions, build_engine, check_source, per_file_ignored
+from sharpedges.yaml_io import DataFileError
+
+# An editor waits for its diagnostics: a file that takes longer is reported, not checked.
+EDITOR_TIME_LIMIT = 15.0
+
+_engines: dict[Path | None, tuple[Config, Engine]] = {}
+_config_generation = 0
+
+
+def forget_config() -> None:
+    """Drop what was read from pyproject.toml files (one changed)."""
+    find_config.cache_clear()
+    _engines.clear()
+
+
+def _engine(config: Config) -> Engine:
+    cached = _engines.get(config.path)
+    if cached is None or cached[0] is not config:
+        cached = _engines[config.path] = (config, build_engine(config, CheckOptions(use_cache=False)))
+    return cached[1]
+
+
+def is_excluded(path: Path, config: Config) -> bool:
+    """Whether the config's excludes drop this file when named on the command line. A buffer not
+    yet saved to disk cannot be matched by `discover` and counts as included."""
+    errors: list[FileError] = []
+    found = list(discover([str(path)], [*config.exclude, *config.extend_exclude], errors, config.root))
+    return not found and not errors
+
+
+def check_buffer(path: str, text: str, config_generation: int = 0) -> dict[str, Any]:
+    """Check the text of the buffer for `path` (absolute). Returns `{"excluded": bool,
+    "diagnostics": [Diagnostic JSON], "errors": [FileError JSON]}`; problems reading the config
+    or the text are errors, never exceptions."""
+    global _config_generation
+    if config_generation != _config_generation:
+        forget_config()
+        _config_generation = config_generation
+    file = Path(path)
+    try:
+        config = find_config(file.resolve())
+        if is_excluded(file, config):
+            return {"excluded": True, "diagnostics": [], "errors": []}
+        engine = _engine(config)
+    except (ConfigError, RegistryError, DataFileError, ValueError) as exc:
+        return _error(path, f"configuration error, not checked: {exc}")
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return _error(path, f"cannot decode: the buffer is not valid Unicode ({exc.reason} at offset {exc.start})")
+    result = check_source(engine, path, data, EDITOR_TIME_LIMIT)
+    return {"excluded": False,
+            "diagnostics": [d.to_json() for d in result.diagnostics if not per_file_ignored(config, d)],
+            "errors": [e.to_json() for e in result.errors]}
+
+
+def _error(path: str, message: str) -> dict[str, Any]:
+    return {"excluded": False, "diagnostics": [], "errors": [FileError(path, message).to_json()]}
+
+
+WARM_UP_SOURCE = ("import torch\n\n\ndef attend(q, k, v):\n"
+                  "    return torch.softmax(q @ k.transpose(-2, -1), dim=-1) @ v\n")
+
+
+def warm_up() -> None:
+    """Import the detectors, load the specs and run each once before the first buffer arrives.
+    A failure here is left for the real check to report."""
+    try:
+        check_buffer(str(Path.cwd() / "__sharpedges_warm_up__.py"), WARM_UP_SOURCE)
+    except Exception:
+        pass

@@ -1,0 +1,276 @@
+"""`sharpedges lsp` driven over stdio by pygls's LanguageClient, as an editor would drive it."""
+
+import asyncio
+import os
+import sys
+from contextlib import asynccontextmanager
+
+from lsprotocol import types
+from pygls.lsp.client import LanguageClient
+from pygls.workspace import PositionCodec, TextDocument
+
+from sharpedges.fixes import apply_edits
+from sharpedges.lsp.translate import FIX_ALL_KIND, checked_text, fix_all_action, fixed_text, split_lines
+
+SOURCE = """\
+import math
+import torch
+
+
+def attention(query, key, value, mask=None):
+    d_k = query.size(-1)
+    scores = torch.matmul(query, key.transpose(-2, -1)) / math.sqrt(d_k)
+    if mask is not None:
+        scores = scores.masked_fill(mask == 0, -1e9)
+    p_attn = scores.softmax(dim=-1)
+    return torch.matmul(p_attn, value), p_attn
+
+
+def attend(q, k, v):
+    return torch.softmax(q @ k.transpose(-2, -1), dim=-1) @ v
+"""
+FILL_LINE, SOFTMAX_LINE = 8, 14  # 0-based lines of the SHP103 and SHP101 findings
+WAIT = 60  # seconds; generous for a loaded machine, never reached when the server works
+
+
+class Editor:
+    """A client that records what the server publishes and logs."""
+
+    def __init__(self, client: LanguageClient, root) -> None:
+        self.client, self.root = client, root
+        self.published: dict[str, list[types.PublishDiagnosticsParams]] = {}
+        self.logs: list[str] = []
+        self.arrived = asyncio.Condition()
+        self.buffers: dict[str, TextDocument] = {}  # the editor's side of the text sync
+
+    async def diagnostics(self, uri: str, version: int | None = None) -> list[types.Diagnostic]:
+        """The first diagnostics published for `uri` at `version` (any version when None)."""
+        def ready():
+            return next((p for p in self.published.get(uri, []) if version is None or p.version == version), None)
+
+        async with self.arrived:
+            found = await asyncio.wait_for(self.arrived.wait_for(ready), WAIT)
+        return list(found.diagnostics)
+
+    def uri(self, name: str) -> str:
+        return (self.root / name).as_uri()
+
+    def open(self, name: str, text: str) -> str:
+        uri = self.uri(name)
+        self.buffers[uri] = TextDocument(uri, text, version=1)
+        self.client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(
+            uri=uri, language_id="python", version=1, text=text)))
+        return uri
+
+    def change(self, uri: str, text: str, where: types.Range | None = None) -> int:
+        """Replace `where` (the whole document when None) with `text`; returns the new version."""
+        buffer = self.buffers[uri]
+        buffer.version += 1
+        change = (types.TextDocumentContentChangeWholeDocument(text=text) if where is None else
+                  types.TextDocumentContentChangePartial(range=where, text=text))
+        buffer.apply_change(change)
+        self.client.text_document_did_change(types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=buffer.version),
+            content_changes=[change]))
+        return buffer.version
+
+    async def actions(self, uri: str, line: int, only: list[str] | None = None) -> list[types.CodeAction]:
+        where = types.Range(start=types.Position(line=line, character=0), end=types.Position(line=line, character=0))
+        return await asyncio.wait_for(self.client.text_document_code_action_async(types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), range=where,
+            context=types.CodeActionContext(diagnostics=[], only=only))), WAIT)
+
+    def apply(self, uri: str, action: types.CodeAction) -> int:
+        """Send the action's edits back as the change an editor makes (last edit first)."""
+        edits = sorted(action.edit.changes[uri], key=lambda e: (e.range.start.line, e.range.start.character),
+                       reverse=True)
+        for edit in edits:
+            version = self.change(uri, edit.new_text, edit.range)
+        return version
+
+    def text(self, uri: str) -> str:
+        """The buffer after the changes sent (the server holds the same text)."""
+        return self.buffers[uri].source
+
+
+@asynccontextmanager
+async def running(root):
+    """The real server (`python -m sharpedges lsp`) in `root`, initialised; shut down and exited after."""
+    client = LanguageClient("sharpedges-tests", "1")
+    editor = Editor(client, root)
+
+    @client.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    async def published(params: types.PublishDiagnosticsParams) -> None:
+        async with editor.arrived:
+            editor.published.setdefault(params.uri, []).append(params)
+            editor.arrived.notify_all()
+
+    @client.feature(types.WINDOW_LOG_MESSAGE)
+    def logged(params: types.LogMessageParams) -> None:
+        editor.logs.append(params.message)
+
+    await client.start_io(sys.executable, "-m", "sharpedges", "lsp", cwd=str(root), env=dict(os.environ))
+    result = await asyncio.wait_for(client.initialize_async(types.InitializeParams(
+        capabilities=types.ClientCapabilities(), root_uri=root.as_uri(),
+        workspace_folders=[types.WorkspaceFolder(uri=root.as_uri(), name="project")])), WAIT)
+    assert result.server_info.name == "sharpedges"
+    client.initialized(types.InitializedParams())
+    try:
+        yield editor
+    finally:
+        await asyncio.wait_for(client.shutdown_async(None), WAIT)
+        client.exit(None)
+        await asyncio.wait_for(client.stop(), WAIT)
+    assert client._server.returncode == 0
+
+
+def drive(root, scenario):
+    async def main():
+        async with running(root) as editor:
+            return await scenario(editor)
+
+    return asyncio.run(main())
+
+
+def test_open_change_fix_hover_and_clean_shutdown(tmp_path):
+    async def scenario(editor: Editor):
+        uri = editor.open("model.py", SOURCE)
+        found = await editor.diagnostics(uri, 1)
+        assert [(d.code, d.range.start.line, d.range.start.character, d.range.end.character) for d in found] == [
+            ("SHP103", FILL_LINE, 47, 51), ("SHP101", SOFTMAX_LINE, 11, 57)]
+        fill = found[0]
+        assert fill.source == "sharpedges" and fill.severity == types.DiagnosticSeverity.Error
+        assert fill.message.startswith("mask fill value -1e+09 is beyond the float16 range")
+        assert fill.code_description.href.endswith("/SHP103.yaml")
+
+        # The unsafe fix is offered, titled as such and not preferred; the noqa beside it.
+        actions = await editor.actions(uri, FILL_LINE)
+        fix, noqa = actions
+        assert fix.title == "Fix SHP103 (mask-fill-overflows-half), unsafe: changes numerics, review it"
+        assert fix.kind == types.CodeActionKind.QuickFix and not fix.is_preferred
+        assert noqa.title == "Suppress SHP103 on this line (# noqa)"
+        # No rule offers a safe fix for this file, so there is nothing to fix all.
+        assert not await editor.actions(uri, FILL_LINE, only=[FIX_ALL_KIND])
+
+        version = editor.apply(uri, fix)
+        after_fix = await editor.diagnostics(uri, version)
+        assert [d.code for d in after_fix] == ["SHP101"]
+        assert "scores.masked_fill(mask == 0, torch.finfo(scores.dtype).min)" in editor.text(uri)
+
+        # The rule's doc, its sharp edge and the reference implementation on hover.
+        hover = await editor.client.text_document_hover_async(types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(line=SOFTMAX_LINE, character=20)))
+        text = hover.contents.value
+        assert hover.contents.kind == types.MarkupKind.Markdown
+        for heading in ("# SHP101 attention-missing-scale", "## What it does", "## Why is this bad?",
+                        "## Use instead", "## Reference implementation", "## Sharp edge: ", "### Why",
+                        "### Symptoms"):
+            assert heading in text
+        assert "reference_impls/attention.py:" in text
+        assert await editor.client.text_document_hover_async(types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=0, character=0))) is None
+
+        # Suppress the other finding with the noqa action; the file is then clean.
+        [noqa] = [a for a in await editor.actions(uri, SOFTMAX_LINE) if "noqa" in a.title]
+        version = editor.apply(uri, noqa)
+        assert await editor.diagnostics(uri, version) == []
+        assert "return torch.softmax(q @ k.transpose(-2, -1), dim=-1) @ v  # noqa: SHP101\n" in editor.text(uri)
+        return editor
+
+    editor = drive(tmp_path, scenario)
+    assert editor.logs == []
+
+
+def test_diagnostics_follow_the_buffer_not_the_disk_and_close_clears(tmp_path):
+    (tmp_path / "model.py").write_text("x = 1\n")  # what is on disk never matters
+
+    async def scenario(editor: Editor):
+        uri = editor.open("model.py", "import torch\n")
+        assert await editor.diagnostics(uri, 1) == []
+        version = editor.change(uri, SOURCE)
+        assert [d.code for d in await editor.diagnostics(uri, version)] == ["SHP103", "SHP101"]
+        # A finding already suppressed is joined, not duplicated, by the noqa action.
+        version = editor.change(uri, SOURCE.replace("-1e9)", "-1e9)  # noqa: SHP101"))
+        assert [d.code for d in await editor.diagnostics(uri, version)] == ["SHP103", "SHP101"]
+        noqa = [a for a in await editor.actions(uri, FILL_LINE) if "noqa" in a.title][0]
+        assert [e.new_text for e in noqa.edit.changes[uri]] == [", SHP103"]
+        editor.client.text_document_did_close(types.DidCloseTextDocumentParams(
+            text_document=types.TextDocumentIdentifier(uri=uri)))
+        async with editor.arrived:
+            await asyncio.wait_for(editor.arrived.wait_for(
+                lambda: not editor.published[uri][-1].diagnostics and editor.published[uri][-1].version is None), WAIT)
+
+    drive(tmp_path, scenario)
+
+
+def test_syntax_error_and_undecodable_buffer_are_diagnostics_and_the_server_lives_on(tmp_path):
+    async def scenario(editor: Editor):
+        broken = editor.open("broken.py", "import torch\n\ndef attend(q, k:\n    return torch.softmax(q @ k.T, -1)\n")
+        [problem] = await editor.diagnostics(broken, 1)
+        assert problem.code == "SHP000" and problem.source == "sharpedges"
+        assert problem.message.startswith("sharpedges could not check this file: syntax error at 4:12: ")
+        assert (problem.range.start.line, problem.range.start.character) == (3, 11)  # where libcst stopped
+
+        codec = editor.open("codec.py", "# -*- coding: no-such-codec -*-\nimport torch\nx = torch.softmax(q @ k.T, -1)\n")
+        [problem] = await editor.diagnostics(codec, 1)
+        assert problem.code == "SHP000" and "cannot decode" in problem.message
+
+        # The same server still checks the next file.
+        uri = editor.open("model.py", SOURCE)
+        assert [d.code for d in await editor.diagnostics(uri, 1)] == ["SHP103", "SHP101"]
+
+    drive(tmp_path, scenario)
+
+
+def test_workspace_config_selects_and_excludes_as_the_cli_does(tmp_path):
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.sharpedges]\nignore = ["SHP103"]\nextend-exclude = ["generated/"]\n\n'
+        '[tool.sharpedges.per-file-ignores]\n"legacy_*.py" = ["SHP101"]\n')
+    (tmp_path / "generated").mkdir()
+    for name in ("model.py", "legacy_model.py", "generated/model.py"):
+        (tmp_path / name).write_text(SOURCE)
+
+    async def scenario(editor: Editor):
+        model, legacy, generated = (editor.open(name, SOURCE) for name in
+                                    ("model.py", "legacy_model.py", "generated/model.py"))
+        assert [d.code for d in await editor.diagnostics(model, 1)] == ["SHP101"]
+        assert await editor.diagnostics(legacy, 1) == []
+        assert await editor.diagnostics(generated, 1) == []
+
+    drive(tmp_path, scenario)
+
+
+def test_an_invalid_config_is_reported_on_the_file(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[tool.sharpedges]\nselct = ["SHP1"]\n')
+
+    async def scenario(editor: Editor):
+        [problem] = await editor.diagnostics(editor.open("model.py", SOURCE), 1)
+        assert problem.code == "SHP000"
+        assert "configuration error" in problem.message and "unknown key 'selct'" in problem.message
+
+    drive(tmp_path, scenario)
+
+
+def test_fix_all_applies_every_safe_fix_and_keeps_the_unsafe_ones_out():
+    """No rule has a safe fix yet, so the fix-all edit is checked on engine results that carry
+    safe and unsafe fixes."""
+    text = "a = 1\nb = 2\nc = 3\n"
+    def fix(line, applicability, content):
+        return {"rule": "SHP999", "name": "example", "severity": "warning", "path": "m.py", "line": line,
+                "column": 5, "end_line": line, "end_column": 6, "message": "m", "help": "sharpedges rule SHP999",
+                "fix": {"applicability": applicability,
+                        "edits": [{"line": line, "column": 5, "end_line": line, "end_column": 6, "content": content}]}}
+
+    result = {"excluded": False, "errors": [], "diagnostics": [fix(1, "safe", "10"), fix(2, "unsafe", "20"),
+                                                                fix(3, "safe", "30")]}
+    checked = checked_text("file:///m.py", 1, text, PositionCodec(), result)
+    fixed = fixed_text(checked)
+    assert fixed == "a = 10\nb = 2\nc = 30\n"
+    action = fix_all_action(checked, fixed)
+    assert action.kind == FIX_ALL_KIND
+    [edit] = action.edit.changes["file:///m.py"]
+    assert (edit.range.start.line, edit.range.start.character, edit.range.end.line, edit.range.end.character) == (
+        0, 0, len(split_lines(text)), 0)
+    assert apply_edits(text, [{"edits": [{"line": 1, "column": 1, "end_line": 4, "end_column": 1,
+                                          "content": edit.new_text}]}])[0] == fixed
