@@ -32,6 +32,28 @@ def attend(q, k, v):
 FILL_LINE, SOFTMAX_LINE = 8, 14  # 0-based lines of the SHP103 and SHP101 findings
 WAIT = 60  # seconds; generous for a loaded machine, never reached when the server works
 
+# Loaded by the server and by each worker it spawns (through PYTHONPATH): SHP101's detector crashes,
+# kills its process or hangs on a file that asks it to.
+SABOTAGE = """\
+import os, time
+from sharpedges.registry import all_rules
+
+detector = all_rules()["SHP101"].detector
+original = detector.check
+
+def check(self, ctx):
+    code = ctx.module.code
+    if "CRASH_ME" in code:
+        raise RuntimeError("sabotaged")
+    if "EXIT_ME" in code:
+        os._exit(3)
+    if "HANG_ME" in code:
+        time.sleep(600)
+    return original(self, ctx)
+
+detector.check = check
+"""
+
 
 class Editor:
     """A client that records what the server publishes and logs."""
@@ -94,8 +116,9 @@ class Editor:
 
 
 @asynccontextmanager
-async def running(root):
-    """The real server (`python -m sharpedges lsp`) in `root`, initialised; shut down and exited after."""
+async def running(root, sabotage=False):
+    """The real server (`python -m sharpedges lsp`) in `root`, initialised; shut down and exited after.
+    With `sabotage`, its SHP101 detector misbehaves on request (see SABOTAGE)."""
     client = LanguageClient("sharpedges-tests", "1")
     editor = Editor(client, root)
 
@@ -109,7 +132,12 @@ async def running(root):
     def logged(params: types.LogMessageParams) -> None:
         editor.logs.append(params.message)
 
-    await client.start_io(sys.executable, "-m", "sharpedges", "lsp", cwd=str(root), env=dict(os.environ))
+    env = dict(os.environ)
+    if sabotage:
+        (root / "sabotage").mkdir()
+        (root / "sabotage" / "sitecustomize.py").write_text(SABOTAGE)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root / "sabotage"), env.get("PYTHONPATH")]))
+    await client.start_io(sys.executable, "-m", "sharpedges", "lsp", cwd=str(root), env=env)
     result = await asyncio.wait_for(client.initialize_async(types.InitializeParams(
         capabilities=types.ClientCapabilities(), root_uri=root.as_uri(),
         workspace_folders=[types.WorkspaceFolder(uri=root.as_uri(), name="project")])), WAIT)
@@ -124,9 +152,9 @@ async def running(root):
     assert client._server.returncode == 0
 
 
-def drive(root, scenario):
+def drive(root, scenario, sabotage=False):
     async def main():
-        async with running(root) as editor:
+        async with running(root, sabotage) as editor:
             return await scenario(editor)
 
     return asyncio.run(main())
@@ -221,6 +249,31 @@ def test_syntax_error_and_undecodable_buffer_are_diagnostics_and_the_server_live
         assert [d.code for d in await editor.diagnostics(uri, 1)] == ["SHP103", "SHP101"]
 
     drive(tmp_path, scenario)
+
+
+def test_a_crashing_detector_a_dying_worker_and_a_hung_file_never_stop_the_server(tmp_path):
+    async def scenario(editor: Editor):
+        crash = editor.open("crash.py", SOURCE + "# CRASH_ME\n")
+        found = await editor.diagnostics(crash, 1)
+        # The other rules still report; the crash is a diagnostic and a log line.
+        assert [d.code for d in found] == ["SHP000", "SHP103"]
+        assert found[0].message == ("sharpedges could not check this file: SHP101 crashed: RuntimeError: sabotaged")
+        assert any("SHP101 crashed" in line and "please report this" in line for line in editor.logs)
+
+        dying = editor.open("dying.py", SOURCE + "# EXIT_ME\n")
+        [problem] = await editor.diagnostics(dying, 1)
+        assert problem.code == "SHP000" and "the checking process died on this file (twice)" in problem.message
+
+        hung = editor.open("hung.py", SOURCE + "# HANG_ME\n")
+        model = editor.open("model.py", SOURCE)
+        # The hung file holds one worker; the next file is checked and answered meanwhile.
+        assert [d.code for d in await editor.diagnostics(model, 1)] == ["SHP103", "SHP101"]
+        hover = await editor.client.text_document_hover_async(types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=model), position=types.Position(line=SOFTMAX_LINE, character=20)))
+        assert hover.contents.value.startswith("# SHP101 attention-missing-scale")
+        assert hung not in editor.published  # still running: shutdown must not wait for it
+
+    drive(tmp_path, scenario, sabotage=True)
 
 
 def test_workspace_config_selects_and_excludes_as_the_cli_does(tmp_path):
