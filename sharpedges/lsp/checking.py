@@ -19,6 +19,7 @@ from sharpedges.yaml_io import DataFileError
 EDITOR_TIME_LIMIT = 15.0
 
 _engines: dict[Path | None, tuple[Config, Engine]] = {}
+_config_stamps: dict[Path, tuple[int, int]] = {}  # pyproject.toml -> (mtime, size) when its config was read
 _config_generation = 0
 
 
@@ -26,6 +27,19 @@ def forget_config() -> None:
     """Drop what was read from pyproject.toml files (one changed)."""
     find_config.cache_clear()
     _engines.clear()
+    _config_stamps.clear()
+
+
+def _edited_since_read(config: Config) -> bool:
+    """Whether the file a cached config came from changed on disk (the editor may not say so)."""
+    if config.path is None:
+        return False
+    try:
+        info = config.path.stat()
+        stamp = (info.st_mtime_ns, info.st_size)
+    except OSError:
+        return True
+    return _config_stamps.setdefault(config.path, stamp) != stamp
 
 
 def _engine(config: Config) -> Engine:
@@ -54,6 +68,9 @@ def check_buffer(path: str, text: str, config_generation: int = 0) -> dict[str, 
     file = Path(path)
     try:
         config = find_config(file.resolve())
+        if _edited_since_read(config):
+            forget_config()
+            config = find_config(file.resolve())
         if is_excluded(file, config):
             return {"excluded": True, "diagnostics": [], "errors": []}
         engine = _engine(config)

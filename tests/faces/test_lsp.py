@@ -294,6 +294,33 @@ def test_workspace_config_selects_and_excludes_as_the_cli_does(tmp_path):
     drive(tmp_path, scenario)
 
 
+def test_a_config_change_applies_to_open_files(tmp_path):
+    config = tmp_path / "pyproject.toml"
+    config.write_text("[tool.sharpedges]\n")
+
+    async def scenario(editor: Editor):
+        uri = editor.open("model.py", SOURCE)
+        assert [d.code for d in await editor.diagnostics(uri, 1)] == ["SHP103", "SHP101"]
+        # Edited on disk, not announced: the next check reads it.
+        config.write_text('[tool.sharpedges]\nignore = ["SHP101"]\n')
+        version = editor.change(uri, SOURCE + "\n")
+        assert [d.code for d in await editor.diagnostics(uri, version)] == ["SHP103"]
+        # A new config nearer the file, announced as a watched-file change: open files are checked again.
+        (tmp_path / "pkg").mkdir()
+        (tmp_path / "pkg" / "pyproject.toml").write_text('[tool.sharpedges]\nignore = ["SHP103"]\n')
+        inner = editor.open("pkg/model.py", SOURCE)
+        assert [d.code for d in await editor.diagnostics(inner, 1)] == ["SHP101"]
+        (tmp_path / "pkg" / "pyproject.toml").write_text('[tool.sharpedges]\nselect = ["SHP2"]\n')
+        published = len(editor.published[inner])
+        editor.client.workspace_did_change_watched_files(types.DidChangeWatchedFilesParams(changes=[
+            types.FileEvent(uri=(tmp_path / "pkg" / "pyproject.toml").as_uri(), type=types.FileChangeType.Changed)]))
+        async with editor.arrived:
+            await asyncio.wait_for(editor.arrived.wait_for(lambda: len(editor.published[inner]) > published), WAIT)
+        assert not editor.published[inner][-1].diagnostics
+
+    drive(tmp_path, scenario)
+
+
 def test_an_invalid_config_is_reported_on_the_file(tmp_path):
     (tmp_path / "pyproject.toml").write_text('[tool.sharpedges]\nselct = ["SHP1"]\n')
 
@@ -327,3 +354,17 @@ def test_fix_all_applies_every_safe_fix_and_keeps_the_unsafe_ones_out():
         0, 0, len(split_lines(text)), 0)
     assert apply_edits(text, [{"edits": [{"line": 1, "column": 1, "end_line": 4, "end_column": 1,
                                           "content": edit.new_text}]}])[0] == fixed
+
+
+def test_columns_follow_the_clients_position_encoding():
+    """The engine counts code points; the client may count UTF-16 (the default) or UTF-8 units."""
+    text = 'note = "😋é"; s = torch.softmax(q @ k.T, -1)\n'
+    column = text.index("torch") + 1
+    finding = {"rule": "SHP101", "name": "attention-missing-scale", "severity": "error", "path": "m.py",
+               "line": 1, "column": column, "end_line": 1, "end_column": len(text), "message": "m",
+               "help": "sharpedges rule SHP101", "fix": None}
+    result = {"excluded": False, "errors": [], "diagnostics": [finding]}
+    starts = {encoding: checked_text("file:///m.py", 1, text, PositionCodec(encoding), result).findings[0].lsp.range.start
+              for encoding in (types.PositionEncodingKind.Utf32, types.PositionEncodingKind.Utf16,
+                               types.PositionEncodingKind.Utf8)}
+    assert [start.character for start in starts.values()] == [column - 1, column, column + 3]
