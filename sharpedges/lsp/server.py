@@ -164,7 +164,9 @@ def build_server(workers: int = 2) -> SharpedgesServer:
         if checked is None:
             return []
         only = params.context.only
-        actions = translate.quick_fixes(checked, params.range) if translate.wanted(types.CodeActionKind.QuickFix, only) else []
+        actions = []
+        if translate.wanted(types.CodeActionKind.QuickFix, only):
+            actions += translate.quick_fixes(checked, params.range)
         if translate.wanted(translate.FIX_ALL_KIND, only) and (fixed := await ls.fixed_text(checked)) is not None:
             if ls.current(checked.uri) is checked:
                 actions.append(translate.fix_all_action(checked, fixed))

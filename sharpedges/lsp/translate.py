@@ -87,7 +87,7 @@ def related_information(diagnostic: Diagnostic, uri: str, lines: list[str], code
 def to_lsp(diagnostic: Diagnostic, uri: str, lines: list[str], codec: PositionCodec) -> types.Diagnostic:
     return types.Diagnostic(
         range=to_range(lines, codec, diagnostic.line, diagnostic.column, diagnostic.end_line, diagnostic.end_column),
-        message=diagnostic.message, severity=SEVERITIES.get(diagnostic.severity, types.DiagnosticSeverity.Warning),
+        message=diagnostic.message, severity=SEVERITIES[diagnostic.severity],
         code=diagnostic.rule, code_description=code_description(diagnostic), source=SOURCE,
         related_information=related_information(diagnostic, uri, lines, codec))
 

@@ -70,7 +70,8 @@ class CheckWorkers:
                     raise CheckFailed("the checking process died on this file (twice), not checked") from None
             except asyncio.TimeoutError:
                 self._discard(pool)
-                raise CheckFailed(f"the check did not finish in {KILL_AFTER:g} s and was stopped, not checked") from None
+                raise CheckFailed(f"the check did not finish in {KILL_AFTER:g} s and was stopped, "
+                                  "not checked") from None
 
     def _discard(self, pool: ProcessPoolExecutor) -> None:
         """Kill `pool` if it is still the current one (a check that failed with an older pool must

@@ -240,7 +240,8 @@ def test_syntax_error_and_undecodable_buffer_are_diagnostics_and_the_server_live
         assert problem.message.startswith("sharpedges could not check this file: syntax error at 4:12: ")
         assert (problem.range.start.line, problem.range.start.character) == (3, 11)  # where libcst stopped
 
-        codec = editor.open("codec.py", "# -*- coding: no-such-codec -*-\nimport torch\nx = torch.softmax(q @ k.T, -1)\n")
+        codec = editor.open("codec.py",
+                            "# -*- coding: no-such-codec -*-\nimport torch\nx = torch.softmax(q @ k.T, -1)\n")
         [problem] = await editor.diagnostics(codec, 1)
         assert problem.code == "SHP000" and "cannot decode" in problem.message
 
@@ -269,7 +270,8 @@ def test_a_crashing_detector_a_dying_worker_and_a_hung_file_never_stop_the_serve
         # The hung file holds one worker; the next file is checked and answered meanwhile.
         assert [d.code for d in await editor.diagnostics(model, 1)] == ["SHP103", "SHP101"]
         hover = await editor.client.text_document_hover_async(types.HoverParams(
-            text_document=types.TextDocumentIdentifier(uri=model), position=types.Position(line=SOFTMAX_LINE, character=20)))
+            text_document=types.TextDocumentIdentifier(uri=model),
+            position=types.Position(line=SOFTMAX_LINE, character=20)))
         assert hover.contents.value.startswith("# SHP101 attention-missing-scale")
         assert hung not in editor.published  # still running: shutdown must not wait for it
 
@@ -364,7 +366,7 @@ def test_columns_follow_the_clients_position_encoding():
                "line": 1, "column": column, "end_line": 1, "end_column": len(text), "message": "m",
                "help": "sharpedges rule SHP101", "fix": None}
     result = {"excluded": False, "errors": [], "diagnostics": [finding]}
-    starts = {encoding: checked_text("file:///m.py", 1, text, PositionCodec(encoding), result).findings[0].lsp.range.start
-              for encoding in (types.PositionEncodingKind.Utf32, types.PositionEncodingKind.Utf16,
-                               types.PositionEncodingKind.Utf8)}
-    assert [start.character for start in starts.values()] == [column - 1, column, column + 3]
+    encodings = (types.PositionEncodingKind.Utf32, types.PositionEncodingKind.Utf16, types.PositionEncodingKind.Utf8)
+    starts = [checked_text("file:///m.py", 1, text, PositionCodec(encoding), result).findings[0].lsp.range.start
+              for encoding in encodings]
+    assert [start.character for start in starts] == [column - 1, column, column + 3]
