@@ -16,6 +16,7 @@ from pygls import uris
 from pygls.lsp.server import LanguageServer
 
 from sharpedges import __version__
+from sharpedges.discovery import PYTHON_SUFFIXES
 from sharpedges.lsp import translate
 from sharpedges.lsp.workers import CheckFailed, CheckWorkers
 
@@ -33,6 +34,7 @@ class SharpedgesServer(LanguageServer):
         self.checked: dict[str, translate.CheckedText] = {}  # uri -> last published results
         self.fixed: dict[str, tuple[int | None, str | None]] = {}  # uri -> (version, text with safe fixes)
         self.scheduled: dict[str, asyncio.Task] = {}
+        self.reported: set[str] = set()  # crash reports already logged, so typing does not repeat them
 
     def log(self, kind: types.MessageType, message: str) -> None:
         self.window_log_message(types.LogMessageParams(type=kind, message=f"sharpedges: {message}"))
@@ -53,8 +55,13 @@ class SharpedgesServer(LanguageServer):
             return None
         return checked
 
+    def is_python(self, uri: str) -> bool:
+        return self.workspace.get_text_document(uri).language_id == "python" or uri.endswith(PYTHON_SUFFIXES)
+
     def schedule(self, uri: str, delay: float) -> None:
         """Check `uri` after `delay` seconds, replacing a check not yet finished."""
+        if not self.is_python(uri):
+            return
         task = self.scheduled.pop(uri, None)
         if task is not None:
             task.cancel()
@@ -73,8 +80,10 @@ class SharpedgesServer(LanguageServer):
             if not self.is_open(uri) or self.workspace.get_text_document(uri).version != version:
                 return  # a newer version is on its way, or the document was closed
             for error in result["errors"]:
-                if error.get("rule"):
-                    self.log(types.MessageType.Error, f"{uri}: {error['message']} (please report this)")
+                report = f"{uri}: {error['message']} (please report this)"
+                if error.get("rule") and report not in self.reported:
+                    self.reported.add(report)
+                    self.log(types.MessageType.Error, report)
             checked = translate.checked_text(uri, version, text, document.position_codec, result)
             self.checked[uri] = checked
             self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(

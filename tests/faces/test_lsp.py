@@ -77,11 +77,11 @@ class Editor:
     def uri(self, name: str) -> str:
         return (self.root / name).as_uri()
 
-    def open(self, name: str, text: str) -> str:
+    def open(self, name: str, text: str, language: str = "python") -> str:
         uri = self.uri(name)
         self.buffers[uri] = TextDocument(uri, text, version=1)
         self.client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(
-            uri=uri, language_id="python", version=1, text=text)))
+            uri=uri, language_id=language, version=1, text=text)))
         return uri
 
     def change(self, uri: str, text: str, where: types.Range | None = None) -> int:
@@ -301,8 +301,10 @@ def test_a_config_change_applies_to_open_files(tmp_path):
     config.write_text("[tool.sharpedges]\n")
 
     async def scenario(editor: Editor):
+        settings = editor.open("pyproject.toml", config.read_text(), language="toml")  # not Python: not checked
         uri = editor.open("model.py", SOURCE)
         assert [d.code for d in await editor.diagnostics(uri, 1)] == ["SHP103", "SHP101"]
+        assert settings not in editor.published
         # Edited on disk, not announced: the next check reads it.
         config.write_text('[tool.sharpedges]\nignore = ["SHP101"]\n')
         version = editor.change(uri, SOURCE + "\n")
