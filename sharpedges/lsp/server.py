@@ -1,8 +1,9 @@
 """The language server: buffers in; diagnostics, code actions and hovers out.
 
 A buffer is checked on open and save, and after a pause in typing, from its text in memory.
-Checks run in worker processes; the newest version of a document wins, and the results of an
-older one are dropped. Code actions and hovers answer from the last published results.
+Checks run in worker processes, one at a time per document: a change that arrives while its
+document is being checked waits for that check, whose results are then dropped, and the newest
+text is checked next. Code actions and hovers answer from the last published results.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class SharpedgesServer(LanguageServer):
         self.checked: dict[str, translate.CheckedText] = {}  # uri -> last published results
         self.fixed: dict[str, tuple[int | None, str | None]] = {}  # uri -> (version, text with safe fixes)
         self.scheduled: dict[str, asyncio.Task] = {}
+        self.checking: set[str] = set()  # documents with a check in a worker now
         self.reported: set[str] = set()  # crash reports already logged, so typing does not repeat them
 
     def log(self, kind: types.MessageType, message: str) -> None:
@@ -60,8 +62,8 @@ class SharpedgesServer(LanguageServer):
 
     def schedule(self, uri: str, delay: float) -> None:
         """Check `uri` after `delay` seconds, replacing a check not yet finished."""
-        if not self.is_python(uri):
-            return
+        if not self.is_python(uri) or uri in self.checking:
+            return  # a check in progress schedules the next one when it ends
         task = self.scheduled.pop(uri, None)
         if task is not None:
             task.cancel()
@@ -72,13 +74,20 @@ class SharpedgesServer(LanguageServer):
             await asyncio.sleep(delay)
             document = self.workspace.get_text_document(uri)
             version, text = document.version, document.source
+            self.checking.add(uri)
             try:
                 result = await self.workers.check(self.path_of(uri), text)
             except CheckFailed as exc:
                 self.log(types.MessageType.Error, f"{uri}: {exc}")
                 result = {"excluded": False, "diagnostics": [], "errors": [{"path": uri, "message": str(exc)}]}
-            if not self.is_open(uri) or self.workspace.get_text_document(uri).version != version:
-                return  # a newer version is on its way, or the document was closed
+            finally:
+                self.checking.discard(uri)
+            if not self.is_open(uri):
+                return
+            if self.workspace.get_text_document(uri) is not document or document.version != version:
+                # changed (or closed and opened again) while being checked: check the newest text next
+                asyncio.get_running_loop().call_soon(self.schedule, uri, 0)
+                return
             for error in result["errors"]:
                 report = f"{uri}: {error['message']} (please report this)"
                 if error.get("rule") and report not in self.reported:

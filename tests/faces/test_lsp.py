@@ -33,7 +33,7 @@ FILL_LINE, SOFTMAX_LINE = 8, 14  # 0-based lines of the SHP103 and SHP101 findin
 WAIT = 60  # seconds; generous for a loaded machine, never reached when the server works
 
 # Loaded by the server and by each worker it spawns (through PYTHONPATH): SHP101's detector crashes,
-# kills its process or hangs on a file that asks it to.
+# kills its process, takes a while or hangs on a file that asks it to.
 SABOTAGE = """\
 import os, time
 from sharpedges.registry import all_rules
@@ -47,6 +47,8 @@ def check(self, ctx):
         raise RuntimeError("sabotaged")
     if "EXIT_ME" in code:
         os._exit(3)
+    if "SLOW_ME" in code:
+        time.sleep(2)
     if "HANG_ME" in code:
         time.sleep(600)
     return original(self, ctx)
@@ -264,6 +266,11 @@ def test_a_crashing_detector_a_dying_worker_and_a_hung_file_never_stop_the_serve
         dying = editor.open("dying.py", SOURCE + "# EXIT_ME\n")
         [problem] = await editor.diagnostics(dying, 1)
         assert problem.code == "SHP000" and "the checking process died on this file (twice)" in problem.message
+
+        # Changed while its check runs: that check's results are dropped and the newest text checked.
+        slow = editor.open("slow.py", SOURCE + "# SLOW_ME\n")
+        version = editor.change(slow, SOURCE.replace("-1e9", "-1e4"))
+        assert [d.code for d in await editor.diagnostics(slow, version)] == ["SHP101"]
 
         hung = editor.open("hung.py", SOURCE + "# HANG_ME\n")
         model = editor.open("model.py", SOURCE)
