@@ -1,24 +1,30 @@
 """One editor buffer checked exactly as `sharpedges check FILE` checks that file: the nearest
-config, its excludes and per-file-ignores, the same engine. Runs in a worker process (no pygls
-here), on the worker's main thread, so the runner's time limit applies."""
+config, its excludes, rules and per-file-ignores, the same engine and limits. Runs in a worker
+process (no pygls here), on the worker's main thread, so the runner's time limit applies."""
 
 from __future__ import annotations
 
+import codecs
+import tokenize
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 from sharpedges.config import Config, ConfigError, find_config
 from sharpedges.diagnostics import FileError
 from sharpedges.discovery import discover
-from sharpedges.engine import Engine
+from sharpedges.fixes import FixRefused, encode_source
+from sharpedges.processes import limited_memory, memory_limit, worker_started
 from sharpedges.registry import RegistryError
-from sharpedges.runner import CheckOptions, build_engine, check_source, per_file_ignored
+from sharpedges.runner import CheckOptions
+from sharpedges.session import check_stdin
 from sharpedges.yaml_io import DataFileError
 
 # An editor waits for its diagnostics: a file that takes longer is reported, not checked.
 EDITOR_TIME_LIMIT = 15.0
+# Reading only: no result cache is written into the user's tree for every keystroke.
+OPTIONS = CheckOptions(use_cache=False, time_limit=EDITOR_TIME_LIMIT)
 
-_engines: dict[Path | None, tuple[Config, Engine]] = {}
 _config_stamps: dict[Path, tuple[int, int]] = {}  # pyproject.toml -> (mtime, size) when its config was read
 _config_generation = 0
 
@@ -26,7 +32,6 @@ _config_generation = 0
 def forget_config() -> None:
     """Drop what was read from pyproject.toml files (one changed)."""
     find_config.cache_clear()
-    _engines.clear()
     _config_stamps.clear()
 
 
@@ -40,13 +45,6 @@ def _edited_since_read(config: Config) -> bool:
     except OSError:
         return True
     return _config_stamps.setdefault(config.path, stamp) != stamp
-
-
-def _engine(config: Config) -> Engine:
-    cached = _engines.get(config.path)
-    if cached is None or cached[0] is not config:
-        cached = _engines[config.path] = (config, build_engine(config, CheckOptions(use_cache=False)))
-    return cached[1]
 
 
 def is_excluded(path: Path, config: Config) -> bool:
@@ -65,6 +63,12 @@ def check_buffer(path: str, text: str, config_generation: int = 0) -> dict[str, 
     if config_generation != _config_generation:
         forget_config()
         _config_generation = config_generation
+    try:
+        data = file_bytes(text)
+    except UnicodeEncodeError as exc:
+        return _error(path, f"cannot decode: the buffer is not valid Unicode ({exc.reason} at offset {exc.start})")
+    except FixRefused as exc:
+        return _error(path, f"cannot encode the buffer: {exc}")
     file = Path(path)
     try:
         config = find_config(file.resolve())
@@ -73,17 +77,25 @@ def check_buffer(path: str, text: str, config_generation: int = 0) -> dict[str, 
             config = find_config(file.resolve())
         if is_excluded(file, config):
             return {"excluded": True, "diagnostics": [], "errors": []}
-        engine = _engine(config)
+        with limited_memory(memory_limit()):
+            result = check_stdin(OPTIONS, path, data)
     except (ConfigError, RegistryError, DataFileError, ValueError) as exc:
         return _error(path, f"configuration error, not checked: {exc}")
-    try:
-        data = text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        return _error(path, f"cannot decode: the buffer is not valid Unicode ({exc.reason} at offset {exc.start})")
-    result = check_source(engine, path, data, EDITOR_TIME_LIMIT)
-    return {"excluded": False,
-            "diagnostics": [d.to_json() for d in result.diagnostics if not per_file_ignored(config, d)],
+    except MemoryError:
+        return _error(path, f"ran out of memory (limit {memory_limit() // 2**20} MiB), not checked")
+    return {"excluded": False, "diagnostics": [d.to_json() for d in result.diagnostics],
             "errors": [e.to_json() for e in result.errors]}
+
+
+def file_bytes(text: str) -> bytes:
+    """The buffer as the bytes its file would hold: UTF-8, unless a coding cookie names another
+    encoding (the engine decodes as Python does, so columns then match the buffer's)."""
+    data = text.encode("utf-8")
+    try:
+        encoding, _ = tokenize.detect_encoding(BytesIO(data).readline)
+    except SyntaxError:  # an unknown encoding: the engine reports it
+        return data
+    return data if codecs.lookup(encoding).name.startswith("utf-8") else encode_source(text, encoding)
 
 
 def _error(path: str, message: str) -> dict[str, Any]:
@@ -94,9 +106,10 @@ WARM_UP_SOURCE = ("import torch\n\n\ndef attend(q, k, v):\n"
                   "    return torch.softmax(q @ k.transpose(-2, -1), dim=-1) @ v\n")
 
 
-def warm_up() -> None:
-    """Import the detectors, load the specs and run each once before the first buffer arrives.
-    A failure here is left for the real check to report."""
+def start_worker(server: int) -> None:
+    """Worker initializer: die with the server, and import the detectors, load the specs and run
+    each once before the first buffer arrives (a failure there is left for a real check to report)."""
+    worker_started(server)
     try:
         check_buffer(str(Path.cwd() / "__sharpedges_warm_up__.py"), WARM_UP_SOURCE)
     except Exception:

@@ -7,14 +7,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
 from pygls.workspace.position_codec import PositionCodec
 
-from sharpedges.diagnostics import Diagnostic, Edit, FileError
+from sharpedges.diagnostics import Diagnostic, FileError
 from sharpedges.engine import NOQA
 from sharpedges.fixes import apply_edits, still_parses
+from sharpedges.lines import source_lines
 from sharpedges.specs import RULES_DIR
 
 SOURCE = "sharpedges"
@@ -22,16 +24,7 @@ FILE_ERROR_CODE = "SHP000"  # CONVENTIONS.md: "file could not be checked", shown
 FIX_ALL_KIND = "source.fixAll.sharpedges"
 SEVERITIES = {"error": types.DiagnosticSeverity.Error, "warning": types.DiagnosticSeverity.Warning,
               "info": types.DiagnosticSeverity.Information}
-_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")  # libcst's (and LSP's) line endings
 _AT = re.compile(r"\bat (\d+):(\d+)\b")
-
-
-def split_lines(text: str) -> list[str]:
-    return _LINE.findall(text)
-
-
-def _bare(line: str) -> str:
-    return line.rstrip("\r\n")
 
 
 @dataclass(frozen=True)
@@ -47,7 +40,7 @@ class CheckedText:
     uri: str
     version: int | None
     text: str
-    lines: list[str]
+    lines: list[str]  # as Python numbers them, without line breaks
     codec: PositionCodec
     findings: list[Finding]
     problems: list[types.Diagnostic]  # SHP000: the file (or part of it) could not be checked
@@ -72,16 +65,26 @@ def code_description(diagnostic: Diagnostic) -> types.CodeDescription:
     return types.CodeDescription(href=(RULES_DIR / f"{diagnostic.rule}.yaml").as_uri())
 
 
+def _lines_of(path: str) -> list[str]:
+    try:
+        return source_lines(Path(path).read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return []
+
+
 def related_information(diagnostic: Diagnostic, uri: str, lines: list[str], codec: PositionCodec
                         ) -> list[types.DiagnosticRelatedInformation] | None:
-    """The locations a finding rests on (where the mask was built, where the scale was lost).
-    Seam: the semantic model does not report them yet; once a Diagnostic carries `related`
-    (each with line, column, end_line, end_column and message, in this file) they are mapped here."""
-    related = getattr(diagnostic, "related", None) or ()
-    return [types.DiagnosticRelatedInformation(
-        location=types.Location(uri=uri, range=to_range(lines, codec, item["line"], item["column"],
-                                                         item["end_line"], item["end_column"])),
-        message=item["message"]) for item in related] or None
+    """The locations a finding rests on (where the mask was built, where the scale was lost): in
+    this buffer, or in another file (its text on disk gives the client's columns)."""
+    related = []
+    for item in diagnostic.related:
+        where_uri, where_lines = uri, lines
+        if item.get("path") and item["path"] != diagnostic.path:
+            where_uri, where_lines = Path(item["path"]).absolute().as_uri(), _lines_of(item["path"])
+        span = to_range(where_lines, codec, item["line"], item["column"], item["end_line"], item["end_column"])
+        related.append(types.DiagnosticRelatedInformation(location=types.Location(uri=where_uri, range=span),
+                                                          message=item["message"]))
+    return related or None
 
 
 def to_lsp(diagnostic: Diagnostic, uri: str, lines: list[str], codec: PositionCodec) -> types.Diagnostic:
@@ -98,7 +101,7 @@ def problem_to_lsp(error: FileError, lines: list[str], codec: PositionCodec) -> 
     line, column = 1, 1
     if (at := _AT.search(error.message)) is not None:
         line, column = int(at.group(1)), int(at.group(2))
-    text = _bare(lines[line - 1]) if 0 < line <= len(lines) else ""
+    text = lines[line - 1] if 0 < line <= len(lines) else ""
     return types.Diagnostic(range=to_range(lines, codec, line, column, line, max(len(text) + 1, column + 1)),
                             message=f"sharpedges could not check this file: {error.message}",
                             severity=types.DiagnosticSeverity.Warning, code=FILE_ERROR_CODE, source=SOURCE)
@@ -107,7 +110,7 @@ def problem_to_lsp(error: FileError, lines: list[str], codec: PositionCodec) -> 
 def checked_text(uri: str, version: int | None, text: str, codec: PositionCodec, result: dict[str, Any]
                  ) -> CheckedText:
     """`result` is what `checking.check_buffer` returned for `text`."""
-    lines = split_lines(text)
+    lines = source_lines(text)
     findings = [Finding(d, to_lsp(d, uri, lines, codec)) for d in map(Diagnostic.from_json, result["diagnostics"])]
     problems = [problem_to_lsp(FileError(**e), lines, codec) for e in result["errors"]]
     return CheckedText(uri, version, text, lines, codec, findings, problems)
@@ -121,9 +124,8 @@ def _overlaps(a: types.Range, b: types.Range) -> bool:
 
 
 def _text_edit(checked: CheckedText, edit: dict[str, Any]) -> types.TextEdit:
-    edit = Edit(**edit)
-    return types.TextEdit(range=to_range(checked.lines, checked.codec, edit.line, edit.column, edit.end_line,
-                                         edit.end_column), new_text=edit.content)
+    return types.TextEdit(range=to_range(checked.lines, checked.codec, edit["line"], edit["column"], edit["end_line"],
+                                         edit["end_column"]), new_text=edit["content"])
 
 
 def _workspace_edit(uri: str, edits: list[types.TextEdit]) -> types.WorkspaceEdit:
@@ -148,7 +150,7 @@ def noqa_action(checked: CheckedText, finding: Finding) -> types.CodeAction | No
     number, code = finding.source.line, finding.source.rule
     if not 0 < number <= len(checked.lines):
         return None
-    line = _bare(checked.lines[number - 1])
+    line = checked.lines[number - 1]
     if line.rstrip().endswith("\\"):
         return None  # a comment after a line continuation would not parse
     existing = next((match for match in NOQA.finditer(line) if match.group("codes")), None)
@@ -170,7 +172,7 @@ def fixed_text(checked: CheckedText) -> str | None:
              if finding.source.fix and finding.source.fix["applicability"] == "safe"]
     if not fixes:
         return None
-    fixed, _ = apply_edits(checked.text, fixes)
+    fixed = apply_edits(checked.text, fixes).text
     if fixed == checked.text or not still_parses(fixed):
         return None
     return fixed
@@ -178,7 +180,7 @@ def fixed_text(checked: CheckedText) -> str | None:
 
 def fix_all_action(checked: CheckedText, fixed: str) -> types.CodeAction:
     lines = checked.lines
-    if not lines or lines[-1] != _bare(lines[-1]):  # ends with a line break: the end is the next line's start
+    if not lines or checked.text.endswith(("\n", "\r")):  # the end is the start of the line after the last
         end = types.Position(line=len(lines), character=0)
     else:
         end = types.Position(line=len(lines) - 1, character=checked.codec.client_num_units(lines[-1]))

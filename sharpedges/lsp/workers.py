@@ -11,7 +11,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from sharpedges.lsp.checking import EDITOR_TIME_LIMIT, check_buffer, warm_up
+from sharpedges.lsp.checking import EDITOR_TIME_LIMIT, check_buffer, start_worker
 
 # The time limit is enforced inside the worker (the runner's alarm); this much longer, the worker
 # is taken to be stuck where no alarm can reach it (native code) and is killed.
@@ -42,7 +42,7 @@ class CheckWorkers:
         if self._executor is None:
             # spawn: the server runs threads, and a fork would copy their locks mid-use.
             self._executor = ProcessPoolExecutor(self.count, mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=warm_up)
+                                                 initializer=start_worker, initargs=(os.getpid(),))
         return self._executor
 
     def start(self) -> None:

@@ -10,7 +10,8 @@ from pygls.lsp.client import LanguageClient
 from pygls.workspace import PositionCodec, TextDocument
 
 from sharpedges.fixes import apply_edits
-from sharpedges.lsp.translate import FIX_ALL_KIND, checked_text, fix_all_action, fixed_text, split_lines
+from sharpedges.lines import source_lines
+from sharpedges.lsp.translate import FIX_ALL_KIND, checked_text, fix_all_action, fixed_text
 
 SOURCE = """\
 import math
@@ -239,13 +240,18 @@ def test_syntax_error_and_undecodable_buffer_are_diagnostics_and_the_server_live
         broken = editor.open("broken.py", "import torch\n\ndef attend(q, k:\n    return torch.softmax(q @ k.T, -1)\n")
         [problem] = await editor.diagnostics(broken, 1)
         assert problem.code == "SHP000" and problem.source == "sharpedges"
-        assert problem.message.startswith("sharpedges could not check this file: syntax error at 4:12: ")
-        assert (problem.range.start.line, problem.range.start.character) == (3, 11)  # where libcst stopped
+        assert problem.message == "sharpedges could not check this file: syntax error at 3:11: '(' was never closed"
+        assert (problem.range.start.line, problem.range.start.character) == (2, 10)  # at the bracket left open
 
         codec = editor.open("codec.py",
                             "# -*- coding: no-such-codec -*-\nimport torch\nx = torch.softmax(q @ k.T, -1)\n")
         [problem] = await editor.diagnostics(codec, 1)
-        assert problem.code == "SHP000" and "cannot decode" in problem.message
+        assert problem.code == "SHP000" and "unknown encoding: no-such-codec" in problem.message
+
+        surrogate = editor.open("surrogate.py", "import torch\nnote = '\ud800'\n")  # JSON allows a lone surrogate
+        [problem] = await editor.diagnostics(surrogate, 1)
+        assert problem.code == "SHP000"
+        assert "cannot decode: the buffer is not valid Unicode (surrogates not allowed at offset 21)" in problem.message
 
         # The same server still checks the next file.
         uri = editor.open("model.py", SOURCE)
@@ -348,10 +354,10 @@ def test_fix_all_applies_every_safe_fix_and_keeps_the_unsafe_ones_out():
     safe and unsafe fixes."""
     text = "a = 1\nb = 2\nc = 3\n"
     def fix(line, applicability, content):
+        edit = {"line": line, "column": 5, "end_line": line, "end_column": 6, "content": content, "original": str(line)}
         return {"rule": "SHP999", "name": "example", "severity": "warning", "path": "m.py", "line": line,
                 "column": 5, "end_line": line, "end_column": 6, "message": "m", "help": "sharpedges rule SHP999",
-                "fix": {"applicability": applicability,
-                        "edits": [{"line": line, "column": 5, "end_line": line, "end_column": 6, "content": content}]}}
+                "fix": {"applicability": applicability, "edits": [edit]}}
 
     result = {"excluded": False, "errors": [], "diagnostics": [fix(1, "safe", "10"), fix(2, "unsafe", "20"),
                                                                 fix(3, "safe", "30")]}
@@ -362,9 +368,9 @@ def test_fix_all_applies_every_safe_fix_and_keeps_the_unsafe_ones_out():
     assert action.kind == FIX_ALL_KIND
     [edit] = action.edit.changes["file:///m.py"]
     assert (edit.range.start.line, edit.range.start.character, edit.range.end.line, edit.range.end.character) == (
-        0, 0, len(split_lines(text)), 0)
+        0, 0, len(source_lines(text)), 0)
     assert apply_edits(text, [{"edits": [{"line": 1, "column": 1, "end_line": 4, "end_column": 1,
-                                          "content": edit.new_text}]}])[0] == fixed
+                                          "content": edit.new_text, "original": text}]}]).text == fixed
 
 
 def test_columns_follow_the_clients_position_encoding():
@@ -379,3 +385,20 @@ def test_columns_follow_the_clients_position_encoding():
     starts = [checked_text("file:///m.py", 1, text, PositionCodec(encoding), result).findings[0].lsp.range.start
               for encoding in encodings]
     assert [start.character for start in starts] == [column - 1, column, column + 3]
+
+
+def test_the_locations_a_finding_rests_on_become_related_information(tmp_path):
+    (tmp_path / "masks.py").write_text("import torch\n\n\ndef causal(n):\n    return torch.triu(torch.ones(n, n))\n")
+    text = "import torch\n\nmask = torch.triu(torch.ones(4, 4))\nscores = scores.masked_fill(mask == 0, -1e4)\n"
+    built_here = {"line": 3, "column": 8, "end_line": 3, "end_column": 36, "message": "the mask is built here"}
+    elsewhere = {"line": 5, "column": 12, "end_line": 5, "end_column": 40, "message": "and here",
+                 "path": str(tmp_path / "masks.py")}
+    finding = {"rule": "SHP202", "name": "causal-mask-inverted", "severity": "error", "path": str(tmp_path / "m.py"),
+               "line": 4, "column": 10, "end_line": 4, "end_column": 45, "message": "m",
+               "help": "sharpedges rule SHP202", "fix": None, "related": [built_here, elsewhere]}
+    uri = (tmp_path / "m.py").as_uri()
+    checked = checked_text(uri, 1, text, PositionCodec(), {"excluded": False, "errors": [], "diagnostics": [finding]})
+    related = checked.findings[0].lsp.related_information
+    assert [(r.location.uri, r.location.range.start.line, r.location.range.start.character,
+             r.location.range.end.character, r.message) for r in related] == [
+        (uri, 2, 7, 35, "the mask is built here"), ((tmp_path / "masks.py").as_uri(), 4, 11, 39, "and here")]
