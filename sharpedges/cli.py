@@ -9,7 +9,8 @@ import sys
 from sharpedges import __version__
 
 # Order is the order of `sharpedges --help`.
-COMMAND_MODULES = ("check", "rules", "rule", "review", "skills", "skill", "route", "pack", "serve", "calc", "probe")
+COMMAND_MODULES = ("check", "rules", "rule", "review", "skills", "skill", "route", "pack", "serve", "lsp", "calc",
+                   "probe")
 
 
 def build_parser() -> argparse.ArgumentParser:
