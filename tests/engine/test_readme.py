@@ -41,4 +41,23 @@ def test_the_rules_table_is_generated_from_the_specs(run_cli):
     end = readme.index("<!-- end of generated rules table -->")
     generated = run_cli("rules", "--format", "markdown")
     assert generated.returncode == 0
-    assert readme[start:end] == generated.stdout, "README's rules table is stale: paste `sharpedges rules --format markdown`"
+    assert readme[start:end] == generated.stdout, "README's rules table is stale: run `sharpedges rules --update-readme README.md`"
+
+
+def test_the_rules_table_can_be_rewritten_in_place(run_cli, tmp_path):
+    stale = (REPO / "README.md").read_text().replace("| SHP101 | attention-missing-scale |", "| SHP101 | old-name |")
+    (tmp_path / "README.md").write_text(stale)
+    first = run_cli("rules", "--update-readme", "README.md")
+    assert first.returncode == 1 and "rules table updated" in first.stdout
+    assert (tmp_path / "README.md").read_text() == (REPO / "README.md").read_text()
+    again = run_cli("rules", "--update-readme", "README.md")
+    assert again.returncode == 0 and "up to date" in again.stdout
+
+
+def test_the_contributors_pre_commit_config_is_valid():
+    import subprocess
+    import sys
+
+    completed = subprocess.run([sys.executable, "-m", "pre_commit", "validate-config", ".pre-commit-config.yaml"],
+                               cwd=REPO, capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
