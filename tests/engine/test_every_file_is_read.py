@@ -88,3 +88,17 @@ def test_code_newer_than_this_python_is_not_called_broken(run_cli, tmp_path: Pat
     (tmp_path / "new.py").write_text(source)
     code, document = check_json(run_cli, "new.py")
     assert code == 0 and document["errors"] == []
+
+
+def test_github_annotations_of_errors_carry_the_line_and_no_unexplained_code(run_cli, tmp_path):
+    (tmp_path / "broken.py").write_text("import torch\n\nx = (1\n")
+    (tmp_path / "deep.py").write_text("x = " + "not " * 1000 + "a\n")
+    result = run_cli("check", "--format", "github", "--no-cache", "broken.py", "deep.py")
+    assert result.returncode == 2
+    lines = sorted(result.stdout.splitlines())
+    assert lines == [
+        "::error file=broken.py,line=3,col=5,title=sharpedges%3A file not checked::"
+        "syntax error at 3:5: '(' was never closed",
+        "::error file=deep.py,title=sharpedges%3A file not checked::nested too deeply (more than 500 levels), "
+        "not checked",
+    ]
