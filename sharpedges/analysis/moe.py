@@ -537,70 +537,96 @@ def is_balancing_value(ctx: FileContext, value: cst.BaseExpression) -> bool:
 BALANCING_SHAPES = frozenset({"z_loss", "fraction_times_probability", "entropy", "product_of_means"})
 
 
-def _made_of(ctx: FileContext, expr: cst.CSTNode, depth: int) -> frozenset[str]:
+def _made_of(ctx: FileContext, expr: cst.CSTNode, depth: int, env: dict | None = None) -> frozenset[str]:
     """What an expression is computed from, through local definitions and the bodies of this file's functions:
     tags for router probabilities, expert load, products, reductions, logsumexp, logs and dispersion, and the
-    balancing shapes they form (a shape ending in `?` is a product still waiting for its reduction)."""
+    balancing shapes they form (a shape ending in `?` is a product still waiting for its reduction). `env`
+    binds the parameters of a called function of this file to the caller's arguments."""
     key = ("moe.made_of", id(expr))
-    if key in ctx.shared:
+    if not env and key in ctx.shared:
         return ctx.shared[key]
     if depth > MAX_INGREDIENT_DEPTH or is_a(expr, (cst.Lambda, cst.FunctionDef, cst.ClassDef)):
         return frozenset()
-    ctx.shared[key] = frozenset()  # while it is computed, a cycle through a loop sees nothing
+    if not env:
+        ctx.shared[key] = frozenset()  # while it is computed, a cycle through a loop sees nothing
     found: set[str] = set()
     for child in expr.children:
-        found |= _made_of(ctx, child, depth + 1)
+        found |= _made_of(ctx, child, depth + 1, env)
     if is_a(expr, cst.BinaryOperation):
         if is_a(expr.operator, cst.Multiply):
             found.add("product")
-            found |= _product_shapes(ctx, expr.left, expr.right, depth)
+            found |= _product_shapes(ctx, expr.left, expr.right, depth, env)
         elif is_a(expr.operator, cst.Power) and literal_int(expr.right) == 2:
             found.add("square")
     elif is_a(expr, cst.Call):
-        found |= _call_tags(ctx, expr, found, depth)
+        found |= _call_tags(ctx, expr, found, depth, env)
     elif is_a(expr, cst.Name) and _is_read(expr, ctx.index.parents.get(expr)):
-        function = ctx.function_of(expr)
-        if function is not None:
-            for definition in ctx.function_facts(function).reaching(expr.value, ctx.order(expr)):
-                source = getattr(definition.node, "value", None) if definition.kind == "unpack" else definition.value
-                if source is not None and definition.kind != "param":
-                    found |= _made_of(ctx, source, depth + 1)
+        for source, source_env in _sources(ctx, expr, env):
+            found |= _made_of(ctx, source, depth + 1, source_env)
     if "z" in found and "square" in found and "reduction" in found:
         found.add("z_loss")
     result = frozenset(found)
-    ctx.shared[key] = result
+    if not env:
+        ctx.shared[key] = result
     return result
 
 
-def _product_shapes(ctx: FileContext, left: cst.BaseExpression, right: cst.BaseExpression, depth: int) -> set[str]:
+def _sources(ctx: FileContext, name: cst.Name, env: dict | None):
+    """The values a read name may hold: its reaching local definitions, and for a parameter the argument
+    bound to it in `env` (evaluated in the caller, with no bindings of its own)."""
+    function = ctx.function_of(name)
+    if function is None:
+        return
+    for definition in ctx.function_facts(function).reaching(name.value, ctx.order(name)):
+        if definition.kind == "param":
+            if env and definition.node in env:
+                yield env[definition.node], None
+        elif definition.kind == "unpack":
+            yield getattr(definition.node, "value", None), env
+        elif definition.value is not None:
+            yield definition.value, env
+
+
+def _bind(callee: cst.FunctionDef, call: cst.Call) -> dict:
+    """The callee's parameters mapped to the call's arguments (`self` skipped for a method call)."""
+    params = list(callee.params.params)
+    if params and params[0].name.value in ("self", "cls") and is_a(call.func, cst.Attribute):
+        params = params[1:]
+    env = {}
+    for index, param in enumerate(params):
+        value = argument(call, param.name.value, index)
+        if value is not None:
+            env[param] = value
+    return env
+
+
+def _product_shapes(ctx: FileContext, left: cst.BaseExpression, right: cst.BaseExpression, depth: int,
+                    env: dict | None = None) -> set[str]:
     """Balancing products, pending a reduction: expert fractions times router probabilities, probabilities
     times their log (entropy), a mean times a mean per expert."""
-    a, b = _made_of(ctx, left, depth + 1), _made_of(ctx, right, depth + 1)
+    a, b = _made_of(ctx, left, depth + 1, env), _made_of(ctx, right, depth + 1, env)
     shapes = set()
     if "probability" in a and "load" in b or "load" in a and "probability" in b:
         shapes.add("fraction_times_probability?")
     if "probability" in a and "log" in b or "log" in a and "probability" in b:
         shapes.add("entropy?")
-    function = ctx.function_of(left)
-    if function is not None:
-        facts = ctx.function_facts(function)
-        if _is_reduction(ctx, facts, left) and _is_reduction(ctx, facts, right):
-            shapes.add("product_of_means?")
+    if _is_reduction(ctx, left, env) and _is_reduction(ctx, right, env):
+        shapes.add("product_of_means?")
     return shapes
 
 
-def _is_reduction(ctx: FileContext, facts: FunctionFacts, expr: cst.BaseExpression, depth: int = 0) -> bool:
-    """`x.mean(0)`, `torch.mean(x, dim=0)`, `ce * num_experts`, or a local bound to one."""
+def _is_reduction(ctx: FileContext, expr: cst.BaseExpression, env: dict | None, depth: int = 0) -> bool:
+    """`x.mean(0)`, `torch.mean(x, dim=0)`, `ce * num_experts`, or a local (or bound parameter) holding one."""
     if depth > 4:
         return False
     if is_a(expr, cst.Name):
-        definitions = [d for d in facts.reaching(expr.value, ctx.order(expr)) if d.kind != "inplace"]
-        return bool(definitions) and all(d.kind == "assign" and _is_reduction(ctx, facts, d.value, depth + 1)
-                                         for d in definitions)
+        sources = list(_sources(ctx, expr, env))
+        return bool(sources) and all(_is_reduction(ctx, source, source_env, depth + 1)
+                                     for source, source_env in sources)
     while is_a(expr, cst.BinaryOperation) and is_a(expr.operator, (cst.Multiply, cst.Divide)):
         expr = expr.left if is_a(expr.left, (cst.Call, cst.Name)) else expr.right  # ce * num_experts
         if is_a(expr, cst.Name):
-            return _is_reduction(ctx, facts, expr, depth + 1)
+            return _is_reduction(ctx, expr, env, depth + 1)
     return is_a(expr, cst.Call) and (method_name(expr) in REDUCTIONS or ctx.callee(expr) in ("torch.mean", "torch.sum"))
 
 
@@ -613,7 +639,7 @@ def _is_read(name: cst.Name, parent: cst.CSTNode | None) -> bool:
     return not is_a(parent, (cst.Param, cst.AssignTarget, cst.FunctionDef, cst.ClassDef))
 
 
-def _call_tags(ctx: FileContext, call: cst.Call, inside: set[str], depth: int) -> set[str]:
+def _call_tags(ctx: FileContext, call: cst.Call, inside: set[str], depth: int, env: dict | None) -> set[str]:
     """What a call adds: its own kind of value, a reduction completing a product under it, and what the
     function of this file it runs returns."""
     qualified = ctx.callee(call) or ""
@@ -636,16 +662,17 @@ def _call_tags(ctx: FileContext, call: cst.Call, inside: set[str], depth: int) -
         if name in ("mul", "dot") and receiver(call) is not None and call.args:
             operands = [receiver(call), call.args[0].value]
         if len(operands) == 2:
-            found |= _product_shapes(ctx, operands[0], operands[1], depth)
+            found |= _product_shapes(ctx, operands[0], operands[1], depth, env)
     if qualified in ("torch.sum", "torch.mean", "sum") or name in REDUCTIONS:
         found.add("reduction")
         found |= {tag.rstrip("?") for tag in inside | found if tag.endswith("?")}
     if qualified == "torch.square" or name == "square" or (name == "pow" and literal_int(argument(call, None, 0)) == 2):
         found.add("square")
     callee = _local_callee(ctx, call)
-    if callee is not None:
+    if callee is not None and depth < MAX_INGREDIENT_DEPTH // 2:
+        bound = _bind(callee, call) if not env else None  # arguments bound one call deep
         for returned in _returned_values(ctx, callee):
-            found |= _made_of(ctx, returned, depth + 1)
+            found |= _made_of(ctx, returned, depth + 1, bound)
     return found
 
 
