@@ -52,6 +52,7 @@ TASK_LOSSES = re.compile(r"cross_entropy|nll|mse|l1_loss|bce|kl_div|ctc|margin|h
 WHOLE_VALUE_METHODS = {"view", "reshape", "float", "to", "type", "detach", "clone", "contiguous", "flatten",
                        "unsqueeze", "squeeze", "view_as", "reshape_as", "cpu"}
 COLLECT_METHODS = {"append", "extend", "insert", "add", "put", "update"}
+QUANTILE_METHODS = {"quantile", "nanquantile", "kthvalue"}
 ROUTER_RECORD_KEY = re.compile(r"router", re.IGNORECASE)
 
 
@@ -63,6 +64,7 @@ class ScoreTrace:
     parameters: set[str] = field(default_factory=set)  # scores handed in by the caller
     projections: list[cst.CSTNode] = field(default_factory=list)  # gate calls / products the scores start at
     biased: bool = False  # a stored per-expert bias added before the selection (aux-loss-free balancing)
+    thresholded: bool = False  # a per-expert quantile subtracted before the selection (it balances the load)
     transposed: bool = False  # experts choose tokens
     # Precision at the selection, from the cast nearest to it: "full" (fp32), "low" (a half type or the
     # activations' dtype), "configured" (a dtype left to a setting); None when no cast says, and the
@@ -333,9 +335,23 @@ class ScoreTracer:
             out.precision = value
 
     def _note_addition(self, term, operator, out: ScoreTrace) -> None:
-        """`scores + self.expert_bias`: a stored per-expert bias shifts which experts are chosen."""
-        if is_a(operator, (cst.Add, cst.AddAssign)) and _stored_attribute(term):
-            out.biased = True
+        """`scores + self.expert_bias`, `scores - bias` for a local bound to a stored bias: a per-expert bias
+        shifts which experts are chosen; `scores - torch.quantile(scores, q, dim=0)`: a quantile threshold
+        per expert does the same from the batch itself."""
+        if not is_a(operator, (cst.Add, cst.AddAssign, cst.Subtract, cst.SubtractAssign)):
+            return
+        values = [term]
+        if is_a(term, cst.Name):
+            values += [d.value for d in self.facts.reaching(term.value, self.ctx.order(term))
+                       if d.kind == "assign" and d.value is not None]
+        for value in values:
+            if _stored_attribute(value):
+                out.biased = True
+            if value is not None and any(method_name(call) in QUANTILE_METHODS
+                                         or (self.ctx.callee(call) or "").rsplit(".", 1)[-1] in QUANTILE_METHODS
+                                         for call in (value, *self.ctx.index.descendants(value, cst.Call))
+                                         if is_a(call, cst.Call)):
+                out.thresholded = True
 
 
 def _stored_attribute(expr: cst.BaseExpression | None) -> bool:
@@ -415,16 +431,32 @@ def _cast_precision(ctx: FileContext, target: cst.BaseExpression | None, value: 
 
 
 # -- where values go -----------------------------------------------------------------------
-def escapes(ctx: FileContext, facts: FunctionFacts, definitions: set[Definition]) -> bool:
+def escapes(ctx: FileContext, facts: FunctionFacts, definitions: set[Definition], depth: int = 0) -> bool:
     """Whether a value defined by one of `definitions` leaves the function: returned, yielded, stored
-    on an object or collected into a container."""
+    on an object or collected into a container, directly or inside a tuple, list or dict of aux
+    information that leaves (`aux = (router_logits, load); return out, aux`)."""
     for definition in definitions:
         for use in facts.later_uses(definition.name, definition.order - 1):
             if definition not in facts.reaching(definition.name, ctx.order(use)):
                 continue
             if _leaves_function(ctx, use):
                 return True
+            holder = _container_assignment(ctx, use)
+            if holder is not None and depth < 3 and escapes(ctx, facts, set(_definitions_by(facts, holder)), depth + 1):
+                return True
     return False
+
+
+def _container_assignment(ctx: FileContext, use: cst.CSTNode) -> cst.CSTNode | None:
+    """The `name = (..., use, ...)` / `[...]` / `{...: use}` statement that packs the whole value into a local."""
+    child = use
+    for ancestor in ctx.index.ancestors(use):
+        if is_a(ancestor, cst.Assign):
+            return ancestor if child is not use else None
+        if not is_a(ancestor, (cst.Tuple, cst.List, cst.Dict, cst.DictElement, cst.Element)):
+            return None
+        child = ancestor
+    return None
 
 
 def _leaves_function(ctx: FileContext, node: cst.CSTNode) -> bool:
@@ -895,6 +927,8 @@ def balancing(ctx: FileContext, site: RoutingSite) -> str | None:
     trace = site.trace
     if trace.biased:
         return "a stored per-expert bias shifts the selection (aux-loss-free balancing)"
+    if trace.thresholded:
+        return "a per-expert quantile threshold shifts the selection"
     if site.expert_choice:
         return "expert-choice routing"
     if computes_balancing_loss(ctx, layer_of(site)):

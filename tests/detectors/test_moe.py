@@ -339,6 +339,45 @@ def test_losses_computed_by_balancing_arithmetic_are_found_when_dropped(loss):
     assert codes(source.replace("return top, idx", "return top, idx, penalty"), "SHP502") == []
 
 
+ROUTER_WITHOUT_BALANCING = """
+    import torch
+    from torch import nn
+
+    class MoE(nn.Module):
+        def __init__(self, dim, num_experts):
+            super().__init__()
+            self.gate = nn.Linear(dim, num_experts)
+            self.register_buffer("expert_bias", torch.zeros(num_experts))
+
+        def forward(self, x):
+            logits = self.gate(x)
+            probs = logits.softmax(-1)
+            weight, idx = probs.topk(2, dim=-1)
+            return self.dispatch(x, weight, idx)
+"""
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    # router logits returned inside a tuple (or dict) of aux information
+    ("return self.dispatch(x, weight, idx)", "aux = (logits, idx)\n            return self.dispatch(x, weight, idx), aux"),
+    ("return self.dispatch(x, weight, idx)",
+     "aux = {'router_logits': logits}\n            return self.dispatch(x, weight, idx), aux"),
+    # a stored bias through a local, and a per-expert quantile threshold, balance the selection
+    ("weight, idx = probs.topk(2, dim=-1)", "bias = self.expert_bias\n            weight, idx = (probs + bias).topk(2, dim=-1)"),
+    ("weight, idx = probs.topk(2, dim=-1)",
+     "threshold = torch.quantile(probs, 0.9, dim=0)\n            weight, idx = (probs - threshold).topk(2, dim=-1)"),
+])
+def test_balancing_that_is_not_an_aux_loss_variable(old, new):
+    assert [code for code, _ in codes(ROUTER_WITHOUT_BALANCING, "SHP501")] == ["SHP501"]
+    assert codes(mutate(ROUTER_WITHOUT_BALANCING, old, new), "SHP501") == []
+
+
+def test_router_logits_packed_into_aux_information_that_never_leaves_are_still_unbalanced():
+    packed = mutate(ROUTER_WITHOUT_BALANCING, "return self.dispatch(x, weight, idx)",
+                    "aux = (logits, idx)\n            return self.dispatch(x, weight, idx)")
+    assert [code for code, _ in codes(packed, "SHP501")] == ["SHP501"]
+
+
 # -- SHP503 router precision ----------------------------------------------------------------------
 def test_dropping_the_fp32_softmax_makes_the_selection_low_precision():
     mutant = mutate(MIXTRAL, "F.softmax(router_logits, dim=1, dtype=torch.float)", "F.softmax(router_logits, dim=1)")
