@@ -75,6 +75,8 @@ NON_TENSOR_TORCH_FUNCTIONS = frozenset({
 })
 TENSOR_ANNOTATIONS = frozenset({"torch.Tensor", "Tensor", "torch.FloatTensor", "torch.LongTensor",
                                 "torch.BoolTensor"})
+# Libraries whose objects are never tensors (plotting, tables, containers, logging).
+NON_TENSOR_LIBRARIES = ("matplotlib.", "pandas.", "collections.", "logging.")
 MODULE_BASES = frozenset({"torch.nn.Module", "torch.nn.modules.module.Module", "nn.Module"})
 
 
@@ -113,13 +115,13 @@ def module_class(ctx: FileContext, cls: cst.ClassDef, depth: int = 0) -> bool | 
     base comes from elsewhere and the file cannot say."""
     if depth > MAX_DEPTH:
         return None
+    bases = [ctx.qualify(base.value) or "" for base in cls.bases]
+    if any(module_type(ctx, qualified) for qualified in bases if "." in qualified or qualified in MODULE_BASES):
+        return True
     if "training" in ctx.class_facts(cls).assignments:
         return False  # keeps its own `training` flag: not nn.Module's
     verdict: bool | None = False
-    for base in cls.bases:
-        qualified = ctx.qualify(base.value) or ""
-        if qualified in MODULE_BASES or qualified.startswith("torch.nn.") and qualified.split(".")[-1][:1].isupper():
-            return True
+    for qualified in bases:
         local = class_named(ctx, qualified) if "." not in qualified and qualified else None
         if local is not None and local is not cls:
             found = module_class(ctx, local, depth + 1)
@@ -249,9 +251,6 @@ class TensorFacts:
                 return False
         return True
 
-
-# Libraries whose objects are never tensors (plotting, numbers, containers).
-NON_TENSOR_LIBRARIES = ("matplotlib.", "plt.", "pandas.", "collections.", "logging.")
 
 
 def _constructor(value: cst.BaseExpression) -> cst.BaseExpression:
