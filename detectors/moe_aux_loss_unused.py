@@ -16,7 +16,8 @@ DISCARDED_CALL = "the balancing loss this call computes is discarded; add it to 
 
 class MoeAuxLossUnused(Detector):
     code = "SHP502"
-    tokens = (b"loss", b"aux", b"balanc")
+    # a loss by name, or the arithmetic that computes one (z-loss, expert counts, dispersion)
+    tokens = (b"loss", b"aux", b"balanc", b"logsumexp", b"one_hot", b"bincount", b"histc", b".var(", b".std(")
     also_tokens = ((b"expert", b"router", b"routing", b"gate", b"gating", b"moe"),)
 
     def check(self, ctx):
