@@ -19,6 +19,7 @@ AUTOGRAD_FUNCTIONS = {"torch.autograd.Function", "torch.autograd.function.Functi
 RAISES_CONTEXTS = ("raises", "assertRaises", "assertRaisesRegex")
 # What `x = <call>` can assign to: the receiver must be a target Python accepts.
 ASSIGNABLE = (cst.Name, cst.Attribute, cst.Subscript)
+COLLECTION_MUTATORS = ("append", "extend", "insert", "update", "setdefault")
 
 
 class DiscardedOpResult(Detector):
@@ -102,8 +103,24 @@ class DiscardedOpResult(Detector):
                 if method in ("mark_dirty", "copy_") or (method.endswith("_") and not method.startswith("_")) \
                         or qualified.startswith(("torch.distributed", "dist.")):
                     return False
-            return True
+            return not _fills_an_argument(ctx, forward)
         return False
+
+
+def _fills_an_argument(ctx, forward: cst.FunctionDef) -> bool:
+    """DeepSpeed's `CheckpointFunction.forward(ctx, fn, all_outputs, *args)` does `all_outputs += outputs`:
+    a forward that fills a list (or dict) it is given hands its results back through it."""
+    params = {p.name.value for p in forward.params.params[1:]}
+    for node in ctx.index.descendants(forward, (cst.AugAssign, cst.Assign, cst.Call)):
+        if is_a(node, cst.AugAssign) and is_a(node.target, cst.Name) and node.target.value in params:
+            return True
+        if is_a(node, cst.Assign) and any(is_a(t.target, cst.Subscript) and is_a(t.target.value, cst.Name)
+                                          and t.target.value.value in params for t in node.targets):
+            return True
+        if is_a(node, cst.Call) and method_name(node) in COLLECTION_MUTATORS and is_a(receiver(node), cst.Name) \
+                and receiver(node).value in params:
+            return True
+    return False
 
 
 def _lost_result_message(ctx, call: cst.Call, name: str) -> str:

@@ -27,7 +27,7 @@ TENSOR_ONLY_METHODS = frozenset({
     "masked_fill", "masked_scatter", "masked_select", "index_fill", "index_add", "index_copy", "index_put",
     "scatter_add", "scatter_reduce", "clamp_min", "clamp_max", "type_as", "repeat_interleave", "unsqueeze",
     "new_zeros", "new_ones", "new_full", "new_empty", "nan_to_num", "addcmul", "addcdiv", "tril", "triu",
-    "expand_as",
+    "expand_as", "contiguous",
 })
 # Out-of-place tensor methods that other types also have, with other meanings (`Module.to` and
 # `Module.half` work in place, `set.add` mutates, `ax.scatter` draws): flagged only on an evident tensor.
@@ -36,7 +36,7 @@ SHARED_OUT_OF_PLACE_METHODS = frozenset({
     "mul", "div", "pow", "exp", "log", "sqrt", "rsqrt", "abs", "neg", "sigmoid", "tanh", "relu", "clip", "clamp",
     "where", "detach", "clone", "view", "reshape", "transpose", "permute", "squeeze", "flatten", "expand",
     "repeat", "t", "sum", "mean", "max", "min", "round", "sign", "roll", "flip", "scatter", "softmax",
-    "log_softmax", "lerp", "contiguous",
+    "log_softmax", "lerp",
 })
 # Out-of-place methods whose in-place twin (`name_`) exists on torch.Tensor.
 HAS_INPLACE_VARIANT = frozenset({

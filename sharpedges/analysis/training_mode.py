@@ -77,6 +77,17 @@ def is_module_method(ctx: FileContext, function: cst.FunctionDef | None) -> bool
     return bool(params) and params[0].name.value == "self"
 
 
+def saved_by_autograd_forward(ctx: FileContext, probability: cst.BaseExpression) -> bool:
+    """`dropout_p=ctx.dropout_p` in a backward op (diffusers' `_native_attention_backward_op(ctx, ...)`): the
+    probability was saved on the autograd context by the forward, which decided it; the recomputation must
+    repeat it."""
+    if not isinstance(probability, cst.Attribute) or not isinstance(probability.value, cst.Name):
+        return False
+    function = ctx.function_of(probability)
+    params = function.params.params if function is not None else ()
+    return bool(params) and params[0].name.value == probability.value.value == "ctx"
+
+
 def in_autograd_function(ctx: FileContext, node: cst.CSTNode) -> bool:
     """Inside a `torch.autograd.Function`: it has no mode of its own (its backward recomputes what forward
     decided), so its caller is the one to gate."""
@@ -242,7 +253,8 @@ def attention_dropout_without_mode(ctx: FileContext, call: cst.Call) -> UngatedD
     if keyword is None or any(arg.star for arg in call.args):
         return None
     probability = argument(call, keyword)
-    if probability is None or gated(ctx, probability) or in_autograd_function(ctx, call):
+    if probability is None or gated(ctx, probability) or in_autograd_function(ctx, call) \
+            or saved_by_autograd_forward(ctx, probability):
         return None
     if under_training_branch(ctx, call) or _passed_in(ctx, probability) or gated_by_every_caller(ctx, call, None):
         return None

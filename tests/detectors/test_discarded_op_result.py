@@ -168,3 +168,36 @@ def test_shared_method_names_need_an_evident_tensor():
             return x
     """
     assert [at for at, _ in found(source)] == [6, 7, 9]
+
+
+def test_a_cast_after_contiguous_on_an_untyped_parameter_is_found():
+    """DeepSpeed's transpose helper: `contiguous` only exists on tensors, so `data` is one and `.to()` is lost."""
+    source = """
+        def transpose(data):
+            data = data.contiguous()
+            data = data.reshape(data.shape[-1], data.shape[-2])
+            data.to(get_accelerator().current_device_name())
+            return data
+    """
+    assert [at for at, _ in found(source)] == [5]
+
+
+def test_an_autograd_function_that_fills_a_list_it_is_given_is_called_for_that():
+    source = """
+        import torch
+
+        class CheckpointFunction(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, run_function, all_outputs, *args):
+                outputs = run_function(*args)
+                all_outputs += outputs
+                return tuple(o.detach() for o in outputs)
+
+        def checkpoint(function, *args):
+            all_outputs = []
+            CheckpointFunction.apply(function, all_outputs, *args)
+            return all_outputs[0]
+    """
+    assert found(source) == []
+    pure = source.replace("all_outputs += outputs", "pass")
+    assert [at for at, _ in found(pure)] == [13]

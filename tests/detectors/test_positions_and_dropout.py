@@ -253,6 +253,19 @@ def test_shp701_sdpa_in_an_autograd_functions_backward_is_not_a_module_call():
     assert diagnostics("SHP701", source) == []
 
 
+def test_shp701_a_backward_op_repeats_the_probability_its_forward_saved():
+    source = """
+        import torch
+
+        def _native_attention_backward_op(ctx, grad_out):
+            query, key, value = ctx.saved_tensors
+            with torch.enable_grad():
+                out = torch.nn.functional.scaled_dot_product_attention(query, key, value, dropout_p=ctx.dropout_p)
+            return torch.autograd.grad(out, (query, key, value), grad_out)
+    """
+    assert diagnostics("SHP701", source) == []
+
+
 def test_shp701_training_on_a_class_that_is_not_a_module_through_a_local_base():
     source = """
         class Options:
