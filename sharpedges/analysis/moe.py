@@ -28,7 +28,7 @@ from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.dataflow import Definition, FunctionFacts
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.tensors import returns_nothing
-from sharpedges.analysis.walk import is_a
+from sharpedges.analysis.walk import children, is_a
 
 MAX_DEPTH = 16
 SELECTION_FUNCTIONS = {"torch.topk": 1, "torch.argmax": 1, "torch.max": 1}  # -> position of `dim`
@@ -554,6 +554,8 @@ DISPERSION_FUNCTIONS = {"torch.var", "torch.std", "torch.var_mean", "torch.std_m
 DISPERSION_METHODS = {"var", "std"}
 REDUCTIONS = {"sum", "mean"}
 MAX_INGREDIENT_DEPTH = 24
+VALUE_PARTS = (cst.BaseExpression, cst.Arg, cst.BaseElement, cst.BaseDictElement, cst.CompFor, cst.CompIf, cst.BaseSlice,
+               cst.SubscriptElement)
 
 
 def is_balancing_value(ctx: FileContext, value: cst.BaseExpression) -> bool:
@@ -582,8 +584,9 @@ def _made_of(ctx: FileContext, expr: cst.CSTNode, depth: int, env: dict | None =
     if not env:
         ctx.shared[key] = frozenset()  # while it is computed, a cycle through a loop sees nothing
     found: set[str] = set()
-    for child in expr.children:
-        found |= _made_of(ctx, child, depth + 1, env)
+    for child in children(expr):
+        if isinstance(child, VALUE_PARTS):  # not whitespace, brackets or operators
+            found |= _made_of(ctx, child, depth + 1, env)
     if is_a(expr, cst.BinaryOperation):
         if is_a(expr.operator, cst.Multiply):
             found.add("product")
