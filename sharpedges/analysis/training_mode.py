@@ -166,7 +166,7 @@ def gated_by_every_caller(ctx: FileContext, call: cst.Call, probability: cst.Bas
     for caller in callers:
         if under_training_branch(ctx, caller):
             continue
-        if parameter is None or parameter not in params:
+        if parameter is None or parameter not in params or params.index(parameter) < offset:
             return False
         value = argument(caller, parameter, params.index(parameter) - offset)
         if value is None:
