@@ -105,6 +105,26 @@ def _spelled_number(expr: cst.BaseExpression) -> float | None:
     return literal_number(expr)
 
 
+@summary_fact("classes")
+def class_kinds(ctx) -> dict[str, dict[str, Any]]:
+    """Top-level classes: whether each is an `nn.Module` (true, false, or null when it rests on a base
+    from another file, listed in `imported_bases` for the importer to follow)."""
+    from sharpedges.analysis.tensors import module_class
+
+    names = imported_names(ctx)
+    kinds: dict[str, dict[str, Any]] = {}
+    for statement in ctx.module.body:
+        if not is_a(statement, cst.ClassDef):
+            continue
+        verdict = module_class(ctx, statement)
+        entry: dict[str, Any] = {"module": verdict}
+        if verdict is None:
+            entry["imported_bases"] = [vars(names[text]) for base in statement.bases
+                                       if (text := dotted(base.value)) in names]
+        kinds[statement.name.value] = entry
+    return kinds
+
+
 # -- the scope of one checked file ------------------------------------------------------------------
 
 SummaryLoader = Callable[[Path], "tuple[str, dict[str, Any]] | None"]
@@ -159,6 +179,33 @@ def _package_top(importer: Path) -> Path:
     while (directory / "__init__.py").is_file() and directory.parent != directory:
         directory = directory.parent
     return directory
+
+
+MAX_CLASS_HOPS = 8
+
+
+def imported_module_class(ctx, local: str) -> bool | None:
+    """Whether a class imported from a project module is an `nn.Module` (None: cannot say)."""
+    scope: ProjectScope | None = getattr(ctx, "project", None)
+    source = imported_names(ctx).get(local)
+    if scope is None or source is None or not source.name:
+        return None
+    return _module_class_at(scope, source, scope.importer, 0)
+
+
+def _module_class_at(scope: ProjectScope, source: ImportedName, importer: Path, hops: int) -> bool | None:
+    path = scope.module_file(ImportedName(source.module, source.level, ""), importer)
+    summary = scope.summary(ImportedName(source.module, source.level, ""), importer)
+    entry = None if summary is None else summary.get("classes", {}).get(source.name)
+    if entry is None or path is None or hops >= MAX_CLASS_HOPS:
+        return None
+    if entry["module"] is not None:
+        return entry["module"]
+    verdicts = [_module_class_at(scope, ImportedName(**base), path, hops + 1) for base in entry.get("imported_bases", [])]
+    if any(verdicts):
+        return True
+    return False if verdicts and all(v is False for v in verdicts) and len(verdicts) == len(entry["imported_bases"]) \
+        else None
 
 
 def imported_constant(ctx, local: str) -> float | None:

@@ -17,6 +17,8 @@ from sharpedges.analysis.calls import argument, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.dataflow import FunctionFacts
+from sharpedges.analysis.names import dotted
+from sharpedges.analysis.project import imported_module_class
 from sharpedges.analysis.walk import is_a
 
 MAX_DEPTH = 8
@@ -121,15 +123,17 @@ def module_class(ctx: FileContext, cls: cst.ClassDef, depth: int = 0) -> bool | 
     if "training" in ctx.class_facts(cls).assignments:
         return False  # keeps its own `training` flag: not nn.Module's
     verdict: bool | None = False
-    for qualified in bases:
+    for base, qualified in zip(cls.bases, bases):
         local = class_named(ctx, qualified) if "." not in qualified and qualified else None
         if local is not None and local is not cls:
             found = module_class(ctx, local, depth + 1)
-            if found:
-                return True
-            if found is None:
-                verdict = None
-        elif qualified not in ("object", "ABC", "abc.ABC", "typing.Generic", "Generic", "typing.Protocol"):
+        elif qualified in ("object", "ABC", "abc.ABC", "typing.Generic", "Generic", "typing.Protocol"):
+            found = False
+        else:  # Ex) class LayerSkipHook(ModelHook), ModelHook imported from another file of the project
+            found = imported_module_class(ctx, dotted(base.value) or "")
+        if found:
+            return True
+        if found is None:
             verdict = None
     return verdict
 

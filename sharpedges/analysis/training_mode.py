@@ -241,9 +241,19 @@ def functional_dropout_without_mode(ctx: FileContext, call: cst.Call) -> Ungated
         return None
     probability = argument(call, "p", 1)
     if probability is not None and gated(ctx, probability) or under_training_branch(ctx, call) \
-            or in_autograd_function(ctx, call) or gated_by_every_caller(ctx, call, probability):
+            or in_autograd_function(ctx, call) or gated_by_every_caller(ctx, call, probability) \
+            or in_plain_class(ctx, call):
         return None
     return UngatedDropout(call, "functional", probability)
+
+
+def in_plain_class(ctx: FileContext, node: cst.CSTNode) -> bool:
+    """A method of a class known not to be an `nn.Module` (through its bases in this file or in the
+    project's other files): it has no eval mode for a dropout to follow. Ex) diffusers' layer-skip
+    guidance hook, whose `ModelHook` base lives in hooks.py and applies dropout at inference on purpose."""
+    function = ctx.function_of(node)
+    cls = ctx.index.parents.get(ctx.index.parents.get(function)) if function is not None else None
+    return isinstance(cls, cst.ClassDef) and module_class(ctx, cls) is False
 
 
 def attention_dropout_without_mode(ctx: FileContext, call: cst.Call) -> UngatedDropout | None:

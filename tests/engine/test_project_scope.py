@@ -96,3 +96,35 @@ def test_modules_resolve_only_inside_the_project(project: Path, tmp_path: Path):
     result = run_check(CheckOptions(paths=[str(project / "pkg" / "model.py")], select=["SHP103"], use_cache=False,
                                     jobs=1))
     assert findings(result) == []
+
+
+HOOK = '''import torch.nn.functional as F
+
+from .hooks import ModelHook
+
+
+class LayerSkipHook(ModelHook):
+    def __init__(self, dropout: float):
+        super().__init__()
+        self.dropout = dropout
+
+    def new_forward(self, module, hidden_states):
+        return F.dropout(hidden_states, p=self.dropout)
+'''
+
+
+@pytest.mark.parametrize("base, flagged", [
+    ("class ModelHook:\n    def __init__(self):\n        self.fn_ref = None\n", False),  # diffusers' hook
+    ("import torch\n\n\nclass Base(torch.nn.Module):\n    pass\n\n\nclass ModelHook(Base):\n    pass\n", True),
+    ("from .deeper import Root\n\n\nclass ModelHook(Root):\n    pass\n", True),  # two files away
+])
+def test_whether_a_base_class_is_an_nn_module_is_read_from_its_own_file(tmp_path: Path, base: str, flagged: bool):
+    (tmp_path / "pyproject.toml").write_text("[tool.sharpedges]\n")
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "deeper.py").write_text("import torch.nn as nn\n\n\nclass Root(nn.Module):\n    pass\n")
+    (package / "hooks.py").write_text(base)
+    (package / "layer_skip.py").write_text(HOOK)
+    result = run_check(CheckOptions(paths=[str(tmp_path)], select=["SHP701"], use_cache=False, jobs=1))
+    assert findings(result) == ([("layer_skip.py", 12, "SHP701")] if flagged else [])
