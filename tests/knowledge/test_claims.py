@@ -234,3 +234,23 @@ def test_shp301_default_max_depth_accepts_bert_large():
     assert spec.options["max-depth"].default == 24
     assert "BERT-large" in spec.rationale and "warm-up" in spec.rationale
     assert "about 12 layers" not in skill_text("transformer-architecture")
+
+
+# -- transformer-architecture, MoE design details: top-k renormalisation ----------------------------
+def test_softmax_then_topk_renormalised_equals_softmax_over_the_topk_logits():
+    logits = torch.randn(16, 8)
+    top_logits, top_index = logits.topk(2, dim=-1)
+    renormalised = logits.softmax(-1).gather(-1, top_index)
+    renormalised = renormalised / renormalised.sum(-1, keepdim=True)  # Mixtral, norm_topk_prob=True
+    torch.testing.assert_close(renormalised, top_logits.softmax(-1))
+    unnormalised = logits.softmax(-1).gather(-1, top_index)  # norm_topk_prob=False: a different model
+    assert not torch.allclose(unnormalised, renormalised)
+    assert "norm_topk_prob" in skill_text("transformer-architecture")
+
+
+def test_the_packs_no_longer_say_rope_or_alibi_extrapolate(real_kb):
+    from sharpedges.knowledge.packs import TARGETS, build_pack
+
+    for target in TARGETS:
+        assert not any("Use RoPE or ALiBi for length extrapolation" in text
+                       for text in build_pack(real_kb, target).values()), target
