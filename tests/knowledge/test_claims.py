@@ -254,3 +254,17 @@ def test_the_packs_no_longer_say_rope_or_alibi_extrapolate(real_kb):
     for target in TARGETS:
         assert not any("Use RoPE or ALiBi for length extrapolation" in text
                        for text in build_pack(real_kb, target).values()), target
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_an_explicit_mask_makes_sdpa_leave_the_flash_kernel():
+    """transformer-architecture, SDPA kernels: the flash kernel takes is_causal but no attn_mask."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    q, k, v = (torch.randn(1, 8, 128, 64, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    mask = torch.ones(128, 128, dtype=torch.bool, device="cuda").tril()
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+        F.scaled_dot_product_attention(q, k, v, is_causal=True)  # eligible
+        with pytest.raises(RuntimeError):
+            F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # same mask, explicit: not eligible
