@@ -67,7 +67,8 @@ def test_fully_masked_rows_are_zeros_in_sdpa_and_nan_in_eager_attention():
     sdpa = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
     assert torch.equal(sdpa[..., 0, :], torch.zeros_like(sdpa[..., 0, :]))
     assert not torch.isnan(sdpa).any()
-    eager = (q @ k.transpose(-2, -1)).masked_fill(~allowed, float("-inf")).softmax(-1)
+    scores = q @ k.transpose(-2, -1)  # unscaled: the mask is under test, not the scale
+    eager = scores.masked_fill(~allowed, float("-inf")).softmax(-1)  # noqa: SHP101
     assert torch.isnan(eager[..., 0, :]).all() and not torch.isnan(eager[..., 1:, :]).any()
     specs = load_specs()
     for code in ("SHP202", "SHP203"):
@@ -94,7 +95,7 @@ def test_nan_sources_an_upcast_of_the_softmax_cannot_repair():
     assert torch.isnan(row.softmax(-1, dtype=torch.float32)).any()  # upcast after the fact: still NaN
     assert torch.isnan(torch.full((3,), float("-inf")).softmax(-1)).all()  # an all -inf row
     fp32_scores = big.float() @ big.float().T  # computing QK^T in fp32 keeps it finite
-    assert torch.isfinite(fp32_scores.softmax(-1)).all()
+    assert torch.isfinite(fp32_scores.softmax(-1)).all()  # noqa: SHP101 - finiteness is under test
 
 
 def test_shp105_no_longer_suggests_half_casts_or_exp_overflow():
