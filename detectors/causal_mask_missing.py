@@ -6,14 +6,14 @@ import libcst as cst
 
 from sharpedges.analysis.attention import logit_sources, softmax_calls
 from sharpedges.analysis.calls import argument, has_star_args, is_false_or_none, keyword_names
-from sharpedges.analysis.masks import ENCODERS, MHA, MODULE_MASK_ARGUMENTS, SDPA, in_causal_context, module_type, \
-    same_sequence, softmax_is_unmasked
+from sharpedges.analysis.masks import in_causal_context, module_type, same_sequence, softmax_is_unmasked
+from sharpedges.analysis.vocabulary import ENCODERS, MHA, MASKING_METHODS, MODULE_MASK_ARGUMENTS, TRIANGLE_METHODS, Kernel, \
+    kernel_of
 from sharpedges.detector import Detector, Finding
 from sharpedges.analysis.walk import is_a
 
-MASK_BUILDERS = {"masked_fill", "masked_fill_", "where", "tril", "triu", "tril_", "triu_"}
-SDPA_MESSAGE = ("scaled_dot_product_attention in a causal model gets neither `is_causal=True` nor an `attn_mask`: "
-                "every token attends to the tokens after it")
+MASK_BUILDERS = MASKING_METHODS | TRIANGLE_METHODS
+KERNEL_MESSAGE = "{kernel} in a causal model gets {missing}: every token attends to the tokens after it"
 MODULE_MESSAGE = ("{module} in a causal model is called without a causal mask ({keywords}): every token attends "
                   "to the tokens after it; pass `is_causal=True` with a "
                   "`nn.Transformer.generate_square_subsequent_mask(T)` mask")
@@ -21,17 +21,18 @@ MODULE_MESSAGE = ("{module} in a causal model is called without a causal mask ({
 
 class CausalMaskMissing(Detector):
     code = "SHP201"
-    tokens = (b"softmax", b"scaled_dot_product_attention", b"multiheadattention", b"transformerencoder")
+    tokens = (b"softmax", b"scaled_dot_product_attention", b"multiheadattention", b"transformerencoder", b"flash_attn",
+              b"memory_efficient_attention", b"flex_attention")
 
     def check(self, ctx):
         for softmax in softmax_calls(ctx):
             if self._manual_attention_unmasked(ctx, softmax):
                 yield Finding(softmax.call)
         for call in ctx.calls():
-            qualified = ctx.callee(call)
-            if qualified in SDPA:
-                if self._sdpa_unmasked(ctx, call):
-                    yield Finding(call, SDPA_MESSAGE)
+            kernel = kernel_of(ctx, call)
+            if kernel is not None:
+                if self._kernel_unmasked(ctx, call, kernel):
+                    yield Finding(call, KERNEL_MESSAGE.format(kernel=kernel.name, missing=_missing(kernel)))
                 continue
             module = module_type(ctx, call)
             if module in MHA | ENCODERS and self._module_unmasked(ctx, call, module):
@@ -48,20 +49,18 @@ class CausalMaskMissing(Detector):
             return False
         return any(_product_is_self_attention(ctx, function, source.product) for source in sources)
 
-    # -- SDPA --------------------------------------------------------------------------------
-    def _sdpa_unmasked(self, ctx, call: cst.Call) -> bool:
-        if has_star_args(call) or "is_causal" in keyword_names(call) and not is_false_or_none(argument(call, "is_causal")):
+    # -- attention kernels: SDPA, flash-attn, xformers, FlexAttention -------------------------------
+    def _kernel_unmasked(self, ctx, call: cst.Call, kernel: Kernel) -> bool:
+        if has_star_args(call):
             return False
-        positional_causal = argument(call, None, 5)
-        if positional_causal is not None and not is_false_or_none(positional_causal):
-            return False
-        mask = argument(call, "attn_mask", 3)
-        if mask is not None and not is_false_or_none(mask):
-            return False
+        for meaning in ("causal", "mask", "score_mod"):
+            value = kernel.argument(call, meaning)
+            if value is not None and not is_false_or_none(value):
+                return False
         function = ctx.function_of(call)
         if function is None or not in_causal_context(ctx, call) or _handles_masks(ctx, function):
             return False
-        query, key = argument(call, "query", 0), argument(call, "key", 1)
+        query, key = kernel.argument(call, "query"), kernel.argument(call, "key")
         return query is not None and key is not None and same_sequence(ctx, function, query, key, ctx.order(call))
 
     # -- torch.nn modules ----------------------------------------------------------------------
@@ -80,6 +79,14 @@ class CausalMaskMissing(Detector):
             return query is not None and key is not None and function is not None and \
                 (ctx.code(query) == ctx.code(key) or same_sequence(ctx, function, query, key, ctx.order(call)))
         return True
+
+
+def _missing(kernel: Kernel) -> str:
+    """`neither `is_causal=True` nor an `attn_mask``, or whichever of the two the kernel takes."""
+    causal, mask = kernel.keyword("causal"), kernel.keyword("mask")
+    if causal and mask:
+        return f"neither `{causal}=True` nor an `{mask}`"
+    return f"no `{causal}=True`" if causal else f"no causal `{mask}`"
 
 
 def _handles_masks(ctx, function: cst.FunctionDef) -> bool:

@@ -79,7 +79,11 @@ def test_dropping_the_mask_fires_missing_on_the_mutant_only():
 
 def test_flipping_tril_to_triu_fires_inverted_on_the_mutant_only():
     mutant = NANOGPT.replace("torch.tril(", "torch.triu(")
-    assert [d.rule for d in check("SHP202", mutant)] == ["SHP202"]
+    [diagnostic] = check("SHP202", mutant)
+    assert diagnostic.line == 24
+    # the finding points back at the buffer whose triangle is wrong, in __init__
+    assert [(r["line"], r["column"], r["message"]) for r in diagnostic.related] == [
+        (14, 38, "the mask's triangle is built here")]
     assert check("SHP201", mutant) == []
 
 
@@ -99,6 +103,28 @@ def test_next_token_training_makes_the_blocks_causal():
     # the same blocks without the shifted-target loss are not declared causal
     encoder = mutant.replace("targets[:, 1:]", "targets")
     assert check("SHP201", encoder) == []
+
+
+SDPA_CALL = "y = F.scaled_dot_product_attention(q, k, v, is_causal=True)"
+
+
+@pytest.mark.parametrize("good, bad, message", [
+    ("flash_attn_func(q, k, v, causal=True)", "flash_attn_func(q, k, v)", "flash_attn_func in a causal model gets no `causal=True`"),
+    ("flash_attn_func(q, k, v, 0.0, None, True)", "flash_attn_func(q, k, v, 0.0, None, False)",
+     "flash_attn_func in a causal model gets no `causal=True`"),
+    ("memory_efficient_attention(q, k, v, attn_bias=LowerTriangularMask())", "memory_efficient_attention(q, k, v)",
+     "memory_efficient_attention in a causal model gets no causal `attn_bias`"),
+    ("flex_attention(q, k, v, block_mask=self.block_mask)", "flex_attention(q, k, v)",
+     "flex_attention in a causal model gets no causal `block_mask`"),
+    ("flex_attention(q, k, v, score_mod=causal)", "flex_attention(q, k, v, score_mod=None)",
+     "flex_attention in a causal model gets no causal `block_mask`"),
+])
+def test_attention_kernels_other_than_sdpa_need_their_causal_argument(good, bad, message):
+    imports = ("from flash_attn import flash_attn_func\nfrom xformers.ops import memory_efficient_attention, "
+               "LowerTriangularMask\nfrom torch.nn.attention.flex_attention import flex_attention\n")
+    assert check("SHP201", imports + SDPA_BLOCK.replace(SDPA_CALL, f"y = {good}")) == []
+    diagnostics = check("SHP201", imports + SDPA_BLOCK.replace(SDPA_CALL, f"y = {bad}"))
+    assert [(d.line, d.message.split(":")[0]) for d in diagnostics] == [(19, message)]
 
 
 def test_cross_attention_and_caller_masks_are_not_flagged():
