@@ -7,6 +7,7 @@ import libcst as cst
 from sharpedges.analysis.attention import logit_sources, softmax_calls
 from sharpedges.analysis.calls import argument, has_star_args, is_false_or_none, keyword_names
 from sharpedges.analysis.masks import in_causal_context, module_type, same_sequence, softmax_is_unmasked
+from sharpedges.analysis.summaries import bind_arguments, called_function, kernel_parameters, parameter_default
 from sharpedges.analysis.vocabulary import ENCODERS, MHA, MASKING_METHODS, MODULE_MASK_ARGUMENTS, TRIANGLE_METHODS, Kernel, \
     kernel_of
 from sharpedges.detector import Detector, Finding
@@ -14,6 +15,9 @@ from sharpedges.analysis.walk import is_a
 
 MASK_BUILDERS = MASKING_METHODS | TRIANGLE_METHODS
 KERNEL_MESSAGE = "{kernel} in a causal model gets {missing}: every token attends to the tokens after it"
+WRAPPER_MESSAGE = ("`{wrapper}` forwards this call to {kernel}, which then gets {missing}: every token attends to "
+                   "the tokens after it")
+MASK_MEANINGS = ("causal", "mask", "score_mod")
 MODULE_MESSAGE = ("{module} in a causal model is called without a causal mask ({keywords}): every token attends "
                   "to the tokens after it; pass `is_causal=True` with a "
                   "`nn.Transformer.generate_square_subsequent_mask(T)` mask")
@@ -34,6 +38,14 @@ class CausalMaskMissing(Detector):
                 if self._kernel_unmasked(ctx, call, kernel):
                     yield Finding(call, KERNEL_MESSAGE.format(kernel=kernel.name, missing=_missing(kernel)))
                 continue
+            target = called_function(ctx, call)
+            unmasked = self._wrapper_unmasked(ctx, call, target) if target is not None else None
+            if unmasked is not None:
+                kernel, kernel_call = unmasked
+                yield Finding(call, WRAPPER_MESSAGE.format(wrapper=target[0].name.value, kernel=kernel.name,
+                                                           missing=_missing(kernel)),
+                              related=((kernel_call, f"the {kernel.name} call it reaches"),))
+                continue
             module = module_type(ctx, call)
             if module in MHA | ENCODERS and self._module_unmasked(ctx, call, module):
                 keywords = "is_causal=, " + ", ".join(k for k in MODULE_MASK_ARGUMENTS[module] if "padding" not in k)
@@ -53,7 +65,7 @@ class CausalMaskMissing(Detector):
     def _kernel_unmasked(self, ctx, call: cst.Call, kernel: Kernel) -> bool:
         if has_star_args(call):
             return False
-        for meaning in ("causal", "mask", "score_mod"):
+        for meaning in MASK_MEANINGS:
             value = kernel.argument(call, meaning)
             if value is not None and not is_false_or_none(value):
                 return False
@@ -62,6 +74,33 @@ class CausalMaskMissing(Detector):
             return False
         query, key = kernel.argument(call, "query"), kernel.argument(call, "key")
         return query is not None and key is not None and same_sequence(ctx, function, query, key, ctx.order(call))
+
+    # -- wrappers: a function that forwards its parameters to a kernel -----------------------------
+    def _wrapper_unmasked(self, ctx, call: cst.Call, target) -> tuple[Kernel, cst.Call] | None:
+        """The kernel (and its call) that a wrapper runs with no causal flag or mask, when this call
+        passes it none and the query and key it forwards are one sequence."""
+        wrapper, positional = target
+        forwarded = kernel_parameters(ctx, wrapper)
+        kernel_calls = {use.call: use.kernel for uses in forwarded.values() for use in uses}
+        if len(kernel_calls) != 1 or has_star_args(call):
+            return None
+        [(kernel_call, kernel)] = kernel_calls.items()
+        bound = bind_arguments(call, positional)
+        passed: dict[str, cst.BaseExpression | None] = {}  # meaning -> what this call makes of it
+        for name, uses in forwarded.items():
+            for use in uses:
+                passed[use.meaning] = bound.get(name, parameter_default(wrapper, name))
+        for meaning in MASK_MEANINGS:
+            value = passed[meaning] if meaning in passed else kernel.argument(kernel_call, meaning)
+            if value is not None and not is_false_or_none(value):
+                return None
+        function = ctx.function_of(call)
+        if function is None or not in_causal_context(ctx, call) or _handles_masks(ctx, function):
+            return None
+        query, key = passed.get("query"), passed.get("key")
+        if query is None or key is None or not same_sequence(ctx, function, query, key, ctx.order(call)):
+            return None
+        return kernel, kernel_call
 
     # -- torch.nn modules ----------------------------------------------------------------------
     def _module_unmasked(self, ctx, call: cst.Call, module: str) -> bool:

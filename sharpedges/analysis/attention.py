@@ -22,6 +22,8 @@ from sharpedges.analysis.calls import argument, literal_int, literal_number, lit
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
+from sharpedges.analysis.summaries import HELPER_SCOPES, bind_arguments, called_function, positional_parameters, \
+    return_values
 from sharpedges.analysis.vocabulary import ADDITIVE_FUNCTIONS, ADDITIVE_METHODS, BROADCAST_METHODS, CAST_METHODS, \
     CLAMP_FUNCTIONS, CLAMP_METHODS, COPY_METHODS, FILL_FUNCTIONS, FILL_METHODS, KERNELS, MASKING_METHODS, \
     MATMUL_FUNCTIONS, NAN_REPAIR_FUNCTIONS, NAN_REPAIR_METHODS, PAD_FUNCTIONS, REORDER_METHODS, REPEAT_METHODS, \
@@ -41,7 +43,6 @@ WEIGHT_NAME = re.compile(r"(weight|^w$|^W\w*$|emb|embed|wte|lm_head|classifier|p
 
 # Methods whose result holds the same values as their receiver (a scale on q survives them).
 VALUE_PRESERVING_METHODS = BROADCAST_METHODS | REPEAT_METHODS | SELECTION_METHODS | {"mean"}
-HELPER_SCOPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
 
 
 @dataclass(frozen=True)
@@ -128,64 +129,6 @@ def _is_softmax_module(ctx: FileContext, call: cst.Call) -> bool:
 def _softmax_module_dim(ctx: FileContext, call: cst.Call) -> cst.BaseExpression | None:
     constructor = _softmax_module_constructor(ctx, call)
     return argument(constructor, "dim", 0) if constructor is not None else None
-
-
-# -- helpers the tracer looks into ------------------------------------------------------------------
-def _helper_definition(ctx: FileContext, call: cst.Call) -> tuple[cst.FunctionDef, list[str]] | None:
-    """The function a call runs when it is defined in this file, with the parameter names its
-    positional arguments bind to: `self._shape(...)` in the same class, a module-level function, or a
-    function nested in an enclosing one."""
-    func = call.func
-    attr = self_attribute(func)
-    if attr is not None:
-        cls = ctx.class_of(call)
-        method = ctx.class_facts(cls).methods.get(attr) if cls is not None else None
-        if method is None:
-            return None
-        static = any(dotted(d.decorator) == "staticmethod" for d in method.decorators)
-        names = _positional_parameters(method)
-        return method, names if static else names[1:]
-    if not is_a(func, cst.Name):
-        return None
-    by_name = ctx.memo("function_definitions", lambda: _functions_by_name(ctx))
-    visible = {None, *ctx.index.ancestors(call)}
-    candidates = [fn for fn in by_name.get(func.value, ()) if ctx.index.enclosing(fn, HELPER_SCOPES) in visible
-                  and not is_a(ctx.index.enclosing(fn, HELPER_SCOPES), cst.ClassDef)]
-    if len(candidates) != 1:
-        return None
-    return candidates[0], _positional_parameters(candidates[0])
-
-
-def _functions_by_name(ctx: FileContext) -> dict[str, list[cst.FunctionDef]]:
-    found: dict[str, list[cst.FunctionDef]] = {}
-    for function in ctx.index.nodes(cst.FunctionDef):
-        found.setdefault(function.name.value, []).append(function)
-    return found
-
-
-def _positional_parameters(function: cst.FunctionDef) -> list[str]:
-    return [p.name.value for p in (*function.params.posonly_params, *function.params.params)]
-
-
-def bind_arguments(call: cst.Call, positional: list[str]) -> dict[str, cst.BaseExpression]:
-    """Parameter name -> the argument expression a call passes to it (no *args / **kwargs)."""
-    bound: dict[str, cst.BaseExpression] = {}
-    index = 0
-    for arg in call.args:
-        if arg.star:
-            continue
-        if arg.keyword is not None:
-            bound[arg.keyword.value] = arg.value
-        else:
-            if index < len(positional):
-                bound[positional[index]] = arg.value
-            index += 1
-    return bound
-
-
-def _return_values(ctx: FileContext, function: cst.FunctionDef) -> list[cst.BaseExpression]:
-    return [node.value for node in ctx.index.descendants(function.body, cst.Return, prune=HELPER_SCOPES)
-            if node.value is not None]
 
 
 def _method_call_sites(ctx: FileContext, cls: cst.ClassDef) -> dict[str, list[cst.Call]]:
@@ -439,13 +382,13 @@ class LogitTracer:
             return [self.scale(factor, at, method.startswith("div"))] if factor is not None else []
         if method in PASS_THROUGH_METHODS | REORDER_METHODS | VALUE_PRESERVING_METHODS:
             return self.operand_scales(receiver(call), at, depth + 1)
-        helper = _helper_definition(self.ctx, call)
+        helper = called_function(self.ctx, call)
         if helper is None:
             return []
         function, positional = helper
         bindings = {name: (self, value, at) for name, value in bind_arguments(call, positional).items()}
         inner = LogitTracer(self.ctx, function, bindings)
-        return [scale for value in _return_values(self.ctx, function)
+        return [scale for value in return_values(self.ctx, function)
                 for scale in inner.operand_scales(value, self.ctx.index.last_order(value) + 1, depth + 1)]
 
     def _name_scales(self, name: str, at: int, depth: int) -> list[Scale]:
@@ -478,7 +421,7 @@ class LogitTracer:
         if function is None or cls is None or self.ctx.class_facts(cls).methods.get(function.name.value) is not function:
             return []
         calls = _method_call_sites(self.ctx, cls).get(function.name.value, [])
-        positional = _positional_parameters(function)[1:]
+        positional = positional_parameters(function)[1:]
         found: list[Scale] = []
         for call in calls:
             value = bind_arguments(call, positional).get(name)
@@ -609,9 +552,9 @@ def _fills_dtype_min(ctx: FileContext, expr: cst.BaseExpression, at: int, depth:
             fills_dtype_min(ctx, part.value, at, depth + 1) for part in parts.elements)
     if method in MIN_PLANE_PASS_THROUGH and not is_library_namespace(ctx, receiver(expr)):
         return fills_dtype_min(ctx, receiver(expr), at, depth + 1)
-    helper = _helper_definition(ctx, expr)
+    helper = called_function(ctx, expr)
     return helper is not None and any(fills_dtype_min(ctx, value, ctx.index.last_order(value) + 1, depth + 1)
-                                      for value in _return_values(ctx, helper[0]))
+                                      for value in return_values(ctx, helper[0]))
 
 
 # -- what a scale is made of ------------------------------------------------------------------------

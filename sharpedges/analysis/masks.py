@@ -29,6 +29,7 @@ from sharpedges.analysis.calls import argument, is_true, literal_int, literal_nu
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
+from sharpedges.analysis.summaries import called_function, return_values
 from sharpedges.analysis.vocabulary import ADDITIVE_METHODS, ARANGE, BOOL_DTYPES, BROADCAST_METHODS, CAST_METHODS, \
     CLAMP_METHODS, COMPLEMENT_FUNCTIONS, COPY_METHODS, DTYPE_ARGUMENT_CASTS, FILL_METHODS, \
     FIXED_CASTS, FLOAT_DTYPES, FULL, KERNELS, MASKING_METHODS, MODULE_MASK_ARGUMENTS, ONES, PLACEMENT_METHODS, \
@@ -287,7 +288,16 @@ class MaskEvaluator:
         if qualified in ("torch.logical_and", "torch.logical_or"):
             return _combined(self.value(argument(call, "input", 0), at, depth + 1),
                              self.value(argument(call, "other", 1), at, depth + 1))
-        return None
+        return self._helper(call, depth)
+
+    def _helper(self, call: cst.Call, depth: int) -> MaskValue | None:
+        """A mask built in a helper of this file (`self._causal_mask(T)`, `make_mask(T)`): what the
+        helper returns, evaluated in the helper."""
+        target = called_function(self.ctx, call)
+        if target is None:
+            return None
+        helper = evaluator_for(self.ctx, target[0])
+        return _agreed([helper.value(value, None, depth + 1) for value in return_values(self.ctx, target[0])])
 
     def _masked_fill(self, call: cst.Call, at: int, depth: int) -> MaskValue | None:
         """`zeros.masked_fill(M, -inf)` builds an additive mask; `M.float().masked_fill(M == 0, -inf)` too."""

@@ -87,6 +87,35 @@ def test_flipping_tril_to_triu_fires_inverted_on_the_mutant_only():
     assert check("SHP201", mutant) == []
 
 
+HELPER_MASK = '''
+import torch
+import torch.nn.functional as F
+
+def future_mask(T, device):
+    return torch.{triangle}(torch.ones(T, T, device=device, dtype=torch.bool){diagonal})
+
+class Decoder(torch.nn.Module):
+    @staticmethod
+    def _hidden(T, device):
+        return future_mask(T, device)
+
+    def forward(self, q, k, v):
+        T = q.size(-2)
+        att = q @ k.transpose(-2, -1)
+        att = att.masked_fill(self._hidden(T, q.device), float("-inf"))
+        return F.softmax(att, dim=-1) @ v
+'''
+
+
+def test_a_mask_built_in_a_helper_is_judged_where_it_is_consumed():
+    """Issue 12, "built in a helper, consumed elsewhere": the mask comes from a static method that
+    calls a module-level function; the finding is on the masked_fill and points at the triangle."""
+    assert check("SHP202", HELPER_MASK.format(triangle="triu", diagonal=", diagonal=1")) == []
+    [diagnostic] = check("SHP202", HELPER_MASK.format(triangle="tril", diagonal=""))
+    assert diagnostic.line == 16 and "inverted" in diagnostic.message
+    assert [(r["line"], r["message"]) for r in diagnostic.related] == [(6, "the mask's triangle is built here")]
+
+
 def test_flipped_comparison_is_fixed_back_to_the_original():
     mutant = NANOGPT.replace("== 0, float('-inf')", "== 1, float('-inf')")
     diagnostics = check("SHP202", mutant)
@@ -125,6 +154,40 @@ def test_attention_kernels_other_than_sdpa_need_their_causal_argument(good, bad,
     assert check("SHP201", imports + SDPA_BLOCK.replace(SDPA_CALL, f"y = {good}")) == []
     diagnostics = check("SHP201", imports + SDPA_BLOCK.replace(SDPA_CALL, f"y = {bad}"))
     assert [(d.line, d.message.split(":")[0]) for d in diagnostics] == [(19, message)]
+
+
+WRAPPERS = '''
+def attend(q, k, v, causal=False, mask=None):
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+'''
+
+
+@pytest.mark.parametrize("good, bad", [
+    ("attend(q, k, v, causal=True)", "attend(q, k, v)"),
+    ("attend(q, k, v, True)", "attend(q, k, v, False, None)"),
+    ("attend(q, k, v, mask=self.causal_mask)", "attend(q, k, v, mask=None)"),
+])
+def test_parameters_forwarded_through_a_wrapper_reach_the_kernel(good, bad):
+    """Issue 12, "parameters forwarded through a wrapper": the call that leaves the flag off is flagged,
+    and the finding points at the kernel call it reaches."""
+    module = SDPA_BLOCK.replace("class Block(", WRAPPERS + "\nclass Block(", 1)
+    assert check("SHP201", module.replace(SDPA_CALL, f"y = {good}")) == []
+    [diagnostic] = check("SHP201", module.replace(SDPA_CALL, f"y = {bad}"))
+    assert diagnostic.line == 20
+    assert diagnostic.message.startswith("`attend")
+    assert [(r["line"], r["message"]) for r in diagnostic.related] == [
+        (8, "the scaled_dot_product_attention call it reaches")]
+
+
+def test_a_method_or_static_method_that_wraps_the_kernel_is_followed():
+    for decorator, signature in (("", "self, q, k, v, causal=False"), ("@staticmethod\n    ", "q, k, v, causal=False")):
+        method = (f"    {decorator}def _attend({signature}):\n"
+                  "        return F.scaled_dot_product_attention(q, k, v, is_causal=causal)\n\n"
+                  "    def forward(self, x):\n")
+        module = SDPA_BLOCK.replace("    def forward(self, x):\n", method, 1)
+        assert check("SHP201", module.replace(SDPA_CALL, "y = self._attend(q, k, v, causal=True)")) == []
+        bad = check("SHP201", module.replace(SDPA_CALL, "y = self._attend(q, k, v)"))
+        assert [(d.line, d.message.split(" forwards")[0]) for d in bad] == [(16 + decorator.count("\n") + 3, "`_attend`")]
 
 
 def test_cross_attention_and_caller_masks_are_not_flagged():
