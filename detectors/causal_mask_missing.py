@@ -8,6 +8,7 @@ from sharpedges.analysis.attention import logit_sources, softmax_calls
 from sharpedges.analysis.calls import argument, has_star_args, is_false_or_none, keyword_names
 from sharpedges.analysis.masks import in_causal_context, module_type, same_sequence, softmax_is_unmasked
 from sharpedges.analysis.summaries import bind_arguments, called_function, kernel_parameters, parameter_default
+from sharpedges.analysis.values import possible_values
 from sharpedges.analysis.vocabulary import ENCODERS, MHA, MASKING_METHODS, MODULE_MASK_ARGUMENTS, TRIANGLE_METHODS, Kernel, \
     kernel_of
 from sharpedges.detector import Detector, Finding
@@ -67,7 +68,7 @@ class CausalMaskMissing(Detector):
             return False
         for meaning in MASK_MEANINGS:
             value = kernel.argument(call, meaning)
-            if value is not None and not is_false_or_none(value):
+            if value is not None and not _always_off(ctx, value):
                 return False
         function = ctx.function_of(call)
         if function is None or not in_causal_context(ctx, call) or _handles_masks(ctx, function):
@@ -92,7 +93,7 @@ class CausalMaskMissing(Detector):
                 passed[use.meaning] = bound.get(name, parameter_default(wrapper, name))
         for meaning in MASK_MEANINGS:
             value = passed[meaning] if meaning in passed else kernel.argument(kernel_call, meaning)
-            if value is not None and not is_false_or_none(value):
+            if value is not None and not _always_off(ctx, value):
                 return None
         function = ctx.function_of(call)
         if function is None or not in_causal_context(ctx, call) or _handles_masks(ctx, function):
@@ -118,6 +119,12 @@ class CausalMaskMissing(Detector):
             return query is not None and key is not None and function is not None and \
                 (ctx.code(query) == ctx.code(key) or same_sequence(ctx, function, query, key, ctx.order(call)))
         return True
+
+
+def _always_off(ctx, value: cst.BaseExpression) -> bool:
+    """`False` / `None`, or a name, attribute or constant that is False or None on every path."""
+    values = possible_values(ctx, value)
+    return bool(values) and all(is_false_or_none(v) for v in values)
 
 
 def _missing(kernel: Kernel) -> str:

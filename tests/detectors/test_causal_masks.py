@@ -190,6 +190,22 @@ def test_a_method_or_static_method_that_wraps_the_kernel_is_followed():
         assert [(d.line, d.message.split(" forwards")[0]) for d in bad] == [(16 + decorator.count("\n") + 3, "`_attend`")]
 
 
+@pytest.mark.parametrize("setup, flag, fires", [
+    ("        self.is_causal = False\n", "self.is_causal", True),   # an attribute set anywhere in the class
+    ("        self.is_causal = True\n", "self.is_causal", False),
+    ("        self.is_causal = config_causal\n", "self.is_causal", False),  # unknown: trusted
+    ("", "CAUSAL", True),                                          # a module-level constant
+    ("", "True if self.training else CAUSAL", False),              # one branch is causal
+    ("", "False if self.training else CAUSAL", True),               # both branches of the expression
+])
+def test_the_causal_flag_is_resolved_through_attributes_constants_and_branches(setup, flag, fires):
+    module = SDPA_BLOCK.replace("import torch\n", "import torch\nCAUSAL = False\n", 1) \
+        .replace("        self.n_heads = n_heads\n", "        self.n_heads = n_heads\n" + setup, 1) \
+        .replace("def __init__(self, dim, n_heads):", "def __init__(self, dim, n_heads, config_causal=True):", 1)
+    found = check("SHP201", module.replace(SDPA_CALL, f"y = F.scaled_dot_product_attention(q, k, v, is_causal={flag})"))
+    assert [d.rule for d in found] == (["SHP201"] if fires else [])
+
+
 def test_cross_attention_and_caller_masks_are_not_flagged():
     cross = NANOGPT.replace(MASK_LINE, "").replace("def forward(self, x):", "def forward(self, x, memory):") \
         .replace("k = k.view(B, T,", "k = self.c_attn(memory).split(self.n_embd, dim=2)[1].view(B, -1,")
@@ -281,3 +297,13 @@ def test_is_causal_true_with_a_cache_fires_and_the_aligned_flag_does_not():
     assert [d.line for d in check("SHP204", mutant)] == [9]
     uncached = mutant.replace("k = torch.cat([layer_past[0], k], dim=-2)", "pass")
     assert check("SHP204", uncached) == []
+
+
+def test_is_causal_from_a_module_constant_or_a_conditional_expression_with_a_cache_fires():
+    constant = CACHED_ATTENTION.replace("import torch\n", "import torch\nCAUSAL = True\n", 1) \
+        .replace("is_causal=q.size(-2) == k.size(-2)", "is_causal=CAUSAL")
+    assert [d.line for d in check("SHP204", constant)] == [10]
+    both = CACHED_ATTENTION.replace("is_causal=q.size(-2) == k.size(-2)", "is_causal=True if q.is_cuda else True")
+    assert [d.line for d in check("SHP204", both)] == [9]
+    either = CACHED_ATTENTION.replace("is_causal=q.size(-2) == k.size(-2)", "is_causal=True if q.is_cuda else False")
+    assert check("SHP204", either) == []
