@@ -7,7 +7,8 @@ import libcst as cst
 from sharpedges.analysis.attention import logit_sources, softmax_calls
 from sharpedges.analysis.calls import argument, has_star_args, is_false_or_none, keyword_names
 from sharpedges.analysis.masks import in_causal_context, module_type, same_sequence, softmax_is_unmasked
-from sharpedges.analysis.summaries import bind_arguments, called_function, kernel_parameters, parameter_default
+from sharpedges.analysis.summaries import bind_arguments, called_function, kernel_parameters, parameter_default, \
+    partial_kernel
 from sharpedges.analysis.values import possible_values
 from sharpedges.analysis.vocabulary import ENCODERS, MHA, MASKING_METHODS, MODULE_MASK_ARGUMENTS, TRIANGLE_METHODS, Kernel, \
     kernel_of
@@ -39,6 +40,13 @@ class CausalMaskMissing(Detector):
                 if self._kernel_unmasked(ctx, call, kernel):
                     yield Finding(call, KERNEL_MESSAGE.format(kernel=kernel.name, missing=_missing(kernel)))
                 continue
+            fixed = partial_kernel(ctx, call)
+            if fixed is not None:
+                kernel, partial = fixed
+                if self._kernel_unmasked(ctx, call, kernel, partial):
+                    yield Finding(call, KERNEL_MESSAGE.format(kernel=kernel.name, missing=_missing(kernel)),
+                                  related=((partial, "the functools.partial that fixes its other arguments"),))
+                continue
             target = called_function(ctx, call)
             unmasked = self._wrapper_unmasked(ctx, call, target) if target is not None else None
             if unmasked is not None:
@@ -63,11 +71,14 @@ class CausalMaskMissing(Detector):
         return any(_product_is_self_attention(ctx, function, source.product) for source in sources)
 
     # -- attention kernels: SDPA, flash-attn, xformers, FlexAttention -------------------------------
-    def _kernel_unmasked(self, ctx, call: cst.Call, kernel: Kernel) -> bool:
-        if has_star_args(call):
+    def _kernel_unmasked(self, ctx, call: cst.Call, kernel: Kernel, partial: cst.Call | None = None) -> bool:
+        """No causal flag, mask or score_mod, in the call or in the `functools.partial` it calls."""
+        if has_star_args(call) or partial is not None and has_star_args(partial):
             return False
         for meaning in MASK_MEANINGS:
             value = kernel.argument(call, meaning)
+            if value is None and partial is not None:
+                value = argument(partial, kernel.keyword(meaning))
             if value is not None and not _always_off(ctx, value):
                 return False
         function = ctx.function_of(call)

@@ -15,7 +15,8 @@ import libcst as cst
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
-from sharpedges.analysis.vocabulary import Kernel, kernel_of
+from sharpedges.analysis.values import possible_values
+from sharpedges.analysis.vocabulary import KERNELS, PARTIALS, Kernel, kernel_of
 from sharpedges.analysis.walk import is_a
 
 HELPER_SCOPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
@@ -82,6 +83,22 @@ def bind_arguments(call: cst.Call, positional: list[str]) -> dict[str, cst.BaseE
                 bound[positional[index]] = arg.value
             index += 1
     return bound
+
+
+def partial_kernel(ctx: FileContext, call: cst.Call) -> tuple[Kernel, cst.Call] | None:
+    """For a call of `attend`, `self.attend` bound to `functools.partial(F.scaled_dot_product_attention,
+    is_causal=True)`: the kernel it runs and the partial, whose keywords fix some of its arguments."""
+    if not is_a(call.func, cst.Name) and self_attribute(call.func) is None:
+        return None
+    values = possible_values(ctx, call.func)
+    if not values or len(values) != 1 or not is_a(values[0], cst.Call) or ctx.callee(values[0]) not in PARTIALS:
+        return None
+    partial = values[0]
+    positional = [arg for arg in partial.args if arg.keyword is None]
+    if len(positional) != 1 or positional[0].star:
+        return None
+    kernel = KERNELS.get(ctx.qualify(positional[0].value) or "")
+    return (kernel, partial) if kernel is not None else None
 
 
 def parameter_default(function: cst.FunctionDef, name: str) -> cst.BaseExpression | None:

@@ -138,6 +138,9 @@ KERNELS: dict[str, Kernel] = {
 }
 
 
+PARTIALS = frozenset({"functools.partial"})
+
+
 def kernel_of(ctx, call: cst.Call) -> Kernel | None:
     """The attention kernel this call runs, or None."""
     return KERNELS.get(ctx.callee(call) or "")

@@ -206,6 +206,24 @@ def test_the_causal_flag_is_resolved_through_attributes_constants_and_branches(s
     assert [d.rule for d in found] == (["SHP201"] if fires else [])
 
 
+@pytest.mark.parametrize("where", ["module", "attribute"])
+def test_a_kernel_wrapped_in_functools_partial_keeps_the_arguments_the_partial_fixes(where):
+    def module(keywords: str) -> str:
+        partial = f"partial(F.scaled_dot_product_attention, {keywords})"
+        source = SDPA_BLOCK.replace("import torch\n", "import torch\nfrom functools import partial\n", 1)
+        if where == "module":
+            source = source.replace("\nclass Block(", f"\nattend = {partial}\n\nclass Block(", 1)
+            return source.replace(SDPA_CALL, "y = attend(q, k, v)")
+        source = source.replace("        self.n_heads = n_heads\n", f"        self.n_heads = n_heads\n"
+                                f"        self.attend = {partial}\n", 1)
+        return source.replace(SDPA_CALL, "y = self.attend(q, k, v)")
+
+    assert check("SHP201", module("is_causal=True")) == []
+    [diagnostic] = check("SHP201", module("dropout_p=0.1"))
+    assert diagnostic.message.startswith("scaled_dot_product_attention in a causal model gets neither")
+    assert [r["message"] for r in diagnostic.related] == ["the functools.partial that fixes its other arguments"]
+
+
 def test_cross_attention_and_caller_masks_are_not_flagged():
     cross = NANOGPT.replace(MASK_LINE, "").replace("def forward(self, x):", "def forward(self, x, memory):") \
         .replace("k = k.view(B, T,", "k = self.c_attn(memory).split(self.n_embd, dim=2)[1].view(B, -1,")
