@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import libcst as cst
 
+from sharpedges.analysis.values import MAX_DEPTH
 from sharpedges.analysis.vocabulary import BROADCAST_METHODS, CAST_METHODS, COPY_METHODS, DTYPE_ARGUMENT_CASTS, \
     PLACEMENT_METHODS, REORDER_METHODS, REPEAT_METHODS, RESHAPE_METHODS, cast_precision, dtype_precision
 from sharpedges.analysis.calls import argument, literal_int, literal_number, literal_string, method_name, receiver
@@ -23,7 +24,6 @@ from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.training_mode import runs_in_forward
 
-MAX_DEPTH = 8
 FREQUENCY_NAME = "inv_freq"  # the name HF, gpt-neox, Mistral, Megatron... give the table
 # Steps that keep a tensor's values (and dtype): followed when asking where a table came from.
 VIEW_METHODS = RESHAPE_METHODS | BROADCAST_METHODS | COPY_METHODS | REORDER_METHODS | REPEAT_METHODS | PLACEMENT_METHODS
