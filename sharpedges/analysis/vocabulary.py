@@ -56,6 +56,7 @@ TRIANGLE_METHODS = frozenset({"triu", "tril", "triu_", "tril_"})
 SHAPE_ONLY_METHODS = RESHAPE_METHODS | BROADCAST_METHODS | REORDER_METHODS | COPY_METHODS | PLACEMENT_METHODS
 
 # -- functions --------------------------------------------------------------------------------------
+TILE_FUNCTIONS = frozenset({"torch.tile", "numpy.tile"})
 CONCATENATIONS = frozenset({"torch.cat", "torch.concat", "torch.concatenate"})
 MATMUL_FUNCTIONS = frozenset({"torch.matmul", "torch.bmm", "torch.Tensor.matmul", "torch.mm"})
 SCALING_FUNCTIONS = frozenset({"torch.mul", "torch.div", "torch.multiply", "torch.divide", "torch.true_divide"})
