@@ -10,7 +10,7 @@ from sharpedges.analysis.masks import in_causal_context, module_type, same_seque
 from sharpedges.analysis.summaries import bind_arguments, called_function, kernel_parameters, parameter_default, \
     partial_kernel
 from sharpedges.analysis.values import possible_values
-from sharpedges.analysis.vocabulary import ENCODERS, MHA, MASKING_METHODS, MODULE_MASK_ARGUMENTS, TRIANGLE_METHODS, Kernel, \
+from sharpedges.analysis.vocabulary import ENCODERS, KERNEL_TOKENS, MHA, MASKING_METHODS, MODULE_MASK_ARGUMENTS, TRIANGLE_METHODS, Kernel, \
     kernel_of
 from sharpedges.detector import Detector, Finding
 from sharpedges.analysis.walk import is_a
@@ -27,27 +27,27 @@ MODULE_MESSAGE = ("{module} in a causal model is called without a causal mask ({
 
 class CausalMaskMissing(Detector):
     code = "SHP201"
-    tokens = (b"softmax", b"scaled_dot_product_attention", b"multiheadattention", b"transformerencoder", b"flash_attn",
-              b"memory_efficient_attention", b"flex_attention")
+    tokens = (b"softmax", b"multiheadattention", b"transformerencoder", *KERNEL_TOKENS)
 
     def check(self, ctx):
         for softmax in softmax_calls(ctx):
             if self._manual_attention_unmasked(ctx, softmax):
                 yield Finding(softmax.call)
+        kernels_named = ctx.mentions(*KERNEL_TOKENS)
         for call in ctx.calls():
             kernel = kernel_of(ctx, call)
             if kernel is not None:
                 if self._kernel_unmasked(ctx, call, kernel):
                     yield Finding(call, KERNEL_MESSAGE.format(kernel=kernel.name, missing=_missing(kernel)))
                 continue
-            fixed = partial_kernel(ctx, call)
+            fixed = partial_kernel(ctx, call) if kernels_named else None
             if fixed is not None:
                 kernel, partial = fixed
                 if self._kernel_unmasked(ctx, call, kernel, partial):
                     yield Finding(call, KERNEL_MESSAGE.format(kernel=kernel.name, missing=_missing(kernel)),
                                   related=((partial, "the functools.partial that fixes its other arguments"),))
                 continue
-            target = called_function(ctx, call)
+            target = called_function(ctx, call) if kernels_named else None
             unmasked = self._wrapper_unmasked(ctx, call, target) if target is not None else None
             if unmasked is not None:
                 kernel, kernel_call = unmasked

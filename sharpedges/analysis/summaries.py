@@ -20,7 +20,6 @@ from sharpedges.analysis.vocabulary import KERNELS, PARTIALS, Kernel, kernel_of
 from sharpedges.analysis.walk import is_a
 
 HELPER_SCOPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
-MAX_WRAPPERS = 4  # wrappers of wrappers followed when asking where a parameter goes
 
 
 @dataclass(frozen=True)
@@ -121,16 +120,17 @@ def return_values(ctx: FileContext, function: cst.FunctionDef) -> list[cst.BaseE
 
 # -- where parameters go ----------------------------------------------------------------------------
 def kernel_parameters(ctx: FileContext, function: cst.FunctionDef) -> dict[str, tuple[KernelParameter, ...]]:
-    """Parameter name -> the kernel arguments it reaches unchanged, computed once per function."""
+    """Parameter name -> the kernel arguments it reaches unchanged, computed once per function (a
+    function that reaches itself again through its callees contributes nothing the second time)."""
     memo = ctx.memo("kernel_parameters", dict)
     found = memo.get(function)
     if found is None:
-        found = memo[function] = _kernel_parameters(ctx, function, 0)
+        memo[function] = {}
+        found = memo[function] = _kernel_parameters(ctx, function)
     return found
 
 
-def _kernel_parameters(ctx: FileContext, function: cst.FunctionDef,
-                       depth: int) -> dict[str, tuple[KernelParameter, ...]]:
+def _kernel_parameters(ctx: FileContext, function: cst.FunctionDef) -> dict[str, tuple[KernelParameter, ...]]:
     """Parameters passed unchanged to a kernel argument, directly or through a further wrapper."""
     facts = ctx.function_facts(function)
     found: dict[str, list[KernelParameter]] = {}
@@ -150,12 +150,10 @@ def _kernel_parameters(ctx: FileContext, function: cst.FunctionDef,
                 if name is not None:
                     found.setdefault(name, []).append(KernelParameter(kernel, meaning, call))
             continue
-        if depth >= MAX_WRAPPERS:
-            continue
         target = called_function(ctx, call)
-        if target is None or target[0] is function:
+        if target is None:
             continue
-        inner = _kernel_parameters(ctx, target[0], depth + 1)
+        inner = kernel_parameters(ctx, target[0])
         for inner_name, value in bind_arguments(call, target[1]).items():
             name = parameter(value, at)
             if name is not None and inner_name in inner:

@@ -139,6 +139,8 @@ KERNELS: dict[str, Kernel] = {
 }
 
 
+# A file can only call one of the kernels if it names one of these (lower-cased bytes).
+KERNEL_TOKENS = (b"scaled_dot_product_attention", b"flash_attn", b"memory_efficient_attention", b"flex_attention")
 PARTIALS = frozenset({"functools.partial"})
 
 
