@@ -87,7 +87,7 @@ def bind_arguments(call: cst.Call, positional: list[str]) -> dict[str, cst.BaseE
 def partial_kernel(ctx: FileContext, call: cst.Call) -> tuple[Kernel, cst.Call] | None:
     """For a call of `attend`, `self.attend` bound to `functools.partial(F.scaled_dot_product_attention,
     is_causal=True)`: the kernel it runs and the partial, whose keywords fix some of its arguments."""
-    if not is_a(call.func, cst.Name) and self_attribute(call.func) is None:
+    if not ctx.mentions(b"partial") or not is_a(call.func, cst.Name) and self_attribute(call.func) is None:
         return None
     values = possible_values(ctx, call.func)
     if not values or len(values) != 1 or not is_a(values[0], cst.Call) or ctx.callee(values[0]) not in PARTIALS:
