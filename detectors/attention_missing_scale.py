@@ -25,9 +25,11 @@ class AttentionMissingScale(Detector):
             # Ex) an SDPA twin in the same function says `scale=1.0`: unit scale is the design
             if declared_unit_scale(ctx, softmax.function):
                 continue
+            related = tuple((source.product, "the unscaled QK^T product that reaches this softmax")
+                            for source in sources if not ctx.index.contains(softmax.call, source.product))
             parent = ctx.index.parents.get(softmax.call)
             # Ex) softmax(q @ k.mT) / math.sqrt(d)
             if is_a(parent, cst.BinaryOperation) and is_a(parent.operator, (cst.Multiply, cst.Divide)):
-                yield Finding(softmax.call, AFTER_SOFTMAX)
+                yield Finding(softmax.call, AFTER_SOFTMAX, related=related)
             else:
-                yield Finding(softmax.call)
+                yield Finding(softmax.call, related=related)

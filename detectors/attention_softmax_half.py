@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import libcst as cst
 
-from sharpedges.analysis.attention import attention_softmaxes, cast_precision, dtype_precision
+from sharpedges.analysis.attention import attention_softmaxes
 from sharpedges.analysis.calls import argument, method_name, receiver
 from sharpedges.detector import Detector, Finding
+from sharpedges.analysis.values import MAX_DEPTH
+from sharpedges.analysis.vocabulary import REORDER_METHODS, RESHAPE_METHODS, cast_precision, dtype_precision
 from sharpedges.analysis.walk import is_a
 
-MAX_DEPTH = 8
-OPERAND_STEPS = {"transpose", "permute", "view", "reshape", "contiguous", "unsqueeze", "squeeze", "mT", "t"}
+OPERAND_STEPS = REORDER_METHODS | RESHAPE_METHODS | {"contiguous"}
 
 
 class AttentionSoftmaxHalf(Detector):

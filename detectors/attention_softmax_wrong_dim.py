@@ -7,10 +7,9 @@ import libcst as cst
 from sharpedges.analysis.attention import attention_softmaxes, key_axis
 from sharpedges.analysis.calls import has_star_args, literal_int, method_name, receiver
 from sharpedges.detector import Detector, Finding
+from sharpedges.analysis.vocabulary import REORDER_METHODS, RESHAPE_METHODS
 from sharpedges.analysis.walk import is_a
 
-REORDERING = {"transpose", "permute", "swapaxes", "swapdims", "movedim", "t"}
-RESHAPING = {"view", "reshape", "flatten", "unflatten", "squeeze", "unsqueeze", "view_as", "reshape_as"}
 NO_DIM = ("softmax over attention scores without `dim`: the implicit choice is dim 1 for 4-d scores (the heads) "
           "and dim 0 for 3-d ones (the batch), not the keys; pass dim=-1")
 WRONG_DIM = ("softmax over attention scores on dim={dim}, but the keys are on dim={keys}: each query's weights "
@@ -40,10 +39,10 @@ def _axis_verdict(source, dim: int) -> tuple[str, int] | None:
     """('wrong', key axis) or ('right', key axis); None when the layout on the way is unknown."""
     positive, negative = key_axis(source)
     for node in source.path:
-        if is_a(node, cst.Call) and method_name(node) in REORDERING or \
+        if is_a(node, cst.Call) and method_name(node) in REORDER_METHODS or \
                 is_a(node, cst.Attribute) and node.attr.value in ("T", "mT"):
             return None  # the scores were transposed on the way: the key axis moved
-        if is_a(node, cst.Call) and method_name(node) in RESHAPING or is_a(node, cst.Subscript):
+        if is_a(node, cst.Call) and method_name(node) in RESHAPE_METHODS or is_a(node, cst.Subscript):
             positive = None  # the rank may have changed; the last axis is still the keys
     if dim < 0:
         return None if negative is None else ("right" if dim == negative else "wrong", negative)

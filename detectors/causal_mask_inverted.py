@@ -33,12 +33,13 @@ class CausalMaskInverted(Detector):
     def check(self, ctx):
         inversions = list(_inversions(ctx))
         for use, problem, value in inversions:
+            related = _where_built(ctx, use, value)
             if problem == "ignored":
-                yield Finding(use.node, IGNORED.format(consumer=use.consumer))
+                yield Finding(use.node, IGNORED.format(consumer=use.consumer), related=related)
                 continue
             convention = CONVENTIONS[use.convention].format(consumer=use.consumer)
             message = (FUTURE if problem == "future" else DIAGONAL).format(convention=convention)
-            yield Finding(use.node, message, _fix(ctx, use, value, len(inversions)))
+            yield Finding(use.node, message, _fix(ctx, use, value, len(inversions)), related=related)
 
 
 def _inversions(ctx: FileContext):
@@ -53,6 +54,12 @@ def _inversions(ctx: FileContext):
             continue
         elif verdict(allowed) in ("future", "diagonal"):
             yield use, verdict(allowed), value
+
+
+def _where_built(ctx: FileContext, use: MaskUse, value) -> tuple:
+    """The triangles and comparisons that decide the mask's orientation, outside the consuming call."""
+    return tuple((node, "the mask's triangle is built here" if is_a(node, cst.Call) else "the mask's polarity is set here")
+                 for node in value.flips if not ctx.index.contains(use.node, node))
 
 
 def _window_bound(allowed: Region) -> bool:

@@ -6,14 +6,20 @@ import libcst as cst
 
 from sharpedges.analysis.attention import logit_sources, softmax_calls
 from sharpedges.analysis.calls import argument, has_star_args, is_false_or_none, keyword_names
-from sharpedges.analysis.masks import ENCODERS, MHA, MODULE_MASK_ARGUMENTS, SDPA, in_causal_context, module_type, \
-    same_sequence, softmax_is_unmasked
+from sharpedges.analysis.masks import in_causal_context, module_type, same_sequence, softmax_is_unmasked
+from sharpedges.analysis.summaries import bind_arguments, called_function, kernel_parameters, parameter_default, \
+    partial_kernel
+from sharpedges.analysis.values import possible_values
+from sharpedges.analysis.vocabulary import ENCODERS, KERNEL_TOKENS, MHA, MASKING_METHODS, MODULE_MASK_ARGUMENTS, TRIANGLE_METHODS, Kernel, \
+    kernel_of
 from sharpedges.detector import Detector, Finding
 from sharpedges.analysis.walk import is_a
 
-MASK_BUILDERS = {"masked_fill", "masked_fill_", "where", "tril", "triu", "tril_", "triu_"}
-SDPA_MESSAGE = ("scaled_dot_product_attention in a causal model gets neither `is_causal=True` nor an `attn_mask`: "
-                "every token attends to the tokens after it")
+MASK_BUILDERS = MASKING_METHODS | TRIANGLE_METHODS
+KERNEL_MESSAGE = "{kernel} in a causal model gets {missing}: every token attends to the tokens after it"
+WRAPPER_MESSAGE = ("`{wrapper}` forwards this call to {kernel}, which then gets {missing}: every token attends to "
+                   "the tokens after it")
+MASK_MEANINGS = ("causal", "mask", "score_mod")
 MODULE_MESSAGE = ("{module} in a causal model is called without a causal mask ({keywords}): every token attends "
                   "to the tokens after it; pass `is_causal=True` with a "
                   "`nn.Transformer.generate_square_subsequent_mask(T)` mask")
@@ -21,17 +27,33 @@ MODULE_MESSAGE = ("{module} in a causal model is called without a causal mask ({
 
 class CausalMaskMissing(Detector):
     code = "SHP201"
-    tokens = (b"softmax", b"scaled_dot_product_attention", b"multiheadattention", b"transformerencoder")
+    tokens = (b"softmax", b"multiheadattention", b"transformerencoder", *KERNEL_TOKENS)
 
     def check(self, ctx):
         for softmax in softmax_calls(ctx):
             if self._manual_attention_unmasked(ctx, softmax):
                 yield Finding(softmax.call)
+        kernels_named = ctx.mentions(*KERNEL_TOKENS)
         for call in ctx.calls():
-            qualified = ctx.callee(call)
-            if qualified in SDPA:
-                if self._sdpa_unmasked(ctx, call):
-                    yield Finding(call, SDPA_MESSAGE)
+            kernel = kernel_of(ctx, call)
+            if kernel is not None:
+                if self._kernel_unmasked(ctx, call, kernel):
+                    yield Finding(call, KERNEL_MESSAGE.format(kernel=kernel.name, missing=_missing(kernel)))
+                continue
+            fixed = partial_kernel(ctx, call) if kernels_named else None
+            if fixed is not None:
+                kernel, partial = fixed
+                if self._kernel_unmasked(ctx, call, kernel, partial):
+                    yield Finding(call, KERNEL_MESSAGE.format(kernel=kernel.name, missing=_missing(kernel)),
+                                  related=((partial, "the functools.partial that fixes its other arguments"),))
+                continue
+            target = called_function(ctx, call) if kernels_named else None
+            unmasked = self._wrapper_unmasked(ctx, call, target) if target is not None else None
+            if unmasked is not None:
+                kernel, kernel_call = unmasked
+                yield Finding(call, WRAPPER_MESSAGE.format(wrapper=target[0].name.value, kernel=kernel.name,
+                                                           missing=_missing(kernel)),
+                              related=((kernel_call, f"the {kernel.name} call it reaches"),))
                 continue
             module = module_type(ctx, call)
             if module in MHA | ENCODERS and self._module_unmasked(ctx, call, module):
@@ -48,21 +70,49 @@ class CausalMaskMissing(Detector):
             return False
         return any(_product_is_self_attention(ctx, function, source.product) for source in sources)
 
-    # -- SDPA --------------------------------------------------------------------------------
-    def _sdpa_unmasked(self, ctx, call: cst.Call) -> bool:
-        if has_star_args(call) or "is_causal" in keyword_names(call) and not is_false_or_none(argument(call, "is_causal")):
+    # -- attention kernels: SDPA, flash-attn, xformers, FlexAttention -------------------------------
+    def _kernel_unmasked(self, ctx, call: cst.Call, kernel: Kernel, partial: cst.Call | None = None) -> bool:
+        """No causal flag, mask or score_mod, in the call or in the `functools.partial` it calls."""
+        if has_star_args(call) or partial is not None and has_star_args(partial):
             return False
-        positional_causal = argument(call, None, 5)
-        if positional_causal is not None and not is_false_or_none(positional_causal):
-            return False
-        mask = argument(call, "attn_mask", 3)
-        if mask is not None and not is_false_or_none(mask):
-            return False
+        for meaning in MASK_MEANINGS:
+            value = kernel.argument(call, meaning)
+            if value is None and partial is not None:
+                value = argument(partial, kernel.keyword(meaning))
+            if value is not None and not _always_off(ctx, value):
+                return False
         function = ctx.function_of(call)
         if function is None or not in_causal_context(ctx, call) or _handles_masks(ctx, function):
             return False
-        query, key = argument(call, "query", 0), argument(call, "key", 1)
+        query, key = kernel.argument(call, "query"), kernel.argument(call, "key")
         return query is not None and key is not None and same_sequence(ctx, function, query, key, ctx.order(call))
+
+    # -- wrappers: a function that forwards its parameters to a kernel -----------------------------
+    def _wrapper_unmasked(self, ctx, call: cst.Call, target) -> tuple[Kernel, cst.Call] | None:
+        """The kernel (and its call) that a wrapper runs with no causal flag or mask, when this call
+        passes it none and the query and key it forwards are one sequence."""
+        wrapper, positional = target
+        forwarded = kernel_parameters(ctx, wrapper)
+        kernel_calls = {use.call: use.kernel for uses in forwarded.values() for use in uses}
+        if len(kernel_calls) != 1 or has_star_args(call):
+            return None
+        [(kernel_call, kernel)] = kernel_calls.items()
+        bound = bind_arguments(call, positional)
+        passed: dict[str, cst.BaseExpression | None] = {}  # meaning -> what this call makes of it
+        for name, uses in forwarded.items():
+            for use in uses:
+                passed[use.meaning] = bound.get(name, parameter_default(wrapper, name))
+        for meaning in MASK_MEANINGS:
+            value = passed[meaning] if meaning in passed else kernel.argument(kernel_call, meaning)
+            if value is not None and not _always_off(ctx, value):
+                return None
+        function = ctx.function_of(call)
+        if function is None or not in_causal_context(ctx, call) or _handles_masks(ctx, function):
+            return None
+        query, key = passed.get("query"), passed.get("key")
+        if query is None or key is None or not same_sequence(ctx, function, query, key, ctx.order(call)):
+            return None
+        return kernel, kernel_call
 
     # -- torch.nn modules ----------------------------------------------------------------------
     def _module_unmasked(self, ctx, call: cst.Call, module: str) -> bool:
@@ -80,6 +130,20 @@ class CausalMaskMissing(Detector):
             return query is not None and key is not None and function is not None and \
                 (ctx.code(query) == ctx.code(key) or same_sequence(ctx, function, query, key, ctx.order(call)))
         return True
+
+
+def _always_off(ctx, value: cst.BaseExpression) -> bool:
+    """`False` / `None`, or a name, attribute or constant that is False or None on every path."""
+    values = possible_values(ctx, value)
+    return bool(values) and all(is_false_or_none(v) for v in values)
+
+
+def _missing(kernel: Kernel) -> str:
+    """`neither `is_causal=True` nor an `attn_mask``, or whichever of the two the kernel takes."""
+    causal, mask = kernel.keyword("causal"), kernel.keyword("mask")
+    if causal and mask:
+        return f"neither `{causal}=True` nor an `{mask}`"
+    return f"no `{causal}=True`" if causal else f"no causal `{mask}`"
 
 
 def _handles_masks(ctx, function: cst.FunctionDef) -> bool:

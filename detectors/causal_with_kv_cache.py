@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import libcst as cst
 
-from sharpedges.analysis.calls import argument, is_true, method_name, receiver
+from sharpedges.analysis.calls import is_true, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
-from sharpedges.analysis.masks import MAX_DEPTH, SDPA
+from sharpedges.analysis.masks import MAX_DEPTH
 from sharpedges.detector import Detector, Finding
+from sharpedges.analysis.values import possible_values
+from sharpedges.analysis.vocabulary import BROADCAST_METHODS, CAST_METHODS, CONCATENATIONS, COPY_METHODS, KERNELS, REORDER_METHODS, REPEAT_METHODS, \
+    RESHAPE_METHODS, SDPA
 from sharpedges.analysis.walk import is_a
 
-CONCATENATIONS = {"torch.cat", "torch.concat", "torch.concatenate"}
-PASS_THROUGH = {"view", "reshape", "transpose", "permute", "contiguous", "to", "type_as", "float", "half",
-                "bfloat16", "repeat_interleave", "expand", "flatten", "unflatten", "squeeze", "unsqueeze"}
+PASS_THROUGH = RESHAPE_METHODS | BROADCAST_METHODS | REORDER_METHODS | COPY_METHODS | CAST_METHODS | REPEAT_METHODS
+SDPA_KERNEL = KERNELS["torch.nn.functional.scaled_dot_product_attention"]
 
 
 class CausalWithKvCache(Detector):
@@ -24,22 +26,18 @@ class CausalWithKvCache(Detector):
             if ctx.callee(call) not in SDPA:
                 continue
             function = ctx.function_of(call)
-            if function is None or not _always_causal(ctx, function, call) or _in_branch(ctx, function, call):
+            if function is None or not _always_causal(ctx, call) or _in_branch(ctx, function, call):
                 continue
-            key = argument(call, "key", 1)
+            key = SDPA_KERNEL.argument(call, "key")
             if key is not None and _from_cache(ctx, function, key, ctx.order(call), 0):
                 yield Finding(call)
 
 
-def _always_causal(ctx, function, call: cst.Call) -> bool:
-    """`is_causal=True`, or a local that is True on every path; `q_len > 1`-style flags are gated."""
-    flag = argument(call, "is_causal", 5)
-    if is_true(flag):
-        return True
-    if is_a(flag, cst.Name):
-        definitions = ctx.function_facts(function).reaching(flag.value, ctx.order(call))
-        return bool(definitions) and all(d.kind == "assign" and is_true(d.value) for d in definitions)
-    return False
+def _always_causal(ctx, call: cst.Call) -> bool:
+    """`is_causal=True`, or a local, attribute or constant that is True on every path; `q_len > 1`-style
+    flags are gated."""
+    values = possible_values(ctx, SDPA_KERNEL.argument(call, "causal"))
+    return bool(values) and all(is_true(value) for value in values)
 
 
 def _in_branch(ctx, function, call: cst.Call) -> bool:

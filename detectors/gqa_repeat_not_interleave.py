@@ -8,6 +8,8 @@ import libcst as cst
 
 from sharpedges.analysis.calls import argument, literal_int, method_name, receiver
 from sharpedges.analysis.names import dotted
+from sharpedges.analysis.values import possible_values
+from sharpedges.analysis.vocabulary import TILE_FUNCTIONS, is_library_namespace
 from sharpedges.detector import Detector, Finding, Fix, Replacement
 
 TILED = ("KV heads repeated with {how}: that lays them out [k0, k1, k0, k1], but query head h belongs to KV head "
@@ -72,21 +74,29 @@ def _is_ratio(expr: cst.BaseExpression, ratios: set[str]) -> bool:
 def _tiled_factor(ctx, call: cst.Call, ratios: set[str]) -> int | None:
     """The position of the head ratio among `x.repeat(...)` / `torch.tile(x, (...))` factors, when the
     tensor is repeated along an existing axis (not a fresh unsqueezed one, which is the grouped order)."""
-    if method_name(call) in ("repeat", "tile") and ctx.callee(call) != "torch.tile":
+    if ctx.callee(call) in TILE_FUNCTIONS:
+        numpy = ctx.callee(call) == "numpy.tile"
+        factors = _elements(ctx, argument(call, "reps" if numpy else "dims", 1))
+        tensor = argument(call, "A" if numpy else "input", 0)
+    elif method_name(call) in ("repeat", "tile") and not is_library_namespace(ctx, receiver(call)):
         factors = [arg.value for arg in call.args if arg.keyword is None and not arg.star]
-        if len(factors) == 1 and isinstance(factors[0], (cst.Tuple, cst.List)):
-            factors = [element.value for element in factors[0].elements]
+        if len(factors) == 1:
+            factors = _elements(ctx, factors[0]) or factors
         tensor = receiver(call)
-    elif ctx.callee(call) == "torch.tile":
-        dims = argument(call, "dims", 1)
-        factors = [element.value for element in dims.elements] if isinstance(dims, (cst.Tuple, cst.List)) else []
-        tensor = argument(call, "input", 0)
     else:
         return None
     positions = [i for i, factor in enumerate(factors) if _is_ratio(factor, ratios)]
     if len(factors) < 3 or len(positions) != 1 or tensor is None or _fresh_axis_before(tensor, positions[0]):
         return None
     return positions[0]
+
+
+def _elements(ctx, factors: cst.BaseExpression | None) -> list[cst.BaseExpression]:
+    """The repeat counts of a tuple or list, written in place or held in a variable (`reps = [1, g, 1, 1]`)."""
+    values = possible_values(ctx, factors)
+    if values is None or len(values) != 1 or not isinstance(values[0], (cst.Tuple, cst.List)):
+        return []
+    return [element.value for element in values[0].elements]
 
 
 def _fresh_axis_before(tensor: cst.BaseExpression, position: int) -> bool:

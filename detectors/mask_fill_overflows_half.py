@@ -6,7 +6,8 @@ import math
 
 import libcst as cst
 
-from sharpedges.analysis.attention import attention_softmaxes, cast_precision
+from sharpedges.analysis.attention import attention_softmaxes
+from sharpedges.analysis.vocabulary import FILL_FUNCTIONS, FILL_METHODS, cast_precision
 from sharpedges.analysis.calls import argument, literal_number, literal_string, method_name
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import imported_constant
@@ -14,7 +15,6 @@ from sharpedges.detector import Detector, Finding, Fix, Replacement
 from sharpedges.analysis.walk import is_a
 
 FP16_MAX = 65504.0
-FILL_METHODS = {"masked_fill", "masked_fill_"}
 MESSAGE = ("mask fill value {value:g} is beyond the float16 range (±65504): in half precision or under autocast "
            "masked_fill raises 'value cannot be converted to type at::Half without overflow' (or the score "
            "becomes -inf and fully masked rows turn to NaN); use torch.finfo({scores}.dtype).min")
@@ -50,7 +50,7 @@ def _fill_of(ctx, node, inner_path) -> tuple[cst.BaseExpression, cst.BaseExpress
     scores = inner_path[0]
     method = method_name(node)
     qualified = ctx.callee(node)
-    if method in FILL_METHODS and qualified not in ("torch.masked_fill",):
+    if method in FILL_METHODS and qualified not in FILL_FUNCTIONS:
         value = argument(node, "value", 1)
         return (value, scores) if value is not None else None
     if qualified == "torch.masked_fill":

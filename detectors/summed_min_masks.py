@@ -7,10 +7,9 @@ import libcst as cst
 from sharpedges.analysis.attention import fills_dtype_min
 from sharpedges.analysis.calls import argument, method_name, receiver
 from sharpedges.detector import Detector, Finding
+from sharpedges.analysis.vocabulary import CLAMP_FUNCTIONS, CLAMP_METHODS, ELEMENTWISE_MAXIMUM
 from sharpedges.analysis.walk import is_a
 
-CLAMPS = {"clamp", "clamp_", "clamp_min", "clamp_min_", "clip", "clip_"}
-CLAMP_FUNCTIONS = {"torch.clamp", "torch.clamp_min", "torch.clip", "torch.max", "torch.maximum"}
 
 
 class SummedMinMasks(Detector):
@@ -43,7 +42,7 @@ def _clamped(ctx, node: cst.CSTNode) -> bool:
     """The sum is clamped back to the dtype's range (HF's fix in #17306): directly, or through the
     name it is assigned to."""
     parent = ctx.index.parents.get(node)
-    if is_a(parent, cst.Attribute) and parent.value is node and parent.attr.value in CLAMPS:
+    if is_a(parent, cst.Attribute) and parent.value is node and parent.attr.value in CLAMP_METHODS:
         return True
     if is_a(parent, cst.Arg) and _is_clamp_call(ctx, ctx.index.parents.get(parent)):
         return True
@@ -59,7 +58,7 @@ def _clamped(ctx, node: cst.CSTNode) -> bool:
             continue
         for use in facts.later_uses(target.value, ctx.index.last_order(statement)):
             holder = ctx.index.parents.get(use)
-            if is_a(holder, cst.Attribute) and holder.attr.value in CLAMPS:
+            if is_a(holder, cst.Attribute) and holder.attr.value in CLAMP_METHODS:
                 return True
             if is_a(holder, cst.Arg) and _is_clamp_call(ctx, ctx.index.parents.get(holder)):
                 return True
@@ -67,4 +66,4 @@ def _clamped(ctx, node: cst.CSTNode) -> bool:
 
 
 def _is_clamp_call(ctx, node) -> bool:
-    return is_a(node, cst.Call) and ctx.callee(node) in CLAMP_FUNCTIONS
+    return is_a(node, cst.Call) and ctx.callee(node) in CLAMP_FUNCTIONS | ELEMENTWISE_MAXIMUM

@@ -39,6 +39,9 @@ class Finding:
     message: str | None = None  # None: the spec's message
     fix: Fix | None = None
     anchor: "cst.CSTNode | None" = field(default=None)  # statement whose first line carries noqa
+    # The locations the claim rests on (where the mask was built, where the scale was lost), each
+    # with a short message; the engine reports them as the diagnostic's `related` positions.
+    related: tuple[tuple["cst.CSTNode", str], ...] = ()
 
 
 class Detector:

@@ -272,7 +272,8 @@ class Engine:
                 rule=rule.code, name=rule.spec.name, severity=rule.spec.severity, path=path,
                 line=span.start.line, column=span.start.column + 1, end_line=span.end.line,
                 end_column=span.end.column + 1, message=finding.message or rule.spec.message,
-                help=rule.spec.help_uri, fix=fix)
+                help=rule.spec.help_uri, fix=fix, related=[_related(positions[node], message)
+                                                            for node, message in finding.related])
             diagnostics.setdefault(diagnostic.sort_key(), diagnostic)
         return sorted(diagnostics.values(), key=Diagnostic.sort_key)
 
@@ -287,6 +288,11 @@ class Engine:
         if span is None or ctx.module.code[span[0]:span[1]] != edit["original"]:
             return None
         return edit
+
+
+def _related(where, message: str) -> dict:
+    return {"line": where.start.line, "column": where.start.column + 1, "end_line": where.end.line,
+            "end_column": where.end.column + 1, "message": message}
 
 
 def _syntax_error(exc: "cst.ParserSyntaxError") -> str:

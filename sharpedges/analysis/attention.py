@@ -22,30 +22,27 @@ from sharpedges.analysis.calls import argument, literal_int, literal_number, lit
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
+from sharpedges.analysis.summaries import HELPER_SCOPES, bind_arguments, called_function, positional_parameters, \
+    return_values
+from sharpedges.analysis.vocabulary import ADDITIVE_FUNCTIONS, ADDITIVE_METHODS, BROADCAST_METHODS, CAST_METHODS, \
+    CLAMP_FUNCTIONS, CLAMP_METHODS, COPY_METHODS, FILL_FUNCTIONS, FILL_METHODS, KERNELS, MASKING_METHODS, \
+    MATMUL_FUNCTIONS, NAN_REPAIR_FUNCTIONS, NAN_REPAIR_METHODS, PAD_FUNCTIONS, REORDER_METHODS, REPEAT_METHODS, \
+    RESHAPE_METHODS, SCALING_FUNCTIONS, SCALING_METHODS, SDPA, SELECTION_METHODS, SHAPE_ONLY_METHODS, \
+    SQRT_FUNCTIONS, TENSOR_LITERALS, TRIANGLE_METHODS, TRIANGLES, is_library_namespace
 from sharpedges.analysis.walk import is_a
 
 MAX_DEPTH = 12
 SOFTMAX_FUNCTIONS = {"torch.softmax"}
 SOFTMAX_MODULES = {"torch.nn.Softmax"}
-MATMUL_FUNCTIONS = {"torch.matmul", "torch.bmm", "torch.Tensor.matmul", "torch.mm"}
 # Calls and methods whose result is "the same scores, reshaped or retyped or masked".
-PASS_THROUGH_METHODS = {"masked_fill", "masked_fill_", "float", "to", "type", "type_as", "half", "bfloat16",
-                        "double", "contiguous", "view", "reshape", "squeeze", "unsqueeze", "clamp", "clamp_",
-                        "clip", "nan_to_num", "view_as", "reshape_as", "flatten", "unflatten", "add", "add_",
-                        "sub", "sub_", "masked_scatter", "clone", "detach", "permute", "transpose"}
-PASS_THROUGH_FUNCTIONS = {"torch.masked_fill", "torch.clamp", "torch.clip", "torch.nan_to_num", "torch.add",
-                          "torch.sub", "torch.nn.functional.pad"}
-SCALING_METHODS = {"mul", "mul_", "div", "div_", "multiply", "divide", "true_divide"}
-SCALING_FUNCTIONS = {"torch.mul", "torch.div", "torch.multiply", "torch.divide", "torch.true_divide"}
-TRANSPOSE_METHODS = {"transpose", "permute", "t", "swapaxes", "swapdims", "movedim"}
+PASS_THROUGH_METHODS = (RESHAPE_METHODS | CAST_METHODS | COPY_METHODS | REORDER_METHODS | MASKING_METHODS
+                        | ADDITIVE_METHODS | CLAMP_METHODS | NAN_REPAIR_METHODS)
+PASS_THROUGH_FUNCTIONS = FILL_FUNCTIONS | CLAMP_FUNCTIONS | NAN_REPAIR_FUNCTIONS | ADDITIVE_FUNCTIONS | PAD_FUNCTIONS
 WEIGHT_NAME = re.compile(r"(weight|^w$|^W\w*$|emb|embed|wte|lm_head|classifier|proj_matrix)", re.IGNORECASE)
 
 
 # Methods whose result holds the same values as their receiver (a scale on q survives them).
-VALUE_PRESERVING_METHODS = {"mean", "expand", "expand_as", "repeat", "repeat_interleave", "roll", "narrow",
-                            "index_select", "gather", "chunk", "split", "unbind", "tensor_split"}
-SDPA_FUNCTIONS = {"torch.nn.functional.scaled_dot_product_attention"}
-HELPER_SCOPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+VALUE_PRESERVING_METHODS = BROADCAST_METHODS | REPEAT_METHODS | SELECTION_METHODS | {"mean"}
 
 
 @dataclass(frozen=True)
@@ -99,7 +96,7 @@ def softmax_calls(ctx: FileContext) -> list[SoftmaxCall]:
             elif _is_softmax_module(ctx, call):
                 value = argument(call, "input", 0)
                 dim = _softmax_module_dim(ctx, call)
-            elif method_name(call) == "softmax" and not _is_module_namespace(ctx, receiver(call)) \
+            elif method_name(call) == "softmax" and not is_library_namespace(ctx, receiver(call)) \
                     and self_attribute(call.func) is None:
                 value = receiver(call)
                 dim = argument(call, "dim", 0)
@@ -109,11 +106,6 @@ def softmax_calls(ctx: FileContext) -> list[SoftmaxCall]:
                 found.append(SoftmaxCall(call, value, dim, ctx.function_of(call)))
         return found
     return ctx.memo("softmax_calls", compute)
-
-
-def _is_module_namespace(ctx: FileContext, expr: cst.BaseExpression | None) -> bool:
-    qualified = ctx.qualify(expr) if expr is not None else None
-    return qualified is not None and qualified.split(".")[0] in ("torch", "numpy", "scipy", "jax", "tf", "tensorflow")
 
 
 def _softmax_module_constructor(ctx: FileContext, call: cst.Call) -> cst.Call | None:
@@ -137,64 +129,6 @@ def _is_softmax_module(ctx: FileContext, call: cst.Call) -> bool:
 def _softmax_module_dim(ctx: FileContext, call: cst.Call) -> cst.BaseExpression | None:
     constructor = _softmax_module_constructor(ctx, call)
     return argument(constructor, "dim", 0) if constructor is not None else None
-
-
-# -- helpers the tracer looks into ------------------------------------------------------------------
-def _helper_definition(ctx: FileContext, call: cst.Call) -> tuple[cst.FunctionDef, list[str]] | None:
-    """The function a call runs when it is defined in this file, with the parameter names its
-    positional arguments bind to: `self._shape(...)` in the same class, a module-level function, or a
-    function nested in an enclosing one."""
-    func = call.func
-    attr = self_attribute(func)
-    if attr is not None:
-        cls = ctx.class_of(call)
-        method = ctx.class_facts(cls).methods.get(attr) if cls is not None else None
-        if method is None:
-            return None
-        static = any(dotted(d.decorator) == "staticmethod" for d in method.decorators)
-        names = _positional_parameters(method)
-        return method, names if static else names[1:]
-    if not is_a(func, cst.Name):
-        return None
-    by_name = ctx.memo("function_definitions", lambda: _functions_by_name(ctx))
-    visible = {None, *ctx.index.ancestors(call)}
-    candidates = [fn for fn in by_name.get(func.value, ()) if ctx.index.enclosing(fn, HELPER_SCOPES) in visible
-                  and not is_a(ctx.index.enclosing(fn, HELPER_SCOPES), cst.ClassDef)]
-    if len(candidates) != 1:
-        return None
-    return candidates[0], _positional_parameters(candidates[0])
-
-
-def _functions_by_name(ctx: FileContext) -> dict[str, list[cst.FunctionDef]]:
-    found: dict[str, list[cst.FunctionDef]] = {}
-    for function in ctx.index.nodes(cst.FunctionDef):
-        found.setdefault(function.name.value, []).append(function)
-    return found
-
-
-def _positional_parameters(function: cst.FunctionDef) -> list[str]:
-    return [p.name.value for p in (*function.params.posonly_params, *function.params.params)]
-
-
-def bind_arguments(call: cst.Call, positional: list[str]) -> dict[str, cst.BaseExpression]:
-    """Parameter name -> the argument expression a call passes to it (no *args / **kwargs)."""
-    bound: dict[str, cst.BaseExpression] = {}
-    index = 0
-    for arg in call.args:
-        if arg.star:
-            continue
-        if arg.keyword is not None:
-            bound[arg.keyword.value] = arg.value
-        else:
-            if index < len(positional):
-                bound[positional[index]] = arg.value
-            index += 1
-    return bound
-
-
-def _return_values(ctx: FileContext, function: cst.FunctionDef) -> list[cst.BaseExpression]:
-    return [node.value for node in ctx.index.descendants(function.body, cst.Return, prune=HELPER_SCOPES)
-            if node.value is not None]
 
 
 def _method_call_sites(ctx: FileContext, cls: cst.ClassDef) -> dict[str, list[cst.Call]]:
@@ -284,7 +218,7 @@ class LogitTracer:
         ctx = self.ctx
         qualified = ctx.callee(call)
         method = method_name(call)
-        if qualified in MATMUL_FUNCTIONS or (method in ("matmul", "bmm") and not _is_module_namespace(ctx, receiver(call))):
+        if qualified in MATMUL_FUNCTIONS or (method in ("matmul", "bmm") and not is_library_namespace(ctx, receiver(call))):
             left, right = (argument(call, "input", 0), argument(call, "other", 1)) if qualified in MATMUL_FUNCTIONS \
                 else (receiver(call), argument(call, None, 0))
             if qualified == "torch.bmm":
@@ -303,7 +237,7 @@ class LogitTracer:
         if qualified == "torch.einsum":
             product = self.einsum_product(call, at)
             return [product] if product else []
-        if qualified in SCALING_FUNCTIONS or (method in SCALING_METHODS and not _is_module_namespace(ctx, receiver(call))):
+        if qualified in SCALING_FUNCTIONS or (method in SCALING_METHODS and not is_library_namespace(ctx, receiver(call))):
             inner = argument(call, "input", 0) if qualified in SCALING_FUNCTIONS else receiver(call)
             factor = argument(call, "other", 1) if qualified in SCALING_FUNCTIONS else argument(call, "other", 0)
             divides = "div" in (qualified or method or "")
@@ -321,7 +255,7 @@ class LogitTracer:
         if qualified in PASS_THROUGH_FUNCTIONS:
             inner = argument(call, "input", 0)
             return self.sources(inner, at, depth + 1) if inner is not None else []
-        if method in PASS_THROUGH_METHODS and not _is_module_namespace(ctx, receiver(call)):
+        if method in PASS_THROUGH_METHODS and not is_library_namespace(ctx, receiver(call)):
             return self.sources(receiver(call), at, depth + 1)
         return []
 
@@ -361,7 +295,7 @@ class LogitTracer:
         """Parameters and embedding tables: `x @ self.W`, `h @ emb.weight.t()` are not attention."""
         base = expr
         while True:
-            if is_a(base, cst.Call) and method_name(base) in TRANSPOSE_METHODS | {"to", "float", "type_as"}:
+            if is_a(base, cst.Call) and method_name(base) in REORDER_METHODS | {"to", "float", "type_as"}:
                 base = receiver(base)
             elif is_a(base, cst.Attribute) and base.attr.value in ("T", "mT"):
                 base = base.value
@@ -446,15 +380,15 @@ class LogitTracer:
         if method in SCALING_METHODS:
             factor = argument(call, "other", 0)
             return [self.scale(factor, at, method.startswith("div"))] if factor is not None else []
-        if method in PASS_THROUGH_METHODS | TRANSPOSE_METHODS | VALUE_PRESERVING_METHODS:
+        if method in PASS_THROUGH_METHODS | REORDER_METHODS | VALUE_PRESERVING_METHODS:
             return self.operand_scales(receiver(call), at, depth + 1)
-        helper = _helper_definition(self.ctx, call)
+        helper = called_function(self.ctx, call)
         if helper is None:
             return []
         function, positional = helper
         bindings = {name: (self, value, at) for name, value in bind_arguments(call, positional).items()}
         inner = LogitTracer(self.ctx, function, bindings)
-        return [scale for value in _return_values(self.ctx, function)
+        return [scale for value in return_values(self.ctx, function)
                 for scale in inner.operand_scales(value, self.ctx.index.last_order(value) + 1, depth + 1)]
 
     def _name_scales(self, name: str, at: int, depth: int) -> list[Scale]:
@@ -487,7 +421,7 @@ class LogitTracer:
         if function is None or cls is None or self.ctx.class_facts(cls).methods.get(function.name.value) is not function:
             return []
         calls = _method_call_sites(self.ctx, cls).get(function.name.value, [])
-        positional = _positional_parameters(function)[1:]
+        positional = positional_parameters(function)[1:]
         found: list[Scale] = []
         for call in calls:
             value = bind_arguments(call, positional).get(name)
@@ -507,7 +441,7 @@ def declared_unit_scale(ctx: FileContext, function: cst.FunctionDef | None) -> b
     if function is None:
         return False
     for call in ctx.index.descendants(function.body, cst.Call, prune=HELPER_SCOPES):
-        if ctx.callee(call) in SDPA_FUNCTIONS and literal_number(argument(call, "scale")) == 1.0:
+        if ctx.callee(call) in SDPA and literal_number(KERNELS[ctx.callee(call)].argument(call, "scale")) == 1.0:
             return True
     return False
 
@@ -540,41 +474,6 @@ def key_axis(source: LogitSource) -> tuple[int | None, int | None]:
     return None, -1
 
 
-HALF_DTYPES = {"torch.float16", "torch.half"}
-FULL_DTYPES = {"torch.float32", "torch.float", "torch.float64", "torch.double"}
-CAST_METHODS = {"half": "half", "bfloat16": "bfloat16", "float": "full", "double": "full"}
-
-
-def dtype_precision(ctx: FileContext, expr: cst.BaseExpression | None) -> str | None:
-    """'half' for torch.float16, 'full' for float32/64, 'bfloat16', else None (unknown, or a
-    dtype the code takes from a tensor)."""
-    qualified = ctx.qualify(expr) if expr is not None else None
-    if qualified in HALF_DTYPES:
-        return "half"
-    if qualified in FULL_DTYPES:
-        return "full"
-    if qualified == "torch.bfloat16":
-        return "bfloat16"
-    return None
-
-
-def cast_precision(ctx: FileContext, node: cst.CSTNode) -> str | None:
-    """The precision a cast call leaves a tensor in: `.half()`, `.float()`, `.to(torch.float16)`,
-    `.type(torch.float32)`, `.to(dtype=...)`; None for anything else."""
-    if not is_a(node, cst.Call):
-        return None
-    method = method_name(node)
-    if method in CAST_METHODS and not node.args:
-        return CAST_METHODS[method]
-    if method in ("to", "type"):
-        for arg in node.args:
-            if arg.keyword is None or arg.keyword.value in ("dtype", "dst_type"):
-                precision = dtype_precision(ctx, arg.value)
-                if precision is not None:
-                    return precision
-    return None
-
-
 def attention_softmaxes(ctx: FileContext) -> list[tuple[SoftmaxCall, list[LogitSource]]]:
     """The softmaxes over attention logits in the file, each with the QK^T products that reach it."""
     def compute():
@@ -588,10 +487,8 @@ def attention_softmaxes(ctx: FileContext) -> list[tuple[SoftmaxCall, list[LogitS
 
 
 # -- finite-minimum mask planes --------------------------------------------------------------------
-MIN_PLANE_PASS_THROUGH = {"to", "type", "type_as", "view", "reshape", "expand", "expand_as", "unsqueeze", "squeeze",
-                          "contiguous", "clone", "repeat", "triu", "tril", "triu_", "tril_", "flatten", "float",
-                          "half", "bfloat16", "masked_fill", "masked_fill_", "permute", "transpose", "detach"}
-MIN_PLANE_FUNCTIONS = {"torch.triu", "torch.tril", "torch.tensor", "torch.as_tensor"}
+MIN_PLANE_PASS_THROUGH = SHAPE_ONLY_METHODS | CAST_METHODS | REPEAT_METHODS | TRIANGLE_METHODS | FILL_METHODS
+MIN_PLANE_FUNCTIONS = TRIANGLES | TENSOR_LITERALS
 MIN_PLANE_DEPTH = 20  # mask builders chain many small steps (and helpers) between finfo.min and the sum
 
 
@@ -653,16 +550,15 @@ def _fills_dtype_min(ctx: FileContext, expr: cst.BaseExpression, at: int, depth:
         parts = argument(expr, "tensors", 0)
         return is_a(parts, (cst.List, cst.Tuple)) and any(
             fills_dtype_min(ctx, part.value, at, depth + 1) for part in parts.elements)
-    if method in MIN_PLANE_PASS_THROUGH and not _is_module_namespace(ctx, receiver(expr)):
+    if method in MIN_PLANE_PASS_THROUGH and not is_library_namespace(ctx, receiver(expr)):
         return fills_dtype_min(ctx, receiver(expr), at, depth + 1)
-    helper = _helper_definition(ctx, expr)
+    helper = called_function(ctx, expr)
     return helper is not None and any(fills_dtype_min(ctx, value, ctx.index.last_order(value) + 1, depth + 1)
-                                      for value in _return_values(ctx, helper[0]))
+                                      for value in return_values(ctx, helper[0]))
 
 
 # -- what a scale is made of ------------------------------------------------------------------------
-SQRT_FUNCTIONS = {"math.sqrt", "numpy.sqrt", "torch.sqrt", "torch.rsqrt", "math.pow", "numpy.power", "torch.pow",
-                  "float", "int", "torch.tensor", "torch.as_tensor"}
+SCALE_FUNCTIONS = SQRT_FUNCTIONS | TENSOR_LITERALS | {"float", "int"}
 DimensionKey = tuple  # ("param", name) | ("self", attr) | ("attr", dotted) | ("local", function order, name)
 
 
@@ -745,7 +641,7 @@ def _dimensions(ctx: FileContext, expr: cst.BaseExpression, function, at: int, d
         return []  # a quotient of two sizes, a sum: not one of the sizes it is made of
     if is_a(expr, cst.Call):
         qualified = ctx.callee(expr)
-        if qualified in SQRT_FUNCTIONS and expr.args:
+        if qualified in SCALE_FUNCTIONS and expr.args:
             return _dimensions(ctx, expr.args[0].value, function, at, depth + 1)
         if method_name(expr) in ("sqrt", "rsqrt") and receiver(expr) is not None:
             return _dimensions(ctx, receiver(expr), function, at, depth + 1)

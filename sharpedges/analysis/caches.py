@@ -18,16 +18,15 @@ import libcst as cst
 from sharpedges.analysis.calls import argument, method_name
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
+from sharpedges.analysis.vocabulary import CONCATENATIONS, MATMUL_FUNCTIONS, SDPA
 
-CAT_FUNCTIONS = {"torch.cat", "torch.concat", "torch.concatenate"}
 # Keywords through which a model receives the cache it returned on the previous step.
 CACHE_KEYWORDS = {"past_key_values", "past_key_value", "past", "layer_past", "kv_cache", "cache", "mems", "past_kv",
                   "kv_caches", "caches", "state"}
 # Ops that turn scores into token ids (and `generate`, which returns them): ids, not keys or values.
 TOKEN_OPS = {"argmax", "multinomial", "topk", "sample", "argsort", "randint", "generate"}
 ORDERING = (cst.LessThan, cst.LessThanEqual, cst.GreaterThan, cst.GreaterThanEqual)
-ATTENTION_OPS = {"torch.matmul", "torch.bmm", "torch.einsum", "torch.baddbmm",
-                 "torch.nn.functional.scaled_dot_product_attention"}
+ATTENTION_OPS = MATMUL_FUNCTIONS | SDPA | {"torch.einsum", "torch.baddbmm"}
 EVICTIONS = {"pop", "popleft", "popitem", "clear", "reset"}
 CAPACITY_NAME = re.compile(r"max|window|capacity|limit|cache_size|block_size|context", re.IGNORECASE)
 MAX_HOPS = 4
@@ -43,7 +42,7 @@ class Growth:
 
 
 def is_cat(ctx: FileContext, call: cst.Call) -> bool:
-    return ctx.callee(call) in CAT_FUNCTIONS
+    return ctx.callee(call) in CONCATENATIONS
 
 
 def _cat_pieces(call: cst.Call) -> list[cst.BaseExpression]:

@@ -29,45 +29,25 @@ from sharpedges.analysis.calls import argument, is_true, literal_int, literal_nu
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
+from sharpedges.analysis.summaries import called_function, return_values
+from sharpedges.analysis.vocabulary import ADDITIVE_METHODS, ARANGE, BOOL_DTYPES, BROADCAST_METHODS, CAST_METHODS, \
+    CLAMP_METHODS, COMPLEMENT_FUNCTIONS, COPY_METHODS, DTYPE_ARGUMENT_CASTS, FILL_METHODS, \
+    FIXED_CASTS, FLOAT_DTYPES, FULL, KERNELS, MASKING_METHODS, MODULE_MASK_ARGUMENTS, ONES, PLACEMENT_METHODS, \
+    REORDER_METHODS, REPEAT_METHODS, RESHAPE_METHODS, SCALING_METHODS, SDPA, SWAP_METHODS, ZEROS, \
+    is_library_namespace
 from sharpedges.analysis.walk import is_a
 
 MAX_DEPTH = 14
 SYMBOLIC = "symbolic"  # an offset the code computes (a cache length, a window): trusted, not compared
 Bound = int | str | None  # None: unbounded
 
-SDPA = {"torch.nn.functional.scaled_dot_product_attention", "torch._C._nn.scaled_dot_product_attention"}
-MHA = {"torch.nn.MultiheadAttention"}
-ENCODERS = {"torch.nn.TransformerEncoder", "torch.nn.TransformerEncoderLayer"}
-DECODERS = {"torch.nn.TransformerDecoder", "torch.nn.TransformerDecoderLayer"}
-TRANSFORMER = {"torch.nn.Transformer"}
 # A file can only apply an attention mask if it names one of these consumers (masked_fill and
 # torch.where count only on scores that a softmax then normalises).
 CONSUMER_TOKENS = (b"softmax", b"scaled_dot_product_attention", b"multiheadattention", b"transformerencoder",
                    b"transformerdecoder", b"transformer(")
-# Where each torch.nn module takes its masks: keyword -> positional index in forward().
-MODULE_MASK_ARGUMENTS = {
-    **{name: {"attn_mask": 5, "key_padding_mask": 3} for name in MHA},
-    **{name: {"mask": 1, "src_mask": 1, "src_key_padding_mask": 2} for name in ENCODERS},
-    **{name: {"tgt_mask": 2, "memory_mask": 3, "tgt_key_padding_mask": 4, "memory_key_padding_mask": 5}
-       for name in DECODERS},
-    **{name: {"src_mask": 2, "tgt_mask": 3, "memory_mask": 4, "src_key_padding_mask": 5,
-              "tgt_key_padding_mask": 6, "memory_key_padding_mask": 7} for name in TRANSFORMER},
-}
 SQUARE_SUBSEQUENT = re.compile(r"(^|\.)_?generate_square_subsequent_mask$")
-PASS_THROUGH = {"view", "reshape", "unsqueeze", "squeeze", "expand", "expand_as", "contiguous", "clone", "detach",
-                "repeat", "flatten", "unflatten", "narrow", "cuda", "cpu", "requires_grad_", "view_as",
-                "reshape_as", "broadcast_to"}
-DTYPE_CASTS = {"to", "type", "type_as"}
-FLOAT_CASTS = {"float", "half", "bfloat16", "double"}
-TRANSPOSES = {"transpose", "t", "mT", "T", "swapaxes", "swapdims"}
-COMPLEMENT_FUNCTIONS = {"torch.logical_not"}
-ONES = {"torch.ones", "torch.ones_like"}
-ZEROS = {"torch.zeros", "torch.zeros_like"}
-FULL = {"torch.full", "torch.full_like"}
-ARANGE = {"torch.arange"}
-BOOL_DTYPES = {"torch.bool"}
-FLOAT_DTYPES = {"torch.float", "torch.float32", "torch.float16", "torch.bfloat16", "torch.half", "torch.double",
-                "torch.float64"}
+# Ops that keep which positions a mask marks (its layout included).
+PASS_THROUGH = RESHAPE_METHODS | BROADCAST_METHODS | COPY_METHODS | PLACEMENT_METHODS | REPEAT_METHODS | {"narrow"}
 LARGE_NEGATIVE = -1e3  # a fill at or below this reads as "blocked" (HF's -10000.0 included)
 
 Kind = Literal["bool", "binary", "additive", "nonzero"]
@@ -246,7 +226,7 @@ class MaskEvaluator:
         ctx = self.ctx
         qualified = ctx.callee(call) or ""
         method = method_name(call)
-        namespace = _is_namespace(ctx, receiver(call))
+        namespace = is_library_namespace(ctx, receiver(call))
         if qualified in ("torch.tril", "torch.triu") or (method in ("tril", "triu") and not namespace):
             functional = qualified in ("torch.tril", "torch.triu")
             inner = self.value(argument(call, "input", 0) if functional else receiver(call), at, depth + 1)
@@ -282,16 +262,16 @@ class MaskEvaluator:
             if inner is None and method in ("eq", "ne") and _is_padding_id(ctx, argument(call, "other", 0)):
                 return MaskValue("bool", None, "blocked" if method == "eq" else "allowed")
             return _compared(inner, method, argument(call, "other", 0), call, self, at)
-        if method in ("masked_fill", "masked_fill_") and not namespace:
+        if method in FILL_METHODS and not namespace:
             return self._masked_fill(call, at, depth)
         if qualified == "torch.where":
             return self._where(call, at, depth)
         if method in ("bool",) and not namespace:
             return _as_bool(self.value(receiver(call), at, depth + 1))
-        if method in FLOAT_CASTS and not namespace:
+        if method in FIXED_CASTS and not namespace:
             inner = self.value(receiver(call), at, depth + 1)
             return replace(inner, kind="binary") if inner is not None and inner.kind == "bool" else inner
-        if method in DTYPE_CASTS and not namespace:
+        if method in DTYPE_ARGUMENT_CASTS and not namespace:
             inner = self.value(receiver(call), at, depth + 1)
             dtype = argument(call, "dtype", 0)
             target = ctx.qualify(dtype) if dtype is not None else None
@@ -301,14 +281,23 @@ class MaskEvaluator:
                                                                (dtype is not None and target is None)):
                 return replace(inner, kind="binary")
             return inner
-        if method in TRANSPOSES and not namespace:
+        if method in SWAP_METHODS and not namespace:
             return _transposed(self.value(receiver(call), at, depth + 1))
         if method in PASS_THROUGH and not namespace:
             return self.value(receiver(call), at, depth + 1)
         if qualified in ("torch.logical_and", "torch.logical_or"):
             return _combined(self.value(argument(call, "input", 0), at, depth + 1),
                              self.value(argument(call, "other", 1), at, depth + 1))
-        return None
+        return self._helper(call, depth)
+
+    def _helper(self, call: cst.Call, depth: int) -> MaskValue | None:
+        """A mask built in a helper of this file (`self._causal_mask(T)`, `make_mask(T)`): what the
+        helper returns, evaluated in the helper."""
+        target = called_function(self.ctx, call)
+        if target is None:
+            return None
+        helper = evaluator_for(self.ctx, target[0])
+        return _agreed([helper.value(value, None, depth + 1) for value in return_values(self.ctx, target[0])])
 
     def _masked_fill(self, call: cst.Call, at: int, depth: int) -> MaskValue | None:
         """`zeros.masked_fill(M, -inf)` builds an additive mask; `M.float().masked_fill(M == 0, -inf)` too."""
@@ -411,7 +400,7 @@ class MaskEvaluator:
         if is_a(expr, cst.Call) and self.ctx.callee(expr) in ("torch.tensor", "torch.full") and expr.args:
             return self.is_large_negative(argument(expr, "data", 0) if self.ctx.callee(expr) == "torch.tensor"
                                           else argument(expr, "fill_value", 1), at, depth + 1)
-        if is_a(expr, cst.Call) and method_name(expr) in DTYPE_CASTS | FLOAT_CASTS:
+        if is_a(expr, cst.Call) and method_name(expr) in CAST_METHODS:
             return self.is_large_negative(receiver(expr), at, depth + 1)
         if is_a(expr, cst.Name) and self.facts is not None:
             definitions = self.facts.reaching(expr.value, at)
@@ -508,12 +497,7 @@ def _is_zeros(ctx: FileContext, expr: cst.BaseExpression | None) -> bool:
         return True
     if ctx.callee(expr) in FULL:
         return literal_number(argument(expr, "fill_value", 1)) == 0
-    return method_name(expr) in PASS_THROUGH | DTYPE_CASTS | FLOAT_CASTS and _is_zeros(ctx, receiver(expr))
-
-
-def _is_namespace(ctx: FileContext, expr: cst.BaseExpression | None) -> bool:
-    qualified = ctx.qualify(expr) if expr is not None else None
-    return qualified is not None and qualified.split(".")[0] in ("torch", "numpy", "math")
+    return method_name(expr) in PASS_THROUGH | CAST_METHODS and _is_zeros(ctx, receiver(expr))
 
 
 def _is_padding_id(ctx: FileContext, expr: cst.BaseExpression | None) -> bool:
@@ -577,7 +561,7 @@ def _is_arange(evaluator: MaskEvaluator, expr: cst.BaseExpression | None, at: in
     if is_a(expr, cst.Call):
         if evaluator.ctx.callee(expr) in ARANGE:
             return True
-        if method_name(expr) in PASS_THROUGH | DTYPE_CASTS:
+        if method_name(expr) in PASS_THROUGH | DTYPE_ARGUMENT_CASTS:
             return _is_arange(evaluator, receiver(expr), at, depth + 1)
     if is_a(expr, cst.Name) and evaluator.facts is not None:
         definitions = evaluator.facts.reaching(expr.value, at)
@@ -683,10 +667,10 @@ def mask_uses(ctx: FileContext) -> list[MaskUse]:
             qualified = ctx.callee(call)
             method = method_name(call)
             if qualified in SDPA:
-                mask = argument(call, "attn_mask", 3)
+                mask = KERNELS[qualified].argument(call, "mask")
                 if mask is not None:
                     uses.append(MaskUse(call, mask, "sdpa", "scaled_dot_product_attention", function))
-            elif method in ("masked_fill", "masked_fill_") and not _is_namespace(ctx, receiver(call)) \
+            elif method in FILL_METHODS and not is_library_namespace(ctx, receiver(call)) \
                     or qualified == "torch.masked_fill":
                 functional = qualified == "torch.masked_fill"
                 target = argument(call, "input", 0) if functional else receiver(call)
@@ -777,11 +761,8 @@ def attends_to_marked(value: MaskValue, convention: Convention) -> bool | None:
 
 
 # -- softmax paths: is any mask applied between QK^T and the softmax? --------------------------------
-MASKING_METHODS = {"masked_fill", "masked_fill_", "masked_scatter", "add", "add_", "sub", "sub_", "where"}
-NEUTRAL_METHODS = {"float", "to", "type", "type_as", "half", "bfloat16", "double", "contiguous", "view", "reshape",
-                   "squeeze", "unsqueeze", "clamp", "clamp_", "clip", "view_as", "reshape_as", "flatten",
-                   "unflatten", "clone", "detach", "mul", "mul_", "div", "div_", "multiply", "divide",
-                   "true_divide", "permute", "transpose"}
+SCORE_MASKING_METHODS = MASKING_METHODS | ADDITIVE_METHODS
+NEUTRAL_METHODS = CAST_METHODS | COPY_METHODS | RESHAPE_METHODS | CLAMP_METHODS | SCALING_METHODS | REORDER_METHODS
 
 
 def softmax_is_unmasked(ctx: FileContext, softmax_call: cst.Call, softmax_input: cst.BaseExpression,
@@ -871,7 +852,7 @@ def input_roots(ctx: FileContext, function: cst.FunctionDef, expr: cst.BaseExpre
         return input_roots(ctx, function, expr.value, at, depth + 1)
     if is_a(expr, cst.Call):
         func = expr.func
-        if is_a(func, cst.Attribute) and self_attribute(func) is None and not _is_namespace(ctx, func.value):
+        if is_a(func, cst.Attribute) and self_attribute(func) is None and not is_library_namespace(ctx, func.value):
             return input_roots(ctx, function, func.value, at, depth + 1)  # a tensor method: its receiver
         roots = set()
         for arg in expr.args:

@@ -28,18 +28,14 @@ from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.dataflow import Definition, FunctionFacts
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.tensors import returns_nothing
+from sharpedges.analysis.vocabulary import CAST_METHODS, COPY_METHODS, FULL_DTYPES, LOW_PRECISION_DTYPES, \
+    PLACEMENT_METHODS, REORDER_METHODS, RESHAPE_METHODS, TRANSPOSE_FUNCTIONS, UPCAST_METHODS, is_library_namespace
 from sharpedges.analysis.walk import children, is_a
 
 MAX_DEPTH = 16
 SELECTION_FUNCTIONS = {"torch.topk": 1, "torch.argmax": 1, "torch.max": 1}  # -> position of `dim`
 SELECTION_METHODS = {"topk": 1, "argmax": 0, "max": 0}
 PROJECTION_FUNCTIONS = {"torch.nn.functional.linear", "torch.matmul", "torch.mm", "torch.bmm", "torch.einsum"}
-TRANSPOSE_METHODS = {"t", "transpose", "permute", "swapaxes", "swapdims", "movedim"}
-TRANSPOSE_FUNCTIONS = {"torch.transpose", "torch.permute", "einops.rearrange", "torch.t"}
-# Casts to full precision on the way from the gate to the selection.
-UPCAST_METHODS = {"float", "double"}
-FULL_PRECISION = {"torch.float", "torch.float32", "torch.float64", "torch.double"}
-HALF_PRECISION = {"torch.bfloat16", "torch.float16", "torch.half"}
 # Identifiers that say a scope is about experts, and names under which a balancing loss is kept.
 EXPERT_WORD = "expert"
 BALANCING_NAME = re.compile(r"loss|^l_aux$|^aux$|balanc", re.IGNORECASE)
@@ -49,8 +45,7 @@ BALANCING_LOCAL = re.compile(r"aux|balanc|z_?loss|lb_loss|load_loss|router_loss|
 # Loss functions that are not load-balancing losses (the task loss of a model).
 TASK_LOSSES = re.compile(r"cross_entropy|nll|mse|l1_loss|bce|kl_div|ctc|margin|huber|smooth", re.IGNORECASE)
 # Methods that keep the whole value (reshape, retype); anything else (max, gather, topk) keeps a part.
-WHOLE_VALUE_METHODS = {"view", "reshape", "float", "to", "type", "detach", "clone", "contiguous", "flatten",
-                       "unsqueeze", "squeeze", "view_as", "reshape_as", "cpu"}
+WHOLE_VALUE_METHODS = RESHAPE_METHODS | COPY_METHODS | CAST_METHODS | PLACEMENT_METHODS
 COLLECT_METHODS = {"append", "extend", "insert", "add", "put", "update"}
 QUANTILE_METHODS = {"quantile", "nanquantile", "kthvalue"}
 ROUTER_RECORD_KEY = re.compile(r"router", re.IGNORECASE)
@@ -106,7 +101,7 @@ def _selection(ctx: FileContext, call: cst.Call) -> tuple[cst.BaseExpression, cs
         scores, dim = argument(call, "input", 0), argument(call, "dim", SELECTION_FUNCTIONS[qualified])
         if qualified == "torch.max" and not _is_dim(dim):
             return None  # torch.max(a, b) is an elementwise maximum
-    elif method_name(call) in SELECTION_METHODS and not _is_namespace(ctx, receiver(call)):
+    elif method_name(call) in SELECTION_METHODS and not is_library_namespace(ctx, receiver(call)):
         name = method_name(call)
         scores, dim = receiver(call), argument(call, "dim", SELECTION_METHODS[name])
         if name == "max" and not _is_dim(dim):
@@ -284,9 +279,9 @@ class ScoreTracer:
             out.transposed = True
         dtype = argument(call, "dtype")
         if dtype is not None:
-            value = argument(call, "input", 0) if name is None or _is_namespace(ctx, receiver(call)) else receiver(call)
+            value = argument(call, "input", 0) if name is None or is_library_namespace(ctx, receiver(call)) else receiver(call)
             self._set_precision(out, _cast_precision(ctx, dtype, value, self.activations))
-        if name is not None and not _is_namespace(ctx, receiver(call)):
+        if name is not None and not is_library_namespace(ctx, receiver(call)):
             self._note_method(name, call, out)
             self._walk(receiver(call), at, out, depth + 1, seen)
             return
@@ -313,7 +308,7 @@ class ScoreTracer:
         return None
 
     def _note_method(self, name: str, call: cst.Call, out: ScoreTrace) -> None:
-        if name in TRANSPOSE_METHODS:
+        if name in REORDER_METHODS:
             out.transposed = True
         elif name in UPCAST_METHODS:
             self._set_precision(out, "full")
@@ -364,11 +359,6 @@ def _stored_attribute(expr: cst.BaseExpression | None) -> bool:
     return text is not None and text.startswith("self.")
 
 
-def _is_namespace(ctx: FileContext, expr: cst.BaseExpression | None) -> bool:
-    qualified = ctx.qualify(expr) if expr is not None else None
-    return qualified is not None and qualified.split(".")[0] in ("torch", "einops", "numpy", "math")
-
-
 def _is_module_call(ctx: FileContext, call: cst.Call) -> bool:
     """`self.gate(x)`, `gate(x)` for a parameter or local module: a learned projection of the input."""
     if is_a(call.func, cst.Name):
@@ -415,9 +405,9 @@ def _cast_precision(ctx: FileContext, target: cst.BaseExpression | None, value: 
     parameter `x`), "configured" for a dtype the code leaves to a setting (`self.router_dtype`). A cast
     to the dtype of a local (often the scores themselves) says nothing on its own ("same")."""
     qualified = ctx.qualify(target) if target is not None else None
-    if qualified in FULL_PRECISION:
+    if qualified in FULL_DTYPES:
         return "full"
-    if qualified in HALF_PRECISION:
+    if qualified in LOW_PRECISION_DTYPES:
         return "low"
     text = dotted(target) if target is not None else None
     if text is not None and text.endswith(".dtype"):
@@ -678,7 +668,7 @@ def _call_tags(ctx: FileContext, call: cst.Call, inside: set[str], depth: int, e
     """What a call adds: its own kind of value, a reduction completing a product under it, and what the
     function of this file it runs returns."""
     qualified = ctx.callee(call) or ""
-    name = method_name(call) if not _is_namespace(ctx, receiver(call)) else None
+    name = method_name(call) if not is_library_namespace(ctx, receiver(call)) else None
     last = qualified.rsplit(".", 1)[-1]
     found: set[str] = set()
     if qualified in PROBABILITY_FUNCTIONS or name in ("softmax", "sigmoid", "log_softmax"):

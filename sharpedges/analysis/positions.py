@@ -16,18 +16,17 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from sharpedges.analysis.attention import cast_precision, dtype_precision
+from sharpedges.analysis.values import MAX_DEPTH
+from sharpedges.analysis.vocabulary import BROADCAST_METHODS, CAST_METHODS, COPY_METHODS, DTYPE_ARGUMENT_CASTS, \
+    PLACEMENT_METHODS, REORDER_METHODS, REPEAT_METHODS, RESHAPE_METHODS, cast_precision, dtype_precision
 from sharpedges.analysis.calls import argument, literal_int, literal_number, literal_string, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.training_mode import runs_in_forward
 
-MAX_DEPTH = 8
 FREQUENCY_NAME = "inv_freq"  # the name HF, gpt-neox, Mistral, Megatron... give the table
 # Steps that keep a tensor's values (and dtype): followed when asking where a table came from.
-VIEW_METHODS = {"view", "reshape", "expand", "expand_as", "unsqueeze", "squeeze", "contiguous", "detach",
-                "clone", "flatten", "transpose", "permute", "repeat", "repeat_interleave", "cpu", "cuda"}
-CAST_METHODS = {"float", "double", "half", "bfloat16", "to", "type", "type_as"}
+VIEW_METHODS = RESHAPE_METHODS | BROADCAST_METHODS | COPY_METHODS | REORDER_METHODS | REPEAT_METHODS | PLACEMENT_METHODS
 PRODUCT_FUNCTIONS = {"torch.outer", "torch.ger", "torch.einsum", "torch.matmul", "torch.mul", "torch.mm"}
 PRODUCT_METHODS = {"outer", "ger", "matmul", "mul", "mm"}
 # Products autocast runs in the low-precision dtype even when both inputs are float32.
@@ -263,7 +262,7 @@ def operand_precision(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0
                 return None
             return dtype_precision(ctx, dtype) or (_follow_dtype(ctx, dtype.value, depth)
                                                    if isinstance(dtype, cst.Attribute) and dtype.attr.value == "dtype" else None)
-        if method in VIEW_METHODS | {"to", "type"} and receiver(expr) is not None:
+        if method in VIEW_METHODS | DTYPE_ARGUMENT_CASTS and receiver(expr) is not None:
             return operand_precision(ctx, receiver(expr), depth + 1)
         return None
     if isinstance(expr, cst.Name):

@@ -31,7 +31,12 @@ def test_shp101_nanogpt_mutation_fires_only_without_the_scale():
     assert diagnostics("SHP101", NANOGPT) == []
     mutant = NANOGPT.replace(NANOGPT_SCALE, "")
     softmax_line = textwrap.dedent(mutant).splitlines().index("        att = F.softmax(att, dim=-1)") + 1
-    assert [d.line for d in diagnostics("SHP101", mutant)] == [softmax_line]
+    [diagnostic] = diagnostics("SHP101", mutant)
+    assert diagnostic.line == softmax_line
+    # the finding points back at the product whose scale was lost
+    product_line = textwrap.dedent(mutant).splitlines().index("        att = (q @ k.transpose(-2, -1))") + 1
+    assert [(r["line"], r["message"]) for r in diagnostic.related] == [
+        (product_line, "the unscaled QK^T product that reaches this softmax")]
 
 
 BART_STYLE = """

@@ -79,8 +79,41 @@ def test_dropping_the_mask_fires_missing_on_the_mutant_only():
 
 def test_flipping_tril_to_triu_fires_inverted_on_the_mutant_only():
     mutant = NANOGPT.replace("torch.tril(", "torch.triu(")
-    assert [d.rule for d in check("SHP202", mutant)] == ["SHP202"]
+    [diagnostic] = check("SHP202", mutant)
+    assert diagnostic.line == 24
+    # the finding points back at the buffer whose triangle is wrong, in __init__
+    assert [(r["line"], r["column"], r["message"]) for r in diagnostic.related] == [
+        (14, 38, "the mask's triangle is built here")]
     assert check("SHP201", mutant) == []
+
+
+HELPER_MASK = '''
+import torch
+import torch.nn.functional as F
+
+def future_mask(T, device):
+    return torch.{triangle}(torch.ones(T, T, device=device, dtype=torch.bool){diagonal})
+
+class Decoder(torch.nn.Module):
+    @staticmethod
+    def _hidden(T, device):
+        return future_mask(T, device)
+
+    def forward(self, q, k, v):
+        T = q.size(-2)
+        att = q @ k.transpose(-2, -1)
+        att = att.masked_fill(self._hidden(T, q.device), float("-inf"))
+        return F.softmax(att, dim=-1) @ v
+'''
+
+
+def test_a_mask_built_in_a_helper_is_judged_where_it_is_consumed():
+    """Issue 12, "built in a helper, consumed elsewhere": the mask comes from a static method that
+    calls a module-level function; the finding is on the masked_fill and points at the triangle."""
+    assert check("SHP202", HELPER_MASK.format(triangle="triu", diagonal=", diagonal=1")) == []
+    [diagnostic] = check("SHP202", HELPER_MASK.format(triangle="tril", diagonal=""))
+    assert diagnostic.line == 16 and "inverted" in diagnostic.message
+    assert [(r["line"], r["message"]) for r in diagnostic.related] == [(6, "the mask's triangle is built here")]
 
 
 def test_flipped_comparison_is_fixed_back_to_the_original():
@@ -99,6 +132,96 @@ def test_next_token_training_makes_the_blocks_causal():
     # the same blocks without the shifted-target loss are not declared causal
     encoder = mutant.replace("targets[:, 1:]", "targets")
     assert check("SHP201", encoder) == []
+
+
+SDPA_CALL = "y = F.scaled_dot_product_attention(q, k, v, is_causal=True)"
+
+
+@pytest.mark.parametrize("good, bad, message", [
+    ("flash_attn_func(q, k, v, causal=True)", "flash_attn_func(q, k, v)", "flash_attn_func in a causal model gets no `causal=True`"),
+    ("flash_attn_func(q, k, v, 0.0, None, True)", "flash_attn_func(q, k, v, 0.0, None, False)",
+     "flash_attn_func in a causal model gets no `causal=True`"),
+    ("memory_efficient_attention(q, k, v, attn_bias=LowerTriangularMask())", "memory_efficient_attention(q, k, v)",
+     "memory_efficient_attention in a causal model gets no causal `attn_bias`"),
+    ("flex_attention(q, k, v, block_mask=self.block_mask)", "flex_attention(q, k, v)",
+     "flex_attention in a causal model gets no causal `block_mask`"),
+    ("flex_attention(q, k, v, score_mod=causal)", "flex_attention(q, k, v, score_mod=None)",
+     "flex_attention in a causal model gets no causal `block_mask`"),
+])
+def test_attention_kernels_other_than_sdpa_need_their_causal_argument(good, bad, message):
+    imports = ("from flash_attn import flash_attn_func\nfrom xformers.ops import memory_efficient_attention, "
+               "LowerTriangularMask\nfrom torch.nn.attention.flex_attention import flex_attention\n")
+    assert check("SHP201", imports + SDPA_BLOCK.replace(SDPA_CALL, f"y = {good}")) == []
+    diagnostics = check("SHP201", imports + SDPA_BLOCK.replace(SDPA_CALL, f"y = {bad}"))
+    assert [(d.line, d.message.split(":")[0]) for d in diagnostics] == [(19, message)]
+
+
+WRAPPERS = '''
+def attend(q, k, v, causal=False, mask=None):
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+'''
+
+
+@pytest.mark.parametrize("good, bad", [
+    ("attend(q, k, v, causal=True)", "attend(q, k, v)"),
+    ("attend(q, k, v, True)", "attend(q, k, v, False, None)"),
+    ("attend(q, k, v, mask=self.causal_mask)", "attend(q, k, v, mask=None)"),
+])
+def test_parameters_forwarded_through_a_wrapper_reach_the_kernel(good, bad):
+    """Issue 12, "parameters forwarded through a wrapper": the call that leaves the flag off is flagged,
+    and the finding points at the kernel call it reaches."""
+    module = SDPA_BLOCK.replace("class Block(", WRAPPERS + "\nclass Block(", 1)
+    assert check("SHP201", module.replace(SDPA_CALL, f"y = {good}")) == []
+    [diagnostic] = check("SHP201", module.replace(SDPA_CALL, f"y = {bad}"))
+    assert diagnostic.line == 20
+    assert diagnostic.message.startswith("`attend")
+    assert [(r["line"], r["message"]) for r in diagnostic.related] == [
+        (8, "the scaled_dot_product_attention call it reaches")]
+
+
+def test_a_method_or_static_method_that_wraps_the_kernel_is_followed():
+    for decorator, signature in (("", "self, q, k, v, causal=False"), ("@staticmethod\n    ", "q, k, v, causal=False")):
+        method = (f"    {decorator}def _attend({signature}):\n"
+                  "        return F.scaled_dot_product_attention(q, k, v, is_causal=causal)\n\n"
+                  "    def forward(self, x):\n")
+        module = SDPA_BLOCK.replace("    def forward(self, x):\n", method, 1)
+        assert check("SHP201", module.replace(SDPA_CALL, "y = self._attend(q, k, v, causal=True)")) == []
+        bad = check("SHP201", module.replace(SDPA_CALL, "y = self._attend(q, k, v)"))
+        assert [(d.line, d.message.split(" forwards")[0]) for d in bad] == [(16 + decorator.count("\n") + 3, "`_attend`")]
+
+
+@pytest.mark.parametrize("setup, flag, fires", [
+    ("        self.is_causal = False\n", "self.is_causal", True),   # an attribute set anywhere in the class
+    ("        self.is_causal = True\n", "self.is_causal", False),
+    ("        self.is_causal = config_causal\n", "self.is_causal", False),  # unknown: trusted
+    ("", "CAUSAL", True),                                          # a module-level constant
+    ("", "True if self.training else CAUSAL", False),              # one branch is causal
+    ("", "False if self.training else CAUSAL", True),               # both branches of the expression
+])
+def test_the_causal_flag_is_resolved_through_attributes_constants_and_branches(setup, flag, fires):
+    module = SDPA_BLOCK.replace("import torch\n", "import torch\nCAUSAL = False\n", 1) \
+        .replace("        self.n_heads = n_heads\n", "        self.n_heads = n_heads\n" + setup, 1) \
+        .replace("def __init__(self, dim, n_heads):", "def __init__(self, dim, n_heads, config_causal=True):", 1)
+    found = check("SHP201", module.replace(SDPA_CALL, f"y = F.scaled_dot_product_attention(q, k, v, is_causal={flag})"))
+    assert [d.rule for d in found] == (["SHP201"] if fires else [])
+
+
+@pytest.mark.parametrize("where", ["module", "attribute"])
+def test_a_kernel_wrapped_in_functools_partial_keeps_the_arguments_the_partial_fixes(where):
+    def module(keywords: str) -> str:
+        partial = f"partial(F.scaled_dot_product_attention, {keywords})"
+        source = SDPA_BLOCK.replace("import torch\n", "import torch\nfrom functools import partial\n", 1)
+        if where == "module":
+            source = source.replace("\nclass Block(", f"\nattend = {partial}\n\nclass Block(", 1)
+            return source.replace(SDPA_CALL, "y = attend(q, k, v)")
+        source = source.replace("        self.n_heads = n_heads\n", f"        self.n_heads = n_heads\n"
+                                f"        self.attend = {partial}\n", 1)
+        return source.replace(SDPA_CALL, "y = self.attend(q, k, v)")
+
+    assert check("SHP201", module("is_causal=True")) == []
+    [diagnostic] = check("SHP201", module("dropout_p=0.1"))
+    assert diagnostic.message.startswith("scaled_dot_product_attention in a causal model gets neither")
+    assert [r["message"] for r in diagnostic.related] == ["the functools.partial that fixes its other arguments"]
 
 
 def test_cross_attention_and_caller_masks_are_not_flagged():
@@ -192,3 +315,13 @@ def test_is_causal_true_with_a_cache_fires_and_the_aligned_flag_does_not():
     assert [d.line for d in check("SHP204", mutant)] == [9]
     uncached = mutant.replace("k = torch.cat([layer_past[0], k], dim=-2)", "pass")
     assert check("SHP204", uncached) == []
+
+
+def test_is_causal_from_a_module_constant_or_a_conditional_expression_with_a_cache_fires():
+    constant = CACHED_ATTENTION.replace("import torch\n", "import torch\nCAUSAL = True\n", 1) \
+        .replace("is_causal=q.size(-2) == k.size(-2)", "is_causal=CAUSAL")
+    assert [d.line for d in check("SHP204", constant)] == [10]
+    both = CACHED_ATTENTION.replace("is_causal=q.size(-2) == k.size(-2)", "is_causal=True if q.is_cuda else True")
+    assert [d.line for d in check("SHP204", both)] == [9]
+    either = CACHED_ATTENTION.replace("is_causal=q.size(-2) == k.size(-2)", "is_causal=True if q.is_cuda else False")
+    assert check("SHP204", either) == []

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import textwrap
 
+import pytest
+
 from sharpedges.engine import Engine
 from sharpedges.fixes import apply_edits
 from sharpedges.registry import all_rules
@@ -325,6 +327,19 @@ def test_shp602_tile_order_mutant_fires_with_a_repeat_interleave_fix():
     fixed = apply_edits(textwrap.dedent(mutant), [found[0].fix]).text
     assert "k = k.repeat_interleave(self.n_rep, dim=1)" in fixed
     assert diagnostics("SHP602", fixed) == []
+
+
+@pytest.mark.parametrize("tiled", ["k = k.repeat(reps)", "k = torch.tile(k, reps)", "k = np.tile(k, reps)"])
+def test_shp602_repeat_counts_held_in_a_variable(tiled):
+    """Issue 12, "ops in other forms": the counts sit in a list variable, and numpy's tile is a tile too."""
+    source = GQA_ATTENTION.replace("import torch.nn.functional as F", "import numpy as np\n    import torch\n"
+                                   "    import torch.nn.functional as F")
+    grouped = mutate(source, "k = k.repeat_interleave(self.n_rep, dim=1)",
+                     "reps = [1, 1, self.n_rep, 1]\n            k = k[:, :, None].expand(-1, -1, self.n_rep, -1)")
+    assert diagnostics("SHP602", grouped) == []
+    mutant = mutate(source, "k = k.repeat_interleave(self.n_rep, dim=1)", f"reps = [1, self.n_rep, 1, 1]\n            {tiled}")
+    found = diagnostics("SHP602", mutant)
+    assert [(d.line, d.fix) for d in found] == [(line_of(mutant, tiled), None)]
 
 
 def test_shp602_no_fix_when_other_factors_are_not_one():

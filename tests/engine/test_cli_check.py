@@ -56,7 +56,9 @@ def test_json_matches_conventions(run_cli, project):
     # The promised keys, and one extension: the locations the finding rests on.
     assert set(diagnostic) == {"rule", "name", "severity", "path", "line", "column", "end_line", "end_column",
                                "message", "help", "fix", "related"}
-    assert diagnostic["related"] == []
+    # the unscaled product the softmax consumes, one line up
+    assert [(r["line"], r["column"], r["message"]) for r in diagnostic["related"]] == [
+        (5, 11, "the unscaled QK^T product that reaches this softmax")]
     assert diagnostic["rule"] == "SHP101" and diagnostic["name"] == "attention-missing-scale"
     assert diagnostic["path"] == "pkg/bad.py"
     assert (diagnostic["line"], diagnostic["column"]) == (6, 12)

@@ -1,0 +1,91 @@
+"""What an expression can be: the source expressions a value may come from, with one depth budget.
+
+Local names follow their reaching definitions (every form `dataflow` records with a known value:
+plain, chained and annotated assignments, literal tuple unpacking, walrus), both branches of an `if`
+statement and of a conditional expression, `self.x` follows every assignment of the attribute in the
+class, and a name no function defines follows the module-level assignments (constants, script code).
+The answer is None whenever some path is unknown (a parameter, an unpacked call result), so a caller
+never mistakes "not resolved" for "resolved to nothing".
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from sharpedges.analysis.classes import self_attribute
+from sharpedges.analysis.context import FileContext
+from sharpedges.analysis.walk import is_a
+
+MAX_DEPTH = 8
+
+
+def possible_values(ctx: FileContext, expr: cst.BaseExpression | None, at: int | None = None,
+                    depth: int = 0) -> list[cst.BaseExpression] | None:
+    """Every expression `expr` may evaluate to at pre-order point `at`, or None when one is unknown."""
+    if expr is None or depth > MAX_DEPTH:
+        return None
+    at = ctx.order(expr) if at is None else at
+    if is_a(expr, cst.IfExp):
+        body = possible_values(ctx, expr.body, at, depth + 1)
+        orelse = possible_values(ctx, expr.orelse, at, depth + 1)
+        return None if body is None or orelse is None else body + orelse
+    if is_a(expr, cst.Name):
+        return _name(ctx, expr, at, depth)
+    attr = self_attribute(expr)
+    if attr is not None:
+        return _attribute(ctx, expr, attr, depth)
+    return [expr]
+
+
+def _name(ctx: FileContext, name: cst.Name, at: int, depth: int) -> list[cst.BaseExpression] | None:
+    function = ctx.function_of(name)
+    if function is not None:
+        facts = ctx.function_facts(function)
+        definitions = facts.reaching(name.value, at)
+        if definitions:
+            return _joined(ctx, [(d.value if d.kind == "assign" else None, d.order) for d in definitions], depth)
+        if name.value in facts.parameters:
+            return None
+    assignments = module_assignments(ctx).get(name.value)
+    if assignments is None:
+        return [name]  # a builtin (`True`, `None`) or an import: the name itself
+    return _joined(ctx, assignments, depth)
+
+
+def _attribute(ctx: FileContext, expr: cst.BaseExpression, attr: str, depth: int) -> list[cst.BaseExpression] | None:
+    cls = ctx.class_of(expr)
+    if cls is None:
+        return None
+    assignments = ctx.class_facts(cls).assignments.get(attr)
+    if not assignments:
+        return None  # set by a base class or from outside
+    return _joined(ctx, [(a.value, ctx.order(a.node)) for a in assignments], depth)
+
+
+def _joined(ctx: FileContext, sources: list[tuple[cst.BaseExpression | None, int]],
+            depth: int) -> list[cst.BaseExpression] | None:
+    found: list[cst.BaseExpression] = []
+    for value, order in sources:
+        values = possible_values(ctx, value, order, depth + 1) if value is not None else None
+        if values is None:
+            return None
+        found.extend(values)
+    return found
+
+
+def module_assignments(ctx: FileContext) -> dict[str, list[tuple[cst.BaseExpression | None, int]]]:
+    """Name -> (value, order) of each plain assignment outside functions and classes (value None for
+    any other binding: an import, a loop, an unpacked tuple)."""
+    def compute() -> dict[str, list[tuple[cst.BaseExpression | None, int]]]:
+        found: dict[str, list[tuple[cst.BaseExpression | None, int]]] = {}
+        for node in ctx.index.nodes(cst.Assign):
+            if ctx.index.enclosing(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)) is not None:
+                continue
+            for target in node.targets:
+                if is_a(target.target, cst.Name):
+                    found.setdefault(target.target.value, []).append((node.value, ctx.order(node)))
+                else:
+                    for name in ctx.index.descendants(target.target, cst.Name):
+                        found.setdefault(name.value, []).append((None, ctx.order(node)))
+        return found
+    return ctx.memo("module_assignments", compute)

@@ -1,0 +1,194 @@
+"""What torch / numpy / einops ops do to a value: the one table every analysis asks.
+
+Methods are grouped by their effect on the value they are called on (reshape it, reorder its axes,
+copy it, retype it, mask it, scale it, select part of it); functions by qualified name. The analyses
+compose these groups (`RESHAPE_METHODS | COPY_METHODS`) for the question they ask; none keeps a list
+of its own. Attention kernels name the meaning of each argument, so "where does SDPA take its mask"
+is written once. In-place methods, `out=` and ops that return None live in `tensors.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import libcst as cst
+
+from sharpedges.analysis.calls import argument, method_name
+from sharpedges.analysis.walk import is_a
+
+# -- library namespaces: `torch.softmax(x)` is a function, `x.softmax()` a method -------------------
+LIBRARY_NAMESPACES = frozenset({"torch", "numpy", "math", "einops", "scipy", "jax", "tensorflow", "tf"})
+
+
+def is_library_namespace(ctx, expr: cst.BaseExpression | None) -> bool:
+    """True when `expr` names a library module (`torch`, `F`, `np`, `math`...), not a tensor value."""
+    qualified = ctx.qualify(expr) if expr is not None else None
+    return qualified is not None and qualified.split(".")[0] in LIBRARY_NAMESPACES
+
+
+# -- methods, by what they do to the value they are called on --------------------------------------
+RESHAPE_METHODS = frozenset({"view", "reshape", "view_as", "reshape_as", "flatten", "unflatten", "squeeze",
+                             "unsqueeze"})
+BROADCAST_METHODS = frozenset({"expand", "expand_as", "broadcast_to"})
+REPEAT_METHODS = frozenset({"repeat", "repeat_interleave"})
+# Two axes swapped: a mask laid out (query, key) becomes (key, query).
+SWAP_METHODS = frozenset({"transpose", "t", "mT", "T", "swapaxes", "swapdims"})
+REORDER_METHODS = SWAP_METHODS | {"permute", "movedim"}
+COPY_METHODS = frozenset({"contiguous", "clone", "detach"})
+# Where the value lives and whether autograd tracks it: the values themselves are unchanged.
+PLACEMENT_METHODS = frozenset({"cpu", "cuda", "requires_grad_"})
+# Casts to a fixed precision, and casts whose dtype is an argument.
+FIXED_CASTS = {"half": "half", "bfloat16": "bfloat16", "float": "full", "double": "full"}
+DTYPE_ARGUMENT_CASTS = frozenset({"to", "type", "type_as"})
+CAST_METHODS = frozenset(FIXED_CASTS) | DTYPE_ARGUMENT_CASTS
+UPCAST_METHODS = frozenset(name for name, precision in FIXED_CASTS.items() if precision == "full")
+# Parts of a value: the same numbers, fewer of them.
+SELECTION_METHODS = frozenset({"narrow", "index_select", "gather", "chunk", "split", "unbind", "tensor_split",
+                               "roll"})
+FILL_METHODS = frozenset({"masked_fill", "masked_fill_"})
+MASKING_METHODS = FILL_METHODS | {"masked_scatter", "where"}
+ADDITIVE_METHODS = frozenset({"add", "add_", "sub", "sub_"})
+CLAMP_METHODS = frozenset({"clamp", "clamp_", "clamp_min", "clamp_min_", "clip", "clip_"})
+NAN_REPAIR_METHODS = frozenset({"nan_to_num"})
+SCALING_METHODS = frozenset({"mul", "mul_", "div", "div_", "multiply", "divide", "true_divide"})
+TRIANGLE_METHODS = frozenset({"triu", "tril", "triu_", "tril_"})
+# Every method whose result is the receiver's values rearranged, copied or moved (no arithmetic).
+SHAPE_ONLY_METHODS = RESHAPE_METHODS | BROADCAST_METHODS | REORDER_METHODS | COPY_METHODS | PLACEMENT_METHODS
+
+# -- functions --------------------------------------------------------------------------------------
+TILE_FUNCTIONS = frozenset({"torch.tile", "numpy.tile"})
+CONCATENATIONS = frozenset({"torch.cat", "torch.concat", "torch.concatenate"})
+MATMUL_FUNCTIONS = frozenset({"torch.matmul", "torch.bmm", "torch.Tensor.matmul", "torch.mm"})
+SCALING_FUNCTIONS = frozenset({"torch.mul", "torch.div", "torch.multiply", "torch.divide", "torch.true_divide"})
+TRANSPOSE_FUNCTIONS = frozenset({"torch.transpose", "torch.permute", "einops.rearrange", "torch.t"})
+CLAMP_FUNCTIONS = frozenset({"torch.clamp", "torch.clamp_min", "torch.clip"})
+ELEMENTWISE_MAXIMUM = frozenset({"torch.max", "torch.maximum"})
+FILL_FUNCTIONS = frozenset({"torch.masked_fill"})
+ADDITIVE_FUNCTIONS = frozenset({"torch.add", "torch.sub"})
+NAN_REPAIR_FUNCTIONS = frozenset({"torch.nan_to_num"})
+PAD_FUNCTIONS = frozenset({"torch.nn.functional.pad"})
+SQRT_FUNCTIONS = frozenset({"math.sqrt", "numpy.sqrt", "torch.sqrt", "torch.rsqrt", "math.pow", "numpy.power",
+                            "torch.pow"})
+
+# -- mask constructors ------------------------------------------------------------------------------
+ONES = frozenset({"torch.ones", "torch.ones_like"})
+ZEROS = frozenset({"torch.zeros", "torch.zeros_like"})
+FULL = frozenset({"torch.full", "torch.full_like"})
+ARANGE = frozenset({"torch.arange"})
+TRIANGLES = frozenset({"torch.triu", "torch.tril"})
+TENSOR_LITERALS = frozenset({"torch.tensor", "torch.as_tensor"})
+COMPLEMENT_FUNCTIONS = frozenset({"torch.logical_not"})
+
+# -- dtypes -----------------------------------------------------------------------------------------
+HALF_DTYPES = frozenset({"torch.float16", "torch.half"})
+BFLOAT16_DTYPES = frozenset({"torch.bfloat16"})
+LOW_PRECISION_DTYPES = HALF_DTYPES | BFLOAT16_DTYPES
+FULL_DTYPES = frozenset({"torch.float32", "torch.float", "torch.float64", "torch.double"})
+FLOAT_DTYPES = LOW_PRECISION_DTYPES | FULL_DTYPES
+BOOL_DTYPES = frozenset({"torch.bool"})
+
+
+# -- attention kernels and the meaning of their arguments ----------------------------------------------
+@dataclass(frozen=True)
+class Kernel:
+    """An attention kernel: for each meaning (query, mask, causal, dropout, scale...) its keyword and
+    positional index (None when the argument is keyword-only or its position moved between releases)."""
+
+    name: str
+    arguments: tuple[tuple[str, str, int | None], ...]  # (meaning, keyword, position)
+
+    def keyword(self, meaning: str) -> str | None:
+        return next((keyword for name, keyword, _ in self.arguments if name == meaning), None)
+
+    def argument(self, call: cst.Call, meaning: str) -> cst.BaseExpression | None:
+        for name, keyword, position in self.arguments:
+            if name == meaning:
+                return argument(call, keyword, position)
+        return None
+
+
+def _kernel(name: str, **arguments: tuple[str, int | None]) -> Kernel:
+    return Kernel(name, tuple((meaning, keyword, position) for meaning, (keyword, position) in arguments.items()))
+
+
+_SDPA = _kernel("scaled_dot_product_attention", query=("query", 0), key=("key", 1), value=("value", 2),
+                mask=("attn_mask", 3), dropout=("dropout_p", 4), causal=("is_causal", 5), scale=("scale", 6))
+_FLASH = _kernel("flash_attn_func", query=("q", 0), key=("k", 1), value=("v", 2), dropout=("dropout_p", 3),
+                 scale=("softmax_scale", 4), causal=("causal", 5), window=("window_size", 6))
+_FLASH_VARLEN = _kernel("flash_attn_varlen_func", query=("q", 0), key=("k", 1), value=("v", 2),
+                        dropout=("dropout_p", 7), scale=("softmax_scale", 8), causal=("causal", 9),
+                        window=("window_size", 10))
+_FLASH_KVCACHE = _kernel("flash_attn_with_kvcache", query=("q", 0), key=("k_cache", 1), value=("v_cache", 2),
+                         scale=("softmax_scale", None), causal=("causal", None), window=("window_size", None))
+_XFORMERS = _kernel("memory_efficient_attention", query=("query", 0), key=("key", 1), value=("value", 2),
+                    mask=("attn_bias", 3), dropout=("p", 4), scale=("scale", 5))
+_FLEX = _kernel("flex_attention", query=("query", 0), key=("key", 1), value=("value", 2),
+                score_mod=("score_mod", 3), mask=("block_mask", 4), scale=("scale", 5))
+
+SDPA = frozenset({"torch.nn.functional.scaled_dot_product_attention", "torch._C._nn.scaled_dot_product_attention"})
+KERNELS: dict[str, Kernel] = {
+    **{name: _SDPA for name in SDPA},
+    **{name: _FLASH for name in ("flash_attn.flash_attn_func", "flash_attn.flash_attn_interface.flash_attn_func")},
+    **{name: _FLASH_VARLEN for name in ("flash_attn.flash_attn_varlen_func",
+                                         "flash_attn.flash_attn_interface.flash_attn_varlen_func")},
+    **{name: _FLASH_KVCACHE for name in ("flash_attn.flash_attn_with_kvcache",
+                                          "flash_attn.flash_attn_interface.flash_attn_with_kvcache")},
+    **{name: _XFORMERS for name in ("xformers.ops.memory_efficient_attention",
+                                     "xformers.ops.fmha.memory_efficient_attention")},
+    **{name: _FLEX for name in ("torch.nn.attention.flex_attention.flex_attention",)},
+}
+
+
+# A file can only call one of the kernels if it names one of these (lower-cased bytes).
+KERNEL_TOKENS = (b"scaled_dot_product_attention", b"flash_attn", b"memory_efficient_attention", b"flex_attention")
+PARTIALS = frozenset({"functools.partial"})
+
+
+def kernel_of(ctx, call: cst.Call) -> Kernel | None:
+    """The attention kernel this call runs, or None."""
+    return KERNELS.get(ctx.callee(call) or "")
+
+
+# torch.nn attention modules: where each forward() takes its masks (keyword -> positional index).
+MHA = frozenset({"torch.nn.MultiheadAttention"})
+ENCODERS = frozenset({"torch.nn.TransformerEncoder", "torch.nn.TransformerEncoderLayer"})
+DECODERS = frozenset({"torch.nn.TransformerDecoder", "torch.nn.TransformerDecoderLayer"})
+TRANSFORMER = frozenset({"torch.nn.Transformer"})
+MODULE_MASK_ARGUMENTS = {
+    **{name: {"attn_mask": 5, "key_padding_mask": 3} for name in MHA},
+    **{name: {"mask": 1, "src_mask": 1, "src_key_padding_mask": 2} for name in ENCODERS},
+    **{name: {"tgt_mask": 2, "memory_mask": 3, "tgt_key_padding_mask": 4, "memory_key_padding_mask": 5}
+       for name in DECODERS},
+    **{name: {"src_mask": 2, "tgt_mask": 3, "memory_mask": 4, "src_key_padding_mask": 5,
+              "tgt_key_padding_mask": 6, "memory_key_padding_mask": 7} for name in TRANSFORMER},
+}
+
+
+def dtype_precision(ctx, expr: cst.BaseExpression | None) -> str | None:
+    """'half' for torch.float16, 'full' for float32/64, 'bfloat16', else None (unknown, or a
+    dtype the code takes from a tensor)."""
+    qualified = ctx.qualify(expr) if expr is not None else None
+    if qualified in HALF_DTYPES:
+        return "half"
+    if qualified in FULL_DTYPES:
+        return "full"
+    if qualified in BFLOAT16_DTYPES:
+        return "bfloat16"
+    return None
+
+
+def cast_precision(ctx, node: cst.CSTNode) -> str | None:
+    """The precision a cast call leaves a tensor in: `.half()`, `.float()`, `.to(torch.float16)`,
+    `.type(torch.float32)`, `.to(dtype=...)`; None for anything else."""
+    if not is_a(node, cst.Call):
+        return None
+    method = method_name(node)
+    if method in FIXED_CASTS and not node.args:
+        return FIXED_CASTS[method]
+    if method in ("to", "type"):
+        for arg in node.args:
+            if arg.keyword is None or arg.keyword.value in ("dtype", "dst_type"):
+                precision = dtype_precision(ctx, arg.value)
+                if precision is not None:
+                    return precision
+    return None
