@@ -4,7 +4,10 @@ finding whose cause changed, SARIF lists them as related locations, the Markdown
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from sharpedges.diagnostics import Diagnostic
 from sharpedges.review import touches_change
@@ -69,3 +72,57 @@ def test_the_markdown_review_names_where_the_claim_rests():
     review = Review(RunResult([finding(related=[BUILT_HERE])], [], 1), {"SHP202": explain_rule("SHP202")}, "HEAD",
                     ["model.py"], False)
     assert "- rests on `model.py:12`: the mask is built here" in render(review)
+
+
+NANOGPT_ATTENTION = '''import math
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, n_embd, n_head, block_size):
+        super().__init__()
+        self.c_attn = nn.Linear(n_embd, 3 * n_embd)
+        self.n_head = n_head
+        self.register_buffer("bias", torch.tril(torch.ones(block_size, block_size))
+                             .view(1, 1, block_size, block_size))
+
+    def forward(self, x):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+        att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float("-inf"))
+        att = F.softmax(att, dim=-1)
+        y = att @ v
+        return y.transpose(1, 2).contiguous().view(B, T, C)
+'''
+
+
+@pytest.mark.parametrize("old, new, rule, reported_line", [
+    ("torch.tril(", "torch.triu(", "SHP202", 23),  # the mask inverted where it is built (line 13)
+    (" * (1.0 / math.sqrt(k.size(-1)))", "", "SHP101", 24),  # the scale dropped on line 22
+], ids=["mask-inverted-at-construction", "scale-removed-from-scores"])
+def test_review_reports_a_finding_caused_by_a_change_on_another_line(run_cli, tmp_path, old, new, rule, reported_line):
+    import os
+
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, env={**os.environ, **env})
+
+    (tmp_path / "model.py").write_text(NANOGPT_ATTENTION)
+    git("init", "-q", "-b", "main")
+    git("add", ".")
+    git("commit", "-q", "-m", "base")
+    (tmp_path / "model.py").write_text(NANOGPT_ATTENTION.replace(old, new))
+    result = run_cli("review", "--base", "main", "--format", "json", "--no-cache", "--select", rule)
+    assert result.returncode == 1, result.stdout + result.stderr
+    [finding_] = json.loads(result.stdout)["diagnostics"]
+    assert (finding_["rule"], finding_["line"]) == (rule, reported_line)
+    assert finding_["related"] and finding_["related"][0]["line"] in (13, 22)
