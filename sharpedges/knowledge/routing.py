@@ -222,13 +222,16 @@ def _stem(word: str) -> str:
 
 
 def _outermost(found: list[tuple[Term, tuple[int, int]]]) -> list[tuple[Term, tuple[int, int]]]:
-    """Drop every hit lying inside a strictly longer hit: the longer phrase is the better evidence."""
-    kept = []
-    for term, (start, end) in found:
-        inside_longer = any(s <= start and end <= e and (e - s) > (end - start) for _other, (s, e) in found)
-        if not inside_longer:
-            kept.append((term, (start, end)))
-    return kept
+    """Drop every hit lying inside a strictly longer hit: the longer phrase is the better evidence.
+    One sweep over the distinct spans by start (longest first at each start): a span lies inside a
+    longer one exactly when an earlier span in that order reaches at least as far."""
+    inside: set[tuple[int, int]] = set()
+    reach = -1
+    for start, end in sorted({span for _term, span in found}, key=lambda span: (span[0], -span[1])):
+        if reach >= end:
+            inside.add((start, end))
+        reach = max(reach, end)
+    return [(term, span) for term, span in found if span not in inside]
 
 
 def _reason(hits: dict[str, Term], negatives: dict[str, Term]) -> str:

@@ -202,3 +202,18 @@ def test_retrieval_fallback_routes_a_topic_with_no_trigger_and_not_an_off_topic_
     route = router.route(request)
     assert route.skill == "nlp-advanced" and route.matches[0].reason.startswith("retrieved from skill text")
     assert router.route("Sort my grocery list by price and then by date").skill is None
+
+
+def test_hits_inside_a_longer_hit_are_dropped_in_one_sweep():
+    from sharpedges.knowledge.routing import _outermost
+
+    a, b, c, d = object(), object(), object(), object()
+    found = [(a, (0, 10)), (b, (2, 5)), (c, (0, 10)), (d, (8, 14)), (b, (20, 22))]
+    assert _outermost(found) == [(a, (0, 10)), (c, (0, 10)), (d, (8, 14)), (b, (20, 22))]
+
+
+def test_a_huge_request_is_routed_without_a_quadratic_merge():
+    from sharpedges.knowledge.routing import default_router
+
+    request = "my attention kv cache grows and fsdp " * 11_000  # 400 KB took minutes with a pairwise merge
+    assert default_router().route(request).skill is not None
