@@ -21,25 +21,25 @@ class Candidate:
     path: Path
 
 
+def gitignore_spec(patterns: list[str]) -> pathspec.PathSpec:
+    """Gitignore-style patterns, matched by RE2 (linear time): a pattern such as
+    `*a*a*a*a*a*a*a*a*a*ab` makes a backtracking matcher run for minutes on a 60-character name."""
+    return pathspec.PathSpec.from_lines("gitignore", patterns, backend="re2")
+
+
 def _gitignore_spec(directory: Path) -> pathspec.PathSpec | None:
     ignore = directory / ".gitignore"
     try:
         lines = ignore.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         return None
-    return pathspec.PathSpec.from_lines("gitignore", lines)
+    return gitignore_spec(lines)
 
 
-def _exclude_spec(patterns: list[str]) -> pathspec.PathSpec:
-    return pathspec.PathSpec.from_lines("gitignore", patterns)
-
-
-def discover(arguments: list[str], exclude: list[str], errors: list[FileError],
-             exclude_root: Path | None = None) -> Iterator[Candidate]:
-    """Yield the files to check, in a deterministic order. Exclude patterns match paths relative
-    to `exclude_root` (the config's directory) or to the directory walked, and bare names;
-    problems (missing paths, symlink loops) go to `errors`."""
-    excluded = _exclude_spec(exclude)
+def exclusion_test(exclude: list[str], exclude_root: Path | None):
+    """`is_excluded(path, is_dir)`: the patterns match the path relative to `exclude_root` (the
+    config's directory), or its bare name."""
+    excluded = gitignore_spec(exclude)
     anchor = Path(os.path.abspath(exclude_root or Path.cwd()))
 
     def is_excluded(path: Path, is_dir: bool) -> bool:
@@ -50,6 +50,17 @@ def discover(arguments: list[str], exclude: list[str], errors: list[FileError],
         except ValueError:
             pass
         return excluded.match_file(path.name + suffix)
+
+    return excluded, is_excluded
+
+
+def discover(arguments: list[str], exclude: list[str], errors: list[FileError],
+             exclude_root: Path | None = None, notices: list[str] | None = None) -> Iterator[Candidate]:
+    """Yield the files to check, in a deterministic order. Exclude patterns match paths relative
+    to `exclude_root` (the config's directory) or to the directory walked, and bare names;
+    problems (missing paths, symlink loops) go to `errors`, and a file named in `arguments` that
+    an exclude pattern drops is said in `notices`."""
+    excluded, is_excluded = exclusion_test(exclude, exclude_root)
 
     seen: set[str] = set()
     for argument in arguments:
@@ -64,6 +75,8 @@ def discover(arguments: list[str], exclude: list[str], errors: list[FileError],
             yield from _walk(path, argument, excluded, is_excluded, errors, seen)
         else:
             if is_excluded(path, False):
+                if notices is not None:
+                    notices.append(f"{argument}: excluded by the configured exclude patterns, not checked")
                 continue
             key = os.path.realpath(path)
             if key not in seen:

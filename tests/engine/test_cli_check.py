@@ -106,7 +106,7 @@ def test_select_and_ignore(run_cli, project):
 def test_unknown_rule_code_is_a_usage_error(run_cli, project):
     result = run_cli("check", "--select", "SHP999", "pkg")
     assert result.returncode == 2
-    assert "unknown rule code or prefix: SHP999" in result.stderr
+    assert "argument --select: unknown rule code or prefix 'SHP999'" in result.stderr
 
 
 def test_noqa_specific_and_bare(run_cli, tmp_path):
