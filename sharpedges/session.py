@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
-from collections import Counter
 from pathlib import Path
 
 from sharpedges.diagnostics import FileError
@@ -57,13 +56,14 @@ class CheckSession:
                 result = self._check()  # report what is left after fixing
             result.errors.extend(fix_errors)
             result.errors.sort(key=lambda e: (e.path, e.message))
-        output = render(self.args.format, result, load_specs())
-        sys.stdout.write(output)
-        if self.args.statistics:
-            counts = Counter(d.rule for d in result.diagnostics)
-            names = {d.rule: d.name for d in result.diagnostics}
-            for code, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
-                print(f"{count:5d}  {code}  {names[code]}", file=sys.stderr if self.args.format in MACHINE_FORMATS else sys.stdout)
+        if self.args.statistics:  # only the table; what could not be checked goes to stderr
+            from sharpedges.outputs import statistics
+            from sharpedges.outputs.concise import error_line
+
+            sys.stdout.write(statistics.render(result, self.args.format))
+            sys.stderr.write("".join(f"{error_line(e)}\n" for e in result.errors))
+        else:
+            sys.stdout.write(render(self.args.format, result, load_specs()))
         if result.errors:
             return 2
         if result.diagnostics and not self.args.exit_zero:

@@ -44,7 +44,9 @@ def register(subparsers) -> None:
                                    description="Lint Python files for transformer bugs that run without crashing.")
     parser.add_argument("paths", nargs="*", default=["."], help="files or directories (default: .)")
     add_rule_selection(parser)
-    parser.add_argument("--format", choices=FORMATS, default="concise")
+    parser.add_argument("--format", choices=FORMATS, default="concise",
+                        help="concise: one line per finding (default); full: the whole message, source and caret; "
+                             "json, sarif: for tools; github: GitHub Actions annotations")
     parser.add_argument("--exit-zero", action="store_true", help="exit 0 even when problems are found")
     parser.add_argument("--statistics", action="store_true", help="count findings per rule")
     parser.add_argument("--fix", action="store_true", help="apply safe fixes")

@@ -23,7 +23,9 @@ def register(subparsers) -> None:
                         help="read the change as a unified diff from FILE ('-': standard input) instead of git")
     parser.add_argument("--all-lines", action="store_true", help="keep findings anywhere in the changed files")
     add_rule_selection(parser)
-    parser.add_argument("--format", choices=REVIEW_FORMATS, default="markdown")
+    parser.add_argument("--format", choices=REVIEW_FORMATS, default="markdown",
+                        help="markdown: a review to post on a pull request (default); json, sarif: for tools; "
+                             "github: GitHub Actions annotations")
     parser.add_argument("--exit-zero", action="store_true", help="exit 0 even when problems are found")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the result cache")
     parser.set_defaults(handler=run)

@@ -8,7 +8,8 @@ import sys
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("rules", help="list the lint rules")
-    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument("--format", choices=("text", "json"), default="text",
+                        help="text for people, json for scripts (default: text)")
     parser.set_defaults(handler=run)
 
 
