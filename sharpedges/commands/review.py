@@ -17,7 +17,8 @@ def register(subparsers) -> None:
         description="Lint the Python files changed since --base (default: the merge base with the default "
                     "branch, else HEAD; the working tree, staged or not, and untracked files count) and report "
                     "the findings on changed lines, each with why it matters and how to fix it.")
-    parser.add_argument("paths", nargs="*", default=[], help="only changes under these paths")
+    parser.add_argument("paths", nargs="*", default=[],
+                        help="only changes under these paths (default: the whole repository; '..' works)")
     parser.add_argument("--base", metavar="REV", default=None, help="compare against this revision")
     parser.add_argument("--diff-file", metavar="FILE", default=None,
                         help="read the change as a unified diff from FILE ('-': standard input) instead of git")
@@ -69,9 +70,12 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(review_document(review), indent=2) + "\n")
     else:
         from sharpedges.outputs import render
+        from sharpedges.review import paths_from_repository_root
         from sharpedges.specs import load_specs
 
-        sys.stdout.write(render(args.format, review.result, load_specs()))
+        # GitHub places an annotation by its path from the repository root, wherever review ran.
+        result = paths_from_repository_root(review.result) if args.format == "github" else review.result
+        sys.stdout.write(render(args.format, result, load_specs()))
     if review.result.errors:
         return 2
     return 1 if review.result.diagnostics and not args.exit_zero else 0
