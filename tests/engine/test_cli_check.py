@@ -34,7 +34,7 @@ def test_concise_output_and_exit_code(run_cli, project):
     assert result.returncode == 1
     assert "pkg/bad.py:6:12: SHP101 attention scores" in result.stdout
     assert "good.py" not in result.stdout
-    assert "Found 1 problem in 2 files." in result.stdout
+    assert "Found 1 problem in 1 of 2 files." in result.stdout
 
 
 def test_clean_code_exits_zero(run_cli, project):
