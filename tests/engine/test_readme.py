@@ -33,3 +33,30 @@ def test_bundled_examples_show_the_mission_rules(run_cli):
     assert found.get("deep_postnorm_encoder.py") == {"SHP301"}
     assert found.get("moe_and_generation.py") == {"SHP401", "SHP501", "SHP503"}
     assert "clean_llama_block.py" not in found
+
+
+def test_readme_and_pyproject_agree_on_the_python_version():
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    minimum = re.search(r">=\s*(3\.\d+)", project["requires-python"]).group(1)
+    assert f"(Python {minimum}+)" in (REPO / "README.md").read_text()
+    assert {"Homepage", "Issues", "Source"} <= set(project["urls"])
+    assert any(requirement.startswith("numpy") for requirement in project["optional-dependencies"]["test"])
+
+
+def test_the_readme_test_command_runs_in_parallel():
+    run_tests = readme_commands()[1]
+    assert re.search(r"pytest .*-n (auto|\d+)", run_tests)
+
+
+def test_python_m_sharpedges_works_from_any_directory(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "sharpedges").mkdir()  # e.g. the parent directory of a clone named sharpedges
+    result = subprocess.run([sys.executable, "-m", "sharpedges", "check", "--no-cache",
+                             str(REPO / "examples" / "gpt_buggy.py")], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert "SHP101" in result.stdout
