@@ -192,9 +192,10 @@ def _is_repository_root(directory: Path) -> bool:
 
 
 @lru_cache(maxsize=1024)
-def find_config(start: Path) -> Config:
+def find_config(start: Path, ceiling: Path | None = None) -> Config:
     """The config of the nearest pyproject.toml with a [tool.sharpedges] table, walking up from
-    `start` (a file or directory) and stopping at the repository root (the directory with .git)."""
+    `start` (a file or directory) and stopping at the repository root (the directory with .git),
+    or at `ceiling` (say, the MCP server's root) when that comes first."""
     directory = start if start.is_dir() else start.parent
     for candidate in (directory, *directory.parents):
         pyproject = candidate / "pyproject.toml"
@@ -202,7 +203,7 @@ def find_config(start: Path) -> Config:
             config = load_config_file(pyproject)
             if config is not None:
                 return config
-        if _is_repository_root(candidate):
+        if _is_repository_root(candidate) or candidate == ceiling:
             break
     return Config()
 
