@@ -57,7 +57,9 @@ def selector_problem(selector: str) -> str | None:
 
 def parse_selectors(text: str) -> list[str]:
     """`--select SHP101,shp2` -> ['SHP101', 'SHP2']; raises ValueError naming a bad code."""
-    codes = [code.strip().upper() for code in text.split(",")]
+    codes = [code.strip().upper() for code in text.split(",") if code.strip()]
+    if not codes:
+        raise ValueError("expected rule codes or prefixes, e.g. SHP101,SHP2")
     for code in codes:
         problem = selector_problem(code)
         if problem:
