@@ -190,6 +190,7 @@ def test_programs_from_the_grammar(engine, scratch, source):
     survives(engine, scratch / "grammar.py", source.encode("utf-8", "surrogatepass"))
 
 
+@pytest.mark.slow
 @settings(FUZZ_SETTINGS, max_examples=40)  # libcst's node strategy generates slowly
 @given(source=hypothesmith.from_node())
 def test_programs_from_libcst_nodes(engine, scratch, source):
@@ -232,6 +233,7 @@ def mutants(name: str, data: bytes, per_operation: int = MUTANTS_PER_OPERATION):
             yield case, mutation(data, random.Random(f"{SEED}:{case}"))
 
 
+@pytest.mark.slow
 def test_mutated_rule_examples(engine, scratch):
     cases = 0
     for name, data in rule_examples():
