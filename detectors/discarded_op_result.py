@@ -9,14 +9,17 @@ import libcst as cst
 from sharpedges.analysis.calls import method_name, receiver
 from sharpedges.analysis.moe import is_balancing_apply
 from sharpedges.analysis.names import dotted
-from sharpedges.analysis.tensors import (PURE_FUNCTIONS, SHARED_OUT_OF_PLACE_METHODS, TENSOR_ONLY_METHODS,
-                                         TensorFacts)
+from sharpedges.analysis.tensors import (HAS_INPLACE_VARIANT, PURE_FUNCTIONS, SHARED_OUT_OF_PLACE_METHODS,
+                                         TENSOR_ONLY_METHODS, TensorFacts, writes_in_place)
 from sharpedges.detector import Detector, Finding
 from sharpedges.analysis.walk import is_a
 
 AUTOGRAD_FUNCTIONS = {"torch.autograd.Function", "torch.autograd.function.Function", "Function"}
 # Expecting an exception is a reason to call an op for nothing.
 RAISES_CONTEXTS = ("raises", "assertRaises", "assertRaisesRegex")
+# What `x = <call>` can assign to: the receiver must be a target Python accepts.
+ASSIGNABLE = (cst.Name, cst.Attribute, cst.Subscript)
+COLLECTION_MUTATORS = ("append", "extend", "insert", "update", "setdefault")
 
 
 class DiscardedOpResult(Detector):
@@ -38,19 +41,18 @@ class DiscardedOpResult(Detector):
             if not is_a(call, cst.Call) or self._expects_raise(ctx, statement):
                 continue
             name = method_name(call)
+            if writes_in_place(name, call):
+                continue
             if ctx.callee(call) in PURE_FUNCTIONS:
                 yield Finding(call, f"the result of `{dotted(call.func)}(...)` is discarded: it returns a new "
-                                    "tensor and changes nothing else; assign it")
+                                    "tensor and changes nothing else; assign it or pass `out=`")
             elif name == "apply":
                 if self._pure_autograd_function(ctx, receiver(call)) and not is_balancing_apply(ctx, call):
                     yield Finding(call, f"the result of `{dotted(call.func)}(...)` is discarded: an autograd "
                                         "Function's output is its only effect (and the only path for its gradient); "
                                         "use the returned tensor")
             elif name is not None and self._out_of_place_on_tensor(ctx, call, name, tensor_facts):
-                target = ctx.code(receiver(call))
-                yield Finding(call, f"`{target}.{name}(...)` returns a new tensor and leaves `{target}` unchanged; "
-                                    f"its result is discarded: assign it (`{target} = {target}.{name}(...)`)"
-                                    + (f" or use the in-place `{name}_`" if name not in ("to", "type_as") else ""))
+                yield Finding(call, _lost_result_message(ctx, call, name))
 
     @staticmethod
     def _out_of_place_on_tensor(ctx, call, name, tensor_facts) -> bool:
@@ -62,10 +64,14 @@ class DiscardedOpResult(Detector):
         facts = tensor_facts.get(function)
         if facts is None:
             facts = tensor_facts[function] = TensorFacts(ctx, function)
-        if name in TENSOR_ONLY_METHODS:
-            # anything but a stored object: `self.cache.clamp(...)` may be a user method of that name
-            return dotted(owner) is None or not dotted(owner).startswith("self.") or facts.is_tensor(owner, ctx.order(call))
-        return name in SHARED_OUT_OF_PLACE_METHODS and facts.is_tensor(owner, ctx.order(call))
+        at = ctx.order(call)
+        if facts.is_tensor(owner, at):
+            return name in TENSOR_ONLY_METHODS or name in SHARED_OUT_OF_PLACE_METHODS
+        if name not in TENSOR_ONLY_METHODS or facts.known_not_tensor(owner, at):
+            return False
+        # a method only tensors have, on a receiver of unknown type; a stored object (`self.cache.clamp(...)`)
+        # may be a user class with a method of that name
+        return dotted(owner) is None or not dotted(owner).startswith("self.")
 
     @staticmethod
     def _expects_raise(ctx, statement) -> bool:
@@ -97,5 +103,37 @@ class DiscardedOpResult(Detector):
                 if method in ("mark_dirty", "copy_") or (method.endswith("_") and not method.startswith("_")) \
                         or qualified.startswith(("torch.distributed", "dist.")):
                     return False
-            return True
+            return not _fills_an_argument(ctx, forward)
         return False
+
+
+def _fills_an_argument(ctx, forward: cst.FunctionDef) -> bool:
+    """DeepSpeed's `CheckpointFunction.forward(ctx, fn, all_outputs, *args)` does `all_outputs += outputs`:
+    a forward that fills a list (or dict) it is given hands its results back through it."""
+    params = {p.name.value for p in forward.params.params[1:]}
+    for node in ctx.index.descendants(forward, (cst.AugAssign, cst.Assign, cst.Call)):
+        if is_a(node, cst.AugAssign) and is_a(node.target, cst.Name) and node.target.value in params:
+            return True
+        if is_a(node, cst.Assign) and any(is_a(t.target, cst.Subscript) and is_a(t.target.value, cst.Name)
+                                          and t.target.value.value in params for t in node.targets):
+            return True
+        if is_a(node, cst.Call) and method_name(node) in COLLECTION_MUTATORS and is_a(receiver(node), cst.Name) \
+                and receiver(node).value in params:
+            return True
+    return False
+
+
+def _lost_result_message(ctx, call: cst.Call, name: str) -> str:
+    """What was lost and valid code that keeps it: an assignment only to a target Python accepts, the
+    in-place method only where torch has one."""
+    owner = receiver(call)
+    target = ctx.code(owner)
+    message = f"`{target}.{name}(...)` returns a new tensor and leaves `{target}` unchanged; its result is discarded"
+    remedies = []
+    if is_a(owner, ASSIGNABLE):
+        remedies.append(f"assign it (`{target} = {target}.{name}(...)`)")
+    else:
+        remedies.append("use the returned tensor")
+    if name in HAS_INPLACE_VARIANT:
+        remedies.append(f"use the in-place `{target}.{name}_(...)`")
+    return f"{message}: {' or '.join(remedies)}"

@@ -9,6 +9,7 @@ import libcst as cst
 from sharpedges.analysis.attention import attention_softmaxes, cast_precision
 from sharpedges.analysis.calls import argument, literal_number, literal_string, method_name
 from sharpedges.analysis.names import dotted
+from sharpedges.analysis.project import imported_constant
 from sharpedges.detector import Detector, Finding, Fix, Replacement
 from sharpedges.analysis.walk import is_a
 
@@ -83,6 +84,8 @@ def _constant(ctx, expr: cst.BaseExpression, depth: int = 0) -> float | None:
         values = _bindings(ctx, expr)
         if len(values) == 1:
             return _constant(ctx, values[0], depth + 1)
+        if not values:  # Ex) from .constants import NEG_INF, with NEG_INF = -1e9 over there
+            return imported_constant(ctx, expr.value)
     return None
 
 

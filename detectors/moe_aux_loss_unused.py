@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import libcst as cst
 
-from sharpedges.analysis.moe import (balancing_definitions, is_balancing_apply, is_balancing_loss_call, is_dead,
-                                     mentions_experts)
+from sharpedges.analysis.moe import (balancing_definitions, is_balancing_apply, is_dead,
+                                     mentions_experts, returns_balancing_loss)
 from sharpedges.detector import Detector, Finding
 from sharpedges.analysis.walk import is_a
 
@@ -16,7 +16,8 @@ DISCARDED_CALL = "the balancing loss this call computes is discarded; add it to 
 
 class MoeAuxLossUnused(Detector):
     code = "SHP502"
-    tokens = (b"loss", b"aux", b"balanc")
+    # a loss by name, or the arithmetic that computes one (z-loss, expert counts, dispersion)
+    tokens = (b"loss", b"aux", b"balanc", b"logsumexp", b"one_hot", b"bincount", b"histc", b".var(", b".std(")
     also_tokens = ((b"expert", b"router", b"routing", b"gate", b"gating", b"moe"),)
 
     def check(self, ctx):
@@ -36,6 +37,6 @@ class MoeAuxLossUnused(Detector):
                 continue
             if is_balancing_apply(ctx, call):
                 yield Finding(call, DISCARDED_APPLY)
-            elif is_balancing_loss_call(ctx, call) and mentions_experts(ctx, ctx.class_of(call) or
+            elif returns_balancing_loss(ctx, call) and mentions_experts(ctx, ctx.class_of(call) or
                                                                        ctx.function_of(call) or ctx.module):
                 yield Finding(call, DISCARDED_CALL)

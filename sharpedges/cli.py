@@ -9,7 +9,8 @@ import sys
 from sharpedges import __version__
 
 # Order is the order of `sharpedges --help`.
-COMMAND_MODULES = ("check", "rules", "rule", "review", "skills", "skill", "route", "pack", "serve", "calc")
+COMMAND_MODULES = ("check", "rules", "rule", "review", "skills", "skill", "route", "pack", "serve", "lsp", "calc",
+                   "probe")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,8 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    from sharpedges.yaml_io import DataFileError
+
     try:
         return args.handler(args)
+    except DataFileError as exc:  # a rule spec, skill or link that cannot be used: every command stops
+        print(f"sharpedges: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("sharpedges: interrupted", file=sys.stderr)
         return 130

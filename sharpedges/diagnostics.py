@@ -13,6 +13,7 @@ class Edit:
     end_line: int
     end_column: int
     content: str
+    original: str  # the code the edit replaces: an edit whose span holds anything else is refused
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,14 @@ class Diagnostic:
     message: str
     help: str
     fix: dict[str, Any] | None = None  # {"applicability": ..., "edits": [Edit as dict]}
+    # Where the claim rests (where the mask was built, where the scale was lost): each
+    # {"line", "column", "end_line", "end_column", "message"} and, when in another file, "path".
+    related: list[dict[str, Any]] = field(default_factory=list)
+
+    def related_spans(self) -> list[tuple[str, int, int]]:
+        """(path, first line, last line) of the finding itself and of each location it rests on."""
+        return [(self.path, self.line, self.end_line),
+                *((item.get("path", self.path), item["line"], item["end_line"]) for item in self.related)]
 
     def sort_key(self) -> tuple:
         return (self.path, self.line, self.column, self.rule, self.message)
@@ -58,3 +67,5 @@ class FileResult:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     errors: list[FileError] = field(default_factory=list)
     parsed: bool = False
+    timed_out: bool = False  # a result cut short by the time limit is never cached
+    deps: dict[str, str] = field(default_factory=dict)  # project file -> digest of the summary it read

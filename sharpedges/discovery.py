@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,11 +28,16 @@ def gitignore_spec(patterns: list[str]) -> pathspec.PathSpec:
 
 
 def _gitignore_spec(directory: Path) -> pathspec.PathSpec | None:
-    ignore = directory / ".gitignore"
+    """The directory's `.gitignore`, read only when it is a regular file: opening a FIFO named
+    `.gitignore` for reading would block the walk forever."""
     try:
-        lines = ignore.read_text(encoding="utf-8", errors="replace").splitlines()
+        descriptor = os.open(directory / ".gitignore", os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError:
         return None
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            return None
+        lines = handle.read().decode("utf-8", errors="replace").splitlines()
     return gitignore_spec(lines)
 
 
@@ -55,11 +60,13 @@ def exclusion_test(exclude: list[str], exclude_root: Path | None):
 
 
 def discover(arguments: list[str], exclude: list[str], errors: list[FileError],
-             exclude_root: Path | None = None, notices: list[str] | None = None) -> Iterator[Candidate]:
+             exclude_root: Path | None = None, within: Callable[[Path], bool] | None = None,
+             notices: list[str] | None = None) -> Iterator[Candidate]:
     """Yield the files to check, in a deterministic order. Exclude patterns match paths relative
     to `exclude_root` (the config's directory) or to the directory walked, and bare names;
     problems (missing paths, symlink loops) go to `errors`, and a file named in `arguments` that
-    an exclude pattern drops is said in `notices`."""
+    an exclude pattern drops is said in `notices`. With `within`, a directory or file for which it
+    is false is passed over without a word: never entered, listed or named."""
     excluded, is_excluded = exclusion_test(exclude, exclude_root)
 
     seen: set[str] = set()
@@ -72,7 +79,7 @@ def discover(arguments: list[str], exclude: list[str], errors: list[FileError],
             errors.append(FileError(argument, f"cannot read: {reason}"))
             continue
         if stat.S_ISDIR(mode):
-            yield from _walk(path, argument, excluded, is_excluded, errors, seen)
+            yield from _walk(path, argument, excluded, is_excluded, errors, seen, within or (lambda _: True))
         else:
             if is_excluded(path, False):
                 if notices is not None:
@@ -85,7 +92,7 @@ def discover(arguments: list[str], exclude: list[str], errors: list[FileError],
 
 
 def _walk(root: Path, display_root: str, excluded: pathspec.PathSpec, is_excluded, errors: list[FileError],
-          seen: set[str]) -> Iterator[Candidate]:
+          seen: set[str], within: Callable[[Path], bool]) -> Iterator[Candidate]:
     ignores: list[tuple[Path, pathspec.PathSpec]] = []
     visited_dirs: set[str] = set()
 
@@ -120,7 +127,7 @@ def _walk(root: Path, display_root: str, excluded: pathspec.PathSpec, is_exclude
                 is_dir = entry.is_dir()
             except OSError:
                 is_dir = False
-            if is_ignored(path, is_dir):
+            if is_ignored(path, is_dir) or not within(path):
                 continue
             if is_dir:
                 yield from walk(path)

@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import ast
-import importlib.util
-from pathlib import Path
-
-# Located without importing the package: reference_impls needs torch, the linter never does.
-REFERENCE_ROOT = Path(importlib.util.find_spec("sharpedges.reference_impls").submodule_search_locations[0])
+from sharpedges.links import reference_definition
 
 
 def reference_excerpt(reference: str, max_lines: int = 25) -> tuple[str, str]:
     """(location 'reference_impls/attention.py:12', first lines of the symbol's source) without
     importing torch: the file is read and parsed with `ast`."""
-    module, symbol = reference.split(":")
-    path = REFERENCE_ROOT / f"{module}.py"
-    try:
-        source = path.read_text(encoding="utf-8")
-    except OSError:
-        return f"sharpedges.reference_impls.{module}:{symbol}", ""
-    for node in ast.parse(source).body:
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)) and node.name == symbol:
-            lines = source.splitlines()[node.lineno - 1 - len(node.decorator_list): node.end_lineno]
-            excerpt = "\n".join(lines[:max_lines]) + ("\n    ..." if len(lines) > max_lines else "")
-            return f"reference_impls/{module}.py:{node.lineno}", excerpt
-    return f"sharpedges.reference_impls.{module}:{symbol}", ""
+    found = reference_definition(reference)
+    if found is None:
+        return f"sharpedges.reference_impls.{reference}", ""
+    path, node, source = found
+    lines = source.splitlines()[node.lineno - 1 - len(node.decorator_list): node.end_lineno]
+    excerpt = "\n".join(lines[:max_lines]) + ("\n    ..." if len(lines) > max_lines else "")
+    return f"reference_impls/{path.name}:{node.lineno}", excerpt
 
 
 def rule_markdown(spec) -> str:

@@ -208,10 +208,16 @@ def diff_changes(text: str, paths: list[str], source: str) -> ChangeSet:
     return ChangeSet({path: changed for path, changed in lines.items() if wanted(path)}, f"the diff in {source}")
 
 
-def touches_change(diagnostic: Diagnostic, changed: frozenset[int] | None) -> bool:
-    if changed is None:
-        return True
-    return any(line in changed for line in range(diagnostic.line, diagnostic.end_line + 1))
+def touches_change(diagnostic: Diagnostic, changes: dict[str, frozenset[int] | None]) -> bool:
+    """Whether the change touches the finding's lines or any location its claim rests on: a
+    change that inverts the mask where it is built is what causes the finding where it is used."""
+    for path, first, last in diagnostic.related_spans():
+        if path not in changes:
+            continue
+        changed = changes[path]
+        if changed is None or any(line in changed for line in range(first, last + 1)):
+            return True
+    return False
 
 
 def severity_key(diagnostic: Diagnostic) -> tuple:
@@ -224,7 +230,7 @@ def review_changes(changes: ChangeSet, options: CheckOptions, all_lines: bool = 
 
     files = sorted(path for path in changes.lines if path.endswith(PYTHON_SUFFIXES))
     result = run_check(replace(options, paths=files)) if files else RunResult([], [], 0)
-    kept = [d for d in result.diagnostics if all_lines or touches_change(d, changes.lines.get(d.path))]
+    kept = [d for d in result.diagnostics if all_lines or touches_change(d, changes.lines)]
     explanations = {code: explain_rule(code) for code in sorted({d.rule for d in kept})}
     return Review(RunResult(kept, result.errors, result.files), explanations, changes.base, files, all_lines)
 

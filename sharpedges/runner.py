@@ -5,6 +5,7 @@ Data flows one way: paths -> discovery -> (cache | byte screen -> parse -> detec
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -22,6 +23,8 @@ from sharpedges.config import DEFAULT_CACHE_DIR, Config, ConfigError, find_confi
 from sharpedges.diagnostics import Diagnostic, FileError, FileResult
 from sharpedges.discovery import discover, exclusion_test, gitignore_spec
 from sharpedges.engine import DEFAULT_MAX_BYTES, Engine
+from sharpedges.processes import clean_interrupts, limited_memory, memory_limit, worker_started
+from sharpedges.project import ProjectScopes, SummaryStore
 from sharpedges.registry import select_rules
 from sharpedges.specs import validate_options
 
@@ -49,6 +52,7 @@ class RunResult:
     diagnostics: list[Diagnostic]
     errors: list[FileError]
     files: int
+    checked: dict[str, str] = field(default_factory=dict)  # path -> sha256 of the bytes checked
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,9 @@ def build_engine(config: Config, options: CheckOptions) -> Engine:
             raise ValueError(f"{where}: [tool.sharpedges.rules.{code}]: unknown rule code {code}")
         rule_options[code] = validate_options(all_rules()[code].spec, given, where)
     options_for = {code: rule_options.get(code, rule.spec.option_defaults()) for code, rule in by_code.items()}
-    return Engine(rules, options_for, screen=options.screen, max_bytes=config.max_file_size or DEFAULT_MAX_BYTES)
+    engine = Engine(rules, options_for, screen=options.screen, max_bytes=config.max_file_size or DEFAULT_MAX_BYTES)
+    engine.project = ProjectScopes((config.root,), SummaryStore(code_fingerprint(), engine.max_bytes))
+    return engine
 
 
 def engine_key(engine: Engine) -> str:
@@ -93,7 +99,7 @@ def read_source(path: str, max_bytes: int) -> bytes | str:
     try:
         info = os.stat(path)
     except OSError as exc:
-        return "cannot read: symlink loop" if exc.errno == 40 else f"cannot read: {(exc.strerror or str(exc)).lower()}"
+        return "cannot read: symlink loop" if exc.errno == errno.ELOOP else f"cannot read: {(exc.strerror or str(exc)).lower()}"
     if not stat.S_ISREG(info.st_mode):
         return "not a regular file (FIFO, device or socket), not checked"
     if info.st_size > max_bytes:
@@ -126,7 +132,7 @@ def check_source(engine: Engine, display: str, data: bytes, time_limit: float) -
     except FileTimeout:
         where = f" in {engine.current_rule}" if engine.current_rule else ""
         return FileResult(errors=[FileError(display, f"timed out after {time_limit:g} s{where}, not checked",
-                                            engine.current_rule)])
+                                            engine.current_rule)], timed_out=True)
     finally:
         if use_alarm:
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -139,24 +145,65 @@ def _is_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _check_task(task: _Task) -> tuple[int, list[dict], list[dict]]:
+def _check_task(task: _Task) -> tuple[int, list[dict], list[dict], str]:
     engine = _ENGINES[task.engine]
     data = read_source(task.path, engine.max_bytes)
     if isinstance(data, str):
-        return task.index, [], [FileError(task.display, data).to_json()]
+        return task.index, [], [FileError(task.display, data).to_json()], ""
+    digest = hashlib.sha256(data).hexdigest()
     cache = _CACHES[task.engine]
     key = cache.key(data) if cache is not None else ""
-    if cache is not None and (entry := cache.get(key)) is not None:
+    if cache is not None and (entry := cache.get(key)) is not None and _deps_hold(engine, entry["deps"]):
         diagnostics = [{**d, "path": task.display} for d in entry["diagnostics"]]
         errors = [{**e, "path": task.display} for e in entry["errors"]]
-        return task.index, diagnostics, errors
-    result = check_source(engine, task.display, data, _TIME_LIMIT)
+        return task.index, diagnostics, errors, digest
+    try:
+        result = check_source(engine, task.display, data, _TIME_LIMIT)
+    except MemoryError:
+        limit = memory_limit() // 2**20
+        return task.index, [], [FileError(task.display, f"ran out of memory (limit {limit} MiB), not checked").to_json()], \
+            digest
     diagnostics = [d.to_json() for d in result.diagnostics]
     errors = [e.to_json() for e in result.errors]
-    timed_out = any("timed out" in e["message"] for e in errors)
-    if cache is not None and not timed_out:
-        cache.put(key, [{**d, "path": ""} for d in diagnostics], [{**e, "path": ""} for e in errors])
-    return task.index, diagnostics, errors
+    if cache is not None and not result.timed_out:
+        cache.put(key, [{**d, "path": ""} for d in diagnostics], [{**e, "path": ""} for e in errors], result.deps)
+    return task.index, diagnostics, errors, digest
+
+
+def _jobs(requested: int | None, tasks: int) -> int:
+    """Processes for the run: as asked, but never more than the cores or the files."""
+    if requested is not None and requested < 1:
+        raise ValueError(f"--jobs must be at least 1, not {requested}")
+    cores = os.cpu_count() or 1
+    return max(1, min(requested or cores, cores, tasks))
+
+
+def _run_tasks(tasks: list[_Task], jobs: int, progress) -> list[tuple[int, list[dict], list[dict], str]]:
+    results = []
+    use_pool = jobs > 1 and len(tasks) > 8
+    if use_pool:
+        import multiprocessing  # only a run over many files pays for it
+
+        use_pool = "fork" in multiprocessing.get_all_start_methods()
+    if use_pool:
+        context = multiprocessing.get_context("fork")
+        chunksize = max(1, min(16, len(tasks) // (jobs * 8)))
+        with context.Pool(jobs, initializer=worker_started, initargs=(os.getpid(),)) as pool:
+            for done, item in enumerate(pool.imap_unordered(_check_task, tasks, chunksize=chunksize), 1):
+                results.append(item)
+                if progress:
+                    progress(done, len(tasks))
+    else:
+        for done, task in enumerate(tasks, 1):
+            results.append(_check_task(task))
+            if progress:
+                progress(done, len(tasks))
+    return results
+
+
+def _deps_hold(engine: Engine, deps: dict[str, str]) -> bool:
+    """Whether every project summary a cached result read is still the same."""
+    return all(engine.project.store.digest(path) == digest for path, digest in deps.items())
 
 
 def in_shard(display: str, shard: tuple[int, int] | None) -> bool:
@@ -196,7 +243,7 @@ def _configured_cache_dir(config: Config) -> Path | None:
     return directory
 
 
-def _per_file_ignored(config: Config, diagnostic: Diagnostic) -> bool:
+def per_file_ignored(config: Config, diagnostic: Diagnostic) -> bool:
     if not config.per_file_ignores:
         return False
     path = Path(diagnostic.path)
@@ -250,7 +297,7 @@ def run_check(options: CheckOptions) -> RunResult:
         argument_config = find_config(Path(os.path.abspath(argument)))
         engine_slot(argument_config, Path(os.path.abspath(argument)))  # config errors before any file is read
         exclude = [*argument_config.exclude, *argument_config.extend_exclude]
-        for candidate in discover([argument], exclude, errors, argument_config.root, notices):
+        for candidate in discover([argument], exclude, errors, argument_config.root, notices=notices):
             absolute = Path(os.path.abspath(candidate.path))
             config = find_config(absolute.parent)  # the nearest config of each file, not of the argument
             if config is not argument_config and excluded_by_own_config(config, absolute):
@@ -260,39 +307,26 @@ def run_check(options: CheckOptions) -> RunResult:
     for notice in notices:
         print(f"sharpedges: warning: {notice}", file=sys.stderr)
 
+    for engine, cache in zip(engines, caches):  # summaries are shared by the run's files, and cached
+        if cache is not None:
+            engine.project.store.directory = cache.summaries_directory()
     _ENGINES[:] = engines
     _CACHES[:] = caches
     _TIME_LIMIT = options.time_limit
-    results: list[tuple[int, list[dict], list[dict]]] = []
-    jobs = min(options.jobs or os.cpu_count() or 1, len(tasks))
-    progress = options.progress
-    use_pool = jobs > 1 and len(tasks) > 8
-    if use_pool:
-        import multiprocessing  # only a run over many files pays for it
-
-        use_pool = "fork" in multiprocessing.get_all_start_methods()
-    if use_pool:
-        context = multiprocessing.get_context("fork")
-        chunksize = max(1, min(16, len(tasks) // (jobs * 8)))
-        with context.Pool(jobs) as pool:
-            for done, item in enumerate(pool.imap_unordered(_check_task, tasks, chunksize=chunksize), 1):
-                results.append(item)
-                if progress:
-                    progress(done, len(tasks))
-    else:
-        for done, task in enumerate(tasks, 1):
-            results.append(_check_task(task))
-            if progress:
-                progress(done, len(tasks))
+    with clean_interrupts(), limited_memory(memory_limit()):
+        results = _run_tasks(tasks, _jobs(options.jobs, len(tasks)), options.progress)
 
     diagnostics: list[Diagnostic] = []
-    for index, found, problems in results:
+    checked: dict[str, str] = {}
+    for index, found, problems, digest in results:
         config = configs[tasks[index].engine]
-        diagnostics.extend(d for d in map(Diagnostic.from_json, found) if not _per_file_ignored(config, d))
+        diagnostics.extend(d for d in map(Diagnostic.from_json, found) if not per_file_ignored(config, d))
         errors.extend(FileError(**e) for e in problems)
+        if digest:
+            checked[tasks[index].display] = digest
     diagnostics.sort(key=Diagnostic.sort_key)
     errors.sort(key=lambda e: (e.path, e.message))
-    return RunResult(diagnostics, errors, len(tasks))
+    return RunResult(diagnostics, errors, len(tasks), checked)
 
 
 def stderr_progress() -> Callable[[int, int], None] | None:

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import hashlib
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from sharpedges.diagnostics import FileError
-from sharpedges.fixes import apply_edits, still_parses, write_atomically
+from sharpedges.diagnostics import Diagnostic, FileError
+from sharpedges.engine import Engine
+from sharpedges.fixes import FixRefused, apply_edits, decode_source, encode_source, still_parses, write_fixed, \
+    writable_target
 from sharpedges.outputs import render
-from sharpedges.runner import CheckOptions, RunResult, build_engine, check_source, run_check, stderr_progress
+from sharpedges.outputs.concise import error_line
+from sharpedges.runner import CheckOptions, RunResult, build_engine, check_source, per_file_ignored, run_check, \
+    stderr_progress
 
 MACHINE_FORMATS = ("json", "sarif", "github")
 
@@ -23,23 +29,40 @@ def check_options(args: argparse.Namespace) -> CheckOptions:
         progress=None if args.format in MACHINE_FORMATS else stderr_progress())
 
 
-def check_stdin(options: CheckOptions, filename: str) -> RunResult:
+def check_stdin(options: CheckOptions, filename: str, data: bytes) -> RunResult:
+    """Standard input checked as the file `filename` would be: its config, rules and per-file-ignores."""
     from sharpedges.config import find_config
 
-    engine = build_engine(find_config(Path(filename).resolve()), options)
-    data = sys.stdin.buffer.read()
-    result = check_source(engine, filename, data, options.time_limit)
-    return RunResult(result.diagnostics, result.errors, 1)
+    config = find_config(Path(filename).resolve())
+    result = check_source(build_engine(config, options), filename, data, options.time_limit)
+    kept = [d for d in result.diagnostics if not per_file_ignored(config, d)]
+    return RunResult(kept, result.errors, 1, {filename: hashlib.sha256(data).hexdigest()})
+
+
+def _fix_key(d: Diagnostic) -> tuple:
+    return d.rule, d.line, d.column, d.end_line, d.end_column
+
+
+@dataclass
+class FixOutcome:
+    diffs: list[str] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
+    fixed: int = 0
+    errors: list[FileError] = field(default_factory=list)
 
 
 class CheckSession:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.options = check_options(args)
+        if args.paths == ["-"] and not args.stdin_filename:
+            args.stdin_filename = "-"  # `check -` reads standard input, as ruff and black do
+        self.stdin = sys.stdin.buffer.read() if args.stdin_filename else b""
+        self._engines: dict[int, Engine] = {}
 
     def _check(self) -> RunResult:
         if self.args.stdin_filename:
-            return check_stdin(self.options, self.args.stdin_filename)
+            return check_stdin(self.options, self.args.stdin_filename, self.stdin)
         return run_check(self.options)
 
     def run(self) -> int:
@@ -47,55 +70,99 @@ class CheckSession:
 
         result = self._check()
         wants_fix = self.args.fix or self.args.diff
-        if wants_fix and not self.args.stdin_filename:
-            changed, fix_errors = self._fix(result)
+        fixes = FixOutcome()
+        if wants_fix:
+            fixes = self._fix(result)
             if self.args.diff:
-                sys.stdout.write("".join(changed))
-                return 1 if changed else 0
-            if changed:
+                sys.stdout.write("".join(fixes.diffs))
+                self._report_errors(fixes.errors)
+                return 2 if fixes.errors else 1 if fixes.diffs else 0
+            if self.args.stdin_filename:
+                fixed_source = fixes.written[0] if fixes.written else self.stdin.decode("utf-8", "replace")
+                sys.stdout.write(fixed_source)
+                self._report_errors(fixes.errors)
+                return 2 if fixes.errors or result.errors else 1 if len(result.diagnostics) > fixes.fixed else 0
+            if fixes.written:
                 result = self._check()  # report what is left after fixing
-            result.errors.extend(fix_errors)
+            result.errors.extend(fixes.errors)
             result.errors.sort(key=lambda e: (e.path, e.message))
+        human = self.args.format not in MACHINE_FORMATS
         if self.args.statistics:  # only the table; what could not be checked goes to stderr
             from sharpedges.outputs import statistics
-            from sharpedges.outputs.concise import error_line
 
             sys.stdout.write(statistics.render(result, self.args.format))
             sys.stderr.write("".join(f"{error_line(e)}\n" for e in result.errors))
         else:
             sys.stdout.write(render(self.args.format, result, load_specs()))
+            if self.args.fix and human:
+                print(f"({fixes.fixed} fixed, {len(result.diagnostics)} remaining)")
         if result.errors:
             return 2
         if result.diagnostics and not self.args.exit_zero:
             return 1
         return 0
 
-    def _fix(self, result: RunResult) -> tuple[list[str], list[FileError]]:
-        """Apply (or diff) the allowed fixes per file. Returns diff chunks or written paths, and errors."""
+    @staticmethod
+    def _report_errors(errors: list[FileError]) -> None:
+        for error in errors:
+            print(error_line(error), file=sys.stderr)
+
+    def _fix(self, result: RunResult) -> FixOutcome:
+        """Fix (or diff) the files whose reported findings have an allowed fix. Fixes are computed
+        afresh from the bytes on disk (never taken from the cache) and only if those bytes are the
+        ones that were checked; each edit must find the code it replaces."""
         allowed = {"safe", "unsafe"} if self.args.unsafe_fixes else {"safe"}
-        by_path: dict[str, list[dict]] = {}
+        wanted: dict[str, set[tuple]] = {}
         for d in result.diagnostics:
             if d.fix and d.fix["applicability"] in allowed:
-                by_path.setdefault(d.path, []).append(d.fix)
-        changed: list[str] = []
-        errors: list[FileError] = []
-        for path, fixes in sorted(by_path.items()):
-            file = Path(path)
+                wanted.setdefault(d.path, set()).add(_fix_key(d))
+        outcome = FixOutcome()
+        for path, keys in sorted(wanted.items()):
             try:
-                original = file.read_bytes().decode("utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                errors.append(FileError(path, f"fix not applied: cannot read: {exc}"))
-                continue
-            fixed, _ = apply_edits(original, fixes)
-            if fixed == original:
-                continue
-            if not still_parses(fixed):
-                errors.append(FileError(path, "fix not applied: the fixed file would not parse (please report this)"))
-                continue
-            if self.args.diff:
-                changed.append("".join(difflib.unified_diff(original.splitlines(True), fixed.splitlines(True),
-                                                            f"a/{path}", f"b/{path}")))
-            else:
-                write_atomically(file, fixed)
-                changed.append(path)
-        return changed, errors
+                self._fix_file(path, keys, allowed, result.checked.get(path), outcome)
+            except FixRefused as exc:
+                outcome.errors.append(FileError(path, f"fix not applied: {exc}"))
+        return outcome
+
+    def _fix_file(self, path: str, keys: set[tuple], allowed: set[str], checked: str | None, outcome: FixOutcome) -> None:
+        stdin = bool(self.args.stdin_filename)
+        if stdin:
+            data = self.stdin
+        else:
+            if not self.args.diff:
+                writable_target(Path(path))
+            try:
+                data = Path(path).read_bytes()
+            except OSError as exc:
+                raise FixRefused(f"cannot read: {(exc.strerror or str(exc)).lower()}") from None
+        if checked is None or hashlib.sha256(data).hexdigest() != checked:
+            raise FixRefused("the file changed since it was checked; run again")
+        text, encoding = decode_source(data)
+        fresh = check_source(self._engine_for(path), path, data, self.options.time_limit)
+        fixes = [d.fix for d in fresh.diagnostics if d.fix and d.fix["applicability"] in allowed and _fix_key(d) in keys]
+        applied = apply_edits(text, fixes)
+        if applied.refused:
+            outcome.errors.append(FileError(path, f"{applied.refused} fix(es) not applied: the code at the fix is not "
+                                                  "the code it was computed for (please report this)"))
+        if applied.text == text:
+            return
+        if not still_parses(applied.text):
+            raise FixRefused("the fixed file would not parse (please report this)")
+        fixed = encode_source(applied.text, encoding)
+        if self.args.diff:
+            outcome.diffs.append("".join(difflib.unified_diff(
+                text.splitlines(True), applied.text.splitlines(True), f"a/{path}", f"b/{path}")))
+        elif stdin:
+            outcome.written.append(applied.text)
+        else:
+            write_fixed(Path(path), data, fixed)
+            outcome.written.append(path)
+        outcome.fixed += applied.applied
+
+    def _engine_for(self, path: str) -> Engine:
+        from sharpedges.config import find_config
+
+        config = find_config(Path(path).resolve())
+        if id(config) not in self._engines:
+            self._engines[id(config)] = build_engine(config, self.options)
+        return self._engines[id(config)]

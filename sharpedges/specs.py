@@ -99,43 +99,58 @@ def validate_spec_file(path: Path) -> dict[str, Any]:
 
 
 def _fingerprint(paths: list[Path]) -> str:
+    from sharpedges.links import linked_files
+
     digest = hashlib.sha256(__version__.encode())
     schema = Path(__file__).with_name("spec_schema.py")
-    for path in [schema, *paths]:
+    for path in [schema, *paths, *linked_files()]:
         info = path.stat()
         digest.update(f"{path}:{info.st_size}:{info.st_mtime_ns}".encode())
     return digest.hexdigest()[:32]
 
 
-def _read_cache(key: str) -> list[dict] | None:
+def _read_cache(key: str, paths: list[Path]) -> list[RuleSpec] | None:
+    """The specs validated earlier, when the cached copy is intact: its digest matches its body
+    and it holds exactly one well-formed spec per YAML file. Anything else: validate the YAML."""
     try:
-        data = json.loads((SPEC_CACHE / f"{key}.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        digest, _, body = (SPEC_CACHE / f"{key}.json").read_bytes().partition(b"\n")
+        if hashlib.sha256(body).hexdigest().encode() != digest:
+            return None
+        specs = [RuleSpec.from_data(item) for item in json.loads(body)]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
-    return data if isinstance(data, list) else None
+    return specs if [spec.code for spec in specs] == [path.stem for path in paths] else None
 
 
 def _write_cache(key: str, data: list[dict]) -> None:
     try:
         SPEC_CACHE.mkdir(parents=True, exist_ok=True)
+        body = json.dumps(data).encode()
         descriptor, temporary = tempfile.mkstemp(dir=SPEC_CACHE, prefix=".tmp-")
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(data, handle)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
         os.replace(temporary, SPEC_CACHE / f"{key}.json")
     except OSError:
         pass  # no cache only costs start-up time
 
 
 @lru_cache(maxsize=4)
-def load_specs(directory: Path = RULES_DIR) -> dict[str, RuleSpec]:
-    """Every spec in `directory`, keyed by code, sorted; validated once per change of the files."""
+def load_specs(directory: Path | None = None) -> dict[str, RuleSpec]:
+    """Every spec in `directory` (the installed rules/ by default), keyed by code, sorted; validated,
+    links included, once per change of the files."""
+    directory = directory or RULES_DIR
     paths = sorted(directory.glob("SHP*.yaml"))
     key = _fingerprint(paths)
-    data = _read_cache(key)
-    if data is None:
+    specs = _read_cache(key, paths)
+    if specs is None:
+        from sharpedges.links import link_problems
+
         data = [validate_spec_file(path) for path in paths]
+        problems = [problem for path, item in zip(paths, data) for problem in link_problems(item, path)]
+        if problems:
+            raise DataFileError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
         _write_cache(key, data)
-    specs = [RuleSpec.from_data(item) for item in data]
+        specs = [RuleSpec.from_data(item) for item in data]
     names: dict[str, str] = {}
     for spec in specs:
         if spec.name in names:

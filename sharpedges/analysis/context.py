@@ -24,6 +24,7 @@ class FileContext:
         self._functions: dict[cst.FunctionDef, FunctionFacts] = {}
         self._classes: dict[cst.ClassDef, ClassFacts] = {}
         self.shared: dict[str, Any] = {}  # per-file memo for analyses several detectors share
+        self.project = None  # a ProjectScope when the file is checked with its project (set by the engine)
 
     # -- names ----------------------------------------------------------------------------
     def qualify(self, expr: cst.BaseExpression) -> str | None:

@@ -27,7 +27,8 @@ from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.dataflow import Definition, FunctionFacts
 from sharpedges.analysis.names import dotted
-from sharpedges.analysis.walk import is_a
+from sharpedges.analysis.tensors import returns_nothing
+from sharpedges.analysis.walk import children, is_a
 
 MAX_DEPTH = 16
 SELECTION_FUNCTIONS = {"torch.topk": 1, "torch.argmax": 1, "torch.max": 1}  # -> position of `dim`
@@ -51,6 +52,7 @@ TASK_LOSSES = re.compile(r"cross_entropy|nll|mse|l1_loss|bce|kl_div|ctc|margin|h
 WHOLE_VALUE_METHODS = {"view", "reshape", "float", "to", "type", "detach", "clone", "contiguous", "flatten",
                        "unsqueeze", "squeeze", "view_as", "reshape_as", "cpu"}
 COLLECT_METHODS = {"append", "extend", "insert", "add", "put", "update"}
+QUANTILE_METHODS = {"quantile", "nanquantile", "kthvalue"}
 ROUTER_RECORD_KEY = re.compile(r"router", re.IGNORECASE)
 
 
@@ -62,6 +64,7 @@ class ScoreTrace:
     parameters: set[str] = field(default_factory=set)  # scores handed in by the caller
     projections: list[cst.CSTNode] = field(default_factory=list)  # gate calls / products the scores start at
     biased: bool = False  # a stored per-expert bias added before the selection (aux-loss-free balancing)
+    thresholded: bool = False  # a per-expert quantile subtracted before the selection (it balances the load)
     transposed: bool = False  # experts choose tokens
     # Precision at the selection, from the cast nearest to it: "full" (fp32), "low" (a half type or the
     # activations' dtype), "configured" (a dtype left to a setting); None when no cast says, and the
@@ -332,9 +335,23 @@ class ScoreTracer:
             out.precision = value
 
     def _note_addition(self, term, operator, out: ScoreTrace) -> None:
-        """`scores + self.expert_bias`: a stored per-expert bias shifts which experts are chosen."""
-        if is_a(operator, (cst.Add, cst.AddAssign)) and _stored_attribute(term):
-            out.biased = True
+        """`scores + self.expert_bias`, `scores - bias` for a local bound to a stored bias: a per-expert bias
+        shifts which experts are chosen; `scores - torch.quantile(scores, q, dim=0)`: a quantile threshold
+        per expert does the same from the batch itself."""
+        if not is_a(operator, (cst.Add, cst.AddAssign, cst.Subtract, cst.SubtractAssign)):
+            return
+        values = [term]
+        if is_a(term, cst.Name):
+            values += [d.value for d in self.facts.reaching(term.value, self.ctx.order(term))
+                       if d.kind == "assign" and d.value is not None]
+        for value in values:
+            if _stored_attribute(value):
+                out.biased = True
+            if value is not None and any(method_name(call) in QUANTILE_METHODS
+                                         or (self.ctx.callee(call) or "").rsplit(".", 1)[-1] in QUANTILE_METHODS
+                                         for call in (value, *self.ctx.index.descendants(value, cst.Call))
+                                         if is_a(call, cst.Call)):
+                out.thresholded = True
 
 
 def _stored_attribute(expr: cst.BaseExpression | None) -> bool:
@@ -414,16 +431,32 @@ def _cast_precision(ctx: FileContext, target: cst.BaseExpression | None, value: 
 
 
 # -- where values go -----------------------------------------------------------------------
-def escapes(ctx: FileContext, facts: FunctionFacts, definitions: set[Definition]) -> bool:
+def escapes(ctx: FileContext, facts: FunctionFacts, definitions: set[Definition], depth: int = 0) -> bool:
     """Whether a value defined by one of `definitions` leaves the function: returned, yielded, stored
-    on an object or collected into a container."""
+    on an object or collected into a container, directly or inside a tuple, list or dict of aux
+    information that leaves (`aux = (router_logits, load); return out, aux`)."""
     for definition in definitions:
         for use in facts.later_uses(definition.name, definition.order - 1):
             if definition not in facts.reaching(definition.name, ctx.order(use)):
                 continue
             if _leaves_function(ctx, use):
                 return True
+            holder = _container_assignment(ctx, use)
+            if holder is not None and depth < 3 and escapes(ctx, facts, set(_definitions_by(facts, holder)), depth + 1):
+                return True
     return False
+
+
+def _container_assignment(ctx: FileContext, use: cst.CSTNode) -> cst.CSTNode | None:
+    """The `name = (..., use, ...)` / `[...]` / `{...: use}` statement that packs the whole value into a local."""
+    child = use
+    for ancestor in ctx.index.ancestors(use):
+        if is_a(ancestor, cst.Assign):
+            return ancestor if child is not use else None
+        if not is_a(ancestor, (cst.Tuple, cst.List, cst.Dict, cst.DictElement, cst.Element)):
+            return None
+        child = ancestor
+    return None
 
 
 def _leaves_function(ctx: FileContext, node: cst.CSTNode) -> bool:
@@ -494,18 +527,328 @@ def is_balancing_apply(ctx: FileContext, call: cst.Call) -> bool:
 
 
 def balancing_definitions(ctx: FileContext, function: cst.FunctionDef) -> list[Definition]:
-    """Local definitions in `function` that compute a balancing loss: a balancing-named name given a
-    computed value, or any name given the result of a balancing-loss call."""
+    """Local definitions in `function` that hold a balancing loss, by what computes it (never by its name
+    alone): balancing arithmetic, a call whose callee returns a balancing loss (a function of this file
+    whose body computes one, or an unknown loss function named as one), an item unpacked from a tuple whose
+    element at that place is one (`idx, w, aux_loss = self.gate(x)`), or a sum of losses kept elsewhere
+    (`balance_loss + layer_loss`, `sum(b.aux_loss for b in blocks)`)."""
     facts = ctx.function_facts(function)
     found = []
-    for name, definitions in facts.definitions.items():
+    for definitions in facts.definitions.values():
         for definition in definitions:
-            if definition.kind not in ("assign", "augassign") or not _computed(definition.value):
-                continue
-            if _calls_balancing_loss(ctx, definition.value) or \
-                    (BALANCING_LOCAL.search(name) and not _calls_task_loss(ctx, definition.value)):
+            if definition.kind in ("assign", "augassign") and _computed(definition.value):
+                if is_balancing_value(ctx, definition.value) \
+                        or _accumulates_losses(ctx, definition):
+                    found.append(definition)
+            elif definition.kind == "unpack" and _unpacks_balancing_loss(ctx, definition):
                 found.append(definition)
     return found
+
+
+# What balancing arithmetic is made of.
+PROBABILITY_FUNCTIONS = {"torch.softmax", "torch.sigmoid", "torch.log_softmax", "torch.nn.functional.softmax",
+                         "torch.nn.functional.sigmoid", "torch.nn.functional.log_softmax"}
+LOAD_FUNCTIONS = {"torch.nn.functional.one_hot", "torch.bincount", "torch.histc", "torch.scatter_add"}
+LOAD_METHODS = {"bincount", "histc", "scatter_add", "scatter_add_", "index_add", "index_add_"}
+DISPERSION_FUNCTIONS = {"torch.var", "torch.std", "torch.var_mean", "torch.std_mean"}
+DISPERSION_METHODS = {"var", "std"}
+REDUCTIONS = {"sum", "mean"}
+MAX_INGREDIENT_DEPTH = 24
+VALUE_PARTS = (cst.BaseExpression, cst.Arg, cst.BaseElement, cst.BaseDictElement, cst.CompFor, cst.CompIf, cst.BaseSlice,
+               cst.SubscriptElement)
+
+
+def is_balancing_value(ctx: FileContext, value: cst.BaseExpression) -> bool:
+    """Whether `value` is computed by balancing arithmetic, following local definitions and the bodies of this
+    file's functions it calls: a reduction over expert fractions times router probabilities (Switch/GShard),
+    a mean times a mean per expert, a squared logsumexp (z-loss), the variance of expert load or router
+    probabilities (CV), or the entropy of router probabilities; or a call that returns a balancing loss."""
+    found = _made_of(ctx, value, 0)
+    return bool(found & BALANCING_SHAPES) or "dispersion" in found and bool(found & {"probability", "load"}) \
+        or _calls_balancing_loss(ctx, value)
+
+
+BALANCING_SHAPES = frozenset({"z_loss", "fraction_times_probability", "entropy", "product_of_means"})
+
+
+def _made_of(ctx: FileContext, expr: cst.CSTNode, depth: int, env: dict | None = None) -> frozenset[str]:
+    """What an expression is computed from, through local definitions and the bodies of this file's functions:
+    tags for router probabilities, expert load, products, reductions, logsumexp, logs and dispersion, and the
+    balancing shapes they form (a shape ending in `?` is a product still waiting for its reduction). `env`
+    binds the parameters of a called function of this file to the caller's arguments."""
+    key = ("moe.made_of", id(expr))
+    if not env and key in ctx.shared:
+        return ctx.shared[key]
+    if depth > MAX_INGREDIENT_DEPTH or is_a(expr, (cst.Lambda, cst.FunctionDef, cst.ClassDef)):
+        return frozenset()
+    if not env:
+        ctx.shared[key] = frozenset()  # while it is computed, a cycle through a loop sees nothing
+    found: set[str] = set()
+    for child in children(expr):
+        if isinstance(child, VALUE_PARTS):  # not whitespace, brackets or operators
+            found |= _made_of(ctx, child, depth + 1, env)
+    if is_a(expr, cst.BinaryOperation):
+        if is_a(expr.operator, cst.Multiply):
+            found.add("product")
+            found |= _product_shapes(ctx, expr.left, expr.right, depth, env)
+        elif is_a(expr.operator, cst.Power) and literal_int(expr.right) == 2:
+            found.add("square")
+    elif is_a(expr, cst.Call):
+        found |= _call_tags(ctx, expr, found, depth, env)
+    elif is_a(expr, cst.Name) and _is_read(expr, ctx.index.parents.get(expr)):
+        for source, source_env in _sources(ctx, expr, env):
+            found |= _made_of(ctx, source, depth + 1, source_env)
+    if "z" in found and "square" in found and "reduction" in found:
+        found.add("z_loss")
+    result = frozenset(found)
+    if not env:
+        ctx.shared[key] = result
+    return result
+
+
+def _sources(ctx: FileContext, name: cst.Name, env: dict | None):
+    """The values a read name may hold: its reaching local definitions, and for a parameter the argument
+    bound to it in `env` (evaluated in the caller, with no bindings of its own)."""
+    function = ctx.function_of(name)
+    if function is None:
+        return
+    for definition in ctx.function_facts(function).reaching(name.value, ctx.order(name)):
+        if definition.kind == "param":
+            if env and definition.node in env:
+                yield env[definition.node], None
+        elif definition.kind == "unpack":
+            yield getattr(definition.node, "value", None), env
+        elif definition.value is not None:
+            yield definition.value, env
+
+
+def _bind(callee: cst.FunctionDef, call: cst.Call) -> dict:
+    """The callee's parameters mapped to the call's arguments (`self` skipped for a method call)."""
+    params = list(callee.params.params)
+    if params and params[0].name.value in ("self", "cls") and is_a(call.func, cst.Attribute):
+        params = params[1:]
+    env = {}
+    for index, param in enumerate(params):
+        value = argument(call, param.name.value, index)
+        if value is not None:
+            env[param] = value
+    return env
+
+
+def _product_shapes(ctx: FileContext, left: cst.BaseExpression, right: cst.BaseExpression, depth: int,
+                    env: dict | None = None) -> set[str]:
+    """Balancing products, pending a reduction: expert fractions times router probabilities, probabilities
+    times their log (entropy), a mean times a mean per expert."""
+    a, b = _made_of(ctx, left, depth + 1, env), _made_of(ctx, right, depth + 1, env)
+    shapes = set()
+    if "probability" in a and "load" in b or "load" in a and "probability" in b:
+        shapes.add("fraction_times_probability?")
+    if "probability" in a and "log" in b or "log" in a and "probability" in b:
+        shapes.add("entropy?")
+    if _is_reduction(ctx, left, env) and _is_reduction(ctx, right, env):
+        shapes.add("product_of_means?")
+    return shapes
+
+
+def _is_reduction(ctx: FileContext, expr: cst.BaseExpression, env: dict | None, depth: int = 0) -> bool:
+    """`x.mean(0)`, `torch.mean(x, dim=0)`, `ce * num_experts`, or a local (or bound parameter) holding one."""
+    if depth > 4:
+        return False
+    if is_a(expr, cst.Name):
+        sources = list(_sources(ctx, expr, env))
+        return bool(sources) and all(_is_reduction(ctx, source, source_env, depth + 1)
+                                     for source, source_env in sources)
+    while is_a(expr, cst.BinaryOperation) and is_a(expr.operator, (cst.Multiply, cst.Divide)):
+        expr = expr.left if is_a(expr.left, (cst.Call, cst.Name)) else expr.right  # ce * num_experts
+        if is_a(expr, cst.Name):
+            return _is_reduction(ctx, expr, env, depth + 1)
+    return is_a(expr, cst.Call) and (method_name(expr) in REDUCTIONS or ctx.callee(expr) in ("torch.mean", "torch.sum"))
+
+
+def _is_read(name: cst.Name, parent: cst.CSTNode | None) -> bool:
+    """A name read as a value: not an attribute's name (`x.dim`), a keyword (`dim=`) or a parameter."""
+    if is_a(parent, cst.Attribute):
+        return parent.value is name
+    if is_a(parent, cst.Arg):
+        return parent.value is name
+    return not is_a(parent, (cst.Param, cst.AssignTarget, cst.FunctionDef, cst.ClassDef))
+
+
+def _call_tags(ctx: FileContext, call: cst.Call, inside: set[str], depth: int, env: dict | None) -> set[str]:
+    """What a call adds: its own kind of value, a reduction completing a product under it, and what the
+    function of this file it runs returns."""
+    qualified = ctx.callee(call) or ""
+    name = method_name(call) if not _is_namespace(ctx, receiver(call)) else None
+    last = qualified.rsplit(".", 1)[-1]
+    found: set[str] = set()
+    if qualified in PROBABILITY_FUNCTIONS or name in ("softmax", "sigmoid", "log_softmax"):
+        found.add("probability")
+    if qualified in LOAD_FUNCTIONS or name in LOAD_METHODS or last == "one_hot":
+        found.add("load")
+    if qualified in DISPERSION_FUNCTIONS or name in DISPERSION_METHODS:
+        found.add("dispersion")
+    if last == "logsumexp" or name == "logsumexp":
+        found.add("z")
+    if qualified in ("torch.log", "torch.log2") or name in ("log", "log_softmax") or last == "log_softmax":
+        found.add("log")
+    if qualified in ("torch.mul", "torch.dot", "torch.einsum") or name in ("mul", "dot"):
+        found.add("product")
+        operands = [arg.value for arg in call.args if arg.keyword is None][-2:]
+        if name in ("mul", "dot") and receiver(call) is not None and call.args:
+            operands = [receiver(call), call.args[0].value]
+        if len(operands) == 2:
+            found |= _product_shapes(ctx, operands[0], operands[1], depth, env)
+    if qualified in ("torch.sum", "torch.mean", "sum") or name in REDUCTIONS:
+        found.add("reduction")
+        found |= {tag.rstrip("?") for tag in inside | found if tag.endswith("?")}
+    if qualified == "torch.square" or name == "square" or (name == "pow" and literal_int(argument(call, None, 0)) == 2):
+        found.add("square")
+    callee = _local_callee(ctx, call)
+    if callee is not None and depth < MAX_INGREDIENT_DEPTH // 2:
+        bound = _bind(callee, call) if not env else None  # arguments bound one call deep
+        for returned in _returned_values(ctx, callee):
+            found |= _made_of(ctx, returned, depth + 1, bound)
+    return found
+
+
+def _local_callee(ctx: FileContext, call: cst.Call) -> cst.FunctionDef | None:
+    """The function of this file a call runs: `helper(...)`, `self.method(...)`, `self.gate(...)` (the
+    forward of the class `self.gate` is built from), `Cls.method(...)`."""
+    func = call.func
+    functions = _functions_by_name(ctx)
+    if is_a(func, cst.Name):
+        found = functions.get(("", func.value))
+        if found is not None:
+            return found
+        return functions.get((func.value, "forward"))  # a module of this file called directly: its forward
+    attr = self_attribute(func)
+    cls = ctx.class_of(call)
+    if attr is not None and cls is not None:
+        method = ctx.class_facts(cls).methods.get(attr)
+        if method is not None:
+            return method
+        built = ctx.class_facts(cls).constructed_type(attr)
+        return functions.get((built, "forward")) if built else None
+    if is_a(func, cst.Attribute) and is_a(func.value, cst.Name):
+        return functions.get((func.value.value, func.attr.value))
+    return None
+
+
+def _functions_by_name(ctx: FileContext) -> dict[tuple[str, str], cst.FunctionDef]:
+    """("", name) for module-level functions, (class, method) for methods of top-level classes."""
+    def compute():
+        table: dict[tuple[str, str], cst.FunctionDef] = {}
+        for statement in ctx.module.body:
+            if is_a(statement, cst.FunctionDef):
+                table[("", statement.name.value)] = statement
+            elif is_a(statement, cst.ClassDef):
+                for name, method in ctx.class_facts(statement).methods.items():
+                    table[(statement.name.value, name)] = method
+        return table
+    return ctx.memo("moe.functions_by_name", compute)
+
+
+def _returned_values(ctx: FileContext, function: cst.FunctionDef) -> list[cst.BaseExpression]:
+    return [node.value for node in ctx.index.descendants(function, cst.Return, prune=(cst.FunctionDef, cst.ClassDef,
+                                                                                    cst.Lambda))
+            if node.value is not None]
+
+
+def returned_balancing(ctx: FileContext, function: cst.FunctionDef) -> set[int | None]:
+    """Where a function returns a balancing loss: None for the whole value, an index for an item of a
+    returned tuple."""
+    def compute() -> set[int | None]:
+        places: set[int | None] = set()
+        for value in _returned_values(ctx, function):
+            if is_a(value, cst.Tuple):
+                for index, element in enumerate(value.elements):
+                    if not is_a(element, cst.StarredElement) and is_balancing_value(ctx, element.value):
+                        places.add(index)
+            elif is_balancing_value(ctx, value):
+                places.add(None)
+        return places
+    key = ("moe.returned_balancing", id(function))
+    if key not in ctx.shared:
+        ctx.shared[key] = set()  # while it is computed, a recursive call sees no loss
+        ctx.shared[key] = compute()
+    return ctx.shared[key]
+
+
+def returns_balancing_loss(ctx: FileContext, call: cst.Call) -> bool:
+    """A call whose value is (or holds) a balancing loss: a function of this file that returns one, or an
+    unknown function named as a loss function (`load_balancing_loss_func`, `router_z_loss`); a call named
+    for an effect (`reset_aux_loss()`, `set_aux_loss_group(g)`, `register_..._hook`) returns nothing."""
+    callee = _local_callee(ctx, call)
+    if callee is not None:
+        return bool(returned_balancing(ctx, callee))
+    text = dotted(call.func)
+    if text is None:
+        return False
+    last = text.rsplit(".", 1)[-1]
+    if (ctx.callee(call) or "").startswith("torch.") or TASK_LOSSES.search(last) or returns_nothing(last):
+        return False
+    return "loss" in last.lower() and BALANCING_LOCAL.search(last) is not None
+
+
+def _calls_balancing_loss(ctx: FileContext, value: cst.BaseExpression) -> bool:
+    """`load_balancing_loss_func(...)`, `self.aux_loss_fn(x) * coef`: the value is such a call, or scales one."""
+    while is_a(value, cst.BinaryOperation):
+        if is_a(value.left, cst.Call) and returns_balancing_loss(ctx, value.left):
+            return True
+        value = value.right
+    if is_a(value, cst.Call):
+        candidate = value
+        while method_name(candidate) in WHOLE_VALUE_METHODS and is_a(receiver(candidate), cst.Call):
+            candidate = receiver(candidate)  # load_balancing_loss_func(...).to(device)
+        callee = _local_callee(ctx, candidate)
+        if callee is not None:
+            return None in returned_balancing(ctx, callee)
+        return returns_balancing_loss(ctx, candidate)
+    return False
+
+
+def _unpacks_balancing_loss(ctx: FileContext, definition: Definition) -> bool:
+    """`idx, w, aux_loss = self.gate(x)` where the gate's forward returns its loss third."""
+    node = definition.node
+    if not is_a(node, cst.Assign) or not is_a(node.value, cst.Call):
+        return False
+    callee = _local_callee(ctx, node.value)
+    if callee is None:
+        return False
+    places = returned_balancing(ctx, callee)
+    for target in node.targets:
+        if is_a(target.target, (cst.Tuple, cst.List)):
+            for index, element in enumerate(target.target.elements):
+                if is_a(element.value, cst.Name) and element.value.value == definition.name:
+                    return index in places
+    return False
+
+
+def _accumulates_losses(ctx: FileContext, definition: Definition) -> bool:
+    """`balance_loss = balance_loss + layer_loss`, `aux = sum(b.moe.aux_loss for b in blocks)`: a local named
+    as a balancing loss that adds up terms named as losses (computed where this function cannot see);
+    a counter (`+ 1`) or a padding size adds numbers, not losses."""
+    if not BALANCING_LOCAL.search(definition.name) or _calls_task_loss(ctx, definition.value):
+        return False
+    value = definition.value
+    terms: list[cst.BaseExpression] = []
+    if is_a(value, cst.BinaryOperation) and is_a(value.operator, cst.Add):
+        terms = [value.left, value.right]
+    elif definition.kind == "augassign" and is_a(definition.operator, cst.AddAssign):
+        terms = [value]
+    elif is_a(value, cst.Call) and dotted(value.func) == "sum" and value.args:
+        generator = value.args[0].value
+        terms = [generator.elt] if is_a(generator, (cst.GeneratorExp, cst.ListComp)) else [generator]
+    named = [term for term in terms if _names_a_loss(term) and term is not None]
+    return bool(named) and all(_names_a_loss(t) or is_a(t, cst.Name) and t.value == definition.name for t in terms)
+
+
+def _names_a_loss(term: cst.BaseExpression) -> bool:
+    text = dotted(term) if term is not None else None
+    if text is None:
+        return False
+    last = text.rsplit(".", 1)[-1]
+    return "loss" in last.lower() or BALANCING_LOCAL.search(last) is not None
 
 
 def _calls_task_loss(ctx: FileContext, value: cst.BaseExpression) -> bool:
@@ -519,10 +862,6 @@ def _calls_task_loss(ctx: FileContext, value: cst.BaseExpression) -> bool:
 
 def _computed(value: cst.BaseExpression | None) -> bool:
     return is_a(value, (cst.Call, cst.BinaryOperation, cst.UnaryOperation))
-
-
-def _calls_balancing_loss(ctx: FileContext, value: cst.BaseExpression) -> bool:
-    return is_a(value, cst.Call) and is_balancing_loss_call(ctx, value)
 
 
 def computes_balancing_loss(ctx: FileContext, scope: cst.CSTNode) -> bool:
@@ -591,6 +930,8 @@ def balancing(ctx: FileContext, site: RoutingSite) -> str | None:
     trace = site.trace
     if trace.biased:
         return "a stored per-expert bias shifts the selection (aux-loss-free balancing)"
+    if trace.thresholded:
+        return "a per-expert quantile threshold shifts the selection"
     if site.expert_choice:
         return "expert-choice routing"
     if computes_balancing_loss(ctx, layer_of(site)):

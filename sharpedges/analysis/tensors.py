@@ -1,50 +1,165 @@
-"""Which expressions evidently hold a tensor, and which tensor methods return a new tensor instead of
-changing their receiver.
+"""What tensor operations do to what they are called on, and which expressions evidently hold a tensor
+or an `nn.Module`.
 
-"Evidently" is deliberately narrow: a local name whose every reaching definition is a torch function
-(not an `nn` module constructor), a tensor method, a matrix product or an index into such a value, or
-a parameter annotated `Tensor`. A module, a list, a set or anything unknown is not a tensor here, so
-`model.to(device)` (in place for modules) and `seen.add(x)` never look like lost tensor results.
+One table says, for every method and function the rules reason about, whether it returns a new tensor
+(so dropping its result loses it), works in place (a trailing `_`, `out=`, a module's casts) or returns
+nothing worth keeping. "Evidently a tensor" is deliberately narrow: a local whose every reaching
+definition is a tensor-producing torch function (`torch.zeros`, `F.pad`; not `torch.hub.load` or an
+`nn` constructor), a tensor method, a matrix product or an index into such a value, or a parameter
+annotated `Tensor`. A module, a list, a set, a matplotlib axis or anything unknown is not a tensor here.
 """
 
 from __future__ import annotations
 
 import libcst as cst
 
-from sharpedges.analysis.calls import method_name, receiver
+from sharpedges.analysis.calls import argument, method_name, receiver
+from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.dataflow import FunctionFacts
+from sharpedges.analysis.names import dotted
+from sharpedges.analysis.project import imported_module_class
 from sharpedges.analysis.walk import is_a
 
 MAX_DEPTH = 8
-# Methods only tensors have, each returning a new tensor: called on anything, the result is the point.
+
+# -- the table -----------------------------------------------------------------------------
+# Methods only tensors have, each returning a new tensor: the method alone says the receiver is a tensor.
 TENSOR_ONLY_METHODS = frozenset({
     "masked_fill", "masked_scatter", "masked_select", "index_fill", "index_add", "index_copy", "index_put",
-    "scatter", "scatter_add", "scatter_reduce", "clamp", "clamp_min", "clamp_max", "type_as", "softmax",
-    "log_softmax", "repeat_interleave", "unsqueeze", "new_zeros", "new_ones", "new_full", "new_empty",
-    "nan_to_num", "addcmul", "addcdiv", "lerp", "tril", "triu", "bfloat16", "contiguous", "expand_as",
+    "scatter_add", "scatter_reduce", "clamp_min", "clamp_max", "type_as", "repeat_interleave", "unsqueeze",
+    "new_zeros", "new_ones", "new_full", "new_empty", "nan_to_num", "addcmul", "addcdiv", "tril", "triu",
+    "expand_as", "contiguous",
 })
-# Out-of-place methods that other types also have with other meanings (`Module.to` and `Module.float`
-# work in place, `set.add` mutates): flagged only on an evident tensor.
+# Out-of-place tensor methods that other types also have, with other meanings (`Module.to` and
+# `Module.half` work in place, `set.add` mutates, `ax.scatter` draws): flagged only on an evident tensor.
 SHARED_OUT_OF_PLACE_METHODS = frozenset({
-    "to", "float", "half", "double", "int", "long", "bool", "cuda", "cpu", "type", "add", "sub", "mul", "div",
-    "pow", "exp", "log", "sqrt", "rsqrt", "abs", "neg", "sigmoid", "tanh", "relu", "clip", "where", "detach",
-    "clone", "view", "reshape", "transpose", "permute", "squeeze", "flatten", "expand", "repeat", "t",
-    "sum", "mean", "max", "min", "round", "sign", "roll", "flip",
+    "to", "float", "half", "double", "bfloat16", "int", "long", "bool", "cuda", "cpu", "type", "add", "sub",
+    "mul", "div", "pow", "exp", "log", "sqrt", "rsqrt", "abs", "neg", "sigmoid", "tanh", "relu", "clip", "clamp",
+    "where", "detach", "clone", "view", "reshape", "transpose", "permute", "squeeze", "flatten", "expand",
+    "repeat", "t", "sum", "mean", "max", "min", "round", "sign", "roll", "flip", "scatter", "softmax",
+    "log_softmax", "lerp",
 })
-# Pure torch functions whose only effect is the tensor they return.
+# Out-of-place methods whose in-place twin (`name_`) exists on torch.Tensor.
+HAS_INPLACE_VARIANT = frozenset({
+    "masked_fill", "masked_scatter", "index_fill", "index_add", "index_copy", "index_put", "scatter",
+    "scatter_add", "scatter_reduce", "clamp", "clamp_min", "clamp_max", "clip", "unsqueeze", "squeeze",
+    "transpose", "t", "nan_to_num", "addcmul", "addcdiv", "lerp", "tril", "triu", "add", "sub", "mul", "div",
+    "pow", "exp", "log", "sqrt", "rsqrt", "abs", "neg", "sigmoid", "tanh", "relu", "detach", "round", "sign",
+})
+# Pure torch functions whose only effect is the tensor they return (unless given `out=`).
 PURE_FUNCTIONS = frozenset({
     "torch.clamp", "torch.clip", "torch.where", "torch.masked_fill", "torch.softmax", "torch.log_softmax",
     "torch.cat", "torch.stack", "torch.transpose", "torch.reshape", "torch.nan_to_num", "torch.tril",
     "torch.triu", "torch.nn.functional.pad", "torch.nn.functional.normalize", "torch.add", "torch.mul",
     "torch.div", "torch.sub",
 })
+# The keyword through which a torch function writes its result into an existing tensor.
+OUT_KEYWORD = "out"
+# Methods that change an `nn.Module` in place and return it: dropping their result loses nothing.
+MODULE_IN_PLACE_METHODS = frozenset({
+    "to", "float", "half", "double", "bfloat16", "cuda", "cpu", "type", "train", "eval", "requires_grad_",
+    "zero_grad", "apply", "to_empty", "share_memory", "xpu", "ipu", "mtia",
+})
+# Verbs of calls made for their effect, which return nothing (None, or a handle nobody needs):
+# `reset_aux_loss()`, `set_aux_loss_group(g)`, `register_forward_hook(hook)`.
+RETURNS_NOTHING_PREFIXES = ("reset", "set_", "register", "clear", "zero_", "init", "log", "record", "update",
+                            "add_", "enable", "disable", "print", "save", "load_state", "remove", "accumulate",
+                            "_reset", "_set_", "_register", "_clear", "_log", "_record", "_update")
+# Namespaces of torch whose functions return tensors; other `torch.x.*` (hub, jit, cuda, distributed,
+# ao, fx, export ...) return models, handles or nothing.
+TENSOR_NAMESPACES = ("torch.nn.functional.", "torch.linalg.", "torch.fft.", "torch.special.")
+NON_TENSOR_TORCH_FUNCTIONS = frozenset({
+    "manual_seed", "set_default_dtype", "save", "load", "compile", "set_grad_enabled", "no_grad",
+    "enable_grad", "inference_mode", "set_printoptions", "use_deterministic_algorithms", "get_default_dtype",
+    "is_tensor", "is_grad_enabled", "device", "dtype", "Generator", "Size", "finfo", "iinfo",
+    "set_float32_matmul_precision", "autocast",
+})
 TENSOR_ANNOTATIONS = frozenset({"torch.Tensor", "Tensor", "torch.FloatTensor", "torch.LongTensor",
                                 "torch.BoolTensor"})
+# Libraries whose objects are never tensors (plotting, tables, containers, logging).
+NON_TENSOR_LIBRARIES = ("matplotlib.", "pandas.", "collections.", "logging.")
+MODULE_BASES = frozenset({"torch.nn.Module", "torch.nn.modules.module.Module", "nn.Module"})
+
+
+def writes_in_place(name: str | None, call: cst.Call) -> bool:
+    """`x.add_(y)`, `torch.add(a, b, out=c)`: the result is already where it belongs."""
+    if name is not None and name.endswith("_") and not name.startswith("_"):
+        return True
+    return argument(call, OUT_KEYWORD) is not None
+
+
+def returns_nothing(name: str) -> bool:
+    """A call named for an effect (`reset_...`, `set_...`, `register_...`): its result is not a value."""
+    return name.lower().startswith(RETURNS_NOTHING_PREFIXES)
+
+
+def tensor_function(qualified: str) -> bool:
+    """`torch.zeros`, `torch.nn.functional.pad`, `torch.linalg.norm`: a function that returns a tensor."""
+    if qualified.startswith(TENSOR_NAMESPACES):
+        return True
+    parts = qualified.split(".")
+    return len(parts) == 2 and parts[0] == "torch" and parts[1] not in NON_TENSOR_TORCH_FUNCTIONS \
+        and not parts[1][:1].isupper()
+
+
+# -- modules -------------------------------------------------------------------------------
+def class_named(ctx: FileContext, name: str) -> cst.ClassDef | None:
+    for cls in ctx.index.nodes(cst.ClassDef):
+        if cls.name.value == name and ctx.class_of(cls) is None:
+            return cls
+    return None
+
+
+def module_class(ctx: FileContext, cls: cst.ClassDef, depth: int = 0) -> bool | None:
+    """True for a subclass of `nn.Module` (through classes of this file, or an `nn` layer), False for a
+    class whose bases in this file end at `object` or that keeps its own `training` flag, None when a
+    base comes from elsewhere and the file cannot say."""
+    if depth > MAX_DEPTH:
+        return None
+    bases = [ctx.qualify(base.value) or "" for base in cls.bases]
+    if any(module_type(ctx, qualified) for qualified in bases if "." in qualified or qualified in MODULE_BASES):
+        return True
+    if "training" in ctx.class_facts(cls).assignments:
+        return False  # keeps its own `training` flag: not nn.Module's
+    verdict: bool | None = False
+    for base, qualified in zip(cls.bases, bases):
+        local = class_named(ctx, qualified) if "." not in qualified and qualified else None
+        if local is not None and local is not cls:
+            found = module_class(ctx, local, depth + 1)
+        elif qualified in ("object", "ABC", "abc.ABC", "typing.Generic", "Generic", "typing.Protocol"):
+            found = False
+        else:  # Ex) class LayerSkipHook(ModelHook), ModelHook imported from another file of the project
+            found = imported_module_class(ctx, dotted(base.value) or "")
+        if found:
+            return True
+        if found is None:
+            verdict = None
+    return verdict
+
+
+def module_type(ctx: FileContext, qualified: str | None) -> bool:
+    """A qualified callable or annotation that names a module class: `torch.nn.Linear`, or a class of this
+    file that derives from nn.Module."""
+    if not qualified:
+        return False
+    if qualified in MODULE_BASES or qualified.startswith("torch.nn.") and not qualified.startswith(
+            "torch.nn.functional.") and qualified.split(".")[-1][:1].isupper():
+        return True
+    local = class_named(ctx, qualified) if "." not in qualified else None
+    return local is not None and module_class(ctx, local) is True
+
+
+def project_type(ctx: FileContext, qualified: str | None) -> bool:
+    """An annotation or constructor that names a class, not a tensor: `MyModel`, `Observer`, `plt.Axes`."""
+    if not qualified or qualified in TENSOR_ANNOTATIONS:
+        return False
+    return qualified.split(".")[-1][:1].isupper()
 
 
 class TensorFacts:
-    """Answers "is this expression a tensor?" for one function, following local definitions."""
+    """Answers "is this expression a tensor?" and "is it an nn.Module?" for one function, following local
+    definitions."""
 
     def __init__(self, ctx: FileContext, function: cst.FunctionDef | None) -> None:
         self.ctx = ctx
@@ -64,14 +179,61 @@ class TensorFacts:
                 or self.is_tensor(expr.right, at, depth + 1)
         if is_a(expr, cst.Call):
             qualified = self.ctx.callee(expr) or ""
-            if qualified.startswith("torch.") and not qualified.startswith("torch.nn.") \
-                    or qualified.startswith("torch.nn.functional."):
-                return not _is_namespace_method(qualified)
+            if qualified.startswith("torch."):
+                return tensor_function(qualified)
             name = method_name(expr)
             if name in TENSOR_ONLY_METHODS:
                 return True
             if name in SHARED_OUT_OF_PLACE_METHODS:
                 return self.is_tensor(receiver(expr), at, depth + 1)
+        return False
+
+    def is_module(self, expr: cst.BaseExpression | None, at: int, depth: int = 0) -> bool:
+        """`nn.Linear(...)`, `MyBlock(...)` for a module class of this file, `self.lm_head` built from one, a
+        parameter annotated with one, or a local bound to any of these."""
+        if expr is None or depth > MAX_DEPTH:
+            return False
+        ctx = self.ctx
+        if is_a(expr, cst.Call):
+            if method_name(expr) in MODULE_IN_PLACE_METHODS:
+                return self.is_module(receiver(expr), at, depth + 1)  # model.to(device).half()
+            return module_type(ctx, ctx.callee(expr))
+        attr = self_attribute(expr)
+        if attr is not None:
+            cls = ctx.class_of(expr)
+            if cls is None:
+                return False
+            facts = ctx.class_facts(cls)
+            return any(assignment.value is not None and module_type(ctx, ctx.qualify(_constructor(assignment.value)))
+                       for assignment in facts.assignments.get(attr, ()))
+        if is_a(expr, cst.Name) and self.facts is not None:
+            definitions = self.facts.reaching(expr.value, at)
+            for definition in definitions:
+                if definition.kind == "param":
+                    annotation = getattr(definition.node, "annotation", None)
+                    if annotation is not None and module_type(ctx, ctx.qualify(annotation.annotation)):
+                        return True
+                elif definition.kind == "assign" and self.is_module(definition.value, definition.order, depth + 1):
+                    return True
+        return False
+
+    def known_not_tensor(self, expr: cst.BaseExpression | None, at: int) -> bool:
+        """The receiver's type is known and is not a tensor: a module, a parameter annotated with a class,
+        a local built by a class constructor (`obs = MinMaxObserver()`, `fig, ax = plt.subplots()`)."""
+        if expr is None or self.is_module(expr, at):
+            return True
+        if is_a(expr, cst.Name) and self.facts is not None:
+            for definition in self.facts.reaching(expr.value, at):
+                if definition.kind == "param":
+                    annotation = getattr(definition.node, "annotation", None)
+                    if annotation is not None and project_type(self.ctx, self.ctx.qualify(annotation.annotation)):
+                        return True
+                elif definition.kind in ("assign", "unpack"):
+                    value = definition.value if definition.kind == "assign" else getattr(definition.node, "value", None)
+                    callee = self.ctx.callee(value) if is_a(value, cst.Call) else None
+                    if callee and not callee.startswith("torch.") \
+                            and (project_type(self.ctx, callee) or callee.startswith(NON_TENSOR_LIBRARIES)):
+                        return True
         return False
 
     def _name_is_tensor(self, name: str, at: int, depth: int) -> bool:
@@ -94,11 +256,12 @@ class TensorFacts:
         return True
 
 
-def _is_namespace_method(qualified: str) -> bool:
-    """`torch.cuda.synchronize`, `torch.distributed.all_reduce`, `torch.manual_seed`: not tensor values."""
-    return qualified.split(".")[1] in ("cuda", "distributed", "backends", "manual_seed", "set_default_dtype",
-                                       "save", "load", "compile", "jit", "library", "utils", "autograd",
-                                       "testing", "_dynamo", "compiler", "set_grad_enabled", "no_grad")
+
+def _constructor(value: cst.BaseExpression) -> cst.BaseExpression:
+    """`nn.Linear` for `nn.Linear(d, n)`, and for `nn.Linear(d, n).to(dtype)`."""
+    while is_a(value, cst.Call) and method_name(value) in MODULE_IN_PLACE_METHODS and receiver(value) is not None:
+        value = receiver(value)
+    return value.func if is_a(value, cst.Call) else value
 
 
 def _annotated_tensor(ctx: FileContext, param: cst.CSTNode) -> bool:

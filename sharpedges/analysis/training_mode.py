@@ -15,6 +15,8 @@ import libcst as cst
 from sharpedges.analysis.calls import argument, literal_number
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
+from sharpedges.analysis.names import dotted
+from sharpedges.analysis.tensors import module_class
 
 FORWARD_ENTRY_POINTS = ("forward", "__call__")
 MAX_DEPTH = 6
@@ -37,6 +39,7 @@ ATTENTION_DROPOUT_KEYWORDS = {
     "flash_attn.flash_attn_interface.flash_attn_func": "dropout_p",
     "flash_attn.flash_attn_interface.flash_attn_varlen_func": "dropout_p",
 }
+AUTOGRAD_FUNCTIONS = {"torch.autograd.Function", "torch.autograd.function.Function"}
 DROPOUT_MODULES = {"torch.nn.Dropout", "torch.nn.Dropout1d", "torch.nn.Dropout2d", "torch.nn.Dropout3d",
                    "torch.nn.AlphaDropout", "torch.nn.FeatureAlphaDropout"}
 
@@ -62,15 +65,34 @@ def forward_path_methods(ctx: FileContext, cls: cst.ClassDef) -> frozenset[str]:
 
 
 def is_module_method(ctx: FileContext, function: cst.FunctionDef | None) -> bool:
-    """A method (first parameter `self`) of a class that derives from something: an `nn.Module` in
-    practice, since `self.training` is what the rules below need it to have."""
+    """A method (first parameter `self`) of a class that may be an `nn.Module`: one that derives from it, or
+    from a base this file cannot see; not a plain class, through this file's base classes or not, and not
+    one that keeps its own `training` flag."""
     if function is None:
         return False
     cls = ctx.index.parents.get(ctx.index.parents.get(function))
-    if not isinstance(cls, cst.ClassDef) or not cls.bases:
+    if not isinstance(cls, cst.ClassDef) or not cls.bases or module_class(ctx, cls) is False:
         return False
     params = function.params.params
     return bool(params) and params[0].name.value == "self"
+
+
+def saved_by_autograd_forward(ctx: FileContext, probability: cst.BaseExpression) -> bool:
+    """`dropout_p=ctx.dropout_p` in a backward op (diffusers' `_native_attention_backward_op(ctx, ...)`): the
+    probability was saved on the autograd context by the forward, which decided it; the recomputation must
+    repeat it."""
+    if not isinstance(probability, cst.Attribute) or not isinstance(probability.value, cst.Name):
+        return False
+    function = ctx.function_of(probability)
+    params = function.params.params if function is not None else ()
+    return bool(params) and params[0].name.value == probability.value.value == "ctx"
+
+
+def in_autograd_function(ctx: FileContext, node: cst.CSTNode) -> bool:
+    """Inside a `torch.autograd.Function`: it has no mode of its own (its backward recomputes what forward
+    decided), so its caller is the one to gate."""
+    cls = ctx.class_of(node)
+    return cls is not None and any(q in AUTOGRAD_FUNCTIONS for q in ctx.class_facts(cls).base_names())
 
 
 def method_of(ctx: FileContext, node: cst.CSTNode) -> tuple[cst.ClassDef, cst.FunctionDef] | None:
@@ -115,6 +137,77 @@ def _local_mentions_training(ctx: FileContext, name: cst.Name, depth: int) -> bo
                for d in definitions)
 
 
+def gated(ctx: FileContext, expr: cst.BaseExpression | None) -> bool:
+    """Whether a probability follows the mode: it is zero, it mentions a training flag, or a local bound to it
+    is defined under a branch on one (`if not self.training: p = 0.0 else: p = self.p`)."""
+    if expr is None or is_zero(expr) or mentions_training(ctx, expr):
+        return True
+    if not isinstance(expr, cst.Name):
+        return False
+    function = ctx.function_of(expr)
+    if function is None:
+        return False
+    return any(under_training_branch(ctx, d.node) for d in ctx.function_facts(function).reaching(expr.value, ctx.order(expr))
+               if d.kind != "param")
+
+
+def gated_by_every_caller(ctx: FileContext, call: cst.Call, probability: cst.BaseExpression | None) -> bool:
+    """The function holding `call` is only called, in this file, under a training branch or with a gated
+    probability for the parameter the probability comes from."""
+    function = ctx.function_of(call)
+    if function is None:
+        return False
+    parameter = _root_parameter(ctx, probability)
+    params = [p.name.value for p in function.params.params]
+    offset = 1 if params and params[0] in ("self", "cls") else 0
+    callers = _callers(ctx, function)
+    if not callers:
+        return False
+    for caller in callers:
+        if under_training_branch(ctx, caller):
+            continue
+        if parameter is None or parameter not in params or params.index(parameter) < offset:
+            return False
+        value = argument(caller, parameter, params.index(parameter) - offset)
+        if value is None:
+            default = function.params.params[params.index(parameter)].default
+            if not is_zero(default):
+                return False
+        elif not gated(ctx, value):
+            return False
+    return True
+
+
+def _callers(ctx: FileContext, function: cst.FunctionDef) -> list[cst.Call]:
+    """Calls of `function` in this file: `self.name(...)` inside its class for a method, `name(...)` for a
+    module-level function."""
+    name = function.name.value
+    cls = ctx.class_of(function)
+    if cls is not None and ctx.function_of(function) is None:
+        wanted, scope = f"self.{name}", cls
+    elif cls is None and ctx.function_of(function) is None:
+        wanted, scope = name, ctx.module
+    else:
+        return []
+    return [call for call in ctx.index.descendants(scope, cst.Call) if dotted(call.func) == wanted]
+
+
+def _root_parameter(ctx: FileContext, expr: cst.BaseExpression | None, depth: int = 0) -> str | None:
+    """The parameter a probability is (bound from): `dropout_p` for `p = dropout_p` and a parameter `dropout_p`."""
+    if depth > MAX_DEPTH or not isinstance(expr, cst.Name):
+        return None
+    function = ctx.function_of(expr)
+    if function is None:
+        return None
+    definitions = ctx.function_facts(function).reaching(expr.value, ctx.order(expr))
+    if len(definitions) != 1:
+        return None
+    definition = definitions[0]
+    if definition.kind == "param":
+        return definition.name
+    return _root_parameter(ctx, definition.value, depth + 1) if definition.kind == "assign" else None
+
+
 def under_training_branch(ctx: FileContext, node: cst.CSTNode) -> bool:
     """Inside `if self.training:` (or an `if` on any training flag), or a conditional expression on one."""
     child = node
@@ -147,9 +240,20 @@ def functional_dropout_without_mode(ctx: FileContext, call: cst.Call) -> Ungated
     if argument(call, "training", position) is not None:
         return None
     probability = argument(call, "p", 1)
-    if is_zero(probability) or under_training_branch(ctx, call):
+    if probability is not None and gated(ctx, probability) or under_training_branch(ctx, call) \
+            or in_autograd_function(ctx, call) or gated_by_every_caller(ctx, call, probability) \
+            or in_plain_class(ctx, call):
         return None
     return UngatedDropout(call, "functional", probability)
+
+
+def in_plain_class(ctx: FileContext, node: cst.CSTNode) -> bool:
+    """A method of a class known not to be an `nn.Module` (through its bases in this file or in the
+    project's other files): it has no eval mode for a dropout to follow. Ex) diffusers' layer-skip
+    guidance hook, whose `ModelHook` base lives in hooks.py and applies dropout at inference on purpose."""
+    function = ctx.function_of(node)
+    cls = ctx.index.parents.get(ctx.index.parents.get(function)) if function is not None else None
+    return isinstance(cls, cst.ClassDef) and module_class(ctx, cls) is False
 
 
 def attention_dropout_without_mode(ctx: FileContext, call: cst.Call) -> UngatedDropout | None:
@@ -159,9 +263,10 @@ def attention_dropout_without_mode(ctx: FileContext, call: cst.Call) -> UngatedD
     if keyword is None or any(arg.star for arg in call.args):
         return None
     probability = argument(call, keyword)
-    if probability is None or is_zero(probability) or mentions_training(ctx, probability):
+    if probability is None or gated(ctx, probability) or in_autograd_function(ctx, call) \
+            or saved_by_autograd_forward(ctx, probability):
         return None
-    if under_training_branch(ctx, call) or _passed_in(ctx, probability):
+    if under_training_branch(ctx, call) or _passed_in(ctx, probability) or gated_by_every_caller(ctx, call, None):
         return None
     return UngatedDropout(call, "attention", probability)
 
@@ -196,9 +301,7 @@ def training_read_in_init(ctx: FileContext, node: cst.Attribute) -> bool:
         return False
     found = method_of(ctx, node)
     if found is None or found[1].name.value != "__init__" or not is_module_method(ctx, found[1]):
-        return False
-    if "training" in ctx.class_facts(found[0]).assignments:
-        return False  # the class keeps its own `training` flag (not nn.Module's)
+        return False  # not an nn.Module: its `training` is its own
     for ancestor in ctx.index.ancestors(node):
         if isinstance(ancestor, (cst.IfExp, cst.If)):
             return ctx.index.contains(ancestor.test, node)

@@ -6,13 +6,14 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+from sharpedges.lines import source_lines
 from sharpedges.outputs.concise import LINE_WIDTH, diagnostic_line, error_line, summary
 from sharpedges.outputs.style import Painter, colour_enabled
 
 
 def _source_lines(path: str) -> list[str]:
     try:
-        return Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+        return source_lines(Path(path).read_text(encoding="utf-8", errors="replace"))
     except OSError:
         return []
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 LEVELS = {"error": "error", "warning": "warning", "info": "notice"}
+POSITION = re.compile(r"\bat (\d+):(\d+):")  # "syntax error at 3:7: ..." as the engine words it
 
 
 def _escape_data(text: str) -> str:
@@ -20,5 +23,10 @@ def render(result, specs) -> str:
                      f"endLine={d.end_line},endColumn={d.end_column},title={d.rule}::"
                      f"{_escape_data(f'{d.rule} {d.message}')}")
     for e in result.errors:
-        lines.append(f"::error file={_escape_property(e.path)},title=SHP000::{_escape_data(e.message)}")
+        # A file that could not be checked has no rule to explain it: no code in the title, and the
+        # line where Python stopped reading it, so the annotation lands on the code.
+        where = POSITION.search(e.message)
+        position = f",line={where.group(1)},col={where.group(2)}" if where else ""
+        lines.append(f"::error file={_escape_property(e.path)}{position},title=sharpedges%3A file not checked::"
+                     f"{_escape_data(e.message)}")
     return "\n".join(lines) + ("\n" if lines else "")

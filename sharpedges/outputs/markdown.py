@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sharpedges.docs import reference_excerpt
 from sharpedges.knowledge.render import code_fence, one_line
+from sharpedges.lines import source_lines
 from sharpedges.review import SEVERITY_ORDER, Review, severity_key
 
 EXCERPT_LINES = 6  # a finding spanning more lines shows its first ones
@@ -69,7 +70,7 @@ def render(review: Review) -> str:
     order = sorted(by_file, key=lambda path: (min(SEVERITY_ORDER[d.severity] for d in by_file[path]), path))
     for path in order:
         try:
-            lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+            lines = source_lines(Path(path).read_text(encoding="utf-8", errors="replace"))
         except OSError:
             lines = []
         out += [f"### `{path}`", ""]
@@ -80,6 +81,9 @@ def render(review: Review) -> str:
             if excerpt:
                 out += [code_fence(excerpt, "python"), ""]
             out += [one_line(d.message), ""]
+            out += [f"- rests on `{item.get('path', d.path)}:{item['line']}`: {one_line(item['message'])}"
+                    for item in d.related]
+            out += [""] if d.related else []
             if d.rule in first_seen:
                 out += [f"Same rule as {first_seen[d.rule]} above: the explanation there applies.", ""]
             else:

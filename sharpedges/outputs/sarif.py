@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from sharpedges import __version__
+from sharpedges.lines import source_lines
 
 LEVELS = {"error": "error", "warning": "warning", "info": "note"}
 
@@ -24,7 +25,7 @@ def _uri(path: str) -> str:
 
 def _line_hash(d) -> str:
     try:
-        text = Path(d.path).read_text(encoding="utf-8", errors="replace").splitlines()[d.line - 1].strip()
+        text = source_lines(Path(d.path).read_text(encoding="utf-8", errors="replace"))[d.line - 1].strip()
     except (OSError, IndexError):
         text = ""
     return hashlib.sha256(f"{d.rule}:{text}".encode()).hexdigest()[:16] + ":1"
@@ -51,14 +52,22 @@ def document(result, specs) -> dict:
     results = []
     for d in result.diagnostics:
         region = {"startLine": d.line, "startColumn": d.column, "endLine": d.end_line, "endColumn": d.end_column}
-        results.append({
+        result_object = {
             "ruleId": d.rule,
             "ruleIndex": index[d.rule],
             "level": LEVELS[d.severity],
             "message": {"text": d.message},
             "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(d.path)}, "region": region}}],
             "partialFingerprints": {"primaryLocationLineHash": _line_hash(d)},
-        })
+        }
+        if d.related:
+            result_object["relatedLocations"] = [
+                {"id": number, "message": {"text": item["message"]},
+                 "physicalLocation": {"artifactLocation": {"uri": _uri(item.get("path", d.path))},
+                                      "region": {"startLine": item["line"], "startColumn": item["column"],
+                                                 "endLine": item["end_line"], "endColumn": item["end_column"]}}}
+                for number, item in enumerate(d.related, 1)]
+        results.append(result_object)
     notifications = [{"level": "error", "message": {"text": e.message},
                       "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(e.path)}}}]}
                      for e in result.errors]

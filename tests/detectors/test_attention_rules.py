@@ -157,7 +157,8 @@ def test_shp103_fix_uses_the_scores_dtype_and_is_clean_afterwards():
     source = textwrap.dedent(NANOGPT.replace("float('-inf')", "-1e9"))
     found = diagnostics("SHP103", source)
     assert len(found) == 1 and found[0].fix["applicability"] == "unsafe"
-    fixed, applied = apply_edits(source, [found[0].fix])
+    outcome = apply_edits(source, [found[0].fix])
+    fixed, applied = outcome.text, outcome.applied
     assert applied == 1 and "att.masked_fill(self.bias[:, :, :T, :T] == 0, torch.finfo(att.dtype).min)" in fixed
     assert diagnostics("SHP103", fixed) == []
     assert diagnostics("SHP103", NANOGPT) == []

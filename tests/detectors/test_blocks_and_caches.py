@@ -213,7 +213,8 @@ def test_norm_first_fix_makes_the_encoder_pre_norm_with_a_final_norm():
     ''')
     [finding] = run("SHP301", source)
     assert finding.fix["applicability"] == "unsafe"
-    fixed, applied = apply_edits(source, [finding.fix])
+    outcome = apply_edits(source, [finding.fix])
+    fixed, applied = outcome.text, outcome.applied
     assert applied == 1 and still_parses(fixed)
     assert "batch_first=True, norm_first=True)" in fixed
     assert "nn.TransformerEncoder(layer, depth, norm=nn.LayerNorm(d_model))" in fixed

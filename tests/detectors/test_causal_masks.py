@@ -87,7 +87,7 @@ def test_flipped_comparison_is_fixed_back_to_the_original():
     mutant = NANOGPT.replace("== 0, float('-inf')", "== 1, float('-inf')")
     diagnostics = check("SHP202", mutant)
     assert len(diagnostics) == 1 and diagnostics[0].fix["applicability"] == "unsafe"
-    fixed, _ = apply_edits(mutant, [diagnostics[0].fix])
+    fixed = apply_edits(mutant, [diagnostics[0].fix]).text
     assert fixed == NANOGPT
 
 

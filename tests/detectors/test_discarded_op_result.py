@@ -91,3 +91,113 @@ def test_a_discarded_balancing_apply_is_left_to_shp502():
     assert found(source) == []
     shp502 = Engine([all_rules()["SHP502"]]).check("model.py", textwrap.dedent(source).encode())
     assert [d.line for d in shp502.diagnostics] == [11]
+
+
+def test_out_writes_the_result_in_place():
+    source = """
+        import torch
+
+        def combine(a: torch.Tensor, b: torch.Tensor, buffer: torch.Tensor):
+            torch.add(a, b, out=buffer)
+            torch.cat((a, b), dim=0, out=buffer)
+            a.mul(b, out=buffer)
+            torch.cat((a, b), dim=0)
+            return buffer
+    """
+    assert [at for at, _ in found(source)] == [8]
+
+
+@pytest.mark.parametrize("receiver", [
+    "model",          # built from a module class of this file
+    "self.encoder",   # an attribute holding one
+    "typed",          # a parameter annotated with a project module type
+    "self.decoder",   # built with nn.Linear(...).to(dtype)
+])
+@pytest.mark.parametrize("cast", ["half()", "cuda()", "to(device)", "float()", "bfloat16()"])
+def test_a_module_cast_works_in_place(receiver, cast):
+    source = f"""
+        import torch
+        from torch import nn
+
+        class Block(nn.Module):
+            pass
+
+        class Net(Block):
+            def __init__(self, dim):
+                super().__init__()
+                self.encoder = Block()
+                self.decoder = nn.Linear(dim, dim).to(torch.float32)
+
+            def prepare(self, typed: Net, device):
+                model = Net(4)
+                {receiver}.{cast}
+                return model
+    """
+    assert found(source) == []
+
+
+def test_methods_of_objects_that_are_not_tensors_are_not_tensor_ops():
+    source = """
+        import matplotlib.pyplot as plt
+        import torch
+
+        def plot(points, model: Classifier, observer):
+            fig, ax = plt.subplots()
+            ax.scatter(points[:, 0], points[:, 1])
+            model.half()
+            model.bfloat16()
+            observer.scatter(points)
+            observer.clamp(0, 1)
+            hub = torch.hub.load("repo", "model")
+            hub.half()
+            return fig
+    """
+    assert found(source) == []
+
+
+def test_shared_method_names_need_an_evident_tensor():
+    source = """
+        import torch
+
+        def f(n, unknown):
+            x = torch.zeros(n)
+            x.softmax(-1)
+            x.scatter(0, torch.zeros(n, dtype=torch.long), 1.0)
+            unknown.softmax(-1)
+            unknown.masked_fill(unknown > 0, 0.0)
+            return x
+    """
+    assert [at for at, _ in found(source)] == [6, 7, 9]
+
+
+def test_a_cast_after_contiguous_on_an_untyped_parameter_is_found():
+    """DeepSpeed's transpose helper: `contiguous` only exists on tensors, so `data` is one and `.to()` is lost."""
+    source = """
+        def transpose(data):
+            data = data.contiguous()
+            data = data.reshape(data.shape[-1], data.shape[-2])
+            data.to(get_accelerator().current_device_name())
+            return data
+    """
+    assert [at for at, _ in found(source)] == [5]
+
+
+def test_an_autograd_function_that_fills_a_list_it_is_given_is_called_for_that():
+    source = """
+        import torch
+
+        class CheckpointFunction(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, run_function, all_outputs, *args):
+                outputs = run_function(*args)
+                all_outputs += outputs
+                return tuple(o.detach() for o in outputs)
+
+        def checkpoint(function, *args):
+            all_outputs = []
+            CheckpointFunction.apply(function, all_outputs, *args)
+            return all_outputs[0]
+    """
+    assert found(source) == []
+    pure = source.replace("all_outputs += outputs", "pass")
+    assert [at for at, _ in found(pure)] == [13]

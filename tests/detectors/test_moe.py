@@ -236,6 +236,148 @@ def test_one_finding_per_dead_loss_even_when_it_is_rescaled():
     assert codes(source, "SHP502") == [("SHP502", 8), ("SHP502", 9)]
 
 
+def test_calls_named_for_an_effect_return_no_loss():
+    source = """
+        from torch import nn
+
+        class MoELayer(nn.Module):
+            def forward(self, x):
+                self.reset_moe_aux_loss()
+                set_aux_loss_group(self.expert_group)
+                self.router.register_aux_loss_hook(self._hook)
+                self.compute_aux_loss(x)
+                return self.experts(x)
+
+            def compute_aux_loss(self, x):
+                self.aux_loss = self.router.balance(x)
+    """
+    assert codes(source, "SHP502") == []
+
+
+def test_counters_and_padding_sizes_named_like_losses_are_not_losses():
+    source = """
+        from torch import nn
+
+        class MoEBlock(nn.Module):
+            def forward(self, x, num_experts):
+                num_balance_tokens = 0
+                for token in x:
+                    num_balance_tokens = num_balance_tokens + 1
+                pad_loss_len = (num_experts - x.shape[0] % num_experts) % num_experts
+                aux_loss_weight = self.config.router_aux_loss_coef * 2
+                return self.experts(x)
+    """
+    assert codes(source, "SHP502") == []
+
+
+GATE_RETURNING_ITS_LOSS = """
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Gate(nn.Module):
+        def __init__(self, dim, num_experts):
+            super().__init__()
+            self.num_experts = num_experts
+            self.proj = nn.Linear(dim, num_experts)
+
+        def forward(self, x):
+            probs = self.proj(x).softmax(-1)
+            weight, idx = probs.topk(2, dim=-1)
+            fraction = F.one_hot(idx[:, 0], self.num_experts).float().mean(0)
+            aux_loss = self.num_experts * (fraction * probs.mean(0)).sum()
+            return idx, weight, aux_loss
+
+    class MoE(nn.Module):
+        def __init__(self, dim, num_experts):
+            super().__init__()
+            self.gate = Gate(dim, num_experts)
+
+        def forward(self, x):
+            idx, weight, aux_loss = self.gate(x)
+            return self.dispatch(x, idx, weight), aux_loss
+"""
+
+
+def test_a_loss_unpacked_from_the_gate_and_dropped_is_found():
+    assert codes(GATE_RETURNING_ITS_LOSS, "SHP502") == []
+    dropped = mutate(GATE_RETURNING_ITS_LOSS, "return self.dispatch(x, idx, weight), aux_loss",
+                     "return self.dispatch(x, idx, weight)")
+    assert codes(dropped, "SHP502") == [("SHP502", 25)]
+    weight_dropped = mutate(GATE_RETURNING_ITS_LOSS, "self.dispatch(x, idx, weight), aux_loss", "self.dispatch(x, idx), aux_loss")
+    assert codes(weight_dropped, "SHP502") == []
+
+
+@pytest.mark.parametrize("loss", [
+    "torch.logsumexp(logits, dim=-1).pow(2).mean()",              # router z-loss
+    "self.cv_squared(probs.sum(0)) + self.cv_squared(load)",      # Shazeer's CV of importance and load
+    "-(probs * probs.log()).sum(-1).mean()",                      # router entropy
+    "self.balance(probs, load)",                                  # a helper whose body computes one
+])
+def test_losses_computed_by_balancing_arithmetic_are_found_when_dropped(loss):
+    source = f"""
+        import torch
+        import torch.nn.functional as F
+        from torch import nn
+
+        class NoisyTopKGate(nn.Module):
+            def cv_squared(self, x):
+                return x.float().var() / (x.float().mean() ** 2 + 1e-10)
+
+            def balance(self, probs, load):
+                return self.num_experts * (probs.mean(0) * load).sum()
+
+            def forward(self, x):
+                logits = self.w_gate(x)
+                probs = logits.softmax(-1)
+                top, idx = probs.topk(self.k, dim=-1)
+                load = F.one_hot(idx[:, 0], self.num_experts).float().mean(0)
+                penalty = {loss}
+                return top, idx
+    """
+    assert codes(source, "SHP502") == [("SHP502", 18)]
+    assert codes(source.replace("return top, idx", "return top, idx, penalty"), "SHP502") == []
+
+
+ROUTER_WITHOUT_BALANCING = """
+    import torch
+    from torch import nn
+
+    class MoE(nn.Module):
+        def __init__(self, dim, num_experts):
+            super().__init__()
+            self.gate = nn.Linear(dim, num_experts)
+            self.register_buffer("expert_bias", torch.zeros(num_experts))
+
+        def forward(self, x):
+            logits = self.gate(x)
+            probs = logits.softmax(-1)
+            weight, idx = probs.topk(2, dim=-1)
+            return self.dispatch(x, weight, idx)
+"""
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    # router logits returned inside a tuple (or dict) of aux information
+    ("return self.dispatch(x, weight, idx)", "aux = (logits, idx)\n            return self.dispatch(x, weight, idx), aux"),
+    ("return self.dispatch(x, weight, idx)",
+     "aux = {'router_logits': logits}\n            return self.dispatch(x, weight, idx), aux"),
+    # a stored bias through a local, and a per-expert quantile threshold, balance the selection
+    ("weight, idx = probs.topk(2, dim=-1)", "bias = self.expert_bias\n            weight, idx = (probs + bias).topk(2, dim=-1)"),
+    ("weight, idx = probs.topk(2, dim=-1)",
+     "threshold = torch.quantile(probs, 0.9, dim=0)\n            weight, idx = (probs - threshold).topk(2, dim=-1)"),
+])
+def test_balancing_that_is_not_an_aux_loss_variable(old, new):
+    assert [code for code, _ in codes(ROUTER_WITHOUT_BALANCING, "SHP501")] == ["SHP501"]
+    assert codes(mutate(ROUTER_WITHOUT_BALANCING, old, new), "SHP501") == []
+
+
+def test_router_logits_packed_into_aux_information_that_never_leaves_are_still_unbalanced():
+    packed = mutate(ROUTER_WITHOUT_BALANCING, "return self.dispatch(x, weight, idx)",
+                    "aux = (logits, idx)\n            return self.dispatch(x, weight, idx)")
+    assert [code for code, _ in codes(packed, "SHP501")] == ["SHP501"]
+
+
 # -- SHP503 router precision ----------------------------------------------------------------------
 def test_dropping_the_fp32_softmax_makes_the_selection_low_precision():
     mutant = mutate(MIXTRAL, "F.softmax(router_logits, dim=1, dtype=torch.float)", "F.softmax(router_logits, dim=1)")

@@ -147,7 +147,7 @@ def test_shp701_functional_dropout_gets_the_training_fix():
     mutant = mutate(NANOGPT_ATTENTION, "p=self.dropout, training=self.training)", "p=self.dropout)")
     found = diagnostics("SHP701", mutant)
     assert [d.line for d in found] == [line_of(mutant, "y = F.dropout")]
-    fixed, _ = apply_edits(textwrap.dedent(mutant), [found[0].fix])
+    fixed = apply_edits(textwrap.dedent(mutant), [found[0].fix]).text
     assert "F.dropout(y, p=self.dropout, training=self.training)" in fixed
     assert diagnostics("SHP701", fixed) == []
 
@@ -180,6 +180,113 @@ def test_shp701_training_gate_in_init_only_for_nn_modules():
     own_flag = gate.replace("class Attention(nn.Module):", "class Attention:").replace(
         "super().__init__()", "self.training = True")
     assert diagnostics("SHP701", own_flag) == []
+
+
+def test_shp701_gate_written_as_an_if_statement():
+    source = """
+        import torch.nn as nn
+        import torch.nn.functional as F
+
+        class Attention(nn.Module):
+            def __init__(self, p):
+                super().__init__()
+                self.p = p
+
+            def forward(self, q, k, v):
+                if not self.training:
+                    p = 0.0
+                else:
+                    p = self.p
+                x = F.dropout(q, p)
+                return F.scaled_dot_product_attention(x, k, v, dropout_p=p)
+    """
+    assert diagnostics("SHP701", source) == []
+    ungated = mutate(source, "if not self.training:", "if self.p < 0:")
+    assert [d.line for d in diagnostics("SHP701", ungated)] == [line_of(ungated, "F.dropout(q, p)"),
+                                                                line_of(ungated, "dropout_p=p")]
+
+
+def test_shp701_the_only_caller_zeroes_dropout_in_eval():
+    source = """
+        import torch.nn as nn
+        import torch.nn.functional as F
+
+        def attend(q, k, v, dropout_p):
+            weights = F.dropout((q @ k.transpose(-2, -1)).softmax(-1), dropout_p)
+            return weights @ v
+
+        class Attention(nn.Module):
+            def _core(self, q, k, v):
+                return F.scaled_dot_product_attention(q, k, v, dropout_p=self.p)
+
+            def forward(self, q, k, v):
+                if self.training:
+                    q = self._core(q, k, v)
+                return attend(q, k, v, self.p if self.training else 0.0)
+    """
+    assert diagnostics("SHP701", source) == []
+    ungated = mutate(source, "self.p if self.training else 0.0", "self.p")
+    assert [d.line for d in diagnostics("SHP701", ungated)] == [line_of(ungated, "F.dropout(")]
+    also_in_eval = mutate(source, "if self.training:", "if q is not None:")
+    assert [d.line for d in diagnostics("SHP701", also_in_eval)] == [line_of(also_in_eval, "dropout_p=self.p")]
+
+
+def test_shp701_sdpa_in_an_autograd_functions_backward_is_not_a_module_call():
+    source = """
+        import torch
+        import torch.nn.functional as F
+
+        class RecomputedAttention(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, q, k, v, p):
+                ctx.p = p
+                ctx.save_for_backward(q, k, v)
+                return F.scaled_dot_product_attention(q, k, v, dropout_p=p)
+
+            @staticmethod
+            def backward(ctx, grad):
+                q, k, v = ctx.saved_tensors
+                with torch.enable_grad():
+                    out = F.scaled_dot_product_attention(q, k, v, dropout_p=ctx.p)
+                return torch.autograd.grad(out, (q, k, v), grad) + (None,)
+    """
+    assert diagnostics("SHP701", source) == []
+
+
+def test_shp701_a_backward_op_repeats_the_probability_its_forward_saved():
+    source = """
+        import torch
+
+        def _native_attention_backward_op(ctx, grad_out):
+            query, key, value = ctx.saved_tensors
+            with torch.enable_grad():
+                out = torch.nn.functional.scaled_dot_product_attention(query, key, value, dropout_p=ctx.dropout_p)
+            return torch.autograd.grad(out, (query, key, value), grad_out)
+    """
+    assert diagnostics("SHP701", source) == []
+
+
+def test_shp701_training_on_a_class_that_is_not_a_module_through_a_local_base():
+    source = """
+        class Options:
+            def __init__(self):
+                self.training = True
+
+        class Stage(Options):
+            def __init__(self, p):
+                super().__init__()
+                self.p = p if self.training else 0.0
+
+        class Plain:
+            pass
+
+        class Step(Plain):
+            def __init__(self, p):
+                self.p = p if self.training else 0.0
+    """
+    assert diagnostics("SHP701", source) == []
+    module = "import torch.nn as nn\n\nclass Plain(nn.Module):"
+    assert len(diagnostics("SHP701", textwrap.dedent(source).replace("class Plain:", module))) == 1
 
 
 # -- SHP602 gqa-repeat-not-interleave -----------------------------------------------------------------
@@ -215,7 +322,7 @@ def test_shp602_tile_order_mutant_fires_with_a_repeat_interleave_fix():
     mutant = mutate(GQA_ATTENTION, "k = k.repeat_interleave(self.n_rep, dim=1)", "k = k.repeat(1, self.n_rep, 1, 1)")
     found = diagnostics("SHP602", mutant)
     assert [d.line for d in found] == [line_of(mutant, "k = k.repeat(")]
-    fixed, _ = apply_edits(textwrap.dedent(mutant), [found[0].fix])
+    fixed = apply_edits(textwrap.dedent(mutant), [found[0].fix]).text
     assert "k = k.repeat_interleave(self.n_rep, dim=1)" in fixed
     assert diagnostics("SHP602", fixed) == []
 

@@ -61,7 +61,7 @@ def test_fix_of_bad_examples_parses_and_is_idempotent(code: str) -> None:
         if not fixes:
             continue
         fixed_any = True
-        text, _ = apply_edits(source, fixes)
+        text = apply_edits(source, fixes).text
         assert still_parses(text)
         assert not [d for d in engine.check("x.py", text.encode()).diagnostics if d.fix], "fix is not idempotent"
     assert fixed_any, f"{code} declares a {rule.spec.fix} fix but no bad example gets one"

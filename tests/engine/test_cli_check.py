@@ -53,8 +53,10 @@ def test_json_matches_conventions(run_cli, project):
     assert set(document) == {"version", "diagnostics", "errors", "summary"}
     assert document["version"] == 1
     (diagnostic,) = document["diagnostics"]
+    # The promised keys, and one extension: the locations the finding rests on.
     assert set(diagnostic) == {"rule", "name", "severity", "path", "line", "column", "end_line", "end_column",
-                               "message", "help", "fix"}
+                               "message", "help", "fix", "related"}
+    assert diagnostic["related"] == []
     assert diagnostic["rule"] == "SHP101" and diagnostic["name"] == "attention-missing-scale"
     assert diagnostic["path"] == "pkg/bad.py"
     assert (diagnostic["line"], diagnostic["column"]) == (6, 12)

@@ -71,7 +71,7 @@ def test_fixes_in_real_files_parse_are_idempotent_and_touch_only_the_bug(corpus,
             fixes.setdefault(d.path, []).append(d.fix)
     assert len(fixes) == len(planted), "a fix offered on an example must be offered in a real file too"
     for path, found in fixes.items():
-        text, _ = apply_edits(Path(path).read_text(encoding="utf-8"), found)
+        text = apply_edits(Path(path).read_text(encoding="utf-8"), found).text
         assert still_parses(text), f"fixing {path} would break it"
         assert text.startswith(originals[Path(path)]), f"a fix in {path} touched the library's own code"
         Path(path).write_text(text, encoding="utf-8")

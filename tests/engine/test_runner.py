@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -72,10 +73,28 @@ def test_corrupt_or_foreign_cache_entries_are_ignored(tree: Path, tmp_path: Path
     assert entries
     entries[0].write_text("{not json")
     entries[1].write_text(json.dumps({"key": "someone else's", "diagnostics": [], "errors": []}))
-    for entry in entries[2:]:
-        data = json.loads(entry.read_text())
-        data["diagnostics"] = "garbage"
-        entry.write_text(json.dumps(data))
+    for index, entry in enumerate(entries[2:]):
+        digest, body = entry.read_text().split("\n", 1)
+        data = json.loads(body)
+        if index % 2:  # edited behind the digest's back: a finding hidden
+            data["diagnostics"] = []
+            entry.write_text(digest + "\n" + json.dumps(data))
+        else:  # a consistent digest over a body of the wrong shape: no traceback, a miss
+            data["diagnostics"] = ["garbage", {"rule": 1}]
+            body = json.dumps(data)
+            entry.write_text(hashlib.sha256(body.encode()).hexdigest() + "\n" + body)
+    again = run_check(CheckOptions(paths=[str(tree)], cache_dir=str(cache), jobs=1))
+    assert as_json(cold) == as_json(again)
+
+
+def test_symlinks_planted_in_the_cache_are_never_followed(tree: Path, tmp_path: Path):
+    cache, outside = tmp_path / "cache", tmp_path / "outside"
+    outside.mkdir()
+    cache.mkdir()
+    (cache / ".gitignore").symlink_to(outside / "created-through-a-link")
+    (cache / "v2").symlink_to(outside, target_is_directory=True)
+    cold = run_check(CheckOptions(paths=[str(tree)], cache_dir=str(cache), jobs=1))
+    assert list(outside.iterdir()) == []
     again = run_check(CheckOptions(paths=[str(tree)], cache_dir=str(cache), jobs=1))
     assert as_json(cold) == as_json(again)
 
@@ -154,11 +173,11 @@ def test_atomic_write_leaves_the_original_when_interrupted(tmp_path: Path, monke
 
     monkeypatch.setattr(fixes.os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        fixes.write_atomically(target, "half-written\n")
+        fixes.write_fixed(target, b"original\n", b"half-written\n")
     assert target.read_text() == "original\n"
     assert [p.name for p in tmp_path.iterdir()] == ["model.py"]
     monkeypatch.undo()
-    fixes.write_atomically(target, "new\n")
+    fixes.write_fixed(target, b"original\n", b"new\n")
     assert target.read_text() == "new\n" and (target.stat().st_mode & 0o777) == 0o640
 
 
@@ -166,11 +185,16 @@ def test_apply_edits_skips_overlaps_and_refuses_unparseable_results():
     from sharpedges.fixes import apply_edits, still_parses
 
     text = "a = f(x)\nb = g(y)\n"
-    fix_a = {"applicability": "safe", "edits": [{"line": 1, "column": 5, "end_line": 1, "end_column": 9, "content": "h(x)"}]}
-    overlapping = {"applicability": "safe", "edits": [{"line": 1, "column": 7, "end_line": 1, "end_column": 8, "content": "z"}]}
-    fix_b = {"applicability": "safe", "edits": [{"line": 2, "column": 5, "end_line": 2, "end_column": 9, "content": "k(y)"}]}
-    new, _ = apply_edits(text, [fix_a, overlapping, fix_b])
-    assert new == "a = h(x)\nb = k(y)\n"
+    def fix(line, column, end_column, original, content):
+        edit = {"line": line, "column": column, "end_line": line, "end_column": end_column, "original": original,
+                "content": content}
+        return {"applicability": "safe", "edits": [edit]}
+
+    fix_a, overlapping, fix_b = fix(1, 5, 9, "f(x)", "h(x)"), fix(1, 7, 8, "x", "z"), fix(2, 5, 9, "g(y)", "k(y)")
+    outcome = apply_edits(text, [fix_a, overlapping, fix_b])
+    assert outcome.text == "a = h(x)\nb = k(y)\n" and outcome.applied == 2 and outcome.refused == 0
+    stale = apply_edits(text, [fix(1, 5, 9, "f(z)", "h(z)")])  # the span no longer holds the code it replaces
+    assert stale.text == text and stale.applied == 0 and stale.refused == 1
     assert not still_parses("a = (\n")
 
 
@@ -235,3 +259,34 @@ def test_registry_refuses_unpaired_specs_and_detectors(tmp_path: Path, monkeypat
             registry.all_rules()
     finally:
         registry.all_rules.cache_clear()
+
+
+def test_an_edited_or_broken_spec_cache_falls_back_to_the_yaml(run_cli, tmp_path: Path):
+    specs = tmp_path / "specs"
+    env = {"SHARPEDGES_SPEC_CACHE": str(specs)}
+    (tmp_path / "model.py").write_text(UNSCALED)
+    assert run_cli("check", "--no-cache", "model.py", env=env).returncode == 1
+    [cached] = specs.glob("*.json")
+    digest, body = cached.read_text().split("\n", 1)
+    every_rule_off = json.dumps([{**spec, "default": False} for spec in json.loads(body)])
+    one_rule_gone = json.dumps(json.loads(body)[1:])
+    for content in (digest + "\n" + every_rule_off,  # edited behind the digest's back
+                    hashlib.sha256(b"[1, 2]").hexdigest() + "\n[1, 2]",  # consistent, but not specs
+                    hashlib.sha256(one_rule_gone.encode()).hexdigest() + "\n" + one_rule_gone,
+                    "garbage"):
+        cached.write_text(content)
+        result = run_cli("check", "--no-cache", "model.py", env=env)
+        assert result.returncode == 1 and "SHP101" in result.stdout and result.stderr == ""
+
+
+def test_a_time_limit_anywhere_in_a_file_is_that_files_error_not_a_traceback():
+    """The alarm may land inside libcst's position provider, whose context managers turn it into
+    a KeyError about their own bookkeeping (a 100,000-line traceback once): it is still a timeout."""
+    from sharpedges.registry import all_rules
+
+    source = "import torch\n\ndef f():\n    x = torch.zeros(3)\n" + "    x.float()\n" * 20_000
+    engine = Engine([all_rules()["SHP702"]])
+    result = check_source(engine, "big.py", source.encode(), time_limit=0.5)
+    assert result.timed_out and result.diagnostics == []
+    [error] = result.errors
+    assert error.path == "big.py" and error.message.startswith("timed out after 0.5 s")

@@ -15,7 +15,7 @@ BAD = "import torch\n\n\ndef attend(q, k, v):\n    return torch.softmax(q @ k.tr
 GOOD = ("import math\nimport torch\n\n\ndef attend(q, k, v):\n"
         "    return torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.size(-1)), dim=-1) @ v\n")
 TOOLS = {"check_code", "check_paths", "explain_rule", "list_rules", "get_skill", "list_skills", "route",
-         "kv_cache_bytes", "chinchilla"}
+         "kv_cache_bytes", "chinchilla", "probe"}
 
 
 @pytest.fixture
@@ -110,12 +110,18 @@ def test_check_paths_reads_only_inside_the_root(root):
         empty = await check([])
         assert empty.is_error and "at least one path" in text_of(empty)
 
-        # Walking the root finds bad.py and refuses what the links lead to, without reading it.
+        # Walking the root finds bad.py and refuses the links out, without entering or naming
+        # what lies behind them.
         walked = (await check(["."])).structured_content
         assert [d["path"] for d in walked["diagnostics"]] == [str(root / "bad.py")]
         refused = sorted(e["path"] for e in walked["errors"])
-        assert refused == [str(root / "link.py"), str(root / "linkdir" / "other.py")]
+        assert refused == [str(root / "link.py"), str(root / "linkdir")]
         assert all("outside the server's roots, not read" in e["message"] for e in walked["errors"])
+        assert "other.py" not in json.dumps(walked) and "secret" not in json.dumps(walked)
+
+        # The same path many times, and many ways, is checked once.
+        repeated = (await check(["bad.py"] * 2000 + [str(root / "bad.py"), "./bad.py"])).structured_content
+        assert len(repeated["diagnostics"]) == 1 and repeated["summary"]["files"] == 1
 
     drive(root, scenario)
 
@@ -169,3 +175,100 @@ def test_skills_routing_and_calculators(root, run_cli):
 def test_serve_refuses_a_root_that_is_not_a_directory(tmp_path, run_cli):
     result = run_cli("serve", "--root", str(tmp_path / "missing"))
     assert result.returncode == 2 and "--root is not a directory" in result.stderr
+
+
+def test_abuse_gets_clear_refusals(root):
+    """The attack run's inputs: names reaching outside, NUL bytes, numbers that overflow, a huge request."""
+    (root.parent / "outside" / "pyproject.toml").write_text('[tool.sharpedges]\nignore = ["SHP101"]\n')
+
+    async def scenario(session):
+        for filename in ("../outside/m.py", str(root.parent / "outside" / "m.py"), "a\0b.py"):
+            result = await session.call_tool("check_code", {"source": BAD, "filename": filename})
+            assert result.is_error and "refused: give a relative file name inside the root" in text_of(result)
+        nul = await session.call_tool("check_paths", {"paths": ["bad\0.py"]})
+        assert nul.is_error and "a path cannot contain a NUL byte" in text_of(nul)
+        huge = await session.call_tool("chinchilla", {"params": 1e308})
+        assert huge.is_error and "too large" in text_of(huge)
+        long_request = await session.call_tool("route", {"request": "attention " * 40_000})
+        assert long_request.is_error and "request too long" in text_of(long_request)
+        # Still answering, and the config outside the root was never applied.
+        found = await session.call_tool("check_code", {"source": BAD, "filename": "inner/m.py"})
+        assert [d["rule"] for d in found.structured_content["diagnostics"]] == ["SHP101"]
+
+    drive(root, scenario)
+
+
+def test_a_symlink_swapped_while_reading_never_yields_outside_bytes(tmp_path):
+    import threading
+
+    from sharpedges.serve import PathGuard
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "inside.py").write_text("INSIDE = 1\n")
+    (outside / "secret.py").write_text("SECRET = 1\n")
+    link = root / "flip.py"
+    link.symlink_to(root / "inside.py")
+    guard = PathGuard([root])
+    stop = threading.Event()
+
+    def flip():
+        targets = [outside / "secret.py", root / "inside.py"]
+        index = 0
+        while not stop.is_set():
+            temporary = root / ".flip.tmp"
+            temporary.unlink(missing_ok=True)
+            temporary.symlink_to(targets[index % 2])
+            os.replace(temporary, link)
+            index += 1
+
+    flipper = threading.Thread(target=flip)
+    flipper.start()
+    outcomes = set()
+    try:
+        for _ in range(300):
+            try:
+                outcomes.add(guard.read(str(link), 1 << 20))
+            except OSError as exc:
+                outcomes.add(str(exc))
+    finally:
+        stop.set()
+        flipper.join()
+    assert b"SECRET = 1\n" not in outcomes
+    assert outcomes <= {b"INSIDE = 1\n", "refused: resolves through a symlink outside the server's roots, not read",
+                        "cannot read: no such file or directory"}
+
+
+def test_checks_are_capped_and_time_limited_off_the_event_loop():
+    import threading
+
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from sharpedges.serve import CallLimits
+
+    release = threading.Event()
+
+    async def main():
+        limits = CallLimits(concurrent=1, seconds=30)
+        async with anyio.create_task_group() as group:
+            group.start_soon(limits.run, lambda: release.wait(30))
+            while limits.running < 1:
+                await anyio.sleep(0.01)
+            with pytest.raises(ToolError, match="busy: 1 checks are running"):
+                await limits.run(lambda: None)
+            assert await anyio.to_thread.run_sync(lambda: 1 + 1) == 2  # the loop still answers
+            release.set()
+        slow = CallLimits(concurrent=1, seconds=0.2)
+        with pytest.raises(ToolError, match="took longer than 0.2 s"):
+            await slow.run(lambda: threading.Event().wait(2))
+
+    anyio.run(main)
+
+
+def test_a_fifo_named_gitignore_does_not_hang_discovery(tmp_path, run_cli):
+    (tmp_path / "pkg").mkdir()
+    os.mkfifo(tmp_path / "pkg" / ".gitignore")
+    (tmp_path / "pkg" / "bad.py").write_text(BAD)
+    result = run_cli("check", "--no-cache", "--select", "SHP101", ".")
+    assert result.returncode == 1 and "pkg/bad.py:5" in result.stdout

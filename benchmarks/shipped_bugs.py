@@ -1,0 +1,293 @@
+"""Recall on transformer bugs that shipped in real releases (benchmarks/shipped_bugs.yaml).
+
+For each case the buggy and the fixed release are fetched with `pip download --no-deps` (cached
+in ~/.cache/sharpedges/shipped_bugs, or $SHARPEDGES_SHIPPED_BUGS_CACHE) and the case's file in each
+is checked with `python -m sharpedges check --preview --no-cache --select <rule>` of the
+interpreter running this script (so: of the checkout installed in it). A case is caught when a
+finding of its rule lands within its line range (give or take the YAML's `line_tolerance`); its
+fixed release is quiet when that file has no finding of the rule at all. A case whose bug shows at
+two places (a mask built in one method and consumed in another) lists the second in `also_lines`.
+
+    python benchmarks/shipped_bugs.py                      # tuning part, then holdout counts
+    python benchmarks/shipped_bugs.py --part tune --json
+    python benchmarks/shipped_bugs.py --case x-transformers-rotary-on-values
+    python benchmarks/shipped_bugs.py --part holdout --show-holdout-misses   # only at the very end
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+
+DATA = Path(__file__).resolve().with_name("shipped_bugs.yaml")
+CACHE = Path(os.environ.get("SHARPEDGES_SHIPPED_BUGS_CACHE", Path.home() / ".cache" / "sharpedges" / "shipped_bugs"))
+PARTS = ("tune", "holdout")
+
+
+def is_held_out(case_id: str) -> bool:
+    """The holdout rule, fixed before any detector ran on a case: sha1 of the id, as an integer, mod 3 is 0."""
+    return int(hashlib.sha1(case_id.encode()).hexdigest(), 16) % 3 == 0
+
+
+class ShippedBug(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]*$")
+    package: str = Field(min_length=1)
+    buggy: str = Field(min_length=1, description="a release on PyPI that ships the bug")
+    fixed: str = Field(min_length=1, description="a later release on PyPI where it is fixed")
+    path: str = Field(min_length=1, description="the file inside the distribution, as in the wheel")
+    fixed_path: str | None = Field(None, description="the file in the fixed release, where it moved")
+    lines: tuple[int, int] = Field(description="first and last line of the bug in the buggy release")
+    also_lines: list[tuple[int, int]] = Field(
+        default_factory=list, description="other ranges where a finding also names this bug (where a value built "
+                                          "at `lines` is consumed)")
+    rule: str = Field(pattern=r"^SHP[1-7]\d\d$")
+    link: HttpUrl
+    shape: str = Field(min_length=10)
+    holdout: bool
+
+    @field_validator("path", "fixed_path")
+    @classmethod
+    def relative_python_file(cls, value: str | None) -> str | None:
+        if value is not None and (value.startswith("/") or ".." in value.split("/") or not value.endswith(".py")):
+            raise ValueError(f"{value!r} is not a relative path to a .py file")
+        return value
+
+    @model_validator(mode="after")
+    def consistent(self) -> ShippedBug:
+        for first, last in (self.lines, *self.also_lines):
+            if not 1 <= first <= last:
+                raise ValueError(f"{self.id}: {[first, last]} is not a 1-based line range")
+        if self.buggy == self.fixed:
+            raise ValueError(f"{self.id}: buggy and fixed are the same release")
+        if self.holdout != is_held_out(self.id):
+            raise ValueError(f"{self.id}: holdout is {self.holdout}, but the holdout rule says {is_held_out(self.id)}")
+        return self
+
+    @property
+    def family(self) -> str:
+        return self.rule[:4] + "xx"
+
+    @property
+    def part(self) -> str:
+        return "holdout" if self.holdout else "tune"
+
+
+class ShippedBugs(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    holdout_rule: str = Field(min_length=10)
+    line_tolerance: int = Field(ge=0, le=10)
+    cases: list[ShippedBug] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def unique(self) -> ShippedBugs:
+        seen: set[str] = set()
+        for case in self.cases:
+            if case.id in seen:
+                raise ValueError(f"duplicate case id {case.id}")
+            seen.add(case.id)
+        return self
+
+
+def load(path: Path = DATA) -> ShippedBugs:
+    return ShippedBugs.model_validate(yaml.safe_load(path.read_text()))
+
+
+# --- fetching ------------------------------------------------------------------------------------
+
+def release_dir(package: str, version: str) -> Path:
+    """The Python files of `package==version`, downloaded and unpacked once."""
+    target = CACHE / f"{package}-{version}"
+    if (target / ".complete").exists():
+        return target
+    with tempfile.TemporaryDirectory() as download:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", download,
+                        f"{package}=={version}"], check=True, stdout=subprocess.DEVNULL)
+        archive = next(Path(download).iterdir())
+        shutil.rmtree(target, ignore_errors=True)
+        unpack_python_files(archive, target)
+    (target / ".complete").write_text(archive.name + "\n")
+    return target
+
+
+def unpack_python_files(archive: Path, target: Path) -> None:
+    def safe(name: str) -> bool:
+        return name.endswith(".py") and not name.startswith("/") and ".." not in name.split("/")
+
+    if archive.suffix in (".whl", ".zip"):
+        with zipfile.ZipFile(archive) as zipped:
+            for name in zipped.namelist():
+                if safe(name):
+                    zipped.extract(name, target)
+    else:
+        with tarfile.open(archive) as tarred:
+            members = [m for m in tarred.getmembers() if m.isfile() and safe(m.name)]
+            # the members are plain files with safe relative names; the "data" filter (3.11.4+) checks again
+            safe_filter = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            tarred.extractall(target, members=members, **safe_filter)
+
+
+def locate(root: Path, path: str) -> Path:
+    """`path` as in the wheel; an sdist nests it under `<name>-<version>/` (and maybe `src/`)."""
+    for candidate in (root / path, *sorted(root.glob(f"*/{path}")), *sorted(root.glob(f"*/src/{path}"))):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{path} not found in {root}")
+
+
+# --- checking ------------------------------------------------------------------------------------
+
+def findings_by_file(rule: str, files: list[Path]) -> tuple[dict[Path, list[int]], dict[Path, str]]:
+    """One `sharpedges check` run for all files of one rule: the lines of its findings per file, and
+    the files it could not check."""
+    command = [sys.executable, "-m", "sharpedges", "check", "--preview", "--no-cache", "--exit-zero",
+               "--select", rule, "--format", "json", *map(str, files)]
+    completed = subprocess.run(command, capture_output=True, text=True)
+    if completed.returncode not in (0, 2):
+        raise RuntimeError(f"sharpedges failed on {rule}: {completed.stderr.strip()[-500:]}")
+    report = json.loads(completed.stdout)
+    lines: dict[Path, list[int]] = defaultdict(list)
+    for diagnostic in report["diagnostics"]:
+        if diagnostic["rule"] == rule:
+            lines[Path(diagnostic["path"])].append(diagnostic["line"])
+    errors = {Path(error["path"]): error["message"] for error in report["errors"]}
+    return lines, errors
+
+
+def evaluate(data: ShippedBugs, cases: list[ShippedBug]) -> list[dict]:
+    files: dict[str, tuple[Path | None, Path | None, str | None]] = {}
+    for case in cases:
+        try:
+            buggy = locate(release_dir(case.package, case.buggy), case.path)
+            fixed = locate(release_dir(case.package, case.fixed), case.fixed_path or case.path)
+            files[case.id] = (buggy, fixed, None)
+        except (subprocess.CalledProcessError, FileNotFoundError, StopIteration) as exc:
+            files[case.id] = (None, None, f"could not fetch: {exc}")
+    by_rule: dict[str, list[Path]] = defaultdict(list)
+    for case in cases:
+        buggy, fixed, _ = files[case.id]
+        if buggy is not None:
+            by_rule[case.rule] += [buggy, fixed]
+    found: dict[str, tuple[dict[Path, list[int]], dict[Path, str]]] = {
+        rule: findings_by_file(rule, sorted(set(paths))) for rule, paths in sorted(by_rule.items())}
+
+    results = []
+    for case in cases:
+        buggy, fixed, error = files[case.id]
+        result = {"id": case.id, "part": case.part, "rule": case.rule, "family": case.family,
+                  "package": case.package, "buggy": case.buggy, "fixed": case.fixed,
+                  "lines": list(case.lines), "shape": case.shape, "link": str(case.link)}
+        if error is None:
+            lines, errors = found[case.rule]
+            error = errors.get(buggy) or errors.get(fixed)
+            ranges = [(first - data.line_tolerance, last + data.line_tolerance)
+                      for first, last in (case.lines, *case.also_lines)]
+            result["buggy_findings"] = sorted(lines.get(buggy, []))
+            result["fixed_findings"] = sorted(lines.get(fixed, []))
+            result["caught"] = any(low <= line <= high for line in result["buggy_findings"] for low, high in ranges)
+            result["fixed_quiet"] = not result["fixed_findings"]
+        if error is not None:
+            result.update(error=error, caught=False, fixed_quiet=None)
+        results.append(result)
+    return results
+
+
+# --- reporting -----------------------------------------------------------------------------------
+
+def summarise(results: list[dict]) -> dict:
+    families: dict[str, dict[str, int]] = {}
+    for result in sorted(results, key=lambda r: r["family"]):
+        family = families.setdefault(result["family"], {"cases": 0, "caught": 0, "fixed_quiet": 0})
+        family["cases"] += 1
+        family["caught"] += result["caught"]
+        family["fixed_quiet"] += bool(result["fixed_quiet"])
+    checked = [r for r in results if "error" not in r]
+    return {"cases": len(results), "caught": sum(r["caught"] for r in results),
+            "fixed_checked": len(checked), "fixed_quiet": sum(bool(r["fixed_quiet"]) for r in checked),
+            "errors": len(results) - len(checked), "families": families}
+
+
+def percent(part: int, whole: int) -> str:
+    return f"{part}/{whole} ({100 * part / whole:.0f}%)" if whole else "0/0"
+
+
+def print_part(part: str, results: list[dict], show_cases: bool) -> None:
+    summary = summarise(results)
+    print(f"\n== {part} part: {summary['cases']} cases")
+    print(f"recall on the buggy releases: {percent(summary['caught'], summary['cases'])}")
+    print(f"fixed releases quiet for the rule in the file: {percent(summary['fixed_quiet'], summary['fixed_checked'])}")
+    if summary["errors"]:
+        print(f"cases that could not be checked: {summary['errors']}")
+    print(f"{'family':8} {'caught':>12} {'fixed quiet':>12}")
+    for family, counts in summary["families"].items():
+        print(f"{family:8} {counts['caught']:>5}/{counts['cases']:<6} {counts['fixed_quiet']:>5}/{counts['cases']:<6}")
+    if not show_cases:
+        return
+    misses = [r for r in results if not r["caught"]]
+    if misses:
+        print("\nmisses (buggy release, no finding of the rule within the lines):")
+        for r in misses:
+            where = r.get("error") or f"findings at {r['buggy_findings'] or 'none'}"
+            print(f"  {r['id']} [{r['rule']}] {r['package']}=={r['buggy']} {r['lines'][0]}-{r['lines'][1]}: "
+                  f"{r['shape']} ({where})")
+    noisy = [r for r in results if r["fixed_quiet"] is False]
+    if noisy:
+        print("\nfixed releases that are not quiet:")
+        for r in noisy:
+            print(f"  {r['id']} [{r['rule']}] {r['package']}=={r['fixed']}: findings at {r['fixed_findings']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=(*PARTS, "all"), default="all")
+    parser.add_argument("--case", action="append", default=[], metavar="ID", help="only this case (repeatable)")
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    parser.add_argument("--show-holdout-misses", action="store_true",
+                        help="list the holdout part's misses too (only once tuning is over)")
+    args = parser.parse_args(argv)
+
+    data = load()
+    known = {case.id for case in data.cases}
+    unknown = [case_id for case_id in args.case if case_id not in known]
+    if unknown:
+        print(f"error: unknown case id(s): {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    cases = [c for c in data.cases if (args.part in ("all", c.part)) and (not args.case or c.id in args.case)]
+    results = evaluate(data, cases)
+    by_part = {part: [r for r in results if r["part"] == part] for part in PARTS}
+
+    if args.json:
+        report = {"line_tolerance": data.line_tolerance, "parts": {}}
+        for part, part_results in by_part.items():
+            if not part_results:
+                continue
+            shown = part == "tune" or args.show_holdout_misses
+            report["parts"][part] = {"summary": summarise(part_results),
+                                     "cases": part_results if shown else None}
+        json.dump(report, sys.stdout, indent=2)
+        print()
+        return 0
+    for part, part_results in by_part.items():
+        if part_results:
+            print_part(part, part_results, show_cases=part == "tune" or args.show_holdout_misses)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""What one file may know of the other files of its project.
+
+A file is summarised into plain facts (the `FACTS` below, JSON-able, computed once per content);
+any analysis of another file may then ask for the summary of a module that file imports. A
+`ProjectScope` answers those questions for one checked file and records the summaries it read,
+with their digests, so that a cached result is reused only while every summary it rests on still
+holds: edit a helper module, and the files that import it are checked again.
+
+Modules resolve only to files inside the project's roots; anything else is unknown (None).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import libcst as cst
+
+from sharpedges.analysis.calls import literal_number
+from sharpedges.analysis.names import dotted
+from sharpedges.analysis.walk import is_a
+
+FACTS: dict[str, Callable[[Any], Any]] = {}
+
+
+def summary_fact(name: str):
+    """Register a fact every file's summary carries (a function of its FileContext)."""
+    def register(compute):
+        FACTS[name] = compute
+        return compute
+
+    return register
+
+
+def summarize(ctx) -> dict[str, Any]:
+    return {name: compute(ctx) for name, compute in sorted(FACTS.items())}
+
+
+@dataclass(frozen=True)
+class ImportedName:
+    """Where a local name comes from: `from <dots><module> import <name>`, or `import <module>`."""
+
+    module: str
+    level: int
+    name: str  # "" for a module imported whole
+
+
+def imported_names(ctx) -> dict[str, ImportedName]:
+    """Local name -> its source, relative imports included (ImportAliases keeps only absolute ones)."""
+    def build() -> dict[str, ImportedName]:
+        names: dict[str, ImportedName] = {}
+        for node in ctx.index.nodes(cst.ImportFrom):
+            if is_a(node.names, cst.ImportStar):
+                continue
+            module = dotted(node.module) if node.module is not None else ""
+            if module is None:
+                continue
+            for alias in node.names:
+                name = dotted(alias.name)
+                local = alias.asname.name.value if alias.asname is not None and is_a(alias.asname.name, cst.Name) \
+                    else name
+                if name is not None and local is not None:
+                    names[local] = ImportedName(module, len(node.relative), name)
+        for node in ctx.index.nodes(cst.Import):
+            for alias in node.names:
+                full = dotted(alias.name)
+                if full is not None and alias.asname is not None and is_a(alias.asname.name, cst.Name):
+                    names[alias.asname.name.value] = ImportedName(full, 0, "")
+        return names
+
+    return ctx.memo("project.imported_names", build)
+
+
+# -- facts ------------------------------------------------------------------------------------------
+
+@summary_fact("constants")
+def module_constants(ctx) -> dict[str, float]:
+    """Module-level names bound once to a number the code spells out (`NEG_INF = -1e9`)."""
+    bound: dict[str, list[cst.BaseExpression]] = {}
+    for statement in ctx.module.body:
+        if not is_a(statement, cst.SimpleStatementLine):
+            continue
+        for small in statement.body:
+            if is_a(small, cst.Assign):
+                for target in small.targets:
+                    if is_a(target.target, cst.Name):
+                        bound.setdefault(target.target.value, []).append(small.value)
+            elif is_a(small, cst.AnnAssign) and small.value is not None and is_a(small.target, cst.Name):
+                bound.setdefault(small.target.value, []).append(small.value)
+    constants = {}
+    for name, values in bound.items():
+        number = _spelled_number(values[0]) if len(values) == 1 else None
+        if number is not None and math.isfinite(number):
+            constants[name] = number
+    return constants
+
+
+def _spelled_number(expr: cst.BaseExpression) -> float | None:
+    if is_a(expr, cst.UnaryOperation) and is_a(expr.operator, cst.Minus):
+        inner = _spelled_number(expr.expression)
+        return -inner if inner is not None else None
+    return literal_number(expr)
+
+
+@summary_fact("classes")
+def class_kinds(ctx) -> dict[str, dict[str, Any]]:
+    """Top-level classes: whether each is an `nn.Module` (true, false, or null when it rests on a base
+    from another file, listed in `imported_bases` for the importer to follow)."""
+    from sharpedges.analysis.tensors import module_class
+
+    names = imported_names(ctx)
+    kinds: dict[str, dict[str, Any]] = {}
+    for statement in ctx.module.body:
+        if not is_a(statement, cst.ClassDef):
+            continue
+        verdict = module_class(ctx, statement)
+        entry: dict[str, Any] = {"module": verdict}
+        if verdict is None:
+            entry["imported_bases"] = [vars(names[text]) for base in statement.bases
+                                       if (text := dotted(base.value)) in names]
+        kinds[statement.name.value] = entry
+    return kinds
+
+
+# -- the scope of one checked file ------------------------------------------------------------------
+
+SummaryLoader = Callable[[Path], "tuple[str, dict[str, Any]] | None"]
+
+
+@dataclass
+class ProjectScope:
+    """The project as one checked file sees it. `load` gives (digest, summary) of a file."""
+
+    importer: Path
+    roots: tuple[Path, ...]
+    load: SummaryLoader
+    read: dict[str, str] = field(default_factory=dict)  # file -> digest of the summary this check read
+
+    def module_file(self, source: ImportedName, importer: Path | None = None) -> Path | None:
+        """The project file a module import names, or None when it is not inside the roots."""
+        importer = importer or self.importer
+        parts = [part for part in source.module.split(".") if part]
+        if source.level:
+            base = importer.parent
+            for _ in range(source.level - 1):
+                base = base.parent
+            bases = [base]
+        else:
+            bases = list(dict.fromkeys([_package_top(importer), *self.roots]))
+        for base in bases:
+            for candidate in (base.joinpath(*parts).with_suffix(".py") if parts else None,
+                              base.joinpath(*parts, "__init__.py")):
+                if candidate is not None and candidate.is_file() and self._inside(candidate):
+                    return candidate
+        return None
+
+    def summary(self, source: ImportedName, importer: Path | None = None) -> dict[str, Any] | None:
+        path = self.module_file(source, importer)
+        if path is None or path.resolve() == self.importer.resolve():
+            return None
+        loaded = self.load(path)
+        if loaded is None:
+            return None
+        digest, summary = loaded
+        self.read[str(path)] = digest
+        return summary
+
+    def _inside(self, path: Path) -> bool:
+        real = path.resolve()
+        return any(real == root or root in real.parents for root in self.roots)
+
+
+def _package_top(importer: Path) -> Path:
+    """The folder an absolute import of the importer's own package starts from."""
+    directory = importer.parent
+    while (directory / "__init__.py").is_file() and directory.parent != directory:
+        directory = directory.parent
+    return directory
+
+
+MAX_CLASS_HOPS = 8
+
+
+def imported_module_class(ctx, local: str) -> bool | None:
+    """Whether a class imported from a project module is an `nn.Module` (None: cannot say)."""
+    scope: ProjectScope | None = getattr(ctx, "project", None)
+    source = imported_names(ctx).get(local)
+    if scope is None or source is None or not source.name:
+        return None
+    return _module_class_at(scope, source, scope.importer, 0)
+
+
+def _module_class_at(scope: ProjectScope, source: ImportedName, importer: Path, hops: int) -> bool | None:
+    path = scope.module_file(ImportedName(source.module, source.level, ""), importer)
+    summary = scope.summary(ImportedName(source.module, source.level, ""), importer)
+    entry = None if summary is None else summary.get("classes", {}).get(source.name)
+    if entry is None or path is None or hops >= MAX_CLASS_HOPS:
+        return None
+    if entry["module"] is not None:
+        return entry["module"]
+    verdicts = [_module_class_at(scope, ImportedName(**base), path, hops + 1) for base in entry.get("imported_bases", [])]
+    if any(verdicts):
+        return True
+    return False if verdicts and all(v is False for v in verdicts) and len(verdicts) == len(entry["imported_bases"]) \
+        else None
+
+
+def imported_constant(ctx, local: str) -> float | None:
+    """The number a name imported from a project module is bound to there, when the file is
+    checked with its project (None otherwise, or when the module binds no such constant)."""
+    scope: ProjectScope | None = getattr(ctx, "project", None)
+    source = imported_names(ctx).get(local)
+    if scope is None or source is None or not source.name:
+        return None
+    summary = scope.summary(ImportedName(source.module, source.level, ""))
+    return None if summary is None else summary.get("constants", {}).get(source.name)

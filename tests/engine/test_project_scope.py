@@ -1,0 +1,130 @@
+"""Facts cross files: a file sees the summaries of the project modules it imports, a cached result
+holds only while those summaries do, and the output is the same cold or warm, 1 or N processes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from sharpedges.engine import Engine
+from sharpedges.runner import CheckOptions, run_check
+
+MODEL = '''import math
+import torch
+
+from .consts import NEG_INF
+
+
+def attention(query, key, value, mask):
+    scores = torch.matmul(query, key.transpose(-2, -1)) / math.sqrt(query.size(-1))
+    scores = scores.masked_fill(mask == 0, NEG_INF)
+    return torch.matmul(scores.softmax(dim=-1), value)
+'''
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """pkg/model.py fills attention scores with NEG_INF, which pkg/consts.py binds to -1e9."""
+    (tmp_path / "pyproject.toml").write_text("[tool.sharpedges]\n")
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "consts.py").write_text("NEG_INF = -1e9\n")
+    (package / "model.py").write_text(MODEL)
+    return tmp_path
+
+
+def findings(result) -> list[tuple[str, int, str]]:
+    return [(Path(d.path).name, d.line, d.rule) for d in result.diagnostics]
+
+
+def test_a_constant_bound_in_another_module_is_seen(project: Path):
+    result = run_check(CheckOptions(paths=[str(project)], select=["SHP103"], use_cache=False, jobs=1))
+    assert findings(result) == [("model.py", 9, "SHP103")]
+    assert "-1e+09" in result.diagnostics[0].message
+
+
+def test_editing_a_helper_changes_the_warm_result_of_its_importer(project: Path, tmp_path: Path, monkeypatch):
+    cache = tmp_path / "cache"
+    options = CheckOptions(paths=[str(project)], select=["SHP103"], cache_dir=str(cache), jobs=1)
+    assert findings(run_check(options)) == [("model.py", 9, "SHP103")]
+    checked: list[str] = []
+    real_check = Engine.check
+
+    def counting(self, path, data):
+        checked.append(Path(path).name)
+        return real_check(self, path, data)
+
+    monkeypatch.setattr(Engine, "check", counting)
+    assert findings(run_check(options)) == [("model.py", 9, "SHP103")] and checked == []  # all from the cache
+    (project / "pkg" / "consts.py").write_text("NEG_INF = -65000.0  # within float16\n")
+    assert findings(run_check(options)) == []
+    assert sorted(checked) == ["consts.py", "model.py"]  # model.py itself is unchanged, its helper is not
+    checked.clear()
+    assert findings(run_check(options)) == [] and checked == []
+
+
+def test_cross_file_results_are_identical_cold_warm_and_across_processes(project: Path, tmp_path: Path):
+    for index in range(12):  # enough files for a process pool
+        shutil.copy(project / "pkg" / "model.py", project / "pkg" / f"model_{index:02d}.py")
+    runs = {}
+    for name, jobs, cache in (("cold-1", 1, None), ("cold-2", 2, None), ("warm-write", 2, tmp_path / "c"),
+                              ("warm-read", 2, tmp_path / "c"), ("warm-read-1", 1, tmp_path / "c")):
+        result = run_check(CheckOptions(paths=[str(project)], select=["SHP103"], jobs=jobs,
+                                        use_cache=cache is not None, cache_dir=str(cache) if cache else None))
+        runs[name] = json.dumps([d.to_json() for d in result.diagnostics])
+    assert len(json.loads(runs["cold-1"])) == 13
+    assert len(set(runs.values())) == 1
+
+
+def test_a_one_file_check_and_stdin_compute_their_imports_on_demand(project: Path, run_cli):
+    one = run_cli("check", "--select", "SHP103", "--no-cache", "pkg/model.py", cwd=project)
+    assert one.returncode == 1 and "pkg/model.py:9:44: SHP103" in one.stdout
+    piped = run_cli("check", "--select", "SHP103", "--stdin-filename", "pkg/model.py", cwd=project, input=MODEL)
+    assert piped.returncode == 1 and "pkg/model.py:9:44: SHP103" in piped.stdout
+
+
+def test_modules_resolve_only_inside_the_project(project: Path, tmp_path: Path):
+    outside = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    outside.mkdir()
+    (outside / "consts.py").write_text("NEG_INF = -1e9\n")
+    (project / "pkg" / "consts.py").unlink()
+    (project / "pkg" / "consts.py").symlink_to(outside / "consts.py")
+    result = run_check(CheckOptions(paths=[str(project / "pkg" / "model.py")], select=["SHP103"], use_cache=False,
+                                    jobs=1))
+    assert findings(result) == []
+
+
+HOOK = '''import torch.nn.functional as F
+
+from .hooks import ModelHook
+
+
+class LayerSkipHook(ModelHook):
+    def __init__(self, dropout: float):
+        super().__init__()
+        self.dropout = dropout
+
+    def new_forward(self, module, hidden_states):
+        return F.dropout(hidden_states, p=self.dropout)
+'''
+
+
+@pytest.mark.parametrize("base, flagged", [
+    ("class ModelHook:\n    def __init__(self):\n        self.fn_ref = None\n", False),  # diffusers' hook
+    ("import torch\n\n\nclass Base(torch.nn.Module):\n    pass\n\n\nclass ModelHook(Base):\n    pass\n", True),
+    ("from .deeper import Root\n\n\nclass ModelHook(Root):\n    pass\n", True),  # two files away
+])
+def test_whether_a_base_class_is_an_nn_module_is_read_from_its_own_file(tmp_path: Path, base: str, flagged: bool):
+    (tmp_path / "pyproject.toml").write_text("[tool.sharpedges]\n")
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "deeper.py").write_text("import torch.nn as nn\n\n\nclass Root(nn.Module):\n    pass\n")
+    (package / "hooks.py").write_text(base)
+    (package / "layer_skip.py").write_text(HOOK)
+    result = run_check(CheckOptions(paths=[str(tmp_path)], select=["SHP701"], use_cache=False, jobs=1))
+    assert findings(result) == ([("layer_skip.py", 12, "SHP701")] if flagged else [])

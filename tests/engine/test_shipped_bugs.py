@@ -1,0 +1,95 @@
+"""The shipped-bug recall set (benchmarks/shipped_bugs.yaml) without downloading anything: its schema,
+its rule codes, and the holdout part fixed by the rule written in its header."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pydantic
+import pytest
+import yaml
+
+from sharpedges.registry import all_rules
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "benchmarks" / "shipped_bugs.py"
+
+
+@pytest.fixture(scope="module")
+def shipped_bugs():
+    spec = importlib.util.spec_from_file_location("shipped_bugs", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # pydantic resolves the models' annotations through it
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict:
+    return yaml.safe_load((REPO / "benchmarks" / "shipped_bugs.yaml").read_text())
+
+
+def test_the_set_validates_and_is_big_enough(shipped_bugs):
+    data = shipped_bugs.load()
+    assert len(data.cases) >= 37
+    assert len({case.id for case in data.cases}) == len(data.cases)
+
+
+def test_every_case_expects_a_rule_that_exists(shipped_bugs):
+    rules = set(all_rules())
+    unknown = {case.id: case.rule for case in shipped_bugs.load().cases if case.rule not in rules}
+    assert unknown == {}
+
+
+def test_the_holdout_follows_the_rule_in_the_header(shipped_bugs, raw):
+    assert "sha1(id)" in raw["holdout_rule"] and "% 3 == 0" in raw["holdout_rule"]
+    for case in raw["cases"]:
+        assert case["holdout"] is shipped_bugs.is_held_out(case["id"]), case["id"]
+
+
+def test_the_holdout_is_about_a_third_and_spans_families(shipped_bugs):
+    cases = shipped_bugs.load().cases
+    held = [case for case in cases if case.holdout]
+    assert 0.25 <= len(held) / len(cases) <= 0.42
+    assert len({case.family for case in held}) >= 4
+    assert len({case.family for case in cases if not case.holdout}) >= 6
+
+
+def test_a_holdout_flag_that_contradicts_the_rule_is_rejected(shipped_bugs, raw):
+    case = dict(raw["cases"][0], holdout=not raw["cases"][0]["holdout"])
+    with pytest.raises(pydantic.ValidationError, match="holdout rule"):
+        shipped_bugs.ShippedBug.model_validate(case)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"lines": [12, 3]}, "1-based line range"),
+    ({"also_lines": [[0, 2]]}, "1-based line range"),
+    ({"fixed": "SAME"}, "same release"),
+    ({"path": "../outside.py"}, "relative path"),
+    ({"rule": "SHP999"}, "pattern"),
+    ({"severity": "high"}, "Extra inputs"),
+])
+def test_malformed_cases_are_rejected_with_the_reason(shipped_bugs, raw, change, message):
+    case = dict(raw["cases"][0], **change)
+    if case["fixed"] == "SAME":
+        case["fixed"] = case["buggy"]
+    with pytest.raises(pydantic.ValidationError, match=message):
+        shipped_bugs.ShippedBug.model_validate(case)
+
+
+def test_a_duplicate_id_is_rejected(shipped_bugs, raw):
+    doubled = dict(raw, cases=[raw["cases"][0], raw["cases"][0]])
+    with pytest.raises(pydantic.ValidationError, match="duplicate case id"):
+        shipped_bugs.ShippedBugs.model_validate(doubled)
+
+
+def test_sdist_layouts_are_located_without_the_network(shipped_bugs, tmp_path):
+    nested = tmp_path / "pkg-1.0" / "pkg" / "mod.py"
+    nested.parent.mkdir(parents=True)
+    nested.write_text("x = 1\n")
+    assert shipped_bugs.locate(tmp_path, "pkg/mod.py") == nested
+    with pytest.raises(FileNotFoundError):
+        shipped_bugs.locate(tmp_path, "pkg/other.py")
