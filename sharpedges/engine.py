@@ -74,15 +74,23 @@ def parse_module(data: bytes) -> cst.Module:
         except BaseException as exc:  # re-raised on the calling thread, where the engine sorts it
             outcome.append(exc)
 
-    previous = threading.stack_size(min(stack, MAX_PARSE_STACK))
+    # The native parser cannot be interrupted, and an alarm that interrupts the join leaves a
+    # thread CPython aborts on at exit: the time limit waits until the parse is done (bounded by
+    # MAX_NESTING and the file size). The thread inherits the blocked signal.
+    blocked = hasattr(signal, "pthread_sigmask") and signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
     try:
-        thread = threading.Thread(target=parse, daemon=True)
-        thread.start()
-    except (RuntimeError, MemoryError):  # no room for the stack: parse here, as for a shallow file
-        return cst.parse_module(data)
+        previous = threading.stack_size(min(stack, MAX_PARSE_STACK))
+        try:
+            thread = threading.Thread(target=parse, daemon=True)
+            thread.start()
+        except (RuntimeError, MemoryError):  # no room for the stack: parse here, as for a shallow file
+            return cst.parse_module(data)
+        finally:
+            threading.stack_size(previous)
+        thread.join()
     finally:
-        threading.stack_size(previous)
-    thread.join()
+        if blocked is not False:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     if isinstance(outcome[0], BaseException):
         raise outcome[0]
     return outcome[0]
@@ -109,7 +117,10 @@ def python_refusal(data: bytes) -> str | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # SyntaxWarnings belong to the user's own tools
             sys.setrecursionlimit(frames + MAX_NESTING // 3)
-            compile(data, "<checked>", "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+            try:
+                compile(data, "<checked>", "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+            except SystemError:  # a Python callback (gc) interrupted the constructor: read it again
+                compile(data, "<checked>", "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
     except (RecursionError, MemoryError):
         return f"nested too deeply (more than {MAX_NESTING} levels), not checked"
     except SyntaxError as exc:

@@ -6,6 +6,7 @@ one code path and the same knowledge always gives the same bytes.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import stat
@@ -14,17 +15,24 @@ from typing import Any, Callable
 
 import yaml
 
-from sharpedges.knowledge.registry import KnowledgeBase
-from sharpedges.knowledge.render import render, render_markdown, render_parts, skill_context
+from sharpedges.knowledge.registry import SKILLS_DIR, KnowledgeBase
+from sharpedges.knowledge.render import anchor, by_severity, render, render_markdown, render_parts, skill_context
 from sharpedges.knowledge.schema import Skill
 
 MANIFEST_NAME = "sharpedges-skills.json"
-# The claude-skill reference files: (file, title, Markdown parts). SKILL.md links to each one.
-CLAUDE_REFERENCES = (
-    ("sharp-edges.md", "sharp edges", ("sharp-edges",)),
-    ("knowledge.md", "knowledge", ("principles", "knowledge", "glossary", "patterns", "anti-patterns",
-                                   "tradeoffs", "failure-modes", "decision-guides", "references")),
-    ("collaboration.md", "collaboration", ("collaboration",)),
+# Small helper scripts a skill ships with its claude-skill folder: skills/scripts/<skill id>/*.py.
+SCRIPTS_DIR = SKILLS_DIR / "scripts"
+CURSOR_GLOBS = "**/*.py"
+EDGES_FOLDER = "references/edges/"  # one file per sharp edge, linked from the workflow's checklist
+# The claude-skill reference files split by topic, each loaded only when a task needs it:
+# (file, title, Markdown parts). Sharp edges and knowledge sections get one file each.
+CLAUDE_TOPICS = (
+    ("references/principles.md", "principles and glossary", ("principles", "glossary")),
+    ("references/patterns.md", "patterns and anti-patterns", ("patterns", "anti-patterns")),
+    ("references/tradeoffs.md", "trade-offs and failure modes", ("tradeoffs", "failure-modes")),
+    ("references/decisions.md", "decision guides", ("decision-guides",)),
+    ("references/collaboration.md", "who hands work here and where it goes next", ("collaboration",)),
+    ("references/sources.md", "papers and documentation", ("references",)),
 )
 
 
@@ -32,14 +40,27 @@ def _yaml(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100, default_flow_style=False)
 
 
+def skill_scripts(skill_id: str) -> dict[str, str]:
+    """{file name: source} of the helper scripts a skill ships, in name order."""
+    folder = SCRIPTS_DIR / skill_id
+    return {path.name: path.read_text(encoding="utf-8") for path in sorted(folder.glob("*.py"))}
+
+
+def script_purpose(source: str) -> str:
+    """A script's first docstring line: what the workflow says it is for."""
+    docstring = ast.get_docstring(ast.parse(source)) or ""
+    return docstring.strip().splitlines()[0] if docstring.strip() else ""
+
+
 def _spawner(kb: KnowledgeBase) -> dict[str, str]:
-    """The four-file layout of the seed's Spawner skills, per skill."""
+    """The four-file Spawner layout per skill: skill, sharp edges, validations, collaboration."""
     files = {}
     for skill in kb.skills.values():
         body = skill.model_dump(mode="json", exclude={"sharp_edges", "handoffs", "receives_from"})
-        edges = [{"id": edge.id, "summary": edge.title, "severity": edge.severity.lower(), "why": edge.why,
-                  "solution": edge.solution, "solution_code": edge.solution_code, "symptoms": edge.symptoms,
-                  "detected_by": edge.rules, "references": edge.references} for edge in skill.sharp_edges]
+        edges = [{"id": edge.id, "summary": edge.summary, "severity": edge.severity.lower(), "title": edge.title,
+                  "why": edge.why, "solution": edge.solution, "solution_code": edge.solution_code,
+                  "symptoms": edge.symptoms, "detected_by": edge.rules, "grep": edge.grep,
+                  "references": edge.references} for edge in skill.sharp_edges]
         validations = [{"id": code, "name": kb.specs[code].name, "severity": kb.specs[code].severity,
                         "type": "cst", "command": f"sharpedges check --select {code}",
                         "message": kb.specs[code].message, "fix_action": kb.specs[code].use_instead,
@@ -55,20 +76,43 @@ def _spawner(kb: KnowledgeBase) -> dict[str, str]:
     return files
 
 
+def _claude_references(kb: KnowledgeBase, skill: Skill) -> dict[str, tuple[str, str]]:
+    """{path in the skill folder: (title, text)}: one file per sharp edge, per knowledge section, per topic."""
+    files = {}
+    for edge in by_severity(skill.sharp_edges):
+        text = render("markdown/edge.md.j2", **skill_context(kb, skill, edge=edge))
+        files[f"{EDGES_FOLDER}{edge.id}.md"] = (f"sharp edge: {edge.title}", text)
+    for number, section in enumerate(skill.sections, start=1):
+        text = render("markdown/section.md.j2", **skill_context(kb, skill, section=section))
+        files[f"references/knowledge/{number:02d}-{anchor(section.title)}.md"] = (section.title, text)
+    for path, title, parts in CLAUDE_TOPICS:
+        body = render_parts(kb, skill, parts, skill_link="../../{id}/SKILL.md")
+        if body:
+            files[path] = (title, body)
+    return {path: (title, f"# {skill.name}: {title}\n\n{text}") for path, (title, text) in files.items()}
+
+
 def _claude_skill(kb: KnowledgeBase) -> dict[str, str]:
-    """Agent Skills folders: a short SKILL.md, details in references/ (progressive disclosure)."""
+    """Agent Skills folders: a short SKILL.md with the workflow, details in small topic files."""
     files = {}
     for skill in kb.skills.values():
-        files[f"{skill.id}/SKILL.md"] = render("claude-skill/SKILL.md.j2", **skill_context(kb, skill))
-        for name, title, parts in CLAUDE_REFERENCES:
-            body = render_parts(kb, skill, parts, skill_link="../../{id}/SKILL.md")
-            files[f"{skill.id}/references/{name}"] = f"# {skill.name}: {title}\n\n{body}"
+        references = _claude_references(kb, skill)
+        scripts = skill_scripts(skill.id)
+        context = skill_context(kb, skill, edge_link=EDGES_FOLDER + "{id}.md", scripts_dir="scripts/",
+                                scripts={name: script_purpose(source) for name, source in scripts.items()},
+                                references=[(path, title) for path, (title, _text) in references.items()
+                                            if not path.startswith(EDGES_FOLDER)])
+        files[f"{skill.id}/SKILL.md"] = render("claude-skill/SKILL.md.j2", **context)
+        files.update({f"{skill.id}/{path}": text for path, (_title, text) in references.items()})
+        files.update({f"{skill.id}/scripts/{name}": source for name, source in scripts.items()})
     return files
 
 
 def _cursor(kb: KnowledgeBase) -> dict[str, str]:
-    return {f".cursor/rules/{skill.id}.mdc": render("cursor/rule.mdc.j2", **skill_context(kb, skill))
-            for skill in kb.skills.values()}
+    """Auto-attached rules: Cursor adds one to the context whenever a file matching its globs is."""
+    return {f".cursor/rules/{skill.id}.mdc": render("cursor/rule.mdc.j2", **skill_context(
+        kb, skill, globs=CURSOR_GLOBS, edge_link="", scripts={}, scripts_dir=""))
+        for skill in kb.skills.values()}
 
 
 def _agents_md(kb: KnowledgeBase) -> dict[str, str]:
@@ -89,7 +133,8 @@ def manifest(kb: KnowledgeBase) -> dict[str, Any]:
                 "receives_from": [entry.model_dump() for entry in skill.receives_from],
                 "related": skill.related,
                 "sharp_edges": [{"id": edge.id, "severity": edge.severity, "title": edge.title,
-                                 "rules": edge.rules} for edge in skill.sharp_edges]}
+                                 "summary": edge.summary, "grep": edge.grep, "rules": edge.rules}
+                                for edge in skill.sharp_edges]}
 
     rules = [{"code": spec.code, "name": spec.name, "title": spec.title, "severity": spec.severity,
               "skill": spec.skill.split("#", 1)[0], "sharp_edge": spec.skill.split("#", 1)[1],

@@ -47,6 +47,14 @@ def first_sentence(text: str) -> str:
     return match.group(1) if match else flat
 
 
+SEVERITY_ORDER = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
+
+
+def by_severity(edges):
+    """Sharp edges most severe first; the file order is kept within a severity."""
+    return sorted(edges, key=lambda edge: SEVERITY_ORDER.index(edge.severity))
+
+
 def yaml_string(text: str) -> str:
     """A double-quoted scalar: JSON string syntax is valid YAML, and strict parsers accept it."""
     return json.dumps(str(text), ensure_ascii=False)
@@ -64,7 +72,7 @@ def environment() -> SandboxedEnvironment:
                                autoescape=False, keep_trailing_newline=True, trim_blocks=True,
                                lstrip_blocks=True)
     env.filters.update(fence=code_fence, cell=table_cell, one_line=one_line, yaml_string=yaml_string,
-                       anchor=anchor, first_sentence=first_sentence)
+                       anchor=anchor, first_sentence=first_sentence, by_severity=by_severity)
     return env
 
 
@@ -73,11 +81,12 @@ def render(template: str, **context: Any) -> str:
     return text.rstrip("\n") + "\n"
 
 
-def skill_context(kb: KnowledgeBase, skill: Skill, skill_link: str = "") -> dict[str, Any]:
+def skill_context(kb: KnowledgeBase, skill: Skill, skill_link: str = "", **extra: Any) -> dict[str, Any]:
     """What every skill template may use: the skill, the rule specs, the other skills' names, and
-    `skill_link`, a path pattern with `{id}` that turns skill ids into links ("" for plain ids)."""
+    `skill_link`, a path pattern with `{id}` that turns skill ids into links ("" for plain ids);
+    `extra` adds what one template needs (a section, an edge, the workflow's links)."""
     return {"skill": skill, "specs": kb.specs, "names": {sid: s.name for sid, s in kb.skills.items()},
-            "skill_link": skill_link}
+            "skill_link": skill_link, **extra}
 
 
 def render_parts(kb: KnowledgeBase, skill: Skill, parts: tuple[str, ...] | list[str],
@@ -93,5 +102,5 @@ def render_parts(kb: KnowledgeBase, skill: Skill, parts: tuple[str, ...] | list[
 
 
 def render_markdown(kb: KnowledgeBase, skill: Skill, part: str | None = None) -> str:
-    """The seed-002 shaped system prompt for one skill, or one named part of it."""
+    """The whole skill as one Markdown system prompt, or one named part of it."""
     return render_parts(kb, skill, [part] if part else MARKDOWN_PARTS)

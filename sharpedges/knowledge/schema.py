@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -11,12 +12,17 @@ from sharpedges.specs import CODE_PATTERN, describe_validation_error
 from sharpedges.yaml_io import DataFileError, load_yaml
 
 KEBAB = r"^[a-z0-9]+(-[a-z0-9]+)*$"
-DESCRIPTION_PREFIX = "Triggers when users need help with"
+# A description says when to use the skill and when not to: "Use when ... Not for ...".
+DESCRIPTION_PREFIX = "Use when"
+DESCRIPTION_EXCLUSION = "Not for"
 # Agent Skills front matter caps the description at 1024 characters; the claude-skill pack copies it.
 MAX_DESCRIPTION = 1024
 
 Text = Annotated[str, StringConstraints(min_length=1)]
 KebabId = Annotated[str, StringConstraints(pattern=KEBAB)]
+# The one line an agent sees for a sharp edge in SKILL.md, AGENTS.md and checklists: written for it.
+MAX_SUMMARY = 160
+Summary = Annotated[str, StringConstraints(min_length=1, max_length=MAX_SUMMARY, pattern=r"^[^\n]*[.!?]$")]
 Severity = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW"]
 
 
@@ -65,12 +71,23 @@ class SharpEdge(_Strict):
     id: KebabId
     severity: Severity
     title: Text
+    summary: Summary
+    grep: str = ""  # an extended regex (grep -nE) that finds lines worth checking for this edge
     why: Text
     solution: Text
     solution_code: Text
     symptoms: list[Text] = Field(min_length=1)
     rules: list[str] = []
     references: list[Text] = []
+
+    @field_validator("grep")
+    @classmethod
+    def _grep_compiles(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"grep is not a valid regular expression: {exc}") from None
+        return pattern
 
     @field_validator("rules")
     @classmethod
@@ -141,6 +158,8 @@ class Skill(_Strict):
     def _says_when(cls, value: str) -> str:
         if not value.startswith(DESCRIPTION_PREFIX):
             raise ValueError(f"must start with '{DESCRIPTION_PREFIX}'")
+        if DESCRIPTION_EXCLUSION not in value:
+            raise ValueError(f"must say when not to use the skill ('{DESCRIPTION_EXCLUSION} ...')")
         return value
 
     @field_validator("sharp_edges")

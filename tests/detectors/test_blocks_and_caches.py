@@ -92,7 +92,8 @@ def test_swapping_pre_norm_for_post_norm_in_a_deep_stack_fires_shp301_on_the_mut
     mutant = mutate(mutate(PRE_NORM_GPT, "x = x + self.attn(self.ln_1(x))", "x = self.ln_1(x + self.attn(x))"),
                     "x = x + self.mlp(self.ln_2(x))", "x = self.ln_2(x + self.mlp(x))")
     assert run("SHP301", PRE_NORM_GPT) == []
-    [finding] = run("SHP301", mutant)
+    assert run("SHP301", mutant) == []  # 24 post-norm layers: BERT-large depth, the default max-depth
+    [finding] = run("SHP301", mutant, {"max-depth": 12})
     assert "24 deep" in finding.message and "pre-norm" in finding.message
 
 
@@ -206,7 +207,7 @@ def test_norm_first_fix_makes_the_encoder_pre_norm_with_a_final_norm():
         from torch import nn
 
         class Encoder(nn.Module):
-            def __init__(self, d_model=768, depth=24):
+            def __init__(self, d_model=768, depth=48):
                 super().__init__()
                 layer = nn.TransformerEncoderLayer(d_model, 12, batch_first=True, norm_first=False)
                 self.encoder = nn.TransformerEncoder(layer, depth)
@@ -234,7 +235,7 @@ def test_no_fix_when_the_layer_is_built_elsewhere():
                 self.layer = nn.TransformerEncoderLayer(512, 8)
 
             def build(self):
-                return nn.TransformerEncoder(self.layer, num_layers=20)
+                return nn.TransformerEncoder(self.layer, num_layers=40)
     ''')
     [finding] = run("SHP301", source)
     assert finding.fix is None

@@ -160,7 +160,7 @@ def test_bad_option_value_exits_2(run_cli, project):
     assert result.returncode == 2 and "unknown option 'bogus' for SHP301" in result.stderr
     (project / "pyproject.toml").write_text('[tool.sharpedges.rules.SHP301]\nmax-depth = 6\n')
     assert run_cli("check", "pkg").returncode == 1  # a valid option is accepted
-    assert spec.options["max-depth"].default == 12
+    assert spec.options["max-depth"].default == 24
 
 
 def test_invalid_toml_exits_2(run_cli, project):

@@ -13,7 +13,7 @@ def make_skill(skill_id: str, delegates=(), receives=(), keywords=None, edges=No
     """A minimal skill that satisfies the schema; tests mutate the dict to break one thing."""
     return {
         "id": skill_id, "name": skill_id.replace("-", " ").title(), "version": "1.0.0",
-        "description": f"Triggers when users need help with {skill_id}.",
+        "description": f"Use when working on {skill_id}. Not for anything else.",
         "triggers": {"keywords": keywords or [skill_id]},
         "philosophy": "Say why.",
         "principles": [f"principle {i}" for i in range(5)],
@@ -21,7 +21,8 @@ def make_skill(skill_id: str, delegates=(), receives=(), keywords=None, edges=No
         "patterns": [], "anti_patterns": [],
         "sharp_edges": edges or [
             {"id": f"edge-{i}", "severity": "HIGH", "title": f"edge {i}", "why": "because",
-             "solution": "fix it", "solution_code": "x = 1", "symptoms": ["it breaks"]} for i in range(5)],
+             "summary": f"Fix edge {i}.", "solution": "fix it", "solution_code": "x = 1", "symptoms": ["it breaks"]}
+            for i in range(5)],
         "tradeoffs": [], "failure_modes": [], "decision_guides": [],
         "handoffs": [{"trigger": f"needs {t}", "delegate_to": t, "context": "c"} for t in delegates],
         "receives_from": [{"skill": s, "context": "c"} for s in receives],

@@ -61,6 +61,7 @@ def test_explain_rule_joins_spec_and_sharp_edge(real_kb):
     assert explained["name"] == "attention-missing-scale"
     assert explained["reference_impl"] == real_kb.specs["SHP101"].reference_impl
     edge = explained["sharp_edge"]
+    assert edge["summary"].startswith("Divide attention scores by sqrt(head_dim)")
     assert edge["id"] == "attention-scaling" and edge["why"] and edge["symptoms"] and "import torch" in edge["solution_code"]
     assert explained["skill"]["id"] == "transformer-architecture"
     with pytest.raises(UnknownRuleError):

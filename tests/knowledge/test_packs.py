@@ -20,6 +20,11 @@ AGENTS_MD_BUDGET = 32 * 1024  # Codex reads at most 32 KiB of AGENTS.md by defau
 SKILL_MD_MAX_LINES = 500  # the Agent Skills guidance for SKILL.md bodies
 SKILL_MD_MAX_WORDS = 5000  # the spec suggests under 5000 tokens for the instructions
 CURSOR_RULE_MAX_LINES = 500  # Cursor's guidance for a rule file
+REFERENCE_MAX_BYTES = 8 * 1024  # topic files small enough to load one at a time
+SEVERITIES = ["CRITICAL", "HIGH", "MEDIUM", "LOW"]
+# Notes about the documents the skills were distilled from: provenance stays in YAML comments.
+SOURCE_NOTES = re.compile(r"\bseeds? ?\d{3}\b|\bthe seeds?\b(?!\s+nodes?)|\bseed (?:document|claim|prompt|fact)s?\b|"
+                          r"\bcorrection\b|bloomwiki|vibeship", re.IGNORECASE)
 
 
 @pytest.fixture(scope="module")
@@ -110,11 +115,37 @@ def test_claude_skill_folders(real_kb, packs):
         assert len(body.splitlines()) <= SKILL_MD_MAX_LINES
         assert len(body.split()) <= SKILL_MD_MAX_WORDS
         assert "```" not in body, "code belongs in references/, loaded only when needed"
-        for reference in ("sharp-edges.md", "knowledge.md", "collaboration.md"):
-            assert f"(references/{reference}" in body
-        assert assert_links_resolve(folder / "SKILL.md", root) >= len(skill.sharp_edges) + len(skill.handoffs) + 3
-        for reference in sorted((folder / "references").iterdir()):
+        links = assert_links_resolve(folder / "SKILL.md", root)
+        assert links >= len(skill.sharp_edges) + len(skill.handoffs) + len(skill.sections)
+        for edge in skill.sharp_edges:
+            assert f"(references/edges/{edge.id}.md)" in body
+        for reference in sorted((folder / "references").rglob("*.md")):
             assert_links_resolve(reference, root)
+            size = len(reference.read_bytes())
+            assert size <= REFERENCE_MAX_BYTES, f"{reference.relative_to(root)} is {size} bytes"
+
+
+def test_claude_skill_workflow_lints_then_walks_the_checklist_by_severity(real_kb, packs):
+    for skill in real_kb.skills.values():
+        body = (packs / "claude-skill" / skill.id / "SKILL.md").read_text(encoding="utf-8")
+        workflow = body[body.index("## Workflow"):body.index("## Principles")]
+        assert "sharpedges check" in workflow and "pip install sharpedges" in workflow
+        assert "grep -rnE" in workflow and "Prove the change" in workflow
+        checklist = [line for line in workflow.splitlines() if line.strip().startswith("- [ ] **")]
+        assert len(checklist) == len(skill.sharp_edges)
+        severities = [line.split("**")[1] for line in checklist]
+        assert severities == sorted(severities, key=SEVERITIES.index)
+        for edge in skill.sharp_edges:
+            assert edge.summary in workflow
+            if edge.grep:
+                assert f"Cue: `{edge.grep}`" in workflow
+
+
+def test_scripts_ship_with_their_skill_and_are_listed(real_kb, packs):
+    folder = packs / "claude-skill" / "transformer-architecture"
+    body = (folder / "SKILL.md").read_text(encoding="utf-8")
+    for name in ("kv_cache.py", "sdpa_equivalence.py"):
+        assert (folder / "scripts" / name).is_file() and f"python scripts/{name}" in body
 
 
 def test_claude_skill_folders_pass_the_reference_validator(real_kb, packs):
@@ -133,8 +164,9 @@ def test_cursor_rules(real_kb, packs):
     for path in rules_dir.glob("*.mdc"):
         meta, body = front_matter(path.read_text(encoding="utf-8"))
         assert set(meta) == {"description", "globs", "alwaysApply"}
-        assert meta["description"].startswith("Triggers when users need help with")
-        assert isinstance(meta["globs"], str) and meta["alwaysApply"] is False
+        assert meta["description"].startswith("Use when") and "Not for" in meta["description"]
+        assert meta["globs"] == "**/*.py" and meta["alwaysApply"] is False  # attaches to Python files
+        assert "sharpedges check" in body and "- [ ] **" in body
         assert len(body.splitlines()) <= CURSOR_RULE_MAX_LINES
         assert assert_links_resolve(path, root) == len(real_kb.skills[path.stem].handoffs)
 
@@ -144,10 +176,12 @@ def test_agents_md(real_kb, packs):
     text = path.read_text(encoding="utf-8")
     assert len(text.encode("utf-8")) <= AGENTS_MD_BUDGET
     assert assert_links_resolve(path, packs / "agents-md") >= 2 * len(real_kb.skills)
+    assert not re.search(r"\.\.\.(?: Lint: [^\n]*)?$", text, flags=re.MULTILINE), "nothing is cut mid-sentence"
+    assert "sharpedges check" in text and "pip install sharpedges" in text
     for skill in real_kb.skills.values():
         assert f"## {skill.name}\n" in text
         for edge in skill.sharp_edges:
-            assert edge.title.split()[0] in text
+            assert edge.summary in text
 
 
 def test_markdown_system_prompts_have_the_seed_shape(real_kb, packs):
@@ -176,3 +210,17 @@ def test_json_manifest(real_kb, packs):
         assert all(handoff["delegate_to"] in ids for handoff in skill["handoffs"])
         assert all(code in codes for edge in skill["sharp_edges"] for code in edge["rules"])
     assert all((rule["skill"], rule["sharp_edge"]) in edges for rule in manifest["rules"])
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_no_pack_carries_notes_about_source_documents(packs, target):
+    for path in sorted(p for p in (packs / target).rglob("*") if p.is_file()):
+        text = path.read_text(encoding="utf-8")
+        found = SOURCE_NOTES.search(text)
+        assert not found, f"{path.relative_to(packs)}: {text[max(0, found.start() - 60):found.end() + 60]!r}"
+
+
+def test_readme_says_where_each_target_goes():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    for destination in (".claude/skills/", ".cursor/rules/", "AGENTS.md"):
+        assert destination in readme

@@ -51,7 +51,13 @@ def test_bad_severity_names_the_edge(tmp_path):
     (lambda d: d["sharp_edges"][1].update(id="Not Kebab"), "sharp_edges.1.id"),
     (lambda d: d["sharp_edges"][1].update(id="edge-0"), "sharp_edges"),
     (lambda d: d["triggers"].update(keywords=[]), "triggers.keywords"),
-    (lambda d: d.update(description="Triggers when users need help with " + "x" * 1100), "description"),
+    (lambda d: d.update(description="Use when " + "x" * 1100 + " Not for y."), "description"),
+    (lambda d: d.update(description="Use when training anything."), "description"),  # never says when not to
+    (lambda d: d["sharp_edges"][0].pop("summary"), "sharp_edges.0.summary"),
+    (lambda d: d["sharp_edges"][0].update(summary="Two lines.\nNot one."), "sharp_edges.0.summary"),
+    (lambda d: d["sharp_edges"][0].update(summary="no full stop"), "sharp_edges.0.summary"),
+    (lambda d: d["sharp_edges"][0].update(summary="x" * 200 + "."), "sharp_edges.0.summary"),
+    (lambda d: d["sharp_edges"][0].update(grep="masked_fill("), "sharp_edges.0.grep"),
 ])
 def test_each_violation_is_refused_with_its_field(tmp_path, mutate, field):
     data = make_skill("demo-skill")

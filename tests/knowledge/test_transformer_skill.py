@@ -1,8 +1,8 @@
-"""The transformer skill keeps every seed fact, and every fix it teaches actually runs."""
+"""The transformer skill keeps every source-document fact (in corrected wording where a source was wrong),
+and every fix it teaches actually runs. Provenance lives in YAML comments; no pack renders it."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -31,11 +31,6 @@ def test_every_seed_fact_is_in_the_rendered_skill(real_kb):
     rendered = normalise(render_markdown(real_kb, real_kb.skill("transformer-architecture")))
     missing = [line for line in FACT_LINES if normalise(line.split(":", 1)[1]) not in rendered]
     assert not missing, f"{len(missing)} seed facts missing: {missing}"
-
-
-def test_corrections_are_said_out_loud():
-    text = normalise(TRANSFORMER.model_dump_json())
-    assert len(re.findall(r"correction", text)) >= 8
 
 
 SNIPPETS = [pytest.param(edge.solution_code, id=f"edge:{edge.id}") for edge in TRANSFORMER.sharp_edges] + [
