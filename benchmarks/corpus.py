@@ -21,11 +21,31 @@ def corpus_dir() -> Path:
 
 
 def build(quiet: bool = True) -> Path:
-    """Download (once) and unpack (once) the pinned wheels; returns the corpus directory."""
+    """Download (once) and unpack (once) the pinned wheels; returns the corpus directory. Safe to
+    call from several processes at once (parallel test workers): one builds, the others wait."""
     target = corpus_dir()
     done = target / ".complete"
     if done.exists():
         return target
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".build.lock", "w") as lock:
+        _exclusive(lock)
+        if not done.exists():
+            _build(target, done)
+    if not quiet:
+        print(f"corpus ready in {target}", file=sys.stderr)
+    return target
+
+
+def _exclusive(lock) -> None:
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: builds are not run in parallel there
+        return
+    fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+
+
+def _build(target: Path, done: Path) -> None:
     wheels = CACHE / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     missing = [p for p in PINNED if not list(wheels.glob(p.split("==")[0].replace("-", "_") + "-" + p.split("==")[1] + "-*.whl"))]
@@ -39,9 +59,6 @@ def build(quiet: bool = True) -> Path:
                 if member.endswith(".py") and ".dist-info/" not in member:
                     archive.extract(member, target / package)
     done.write_text("\n".join(PINNED) + "\n")
-    if not quiet:
-        print(f"corpus ready in {target}", file=sys.stderr)
-    return target
 
 
 def python_files(root: Path | None = None) -> list[Path]:

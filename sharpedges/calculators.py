@@ -92,6 +92,8 @@ def chinchilla(params: float | None = None, tokens: float | None = None, flops: 
         n = math.sqrt(value / (FLOPS_PER_PARAM_TOKEN * TOKENS_PER_PARAM))
     d = TOKENS_PER_PARAM * n
     c = FLOPS_PER_PARAM_TOKEN * n * d
+    if not math.isfinite(c):
+        raise ValueError(f"{name} is too large: the compute {FLOPS_PER_PARAM_TOKEN} x N x D overflows")
     human = f"{format_count(n)} parameters, {format_count(d)} tokens, {c:.3g} FLOPs"
     return ChinchillaEstimate(params=n, tokens=d, flops=c, human=human)
 
@@ -112,12 +114,30 @@ def format_count(count: float) -> str:
     return f"{count:.4g}"
 
 
-def parse_count(text: str) -> float:
-    """'7e9', '7B', '1.4T', '70m' -> a number; raises ValueError with the text otherwise."""
+def parse_count(text: str | float) -> float:
+    """'7e9', '7B', '1.4T', '70m', '128k', '1_000' -> a number (suffixes are powers of 1000, as model
+    sizes and context lengths are quoted: 128k = 128,000). The one parser the CLI and the MCP
+    tools share; a number passes through. Raises ValueError naming the text otherwise."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return float(text)
+    if not isinstance(text, str):
+        raise ValueError(f"not a number: {text!r} (examples: 7e9, 7B, 1.4T, 128k)")
     cleaned = text.strip().replace("_", "").replace(",", "")
-    scale = _COUNT_SUFFIXES.get(cleaned[-1:].upper(), 1.0) if cleaned[-1:].isalpha() else 1.0
+    suffix = cleaned[-1:].upper()
+    scale = _COUNT_SUFFIXES.get(suffix, 1.0) if cleaned[-1:].isalpha() and cleaned[:-1] else 1.0
     body = cleaned[:-1] if scale != 1.0 else cleaned
     try:
-        return float(body) * scale
+        value = float(body) * scale
     except ValueError:
-        raise ValueError(f"not a number: {text!r} (examples: 7e9, 7B, 1.4T)") from None
+        raise ValueError(f"not a number: {text!r} (examples: 7e9, 7B, 1.4T, 128k)") from None
+    if not math.isfinite(value):
+        raise ValueError(f"not a finite number: {text!r}")
+    return value
+
+
+def parse_whole(text: str | int, name: str = "value") -> int:
+    """`parse_count` for sizes that must be whole and positive: '128k' -> 128000, '32' -> 32."""
+    value = parse_count(text)
+    if value < 1 or value != int(value):
+        raise ValueError(f"{name} must be a positive whole number, got {text!r}")
+    return int(value)

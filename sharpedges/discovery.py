@@ -21,6 +21,12 @@ class Candidate:
     path: Path
 
 
+def gitignore_spec(patterns: list[str]) -> pathspec.PathSpec:
+    """Gitignore-style patterns, matched by RE2 (linear time): a pattern such as
+    `*a*a*a*a*a*a*a*a*a*ab` makes a backtracking matcher run for minutes on a 60-character name."""
+    return pathspec.PathSpec.from_lines("gitignore", patterns, backend="re2")
+
+
 def _gitignore_spec(directory: Path) -> pathspec.PathSpec | None:
     """The directory's `.gitignore`, read only when it is a regular file: opening a FIFO named
     `.gitignore` for reading would block the walk forever."""
@@ -32,20 +38,13 @@ def _gitignore_spec(directory: Path) -> pathspec.PathSpec | None:
         if not stat.S_ISREG(os.fstat(descriptor).st_mode):
             return None
         lines = handle.read().decode("utf-8", errors="replace").splitlines()
-    return pathspec.PathSpec.from_lines("gitignore", lines)
+    return gitignore_spec(lines)
 
 
-def _exclude_spec(patterns: list[str]) -> pathspec.PathSpec:
-    return pathspec.PathSpec.from_lines("gitignore", patterns)
-
-
-def discover(arguments: list[str], exclude: list[str], errors: list[FileError],
-             exclude_root: Path | None = None, within: Callable[[Path], bool] | None = None) -> Iterator[Candidate]:
-    """Yield the files to check, in a deterministic order. Exclude patterns match paths relative
-    to `exclude_root` (the config's directory) or to the directory walked, and bare names;
-    problems (missing paths, symlink loops) go to `errors`. With `within`, a directory or file for
-    which it is false is passed over without a word: never entered, listed or named."""
-    excluded = _exclude_spec(exclude)
+def exclusion_test(exclude: list[str], exclude_root: Path | None):
+    """`is_excluded(path, is_dir)`: the patterns match the path relative to `exclude_root` (the
+    config's directory), or its bare name."""
+    excluded = gitignore_spec(exclude)
     anchor = Path(os.path.abspath(exclude_root or Path.cwd()))
 
     def is_excluded(path: Path, is_dir: bool) -> bool:
@@ -56,6 +55,19 @@ def discover(arguments: list[str], exclude: list[str], errors: list[FileError],
         except ValueError:
             pass
         return excluded.match_file(path.name + suffix)
+
+    return excluded, is_excluded
+
+
+def discover(arguments: list[str], exclude: list[str], errors: list[FileError],
+             exclude_root: Path | None = None, within: Callable[[Path], bool] | None = None,
+             notices: list[str] | None = None) -> Iterator[Candidate]:
+    """Yield the files to check, in a deterministic order. Exclude patterns match paths relative
+    to `exclude_root` (the config's directory) or to the directory walked, and bare names;
+    problems (missing paths, symlink loops) go to `errors`, and a file named in `arguments` that
+    an exclude pattern drops is said in `notices`. With `within`, a directory or file for which it
+    is false is passed over without a word: never entered, listed or named."""
+    excluded, is_excluded = exclusion_test(exclude, exclude_root)
 
     seen: set[str] = set()
     for argument in arguments:
@@ -70,6 +82,8 @@ def discover(arguments: list[str], exclude: list[str], errors: list[FileError],
             yield from _walk(path, argument, excluded, is_excluded, errors, seen, within or (lambda _: True))
         else:
             if is_excluded(path, False):
+                if notices is not None:
+                    notices.append(f"{argument}: excluded by the configured exclude patterns, not checked")
                 continue
             key = os.path.realpath(path)
             if key not in seen:

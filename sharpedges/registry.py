@@ -7,6 +7,7 @@ import pkgutil
 from dataclasses import dataclass
 from functools import lru_cache
 
+from sharpedges.config import selector_problem
 from sharpedges.detector import Detector
 from sharpedges.specs import RuleSpec, load_specs
 
@@ -66,8 +67,8 @@ def select_rules(select: list[str] | None, extend_select: list[str], ignore: lis
     Opt-in (preview) rules come in by their exact code, or by any selector with `preview`."""
     rules = all_rules()
     for selector in [*(select or []), *extend_select, *ignore]:
-        if not any(matches(code, selector) for code in rules):
-            raise RegistryError(f"unknown rule code or prefix: {selector}")
+        if problem := selector_problem(selector):
+            raise RegistryError(problem)
     chosen: set[str] = set()
     if select is None:
         chosen = {code for code, rule in rules.items() if rule.spec.default or preview}

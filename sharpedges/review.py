@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from sharpedges.diagnostics import Diagnostic
@@ -43,36 +44,80 @@ class Review:
     all_lines: bool
 
 
+_C_ESCAPES = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}
+
+
+def unquote_path(text: str) -> str:
+    """A path as git prints it: C-style quoted ("a\\"b\\tc.py", octal bytes) when it holds a quote,
+    a backslash or a control character; plain otherwise."""
+    if not (len(text) >= 2 and text.startswith('"') and text.endswith('"')):
+        return text
+    out = bytearray()
+    body, index = text[1:-1], 0
+    while index < len(body):
+        char = body[index]
+        if char != "\\":
+            out += char.encode("utf-8", "surrogateescape")
+            index += 1
+        elif body[index + 1:index + 4].isdigit() and len(body[index + 1:index + 4]) == 3:
+            out.append(int(body[index + 1:index + 4], 8) & 0xFF)
+            index += 4
+        elif body[index + 1:index + 2] in _C_ESCAPES:
+            out.append(_C_ESCAPES[body[index + 1]])
+            index += 2
+        else:
+            raise ReviewError(f"malformed quoted path in the diff: {text}")
+    return out.decode("utf-8", "surrogateescape")
+
+
+def _target(header: str) -> str:
+    """The path of a `+++ ` header line: quoted or not, a trailing tab and date dropped."""
+    target = header[4:]
+    target = target if target.startswith('"') else target.split("\t")[0].strip()
+    return unquote_path(target.rstrip("\t"))
+
+
 def parse_unified_diff(text: str) -> dict[str, frozenset[int]]:
     """New-side line numbers of the added lines per file of a unified diff (git or `diff -u`).
-    Deleted files are left out; `a/` and `b/` prefixes are dropped. Hunk lengths are counted, so
-    an added line that reads "++ x" is not mistaken for a file header."""
+    Deleted files are left out; `a/` and `b/` prefixes are dropped; quoted paths are unquoted.
+    Hunk lengths are counted, so an added line that reads "++ x" is not mistaken for a file
+    header; a hunk whose counts run past its lines (into the next header) is rejected."""
     changed: dict[str, set[int]] = {}
     current: set[int] = set()  # a deleted file's hunks are counted into a set nobody keeps
     old_left = new_left = line_number = 0
-    for raw in text.splitlines():
+    # Split on "\n" only: str.splitlines() also splits on \x1c, \x85, U+2028 ... inside a line.
+    rows = text.split("\n")
+    for number, raw in enumerate(rows[:-1] if rows[-1] == "" else rows, 1):
+        raw = raw[:-1] if raw.endswith("\r") else raw
         if old_left > 0 or new_left > 0:
             if raw.startswith("+"):
                 current.add(line_number)
                 line_number, new_left = line_number + 1, new_left - 1
             elif raw.startswith("-"):
                 old_left -= 1
-            elif not raw.startswith("\\"):  # "\ No newline at end of file" is no line
+            elif raw.startswith(" ") or raw == "":  # context ("" when a mailer stripped the space)
                 line_number, old_left, new_left = line_number + 1, old_left - 1, new_left - 1
+            elif not raw.startswith("\\"):  # "\ No newline at end of file" is no line
+                raise ReviewError(f"malformed diff at line {number}: the hunk before it counts more lines "
+                                  f"than it has")
+            if old_left < 0 or new_left < 0:
+                raise ReviewError(f"malformed diff at line {number}: more lines than its hunk header counts")
         elif raw.startswith("+++ "):
-            target = raw[4:].split("\t")[0].strip()
+            target = _target(raw)
             current = set() if target == "/dev/null" else \
                 changed.setdefault(target[2:] if target.startswith("b/") else target, set())
         elif hunk := _HUNK.match(raw):
             old_left = int(hunk.group(2) or 1)
             line_number, new_left = int(hunk.group(3)), int(hunk.group(4) or 1)
+    if old_left > 0 or new_left > 0:
+        raise ReviewError("malformed diff: the last hunk counts more lines than it has")
     return {path: frozenset(lines) for path, lines in changed.items()}
 
 
 def _git(*args: str) -> str:
     try:
-        completed = subprocess.run(["git", "-c", "core.quotepath=off", *args], capture_output=True, text=True,
-                                   check=False)
+        completed = subprocess.run(["git", "-c", "core.quotepath=off", *args], capture_output=True, check=False,
+                                   encoding="utf-8", errors="surrogateescape")
     except FileNotFoundError:
         raise ReviewError("git is not installed; pass a diff with --diff-file") from None
     if completed.returncode != 0:
@@ -100,10 +145,16 @@ def default_base() -> tuple[str, str]:
     return "HEAD", "HEAD"
 
 
+def repository_root() -> str:
+    return _git("rev-parse", "--show-toplevel").rstrip("\n")
+
+
 def git_changes(base: str | None, paths: list[str]) -> ChangeSet:
     """Changed lines between `base` (default: see default_base) and the working tree, staged or
-    not, plus untracked files that are not ignored. Paths are relative to the current directory."""
-    _git("rev-parse", "--show-toplevel")  # a clear error outside a repository
+    not, plus untracked files that are not ignored, anywhere in the repository (or under `paths`,
+    which may lead outside the current directory: `..`, `../model.py`). Paths in the result are
+    relative to the current directory, as `check` shows them."""
+    top = repository_root()  # a clear error outside a repository
     if _verified("HEAD") is None:
         raise ReviewError("the repository has no commits yet; pass a diff with --diff-file")
     if base is None:
@@ -112,12 +163,35 @@ def git_changes(base: str | None, paths: list[str]) -> ChangeSet:
         raise ReviewError(f"unknown revision '{base}'")
     else:
         revision, description = base, base
-    pathspec = ["--", *paths] if paths else []
-    diff = _git("diff", "--no-color", "--no-ext-diff", "--unified=0", "--relative", revision, *pathspec)
-    lines: dict[str, frozenset[int] | None] = dict(parse_unified_diff(diff))
-    for untracked in _git("ls-files", "--others", "--exclude-standard", *pathspec).splitlines():
-        lines[untracked] = None
+    pathspec = ["--", *paths] if paths else ["--", ":/"]  # ":/": the whole repository, wherever we stand
+    here = os.getcwd()
+
+    def from_root(path: str) -> str:
+        return os.path.relpath(os.path.join(top, path), here)
+
+    # No --relative: it drops every change outside the current directory, even ones named in `paths`.
+    diff = _git("diff", "--no-color", "--no-ext-diff", "--no-renames", "--unified=0", revision, *pathspec)
+    lines: dict[str, frozenset[int] | None] = {from_root(path): changed
+                                               for path, changed in parse_unified_diff(diff).items()}
+    untracked = _git("ls-files", "-z", "--full-name", "--others", "--exclude-standard", *pathspec)
+    for path in filter(None, untracked.split("\0")):
+        lines[from_root(path)] = None
     return ChangeSet(lines, description)
+
+
+def paths_from_repository_root(result: RunResult) -> RunResult:
+    """The same result with paths relative to the repository root (GitHub annotations need them);
+    unchanged outside a repository."""
+    try:
+        top = repository_root()
+    except ReviewError:
+        return result
+
+    def rooted(path: str) -> str:
+        return Path(os.path.relpath(os.path.abspath(path), top)).as_posix()
+
+    return RunResult([replace(d, path=rooted(d.path)) for d in result.diagnostics],
+                     [replace(e, path=rooted(e.path)) for e in result.errors], result.files)
 
 
 def diff_changes(text: str, paths: list[str], source: str) -> ChangeSet:

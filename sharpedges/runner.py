@@ -19,9 +19,9 @@ from functools import lru_cache
 from pathlib import Path
 
 from sharpedges.cache import ResultCache, code_fingerprint
-from sharpedges.config import Config, find_config
+from sharpedges.config import DEFAULT_CACHE_DIR, Config, ConfigError, find_config, project_root
 from sharpedges.diagnostics import Diagnostic, FileError, FileResult
-from sharpedges.discovery import discover
+from sharpedges.discovery import discover, exclusion_test, gitignore_spec
 from sharpedges.engine import DEFAULT_MAX_BYTES, Engine
 from sharpedges.processes import clean_interrupts, limited_memory, memory_limit, worker_started
 from sharpedges.project import ProjectScopes, SummaryStore
@@ -215,9 +215,32 @@ def in_shard(display: str, shard: tuple[int, int] | None) -> bool:
 
 @lru_cache(maxsize=256)
 def _pattern(pattern: str):
-    import pathspec
+    return gitignore_spec([pattern])
 
-    return pathspec.PathSpec.from_lines("gitignore", [pattern])
+
+def _command_line_cache_dir(options: CheckOptions) -> Path | None:
+    """`--cache-dir`, created if need be; raises ValueError when it cannot be used."""
+    if options.cache_dir is None:
+        return None
+    directory = Path(options.cache_dir)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--cache-dir {options.cache_dir}: cannot use it: {(exc.strerror or str(exc)).lower()}") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ValueError(f"--cache-dir {options.cache_dir}: cannot use it: not writable")
+    return directory
+
+
+def _configured_cache_dir(config: Config) -> Path | None:
+    """The config's `cache-dir`, which must stay inside the project (symlinks resolved)."""
+    if config.cache_dir is None:
+        return None
+    directory = config.root / config.cache_dir
+    if not directory.resolve().is_relative_to(config.root.resolve()):
+        raise ConfigError(f"{config.path}: [tool.sharpedges] 'cache-dir': {config.cache_dir!r} leads outside "
+                          f"the project (an outside cache only with --cache-dir)")
+    return directory
 
 
 def per_file_ignored(config: Config, diagnostic: Diagnostic) -> bool:
@@ -245,8 +268,10 @@ def run_check(options: CheckOptions) -> RunResult:
     configs: list[Config] = []
     engine_of_config: dict[int, int] = {}
     tasks: list[_Task] = []
-    for argument in options.paths:
-        config = find_config(Path(argument).resolve())
+    notices: list[str] = []
+    command_line_cache = _command_line_cache_dir(options) if options.use_cache else None
+
+    def engine_slot(config: Config, first_file: Path) -> int:
         slot = engine_of_config.get(id(config))
         if slot is None:
             engine = build_engine(config, options)
@@ -254,15 +279,33 @@ def run_check(options: CheckOptions) -> RunResult:
             engines.append(engine)
             configs.append(config)
             if options.use_cache:
-                directory = Path(options.cache_dir or config.cache_dir or ".sharpedges_cache")
-                if not directory.is_absolute() and config.cache_dir and not options.cache_dir:
-                    directory = config.root / directory
+                directory = command_line_cache or _configured_cache_dir(config) or \
+                    project_root(first_file) / DEFAULT_CACHE_DIR
                 caches.append(ResultCache(directory, engine_key(engine)))
             else:
                 caches.append(None)
-        for candidate in discover([argument], [*config.exclude, *config.extend_exclude], errors, config.root):
+        return slot
+
+    exclusion_tests: dict[int, Callable[[Path, bool], bool]] = {}
+
+    def excluded_by_own_config(config: Config, path: Path) -> bool:
+        if id(config) not in exclusion_tests:
+            exclusion_tests[id(config)] = exclusion_test([*config.exclude, *config.extend_exclude], config.root)[1]
+        return exclusion_tests[id(config)](path, False)
+
+    for argument in options.paths:
+        argument_config = find_config(Path(os.path.abspath(argument)))
+        engine_slot(argument_config, Path(os.path.abspath(argument)))  # config errors before any file is read
+        exclude = [*argument_config.exclude, *argument_config.extend_exclude]
+        for candidate in discover([argument], exclude, errors, argument_config.root, notices=notices):
+            absolute = Path(os.path.abspath(candidate.path))
+            config = find_config(absolute.parent)  # the nearest config of each file, not of the argument
+            if config is not argument_config and excluded_by_own_config(config, absolute):
+                continue
             if in_shard(candidate.display, options.shard):
-                tasks.append(_Task(len(tasks), candidate.display, str(candidate.path), slot))
+                tasks.append(_Task(len(tasks), candidate.display, str(candidate.path), engine_slot(config, absolute)))
+    for notice in notices:
+        print(f"sharpedges: warning: {notice}", file=sys.stderr)
 
     for engine, cache in zip(engines, caches):  # summaries are shared by the run's files, and cached
         if cache is not None:

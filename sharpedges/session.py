@@ -6,7 +6,6 @@ import argparse
 import difflib
 import hashlib
 import sys
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,16 +86,16 @@ class CheckSession:
                 result = self._check()  # report what is left after fixing
             result.errors.extend(fixes.errors)
             result.errors.sort(key=lambda e: (e.path, e.message))
-        output = render(self.args.format, result, load_specs())
-        sys.stdout.write(output)
         human = self.args.format not in MACHINE_FORMATS
-        if self.args.fix and human:
-            print(f"({fixes.fixed} fixed, {len(result.diagnostics)} remaining)")
-        if self.args.statistics:
-            counts = Counter(d.rule for d in result.diagnostics)
-            names = {d.rule: d.name for d in result.diagnostics}
-            for code, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
-                print(f"{count:5d}  {code}  {names[code]}", file=sys.stdout if human else sys.stderr)
+        if self.args.statistics:  # only the table; what could not be checked goes to stderr
+            from sharpedges.outputs import statistics
+
+            sys.stdout.write(statistics.render(result, self.args.format))
+            sys.stderr.write("".join(f"{error_line(e)}\n" for e in result.errors))
+        else:
+            sys.stdout.write(render(self.args.format, result, load_specs()))
+            if self.args.fix and human:
+                print(f"({fixes.fixed} fixed, {len(result.diagnostics)} remaining)")
         if result.errors:
             return 2
         if result.diagnostics and not self.args.exit_zero:

@@ -7,7 +7,12 @@ import sys
 
 
 def _codes(value: str) -> list[str]:
-    return [code.strip().upper() for code in value.split(",") if code.strip()]
+    from sharpedges.config import parse_selectors
+
+    try:
+        return parse_selectors(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _shard(value: str) -> tuple[int, int]:
@@ -21,9 +26,14 @@ def _shard(value: str) -> tuple[int, int]:
 
 
 def add_rule_selection(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--select", type=_codes, default=None, help="only these rule codes or prefixes (comma-separated)")
-    parser.add_argument("--extend-select", type=_codes, default=[], help="add these codes or prefixes")
-    parser.add_argument("--ignore", type=_codes, default=[], help="skip these codes or prefixes")
+    # action="extend": a repeated flag adds up (`--select SHP1 --select SHP2`), as in ruff.
+    parser.add_argument("--select", type=_codes, action="extend", default=None, metavar="CODES",
+                        help="only these rule codes or prefixes (comma-separated, repeatable; replaces the "
+                             "configured select)")
+    parser.add_argument("--extend-select", type=_codes, action="extend", default=[], metavar="CODES",
+                        help="also these codes or prefixes, opt-in rules included (comma-separated, repeatable)")
+    parser.add_argument("--ignore", type=_codes, action="extend", default=[], metavar="CODES",
+                        help="skip these codes or prefixes (comma-separated, repeatable)")
     parser.add_argument("--preview", action="store_true", help="also enable opt-in (preview) rules")
 
 
@@ -34,7 +44,9 @@ def register(subparsers) -> None:
                                    description="Lint Python files for transformer bugs that run without crashing.")
     parser.add_argument("paths", nargs="*", default=["."], help="files or directories (default: .)")
     add_rule_selection(parser)
-    parser.add_argument("--format", choices=FORMATS, default="concise")
+    parser.add_argument("--format", choices=FORMATS, default="concise",
+                        help="concise: one line per finding (default); full: the whole message, source and caret; "
+                             "json, sarif: for tools; github: GitHub Actions annotations")
     parser.add_argument("--exit-zero", action="store_true", help="exit 0 even when problems are found")
     parser.add_argument("--statistics", action="store_true", help="count findings per rule")
     parser.add_argument("--fix", action="store_true", help="apply safe fixes")

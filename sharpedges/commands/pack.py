@@ -15,11 +15,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    description="Write every skill as a prompt pack for an agent orchestrator.")
     parser.add_argument("--target", required=True, metavar="T", help=f"one of: {', '.join(TARGETS)}")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created)")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite files in DIR whose content differs from the pack (never through symlinks)")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from sharpedges.knowledge.packs import write_pack
+    from sharpedges.knowledge.packs import PackWriteError, write_pack
     from sharpedges.knowledge.registry import load_knowledge
     from sharpedges.yaml_io import DataFileError
 
@@ -27,9 +29,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"sharpedges: unknown target '{args.target}' (choose from: {', '.join(TARGETS)})", file=sys.stderr)
         return 2
     try:
-        written = write_pack(load_knowledge(), args.target, args.out)
-    except (DataFileError, OSError) as exc:
-        print(f"sharpedges: {exc}", file=sys.stderr)
+        unchanged: list = []
+        written = write_pack(load_knowledge(), args.target, args.out, force=args.force, unchanged=unchanged)
+    except (DataFileError, PackWriteError) as exc:
+        print(f"sharpedges: error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {len(written)} files to {args.out}")
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"sharpedges: error: cannot write the pack: {where}{(exc.strerror or str(exc)).lower()}", file=sys.stderr)
+        return 2
+    same = f" ({len(unchanged)} already up to date)" if unchanged else ""
+    print(f"wrote {len(written)} file{'' if len(written) == 1 else 's'} to {args.out}{same}")
     return 0

@@ -21,8 +21,10 @@ def register(subparsers) -> None:
     parser.add_argument("--probe", action="append", default=None, metavar="NAME", dest="probes",
                         help="run only this probe (repeatable; default: all): causal, eval-deterministic, "
                              "kv-cache-consistent, padding-invariant, half-precision, grad-flow")
-    parser.add_argument("--format", choices=("concise", "json"), default="concise")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--format", choices=("concise", "json"), default="concise",
+                        help="concise: one line per probe (default); json: for scripts")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the model runs (default: cpu; cuda needs a GPU)")
     parser.add_argument("--root", type=Path, default=None, metavar="DIR",
                         help="import MODULE from DIR instead of the current directory, and refuse a module whose "
                              "files lie outside DIR")

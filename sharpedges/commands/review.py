@@ -17,13 +17,16 @@ def register(subparsers) -> None:
         description="Lint the Python files changed since --base (default: the merge base with the default "
                     "branch, else HEAD; the working tree, staged or not, and untracked files count) and report "
                     "the findings on changed lines, each with why it matters and how to fix it.")
-    parser.add_argument("paths", nargs="*", default=[], help="only changes under these paths")
+    parser.add_argument("paths", nargs="*", default=[],
+                        help="only changes under these paths (default: the whole repository; '..' works)")
     parser.add_argument("--base", metavar="REV", default=None, help="compare against this revision")
     parser.add_argument("--diff-file", metavar="FILE", default=None,
                         help="read the change as a unified diff from FILE ('-': standard input) instead of git")
     parser.add_argument("--all-lines", action="store_true", help="keep findings anywhere in the changed files")
     add_rule_selection(parser)
-    parser.add_argument("--format", choices=REVIEW_FORMATS, default="markdown")
+    parser.add_argument("--format", choices=REVIEW_FORMATS, default="markdown",
+                        help="markdown: a review to post on a pull request (default); json, sarif: for tools; "
+                             "github: GitHub Actions annotations")
     parser.add_argument("--exit-zero", action="store_true", help="exit 0 even when problems are found")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the result cache")
     parser.set_defaults(handler=run)
@@ -67,9 +70,12 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(review_document(review), indent=2) + "\n")
     else:
         from sharpedges.outputs import render
+        from sharpedges.review import paths_from_repository_root
         from sharpedges.specs import load_specs
 
-        sys.stdout.write(render(args.format, review.result, load_specs()))
+        # GitHub places an annotation by its path from the repository root, wherever review ran.
+        result = paths_from_repository_root(review.result) if args.format == "github" else review.result
+        sys.stdout.write(render(args.format, result, load_specs()))
     if review.result.errors:
         return 2
     return 1 if review.result.diagnostics and not args.exit_zero else 0

@@ -7,7 +7,7 @@ import sys
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("rule", help="explain one rule")
-    parser.add_argument("code")
+    parser.add_argument("code", help="a rule code, e.g. SHP101")
     parser.set_defaults(handler=run)
 
 

@@ -10,7 +10,8 @@ import sys
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("skills", help="list the expert skills",
                                    description="List the expert skills and what each one covers.")
-    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument("--format", choices=("text", "json"), default="text",
+                        help="text for people, json for scripts (default: text)")
     parser.set_defaults(handler=run)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any, Callable
 
@@ -156,11 +158,52 @@ def build_pack(kb: KnowledgeBase, target: str) -> dict[str, str]:
     return dict(sorted(TARGETS[target](kb).items()))
 
 
-def write_pack(kb: KnowledgeBase, target: str, out_dir: Path) -> list[Path]:
-    written = []
+class PackWriteError(Exception):
+    """The pack cannot be written as asked; one line naming the file. Nothing was written."""
+
+
+def _refuse_links(out_dir: Path, path: Path) -> None:
+    """Every existing component below `out_dir` must be a real directory (or, last, a regular file)."""
+    current = out_dir
+    for part in path.relative_to(out_dir).parts:
+        current = current / part
+        try:
+            info = os.lstat(current)
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(info.st_mode):
+            raise PackWriteError(f"{current} is a symlink; refusing to write through it")
+        if current != path and not stat.S_ISDIR(info.st_mode):
+            raise PackWriteError(f"{current} is not a directory")
+        if current == path and not stat.S_ISREG(info.st_mode):
+            raise PackWriteError(f"{current} exists and is not a regular file")
+
+
+def write_pack(kb: KnowledgeBase, target: str, out_dir: Path, force: bool = False,
+               unchanged: list[Path] | None = None) -> list[Path]:
+    """Write the pack under `out_dir` and return the files written; files already identical are
+    left alone (and listed in `unchanged`). Refuses, before writing anything, to write through a
+    symlink below `out_dir` or, without `force`, to overwrite a file with different content.
+    Raises PackWriteError or OSError."""
+    planned: list[tuple[Path, bytes]] = []
+    unchanged = [] if unchanged is None else unchanged
     for relative, text in build_pack(kb, target).items():
         path = out_dir / relative
+        data = text.encode("utf-8")  # bytes: no platform newline translation
+        _refuse_links(out_dir, path)
+        if path.is_file():
+            if path.read_bytes() == data:
+                unchanged.append(path)
+                continue
+            if not force:
+                raise PackWriteError(f"{path} exists and differs from the pack; pass --force to overwrite it")
+        planned.append((path, data))
+    written = []
+    for path, data in planned:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(text.encode("utf-8"))  # bytes: no platform newline translation
+        _refuse_links(out_dir, path)  # again, just before writing: nothing planted since
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
         written.append(path)
     return written

@@ -1,31 +1,74 @@
-"""`path:line:col: SHP101 message`, ruff style, then errors and a summary line on stdout."""
+"""`path:line:col: SHP101 [*] short message`, ruff style, one line of at most about 120 characters
+per finding; then errors and a summary on stdout. The whole message is in `--format full`."""
 
 from __future__ import annotations
 
+from sharpedges.outputs.style import Painter, colour_enabled
 
-def diagnostic_line(d) -> str:
+LINE_WIDTH = 120
+_MIN_MESSAGE = 40  # a long path still leaves this much of the message
+
+
+def short_message(message: str, room: int) -> str:
+    """The message's first clause (up to a top-level ': ' or '; ' outside backticks), cut at a word
+    boundary with '...' when it does not fit in `room` characters."""
+    in_code = False
+    for index, char in enumerate(message):
+        if char == "`":
+            in_code = not in_code
+        elif not in_code and char in ":;" and message[index + 1:index + 2] == " " and index >= 20:
+            message = message[:index]
+            break
+    if len(message) <= room:
+        return message
+    cut = message[:room - 1].rsplit(" ", 1)[0]
+    return cut.rstrip(",;:(") + "..."
+
+
+def diagnostic_line(d, paint: Painter | None = None) -> str:
+    paint = paint or Painter(False)
     fixable = " [*]" if d.fix and d.fix["applicability"] == "safe" else ""
-    return f"{d.path}:{d.line}:{d.column}: {d.rule}{fixable} {d.message}"
+    prefix = f"{d.path}:{d.line}:{d.column}: {d.rule}{fixable} "
+    message = short_message(d.message, max(_MIN_MESSAGE, LINE_WIDTH - len(prefix)))
+    location = f"{paint(d.path, 'bold')}{paint(':', 'cyan')}{d.line}{paint(':', 'cyan')}{d.column}{paint(':', 'cyan')}"
+    code = paint(d.rule, "red" if d.severity == "error" else "yellow")
+    return f"{location} {code}{paint(fixable, 'cyan') if fixable else ''} {message}"
 
 
-def error_line(e) -> str:
-    return f"{e.path}: error: {e.message}"
+def error_line(e, paint: Painter | None = None) -> str:
+    paint = paint or Painter(False)
+    return f"{paint(e.path, 'bold')}{paint(':', 'cyan')} {paint('error', 'red')}: {e.message}"
 
 
-def summary(result) -> str:
-    parts = []
-    if result.diagnostics:
-        count = len(result.diagnostics)
-        parts.append(f"Found {count} problem{'s' if count != 1 else ''} in {result.files} file{'s' if result.files != 1 else ''}.")
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def summary(result, paint: Painter | None = None) -> str:
+    """'Found 3 problems in 2 of 5 files.' (files with problems of files checked), what could not be
+    checked, and how many findings `--fix` and `--fix --unsafe-fixes` would fix."""
+    paint = paint or Painter(False)
+    findings = result.diagnostics
+    if findings:
+        with_problems = len({d.path for d in findings})
+        lines = [f"Found {_plural(len(findings), 'problem')} in {with_problems} of {_plural(result.files, 'file')}."]
     else:
-        parts.append(f"All checks passed ({result.files} file{'s' if result.files != 1 else ''}).")
+        lines = [paint(f"All checks passed ({_plural(result.files, 'file')}).", "green")]
     if result.errors:
-        parts.append(f"{len(result.errors)} file{'s' if len(result.errors) != 1 else ''} could not be checked.")
-    return " ".join(parts)
+        lines[0] += f" {_plural(len(result.errors), 'file')} could not be checked."
+    safe = sum(1 for d in findings if d.fix and d.fix["applicability"] == "safe")
+    unsafe = sum(1 for d in findings if d.fix and d.fix["applicability"] == "unsafe")
+    hidden = f"{_plural(unsafe, 'hidden fix')} can be enabled with `--fix --unsafe-fixes`"
+    if safe:
+        lines.append(f"{paint('[*]', 'cyan')} {safe} fixable with `--fix`" + (f" ({hidden})." if unsafe else "."))
+    elif unsafe:
+        lines.append(f"No fixes available with `--fix` ({hidden}).")
+    return "\n".join(lines)
 
 
 def render(result, specs) -> str:
-    lines = [diagnostic_line(d) for d in result.diagnostics]
-    lines += [error_line(e) for e in result.errors]
-    lines.append(summary(result))
+    paint = Painter(colour_enabled())
+    lines = [diagnostic_line(d, paint) for d in result.diagnostics]
+    lines += [error_line(e, paint) for e in result.errors]
+    lines.append(summary(result, paint))
     return "\n".join(lines) + "\n"

@@ -34,7 +34,7 @@ def test_concise_output_and_exit_code(run_cli, project):
     assert result.returncode == 1
     assert "pkg/bad.py:6:12: SHP101 attention scores" in result.stdout
     assert "good.py" not in result.stdout
-    assert "Found 1 problem in 2 files." in result.stdout
+    assert "Found 1 problem in 1 of 2 files." in result.stdout
 
 
 def test_clean_code_exits_zero(run_cli, project):
@@ -110,7 +110,7 @@ def test_select_and_ignore(run_cli, project):
 def test_unknown_rule_code_is_a_usage_error(run_cli, project):
     result = run_cli("check", "--select", "SHP999", "pkg")
     assert result.returncode == 2
-    assert "unknown rule code or prefix: SHP999" in result.stderr
+    assert "argument --select: unknown rule code or prefix 'SHP999'" in result.stderr
 
 
 def test_noqa_specific_and_bare(run_cli, tmp_path):

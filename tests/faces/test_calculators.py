@@ -76,3 +76,32 @@ def test_cli_errors_exit_2(run_cli):
     assert run_cli("calc", "kv-cache", "--layers", "0", "--kv-heads", "1", "--head-dim", "1").returncode == 2
     both = run_cli("calc", "chinchilla", "--params", "7B", "--tokens", "1T")
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
+
+
+@pytest.mark.parametrize("text, value", [("128k", 128_000), ("1M", 1_000_000), ("7B", 7e9), ("1.4T", 1.4e12),
+                                         ("4_096", 4096), ("2e3", 2000), (32, 32)])
+def test_counts_take_suffixes_of_1000(text, value):
+    assert parse_count(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "k", "7X", "1e400", "nan", "inf"])
+def test_counts_refuse_what_is_not_a_finite_number(text):
+    with pytest.raises(ValueError):
+        parse_count(text)
+
+
+def test_cli_sizes_take_suffixes(run_cli):
+    suffixed = run_cli("calc", "kv-cache", "--layers", "32", "--kv-heads", "8", "--head-dim", "128",
+                       "--seq-len", "128k", "--format", "json")
+    plain = run_cli("calc", "kv-cache", "--layers", "32", "--kv-heads", "8", "--head-dim", "128",
+                    "--seq-len", "128000", "--format", "json")
+    assert suffixed.returncode == 0 and json.loads(suffixed.stdout) == json.loads(plain.stdout)
+    tokens = json.loads(run_cli("calc", "chinchilla", "--tokens", "1M", "--format", "json").stdout)
+    assert tokens["params"] == 50_000
+    fraction = run_cli("calc", "kv-cache", "--layers", "1.5", "--kv-heads", "1", "--head-dim", "1")
+    assert fraction.returncode == 2 and "--layers: value must be a positive whole number, got '1.5'" in fraction.stderr
+
+
+def test_chinchilla_that_overflows_is_an_error_not_inf(run_cli):
+    result = run_cli("calc", "chinchilla", "--params", "1e308", "--format", "json")
+    assert result.returncode == 2 and "too large" in result.stderr and result.stdout == ""

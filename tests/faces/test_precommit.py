@@ -75,6 +75,7 @@ def try_repo(snapshot, tmp_path_factory):
         return subprocess.run([executable, "try-repo", str(snapshot), hook, "--files", *files], cwd=project,
                               capture_output=True, text=True, env=env, timeout=900)
 
+    run.home = home  # the hook environments built here, shared with a plain `pre-commit run`
     return run
 
 
@@ -103,3 +104,23 @@ def test_try_repo_with_no_python_files_skips_the_hook(try_repo, project):
     result = try_repo(project, "sharpedges", "notes.txt")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no files to check" in result.stdout and "Skipped" in result.stdout
+
+
+@pytest.mark.slow
+def test_readme_config_from_a_clone_works(snapshot, try_repo, project):
+    """The README's `.pre-commit-config.yaml` for a clone, with its path and commit filled in,
+    runs the hook (the published `repo:`/`rev:` form waits for a release)."""
+    readme = (REPO / "README.md").read_text().split("## pre-commit", 1)[1]
+    config = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=snapshot, check=True, capture_output=True,
+                            text=True).stdout.strip()
+    config = config.replace("/path/to/sharpedges", str(snapshot)).replace("0" * 40, commit)
+    assert yaml.safe_load(config)["repos"][0]["rev"] == commit
+    (project / ".pre-commit-config.yaml").write_text(config)
+    home = try_repo.home
+    env = {**os.environ, "PRE_COMMIT_HOME": str(home)}
+    env.pop("VIRTUAL_ENV", None)
+    result = subprocess.run([_pre_commit(), "run", "--files", "bad.py"], cwd=project, capture_output=True, text=True,
+                            env=env, timeout=900)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "bad.py:5:" in result.stdout and "SHP101" in result.stdout

@@ -53,7 +53,7 @@ def test_misuse_is_one_stderr_line_and_exit_2(real_kb, capsys, argv, message):
 def test_pack_writes_the_target(real_kb, tmp_path, capsys):
     assert main(["pack", "--target", "json", "--out", str(tmp_path / "out")]) == 0
     assert json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())["version"] == 1
-    assert capsys.readouterr().out.startswith("wrote 1 files")
+    assert capsys.readouterr().out.startswith("wrote 1 file to")
 
 
 def test_explain_rule_joins_spec_and_sharp_edge(real_kb):
