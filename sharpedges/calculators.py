@@ -137,7 +137,10 @@ def parse_count(text: str | float) -> float:
 
 def parse_whole(text: str | int, name: str = "value") -> int:
     """`parse_count` for sizes that must be whole and positive: '128k' -> 128000, '32' -> 32."""
-    value = parse_count(text)
+    try:
+        value = parse_count(text)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
     if value < 1 or value != int(value):
         raise ValueError(f"{name} must be a positive whole number, got {text!r}")
     return int(value)

@@ -11,7 +11,6 @@ first root, in a child process (`sharpedges probe --root`) that a hung model can
 from __future__ import annotations
 
 import json
-import math
 import os
 import stat
 import sys
@@ -388,27 +387,29 @@ def build_server(roots: list[Path]) -> MCPServer:
         return default_router().route(request).to_json()
 
     @server.tool()
-    def kv_cache_bytes(layers: int, kv_heads: int, head_dim: int, seq_len: int = 1, batch: int = 1,
-                       dtype: str = "float16") -> KvCacheAnswer:
+    def kv_cache_bytes(layers: int | str, kv_heads: int | str, head_dim: int | str, seq_len: int | str = 1,
+                       batch: int | str = 1, dtype: str = "float16") -> KvCacheAnswer:
         """Memory of a full KV cache: 2 (K and V) x layers x kv_heads x head_dim x dtype bytes per
-        token, times seq_len and batch. Use the KV head count (smaller than query heads with GQA)."""
+        token, times seq_len and batch. Use the KV head count (smaller than query heads with GQA).
+        Sizes may be written as the CLI takes them: 128k, 1M."""
         try:
-            return calculators.kv_cache_bytes(layers, kv_heads, head_dim, seq_len, batch, dtype).to_json()
+            sizes = {name: calculators.parse_whole(value, name) if isinstance(value, str) else value
+                     for name, value in (("layers", layers), ("kv_heads", kv_heads), ("head_dim", head_dim),
+                                         ("seq_len", seq_len), ("batch", batch))}
+            return calculators.kv_cache_bytes(dtype=dtype, **sizes).to_json()
         except ValueError as exc:
             raise ToolError(str(exc)) from None
 
     @server.tool()
-    def chinchilla(params: float | None = None, tokens: float | None = None,
-                   flops: float | None = None) -> ChinchillaAnswer:
+    def chinchilla(params: float | str | None = None, tokens: float | str | None = None,
+                   flops: float | str | None = None) -> ChinchillaAnswer:
         """Compute-optimal model size, training tokens and FLOPs from exactly one of them
-        (20 tokens per parameter, C = 6 N D)."""
+        (20 tokens per parameter, C = 6 N D). Numbers may be written as the CLI takes them: 7B, 1.4T."""
         try:
-            answer = calculators.chinchilla(params, tokens, flops).to_json()
+            given = [None if value is None else calculators.parse_count(value) for value in (params, tokens, flops)]
+            return calculators.chinchilla(*given).to_json()
         except ValueError as exc:
             raise ToolError(str(exc)) from None
-        if not all(math.isfinite(answer[key]) for key in ("params", "tokens", "flops")):
-            raise ToolError("the numbers are too large to compute (the result overflows a float)")
-        return answer
 
     for skill in kb.skills.values():
         skill_markdown = _markdown_of(kb, skill, render_markdown)

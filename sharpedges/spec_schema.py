@@ -24,6 +24,7 @@ class OptionModel(_Strict):
     type: Literal["int", "float", "bool", "str", "list[str]"]
     default: Any
     description: str
+    minimum: int | float | None = None  # for numbers: the smallest value a user may set
 
 
 class RuleSpecModel(_Strict):

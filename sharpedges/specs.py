@@ -37,6 +37,7 @@ class OptionSpec:
     type: str
     default: Any
     description: str
+    minimum: int | float | None = None
 
 
 @dataclass(frozen=True)
@@ -176,5 +177,9 @@ def validate_options(spec: RuleSpec, given: dict[str, Any], where: str) -> dict[
         expected = spec.options[key].type
         if not checks[expected](value):
             raise ValueError(f"{where}: option '{key}' of {spec.code} must be {expected}, got {value!r}")
+        minimum = spec.options[key].minimum
+        if minimum is not None and value < minimum:
+            raise ValueError(f"{where}: [tool.sharpedges.rules.{spec.code}] '{key}' must be at least {minimum}, "
+                             f"got {value!r}")
         merged[key] = value
     return merged

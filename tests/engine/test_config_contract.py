@@ -139,3 +139,13 @@ def test_backtracking_glob_patterns_finish(run_cli, tmp_path, where):
     result = run_cli("check", "--no-cache", ".")
     assert result.returncode == 1
     assert f"pkg/{'a' * 60}.py:6:12: SHP101" in result.stdout
+
+
+@pytest.mark.parametrize("value", [0, -3])
+def test_an_option_below_its_minimum_names_the_table_and_key(run_cli, tmp_path, value):
+    (tmp_path / "pyproject.toml").write_text(f"[tool.sharpedges.rules.SHP301]\nmax-depth = {value}\n")
+    (tmp_path / "model.py").write_text("x = 1\n")
+    result = run_cli("check", "model.py")
+    assert result.returncode == 2
+    assert f"[tool.sharpedges.rules.SHP301] 'max-depth' must be at least 1, got {value}" in result.stderr
+    assert "pyproject.toml" in result.stderr

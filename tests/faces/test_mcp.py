@@ -188,7 +188,12 @@ def test_abuse_gets_clear_refusals(root):
         nul = await session.call_tool("check_paths", {"paths": ["bad\0.py"]})
         assert nul.is_error and "a path cannot contain a NUL byte" in text_of(nul)
         huge = await session.call_tool("chinchilla", {"params": 1e308})
-        assert huge.is_error and "too large" in text_of(huge)
+        assert huge.is_error and "overflow" in text_of(huge).lower() or "too large" in text_of(huge)
+        written = (await session.call_tool("chinchilla", {"params": "7B"})).structured_content
+        assert written["tokens"] == 1.4e11
+        sized = (await session.call_tool("kv_cache_bytes", {"layers": "32", "kv_heads": 8, "head_dim": 128,
+                                                             "seq_len": "128k"})).structured_content
+        assert sized["bytes"] == 2 * 32 * 8 * 128 * 2 * 128_000
         long_request = await session.call_tool("route", {"request": "attention " * 40_000})
         assert long_request.is_error and "request too long" in text_of(long_request)
         # Still answering, and the config outside the root was never applied.
