@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sharpedges.analysis.caches import attribute_bounded, attribute_growths, unbounded_while_loops, unenforced_capacity
+from sharpedges.analysis.caches import attribute_bounded, attribute_growths, grows_keys_or_values, \
+    unbounded_while_loops, unenforced_capacity
 from sharpedges.detector import Detector, Finding
 
 ADVICE = ("preallocate the cache at its maximum length and write each step at its positions (`index_copy_` or "
@@ -29,7 +30,8 @@ class KvCacheUnbounded(Detector):
         reported = set()
         for growth in attribute_growths(ctx):
             cls, method = ctx.class_of(growth.cat), ctx.function_of(growth.cat)
-            if cls is None or method in reported or attribute_bounded(ctx, cls, growth.attribute):
+            if cls is None or method in reported or attribute_bounded(ctx, cls, growth.attribute) \
+                    or not grows_keys_or_values(ctx, growth):
                 continue
             reported.add(method)
             grown = [g for g in attribute_growths(ctx) if ctx.function_of(g.cat) is method

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from sharpedges.analysis.calls import argument, method_name
+from sharpedges.analysis.calls import argument, literal_number, method_name
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.vocabulary import CONCATENATIONS, MATMUL_FUNCTIONS, SDPA
@@ -84,6 +84,28 @@ def _find_growths(ctx: FileContext) -> list[Growth]:
                         if _grows(ctx, cat, f"self.{attribute}"):
                             found.append(Growth(cat, f"self.{attribute}", attribute))
     return found
+
+
+def grows_keys_or_values(ctx: FileContext, growth: Growth) -> bool:
+    """Whether what grows is keys or values. Caches grow along the sequence axis of a 3-D or 4-D
+    tensor (`dim=-2`, `dim=1`); along the first axis (the default), the grown value must show that it
+    is attended over: the growing method hands it back (a cache's `update` returns the keys), or the
+    class reads it in an attention product. Indices merged once per call along their only axis are
+    not a cache (DeepSpeed's SparseTensor.add, mmdet's AssignResult.add_gt_)."""
+    dim = argument(growth.cat, "dim", 1)
+    if dim is not None and literal_number(dim) != 0:
+        return True
+    method, cls = ctx.function_of(growth.cat), ctx.class_of(growth.cat)
+    if method is not None and any(node.value is not None and ctx.function_of(node) is method
+                                  for node in ctx.index.descendants(method, cst.Return)):
+        return True
+    if cls is None:
+        return False
+    reads = [arg.value for call in ctx.index.descendants(cls, cst.Call) if ctx.callee(call) in ATTENTION_OPS
+             for arg in call.args]
+    reads += [side for node in ctx.index.descendants(cls, cst.BinaryOperation)
+              if isinstance(node.operator, cst.MatrixMultiply) for side in (node.left, node.right)]
+    return any(growth.attribute in _self_attributes_read(ctx, expr) for expr in reads)
 
 
 def _cats(ctx: FileContext, value: cst.BaseExpression | None) -> list[cst.Call]:

@@ -308,3 +308,23 @@ def test_two_step_post_norm_is_not_an_overwritten_residual():
                 return x
     ''')
     assert run("SHP303", source) == []
+
+
+def test_a_cache_grown_along_its_first_axis_counts_when_it_is_attended_over():
+    """Megatron lays keys out [seq, batch, heads, dim] and concatenates on dim 0: still a cache,
+    because the class attends over it."""
+    from sharpedges.engine import Engine
+    from sharpedges.registry import all_rules
+
+    source = '''import torch
+
+
+class ParallelAttention(torch.nn.Module):
+    def forward(self, query, key, value):
+        self.past_key = torch.cat((self.past_key, key), dim=0)
+        self.past_value = torch.cat((self.past_value, value), dim=0)
+        scores = torch.baddbmm(self.buffer, query.transpose(0, 1), self.past_key.permute(1, 2, 0))
+        return scores.softmax(-1) @ self.past_value
+'''
+    result = Engine([all_rules()["SHP401"]]).check("megatron.py", source.encode())
+    assert [(d.rule, d.line) for d in result.diagnostics] == [("SHP401", 6)]
