@@ -31,13 +31,17 @@ class RopeNotFp32(Detector):
     tokens = (b"arange", b"inv_freq")
 
     def check(self, ctx):
+        reported_angles = set()  # one finding per method and cause: sin and cos of one product are one table
         for product in angle_products(ctx):
             precision = product_precision(ctx, product)
-            if precision in REASONS:
+            if precision not in REASONS:
+                lowered = product.autocast_lowered and runs_in_forward(ctx, product.node) \
+                    and not under_autocast_disabled(ctx, product.node)
+                precision = "autocast" if lowered else None
+            key = (ctx.function_of(product.node), precision)
+            if precision is not None and key not in reported_angles:
+                reported_angles.add(key)
                 yield Finding(product.node, REASONS[precision] + TAIL)
-            elif product.autocast_lowered and runs_in_forward(ctx, product.node) \
-                    and not under_autocast_disabled(ctx, product.node):
-                yield Finding(product.node, REASONS["autocast"] + TAIL)
         reported_functions = set()  # one finding per method: cos and sin are cached together
         for call in ctx.index.nodes(cst.Call):
             precision = stored_table_cast(ctx, call)
