@@ -11,6 +11,7 @@ import pytest
 
 from sharpedges.diagnostics import Diagnostic
 from sharpedges.review import touches_change
+from tests.detectors.modules import NANOGPT_ATTENTION
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -77,38 +78,11 @@ def test_the_markdown_review_names_where_the_claim_rests():
     assert "- rests on `model.py:12`: the mask is built here" in render(review)
 
 
-NANOGPT_ATTENTION = '''import math
-
-import torch
-import torch.nn as nn
-from torch.nn import functional as F
-
-
-class CausalSelfAttention(nn.Module):
-    def __init__(self, n_embd, n_head, block_size):
-        super().__init__()
-        self.c_attn = nn.Linear(n_embd, 3 * n_embd)
-        self.n_head = n_head
-        self.register_buffer("bias", torch.tril(torch.ones(block_size, block_size))
-                             .view(1, 1, block_size, block_size))
-
-    def forward(self, x):
-        B, T, C = x.size()
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
-        att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float("-inf"))
-        att = F.softmax(att, dim=-1)
-        y = att @ v
-        return y.transpose(1, 2).contiguous().view(B, T, C)
-'''
 
 
 @pytest.mark.parametrize("old, new, rule, reported_line", [
-    ("torch.tril(", "torch.triu(", "SHP202", 23),  # the mask inverted where it is built (line 13)
-    (" * (1.0 / math.sqrt(k.size(-1)))", "", "SHP101", 24),  # the scale dropped on line 22
+    ("torch.tril(", "torch.triu(", "SHP202", 24),  # the mask inverted where it is built (line 14)
+    (" * (1.0 / math.sqrt(k.size(-1)))", "", "SHP101", 25),  # the scale dropped on line 23
 ], ids=["mask-inverted-at-construction", "scale-removed-from-scores"])
 def test_review_reports_a_finding_caused_by_a_change_on_another_line(run_cli, tmp_path, old, new, rule, reported_line):
     import os
@@ -128,4 +102,4 @@ def test_review_reports_a_finding_caused_by_a_change_on_another_line(run_cli, tm
     assert result.returncode == 1, result.stdout + result.stderr
     [finding_] = json.loads(result.stdout)["diagnostics"]
     assert (finding_["rule"], finding_["line"]) == (rule, reported_line)
-    assert finding_["related"] and finding_["related"][0]["line"] in (13, 22)
+    assert finding_["related"] and finding_["related"][0]["line"] in (14, 23)
