@@ -293,12 +293,16 @@ def run_check(options: CheckOptions) -> RunResult:
             exclusion_tests[id(config)] = exclusion_test([*config.exclude, *config.extend_exclude], config.root)[1]
         return exclusion_tests[id(config)](path, False)
 
+    checked_files: set[str] = set()  # a file named several ways (`d`, `d/a.py`, `./d/a.py`) is checked once
     for argument in options.paths:
         argument_config = find_config(Path(os.path.abspath(argument)))
         engine_slot(argument_config, Path(os.path.abspath(argument)))  # config errors before any file is read
         exclude = [*argument_config.exclude, *argument_config.extend_exclude]
         for candidate in discover([argument], exclude, errors, argument_config.root, notices=notices):
             absolute = Path(os.path.abspath(candidate.path))
+            if (real := os.path.realpath(absolute)) in checked_files:
+                continue
+            checked_files.add(real)
             config = find_config(absolute.parent)  # the nearest config of each file, not of the argument
             if config is not argument_config and excluded_by_own_config(config, absolute):
                 continue

@@ -240,3 +240,12 @@ def test_import_is_cheap():
     code = "import sys, sharpedges; print(sorted(m for m in ('torch', 'jinja2', 'pydantic', 'libcst') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip()
     assert out == "[]"
+
+
+def test_a_file_named_several_ways_is_checked_once(run_cli, tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.py").write_text(UNSCALED)
+    result = run_cli("check", "--format", "json", "--no-cache", "--select", "SHP101", "d", "d/a.py", "./d/a.py")
+    document = json.loads(result.stdout)
+    assert document["summary"]["files"] == 1
+    assert [d["path"] for d in document["diagnostics"]] == ["d/a.py"]
