@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import hashlib
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,14 @@ def check_stdin(options: CheckOptions, filename: str, data: bytes) -> RunResult:
     """Standard input checked as the file `filename` would be: its config, rules and per-file-ignores."""
     from sharpedges.config import find_config
 
+    from sharpedges.discovery import exclusion_test
+
     config = find_config(Path(filename).resolve())
+    _, is_excluded = exclusion_test([*config.exclude, *config.extend_exclude], config.root)
+    if filename != "-" and is_excluded(Path(os.path.abspath(filename)), False):
+        print(f"sharpedges: warning: {filename}: excluded by the configured exclude patterns, not checked",
+              file=sys.stderr)
+        return RunResult([], [], 0, {})
     result = check_source(build_engine(config, options), filename, data, options.time_limit)
     kept = [d for d in result.diagnostics if not per_file_ignored(config, d)]
     return RunResult(kept, result.errors, 1, {filename: hashlib.sha256(data).hexdigest()})

@@ -185,3 +185,13 @@ def test_stdin_is_checked_as_the_file_it_names(run_cli, tmp_path: Path):
 def test_a_dash_reads_standard_input(run_cli, tmp_path: Path):
     result = run_cli("check", "--select", "SHP103", "-", input=ATTENTION)
     assert result.returncode == 1 and "-:9:48: SHP103" in result.stdout
+
+
+def test_stdin_named_as_an_excluded_file_is_not_checked_and_says_so(run_cli, tmp_path: Path):
+    (tmp_path / "pyproject.toml").write_text('[tool.sharpedges]\nextend-exclude = ["vendored/"]\n')
+    result = run_cli("check", "--select", "SHP103", "--stdin-filename", "vendored/model.py", input=ATTENTION)
+    assert result.returncode == 0 and "SHP103" not in result.stdout
+    assert "vendored/model.py: excluded by the configured exclude patterns, not checked" in result.stderr
+    fixed = run_cli("check", "--select", "SHP103", "--fix", "--unsafe-fixes", "--stdin-filename", "vendored/model.py",
+                    input=ATTENTION)
+    assert fixed.returncode == 0 and fixed.stdout == ATTENTION  # the source passes through untouched
