@@ -17,7 +17,7 @@ from typing import Any
 
 from sharpedges import __version__
 
-FORMAT = 3  # 2: a digest line before each entry's body; 3: the project summaries it read
+FORMAT = 4  # 2: a digest line before each entry's body; 3: the project summaries it read; 4: warnings
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
@@ -59,7 +59,8 @@ def _valid_fix(fix: Any) -> bool:
 
 def valid_entry(entry: Any, key: str) -> bool:
     """Whether a cache entry has exactly the shape this version writes."""
-    return isinstance(entry, dict) and set(entry) == {"key", "diagnostics", "errors", "deps"} and entry["key"] == key \
+    return isinstance(entry, dict) and set(entry) == {"key", "diagnostics", "errors", "deps", "warnings"} \
+        and entry["key"] == key and isinstance(entry["warnings"], list) and all(type(w) is str for w in entry["warnings"]) \
         and isinstance(entry["deps"], dict) and all(type(k) is str and type(v) is str for k, v in entry["deps"].items()) \
         and isinstance(entry["diagnostics"], list) and isinstance(entry["errors"], list) \
         and all(_typed(d, {**DIAGNOSTIC_FIELDS, "fix": object, "related": list}, frozenset({"fix", "related"}))
@@ -100,13 +101,15 @@ class ResultCache:
         """Where the project summaries live (`sharpedges.project.SummaryStore`)."""
         return self.directory / f"v{FORMAT}" / "summaries"
 
-    def put(self, key: str, diagnostics: list[dict], errors: list[dict], deps: dict[str, str] | None = None) -> None:
+    def put(self, key: str, diagnostics: list[dict], errors: list[dict], deps: dict[str, str] | None = None,
+            warnings: list[str] | None = None) -> None:
         """Store a result; `deps` are the project summaries it read (file -> digest)."""
         path = self._path(key)
         try:
             if not self._prepare(path.parent):
                 return
-            body = json.dumps({"key": key, "diagnostics": diagnostics, "errors": errors, "deps": deps or {}}).encode()
+            body = json.dumps({"key": key, "diagnostics": diagnostics, "errors": errors, "deps": deps or {},
+                               "warnings": warnings or []}).encode()
             descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
             with os.fdopen(descriptor, "wb") as handle:
                 handle.write(hashlib.sha256(body).hexdigest().encode() + b"\n" + body)

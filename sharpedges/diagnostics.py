@@ -68,4 +68,5 @@ class FileResult:
     errors: list[FileError] = field(default_factory=list)
     parsed: bool = False
     timed_out: bool = False  # a result cut short by the time limit is never cached
+    warnings: list[str] = field(default_factory=list)  # e.g. an unknown code in a `# noqa:` comment
     deps: dict[str, str] = field(default_factory=dict)  # project file -> digest of the summary it read

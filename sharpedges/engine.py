@@ -149,6 +149,25 @@ def _positions(module: cst.Module):
         sys.setrecursionlimit(previous)
 
 
+def unknown_noqa_codes(path: str, data: bytes) -> list[str]:
+    """One warning per code a `# noqa:` comment names that no rule has (a typo silences nothing)."""
+    from bisect import bisect_right
+
+    from sharpedges.registry import all_rules
+
+    known = all_rules()
+    text = data.decode("utf-8", "replace")
+    starts = line_starts(text)
+    warnings = []
+    for match in NOQA.finditer(text):
+        for code in (match.group("codes") or "").split(","):
+            code = code.strip().upper()
+            if code and code not in known:
+                line = bisect_right(starts, match.start())
+                warnings.append(f"{path}:{line}: unknown rule code '{code}' in # noqa (see `sharpedges rules`)")
+    return warnings
+
+
 def interruption(exc: BaseException) -> BaseException | None:
     """The interrupt (a time limit, Ctrl-C) behind `exc`: libcst's context managers turn one raised
     inside them into a KeyError about their own bookkeeping."""
@@ -191,6 +210,8 @@ class Engine:
         if b"\0" in data:
             result.errors.append(FileError(path, "binary file (contains NUL bytes), not checked"))
             return result
+        if b"noqa" in data:
+            result.warnings = unknown_noqa_codes(path, data)
         refusal = python_refusal(data)
         if refusal is not None and not refusal.startswith("syntax error"):
             result.errors.append(FileError(path, refusal))

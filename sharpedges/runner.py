@@ -53,6 +53,7 @@ class RunResult:
     errors: list[FileError]
     files: int
     checked: dict[str, str] = field(default_factory=dict)  # path -> sha256 of the bytes checked
+    warnings: list[str] = field(default_factory=list)  # said on stderr; they change no exit code
 
 
 @dataclass(frozen=True)
@@ -145,29 +146,30 @@ def _is_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _check_task(task: _Task) -> tuple[int, list[dict], list[dict], str]:
+def _check_task(task: _Task) -> tuple[int, list[dict], list[dict], str, list[str]]:
     engine = _ENGINES[task.engine]
     data = read_source(task.path, engine.max_bytes)
     if isinstance(data, str):
-        return task.index, [], [FileError(task.display, data).to_json()], ""
+        return task.index, [], [FileError(task.display, data).to_json()], "", []
     digest = hashlib.sha256(data).hexdigest()
     cache = _CACHES[task.engine]
     key = cache.key(data) if cache is not None else ""
     if cache is not None and (entry := cache.get(key)) is not None and _deps_hold(engine, entry["deps"]):
         diagnostics = [{**d, "path": task.display} for d in entry["diagnostics"]]
         errors = [{**e, "path": task.display} for e in entry["errors"]]
-        return task.index, diagnostics, errors, digest
+        return task.index, diagnostics, errors, digest, [w.replace("\0", task.display, 1) for w in entry["warnings"]]
     try:
         result = check_source(engine, task.display, data, _TIME_LIMIT)
     except MemoryError:
         limit = memory_limit() // 2**20
         return task.index, [], [FileError(task.display, f"ran out of memory (limit {limit} MiB), not checked").to_json()], \
-            digest
+            digest, []
     diagnostics = [d.to_json() for d in result.diagnostics]
     errors = [e.to_json() for e in result.errors]
     if cache is not None and not result.timed_out:
-        cache.put(key, [{**d, "path": ""} for d in diagnostics], [{**e, "path": ""} for e in errors], result.deps)
-    return task.index, diagnostics, errors, digest
+        cache.put(key, [{**d, "path": ""} for d in diagnostics], [{**e, "path": ""} for e in errors], result.deps,
+                  [w.replace(task.display, "\0", 1) for w in result.warnings])
+    return task.index, diagnostics, errors, digest, result.warnings
 
 
 def _jobs(requested: int | None, tasks: int) -> int:
@@ -178,7 +180,7 @@ def _jobs(requested: int | None, tasks: int) -> int:
     return max(1, min(requested or cores, cores, tasks))
 
 
-def _run_tasks(tasks: list[_Task], jobs: int, progress) -> list[tuple[int, list[dict], list[dict], str]]:
+def _run_tasks(tasks: list[_Task], jobs: int, progress) -> list[tuple[int, list[dict], list[dict], str, list[str]]]:
     results = []
     use_pool = jobs > 1 and len(tasks) > 8
     if use_pool:
@@ -322,7 +324,9 @@ def run_check(options: CheckOptions) -> RunResult:
 
     diagnostics: list[Diagnostic] = []
     checked: dict[str, str] = {}
-    for index, found, problems, digest in results:
+    warnings: list[str] = []
+    for index, found, problems, digest, said in results:
+        warnings += said
         config = configs[tasks[index].engine]
         diagnostics.extend(d for d in map(Diagnostic.from_json, found) if not per_file_ignored(config, d))
         errors.extend(FileError(**e) for e in problems)
@@ -330,7 +334,7 @@ def run_check(options: CheckOptions) -> RunResult:
             checked[tasks[index].display] = digest
     diagnostics.sort(key=Diagnostic.sort_key)
     errors.sort(key=lambda e: (e.path, e.message))
-    return RunResult(diagnostics, errors, len(tasks), checked)
+    return RunResult(diagnostics, errors, len(tasks), checked, sorted(warnings))
 
 
 def stderr_progress() -> Callable[[int, int], None] | None:

@@ -44,7 +44,7 @@ def check_stdin(options: CheckOptions, filename: str, data: bytes) -> RunResult:
         return RunResult([], [], 0, {})
     result = check_source(build_engine(config, options), filename, data, options.time_limit)
     kept = [d for d in result.diagnostics if not per_file_ignored(config, d)]
-    return RunResult(kept, result.errors, 1, {filename: hashlib.sha256(data).hexdigest()})
+    return RunResult(kept, result.errors, 1, {filename: hashlib.sha256(data).hexdigest()}, result.warnings)
 
 
 def _fix_key(d: Diagnostic) -> tuple:
@@ -77,6 +77,8 @@ class CheckSession:
         from sharpedges.specs import load_specs
 
         result = self._check()
+        for warning in result.warnings:  # said once, before anything is fixed; they change no exit code
+            print(f"sharpedges: warning: {warning}", file=sys.stderr)
         wants_fix = self.args.fix or self.args.diff
         fixes = FixOutcome()
         if wants_fix:

@@ -149,3 +149,12 @@ def test_an_option_below_its_minimum_names_the_table_and_key(run_cli, tmp_path, 
     assert result.returncode == 2
     assert f"[tool.sharpedges.rules.SHP301] 'max-depth' must be at least 1, got {value}" in result.stderr
     assert "pyproject.toml" in result.stderr
+
+
+def test_an_unknown_code_in_noqa_is_said_cold_and_warm(run_cli, tmp_path):
+    (tmp_path / "model.py").write_text("import torch\n\nx = torch.zeros(3)  # noqa: SHP999, shp101\n")
+    for _ in range(2):  # the second run reads the cache
+        result = run_cli("check", "--cache-dir", "cache", "model.py")
+        assert result.returncode == 0
+        assert result.stderr == ("sharpedges: warning: model.py:3: unknown rule code 'SHP999' in # noqa "
+                                 "(see `sharpedges rules`)\n")

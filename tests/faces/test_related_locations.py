@@ -42,9 +42,9 @@ def test_related_locations_survive_json_and_the_cache_shape():
     data = finding(related=[BUILT_HERE]).to_json()
     assert data["related"] == [BUILT_HERE] and Diagnostic.from_json(json.loads(json.dumps(data))) == \
         finding(related=[BUILT_HERE])
-    assert valid_entry({"key": "k", "diagnostics": [data], "errors": [], "deps": {}}, "k")
+    assert valid_entry({"key": "k", "diagnostics": [data], "errors": [], "deps": {}, "warnings": []}, "k")
     broken = {**data, "related": [{"line": "12"}]}
-    assert not valid_entry({"key": "k", "diagnostics": [broken], "errors": [], "deps": {}}, "k")
+    assert not valid_entry({"key": "k", "diagnostics": [broken], "errors": [], "deps": {}, "warnings": []}, "k")
 
 
 def test_sarif_lists_related_locations_and_stays_valid():
