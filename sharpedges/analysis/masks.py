@@ -515,7 +515,6 @@ def _axis_of(evaluator: MaskEvaluator, expr: cst.BaseExpression, at: int, depth:
     ("key", offset) for one laid out as a row."""
     if depth > MAX_DEPTH:
         return None
-    ctx = evaluator.ctx
     if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, (cst.Add, cst.Subtract)):
         for side, other in ((expr.left, expr.right), (expr.right, expr.left)):
             axis = _axis_of(evaluator, side, at, depth + 1)

@@ -4,7 +4,6 @@ and every fix leaves a file that parses and needs no second fix."""
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 

@@ -188,7 +188,7 @@ def test_abuse_gets_clear_refusals(root):
         nul = await session.call_tool("check_paths", {"paths": ["bad\0.py"]})
         assert nul.is_error and "a path cannot contain a NUL byte" in text_of(nul)
         huge = await session.call_tool("chinchilla", {"params": 1e308})
-        assert huge.is_error and "overflow" in text_of(huge).lower() or "too large" in text_of(huge)
+        assert huge.is_error and "overflows" in text_of(huge)
         written = (await session.call_tool("chinchilla", {"params": "7B"})).structured_content
         assert written["tokens"] == 1.4e11
         sized = (await session.call_tool("kv_cache_bytes", {"layers": "32", "kv_heads": 8, "head_dim": 128,

@@ -12,7 +12,7 @@ import yaml
 from tests.knowledge.skill_worlds import make_skill
 
 from sharpedges.knowledge.routing import (HUB_DISCOUNT, MIN_SCORE, Router, compile_term, load_neutral_phrases,
-                                          load_stop_words, normalise)
+                                          normalise)
 from sharpedges.knowledge.schema import Skill
 
 CASES = yaml.safe_load((Path(__file__).parent / "routing_cases.yaml").read_text(encoding="utf-8"))["cases"]
