@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -30,14 +29,22 @@ MISSION = "SHP101,SHP201,SHP202,SHP301,SHP401,SHP501,SHP502"
 
 def measure(command: list[str], cwd: Path, env: dict | None = None) -> dict:
     """Run `command` in a fresh wrapper process so RUSAGE_CHILDREN covers only it and its workers."""
-    wrapper = ("import json, resource, subprocess, sys, time\n"
-               "start = time.perf_counter()\n"
-               "rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode\n"
-               "wall = time.perf_counter() - start\n"
-               "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
-               "print(json.dumps({'rc': rc, 'wall': wall, 'cpu': u.ru_utime + u.ru_stime, 'rss_mib': u.ru_maxrss / 1024}))\n")
-    out = subprocess.run([sys.executable, "-c", wrapper, *command], cwd=cwd, capture_output=True, text=True,
-                         env={**os.environ, **(env or {})}, check=True)
+    wrapper = (
+        "import json, resource, subprocess, sys, time\n"
+        "start = time.perf_counter()\n"
+        "rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode\n"
+        "wall = time.perf_counter() - start\n"
+        "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "print(json.dumps({'rc': rc, 'wall': wall, 'cpu': u.ru_utime + u.ru_stime, 'rss_mib': u.ru_maxrss / 1024}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", wrapper, *command],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -47,8 +54,9 @@ def median_of(runs: int, command: list[str], cwd: Path, before=None, env=None) -
         if before:
             before()
         samples.append(measure(command, cwd, env))
-    return {key: statistics.median(s[key] for s in samples) for key in ("wall", "cpu", "rss_mib")} | \
-        {"rc": samples[-1]["rc"]}
+    return {key: statistics.median(s[key] for s in samples) for key in ("wall", "cpu", "rss_mib")} | {
+        "rc": samples[-1]["rc"]
+    }
 
 
 def main() -> int:
@@ -57,8 +65,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a 400-file subset")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
     parser.add_argument("--skip-metadata", action="store_true", help="skip the slow position+qualified-name reference")
-    parser.add_argument("--torchfix", type=Path, default=shutil.which("torchfix"),
-                        help="the torchfix 0.7.0 executable (install it in its own venv: it pins an older libcst)")
+    parser.add_argument(
+        "--torchfix",
+        type=Path,
+        default=shutil.which("torchfix"),
+        help="the torchfix 0.7.0 executable (install it in its own venv: it pins an older libcst)",
+    )
     args = parser.parse_args()
 
     corpus = build()
@@ -85,7 +97,7 @@ def main() -> int:
     touched = sorted(target.rglob("*.py"))[len(files) // 2]
 
     def touch_one():
-        touched.write_text(touched.read_text() + "\n# touched %d\n" % time.time_ns())
+        touched.write_text(touched.read_text() + f"\n# touched {time.time_ns()}\n")
 
     rows: dict[str, dict] = {}
     run = lambda name, command, **kw: rows.__setitem__(name, median_of(args.runs, command, work, **kw))  # noqa: E731
@@ -93,21 +105,32 @@ def main() -> int:
     run(f"floor: libcst parse, {cores} processes", [*floor, "--jobs", str(cores)])
     if not args.skip_metadata:
         sample = 200 if not args.quick else 50
-        rows[f"reference: parse + positions + qualified names, 1 process, first {sample} files"] = \
-            median_of(1, [*floor, "--jobs", "1", "--metadata", "--limit", str(sample)], work)
-        rows[f"reference: parse only, 1 process, first {sample} files"] = \
-            median_of(1, [*floor, "--jobs", "1", "--limit", str(sample)], work)
+        rows[f"reference: parse + positions + qualified names, 1 process, first {sample} files"] = median_of(
+            1, [*floor, "--jobs", "1", "--metadata", "--limit", str(sample)], work
+        )
+        rows[f"reference: parse only, 1 process, first {sample} files"] = median_of(
+            1, [*floor, "--jobs", "1", "--limit", str(sample)], work
+        )
     run("check SHP101 only, cold, all cores", [*sharpedges, "--no-cache", "--select", "SHP101", "corpus"])
     run("check mission rules, cold, all cores", [*sharpedges, "--no-cache", "--select", MISSION, "corpus"])
     run("check all rules, cold, 1 process", [*sharpedges, "--no-cache", "--preview", "--jobs", "1", "corpus"])
     run("check all rules, cold, all cores", [*sharpedges, "--no-cache", "--preview", "corpus"])
-    run("check all rules, cold (cache written), all cores",
-        [*sharpedges, "--preview", "--cache-dir", str(cache), "corpus"], before=clear_cache)
+    run(
+        "check all rules, cold (cache written), all cores",
+        [*sharpedges, "--preview", "--cache-dir", str(cache), "corpus"],
+        before=clear_cache,
+    )
     measure([*sharpedges, "--preview", "--cache-dir", str(cache), "corpus"], work)  # make sure it is warm
     run("check all rules, warm, all cores", [*sharpedges, "--preview", "--cache-dir", str(cache), "corpus"])
-    run("check all rules, warm, 1 process", [*sharpedges, "--preview", "--jobs", "1", "--cache-dir", str(cache), "corpus"])
-    run("check all rules, warm + one file touched, all cores",
-        [*sharpedges, "--preview", "--cache-dir", str(cache), "corpus"], before=touch_one)
+    run(
+        "check all rules, warm, 1 process",
+        [*sharpedges, "--preview", "--jobs", "1", "--cache-dir", str(cache), "corpus"],
+    )
+    run(
+        "check all rules, warm + one file touched, all cores",
+        [*sharpedges, "--preview", "--cache-dir", str(cache), "corpus"],
+        before=touch_one,
+    )
     if args.torchfix:
         run("TorchFix 0.7.0, all cores", [str(args.torchfix), "corpus"])
     small = work / "small.py"
@@ -116,8 +139,11 @@ def main() -> int:
     run('start-up: python -c "import libcst"', [sys.executable, "-c", "import libcst"], env=env)
     run("start-up: sharpedges check small.py", [*sharpedges[:4], "small.py"], env=env)
 
-    print(f"\ncorpus: {len(files)} files, {lines:,} lines; machine: {cores} cores, {platform.processor() or platform.machine()}, "
-          f"Python {platform.python_version()}; median of {args.runs} run(s)\n")
+    print(
+        f"\ncorpus: {len(files)} files, {lines:,} lines; "
+        f"machine: {cores} cores, {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}; median of {args.runs} run(s)\n"
+    )
     print(f"| {'measurement':62} | wall s | CPU s | peak RSS MiB | lines/s |")
     print(f"|{'-' * 64}|-------:|------:|-------------:|--------:|")
     for name, row in rows.items():
@@ -128,29 +154,48 @@ def main() -> int:
         return rows[a]["wall"] / rows[b]["wall"]
 
     ratios = {
-        "cold all rules / parse floor (all cores), target <= 1.0":
-            ratio("check all rules, cold, all cores", f"floor: libcst parse, {cores} processes"),
-        "cold all rules / parse floor (1 process), target <= 1.0":
-            ratio("check all rules, cold, 1 process", "floor: libcst parse, 1 process"),
-        "warm / cold (all cores), target <= 0.05":
-            ratio("check all rules, warm, all cores", "check all rules, cold, all cores"),
-        "start-up / import libcst, target <= 1.5":
-            ratio("start-up: sharpedges check small.py", 'start-up: python -c "import libcst"'),
-        "mission rules / SHP101 only, target <= 1.3":
-            ratio("check mission rules, cold, all cores", "check SHP101 only, cold, all cores"),
-        "all rules / mission rules, target <= 1.5":
-            ratio("check all rules, cold, all cores", "check mission rules, cold, all cores"),
+        "cold all rules / parse floor (all cores), target <= 1.0": ratio(
+            "check all rules, cold, all cores", f"floor: libcst parse, {cores} processes"
+        ),
+        "cold all rules / parse floor (1 process), target <= 1.0": ratio(
+            "check all rules, cold, 1 process", "floor: libcst parse, 1 process"
+        ),
+        "warm / cold (all cores), target <= 0.05": ratio(
+            "check all rules, warm, all cores", "check all rules, cold, all cores"
+        ),
+        "start-up / import libcst, target <= 1.5": ratio(
+            "start-up: sharpedges check small.py", 'start-up: python -c "import libcst"'
+        ),
+        "mission rules / SHP101 only, target <= 1.3": ratio(
+            "check mission rules, cold, all cores", "check SHP101 only, cold, all cores"
+        ),
+        "all rules / mission rules, target <= 1.5": ratio(
+            "check all rules, cold, all cores", "check mission rules, cold, all cores"
+        ),
     }
     if "TorchFix 0.7.0, all cores" in rows:
-        ratios["TorchFix / check all rules (all cores), target >= 20"] = \
-            ratio("TorchFix 0.7.0, all cores", "check all rules, cold, all cores")
+        ratios["TorchFix / check all rules (all cores), target >= 20"] = ratio(
+            "TorchFix 0.7.0, all cores", "check all rules, cold, all cores"
+        )
     print()
     for name, value in ratios.items():
         print(f"- {name}: {value:.2f}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"files": len(files), "lines": lines, "cores": cores, "runs": args.runs,
-                                     "python": platform.python_version(), "rows": rows, "ratios": ratios},
-                                    indent=2) + "\n")
+    args.json.write_text(
+        json.dumps(
+            {
+                "files": len(files),
+                "lines": lines,
+                "cores": cores,
+                "runs": args.runs,
+                "python": platform.python_version(),
+                "rows": rows,
+                "ratios": ratios,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -48,10 +48,15 @@ def _exclusive(lock) -> None:
 def _build(target: Path, done: Path) -> None:
     wheels = CACHE / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
-    missing = [p for p in PINNED if not list(wheels.glob(p.split("==")[0].replace("-", "_") + "-" + p.split("==")[1] + "-*.whl"))]
+    missing = [
+        p
+        for p in PINNED
+        if not list(wheels.glob(p.split("==")[0].replace("-", "_") + "-" + p.split("==")[1] + "-*.whl"))
+    ]
     if missing:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels), *missing],
-                       check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels), *missing], check=True
+        )
     for wheel in sorted(wheels.glob("*.whl")):
         package = wheel.name.split("-")[0]
         with zipfile.ZipFile(wheel) as archive:

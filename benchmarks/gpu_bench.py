@@ -30,24 +30,46 @@ from sharpedges.reference_impls.flops import attention_flops, observed_sdpa_back
 from sharpedges.reference_impls.moe import TopKRouter, dispatch_loop, dispatch_sorted
 
 # Peak HBM bandwidth in GB/s by device-name fragment (vendor datasheets); first match wins.
-PEAK_HBM_GBS = {"H200": 4800, "H100 PCIe": 2000, "H100": 3350, "A100-SXM4-80GB": 2039, "A100": 1555, "L40S": 864, "L4": 300}
+PEAK_HBM_GBS = {
+    "H200": 4800,
+    "H100 PCIe": 2000,
+    "H100": 3350,
+    "A100-SXM4-80GB": 2039,
+    "A100": 1555,
+    "L40S": 864,
+    "L4": 300,
+}
 FUSED_BACKENDS = ["FLASH_ATTENTION", "CUDNN_ATTENTION", "EFFICIENT_ATTENTION"]
 
 FULL = {
-    "head_dims": [64, 128], "seq_lens": [512, 1024, 2048, 4096, 8192, 16384], "tokens": 16384, "d_model": 2048,
-    "math_max_seq": 4096, "eager_seq_lens": [512, 1024, 2048, 4096], "gqa_seq_lens": [1024, 4096],
+    "head_dims": [64, 128],
+    "seq_lens": [512, 1024, 2048, 4096, 8192, 16384],
+    "tokens": 16384,
+    "d_model": 2048,
+    "math_max_seq": 4096,
+    "eager_seq_lens": [512, 1024, 2048, 4096],
+    "gqa_seq_lens": [1024, 4096],
     "decoder": DecoderConfig(vocab_size=32000, d_model=2048, n_layers=20, n_heads=16, n_kv_heads=4),
-    "prompt": 128, "new_tokens": 128,
+    "prompt": 128,
+    "new_tokens": 128,
     "moe": {"tokens": 8192, "d_model": 1024, "d_hidden": 2816, "n_experts": 8, "k": 2},
-    "warmup": 5, "iters": 20,
+    "warmup": 5,
+    "iters": 20,
 }
 SMOKE = {
-    "head_dims": [16], "seq_lens": [64, 128], "tokens": 256, "d_model": 64,
-    "math_max_seq": 128, "eager_seq_lens": [64], "gqa_seq_lens": [64],
+    "head_dims": [16],
+    "seq_lens": [64, 128],
+    "tokens": 256,
+    "d_model": 64,
+    "math_max_seq": 128,
+    "eager_seq_lens": [64],
+    "gqa_seq_lens": [64],
     "decoder": DecoderConfig(vocab_size=256, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2),
-    "prompt": 8, "new_tokens": 8,
+    "prompt": 8,
+    "new_tokens": 8,
     "moe": {"tokens": 256, "d_model": 32, "d_hidden": 64, "n_experts": 4, "k": 2},
-    "warmup": 1, "iters": 3,
+    "warmup": 1,
+    "iters": 3,
 }
 
 
@@ -110,13 +132,21 @@ def bench_attention(cfg, device, dtype) -> list[dict]:
                 with torch.no_grad():
                     module_ms = median_ms(attend, device, cfg["warmup"], cfg["iters"])
                     module_backends = sorted(observed_sdpa_backends(attend))
-                rows.append({
-                    "head_dim": head_dim, "seq_len": seq_len, "batch": batch, "n_heads": n_heads, "causal": causal,
-                    "pinned_tflops": {b: tflops(flops, ms) for b, ms in pinned.items()},
-                    "best_backend": best, "best_tflops": tflops(flops, pinned[best]),
-                    "module_backends": module_backends, "module_tflops": tflops(flops, module_ms),
-                    "module_vs_best": pinned[best] / module_ms,
-                })
+                rows.append(
+                    {
+                        "head_dim": head_dim,
+                        "seq_len": seq_len,
+                        "batch": batch,
+                        "n_heads": n_heads,
+                        "causal": causal,
+                        "pinned_tflops": {b: tflops(flops, ms) for b, ms in pinned.items()},
+                        "best_backend": best,
+                        "best_tflops": tflops(flops, pinned[best]),
+                        "module_backends": module_backends,
+                        "module_tflops": tflops(flops, module_ms),
+                        "module_vs_best": pinned[best] / module_ms,
+                    }
+                )
     return rows
 
 
@@ -132,10 +162,16 @@ def bench_eager_vs_sdpa(cfg, device, dtype) -> list[dict]:
             eager_ms = median_ms(lambda: attention_ref(q, k, v, causal=True), device, cfg["warmup"], cfg["iters"])
             sdpa_ms = median_ms(lambda: module.attend(q, k, v), device, cfg["warmup"], cfg["iters"])
             backends = sorted(observed_sdpa_backends(lambda: module.attend(q, k, v)))
-        rows.append({
-            "seq_len": seq_len, "head_dim": head_dim, "eager_tflops": tflops(flops, eager_ms),
-            "sdpa_tflops": tflops(flops, sdpa_ms), "sdpa_backends": backends, "speedup": eager_ms / sdpa_ms,
-        })
+        rows.append(
+            {
+                "seq_len": seq_len,
+                "head_dim": head_dim,
+                "eager_tflops": tflops(flops, eager_ms),
+                "sdpa_tflops": tflops(flops, sdpa_ms),
+                "sdpa_backends": backends,
+                "speedup": eager_ms / sdpa_ms,
+            }
+        )
     return rows
 
 
@@ -186,8 +222,12 @@ def bench_decode(cfg, device, dtype, peak_gbs: float | None) -> dict:
     bytes_per_step = n_params * dtype.itemsize + kv_bytes_per_token * mean_context  # weights + KV read once
     achieved_gbs = bytes_per_step * new_tokens / seconds / 1e9
     return {
-        "params": n_params, "prompt": prompt, "new_tokens": new_tokens, "tokens_per_s": new_tokens / seconds,
-        "achieved_gbs": achieved_gbs, "peak_gbs": peak_gbs,
+        "params": n_params,
+        "prompt": prompt,
+        "new_tokens": new_tokens,
+        "tokens_per_s": new_tokens / seconds,
+        "achieved_gbs": achieved_gbs,
+        "peak_gbs": peak_gbs,
         "hbm_percent": None if peak_gbs is None else 100 * achieved_gbs / peak_gbs,
     }
 
@@ -226,10 +266,14 @@ def environment(device: torch.device, dtype: torch.dtype, smoke: bool) -> dict:
         query = ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]
         driver = subprocess.run(query, capture_output=True, text=True).stdout.strip().splitlines()[0]
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "device": str(device), "cpu": platform.processor() or platform.machine(), "driver": driver,
-        "torch": torch.__version__, "cuda": torch.version.cuda, "dtype": str(dtype).removeprefix("torch."),
+        "device": str(device),
+        "cpu": platform.processor() or platform.machine(),
+        "driver": driver,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "dtype": str(dtype).removeprefix("torch."),
         "smoke": smoke,
     }
 
@@ -244,21 +288,29 @@ def print_tables(results: dict) -> None:
     print("\n## Attention module vs best pinned SDPA backend (forward TFLOP/s)")
     print(f"{'D':>4} {'seq':>6} {'causal':>6} {'best backend':>20} {'best':>7} {'module':>7} {'ratio':>6}  module ran")
     for r in results["attention"]:
-        print(f"{r['head_dim']:>4} {r['seq_len']:>6} {str(r['causal']):>6} {r['best_backend']:>20} "
-              f"{fmt(r['best_tflops'], '.3g'):>7} {fmt(r['module_tflops'], '.3g'):>7} {r['module_vs_best']:>6.3f}  "
-              f"{','.join(r['module_backends'])}")
+        print(
+            f"{r['head_dim']:>4} {r['seq_len']:>6} {r['causal']!s:>6} {r['best_backend']:>20} "
+            f"{fmt(r['best_tflops'], '.3g'):>7} {fmt(r['module_tflops'], '.3g'):>7} {r['module_vs_best']:>6.3f}  "
+            f"{','.join(r['module_backends'])}"
+        )
     print("\n## Eager oracle vs SDPA (causal, TFLOP/s)")
     for r in results["eager_vs_sdpa"]:
-        print(f"seq {r['seq_len']:>6}: eager {fmt(r['eager_tflops'], '.3g')}  sdpa {fmt(r['sdpa_tflops'], '.3g')}  "
-              f"x{r['speedup']:.1f}  ({','.join(r['sdpa_backends'])})")
+        print(
+            f"seq {r['seq_len']:>6}: eager {fmt(r['eager_tflops'], '.3g')}  sdpa {fmt(r['sdpa_tflops'], '.3g')}  "
+            f"x{r['speedup']:.1f}  ({','.join(r['sdpa_backends'])})"
+        )
     print("\n## enable_gqa vs repeated KV (causal, TFLOP/s)")
     for r in results["gqa"]:
-        print(f"seq {r['seq_len']:>6} H {r['n_heads']} / KV {r['n_kv_heads']}: "
-              f"enable_gqa {fmt(r['enable_gqa_tflops'], '.3g')} ({','.join(r['enable_gqa_backends'])})  "
-              f"repeat_kv {fmt(r['repeat_kv_tflops'], '.3g')} ({','.join(r['repeat_kv_backends'])})")
+        print(
+            f"seq {r['seq_len']:>6} H {r['n_heads']} / KV {r['n_kv_heads']}: "
+            f"enable_gqa {fmt(r['enable_gqa_tflops'], '.3g')} ({','.join(r['enable_gqa_backends'])})  "
+            f"repeat_kv {fmt(r['repeat_kv_tflops'], '.3g')} ({','.join(r['repeat_kv_backends'])})"
+        )
     d = results["decode"]
-    print(f"\n## Decode, {d['params'] / 1e9:.3g}B params, batch 1: {d['tokens_per_s']:.1f} tokens/s, "
-          f"{d['achieved_gbs']:.1f} GB/s = {fmt(d['hbm_percent'])}% of peak HBM ({fmt(d['peak_gbs'], '.0f')} GB/s)")
+    print(
+        f"\n## Decode, {d['params'] / 1e9:.3g}B params, batch 1: {d['tokens_per_s']:.1f} tokens/s, "
+        f"{d['achieved_gbs']:.1f} GB/s = {fmt(d['hbm_percent'])}% of peak HBM ({fmt(d['peak_gbs'], '.0f')} GB/s)"
+    )
     moe = results["moe"]
     print(f"\n## MoE dispatch, {moe['tokens']} tokens, {moe['n_experts']} experts, top-{moe['k']} (ms)")
     print("  ".join(f"{name} {fmt(ms, '.3f')}" for name, ms in moe["ms"].items()))

@@ -53,23 +53,31 @@ async def measure(text: str, rounds: int, root: Path) -> list[float]:
         published.setdefault(params.version, asyncio.Event()).set()
 
     await client.start_io(sys.executable, "-m", "sharpedges", "lsp", cwd=str(root))
-    await client.initialize_async(types.InitializeParams(capabilities=types.ClientCapabilities(),
-                                                         root_uri=root.as_uri()))
+    await client.initialize_async(
+        types.InitializeParams(capabilities=types.ClientCapabilities(), root_uri=root.as_uri())
+    )
     client.initialized(types.InitializedParams())
     uri = (root / "model.py").as_uri()
-    client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(
-        uri=uri, language_id="python", version=1, text=text)))
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)
+        )
+    )
     await asyncio.wait_for(published.setdefault(1, asyncio.Event()).wait(), 120)
     middle = text.count("\n") // 2
     timings = []
     for version in range(2, rounds + 2):
         start_of_line = types.Position(line=middle, character=0)
-        edit = types.TextDocumentContentChangePartial(range=types.Range(start=start_of_line, end=start_of_line),
-                                                      text=f"# edit {version}\n")
+        edit = types.TextDocumentContentChangePartial(
+            range=types.Range(start=start_of_line, end=start_of_line), text=f"# edit {version}\n"
+        )
         published.setdefault(version, asyncio.Event())
         sent = time.perf_counter()
-        client.text_document_did_change(types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version), content_changes=[edit]))
+        client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version), content_changes=[edit]
+            )
+        )
         await asyncio.wait_for(published[version].wait(), 120)
         timings.append(arrived_at[version] - sent)
     await client.shutdown_async(None)
@@ -95,8 +103,7 @@ def engine_only(text: str, rounds: int, root: Path) -> tuple[list[float], list[f
 
 def summary(label: str, timings: list[float]) -> str:
     ms = sorted(t * 1000 for t in timings)
-    return (f"{label}: median {statistics.median(ms):.0f} ms, min {ms[0]:.0f} ms, max {ms[-1]:.0f} ms "
-            f"({len(ms)} rounds)")
+    return f"{label}: median {statistics.median(ms):.0f} ms, min {ms[0]:.0f} ms, max {ms[-1]:.0f} ms ({len(ms)} rounds)"
 
 
 def main() -> int:

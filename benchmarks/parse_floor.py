@@ -17,7 +17,7 @@ import libcst as cst
 
 def parse(path: str) -> int:
     try:
-        module = cst.parse_module(Path(path).read_bytes())
+        cst.parse_module(Path(path).read_bytes())
     except Exception:
         return 0
     return 1

@@ -28,7 +28,6 @@ import tempfile
 import zipfile
 from collections import defaultdict
 from pathlib import Path
-from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
@@ -54,8 +53,9 @@ class ShippedBug(BaseModel):
     fixed_path: str | None = Field(None, description="the file in the fixed release, where it moved")
     lines: tuple[int, int] = Field(description="first and last line of the bug in the buggy release")
     also_lines: list[tuple[int, int]] = Field(
-        default_factory=list, description="other ranges where a finding also names this bug (where a value built "
-                                          "at `lines` is consumed)")
+        default_factory=list,
+        description="other ranges where a finding also names this bug (where a value built at `lines` is consumed)",
+    )
     rule: str = Field(pattern=r"^SHP[1-7]\d\d$")
     link: HttpUrl
     shape: str = Field(min_length=10)
@@ -111,14 +111,18 @@ def load(path: Path = DATA) -> ShippedBugs:
 
 # --- fetching ------------------------------------------------------------------------------------
 
+
 def release_dir(package: str, version: str) -> Path:
     """The Python files of `package==version`, downloaded and unpacked once."""
     target = CACHE / f"{package}-{version}"
     if (target / ".complete").exists():
         return target
     with tempfile.TemporaryDirectory() as download:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", download,
-                        f"{package}=={version}"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", download, f"{package}=={version}"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         archive = next(Path(download).iterdir())
         shutil.rmtree(target, ignore_errors=True)
         unpack_python_files(archive, target)
@@ -153,11 +157,24 @@ def locate(root: Path, path: str) -> Path:
 
 # --- checking ------------------------------------------------------------------------------------
 
+
 def findings_by_file(rule: str, files: list[Path]) -> tuple[dict[Path, list[int]], dict[Path, str]]:
     """One `sharpedges check` run for all files of one rule: the lines of its findings per file, and
     the files it could not check."""
-    command = [sys.executable, "-m", "sharpedges", "check", "--preview", "--no-cache", "--exit-zero",
-               "--select", rule, "--format", "json", *map(str, files)]
+    command = [
+        sys.executable,
+        "-m",
+        "sharpedges",
+        "check",
+        "--preview",
+        "--no-cache",
+        "--exit-zero",
+        "--select",
+        rule,
+        "--format",
+        "json",
+        *map(str, files),
+    ]
     completed = subprocess.run(command, capture_output=True, text=True)
     if completed.returncode not in (0, 2):
         raise RuntimeError(f"sharpedges failed on {rule}: {completed.stderr.strip()[-500:]}")
@@ -185,19 +202,31 @@ def evaluate(data: ShippedBugs, cases: list[ShippedBug]) -> list[dict]:
         if buggy is not None:
             by_rule[case.rule] += [buggy, fixed]
     found: dict[str, tuple[dict[Path, list[int]], dict[Path, str]]] = {
-        rule: findings_by_file(rule, sorted(set(paths))) for rule, paths in sorted(by_rule.items())}
+        rule: findings_by_file(rule, sorted(set(paths))) for rule, paths in sorted(by_rule.items())
+    }
 
     results = []
     for case in cases:
         buggy, fixed, error = files[case.id]
-        result = {"id": case.id, "part": case.part, "rule": case.rule, "family": case.family,
-                  "package": case.package, "buggy": case.buggy, "fixed": case.fixed,
-                  "lines": list(case.lines), "shape": case.shape, "link": str(case.link)}
+        result = {
+            "id": case.id,
+            "part": case.part,
+            "rule": case.rule,
+            "family": case.family,
+            "package": case.package,
+            "buggy": case.buggy,
+            "fixed": case.fixed,
+            "lines": list(case.lines),
+            "shape": case.shape,
+            "link": str(case.link),
+        }
         if error is None:
             lines, errors = found[case.rule]
             error = errors.get(buggy) or errors.get(fixed)
-            ranges = [(first - data.line_tolerance, last + data.line_tolerance)
-                      for first, last in (case.lines, *case.also_lines)]
+            ranges = [
+                (first - data.line_tolerance, last + data.line_tolerance)
+                for first, last in (case.lines, *case.also_lines)
+            ]
             result["buggy_findings"] = sorted(lines.get(buggy, []))
             result["fixed_findings"] = sorted(lines.get(fixed, []))
             result["caught"] = any(low <= line <= high for line in result["buggy_findings"] for low, high in ranges)
@@ -210,6 +239,7 @@ def evaluate(data: ShippedBugs, cases: list[ShippedBug]) -> list[dict]:
 
 # --- reporting -----------------------------------------------------------------------------------
 
+
 def summarise(results: list[dict]) -> dict:
     families: dict[str, dict[str, int]] = {}
     for result in sorted(results, key=lambda r: r["family"]):
@@ -218,9 +248,14 @@ def summarise(results: list[dict]) -> dict:
         family["caught"] += result["caught"]
         family["fixed_quiet"] += bool(result["fixed_quiet"])
     checked = [r for r in results if "error" not in r]
-    return {"cases": len(results), "caught": sum(r["caught"] for r in results),
-            "fixed_checked": len(checked), "fixed_quiet": sum(bool(r["fixed_quiet"]) for r in checked),
-            "errors": len(results) - len(checked), "families": families}
+    return {
+        "cases": len(results),
+        "caught": sum(r["caught"] for r in results),
+        "fixed_checked": len(checked),
+        "fixed_quiet": sum(bool(r["fixed_quiet"]) for r in checked),
+        "errors": len(results) - len(checked),
+        "families": families,
+    }
 
 
 def percent(part: int, whole: int) -> str:
@@ -244,8 +279,10 @@ def print_part(part: str, results: list[dict], show_cases: bool) -> None:
         print("\nmisses (buggy release, no finding of the rule within the lines):")
         for r in misses:
             where = r.get("error") or f"findings at {r['buggy_findings'] or 'none'}"
-            print(f"  {r['id']} [{r['rule']}] {r['package']}=={r['buggy']} {r['lines'][0]}-{r['lines'][1]}: "
-                  f"{r['shape']} ({where})")
+            print(
+                f"  {r['id']} [{r['rule']}] {r['package']}=={r['buggy']} {r['lines'][0]}-{r['lines'][1]}: "
+                f"{r['shape']} ({where})"
+            )
     noisy = [r for r in results if r["fixed_quiet"] is False]
     if noisy:
         print("\nfixed releases that are not quiet:")
@@ -258,8 +295,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--part", choices=(*PARTS, "all"), default="all")
     parser.add_argument("--case", action="append", default=[], metavar="ID", help="only this case (repeatable)")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    parser.add_argument("--show-holdout-misses", action="store_true",
-                        help="list the holdout part's misses too (only once tuning is over)")
+    parser.add_argument(
+        "--show-holdout-misses",
+        action="store_true",
+        help="list the holdout part's misses too (only once tuning is over)",
+    )
     args = parser.parse_args(argv)
 
     data = load()
@@ -278,8 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             if not part_results:
                 continue
             shown = part == "tune" or args.show_holdout_misses
-            report["parts"][part] = {"summary": summarise(part_results),
-                                     "cases": part_results if shown else None}
+            report["parts"][part] = {"summary": summarise(part_results), "cases": part_results if shown else None}
         json.dump(report, sys.stdout, indent=2)
         print()
         return 0

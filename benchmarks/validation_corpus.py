@@ -79,8 +79,11 @@ def _archive_members(archive: Path) -> list[tuple[str, bytes]]:
         strip = archive.suffix == ".zip"
     else:
         with tarfile.open(archive) as tarred:
-            members = [(m.name, tarred.extractfile(m).read()) for m in tarred.getmembers()
-                       if m.isfile() and m.name.endswith(".py")]
+            members = [
+                (m.name, tarred.extractfile(m).read())
+                for m in tarred.getmembers()
+                if m.isfile() and m.name.endswith(".py")
+            ]
         strip = True
     if strip:
         members = [(name.split("/", 1)[1], data) for name, data in members if "/" in name]
@@ -99,8 +102,9 @@ def build_validation(quiet: bool = True) -> Path:
         downloads = VALIDATION / "downloads" / name
         if not any(downloads.glob("*")):
             downloads.mkdir(parents=True, exist_ok=True)
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(downloads), pin],
-                           check=True)
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(downloads), pin], check=True
+            )
         (archive,) = sorted(downloads.glob("*"))
         lines = 0
         for path, data in _archive_members(archive):
@@ -126,8 +130,23 @@ def findings_file(corpus: str) -> Path:
 def run_check(corpus: str) -> Path:
     """Check the whole corpus once with every rule; the JSON is kept for --report."""
     root = corpus_root(corpus)
-    result = subprocess.run([sys.executable, "-m", "sharpedges", "check", ".", "--no-cache", "--format", "json",
-                             "--preview", "--exit-zero"], cwd=root, capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sharpedges",
+            "check",
+            ".",
+            "--no-cache",
+            "--format",
+            "json",
+            "--preview",
+            "--exit-zero",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
     if result.returncode != 0:
         raise SystemExit(f"sharpedges check failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
     out = findings_file(corpus)
@@ -197,13 +216,18 @@ def report(corpus: str) -> int:
     print(f"{'rule':8} {'set':8} {'findings':>8} {'true':>5} {'delib':>5} {'false':>5} {'unjudged':>8}")
     for code in sorted(counts):
         c = counts[code]
-        print(f"{code:8} {sets.get(code, '?'):8} {sum(c.values()):>8} {c['true']:>5} {c['deliberate']:>5} "
-              f"{c['false']:>5} {c['unjudged']:>8}")
+        print(
+            f"{code:8} {sets.get(code, '?'):8} {sum(c.values()):>8} {c['true']:>5} {c['deliberate']:>5} "
+            f"{c['false']:>5} {c['unjudged']:>8}"
+        )
     total = sum(counts.values(), Counter())
-    print(f"{'all':8} {'':8} {sum(total.values()):>8} {total['true']:>5} {total['deliberate']:>5} "
-          f"{total['false']:>5} {total['unjudged']:>8}")
-    false = sorted((key for key in judged if key not in gone and judged[key]["verdict"] == "false"),
-                   key=lambda key: (key[3], key))
+    print(
+        f"{'all':8} {'':8} {sum(total.values()):>8} {total['true']:>5} {total['deliberate']:>5} "
+        f"{total['false']:>5} {total['unjudged']:>8}"
+    )
+    false = sorted(
+        (key for key in judged if key not in gone and judged[key]["verdict"] == "false"), key=lambda key: (key[3], key)
+    )
     if false:
         print(f"\nfalse findings ({len(false)}):")
         for key in false:

@@ -5,10 +5,14 @@ from __future__ import annotations
 from sharpedges.analysis.masks import CONSUMER_TOKENS, attends_to_marked, mask_uses, masks_attention_scores
 from sharpedges.detector import Detector, Finding
 
-BLOCKED_ATTENDED = ("this mask is True at the positions it means to hide ({what}), but {consumer} attends where a "
-                    "boolean mask is True: the query attends only to them; invert it (`~mask`)")
-ALLOWED_BLOCKED = ("this mask is True at the positions that may be attended ({what}), but {consumer} blocks where it "
-                   "is True: the query sees only the hidden ones; invert it (`~mask`)")
+BLOCKED_ATTENDED = (
+    "this mask is True at the positions it means to hide ({what}), but {consumer} attends where a "
+    "boolean mask is True: the query attends only to them; invert it (`~mask`)"
+)
+ALLOWED_BLOCKED = (
+    "this mask is True at the positions that may be attended ({what}), but {consumer} blocks where it "
+    "is True: the query sees only the hidden ones; invert it (`~mask`)"
+)
 CONSUMERS = {"sdpa": "scaled_dot_product_attention", "allow": "torch.where(mask, scores, -inf)"}
 
 
@@ -31,4 +35,3 @@ class AttentionMaskPolarity(Detector):
                 yield Finding(use.node, BLOCKED_ATTENDED.format(what=what, consumer=consumer))
             elif value.marks == "allowed" and attends is False:
                 yield Finding(use.node, ALLOWED_BLOCKED.format(what=what, consumer=consumer))
-

@@ -5,11 +5,13 @@ from __future__ import annotations
 import libcst as cst
 
 from sharpedges.analysis.attention import declared_unit_scale, logit_sources, softmax_calls
-from sharpedges.detector import Detector, Finding
 from sharpedges.analysis.walk import is_a
+from sharpedges.detector import Detector, Finding
 
-AFTER_SOFTMAX = ("the scale is applied to the softmax output, not to its input: softmax(QK^T) * s is not "
-                 "softmax(QK^T * s); scale the logits before the softmax")
+AFTER_SOFTMAX = (
+    "the scale is applied to the softmax output, not to its input: softmax(QK^T) * s is not "
+    "softmax(QK^T * s); scale the logits before the softmax"
+)
 
 
 class AttentionMissingScale(Detector):
@@ -25,8 +27,11 @@ class AttentionMissingScale(Detector):
             # Ex) an SDPA twin in the same function says `scale=1.0`: unit scale is the design
             if declared_unit_scale(ctx, softmax.function):
                 continue
-            related = tuple((source.product, "the unscaled QK^T product that reaches this softmax")
-                            for source in sources if not ctx.index.contains(softmax.call, source.product))
+            related = tuple(
+                (source.product, "the unscaled QK^T product that reaches this softmax")
+                for source in sources
+                if not ctx.index.contains(softmax.call, source.product)
+            )
             parent = ctx.index.parents.get(softmax.call)
             # Ex) softmax(q @ k.mT) / math.sqrt(d)
             if is_a(parent, cst.BinaryOperation) and is_a(parent.operator, (cst.Multiply, cst.Divide)):

@@ -5,8 +5,10 @@ from __future__ import annotations
 from sharpedges.analysis.attention import attention_softmaxes, head_splits, scale_dimensions
 from sharpedges.detector import Detector, Finding
 
-MESSAGE = ("attention is scaled by `{scale}`, built from the {what} that this code divides into heads "
-           "(`{split}`): the logits are dot products over one head's dims, so scale by 1/sqrt(head_dim)")
+MESSAGE = (
+    "attention is scaled by `{scale}`, built from the {what} that this code divides into heads "
+    "(`{split}`): the logits are dot products over one head's dims, so scale by 1/sqrt(head_dim)"
+)
 
 
 class AttentionScaleWrongDim(Detector):
@@ -22,8 +24,12 @@ class AttentionScaleWrongDim(Detector):
             for scale, split, what in _wrong_scales(ctx, scales, splits):
                 if scale.expr not in reported:
                     reported.add(scale.expr)
-                    yield Finding(scale.expr, MESSAGE.format(scale=ctx.code(scale.expr).strip(), what=what,
-                                                             split=ctx.code(split.node).strip()))
+                    yield Finding(
+                        scale.expr,
+                        MESSAGE.format(
+                            scale=ctx.code(scale.expr).strip(), what=what, split=ctx.code(split.node).strip()
+                        ),
+                    )
                 break
 
 

@@ -6,10 +6,10 @@ import libcst as cst
 
 from sharpedges.analysis.attention import attention_softmaxes
 from sharpedges.analysis.calls import argument, method_name, receiver
-from sharpedges.detector import Detector, Finding
 from sharpedges.analysis.values import MAX_DEPTH
 from sharpedges.analysis.vocabulary import REORDER_METHODS, RESHAPE_METHODS, cast_precision, dtype_precision
 from sharpedges.analysis.walk import is_a
+from sharpedges.detector import Detector, Finding
 
 OPERAND_STEPS = REORDER_METHODS | RESHAPE_METHODS | {"contiguous"}
 
@@ -24,7 +24,7 @@ class AttentionSoftmaxHalf(Detector):
             requested = dtype_precision(ctx, argument(softmax.call, "dtype"))
             if requested == "full":
                 continue
-            if requested == "half" or sources and all(_scores_precision(ctx, source) == "half" for source in sources):
+            if requested == "half" or (sources and all(_scores_precision(ctx, source) == "half" for source in sources)):
                 yield Finding(softmax.call)
 
 
@@ -61,7 +61,10 @@ def _operand_precision(ctx, expr, at: int, depth: int) -> str | None:
         function = ctx.function_of(expr)
         if function is None:
             return None
-        found = {_operand_precision(ctx, d.value, d.order, depth + 1)
-                 for d in ctx.function_facts(function).reaching(expr.value, at) if d.kind == "assign" and d.value is not None}
+        found = {
+            _operand_precision(ctx, d.value, d.order, depth + 1)
+            for d in ctx.function_facts(function).reaching(expr.value, at)
+            if d.kind == "assign" and d.value is not None
+        }
         return found.pop() if len(found) == 1 else None
     return None

@@ -6,14 +6,18 @@ import libcst as cst
 
 from sharpedges.analysis.attention import attention_softmaxes, key_axis
 from sharpedges.analysis.calls import has_star_args, literal_int, method_name, receiver
-from sharpedges.detector import Detector, Finding
 from sharpedges.analysis.vocabulary import REORDER_METHODS, RESHAPE_METHODS
 from sharpedges.analysis.walk import is_a
+from sharpedges.detector import Detector, Finding
 
-NO_DIM = ("softmax over attention scores without `dim`: the implicit choice is dim 1 for 4-d scores (the heads) "
-          "and dim 0 for 3-d ones (the batch), not the keys; pass dim=-1")
-WRONG_DIM = ("softmax over attention scores on dim={dim}, but the keys are on dim={keys}: each query's weights "
-             "no longer sum to 1 over the keys it attends to; use dim=-1")
+NO_DIM = (
+    "softmax over attention scores without `dim`: the implicit choice is dim 1 for 4-d scores (the heads) "
+    "and dim 0 for 3-d ones (the batch), not the keys; pass dim=-1"
+)
+WRONG_DIM = (
+    "softmax over attention scores on dim={dim}, but the keys are on dim={keys}: each query's weights "
+    "no longer sum to 1 over the keys it attends to; use dim=-1"
+)
 
 
 class AttentionSoftmaxWrongDim(Detector):
@@ -39,10 +43,11 @@ def _axis_verdict(source, dim: int) -> tuple[str, int] | None:
     """('wrong', key axis) or ('right', key axis); None when the layout on the way is unknown."""
     positive, negative = key_axis(source)
     for node in source.path:
-        if is_a(node, cst.Call) and method_name(node) in REORDER_METHODS or \
-                is_a(node, cst.Attribute) and node.attr.value in ("T", "mT"):
+        if (is_a(node, cst.Call) and method_name(node) in REORDER_METHODS) or (
+            is_a(node, cst.Attribute) and node.attr.value in ("T", "mT")
+        ):
             return None  # the scores were transposed on the way: the key axis moved
-        if is_a(node, cst.Call) and method_name(node) in RESHAPE_METHODS or is_a(node, cst.Subscript):
+        if (is_a(node, cst.Call) and method_name(node) in RESHAPE_METHODS) or is_a(node, cst.Subscript):
             positive = None  # the rank may have changed; the last axis is still the keys
     if dim < 0:
         return None if negative is None else ("right" if dim == negative else "wrong", negative)
@@ -57,12 +62,24 @@ def _renormalised(ctx, softmax) -> bool:
     statement = ctx.index.statement_of(softmax.call)
     if not is_a(statement, cst.SimpleStatementLine) or softmax.function is None:
         return False
-    names = {t.target.value for small in statement.body if is_a(small, cst.Assign)
-             for t in small.targets if is_a(t.target, cst.Name)}
+    names = {
+        t.target.value
+        for small in statement.body
+        if is_a(small, cst.Assign)
+        for t in small.targets
+        if is_a(t.target, cst.Name)
+    }
     after = ctx.order(softmax.call)
     for node in ctx.index.descendants(softmax.function.body, cst.BinaryOperation):
-        if ctx.order(node) > after and is_a(node.operator, cst.Divide) and is_a(node.left, cst.Name) \
-                and node.left.value in names and is_a(node.right, cst.Call) and method_name(node.right) == "sum" \
-                and is_a(receiver(node.right), cst.Name) and receiver(node.right).value == node.left.value:
+        if (
+            ctx.order(node) > after
+            and is_a(node.operator, cst.Divide)
+            and is_a(node.left, cst.Name)
+            and node.left.value in names
+            and is_a(node.right, cst.Call)
+            and method_name(node.right) == "sum"
+            and is_a(receiver(node.right), cst.Name)
+            and receiver(node.right).value == node.left.value
+        ):
             return True
     return False

@@ -6,10 +6,18 @@ import libcst as cst
 
 from sharpedges.analysis.calls import literal_number, method_name
 from sharpedges.analysis.context import FileContext
-from sharpedges.analysis.masks import CONSUMER_TOKENS, SYMBOLIC, MaskUse, Region, allowed_region, mask_uses, masks_attention_scores, \
-    verdict
-from sharpedges.detector import Detector, Finding, Fix, Replacement
+from sharpedges.analysis.masks import (
+    CONSUMER_TOKENS,
+    SYMBOLIC,
+    MaskUse,
+    Region,
+    allowed_region,
+    mask_uses,
+    masks_attention_scores,
+    verdict,
+)
 from sharpedges.analysis.walk import is_a
+from sharpedges.detector import Detector, Finding, Fix, Replacement
 
 CONVENTIONS = {
     "block": "{consumer} blocks where the mask is True / nonzero",
@@ -17,12 +25,18 @@ CONVENTIONS = {
     "sdpa": "scaled_dot_product_attention attends where a boolean mask is True and adds a float mask",
     "torch_nn": "{consumer} blocks where a boolean mask is True and adds a float mask",
 }
-FUTURE = ("the causal mask is inverted: each position may attend to later positions (the future) and not to "
-          "its past; {convention}")
-DIAGONAL = ("the causal mask hides the diagonal: no position attends to itself and the first row is fully "
-            "masked (NaN after softmax); {convention}")
-IGNORED = ("a 0/1 float causal mask passed to {consumer} is added to the scores, so it masks nothing and every "
-           "position sees the future; pass a boolean mask or a -inf additive one")
+FUTURE = (
+    "the causal mask is inverted: each position may attend to later positions (the future) and not to "
+    "its past; {convention}"
+)
+DIAGONAL = (
+    "the causal mask hides the diagonal: no position attends to itself and the first row is fully "
+    "masked (NaN after softmax); {convention}"
+)
+IGNORED = (
+    "a 0/1 float causal mask passed to {consumer} is added to the scores, so it masks nothing and every "
+    "position sees the future; pass a boolean mask or a -inf additive one"
+)
 
 
 class CausalMaskInverted(Detector):
@@ -50,7 +64,7 @@ def _inversions(ctx: FileContext):
         allowed = allowed_region(value, use.convention)
         if allowed == "ignored":
             yield use, "ignored", value
-        elif allowed is None or use.convention in ("block", "allow") and _window_bound(allowed):
+        elif allowed is None or (use.convention in ("block", "allow") and _window_bound(allowed)):
             continue
         elif verdict(allowed) in ("future", "diagonal"):
             yield use, verdict(allowed), value
@@ -58,8 +72,11 @@ def _inversions(ctx: FileContext):
 
 def _where_built(ctx: FileContext, use: MaskUse, value) -> tuple:
     """The triangles and comparisons that decide the mask's orientation, outside the consuming call."""
-    return tuple((node, "the mask's triangle is built here" if is_a(node, cst.Call) else "the mask's polarity is set here")
-                 for node in value.flips if not ctx.index.contains(use.node, node))
+    return tuple(
+        (node, "the mask's triangle is built here" if is_a(node, cst.Call) else "the mask's polarity is set here")
+        for node in value.flips
+        if not ctx.index.contains(use.node, node)
+    )
 
 
 def _window_bound(allowed: Region) -> bool:

@@ -7,22 +7,38 @@ import libcst as cst
 from sharpedges.analysis.attention import logit_sources, softmax_calls
 from sharpedges.analysis.calls import argument, has_star_args, is_false_or_none, keyword_names
 from sharpedges.analysis.masks import in_causal_context, module_type, same_sequence, softmax_is_unmasked
-from sharpedges.analysis.summaries import bind_arguments, called_function, kernel_parameters, parameter_default, \
-    partial_kernel
+from sharpedges.analysis.summaries import (
+    bind_arguments,
+    called_function,
+    kernel_parameters,
+    parameter_default,
+    partial_kernel,
+)
 from sharpedges.analysis.values import possible_values
-from sharpedges.analysis.vocabulary import ENCODERS, KERNEL_TOKENS, MHA, MASKING_METHODS, MODULE_MASK_ARGUMENTS, TRIANGLE_METHODS, Kernel, \
-    kernel_of
-from sharpedges.detector import Detector, Finding
+from sharpedges.analysis.vocabulary import (
+    ENCODERS,
+    KERNEL_TOKENS,
+    MASKING_METHODS,
+    MHA,
+    MODULE_MASK_ARGUMENTS,
+    TRIANGLE_METHODS,
+    Kernel,
+    kernel_of,
+)
 from sharpedges.analysis.walk import is_a
+from sharpedges.detector import Detector, Finding
 
 MASK_BUILDERS = MASKING_METHODS | TRIANGLE_METHODS
 KERNEL_MESSAGE = "{kernel} in a causal model gets {missing}: every token attends to the tokens after it"
-WRAPPER_MESSAGE = ("`{wrapper}` forwards this call to {kernel}, which then gets {missing}: every token attends to "
-                   "the tokens after it")
+WRAPPER_MESSAGE = (
+    "`{wrapper}` forwards this call to {kernel}, which then gets {missing}: every token attends to the tokens after it"
+)
 MASK_MEANINGS = ("causal", "mask", "score_mod")
-MODULE_MESSAGE = ("{module} in a causal model is called without a causal mask ({keywords}): every token attends "
-                  "to the tokens after it; pass `is_causal=True` with a "
-                  "`nn.Transformer.generate_square_subsequent_mask(T)` mask")
+MODULE_MESSAGE = (
+    "{module} in a causal model is called without a causal mask ({keywords}): every token attends "
+    "to the tokens after it; pass `is_causal=True` with a "
+    "`nn.Transformer.generate_square_subsequent_mask(T)` mask"
+)
 
 
 class CausalMaskMissing(Detector):
@@ -44,16 +60,21 @@ class CausalMaskMissing(Detector):
             if fixed is not None:
                 kernel, partial = fixed
                 if self._kernel_unmasked(ctx, call, kernel, partial):
-                    yield Finding(call, KERNEL_MESSAGE.format(kernel=kernel.name, missing=_missing(kernel)),
-                                  related=((partial, "the functools.partial that fixes its other arguments"),))
+                    yield Finding(
+                        call,
+                        KERNEL_MESSAGE.format(kernel=kernel.name, missing=_missing(kernel)),
+                        related=((partial, "the functools.partial that fixes its other arguments"),),
+                    )
                 continue
             target = called_function(ctx, call) if kernels_named else None
             unmasked = self._wrapper_unmasked(ctx, call, target) if target is not None else None
             if unmasked is not None:
                 kernel, kernel_call = unmasked
-                yield Finding(call, WRAPPER_MESSAGE.format(wrapper=target[0].name.value, kernel=kernel.name,
-                                                           missing=_missing(kernel)),
-                              related=((kernel_call, f"the {kernel.name} call it reaches"),))
+                yield Finding(
+                    call,
+                    WRAPPER_MESSAGE.format(wrapper=target[0].name.value, kernel=kernel.name, missing=_missing(kernel)),
+                    related=((kernel_call, f"the {kernel.name} call it reaches"),),
+                )
                 continue
             module = module_type(ctx, call)
             if module in MHA | ENCODERS and self._module_unmasked(ctx, call, module):
@@ -73,7 +94,7 @@ class CausalMaskMissing(Detector):
     # -- attention kernels: SDPA, flash-attn, xformers, FlexAttention -------------------------------
     def _kernel_unmasked(self, ctx, call: cst.Call, kernel: Kernel, partial: cst.Call | None = None) -> bool:
         """No causal flag, mask or score_mod, in the call or in the `functools.partial` it calls."""
-        if has_star_args(call) or partial is not None and has_star_args(partial):
+        if has_star_args(call) or (partial is not None and has_star_args(partial)):
             return False
         for meaning in MASK_MEANINGS:
             value = kernel.argument(call, meaning)
@@ -120,15 +141,21 @@ class CausalMaskMissing(Detector):
             return False
         arguments = MODULE_MASK_ARGUMENTS[module]
         causal_keywords = [k for k in arguments if "padding" not in k]
-        if any(argument(call, k, arguments[k]) is not None for k in causal_keywords) or "is_causal" in keyword_names(call):
+        if any(argument(call, k, arguments[k]) is not None for k in causal_keywords) or "is_causal" in keyword_names(
+            call
+        ):
             return False
         if not in_causal_context(ctx, call):
             return False
         if module in MHA:
             function = ctx.function_of(call)
             query, key = argument(call, "query", 0), argument(call, "key", 1)
-            return query is not None and key is not None and function is not None and \
-                (ctx.code(query) == ctx.code(key) or same_sequence(ctx, function, query, key, ctx.order(call)))
+            return (
+                query is not None
+                and key is not None
+                and function is not None
+                and (ctx.code(query) == ctx.code(key) or same_sequence(ctx, function, query, key, ctx.order(call)))
+            )
         return True
 
 

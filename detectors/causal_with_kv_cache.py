@@ -7,11 +7,20 @@ import libcst as cst
 from sharpedges.analysis.calls import is_true, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.masks import MAX_DEPTH
-from sharpedges.detector import Detector, Finding
 from sharpedges.analysis.values import possible_values
-from sharpedges.analysis.vocabulary import BROADCAST_METHODS, CAST_METHODS, CONCATENATIONS, COPY_METHODS, KERNELS, REORDER_METHODS, REPEAT_METHODS, \
-    RESHAPE_METHODS, SDPA
+from sharpedges.analysis.vocabulary import (
+    BROADCAST_METHODS,
+    CAST_METHODS,
+    CONCATENATIONS,
+    COPY_METHODS,
+    KERNELS,
+    REORDER_METHODS,
+    REPEAT_METHODS,
+    RESHAPE_METHODS,
+    SDPA,
+)
 from sharpedges.analysis.walk import is_a
+from sharpedges.detector import Detector, Finding
 
 PASS_THROUGH = RESHAPE_METHODS | BROADCAST_METHODS | REORDER_METHODS | COPY_METHODS | CAST_METHODS | REPEAT_METHODS
 SDPA_KERNEL = KERNELS["torch.nn.functional.scaled_dot_product_attention"]
@@ -62,8 +71,11 @@ def _from_cache(ctx, function, expr: cst.BaseExpression, at: int, depth: int) ->
             value = definition.value
             if definition.kind == "unpack" and is_a(definition.node, cst.Assign):
                 value = definition.node.value
-            if value is not None and definition.kind in ("assign", "unpack") and \
-                    _from_cache(ctx, function, value, definition.order, depth + 1):
+            if (
+                value is not None
+                and definition.kind in ("assign", "unpack")
+                and _from_cache(ctx, function, value, definition.order, depth + 1)
+            ):
                 return True
         return False
     if is_a(expr, cst.Call):

@@ -9,10 +9,16 @@ import libcst as cst
 from sharpedges.analysis.calls import method_name, receiver
 from sharpedges.analysis.moe import is_balancing_apply
 from sharpedges.analysis.names import dotted
-from sharpedges.analysis.tensors import (HAS_INPLACE_VARIANT, PURE_FUNCTIONS, SHARED_OUT_OF_PLACE_METHODS,
-                                         TENSOR_ONLY_METHODS, TensorFacts, writes_in_place)
-from sharpedges.detector import Detector, Finding
+from sharpedges.analysis.tensors import (
+    HAS_INPLACE_VARIANT,
+    PURE_FUNCTIONS,
+    SHARED_OUT_OF_PLACE_METHODS,
+    TENSOR_ONLY_METHODS,
+    TensorFacts,
+    writes_in_place,
+)
 from sharpedges.analysis.walk import is_a
+from sharpedges.detector import Detector, Finding
 
 AUTOGRAD_FUNCTIONS = {"torch.autograd.Function", "torch.autograd.function.Function", "Function"}
 # Expecting an exception is a reason to call an op for nothing.
@@ -24,15 +30,27 @@ COLLECTION_MUTATORS = ("append", "extend", "insert", "update", "setdefault")
 
 class DiscardedOpResult(Detector):
     code = "SHP702"
-    tokens = tuple(sorted({f".{name}(".encode() for name in TENSOR_ONLY_METHODS | SHARED_OUT_OF_PLACE_METHODS}
-                          | {b".apply("} | {f"{name.rsplit('.', 1)[1]}(".encode() for name in PURE_FUNCTIONS}))
+    tokens = tuple(
+        sorted(
+            {f".{name}(".encode() for name in TENSOR_ONLY_METHODS | SHARED_OUT_OF_PLACE_METHODS}
+            | {b".apply("}
+            | {f"{name.rsplit('.', 1)[1]}(".encode() for name in PURE_FUNCTIONS}
+        )
+    )
     # A bare statement: a receiver chain (names, dots, bracketed parts) at a line start, after `;`
     # or after a one-line `if x:`, then the op; `print(x.float())` or `y = x.float()` cannot match.
     pattern = re.compile(
         rb"(?:^|[;:])[ \t]*(?:(?:[\w.]|\[[^\n]{0,200}?\]|\([^\n]{0,200}?\)){1,40}?\.)?(?:"
-        + b"|".join(sorted({name.encode() for name in TENSOR_ONLY_METHODS | SHARED_OUT_OF_PLACE_METHODS}
-                           | {b"apply"} | {name.rsplit(".", 1)[1].encode() for name in PURE_FUNCTIONS}))
-        + rb")\(", re.MULTILINE)
+        + b"|".join(
+            sorted(
+                {name.encode() for name in TENSOR_ONLY_METHODS | SHARED_OUT_OF_PLACE_METHODS}
+                | {b"apply"}
+                | {name.rsplit(".", 1)[1].encode() for name in PURE_FUNCTIONS}
+            )
+        )
+        + rb")\(",
+        re.MULTILINE,
+    )
 
     def check(self, ctx):
         tensor_facts: dict[cst.FunctionDef | None, TensorFacts] = {}
@@ -44,13 +62,19 @@ class DiscardedOpResult(Detector):
             if writes_in_place(name, call):
                 continue
             if ctx.callee(call) in PURE_FUNCTIONS:
-                yield Finding(call, f"the result of `{dotted(call.func)}(...)` is discarded: it returns a new "
-                                    "tensor and changes nothing else; assign it or pass `out=`")
+                yield Finding(
+                    call,
+                    f"the result of `{dotted(call.func)}(...)` is discarded: it returns a new "
+                    "tensor and changes nothing else; assign it or pass `out=`",
+                )
             elif name == "apply":
                 if self._pure_autograd_function(ctx, receiver(call)) and not is_balancing_apply(ctx, call):
-                    yield Finding(call, f"the result of `{dotted(call.func)}(...)` is discarded: an autograd "
-                                        "Function's output is its only effect (and the only path for its gradient); "
-                                        "use the returned tensor")
+                    yield Finding(
+                        call,
+                        f"the result of `{dotted(call.func)}(...)` is discarded: an autograd "
+                        "Function's output is its only effect (and the only path for its gradient); "
+                        "use the returned tensor",
+                    )
             elif name is not None and self._out_of_place_on_tensor(ctx, call, name, tensor_facts):
                 yield Finding(call, _lost_result_message(ctx, call, name))
 
@@ -100,8 +124,11 @@ class DiscardedOpResult(Detector):
             for inner in ctx.index.descendants(forward, cst.Call):
                 method = method_name(inner) or ""
                 qualified = ctx.callee(inner) or ""
-                if method in ("mark_dirty", "copy_") or (method.endswith("_") and not method.startswith("_")) \
-                        or qualified.startswith(("torch.distributed", "dist.")):
+                if (
+                    method in ("mark_dirty", "copy_")
+                    or (method.endswith("_") and not method.startswith("_"))
+                    or qualified.startswith(("torch.distributed", "dist."))
+                ):
                     return False
             return not _fills_an_argument(ctx, forward)
         return False
@@ -114,11 +141,17 @@ def _fills_an_argument(ctx, forward: cst.FunctionDef) -> bool:
     for node in ctx.index.descendants(forward, (cst.AugAssign, cst.Assign, cst.Call)):
         if is_a(node, cst.AugAssign) and is_a(node.target, cst.Name) and node.target.value in params:
             return True
-        if is_a(node, cst.Assign) and any(is_a(t.target, cst.Subscript) and is_a(t.target.value, cst.Name)
-                                          and t.target.value.value in params for t in node.targets):
+        if is_a(node, cst.Assign) and any(
+            is_a(t.target, cst.Subscript) and is_a(t.target.value, cst.Name) and t.target.value.value in params
+            for t in node.targets
+        ):
             return True
-        if is_a(node, cst.Call) and method_name(node) in COLLECTION_MUTATORS and is_a(receiver(node), cst.Name) \
-                and receiver(node).value in params:
+        if (
+            is_a(node, cst.Call)
+            and method_name(node) in COLLECTION_MUTATORS
+            and is_a(receiver(node), cst.Name)
+            and receiver(node).value in params
+        ):
             return True
     return False
 

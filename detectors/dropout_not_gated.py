@@ -6,21 +6,33 @@ from __future__ import annotations
 
 import libcst as cst
 
-from sharpedges.analysis.training_mode import (attention_dropout_without_mode, dropout_module_built_in_forward,
-                                               functional_dropout_without_mode, is_module_method,
-                                               training_read_in_init)
+from sharpedges.analysis.training_mode import (
+    attention_dropout_without_mode,
+    dropout_module_built_in_forward,
+    functional_dropout_without_mode,
+    is_module_method,
+    training_read_in_init,
+)
 from sharpedges.detector import Detector, Finding, Fix, Replacement
 
 MESSAGES = {
-    "functional": ("F.dropout without training=: it defaults to training=True, so it keeps dropping in eval; "
-                   "pass training=self.training"),
-    "attention": ("dropout_p is passed to the attention kernel whatever the mode: it cannot see self.training, so "
-                  "attention weights are dropped in eval too; use dropout_p=p if self.training else 0.0"),
-    "module-in-forward": ("nn.Dropout built inside forward is a fresh module in training mode: model.eval() never "
-                          "reaches it; create it in __init__"),
+    "functional": (
+        "F.dropout without training=: it defaults to training=True, so it keeps dropping in eval; "
+        "pass training=self.training"
+    ),
+    "attention": (
+        "dropout_p is passed to the attention kernel whatever the mode: it cannot see self.training, so "
+        "attention weights are dropped in eval too; use dropout_p=p if self.training else 0.0"
+    ),
+    "module-in-forward": (
+        "nn.Dropout built inside forward is a fresh module in training mode: model.eval() never "
+        "reaches it; create it in __init__"
+    ),
 }
-FROZEN_GATE = ("self.training read in __init__ is always True (a module starts in training mode): the gate is "
-               "frozen at construction and eval() never turns it off; decide in forward")
+FROZEN_GATE = (
+    "self.training read in __init__ is always True (a module starts in training mode): the gate is "
+    "frozen at construction and eval() never turns it off; decide in forward"
+)
 
 
 class DropoutNotGated(Detector):
@@ -29,8 +41,11 @@ class DropoutNotGated(Detector):
 
     def check(self, ctx):
         for call in ctx.calls():
-            found = (functional_dropout_without_mode(ctx, call) or attention_dropout_without_mode(ctx, call)
-                     or dropout_module_built_in_forward(ctx, call))
+            found = (
+                functional_dropout_without_mode(ctx, call)
+                or attention_dropout_without_mode(ctx, call)
+                or dropout_module_built_in_forward(ctx, call)
+            )
             if found is not None:
                 yield Finding(call, MESSAGES[found.kind], _training_fix(ctx, found))
         for attribute in ctx.index.nodes(cst.Attribute):
@@ -47,7 +62,9 @@ def _training_fix(ctx, found) -> Fix | None:
     args = list(call.args)
     if not isinstance(args[-1].comma, cst.Comma):
         args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
-    training = cst.Arg(keyword=cst.Name("training"), value=cst.parse_expression("self.training"),
-                       equal=cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""),
-                                             whitespace_after=cst.SimpleWhitespace("")))
+    training = cst.Arg(
+        keyword=cst.Name("training"),
+        value=cst.parse_expression("self.training"),
+        equal=cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")),
+    )
     return Fix("unsafe", (Replacement(call, ctx.code(call.with_changes(args=[*args, training]))),))

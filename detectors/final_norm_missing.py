@@ -7,9 +7,11 @@ import libcst as cst
 from sharpedges.analysis.blocks import unnormed_heads
 from sharpedges.detector import Detector, Finding
 
-MESSAGE = ("the pre-norm stack `self.{stack}` leaves the residual stream unnormalised (its scale grows with depth), "
-           "and `{head}` reads it raw: add a final norm after the last block (`x = self.norm_f(x)` before the head, "
-           "or `norm=` on an `nn.TransformerEncoder` with `norm_first=True` layers)")
+MESSAGE = (
+    "the pre-norm stack `self.{stack}` leaves the residual stream unnormalised (its scale grows with depth), "
+    "and `{head}` reads it raw: add a final norm after the last block (`x = self.norm_f(x)` before the head, "
+    "or `norm=` on an `nn.TransformerEncoder` with `norm_first=True` layers)"
+)
 
 
 class FinalNormMissing(Detector):

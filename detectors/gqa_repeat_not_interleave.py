@@ -12,11 +12,15 @@ from sharpedges.analysis.values import possible_values
 from sharpedges.analysis.vocabulary import TILE_FUNCTIONS, is_library_namespace
 from sharpedges.detector import Detector, Finding, Fix, Replacement
 
-TILED = ("KV heads repeated with {how}: that lays them out [k0, k1, k0, k1], but query head h belongs to KV head "
-         "h // n_rep ([k0, k0, k1, k1]); queries attend to the wrong keys and pretrained GQA weights give garbage; "
-         "use repeat_interleave(n_rep, dim=<head dim>) or SDPA enable_gqa=True")
-UNCHECKED = ("head ratio by floor division with no divisibility check: when the head count is not a multiple of the "
-             "KV head count heads are silently dropped or mis-grouped; assert {a} % {b} == 0 first")
+TILED = (
+    "KV heads repeated with {how}: that lays them out [k0, k1, k0, k1], but query head h belongs to KV head "
+    "h // n_rep ([k0, k0, k1, k1]); queries attend to the wrong keys and pretrained GQA weights give garbage; "
+    "use repeat_interleave(n_rep, dim=<head dim>) or SDPA enable_gqa=True"
+)
+UNCHECKED = (
+    "head ratio by floor division with no divisibility check: when the head count is not a multiple of the "
+    "KV head count heads are silently dropped or mis-grouped; assert {a} % {b} == 0 first"
+)
 
 
 def _is_head_count(expr: cst.BaseExpression) -> bool:
@@ -31,8 +35,12 @@ def _is_kv_head_count(expr: cst.BaseExpression) -> bool:
 
 def _is_head_ratio(expr: cst.BaseExpression) -> bool:
     """`n_heads // n_kv_heads` (any spelling of the two head counts)."""
-    return isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.FloorDivide) \
-        and _is_head_count(expr.left) and _is_kv_head_count(expr.right)
+    return (
+        isinstance(expr, cst.BinaryOperation)
+        and isinstance(expr.operator, cst.FloorDivide)
+        and _is_head_count(expr.left)
+        and _is_kv_head_count(expr.right)
+    )
 
 
 class GqaRepeatNotInterleave(Detector):
@@ -46,7 +54,9 @@ class GqaRepeatNotInterleave(Detector):
         for call in ctx.calls():
             tiled = _tiled_factor(ctx, call, ratios)
             if tiled is not None:
-                yield Finding(call, TILED.format(how=f"{method_name(call) or 'torch.tile'}(...)"), _fix(ctx, call, tiled))
+                yield Finding(
+                    call, TILED.format(how=f"{method_name(call) or 'torch.tile'}(...)"), _fix(ctx, call, tiled)
+                )
         if not ctx.options.get("check-divisibility", False):
             return
         checked = _checked_pairs(ctx)
@@ -102,8 +112,12 @@ def _elements(ctx, factors: cst.BaseExpression | None) -> list[cst.BaseExpressio
 def _fresh_axis_before(tensor: cst.BaseExpression, position: int) -> bool:
     """`k[:, :, None]` or `k.unsqueeze(2)`: the repeated axis is new, so repeating it is grouped order."""
     if isinstance(tensor, cst.Subscript):
-        return any(isinstance(element.slice, cst.Index) and isinstance(element.slice.value, cst.Name)
-                   and element.slice.value.value == "None" for element in tensor.slice)
+        return any(
+            isinstance(element.slice, cst.Index)
+            and isinstance(element.slice.value, cst.Name)
+            and element.slice.value.value == "None"
+            for element in tensor.slice
+        )
     return isinstance(tensor, cst.Call) and method_name(tensor) == "unsqueeze"
 
 
@@ -135,4 +149,6 @@ def _fix(ctx, call: cst.Call, position: int) -> Fix | None:
     if any(literal_int(f) != 1 for i, f in enumerate(factors) if i != position):
         return None
     tensor = ctx.code(receiver(call))
-    return Fix("unsafe", (Replacement(call, f"{tensor}.repeat_interleave({ctx.code(factors[position])}, dim={position})"),))
+    return Fix(
+        "unsafe", (Replacement(call, f"{tensor}.repeat_interleave({ctx.code(factors[position])}, dim={position})"),)
+    )

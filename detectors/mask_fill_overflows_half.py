@@ -7,17 +7,19 @@ import math
 import libcst as cst
 
 from sharpedges.analysis.attention import attention_softmaxes
-from sharpedges.analysis.vocabulary import FILL_FUNCTIONS, FILL_METHODS, cast_precision
 from sharpedges.analysis.calls import argument, literal_number, literal_string, method_name
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import imported_constant
-from sharpedges.detector import Detector, Finding, Fix, Replacement
+from sharpedges.analysis.vocabulary import FILL_FUNCTIONS, FILL_METHODS, cast_precision
 from sharpedges.analysis.walk import is_a
+from sharpedges.detector import Detector, Finding, Fix, Replacement
 
 FP16_MAX = 65504.0
-MESSAGE = ("mask fill value {value:g} is beyond the float16 range (±65504): in half precision or under autocast "
-           "masked_fill raises 'value cannot be converted to type at::Half without overflow' (or the score "
-           "becomes -inf and fully masked rows turn to NaN); use torch.finfo({scores}.dtype).min")
+MESSAGE = (
+    "mask fill value {value:g} is beyond the float16 range (±65504): in half precision or under autocast "
+    "masked_fill raises 'value cannot be converted to type at::Half without overflow' (or the score "
+    "becomes -inf and fully masked rows turn to NaN); use torch.finfo({scores}.dtype).min"
+)
 
 
 class MaskFillOverflowsHalf(Detector):
@@ -26,21 +28,27 @@ class MaskFillOverflowsHalf(Detector):
 
     def check(self, ctx):
         reported = set()
-        for softmax, sources in attention_softmaxes(ctx):
+        for _softmax, sources in attention_softmaxes(ctx):
             for source in sources:
                 for position, node in enumerate(source.path):
-                    fill = _fill_of(ctx, node, source.path[position + 1:])
+                    fill = _fill_of(ctx, node, source.path[position + 1 :])
                     if fill is None or fill[0] in reported:
                         continue
                     literal, scores = fill
                     value = _constant(ctx, literal)
-                    inner = source.path[position + 1:]
+                    inner = source.path[position + 1 :]
                     # Ex) scores.float().masked_fill(mask, -1e9): the fill lands in float32
-                    if value is None or value >= -FP16_MAX or not math.isfinite(value) or any(cast_precision(ctx, n) == "full" for n in inner):
+                    if (
+                        value is None
+                        or value >= -FP16_MAX
+                        or not math.isfinite(value)
+                        or any(cast_precision(ctx, n) == "full" for n in inner)
+                    ):
                         continue
                     reported.add(literal)
-                    yield Finding(literal, MESSAGE.format(value=value, scores=_scores_text(scores)),
-                                  _fix(ctx, literal, scores))
+                    yield Finding(
+                        literal, MESSAGE.format(value=value, scores=_scores_text(scores)), _fix(ctx, literal, scores)
+                    )
 
 
 def _fill_of(ctx, node, inner_path) -> tuple[cst.BaseExpression, cst.BaseExpression] | None:
@@ -95,14 +103,18 @@ def _bindings(ctx, name: cst.Name) -> list[cst.BaseExpression]:
         facts = ctx.function_facts(function)
         definitions = facts.reaching(name.value, ctx.order(name))
         if definitions:
-            return [d.value for d in definitions if d.kind == "assign" and d.value is not None] \
-                if all(d.kind == "assign" for d in definitions) else []
+            return (
+                [d.value for d in definitions if d.kind == "assign" and d.value is not None]
+                if all(d.kind == "assign" for d in definitions)
+                else []
+            )
     values = []
     for statement in ctx.module.body:
         if is_a(statement, cst.SimpleStatementLine):
             for small in statement.body:
-                if is_a(small, cst.Assign) and any(is_a(t.target, cst.Name) and t.target.value == name.value
-                                                         for t in small.targets):
+                if is_a(small, cst.Assign) and any(
+                    is_a(t.target, cst.Name) and t.target.value == name.value for t in small.targets
+                ):
                     values.append(small.value)
     return values
 
@@ -121,5 +133,8 @@ def _fix(ctx, literal: cst.BaseExpression, scores: cst.BaseExpression) -> Fix | 
 
 
 def _imports_torch(ctx) -> bool:
-    return any(dotted(alias.name) == "torch" and alias.asname is None
-               for node in ctx.index.nodes(cst.Import) for alias in node.names)
+    return any(
+        dotted(alias.name) == "torch" and alias.asname is None
+        for node in ctx.index.nodes(cst.Import)
+        for alias in node.names
+    )

@@ -4,18 +4,31 @@ from __future__ import annotations
 
 import libcst as cst
 
-from sharpedges.analysis.blocks import (TORCH_LAYERS, TORCH_STACKS, is_post_norm_class, local_classes,
-                                        resolve_depths, stacks, torch_layer_is_post_norm)
+from sharpedges.analysis.blocks import (
+    TORCH_LAYERS,
+    TORCH_STACKS,
+    is_post_norm_class,
+    local_classes,
+    resolve_depths,
+    stacks,
+    torch_layer_is_post_norm,
+)
 from sharpedges.analysis.calls import argument
 from sharpedges.detector import Detector, Finding, Fix, Replacement
 
-MESSAGE = ("{what} stacked {depth} deep (more than max-depth {limit}): post-norm puts a norm on the residual path "
-           "after every block, so gradients near the input shrink with depth and training diverges without a long "
-           "warm-up; {advice}")
-ADVICE_CLASS = ("switch to pre-norm (`x = x + f(norm(x))`) with one final norm before the head, or up-weight the "
-                "residual DeepNorm-style (`norm(alpha * x + f(x))`, alpha = (2N)^(1/4)) and keep a warm-up")
-ADVICE_TORCH = ("pass `norm_first=True` to the layer and a final `norm=nn.LayerNorm(d_model)` to the stack "
-                "(or use DeepNorm scaling with a warm-up)")
+MESSAGE = (
+    "{what} stacked {depth} deep (more than max-depth {limit}): post-norm puts a norm on the residual path "
+    "after every block, so gradients near the input shrink with depth and training diverges without a long "
+    "warm-up; {advice}"
+)
+ADVICE_CLASS = (
+    "switch to pre-norm (`x = x + f(norm(x))`) with one final norm before the head, or up-weight the "
+    "residual DeepNorm-style (`norm(alpha * x + f(x))`, alpha = (2N)^(1/4)) and keep a warm-up"
+)
+ADVICE_TORCH = (
+    "pass `norm_first=True` to the layer and a final `norm=nn.LayerNorm(d_model)` to the stack "
+    "(or use DeepNorm scaling with a warm-up)"
+)
 
 
 class PostNormDeepStack(Detector):
@@ -42,8 +55,9 @@ class PostNormDeepStack(Detector):
             depth = max((d.value for d in resolve_depths(ctx, stack.depth)), default=0)
             if depth <= limit:
                 continue
-            message = MESSAGE.format(what=what, depth=depth, limit=limit,
-                                     advice=ADVICE_TORCH if torch_layer else ADVICE_CLASS)
+            message = MESSAGE.format(
+                what=what, depth=depth, limit=limit, advice=ADVICE_TORCH if torch_layer else ADVICE_CLASS
+            )
             yield Finding(stack.node, message, _norm_first_fix(ctx, stack) if torch_layer else None)
 
 
@@ -51,7 +65,11 @@ def _norm_first_fix(ctx, stack) -> Fix | None:
     """Set the layer's `norm_first=True` and give the stack a final LayerNorm (pre-norm needs one), when the
     layer is built in the stack call or in a local name of the same function, so `d_model` is in scope there."""
     encoder, layer = stack.node, stack.block
-    if not isinstance(encoder, cst.Call) or ctx.callee(encoder) not in TORCH_STACKS or any(a.star for a in encoder.args):
+    if (
+        not isinstance(encoder, cst.Call)
+        or ctx.callee(encoder) not in TORCH_STACKS
+        or any(a.star for a in encoder.args)
+    ):
         return None
     if not isinstance(layer.func, cst.Attribute) or ctx.function_of(layer) is not ctx.function_of(encoder):
         return None

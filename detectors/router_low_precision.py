@@ -7,8 +7,10 @@ import libcst as cst
 from sharpedges.analysis.moe import layer_of, plain_projection, routing_sites
 from sharpedges.detector import Detector, Finding
 
-DOWNCAST = ("router probabilities are cast back to the activation dtype before the expert selection; top-k "
-            "over bf16/fp16 probabilities ties and picks the wrong experts: select in fp32, cast the weights after")
+DOWNCAST = (
+    "router probabilities are cast back to the activation dtype before the expert selection; top-k "
+    "over bf16/fp16 probabilities ties and picks the wrong experts: select in fp32, cast the weights after"
+)
 
 
 class RouterLowPrecision(Detector):
@@ -26,7 +28,11 @@ class RouterLowPrecision(Detector):
                 reported.add(layer)
                 yield Finding(site.selection, DOWNCAST)
             # Nothing casts on the way: the selection runs in the dtype of a gate we can see is plain.
-            elif trace.precision is None and not trace.parameters and trace.projections \
-                    and all(plain_projection(ctx, projection) for projection in trace.projections):
+            elif (
+                trace.precision is None
+                and not trace.parameters
+                and trace.projections
+                and all(plain_projection(ctx, projection) for projection in trace.projections)
+            ):
                 reported.add(layer)
                 yield Finding(site.selection)

@@ -29,9 +29,7 @@ CausalAlign = Literal["top_left", "bottom_right"]
 # ----------------------------------------------------------------------------- masks
 
 
-def query_positions(
-    q_len: int, kv_len: int, align: CausalAlign = "bottom_right", device=None
-) -> Tensor:
+def query_positions(q_len: int, kv_len: int, align: CausalAlign = "bottom_right", device=None) -> Tensor:
     """Absolute positions of the queries when the keys sit at 0..kv_len-1."""
     if align not in ("top_left", "bottom_right"):
         raise ValueError(f"align must be 'top_left' or 'bottom_right', got {align!r}")
@@ -93,9 +91,7 @@ def additive_mask(mask: Tensor, dtype: torch.dtype) -> Tensor:
     (NaN for a fully masked row).
     """
     assert mask.dtype == torch.bool, "convert boolean masks; a float mask is already additive"
-    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
-        ~mask, torch.finfo(dtype).min
-    )
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
 
 
 def combine_masks(*masks: Tensor, dtype: torch.dtype | None = None) -> Tensor:
@@ -161,7 +157,7 @@ def attention_ref(
     """
     batch, n_heads, q_len, head_dim = q.shape
     kv_len = k.size(-2)
-    assert k.shape == v.shape[:-1] + (head_dim,) and k.size(0) == batch
+    assert k.shape == (*v.shape[:-1], head_dim) and k.size(0) == batch
     assert n_heads % k.size(1) == 0, "query heads must be a multiple of KV heads"
     k = repeat_kv(k, n_heads // k.size(1))
     v = repeat_kv(v, n_heads // v.size(1))
@@ -297,6 +293,11 @@ class Attention(nn.Module):
         if n_rep > 1 and not self.sdpa_enable_gqa:
             k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)
         return F.scaled_dot_product_attention(
-            q, k, v, attn_mask=allowed, dropout_p=dropout_p, is_causal=is_causal,
+            q,
+            k,
+            v,
+            attn_mask=allowed,
+            dropout_p=dropout_p,
+            is_causal=is_causal,
             enable_gqa=n_rep > 1 and self.sdpa_enable_gqa,
         )

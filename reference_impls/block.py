@@ -50,8 +50,13 @@ class MLP(nn.Module):
 
 def _attention(cfg: DecoderConfig) -> Attention:
     return Attention(
-        cfg.d_model, cfg.n_heads, cfg.n_kv_heads, causal=True, window=cfg.window,
-        dropout=cfg.dropout, use_sdpa=cfg.use_sdpa,
+        cfg.d_model,
+        cfg.n_heads,
+        cfg.n_kv_heads,
+        causal=True,
+        window=cfg.window,
+        dropout=cfg.dropout,
+        use_sdpa=cfg.use_sdpa,
     )
 
 

@@ -8,9 +8,10 @@ so a block that exits cleanly proves that backend ran.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, Literal
+from typing import Literal
 
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import ProfilerActivity, profile
@@ -19,8 +20,14 @@ BACKWARD_TO_FORWARD = 2.5  # FlashAttention's convention: backward does 2.5x the
 
 
 def attention_flops(
-    batch: int, n_heads: int, q_len: int, kv_len: int, head_dim: int, *,
-    causal: bool = False, mode: Literal["fwd", "bwd", "fwd_bwd"] = "fwd",
+    batch: int,
+    n_heads: int,
+    q_len: int,
+    kv_len: int,
+    head_dim: int,
+    *,
+    causal: bool = False,
+    mode: Literal["fwd", "bwd", "fwd_bwd"] = "fwd",
 ) -> float:
     """Matmul FLOPs of attention: 4*B*H*Sq*Sk*D forward (QK^T and PV, 2 FLOPs per MAC),
     halved when causal, 2.5x that for backward. Softmax and masking are not counted."""

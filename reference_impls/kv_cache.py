@@ -81,8 +81,15 @@ class PagedKVCache:
     """
 
     def __init__(
-        self, batch_size: int, n_kv_heads: int, head_dim: int, *, block_size: int, num_blocks: int,
-        dtype=None, device=None,
+        self,
+        batch_size: int,
+        n_kv_heads: int,
+        head_dim: int,
+        *,
+        block_size: int,
+        num_blocks: int,
+        dtype=None,
+        device=None,
     ):
         shape = (num_blocks, n_kv_heads, block_size, head_dim)
         self.k_pool = torch.zeros(shape, dtype=dtype, device=device)

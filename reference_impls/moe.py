@@ -7,8 +7,9 @@ function from the same parameters.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -36,8 +37,13 @@ class TopKRouter(nn.Module):
     """
 
     def __init__(
-        self, d_model: int, n_experts: int, k: int, *,
-        score: Literal["softmax", "sigmoid"] = "softmax", renormalize: bool = True,
+        self,
+        d_model: int,
+        n_experts: int,
+        k: int,
+        *,
+        score: Literal["softmax", "sigmoid"] = "softmax",
+        renormalize: bool = True,
     ):
         super().__init__()
         assert 1 <= k <= n_experts
@@ -167,9 +173,17 @@ class MoELayer(nn.Module):
     """
 
     def __init__(
-        self, d_model: int, d_hidden: int, n_experts: int, k: int, *,
-        score: Literal["softmax", "sigmoid"] = "softmax", renormalize: bool = True,
-        balance_coef: float = 1e-2, z_coef: float = 1e-3, dispatch: Literal["sorted", "loop"] = "sorted",
+        self,
+        d_model: int,
+        d_hidden: int,
+        n_experts: int,
+        k: int,
+        *,
+        score: Literal["softmax", "sigmoid"] = "softmax",
+        renormalize: bool = True,
+        balance_coef: float = 1e-2,
+        z_coef: float = 1e-3,
+        dispatch: Literal["sorted", "loop"] = "sorted",
     ):
         super().__init__()
         assert dispatch in ("sorted", "loop")

@@ -146,7 +146,5 @@ class LearnedPositions(nn.Module):
     def forward(self, positions: Tensor) -> Tensor:
         # .max() syncs with the device; the clear error is worth it in a reference.
         if positions.numel() and int(positions.max()) >= self.max_positions:
-            raise ValueError(
-                f"position {int(positions.max())} is past the {self.max_positions} learned positions"
-            )
+            raise ValueError(f"position {int(positions.max())} is past the {self.max_positions} learned positions")
         return self.table(positions)

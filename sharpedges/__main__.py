@@ -12,6 +12,6 @@ if getattr(sys.modules.get("sharpedges"), "__file__", None) is None:
     for name in [name for name in sys.modules if name == "sharpedges" or name.startswith("sharpedges.")]:
         del sys.modules[name]
 
-from sharpedges.cli import main  # noqa: E402
+from sharpedges.cli import main
 
 raise SystemExit(main())

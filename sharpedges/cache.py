@@ -38,8 +38,18 @@ def code_fingerprint() -> str:
     return digest.hexdigest()
 
 
-DIAGNOSTIC_FIELDS = {"rule": str, "name": str, "severity": str, "path": str, "line": int, "column": int,
-                     "end_line": int, "end_column": int, "message": str, "help": str}
+DIAGNOSTIC_FIELDS = {
+    "rule": str,
+    "name": str,
+    "severity": str,
+    "path": str,
+    "line": int,
+    "column": int,
+    "end_line": int,
+    "end_column": int,
+    "message": str,
+    "help": str,
+}
 RELATED_FIELDS = {"path": str, "line": int, "column": int, "end_line": int, "end_column": int, "message": str}
 EDIT_FIELDS = {"line": int, "column": int, "end_line": int, "end_column": int, "content": str, "original": str}
 
@@ -47,27 +57,43 @@ EDIT_FIELDS = {"line": int, "column": int, "end_line": int, "end_column": int, "
 def _typed(data: Any, fields: dict[str, type], optional: frozenset[str] = frozenset()) -> bool:
     """`data` is a dict with every field of `fields` but the optional ones, no others, each of
     its exact type (`object`: any)."""
-    return isinstance(data, dict) and set(fields) - optional <= set(data) <= set(fields) \
+    return (
+        isinstance(data, dict)
+        and set(fields) - optional <= set(data) <= set(fields)
         and all(kind is object or type(data[name]) is kind for name, kind in fields.items() if name in data)
+    )
 
 
 def _valid_fix(fix: Any) -> bool:
-    return fix is None or (isinstance(fix, dict) and set(fix) == {"applicability", "edits"}
-                           and fix["applicability"] in ("safe", "unsafe") and isinstance(fix["edits"], list)
-                           and all(_typed(edit, EDIT_FIELDS) for edit in fix["edits"]))
+    return fix is None or (
+        isinstance(fix, dict)
+        and set(fix) == {"applicability", "edits"}
+        and fix["applicability"] in ("safe", "unsafe")
+        and isinstance(fix["edits"], list)
+        and all(_typed(edit, EDIT_FIELDS) for edit in fix["edits"])
+    )
 
 
 def valid_entry(entry: Any, key: str) -> bool:
     """Whether a cache entry has exactly the shape this version writes."""
-    return isinstance(entry, dict) and set(entry) == {"key", "diagnostics", "errors", "deps", "warnings"} \
-        and entry["key"] == key and isinstance(entry["warnings"], list) and all(type(w) is str for w in entry["warnings"]) \
-        and isinstance(entry["deps"], dict) and all(type(k) is str and type(v) is str for k, v in entry["deps"].items()) \
-        and isinstance(entry["diagnostics"], list) and isinstance(entry["errors"], list) \
-        and all(_typed(d, {**DIAGNOSTIC_FIELDS, "fix": object, "related": list}, frozenset({"fix", "related"}))
-                and _valid_fix(d.get("fix")) and all(_typed(r, RELATED_FIELDS, frozenset({"path"}))
-                                                     for r in d.get("related", []))
-                for d in entry["diagnostics"]) \
+    return (
+        isinstance(entry, dict)
+        and set(entry) == {"key", "diagnostics", "errors", "deps", "warnings"}
+        and entry["key"] == key
+        and isinstance(entry["warnings"], list)
+        and all(type(w) is str for w in entry["warnings"])
+        and isinstance(entry["deps"], dict)
+        and all(type(k) is str and type(v) is str for k, v in entry["deps"].items())
+        and isinstance(entry["diagnostics"], list)
+        and isinstance(entry["errors"], list)
+        and all(
+            _typed(d, {**DIAGNOSTIC_FIELDS, "fix": object, "related": list}, frozenset({"fix", "related"}))
+            and _valid_fix(d.get("fix"))
+            and all(_typed(r, RELATED_FIELDS, frozenset({"path"})) for r in d.get("related", []))
+            for d in entry["diagnostics"]
+        )
         and all(_typed(e, {"path": str, "message": str, "rule": str}, frozenset({"rule"})) for e in entry["errors"])
+    )
 
 
 class ResultCache:
@@ -101,15 +127,28 @@ class ResultCache:
         """Where the project summaries live (`sharpedges.project.SummaryStore`)."""
         return self.directory / f"v{FORMAT}" / "summaries"
 
-    def put(self, key: str, diagnostics: list[dict], errors: list[dict], deps: dict[str, str] | None = None,
-            warnings: list[str] | None = None) -> None:
+    def put(
+        self,
+        key: str,
+        diagnostics: list[dict],
+        errors: list[dict],
+        deps: dict[str, str] | None = None,
+        warnings: list[str] | None = None,
+    ) -> None:
         """Store a result; `deps` are the project summaries it read (file -> digest)."""
         path = self._path(key)
         try:
             if not self._prepare(path.parent):
                 return
-            body = json.dumps({"key": key, "diagnostics": diagnostics, "errors": errors, "deps": deps or {},
-                               "warnings": warnings or []}).encode()
+            body = json.dumps(
+                {
+                    "key": key,
+                    "diagnostics": diagnostics,
+                    "errors": errors,
+                    "deps": deps or {},
+                    "warnings": warnings or [],
+                }
+            ).encode()
             descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
             with os.fdopen(descriptor, "wb") as handle:
                 handle.write(hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
@@ -122,8 +161,9 @@ class ResultCache:
         if not self._ready:
             self.directory.mkdir(parents=True, exist_ok=True)
             try:
-                descriptor = os.open(self.directory / ".gitignore", os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_NOFOLLOW,
-                                     0o644)
+                descriptor = os.open(
+                    self.directory / ".gitignore", os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_NOFOLLOW, 0o644
+                )
             except FileExistsError:  # already there (or a planted link, which is never followed)
                 pass
             else:

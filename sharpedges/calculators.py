@@ -10,9 +10,15 @@ from dataclasses import asdict, dataclass
 
 # Bits rather than bytes so sub-byte cache formats (int4) stay exact.
 DTYPE_BITS = {
-    "float32": 32, "fp32": 32,
-    "float16": 16, "fp16": 16, "bfloat16": 16, "bf16": 16,
-    "float8": 8, "fp8": 8, "int8": 8,
+    "float32": 32,
+    "fp32": 32,
+    "float16": 16,
+    "fp16": 16,
+    "bfloat16": 16,
+    "bf16": 16,
+    "float8": 8,
+    "fp8": 8,
+    "int8": 8,
     "int4": 4,
 }
 # Hoffmann et al. 2022 (Chinchilla): compute-optimal training uses about 20 tokens per parameter,
@@ -50,15 +56,24 @@ def _positive_int(name: str, value: int) -> int:
     return value
 
 
-def kv_cache_bytes(layers: int, kv_heads: int, head_dim: int, seq_len: int = 1, batch: int = 1,
-                   dtype: str = "float16") -> KvCacheEstimate:
+def kv_cache_bytes(
+    layers: int, kv_heads: int, head_dim: int, seq_len: int = 1, batch: int = 1, dtype: str = "float16"
+) -> KvCacheEstimate:
     """Memory of a full KV cache: K and V (x2) for every layer, KV head, head dim, position and sequence.
 
     Use the number of *KV* heads: with grouped-query attention it is smaller than the query heads,
     which is the whole point of GQA. Raises ValueError for a non-positive size or unknown dtype.
     """
-    sizes = {name: _positive_int(name, value) for name, value in
-             (("layers", layers), ("kv_heads", kv_heads), ("head_dim", head_dim), ("seq_len", seq_len), ("batch", batch))}
+    sizes = {
+        name: _positive_int(name, value)
+        for name, value in (
+            ("layers", layers),
+            ("kv_heads", kv_heads),
+            ("head_dim", head_dim),
+            ("seq_len", seq_len),
+            ("batch", batch),
+        )
+    }
     bits = DTYPE_BITS.get(dtype.lower()) if isinstance(dtype, str) else None
     if bits is None:
         raise ValueError(f"unknown dtype {dtype!r} (known: {', '.join(DTYPE_BITS)})")
@@ -75,14 +90,17 @@ def _positive_number(name: str, value: float) -> float:
     return float(value)
 
 
-def chinchilla(params: float | None = None, tokens: float | None = None, flops: float | None = None) -> ChinchillaEstimate:
+def chinchilla(
+    params: float | None = None, tokens: float | None = None, flops: float | None = None
+) -> ChinchillaEstimate:
     """The compute-optimal triple from any one of model size N, training tokens D or compute C,
     with D = 20 N and C = 6 N D (so C = 120 N^2). Raises ValueError unless exactly one is given."""
-    given = {name: value for name, value in (("params", params), ("tokens", tokens), ("flops", flops))
-             if value is not None}
+    given = {
+        name: value for name, value in (("params", params), ("tokens", tokens), ("flops", flops)) if value is not None
+    }
     if len(given) != 1:
         raise ValueError("give exactly one of params, tokens or flops")
-    (name, value), = given.items()
+    ((name, value),) = given.items()
     value = _positive_number(name, value)
     if name == "params":
         n = value

@@ -9,13 +9,27 @@ import sys
 from sharpedges import __version__
 
 # Order is the order of `sharpedges --help`.
-COMMAND_MODULES = ("check", "rules", "rule", "review", "skills", "skill", "route", "pack", "serve", "lsp", "calc",
-                   "probe")
+COMMAND_MODULES = (
+    "check",
+    "rules",
+    "rule",
+    "review",
+    "skills",
+    "skill",
+    "route",
+    "pack",
+    "serve",
+    "lsp",
+    "calc",
+    "probe",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sharpedges", description=(
-        "Lint rules and expert skills for transformer code: catches the bugs that run without crashing."))
+    parser = argparse.ArgumentParser(
+        prog="sharpedges",
+        description=("Lint rules and expert skills for transformer code: catches the bugs that run without crashing."),
+    )
     parser.add_argument("--version", action="version", version=f"sharpedges {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:

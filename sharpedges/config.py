@@ -12,8 +12,23 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-DEFAULT_EXCLUDE = [".git", ".hg", ".svn", ".venv", "venv", "__pycache__", "build", "dist", "node_modules",
-                   ".mypy_cache", ".pytest_cache", ".tox", ".nox", ".sharpedges_cache", "*.egg-info"]
+DEFAULT_EXCLUDE = [
+    ".git",
+    ".hg",
+    ".svn",
+    ".venv",
+    "venv",
+    "__pycache__",
+    "build",
+    "dist",
+    "node_modules",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".tox",
+    ".nox",
+    ".sharpedges_cache",
+    "*.egg-info",
+]
 DEFAULT_CACHE_DIR = ".sharpedges_cache"
 # A bound far above any source file that still fits the platform's read size (2**63 - 1 overflows it).
 MAX_FILE_SIZE_LIMIT = 2**40
@@ -69,6 +84,7 @@ def parse_selectors(text: str) -> list[str]:
 
 # --- the schema: one checker per key; each returns the value to keep or raises ValueError -------------
 
+
 def _string_list(value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise ValueError("must be a list of strings")
@@ -121,7 +137,7 @@ def _per_file_ignores(value: Any) -> dict[str, list[str]]:
         try:
             checked[pattern] = _codes(codes)
         except ValueError as exc:
-            raise ValueError(f"\"{pattern}\" {exc}") from None
+            raise ValueError(f'"{pattern}" {exc}') from None
     return checked
 
 
@@ -155,8 +171,9 @@ SCHEMA: dict[str, tuple[str, Callable[[Any], Any]]] = {  # key -> (Config field,
 def parse_config(data: dict[str, Any], where: Path) -> Config:
     unknown = sorted(set(data) - set(SCHEMA))
     if unknown:
-        raise ConfigError(f"{where}: unknown key '{unknown[0]}' in [tool.sharpedges] "
-                          f"(known: {', '.join(sorted(SCHEMA))})")
+        raise ConfigError(
+            f"{where}: unknown key '{unknown[0]}' in [tool.sharpedges] (known: {', '.join(sorted(SCHEMA))})"
+        )
     values = {}
     for key, value in data.items():
         name, check = SCHEMA[key]

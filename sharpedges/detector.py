@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # libcst is imported by the engine; keeping it out of here ke
 class Replacement:
     """Replace the source of `node` by `code`."""
 
-    node: "cst.CSTNode"
+    node: cst.CSTNode
     code: str
 
 
@@ -35,13 +35,13 @@ class Fix:
 
 @dataclass(frozen=True)
 class Finding:
-    node: "cst.CSTNode"
+    node: cst.CSTNode
     message: str | None = None  # None: the spec's message
     fix: Fix | None = None
-    anchor: "cst.CSTNode | None" = field(default=None)  # statement whose first line carries noqa
+    anchor: cst.CSTNode | None = field(default=None)  # statement whose first line carries noqa
     # The locations the claim rests on (where the mask was built, where the scale was lost), each
     # with a short message; the engine reports them as the diagnostic's `related` positions.
-    related: tuple[tuple["cst.CSTNode", str], ...] = ()
+    related: tuple[tuple[cst.CSTNode, str], ...] = ()
 
 
 class Detector:
@@ -50,13 +50,15 @@ class Detector:
     # one of `tokens`, one of every group in `also_tokens`, and a match of `pattern` when one is set.
     tokens: ClassVar[tuple[bytes, ...]]
     also_tokens: ClassVar[tuple[tuple[bytes, ...], ...]] = ()
-    pattern: ClassVar["re.Pattern[bytes] | None"] = None
+    pattern: ClassVar[re.Pattern[bytes] | None] = None
 
-    def check(self, ctx: "FileContext") -> Iterator[Finding]:  # pragma: no cover - interface
+    def check(self, ctx: FileContext) -> Iterator[Finding]:  # pragma: no cover - interface
         raise NotImplementedError
 
     @classmethod
     def may_match(cls, lowered_source: bytes) -> bool:
-        return any(token in lowered_source for token in cls.tokens) \
-            and all(any(token in lowered_source for token in group) for group in cls.also_tokens) \
+        return (
+            any(token in lowered_source for token in cls.tokens)
+            and all(any(token in lowered_source for token in group) for group in cls.also_tokens)
             and (cls.pattern is None or cls.pattern.search(lowered_source) is not None)
+        )

@@ -35,8 +35,10 @@ class Diagnostic:
 
     def related_spans(self) -> list[tuple[str, int, int]]:
         """(path, first line, last line) of the finding itself and of each location it rests on."""
-        return [(self.path, self.line, self.end_line),
-                *((item.get("path", self.path), item["line"], item["end_line"]) for item in self.related)]
+        return [
+            (self.path, self.line, self.end_line),
+            *((item.get("path", self.path), item["line"], item["end_line"]) for item in self.related),
+        ]
 
     def sort_key(self) -> tuple:
         return (self.path, self.line, self.column, self.rule, self.message)
@@ -45,7 +47,7 @@ class Diagnostic:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Diagnostic":
+    def from_json(cls, data: dict[str, Any]) -> Diagnostic:
         return cls(**data)
 
 
@@ -68,5 +70,5 @@ class FileResult:
     errors: list[FileError] = field(default_factory=list)
     parsed: bool = False
     timed_out: bool = False  # a result cut short by the time limit is never cached
-    warnings: list[str] = field(default_factory=list)  # e.g. an unknown code in a `# noqa:` comment
+    warnings: list[str] = field(default_factory=list)  # e.g. an unknown code in a noqa comment
     deps: dict[str, str] = field(default_factory=dict)  # project file -> digest of the summary it read

@@ -59,9 +59,14 @@ def exclusion_test(exclude: list[str], exclude_root: Path | None):
     return excluded, is_excluded
 
 
-def discover(arguments: list[str], exclude: list[str], errors: list[FileError],
-             exclude_root: Path | None = None, within: Callable[[Path], bool] | None = None,
-             notices: list[str] | None = None) -> Iterator[Candidate]:
+def discover(
+    arguments: list[str],
+    exclude: list[str],
+    errors: list[FileError],
+    exclude_root: Path | None = None,
+    within: Callable[[Path], bool] | None = None,
+    notices: list[str] | None = None,
+) -> Iterator[Candidate]:
     """Yield the files to check, in a deterministic order. Exclude patterns match paths relative
     to `exclude_root` (the config's directory) or to the directory walked, and bare names;
     problems (missing paths, symlink loops) go to `errors`, and a file named in `arguments` that
@@ -91,8 +96,15 @@ def discover(arguments: list[str], exclude: list[str], errors: list[FileError],
                 yield Candidate(argument, path)
 
 
-def _walk(root: Path, display_root: str, excluded: pathspec.PathSpec, is_excluded, errors: list[FileError],
-          seen: set[str], within: Callable[[Path], bool]) -> Iterator[Candidate]:
+def _walk(
+    root: Path,
+    display_root: str,
+    excluded: pathspec.PathSpec,
+    is_excluded,
+    errors: list[FileError],
+    seen: set[str],
+    within: Callable[[Path], bool],
+) -> Iterator[Candidate]:
     ignores: list[tuple[Path, pathspec.PathSpec]] = []
     visited_dirs: set[str] = set()
 

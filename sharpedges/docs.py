@@ -12,27 +12,42 @@ def reference_excerpt(reference: str, max_lines: int = 25) -> tuple[str, str]:
     if found is None:
         return f"sharpedges.reference_impls.{reference}", ""
     path, node, source = found
-    lines = source.splitlines()[node.lineno - 1 - len(node.decorator_list): node.end_lineno]
+    lines = source.splitlines()[node.lineno - 1 - len(node.decorator_list) : node.end_lineno]
     excerpt = "\n".join(lines[:max_lines]) + ("\n    ..." if len(lines) > max_lines else "")
     return f"reference_impls/{path.name}:{node.lineno}", excerpt
 
 
 def rule_markdown(spec) -> str:
     where, excerpt = reference_excerpt(spec.reference_impl)
-    parts = [f"# {spec.code} {spec.name}\n", f"{spec.title}. Severity: {spec.severity}. "
-             f"{'On by default' if spec.default else 'Opt-in (select it by code or use --preview)'}.\n",
-             "## What it does\n", spec.message.strip() + "\n",
-             "## Why is this bad?\n", spec.rationale.strip() + "\n",
-             "## Example\n", "```python\n" + spec.examples.bad[0].rstrip() + "\n```\n",
-             "## Use instead\n", spec.use_instead.strip() + "\n", "```python\n" + spec.examples.good[0].rstrip() + "\n```\n",
-             "## Fix safety\n", {"none": "No automatic fix.", "safe": "The fix is safe: it does not change behaviour.",
-                                 "unsafe": "The fix is unsafe: it changes numerics; review it (`--fix --unsafe-fixes`)."}[spec.fix] + "\n"]
+    parts = [
+        f"# {spec.code} {spec.name}\n",
+        f"{spec.title}. Severity: {spec.severity}. "
+        f"{'On by default' if spec.default else 'Opt-in (select it by code or use --preview)'}.\n",
+        "## What it does\n",
+        spec.message.strip() + "\n",
+        "## Why is this bad?\n",
+        spec.rationale.strip() + "\n",
+        "## Example\n",
+        "```python\n" + spec.examples.bad[0].rstrip() + "\n```\n",
+        "## Use instead\n",
+        spec.use_instead.strip() + "\n",
+        "```python\n" + spec.examples.good[0].rstrip() + "\n```\n",
+        "## Fix safety\n",
+        {
+            "none": "No automatic fix.",
+            "safe": "The fix is safe: it does not change behaviour.",
+            "unsafe": "The fix is unsafe: it changes numerics; review it (`--fix --unsafe-fixes`).",
+        }[spec.fix]
+        + "\n",
+    ]
     if spec.precision:
         parts += ["## Precision on real code\n", spec.precision.strip() + "\n"]
     if spec.options:
         parts.append("## Options\n")
-        parts += [f"- `{name}` ({option.type}, default `{option.default}`): {option.description}\n"
-                  for name, option in spec.options.items()]
+        parts += [
+            f"- `{name}` ({option.type}, default `{option.default}`): {option.description}\n"
+            for name, option in spec.options.items()
+        ]
         parts.append("")
     parts += ["## Reference implementation\n", f"`sharpedges.reference_impls.{spec.reference_impl}` ({where})\n"]
     if excerpt:

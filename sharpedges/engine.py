@@ -192,8 +192,13 @@ def _frame_depth() -> int:
 
 
 class Engine:
-    def __init__(self, rules: Iterable[Rule], options: dict[str, dict[str, Any]] | None = None,
-                 screen: bool = True, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(
+        self,
+        rules: Iterable[Rule],
+        options: dict[str, dict[str, Any]] | None = None,
+        screen: bool = True,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
         self.rules = list(rules)
         self.options = {rule.code: (options or {}).get(rule.code, rule.spec.option_defaults()) for rule in self.rules}
         self.screen = screen
@@ -204,8 +209,13 @@ class Engine:
     def check(self, path: str, data: bytes) -> FileResult:
         result = FileResult()
         if len(data) > self.max_bytes:
-            result.errors.append(FileError(path, f"file too large ({len(data) / 2**20:.1f} MiB > "
-                                                 f"{self.max_bytes / 2**20:.0f} MiB limit), not checked"))
+            result.errors.append(
+                FileError(
+                    path,
+                    f"file too large ({len(data) / 2**20:.1f} MiB > "
+                    f"{self.max_bytes / 2**20:.0f} MiB limit), not checked",
+                )
+            )
             return result
         if b"\0" in data:
             result.errors.append(FileError(path, "binary file (contains NUL bytes), not checked"))
@@ -223,8 +233,13 @@ class Engine:
         if not rules and refusal is None:
             return result
         if bracket_depth_exceeds(data):
-            result.errors.append(FileError(path, f"nested too deeply (more than {MAX_BRACKET_DEPTH} levels of "
-                                                 "brackets, beyond what Python accepts), not checked"))
+            result.errors.append(
+                FileError(
+                    path,
+                    f"nested too deeply (more than {MAX_BRACKET_DEPTH} levels of "
+                    "brackets, beyond what Python accepts), not checked",
+                )
+            )
             return result
         try:
             module = parse_module(data)
@@ -290,11 +305,19 @@ class Engine:
                 if all(edits):
                     fix = {"applicability": finding.fix.applicability, "edits": edits}
             diagnostic = Diagnostic(
-                rule=rule.code, name=rule.spec.name, severity=rule.spec.severity, path=path,
-                line=span.start.line, column=span.start.column + 1, end_line=span.end.line,
-                end_column=span.end.column + 1, message=finding.message or rule.spec.message,
-                help=rule.spec.help_uri, fix=fix, related=[_related(positions[node], message)
-                                                            for node, message in finding.related])
+                rule=rule.code,
+                name=rule.spec.name,
+                severity=rule.spec.severity,
+                path=path,
+                line=span.start.line,
+                column=span.start.column + 1,
+                end_line=span.end.line,
+                end_column=span.end.column + 1,
+                message=finding.message or rule.spec.message,
+                help=rule.spec.help_uri,
+                fix=fix,
+                related=[_related(positions[node], message) for node, message in finding.related],
+            )
             diagnostics.setdefault(diagnostic.sort_key(), diagnostic)
         return sorted(diagnostics.values(), key=Diagnostic.sort_key)
 
@@ -303,20 +326,31 @@ class Engine:
         """The edit as positions plus the code it replaces, or None (no fix offered) when the
         span libcst reports does not hold exactly that node's code."""
         where = positions[replacement.node]
-        edit = Edit(where.start.line, where.start.column + 1, where.end.line, where.end.column + 1,
-                    replacement.code, ctx.module.code_for_node(replacement.node)).__dict__
+        edit = Edit(
+            where.start.line,
+            where.start.column + 1,
+            where.end.line,
+            where.end.column + 1,
+            replacement.code,
+            ctx.module.code_for_node(replacement.node),
+        ).__dict__
         span = span_offsets(starts, edit)
-        if span is None or ctx.module.code[span[0]:span[1]] != edit["original"]:
+        if span is None or ctx.module.code[span[0] : span[1]] != edit["original"]:
             return None
         return edit
 
 
 def _related(where, message: str) -> dict:
-    return {"line": where.start.line, "column": where.start.column + 1, "end_line": where.end.line,
-            "end_column": where.end.column + 1, "message": message}
+    return {
+        "line": where.start.line,
+        "column": where.start.column + 1,
+        "end_line": where.end.line,
+        "end_column": where.end.column + 1,
+        "message": message,
+    }
 
 
-def _syntax_error(exc: "cst.ParserSyntaxError") -> str:
+def _syntax_error(exc: cst.ParserSyntaxError) -> str:
     """One line: `syntax error at L:C: what was expected` (libcst nests the position in its message)."""
     message = " ".join(exc.message.split())
     match = re.search(r"error at (\d+):(\d+): (.*)", message)

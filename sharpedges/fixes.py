@@ -43,7 +43,7 @@ def apply_edits(text: str, fixes: list[dict]) -> Applied:
         edits = []
         for edit in fix["edits"]:
             span = span_offsets(starts, edit)
-            if span is None or span[0] > span[1] or text[span[0]:span[1]] != edit.get("original"):
+            if span is None or span[0] > span[1] or text[span[0] : span[1]] != edit.get("original"):
                 edits = None
                 break
             edits.append((*span, edit["content"]))
@@ -86,8 +86,9 @@ def encode_source(text: str, encoding: str) -> bytes:
     try:
         return text.encode(encoding)
     except UnicodeEncodeError:
-        raise FixRefused(f"the fixed code cannot be written in the file's encoding ({codecs.lookup(encoding).name})") \
-            from None
+        raise FixRefused(
+            f"the fixed code cannot be written in the file's encoding ({codecs.lookup(encoding).name})"
+        ) from None
 
 
 def writable_target(path: Path) -> os.stat_result:

@@ -53,8 +53,9 @@ def link_problems(spec: dict, where: Path) -> list[str]:
     problems = []
     if reference_definition(spec["reference_impl"]) is None:
         module, _, symbol = spec["reference_impl"].partition(":")
-        problems.append(f"{where}: field 'reference_impl': no top-level function or class '{symbol}' in "
-                        f"reference_impls/{module}.py")
+        problems.append(
+            f"{where}: field 'reference_impl': no top-level function or class '{symbol}' in reference_impls/{module}.py"
+        )
     skill_id, _, edge_id = spec["skill"].partition("#")
     edges = _edges(skill_id)
     if edges is None:
@@ -62,6 +63,8 @@ def link_problems(spec: dict, where: Path) -> list[str]:
     elif edge_id not in edges:
         problems.append(f"{where}: field 'skill': skill '{skill_id}' has no sharp edge '{edge_id}'")
     elif spec["code"] not in edges[edge_id]:
-        problems.append(f"{where}: field 'skill': sharp edge '{spec['skill']}' does not name {spec['code']} back "
-                        f"(add it to the edge's rules in skills/{skill_id}.yaml)")
+        problems.append(
+            f"{where}: field 'skill': sharp edge '{spec['skill']}' does not name {spec['code']} back "
+            f"(add it to the edge's rules in skills/{skill_id}.yaml)"
+        )
     return problems

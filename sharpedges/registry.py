@@ -32,14 +32,21 @@ def _detector_classes() -> dict[str, type[Detector]]:
     found: dict[str, type[Detector]] = {}
     for info in pkgutil.iter_modules(package.__path__):
         module = importlib.import_module(f"{package.__name__}.{info.name}")
-        classes = [obj for obj in vars(module).values()
-                   if isinstance(obj, type) and issubclass(obj, Detector) and obj is not Detector
-                   and obj.__module__ == module.__name__]
+        classes = [
+            obj
+            for obj in vars(module).values()
+            if isinstance(obj, type)
+            and issubclass(obj, Detector)
+            and obj is not Detector
+            and obj.__module__ == module.__name__
+        ]
         if len(classes) != 1:
             raise RegistryError(f"detectors/{info.name}.py must define exactly one Detector, found {len(classes)}")
         detector = classes[0]
         if detector.code in found:
-            raise RegistryError(f"two detectors claim {detector.code}: {found[detector.code].__module__} and {module.__name__}")
+            raise RegistryError(
+                f"two detectors claim {detector.code}: {found[detector.code].__module__} and {module.__name__}"
+            )
         found[detector.code] = detector
     return found
 
@@ -61,8 +68,9 @@ def matches(code: str, selector: str) -> bool:
     return selector == "ALL" or code.startswith(selector)
 
 
-def select_rules(select: list[str] | None, extend_select: list[str], ignore: list[str],
-                 preview: bool = False) -> list[Rule]:
+def select_rules(
+    select: list[str] | None, extend_select: list[str], ignore: list[str], preview: bool = False
+) -> list[Rule]:
     """Ruff's selection: `select` replaces the default set, `extend-select` adds, `ignore` removes.
     Opt-in (preview) rules come in by their exact code, or by any selector with `preview`."""
     rules = all_rules()
@@ -73,7 +81,10 @@ def select_rules(select: list[str] | None, extend_select: list[str], ignore: lis
     if select is None:
         chosen = {code for code, rule in rules.items() if rule.spec.default or preview}
     for selector in [*(select or []), *extend_select]:
-        chosen |= {code for code, rule in rules.items()
-                   if matches(code, selector) and (rule.spec.default or preview or code == selector)}
+        chosen |= {
+            code
+            for code, rule in rules.items()
+            if matches(code, selector) and (rule.spec.default or preview or code == selector)
+        }
     chosen = {code for code in chosen if not any(matches(code, s) for s in ignore)}
     return [rules[code] for code in sorted(chosen)]

@@ -59,10 +59,10 @@ def unquote_path(text: str) -> str:
         if char != "\\":
             out += char.encode("utf-8", "surrogateescape")
             index += 1
-        elif body[index + 1:index + 4].isdigit() and len(body[index + 1:index + 4]) == 3:
-            out.append(int(body[index + 1:index + 4], 8) & 0xFF)
+        elif body[index + 1 : index + 4].isdigit() and len(body[index + 1 : index + 4]) == 3:
+            out.append(int(body[index + 1 : index + 4], 8) & 0xFF)
             index += 4
-        elif body[index + 1:index + 2] in _C_ESCAPES:
+        elif body[index + 1 : index + 2] in _C_ESCAPES:
             out.append(_C_ESCAPES[body[index + 1]])
             index += 2
         else:
@@ -98,14 +98,16 @@ def parse_unified_diff(text: str) -> dict[str, frozenset[int]]:
             elif raw.startswith(" ") or raw == "":  # context ("" when a mailer stripped the space)
                 line_number, old_left, new_left = line_number + 1, old_left - 1, new_left - 1
             elif not raw.startswith("\\"):  # "\ No newline at end of file" is no line
-                raise ReviewError(f"malformed diff at line {number}: the hunk before it counts more lines "
-                                  f"than it has")
+                raise ReviewError(f"malformed diff at line {number}: the hunk before it counts more lines than it has")
             if old_left < 0 or new_left < 0:
                 raise ReviewError(f"malformed diff at line {number}: more lines than its hunk header counts")
         elif raw.startswith("+++ "):
             target = _target(raw)
-            current = set() if target == "/dev/null" else \
-                changed.setdefault(target[2:] if target.startswith("b/") else target, set())
+            current = (
+                set()
+                if target == "/dev/null"
+                else changed.setdefault(target[2:] if target.startswith("b/") else target, set())
+            )
         elif hunk := _HUNK.match(raw):
             old_left = int(hunk.group(2) or 1)
             line_number, new_left = int(hunk.group(3)), int(hunk.group(4) or 1)
@@ -116,8 +118,13 @@ def parse_unified_diff(text: str) -> dict[str, frozenset[int]]:
 
 def _git(*args: str) -> str:
     try:
-        completed = subprocess.run(["git", "-c", "core.quotepath=off", *args], capture_output=True, check=False,
-                                   encoding="utf-8", errors="surrogateescape")
+        completed = subprocess.run(
+            ["git", "-c", "core.quotepath=off", *args],
+            capture_output=True,
+            check=False,
+            encoding="utf-8",
+            errors="surrogateescape",
+        )
     except FileNotFoundError:
         raise ReviewError("git is not installed; pass a diff with --diff-file") from None
     if completed.returncode != 0:
@@ -171,8 +178,9 @@ def git_changes(base: str | None, paths: list[str]) -> ChangeSet:
 
     # No --relative: it drops every change outside the current directory, even ones named in `paths`.
     diff = _git("diff", "--no-color", "--no-ext-diff", "--no-renames", "--unified=0", revision, *pathspec)
-    lines: dict[str, frozenset[int] | None] = {from_root(path): changed
-                                               for path, changed in parse_unified_diff(diff).items()}
+    lines: dict[str, frozenset[int] | None] = {
+        from_root(path): changed for path, changed in parse_unified_diff(diff).items()
+    }
     untracked = _git("ls-files", "-z", "--full-name", "--others", "--exclude-standard", *pathspec)
     for path in filter(None, untracked.split("\0")):
         lines[from_root(path)] = None
@@ -190,8 +198,11 @@ def paths_from_repository_root(result: RunResult) -> RunResult:
     def rooted(path: str) -> str:
         return Path(os.path.relpath(os.path.abspath(path), top)).as_posix()
 
-    return RunResult([replace(d, path=rooted(d.path)) for d in result.diagnostics],
-                     [replace(e, path=rooted(e.path)) for e in result.errors], result.files)
+    return RunResult(
+        [replace(d, path=rooted(d.path)) for d in result.diagnostics],
+        [replace(e, path=rooted(e.path)) for e in result.errors],
+        result.files,
+    )
 
 
 def diff_changes(text: str, paths: list[str], source: str) -> ChangeSet:
@@ -240,10 +251,15 @@ def explanation_fields(explanation: dict[str, Any]) -> dict[str, Any]:
     from sharpedges.docs import reference_excerpt
 
     edge = explanation["sharp_edge"]
-    return {"title": explanation["title"], "why": edge["why"], "symptoms": edge["symptoms"],
-            "use_instead": explanation["use_instead"], "reference_impl": explanation["reference_impl"],
-            "reference_location": reference_excerpt(explanation["reference_impl"])[0],
-            "skill": f"{explanation['skill']['id']}#{edge['id']}"}
+    return {
+        "title": explanation["title"],
+        "why": edge["why"],
+        "symptoms": edge["symptoms"],
+        "use_instead": explanation["use_instead"],
+        "reference_impl": explanation["reference_impl"],
+        "reference_location": reference_excerpt(explanation["reference_impl"])[0],
+        "skill": f"{explanation['skill']['id']}#{edge['id']}",
+    }
 
 
 def review_document(review: Review) -> dict[str, Any]:

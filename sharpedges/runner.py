@@ -72,8 +72,12 @@ class FileTimeout(BaseException):
 def build_engine(config: Config, options: CheckOptions) -> Engine:
     """The rules and options a config and the command line select (raises on unknown codes/options)."""
     select = options.select if options.select is not None else config.select
-    rules = select_rules(select, [*config.extend_select, *options.extend_select], [*config.ignore, *options.ignore],
-                         preview=options.preview or config.preview)
+    rules = select_rules(
+        select,
+        [*config.extend_select, *options.extend_select],
+        [*config.ignore, *options.ignore],
+        preview=options.preview or config.preview,
+    )
     by_code = {rule.code: rule for rule in rules}
     where = str(config.path) if config.path else "command line"
     from sharpedges.registry import all_rules
@@ -90,8 +94,10 @@ def build_engine(config: Config, options: CheckOptions) -> Engine:
 
 
 def engine_key(engine: Engine) -> str:
-    payload = json.dumps({"code": code_fingerprint(), "rules": engine.options, "screen": engine.screen,
-                          "max": engine.max_bytes}, sort_keys=True)
+    payload = json.dumps(
+        {"code": code_fingerprint(), "rules": engine.options, "screen": engine.screen, "max": engine.max_bytes},
+        sort_keys=True,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -100,7 +106,11 @@ def read_source(path: str, max_bytes: int) -> bytes | str:
     try:
         info = os.stat(path)
     except OSError as exc:
-        return "cannot read: symlink loop" if exc.errno == errno.ELOOP else f"cannot read: {(exc.strerror or str(exc)).lower()}"
+        return (
+            "cannot read: symlink loop"
+            if exc.errno == errno.ELOOP
+            else f"cannot read: {(exc.strerror or str(exc)).lower()}"
+        )
     if not stat.S_ISREG(info.st_mode):
         return "not a regular file (FIFO, device or socket), not checked"
     if info.st_size > max_bytes:
@@ -132,8 +142,10 @@ def check_source(engine: Engine, display: str, data: bytes, time_limit: float) -
         return engine.check(display, data)
     except FileTimeout:
         where = f" in {engine.current_rule}" if engine.current_rule else ""
-        return FileResult(errors=[FileError(display, f"timed out after {time_limit:g} s{where}, not checked",
-                                            engine.current_rule)], timed_out=True)
+        return FileResult(
+            errors=[FileError(display, f"timed out after {time_limit:g} s{where}, not checked", engine.current_rule)],
+            timed_out=True,
+        )
     finally:
         if use_alarm:
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -162,13 +174,23 @@ def _check_task(task: _Task) -> tuple[int, list[dict], list[dict], str, list[str
         result = check_source(engine, task.display, data, _TIME_LIMIT)
     except MemoryError:
         limit = memory_limit() // 2**20
-        return task.index, [], [FileError(task.display, f"ran out of memory (limit {limit} MiB), not checked").to_json()], \
-            digest, []
+        return (
+            task.index,
+            [],
+            [FileError(task.display, f"ran out of memory (limit {limit} MiB), not checked").to_json()],
+            digest,
+            [],
+        )
     diagnostics = [d.to_json() for d in result.diagnostics]
     errors = [e.to_json() for e in result.errors]
     if cache is not None and not result.timed_out:
-        cache.put(key, [{**d, "path": ""} for d in diagnostics], [{**e, "path": ""} for e in errors], result.deps,
-                  [w.replace(task.display, "\0", 1) for w in result.warnings])
+        cache.put(
+            key,
+            [{**d, "path": ""} for d in diagnostics],
+            [{**e, "path": ""} for e in errors],
+            result.deps,
+            [w.replace(task.display, "\0", 1) for w in result.warnings],
+        )
     return task.index, diagnostics, errors, digest, result.warnings
 
 
@@ -228,7 +250,9 @@ def _command_line_cache_dir(options: CheckOptions) -> Path | None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ValueError(f"--cache-dir {options.cache_dir}: cannot use it: {(exc.strerror or str(exc)).lower()}") from None
+        raise ValueError(
+            f"--cache-dir {options.cache_dir}: cannot use it: {(exc.strerror or str(exc)).lower()}"
+        ) from None
     if not os.access(directory, os.W_OK | os.X_OK):
         raise ValueError(f"--cache-dir {options.cache_dir}: cannot use it: not writable")
     return directory
@@ -240,8 +264,10 @@ def _configured_cache_dir(config: Config) -> Path | None:
         return None
     directory = config.root / config.cache_dir
     if not directory.resolve().is_relative_to(config.root.resolve()):
-        raise ConfigError(f"{config.path}: [tool.sharpedges] 'cache-dir': {config.cache_dir!r} leads outside "
-                          f"the project (an outside cache only with --cache-dir)")
+        raise ConfigError(
+            f"{config.path}: [tool.sharpedges] 'cache-dir': {config.cache_dir!r} leads outside "
+            f"the project (an outside cache only with --cache-dir)"
+        )
     return directory
 
 
@@ -254,8 +280,9 @@ def per_file_ignored(config: Config, diagnostic: Diagnostic) -> bool:
     except ValueError:
         relative = path.as_posix()
     for pattern, codes in config.per_file_ignores.items():
-        if _pattern(pattern).match_file(relative) and \
-                any(diagnostic.rule.startswith(code) or code == "ALL" for code in codes):
+        if _pattern(pattern).match_file(relative) and any(
+            diagnostic.rule.startswith(code) or code == "ALL" for code in codes
+        ):
             return True
     return False
 
@@ -281,8 +308,9 @@ def run_check(options: CheckOptions) -> RunResult:
             engines.append(engine)
             configs.append(config)
             if options.use_cache:
-                directory = command_line_cache or _configured_cache_dir(config) or \
-                    project_root(first_file) / DEFAULT_CACHE_DIR
+                directory = (
+                    command_line_cache or _configured_cache_dir(config) or project_root(first_file) / DEFAULT_CACHE_DIR
+                )
                 caches.append(ResultCache(directory, engine_key(engine)))
             else:
                 caches.append(None)
@@ -313,7 +341,7 @@ def run_check(options: CheckOptions) -> RunResult:
     for notice in notices:
         print(f"sharpedges: warning: {notice}", file=sys.stderr)
 
-    for engine, cache in zip(engines, caches):  # summaries are shared by the run's files, and cached
+    for engine, cache in zip(engines, caches, strict=False):  # summaries are shared by the run's files, and cached
         if cache is not None:
             engine.project.store.directory = cache.summaries_directory()
     _ENGINES[:] = engines

@@ -17,12 +17,11 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
-
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.prompts.base import Prompt
 from mcp.server.mcpserver.resources.types import FunctionResource
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from sharpedges import __version__
 from sharpedges.config import Config, find_config
@@ -117,8 +116,7 @@ async def run_probe_command(root: Path, target: str, probes: list[str] | None, d
     is killed when it runs past the limit."""
     import anyio
 
-    command = [sys.executable, "-m", "sharpedges", "probe", "--root", str(root), "--format", "json",
-               "--device", device]
+    command = [sys.executable, "-m", "sharpedges", "probe", "--root", str(root), "--format", "json", "--device", device]
     for name in probes or []:
         command += ["--probe", name]
     try:
@@ -127,10 +125,14 @@ async def run_probe_command(root: Path, target: str, probes: list[str] | None, d
     except TimeoutError:
         raise ToolError(f"{target}: the probes ran past {PROBE_TIME_LIMIT} s and were stopped") from None
     if done.returncode not in (0, 1):
-        errors = [line for line in done.stderr.decode(errors="replace").splitlines()
-                  if line.startswith("sharpedges: error:")]
-        raise ToolError(errors[-1].removeprefix("sharpedges: error: ") if errors else
-                        f"{target}: the probe process exited with {done.returncode}")
+        errors = [
+            line for line in done.stderr.decode(errors="replace").splitlines() if line.startswith("sharpedges: error:")
+        ]
+        raise ToolError(
+            errors[-1].removeprefix("sharpedges: error: ")
+            if errors
+            else f"{target}: the probe process exited with {done.returncode}"
+        )
     try:
         return ProbeReport(probes=json.loads(done.stdout)["probes"])
     except (ValueError, KeyError):
@@ -177,14 +179,18 @@ class PathGuard:
         def within(path: Path) -> bool:
             if self.inside(path):
                 return True
-            errors.append(FileError(str(path), "refused: resolves through a symlink outside the server's roots, "
-                                               "not read"))
+            errors.append(
+                FileError(str(path), "refused: resolves through a symlink outside the server's roots, not read")
+            )
             return False
 
         for text in dict.fromkeys(texts):
             path = self.resolve(text)
-            candidates = [str(path)] if not path.is_dir() else \
-                (candidate.display for candidate in discover([str(path)], [], errors, within=within))
+            candidates = (
+                [str(path)]
+                if not path.is_dir()
+                else (candidate.display for candidate in discover([str(path)], [], errors, within=within))
+            )
             for candidate in candidates:
                 if candidate not in files:
                     files.append(candidate)
@@ -254,6 +260,7 @@ def _explained(result: RunResult) -> CheckReport:
 
 def _markdown_of(kb, skill, render_markdown):
     """A function with no parameters (so the prompt takes no arguments) rendering one skill."""
+
     def markdown() -> str:
         return render_markdown(kb, skill)
 
@@ -298,8 +305,11 @@ def build_server(roots: list[Path]) -> MCPServer:
             raise ToolError(f"{filename}: refused: not a Python file name (.py or .pyi)")
         if "\0" in filename or Path(filename).is_absolute() or ".." in Path(filename).parts:
             raise ToolError(f"{filename!r}: refused: give a relative file name inside the root, without '..'")
-        return _explained(await limits.run(lambda: check_one(filename, guard.roots[0] / filename,
-                                                             source.encode("utf-8", "surrogatepass"))))
+        return _explained(
+            await limits.run(
+                lambda: check_one(filename, guard.roots[0] / filename, source.encode("utf-8", "surrogatepass"))
+            )
+        )
 
     @server.tool()
     async def check_paths(paths: list[str]) -> CheckReport:
@@ -329,8 +339,9 @@ def build_server(roots: list[Path]) -> MCPServer:
     probes_running = 0
 
     @server.tool()
-    async def probe(target: str, probes: list[str] | None = None,
-                    device: Literal["cpu", "cuda"] = "cpu") -> ProbeReport:
+    async def probe(
+        target: str, probes: list[str] | None = None, device: Literal["cpu", "cuda"] = "cpu"
+    ) -> ProbeReport:
         """Run the runtime probes (causal, eval-deterministic, kv-cache-consistent, padding-invariant,
         half-precision, grad-flow; default: all) on the model built by `target`, MODULE:FACTORY naming
         a zero-argument callable in a module inside the first root. Needs torch. Each probe passes,
@@ -356,9 +367,21 @@ def build_server(roots: list[Path]) -> MCPServer:
     @server.tool()
     def list_rules() -> RuleList:
         """Every lint rule: code, name, title, severity, whether it is on by default, fix safety."""
-        return RuleList(rules=[RuleSummary(code=s.code, name=s.name, title=s.title, severity=s.severity,
-                                           default=s.default, fix=s.fix, skill=s.skill,
-                                           reference_impl=s.reference_impl) for s in kb.specs.values()])
+        return RuleList(
+            rules=[
+                RuleSummary(
+                    code=s.code,
+                    name=s.name,
+                    title=s.title,
+                    severity=s.severity,
+                    default=s.default,
+                    fix=s.fix,
+                    skill=s.skill,
+                    reference_impl=s.reference_impl,
+                )
+                for s in kb.specs.values()
+            ]
+        )
 
     @server.tool()
     def get_skill(id: str, section: str | None = None) -> SkillText:
@@ -375,8 +398,12 @@ def build_server(roots: list[Path]) -> MCPServer:
     @server.tool()
     def list_skills() -> SkillList:
         """Every expert skill: id, name, version and when to use it."""
-        return SkillList(skills=[SkillSummary(id=s.id, name=s.name, version=s.version, description=s.description)
-                                 for s in kb.skills.values()])
+        return SkillList(
+            skills=[
+                SkillSummary(id=s.id, name=s.name, version=s.version, description=s.description)
+                for s in kb.skills.values()
+            ]
+        )
 
     @server.tool()
     def route(request: str) -> RouteAnswer:
@@ -387,22 +414,36 @@ def build_server(roots: list[Path]) -> MCPServer:
         return default_router().route(request).to_json()
 
     @server.tool()
-    def kv_cache_bytes(layers: int | str, kv_heads: int | str, head_dim: int | str, seq_len: int | str = 1,
-                       batch: int | str = 1, dtype: str = "float16") -> KvCacheAnswer:
+    def kv_cache_bytes(
+        layers: int | str,
+        kv_heads: int | str,
+        head_dim: int | str,
+        seq_len: int | str = 1,
+        batch: int | str = 1,
+        dtype: str = "float16",
+    ) -> KvCacheAnswer:
         """Memory of a full KV cache: 2 (K and V) x layers x kv_heads x head_dim x dtype bytes per
         token, times seq_len and batch. Use the KV head count (smaller than query heads with GQA).
         Sizes may be written as the CLI takes them: 128k, 1M."""
         try:
-            sizes = {name: calculators.parse_whole(value, name) if isinstance(value, str) else value
-                     for name, value in (("layers", layers), ("kv_heads", kv_heads), ("head_dim", head_dim),
-                                         ("seq_len", seq_len), ("batch", batch))}
+            sizes = {
+                name: calculators.parse_whole(value, name) if isinstance(value, str) else value
+                for name, value in (
+                    ("layers", layers),
+                    ("kv_heads", kv_heads),
+                    ("head_dim", head_dim),
+                    ("seq_len", seq_len),
+                    ("batch", batch),
+                )
+            }
             return calculators.kv_cache_bytes(dtype=dtype, **sizes).to_json()
         except ValueError as exc:
             raise ToolError(str(exc)) from None
 
     @server.tool()
-    def chinchilla(params: float | str | None = None, tokens: float | str | None = None,
-                   flops: float | str | None = None) -> ChinchillaAnswer:
+    def chinchilla(
+        params: float | str | None = None, tokens: float | str | None = None, flops: float | str | None = None
+    ) -> ChinchillaAnswer:
         """Compute-optimal model size, training tokens and FLOPs from exactly one of them
         (20 tokens per parameter, C = 6 N D). Numbers may be written as the CLI takes them: 7B, 1.4T."""
         try:
@@ -413,9 +454,19 @@ def build_server(roots: list[Path]) -> MCPServer:
 
     for skill in kb.skills.values():
         skill_markdown = _markdown_of(kb, skill, render_markdown)
-        server.add_resource(FunctionResource.from_function(
-            skill_markdown, uri=f"skill://{skill.id}", name=skill.id, title=skill.name,
-            description=skill.description, mime_type="text/markdown"))
-        server.add_prompt(Prompt.from_function(skill_markdown, name=skill.id, title=skill.name,
-                                               description=f"System prompt: {skill.description}"))
+        server.add_resource(
+            FunctionResource.from_function(
+                skill_markdown,
+                uri=f"skill://{skill.id}",
+                name=skill.id,
+                title=skill.name,
+                description=skill.description,
+                mime_type="text/markdown",
+            )
+        )
+        server.add_prompt(
+            Prompt.from_function(
+                skill_markdown, name=skill.id, title=skill.name, description=f"System prompt: {skill.description}"
+            )
+        )
     return server

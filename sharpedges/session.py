@@ -12,35 +12,57 @@ from pathlib import Path
 
 from sharpedges.diagnostics import Diagnostic, FileError
 from sharpedges.engine import Engine
-from sharpedges.fixes import FixRefused, apply_edits, decode_source, encode_source, still_parses, write_fixed, \
-    writable_target
+from sharpedges.fixes import (
+    FixRefused,
+    apply_edits,
+    decode_source,
+    encode_source,
+    still_parses,
+    writable_target,
+    write_fixed,
+)
 from sharpedges.outputs import render
 from sharpedges.outputs.concise import error_line
-from sharpedges.runner import CheckOptions, RunResult, build_engine, check_source, per_file_ignored, run_check, \
-    stderr_progress
+from sharpedges.runner import (
+    CheckOptions,
+    RunResult,
+    build_engine,
+    check_source,
+    per_file_ignored,
+    run_check,
+    stderr_progress,
+)
 
 MACHINE_FORMATS = ("json", "sarif", "github")
 
 
 def check_options(args: argparse.Namespace) -> CheckOptions:
     return CheckOptions(
-        paths=list(args.paths), select=args.select, extend_select=args.extend_select, ignore=args.ignore,
-        preview=args.preview, use_cache=not getattr(args, "no_cache", False), cache_dir=getattr(args, "cache_dir", None),
-        jobs=getattr(args, "jobs", None), shard=getattr(args, "shard", None),
-        progress=None if args.format in MACHINE_FORMATS else stderr_progress())
+        paths=list(args.paths),
+        select=args.select,
+        extend_select=args.extend_select,
+        ignore=args.ignore,
+        preview=args.preview,
+        use_cache=not getattr(args, "no_cache", False),
+        cache_dir=getattr(args, "cache_dir", None),
+        jobs=getattr(args, "jobs", None),
+        shard=getattr(args, "shard", None),
+        progress=None if args.format in MACHINE_FORMATS else stderr_progress(),
+    )
 
 
 def check_stdin(options: CheckOptions, filename: str, data: bytes) -> RunResult:
     """Standard input checked as the file `filename` would be: its config, rules and per-file-ignores."""
     from sharpedges.config import find_config
-
     from sharpedges.discovery import exclusion_test
 
     config = find_config(Path(filename).resolve())
     _, is_excluded = exclusion_test([*config.exclude, *config.extend_exclude], config.root)
     if filename != "-" and is_excluded(Path(os.path.abspath(filename)), False):
-        print(f"sharpedges: warning: {filename}: excluded by the configured exclude patterns, not checked",
-              file=sys.stderr)
+        print(
+            f"sharpedges: warning: {filename}: excluded by the configured exclude patterns, not checked",
+            file=sys.stderr,
+        )
         return RunResult([], [], 0, {})
     result = check_source(build_engine(config, options), filename, data, options.time_limit)
     kept = [d for d in result.diagnostics if not per_file_ignored(config, d)]
@@ -134,7 +156,9 @@ class CheckSession:
                 outcome.errors.append(FileError(path, f"fix not applied: {exc}"))
         return outcome
 
-    def _fix_file(self, path: str, keys: set[tuple], allowed: set[str], checked: str | None, outcome: FixOutcome) -> None:
+    def _fix_file(
+        self, path: str, keys: set[tuple], allowed: set[str], checked: str | None, outcome: FixOutcome
+    ) -> None:
         stdin = bool(self.args.stdin_filename)
         if stdin:
             data = self.stdin
@@ -149,19 +173,29 @@ class CheckSession:
             raise FixRefused("the file changed since it was checked; run again")
         text, encoding = decode_source(data)
         fresh = check_source(self._engine_for(path), path, data, self.options.time_limit)
-        fixes = [d.fix for d in fresh.diagnostics if d.fix and d.fix["applicability"] in allowed and _fix_key(d) in keys]
+        fixes = [
+            d.fix for d in fresh.diagnostics if d.fix and d.fix["applicability"] in allowed and _fix_key(d) in keys
+        ]
         applied = apply_edits(text, fixes)
         if applied.refused:
-            outcome.errors.append(FileError(path, f"{applied.refused} fix(es) not applied: the code at the fix is not "
-                                                  "the code it was computed for (please report this)"))
+            outcome.errors.append(
+                FileError(
+                    path,
+                    f"{applied.refused} fix(es) not applied: the code at the fix is not "
+                    "the code it was computed for (please report this)",
+                )
+            )
         if applied.text == text:
             return
         if not still_parses(applied.text):
             raise FixRefused("the fixed file would not parse (please report this)")
         fixed = encode_source(applied.text, encoding)
         if self.args.diff:
-            outcome.diffs.append("".join(difflib.unified_diff(
-                text.splitlines(True), applied.text.splitlines(True), f"a/{path}", f"b/{path}")))
+            outcome.diffs.append(
+                "".join(
+                    difflib.unified_diff(text.splitlines(True), applied.text.splitlines(True), f"a/{path}", f"b/{path}")
+                )
+            )
         elif stdin:
             outcome.written.append(applied.text)
         else:

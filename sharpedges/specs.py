@@ -66,10 +66,15 @@ class RuleSpec:
         return {key: option.default for key, option in self.options.items()}
 
     @classmethod
-    def from_data(cls, data: dict[str, Any]) -> "RuleSpec":
-        return cls(**{**data, "examples": Examples(tuple(data["examples"]["bad"]), tuple(data["examples"]["good"])),
-                      "references": tuple(data.get("references", ())),
-                      "options": {k: OptionSpec(**v) for k, v in data.get("options", {}).items()}})
+    def from_data(cls, data: dict[str, Any]) -> RuleSpec:
+        return cls(
+            **{
+                **data,
+                "examples": Examples(tuple(data["examples"]["bad"]), tuple(data["examples"]["good"])),
+                "references": tuple(data.get("references", ())),
+                "options": {k: OptionSpec(**v) for k, v in data.get("options", {}).items()},
+            }
+        )
 
 
 def describe_validation_error(path: Path, exc) -> str:
@@ -150,7 +155,8 @@ def load_specs(directory: Path | None = None) -> dict[str, RuleSpec]:
         # The installed rules link into the installed skills and reference_impls; another rules
         # folder (a test's world) is cross-checked against its own skills by the knowledge registry.
         linked = directory == RULES_DIR
-        problems = [problem for path, item in zip(paths, data) if linked for problem in link_problems(item, path)]
+        pairs = zip(paths, data, strict=True) if linked else ()
+        problems = [problem for path, item in pairs for problem in link_problems(item, path)]
         if problems:
             raise DataFileError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
         _write_cache(key, data)
@@ -165,10 +171,13 @@ def load_specs(directory: Path | None = None) -> dict[str, RuleSpec]:
 
 def validate_options(spec: RuleSpec, given: dict[str, Any], where: str) -> dict[str, Any]:
     """Merge user options over defaults, checking names and types; raises ValueError naming the key."""
-    checks = {"int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-              "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-              "bool": lambda v: isinstance(v, bool), "str": lambda v: isinstance(v, str),
-              "list[str]": lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v)}
+    checks = {
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "bool": lambda v: isinstance(v, bool),
+        "str": lambda v: isinstance(v, str),
+        "list[str]": lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v),
+    }
     merged = spec.option_defaults()
     for key, value in given.items():
         if key not in spec.options:
@@ -179,7 +188,8 @@ def validate_options(spec: RuleSpec, given: dict[str, Any], where: str) -> dict[
             raise ValueError(f"{where}: option '{key}' of {spec.code} must be {expected}, got {value!r}")
         minimum = spec.options[key].minimum
         if minimum is not None and value < minimum:
-            raise ValueError(f"{where}: [tool.sharpedges.rules.{spec.code}] '{key}' must be at least {minimum}, "
-                             f"got {value!r}")
+            raise ValueError(
+                f"{where}: [tool.sharpedges.rules.{spec.code}] '{key}' must be at least {minimum}, got {value!r}"
+            )
         merged[key] = value
     return merged

@@ -22,21 +22,59 @@ from sharpedges.analysis.calls import argument, literal_int, literal_number, lit
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
-from sharpedges.analysis.summaries import HELPER_SCOPES, bind_arguments, called_function, positional_parameters, \
-    return_values
-from sharpedges.analysis.vocabulary import ADDITIVE_FUNCTIONS, ADDITIVE_METHODS, BROADCAST_METHODS, CAST_METHODS, \
-    CLAMP_FUNCTIONS, CLAMP_METHODS, COPY_METHODS, FILL_FUNCTIONS, FILL_METHODS, KERNELS, MASKING_METHODS, \
-    MATMUL_FUNCTIONS, NAN_REPAIR_FUNCTIONS, NAN_REPAIR_METHODS, PAD_FUNCTIONS, REORDER_METHODS, REPEAT_METHODS, \
-    RESHAPE_METHODS, SCALING_FUNCTIONS, SCALING_METHODS, SDPA, SELECTION_METHODS, SHAPE_ONLY_METHODS, \
-    SQRT_FUNCTIONS, TENSOR_LITERALS, TRIANGLE_METHODS, TRIANGLES, is_library_namespace
+from sharpedges.analysis.summaries import (
+    HELPER_SCOPES,
+    bind_arguments,
+    called_function,
+    positional_parameters,
+    return_values,
+)
+from sharpedges.analysis.vocabulary import (
+    ADDITIVE_FUNCTIONS,
+    ADDITIVE_METHODS,
+    BROADCAST_METHODS,
+    CAST_METHODS,
+    CLAMP_FUNCTIONS,
+    CLAMP_METHODS,
+    COPY_METHODS,
+    FILL_FUNCTIONS,
+    FILL_METHODS,
+    KERNELS,
+    MASKING_METHODS,
+    MATMUL_FUNCTIONS,
+    NAN_REPAIR_FUNCTIONS,
+    NAN_REPAIR_METHODS,
+    PAD_FUNCTIONS,
+    REORDER_METHODS,
+    REPEAT_METHODS,
+    RESHAPE_METHODS,
+    SCALING_FUNCTIONS,
+    SCALING_METHODS,
+    SDPA,
+    SELECTION_METHODS,
+    SHAPE_ONLY_METHODS,
+    SQRT_FUNCTIONS,
+    TENSOR_LITERALS,
+    TRIANGLE_METHODS,
+    TRIANGLES,
+    is_library_namespace,
+)
 from sharpedges.analysis.walk import is_a
 
 MAX_DEPTH = 12
 SOFTMAX_FUNCTIONS = {"torch.softmax"}
 SOFTMAX_MODULES = {"torch.nn.Softmax"}
 # Calls and methods whose result is "the same scores, reshaped or retyped or masked".
-PASS_THROUGH_METHODS = (RESHAPE_METHODS | CAST_METHODS | COPY_METHODS | REORDER_METHODS | MASKING_METHODS
-                        | ADDITIVE_METHODS | CLAMP_METHODS | NAN_REPAIR_METHODS)
+PASS_THROUGH_METHODS = (
+    RESHAPE_METHODS
+    | CAST_METHODS
+    | COPY_METHODS
+    | REORDER_METHODS
+    | MASKING_METHODS
+    | ADDITIVE_METHODS
+    | CLAMP_METHODS
+    | NAN_REPAIR_METHODS
+)
 PASS_THROUGH_FUNCTIONS = FILL_FUNCTIONS | CLAMP_FUNCTIONS | NAN_REPAIR_FUNCTIONS | ADDITIVE_FUNCTIONS | PAD_FUNCTIONS
 WEIGHT_NAME = re.compile(r"(weight|^w$|^W\w*$|emb|embed|wte|lm_head|classifier|proj_matrix)", re.IGNORECASE)
 
@@ -68,10 +106,10 @@ class LogitSource:
     # The transposing expression of the keys (`k.transpose(2, 3)`, `k.mT`) for matmul-like products.
     transpose: cst.CSTNode | None = field(default=None, repr=False)
 
-    def through(self, node: cst.CSTNode) -> "LogitSource":
+    def through(self, node: cst.CSTNode) -> LogitSource:
         return replace(self, path=(node, *self.path))
 
-    def scaled_by(self, *scales: Scale) -> "LogitSource":
+    def scaled_by(self, *scales: Scale) -> LogitSource:
         return replace(self, scaled=True, scales=(*self.scales, *scales))
 
 
@@ -86,6 +124,7 @@ class SoftmaxCall:
 def softmax_calls(ctx: FileContext) -> list[SoftmaxCall]:
     """Every softmax in the file: `torch.softmax`, `F.softmax`, `x.softmax(...)`, and calls of
     `nn.Softmax` modules, inline or assigned to `self.x` in the class."""
+
     def compute() -> list[SoftmaxCall]:
         found = []
         for call in ctx.calls():
@@ -96,8 +135,11 @@ def softmax_calls(ctx: FileContext) -> list[SoftmaxCall]:
             elif _is_softmax_module(ctx, call):
                 value = argument(call, "input", 0)
                 dim = _softmax_module_dim(ctx, call)
-            elif method_name(call) == "softmax" and not is_library_namespace(ctx, receiver(call)) \
-                    and self_attribute(call.func) is None:
+            elif (
+                method_name(call) == "softmax"
+                and not is_library_namespace(ctx, receiver(call))
+                and self_attribute(call.func) is None
+            ):
                 value = receiver(call)
                 dim = argument(call, "dim", 0)
             else:
@@ -105,6 +147,7 @@ def softmax_calls(ctx: FileContext) -> list[SoftmaxCall]:
             if value is not None:
                 found.append(SoftmaxCall(call, value, dim, ctx.function_of(call)))
         return found
+
     return ctx.memo("softmax_calls", compute)
 
 
@@ -133,6 +176,7 @@ def _softmax_module_dim(ctx: FileContext, call: cst.Call) -> cst.BaseExpression 
 
 def _method_call_sites(ctx: FileContext, cls: cst.ClassDef) -> dict[str, list[cst.Call]]:
     """`self.name(...)` calls inside a class, by method name."""
+
     def compute() -> dict[str, list[cst.Call]]:
         found: dict[str, list[cst.Call]] = {}
         for call in ctx.index.descendants(cls, cst.Call):
@@ -140,6 +184,7 @@ def _method_call_sites(ctx: FileContext, cls: cst.ClassDef) -> dict[str, list[cs
             if attr is not None and ctx.class_of(call) is cls:
                 found.setdefault(attr, []).append(call)
         return found
+
     return ctx.memo(f"method_call_sites:{ctx.order(cls)}", compute)
 
 
@@ -147,8 +192,12 @@ class LogitTracer:
     """Follows an expression back to the QK^T products it is made of, within one function (and into
     the helpers of the same file it calls on the way)."""
 
-    def __init__(self, ctx: FileContext, function: cst.FunctionDef | None,
-                 bindings: dict[str, tuple["LogitTracer", cst.BaseExpression, int]] | None = None) -> None:
+    def __init__(
+        self,
+        ctx: FileContext,
+        function: cst.FunctionDef | None,
+        bindings: dict[str, tuple[LogitTracer, cst.BaseExpression, int]] | None = None,
+    ) -> None:
         self.ctx = ctx
         self.function = function
         self.facts = ctx.function_facts(function) if function is not None else None
@@ -176,9 +225,11 @@ class LogitTracer:
             if is_a(operator, cst.Divide):
                 return [s.scaled_by(self.scale(expr.right, at, True)) for s in self.sources(expr.left, at, depth + 1)]
             if is_a(operator, cst.Multiply):
-                return [s.scaled_by(self.scale(other, at)) for side, other in ((expr.left, expr.right),
-                                                                              (expr.right, expr.left))
-                        for s in self.sources(side, at, depth + 1)]
+                return [
+                    s.scaled_by(self.scale(other, at))
+                    for side, other in ((expr.left, expr.right), (expr.right, expr.left))
+                    for s in self.sources(side, at, depth + 1)
+                ]
             if is_a(operator, (cst.Add, cst.Subtract)):
                 return self.sources(expr.left, at, depth + 1) + self.sources(expr.right, at, depth + 1)
             return []
@@ -198,7 +249,9 @@ class LogitTracer:
             if definition.value is None:
                 continue
             if definition.kind == "augassign":
-                previous = [s.through(definition.node) for s in self._through_definitions(name, definition.order, depth + 1)]
+                previous = [
+                    s.through(definition.node) for s in self._through_definitions(name, definition.order, depth + 1)
+                ]
                 if is_a(definition.operator, (cst.MultiplyAssign, cst.DivideAssign)):
                     divides = is_a(definition.operator, cst.DivideAssign)
                     found += [s.scaled_by(self.scale(definition.value, definition.order, divides)) for s in previous]
@@ -208,8 +261,12 @@ class LogitTracer:
                 call = definition.value
                 previous = [s.through(call) for s in self._through_definitions(name, definition.order, depth + 1)]
                 factor = argument(call, "other", 0) if definition.method in SCALING_METHODS else None
-                found += [s.scaled_by(self.scale(factor, definition.order, definition.method.startswith("div")))
-                          if factor is not None else s for s in previous]
+                found += [
+                    s.scaled_by(self.scale(factor, definition.order, definition.method.startswith("div")))
+                    if factor is not None
+                    else s
+                    for s in previous
+                ]
             elif definition.kind == "assign":
                 found += self.sources(definition.value, definition.order, depth + 1)
         return found
@@ -218,9 +275,14 @@ class LogitTracer:
         ctx = self.ctx
         qualified = ctx.callee(call)
         method = method_name(call)
-        if qualified in MATMUL_FUNCTIONS or (method in ("matmul", "bmm") and not is_library_namespace(ctx, receiver(call))):
-            left, right = (argument(call, "input", 0), argument(call, "other", 1)) if qualified in MATMUL_FUNCTIONS \
+        if qualified in MATMUL_FUNCTIONS or (
+            method in ("matmul", "bmm") and not is_library_namespace(ctx, receiver(call))
+        ):
+            left, right = (
+                (argument(call, "input", 0), argument(call, "other", 1))
+                if qualified in MATMUL_FUNCTIONS
                 else (receiver(call), argument(call, None, 0))
+            )
             if qualified == "torch.bmm":
                 left, right = argument(call, "input", 0), argument(call, "mat2", 1)
             kind = "bmm" if "bmm" in (qualified, method) or qualified == "torch.bmm" else "matmul"
@@ -228,8 +290,9 @@ class LogitTracer:
             return [product] if product else []
         if qualified == "torch.baddbmm":
             left, right = argument(call, "batch1", 1), argument(call, "batch2", 2)
-            product = self.qk_product(call, left, right, at, "baddbmm") if left is not None and right is not None \
-                else None
+            product = (
+                self.qk_product(call, left, right, at, "baddbmm") if left is not None and right is not None else None
+            )
             if product is None:
                 return []
             alpha = argument(call, "alpha")
@@ -237,14 +300,18 @@ class LogitTracer:
         if qualified == "torch.einsum":
             product = self.einsum_product(call, at)
             return [product] if product else []
-        if qualified in SCALING_FUNCTIONS or (method in SCALING_METHODS and not is_library_namespace(ctx, receiver(call))):
+        if qualified in SCALING_FUNCTIONS or (
+            method in SCALING_METHODS and not is_library_namespace(ctx, receiver(call))
+        ):
             inner = argument(call, "input", 0) if qualified in SCALING_FUNCTIONS else receiver(call)
             factor = argument(call, "other", 1) if qualified in SCALING_FUNCTIONS else argument(call, "other", 0)
             divides = "div" in (qualified or method or "")
             if inner is None:
                 return []
-            return [s.scaled_by(self.scale(factor, at, divides)) if factor is not None else s
-                    for s in self.sources(inner, at, depth + 1)]
+            return [
+                s.scaled_by(self.scale(factor, at, divides)) if factor is not None else s
+                for s in self.sources(inner, at, depth + 1)
+            ]
         if qualified == "torch.where":
             found = []
             for position, keyword in ((1, "input"), (2, "other")):
@@ -308,9 +375,7 @@ class LogitTracer:
         if WEIGHT_NAME.search(last):
             return True
         attr = self_attribute(base) if is_a(base, cst.Attribute) else None
-        if attr is not None and self.cls is not None and self.ctx.class_facts(self.cls).is_parameter(attr):
-            return True
-        return False
+        return attr is not None and self.cls is not None and self.ctx.class_facts(self.cls).is_parameter(attr)
 
     def is_transposed(self, expr: cst.BaseExpression, at: int, depth: int) -> bool:
         return self.transpose_of(expr, at, depth) is not None
@@ -388,8 +453,11 @@ class LogitTracer:
         function, positional = helper
         bindings = {name: (self, value, at) for name, value in bind_arguments(call, positional).items()}
         inner = LogitTracer(self.ctx, function, bindings)
-        return [scale for value in return_values(self.ctx, function)
-                for scale in inner.operand_scales(value, self.ctx.index.last_order(value) + 1, depth + 1)]
+        return [
+            scale
+            for value in return_values(self.ctx, function)
+            for scale in inner.operand_scales(value, self.ctx.index.last_order(value) + 1, depth + 1)
+        ]
 
     def _name_scales(self, name: str, at: int, depth: int) -> list[Scale]:
         if self.facts is None:
@@ -397,8 +465,9 @@ class LogitTracer:
         found: list[Scale] = []
         for definition in self.facts.reaching(name, at):
             if definition.kind == "augassign" and is_a(definition.operator, (cst.MultiplyAssign, cst.DivideAssign)):
-                found.append(self.scale(definition.value, definition.order,
-                                        is_a(definition.operator, cst.DivideAssign)))
+                found.append(
+                    self.scale(definition.value, definition.order, is_a(definition.operator, cst.DivideAssign))
+                )
             elif definition.kind == "inplace" and definition.method in SCALING_METHODS:
                 factor = argument(definition.value, "other", 0)
                 if factor is not None:
@@ -418,7 +487,11 @@ class LogitTracer:
             caller, value, at = self.bindings[name]
             return caller.operand_scales(value, at, depth + 1)
         function, cls = self.function, self.cls
-        if function is None or cls is None or self.ctx.class_facts(cls).methods.get(function.name.value) is not function:
+        if (
+            function is None
+            or cls is None
+            or self.ctx.class_facts(cls).methods.get(function.name.value) is not function
+        ):
             return []
         calls = _method_call_sites(self.ctx, cls).get(function.name.value, [])
         positional = positional_parameters(function)[1:]
@@ -461,21 +534,27 @@ def key_axis(source: LogitSource) -> tuple[int | None, int | None]:
             return None, None
         position = output.index(keys[0])
         ellipsis_before = "…" in output[:position]
-        ellipsis_after = "…" in output[position + 1:]
+        ellipsis_after = "…" in output[position + 1 :]
         return (None if ellipsis_before else position), (None if ellipsis_after else position - len(output))
     transpose = source.transpose
     if is_a(transpose, cst.Call):
         dims = [literal_int(arg.value) for arg in transpose.args if arg.keyword is None]
         if method_name(transpose) == "permute" and None not in dims:
             return len(dims) - 1, -1
-        if method_name(transpose) == "transpose" and len(dims) == 2 and None not in dims and min(dims) >= 0 \
-                and abs(dims[0] - dims[1]) == 1:
+        if (
+            method_name(transpose) == "transpose"
+            and len(dims) == 2
+            and None not in dims
+            and min(dims) >= 0
+            and abs(dims[0] - dims[1]) == 1
+        ):
             return max(dims), -1  # `k.transpose(2, 3)` swaps the last two dims of a 4-d key tensor
     return None, -1
 
 
 def attention_softmaxes(ctx: FileContext) -> list[tuple[SoftmaxCall, list[LogitSource]]]:
     """The softmaxes over attention logits in the file, each with the QK^T products that reach it."""
+
     def compute():
         found = []
         for softmax in softmax_calls(ctx):
@@ -483,6 +562,7 @@ def attention_softmaxes(ctx: FileContext) -> list[tuple[SoftmaxCall, list[LogitS
             if sources:
                 found.append((softmax, sources))
         return found
+
     return ctx.memo("attention_softmaxes", compute)
 
 
@@ -498,8 +578,12 @@ def is_dtype_min(ctx: FileContext, expr: cst.BaseExpression) -> bool:
         expr, attr = expr.expression, "max"
     else:
         attr = "min"
-    return is_a(expr, cst.Attribute) and expr.attr.value == attr and is_a(expr.value, cst.Call) \
+    return (
+        is_a(expr, cst.Attribute)
+        and expr.attr.value == attr
+        and is_a(expr.value, cst.Call)
         and ctx.callee(expr.value) == "torch.finfo"
+    )
 
 
 def fills_dtype_min(ctx: FileContext, expr: cst.BaseExpression, at: int, depth: int = 0) -> bool:
@@ -528,8 +612,10 @@ def _fills_dtype_min(ctx: FileContext, expr: cst.BaseExpression, at: int, depth:
         function = ctx.function_of(expr)
         if function is None:
             return False
-        return any(d.kind == "assign" and d.value is not None and fills_dtype_min(ctx, d.value, d.order, depth + 1)
-                   for d in ctx.function_facts(function).reaching(expr.value, at))
+        return any(
+            d.kind == "assign" and d.value is not None and fills_dtype_min(ctx, d.value, d.order, depth + 1)
+            for d in ctx.function_facts(function).reaching(expr.value, at)
+        )
     if not is_a(expr, cst.Call):
         return False
     qualified, method = ctx.callee(expr), method_name(expr)
@@ -537,8 +623,10 @@ def _fills_dtype_min(ctx: FileContext, expr: cst.BaseExpression, at: int, depth:
         fill = argument(expr, "fill_value", 1)
         return fill is not None and fills_dtype_min(ctx, fill, at, depth + 1)
     if qualified == "torch.where":
-        return any(branch is not None and fills_dtype_min(ctx, branch, at, depth + 1)
-                   for branch in (argument(expr, "input", 1), argument(expr, "other", 2)))
+        return any(
+            branch is not None and fills_dtype_min(ctx, branch, at, depth + 1)
+            for branch in (argument(expr, "input", 1), argument(expr, "other", 2))
+        )
     if method in ("masked_fill", "masked_fill_"):
         fill = argument(expr, "value", 1)
         if fill is not None and fills_dtype_min(ctx, fill, at, depth + 1):
@@ -549,12 +637,15 @@ def _fills_dtype_min(ctx: FileContext, expr: cst.BaseExpression, at: int, depth:
     if qualified in ("torch.cat", "torch.concat", "torch.stack"):
         parts = argument(expr, "tensors", 0)
         return is_a(parts, (cst.List, cst.Tuple)) and any(
-            fills_dtype_min(ctx, part.value, at, depth + 1) for part in parts.elements)
+            fills_dtype_min(ctx, part.value, at, depth + 1) for part in parts.elements
+        )
     if method in MIN_PLANE_PASS_THROUGH and not is_library_namespace(ctx, receiver(expr)):
         return fills_dtype_min(ctx, receiver(expr), at, depth + 1)
     helper = called_function(ctx, expr)
-    return helper is not None and any(fills_dtype_min(ctx, value, ctx.index.last_order(value) + 1, depth + 1)
-                                      for value in return_values(ctx, helper[0]))
+    return helper is not None and any(
+        fills_dtype_min(ctx, value, ctx.index.last_order(value) + 1, depth + 1)
+        for value in return_values(ctx, helper[0])
+    )
 
 
 # -- what a scale is made of ------------------------------------------------------------------------
@@ -574,8 +665,9 @@ class HeadSplit:
     divisor_is_head_count: bool | None
 
 
-def dimension_key(ctx: FileContext, expr: cst.BaseExpression, function: cst.FunctionDef | None, at: int,
-                  depth: int = 0) -> DimensionKey | None:
+def dimension_key(
+    ctx: FileContext, expr: cst.BaseExpression, function: cst.FunctionDef | None, at: int, depth: int = 0
+) -> DimensionKey | None:
     """Which quantity a name or attribute holds, followed through plain aliases (`self.dim = dim`,
     `d = self.head_dim`) so that the same quantity gets the same key wherever it is read."""
     if depth > MAX_DEPTH:
@@ -634,8 +726,9 @@ def _dimensions(ctx: FileContext, expr: cst.BaseExpression, function, at: int, d
         if is_a(operator, cst.Power):
             return _dimensions(ctx, expr.left, function, at, depth + 1)
         if is_a(operator, cst.Multiply):
-            return _dimensions(ctx, expr.left, function, at, depth + 1) + \
-                _dimensions(ctx, expr.right, function, at, depth + 1)
+            return _dimensions(ctx, expr.left, function, at, depth + 1) + _dimensions(
+                ctx, expr.right, function, at, depth + 1
+            )
         if is_a(operator, cst.Divide) and literal_number(expr.left) is not None:
             return _dimensions(ctx, expr.right, function, at, depth + 1)
         return []  # a quotient of two sizes, a sum: not one of the sizes it is made of
@@ -648,8 +741,12 @@ def _dimensions(ctx: FileContext, expr: cst.BaseExpression, function, at: int, d
         return []
     if is_a(expr, cst.Name) and function is not None:
         definitions = ctx.function_facts(function).reaching(expr.value, at)
-        if len(definitions) == 1 and definitions[0].kind == "assign" and definitions[0].value is not None \
-                and not is_a(definitions[0].value, (cst.Name, cst.Attribute)):
+        if (
+            len(definitions) == 1
+            and definitions[0].kind == "assign"
+            and definitions[0].value is not None
+            and not is_a(definitions[0].value, (cst.Name, cst.Attribute))
+        ):
             return _dimensions(ctx, definitions[0].value, function, definitions[0].order, depth + 1)
     if is_a(expr, cst.Attribute) and self_attribute(expr) is not None:
         assignment = _single_self_assignment(ctx, function, self_attribute(expr))
@@ -665,6 +762,7 @@ def _dimensions(ctx: FileContext, expr: cst.BaseExpression, function, at: int, d
 def head_splits(ctx: FileContext, scope: cst.CSTNode) -> list[HeadSplit]:
     """Every `a // b` (or `int(a / b)`) of two sizes, no literals, in a class or function: where
     the code divides a width among heads, and which of the two the divisor is."""
+
     def compute() -> list[HeadSplit]:
         layouts = _head_layouts(ctx, scope)
         found = []
@@ -685,6 +783,7 @@ def head_splits(ctx: FileContext, scope: cst.CSTNode) -> list[HeadSplit]:
                     head_count = False if head_count is None else head_count
             found.append(HeadSplit(node, dimension_key(ctx, node.left, function, at), divisor, head_count))
         return found
+
     return ctx.memo(f"head_splits:{ctx.order(scope)}", compute)
 
 
@@ -723,8 +822,12 @@ def _head_layouts(ctx: FileContext, scope: cst.CSTNode) -> list[tuple[set, set]]
         function = ctx.function_of(call)
         at = ctx.order(call)
         heads, head_dim = sizes[-2], sizes[-1]
-        layouts.append(({heads, dimension_key(ctx, heads, function, at)} - {None},
-                        {head_dim, dimension_key(ctx, head_dim, function, at)} - {None}))
+        layouts.append(
+            (
+                {heads, dimension_key(ctx, heads, function, at)} - {None},
+                {head_dim, dimension_key(ctx, head_dim, function, at)} - {None},
+            )
+        )
     return layouts
 
 

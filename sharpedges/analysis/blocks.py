@@ -28,8 +28,11 @@ NORM_FUNCTIONS = {"torch.nn.functional.layer_norm", "torch.nn.functional.rms_nor
 # Norms over the feature dim of a token; batch/group/instance norms sit in conv nets, not here.
 NORM_TYPE = re.compile(r"(LayerNorm|RMSNorm|RmsNorm|ScaleNorm|Norm)$")
 NOT_TOKEN_NORM = re.compile(r"(Batch|Group|Instance|Weight|Spectral)Norm", re.IGNORECASE)
-NORM_ATTRIBUTE = re.compile(r"(^|_)(ln|norm|layernorm|layer_norm|rmsnorm|rms_norm)(_?\d+|_\w+)?$|^(ln|norm)_?\w*\d$"
-                            r"|LayerNorm|^norm|norm$", re.IGNORECASE)
+NORM_ATTRIBUTE = re.compile(
+    r"(^|_)(ln|norm|layernorm|layer_norm|rmsnorm|rms_norm)(_?\d+|_\w+)?$|^(ln|norm)_?\w*\d$"
+    r"|LayerNorm|^norm|norm$",
+    re.IGNORECASE,
+)
 TORCH_LAYERS = {"torch.nn.TransformerEncoderLayer", "torch.nn.TransformerDecoderLayer"}
 TORCH_STACKS = {"torch.nn.TransformerEncoder", "torch.nn.TransformerDecoder"}
 MAX_HOPS = 6
@@ -108,9 +111,12 @@ def residual_sum(ctx: FileContext, expr: cst.BaseExpression, hops: int = 0) -> R
         if definition.kind == "assign" and definition.value is not None:
             return residual_sum(ctx, definition.value, hops + 1)
         return None
-    if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Add):
-        if _is_branch(ctx, expr.left, hops) or _is_branch(ctx, expr.right, hops):
-            return ResidualSum(expr, (expr.left, expr.right))
+    if (
+        isinstance(expr, cst.BinaryOperation)
+        and isinstance(expr.operator, cst.Add)
+        and (_is_branch(ctx, expr.left, hops) or _is_branch(ctx, expr.right, hops))
+    ):
+        return ResidualSum(expr, (expr.left, expr.right))
     return None
 
 
@@ -133,8 +139,12 @@ def _norms_in(ctx: FileContext, expr: cst.BaseExpression, hops: int = 0, skip: s
     for node in [expr, *ctx.index.descendants(expr, (cst.Call, cst.Name))]:
         if isinstance(node, cst.Call) and is_norm_call(ctx, node):
             yield node
-        if isinstance(node, cst.Name) and node.value != skip and hops < MAX_HOPS \
-                and (function := ctx.function_of(node)) is not None:
+        if (
+            isinstance(node, cst.Name)
+            and node.value != skip
+            and hops < MAX_HOPS
+            and (function := ctx.function_of(node)) is not None
+        ):
             for definition in ctx.function_facts(function).reaching(node.value, ctx.order(node)):
                 value = definition.node.value if definition.kind == "unpack" else definition.value
                 if definition.kind in ("assign", "unpack") and isinstance(value, cst.BaseExpression):
@@ -147,8 +157,12 @@ def _identity(ctx: FileContext, name: cst.Name, hops: int = 0) -> frozenset:
     if function is None:
         return frozenset()
     reaching = ctx.function_facts(function).reaching(name.value, ctx.order(name))
-    if len(reaching) == 1 and reaching[0].kind == "assign" and isinstance(reaching[0].value, cst.Name) \
-            and hops < MAX_HOPS:
+    if (
+        len(reaching) == 1
+        and reaching[0].kind == "assign"
+        and isinstance(reaching[0].value, cst.Name)
+        and hops < MAX_HOPS
+    ):
         return _identity(ctx, reaching[0].value, hops + 1)
     return frozenset(reaching)
 
@@ -160,8 +174,10 @@ def _normalises_stream(ctx: FileContext, branch: cst.BaseExpression, stream: cst
     if not isinstance(stream, cst.Name):
         return False
     target = _identity(ctx, stream)
-    return bool(target) and any(norm.args and isinstance(arg := norm.args[0].value, cst.Name)
-                                and _identity(ctx, arg) == target for norm in _norms_in(ctx, branch))
+    return bool(target) and any(
+        norm.args and isinstance(arg := norm.args[0].value, cst.Name) and _identity(ctx, arg) == target
+        for norm in _norms_in(ctx, branch)
+    )
 
 
 # -- block styles -------------------------------------------------------------------------------
@@ -186,8 +202,9 @@ def residual_norms(ctx: FileContext, function: cst.FunctionDef) -> list[Residual
         normed_sums.add(summed.node)
     # A sum no norm consumes, whose branch starts from a norm: pre-norm. (In a post-norm block the
     # branch starts from the previous sublayer's norm too, but that sum feeds a norm: seen above.)
-    for node in ctx.index.descendants(function.body, (cst.BinaryOperation, cst.AugAssign),
-                                      prune=(cst.FunctionDef, cst.ClassDef)):
+    for node in ctx.index.descendants(
+        function.body, (cst.BinaryOperation, cst.AugAssign), prune=(cst.FunctionDef, cst.ClassDef)
+    ):
         if node in normed_sums:
             continue
         if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Add) and not _feeds_norm(ctx, node):
@@ -211,15 +228,20 @@ def _sum_survives(ctx: FileContext, norm: cst.Call, argument_: cst.BaseExpressio
     held = facts.reaching(argument_.value, ctx.order(argument_))
     for use in facts.uses.get(argument_.value, ()):
         # `x + mlp(ln_2(x))` reads the same sum outside the norm, in the same statement
-        if not ctx.index.contains(norm, use) and any(d in held for d in facts.reaching(argument_.value, ctx.order(use))):
+        if not ctx.index.contains(norm, use) and any(
+            d in held for d in facts.reaching(argument_.value, ctx.order(use))
+        ):
             return True
     return False
 
 
 def _feeds_norm(ctx: FileContext, node: cst.BinaryOperation) -> bool:
     parent = ctx.index.parents.get(node)
-    return isinstance(parent, cst.Arg) and isinstance(call := ctx.index.parents.get(parent), cst.Call) \
+    return (
+        isinstance(parent, cst.Arg)
+        and isinstance(call := ctx.index.parents.get(parent), cst.Call)
         and is_norm_call(ctx, call)
+    )
 
 
 def local_classes(ctx: FileContext) -> dict[str, cst.ClassDef]:
@@ -315,8 +337,10 @@ def _find_stacks(ctx: FileContext) -> list[Stack]:
                 found.append(Stack(loop, call.args[0].value, depth))
     for call in ctx.calls():
         if ctx.callee(call) in TORCH_STACKS:
-            layer, depth = argument(call, "encoder_layer", 0) or argument(call, "decoder_layer", 0), \
-                argument(call, "num_layers", 1)
+            layer, depth = (
+                argument(call, "encoder_layer", 0) or argument(call, "decoder_layer", 0),
+                argument(call, "num_layers", 1),
+            )
             layer = resolve_expression(ctx, layer)
             if isinstance(layer, cst.Call) and depth is not None:
                 found.append(Stack(call, layer, depth))
@@ -347,8 +371,11 @@ def resolve_depths(ctx: FileContext, expr: cst.BaseExpression, hops: int = 0) ->
     if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, (cst.Add, cst.Multiply)):
         combine = (lambda a, b: a + b) if isinstance(expr.operator, cst.Add) else (lambda a, b: a * b)
         lefts, rights = resolve_depths(ctx, expr.left, hops + 1), resolve_depths(ctx, expr.right, hops + 1)
-        return [Depth(combine(a.value, b.value), b.where if literal_int(expr.left) is not None else a.where)
-                for a in lefts for b in rights]
+        return [
+            Depth(combine(a.value, b.value), b.where if literal_int(expr.left) is not None else a.where)
+            for a in lefts
+            for b in rights
+        ]
     if isinstance(expr, cst.Name):
         return _name_depths(ctx, expr, hops)
     if isinstance(expr, cst.Attribute):
@@ -385,8 +412,9 @@ def _module_constant(ctx: FileContext, name: str, hops: int) -> list[Depth]:
     for statement in ctx.module.body:
         if isinstance(statement, cst.SimpleStatementLine):
             for small in statement.body:
-                if isinstance(small, cst.Assign) and any(isinstance(t.target, cst.Name) and t.target.value == name
-                                                         for t in small.targets):
+                if isinstance(small, cst.Assign) and any(
+                    isinstance(t.target, cst.Name) and t.target.value == name for t in small.targets
+                ):
                     return resolve_depths(ctx, small.value, hops + 1)
     return []
 
@@ -417,8 +445,13 @@ def _field_depths(ctx: FileContext, field: str) -> list[Depth]:
             if not isinstance(statement, cst.SimpleStatementLine):
                 continue
             for small in statement.body:
-                targets = [small.target] if isinstance(small, cst.AnnAssign) else \
-                    [t.target for t in small.targets] if isinstance(small, cst.Assign) else []
+                targets = (
+                    [small.target]
+                    if isinstance(small, cst.AnnAssign)
+                    else [t.target for t in small.targets]
+                    if isinstance(small, cst.Assign)
+                    else []
+                )
                 if any(isinstance(t, cst.Name) and t.value == field for t in targets):
                     defines = True
                     value = literal_int(small.value)
@@ -452,20 +485,33 @@ def overwritten_residuals(ctx: FileContext, function: cst.FunctionDef) -> list[O
     normalised there), nor when the branch normalises again (an input norm followed by pre-norm)."""
     facts = ctx.function_facts(function)
     found = []
-    for node in ctx.index.descendants(function.body, (cst.Assign, cst.AugAssign), prune=(cst.FunctionDef, cst.ClassDef)):
+    for node in ctx.index.descendants(
+        function.body, (cst.Assign, cst.AugAssign), prune=(cst.FunctionDef, cst.ClassDef)
+    ):
         pair = _stream_and_branch(node)
         if pair is None:
             continue
         stream, branch = pair
         reaching = facts.reaching(stream.value, ctx.order(stream))
-        if not reaching or not _computed_by_call(ctx, branch) or _norm_inside(ctx, branch, skip=stream.value) \
-                or not _mentions(ctx, branch, stream.value):
+        if (
+            not reaching
+            or not _computed_by_call(ctx, branch)
+            or _norm_inside(ctx, branch, skip=stream.value)
+            or not _mentions(ctx, branch, stream.value)
+        ):
             continue
         latest = reaching[0]  # the definition that ran last on the straight path to the sum
         value = latest.value
-        if latest.kind == "assign" and isinstance(latest.node, cst.Assign) and isinstance(value, cst.Call) \
-                and is_norm_call(ctx, value) and value.args and isinstance(arg := value.args[0].value, cst.Name) \
-                and arg.value == stream.value and not _may_hold_sum(ctx, facts, arg):
+        if (
+            latest.kind == "assign"
+            and isinstance(latest.node, cst.Assign)
+            and isinstance(value, cst.Call)
+            and is_norm_call(ctx, value)
+            and value.args
+            and isinstance(arg := value.args[0].value, cst.Name)
+            and arg.value == stream.value
+            and not _may_hold_sum(ctx, facts, arg)
+        ):
             found.append(OverwrittenResidual(latest.node, node, stream.value))
     return found
 
@@ -486,8 +532,11 @@ def _may_hold_sum(ctx: FileContext, facts, name: cst.Name) -> bool:
     for definition in facts.reaching(name.value, ctx.order(name)):
         if definition.kind == "augassign" and isinstance(definition.operator, cst.AddAssign):
             return True
-        if definition.kind == "assign" and isinstance(definition.value, cst.BinaryOperation) \
-                and isinstance(definition.value.operator, cst.Add):
+        if (
+            definition.kind == "assign"
+            and isinstance(definition.value, cst.BinaryOperation)
+            and isinstance(definition.value.operator, cst.Add)
+        ):
             return True
     return False
 
@@ -556,14 +605,21 @@ def unnormed_heads(ctx: FileContext, cls: cst.ClassDef) -> list[UnnormedHead]:
             continue
         end = max(ctx.index.last_order(node) for node, _ in outputs)
         names = {name for _, name in outputs}
-        later = [c for c in ctx.index.descendants(forward.body, cst.Call, prune=(cst.FunctionDef, cst.ClassDef))
-                 if ctx.order(c) > end]
+        later = [
+            c
+            for c in ctx.index.descendants(forward.body, cst.Call, prune=(cst.FunctionDef, cst.ClassDef))
+            if ctx.order(c) > end
+        ]
         if any(is_norm_call(ctx, c) for c in later):
             continue
         for call in later:
             head = self_attribute(call.func)
-            if head is not None and facts.constructed_type(head) in HEAD_TYPES and call.args \
-                    and _reads_stream(call.args[0].value, names):
+            if (
+                head is not None
+                and facts.constructed_type(head) in HEAD_TYPES
+                and call.args
+                and _reads_stream(call.args[0].value, names)
+            ):
                 found.append(UnnormedHead(call, attr))
                 break
     return found
@@ -577,23 +633,34 @@ def _holds_pre_norm_stack(ctx: FileContext, cls: cst.ClassDef, attr: str) -> boo
             continue
         block = stack.block
         if ctx.callee(block) in TORCH_LAYERS:
-            if is_true(argument(block, "norm_first")) and isinstance(stack.node, cst.Call) \
-                    and ctx.callee(stack.node) in TORCH_STACKS and argument(stack.node, "norm", 2) is None:
+            if (
+                is_true(argument(block, "norm_first"))
+                and isinstance(stack.node, cst.Call)
+                and ctx.callee(stack.node) in TORCH_STACKS
+                and argument(stack.node, "norm", 2) is None
+            ):
                 return True
-        elif isinstance(block.func, cst.Name) and (block_cls := local_classes(ctx).get(block.func.value)) is not None:
-            if is_pre_norm_class(ctx, block_cls):
-                return True
+        elif (
+            isinstance(block.func, cst.Name)
+            and (block_cls := local_classes(ctx).get(block.func.value)) is not None
+            and is_pre_norm_class(ctx, block_cls)
+        ):
+            return True
     return False
 
 
 def _assigned_to(ctx: FileContext, node: cst.CSTNode, attr: str) -> bool:
     """`self.attr = nn.ModuleList([...])`, or `self.attr.append(...)` in a stacking loop."""
     if isinstance(node, cst.For):
-        return any(method_name(c) == "append" and self_attribute(c.func.value) == attr
-                   for c in ctx.index.descendants(node.body, cst.Call))
+        return any(
+            method_name(c) == "append" and self_attribute(c.func.value) == attr
+            for c in ctx.index.descendants(node.body, cst.Call)
+        )
     statement = ctx.index.statement_of(node)
-    return any(isinstance(s, cst.Assign) and any(self_attribute(t.target) == attr for t in s.targets)
-               for s in getattr(statement, "body", ()))
+    return any(
+        isinstance(s, cst.Assign) and any(self_attribute(t.target) == attr for t in s.targets)
+        for s in getattr(statement, "body", ())
+    )
 
 
 def _stack_outputs(ctx: FileContext, forward: cst.FunctionDef, attr: str) -> list[tuple[cst.CSTNode, str]]:
@@ -610,8 +677,11 @@ def _stack_outputs(ctx: FileContext, forward: cst.FunctionDef, attr: str) -> lis
                     outputs.append((loop, first.value))
     for assign in ctx.index.descendants(forward.body, cst.Assign, prune=(cst.FunctionDef, cst.ClassDef)):
         value = assign.value
-        if isinstance(value, cst.Call) and self_attribute(value.func) == attr \
-                and isinstance(target := assign.targets[0].target, cst.Name):
+        if (
+            isinstance(value, cst.Call)
+            and self_attribute(value.func) == attr
+            and isinstance(target := assign.targets[0].target, cst.Name)
+        ):
             outputs.append((assign, target.value))
     return outputs
 
@@ -641,5 +711,7 @@ def _metadata_read(ctx: FileContext, name: cst.Name) -> bool:
     if position >= len(params):
         return False
     uses = ctx.function_facts(function).uses.get(params[position], [])
-    return bool(uses) and all(isinstance(p := ctx.index.parents.get(u), cst.Attribute) and p.value is u
-                              and p.attr.value in METADATA for u in uses)
+    return bool(uses) and all(
+        isinstance(p := ctx.index.parents.get(u), cst.Attribute) and p.value is u and p.attr.value in METADATA
+        for u in uses
+    )

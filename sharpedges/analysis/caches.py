@@ -21,8 +21,19 @@ from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.vocabulary import CONCATENATIONS, MATMUL_FUNCTIONS, SDPA
 
 # Keywords through which a model receives the cache it returned on the previous step.
-CACHE_KEYWORDS = {"past_key_values", "past_key_value", "past", "layer_past", "kv_cache", "cache", "mems", "past_kv",
-                  "kv_caches", "caches", "state"}
+CACHE_KEYWORDS = {
+    "past_key_values",
+    "past_key_value",
+    "past",
+    "layer_past",
+    "kv_cache",
+    "cache",
+    "mems",
+    "past_kv",
+    "kv_caches",
+    "caches",
+    "state",
+}
 # Ops that turn scores into token ids (and `generate`, which returns them): ids, not keys or values.
 TOKEN_OPS = {"argmax", "multinomial", "topk", "sample", "argsort", "randint", "generate"}
 ORDERING = (cst.LessThan, cst.LessThanEqual, cst.GreaterThan, cst.GreaterThanEqual)
@@ -96,15 +107,24 @@ def grows_keys_or_values(ctx: FileContext, growth: Growth) -> bool:
     if dim is not None and literal_number(dim) != 0:
         return True
     method, cls = ctx.function_of(growth.cat), ctx.class_of(growth.cat)
-    if method is not None and any(node.value is not None and ctx.function_of(node) is method
-                                  for node in ctx.index.descendants(method, cst.Return)):
+    if method is not None and any(
+        node.value is not None and ctx.function_of(node) is method for node in ctx.index.descendants(method, cst.Return)
+    ):
         return True
     if cls is None:
         return False
-    reads = [arg.value for call in ctx.index.descendants(cls, cst.Call) if ctx.callee(call) in ATTENTION_OPS
-             for arg in call.args]
-    reads += [side for node in ctx.index.descendants(cls, cst.BinaryOperation)
-              if isinstance(node.operator, cst.MatrixMultiply) for side in (node.left, node.right)]
+    reads = [
+        arg.value
+        for call in ctx.index.descendants(cls, cst.Call)
+        if ctx.callee(call) in ATTENTION_OPS
+        for arg in call.args
+    ]
+    reads += [
+        side
+        for node in ctx.index.descendants(cls, cst.BinaryOperation)
+        if isinstance(node.operator, cst.MatrixMultiply)
+        for side in (node.left, node.right)
+    ]
     return any(growth.attribute in _self_attributes_read(ctx, expr) for expr in reads)
 
 
@@ -117,8 +137,7 @@ def _cats(ctx: FileContext, value: cst.BaseExpression | None) -> list[cst.Call]:
 def _grows(ctx: FileContext, cat: cst.Call, text: str) -> bool:
     pieces = _cat_pieces(cat)
     grown = [p for p in pieces if ctx.code(p) == text or _holds(ctx, p, text)]
-    return bool(grown) and len(grown) < len(pieces) and \
-        not any(is_token_ids(ctx, p) for p in pieces if p not in grown)
+    return bool(grown) and len(grown) < len(pieces) and not any(is_token_ids(ctx, p) for p in pieces if p not in grown)
 
 
 def _holds(ctx: FileContext, expr: cst.BaseExpression, text: str) -> bool:
@@ -162,15 +181,21 @@ def attribute_bounded(ctx: FileContext, cls: cst.ClassDef, attribute: str) -> bo
                 return True
         elif _tests_length(ctx, node.test, {attribute, *counters}):
             return True
-        elif isinstance(node, cst.If) and _tests_length(ctx, node.test, {*grown, *counters}) \
-                and _resets(ctx, node.body, attribute):
+        elif (
+            isinstance(node, cst.If)
+            and _tests_length(ctx, node.test, {*grown, *counters})
+            and _resets(ctx, node.body, attribute)
+        ):
             return True  # a test of the keys' length whose branch flushes the values too (HF QuantizedLayer)
     return False
 
 
 def _resets(ctx: FileContext, body: cst.CSTNode, attribute: str) -> bool:
-    return any(base_attribute(t.target) == attribute and not _cats(ctx, node.value)
-               for node in ctx.index.descendants(body, cst.Assign) for t in node.targets)
+    return any(
+        base_attribute(t.target) == attribute and not _cats(ctx, node.value)
+        for node in ctx.index.descendants(body, cst.Assign)
+        for t in node.targets
+    )
 
 
 def _del_targets(target: cst.BaseExpression) -> list[cst.BaseExpression]:
@@ -184,16 +209,21 @@ def _slices(ctx: FileContext, value: cst.BaseExpression | None) -> bool:
     for node in [value, *ctx.index.descendants(value, cst.Subscript)]:
         if not isinstance(node, cst.Subscript):
             continue
-        if any(isinstance(e.slice, cst.Slice) and (e.slice.lower is not None or e.slice.upper is not None)
-               for e in node.slice):
+        if any(
+            isinstance(e.slice, cst.Slice) and (e.slice.lower is not None or e.slice.upper is not None)
+            for e in node.slice
+        ):
             return True
     return False
 
 
 def _counters(ctx: FileContext, cls: cst.ClassDef) -> set[str]:
     """Attributes advanced with `+=` (positions, lengths): testing one bounds the cache too."""
-    return {base_attribute(node.target) for node in ctx.index.descendants(cls.body, cst.AugAssign)
-            if isinstance(node.operator, cst.AddAssign) and base_attribute(node.target) is not None}
+    return {
+        base_attribute(node.target)
+        for node in ctx.index.descendants(cls.body, cst.AugAssign)
+        if isinstance(node.operator, cst.AddAssign) and base_attribute(node.target) is not None
+    }
 
 
 def _tests_length(ctx: FileContext, test: cst.BaseExpression, attributes: set[str]) -> bool:
@@ -225,8 +255,11 @@ def unenforced_capacity(ctx: FileContext, cls: cst.ClassDef) -> str | None:
     for attribute in facts.assignments:
         if not CAPACITY_NAME.search(attribute):
             continue
-        reads = [a for a in ctx.index.descendants(cls.body, cst.Attribute) if self_attribute(a) == attribute
-                 and not isinstance(ctx.index.parents.get(a), cst.AssignTarget)]
+        reads = [
+            a
+            for a in ctx.index.descendants(cls.body, cst.Attribute)
+            if self_attribute(a) == attribute and not isinstance(ctx.index.parents.get(a), cst.AssignTarget)
+        ]
         if not any(ctx.index.enclosing(r, (cst.Comparison, cst.Slice)) is not None for r in reads):
             return attribute
     return None
@@ -263,16 +296,20 @@ def _length_bounded_loop(ctx: FileContext, loop: cst.While) -> bool:
     if _has_ordering(ctx, loop.test):
         return True
     for node in _body_nodes(ctx, loop, cst.If):
-        exits = any(isinstance(s, (cst.Break, cst.Return, cst.Raise))
-                    for s in ctx.index.descendants(node.body, (cst.Break, cst.Return, cst.Raise)))
+        exits = any(
+            isinstance(s, (cst.Break, cst.Return, cst.Raise))
+            for s in ctx.index.descendants(node.body, (cst.Break, cst.Return, cst.Raise))
+        )
         if exits and _has_ordering(ctx, node.test):
             return True
     return False
 
 
 def _has_ordering(ctx: FileContext, test: cst.BaseExpression) -> bool:
-    return any(isinstance(c, cst.Comparison) and any(isinstance(t.operator, ORDERING) for t in c.comparisons)
-               for c in [test, *ctx.index.descendants(test, cst.Comparison)])
+    return any(
+        isinstance(c, cst.Comparison) and any(isinstance(t.operator, ORDERING) for t in c.comparisons)
+        for c in [test, *ctx.index.descendants(test, cst.Comparison)]
+    )
 
 
 def _assigned_in(ctx: FileContext, loop: cst.While) -> dict[str, list[cst.BaseExpression | None]]:
@@ -300,17 +337,26 @@ def _fed_back(ctx: FileContext, loop: cst.While, assigned: dict) -> list[cst.Nam
     fed = []
     for call in _body_nodes(ctx, loop, cst.Call):
         for arg in call.args:
-            if arg.keyword is not None and arg.keyword.value in CACHE_KEYWORDS and isinstance(arg.value, cst.Name) \
-                    and arg.value.value in assigned:
+            if (
+                arg.keyword is not None
+                and arg.keyword.value in CACHE_KEYWORDS
+                and isinstance(arg.value, cst.Name)
+                and arg.value.value in assigned
+            ):
                 fed.append(arg.value)
         if is_cat(ctx, call):
             parent = ctx.index.parents.get(call)
-            if isinstance(parent, cst.Assign) and len(parent.targets) == 1 \
-                    and isinstance(target := parent.targets[0].target, cst.Name):
+            if (
+                isinstance(parent, cst.Assign)
+                and len(parent.targets) == 1
+                and isinstance(target := parent.targets[0].target, cst.Name)
+            ):
                 pieces = _cat_pieces(call)
-                if any(isinstance(p, cst.Name) and p.value == target.value for p in pieces) \
-                        and not any(is_token_ids(ctx, p) for p in pieces if not _same_name(p, target)) \
-                        and _attended(ctx, loop, target.value):
+                if (
+                    any(isinstance(p, cst.Name) and p.value == target.value for p in pieces)
+                    and not any(is_token_ids(ctx, p) for p in pieces if not _same_name(p, target))
+                    and _attended(ctx, loop, target.value)
+                ):
                     fed.append(target)
     return fed
 
@@ -339,7 +385,7 @@ def _same_name(expr: cst.BaseExpression, name: cst.Name) -> bool:
 def _sliced_in(ctx: FileContext, loop: cst.While, name: str) -> bool:
     """`past = [p[..., -window:, :] for p in past]` or `k = k[:, :, -w:]` in the loop: a window."""
     for node in _body_nodes(ctx, loop, cst.Assign):
-        if any(isinstance(leaf, cst.Name) and leaf.value == name for t in node.targets for leaf in _flatten(t.target)):
-            if _slices(ctx, node.value):
-                return True
+        targets = (leaf for t in node.targets for leaf in _flatten(t.target))
+        if any(isinstance(leaf, cst.Name) and leaf.value == name for leaf in targets) and _slices(ctx, node.value):
+            return True
     return False

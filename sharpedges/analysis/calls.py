@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import libcst as cst
+
 from sharpedges.analysis.walk import is_a
 
 

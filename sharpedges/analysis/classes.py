@@ -9,7 +9,6 @@ import libcst as cst
 from sharpedges.analysis.names import ImportAliases
 from sharpedges.analysis.walk import TreeIndex, is_a
 
-
 _ASSIGNMENTS = frozenset({cst.Assign, cst.AnnAssign, cst.AugAssign})
 
 
@@ -69,15 +68,19 @@ class ClassFacts:
         return None
 
     def is_parameter(self, attr: str) -> bool:
-        return any(t in ("torch.nn.Parameter", "torch.nn.parameter.Parameter")
-                   for t in [self.constructed_type(attr)] if t)
+        return any(
+            t in ("torch.nn.Parameter", "torch.nn.parameter.Parameter") for t in [self.constructed_type(attr)] if t
+        )
 
 
 def _bound(target: cst.BaseExpression, value: cst.BaseExpression | None):
     if is_a(target, (cst.Tuple, cst.List)):
-        values = value.elements if is_a(value, (cst.Tuple, cst.List)) and \
-            len(value.elements) == len(target.elements) else [None] * len(target.elements)
-        for element, item in zip(target.elements, values):
+        values = (
+            value.elements
+            if is_a(value, (cst.Tuple, cst.List)) and len(value.elements) == len(target.elements)
+            else [None] * len(target.elements)
+        )
+        for element, item in zip(target.elements, values, strict=False):
             yield from _bound(element.value, None if item is None else item.value)
     else:
         yield target, value

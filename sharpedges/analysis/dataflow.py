@@ -16,10 +16,20 @@ from sharpedges.analysis.walk import TreeIndex, is_a
 
 DefinitionKind = Literal["assign", "augassign", "param", "unpack", "loop", "with", "inplace"]
 SCOPE_TYPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
-_RECORDED = frozenset({cst.Name, cst.Assign, cst.AnnAssign, cst.AugAssign, cst.NamedExpr, cst.For, cst.CompFor,
-                       cst.WithItem, cst.Expr})
-BRANCH_TYPES = (cst.If, cst.Else, cst.For, cst.While, cst.Try, cst.ExceptHandler, cst.Finally, cst.With,
-                cst.Match if hasattr(cst, "Match") else cst.If)
+_RECORDED = frozenset(
+    {cst.Name, cst.Assign, cst.AnnAssign, cst.AugAssign, cst.NamedExpr, cst.For, cst.CompFor, cst.WithItem, cst.Expr}
+)
+BRANCH_TYPES = (
+    cst.If,
+    cst.Else,
+    cst.For,
+    cst.While,
+    cst.Try,
+    cst.ExceptHandler,
+    cst.Finally,
+    cst.With,
+    cst.Match if hasattr(cst, "Match") else cst.If,
+)
 
 
 @dataclass(frozen=True)
@@ -62,8 +72,7 @@ class FunctionFacts:
 
     # -- building -------------------------------------------------------------------------
     def _add(self, name: str, kind: DefinitionKind, value, node, order: int, conditional: bool, **extra) -> None:
-        self.definitions.setdefault(name, []).append(
-            Definition(name, kind, value, node, order, conditional, **extra))
+        self.definitions.setdefault(name, []).append(Definition(name, kind, value, node, order, conditional, **extra))
 
     def _collect(self) -> None:
         index = self._index
@@ -114,7 +123,9 @@ class FunctionFacts:
                 self._add(name, "assign", node.value, node, order, self._is_conditional(node))
         elif is_a(node, cst.AugAssign):
             for name, _ in _target_names(node.target):
-                self._add(name, "augassign", node.value, node, order, self._is_conditional(node), operator=node.operator)
+                self._add(
+                    name, "augassign", node.value, node, order, self._is_conditional(node), operator=node.operator
+                )
         elif is_a(node, cst.NamedExpr):
             for name, _ in _target_names(node.target):
                 self._add(name, "assign", node.value, node, order, self._is_conditional(node))
@@ -127,9 +138,15 @@ class FunctionFacts:
         elif is_a(node, cst.Expr) and is_a(node.value, cst.Call):
             call = node.value
             func = call.func
-            if is_a(func, cst.Attribute) and is_a(func.value, cst.Name) and func.attr.value.endswith("_") \
-                    and not func.attr.value.startswith("_"):
-                self._add(func.value.value, "inplace", call, node, order, self._is_conditional(node), method=func.attr.value)
+            if (
+                is_a(func, cst.Attribute)
+                and is_a(func.value, cst.Name)
+                and func.attr.value.endswith("_")
+                and not func.attr.value.startswith("_")
+            ):
+                self._add(
+                    func.value.value, "inplace", call, node, order, self._is_conditional(node), method=func.attr.value
+                )
 
     # -- queries --------------------------------------------------------------------------
     def reaching(self, name: str, before: int) -> list[Definition]:
@@ -156,16 +173,17 @@ def _is_read(name: cst.Name, parent: cst.CSTNode | None) -> bool:
         return parent.value is name
     if is_a(parent, cst.Arg):
         return parent.value is name
-    if is_a(parent, (cst.Param, cst.AssignTarget, cst.FunctionDef, cst.ClassDef, cst.ImportAlias, cst.AsName)):
-        return False
-    return True
+    return not is_a(parent, (cst.Param, cst.AssignTarget, cst.FunctionDef, cst.ClassDef, cst.ImportAlias, cst.AsName))
 
 
 def _unpacked_value(target: cst.BaseExpression, name: str, value: cst.BaseExpression) -> cst.BaseExpression | None:
     """For `a, b = x, y` the element that binds `name`; None when the right side is not a literal tuple."""
-    if is_a(target, (cst.Tuple, cst.List)) and is_a(value, (cst.Tuple, cst.List)) \
-            and len(target.elements) == len(value.elements):
-        for left, right in zip(target.elements, value.elements):
+    if (
+        is_a(target, (cst.Tuple, cst.List))
+        and is_a(value, (cst.Tuple, cst.List))
+        and len(target.elements) == len(value.elements)
+    ):
+        for left, right in zip(target.elements, value.elements, strict=False):
             if is_a(left.value, cst.Name) and left.value.value == name and not is_a(right, cst.StarredElement):
                 return right.value
     return None

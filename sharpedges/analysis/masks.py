@@ -24,17 +24,39 @@ from typing import Literal
 import libcst as cst
 
 from sharpedges.analysis.attention import LogitTracer, softmax_calls
-from sharpedges.analysis.calls import argument, is_true, literal_int, literal_number, method_name, \
-    receiver
+from sharpedges.analysis.calls import argument, is_true, literal_int, literal_number, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.summaries import called_function, return_values
-from sharpedges.analysis.vocabulary import ADDITIVE_METHODS, ARANGE, BOOL_DTYPES, BROADCAST_METHODS, CAST_METHODS, \
-    CLAMP_METHODS, COMPLEMENT_FUNCTIONS, COPY_METHODS, DTYPE_ARGUMENT_CASTS, FILL_METHODS, \
-    FIXED_CASTS, FLOAT_DTYPES, FULL, KERNELS, MASKING_METHODS, MODULE_MASK_ARGUMENTS, ONES, PLACEMENT_METHODS, \
-    REORDER_METHODS, REPEAT_METHODS, RESHAPE_METHODS, SCALING_METHODS, SDPA, SWAP_METHODS, ZEROS, \
-    is_library_namespace
+from sharpedges.analysis.vocabulary import (
+    ADDITIVE_METHODS,
+    ARANGE,
+    BOOL_DTYPES,
+    BROADCAST_METHODS,
+    CAST_METHODS,
+    CLAMP_METHODS,
+    COMPLEMENT_FUNCTIONS,
+    COPY_METHODS,
+    DTYPE_ARGUMENT_CASTS,
+    FILL_METHODS,
+    FIXED_CASTS,
+    FLOAT_DTYPES,
+    FULL,
+    KERNELS,
+    MASKING_METHODS,
+    MODULE_MASK_ARGUMENTS,
+    ONES,
+    PLACEMENT_METHODS,
+    REORDER_METHODS,
+    REPEAT_METHODS,
+    RESHAPE_METHODS,
+    SCALING_METHODS,
+    SDPA,
+    SWAP_METHODS,
+    ZEROS,
+    is_library_namespace,
+)
 from sharpedges.analysis.walk import is_a
 
 MAX_DEPTH = 14
@@ -43,8 +65,14 @@ Bound = int | str | None  # None: unbounded
 
 # A file can only apply an attention mask if it names one of these consumers (masked_fill and
 # torch.where count only on scores that a softmax then normalises).
-CONSUMER_TOKENS = (b"softmax", b"scaled_dot_product_attention", b"multiheadattention", b"transformerencoder",
-                   b"transformerdecoder", b"transformer(")
+CONSUMER_TOKENS = (
+    b"softmax",
+    b"scaled_dot_product_attention",
+    b"multiheadattention",
+    b"transformerencoder",
+    b"transformerdecoder",
+    b"transformer(",
+)
 SQUARE_SUBSEQUENT = re.compile(r"(^|\.)_?generate_square_subsequent_mask$")
 # Ops that keep which positions a mask marks (its layout included).
 PASS_THROUGH = RESHAPE_METHODS | BROADCAST_METHODS | COPY_METHODS | PLACEMENT_METHODS | REPEAT_METHODS | {"narrow"}
@@ -92,6 +120,7 @@ class Region:
             if b is None or by == 0:
                 return b
             return b + by if is_a(b, int) and is_a(by, int) else SYMBOLIC
+
         return Region(move(self.lo), move(self.hi), self.negated)
 
     @property
@@ -204,8 +233,10 @@ class MaskEvaluator:
     def _name(self, name: str, at: int, depth: int) -> MaskValue | None:
         if self.facts is None:
             return None
-        values = [self.value(d.value, d.order, depth + 1) if d.kind == "assign" else None
-                  for d in self.facts.reaching(name, at)]
+        values = [
+            self.value(d.value, d.order, depth + 1) if d.kind == "assign" else None
+            for d in self.facts.reaching(name, at)
+        ]
         return _agreed(values)
 
     def _attribute(self, attr: str, depth: int) -> MaskValue | None:
@@ -215,8 +246,9 @@ class MaskEvaluator:
         facts = self.ctx.class_facts(self.cls)
         for assignment in facts.assignments.get(attr, ()):
             method = facts.methods.get(assignment.method)
-            values.append(MaskEvaluator(self.ctx, method).value(assignment.value, self.ctx.order(assignment.node),
-                                                                depth + 1))
+            values.append(
+                MaskEvaluator(self.ctx, method).value(assignment.value, self.ctx.order(assignment.node), depth + 1)
+            )
         for method, value in registered_buffers(self.ctx, self.cls).get(attr, ()):
             values.append(MaskEvaluator(self.ctx, method).value(value, self.ctx.order(value), depth + 1))
         return _agreed(values)
@@ -277,8 +309,11 @@ class MaskEvaluator:
             target = ctx.qualify(dtype) if dtype is not None else None
             if target in BOOL_DTYPES:
                 return _as_bool(inner)
-            if inner is not None and inner.kind == "bool" and (method == "type_as" or target in FLOAT_DTYPES or
-                                                               (dtype is not None and target is None)):
+            if (
+                inner is not None
+                and inner.kind == "bool"
+                and (method == "type_as" or target in FLOAT_DTYPES or (dtype is not None and target is None))
+            ):
                 return replace(inner, kind="binary")
             return inner
         if method in SWAP_METHODS and not namespace:
@@ -286,8 +321,10 @@ class MaskEvaluator:
         if method in PASS_THROUGH and not namespace:
             return self.value(receiver(call), at, depth + 1)
         if qualified in ("torch.logical_and", "torch.logical_or"):
-            return _combined(self.value(argument(call, "input", 0), at, depth + 1),
-                             self.value(argument(call, "other", 1), at, depth + 1))
+            return _combined(
+                self.value(argument(call, "input", 0), at, depth + 1),
+                self.value(argument(call, "other", 1), at, depth + 1),
+            )
         return self._helper(call, depth)
 
     def _helper(self, call: cst.Call, depth: int) -> MaskValue | None:
@@ -349,8 +386,14 @@ class MaskEvaluator:
         positions = _position_comparison(self, expr.left, operator, target.comparator, at, depth)
         if positions is not None:
             return positions
-        names = {cst.Equal: "eq", cst.NotEqual: "ne", cst.GreaterThan: "gt", cst.GreaterThanEqual: "ge",
-                 cst.LessThan: "lt", cst.LessThanEqual: "le"}
+        names = {
+            cst.Equal: "eq",
+            cst.NotEqual: "ne",
+            cst.GreaterThan: "gt",
+            cst.GreaterThanEqual: "ge",
+            cst.LessThan: "lt",
+            cst.LessThanEqual: "le",
+        }
         name = names.get(type(operator))
         if name is None:
             return None
@@ -386,26 +429,48 @@ class MaskEvaluator:
         if number is not None:
             return number <= LARGE_NEGATIVE
         text = self.ctx.code(expr).replace(" ", "").replace('"', "'")
-        if text in ("float('-inf')", "-float('inf')", "-math.inf", "-torch.inf", "-np.inf", "-numpy.inf",
-                    "float('-Inf')", "-float('Inf')"):
+        if text in (
+            "float('-inf')",
+            "-float('inf')",
+            "-math.inf",
+            "-torch.inf",
+            "-np.inf",
+            "-numpy.inf",
+            "float('-Inf')",
+            "-float('Inf')",
+        ):
             return True
-        if is_a(expr, cst.Attribute) and expr.attr.value == "min" and is_a(expr.value, cst.Call) \
-                and self.ctx.callee(expr.value) in ("torch.finfo", "numpy.finfo"):
+        if (
+            is_a(expr, cst.Attribute)
+            and expr.attr.value == "min"
+            and is_a(expr.value, cst.Call)
+            and self.ctx.callee(expr.value) in ("torch.finfo", "numpy.finfo")
+        ):
             return True
         if is_a(expr, cst.UnaryOperation) and is_a(expr.operator, cst.Minus):
             inner = expr.expression
-            if is_a(inner, cst.Attribute) and inner.attr.value == "max" and is_a(inner.value, cst.Call) \
-                    and self.ctx.callee(inner.value) in ("torch.finfo", "numpy.finfo"):
+            if (
+                is_a(inner, cst.Attribute)
+                and inner.attr.value == "max"
+                and is_a(inner.value, cst.Call)
+                and self.ctx.callee(inner.value) in ("torch.finfo", "numpy.finfo")
+            ):
                 return True
         if is_a(expr, cst.Call) and self.ctx.callee(expr) in ("torch.tensor", "torch.full") and expr.args:
-            return self.is_large_negative(argument(expr, "data", 0) if self.ctx.callee(expr) == "torch.tensor"
-                                          else argument(expr, "fill_value", 1), at, depth + 1)
+            return self.is_large_negative(
+                argument(expr, "data", 0)
+                if self.ctx.callee(expr) == "torch.tensor"
+                else argument(expr, "fill_value", 1),
+                at,
+                depth + 1,
+            )
         if is_a(expr, cst.Call) and method_name(expr) in CAST_METHODS:
             return self.is_large_negative(receiver(expr), at, depth + 1)
         if is_a(expr, cst.Name) and self.facts is not None:
             definitions = self.facts.reaching(expr.value, at)
-            return bool(definitions) and all(d.kind == "assign" and self.is_large_negative(d.value, d.order, depth + 1)
-                                             for d in definitions)
+            return bool(definitions) and all(
+                d.kind == "assign" and self.is_large_negative(d.value, d.order, depth + 1) for d in definitions
+            )
         attr = self_attribute(expr)
         if attr is not None and self.cls is not None:
             values = [v for _, v in registered_buffers(self.ctx, self.cls).get(attr, ())]
@@ -446,8 +511,14 @@ def _combined(left: MaskValue | None, right: MaskValue | None) -> MaskValue | No
     return None
 
 
-def _compared(inner: MaskValue | None, operator: str, other: cst.BaseExpression | None, node: cst.CSTNode,
-              evaluator: MaskEvaluator, at: int) -> MaskValue | None:
+def _compared(
+    inner: MaskValue | None,
+    operator: str,
+    other: cst.BaseExpression | None,
+    node: cst.CSTNode,
+    evaluator: MaskEvaluator,
+    at: int,
+) -> MaskValue | None:
     """`M == 0` complements a 0/1 mask, `M == 1` / `M != 0` / `M > 0` keeps it; for an additive
     mask, `== 0` marks the attendable positions and `< 0` / `== -inf` the blocked ones."""
     if inner is None:
@@ -458,9 +529,9 @@ def _compared(inner: MaskValue | None, operator: str, other: cst.BaseExpression 
     elif is_a(other, cst.Name) and other.value == "False":
         number = 0.0
     if inner.kind == "additive":
-        if number == 0 and operator == "eq" or number == 0 and operator == "ge":
+        if (number == 0 and operator == "eq") or (number == 0 and operator == "ge"):
             return replace(inner.complement(), kind="bool")
-        if number == 0 and operator in ("ne", "lt") or evaluator.is_large_negative(other, at) and operator == "eq":
+        if (number == 0 and operator in ("ne", "lt")) or (evaluator.is_large_negative(other, at) and operator == "eq"):
             return replace(inner, kind="bool")
         return None
     if number is None:
@@ -468,7 +539,7 @@ def _compared(inner: MaskValue | None, operator: str, other: cst.BaseExpression 
     if (operator, number) in (("eq", 0), ("ne", 1), ("lt", 1), ("le", 0)):
         return replace(inner.complement(node), kind="bool")
     if (operator, number) in (("eq", 1), ("ne", 0), ("gt", 0), ("ge", 1)):
-        return replace(inner, kind="bool", flips=inner.flips + (node,))
+        return replace(inner, kind="bool", flips=(*inner.flips, node))
     return None
 
 
@@ -520,8 +591,7 @@ def _axis_of(evaluator: MaskEvaluator, expr: cst.BaseExpression, at: int, depth:
             axis = _axis_of(evaluator, side, at, depth + 1)
             if axis is not None and (side is expr.left or is_a(expr.operator, cst.Add)):
                 number = literal_int(other)
-                offset: Bound = SYMBOLIC if number is None else (number if is_a(expr.operator, cst.Add)
-                                                                  else -number)
+                offset: Bound = SYMBOLIC if number is None else (number if is_a(expr.operator, cst.Add) else -number)
                 base = axis[1]
                 combined = base + offset if is_a(base, int) and is_a(offset, int) else SYMBOLIC
                 return axis[0], combined
@@ -564,13 +634,24 @@ def _is_arange(evaluator: MaskEvaluator, expr: cst.BaseExpression | None, at: in
             return _is_arange(evaluator, receiver(expr), at, depth + 1)
     if is_a(expr, cst.Name) and evaluator.facts is not None:
         definitions = evaluator.facts.reaching(expr.value, at)
-        return len(definitions) == 1 and definitions[0].kind == "assign" and \
-            _is_arange(evaluator, definitions[0].value, definitions[0].order, depth + 1)
+        return (
+            len(definitions) == 1
+            and definitions[0].kind == "assign"
+            and _is_arange(evaluator, definitions[0].value, definitions[0].order, depth + 1)
+        )
     return False
 
 
 def _is_none(expr: cst.BaseExpression) -> bool:
     return is_a(expr, cst.Name) and expr.value == "None"
+
+
+_REVERSED_COMPARISON: dict[type[cst.BaseCompOp], type[cst.BaseCompOp]] = {
+    cst.LessThan: cst.GreaterThan,
+    cst.LessThanEqual: cst.GreaterThanEqual,
+    cst.GreaterThan: cst.LessThan,
+    cst.GreaterThanEqual: cst.LessThanEqual,
+}
 
 
 def _position_comparison(evaluator, left, operator, right, at, depth) -> MaskValue | None:
@@ -585,10 +666,9 @@ def _position_comparison(evaluator, left, operator, right, at, depth) -> MaskVal
         constant: Bound = right_offset - left_offset
     else:
         constant = SYMBOLIC
-    op = type(operator)
+    op: type[cst.BaseCompOp] = type(operator)
     if side == "query":  # i + a OP j + b  ->  j - i OP_reversed a - b
-        op = {cst.LessThan: cst.GreaterThan, cst.LessThanEqual: cst.GreaterThanEqual,
-              cst.GreaterThan: cst.LessThan, cst.GreaterThanEqual: cst.LessThanEqual}.get(op, op)
+        op = _REVERSED_COMPARISON.get(op, op)
         constant = -constant if is_a(constant, int) else constant
     if op is cst.LessThanEqual:
         region = Region(None, constant)
@@ -604,19 +684,26 @@ def _position_comparison(evaluator, left, operator, right, at, depth) -> MaskVal
 
 
 # -- buffers --------------------------------------------------------------------------------------
-def registered_buffers(ctx: FileContext, cls: cst.ClassDef) -> dict[str, list[tuple[cst.FunctionDef, cst.BaseExpression]]]:
+def registered_buffers(
+    ctx: FileContext, cls: cst.ClassDef
+) -> dict[str, list[tuple[cst.FunctionDef, cst.BaseExpression]]]:
     """`self.register_buffer("bias", value)` per buffer name, with the method that registers it."""
+
     def compute():
         found: dict[str, list] = {}
         for method in ctx.class_facts(cls).methods.values():
             for call in ctx.index.descendants(method.body, cst.Call, prune=(cst.ClassDef,)):
-                if method_name(call) == "register_buffer" and is_a(receiver(call), cst.Name) \
-                        and receiver(call).value == "self":
+                if (
+                    method_name(call) == "register_buffer"
+                    and is_a(receiver(call), cst.Name)
+                    and receiver(call).value == "self"
+                ):
                     name = argument(call, "name", 0)
                     value = argument(call, "tensor", 1)
                     if is_a(name, cst.SimpleString) and value is not None:
                         found.setdefault(name.evaluated_value, []).append((method, value))
         return found
+
     return ctx.memo(("registered_buffers", cls), compute)
 
 
@@ -659,6 +746,7 @@ def module_type(ctx: FileContext, call: cst.Call) -> str | None:
 
 def mask_uses(ctx: FileContext) -> list[MaskUse]:
     """Every consumer of an attention mask in the file whose convention is known."""
+
     def compute() -> list[MaskUse]:
         uses: list[MaskUse] = []
         for call in ctx.calls():
@@ -669,8 +757,9 @@ def mask_uses(ctx: FileContext) -> list[MaskUse]:
                 mask = KERNELS[qualified].argument(call, "mask")
                 if mask is not None:
                     uses.append(MaskUse(call, mask, "sdpa", "scaled_dot_product_attention", function))
-            elif method in FILL_METHODS and not is_library_namespace(ctx, receiver(call)) \
-                    or qualified == "torch.masked_fill":
+            elif (
+                method in FILL_METHODS and not is_library_namespace(ctx, receiver(call))
+            ) or qualified == "torch.masked_fill":
                 functional = qualified == "torch.masked_fill"
                 target = argument(call, "input", 0) if functional else receiver(call)
                 mask = argument(call, "mask", 1 if functional else 0)
@@ -701,6 +790,7 @@ def mask_uses(ctx: FileContext) -> list[MaskUse]:
                     if mask is not None:
                         uses.append(MaskUse(call, mask, "torch_nn", f"{kind}({keyword}=)", function))
         return uses
+
     return ctx.memo("mask_uses", compute)
 
 
@@ -721,13 +811,16 @@ def masks_attention_scores(ctx: FileContext, use: MaskUse) -> bool:
     if not products:
         return False
     for softmax in softmax_calls(ctx):
-        if softmax.function is use.function and ctx.order(softmax.call) > at and \
-                products & {id(s.product) for s in tracer.sources(softmax.input, ctx.order(softmax.call))}:
+        if (
+            softmax.function is use.function
+            and ctx.order(softmax.call) > at
+            and products & {id(s.product) for s in tracer.sources(softmax.input, ctx.order(softmax.call))}
+        ):
             return True
     return False
 
 
-def allowed_region(value: MaskValue, convention: Convention) -> Region | None | Literal["ignored"]:
+def allowed_region(value: MaskValue, convention: Convention) -> Region | Literal["ignored"] | None:
     """Which positions a query may attend to when `value` meets a consumer; "ignored" for a 0/1
     float mask that is added to the scores and so masks nothing."""
     if value.region is None:
@@ -764,8 +857,9 @@ SCORE_MASKING_METHODS = MASKING_METHODS | ADDITIVE_METHODS
 NEUTRAL_METHODS = CAST_METHODS | COPY_METHODS | RESHAPE_METHODS | CLAMP_METHODS | SCALING_METHODS | REORDER_METHODS
 
 
-def softmax_is_unmasked(ctx: FileContext, softmax_call: cst.Call, softmax_input: cst.BaseExpression,
-                        function: cst.FunctionDef | None) -> bool:
+def softmax_is_unmasked(
+    ctx: FileContext, softmax_call: cst.Call, softmax_input: cst.BaseExpression, function: cst.FunctionDef | None
+) -> bool:
     """True when every way from a QK^T product to this softmax is through known, non-masking
     operations (scaling, casts, reshapes): no masked_fill, where, additive term or opaque call."""
     if function is None:
@@ -789,10 +883,9 @@ def _path_states(ctx: FileContext, tracer: LogitTracer, expr: cst.BaseExpression
         for definition in facts.reaching(expr.value, at):
             if definition.kind == "assign" and definition.value is not None:
                 states |= _path_states(ctx, tracer, definition.value, definition.order, depth + 1)
-            elif definition.kind == "augassign" and is_a(definition.operator, (cst.MultiplyAssign,
-                                                                                    cst.DivideAssign)):
-                states |= _path_states(ctx, tracer, expr, definition.order, depth + 1)
-            elif definition.kind == "inplace" and definition.method in NEUTRAL_METHODS:
+            elif (
+                definition.kind == "augassign" and is_a(definition.operator, (cst.MultiplyAssign, cst.DivideAssign))
+            ) or (definition.kind == "inplace" and definition.method in NEUTRAL_METHODS):
                 states |= _path_states(ctx, tracer, expr, definition.order, depth + 1)
             else:
                 states.add("masked")
@@ -825,10 +918,10 @@ def _path_states(ctx: FileContext, tracer: LogitTracer, expr: cst.BaseExpression
     return {"opaque"}
 
 
-
 # -- self-attention: do queries and keys come from the same sequence? --------------------------------
-def input_roots(ctx: FileContext, function: cst.FunctionDef, expr: cst.BaseExpression | None, at: int,
-                depth: int = 0) -> set[str]:
+def input_roots(
+    ctx: FileContext, function: cst.FunctionDef, expr: cst.BaseExpression | None, at: int, depth: int = 0
+) -> set[str]:
     """The parameters of `function` whose data an expression is computed from (`self` aside).
     Shapes and sizes do not count: `q.view(B, T, H, -1)` comes from `q`, not from whatever gave `B`."""
     if expr is None or depth > MAX_DEPTH:
@@ -845,8 +938,11 @@ def input_roots(ctx: FileContext, function: cst.FunctionDef, expr: cst.BaseExpre
             roots |= input_roots(ctx, function, value, definition.order, depth + 1)
         return roots - {"self"}
     if is_a(expr, cst.Attribute):
-        return set() if self_attribute(expr) is not None or expr.attr.value in ("shape", "dtype", "device") \
+        return (
+            set()
+            if self_attribute(expr) is not None or expr.attr.value in ("shape", "dtype", "device")
             else input_roots(ctx, function, expr.value, at, depth + 1)
+        )
     if is_a(expr, cst.Subscript):
         return input_roots(ctx, function, expr.value, at, depth + 1)
     if is_a(expr, cst.Call):
@@ -859,8 +955,9 @@ def input_roots(ctx: FileContext, function: cst.FunctionDef, expr: cst.BaseExpre
                 roots |= input_roots(ctx, function, arg.value, at, depth + 1)
         return roots
     if is_a(expr, cst.BinaryOperation):
-        return input_roots(ctx, function, expr.left, at, depth + 1) | \
-            input_roots(ctx, function, expr.right, at, depth + 1)
+        return input_roots(ctx, function, expr.left, at, depth + 1) | input_roots(
+            ctx, function, expr.right, at, depth + 1
+        )
     if is_a(expr, (cst.Tuple, cst.List)):
         roots = set()
         for element in expr.elements:
@@ -869,13 +966,15 @@ def input_roots(ctx: FileContext, function: cst.FunctionDef, expr: cst.BaseExpre
     if is_a(expr, (cst.GeneratorExp, cst.ListComp)):
         return input_roots(ctx, function, expr.for_in.iter, at, depth + 1)
     if is_a(expr, cst.IfExp):
-        return input_roots(ctx, function, expr.body, at, depth + 1) | \
-            input_roots(ctx, function, expr.orelse, at, depth + 1)
+        return input_roots(ctx, function, expr.body, at, depth + 1) | input_roots(
+            ctx, function, expr.orelse, at, depth + 1
+        )
     return set()
 
 
-def same_sequence(ctx: FileContext, function: cst.FunctionDef | None, query: cst.BaseExpression,
-                  key: cst.BaseExpression, at: int) -> bool:
+def same_sequence(
+    ctx: FileContext, function: cst.FunctionDef | None, query: cst.BaseExpression, key: cst.BaseExpression, at: int
+) -> bool:
     """Self-attention: queries and keys are computed from a common input of the function. Keys
     from another input (an encoder's states, a memory, a caller-supplied k) read as cross-attention."""
     if function is None:
@@ -902,8 +1001,9 @@ def declares_causal(name: str, weak: bool = True) -> bool:
     words = name_words(name)
     if words & NON_CAUSAL_WORDS:
         return False
-    return bool(words & (CAUSAL_WORDS | WEAK_CAUSAL_WORDS if weak else CAUSAL_WORDS)) or \
-        any(w.startswith("gpt") for w in words)
+    return bool(words & (CAUSAL_WORDS | WEAK_CAUSAL_WORDS if weak else CAUSAL_WORDS)) or any(
+        w.startswith("gpt") for w in words
+    )
 
 
 def _trains_next_token(ctx: FileContext, function: cst.FunctionDef) -> bool:
@@ -928,16 +1028,23 @@ def _trains_next_token(ctx: FileContext, function: cst.FunctionDef) -> bool:
 def causal_scopes(ctx: FileContext) -> set[cst.CSTNode]:
     """Classes and functions in a causal context: named as a decoder / causal / GPT / LM, trained on
     next-token prediction, or built or called by one of those (within the file)."""
+
     def compute() -> set[cst.CSTNode]:
         classes = {c.name.value: c for c in ctx.index.nodes(cst.ClassDef)}
         functions = {f.name.value: f for f in ctx.index.nodes(cst.FunctionDef) if ctx.class_of(f) is None}
-        seeds: list[cst.CSTNode] = [scope for scope in (*classes.values(), *ctx.index.nodes(cst.FunctionDef))
-                                    if declares_causal(scope.name.value, weak=False)]
+        seeds: list[cst.CSTNode] = [
+            scope
+            for scope in (*classes.values(), *ctx.index.nodes(cst.FunctionDef))
+            if declares_causal(scope.name.value, weak=False)
+        ]
         for function in ctx.index.nodes(cst.FunctionDef):
             if _trains_next_token(ctx, function):
                 seeds.append(ctx.class_of(function) or function)
-        scopes = {scope for scope in (*classes.values(), *ctx.index.nodes(cst.FunctionDef))
-                  if declares_causal(scope.name.value)}
+        scopes = {
+            scope
+            for scope in (*classes.values(), *ctx.index.nodes(cst.FunctionDef))
+            if declares_causal(scope.name.value)
+        }
         spread: set[cst.CSTNode] = set()
         while seeds:
             scope = seeds.pop()
@@ -951,6 +1058,7 @@ def causal_scopes(ctx: FileContext) -> set[cst.CSTNode]:
                     if target is not None and target not in spread and not _non_causal(target):
                         seeds.append(target)
         return scopes
+
     return ctx.memo("causal_scopes", compute)
 
 

@@ -28,8 +28,18 @@ from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.dataflow import Definition, FunctionFacts
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.tensors import returns_nothing
-from sharpedges.analysis.vocabulary import CAST_METHODS, COPY_METHODS, FULL_DTYPES, LOW_PRECISION_DTYPES, \
-    PLACEMENT_METHODS, REORDER_METHODS, RESHAPE_METHODS, TRANSPOSE_FUNCTIONS, UPCAST_METHODS, is_library_namespace
+from sharpedges.analysis.vocabulary import (
+    CAST_METHODS,
+    COPY_METHODS,
+    FULL_DTYPES,
+    LOW_PRECISION_DTYPES,
+    PLACEMENT_METHODS,
+    REORDER_METHODS,
+    RESHAPE_METHODS,
+    TRANSPOSE_FUNCTIONS,
+    UPCAST_METHODS,
+    is_library_namespace,
+)
 from sharpedges.analysis.walk import children, is_a
 
 MAX_DEPTH = 16
@@ -40,8 +50,9 @@ PROJECTION_FUNCTIONS = {"torch.nn.functional.linear", "torch.matmul", "torch.mm"
 EXPERT_WORD = "expert"
 BALANCING_NAME = re.compile(r"loss|^l_aux$|^aux$|balanc", re.IGNORECASE)
 # A local that holds a balancing loss by name (a bare `loss` is the task loss).
-BALANCING_LOCAL = re.compile(r"aux|balanc|z_?loss|lb_loss|load_loss|router_loss|moe_loss|importance|expert_loss",
-                             re.IGNORECASE)
+BALANCING_LOCAL = re.compile(
+    r"aux|balanc|z_?loss|lb_loss|load_loss|router_loss|moe_loss|importance|expert_loss", re.IGNORECASE
+)
 # Loss functions that are not load-balancing losses (the task loss of a model).
 TASK_LOSSES = re.compile(r"cross_entropy|nll|mse|l1_loss|bce|kl_div|ctc|margin|huber|smooth", re.IGNORECASE)
 # Methods that keep the whole value (reshape, retype); anything else (max, gather, topk) keeps a part.
@@ -85,6 +96,7 @@ class RoutingSite:
 def mentions_experts(ctx: FileContext, scope: cst.CSTNode) -> bool:
     def compute() -> bool:
         return any(EXPERT_WORD in name.value.lower() for name in ctx.index.descendants(scope, cst.Name))
+
     return ctx.memo(("mentions_experts", id(scope)), compute)
 
 
@@ -128,6 +140,7 @@ def _indices_kept(ctx: FileContext, call: cst.Call) -> bool:
 
 def routing_sites(ctx: FileContext) -> list[RoutingSite]:
     """Every selection of experts from router scores in the file."""
+
     def compute() -> list[RoutingSite]:
         sites = []
         for call in ctx.calls():
@@ -145,6 +158,7 @@ def routing_sites(ctx: FileContext) -> list[RoutingSite]:
             if (trace.projections or trace.parameters) and _selects_experts(ctx, call, function, trace):
                 sites.append(RoutingSite(call, scores, dim, function, cls, trace))
         return sites
+
     return ctx.memo("moe.routing_sites", compute)
 
 
@@ -171,8 +185,9 @@ def _selects_experts(ctx: FileContext, call: cst.Call, function: cst.FunctionDef
     return False
 
 
-def _index_definitions(ctx: FileContext, facts: FunctionFacts, statement: cst.CSTNode,
-                       call: cst.Call) -> list[Definition]:
+def _index_definitions(
+    ctx: FileContext, facts: FunctionFacts, statement: cst.CSTNode, call: cst.Call
+) -> list[Definition]:
     """The local definitions that bind the chosen indices: `_, idx = x.topk(k)`, `idx = x.topk(k).indices`,
     `idx = x.topk(k)[1]`, `idx = x.argmax(-1)`."""
     if not is_a(statement, cst.SimpleStatementLine) or not is_a(statement.body[0], cst.Assign):
@@ -181,11 +196,16 @@ def _index_definitions(ctx: FileContext, facts: FunctionFacts, statement: cst.CS
     names: list[str] = []
     for target in assign.targets:
         target = target.target
-        if is_a(target, cst.Name) and (method_name(call) == "argmax" or ctx.callee(call) == "torch.argmax"
-                                             or assign.value is not call):
+        if is_a(target, cst.Name) and (
+            method_name(call) == "argmax" or ctx.callee(call) == "torch.argmax" or assign.value is not call
+        ):
             names.append(target.value)
-        elif is_a(target, (cst.Tuple, cst.List)) and assign.value is call and len(target.elements) == 2 \
-                and is_a(target.elements[1].value, cst.Name):
+        elif (
+            is_a(target, (cst.Tuple, cst.List))
+            and assign.value is call
+            and len(target.elements) == 2
+            and is_a(target.elements[1].value, cst.Name)
+        ):
             names.append(target.elements[1].value.value)
     return [d for name in names for d in facts.definitions.get(name, ()) if d.node is assign]
 
@@ -206,8 +226,11 @@ def _gate_names_experts(ctx: FileContext, projection: cst.CSTNode) -> bool:
             value = receiver(value)  # self.weight.float()
         if self_attribute(value) is not None:
             attrs.append(self_attribute(value))
-    return any(assignment.value is not None and _names_experts(ctx, assignment.value)
-               for attr in attrs for assignment in facts.assignments.get(attr, ()))
+    return any(
+        assignment.value is not None and _names_experts(ctx, assignment.value)
+        for attr in attrs
+        for assignment in facts.assignments.get(attr, ())
+    )
 
 
 class ScoreTracer:
@@ -279,7 +302,11 @@ class ScoreTracer:
             out.transposed = True
         dtype = argument(call, "dtype")
         if dtype is not None:
-            value = argument(call, "input", 0) if name is None or is_library_namespace(ctx, receiver(call)) else receiver(call)
+            value = (
+                argument(call, "input", 0)
+                if name is None or is_library_namespace(ctx, receiver(call))
+                else receiver(call)
+            )
             self._set_precision(out, _cast_precision(ctx, dtype, value, self.activations))
         if name is not None and not is_library_namespace(ctx, receiver(call)):
             self._note_method(name, call, out)
@@ -315,8 +342,9 @@ class ScoreTracer:
         elif name in ("half", "bfloat16"):
             self._set_precision(out, "low")
         elif name == "type_as":
-            self._set_precision(out, _cast_precision(self.ctx, _dtype_of(argument(call, None, 0)), receiver(call),
-                                                     self.activations))
+            self._set_precision(
+                out, _cast_precision(self.ctx, _dtype_of(argument(call, None, 0)), receiver(call), self.activations)
+            )
         elif name in ("to", "type"):
             target = argument(call, "dtype", 0)
             if target is not None:
@@ -337,23 +365,37 @@ class ScoreTracer:
             return
         values = [term]
         if is_a(term, cst.Name):
-            values += [d.value for d in self.facts.reaching(term.value, self.ctx.order(term))
-                       if d.kind == "assign" and d.value is not None]
+            values += [
+                d.value
+                for d in self.facts.reaching(term.value, self.ctx.order(term))
+                if d.kind == "assign" and d.value is not None
+            ]
         for value in values:
             if _stored_attribute(value):
                 out.biased = True
-            if value is not None and any(method_name(call) in QUANTILE_METHODS
-                                         or (self.ctx.callee(call) or "").rsplit(".", 1)[-1] in QUANTILE_METHODS
-                                         for call in (value, *self.ctx.index.descendants(value, cst.Call))
-                                         if is_a(call, cst.Call)):
+            if value is not None and any(
+                method_name(call) in QUANTILE_METHODS
+                or (self.ctx.callee(call) or "").rsplit(".", 1)[-1] in QUANTILE_METHODS
+                for call in (value, *self.ctx.index.descendants(value, cst.Call))
+                if is_a(call, cst.Call)
+            ):
                 out.thresholded = True
 
 
 def _stored_attribute(expr: cst.BaseExpression | None) -> bool:
     """`self.bias`, `self.gate.e_score_correction_bias`, `self.bias.unsqueeze(0)`: a stored tensor, not
     a module call."""
-    while is_a(expr, cst.Call) and method_name(expr) in ("unsqueeze", "view", "to", "type_as", "reshape",
-                                                               "expand", "expand_as", "float", "detach"):
+    while is_a(expr, cst.Call) and method_name(expr) in (
+        "unsqueeze",
+        "view",
+        "to",
+        "type_as",
+        "reshape",
+        "expand",
+        "expand_as",
+        "float",
+        "detach",
+    ):
         expr = receiver(expr)
     text = dotted(expr) if expr is not None else None
     return text is not None and text.startswith("self.")
@@ -399,9 +441,13 @@ def _dtype_of(expr: cst.BaseExpression | None) -> cst.BaseExpression | None:
     return cst.Attribute(value=expr, attr=cst.Name("dtype")) if expr is not None else None
 
 
-def _cast_precision(ctx: FileContext, target: cst.BaseExpression | None, value: cst.BaseExpression | None,
-                    activations: set[str] | None = None) -> str:
-    """"full" for fp32/fp64, "low" for a half type or the dtype of the activations (`x.dtype` for a
+def _cast_precision(
+    ctx: FileContext,
+    target: cst.BaseExpression | None,
+    value: cst.BaseExpression | None,
+    activations: set[str] | None = None,
+) -> str:
+    """ "full" for fp32/fp64, "low" for a half type or the dtype of the activations (`x.dtype` for a
     parameter `x`), "configured" for a dtype the code leaves to a setting (`self.router_dtype`). A cast
     to the dtype of a local (often the scores themselves) says nothing on its own ("same")."""
     qualified = ctx.qualify(target) if target is not None else None
@@ -481,13 +527,18 @@ def _is_object_store(target: cst.BaseExpression) -> bool:
 def router_outputs_recorded(ctx: FileContext) -> bool:
     """HF-style `_can_record_outputs = {"router_logits": OutputRecorder(Router, ...)}`: the framework
     hands the router logits to the caller from a hook."""
+
     def compute() -> bool:
         for element in ctx.index.nodes(cst.DictElement):
             key = element.key
-            if is_a(key, cst.SimpleString) and ROUTER_RECORD_KEY.search(key.value) \
-                    and is_a(element.value, (cst.Call, cst.Name, cst.Attribute)):
+            if (
+                is_a(key, cst.SimpleString)
+                and ROUTER_RECORD_KEY.search(key.value)
+                and is_a(element.value, (cst.Call, cst.Name, cst.Attribute))
+            ):
                 return True
         return False
+
     return ctx.memo("moe.router_outputs_recorded", compute)
 
 
@@ -527,8 +578,7 @@ def balancing_definitions(ctx: FileContext, function: cst.FunctionDef) -> list[D
     for definitions in facts.definitions.values():
         for definition in definitions:
             if definition.kind in ("assign", "augassign") and _computed(definition.value):
-                if is_balancing_value(ctx, definition.value) \
-                        or _accumulates_losses(ctx, definition):
+                if is_balancing_value(ctx, definition.value) or _accumulates_losses(ctx, definition):
                     found.append(definition)
             elif definition.kind == "unpack" and _unpacks_balancing_loss(ctx, definition):
                 found.append(definition)
@@ -536,16 +586,30 @@ def balancing_definitions(ctx: FileContext, function: cst.FunctionDef) -> list[D
 
 
 # What balancing arithmetic is made of.
-PROBABILITY_FUNCTIONS = {"torch.softmax", "torch.sigmoid", "torch.log_softmax", "torch.nn.functional.softmax",
-                         "torch.nn.functional.sigmoid", "torch.nn.functional.log_softmax"}
+PROBABILITY_FUNCTIONS = {
+    "torch.softmax",
+    "torch.sigmoid",
+    "torch.log_softmax",
+    "torch.nn.functional.softmax",
+    "torch.nn.functional.sigmoid",
+    "torch.nn.functional.log_softmax",
+}
 LOAD_FUNCTIONS = {"torch.nn.functional.one_hot", "torch.bincount", "torch.histc", "torch.scatter_add"}
 LOAD_METHODS = {"bincount", "histc", "scatter_add", "scatter_add_", "index_add", "index_add_"}
 DISPERSION_FUNCTIONS = {"torch.var", "torch.std", "torch.var_mean", "torch.std_mean"}
 DISPERSION_METHODS = {"var", "std"}
 REDUCTIONS = {"sum", "mean"}
 MAX_INGREDIENT_DEPTH = 24
-VALUE_PARTS = (cst.BaseExpression, cst.Arg, cst.BaseElement, cst.BaseDictElement, cst.CompFor, cst.CompIf, cst.BaseSlice,
-               cst.SubscriptElement)
+VALUE_PARTS = (
+    cst.BaseExpression,
+    cst.Arg,
+    cst.BaseElement,
+    cst.BaseDictElement,
+    cst.CompFor,
+    cst.CompIf,
+    cst.BaseSlice,
+    cst.SubscriptElement,
+)
 
 
 def is_balancing_value(ctx: FileContext, value: cst.BaseExpression) -> bool:
@@ -554,8 +618,11 @@ def is_balancing_value(ctx: FileContext, value: cst.BaseExpression) -> bool:
     a mean times a mean per expert, a squared logsumexp (z-loss), the variance of expert load or router
     probabilities (CV), or the entropy of router probabilities; or a call that returns a balancing loss."""
     found = _made_of(ctx, value, 0)
-    return bool(found & BALANCING_SHAPES) or "dispersion" in found and bool(found & {"probability", "load"}) \
+    return (
+        bool(found & BALANCING_SHAPES)
+        or ("dispersion" in found and bool(found & {"probability", "load"}))
         or _calls_balancing_loss(ctx, value)
+    )
 
 
 BALANCING_SHAPES = frozenset({"z_loss", "fraction_times_probability", "entropy", "product_of_means"})
@@ -625,15 +692,16 @@ def _bind(callee: cst.FunctionDef, call: cst.Call) -> dict:
     return env
 
 
-def _product_shapes(ctx: FileContext, left: cst.BaseExpression, right: cst.BaseExpression, depth: int,
-                    env: dict | None = None) -> set[str]:
+def _product_shapes(
+    ctx: FileContext, left: cst.BaseExpression, right: cst.BaseExpression, depth: int, env: dict | None = None
+) -> set[str]:
     """Balancing products, pending a reduction: expert fractions times router probabilities, probabilities
     times their log (entropy), a mean times a mean per expert."""
     a, b = _made_of(ctx, left, depth + 1, env), _made_of(ctx, right, depth + 1, env)
     shapes = set()
-    if "probability" in a and "load" in b or "load" in a and "probability" in b:
+    if ("probability" in a and "load" in b) or ("load" in a and "probability" in b):
         shapes.add("fraction_times_probability?")
-    if "probability" in a and "log" in b or "log" in a and "probability" in b:
+    if ("probability" in a and "log" in b) or ("log" in a and "probability" in b):
         shapes.add("entropy?")
     if _is_reduction(ctx, left, env) and _is_reduction(ctx, right, env):
         shapes.add("product_of_means?")
@@ -646,8 +714,9 @@ def _is_reduction(ctx: FileContext, expr: cst.BaseExpression, env: dict | None, 
         return False
     if is_a(expr, cst.Name):
         sources = list(_sources(ctx, expr, env))
-        return bool(sources) and all(_is_reduction(ctx, source, source_env, depth + 1)
-                                     for source, source_env in sources)
+        return bool(sources) and all(
+            _is_reduction(ctx, source, source_env, depth + 1) for source, source_env in sources
+        )
     while is_a(expr, cst.BinaryOperation) and is_a(expr.operator, (cst.Multiply, cst.Divide)):
         expr = expr.left if is_a(expr.left, (cst.Call, cst.Name)) else expr.right  # ce * num_experts
         if is_a(expr, cst.Name):
@@ -726,6 +795,7 @@ def _local_callee(ctx: FileContext, call: cst.Call) -> cst.FunctionDef | None:
 
 def _functions_by_name(ctx: FileContext) -> dict[tuple[str, str], cst.FunctionDef]:
     """("", name) for module-level functions, (class, method) for methods of top-level classes."""
+
     def compute():
         table: dict[tuple[str, str], cst.FunctionDef] = {}
         for statement in ctx.module.body:
@@ -735,18 +805,22 @@ def _functions_by_name(ctx: FileContext) -> dict[tuple[str, str], cst.FunctionDe
                 for name, method in ctx.class_facts(statement).methods.items():
                     table[(statement.name.value, name)] = method
         return table
+
     return ctx.memo("moe.functions_by_name", compute)
 
 
 def _returned_values(ctx: FileContext, function: cst.FunctionDef) -> list[cst.BaseExpression]:
-    return [node.value for node in ctx.index.descendants(function, cst.Return, prune=(cst.FunctionDef, cst.ClassDef,
-                                                                                    cst.Lambda))
-            if node.value is not None]
+    return [
+        node.value
+        for node in ctx.index.descendants(function, cst.Return, prune=(cst.FunctionDef, cst.ClassDef, cst.Lambda))
+        if node.value is not None
+    ]
 
 
 def returned_balancing(ctx: FileContext, function: cst.FunctionDef) -> set[int | None]:
     """Where a function returns a balancing loss: None for the whole value, an index for an item of a
     returned tuple."""
+
     def compute() -> set[int | None]:
         places: set[int | None] = set()
         for value in _returned_values(ctx, function):
@@ -757,6 +831,7 @@ def returned_balancing(ctx: FileContext, function: cst.FunctionDef) -> set[int |
             elif is_balancing_value(ctx, value):
                 places.add(None)
         return places
+
     key = ("moe.returned_balancing", id(function))
     if key not in ctx.shared:
         ctx.shared[key] = set()  # while it is computed, a recursive call sees no loss
@@ -830,7 +905,7 @@ def _accumulates_losses(ctx: FileContext, definition: Definition) -> bool:
         generator = value.args[0].value
         terms = [generator.elt] if is_a(generator, (cst.GeneratorExp, cst.ListComp)) else [generator]
     named = [term for term in terms if _names_a_loss(term) and term is not None]
-    return bool(named) and all(_names_a_loss(t) or is_a(t, cst.Name) and t.value == definition.name for t in terms)
+    return bool(named) and all(_names_a_loss(t) or (is_a(t, cst.Name) and t.value == definition.name) for t in terms)
 
 
 def _names_a_loss(term: cst.BaseExpression) -> bool:
@@ -896,8 +971,7 @@ def _assignment_around(ctx: FileContext, use: cst.CSTNode) -> cst.CSTNode | None
     for ancestor in ctx.index.ancestors(use):
         if is_a(ancestor, (cst.Assign, cst.AugAssign, cst.AnnAssign)):
             return ancestor
-        if is_a(ancestor, (cst.BaseSmallStatement, cst.BaseCompoundStatement, cst.Lambda,
-                                 cst.FunctionDef)):
+        if is_a(ancestor, (cst.BaseSmallStatement, cst.BaseCompoundStatement, cst.Lambda, cst.FunctionDef)):
             return None
         if is_a(ancestor, cst.Call) and not _pure_arithmetic(ancestor):
             return None

@@ -9,6 +9,7 @@ imports still resolve.
 from __future__ import annotations
 
 import libcst as cst
+
 from sharpedges.analysis.walk import is_a
 
 CONVENTIONAL_ALIASES = {

@@ -16,13 +16,23 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from sharpedges.analysis.values import MAX_DEPTH
-from sharpedges.analysis.vocabulary import BROADCAST_METHODS, CAST_METHODS, COPY_METHODS, DTYPE_ARGUMENT_CASTS, \
-    PLACEMENT_METHODS, REORDER_METHODS, REPEAT_METHODS, RESHAPE_METHODS, cast_precision, dtype_precision
 from sharpedges.analysis.calls import argument, literal_int, literal_number, literal_string, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.training_mode import runs_in_forward
+from sharpedges.analysis.values import MAX_DEPTH
+from sharpedges.analysis.vocabulary import (
+    BROADCAST_METHODS,
+    CAST_METHODS,
+    COPY_METHODS,
+    DTYPE_ARGUMENT_CASTS,
+    PLACEMENT_METHODS,
+    REORDER_METHODS,
+    REPEAT_METHODS,
+    RESHAPE_METHODS,
+    cast_precision,
+    dtype_precision,
+)
 
 FREQUENCY_NAME = "inv_freq"  # the name HF, gpt-neox, Mistral, Megatron... give the table
 # Steps that keep a tensor's values (and dtype): followed when asking where a table came from.
@@ -61,7 +71,11 @@ def _strip(expr: cst.BaseExpression) -> cst.BaseExpression:
     while True:
         if isinstance(expr, cst.Subscript):
             expr = expr.value
-        elif isinstance(expr, cst.Call) and method_name(expr) in VIEW_METHODS | CAST_METHODS and receiver(expr) is not None:
+        elif (
+            isinstance(expr, cst.Call)
+            and method_name(expr) in VIEW_METHODS | CAST_METHODS
+            and receiver(expr) is not None
+        ):
             expr = receiver(expr)
         else:
             return expr
@@ -72,8 +86,11 @@ def is_frequency(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0) -> 
     if depth > MAX_DEPTH:
         return False
     expr = _strip(expr)
-    if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, (cst.Divide, cst.Multiply)) \
-            and literal_number(expr.right) is not None:
+    if (
+        isinstance(expr, cst.BinaryOperation)
+        and isinstance(expr.operator, (cst.Divide, cst.Multiply))
+        and literal_number(expr.right) is not None
+    ):
         expr = _strip(expr.left)  # inv_freq / factor
     if is_frequency_formula(ctx, expr):
         return True
@@ -91,8 +108,11 @@ def _local_values(ctx: FileContext, name: cst.Name) -> list[cst.BaseExpression]:
     function = ctx.function_of(name)
     if function is None:
         return []
-    return [d.value for d in ctx.function_facts(function).reaching(name.value, ctx.order(name))
-            if d.kind == "assign" and d.value is not None]
+    return [
+        d.value
+        for d in ctx.function_facts(function).reaching(name.value, ctx.order(name))
+        if d.kind == "assign" and d.value is not None
+    ]
 
 
 @dataclass(frozen=True)
@@ -114,8 +134,10 @@ def frequency_attributes(ctx: FileContext, cls: cst.ClassDef | None) -> dict[str
                 value = assignment.value
                 parameter = isinstance(value, cst.Call) and ctx.callee(value) in BUFFER_CONSTRUCTORS
                 table = argument(value, "data", 0) if parameter else value
-                if FREQUENCY_NAME in attr or table is not None and _is_table_value(ctx, table):
-                    found[attr] = TableAttribute(attr, parameter or found.get(attr, TableAttribute(attr, False)).cast_with_module)
+                if FREQUENCY_NAME in attr or (table is not None and _is_table_value(ctx, table)):
+                    found[attr] = TableAttribute(
+                        attr, parameter or found.get(attr, TableAttribute(attr, False)).cast_with_module
+                    )
         for call in ctx.index.descendants(cls.body, cst.Call, prune=(cst.ClassDef,)):
             target = receiver(call)
             if method_name(call) != "register_buffer" or not (isinstance(target, cst.Name) and target.value == "self"):
@@ -125,6 +147,7 @@ def frequency_attributes(ctx: FileContext, cls: cst.ClassDef | None) -> dict[str
             if name and value is not None and (FREQUENCY_NAME in name or _is_table_value(ctx, value)):
                 found[name] = TableAttribute(name, True)
         return found
+
     return ctx.memo(("frequency_attributes", id(cls)), compute)
 
 
@@ -132,10 +155,11 @@ def _is_table_value(ctx: FileContext, value: cst.BaseExpression) -> bool:
     """A frequency table, but not the angles built from one (those also hold the formula)."""
     stripped = _strip(value)
     if isinstance(stripped, cst.Name):
-        return FREQUENCY_NAME in stripped.value or any(
-            _is_table_value(ctx, v) for v in _local_values(ctx, stripped))
+        return FREQUENCY_NAME in stripped.value or any(_is_table_value(ctx, v) for v in _local_values(ctx, stripped))
     return is_frequency_formula(ctx, stripped) and not any(
-        _product_operands(ctx, node) for node in (stripped, *ctx.index.descendants(stripped, (cst.Call, cst.BinaryOperation))))
+        _product_operands(ctx, node)
+        for node in (stripped, *ctx.index.descendants(stripped, (cst.Call, cst.BinaryOperation)))
+    )
 
 
 # -- angle products ---------------------------------------------------------------------------------
@@ -164,6 +188,7 @@ def _product_operands(ctx: FileContext, node: cst.CSTNode) -> list[cst.BaseExpre
 
 def angle_products(ctx: FileContext) -> list[AngleProduct]:
     """Every product of a frequency table with positions in the file."""
+
     def compute():
         found = []
         for node_type in (cst.BinaryOperation, cst.Call):
@@ -174,11 +199,15 @@ def angle_products(ctx: FileContext) -> list[AngleProduct]:
                 frequencies = tuple(o for o in operands if is_frequency(ctx, o))
                 positions = tuple(o for o in operands if o not in frequencies and _is_positions(ctx, o))
                 if frequencies and positions:
-                    lowered = (isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.MatrixMultiply)
-                               or isinstance(node, cst.Call) and (ctx.callee(node) in AUTOCAST_LOWERED
-                                                                  or method_name(node) in AUTOCAST_LOWERED))
+                    lowered = (
+                        isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.MatrixMultiply)
+                    ) or (
+                        isinstance(node, cst.Call)
+                        and (ctx.callee(node) in AUTOCAST_LOWERED or method_name(node) in AUTOCAST_LOWERED)
+                    )
                     found.append(AngleProduct(node, frequencies, positions, lowered))
         return sorted(found, key=lambda p: ctx.order(p.node))
+
     return ctx.memo("angle_products", compute)
 
 
@@ -197,8 +226,10 @@ def _is_positions(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0) ->
         if function is None:
             return False
         definitions = ctx.function_facts(function).reaching(expr.value, ctx.order(expr))
-        return any(d.kind == "param" or d.kind == "assign" and d.value is not None
-                   and _is_positions(ctx, d.value, depth + 1) for d in definitions)
+        return any(
+            d.kind == "param" or (d.kind == "assign" and d.value is not None and _is_positions(ctx, d.value, depth + 1))
+            for d in definitions
+        )
     return False
 
 
@@ -208,13 +239,16 @@ def _derives_from_frequency(ctx: FileContext, expr: cst.BaseExpression, depth: i
     if depth > 3:
         return False
     for node in (expr, *ctx.index.descendants(expr, (cst.Name, cst.Attribute))):
-        if isinstance(node, cst.Name) and isinstance(ctx.index.parents.get(node), cst.Attribute) \
-                or _only_lends_dtype(ctx, node, expr):
+        if (isinstance(node, cst.Name) and isinstance(ctx.index.parents.get(node), cst.Attribute)) or _only_lends_dtype(
+            ctx, node, expr
+        ):
             continue
         if isinstance(node, (cst.Name, cst.Attribute)):
             if is_frequency(ctx, node):
                 return True
-            if isinstance(node, cst.Name) and any(_derives_from_frequency(ctx, v, depth + 1) for v in _local_values(ctx, node)):
+            if isinstance(node, cst.Name) and any(
+                _derives_from_frequency(ctx, v, depth + 1) for v in _local_values(ctx, node)
+            ):
                 return True
     return False
 
@@ -227,8 +261,9 @@ def _only_lends_dtype(ctx: FileContext, node: cst.CSTNode, top: cst.CSTNode) -> 
             return True
         if isinstance(ancestor, cst.Arg):
             call = ctx.index.parents.get(ancestor)
-            if ancestor.keyword is not None and ancestor.keyword.value in ("dtype", "device") \
-                    or isinstance(call, cst.Call) and method_name(call) in ("type_as", "to", "type"):
+            if (ancestor.keyword is not None and ancestor.keyword.value in ("dtype", "device")) or (
+                isinstance(call, cst.Call) and method_name(call) in ("type_as", "to", "type")
+            ):
                 return True
         if ancestor is top:
             return False
@@ -245,7 +280,9 @@ def operand_precision(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0
         return None
     if isinstance(expr, cst.Subscript):
         return operand_precision(ctx, expr.value, depth + 1)
-    if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, (cst.Divide, cst.Multiply, cst.Add, cst.Subtract)):
+    if isinstance(expr, cst.BinaryOperation) and isinstance(
+        expr.operator, (cst.Divide, cst.Multiply, cst.Add, cst.Subtract)
+    ):
         found = {operand_precision(ctx, side, depth + 1) for side in (expr.left, expr.right)}
         return _combine(found)
     if isinstance(expr, cst.Call):
@@ -260,8 +297,11 @@ def operand_precision(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0
             dtype = argument(expr, "dtype")
             if dtype is None:
                 return None
-            return dtype_precision(ctx, dtype) or (_follow_dtype(ctx, dtype.value, depth)
-                                                   if isinstance(dtype, cst.Attribute) and dtype.attr.value == "dtype" else None)
+            return dtype_precision(ctx, dtype) or (
+                _follow_dtype(ctx, dtype.value, depth)
+                if isinstance(dtype, cst.Attribute) and dtype.attr.value == "dtype"
+                else None
+            )
         if method in VIEW_METHODS | DTYPE_ARGUMENT_CASTS and receiver(expr) is not None:
             return operand_precision(ctx, receiver(expr), depth + 1)
         return None
@@ -282,8 +322,11 @@ def _borrowed_dtype(call: cst.Call, method: str | None) -> cst.BaseExpression | 
         return argument(call, "other", 0)
     if method in ("to", "type"):
         for arg in call.args:
-            if (arg.keyword is None or arg.keyword.value == "dtype") and isinstance(arg.value, cst.Attribute) \
-                    and arg.value.attr.value == "dtype":
+            if (
+                (arg.keyword is None or arg.keyword.value == "dtype")
+                and isinstance(arg.value, cst.Attribute)
+                and arg.value.attr.value == "dtype"
+            ):
                 return arg.value.value
     return None
 
@@ -344,7 +387,9 @@ def stored_table_cast(ctx: FileContext, node: cst.Call) -> str | None:
 def _is_trig(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0) -> bool:
     if depth > MAX_DEPTH:
         return False
-    if isinstance(expr, cst.Call) and (method_name(expr) in ("cos", "sin") or ctx.callee(expr) in ("torch.cos", "torch.sin")):
+    if isinstance(expr, cst.Call) and (
+        method_name(expr) in ("cos", "sin") or ctx.callee(expr) in ("torch.cos", "torch.sin")
+    ):
         return True
     if isinstance(expr, cst.Name):
         return any(_is_trig(ctx, _strip(v), depth + 1) for v in _local_values(ctx, expr))
@@ -397,15 +442,23 @@ def _angle_like(ctx: FileContext, expr: cst.BaseExpression) -> bool:
 
 def _table_layout(ctx: FileContext, call: cst.Call) -> str | None:
     method = method_name(call)
-    if method == "repeat_interleave" and literal_int(argument(call, "repeats", 0)) == 2 \
-            and _last_dim(argument(call, "dim", 1)) and (_angle_like(ctx, receiver(call)) or _half_cut(receiver(call))):
+    if (
+        method == "repeat_interleave"
+        and literal_int(argument(call, "repeats", 0)) == 2
+        and _last_dim(argument(call, "dim", 1))
+        and (_angle_like(ctx, receiver(call)) or _half_cut(receiver(call)))
+    ):
         return "interleaved"
     if ctx.callee(call) == "torch.cat" and _last_dim(argument(call, "dim", 1)):
         tensors = argument(call, "tensors", 0)
         if isinstance(tensors, (cst.Tuple, cst.List)) and len(tensors.elements) == 2:
             first, second = (element.value for element in tensors.elements)
-            if isinstance(first, cst.Name) and isinstance(second, cst.Name) and first.value == second.value \
-                    and _angle_like(ctx, first):
+            if (
+                isinstance(first, cst.Name)
+                and isinstance(second, cst.Name)
+                and first.value == second.value
+                and _angle_like(ctx, first)
+            ):
                 return "half"
     return None
 
@@ -451,9 +504,17 @@ def _cut(ctx: FileContext, expr: cst.BaseExpression) -> str | None:
                 if d.kind == "unpack" and isinstance(d.node, cst.Assign):
                     values.append(d.node.value)
     for value in values:
-        if isinstance(value, cst.Call) and method_name(value) in ("chunk", "split") and literal_int(argument(value, "chunks", 0)) == 2:
+        if (
+            isinstance(value, cst.Call)
+            and method_name(value) in ("chunk", "split")
+            and literal_int(argument(value, "chunks", 0)) == 2
+        ):
             return "half"
-        if isinstance(value, cst.Call) and ctx.callee(value) in ("torch.chunk",) and literal_int(argument(value, "chunks", 1)) == 2:
+        if (
+            isinstance(value, cst.Call)
+            and ctx.callee(value) in ("torch.chunk",)
+            and literal_int(argument(value, "chunks", 1)) == 2
+        ):
             return "half"
         if isinstance(value, cst.Subscript) and value.slice:
             last = value.slice[-1].slice
@@ -481,6 +542,7 @@ def rotary_applications(ctx: FileContext) -> list[RotaryApplication]:
     """Calls to a rotary helper (`apply_rotary_pos_emb`, `self.rope`, `rotate_queries_or_keys`...) that
     rebind the names they rotate. A call that hands a tensor over only for its dtype or device
     (`cos, sin = self.rotary_emb(value_states, position_ids)`) rebinds other names, so it is not one."""
+
     def compute():
         found = []
         for assign in ctx.index.nodes(cst.Assign):
@@ -488,12 +550,16 @@ def rotary_applications(ctx: FileContext) -> list[RotaryApplication]:
             if not isinstance(call, cst.Call) or not _is_rotary_callee(call):
                 continue
             targets = {name for t in assign.targets for name in _names(t.target)}
-            passed = [arg.value.value for arg in call.args
-                      if isinstance(arg.value, cst.Name) and arg.keyword is None and not arg.star]
+            passed = [
+                arg.value.value
+                for arg in call.args
+                if isinstance(arg.value, cst.Name) and arg.keyword is None and not arg.star
+            ]
             rotated = tuple(name for name in passed if name in targets)
             if rotated:
                 found.append(RotaryApplication(call, rotated, assign))
         return found
+
     return ctx.memo("rotary_applications", compute)
 
 
@@ -546,12 +612,17 @@ def attention_values(ctx: FileContext) -> list[cst.Name]:
             if isinstance(value, cst.Name):
                 found.append(value)
     for node in ctx.index.nodes(cst.BinaryOperation):
-        if isinstance(node.operator, cst.MatrixMultiply) and isinstance(node.right, cst.Name) \
-                and _is_softmax_output(ctx, node.left):
+        if (
+            isinstance(node.operator, cst.MatrixMultiply)
+            and isinstance(node.right, cst.Name)
+            and _is_softmax_output(ctx, node.left)
+        ):
             found.append(node.right)
     return found
 
 
 def _is_softmax_output(ctx: FileContext, expr: cst.BaseExpression) -> bool:
     values = [expr] + (_local_values(ctx, expr) if isinstance(expr, cst.Name) else [])
-    return any(isinstance(v, cst.Call) and (method_name(v) == "softmax" or ctx.callee(v) == "torch.softmax") for v in values)
+    return any(
+        isinstance(v, cst.Call) and (method_name(v) == "softmax" or ctx.callee(v) == "torch.softmax") for v in values
+    )

@@ -28,6 +28,7 @@ FACTS: dict[str, Callable[[Any], Any]] = {}
 
 def summary_fact(name: str):
     """Register a fact every file's summary carries (a function of its FileContext)."""
+
     def register(compute):
         FACTS[name] = compute
         return compute
@@ -50,6 +51,7 @@ class ImportedName:
 
 def imported_names(ctx) -> dict[str, ImportedName]:
     """Local name -> its source, relative imports included (ImportAliases keeps only absolute ones)."""
+
     def build() -> dict[str, ImportedName]:
         names: dict[str, ImportedName] = {}
         for node in ctx.index.nodes(cst.ImportFrom):
@@ -60,8 +62,9 @@ def imported_names(ctx) -> dict[str, ImportedName]:
                 continue
             for alias in node.names:
                 name = dotted(alias.name)
-                local = alias.asname.name.value if alias.asname is not None and is_a(alias.asname.name, cst.Name) \
-                    else name
+                local = (
+                    alias.asname.name.value if alias.asname is not None and is_a(alias.asname.name, cst.Name) else name
+                )
                 if name is not None and local is not None:
                     names[local] = ImportedName(module, len(node.relative), name)
         for node in ctx.index.nodes(cst.Import):
@@ -75,6 +78,7 @@ def imported_names(ctx) -> dict[str, ImportedName]:
 
 
 # -- facts ------------------------------------------------------------------------------------------
+
 
 @summary_fact("constants")
 def module_constants(ctx) -> dict[str, float]:
@@ -119,8 +123,9 @@ def class_kinds(ctx) -> dict[str, dict[str, Any]]:
         verdict = module_class(ctx, statement)
         entry: dict[str, Any] = {"module": verdict}
         if verdict is None:
-            entry["imported_bases"] = [vars(names[text]) for base in statement.bases
-                                       if (text := dotted(base.value)) in names]
+            entry["imported_bases"] = [
+                vars(names[text]) for base in statement.bases if (text := dotted(base.value)) in names
+            ]
         kinds[statement.name.value] = entry
     return kinds
 
@@ -151,8 +156,10 @@ class ProjectScope:
         else:
             bases = list(dict.fromkeys([_package_top(importer), *self.roots]))
         for base in bases:
-            for candidate in (base.joinpath(*parts).with_suffix(".py") if parts else None,
-                              base.joinpath(*parts, "__init__.py")):
+            for candidate in (
+                base.joinpath(*parts).with_suffix(".py") if parts else None,
+                base.joinpath(*parts, "__init__.py"),
+            ):
                 if candidate is not None and candidate.is_file() and self._inside(candidate):
                     return candidate
         return None
@@ -201,11 +208,16 @@ def _module_class_at(scope: ProjectScope, source: ImportedName, importer: Path, 
         return None
     if entry["module"] is not None:
         return entry["module"]
-    verdicts = [_module_class_at(scope, ImportedName(**base), path, hops + 1) for base in entry.get("imported_bases", [])]
+    verdicts = [
+        _module_class_at(scope, ImportedName(**base), path, hops + 1) for base in entry.get("imported_bases", [])
+    ]
     if any(verdicts):
         return True
-    return False if verdicts and all(v is False for v in verdicts) and len(verdicts) == len(entry["imported_bases"]) \
+    return (
+        False
+        if verdicts and all(v is False for v in verdicts) and len(verdicts) == len(entry["imported_bases"])
         else None
+    )
 
 
 def imported_constant(ctx, local: str) -> float | None:

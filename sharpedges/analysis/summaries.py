@@ -50,8 +50,12 @@ def called_function(ctx: FileContext, call: cst.Call) -> tuple[cst.FunctionDef, 
         return None
     by_name = ctx.memo("function_definitions", lambda: _functions_by_name(ctx))
     visible = {None, *ctx.index.ancestors(call)}
-    candidates = [fn for fn in by_name.get(func.value, ()) if ctx.index.enclosing(fn, HELPER_SCOPES) in visible
-                  and not is_a(ctx.index.enclosing(fn, HELPER_SCOPES), cst.ClassDef)]
+    candidates = [
+        fn
+        for fn in by_name.get(func.value, ())
+        if ctx.index.enclosing(fn, HELPER_SCOPES) in visible
+        and not is_a(ctx.index.enclosing(fn, HELPER_SCOPES), cst.ClassDef)
+    ]
     if len(candidates) != 1:
         return None
     return candidates[0], positional_parameters(candidates[0])
@@ -87,7 +91,7 @@ def bind_arguments(call: cst.Call, positional: list[str]) -> dict[str, cst.BaseE
 def partial_kernel(ctx: FileContext, call: cst.Call) -> tuple[Kernel, cst.Call] | None:
     """For a call of `attend`, `self.attend` bound to `functools.partial(F.scaled_dot_product_attention,
     is_causal=True)`: the kernel it runs and the partial, whose keywords fix some of its arguments."""
-    if not ctx.mentions(b"partial") or not is_a(call.func, cst.Name) and self_attribute(call.func) is None:
+    if not ctx.mentions(b"partial") or (not is_a(call.func, cst.Name) and self_attribute(call.func) is None):
         return None
     values = possible_values(ctx, call.func)
     if not values or len(values) != 1 or not is_a(values[0], cst.Call) or ctx.callee(values[0]) not in PARTIALS:
@@ -112,9 +116,11 @@ def return_values(ctx: FileContext, function: cst.FunctionDef) -> list[cst.BaseE
     memo = ctx.memo("return_values", dict)
     found = memo.get(function)
     if found is None:
-        found = memo[function] = [node.value for node in ctx.index.descendants(function.body, cst.Return,
-                                                                                prune=HELPER_SCOPES)
-                                  if node.value is not None]
+        found = memo[function] = [
+            node.value
+            for node in ctx.index.descendants(function.body, cst.Return, prune=HELPER_SCOPES)
+            if node.value is not None
+        ]
     return found
 
 

@@ -25,58 +25,244 @@ MAX_DEPTH = 8
 
 # -- the table -----------------------------------------------------------------------------
 # Methods only tensors have, each returning a new tensor: the method alone says the receiver is a tensor.
-TENSOR_ONLY_METHODS = frozenset({
-    "masked_fill", "masked_scatter", "masked_select", "index_fill", "index_add", "index_copy", "index_put",
-    "scatter_add", "scatter_reduce", "clamp_min", "clamp_max", "type_as", "repeat_interleave", "unsqueeze",
-    "new_zeros", "new_ones", "new_full", "new_empty", "nan_to_num", "addcmul", "addcdiv", "tril", "triu",
-    "expand_as", "contiguous",
-})
+TENSOR_ONLY_METHODS = frozenset(
+    {
+        "masked_fill",
+        "masked_scatter",
+        "masked_select",
+        "index_fill",
+        "index_add",
+        "index_copy",
+        "index_put",
+        "scatter_add",
+        "scatter_reduce",
+        "clamp_min",
+        "clamp_max",
+        "type_as",
+        "repeat_interleave",
+        "unsqueeze",
+        "new_zeros",
+        "new_ones",
+        "new_full",
+        "new_empty",
+        "nan_to_num",
+        "addcmul",
+        "addcdiv",
+        "tril",
+        "triu",
+        "expand_as",
+        "contiguous",
+    }
+)
 # Out-of-place tensor methods that other types also have, with other meanings (`Module.to` and
 # `Module.half` work in place, `set.add` mutates, `ax.scatter` draws): flagged only on an evident tensor.
-SHARED_OUT_OF_PLACE_METHODS = frozenset({
-    "to", "float", "half", "double", "bfloat16", "int", "long", "bool", "cuda", "cpu", "type", "add", "sub",
-    "mul", "div", "pow", "exp", "log", "sqrt", "rsqrt", "abs", "neg", "sigmoid", "tanh", "relu", "clip", "clamp",
-    "where", "detach", "clone", "view", "reshape", "transpose", "permute", "squeeze", "flatten", "expand",
-    "repeat", "t", "sum", "mean", "max", "min", "round", "sign", "roll", "flip", "scatter", "softmax",
-    "log_softmax", "lerp",
-})
+SHARED_OUT_OF_PLACE_METHODS = frozenset(
+    {
+        "to",
+        "float",
+        "half",
+        "double",
+        "bfloat16",
+        "int",
+        "long",
+        "bool",
+        "cuda",
+        "cpu",
+        "type",
+        "add",
+        "sub",
+        "mul",
+        "div",
+        "pow",
+        "exp",
+        "log",
+        "sqrt",
+        "rsqrt",
+        "abs",
+        "neg",
+        "sigmoid",
+        "tanh",
+        "relu",
+        "clip",
+        "clamp",
+        "where",
+        "detach",
+        "clone",
+        "view",
+        "reshape",
+        "transpose",
+        "permute",
+        "squeeze",
+        "flatten",
+        "expand",
+        "repeat",
+        "t",
+        "sum",
+        "mean",
+        "max",
+        "min",
+        "round",
+        "sign",
+        "roll",
+        "flip",
+        "scatter",
+        "softmax",
+        "log_softmax",
+        "lerp",
+    }
+)
 # Out-of-place methods whose in-place twin (`name_`) exists on torch.Tensor.
-HAS_INPLACE_VARIANT = frozenset({
-    "masked_fill", "masked_scatter", "index_fill", "index_add", "index_copy", "index_put", "scatter",
-    "scatter_add", "scatter_reduce", "clamp", "clamp_min", "clamp_max", "clip", "unsqueeze", "squeeze",
-    "transpose", "t", "nan_to_num", "addcmul", "addcdiv", "lerp", "tril", "triu", "add", "sub", "mul", "div",
-    "pow", "exp", "log", "sqrt", "rsqrt", "abs", "neg", "sigmoid", "tanh", "relu", "detach", "round", "sign",
-})
+HAS_INPLACE_VARIANT = frozenset(
+    {
+        "masked_fill",
+        "masked_scatter",
+        "index_fill",
+        "index_add",
+        "index_copy",
+        "index_put",
+        "scatter",
+        "scatter_add",
+        "scatter_reduce",
+        "clamp",
+        "clamp_min",
+        "clamp_max",
+        "clip",
+        "unsqueeze",
+        "squeeze",
+        "transpose",
+        "t",
+        "nan_to_num",
+        "addcmul",
+        "addcdiv",
+        "lerp",
+        "tril",
+        "triu",
+        "add",
+        "sub",
+        "mul",
+        "div",
+        "pow",
+        "exp",
+        "log",
+        "sqrt",
+        "rsqrt",
+        "abs",
+        "neg",
+        "sigmoid",
+        "tanh",
+        "relu",
+        "detach",
+        "round",
+        "sign",
+    }
+)
 # Pure torch functions whose only effect is the tensor they return (unless given `out=`).
-PURE_FUNCTIONS = frozenset({
-    "torch.clamp", "torch.clip", "torch.where", "torch.masked_fill", "torch.softmax", "torch.log_softmax",
-    "torch.cat", "torch.stack", "torch.transpose", "torch.reshape", "torch.nan_to_num", "torch.tril",
-    "torch.triu", "torch.nn.functional.pad", "torch.nn.functional.normalize", "torch.add", "torch.mul",
-    "torch.div", "torch.sub",
-})
+PURE_FUNCTIONS = frozenset(
+    {
+        "torch.clamp",
+        "torch.clip",
+        "torch.where",
+        "torch.masked_fill",
+        "torch.softmax",
+        "torch.log_softmax",
+        "torch.cat",
+        "torch.stack",
+        "torch.transpose",
+        "torch.reshape",
+        "torch.nan_to_num",
+        "torch.tril",
+        "torch.triu",
+        "torch.nn.functional.pad",
+        "torch.nn.functional.normalize",
+        "torch.add",
+        "torch.mul",
+        "torch.div",
+        "torch.sub",
+    }
+)
 # The keyword through which a torch function writes its result into an existing tensor.
 OUT_KEYWORD = "out"
 # Methods that change an `nn.Module` in place and return it: dropping their result loses nothing.
-MODULE_IN_PLACE_METHODS = frozenset({
-    "to", "float", "half", "double", "bfloat16", "cuda", "cpu", "type", "train", "eval", "requires_grad_",
-    "zero_grad", "apply", "to_empty", "share_memory", "xpu", "ipu", "mtia",
-})
+MODULE_IN_PLACE_METHODS = frozenset(
+    {
+        "to",
+        "float",
+        "half",
+        "double",
+        "bfloat16",
+        "cuda",
+        "cpu",
+        "type",
+        "train",
+        "eval",
+        "requires_grad_",
+        "zero_grad",
+        "apply",
+        "to_empty",
+        "share_memory",
+        "xpu",
+        "ipu",
+        "mtia",
+    }
+)
 # Verbs of calls made for their effect, which return nothing (None, or a handle nobody needs):
 # `reset_aux_loss()`, `set_aux_loss_group(g)`, `register_forward_hook(hook)`.
-RETURNS_NOTHING_PREFIXES = ("reset", "set_", "register", "clear", "zero_", "init", "log", "record", "update",
-                            "add_", "enable", "disable", "print", "save", "load_state", "remove", "accumulate",
-                            "_reset", "_set_", "_register", "_clear", "_log", "_record", "_update")
+RETURNS_NOTHING_PREFIXES = (
+    "reset",
+    "set_",
+    "register",
+    "clear",
+    "zero_",
+    "init",
+    "log",
+    "record",
+    "update",
+    "add_",
+    "enable",
+    "disable",
+    "print",
+    "save",
+    "load_state",
+    "remove",
+    "accumulate",
+    "_reset",
+    "_set_",
+    "_register",
+    "_clear",
+    "_log",
+    "_record",
+    "_update",
+)
 # Namespaces of torch whose functions return tensors; other `torch.x.*` (hub, jit, cuda, distributed,
 # ao, fx, export ...) return models, handles or nothing.
 TENSOR_NAMESPACES = ("torch.nn.functional.", "torch.linalg.", "torch.fft.", "torch.special.")
-NON_TENSOR_TORCH_FUNCTIONS = frozenset({
-    "manual_seed", "set_default_dtype", "save", "load", "compile", "set_grad_enabled", "no_grad",
-    "enable_grad", "inference_mode", "set_printoptions", "use_deterministic_algorithms", "get_default_dtype",
-    "is_tensor", "is_grad_enabled", "device", "dtype", "Generator", "Size", "finfo", "iinfo",
-    "set_float32_matmul_precision", "autocast",
-})
-TENSOR_ANNOTATIONS = frozenset({"torch.Tensor", "Tensor", "torch.FloatTensor", "torch.LongTensor",
-                                "torch.BoolTensor"})
+NON_TENSOR_TORCH_FUNCTIONS = frozenset(
+    {
+        "manual_seed",
+        "set_default_dtype",
+        "save",
+        "load",
+        "compile",
+        "set_grad_enabled",
+        "no_grad",
+        "enable_grad",
+        "inference_mode",
+        "set_printoptions",
+        "use_deterministic_algorithms",
+        "get_default_dtype",
+        "is_tensor",
+        "is_grad_enabled",
+        "device",
+        "dtype",
+        "Generator",
+        "Size",
+        "finfo",
+        "iinfo",
+        "set_float32_matmul_precision",
+        "autocast",
+    }
+)
+TENSOR_ANNOTATIONS = frozenset({"torch.Tensor", "Tensor", "torch.FloatTensor", "torch.LongTensor", "torch.BoolTensor"})
 # Libraries whose objects are never tensors (plotting, tables, containers, logging).
 NON_TENSOR_LIBRARIES = ("matplotlib.", "pandas.", "collections.", "logging.")
 MODULE_BASES = frozenset({"torch.nn.Module", "torch.nn.modules.module.Module", "nn.Module"})
@@ -99,8 +285,12 @@ def tensor_function(qualified: str) -> bool:
     if qualified.startswith(TENSOR_NAMESPACES):
         return True
     parts = qualified.split(".")
-    return len(parts) == 2 and parts[0] == "torch" and parts[1] not in NON_TENSOR_TORCH_FUNCTIONS \
+    return (
+        len(parts) == 2
+        and parts[0] == "torch"
+        and parts[1] not in NON_TENSOR_TORCH_FUNCTIONS
         and not parts[1][:1].isupper()
+    )
 
 
 # -- modules -------------------------------------------------------------------------------
@@ -123,7 +313,7 @@ def module_class(ctx: FileContext, cls: cst.ClassDef, depth: int = 0) -> bool | 
     if "training" in ctx.class_facts(cls).assignments:
         return False  # keeps its own `training` flag: not nn.Module's
     verdict: bool | None = False
-    for base, qualified in zip(cls.bases, bases):
+    for base, qualified in zip(cls.bases, bases, strict=False):
         local = class_named(ctx, qualified) if "." not in qualified and qualified else None
         if local is not None and local is not cls:
             found = module_class(ctx, local, depth + 1)
@@ -143,8 +333,11 @@ def module_type(ctx: FileContext, qualified: str | None) -> bool:
     file that derives from nn.Module."""
     if not qualified:
         return False
-    if qualified in MODULE_BASES or qualified.startswith("torch.nn.") and not qualified.startswith(
-            "torch.nn.functional.") and qualified.split(".")[-1][:1].isupper():
+    if qualified in MODULE_BASES or (
+        qualified.startswith("torch.nn.")
+        and not qualified.startswith("torch.nn.functional.")
+        and qualified.split(".")[-1][:1].isupper()
+    ):
         return True
     local = class_named(ctx, qualified) if "." not in qualified else None
     return local is not None and module_class(ctx, local) is True
@@ -175,8 +368,11 @@ class TensorFacts:
             return self.is_tensor(expr.value, at, depth + 1)
         if is_a(expr, cst.BinaryOperation):
             # arithmetic with a tensor on either side gives a tensor
-            return is_a(expr.operator, cst.MatrixMultiply) or self.is_tensor(expr.left, at, depth + 1) \
+            return (
+                is_a(expr.operator, cst.MatrixMultiply)
+                or self.is_tensor(expr.left, at, depth + 1)
                 or self.is_tensor(expr.right, at, depth + 1)
+            )
         if is_a(expr, cst.Call):
             qualified = self.ctx.callee(expr) or ""
             if qualified.startswith("torch."):
@@ -204,8 +400,10 @@ class TensorFacts:
             if cls is None:
                 return False
             facts = ctx.class_facts(cls)
-            return any(assignment.value is not None and module_type(ctx, ctx.qualify(_constructor(assignment.value)))
-                       for assignment in facts.assignments.get(attr, ()))
+            return any(
+                assignment.value is not None and module_type(ctx, ctx.qualify(_constructor(assignment.value)))
+                for assignment in facts.assignments.get(attr, ())
+            )
         if is_a(expr, cst.Name) and self.facts is not None:
             definitions = self.facts.reaching(expr.value, at)
             for definition in definitions:
@@ -231,8 +429,11 @@ class TensorFacts:
                 elif definition.kind in ("assign", "unpack"):
                     value = definition.value if definition.kind == "assign" else getattr(definition.node, "value", None)
                     callee = self.ctx.callee(value) if is_a(value, cst.Call) else None
-                    if callee and not callee.startswith("torch.") \
-                            and (project_type(self.ctx, callee) or callee.startswith(NON_TENSOR_LIBRARIES)):
+                    if (
+                        callee
+                        and not callee.startswith("torch.")
+                        and (project_type(self.ctx, callee) or callee.startswith(NON_TENSOR_LIBRARIES))
+                    ):
                         return True
         return False
 
@@ -254,7 +455,6 @@ class TensorFacts:
             else:
                 return False
         return True
-
 
 
 def _constructor(value: cst.BaseExpression) -> cst.BaseExpression:

@@ -40,13 +40,20 @@ ATTENTION_DROPOUT_KEYWORDS = {
     "flash_attn.flash_attn_interface.flash_attn_varlen_func": "dropout_p",
 }
 AUTOGRAD_FUNCTIONS = {"torch.autograd.Function", "torch.autograd.function.Function"}
-DROPOUT_MODULES = {"torch.nn.Dropout", "torch.nn.Dropout1d", "torch.nn.Dropout2d", "torch.nn.Dropout3d",
-                   "torch.nn.AlphaDropout", "torch.nn.FeatureAlphaDropout"}
+DROPOUT_MODULES = {
+    "torch.nn.Dropout",
+    "torch.nn.Dropout1d",
+    "torch.nn.Dropout2d",
+    "torch.nn.Dropout3d",
+    "torch.nn.AlphaDropout",
+    "torch.nn.FeatureAlphaDropout",
+}
 
 
 def forward_path_methods(ctx: FileContext, cls: cst.ClassDef) -> frozenset[str]:
     """Names of the methods of `cls` that `forward` runs: forward itself and every method it reaches
     through `self.method(...)` calls, transitively."""
+
     def compute():
         facts = ctx.class_facts(cls)
         reached: set[str] = set()
@@ -61,6 +68,7 @@ def forward_path_methods(ctx: FileContext, cls: cst.ClassDef) -> frozenset[str]:
                 if callee in facts.methods and callee not in reached:
                     pending.append(callee)
         return frozenset(reached)
+
     return ctx.memo(("forward_path_methods", id(cls)), compute)
 
 
@@ -133,8 +141,9 @@ def _local_mentions_training(ctx: FileContext, name: cst.Name, depth: int) -> bo
     if function is None:
         return False
     definitions = ctx.function_facts(function).reaching(name.value, ctx.order(name))
-    return any(d.value is not None and d.kind == "assign" and mentions_training(ctx, d.value, depth + 1)
-               for d in definitions)
+    return any(
+        d.value is not None and d.kind == "assign" and mentions_training(ctx, d.value, depth + 1) for d in definitions
+    )
 
 
 def gated(ctx: FileContext, expr: cst.BaseExpression | None) -> bool:
@@ -147,8 +156,11 @@ def gated(ctx: FileContext, expr: cst.BaseExpression | None) -> bool:
     function = ctx.function_of(expr)
     if function is None:
         return False
-    return any(under_training_branch(ctx, d.node) for d in ctx.function_facts(function).reaching(expr.value, ctx.order(expr))
-               if d.kind != "param")
+    return any(
+        under_training_branch(ctx, d.node)
+        for d in ctx.function_facts(function).reaching(expr.value, ctx.order(expr))
+        if d.kind != "param"
+    )
 
 
 def gated_by_every_caller(ctx: FileContext, call: cst.Call, probability: cst.BaseExpression | None) -> bool:
@@ -212,8 +224,11 @@ def under_training_branch(ctx: FileContext, node: cst.CSTNode) -> bool:
     """Inside `if self.training:` (or an `if` on any training flag), or a conditional expression on one."""
     child = node
     for ancestor in ctx.index.ancestors(node):
-        if isinstance(ancestor, (cst.If, cst.IfExp)) and child is not ancestor.test \
-                and mentions_training(ctx, ancestor.test):
+        if (
+            isinstance(ancestor, (cst.If, cst.IfExp))
+            and child is not ancestor.test
+            and mentions_training(ctx, ancestor.test)
+        ):
             return True
         if isinstance(ancestor, cst.FunctionDef):
             return False
@@ -240,9 +255,13 @@ def functional_dropout_without_mode(ctx: FileContext, call: cst.Call) -> Ungated
     if argument(call, "training", position) is not None:
         return None
     probability = argument(call, "p", 1)
-    if probability is not None and gated(ctx, probability) or under_training_branch(ctx, call) \
-            or in_autograd_function(ctx, call) or gated_by_every_caller(ctx, call, probability) \
-            or in_plain_class(ctx, call):
+    if (
+        (probability is not None and gated(ctx, probability))
+        or under_training_branch(ctx, call)
+        or in_autograd_function(ctx, call)
+        or gated_by_every_caller(ctx, call, probability)
+        or in_plain_class(ctx, call)
+    ):
         return None
     return UngatedDropout(call, "functional", probability)
 
@@ -263,8 +282,12 @@ def attention_dropout_without_mode(ctx: FileContext, call: cst.Call) -> UngatedD
     if keyword is None or any(arg.star for arg in call.args):
         return None
     probability = argument(call, keyword)
-    if probability is None or gated(ctx, probability) or in_autograd_function(ctx, call) \
-            or saved_by_autograd_forward(ctx, probability):
+    if (
+        probability is None
+        or gated(ctx, probability)
+        or in_autograd_function(ctx, call)
+        or saved_by_autograd_forward(ctx, probability)
+    ):
         return None
     if under_training_branch(ctx, call) or _passed_in(ctx, probability) or gated_by_every_caller(ctx, call, None):
         return None
@@ -280,8 +303,9 @@ def _passed_in(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0) -> bo
         return False
     definitions = ctx.function_facts(function).reaching(expr.value, ctx.order(expr))
     return bool(definitions) and all(
-        d.kind == "param" or d.kind == "assign" and d.value is not None and _passed_in(ctx, d.value, depth + 1)
-        for d in definitions)
+        d.kind == "param" or (d.kind == "assign" and d.value is not None and _passed_in(ctx, d.value, depth + 1))
+        for d in definitions
+    )
 
 
 def dropout_module_built_in_forward(ctx: FileContext, call: cst.Call) -> UngatedDropout | None:

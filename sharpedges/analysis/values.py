@@ -19,8 +19,9 @@ from sharpedges.analysis.walk import is_a
 MAX_DEPTH = 8
 
 
-def possible_values(ctx: FileContext, expr: cst.BaseExpression | None, at: int | None = None,
-                    depth: int = 0) -> list[cst.BaseExpression] | None:
+def possible_values(
+    ctx: FileContext, expr: cst.BaseExpression | None, at: int | None = None, depth: int = 0
+) -> list[cst.BaseExpression] | None:
     """Every expression `expr` may evaluate to at pre-order point `at`, or None when one is unknown."""
     if expr is None or depth > MAX_DEPTH:
         return None
@@ -62,8 +63,9 @@ def _attribute(ctx: FileContext, expr: cst.BaseExpression, attr: str, depth: int
     return _joined(ctx, [(a.value, ctx.order(a.node)) for a in assignments], depth)
 
 
-def _joined(ctx: FileContext, sources: list[tuple[cst.BaseExpression | None, int]],
-            depth: int) -> list[cst.BaseExpression] | None:
+def _joined(
+    ctx: FileContext, sources: list[tuple[cst.BaseExpression | None, int]], depth: int
+) -> list[cst.BaseExpression] | None:
     found: list[cst.BaseExpression] = []
     for value, order in sources:
         values = possible_values(ctx, value, order, depth + 1) if value is not None else None
@@ -76,6 +78,7 @@ def _joined(ctx: FileContext, sources: list[tuple[cst.BaseExpression | None, int
 def module_assignments(ctx: FileContext) -> dict[str, list[tuple[cst.BaseExpression | None, int]]]:
     """Name -> (value, order) of each plain assignment outside functions and classes (value None for
     any other binding: an import, a loop, an unpacked tuple)."""
+
     def compute() -> dict[str, list[tuple[cst.BaseExpression | None, int]]]:
         found: dict[str, list[tuple[cst.BaseExpression | None, int]]] = {}
         for node in ctx.index.nodes(cst.Assign):
@@ -88,4 +91,5 @@ def module_assignments(ctx: FileContext) -> dict[str, list[tuple[cst.BaseExpress
                     for name in ctx.index.descendants(target.target, cst.Name):
                         found.setdefault(name.value, []).append((None, ctx.order(node)))
         return found
+
     return ctx.memo("module_assignments", compute)

@@ -27,8 +27,9 @@ def is_library_namespace(ctx, expr: cst.BaseExpression | None) -> bool:
 
 
 # -- methods, by what they do to the value they are called on --------------------------------------
-RESHAPE_METHODS = frozenset({"view", "reshape", "view_as", "reshape_as", "flatten", "unflatten", "squeeze",
-                             "unsqueeze"})
+RESHAPE_METHODS = frozenset(
+    {"view", "reshape", "view_as", "reshape_as", "flatten", "unflatten", "squeeze", "unsqueeze"}
+)
 BROADCAST_METHODS = frozenset({"expand", "expand_as", "broadcast_to"})
 REPEAT_METHODS = frozenset({"repeat", "repeat_interleave"})
 # Two axes swapped: a mask laid out (query, key) becomes (key, query).
@@ -43,8 +44,7 @@ DTYPE_ARGUMENT_CASTS = frozenset({"to", "type", "type_as"})
 CAST_METHODS = frozenset(FIXED_CASTS) | DTYPE_ARGUMENT_CASTS
 UPCAST_METHODS = frozenset(name for name, precision in FIXED_CASTS.items() if precision == "full")
 # Parts of a value: the same numbers, fewer of them.
-SELECTION_METHODS = frozenset({"narrow", "index_select", "gather", "chunk", "split", "unbind", "tensor_split",
-                               "roll"})
+SELECTION_METHODS = frozenset({"narrow", "index_select", "gather", "chunk", "split", "unbind", "tensor_split", "roll"})
 FILL_METHODS = frozenset({"masked_fill", "masked_fill_"})
 MASKING_METHODS = FILL_METHODS | {"masked_scatter", "where"}
 ADDITIVE_METHODS = frozenset({"add", "add_", "sub", "sub_"})
@@ -67,8 +67,9 @@ FILL_FUNCTIONS = frozenset({"torch.masked_fill"})
 ADDITIVE_FUNCTIONS = frozenset({"torch.add", "torch.sub"})
 NAN_REPAIR_FUNCTIONS = frozenset({"torch.nan_to_num"})
 PAD_FUNCTIONS = frozenset({"torch.nn.functional.pad"})
-SQRT_FUNCTIONS = frozenset({"math.sqrt", "numpy.sqrt", "torch.sqrt", "torch.rsqrt", "math.pow", "numpy.power",
-                            "torch.pow"})
+SQRT_FUNCTIONS = frozenset(
+    {"math.sqrt", "numpy.sqrt", "torch.sqrt", "torch.rsqrt", "math.pow", "numpy.power", "torch.pow"}
+)
 
 # -- mask constructors ------------------------------------------------------------------------------
 ONES = frozenset({"torch.ones", "torch.ones_like"})
@@ -111,30 +112,80 @@ def _kernel(name: str, **arguments: tuple[str, int | None]) -> Kernel:
     return Kernel(name, tuple((meaning, keyword, position) for meaning, (keyword, position) in arguments.items()))
 
 
-_SDPA = _kernel("scaled_dot_product_attention", query=("query", 0), key=("key", 1), value=("value", 2),
-                mask=("attn_mask", 3), dropout=("dropout_p", 4), causal=("is_causal", 5), scale=("scale", 6))
-_FLASH = _kernel("flash_attn_func", query=("q", 0), key=("k", 1), value=("v", 2), dropout=("dropout_p", 3),
-                 scale=("softmax_scale", 4), causal=("causal", 5), window=("window_size", 6))
-_FLASH_VARLEN = _kernel("flash_attn_varlen_func", query=("q", 0), key=("k", 1), value=("v", 2),
-                        dropout=("dropout_p", 7), scale=("softmax_scale", 8), causal=("causal", 9),
-                        window=("window_size", 10))
-_FLASH_KVCACHE = _kernel("flash_attn_with_kvcache", query=("q", 0), key=("k_cache", 1), value=("v_cache", 2),
-                         scale=("softmax_scale", None), causal=("causal", None), window=("window_size", None))
-_XFORMERS = _kernel("memory_efficient_attention", query=("query", 0), key=("key", 1), value=("value", 2),
-                    mask=("attn_bias", 3), dropout=("p", 4), scale=("scale", 5))
-_FLEX = _kernel("flex_attention", query=("query", 0), key=("key", 1), value=("value", 2),
-                score_mod=("score_mod", 3), mask=("block_mask", 4), scale=("scale", 5))
+_SDPA = _kernel(
+    "scaled_dot_product_attention",
+    query=("query", 0),
+    key=("key", 1),
+    value=("value", 2),
+    mask=("attn_mask", 3),
+    dropout=("dropout_p", 4),
+    causal=("is_causal", 5),
+    scale=("scale", 6),
+)
+_FLASH = _kernel(
+    "flash_attn_func",
+    query=("q", 0),
+    key=("k", 1),
+    value=("v", 2),
+    dropout=("dropout_p", 3),
+    scale=("softmax_scale", 4),
+    causal=("causal", 5),
+    window=("window_size", 6),
+)
+_FLASH_VARLEN = _kernel(
+    "flash_attn_varlen_func",
+    query=("q", 0),
+    key=("k", 1),
+    value=("v", 2),
+    dropout=("dropout_p", 7),
+    scale=("softmax_scale", 8),
+    causal=("causal", 9),
+    window=("window_size", 10),
+)
+_FLASH_KVCACHE = _kernel(
+    "flash_attn_with_kvcache",
+    query=("q", 0),
+    key=("k_cache", 1),
+    value=("v_cache", 2),
+    scale=("softmax_scale", None),
+    causal=("causal", None),
+    window=("window_size", None),
+)
+_XFORMERS = _kernel(
+    "memory_efficient_attention",
+    query=("query", 0),
+    key=("key", 1),
+    value=("value", 2),
+    mask=("attn_bias", 3),
+    dropout=("p", 4),
+    scale=("scale", 5),
+)
+_FLEX = _kernel(
+    "flex_attention",
+    query=("query", 0),
+    key=("key", 1),
+    value=("value", 2),
+    score_mod=("score_mod", 3),
+    mask=("block_mask", 4),
+    scale=("scale", 5),
+)
 
 SDPA = frozenset({"torch.nn.functional.scaled_dot_product_attention", "torch._C._nn.scaled_dot_product_attention"})
 KERNELS: dict[str, Kernel] = {
     **{name: _SDPA for name in SDPA},
     **{name: _FLASH for name in ("flash_attn.flash_attn_func", "flash_attn.flash_attn_interface.flash_attn_func")},
-    **{name: _FLASH_VARLEN for name in ("flash_attn.flash_attn_varlen_func",
-                                         "flash_attn.flash_attn_interface.flash_attn_varlen_func")},
-    **{name: _FLASH_KVCACHE for name in ("flash_attn.flash_attn_with_kvcache",
-                                          "flash_attn.flash_attn_interface.flash_attn_with_kvcache")},
-    **{name: _XFORMERS for name in ("xformers.ops.memory_efficient_attention",
-                                     "xformers.ops.fmha.memory_efficient_attention")},
+    **{
+        name: _FLASH_VARLEN
+        for name in ("flash_attn.flash_attn_varlen_func", "flash_attn.flash_attn_interface.flash_attn_varlen_func")
+    },
+    **{
+        name: _FLASH_KVCACHE
+        for name in ("flash_attn.flash_attn_with_kvcache", "flash_attn.flash_attn_interface.flash_attn_with_kvcache")
+    },
+    **{
+        name: _XFORMERS
+        for name in ("xformers.ops.memory_efficient_attention", "xformers.ops.fmha.memory_efficient_attention")
+    },
     **{name: _FLEX for name in ("torch.nn.attention.flex_attention.flex_attention",)},
 }
 
@@ -157,10 +208,21 @@ TRANSFORMER = frozenset({"torch.nn.Transformer"})
 MODULE_MASK_ARGUMENTS = {
     **{name: {"attn_mask": 5, "key_padding_mask": 3} for name in MHA},
     **{name: {"mask": 1, "src_mask": 1, "src_key_padding_mask": 2} for name in ENCODERS},
-    **{name: {"tgt_mask": 2, "memory_mask": 3, "tgt_key_padding_mask": 4, "memory_key_padding_mask": 5}
-       for name in DECODERS},
-    **{name: {"src_mask": 2, "tgt_mask": 3, "memory_mask": 4, "src_key_padding_mask": 5,
-              "tgt_key_padding_mask": 6, "memory_key_padding_mask": 7} for name in TRANSFORMER},
+    **{
+        name: {"tgt_mask": 2, "memory_mask": 3, "tgt_key_padding_mask": 4, "memory_key_padding_mask": 5}
+        for name in DECODERS
+    },
+    **{
+        name: {
+            "src_mask": 2,
+            "tgt_mask": 3,
+            "memory_mask": 4,
+            "src_key_padding_mask": 5,
+            "tgt_key_padding_mask": 6,
+            "memory_key_padding_mask": 7,
+        }
+        for name in TRANSFORMER
+    },
 }
 
 

@@ -9,29 +9,76 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
+from typing import TypeVar, overload
 
 import libcst as cst
+from typing_extensions import TypeIs
 
 _CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
 # Leaf-ish fields that never hold anything a detector asks about.
-_SKIPPED_FIELDS = frozenset({"whitespace", "whitespace_before", "whitespace_after", "lpar", "rpar",
-                             "leading_lines", "lines_after_decorators", "trailing_whitespace", "header",
-                             "footer", "empty_lines", "comma", "semicolon", "colon", "equal", "dot",
-                             "whitespace_after_arg", "whitespace_before_colon", "whitespace_after_colon",
-                             "whitespace_before_params", "whitespace_after_def", "whitespace_after_name",
-                             "whitespace_before_expression", "whitespace_after_import", "whitespace_after_from",
-                             "whitespace_before_import", "whitespace_after_as", "whitespace_before_as",
-                             "whitespace_after_star", "whitespace_after_param", "whitespace_after_class",
-                             "whitespace_before_from", "whitespace_before_in", "whitespace_after_in",
-                             "whitespace_after_for", "whitespace_after_if", "whitespace_after_lambda",
-                             "whitespace_after_await", "whitespace_after_return", "whitespace_after_indicator",
-                             "whitespace_after_except", "whitespace_after_with", "whitespace_before_else",
-                             "whitespace_after_else", "whitespace_before_if", "whitespace_after_while",
-                             "whitespace_after_cls", "whitespace_after_del", "whitespace_after_assert",
-                             "whitespace_after_raise", "whitespace_after_global", "whitespace_after_nonlocal",
-                             "whitespace_after_keyword", "whitespace_after_elif", "whitespace_after_try",
-                             "whitespace_after_finally", "whitespace_before_walrus", "whitespace_after_walrus",
-                             "operator"})
+_SKIPPED_FIELDS = frozenset(
+    {
+        "whitespace",
+        "whitespace_before",
+        "whitespace_after",
+        "lpar",
+        "rpar",
+        "leading_lines",
+        "lines_after_decorators",
+        "trailing_whitespace",
+        "header",
+        "footer",
+        "empty_lines",
+        "comma",
+        "semicolon",
+        "colon",
+        "equal",
+        "dot",
+        "whitespace_after_arg",
+        "whitespace_before_colon",
+        "whitespace_after_colon",
+        "whitespace_before_params",
+        "whitespace_after_def",
+        "whitespace_after_name",
+        "whitespace_before_expression",
+        "whitespace_after_import",
+        "whitespace_after_from",
+        "whitespace_before_import",
+        "whitespace_after_as",
+        "whitespace_before_as",
+        "whitespace_after_star",
+        "whitespace_after_param",
+        "whitespace_after_class",
+        "whitespace_before_from",
+        "whitespace_before_in",
+        "whitespace_after_in",
+        "whitespace_after_for",
+        "whitespace_after_if",
+        "whitespace_after_lambda",
+        "whitespace_after_await",
+        "whitespace_after_return",
+        "whitespace_after_indicator",
+        "whitespace_after_except",
+        "whitespace_after_with",
+        "whitespace_before_else",
+        "whitespace_after_else",
+        "whitespace_before_if",
+        "whitespace_after_while",
+        "whitespace_after_cls",
+        "whitespace_after_del",
+        "whitespace_after_assert",
+        "whitespace_after_raise",
+        "whitespace_after_global",
+        "whitespace_after_nonlocal",
+        "whitespace_after_keyword",
+        "whitespace_after_elif",
+        "whitespace_after_try",
+        "whitespace_after_finally",
+        "whitespace_before_walrus",
+        "whitespace_after_walrus",
+        "operator",
+    }
+)
 
 
 def _child_fields(node_type: type) -> tuple[str, ...]:
@@ -56,6 +103,24 @@ def _is_node_type(value_type: type) -> bool:
 _SUBCLASS: dict[object, dict[type, bool]] = {}
 
 
+_T = TypeVar("_T")
+_U = TypeVar("_U")
+_V = TypeVar("_V")
+_W = TypeVar("_W")
+
+
+# The overloads tell the type checker what isinstance() would: after `is_a(node, cst.Name)` the
+# node is a Name.
+@overload
+def is_a(node: object, kinds: type[_T]) -> TypeIs[_T]: ...
+@overload
+def is_a(node: object, kinds: tuple[type[_T], type[_U]]) -> TypeIs[_T | _U]: ...
+@overload
+def is_a(node: object, kinds: tuple[type[_T], type[_U], type[_V]]) -> TypeIs[_T | _U | _V]: ...
+@overload
+def is_a(node: object, kinds: tuple[type[_T], type[_U], type[_V], type[_W]]) -> TypeIs[_T | _U | _V | _W]: ...
+@overload
+def is_a(node: object, kinds: tuple[type, ...]) -> bool: ...
 def is_a(node: object, kinds: type | tuple[type, ...]) -> bool:
     """isinstance() for libcst nodes, cached per (kinds, type): libcst's classes use ABCMeta, whose
     __instancecheck__ dominated the analysis profile."""
@@ -92,7 +157,7 @@ class TreeIndex:
     enclosing scope (function, class, lambda or module) of each node, and nodes grouped by type,
     all filled by one walk."""
 
-    __slots__ = ("parents", "order", "by_type", "sequence", "scope", "_by_scope", "_last")
+    __slots__ = ("_by_scope", "_last", "by_type", "order", "parents", "scope", "sequence")
 
     def __init__(self, module: cst.Module) -> None:
         parents: dict[cst.CSTNode, cst.CSTNode] = {}
@@ -170,8 +235,9 @@ class TreeIndex:
             return node
         return self.enclosing(node, _STATEMENT_TYPES) or node
 
-    def descendants(self, node: cst.CSTNode, node_type: type | tuple[type, ...] | None = None,
-                    prune: tuple[type, ...] = ()):
+    def descendants(
+        self, node: cst.CSTNode, node_type: type | tuple[type, ...] | None = None, prune: tuple[type, ...] = ()
+    ):
         """Nodes under `node` (pre-order), optionally only of a type, not entering `prune` types.
         Pre-order numbering makes a subtree a contiguous slice of `sequence`."""
         start = self.order.get(node)

@@ -26,32 +26,46 @@ def _size(text: str) -> int:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("calc", help="KV-cache memory and Chinchilla scaling arithmetic",
-                                   description="Back-of-envelope numbers for transformer sizing.")
+    parser = subparsers.add_parser(
+        "calc",
+        help="KV-cache memory and Chinchilla scaling arithmetic",
+        description="Back-of-envelope numbers for transformer sizing.",
+    )
     kinds = parser.add_subparsers(dest="calculator", metavar="CALCULATOR", required=True)
 
-    kv = kinds.add_parser("kv-cache", help="memory of a full KV cache",
-                          description="Bytes of a KV cache: 2 (K and V) x layers x kv-heads x head-dim x "
-                                      "dtype bytes per token, times seq-len and batch. Sizes accept "
-                                      "suffixes of 1000: 128k, 1M.")
+    kv = kinds.add_parser(
+        "kv-cache",
+        help="memory of a full KV cache",
+        description="Bytes of a KV cache: 2 (K and V) x layers x kv-heads x head-dim x "
+        "dtype bytes per token, times seq-len and batch. Sizes accept "
+        "suffixes of 1000: 128k, 1M.",
+    )
     kv.add_argument("--layers", type=_size, required=True, help="transformer layers")
     kv.add_argument("--kv-heads", type=_size, required=True, help="key/value heads (fewer than query heads with GQA)")
     kv.add_argument("--head-dim", type=_size, required=True, help="channels per attention head")
     kv.add_argument("--seq-len", type=_size, default=1, help="positions cached per sequence (default: 1, per token)")
     kv.add_argument("--batch", type=_size, default=1, help="sequences cached at once (default: 1)")
-    kv.add_argument("--dtype", default="float16", help="float32, float16, bfloat16, float8, int8, int4 (default: float16)")
-    kv.add_argument("--format", choices=("text", "json"), default="text", help="text for people, json for scripts (default: text)")
+    kv.add_argument(
+        "--dtype", default="float16", help="float32, float16, bfloat16, float8, int8, int4 (default: float16)"
+    )
+    kv.add_argument(
+        "--format", choices=("text", "json"), default="text", help="text for people, json for scripts (default: text)"
+    )
     kv.set_defaults(handler=run)
 
-    scaling = kinds.add_parser("chinchilla", help="compute-optimal params, tokens and FLOPs from any one",
-                               description="Chinchilla scaling: 20 tokens per parameter, C = 6 N D. "
-                                           "Numbers accept suffixes of 1000: 7B, 1.4T, 128k, 5.9e23.")
+    scaling = kinds.add_parser(
+        "chinchilla",
+        help="compute-optimal params, tokens and FLOPs from any one",
+        description="Chinchilla scaling: 20 tokens per parameter, C = 6 N D. "
+        "Numbers accept suffixes of 1000: 7B, 1.4T, 128k, 5.9e23.",
+    )
     given = scaling.add_mutually_exclusive_group(required=True)
     given.add_argument("--params", type=_count, help="model parameters N")
     given.add_argument("--tokens", type=_count, help="training tokens D")
     given.add_argument("--flops", type=_count, help="training compute C")
-    scaling.add_argument("--format", choices=("text", "json"), default="text",
-                         help="text for people, json for scripts (default: text)")
+    scaling.add_argument(
+        "--format", choices=("text", "json"), default="text", help="text for people, json for scripts (default: text)"
+    )
     scaling.set_defaults(handler=run)
 
 

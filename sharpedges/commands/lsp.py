@@ -8,11 +8,14 @@ import sys
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "lsp", help="run the language server over stdio (needs sharpedges[lsp])",
+        "lsp",
+        help="run the language server over stdio (needs sharpedges[lsp])",
         description="Serve diagnostics, quick fixes and rule explanations to an editor over the Language Server "
-                    "Protocol (stdio). Needs the optional extra: pip install 'sharpedges[lsp]'.")
-    parser.add_argument("--stdio", action="store_true",
-                        help="accepted for clients that pass it; stdio is the only transport")
+        "Protocol (stdio). Needs the optional extra: pip install 'sharpedges[lsp]'.",
+    )
+    parser.add_argument(
+        "--stdio", action="store_true", help="accepted for clients that pass it; stdio is the only transport"
+    )
     parser.set_defaults(handler=run)
 
 

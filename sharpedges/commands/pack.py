@@ -11,12 +11,18 @@ TARGETS = ("spawner", "claude-skill", "cursor", "agents-md", "markdown", "json")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("pack", help="write the skills as a prompt pack",
-                                   description="Write every skill as a prompt pack for an agent orchestrator.")
+    parser = subparsers.add_parser(
+        "pack",
+        help="write the skills as a prompt pack",
+        description="Write every skill as a prompt pack for an agent orchestrator.",
+    )
     parser.add_argument("--target", required=True, metavar="T", help=f"one of: {', '.join(TARGETS)}")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created)")
-    parser.add_argument("--force", action="store_true",
-                        help="overwrite files in DIR whose content differs from the pack (never through symlinks)")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite files in DIR whose content differs from the pack (never through symlinks)",
+    )
     parser.set_defaults(handler=run)
 
 

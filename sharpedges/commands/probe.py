@@ -12,22 +12,42 @@ from pathlib import Path
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "probe", help="check a model's behaviour at runtime: causality, caches, padding, precision (needs torch)",
+        "probe",
+        help="check a model's behaviour at runtime: causality, caches, padding, precision (needs torch)",
         description="Build a model from a zero-argument factory and check its behaviour against what the "
-                    "reference implementations guarantee. Needs torch: pip install 'sharpedges[torch]'.")
-    parser.add_argument("target", metavar="MODULE:FACTORY",
-                        help="a zero-argument callable returning an nn.Module or a sharpedges.probes.ModelAdapter, "
-                             "imported from the current directory (e.g. models.tiny:build_model)")
-    parser.add_argument("--probe", action="append", default=None, metavar="NAME", dest="probes",
-                        help="run only this probe (repeatable; default: all): causal, eval-deterministic, "
-                             "kv-cache-consistent, padding-invariant, half-precision, grad-flow")
-    parser.add_argument("--format", choices=("concise", "json"), default="concise",
-                        help="concise: one line per probe (default); json: for scripts")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                        help="where the model runs (default: cpu; cuda needs a GPU)")
-    parser.add_argument("--root", type=Path, default=None, metavar="DIR",
-                        help="import MODULE from DIR instead of the current directory, and refuse a module whose "
-                             "files lie outside DIR")
+        "reference implementations guarantee. Needs torch: pip install 'sharpedges[torch]'.",
+    )
+    parser.add_argument(
+        "target",
+        metavar="MODULE:FACTORY",
+        help="a zero-argument callable returning an nn.Module or a sharpedges.probes.ModelAdapter, "
+        "imported from the current directory (e.g. models.tiny:build_model)",
+    )
+    parser.add_argument(
+        "--probe",
+        action="append",
+        default=None,
+        metavar="NAME",
+        dest="probes",
+        help="run only this probe (repeatable; default: all): causal, eval-deterministic, "
+        "kv-cache-consistent, padding-invariant, half-precision, grad-flow",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("concise", "json"),
+        default="concise",
+        help="concise: one line per probe (default); json: for scripts",
+    )
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu", help="where the model runs (default: cpu; cuda needs a GPU)"
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="import MODULE from DIR instead of the current directory, and refuse a module whose files lie outside DIR",
+    )
     parser.set_defaults(handler=run)
 
 

@@ -13,20 +13,34 @@ def register(subparsers) -> None:
     from sharpedges.commands.check import add_rule_selection
 
     parser = subparsers.add_parser(
-        "review", help="review the Python files changed since a revision",
+        "review",
+        help="review the Python files changed since a revision",
         description="Lint the Python files changed since --base (default: the merge base with the default "
-                    "branch, else HEAD; the working tree, staged or not, and untracked files count) and report "
-                    "the findings on changed lines, each with why it matters and how to fix it.")
-    parser.add_argument("paths", nargs="*", default=[],
-                        help="only changes under these paths (default: the whole repository; '..' works)")
+        "branch, else HEAD; the working tree, staged or not, and untracked files count) and report "
+        "the findings on changed lines, each with why it matters and how to fix it.",
+    )
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        default=[],
+        help="only changes under these paths (default: the whole repository; '..' works)",
+    )
     parser.add_argument("--base", metavar="REV", default=None, help="compare against this revision")
-    parser.add_argument("--diff-file", metavar="FILE", default=None,
-                        help="read the change as a unified diff from FILE ('-': standard input) instead of git")
+    parser.add_argument(
+        "--diff-file",
+        metavar="FILE",
+        default=None,
+        help="read the change as a unified diff from FILE ('-': standard input) instead of git",
+    )
     parser.add_argument("--all-lines", action="store_true", help="keep findings anywhere in the changed files")
     add_rule_selection(parser)
-    parser.add_argument("--format", choices=REVIEW_FORMATS, default="markdown",
-                        help="markdown: a review to post on a pull request (default); json, sarif: for tools; "
-                             "github: GitHub Actions annotations")
+    parser.add_argument(
+        "--format",
+        choices=REVIEW_FORMATS,
+        default="markdown",
+        help="markdown: a review to post on a pull request (default); json, sarif: for tools; "
+        "github: GitHub Actions annotations",
+    )
     parser.add_argument("--exit-zero", action="store_true", help="exit 0 even when problems are found")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the result cache")
     parser.set_defaults(handler=run)
@@ -55,8 +69,13 @@ def run(args: argparse.Namespace) -> int:
     from sharpedges.runner import CheckOptions
     from sharpedges.yaml_io import DataFileError
 
-    options = CheckOptions(select=args.select, extend_select=args.extend_select, ignore=args.ignore,
-                           preview=args.preview, use_cache=not args.no_cache)
+    options = CheckOptions(
+        select=args.select,
+        extend_select=args.extend_select,
+        ignore=args.ignore,
+        preview=args.preview,
+        use_cache=not args.no_cache,
+    )
     try:
         review = review_changes(_changes(args), options, all_lines=args.all_lines)
     except (ReviewError, ConfigError, RegistryError, DataFileError, ValueError) as exc:

@@ -8,10 +8,14 @@ import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("route", help="pick the skill that should own a request",
-                                   description="Pick the expert skill that should own a request.")
-    parser.add_argument("--format", choices=("text", "json"), default="text",
-                        help="text for people, json for scripts (default: text)")
+    parser = subparsers.add_parser(
+        "route",
+        help="pick the skill that should own a request",
+        description="Pick the expert skill that should own a request.",
+    )
+    parser.add_argument(
+        "--format", choices=("text", "json"), default="text", help="text for people, json for scripts (default: text)"
+    )
     parser.add_argument("text", nargs="+", metavar="TEXT", help="the request (several words are joined)")
     parser.set_defaults(handler=run)
 

@@ -9,11 +9,19 @@ from pathlib import Path
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "serve", help="run an MCP tool server over stdio (needs sharpedges[mcp])",
+        "serve",
+        help="run an MCP tool server over stdio (needs sharpedges[mcp])",
         description="Serve lint, rule explanations, skills, routing and calculators to coding agents over the "
-                    "Model Context Protocol (stdio). Needs the optional extra: pip install 'sharpedges[mcp]'.")
-    parser.add_argument("--root", action="append", type=Path, default=None, metavar="DIR",
-                        help="a directory check_paths may read (repeatable; default: the current directory)")
+        "Model Context Protocol (stdio). Needs the optional extra: pip install 'sharpedges[mcp]'.",
+    )
+    parser.add_argument(
+        "--root",
+        action="append",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="a directory check_paths may read (repeatable; default: the current directory)",
+    )
     parser.set_defaults(handler=run)
 
 

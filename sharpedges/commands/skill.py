@@ -6,13 +6,28 @@ import argparse
 import sys
 
 # Kept here, not imported from the renderer, so `--help` stays cheap; a test keeps the two equal.
-SECTIONS = ("overview", "principles", "knowledge", "glossary", "patterns", "anti-patterns",
-            "sharp-edges", "tradeoffs", "failure-modes", "decision-guides", "collaboration", "references")
+SECTIONS = (
+    "overview",
+    "principles",
+    "knowledge",
+    "glossary",
+    "patterns",
+    "anti-patterns",
+    "sharp-edges",
+    "tradeoffs",
+    "failure-modes",
+    "decision-guides",
+    "collaboration",
+    "references",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("skill", help="show one expert skill as Markdown",
-                                   description="Show one expert skill as Markdown, whole or one section.")
+    parser = subparsers.add_parser(
+        "skill",
+        help="show one expert skill as Markdown",
+        description="Show one expert skill as Markdown, whole or one section.",
+    )
     parser.add_argument("skill_id", metavar="ID", help="skill id, as listed by `sharpedges skills`")
     parser.add_argument("--section", metavar="NAME", help=f"one of: {', '.join(SECTIONS)}")
     parser.set_defaults(handler=run)
@@ -24,8 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from sharpedges.yaml_io import DataFileError
 
     if args.section is not None and args.section not in SECTIONS:
-        print(f"sharpedges: unknown section '{args.section}' (choose from: {', '.join(SECTIONS)})",
-              file=sys.stderr)
+        print(f"sharpedges: unknown section '{args.section}' (choose from: {', '.join(SECTIONS)})", file=sys.stderr)
         return 2
     try:
         kb = load_knowledge()

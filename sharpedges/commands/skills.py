@@ -8,10 +8,12 @@ import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("skills", help="list the expert skills",
-                                   description="List the expert skills and what each one covers.")
-    parser.add_argument("--format", choices=("text", "json"), default="text",
-                        help="text for people, json for scripts (default: text)")
+    parser = subparsers.add_parser(
+        "skills", help="list the expert skills", description="List the expert skills and what each one covers."
+    )
+    parser.add_argument(
+        "--format", choices=("text", "json"), default="text", help="text for people, json for scripts (default: text)"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -25,11 +27,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"sharpedges: {exc}", file=sys.stderr)
         return 2
     if args.format == "json":
-        entries = [{"id": skill.id, "name": skill.name, "version": skill.version,
-                    "description": skill.description,
-                    "sharp_edges": [edge.id for edge in skill.sharp_edges],
-                    "rules": [code for edge in skill.sharp_edges for code in edge.rules],
-                    "handoffs": skill.delegates} for skill in kb.skills.values()]
+        entries = [
+            {
+                "id": skill.id,
+                "name": skill.name,
+                "version": skill.version,
+                "description": skill.description,
+                "sharp_edges": [edge.id for edge in skill.sharp_edges],
+                "rules": [code for edge in skill.sharp_edges for code in edge.rules],
+                "handoffs": skill.delegates,
+            }
+            for skill in kb.skills.values()
+        ]
         print(json.dumps({"skills": entries}, indent=2))
         return 0
     width = max(len(skill_id) for skill_id in kb.skills)

@@ -10,8 +10,9 @@ import ast
 import json
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -57,18 +58,42 @@ def _spawner(kb: KnowledgeBase) -> dict[str, str]:
     files = {}
     for skill in kb.skills.values():
         body = skill.model_dump(mode="json", exclude={"sharp_edges", "handoffs", "receives_from"})
-        edges = [{"id": edge.id, "summary": edge.summary, "severity": edge.severity.lower(), "title": edge.title,
-                  "why": edge.why, "solution": edge.solution, "solution_code": edge.solution_code,
-                  "symptoms": edge.symptoms, "detected_by": edge.rules, "grep": edge.grep,
-                  "references": edge.references} for edge in skill.sharp_edges]
-        validations = [{"id": code, "name": kb.specs[code].name, "severity": kb.specs[code].severity,
-                        "type": "cst", "command": f"sharpedges check --select {code}",
-                        "message": kb.specs[code].message, "fix_action": kb.specs[code].use_instead,
-                        "sharp_edge": edge.id, "applies_to": ["**/*.py"]}
-                       for edge in skill.sharp_edges for code in edge.rules]
-        collaboration = {"receives_from": [entry.model_dump() for entry in skill.receives_from],
-                         "delegation_triggers": [handoff.model_dump() for handoff in skill.handoffs],
-                         "related": skill.related}
+        edges = [
+            {
+                "id": edge.id,
+                "summary": edge.summary,
+                "severity": edge.severity.lower(),
+                "title": edge.title,
+                "why": edge.why,
+                "solution": edge.solution,
+                "solution_code": edge.solution_code,
+                "symptoms": edge.symptoms,
+                "detected_by": edge.rules,
+                "grep": edge.grep,
+                "references": edge.references,
+            }
+            for edge in skill.sharp_edges
+        ]
+        validations = [
+            {
+                "id": code,
+                "name": kb.specs[code].name,
+                "severity": kb.specs[code].severity,
+                "type": "cst",
+                "command": f"sharpedges check --select {code}",
+                "message": kb.specs[code].message,
+                "fix_action": kb.specs[code].use_instead,
+                "sharp_edge": edge.id,
+                "applies_to": ["**/*.py"],
+            }
+            for edge in skill.sharp_edges
+            for code in edge.rules
+        ]
+        collaboration = {
+            "receives_from": [entry.model_dump() for entry in skill.receives_from],
+            "delegation_triggers": [handoff.model_dump() for handoff in skill.handoffs],
+            "related": skill.related,
+        }
         files[f"{skill.id}/skill.yaml"] = _yaml(body)
         files[f"{skill.id}/sharp-edges.yaml"] = _yaml({"sharp_edges": edges})
         files[f"{skill.id}/validations.yaml"] = _yaml({"validations": validations})
@@ -98,10 +123,16 @@ def _claude_skill(kb: KnowledgeBase) -> dict[str, str]:
     for skill in kb.skills.values():
         references = _claude_references(kb, skill)
         scripts = skill_scripts(skill.id)
-        context = skill_context(kb, skill, edge_link=EDGES_FOLDER + "{id}.md", scripts_dir="scripts/",
-                                scripts={name: script_purpose(source) for name, source in scripts.items()},
-                                references=[(path, title) for path, (title, _text) in references.items()
-                                            if not path.startswith(EDGES_FOLDER)])
+        context = skill_context(
+            kb,
+            skill,
+            edge_link=EDGES_FOLDER + "{id}.md",
+            scripts_dir="scripts/",
+            scripts={name: script_purpose(source) for name, source in scripts.items()},
+            references=[
+                (path, title) for path, (title, _text) in references.items() if not path.startswith(EDGES_FOLDER)
+            ],
+        )
         files[f"{skill.id}/SKILL.md"] = render("claude-skill/SKILL.md.j2", **context)
         files.update({f"{skill.id}/{path}": text for path, (_title, text) in references.items()})
         files.update({f"{skill.id}/scripts/{name}": source for name, source in scripts.items()})
@@ -110,9 +141,13 @@ def _claude_skill(kb: KnowledgeBase) -> dict[str, str]:
 
 def _cursor(kb: KnowledgeBase) -> dict[str, str]:
     """Auto-attached rules: Cursor adds one to the context whenever a file matching its globs is."""
-    return {f".cursor/rules/{skill.id}.mdc": render("cursor/rule.mdc.j2", **skill_context(
-        kb, skill, globs=CURSOR_GLOBS, edge_link="", scripts={}, scripts_dir=""))
-        for skill in kb.skills.values()}
+    return {
+        f".cursor/rules/{skill.id}.mdc": render(
+            "cursor/rule.mdc.j2",
+            **skill_context(kb, skill, globs=CURSOR_GLOBS, edge_link="", scripts={}, scripts_dir=""),
+        )
+        for skill in kb.skills.values()
+    }
 
 
 def _agents_md(kb: KnowledgeBase) -> dict[str, str]:
@@ -126,19 +161,42 @@ def _markdown(kb: KnowledgeBase) -> dict[str, str]:
 
 def manifest(kb: KnowledgeBase) -> dict[str, Any]:
     """One document an orchestrator can route and delegate from without reading any other file."""
-    def skill_entry(skill: Skill) -> dict[str, Any]:
-        return {"id": skill.id, "name": skill.name, "version": skill.version, "description": skill.description,
-                "triggers": skill.triggers.model_dump(),
-                "handoffs": [handoff.model_dump() for handoff in skill.handoffs],
-                "receives_from": [entry.model_dump() for entry in skill.receives_from],
-                "related": skill.related,
-                "sharp_edges": [{"id": edge.id, "severity": edge.severity, "title": edge.title,
-                                 "summary": edge.summary, "grep": edge.grep, "rules": edge.rules}
-                                for edge in skill.sharp_edges]}
 
-    rules = [{"code": spec.code, "name": spec.name, "title": spec.title, "severity": spec.severity,
-              "skill": spec.skill.split("#", 1)[0], "sharp_edge": spec.skill.split("#", 1)[1],
-              "reference_impl": spec.reference_impl} for spec in kb.specs.values()]
+    def skill_entry(skill: Skill) -> dict[str, Any]:
+        return {
+            "id": skill.id,
+            "name": skill.name,
+            "version": skill.version,
+            "description": skill.description,
+            "triggers": skill.triggers.model_dump(),
+            "handoffs": [handoff.model_dump() for handoff in skill.handoffs],
+            "receives_from": [entry.model_dump() for entry in skill.receives_from],
+            "related": skill.related,
+            "sharp_edges": [
+                {
+                    "id": edge.id,
+                    "severity": edge.severity,
+                    "title": edge.title,
+                    "summary": edge.summary,
+                    "grep": edge.grep,
+                    "rules": edge.rules,
+                }
+                for edge in skill.sharp_edges
+            ],
+        }
+
+    rules = [
+        {
+            "code": spec.code,
+            "name": spec.name,
+            "title": spec.title,
+            "severity": spec.severity,
+            "skill": spec.skill.split("#", 1)[0],
+            "sharp_edge": spec.skill.split("#", 1)[1],
+            "reference_impl": spec.reference_impl,
+        }
+        for spec in kb.specs.values()
+    ]
     return {"version": 1, "skills": [skill_entry(skill) for skill in kb.skills.values()], "rules": rules}
 
 
@@ -147,8 +205,12 @@ def _json(kb: KnowledgeBase) -> dict[str, str]:
 
 
 TARGETS: dict[str, Callable[[KnowledgeBase], dict[str, str]]] = {
-    "spawner": _spawner, "claude-skill": _claude_skill, "cursor": _cursor,
-    "agents-md": _agents_md, "markdown": _markdown, "json": _json,
+    "spawner": _spawner,
+    "claude-skill": _claude_skill,
+    "cursor": _cursor,
+    "agents-md": _agents_md,
+    "markdown": _markdown,
+    "json": _json,
 }
 
 
@@ -179,8 +241,9 @@ def _refuse_links(out_dir: Path, path: Path) -> None:
             raise PackWriteError(f"{current} exists and is not a regular file")
 
 
-def write_pack(kb: KnowledgeBase, target: str, out_dir: Path, force: bool = False,
-               unchanged: list[Path] | None = None) -> list[Path]:
+def write_pack(
+    kb: KnowledgeBase, target: str, out_dir: Path, force: bool = False, unchanged: list[Path] | None = None
+) -> list[Path]:
     """Write the pack under `out_dir` and return the files written; files already identical are
     left alone (and listed in `unchanged`). Refuses, before writing anything, to write through a
     symlink below `out_dir` or, without `force`, to overwrite a file with different content.

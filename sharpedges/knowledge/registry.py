@@ -47,8 +47,7 @@ class KnowledgeBase:
         try:
             return self.skills[skill_id]
         except KeyError:
-            raise UnknownSkillError(
-                f"unknown skill '{skill_id}' (known: {', '.join(self.skills)})") from None
+            raise UnknownSkillError(f"unknown skill '{skill_id}' (known: {', '.join(self.skills)})") from None
 
     def edge_for_rule(self, code: str) -> EdgeRef:
         """The sharp edge a rule enforces, from the rule spec's `skill: id#edge` link."""
@@ -76,10 +75,15 @@ def load_skills(directory: Path = SKILLS_DIR) -> tuple[dict[str, Skill], dict[st
     return skills, {path.stem: path for path in paths}
 
 
-def cross_validate(skills: dict[str, Skill], specs: dict[str, RuleSpec], paths: dict[str, Path],
-                   rules_dir: Path = RULES_DIR) -> None:
-    problems = [*_unknown_references(skills, paths), *_collaboration_mismatches(skills, paths),
-                *_hub_gaps(skills, paths), *_rule_link_problems(skills, specs, paths, rules_dir)]
+def cross_validate(
+    skills: dict[str, Skill], specs: dict[str, RuleSpec], paths: dict[str, Path], rules_dir: Path = RULES_DIR
+) -> None:
+    problems = [
+        *_unknown_references(skills, paths),
+        *_collaboration_mismatches(skills, paths),
+        *_hub_gaps(skills, paths),
+        *_rule_link_problems(skills, specs, paths, rules_dir),
+    ]
     if problems:
         extra = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise DataFileError(problems[0] + extra)
@@ -91,10 +95,16 @@ def _unknown_references(skills: dict[str, Skill], paths: dict[str, Path]) -> lis
         refs = [(f"handoffs.{i}.delegate_to", h.delegate_to) for i, h in enumerate(skill.handoffs)]
         refs += [(f"receives_from.{i}.skill", r.skill) for i, r in enumerate(skill.receives_from)]
         refs += [(f"related.{i}", other) for i, other in enumerate(skill.related)]
-        problems += [f"{paths[skill.id]}: field '{field}': unknown skill '{other}'"
-                     for field, other in refs if other not in skills]
-        problems += [f"{paths[skill.id]}: field '{field}': a skill cannot name itself"
-                     for field, other in refs if other == skill.id]
+        problems += [
+            f"{paths[skill.id]}: field '{field}': unknown skill '{other}'"
+            for field, other in refs
+            if other not in skills
+        ]
+        problems += [
+            f"{paths[skill.id]}: field '{field}': a skill cannot name itself"
+            for field, other in refs
+            if other == skill.id
+        ]
     return problems
 
 
@@ -105,14 +115,17 @@ def _collaboration_mismatches(skills: dict[str, Skill], paths: dict[str, Path]) 
         for target in sender.delegates:
             receiver = skills.get(target)
             if receiver is not None and sender.id not in {r.skill for r in receiver.receives_from}:
-                problems.append(f"{paths[target]}: field 'receives_from': missing '{sender.id}', "
-                                f"which hands off to {target}")
+                problems.append(
+                    f"{paths[target]}: field 'receives_from': missing '{sender.id}', which hands off to {target}"
+                )
     for receiver in skills.values():
         for index, entry in enumerate(receiver.receives_from):
             sender = skills.get(entry.skill)
             if sender is not None and receiver.id not in sender.delegates:
-                problems.append(f"{paths[receiver.id]}: field 'receives_from.{index}.skill': "
-                                f"{entry.skill} has no handoff to {receiver.id}")
+                problems.append(
+                    f"{paths[receiver.id]}: field 'receives_from.{index}.skill': "
+                    f"{entry.skill} has no handoff to {receiver.id}"
+                )
     return problems
 
 
@@ -129,8 +142,9 @@ def _hub_gaps(skills: dict[str, Skill], paths: dict[str, Path]) -> list[str]:
     return problems
 
 
-def _rule_link_problems(skills: dict[str, Skill], specs: dict[str, RuleSpec], paths: dict[str, Path],
-                        rules_dir: Path) -> list[str]:
+def _rule_link_problems(
+    skills: dict[str, Skill], specs: dict[str, RuleSpec], paths: dict[str, Path], rules_dir: Path
+) -> list[str]:
     problems = []
     for code, spec in specs.items():
         skill_id, edge_id = spec.skill.split("#", 1)
@@ -142,8 +156,9 @@ def _rule_link_problems(skills: dict[str, Skill], specs: dict[str, RuleSpec], pa
             problems.append(f"{where}: skill '{skill_id}' has no sharp edge '{edge_id}'")
         elif code not in edge.rules:
             index = skill.sharp_edges.index(edge)
-            problems.append(f"{paths[skill_id]}: field 'sharp_edges.{index}.rules': "
-                            f"missing {code}, whose spec names {spec.skill}")
+            problems.append(
+                f"{paths[skill_id]}: field 'sharp_edges.{index}.rules': missing {code}, whose spec names {spec.skill}"
+            )
     for skill in skills.values():
         for index, edge in enumerate(skill.sharp_edges):
             for code in edge.rules:

@@ -22,8 +22,20 @@ from sharpedges.knowledge.schema import Skill
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 # The parts of a skill's Markdown, in document order; `sharpedges skill ID --section NAME` picks one.
-MARKDOWN_PARTS = ("overview", "principles", "knowledge", "glossary", "patterns", "anti-patterns",
-                  "sharp-edges", "tradeoffs", "failure-modes", "decision-guides", "collaboration", "references")
+MARKDOWN_PARTS = (
+    "overview",
+    "principles",
+    "knowledge",
+    "glossary",
+    "patterns",
+    "anti-patterns",
+    "sharp-edges",
+    "tradeoffs",
+    "failure-modes",
+    "decision-guides",
+    "collaboration",
+    "references",
+)
 
 
 def code_fence(source: str, language: str = "") -> str:
@@ -68,11 +80,23 @@ def anchor(text: str) -> str:
 
 @lru_cache(maxsize=1)
 def environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(loader=FileSystemLoader(str(TEMPLATES_DIR)), undefined=StrictUndefined,
-                               autoescape=False, keep_trailing_newline=True, trim_blocks=True,
-                               lstrip_blocks=True)
-    env.filters.update(fence=code_fence, cell=table_cell, one_line=one_line, yaml_string=yaml_string,
-                       anchor=anchor, first_sentence=first_sentence, by_severity=by_severity)
+    env = SandboxedEnvironment(
+        loader=FileSystemLoader(str(TEMPLATES_DIR)),
+        undefined=StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        fence=code_fence,
+        cell=table_cell,
+        one_line=one_line,
+        yaml_string=yaml_string,
+        anchor=anchor,
+        first_sentence=first_sentence,
+        by_severity=by_severity,
+    )
     return env
 
 
@@ -85,12 +109,16 @@ def skill_context(kb: KnowledgeBase, skill: Skill, skill_link: str = "", **extra
     """What every skill template may use: the skill, the rule specs, the other skills' names, and
     `skill_link`, a path pattern with `{id}` that turns skill ids into links ("" for plain ids);
     `extra` adds what one template needs (a section, an edge, the workflow's links)."""
-    return {"skill": skill, "specs": kb.specs, "names": {sid: s.name for sid, s in kb.skills.items()},
-            "skill_link": skill_link, **extra}
+    return {
+        "skill": skill,
+        "specs": kb.specs,
+        "names": {sid: s.name for sid, s in kb.skills.items()},
+        "skill_link": skill_link,
+        **extra,
+    }
 
 
-def render_parts(kb: KnowledgeBase, skill: Skill, parts: tuple[str, ...] | list[str],
-                 skill_link: str = "") -> str:
+def render_parts(kb: KnowledgeBase, skill: Skill, parts: tuple[str, ...] | list[str], skill_link: str = "") -> str:
     """The named Markdown parts joined by one blank line; parts with nothing to say are left out."""
     unknown = [part for part in parts if part not in MARKDOWN_PARTS]
     if unknown:

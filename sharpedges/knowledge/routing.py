@@ -22,10 +22,10 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable
 
 from sharpedges.knowledge.schema import Skill
 from sharpedges.yaml_io import DataFileError, load_yaml
@@ -91,8 +91,10 @@ class Route:
     matches: list[Match]
 
     def to_json(self) -> dict:
-        return {"skill": self.skill,
-                "matches": [{"skill": m.skill, "score": m.score, "reason": m.reason} for m in self.matches]}
+        return {
+            "skill": self.skill,
+            "matches": [{"skill": m.skill, "score": m.score, "reason": m.reason} for m in self.matches],
+        }
 
 
 def compile_term(text: str) -> re.Pattern[str]:
@@ -105,6 +107,7 @@ def compile_term(text: str) -> re.Pattern[str]:
 
 def skill_text(skill: Skill) -> str:
     """Everything a skill says, as one normalised string: what specificity and retrieval read."""
+
     def strings(value):
         if isinstance(value, str):
             yield value
@@ -114,19 +117,28 @@ def skill_text(skill: Skill) -> str:
         elif isinstance(value, list):
             for item in value:
                 yield from strings(item)
+
     return normalise(" ".join(strings(skill.model_dump(mode="json"))))
 
 
 class Router:
-    def __init__(self, skills: Iterable[Skill], neutral_phrases: Iterable[str] = (), hub: str | None = None,
-                 stop_words: Iterable[str] = ()):
+    def __init__(
+        self,
+        skills: Iterable[Skill],
+        neutral_phrases: Iterable[str] = (),
+        hub: str | None = None,
+        stop_words: Iterable[str] = (),
+    ):
         skills = list(skills)
         self.hub = hub
         texts = {skill.id: skill_text(skill) for skill in skills}
         self.terms: list[Term] = []
         for skill in skills:
-            for kind, entries in (("keyword", skill.triggers.keywords), ("phrase", skill.triggers.phrases),
-                                  ("negative", skill.triggers.negative)):
+            for kind, entries in (
+                ("keyword", skill.triggers.keywords),
+                ("phrase", skill.triggers.phrases),
+                ("negative", skill.triggers.negative),
+            ):
                 for text in dict.fromkeys(entries):
                     pattern = compile_term(text)
                     specificity = _specificity(pattern, skill.id, texts)
@@ -259,5 +271,4 @@ def load_stop_words(path: Path = ROUTING_DATA_FILE) -> list[str]:
 def default_router() -> Router:
     from sharpedges.knowledge.registry import HUB_SKILL, load_knowledge
 
-    return Router(load_knowledge().skills.values(), load_neutral_phrases(), hub=HUB_SKILL,
-                  stop_words=load_stop_words())
+    return Router(load_knowledge().skills.values(), load_neutral_phrases(), hub=HUB_SKILL, stop_words=load_stop_words())

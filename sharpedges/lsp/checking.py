@@ -83,8 +83,11 @@ def check_buffer(path: str, text: str, config_generation: int = 0) -> dict[str, 
         return _error(path, f"configuration error, not checked: {exc}")
     except MemoryError:
         return _error(path, f"ran out of memory (limit {memory_limit() // 2**20} MiB), not checked")
-    return {"excluded": False, "diagnostics": [d.to_json() for d in result.diagnostics],
-            "errors": [e.to_json() for e in result.errors]}
+    return {
+        "excluded": False,
+        "diagnostics": [d.to_json() for d in result.diagnostics],
+        "errors": [e.to_json() for e in result.errors],
+    }
 
 
 def file_bytes(text: str) -> bytes:
@@ -102,8 +105,9 @@ def _error(path: str, message: str) -> dict[str, Any]:
     return {"excluded": False, "diagnostics": [], "errors": [FileError(path, message).to_json()]}
 
 
-WARM_UP_SOURCE = ("import torch\n\n\ndef attend(q, k, v):\n"
-                  "    return torch.softmax(q @ k.transpose(-2, -1), dim=-1) @ v\n")
+WARM_UP_SOURCE = (
+    "import torch\n\n\ndef attend(q, k, v):\n    return torch.softmax(q @ k.transpose(-2, -1), dim=-1) @ v\n"
+)
 
 
 def start_worker(server: int) -> None:

@@ -95,8 +95,9 @@ class SharpedgesServer(LanguageServer):
                     self.log(types.MessageType.Error, report)
             checked = translate.checked_text(uri, version, text, document.position_codec, result)
             self.checked[uri] = checked
-            self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(
-                uri=uri, version=version, diagnostics=checked.diagnostics))
+            self.text_document_publish_diagnostics(
+                types.PublishDiagnosticsParams(uri=uri, version=version, diagnostics=checked.diagnostics)
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug here must cost one check, never the server
@@ -141,13 +142,24 @@ def build_server(workers: int = 2) -> SharpedgesServer:
         if not (watched and watched.dynamic_registration):
             return
         try:
-            await ls.client_register_capability_async(types.RegistrationParams(registrations=[types.Registration(
-                id="sharpedges-config", method=types.WORKSPACE_DID_CHANGE_WATCHED_FILES,
-                register_options=types.DidChangeWatchedFilesRegistrationOptions(
-                    watchers=[types.FileSystemWatcher(glob_pattern=f"**/{CONFIG_FILE}")]))]))
+            await ls.client_register_capability_async(
+                types.RegistrationParams(
+                    registrations=[
+                        types.Registration(
+                            id="sharpedges-config",
+                            method=types.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+                            register_options=types.DidChangeWatchedFilesRegistrationOptions(
+                                watchers=[types.FileSystemWatcher(glob_pattern=f"**/{CONFIG_FILE}")]
+                            ),
+                        )
+                    ]
+                )
+            )
         except Exception as exc:
-            ls.log(types.MessageType.Warning, f"cannot watch {CONFIG_FILE} files ({exc}); "
-                                              "save one in the editor or restart to apply a change")
+            ls.log(
+                types.MessageType.Warning,
+                f"cannot watch {CONFIG_FILE} files ({exc}); save one in the editor or restart to apply a change",
+            )
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: SharpedgesServer, params: types.DidOpenTextDocumentParams) -> None:
@@ -167,16 +179,19 @@ def build_server(workers: int = 2) -> SharpedgesServer:
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: SharpedgesServer, params: types.DidCloseTextDocumentParams) -> None:
         ls.forget(params.text_document.uri)
-        ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=params.text_document.uri,
-                                                                            diagnostics=[]))
+        ls.text_document_publish_diagnostics(
+            types.PublishDiagnosticsParams(uri=params.text_document.uri, diagnostics=[])
+        )
 
     @server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
     def did_change_watched_files(ls: SharpedgesServer, params: types.DidChangeWatchedFilesParams) -> None:
         if any(change.uri.endswith(f"/{CONFIG_FILE}") for change in params.changes):
             ls.recheck_all()
 
-    @server.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(
-        code_action_kinds=[types.CodeActionKind.QuickFix, translate.FIX_ALL_KIND]))
+    @server.feature(
+        types.TEXT_DOCUMENT_CODE_ACTION,
+        types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix, translate.FIX_ALL_KIND]),
+    )
     async def code_action(ls: SharpedgesServer, params: types.CodeActionParams) -> list[types.CodeAction]:
         checked = ls.current(params.text_document.uri)
         if checked is None:
@@ -185,9 +200,9 @@ def build_server(workers: int = 2) -> SharpedgesServer:
         actions = []
         if translate.wanted(types.CodeActionKind.QuickFix, only):
             actions += translate.quick_fixes(checked, params.range)
-        if translate.wanted(translate.FIX_ALL_KIND, only) and (fixed := await ls.fixed_text(checked)) is not None:
-            if ls.current(checked.uri) is checked:
-                actions.append(translate.fix_all_action(checked, fixed))
+        fixed = await ls.fixed_text(checked) if translate.wanted(translate.FIX_ALL_KIND, only) else None
+        if fixed is not None and ls.current(checked.uri) is checked:
+            actions.append(translate.fix_all_action(checked, fixed))
         return actions
 
     @server.feature(types.TEXT_DOCUMENT_HOVER)
@@ -198,8 +213,9 @@ def build_server(workers: int = 2) -> SharpedgesServer:
         if not codes:
             return None
         text = "\n\n---\n\n".join(translate.hover_markdown(code) for code in codes)
-        return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=text),
-                           range=findings[0].lsp.range)
+        return types.Hover(
+            contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=text), range=findings[0].lsp.range
+        )
 
     @server.feature(types.SHUTDOWN)
     def shutdown(ls: SharpedgesServer, params: None) -> None:

@@ -22,14 +22,18 @@ from sharpedges.specs import RULES_DIR
 SOURCE = "sharpedges"
 FILE_ERROR_CODE = "SHP000"  # CONVENTIONS.md: "file could not be checked", shown as a diagnostic
 FIX_ALL_KIND = "source.fixAll.sharpedges"
-SEVERITIES = {"error": types.DiagnosticSeverity.Error, "warning": types.DiagnosticSeverity.Warning,
-              "info": types.DiagnosticSeverity.Information}
+SEVERITIES = {
+    "error": types.DiagnosticSeverity.Error,
+    "warning": types.DiagnosticSeverity.Warning,
+    "info": types.DiagnosticSeverity.Information,
+}
 _AT = re.compile(r"\bat (\d+):(\d+)\b")
 
 
 @dataclass(frozen=True)
 class Finding:
     """One engine diagnostic and what the editor was sent for it."""
+
     source: Diagnostic
     lsp: types.Diagnostic
 
@@ -37,6 +41,7 @@ class Finding:
 @dataclass(frozen=True)
 class CheckedText:
     """A document version, its text and what the check found in it."""
+
     uri: str
     version: int | None
     text: str
@@ -50,12 +55,17 @@ class CheckedText:
         return [*self.problems, *(finding.lsp for finding in self.findings)]
 
 
-def to_range(lines: list[str], codec: PositionCodec, line: int, column: int, end_line: int, end_column: int
-             ) -> types.Range:
+def to_range(
+    lines: list[str], codec: PositionCodec, line: int, column: int, end_line: int, end_column: int
+) -> types.Range:
     """1-based engine lines and code-point columns to a client range."""
-    return codec.range_to_client_units(lines, types.Range(
-        start=types.Position(line=line - 1, character=column - 1),
-        end=types.Position(line=end_line - 1, character=end_column - 1)))
+    return codec.range_to_client_units(
+        lines,
+        types.Range(
+            start=types.Position(line=line - 1, character=column - 1),
+            end=types.Position(line=end_line - 1, character=end_column - 1),
+        ),
+    )
 
 
 def code_description(diagnostic: Diagnostic) -> types.CodeDescription:
@@ -72,8 +82,9 @@ def _lines_of(path: str) -> list[str]:
         return []
 
 
-def related_information(diagnostic: Diagnostic, uri: str, lines: list[str], codec: PositionCodec
-                        ) -> list[types.DiagnosticRelatedInformation] | None:
+def related_information(
+    diagnostic: Diagnostic, uri: str, lines: list[str], codec: PositionCodec
+) -> list[types.DiagnosticRelatedInformation] | None:
     """The locations a finding rests on (where the mask was built, where the scale was lost): in
     this buffer, or in another file (its text on disk gives the client's columns)."""
     related = []
@@ -82,17 +93,24 @@ def related_information(diagnostic: Diagnostic, uri: str, lines: list[str], code
         if item.get("path") and item["path"] != diagnostic.path:
             where_uri, where_lines = Path(item["path"]).absolute().as_uri(), _lines_of(item["path"])
         span = to_range(where_lines, codec, item["line"], item["column"], item["end_line"], item["end_column"])
-        related.append(types.DiagnosticRelatedInformation(location=types.Location(uri=where_uri, range=span),
-                                                          message=item["message"]))
+        related.append(
+            types.DiagnosticRelatedInformation(
+                location=types.Location(uri=where_uri, range=span), message=item["message"]
+            )
+        )
     return related or None
 
 
 def to_lsp(diagnostic: Diagnostic, uri: str, lines: list[str], codec: PositionCodec) -> types.Diagnostic:
     return types.Diagnostic(
         range=to_range(lines, codec, diagnostic.line, diagnostic.column, diagnostic.end_line, diagnostic.end_column),
-        message=diagnostic.message, severity=SEVERITIES[diagnostic.severity],
-        code=diagnostic.rule, code_description=code_description(diagnostic), source=SOURCE,
-        related_information=related_information(diagnostic, uri, lines, codec))
+        message=diagnostic.message,
+        severity=SEVERITIES[diagnostic.severity],
+        code=diagnostic.rule,
+        code_description=code_description(diagnostic),
+        source=SOURCE,
+        related_information=related_information(diagnostic, uri, lines, codec),
+    )
 
 
 def problem_to_lsp(error: FileError, lines: list[str], codec: PositionCodec) -> types.Diagnostic:
@@ -102,13 +120,16 @@ def problem_to_lsp(error: FileError, lines: list[str], codec: PositionCodec) -> 
     if (at := _AT.search(error.message)) is not None:
         line, column = int(at.group(1)), int(at.group(2))
     text = lines[line - 1] if 0 < line <= len(lines) else ""
-    return types.Diagnostic(range=to_range(lines, codec, line, column, line, max(len(text) + 1, column + 1)),
-                            message=f"sharpedges could not check this file: {error.message}",
-                            severity=types.DiagnosticSeverity.Warning, code=FILE_ERROR_CODE, source=SOURCE)
+    return types.Diagnostic(
+        range=to_range(lines, codec, line, column, line, max(len(text) + 1, column + 1)),
+        message=f"sharpedges could not check this file: {error.message}",
+        severity=types.DiagnosticSeverity.Warning,
+        code=FILE_ERROR_CODE,
+        source=SOURCE,
+    )
 
 
-def checked_text(uri: str, version: int | None, text: str, codec: PositionCodec, result: dict[str, Any]
-                 ) -> CheckedText:
+def checked_text(uri: str, version: int | None, text: str, codec: PositionCodec, result: dict[str, Any]) -> CheckedText:
     """`result` is what `checking.check_buffer` returned for `text`."""
     lines = source_lines(text)
     findings = [Finding(d, to_lsp(d, uri, lines, codec)) for d in map(Diagnostic.from_json, result["diagnostics"])]
@@ -124,8 +145,12 @@ def _overlaps(a: types.Range, b: types.Range) -> bool:
 
 
 def _text_edit(checked: CheckedText, edit: dict[str, Any]) -> types.TextEdit:
-    return types.TextEdit(range=to_range(checked.lines, checked.codec, edit["line"], edit["column"], edit["end_line"],
-                                         edit["end_column"]), new_text=edit["content"])
+    return types.TextEdit(
+        range=to_range(
+            checked.lines, checked.codec, edit["line"], edit["column"], edit["end_line"], edit["end_column"]
+        ),
+        new_text=edit["content"],
+    )
 
 
 def _workspace_edit(uri: str, edits: list[types.TextEdit]) -> types.WorkspaceEdit:
@@ -138,11 +163,18 @@ def fix_action(checked: CheckedText, finding: Finding) -> types.CodeAction | Non
     if not fix:
         return None
     safe = fix["applicability"] == "safe"
-    title = (f"Fix {source.rule} ({source.name})" if safe else
-             f"Fix {source.rule} ({source.name}), unsafe: changes numerics, review it")
-    return types.CodeAction(title=title, kind=types.CodeActionKind.QuickFix, diagnostics=[finding.lsp],
-                            is_preferred=safe or None,
-                            edit=_workspace_edit(checked.uri, [_text_edit(checked, edit) for edit in fix["edits"]]))
+    title = (
+        f"Fix {source.rule} ({source.name})"
+        if safe
+        else f"Fix {source.rule} ({source.name}), unsafe: changes numerics, review it"
+    )
+    return types.CodeAction(
+        title=title,
+        kind=types.CodeActionKind.QuickFix,
+        diagnostics=[finding.lsp],
+        is_preferred=safe or None,
+        edit=_workspace_edit(checked.uri, [_text_edit(checked, edit) for edit in fix["edits"]]),
+    )
 
 
 def noqa_action(checked: CheckedText, finding: Finding) -> types.CodeAction | None:
@@ -161,15 +193,22 @@ def noqa_action(checked: CheckedText, finding: Finding) -> types.CodeAction | No
         column, end_column = len(line.rstrip()) + 1, len(line) + 1
         insert = f"  # noqa: {code}"
     edit = {"line": number, "column": column, "end_line": number, "end_column": end_column, "content": insert}
-    return types.CodeAction(title=f"Suppress {code} on this line (# noqa)", kind=types.CodeActionKind.QuickFix,
-                            diagnostics=[finding.lsp], edit=_workspace_edit(checked.uri, [_text_edit(checked, edit)]))
+    return types.CodeAction(
+        title=f"Suppress {code} on this line (# noqa)",
+        kind=types.CodeActionKind.QuickFix,
+        diagnostics=[finding.lsp],
+        edit=_workspace_edit(checked.uri, [_text_edit(checked, edit)]),
+    )
 
 
 def fixed_text(checked: CheckedText) -> str | None:
     """The file with every safe fix applied (as `check --fix` would), or None when that changes
     nothing or would not parse. Costs a parse: call it off the event loop."""
-    fixes = [finding.source.fix for finding in checked.findings
-             if finding.source.fix and finding.source.fix["applicability"] == "safe"]
+    fixes = [
+        finding.source.fix
+        for finding in checked.findings
+        if finding.source.fix and finding.source.fix["applicability"] == "safe"
+    ]
     if not fixes:
         return None
     fixed = apply_edits(checked.text, fixes).text
@@ -185,8 +224,11 @@ def fix_all_action(checked: CheckedText, fixed: str) -> types.CodeAction:
     else:
         end = types.Position(line=len(lines) - 1, character=checked.codec.client_num_units(lines[-1]))
     whole = types.Range(start=types.Position(line=0, character=0), end=end)
-    return types.CodeAction(title="Fix all safe sharpedges problems in this file", kind=FIX_ALL_KIND,
-                            edit=_workspace_edit(checked.uri, [types.TextEdit(range=whole, new_text=fixed)]))
+    return types.CodeAction(
+        title="Fix all safe sharpedges problems in this file",
+        kind=FIX_ALL_KIND,
+        edit=_workspace_edit(checked.uri, [types.TextEdit(range=whole, new_text=fixed)]),
+    )
 
 
 def wanted(kind: str, only: list[str] | None) -> bool:
@@ -221,11 +263,19 @@ def hover_markdown(code: str) -> str:
     kb = load_knowledge()
     explanation = explain_rule(code, kb)
     edge = explanation["sharp_edge"]
-    parts = [rule_markdown(kb.specs[code]).rstrip("\n"), "",
-             f"## Sharp edge: {edge['title']}", "",
-             f"From the `{explanation['skill']['id']}` skill "
-             f"(`sharpedges skill {explanation['skill']['id']} --section sharp-edges`).", "",
-             "### Why", "", edge["why"].strip(), ""]
+    parts = [
+        rule_markdown(kb.specs[code]).rstrip("\n"),
+        "",
+        f"## Sharp edge: {edge['title']}",
+        "",
+        f"From the `{explanation['skill']['id']}` skill "
+        f"(`sharpedges skill {explanation['skill']['id']} --section sharp-edges`).",
+        "",
+        "### Why",
+        "",
+        edge["why"].strip(),
+        "",
+    ]
     if edge["symptoms"]:
         parts += ["### Symptoms", "", *[f"- {symptom.strip()}" for symptom in edge["symptoms"]], ""]
     return "\n".join(parts)

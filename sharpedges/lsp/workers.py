@@ -41,8 +41,12 @@ class CheckWorkers:
     def _pool(self) -> ProcessPoolExecutor:
         if self._executor is None:
             # spawn: the server runs threads, and a fork would copy their locks mid-use.
-            self._executor = ProcessPoolExecutor(self.count, mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=start_worker, initargs=(os.getpid(),))
+            self._executor = ProcessPoolExecutor(
+                self.count,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=start_worker,
+                initargs=(os.getpid(),),
+            )
         return self._executor
 
     def start(self) -> None:
@@ -68,10 +72,11 @@ class CheckWorkers:
                 self._discard(pool)
                 if not attempts:
                     raise CheckFailed("the checking process died on this file (twice), not checked") from None
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._discard(pool)
-                raise CheckFailed(f"the check did not finish in {KILL_AFTER:g} s and was stopped, "
-                                  "not checked") from None
+                raise CheckFailed(
+                    f"the check did not finish in {KILL_AFTER:g} s and was stopped, not checked"
+                ) from None
 
     def _discard(self, pool: ProcessPoolExecutor) -> None:
         """Kill `pool` if it is still the current one (a check that failed with an older pool must

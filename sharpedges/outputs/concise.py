@@ -16,12 +16,12 @@ def short_message(message: str, room: int) -> str:
     for index, char in enumerate(message):
         if char == "`":
             in_code = not in_code
-        elif not in_code and char in ":;" and message[index + 1:index + 2] == " " and index >= 20:
+        elif not in_code and char in ":;" and message[index + 1 : index + 2] == " " and index >= 20:
             message = message[:index]
             break
     if len(message) <= room:
         return message
-    cut = message[:room - 1].rsplit(" ", 1)[0]
+    cut = message[: room - 1].rsplit(" ", 1)[0]
     return cut.rstrip(",;:(") + "..."
 
 

@@ -25,8 +25,7 @@ def render(result, specs) -> str:
     for d in result.diagnostics:
         lines = cache.setdefault(d.path, _source_lines(d.path))
         out.append(diagnostic_line(d, paint))
-        out += textwrap.wrap(d.message, LINE_WIDTH, initial_indent="  ", subsequent_indent="  ",
-                             break_on_hyphens=False)
+        out += textwrap.wrap(d.message, LINE_WIDTH, initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False)
         width = len(str(d.end_line))
         for number in range(d.line, min(d.end_line, d.line + 3) + 1):
             if 0 < number <= len(lines):
@@ -35,7 +34,8 @@ def render(result, specs) -> str:
                     end = d.end_column if d.end_line == d.line else len(lines[number - 1]) + 1
                     out.append(f"  {' ' * width} | {' ' * (d.column - 1)}{paint('^' * max(1, end - d.column), 'red')}")
         if d.fix:
-            out.append(f"  = fix available ({d.fix['applicability']}){'' if d.fix['applicability'] == 'safe' else ': run with --fix --unsafe-fixes'}")
+            how = "" if d.fix["applicability"] == "safe" else ": run with --fix --unsafe-fixes"
+            out.append(f"  = fix available ({d.fix['applicability']}){how}")
         out.append(f"  = help: {d.help}")
         out.append("")
     out += [error_line(e, paint) for e in result.errors]

@@ -56,8 +56,12 @@ def _explained(explanation: dict) -> list[str]:
     else:
         out += [title, ""]
     skill = explanation["skill"]
-    out += [f"Skill: {skill['name']}, sharp edge *{one_line(edge['title'])}* "
-            f"(`sharpedges skill {skill['id']} --section sharp-edges`; full rule: `sharpedges rule {explanation['code']}`).", ""]
+    out += [
+        f"Skill: {skill['name']}, sharp edge *{one_line(edge['title'])}* "
+        f"(`sharpedges skill {skill['id']} --section sharp-edges`; "
+        f"full rule: `sharpedges rule {explanation['code']}`).",
+        "",
+    ]
     return out
 
 
@@ -81,8 +85,10 @@ def render(review: Review) -> str:
             if excerpt:
                 out += [code_fence(excerpt, "python"), ""]
             out += [one_line(d.message), ""]
-            out += [f"- rests on `{item.get('path', d.path)}:{item['line']}`: {one_line(item['message'])}"
-                    for item in d.related]
+            out += [
+                f"- rests on `{item.get('path', d.path)}:{item['line']}`: {one_line(item['message'])}"
+                for item in d.related
+            ]
             out += [""] if d.related else []
             if d.rule in first_seen:
                 out += [f"Same rule as {first_seen[d.rule]} above: the explanation there applies.", ""]

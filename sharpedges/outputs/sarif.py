@@ -37,11 +37,17 @@ def _rule(spec) -> dict:
         "name": spec.name,
         "shortDescription": {"text": spec.title},
         "fullDescription": {"text": spec.rationale.strip()},
-        "help": {"text": f"{spec.rationale.strip()}\n\nUse instead: {spec.use_instead.strip()}",
-                 "markdown": f"**{spec.title}**\n\n{spec.rationale.strip()}\n\n**Use instead:** {spec.use_instead.strip()}"},
+        "help": {
+            "text": f"{spec.rationale.strip()}\n\nUse instead: {spec.use_instead.strip()}",
+            "markdown": f"**{spec.title}**\n\n{spec.rationale.strip()}\n\n**Use instead:** {spec.use_instead.strip()}",
+        },
         "defaultConfiguration": {"level": LEVELS[spec.severity]},
-        "properties": {"tags": ["transformer", spec.skill.split("#")[0]], "fix": spec.fix,
-                       "skill": spec.skill, "reference_impl": spec.reference_impl},
+        "properties": {
+            "tags": ["transformer", spec.skill.split("#")[0]],
+            "fix": spec.fix,
+            "skill": spec.skill,
+            "reference_impl": spec.reference_impl,
+        },
     }
 
 
@@ -62,18 +68,39 @@ def document(result, specs) -> dict:
         }
         if d.related:
             result_object["relatedLocations"] = [
-                {"id": number, "message": {"text": item["message"]},
-                 "physicalLocation": {"artifactLocation": {"uri": _uri(item.get("path", d.path))},
-                                      "region": {"startLine": item["line"], "startColumn": item["column"],
-                                                 "endLine": item["end_line"], "endColumn": item["end_column"]}}}
-                for number, item in enumerate(d.related, 1)]
+                {
+                    "id": number,
+                    "message": {"text": item["message"]},
+                    "physicalLocation": {
+                        "artifactLocation": {"uri": _uri(item.get("path", d.path))},
+                        "region": {
+                            "startLine": item["line"],
+                            "startColumn": item["column"],
+                            "endLine": item["end_line"],
+                            "endColumn": item["end_column"],
+                        },
+                    },
+                }
+                for number, item in enumerate(d.related, 1)
+            ]
         results.append(result_object)
-    notifications = [{"level": "error", "message": {"text": e.message},
-                      "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(e.path)}}}]}
-                     for e in result.errors]
+    notifications = [
+        {
+            "level": "error",
+            "message": {"text": e.message},
+            "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(e.path)}}}],
+        }
+        for e in result.errors
+    ]
     run = {
-        "tool": {"driver": {"name": "sharpedges", "version": __version__, "informationUri":
-                            "https://github.com/sharpedges/sharpedges", "rules": rules}},
+        "tool": {
+            "driver": {
+                "name": "sharpedges",
+                "version": __version__,
+                "informationUri": "https://github.com/sharpedges/sharpedges",
+                "rules": rules,
+            }
+        },
         "results": results,
         "invocations": [{"executionSuccessful": not result.errors, "toolExecutionNotifications": notifications}],
     }

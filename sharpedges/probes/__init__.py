@@ -23,9 +23,22 @@ from sharpedges.probes.catalog import FAIL, PASS, PROBES, SKIP, ProbeResult
 from sharpedges.probes.runner import run_probe, run_probes
 
 __all__ = [
-    "ModelAdapter", "Outputs", "ProbeSkip", "ProbeResult", "PROBES", "PASS", "FAIL", "SKIP", "run_probe", "run_probes",
-    "assert_causal", "assert_eval_deterministic", "assert_kv_cache_consistent", "assert_padding_invariant",
-    "assert_half_precision", "assert_grad_flow",
+    "FAIL",
+    "PASS",
+    "PROBES",
+    "SKIP",
+    "ModelAdapter",
+    "Outputs",
+    "ProbeResult",
+    "ProbeSkip",
+    "assert_causal",
+    "assert_eval_deterministic",
+    "assert_grad_flow",
+    "assert_half_precision",
+    "assert_kv_cache_consistent",
+    "assert_padding_invariant",
+    "run_probe",
+    "run_probes",
 ]
 
 

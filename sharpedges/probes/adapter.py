@@ -45,8 +45,10 @@ def read_outputs(raw: Any) -> Outputs:
         return Outputs(raw.logits, getattr(raw, "aux_loss", None), getattr(raw, "past_key_values", None))
     if isinstance(raw, (tuple, list)) and raw and isinstance(raw[0], Tensor):
         return Outputs(raw[0])
-    raise TypeError(f"the model returned {type(raw).__name__}: expected logits (B, T, V), an object with "
-                    "`.logits`, or a tuple starting with the logits")
+    raise TypeError(
+        f"the model returned {type(raw).__name__}: expected logits (B, T, V), an object with "
+        "`.logits`, or a tuple starting with the logits"
+    )
 
 
 class ModelAdapter:
@@ -81,8 +83,11 @@ class ModelAdapter:
     @property
     def vocab_size(self) -> int:
         get_embeddings = getattr(self.model, "get_input_embeddings", None)
-        embedding = get_embeddings() if get_embeddings else next(
-            (module for module in self.model.modules() if isinstance(module, nn.Embedding)), None)
+        embedding = (
+            get_embeddings()
+            if get_embeddings
+            else next((module for module in self.model.modules() if isinstance(module, nn.Embedding)), None)
+        )
         if embedding is None:
             raise TypeError("cannot tell the vocabulary size (no nn.Embedding): set `vocab_size` on an adapter")
         return embedding.num_embeddings
@@ -118,8 +123,11 @@ class ModelAdapter:
 
     def router_parameters(self) -> list[tuple[str, nn.Parameter]]:
         """The MoE router's trainable parameters (none for a dense model)."""
-        return [(name, param) for name, param in self.model.named_parameters()
-                if param.requires_grad and ROUTER_NAME.search(name)]
+        return [
+            (name, param)
+            for name, param in self.model.named_parameters()
+            if param.requires_grad and ROUTER_NAME.search(name)
+        ]
 
 
 def as_adapter(target: Any) -> ModelAdapter:

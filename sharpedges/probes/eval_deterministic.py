@@ -29,10 +29,15 @@ def probe(adapter: ModelAdapter) -> Verdict:
     tolerance = 0.0 if adapter.device.type == "cpu" else REPEATABLE * scale(logits)
     measured = {"eval_max_abs_diff": eval_diff, "train_max_abs_diff": train_diff, "tolerance": tolerance}
     if eval_diff > tolerance:
-        return Verdict(FAIL, f"two eval() forward passes differ by up to {eval_diff:.3g} (tolerance {tolerance:.3g}): "
-                             "dropout stays on in eval (F.dropout without training=, an ungated SDPA dropout_p, "
-                             "or nn.Dropout built in forward)", measured)
+        return Verdict(
+            FAIL,
+            f"two eval() forward passes differ by up to {eval_diff:.3g} (tolerance {tolerance:.3g}): "
+            "dropout stays on in eval (F.dropout without training=, an ungated SDPA dropout_p, "
+            "or nn.Dropout built in forward)",
+            measured,
+        )
     if train_diff <= tolerance:
         raise ProbeSkip("no dropout: two train() passes agree as well, so eval() has nothing to turn off")
-    return Verdict(PASS, f"eval() passes agree exactly; train() passes differ by {train_diff:.3g} (dropout on)",
-                   measured)
+    return Verdict(
+        PASS, f"eval() passes agree exactly; train() passes differ by {train_diff:.3g} (dropout on)", measured
+    )

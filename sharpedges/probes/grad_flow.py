@@ -35,21 +35,34 @@ def probe(adapter: ModelAdapter) -> Verdict:
         missing = [name for name, param in trainable if param.grad is None]
         broken = [name for name, param in trainable if param.grad is not None and not all_finite(param.grad)]
         routers = trainer.router_parameters()
-        measured = {"trainable_parameters": len(trainable), "without_gradient": missing, "non_finite_gradient": broken,
-                    "router_parameters": [name for name, _ in routers], "aux_loss": outputs.aux_loss is not None}
+        measured = {
+            "trainable_parameters": len(trainable),
+            "without_gradient": missing,
+            "non_finite_gradient": broken,
+            "router_parameters": [name for name, _ in routers],
+            "aux_loss": outputs.aux_loss is not None,
+        }
         if missing or broken:
-            found = [f"{len(missing)} get no gradient ({_names(missing)})" if missing else "",
-                     f"{len(broken)} get a NaN or inf gradient ({_names(broken)})" if broken else ""]
-            return Verdict(FAIL, f"of {len(trainable)} trainable parameters, {'; '.join(filter(None, found))}",
-                           measured)
+            found = [
+                f"{len(missing)} get no gradient ({_names(missing)})" if missing else "",
+                f"{len(broken)} get a NaN or inf gradient ({_names(broken)})" if broken else "",
+            ]
+            return Verdict(
+                FAIL, f"of {len(trainable)} trainable parameters, {'; '.join(filter(None, found))}", measured
+            )
         if not routers:
-            return Verdict(PASS, f"all {len(trainable)} trainable parameters get a finite gradient (no MoE router)",
-                           measured)
+            return Verdict(
+                PASS, f"all {len(trainable)} trainable parameters get a finite gradient (no MoE router)", measured
+            )
         if outputs.aux_loss is None:
-            return Verdict(FAIL, f"MoE router parameters ({_names(measured['router_parameters'])}) but the model "
-                                 "returns no balancing loss (aux_loss): it is computed and dropped, or never computed "
-                                 "(a model balanced without one says so with an adapter whose router_parameters() "
-                                 "is empty)", measured)
+            return Verdict(
+                FAIL,
+                f"MoE router parameters ({_names(measured['router_parameters'])}) but the model "
+                "returns no balancing loss (aux_loss): it is computed and dropped, or never computed "
+                "(a model balanced without one says so with an adapter whose router_parameters() "
+                "is empty)",
+                measured,
+            )
         trainer.model.zero_grad(set_to_none=True)
         aux_loss = read_outputs(trainer.forward(ids)).aux_loss
         if isinstance(aux_loss, torch.Tensor) and aux_loss.requires_grad:
@@ -58,7 +71,15 @@ def probe(adapter: ModelAdapter) -> Verdict:
     measured["router_grad_norm_from_aux_loss"] = router_norms
     starved = [name for name, norm in router_norms.items() if norm == 0.0]
     if starved:
-        return Verdict(FAIL, f"the balancing loss does not reach the router ({_names(starved)}): it is detached "
-                             "or built from something other than the router's probabilities", measured)
-    return Verdict(PASS, f"all {len(trainable)} trainable parameters get a finite gradient, and the router gets one "
-                         f"from the balancing loss (norm {min(router_norms.values()):.3g})", measured)
+        return Verdict(
+            FAIL,
+            f"the balancing loss does not reach the router ({_names(starved)}): it is detached "
+            "or built from something other than the router's probabilities",
+            measured,
+        )
+    return Verdict(
+        PASS,
+        f"all {len(trainable)} trainable parameters get a finite gradient, and the router gets one "
+        f"from the balancing loss (norm {min(router_norms.values()):.3g})",
+        measured,
+    )

@@ -10,7 +10,13 @@ import torch
 from sharpedges.probes.adapter import ModelAdapter, ProbeSkip
 from sharpedges.probes.catalog import FAIL, PASS, Verdict
 from sharpedges.probes.measure import (
-    all_finite, inference, logits_of, max_abs_diff, random_ids, repeatable_logits, scale,
+    all_finite,
+    inference,
+    logits_of,
+    max_abs_diff,
+    random_ids,
+    repeatable_logits,
+    scale,
 )
 
 LENGTH, PAD = 12, 4  # row 1 is left-padded: its first queries see only padding, a fully masked row
@@ -51,11 +57,14 @@ def probe(adapter: ModelAdapter) -> Verdict:
         checked[name] = {"relative_error": error, "tolerance": tolerance, "finite": all_finite(logits)}
         if not all_finite(logits):
             where = "at fully masked rows" if all_finite(logits[real]) else "at real tokens"
-            problems.append(f"{name} logits are NaN or inf {where} (a mask fill beyond the {name} range, "
-                            "or a fully masked row)")
+            problems.append(
+                f"{name} logits are NaN or inf {where} (a mask fill beyond the {name} range, or a fully masked row)"
+            )
         elif error > tolerance:
-            problems.append(f"{name} logits are off by {error:.3g} of their scale (tolerance {tolerance:g}): "
-                            "softmax or RoPE computed in half precision")
+            problems.append(
+                f"{name} logits are off by {error:.3g} of their scale (tolerance {tolerance:g}): "
+                "softmax or RoPE computed in half precision"
+            )
     if unsupported and len(unsupported) == len(TOLERANCES):
         raise ProbeSkip(f"no half-precision kernels on {adapter.device.type}: {'; '.join(unsupported)}")
     if unsupported:

@@ -20,7 +20,7 @@ def _decode(adapter: ModelAdapter, ids: torch.Tensor, sizes: tuple[int, ...]) ->
     cache = adapter.new_cache(ids.size(0), ids.size(1))
     pieces, start = [], 0
     for size in sizes:
-        chunk = ids[:, start:start + size]
+        chunk = ids[:, start : start + size]
         raw, cache = adapter.forward_cached(chunk, cache)
         pieces.append(logits_of(raw, chunk))
         start += size
@@ -37,18 +37,36 @@ def probe(adapter: ModelAdapter) -> Verdict:
     ids = random_ids(adapter, BATCH, LENGTH, seed=0)
     with inference(adapter):
         full = repeatable_logits(adapter, ids)
-        decoded = {"one token at a time": _decode(adapter, ids, ONE_AT_A_TIME),
-                   f"in chunks of {'+'.join(map(str, CHUNKS))}": _decode(adapter, ids, CHUNKS)}
+        decoded = {
+            "one token at a time": _decode(adapter, ids, ONE_AT_A_TIME),
+            f"in chunks of {'+'.join(map(str, CHUNKS))}": _decode(adapter, ids, CHUNKS),
+        }
     tolerance = TOLERANCE * scale(full)
     diffs = {how: max_abs_diff(logits, full) for how, logits in decoded.items()}
     one_token, chunked = diffs.values()
-    measured = {"one_token_max_abs_diff": one_token, "chunked_max_abs_diff": chunked, "chunks": list(CHUNKS),
-                "tolerance": tolerance}
-    wrong = [f"{how} differs from the full forward by up to {diff:.3g} from position "
-             f"{_first_divergence(decoded[how], full, tolerance)}" for how, diff in diffs.items() if diff > tolerance]
+    measured = {
+        "one_token_max_abs_diff": one_token,
+        "chunked_max_abs_diff": chunked,
+        "chunks": list(CHUNKS),
+        "tolerance": tolerance,
+    }
+    wrong = [
+        f"{how} differs from the full forward by up to {diff:.3g} from position "
+        f"{_first_divergence(decoded[how], full, tolerance)}"
+        for how, diff in diffs.items()
+        if diff > tolerance
+    ]
     if wrong:
-        return Verdict(FAIL, f"cached decoding {'; '.join(wrong)} (tolerance {tolerance:.3g}): new queries do not "
-                             "see the cache as the full forward does (is_causal=True over cached keys, or positions "
-                             "not offset by the cache length)", measured)
-    return Verdict(PASS, f"cached decoding matches the full forward one token at a time (max |Δ| {one_token:.3g}) "
-                         f"and in chunks (max |Δ| {chunked:.3g})", measured)
+        return Verdict(
+            FAIL,
+            f"cached decoding {'; '.join(wrong)} (tolerance {tolerance:.3g}): new queries do not "
+            "see the cache as the full forward does (is_causal=True over cached keys, or positions "
+            "not offset by the cache length)",
+            measured,
+        )
+    return Verdict(
+        PASS,
+        f"cached decoding matches the full forward one token at a time (max |Δ| {one_token:.3g}) "
+        f"and in chunks (max |Δ| {chunked:.3g})",
+        measured,
+    )

@@ -72,6 +72,8 @@ def load_target(target: str, root: Path | None = None) -> Any:
     from sharpedges.probes.adapter import ModelAdapter
 
     if not isinstance(built, (nn.Module, ModelAdapter)):
-        raise TargetError(f"'{target}()' returned {type(built).__name__}: expected a torch.nn.Module or a "
-                          "sharpedges.probes.ModelAdapter")
+        raise TargetError(
+            f"'{target}()' returned {type(built).__name__}: expected a torch.nn.Module or a "
+            "sharpedges.probes.ModelAdapter"
+        )
     return built

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -32,8 +33,10 @@ def logits_of(raw: Any, input_ids: Tensor) -> Tensor:
     """The logits of a model's output as fp32, checked to be (B, T, V) for `input_ids` (B, T)."""
     logits = read_outputs(raw).logits
     if logits.dim() != 3 or logits.shape[:2] != input_ids.shape:
-        raise TypeError(f"expected logits of shape (B, T, V) = ({input_ids.size(0)}, {input_ids.size(1)}, V), "
-                        f"got {tuple(logits.shape)}")
+        raise TypeError(
+            f"expected logits of shape (B, T, V) = ({input_ids.size(0)}, {input_ids.size(1)}, V), "
+            f"got {tuple(logits.shape)}"
+        )
     return logits.float()
 
 
@@ -42,8 +45,10 @@ def repeatable_logits(adapter: ModelAdapter, ids: Tensor, attention_mask: Tensor
     cannot judge a model whose eval() passes differ (eval-deterministic reports that one)."""
     first, second = (logits_of(adapter.forward(ids, attention_mask=attention_mask), ids) for _ in range(2))
     if max_abs_diff(first, second) > REPEATABLE * scale(first):
-        raise ProbeSkip(f"two identical eval() forward passes differ by {max_abs_diff(first, second):.3g}, so "
-                        "comparing passes proves nothing (see eval-deterministic)")
+        raise ProbeSkip(
+            f"two identical eval() forward passes differ by {max_abs_diff(first, second):.3g}, so "
+            "comparing passes proves nothing (see eval-deterministic)"
+        )
     return first
 
 

@@ -33,8 +33,10 @@ def probe(adapter: ModelAdapter) -> Verdict:
     filler = random_ids(adapter, 2, LENGTH, seed=1)
     short = LENGTH - PAD
     with inference(adapter):
-        alone = [repeatable_logits(adapter, ids[:1])[0],
-                 logits_of(adapter.forward(ids[1:, :short]), ids[1:, :short])[0]]
+        alone = [
+            repeatable_logits(adapter, ids[:1])[0],
+            logits_of(adapter.forward(ids[1:, :short]), ids[1:, :short])[0],
+        ]
         diffs = {}
         for side in ("right", "left"):
             batch, mask = padded(ids, filler, side)
@@ -42,12 +44,23 @@ def probe(adapter: ModelAdapter) -> Verdict:
             real = logits[1, :short] if side == "right" else logits[1, PAD:]
             diffs[side] = max(max_abs_diff(logits[0], alone[0]), max_abs_diff(real, alone[1]))
     tolerance = TOLERANCE * scale(alone[0])
-    measured = {"right_padding_max_abs_diff": diffs["right"], "left_padding_max_abs_diff": diffs["left"],
-                "pad_tokens": PAD, "tolerance": tolerance}
+    measured = {
+        "right_padding_max_abs_diff": diffs["right"],
+        "left_padding_max_abs_diff": diffs["left"],
+        "pad_tokens": PAD,
+        "tolerance": tolerance,
+    }
     wrong = [f"{side} padding moves them by up to {diff:.3g}" for side, diff in diffs.items() if diff > tolerance]
     if wrong:
-        return Verdict(FAIL, f"real tokens' outputs differ from the same sequences run alone: {'; '.join(wrong)} "
-                             f"(tolerance {tolerance:.3g}): the padding mask is ignored, inverted, or turns "
-                             "masked rows into NaN", measured)
-    return Verdict(PASS, f"right and left padding leave the real tokens' outputs unchanged (max |Δ| "
-                         f"{max(diffs.values()):.3g})", measured)
+        return Verdict(
+            FAIL,
+            f"real tokens' outputs differ from the same sequences run alone: {'; '.join(wrong)} "
+            f"(tolerance {tolerance:.3g}): the padding mask is ignored, inverted, or turns "
+            "masked rows into NaN",
+            measured,
+        )
+    return Verdict(
+        PASS,
+        f"right and left padding leave the real tokens' outputs unchanged (max |Δ| {max(diffs.values()):.3g})",
+        measured,
+    )

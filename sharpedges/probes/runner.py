@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -46,8 +47,7 @@ def run_probes(target: Any, names: list[str] | None = None, device: str | None =
             raise ValueError(f"unknown probe '{name}' (known: {', '.join(PROBES)})")
         start = time.perf_counter()
         verdict = _verdict(name, adapter)
-        results.append(ProbeResult(name, verdict.status, verdict.detail, verdict.measured,
-                                   time.perf_counter() - start))
+        results.append(ProbeResult(name, verdict.status, verdict.detail, verdict.measured, time.perf_counter() - start))
     return results
 
 

@@ -1,7 +1,7 @@
 """Realistic correct modules that the mutation tests of several rules start from."""
 
 # nanoGPT's CausalSelfAttention: scaled, causally masked, softmax over the keys.
-NANOGPT_ATTENTION = '''
+NANOGPT_ATTENTION = """
 import math
 import torch
 import torch.nn as nn
@@ -29,4 +29,4 @@ class CausalSelfAttention(nn.Module):
         y = att @ v
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.c_proj(y)
-'''
+"""

@@ -36,7 +36,8 @@ def test_shp101_nanogpt_mutation_fires_only_without_the_scale():
     # the finding points back at the product whose scale was lost
     product_line = textwrap.dedent(mutant).splitlines().index("        att = (q @ k.transpose(-2, -1))") + 1
     assert [(r["line"], r["message"]) for r in diagnostic.related] == [
-        (product_line, "the unscaled QK^T product that reaches this softmax")]
+        (product_line, "the unscaled QK^T product that reaches this softmax")
+    ]
 
 
 BART_STYLE = """
@@ -191,15 +192,18 @@ def test_shp104_messages_say_what_is_wrong():
     assert diagnostics("SHP104", NANOGPT) == []
 
 
-@pytest.mark.parametrize(("product", "expected"), [
-    ("torch.bmm(q, k.transpose(1, 2))", (2, -1)),
-    ("torch.matmul(q, k.transpose(2, 3))", (3, -1)),
-    ("q @ k.transpose(-2, -1)", (None, -1)),
-    ("q @ k.permute(0, 1, 3, 2)", (3, -1)),
-    ("torch.einsum('bhid,bhjd->bhij', q, k)", (3, -1)),
-    ("torch.einsum('...id,...jd->...ij', q, k)", (None, -1)),
-    ("torch.einsum('bid,bjd->bji', q, k)", (1, -2)),
-])
+@pytest.mark.parametrize(
+    ("product", "expected"),
+    [
+        ("torch.bmm(q, k.transpose(1, 2))", (2, -1)),
+        ("torch.matmul(q, k.transpose(2, 3))", (3, -1)),
+        ("q @ k.transpose(-2, -1)", (None, -1)),
+        ("q @ k.permute(0, 1, 3, 2)", (3, -1)),
+        ("torch.einsum('bhid,bhjd->bhij', q, k)", (3, -1)),
+        ("torch.einsum('...id,...jd->...ij', q, k)", (None, -1)),
+        ("torch.einsum('bid,bjd->bji', q, k)", (1, -2)),
+    ],
+)
 def test_key_axis_of_each_product(product, expected):
     source = f"import torch\n\ndef f(q, k):\n    return torch.softmax({product}, dim=-1)\n"
     ctx = FileContext("x.py", cst.parse_module(source))
@@ -227,12 +231,15 @@ SUMMED = """
 """
 
 
-@pytest.mark.parametrize(("expression", "count"), [
-    ("a + b", 1),
-    ("(a + b).clamp(min=torch.finfo(dtype).min)", 0),
-    ("torch.clamp(a + b, min=torch.finfo(dtype).min)", 0),
-    ("a.masked_fill(b < 0, torch.finfo(dtype).min)", 0),
-    ("a + 1.0", 0),
-])
+@pytest.mark.parametrize(
+    ("expression", "count"),
+    [
+        ("a + b", 1),
+        ("(a + b).clamp(min=torch.finfo(dtype).min)", 0),
+        ("torch.clamp(a + b, min=torch.finfo(dtype).min)", 0),
+        ("a.masked_fill(b < 0, torch.finfo(dtype).min)", 0),
+        ("a + 1.0", 0),
+    ],
+)
 def test_shp205_sums_and_their_guards(expression, count):
     assert len(diagnostics("SHP205", SUMMED.format(expression=expression))) == count

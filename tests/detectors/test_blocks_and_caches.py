@@ -14,7 +14,7 @@ from sharpedges.engine import Engine
 from sharpedges.fixes import apply_edits, still_parses
 from sharpedges.registry import all_rules
 
-PRE_NORM_GPT = textwrap.dedent('''
+PRE_NORM_GPT = textwrap.dedent("""
     from dataclasses import dataclass
     import torch.nn as nn
 
@@ -51,9 +51,9 @@ PRE_NORM_GPT = textwrap.dedent('''
                 x = block(x)
             x = self.ln_f(x)
             return self.lm_head(x)
-''')
+""")
 
-STATIC_CACHE = textwrap.dedent('''
+STATIC_CACHE = textwrap.dedent("""
     import torch
     from torch import nn
 
@@ -67,7 +67,7 @@ STATIC_CACHE = textwrap.dedent('''
             self.k_cache.index_copy_(2, input_pos, k)
             self.v_cache.index_copy_(2, input_pos, v)
             return self.k_cache, self.v_cache
-''')
+""")
 
 
 def run(code: str, source: str, options: dict | None = None):
@@ -89,8 +89,11 @@ def mutate(source: str, old: str, new: str) -> str:
 
 # -- mutation checks ----------------------------------------------------------------------------
 def test_swapping_pre_norm_for_post_norm_in_a_deep_stack_fires_shp301_on_the_mutant_only():
-    mutant = mutate(mutate(PRE_NORM_GPT, "x = x + self.attn(self.ln_1(x))", "x = self.ln_1(x + self.attn(x))"),
-                    "x = x + self.mlp(self.ln_2(x))", "x = self.ln_2(x + self.mlp(x))")
+    mutant = mutate(
+        mutate(PRE_NORM_GPT, "x = x + self.attn(self.ln_1(x))", "x = self.ln_1(x + self.attn(x))"),
+        "x = x + self.mlp(self.ln_2(x))",
+        "x = self.ln_2(x + self.mlp(x))",
+    )
     assert run("SHP301", PRE_NORM_GPT) == []
     assert run("SHP301", mutant) == []  # 24 post-norm layers: BERT-large depth, the default max-depth
     [finding] = run("SHP301", mutant, {"max-depth": 12})
@@ -112,16 +115,22 @@ def test_overwriting_the_residual_with_its_norm_fires_shp303_on_the_mutant_only(
 
 
 def test_replacing_a_preallocated_write_with_torch_cat_fires_shp401_on_the_mutant_only():
-    mutant = mutate(mutate(STATIC_CACHE, "self.k_cache.index_copy_(2, input_pos, k)",
-                           "self.k_cache = torch.cat([self.k_cache, k], dim=2)"),
-                    "self.v_cache.index_copy_(2, input_pos, v)", "self.v_cache = torch.cat([self.v_cache, v], dim=2)")
+    mutant = mutate(
+        mutate(
+            STATIC_CACHE,
+            "self.k_cache.index_copy_(2, input_pos, k)",
+            "self.k_cache = torch.cat([self.k_cache, k], dim=2)",
+        ),
+        "self.v_cache.index_copy_(2, input_pos, v)",
+        "self.v_cache = torch.cat([self.v_cache, v], dim=2)",
+    )
     assert run("SHP401", STATIC_CACHE) == []
     [finding] = run("SHP401", mutant)
     assert "`self.k_cache`, `self.v_cache` grow" in finding.message
 
 
 def test_a_for_range_generation_loop_turned_into_while_true_fires_shp401():
-    bounded = textwrap.dedent('''
+    bounded = textwrap.dedent("""
         def generate(model, ids, eos, max_new_tokens):
             past = None
             for _ in range(max_new_tokens):
@@ -130,7 +139,7 @@ def test_a_for_range_generation_loop_turned_into_while_true_fires_shp401():
                 ids = out.logits[:, -1:].argmax(-1)
                 if ids.item() == eos:
                     break
-    ''')
+    """)
     mutant = mutate(bounded, "for _ in range(max_new_tokens):", "while True:")
     assert run("SHP401", bounded) == []
     [finding] = run("SHP401", mutant)
@@ -138,7 +147,7 @@ def test_a_for_range_generation_loop_turned_into_while_true_fires_shp401():
 
 
 # -- SHP301 depth and the option ----------------------------------------------------------------
-POST_NORM_STACK = textwrap.dedent('''
+POST_NORM_STACK = textwrap.dedent("""
     import torch.nn as nn
 
     class Block(nn.Module):
@@ -151,7 +160,7 @@ POST_NORM_STACK = textwrap.dedent('''
             return self.norm(x + self.ff(x))
 
     blocks = nn.ModuleList([Block(512) for _ in range(DEPTH)])
-''')
+""")
 
 
 @pytest.mark.parametrize(("depth", "limit", "fires"), [(12, 12, False), (13, 12, True), (8, 6, True), (24, 32, False)])
@@ -161,8 +170,11 @@ def test_max_depth_option_sets_the_threshold(depth, limit, fires):
 
 
 def test_deepnorm_scaling_of_the_same_stack_is_not_flagged():
-    deepnorm = mutate(POST_NORM_STACK.replace("DEPTH", "48"), "self.norm(x + self.ff(x))",
-                      "self.norm(x * (2 * 48) ** 0.25 + self.ff(x))")
+    deepnorm = mutate(
+        POST_NORM_STACK.replace("DEPTH", "48"),
+        "self.norm(x + self.ff(x))",
+        "self.norm(x * (2 * 48) ** 0.25 + self.ff(x))",
+    )
     assert run("SHP301", deepnorm) == []
     assert block_styles(context(deepnorm), local_classes(context(deepnorm))["Block"]) == {DEEPNORM}
 
@@ -172,26 +184,26 @@ def test_block_styles_tell_pre_post_and_switchable_blocks_apart():
     assert block_styles(ctx, local_classes(ctx)["Block"]) == {PRE}
     ctx = context(POST_NORM_STACK.replace("DEPTH", "3"))
     assert block_styles(ctx, local_classes(ctx)["Block"]) == {POST}
-    switchable = textwrap.dedent('''
+    switchable = textwrap.dedent("""
         class Block(nn.Module):
             def forward(self, x):
                 if self.pre:
                     return x + self.ff(self.norm(x))
                 return self.norm(x + self.ff(x))
-    ''')
+    """)
     ctx = context(switchable)
     assert block_styles(ctx, local_classes(ctx)["Block"]) == {PRE, POST}
 
 
 def test_depth_resolves_through_parameter_defaults_and_in_file_call_sites():
-    source = textwrap.dedent('''
+    source = textwrap.dedent("""
         class Encoder(nn.Module):
             def __init__(self, d, num_layers=6):
                 super().__init__()
                 self.layers = nn.ModuleList([Block(d) for _ in range(num_layers)])
 
         deep = Encoder(256, num_layers=40)
-    ''')
+    """)
     ctx = context(source)
     [stack] = stacks(ctx)
     assert sorted(d.value for d in resolve_depths(ctx, stack.depth)) == [6, 40]
@@ -203,7 +215,7 @@ def test_depth_from_a_config_defined_elsewhere_is_not_guessed():
 
 
 def test_norm_first_fix_makes_the_encoder_pre_norm_with_a_final_norm():
-    source = textwrap.dedent('''
+    source = textwrap.dedent("""
         from torch import nn
 
         class Encoder(nn.Module):
@@ -211,7 +223,7 @@ def test_norm_first_fix_makes_the_encoder_pre_norm_with_a_final_norm():
                 super().__init__()
                 layer = nn.TransformerEncoderLayer(d_model, 12, batch_first=True, norm_first=False)
                 self.encoder = nn.TransformerEncoder(layer, depth)
-    ''')
+    """)
     [finding] = run("SHP301", source)
     assert finding.fix["applicability"] == "unsafe"
     outcome = apply_edits(source, [finding.fix])
@@ -223,7 +235,7 @@ def test_norm_first_fix_makes_the_encoder_pre_norm_with_a_final_norm():
 
 
 def test_no_fix_when_the_layer_is_built_elsewhere():
-    source = textwrap.dedent('''
+    source = textwrap.dedent("""
         from torch import nn
 
         def make_layer(d):
@@ -236,14 +248,14 @@ def test_no_fix_when_the_layer_is_built_elsewhere():
 
             def build(self):
                 return nn.TransformerEncoder(self.layer, num_layers=40)
-    ''')
+    """)
     [finding] = run("SHP301", source)
     assert finding.fix is None
 
 
 # -- SHP401 message variants and bounds ---------------------------------------------------------
 def test_a_stored_but_unenforced_capacity_is_named_in_the_message():
-    source = textwrap.dedent('''
+    source = textwrap.dedent("""
         import torch
 
         class Cache:
@@ -254,16 +266,19 @@ def test_a_stored_but_unenforced_capacity_is_named_in_the_message():
             def update(self, k):
                 self.k = k if self.k is None else torch.cat([self.k, k], dim=2)
                 return self.k
-    ''')
+    """)
     [finding] = run("SHP401", source)
     assert "`self.max_seq_len` is stored but never enforced" in finding.message
-    enforced = mutate(source, "        self.k = k if", "        assert self.k is None or self.k.shape[2] < self.max_seq_len\n"
-                                                    "        self.k = k if")
+    enforced = mutate(
+        source,
+        "        self.k = k if",
+        "        assert self.k is None or self.k.shape[2] < self.max_seq_len\n        self.k = k if",
+    )
     assert run("SHP401", enforced) == []
 
 
 def test_token_ids_grown_in_a_while_loop_are_not_a_kv_cache():
-    source = textwrap.dedent('''
+    source = textwrap.dedent("""
         import torch
 
         def sample(model, idx, eos):
@@ -274,31 +289,34 @@ def test_token_ids_grown_in_a_while_loop_are_not_a_kv_cache():
                 if nxt.item() == eos:
                     break
             return idx
-    ''')
+    """)
     assert run("SHP401", source) == []
 
 
 def test_a_window_slice_of_the_fed_back_cache_bounds_the_loop():
-    source = textwrap.dedent('''
+    source = textwrap.dedent("""
         def stream(model, ids, window):
             past = None
             while True:
                 out = model(ids, past_key_values=past)
                 past = tuple((k[:, :, -window:], v[:, :, -window:]) for k, v in out.past_key_values)
                 ids = out.logits[:, -1:].argmax(-1)
-    ''')
+    """)
     assert run("SHP401", source) == []
 
 
 # -- SHP302 / SHP303 boundaries -----------------------------------------------------------------
 def test_post_norm_stack_feeding_a_head_needs_no_final_norm():
-    source = mutate(mutate(PRE_NORM_GPT, "x = x + self.attn(self.ln_1(x))", "x = self.ln_1(x + self.attn(x))"),
-                    "x = x + self.mlp(self.ln_2(x))", "x = self.ln_2(x + self.mlp(x))")
+    source = mutate(
+        mutate(PRE_NORM_GPT, "x = x + self.attn(self.ln_1(x))", "x = self.ln_1(x + self.attn(x))"),
+        "x = x + self.mlp(self.ln_2(x))",
+        "x = self.ln_2(x + self.mlp(x))",
+    )
     assert run("SHP302", mutate(source, "        x = self.ln_f(x)\n", "")) == []
 
 
 def test_two_step_post_norm_is_not_an_overwritten_residual():
-    source = textwrap.dedent('''
+    source = textwrap.dedent("""
         class Layer(nn.Module):
             def forward(self, x):
                 x = x + self.attn(x)
@@ -306,7 +324,7 @@ def test_two_step_post_norm_is_not_an_overwritten_residual():
                 x = x + self.ff(x)
                 x = self.norm2(x)
                 return x
-    ''')
+    """)
     assert run("SHP303", source) == []
 
 
@@ -316,7 +334,7 @@ def test_a_cache_grown_along_its_first_axis_counts_when_it_is_attended_over():
     from sharpedges.engine import Engine
     from sharpedges.registry import all_rules
 
-    source = '''import torch
+    source = """import torch
 
 
 class ParallelAttention(torch.nn.Module):
@@ -325,6 +343,6 @@ class ParallelAttention(torch.nn.Module):
         self.past_value = torch.cat((self.past_value, value), dim=0)
         scores = torch.baddbmm(self.buffer, query.transpose(0, 1), self.past_key.permute(1, 2, 0))
         return scores.softmax(-1) @ self.past_value
-'''
+"""
     result = Engine([all_rules()["SHP401"]]).check("megatron.py", source.encode())
     assert [(d.rule, d.line) for d in result.diagnostics] == [("SHP401", 6)]

@@ -14,8 +14,12 @@ from sharpedges.registry import Rule
 from sharpedges.specs import load_specs
 from tests.detectors.modules import NANOGPT_ATTENTION as NANOGPT
 
-DETECTORS = {"SHP201": "causal_mask_missing", "SHP202": "causal_mask_inverted",
-             "SHP203": "attention_mask_polarity", "SHP204": "causal_with_kv_cache"}
+DETECTORS = {
+    "SHP201": "causal_mask_missing",
+    "SHP202": "causal_mask_inverted",
+    "SHP203": "attention_mask_polarity",
+    "SHP204": "causal_with_kv_cache",
+}
 
 
 def rule(code: str) -> Rule:
@@ -32,7 +36,7 @@ def check(code: str, source: str):
 
 MASK_LINE = "        att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float('-inf'))\n"
 
-SDPA_BLOCK = '''
+SDPA_BLOCK = """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -63,7 +67,7 @@ class Transformer(nn.Module):
             x = layer(x)
         logits = self.output(x)
         return F.cross_entropy(logits[:, :-1].flatten(0, 1), targets[:, 1:].flatten())
-'''
+"""
 
 
 def test_correct_nanogpt_is_clean_for_both_rules():
@@ -83,11 +87,12 @@ def test_flipping_tril_to_triu_fires_inverted_on_the_mutant_only():
     assert diagnostic.line == 24
     # the finding points back at the buffer whose triangle is wrong, in __init__
     assert [(r["line"], r["column"], r["message"]) for r in diagnostic.related] == [
-        (14, 38, "the mask's triangle is built here")]
+        (14, 38, "the mask's triangle is built here")
+    ]
     assert check("SHP201", mutant) == []
 
 
-HELPER_MASK = '''
+HELPER_MASK = """
 import torch
 import torch.nn.functional as F
 
@@ -104,7 +109,7 @@ class Decoder(torch.nn.Module):
         att = q @ k.transpose(-2, -1)
         att = att.masked_fill(self._hidden(T, q.device), float("-inf"))
         return F.softmax(att, dim=-1) @ v
-'''
+"""
 
 
 def test_a_mask_built_in_a_helper_is_judged_where_it_is_consumed():
@@ -126,8 +131,9 @@ def test_flipped_comparison_is_fixed_back_to_the_original():
 
 def test_next_token_training_makes_the_blocks_causal():
     assert check("SHP201", SDPA_BLOCK) == []
-    mutant = SDPA_BLOCK.replace("y = F.scaled_dot_product_attention(q, k, v, is_causal=True)",
-                                "y = F.scaled_dot_product_attention(q, k, v)")
+    mutant = SDPA_BLOCK.replace(
+        "y = F.scaled_dot_product_attention(q, k, v, is_causal=True)", "y = F.scaled_dot_product_attention(q, k, v)"
+    )
     assert [d.line for d in check("SHP201", mutant)] == [16]
     # the same blocks without the shifted-target loss are not declared causal
     encoder = mutant.replace("targets[:, 1:]", "targets")
@@ -137,36 +143,60 @@ def test_next_token_training_makes_the_blocks_causal():
 SDPA_CALL = "y = F.scaled_dot_product_attention(q, k, v, is_causal=True)"
 
 
-@pytest.mark.parametrize("good, bad, message", [
-    ("flash_attn_func(q, k, v, causal=True)", "flash_attn_func(q, k, v)", "flash_attn_func in a causal model gets no `causal=True`"),
-    ("flash_attn_func(q, k, v, 0.0, None, True)", "flash_attn_func(q, k, v, 0.0, None, False)",
-     "flash_attn_func in a causal model gets no `causal=True`"),
-    ("memory_efficient_attention(q, k, v, attn_bias=LowerTriangularMask())", "memory_efficient_attention(q, k, v)",
-     "memory_efficient_attention in a causal model gets no causal `attn_bias`"),
-    ("flex_attention(q, k, v, block_mask=self.block_mask)", "flex_attention(q, k, v)",
-     "flex_attention in a causal model gets no causal `block_mask`"),
-    ("flex_attention(q, k, v, score_mod=causal)", "flex_attention(q, k, v, score_mod=None)",
-     "flex_attention in a causal model gets no causal `block_mask`"),
-])
+@pytest.mark.parametrize(
+    "good, bad, message",
+    [
+        (
+            "flash_attn_func(q, k, v, causal=True)",
+            "flash_attn_func(q, k, v)",
+            "flash_attn_func in a causal model gets no `causal=True`",
+        ),
+        (
+            "flash_attn_func(q, k, v, 0.0, None, True)",
+            "flash_attn_func(q, k, v, 0.0, None, False)",
+            "flash_attn_func in a causal model gets no `causal=True`",
+        ),
+        (
+            "memory_efficient_attention(q, k, v, attn_bias=LowerTriangularMask())",
+            "memory_efficient_attention(q, k, v)",
+            "memory_efficient_attention in a causal model gets no causal `attn_bias`",
+        ),
+        (
+            "flex_attention(q, k, v, block_mask=self.block_mask)",
+            "flex_attention(q, k, v)",
+            "flex_attention in a causal model gets no causal `block_mask`",
+        ),
+        (
+            "flex_attention(q, k, v, score_mod=causal)",
+            "flex_attention(q, k, v, score_mod=None)",
+            "flex_attention in a causal model gets no causal `block_mask`",
+        ),
+    ],
+)
 def test_attention_kernels_other_than_sdpa_need_their_causal_argument(good, bad, message):
-    imports = ("from flash_attn import flash_attn_func\nfrom xformers.ops import memory_efficient_attention, "
-               "LowerTriangularMask\nfrom torch.nn.attention.flex_attention import flex_attention\n")
+    imports = (
+        "from flash_attn import flash_attn_func\nfrom xformers.ops import memory_efficient_attention, "
+        "LowerTriangularMask\nfrom torch.nn.attention.flex_attention import flex_attention\n"
+    )
     assert check("SHP201", imports + SDPA_BLOCK.replace(SDPA_CALL, f"y = {good}")) == []
     diagnostics = check("SHP201", imports + SDPA_BLOCK.replace(SDPA_CALL, f"y = {bad}"))
     assert [(d.line, d.message.split(":")[0]) for d in diagnostics] == [(19, message)]
 
 
-WRAPPERS = '''
+WRAPPERS = """
 def attend(q, k, v, causal=False, mask=None):
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
-'''
+"""
 
 
-@pytest.mark.parametrize("good, bad", [
-    ("attend(q, k, v, causal=True)", "attend(q, k, v)"),
-    ("attend(q, k, v, True)", "attend(q, k, v, False, None)"),
-    ("attend(q, k, v, mask=self.causal_mask)", "attend(q, k, v, mask=None)"),
-])
+@pytest.mark.parametrize(
+    "good, bad",
+    [
+        ("attend(q, k, v, causal=True)", "attend(q, k, v)"),
+        ("attend(q, k, v, True)", "attend(q, k, v, False, None)"),
+        ("attend(q, k, v, mask=self.causal_mask)", "attend(q, k, v, mask=None)"),
+    ],
+)
 def test_parameters_forwarded_through_a_wrapper_reach_the_kernel(good, bad):
     """Issue 12, "parameters forwarded through a wrapper": the call that leaves the flag off is flagged,
     and the finding points at the kernel call it reaches."""
@@ -176,32 +206,42 @@ def test_parameters_forwarded_through_a_wrapper_reach_the_kernel(good, bad):
     assert diagnostic.line == 20
     assert diagnostic.message.startswith("`attend")
     assert [(r["line"], r["message"]) for r in diagnostic.related] == [
-        (8, "the scaled_dot_product_attention call it reaches")]
+        (8, "the scaled_dot_product_attention call it reaches")
+    ]
 
 
 def test_a_method_or_static_method_that_wraps_the_kernel_is_followed():
     for decorator, signature in (("", "self, q, k, v, causal=False"), ("@staticmethod\n    ", "q, k, v, causal=False")):
-        method = (f"    {decorator}def _attend({signature}):\n"
-                  "        return F.scaled_dot_product_attention(q, k, v, is_causal=causal)\n\n"
-                  "    def forward(self, x):\n")
+        method = (
+            f"    {decorator}def _attend({signature}):\n"
+            "        return F.scaled_dot_product_attention(q, k, v, is_causal=causal)\n\n"
+            "    def forward(self, x):\n"
+        )
         module = SDPA_BLOCK.replace("    def forward(self, x):\n", method, 1)
         assert check("SHP201", module.replace(SDPA_CALL, "y = self._attend(q, k, v, causal=True)")) == []
         bad = check("SHP201", module.replace(SDPA_CALL, "y = self._attend(q, k, v)"))
-        assert [(d.line, d.message.split(" forwards")[0]) for d in bad] == [(16 + decorator.count("\n") + 3, "`_attend`")]
+        assert [(d.line, d.message.split(" forwards")[0]) for d in bad] == [
+            (16 + decorator.count("\n") + 3, "`_attend`")
+        ]
 
 
-@pytest.mark.parametrize("setup, flag, fires", [
-    ("        self.is_causal = False\n", "self.is_causal", True),   # an attribute set anywhere in the class
-    ("        self.is_causal = True\n", "self.is_causal", False),
-    ("        self.is_causal = config_causal\n", "self.is_causal", False),  # unknown: trusted
-    ("", "CAUSAL", True),                                          # a module-level constant
-    ("", "True if self.training else CAUSAL", False),              # one branch is causal
-    ("", "False if self.training else CAUSAL", True),               # both branches of the expression
-])
+@pytest.mark.parametrize(
+    "setup, flag, fires",
+    [
+        ("        self.is_causal = False\n", "self.is_causal", True),  # an attribute set anywhere in the class
+        ("        self.is_causal = True\n", "self.is_causal", False),
+        ("        self.is_causal = config_causal\n", "self.is_causal", False),  # unknown: trusted
+        ("", "CAUSAL", True),  # a module-level constant
+        ("", "True if self.training else CAUSAL", False),  # one branch is causal
+        ("", "False if self.training else CAUSAL", True),  # both branches of the expression
+    ],
+)
 def test_the_causal_flag_is_resolved_through_attributes_constants_and_branches(setup, flag, fires):
-    module = SDPA_BLOCK.replace("import torch\n", "import torch\nCAUSAL = False\n", 1) \
-        .replace("        self.n_heads = n_heads\n", "        self.n_heads = n_heads\n" + setup, 1) \
+    module = (
+        SDPA_BLOCK.replace("import torch\n", "import torch\nCAUSAL = False\n", 1)
+        .replace("        self.n_heads = n_heads\n", "        self.n_heads = n_heads\n" + setup, 1)
         .replace("def __init__(self, dim, n_heads):", "def __init__(self, dim, n_heads, config_causal=True):", 1)
+    )
     found = check("SHP201", module.replace(SDPA_CALL, f"y = F.scaled_dot_product_attention(q, k, v, is_causal={flag})"))
     assert [d.rule for d in found] == (["SHP201"] if fires else [])
 
@@ -214,8 +254,9 @@ def test_a_kernel_wrapped_in_functools_partial_keeps_the_arguments_the_partial_f
         if where == "module":
             source = source.replace("\nclass Block(", f"\nattend = {partial}\n\nclass Block(", 1)
             return source.replace(SDPA_CALL, "y = attend(q, k, v)")
-        source = source.replace("        self.n_heads = n_heads\n", f"        self.n_heads = n_heads\n"
-                                f"        self.attend = {partial}\n", 1)
+        source = source.replace(
+            "        self.n_heads = n_heads\n", f"        self.n_heads = n_heads\n        self.attend = {partial}\n", 1
+        )
         return source.replace(SDPA_CALL, "y = self.attend(q, k, v)")
 
     assert check("SHP201", module("is_causal=True")) == []
@@ -225,32 +266,42 @@ def test_a_kernel_wrapped_in_functools_partial_keeps_the_arguments_the_partial_f
 
 
 def test_cross_attention_and_caller_masks_are_not_flagged():
-    cross = NANOGPT.replace(MASK_LINE, "").replace("def forward(self, x):", "def forward(self, x, memory):") \
+    cross = (
+        NANOGPT.replace(MASK_LINE, "")
+        .replace("def forward(self, x):", "def forward(self, x, memory):")
         .replace("k = k.view(B, T,", "k = self.c_attn(memory).split(self.n_embd, dim=2)[1].view(B, -1,")
+    )
     assert check("SHP201", cross) == []
-    from_caller = NANOGPT.replace("def forward(self, x):", "def forward(self, x, attn_mask):") \
-        .replace("self.bias[:, :, :T, :T] == 0", "attn_mask")
+    from_caller = NANOGPT.replace("def forward(self, x):", "def forward(self, x, attn_mask):").replace(
+        "self.bias[:, :, :T, :T] == 0", "attn_mask"
+    )
     assert check("SHP201", from_caller) == []
 
 
-@pytest.mark.parametrize(("mask", "consumer", "inverted"), [
-    ("torch.ones(T, T, dtype=torch.bool).tril()", "sdpa", False),
-    ("torch.ones(T, T, dtype=torch.bool).tril()", "mha", True),
-    ("torch.triu(torch.ones(T, T), diagonal=1).bool()", "sdpa", True),
-    ("torch.triu(torch.ones(T, T), diagonal=1).bool()", "mha", False),
-    ("~torch.triu(torch.ones(T, T), diagonal=1).bool()", "sdpa", False),
-    ("torch.triu(torch.full((T, T), float('-inf')), diagonal=1)", "sdpa", False),
-    ("torch.triu(torch.full((T, T), float('-inf')), diagonal=1)", "mha", False),
-    ("torch.triu(torch.full((T, T), float('-inf')))", "mha", True),
-    ("torch.tril(torch.ones(T, T)).logical_not()", "mha", False),
-    ("nn.Transformer.generate_square_subsequent_mask(T)", "mha", False),
-    ("torch.arange(T)[None, :] > torch.arange(T)[:, None]", "mha", False),
-    ("torch.arange(T)[None, :] > torch.arange(T)[:, None]", "sdpa", True),
-])
+@pytest.mark.parametrize(
+    ("mask", "consumer", "inverted"),
+    [
+        ("torch.ones(T, T, dtype=torch.bool).tril()", "sdpa", False),
+        ("torch.ones(T, T, dtype=torch.bool).tril()", "mha", True),
+        ("torch.triu(torch.ones(T, T), diagonal=1).bool()", "sdpa", True),
+        ("torch.triu(torch.ones(T, T), diagonal=1).bool()", "mha", False),
+        ("~torch.triu(torch.ones(T, T), diagonal=1).bool()", "sdpa", False),
+        ("torch.triu(torch.full((T, T), float('-inf')), diagonal=1)", "sdpa", False),
+        ("torch.triu(torch.full((T, T), float('-inf')), diagonal=1)", "mha", False),
+        ("torch.triu(torch.full((T, T), float('-inf')))", "mha", True),
+        ("torch.tril(torch.ones(T, T)).logical_not()", "mha", False),
+        ("nn.Transformer.generate_square_subsequent_mask(T)", "mha", False),
+        ("torch.arange(T)[None, :] > torch.arange(T)[:, None]", "mha", False),
+        ("torch.arange(T)[None, :] > torch.arange(T)[:, None]", "sdpa", True),
+    ],
+)
 def test_boolean_conventions_of_sdpa_and_multihead_attention(mask, consumer, inverted):
-    call = ("F.scaled_dot_product_attention(x, x, x, attn_mask=mask)" if consumer == "sdpa"
-            else "self.attn(x, x, x, attn_mask=mask)[0]")
-    source = f'''
+    call = (
+        "F.scaled_dot_product_attention(x, x, x, attn_mask=mask)"
+        if consumer == "sdpa"
+        else "self.attn(x, x, x, attn_mask=mask)[0]"
+    )
+    source = f"""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -264,11 +315,11 @@ class Block(nn.Module):
         T = x.size(1)
         mask = {mask}
         return {call}
-'''
+"""
     assert bool(check("SHP202", source)) is inverted
 
 
-PADDED_ENCODER = '''
+PADDED_ENCODER = """
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -285,7 +336,7 @@ class Encoder(nn.Module):
         x = self.attn(x, x, x, key_padding_mask=padding)[0]
         q = k = v = x.unsqueeze(1)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=~padding[:, None, None, :])
-'''
+"""
 
 
 def test_padding_mask_polarity_fires_on_each_inverted_consumer():
@@ -296,7 +347,7 @@ def test_padding_mask_polarity_fires_on_each_inverted_consumer():
     assert [d.line for d in check("SHP203", unflipped_sdpa)] == [17]
 
 
-CACHED_ATTENTION = '''
+CACHED_ATTENTION = """
 import torch
 import torch.nn.functional as F
 
@@ -306,7 +357,7 @@ def attention(q, k, v, layer_past=None):
         v = torch.cat([layer_past[1], v], dim=-2)
     y = F.scaled_dot_product_attention(q, k, v, is_causal=q.size(-2) == k.size(-2))
     return y, (k, v)
-'''
+"""
 
 
 def test_is_causal_true_with_a_cache_fires_and_the_aligned_flag_does_not():
@@ -318,8 +369,9 @@ def test_is_causal_true_with_a_cache_fires_and_the_aligned_flag_does_not():
 
 
 def test_is_causal_from_a_module_constant_or_a_conditional_expression_with_a_cache_fires():
-    constant = CACHED_ATTENTION.replace("import torch\n", "import torch\nCAUSAL = True\n", 1) \
-        .replace("is_causal=q.size(-2) == k.size(-2)", "is_causal=CAUSAL")
+    constant = CACHED_ATTENTION.replace("import torch\n", "import torch\nCAUSAL = True\n", 1).replace(
+        "is_causal=q.size(-2) == k.size(-2)", "is_causal=CAUSAL"
+    )
     assert [d.line for d in check("SHP204", constant)] == [10]
     both = CACHED_ATTENTION.replace("is_causal=q.size(-2) == k.size(-2)", "is_causal=True if q.is_cuda else True")
     assert [d.line for d in check("SHP204", both)] == [9]

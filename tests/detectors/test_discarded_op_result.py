@@ -31,10 +31,13 @@ ATTENTION = """
 """
 
 
-@pytest.mark.parametrize(("assigned", "line"), [
-    ("attention_mask = attention_mask.masked_fill(", 8),
-    ("scores = scores.float()", 10),
-])
+@pytest.mark.parametrize(
+    ("assigned", "line"),
+    [
+        ("attention_mask = attention_mask.masked_fill(", 8),
+        ("scores = scores.float()", 10),
+    ],
+)
 def test_dropping_the_assignment_of_an_out_of_place_op_is_found(assigned, line):
     bare = assigned.split(" = ", 1)[1]
     mutant = ATTENTION.replace(assigned, bare)
@@ -44,7 +47,7 @@ def test_dropping_the_assignment_of_an_out_of_place_op_is_found(assigned, line):
 
 def test_the_message_names_the_value_and_the_fix():
     mutant = ATTENTION.replace("scores = scores.float()", "scores.float()")
-    (_, message), = found(mutant)
+    ((_, message),) = found(mutant)
     assert "`scores.float(...)`" in message and "scores = scores.float(...)" in message
 
 
@@ -107,12 +110,15 @@ def test_out_writes_the_result_in_place():
     assert [at for at, _ in found(source)] == [8]
 
 
-@pytest.mark.parametrize("receiver", [
-    "model",          # built from a module class of this file
-    "self.encoder",   # an attribute holding one
-    "typed",          # a parameter annotated with a project module type
-    "self.decoder",   # built with nn.Linear(...).to(dtype)
-])
+@pytest.mark.parametrize(
+    "receiver",
+    [
+        "model",  # built from a module class of this file
+        "self.encoder",  # an attribute holding one
+        "typed",  # a parameter annotated with a project module type
+        "self.decoder",  # built with nn.Linear(...).to(dtype)
+    ],
+)
 @pytest.mark.parametrize("cast", ["half()", "cuda()", "to(device)", "float()", "bfloat16()"])
 def test_a_module_cast_works_in_place(receiver, cast):
     source = f"""

@@ -14,7 +14,7 @@ import re
 import pytest
 import torch
 
-from sharpedges.analysis.tensors import (HAS_INPLACE_VARIANT, SHARED_OUT_OF_PLACE_METHODS, TENSOR_ONLY_METHODS)
+from sharpedges.analysis.tensors import HAS_INPLACE_VARIANT, SHARED_OUT_OF_PLACE_METHODS, TENSOR_ONLY_METHODS
 from sharpedges.engine import Engine
 from sharpedges.registry import all_rules
 
@@ -65,14 +65,16 @@ def test_fix_texts_name_only_in_place_methods_torch_has(code):
 def test_the_in_place_table_agrees_with_torch():
     """HAS_INPLACE_VARIANT is what SHP702 offers as `name_`: exactly the out-of-place methods whose twin exists."""
     out_of_place = TENSOR_ONLY_METHODS | SHARED_OUT_OF_PLACE_METHODS
-    assert HAS_INPLACE_VARIANT <= out_of_place
+    assert out_of_place >= HAS_INPLACE_VARIANT
     assert sorted(name for name in HAS_INPLACE_VARIANT if not hasattr(torch.Tensor, f"{name}_")) == []
     assert sorted(name for name in out_of_place - HAS_INPLACE_VARIANT if hasattr(torch.Tensor, f"{name}_")) == []
 
 
 def test_a_discarded_cast_offers_no_in_place_method_and_no_assignment_to_a_call():
-    source = ("import torch\n\ndef f(n, layer):\n    x = torch.zeros(n)\n    x.half()\n    x.cuda()\n"
-              "    torch.zeros(n).clamp(0, 1)\n    torch.ones(n).to(layer.weight.dtype)\n")
+    source = (
+        "import torch\n\ndef f(n, layer):\n    x = torch.zeros(n)\n    x.half()\n    x.cuda()\n"
+        "    torch.zeros(n).clamp(0, 1)\n    torch.ones(n).to(layer.weight.dtype)\n"
+    )
     messages = [d.message for d in Engine([RULES["SHP702"]]).check("m.py", source.encode()).diagnostics]
     assert len(messages) == 4, messages
     assert not any("half_" in m or "cuda_" in m for m in messages)

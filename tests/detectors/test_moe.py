@@ -154,15 +154,20 @@ def test_scores_handed_to_a_helper_are_judged_by_the_calling_method():
                 return self.mix(x, weights, experts), router_logits
     """
     assert codes(helper, "SHP501") == []
-    mutant = mutate(helper, "return self.mix(x, weights, experts), router_logits", "return self.mix(x, weights, experts)")
+    mutant = mutate(
+        helper, "return self.mix(x, weights, experts), router_logits", "return self.mix(x, weights, experts)"
+    )
     assert codes(mutant, "SHP501") == [("SHP501", 12)]
 
 
-@pytest.mark.parametrize("sampler", [
-    "v, _ = torch.topk(logits, top_k)\n            return v",
-    "return torch.argmax(logits, dim=-1)",
-    "return logits.max(dim=-1).indices",
-])
+@pytest.mark.parametrize(
+    "sampler",
+    [
+        "v, _ = torch.topk(logits, top_k)\n            return v",
+        "return torch.argmax(logits, dim=-1)",
+        "return logits.max(dim=-1).indices",
+    ],
+)
 def test_selection_over_a_vocabulary_in_an_moe_model_is_not_routing(sampler):
     source = f"""
         import torch
@@ -214,10 +219,13 @@ def test_only_the_values_of_a_top_k_are_not_a_selection_of_experts():
 
 
 def test_router_logits_recorded_by_an_output_hook_are_returned_to_the_caller():
-    source = MIXTRAL.replace("return final, router_logits", "return final") + """
+    source = (
+        MIXTRAL.replace("return final, router_logits", "return final")
+        + """
     class MoePreTrainedModel(PreTrainedModel):
         _can_record_outputs = {"router_logits": OutputRecorder(SparseMoeBlock, index=1)}
     """
+    )
     assert codes(source, "SHP501") == []
 
 
@@ -301,19 +309,27 @@ GATE_RETURNING_ITS_LOSS = """
 
 def test_a_loss_unpacked_from_the_gate_and_dropped_is_found():
     assert codes(GATE_RETURNING_ITS_LOSS, "SHP502") == []
-    dropped = mutate(GATE_RETURNING_ITS_LOSS, "return self.dispatch(x, idx, weight), aux_loss",
-                     "return self.dispatch(x, idx, weight)")
+    dropped = mutate(
+        GATE_RETURNING_ITS_LOSS,
+        "return self.dispatch(x, idx, weight), aux_loss",
+        "return self.dispatch(x, idx, weight)",
+    )
     assert codes(dropped, "SHP502") == [("SHP502", 25)]
-    weight_dropped = mutate(GATE_RETURNING_ITS_LOSS, "self.dispatch(x, idx, weight), aux_loss", "self.dispatch(x, idx), aux_loss")
+    weight_dropped = mutate(
+        GATE_RETURNING_ITS_LOSS, "self.dispatch(x, idx, weight), aux_loss", "self.dispatch(x, idx), aux_loss"
+    )
     assert codes(weight_dropped, "SHP502") == []
 
 
-@pytest.mark.parametrize("loss", [
-    "torch.logsumexp(logits, dim=-1).pow(2).mean()",              # router z-loss
-    "self.cv_squared(probs.sum(0)) + self.cv_squared(load)",      # Shazeer's CV of importance and load
-    "-(probs * probs.log()).sum(-1).mean()",                      # router entropy
-    "self.balance(probs, load)",                                  # a helper whose body computes one
-])
+@pytest.mark.parametrize(
+    "loss",
+    [
+        "torch.logsumexp(logits, dim=-1).pow(2).mean()",  # router z-loss
+        "self.cv_squared(probs.sum(0)) + self.cv_squared(load)",  # Shazeer's CV of importance and load
+        "-(probs * probs.log()).sum(-1).mean()",  # router entropy
+        "self.balance(probs, load)",  # a helper whose body computes one
+    ],
+)
 def test_losses_computed_by_balancing_arithmetic_are_found_when_dropped(loss):
     source = f"""
         import torch
@@ -357,24 +373,41 @@ ROUTER_WITHOUT_BALANCING = """
 """
 
 
-@pytest.mark.parametrize(("old", "new"), [
-    # router logits returned inside a tuple (or dict) of aux information
-    ("return self.dispatch(x, weight, idx)", "aux = (logits, idx)\n            return self.dispatch(x, weight, idx), aux"),
-    ("return self.dispatch(x, weight, idx)",
-     "aux = {'router_logits': logits}\n            return self.dispatch(x, weight, idx), aux"),
-    # a stored bias through a local, and a per-expert quantile threshold, balance the selection
-    ("weight, idx = probs.topk(2, dim=-1)", "bias = self.expert_bias\n            weight, idx = (probs + bias).topk(2, dim=-1)"),
-    ("weight, idx = probs.topk(2, dim=-1)",
-     "threshold = torch.quantile(probs, 0.9, dim=0)\n            weight, idx = (probs - threshold).topk(2, dim=-1)"),
-])
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        # router logits returned inside a tuple (or dict) of aux information
+        (
+            "return self.dispatch(x, weight, idx)",
+            "aux = (logits, idx)\n            return self.dispatch(x, weight, idx), aux",
+        ),
+        (
+            "return self.dispatch(x, weight, idx)",
+            "aux = {'router_logits': logits}\n            return self.dispatch(x, weight, idx), aux",
+        ),
+        # a stored bias through a local, and a per-expert quantile threshold, balance the selection
+        (
+            "weight, idx = probs.topk(2, dim=-1)",
+            "bias = self.expert_bias\n            weight, idx = (probs + bias).topk(2, dim=-1)",
+        ),
+        (
+            "weight, idx = probs.topk(2, dim=-1)",
+            "threshold = torch.quantile(probs, 0.9, dim=0)\n"
+            "            weight, idx = (probs - threshold).topk(2, dim=-1)",
+        ),
+    ],
+)
 def test_balancing_that_is_not_an_aux_loss_variable(old, new):
     assert [code for code, _ in codes(ROUTER_WITHOUT_BALANCING, "SHP501")] == ["SHP501"]
     assert codes(mutate(ROUTER_WITHOUT_BALANCING, old, new), "SHP501") == []
 
 
 def test_router_logits_packed_into_aux_information_that_never_leaves_are_still_unbalanced():
-    packed = mutate(ROUTER_WITHOUT_BALANCING, "return self.dispatch(x, weight, idx)",
-                    "aux = (logits, idx)\n            return self.dispatch(x, weight, idx)")
+    packed = mutate(
+        ROUTER_WITHOUT_BALANCING,
+        "return self.dispatch(x, weight, idx)",
+        "aux = (logits, idx)\n            return self.dispatch(x, weight, idx)",
+    )
     assert [code for code, _ in codes(packed, "SHP501")] == ["SHP501"]
 
 
@@ -386,20 +419,27 @@ def test_dropping_the_fp32_softmax_makes_the_selection_low_precision():
 
 
 def test_casting_probabilities_back_before_the_top_k_says_so():
-    mutant = mutate(MIXTRAL, "F.softmax(router_logits, dim=1, dtype=torch.float)",
-                    "F.softmax(router_logits, dim=1, dtype=torch.float).to(hidden_states.dtype)")
+    mutant = mutate(
+        MIXTRAL,
+        "F.softmax(router_logits, dim=1, dtype=torch.float)",
+        "F.softmax(router_logits, dim=1, dtype=torch.float).to(hidden_states.dtype)",
+    )
     assert codes(mutant, "SHP503") == [("SHP503", 16)]
     assert "cast back" in messages(mutant, "SHP503")[0]
 
 
 def test_a_cast_to_the_scores_own_dtype_says_nothing_about_precision():
-    fp32_router = mutate(DEEPSEEK, "scores + self.e_score_correction_bias.unsqueeze(0)",
-                         "(scores + self.e_score_correction_bias.unsqueeze(0)).type_as(scores)")
+    fp32_router = mutate(
+        DEEPSEEK,
+        "scores + self.e_score_correction_bias.unsqueeze(0)",
+        "(scores + self.e_score_correction_bias.unsqueeze(0)).type_as(scores)",
+    )
     assert codes(fp32_router, "SHP503") == []
 
 
 def test_removing_the_fp32_cast_of_a_router_that_computes_in_fp32_is_found():
-    mutant = mutate(DEEPSEEK, "F.linear(hidden_states.float(), self.weight.float())",
-                    "F.linear(hidden_states, self.weight)")
+    mutant = mutate(
+        DEEPSEEK, "F.linear(hidden_states.float(), self.weight.float())", "F.linear(hidden_states, self.weight)"
+    )
     assert codes(DEEPSEEK, "SHP503") == []
     assert [code for code, _ in codes(mutant, "SHP503")] == ["SHP503"]

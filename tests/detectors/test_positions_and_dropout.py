@@ -76,7 +76,9 @@ def test_shp601_uncast_buffer_fires_only_when_forward_reads_it():
 
 
 def test_shp601_activation_dtype_positions_fire():
-    mutant = mutate(NEOX_ROTARY, "def _build_cache(self, seq_len, device):", "def _build_cache(self, seq_len, device, x):")
+    mutant = mutate(
+        NEOX_ROTARY, "def _build_cache(self, seq_len, device):", "def _build_cache(self, seq_len, device, x):"
+    )
     mutant = mutate(mutant, "dtype=torch.float32", "dtype=x.dtype")
     mutant = mutate(mutant, "self._build_cache(seq_len, x.device)", "self._build_cache(seq_len, x.device, x)")
     found = diagnostics("SHP601", mutant)
@@ -107,8 +109,11 @@ def test_shp601_autocast_matmul_needs_autocast_disabled():
 
 
 def test_shp601_half_cached_table_is_reported_once_per_method():
-    mutant = mutate(NEOX_ROTARY, "self.cos_cached, self.sin_cached = emb.cos(), emb.sin()",
-                    "self.cos_cached = emb.cos().bfloat16()\n            self.sin_cached = emb.sin().bfloat16()")
+    mutant = mutate(
+        NEOX_ROTARY,
+        "self.cos_cached, self.sin_cached = emb.cos(), emb.sin()",
+        "self.cos_cached = emb.cos().bfloat16()\n            self.sin_cached = emb.sin().bfloat16()",
+    )
     found = diagnostics("SHP601", mutant)
     assert [d.line for d in found] == [line_of(mutant, "self.cos_cached = emb.cos()")]
     assert "stored in bfloat16" in found[0].message
@@ -155,12 +160,15 @@ def test_shp701_functional_dropout_gets_the_training_fix():
 
 
 def test_shp701_no_fix_outside_a_module_method():
-    found = diagnostics("SHP701", """
+    found = diagnostics(
+        "SHP701",
+        """
         import torch.nn.functional as F
 
         def regularise(x, p):
             return F.dropout(x, p)
-    """)
+    """,
+    )
     assert len(found) == 1 and found[0].fix is None
 
 
@@ -180,7 +188,8 @@ def test_shp701_training_gate_in_init_only_for_nn_modules():
     """
     assert len(diagnostics("SHP701", gate)) == 1
     own_flag = gate.replace("class Attention(nn.Module):", "class Attention:").replace(
-        "super().__init__()", "self.training = True")
+        "super().__init__()", "self.training = True"
+    )
     assert diagnostics("SHP701", own_flag) == []
 
 
@@ -204,8 +213,10 @@ def test_shp701_gate_written_as_an_if_statement():
     """
     assert diagnostics("SHP701", source) == []
     ungated = mutate(source, "if not self.training:", "if self.p < 0:")
-    assert [d.line for d in diagnostics("SHP701", ungated)] == [line_of(ungated, "F.dropout(q, p)"),
-                                                                line_of(ungated, "dropout_p=p")]
+    assert [d.line for d in diagnostics("SHP701", ungated)] == [
+        line_of(ungated, "F.dropout(q, p)"),
+        line_of(ungated, "dropout_p=p"),
+    ]
 
 
 def test_shp701_the_only_caller_zeroes_dropout_in_eval():
@@ -332,12 +343,18 @@ def test_shp602_tile_order_mutant_fires_with_a_repeat_interleave_fix():
 @pytest.mark.parametrize("tiled", ["k = k.repeat(reps)", "k = torch.tile(k, reps)", "k = np.tile(k, reps)"])
 def test_shp602_repeat_counts_held_in_a_variable(tiled):
     """Issue 12, "ops in other forms": the counts sit in a list variable, and numpy's tile is a tile too."""
-    source = GQA_ATTENTION.replace("import torch.nn.functional as F", "import numpy as np\n    import torch\n"
-                                   "    import torch.nn.functional as F")
-    grouped = mutate(source, "k = k.repeat_interleave(self.n_rep, dim=1)",
-                     "reps = [1, 1, self.n_rep, 1]\n            k = k[:, :, None].expand(-1, -1, self.n_rep, -1)")
+    source = GQA_ATTENTION.replace(
+        "import torch.nn.functional as F", "import numpy as np\n    import torch\n    import torch.nn.functional as F"
+    )
+    grouped = mutate(
+        source,
+        "k = k.repeat_interleave(self.n_rep, dim=1)",
+        "reps = [1, 1, self.n_rep, 1]\n            k = k[:, :, None].expand(-1, -1, self.n_rep, -1)",
+    )
     assert diagnostics("SHP602", grouped) == []
-    mutant = mutate(source, "k = k.repeat_interleave(self.n_rep, dim=1)", f"reps = [1, self.n_rep, 1, 1]\n            {tiled}")
+    mutant = mutate(
+        source, "k = k.repeat_interleave(self.n_rep, dim=1)", f"reps = [1, self.n_rep, 1, 1]\n            {tiled}"
+    )
     found = diagnostics("SHP602", mutant)
     assert [(d.line, d.fix) for d in found] == [(line_of(mutant, tiled), None)]
 
@@ -354,8 +371,11 @@ def test_shp602_divisibility_check_is_an_option():
     found = run_with("SHP602", mutant, {"check-divisibility": True})
     assert [d.line for d in found] == [line_of(mutant, "self.n_rep = n_heads // n_kv_heads")]
     # the check may read the counts through another object (a config, self)
-    elsewhere = mutate(mutant, "self.n_rep = n_heads // n_kv_heads",
-                       "self.n_rep = n_heads // n_kv_heads\n            assert self.n_heads % config.n_kv_heads == 0")
+    elsewhere = mutate(
+        mutant,
+        "self.n_rep = n_heads // n_kv_heads",
+        "self.n_rep = n_heads // n_kv_heads\n            assert self.n_heads % config.n_kv_heads == 0",
+    )
     assert run_with("SHP602", elsewhere, {"check-divisibility": True}) == []
 
 
@@ -396,7 +416,9 @@ def test_shp603_interleaved_table_with_rotate_half_fires_at_the_rotation():
 
 
 def test_shp603_rotated_values_fire():
-    mutant = mutate(HF_ROPE, "q, k = apply_rotary_pos_emb(q, k, cos, sin)", "q, v = apply_rotary_pos_emb(q, v, cos, sin)")
+    mutant = mutate(
+        HF_ROPE, "q, k = apply_rotary_pos_emb(q, k, cos, sin)", "q, v = apply_rotary_pos_emb(q, v, cos, sin)"
+    )
     found = diagnostics("SHP603", mutant)
     assert len(found) == 1 and "values" in found[0].message
 
@@ -406,6 +428,12 @@ def test_shp603_double_rotation_fires_but_exclusive_branches_do_not():
     twice = mutate(HF_ROPE, rotation, rotation * 2)
     found = diagnostics("SHP603", twice)
     assert len(found) == 1 and "rotated again" in found[0].message
-    branches = mutate(HF_ROPE, rotation, "        if position_ids is None:\n    " + rotation
-                      + "        else:\n    " + rotation.replace("cos, sin)", "sin, cos)"))
+    branches = mutate(
+        HF_ROPE,
+        rotation,
+        "        if position_ids is None:\n    "
+        + rotation
+        + "        else:\n    "
+        + rotation.replace("cos, sin)", "sin, cos)"),
+    )
     assert diagnostics("SHP603", branches) == []

@@ -11,8 +11,12 @@ from sharpedges.engine import Engine
 from sharpedges.registry import all_rules
 
 RULES = all_rules()
-CASES = [(code, kind, i, source) for code, rule in RULES.items()
-         for kind in ("bad", "good") for i, source in enumerate(getattr(rule.spec.examples, kind))]
+CASES = [
+    (code, kind, i, source)
+    for code, rule in RULES.items()
+    for kind in ("bad", "good")
+    for i, source in enumerate(getattr(rule.spec.examples, kind))
+]
 
 
 def findings(code: str, source: str) -> list[str]:
@@ -21,8 +25,7 @@ def findings(code: str, source: str) -> list[str]:
     return [d.rule for d in result.diagnostics]
 
 
-@pytest.mark.parametrize(("code", "kind", "index", "source"), CASES,
-                         ids=[f"{c}-{k}-{i}" for c, k, i, _ in CASES])
+@pytest.mark.parametrize(("code", "kind", "index", "source"), CASES, ids=[f"{c}-{k}-{i}" for c, k, i, _ in CASES])
 def test_example(code: str, kind: str, index: int, source: str) -> None:
     found = findings(code, source)
     if kind == "bad":

@@ -96,7 +96,9 @@ def test_moderate_nesting_is_still_checked():
     from sharpedges.engine import Engine
     from sharpedges.registry import all_rules
 
-    source = "def f(q, k):\n    x = " + "(" * 100 + "q @ k.transpose(-2, -1)" + ")" * 100 + "\n    return x.softmax(-1)\n"
+    source = (
+        "def f(q, k):\n    x = " + "(" * 100 + "q @ k.transpose(-2, -1)" + ")" * 100 + "\n    return x.softmax(-1)\n"
+    )
     result = Engine([all_rules()["SHP101"]]).check("ok.py", source.encode())
     assert not result.errors
     assert [d.rule for d in result.diagnostics] == ["SHP101"]

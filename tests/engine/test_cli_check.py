@@ -53,11 +53,24 @@ def test_json_matches_conventions(run_cli, project):
     assert document["version"] == 1
     (diagnostic,) = document["diagnostics"]
     # The promised keys, and one extension: the locations the finding rests on.
-    assert set(diagnostic) == {"rule", "name", "severity", "path", "line", "column", "end_line", "end_column",
-                               "message", "help", "fix", "related"}
+    assert set(diagnostic) == {
+        "rule",
+        "name",
+        "severity",
+        "path",
+        "line",
+        "column",
+        "end_line",
+        "end_column",
+        "message",
+        "help",
+        "fix",
+        "related",
+    }
     # the unscaled product the softmax consumes, one line up
     assert [(r["line"], r["column"], r["message"]) for r in diagnostic["related"]] == [
-        (5, 11, "the unscaled QK^T product that reaches this softmax")]
+        (5, 11, "the unscaled QK^T product that reaches this softmax")
+    ]
     assert diagnostic["rule"] == "SHP101" and diagnostic["name"] == "attention-missing-scale"
     assert diagnostic["path"] == "pkg/bad.py"
     assert (diagnostic["line"], diagnostic["column"]) == (6, 12)
@@ -79,8 +92,12 @@ def test_github_format(run_cli, project):
 
 def test_sarif_validates_against_the_schema(run_cli, project):
     import jsonschema
-    schema = json.loads(Path("/work/shared/schemas/sarif-schema-2.1.0.json").read_text()) \
-        if Path("/work/shared/schemas/sarif-schema-2.1.0.json").exists() else None
+
+    schema = (
+        json.loads(Path("/work/shared/schemas/sarif-schema-2.1.0.json").read_text())
+        if Path("/work/shared/schemas/sarif-schema-2.1.0.json").exists()
+        else None
+    )
     if schema is None:
         schema = json.loads((REPO.parent / "shared" / "schemas" / "sarif-schema-2.1.0.json").read_text())
     document = json.loads(run_cli("check", "--format", "sarif", "pkg").stdout)
@@ -121,8 +138,10 @@ def test_noqa_specific_and_bare(run_cli, tmp_path):
 
 
 def test_noqa_on_first_line_of_multiline_statement(run_cli, tmp_path):
-    source = UNSCALED.replace("    return F.softmax(att, dim=-1) @ v",
-                              "    return (  # noqa: SHP101\n        F.softmax(att, dim=-1) @ v\n    )")
+    source = UNSCALED.replace(
+        "    return F.softmax(att, dim=-1) @ v",
+        "    return (  # noqa: SHP101\n        F.softmax(att, dim=-1) @ v\n    )",
+    )
     (tmp_path / "m.py").write_text(source)
     assert run_cli("check", "m.py").returncode == 0
 
@@ -144,7 +163,7 @@ def test_unknown_config_key_exits_2_naming_key_and_file(run_cli, project):
 
 
 def test_unknown_rule_in_config_exits_2(run_cli, project):
-    (project / "pyproject.toml").write_text('[tool.sharpedges.rules.SHP998]\nmax-depth = 3\n')
+    (project / "pyproject.toml").write_text("[tool.sharpedges.rules.SHP998]\nmax-depth = 3\n")
     result = run_cli("check", "pkg")
     assert result.returncode == 2 and "SHP998" in result.stderr
 
@@ -156,10 +175,10 @@ def test_bad_option_value_exits_2(run_cli, project):
     (project / "pyproject.toml").write_text('[tool.sharpedges.rules.SHP301]\nmax-depth = "deep"\n')
     result = run_cli("check", "pkg")
     assert result.returncode == 2 and "option 'max-depth' of SHP301 must be int" in result.stderr
-    (project / "pyproject.toml").write_text('[tool.sharpedges.rules.SHP301]\nbogus = 1\n')
+    (project / "pyproject.toml").write_text("[tool.sharpedges.rules.SHP301]\nbogus = 1\n")
     result = run_cli("check", "pkg")
     assert result.returncode == 2 and "unknown option 'bogus' for SHP301" in result.stderr
-    (project / "pyproject.toml").write_text('[tool.sharpedges.rules.SHP301]\nmax-depth = 6\n')
+    (project / "pyproject.toml").write_text("[tool.sharpedges.rules.SHP301]\nmax-depth = 6\n")
     assert run_cli("check", "pkg").returncode == 1  # a valid option is accepted
     assert spec.options["max-depth"].default == 24
 
@@ -199,11 +218,22 @@ def test_rules_and_rule_commands(run_cli):
     rows = json.loads(run_cli("rules", "--format", "json").stdout)["rules"]
     assert {"code", "name", "severity", "fix", "default", "precision"} <= set(rows[0])
     doc = run_cli("rule", "shp101").stdout
-    for heading in ("## What it does", "## Why is this bad?", "## Example", "## Use instead", "## References",
-                    "## Reference implementation"):
+    for heading in (
+        "## What it does",
+        "## Why is this bad?",
+        "## Example",
+        "## Use instead",
+        "## References",
+        "## Reference implementation",
+    ):
         assert heading in doc
-    assert doc.index("## What it does") < doc.index("## Why is this bad?") < doc.index("## Example") \
-        < doc.index("## Use instead") < doc.index("## References")
+    assert (
+        doc.index("## What it does")
+        < doc.index("## Why is this bad?")
+        < doc.index("## Example")
+        < doc.index("## Use instead")
+        < doc.index("## References")
+    )
     unknown = run_cli("rule", "SHP999")
     assert unknown.returncode == 2 and "unknown rule code" in unknown.stderr
 
@@ -215,7 +245,9 @@ def test_python_dash_m_and_console_script_agree(project):
     script = shutil.which("sharpedges", path=str(Path(sys.executable).parent))
     assert script, "console script not installed"
     a = subprocess.run([script, "check", "pkg"], cwd=project, capture_output=True, text=True)
-    b = subprocess.run([sys.executable, "-m", "sharpedges", "check", "pkg"], cwd=project, capture_output=True, text=True)
+    b = subprocess.run(
+        [sys.executable, "-m", "sharpedges", "check", "pkg"], cwd=project, capture_output=True, text=True
+    )
     assert (a.returncode, a.stdout) == (b.returncode, b.stdout)
 
 
@@ -223,11 +255,13 @@ def test_check_runs_without_torch(project):
     """`import torch` is made to fail; the linter must not need it."""
     import subprocess
 
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "from sharpedges.cli import main\n"
-            "rc = main(['check', '--no-cache', 'pkg'])\n"
-            "assert sys.modules.get('torch') is None\n"
-            "sys.exit(rc)\n")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from sharpedges.cli import main\n"
+        "rc = main(['check', '--no-cache', 'pkg'])\n"
+        "assert sys.modules.get('torch') is None\n"
+        "sys.exit(rc)\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True)
     assert result.returncode == 1, result.stderr
     assert "SHP101" in result.stdout
@@ -236,7 +270,8 @@ def test_check_runs_without_torch(project):
 def test_import_is_cheap():
     import subprocess
 
-    code = "import sys, sharpedges; print(sorted(m for m in ('torch', 'jinja2', 'pydantic', 'libcst') if m in sys.modules))"
+    modules = "('torch', 'jinja2', 'pydantic', 'libcst')"
+    code = f"import sys, sharpedges; print(sorted(m for m in {modules} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip()
     assert out == "[]"
 

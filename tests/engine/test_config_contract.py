@@ -31,22 +31,25 @@ def _config_error(run_cli, tmp_path: Path, config: str) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("config, key, problem", [
-    ('select = ["SHP999"]', "'select'", "unknown rule code or prefix 'SHP999'"),
-    ('ignore = ["SHP9"]', "'ignore'", "unknown rule code or prefix 'SHP9'"),
-    ('extend-select = ["XYZ1"]', "'extend-select'", "'XYZ1' is not a rule code"),
-    ('ignore = [""]', "'ignore'", "'' is not a rule code"),
-    ('per-file-ignores = {"tests/*" = ["SHP998"]}', "'per-file-ignores'", "\"tests/*\" unknown rule code"),
-    ('per-file-ignores = {"tests/*" = [""]}', "'per-file-ignores'", "'' is not a rule code"),
-    ('per-file-ignores = {"tests/*" = ["S"]}', "'per-file-ignores'", "'S' is not a rule code"),
-    ("max-file-size = 9223372036854775807", "'max-file-size'", "must be a whole number of bytes"),
-    ("max-file-size = true", "'max-file-size'", "got True"),
-    ("max-file-size = 0", "'max-file-size'", "must be a whole number of bytes"),
-    ('preview = "yes"', "'preview'", "must be true or false"),
-    ('cache-dir = "/etc"', "'cache-dir'", "must stay inside the project"),
-    ('cache-dir = "../victim"', "'cache-dir'", "must stay inside the project"),
-    ('exclude = [""]', "'exclude'", "empty pattern"),
-])
+@pytest.mark.parametrize(
+    "config, key, problem",
+    [
+        ('select = ["SHP999"]', "'select'", "unknown rule code or prefix 'SHP999'"),
+        ('ignore = ["SHP9"]', "'ignore'", "unknown rule code or prefix 'SHP9'"),
+        ('extend-select = ["XYZ1"]', "'extend-select'", "'XYZ1' is not a rule code"),
+        ('ignore = [""]', "'ignore'", "'' is not a rule code"),
+        ('per-file-ignores = {"tests/*" = ["SHP998"]}', "'per-file-ignores'", '"tests/*" unknown rule code'),
+        ('per-file-ignores = {"tests/*" = [""]}', "'per-file-ignores'", "'' is not a rule code"),
+        ('per-file-ignores = {"tests/*" = ["S"]}', "'per-file-ignores'", "'S' is not a rule code"),
+        ("max-file-size = 9223372036854775807", "'max-file-size'", "must be a whole number of bytes"),
+        ("max-file-size = true", "'max-file-size'", "got True"),
+        ("max-file-size = 0", "'max-file-size'", "must be a whole number of bytes"),
+        ('preview = "yes"', "'preview'", "must be true or false"),
+        ('cache-dir = "/etc"', "'cache-dir'", "must stay inside the project"),
+        ('cache-dir = "../victim"', "'cache-dir'", "must stay inside the project"),
+        ('exclude = [""]', "'exclude'", "empty pattern"),
+    ],
+)
 def test_bad_values_name_file_and_key(run_cli, tmp_path, config, key, problem):
     line = _config_error(run_cli, tmp_path, config)
     assert f"[tool.sharpedges] {key}: " in line and problem in line
@@ -64,8 +67,9 @@ def test_deeply_nested_toml_is_one_line(run_cli, tmp_path):
 
 
 def test_lowercase_codes_in_pyproject_work_like_uppercase(run_cli, tmp_path):
-    _project(tmp_path, '[tool.sharpedges]\nignore = ["shp101"]\n'
-                       '[tool.sharpedges.per-file-ignores]\n"pkg/*" = ["shp2"]\n')
+    _project(
+        tmp_path, '[tool.sharpedges]\nignore = ["shp101"]\n[tool.sharpedges.per-file-ignores]\n"pkg/*" = ["shp2"]\n'
+    )
     result = run_cli("check", "--no-cache", "pkg")
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -96,7 +100,7 @@ def test_unusable_cache_dir_on_the_command_line_is_an_error(run_cli, tmp_path):
 
 
 def test_cache_defaults_to_the_project_root_not_the_cwd(run_cli, tmp_path):
-    project = _project(tmp_path, '[tool.sharpedges]\n')
+    project = _project(tmp_path, "[tool.sharpedges]\n")
     result = run_cli("check", "bad.py", cwd=project / "pkg")
     assert result.returncode == 1
     assert (project / ".sharpedges_cache").is_dir()
@@ -129,9 +133,11 @@ def test_an_explicitly_named_excluded_file_is_said(run_cli, tmp_path):
 @pytest.mark.parametrize("where", ["extend-exclude", "per-file-ignores", "gitignore"])
 def test_backtracking_glob_patterns_finish(run_cli, tmp_path, where):
     pattern = "*a*a*a*a*a*a*a*a*a*a*a*a*ab"
-    config = {"extend-exclude": f'[tool.sharpedges]\nextend-exclude = ["{pattern}"]\n',
-              "per-file-ignores": f'[tool.sharpedges]\nper-file-ignores = {{"{pattern}" = ["SHP101"]}}\n',
-              "gitignore": "[tool.sharpedges]\n"}[where]
+    config = {
+        "extend-exclude": f'[tool.sharpedges]\nextend-exclude = ["{pattern}"]\n',
+        "per-file-ignores": f'[tool.sharpedges]\nper-file-ignores = {{"{pattern}" = ["SHP101"]}}\n',
+        "gitignore": "[tool.sharpedges]\n",
+    }[where]
     _project(tmp_path, config)
     if where == "gitignore":
         (tmp_path / ".gitignore").write_text(pattern + "\n")
@@ -156,5 +162,6 @@ def test_an_unknown_code_in_noqa_is_said_cold_and_warm(run_cli, tmp_path):
     for _ in range(2):  # the second run reads the cache
         result = run_cli("check", "--cache-dir", "cache", "model.py")
         assert result.returncode == 0
-        assert result.stderr == ("sharpedges: warning: model.py:3: unknown rule code 'SHP999' in # noqa "
-                                 "(see `sharpedges rules`)\n")
+        assert result.stderr == (
+            "sharpedges: warning: model.py:3: unknown rule code 'SHP999' in # noqa (see `sharpedges rules`)\n"
+        )

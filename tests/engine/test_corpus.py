@@ -55,8 +55,13 @@ def test_fixes_in_real_files_parse_are_idempotent_and_touch_only_the_bug(corpus,
     from sharpedges.engine import Engine
 
     # the bad examples that get a fix on their own; planted in a real file they must get it too
-    planted = [source for rule in all_rules().values() if rule.spec.fix != "none" for source in rule.spec.examples.bad
-               if any(d.fix for d in Engine([rule]).check("example.py", source.encode()).diagnostics)]
+    planted = [
+        source
+        for rule in all_rules().values()
+        if rule.spec.fix != "none"
+        for source in rule.spec.examples.bad
+        if any(d.fix for d in Engine([rule]).check("example.py", source.encode()).diagnostics)
+    ]
     for index, source in enumerate(planted):
         host = hosts[index % len(hosts)]
         original = host.read_text(encoding="utf-8")

@@ -10,8 +10,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_own_tree_is_clean_except_the_examples(run_cli):
-    paths = [str(REPO / part) for part in ("sharpedges", "detectors", "reference_impls", "tests", "benchmarks",
-                                           "examples")]
+    paths = [
+        str(REPO / part) for part in ("sharpedges", "detectors", "reference_impls", "tests", "benchmarks", "examples")
+    ]
     result = run_cli("check", "--format", "json", "--no-cache", "--preview", *paths)
     document = json.loads(result.stdout)
     assert document["errors"] == []

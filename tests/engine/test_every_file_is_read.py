@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-UNSCALED = '''import torch
+UNSCALED = """import torch
 
 
 def attend(q, k, v):
     return torch.softmax(q @ k.transpose(-2, -1), dim=-1) @ v
-'''
+"""
 
 
 def check_json(run_cli, *paths: str):
@@ -21,12 +21,15 @@ def check_json(run_cli, *paths: str):
     return result.returncode, json.loads(result.stdout)
 
 
-@pytest.mark.parametrize("source, message", [
-    ("x = (1\n", "syntax error at 1:5: '(' was never closed"),
-    ("def f(:\n    pass\n", "syntax error at 1:7: invalid syntax"),
-    ("x = 1\n  y = 2\n", "syntax error at 2:"),
-    ("x = " + "(" * 5000 + "1" + ")" * 5000 + "\n", "nested too deeply"),
-])
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("x = (1\n", "syntax error at 1:5: '(' was never closed"),
+        ("def f(:\n    pass\n", "syntax error at 1:7: invalid syntax"),
+        ("x = 1\n  y = 2\n", "syntax error at 2:"),
+        ("x = " + "(" * 5000 + "1" + ")" * 5000 + "\n", "nested too deeply"),
+    ],
+)
 def test_a_broken_file_with_no_rule_words_is_still_an_error_with_pythons_message(run_cli, tmp_path, source, message):
     (tmp_path / "broken.py").write_text(source)
     code, document = check_json(run_cli, "broken.py")
@@ -41,18 +44,24 @@ def test_an_undecodable_file_with_no_rule_words_is_an_error(run_cli, tmp_path):
     assert code == 2 and document["errors"][0]["message"].startswith("syntax error")
 
 
-@pytest.mark.parametrize("deep", [
-    "f = " + "lambda: " * 3500 + "softmax",  # segfaulted the whole run
-    "x = softmax" + "[0]" * 6000,  # 66 s in libcst's native parser, past any alarm
-    "x = " + "not " * 10000 + "softmax",  # 22 s and 5.4 GB
-    "x = " + " + ".join(["softmax"] * 3000),
-], ids=["lambdas", "subscripts", "nots", "sum"])
+@pytest.mark.parametrize(
+    "deep",
+    [
+        "f = " + "lambda: " * 3500 + "softmax",  # segfaulted the whole run
+        "x = softmax" + "[0]" * 6000,  # 66 s in libcst's native parser, past any alarm
+        "x = " + "not " * 10000 + "softmax",  # 22 s and 5.4 GB
+        "x = " + " + ".join(["softmax"] * 3000),
+    ],
+    ids=["lambdas", "subscripts", "nots", "sum"],
+)
 def test_pathological_nesting_is_refused_in_one_line_and_the_other_files_are_reported(run_cli, tmp_path, deep):
     (tmp_path / "deep.py").write_text(f"import torch\n{deep}\n")
     (tmp_path / "model.py").write_text(UNSCALED)
     code, document = check_json(run_cli, ".")
     assert code == 2
-    assert document["errors"] == [{"path": "deep.py", "message": "nested too deeply (more than 500 levels), not checked"}]
+    assert document["errors"] == [
+        {"path": "deep.py", "message": "nested too deeply (more than 500 levels), not checked"}
+    ]
     assert [(d["path"], d["rule"]) for d in document["diagnostics"]] == [("model.py", "SHP101")]
 
 
@@ -83,8 +92,10 @@ def test_code_newer_than_this_python_is_not_called_broken(run_cli, tmp_path: Pat
     try:
         libcst.parse_module(source)
     except libcst.ParserSyntaxError:
-        pytest.skip(f"libcst {libcst.__version__ if hasattr(libcst, '__version__') else ''} cannot read it either "
-                    f"on Python {sys.version_info[:2]}")
+        pytest.skip(
+            f"libcst {libcst.__version__ if hasattr(libcst, '__version__') else ''} cannot read it either "
+            f"on Python {sys.version_info[:2]}"
+        )
     (tmp_path / "new.py").write_text(source)
     code, document = check_json(run_cli, "new.py")
     assert code == 0 and document["errors"] == []

@@ -16,7 +16,7 @@ import pytest
 
 from sharpedges.cli import main as cli_main
 
-ATTENTION = '''import math
+ATTENTION = """import math
 import torch
 
 
@@ -26,7 +26,7 @@ def attention(query, key, value, mask=None):
     if mask is not None:
         scores = scores.masked_fill(mask == 0, -1e9)
     return torch.matmul(scores.softmax(dim=-1), value)
-'''
+"""
 FIXED_LINE = "        scores = scores.masked_fill(mask == 0, torch.finfo(scores.dtype).min)\n"
 FIX = ("check", "--select", "SHP103", "--fix", "--unsafe-fixes", "--no-cache")
 
@@ -35,8 +35,11 @@ def expected_fix(source: str) -> str:
     return source.replace("-1e9", "torch.finfo(scores.dtype).min")
 
 
-@pytest.mark.parametrize("stray", ["\f", "\x1c", "\x85", "\u2028", "\x0b", "\u2029"],
-                         ids=["form-feed", "x1c", "x85", "u2028", "vertical-tab", "u2029"])
+@pytest.mark.parametrize(
+    "stray",
+    ["\f", "\x1c", "\x85", "\u2028", "\x0b", "\u2029"],
+    ids=["form-feed", "x1c", "x85", "u2028", "vertical-tab", "u2029"],
+)
 def test_a_line_break_python_does_not_split_on_never_moves_the_edit(run_cli, tmp_path: Path, stray: str):
     # A form feed is legal whitespace in code; the others live in comments and strings.
     header = "\f\n" if stray == "\f" else f"# a comment with a {stray} inside\nLABEL = 'also {stray} here'\n"
@@ -56,8 +59,10 @@ def test_windows_line_endings_survive_a_fix(run_cli, tmp_path: Path):
 
 
 def test_a_bom_is_kept_and_a_fix_on_its_line_applies(run_cli, tmp_path: Path):
-    source = "def attend(q, k, mask): s = q @ k.transpose(-2, -1) / 8; s = s.masked_fill(mask == 0, -1e9); " \
-             "return s.softmax(-1)\nimport torch\n"
+    source = (
+        "def attend(q, k, mask): s = q @ k.transpose(-2, -1) / 8; s = s.masked_fill(mask == 0, -1e9); "
+        "return s.softmax(-1)\nimport torch\n"
+    )
     (tmp_path / "model.py").write_bytes(b"\xef\xbb\xbf" + source.encode())
     assert run_cli(*FIX, "model.py").returncode == 0
     data = (tmp_path / "model.py").read_bytes()
@@ -66,7 +71,8 @@ def test_a_bom_is_kept_and_a_fix_on_its_line_applies(run_cli, tmp_path: Path):
 
 def test_a_latin1_file_is_fixed_in_its_own_encoding(run_cli, tmp_path: Path):
     source = "# -*- coding: latin-1 -*-\n" + ATTENTION.replace("d_k = query", "d_k = query  # é, à").replace(
-        "    if mask", "    label = 'né'\n    if mask")
+        "    if mask", "    label = 'né'\n    if mask"
+    )
     (tmp_path / "model.py").write_bytes(source.encode("latin-1"))
     result = run_cli(*FIX, "model.py")
     assert result.returncode == 0, result.stderr
@@ -103,7 +109,9 @@ def test_a_file_changed_after_the_check_is_not_fixed(tmp_path: Path, monkeypatch
     monkeypatch.setattr(session, "run_check", check_then_someone_edits)
     assert cli_main([*FIX, "model.py"]) == 2
     assert model.read_text() == hand_fixed
-    assert "model.py: error: fix not applied: the file changed since it was checked; run again" in capsys.readouterr().out
+    assert (
+        "model.py: error: fix not applied: the file changed since it was checked; run again" in capsys.readouterr().out
+    )
 
 
 def test_a_read_only_file_is_refused(run_cli, tmp_path: Path):
@@ -166,11 +174,13 @@ def test_mode_is_kept(run_cli, tmp_path: Path):
 
 
 def test_stdin_fix_prints_the_fixed_source_and_diff_prints_the_diff(run_cli, tmp_path: Path):
-    fixed = run_cli("check", "--select", "SHP103", "--fix", "--unsafe-fixes", "--stdin-filename", "model.py",
-                    input=ATTENTION)
+    fixed = run_cli(
+        "check", "--select", "SHP103", "--fix", "--unsafe-fixes", "--stdin-filename", "model.py", input=ATTENTION
+    )
     assert fixed.returncode == 0 and fixed.stdout == expected_fix(ATTENTION)
-    diff = run_cli("check", "--select", "SHP103", "--diff", "--unsafe-fixes", "--stdin-filename", "model.py",
-                   input=ATTENTION)
+    diff = run_cli(
+        "check", "--select", "SHP103", "--diff", "--unsafe-fixes", "--stdin-filename", "model.py", input=ATTENTION
+    )
     assert diff.returncode == 1 and f"+{FIXED_LINE}" in diff.stdout and "--- a/model.py" in diff.stdout
 
 
@@ -192,6 +202,14 @@ def test_stdin_named_as_an_excluded_file_is_not_checked_and_says_so(run_cli, tmp
     result = run_cli("check", "--select", "SHP103", "--stdin-filename", "vendored/model.py", input=ATTENTION)
     assert result.returncode == 0 and "SHP103" not in result.stdout
     assert "vendored/model.py: excluded by the configured exclude patterns, not checked" in result.stderr
-    fixed = run_cli("check", "--select", "SHP103", "--fix", "--unsafe-fixes", "--stdin-filename", "vendored/model.py",
-                    input=ATTENTION)
+    fixed = run_cli(
+        "check",
+        "--select",
+        "SHP103",
+        "--fix",
+        "--unsafe-fixes",
+        "--stdin-filename",
+        "vendored/model.py",
+        input=ATTENTION,
+    )
     assert fixed.returncode == 0 and fixed.stdout == ATTENTION  # the source passes through untouched

@@ -13,7 +13,7 @@ import os
 import random
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import hypothesmith
@@ -45,6 +45,7 @@ TOKEN_BYTES = b"()[]{}:;,.=@*+-<>!%&|^~#\\'\"\n\r\t \x0c0123456789"
 
 # -- mutations: each takes bytes and a seeded Random, returns damaged bytes ---------------------
 
+
 def flip_bytes(data: bytes, rng: random.Random) -> bytes:
     damaged = bytearray(data)
     for _ in range(rng.randint(1, 8)):
@@ -55,7 +56,7 @@ def flip_bytes(data: bytes, rng: random.Random) -> bytes:
 
 
 def truncate(data: bytes, rng: random.Random) -> bytes:
-    return data[:rng.randrange(len(data) + 1)]
+    return data[: rng.randrange(len(data) + 1)]
 
 
 def delete_lines(data: bytes, rng: random.Random) -> bytes:
@@ -79,8 +80,15 @@ def damage_indentation(data: bytes, rng: random.Random) -> bytes:
     for _ in range(rng.randint(1, 3)):
         where = rng.randrange(len(lines))
         line = lines[where]
-        lines[where] = rng.choice([b" " + line, line.lstrip(b" \t"), b"\t" + line.lstrip(b" "),
-                                   line.replace(b"    ", b"\t", 1), b"  " * rng.randint(1, 40) + line])
+        lines[where] = rng.choice(
+            [
+                b" " + line,
+                line.lstrip(b" \t"),
+                b"\t" + line.lstrip(b" "),
+                line.replace(b"    ", b"\t", 1),
+                b"  " * rng.randint(1, 40) + line,
+            ]
+        )
     return b"".join(lines)
 
 
@@ -112,10 +120,21 @@ def _random_expression(data: bytes, rng: random.Random) -> tuple[int, int, int, 
         tree = ast.parse(data)
     except (SyntaxError, ValueError):
         return None
-    in_fstrings = {id(inner) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr)
-                   for inner in ast.walk(node) if inner is not node}  # their positions are not the source's
-    expressions = [node for node in ast.walk(tree) if isinstance(node, ast.expr) and node.end_lineno is not None
-                   and not isinstance(node, (ast.Starred, ast.Slice)) and id(node) not in in_fstrings]
+    in_fstrings = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.JoinedStr)
+        for inner in ast.walk(node)
+        if inner is not node
+    }  # their positions are not the source's
+    expressions = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.expr)
+        and node.end_lineno is not None
+        and not isinstance(node, (ast.Starred, ast.Slice))
+        and id(node) not in in_fstrings
+    ]
     if not expressions:
         return None
     node = rng.choice(expressions)
@@ -127,6 +146,7 @@ MUTATIONS = (flip_bytes, truncate, delete_lines, duplicate_lines, damage_indenta
 
 # -- what must hold for any input --------------------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def engine() -> Engine:
     return Engine(all_rules().values(), screen=False)  # no screen: every detector runs on every file
@@ -137,7 +157,7 @@ def scratch(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("fuzz")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _explanation(code: str) -> dict:
     from sharpedges.knowledge.explain import explain_rule
 
@@ -179,9 +199,12 @@ def _render_markdown(run: RunResult) -> None:
 
 # -- generated programs ------------------------------------------------------------------------
 
-FUZZ_SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
-                         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                                HealthCheck.filter_too_much])
+FUZZ_SETTINGS = settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
 
 
 @FUZZ_SETTINGS
@@ -200,6 +223,7 @@ def test_programs_from_libcst_nodes(engine, scratch, source):
 
 # -- damaged real files ------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def corpus_sample() -> list[Path]:
     """A fixed sample of small corpus files that mention attention, so the detectors do real work."""
@@ -212,17 +236,22 @@ def corpus_sample() -> list[Path]:
         root = corpus.build()
     except Exception as exc:  # no network, no pip: the rule examples still run
         pytest.skip(f"corpus cannot be built: {type(exc).__name__}: {exc}")
-    files = [path for path in corpus.python_files(root) if path.stat().st_size <= CORPUS_MAX_BYTES
-             and b"softmax" in path.read_bytes()]
+    files = [
+        path
+        for path in corpus.python_files(root)
+        if path.stat().st_size <= CORPUS_MAX_BYTES and b"softmax" in path.read_bytes()
+    ]
     return random.Random(SEED).sample(files, min(CORPUS_SAMPLE, len(files)))
 
 
 def rule_examples() -> list[tuple[str, bytes]]:
     """Each rule's first examples of both kinds: what its detector looks for, and its near misses."""
-    return [(f"{code}-{kind}{index}", source.encode())
-            for code, spec in sorted(load_specs().items())
-            for kind, sources in (("bad", spec.examples.bad), ("good", spec.examples.good))
-            for index, source in enumerate(sources[:EXAMPLES_PER_KIND])]
+    return [
+        (f"{code}-{kind}{index}", source.encode())
+        for code, spec in sorted(load_specs().items())
+        for kind, sources in (("bad", spec.examples.bad), ("good", spec.examples.good))
+        for index, source in enumerate(sources[:EXAMPLES_PER_KIND])
+    ]
 
 
 def mutants(name: str, data: bytes, per_operation: int = MUTANTS_PER_OPERATION):
@@ -237,7 +266,7 @@ def mutants(name: str, data: bytes, per_operation: int = MUTANTS_PER_OPERATION):
 def test_mutated_rule_examples(engine, scratch):
     cases = 0
     for name, data in rule_examples():
-        for case, damaged in mutants(name, data):
+        for _case, damaged in mutants(name, data):
             survives(engine, scratch / "example.py", damaged)
             cases += 1
     assert cases >= len(MUTATIONS) * MUTANTS_PER_OPERATION * len(load_specs())
@@ -245,7 +274,7 @@ def test_mutated_rule_examples(engine, scratch):
 
 def test_mutated_corpus_files(engine, scratch, corpus_sample):
     for path in corpus_sample:
-        for case, damaged in mutants(path.name, path.read_bytes()):
+        for _case, damaged in mutants(path.name, path.read_bytes()):
             survives(engine, scratch / "corpus.py", damaged)
 
 
@@ -256,8 +285,9 @@ def test_deep_parentheses_are_refused_or_checked(engine, scratch):
         assert result.parsed == (depth <= 200)
 
 
-@pytest.mark.parametrize("chain", ["a + " * 1200 + "a", "not " * 1200 + "a", "-" * 1200 + "a",
-                                   "lambda: " * 600 + "a", "a" + ".b" * 300])
+@pytest.mark.parametrize(
+    "chain", ["a + " * 1200 + "a", "not " * 1200 + "a", "-" * 1200 + "a", "lambda: " * 600 + "a", "a" + ".b" * 300]
+)
 def test_long_chains_without_brackets_are_an_error_for_that_file(engine, scratch, chain):
     """Nesting without brackets passes the bracket check and libcst's parser, then exhausts
     recursion in libcst's position provider: an error for that file, never an escape."""
@@ -267,19 +297,37 @@ def test_long_chains_without_brackets_are_an_error_for_that_file(engine, scratch
 
 # -- the real command over a directory of mutants ----------------------------------------------
 
+
 def test_cli_over_a_directory_of_mutants(tmp_path: Path, corpus_sample):
-    sources = [(name, data) for name, data in rule_examples()[::6]] + \
-        [(path.name, path.read_bytes()) for path in corpus_sample[:3]]
+    sources = [(name, data) for name, data in rule_examples()[::6]] + [
+        (path.name, path.read_bytes()) for path in corpus_sample[:3]
+    ]
     for index, (name, data) in enumerate(sources):
         for case, damaged in mutants(name, data, per_operation=1):
             (tmp_path / f"m{index:02d}_{case.split(':')[1]}.py").write_bytes(damaged)
     files = sorted(tmp_path.glob("*.py"))
     assert len(files) >= 50
     unparseable = {path.name for path in files if not _libcst_parses(path.read_bytes())}
-    completed = subprocess.run([sys.executable, "-m", "sharpedges", "check", "--format", "json", "--no-cache",
-                                "--select", "ALL", "--preview", str(tmp_path)],
-                               capture_output=True, text=True, cwd=tmp_path, timeout=300,
-                               env={**os.environ, "SHARPEDGES_NO_SCREEN": "1"})  # parse every file
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sharpedges",
+            "check",
+            "--format",
+            "json",
+            "--no-cache",
+            "--select",
+            "ALL",
+            "--preview",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env={**os.environ, "SHARPEDGES_NO_SCREEN": "1"},
+    )  # parse every file
     assert completed.returncode in (0, 1, 2)
     assert "Traceback" not in completed.stderr
     assert completed.stdout.startswith("{"), completed.stderr
@@ -312,10 +360,15 @@ def test_nesting_deep_enough_to_overflow_the_native_parser_neither_crashes_nor_h
     (tmp_path / "elif_chain.py").write_text("# softmax\nif a:\n    pass\n" + "elif a:\n    pass\n" * 12_000)
     for index in range(9):  # enough files for a process pool
         (tmp_path / f"small_{index}.py").write_text(UNSCALED)
-    completed = subprocess.run([sys.executable, "-m", "sharpedges", "check", "--format", "json", "--no-cache",
-                                "--jobs", jobs, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    completed = subprocess.run(
+        [sys.executable, "-m", "sharpedges", "check", "--format", "json", "--no-cache", "--jobs", jobs, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert completed.returncode == 2, completed.stderr
     document = json.loads(completed.stdout)
-    assert document["errors"] == [{"path": str(tmp_path / "elif_chain.py"),
-                                   "message": "nested too deeply (more than 500 levels), not checked"}]
+    assert document["errors"] == [
+        {"path": str(tmp_path / "elif_chain.py"), "message": "nested too deeply (more than 500 levels), not checked"}
+    ]
     assert document["summary"]["files"] == 11 and len(document["diagnostics"]) == 9

@@ -33,7 +33,8 @@ def test_every_judgment_names_a_known_rule_a_verdict_and_a_reason(corpus):
 
 def test_a_judgment_without_a_valid_verdict_is_refused(tmp_path, monkeypatch):
     (tmp_path / "validation.yaml").write_text(
-        "judgments:\n- {package: p, path: a.py, line: 3, rule: SHP702, verdict: maybe, reason: r}\n")
+        "judgments:\n- {package: p, path: a.py, line: 3, rule: SHP702, verdict: maybe, reason: r}\n"
+    )
     monkeypatch.setattr(validation_corpus, "JUDGMENTS", tmp_path)
     with pytest.raises(SystemExit, match="verdict must be one of"):
         validation_corpus.load_judgments("validation")
@@ -41,16 +42,21 @@ def test_a_judgment_without_a_valid_verdict_is_refused(tmp_path, monkeypatch):
 
 def test_a_bare_yaml_true_reads_as_the_true_verdict(tmp_path, monkeypatch):
     (tmp_path / "validation.yaml").write_text(
-        "judgments:\n- {package: p, path: a.py, line: 3, rule: SHP702, verdict: true, reason: r}\n")
+        "judgments:\n- {package: p, path: a.py, line: 3, rule: SHP702, verdict: true, reason: r}\n"
+    )
     monkeypatch.setattr(validation_corpus, "JUDGMENTS", tmp_path)
     assert validation_corpus.load_judgments("validation")[("p", "a.py", 3, "SHP702")]["verdict"] == "true"
 
 
 def test_compare_counts_verdicts_and_names_disappeared_and_new_findings():
-    judged = {("p", "a.py", 3, "SHP702"): {"verdict": "true", "reason": "r"},
-              ("p", "a.py", 9, "SHP702"): {"verdict": "false", "reason": "r"}}
-    findings = [{"path": "./p/a.py", "line": 3, "rule": "SHP702", "message": "m3"},
-                {"path": "./p/sub/b.py", "line": 5, "rule": "SHP701", "message": "m5"}]
+    judged = {
+        ("p", "a.py", 3, "SHP702"): {"verdict": "true", "reason": "r"},
+        ("p", "a.py", 9, "SHP702"): {"verdict": "false", "reason": "r"},
+    }
+    findings = [
+        {"path": "./p/a.py", "line": 3, "rule": "SHP702", "message": "m3"},
+        {"path": "./p/sub/b.py", "line": 5, "rule": "SHP701", "message": "m5"},
+    ]
     counts, gone, unjudged = validation_corpus.compare(findings, judged)
     assert counts == {"SHP702": {"true": 1}, "SHP701": {"unjudged": 1}}
     assert gone == [("p", "a.py", 9, "SHP702")]

@@ -33,16 +33,32 @@ def broken_rules(tmp_path, monkeypatch):
     clear()
 
 
-@pytest.mark.parametrize("old, new, message", [
-    ("reference_impl: attention:attention_ref", "reference_impl: norm:NoSuchSymbol",
-     "SHP101.yaml: field 'reference_impl': no top-level function or class 'NoSuchSymbol' in reference_impls/norm.py"),
-    ("skill: transformer-architecture#attention-scaling", "skill: transformer-architecture#no-such-edge",
-     "SHP101.yaml: field 'skill': skill 'transformer-architecture' has no sharp edge 'no-such-edge'"),
-    ("skill: transformer-architecture#attention-scaling", "skill: no-such-skill#attention-scaling",
-     "SHP101.yaml: field 'skill': no skill 'no-such-skill'"),
-    ("skill: transformer-architecture#attention-scaling", "skill: transformer-architecture#causal-mask",
-     "SHP101.yaml: field 'skill': sharp edge 'transformer-architecture#causal-mask' does not name SHP101 back"),
-])
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        (
+            "reference_impl: attention:attention_ref",
+            "reference_impl: norm:NoSuchSymbol",
+            "SHP101.yaml: field 'reference_impl': "
+            "no top-level function or class 'NoSuchSymbol' in reference_impls/norm.py",
+        ),
+        (
+            "skill: transformer-architecture#attention-scaling",
+            "skill: transformer-architecture#no-such-edge",
+            "SHP101.yaml: field 'skill': skill 'transformer-architecture' has no sharp edge 'no-such-edge'",
+        ),
+        (
+            "skill: transformer-architecture#attention-scaling",
+            "skill: no-such-skill#attention-scaling",
+            "SHP101.yaml: field 'skill': no skill 'no-such-skill'",
+        ),
+        (
+            "skill: transformer-architecture#attention-scaling",
+            "skill: transformer-architecture#causal-mask",
+            "SHP101.yaml: field 'skill': sharp edge 'transformer-architecture#causal-mask' does not name SHP101 back",
+        ),
+    ],
+)
 def test_a_dangling_link_stops_check_and_rule(broken_rules, tmp_path, monkeypatch, capsys, old, new, message):
     spec = broken_rules / "SHP101.yaml"
     text = spec.read_text()

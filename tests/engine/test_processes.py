@@ -51,8 +51,14 @@ def wait_until(condition, limit: float = 60.0) -> bool:
 
 
 def start_check(directory: Path, *flags: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "sharpedges", "check", "--no-cache", *flags, "."], cwd=directory,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "sharpedges", "check", "--no-cache", *flags, "."],
+        cwd=directory,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 @pytest.mark.parametrize("jobs", ["0", "-3"])
@@ -88,7 +94,7 @@ def test_ctrl_c_ends_the_run_with_one_line(tmp_path):
     process = start_check(tmp_path, "--jobs", "1")
     time.sleep(1.0)  # whenever it lands, before or during the checks, the outcome is the same
     os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
-    out, err = process.communicate(timeout=60)
+    _out, err = process.communicate(timeout=60)
     assert process.returncode == 130 and err == "sharpedges: interrupted\n"
 
 

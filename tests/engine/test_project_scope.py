@@ -12,7 +12,7 @@ import pytest
 from sharpedges.engine import Engine
 from sharpedges.runner import CheckOptions, run_check
 
-MODEL = '''import math
+MODEL = """import math
 import torch
 
 from .consts import NEG_INF
@@ -22,7 +22,7 @@ def attention(query, key, value, mask):
     scores = torch.matmul(query, key.transpose(-2, -1)) / math.sqrt(query.size(-1))
     scores = scores.masked_fill(mask == 0, NEG_INF)
     return torch.matmul(scores.softmax(dim=-1), value)
-'''
+"""
 
 
 @pytest.fixture
@@ -71,10 +71,22 @@ def test_cross_file_results_are_identical_cold_warm_and_across_processes(project
     for index in range(12):  # enough files for a process pool
         shutil.copy(project / "pkg" / "model.py", project / "pkg" / f"model_{index:02d}.py")
     runs = {}
-    for name, jobs, cache in (("cold-1", 1, None), ("cold-2", 2, None), ("warm-write", 2, tmp_path / "c"),
-                              ("warm-read", 2, tmp_path / "c"), ("warm-read-1", 1, tmp_path / "c")):
-        result = run_check(CheckOptions(paths=[str(project)], select=["SHP103"], jobs=jobs,
-                                        use_cache=cache is not None, cache_dir=str(cache) if cache else None))
+    for name, jobs, cache in (
+        ("cold-1", 1, None),
+        ("cold-2", 2, None),
+        ("warm-write", 2, tmp_path / "c"),
+        ("warm-read", 2, tmp_path / "c"),
+        ("warm-read-1", 1, tmp_path / "c"),
+    ):
+        result = run_check(
+            CheckOptions(
+                paths=[str(project)],
+                select=["SHP103"],
+                jobs=jobs,
+                use_cache=cache is not None,
+                cache_dir=str(cache) if cache else None,
+            )
+        )
         runs[name] = json.dumps([d.to_json() for d in result.diagnostics])
     assert len(json.loads(runs["cold-1"])) == 13
     assert len(set(runs.values())) == 1
@@ -93,12 +105,13 @@ def test_modules_resolve_only_inside_the_project(project: Path, tmp_path: Path):
     (outside / "consts.py").write_text("NEG_INF = -1e9\n")
     (project / "pkg" / "consts.py").unlink()
     (project / "pkg" / "consts.py").symlink_to(outside / "consts.py")
-    result = run_check(CheckOptions(paths=[str(project / "pkg" / "model.py")], select=["SHP103"], use_cache=False,
-                                    jobs=1))
+    result = run_check(
+        CheckOptions(paths=[str(project / "pkg" / "model.py")], select=["SHP103"], use_cache=False, jobs=1)
+    )
     assert findings(result) == []
 
 
-HOOK = '''import torch.nn.functional as F
+HOOK = """import torch.nn.functional as F
 
 from .hooks import ModelHook
 
@@ -110,14 +123,17 @@ class LayerSkipHook(ModelHook):
 
     def new_forward(self, module, hidden_states):
         return F.dropout(hidden_states, p=self.dropout)
-'''
+"""
 
 
-@pytest.mark.parametrize("base, flagged", [
-    ("class ModelHook:\n    def __init__(self):\n        self.fn_ref = None\n", False),  # diffusers' hook
-    ("import torch\n\n\nclass Base(torch.nn.Module):\n    pass\n\n\nclass ModelHook(Base):\n    pass\n", True),
-    ("from .deeper import Root\n\n\nclass ModelHook(Root):\n    pass\n", True),  # two files away
-])
+@pytest.mark.parametrize(
+    "base, flagged",
+    [
+        ("class ModelHook:\n    def __init__(self):\n        self.fn_ref = None\n", False),  # diffusers' hook
+        ("import torch\n\n\nclass Base(torch.nn.Module):\n    pass\n\n\nclass ModelHook(Base):\n    pass\n", True),
+        ("from .deeper import Root\n\n\nclass ModelHook(Root):\n    pass\n", True),  # two files away
+    ],
+)
 def test_whether_a_base_class_is_an_nn_module_is_read_from_its_own_file(tmp_path: Path, base: str, flagged: bool):
     (tmp_path / "pyproject.toml").write_text("[tool.sharpedges]\n")
     package = tmp_path / "pkg"

@@ -67,18 +67,25 @@ def test_safe_fixes_are_marked_and_counted():
     result = RunResult([finding(1, "safe"), finding(2, "safe"), finding(3, "unsafe"), finding(4, None)], [], 1)
     assert diagnostic_line(result.diagnostics[0]) == "m.py:1:1: SHP103 [*] msg"
     assert diagnostic_line(result.diagnostics[2]) == "m.py:3:1: SHP103 msg"
-    assert summary(result).splitlines()[1] == \
-        "[*] 2 fixable with `--fix` (1 hidden fix can be enabled with `--fix --unsafe-fixes`)."
+    assert (
+        summary(result).splitlines()[1]
+        == "[*] 2 fixable with `--fix` (1 hidden fix can be enabled with `--fix --unsafe-fixes`)."
+    )
 
 
-@pytest.mark.parametrize("env, coloured", [
-    ({}, False),  # not a terminal
-    ({"FORCE_COLOR": "1"}, True),
-    ({"FORCE_COLOR": "1", "NO_COLOR": "1"}, False),
-])
+@pytest.mark.parametrize(
+    "env, coloured",
+    [
+        ({}, False),  # not a terminal
+        ({"FORCE_COLOR": "1"}, True),
+        ({"FORCE_COLOR": "1", "NO_COLOR": "1"}, False),
+    ],
+)
 def test_colour_only_when_asked_or_at_a_terminal(run_cli, examples, env, coloured):
     for output in ("concise", "full"):
-        result = run_cli("check", "--no-cache", "--format", output, "pkg", env={"NO_COLOR": "", "FORCE_COLOR": "", **env})
+        result = run_cli(
+            "check", "--no-cache", "--format", output, "pkg", env={"NO_COLOR": "", "FORCE_COLOR": "", **env}
+        )
         assert bool(ANSI.search(result.stdout)) is coloured
         assert "pkg/bad.py:6:12: SHP101 attention scores" in ANSI.sub("", result.stdout)
 
@@ -91,8 +98,14 @@ def test_colour_at_a_terminal(examples):
 
     leader, follower = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
-    process = subprocess.run([sys.executable, "-m", "sharpedges", "check", "--no-cache", "pkg"], cwd=examples,
-                             stdout=follower, stderr=subprocess.DEVNULL, env=env, timeout=120)
+    process = subprocess.run(
+        [sys.executable, "-m", "sharpedges", "check", "--no-cache", "pkg"],
+        cwd=examples,
+        stdout=follower,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        timeout=120,
+    )
     os.close(follower)
     output = b""
     while True:
@@ -110,8 +123,10 @@ def test_colour_at_a_terminal(examples):
 def test_statistics_prints_only_the_table_most_frequent_first(run_cli, examples):
     (examples / "pkg" / "bad2.py").write_text(UNSCALED)
     result = run_cli("check", "--no-cache", "--statistics", "pkg")
-    assert result.stdout.splitlines() == ["    2  SHP101  attention-missing-scale",
-                                          "    1  SHP103  mask-fill-overflows-half"]
+    assert result.stdout.splitlines() == [
+        "    2  SHP101  attention-missing-scale",
+        "    1  SHP103  mask-fill-overflows-half",
+    ]
     assert result.returncode == 1
 
 
@@ -125,8 +140,11 @@ def _actions(parser: argparse.ArgumentParser, trail: str):
 
 
 def test_every_subcommand_and_flag_has_help(run_cli):
-    missing = [f"{trail} {action.option_strings or action.dest}"
-               for trail, action in _actions(build_parser(), "sharpedges") if not action.help]
+    missing = [
+        f"{trail} {action.option_strings or action.dest}"
+        for trail, action in _actions(build_parser(), "sharpedges")
+        if not action.help
+    ]
     assert missing == []
     parser = build_parser()
     subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))

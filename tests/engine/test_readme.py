@@ -55,9 +55,13 @@ def test_python_m_sharpedges_works_from_any_directory(tmp_path):
     import sys
 
     (tmp_path / "sharpedges").mkdir()  # e.g. the parent directory of a clone named sharpedges
-    result = subprocess.run([sys.executable, "-m", "sharpedges", "check", "--no-cache",
-                             str(REPO / "examples" / "gpt_buggy.py")], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "sharpedges", "check", "--no-cache", str(REPO / "examples" / "gpt_buggy.py")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1, result.stderr
     assert "SHP101" in result.stdout
 
@@ -68,7 +72,9 @@ def test_the_rules_table_is_generated_from_the_specs(run_cli):
     end = readme.index("<!-- end of generated rules table -->")
     generated = run_cli("rules", "--format", "markdown")
     assert generated.returncode == 0
-    assert readme[start:end] == generated.stdout, "README's rules table is stale: run `sharpedges rules --update-readme README.md`"
+    assert readme[start:end] == generated.stdout, (
+        "README's rules table is stale: run `sharpedges rules --update-readme README.md`"
+    )
 
 
 def test_the_rules_table_can_be_rewritten_in_place(run_cli, tmp_path):
@@ -85,6 +91,10 @@ def test_the_contributors_pre_commit_config_is_valid():
     import subprocess
     import sys
 
-    completed = subprocess.run([sys.executable, "-m", "pre_commit", "validate-config", ".pre-commit-config.yaml"],
-                               cwd=REPO, capture_output=True, text=True)
+    completed = subprocess.run(
+        [sys.executable, "-m", "pre_commit", "validate-config", ".pre-commit-config.yaml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert completed.returncode == 0, completed.stdout + completed.stderr

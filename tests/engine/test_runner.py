@@ -33,8 +33,9 @@ def tree(tmp_path: Path) -> Path:
 
 
 def as_json(result) -> str:
-    return json.dumps({"d": [d.to_json() for d in result.diagnostics], "e": [e.to_json() for e in result.errors]},
-                      sort_keys=True)
+    return json.dumps(
+        {"d": [d.to_json() for d in result.diagnostics], "e": [e.to_json() for e in result.errors]}, sort_keys=True
+    )
 
 
 def test_one_process_and_many_give_identical_results(tree: Path):
@@ -100,8 +101,19 @@ def test_symlinks_planted_in_the_cache_are_never_followed(tree: Path, tmp_path: 
 
 def test_two_concurrent_runs_share_a_cache_safely(tree: Path, tmp_path: Path):
     cache = tmp_path / "cache"
-    command = [sys.executable, "-m", "sharpedges", "check", "--format", "json", "--cache-dir", str(cache), "--jobs", "2",
-               str(tree)]
+    command = [
+        sys.executable,
+        "-m",
+        "sharpedges",
+        "check",
+        "--format",
+        "json",
+        "--cache-dir",
+        str(cache),
+        "--jobs",
+        "2",
+        str(tree),
+    ]
     first, second = (subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(2))
     outputs = [first.communicate()[0], second.communicate()[0]]
     assert outputs[0] == outputs[1]
@@ -184,9 +196,16 @@ def test_apply_edits_skips_overlaps_and_refuses_unparseable_results():
     from sharpedges.fixes import apply_edits, still_parses
 
     text = "a = f(x)\nb = g(y)\n"
+
     def fix(line, column, end_column, original, content):
-        edit = {"line": line, "column": column, "end_line": line, "end_column": end_column, "original": original,
-                "content": content}
+        edit = {
+            "line": line,
+            "column": column,
+            "end_line": line,
+            "end_column": end_column,
+            "original": original,
+            "content": content,
+        }
         return {"applicability": "safe", "edits": [edit]}
 
     fix_a, overlapping, fix_b = fix(1, 5, 9, "f(x)", "h(x)"), fix(1, 7, 8, "x", "z"), fix(2, 5, 9, "g(y)", "k(y)")
@@ -269,10 +288,12 @@ def test_an_edited_or_broken_spec_cache_falls_back_to_the_yaml(run_cli, tmp_path
     digest, body = cached.read_text().split("\n", 1)
     every_rule_off = json.dumps([{**spec, "default": False} for spec in json.loads(body)])
     one_rule_gone = json.dumps(json.loads(body)[1:])
-    for content in (digest + "\n" + every_rule_off,  # edited behind the digest's back
-                    hashlib.sha256(b"[1, 2]").hexdigest() + "\n[1, 2]",  # consistent, but not specs
-                    hashlib.sha256(one_rule_gone.encode()).hexdigest() + "\n" + one_rule_gone,
-                    "garbage"):
+    for content in (
+        digest + "\n" + every_rule_off,  # edited behind the digest's back
+        hashlib.sha256(b"[1, 2]").hexdigest() + "\n[1, 2]",  # consistent, but not specs
+        hashlib.sha256(one_rule_gone.encode()).hexdigest() + "\n" + one_rule_gone,
+        "garbage",
+    ):
         cached.write_text(content)
         result = run_cli("check", "--no-cache", "model.py", env=env)
         assert result.returncode == 1 and "SHP101" in result.stdout and result.stderr == ""
@@ -289,7 +310,8 @@ def test_a_time_limit_anywhere_in_a_file_is_that_files_error_not_a_traceback():
         "from sharpedges.runner import check_source\n"
         "source = 'import torch\\n\\ndef f():\\n    x = torch.zeros(3)\\n' + '    x.float()\\n' * 20000\n"
         "result = check_source(Engine([all_rules()['SHP702']]), 'big.py', source.encode(), time_limit=0.5)\n"
-        "print(result.timed_out, len(result.diagnostics), [(e.path, e.message) for e in result.errors])\n")
+        "print(result.timed_out, len(result.diagnostics), [(e.path, e.message) for e in result.errors])\n"
+    )
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0 and completed.stderr == "", completed.stderr[-2000:]
     assert completed.stdout.startswith("True 0 [('big.py', 'timed out after 0.5 s")

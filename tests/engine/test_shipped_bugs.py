@@ -64,14 +64,17 @@ def test_a_holdout_flag_that_contradicts_the_rule_is_rejected(shipped_bugs, raw)
         shipped_bugs.ShippedBug.model_validate(case)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"lines": [12, 3]}, "1-based line range"),
-    ({"also_lines": [[0, 2]]}, "1-based line range"),
-    ({"fixed": "SAME"}, "same release"),
-    ({"path": "../outside.py"}, "relative path"),
-    ({"rule": "SHP999"}, "pattern"),
-    ({"severity": "high"}, "Extra inputs"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"lines": [12, 3]}, "1-based line range"),
+        ({"also_lines": [[0, 2]]}, "1-based line range"),
+        ({"fixed": "SAME"}, "same release"),
+        ({"path": "../outside.py"}, "relative path"),
+        ({"rule": "SHP999"}, "pattern"),
+        ({"severity": "high"}, "Extra inputs"),
+    ],
+)
 def test_malformed_cases_are_rejected_with_the_reason(shipped_bugs, raw, change, message):
     case = dict(raw["cases"][0], **change)
     if case["fixed"] == "SAME":

@@ -27,12 +27,15 @@ def test_sub_byte_cache_is_exact():
     assert kv_cache_bytes(1, 1, 3, dtype="int4").bytes == 3
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"layers": 0}, "layers must be a positive integer"),
-    ({"head_dim": 1.5}, "head_dim must be a positive integer"),
-    ({"batch": True}, "batch must be a positive integer"),
-    ({"dtype": "float64x"}, "unknown dtype 'float64x'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"layers": 0}, "layers must be a positive integer"),
+        ({"head_dim": 1.5}, "head_dim must be a positive integer"),
+        ({"batch": True}, "batch must be a positive integer"),
+        ({"dtype": "float64x"}, "unknown dtype 'float64x'"),
+    ],
+)
 def test_kv_cache_refuses_bad_arguments(kwargs, message):
     arguments = {"layers": 2, "kv_heads": 2, "head_dim": 2, **kwargs}
     with pytest.raises(ValueError, match=message):
@@ -78,8 +81,10 @@ def test_cli_errors_exit_2(run_cli):
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
 
 
-@pytest.mark.parametrize("text, value", [("128k", 128_000), ("1M", 1_000_000), ("7B", 7e9), ("1.4T", 1.4e12),
-                                         ("4_096", 4096), ("2e3", 2000), (32, 32)])
+@pytest.mark.parametrize(
+    "text, value",
+    [("128k", 128_000), ("1M", 1_000_000), ("7B", 7e9), ("1.4T", 1.4e12), ("4_096", 4096), ("2e3", 2000), (32, 32)],
+)
 def test_counts_take_suffixes_of_1000(text, value):
     assert parse_count(text) == value
 
@@ -91,10 +96,34 @@ def test_counts_refuse_what_is_not_a_finite_number(text):
 
 
 def test_cli_sizes_take_suffixes(run_cli):
-    suffixed = run_cli("calc", "kv-cache", "--layers", "32", "--kv-heads", "8", "--head-dim", "128",
-                       "--seq-len", "128k", "--format", "json")
-    plain = run_cli("calc", "kv-cache", "--layers", "32", "--kv-heads", "8", "--head-dim", "128",
-                    "--seq-len", "128000", "--format", "json")
+    suffixed = run_cli(
+        "calc",
+        "kv-cache",
+        "--layers",
+        "32",
+        "--kv-heads",
+        "8",
+        "--head-dim",
+        "128",
+        "--seq-len",
+        "128k",
+        "--format",
+        "json",
+    )
+    plain = run_cli(
+        "calc",
+        "kv-cache",
+        "--layers",
+        "32",
+        "--kv-heads",
+        "8",
+        "--head-dim",
+        "128",
+        "--seq-len",
+        "128000",
+        "--format",
+        "json",
+    )
     assert suffixed.returncode == 0 and json.loads(suffixed.stdout) == json.loads(plain.stdout)
     tokens = json.loads(run_cli("calc", "chinchilla", "--tokens", "1M", "--format", "json").stdout)
     assert tokens["params"] == 50_000

@@ -9,13 +9,25 @@ import pytest
 
 pytest.importorskip("mcp", reason="the MCP server is the optional extra sharpedges[mcp]")
 
-from mcp import ClientSession, StdioServerParameters, stdio_client  # noqa: E402
+from mcp import ClientSession, StdioServerParameters, stdio_client
 
 BAD = "import torch\n\n\ndef attend(q, k, v):\n    return torch.softmax(q @ k.transpose(-2, -1), dim=-1) @ v\n"
-GOOD = ("import math\nimport torch\n\n\ndef attend(q, k, v):\n"
-        "    return torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.size(-1)), dim=-1) @ v\n")
-TOOLS = {"check_code", "check_paths", "explain_rule", "list_rules", "get_skill", "list_skills", "route",
-         "kv_cache_bytes", "chinchilla", "probe"}
+GOOD = (
+    "import math\nimport torch\n\n\ndef attend(q, k, v):\n"
+    "    return torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.size(-1)), dim=-1) @ v\n"
+)
+TOOLS = {
+    "check_code",
+    "check_paths",
+    "explain_rule",
+    "list_rules",
+    "get_skill",
+    "list_skills",
+    "route",
+    "kv_cache_bytes",
+    "chinchilla",
+    "probe",
+}
 
 
 @pytest.fixture
@@ -37,15 +49,15 @@ def root(tmp_path):
 def drive(root, scenario):
     """Start the server in `root` and run `scenario(session)` against it; returns its result."""
     env = {key: os.environ[key] for key in ("PYTHONPATH",) if key in os.environ}
-    params = StdioServerParameters(command=sys.executable, args=["-m", "sharpedges", "serve", "--root", str(root)],
-                                   cwd=str(root), env=env)
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "sharpedges", "serve", "--root", str(root)], cwd=str(root), env=env
+    )
 
     async def main():
         with anyio.fail_after(120):
-            async with stdio_client(params) as (read, write):
-                async with ClientSession(read, write) as session:
-                    await session.initialize()
-                    return await scenario(session)
+            async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+                await session.initialize()
+                return await scenario(session)
 
     return anyio.run(main)
 
@@ -136,10 +148,12 @@ def test_skills_routing_and_calculators(root, run_cli):
         assert "transformer-architecture" in ids
         whole = (await session.call_tool("get_skill", {"id": "transformer-architecture"})).structured_content
         assert whole["markdown"].startswith("#") and whole["section"] is None
-        part = (await session.call_tool("get_skill", {"id": "transformer-architecture", "section": "sharp-edges"}))
+        part = await session.call_tool("get_skill", {"id": "transformer-architecture", "section": "sharp-edges"})
         assert part.structured_content["markdown"] and part.structured_content["markdown"] in whole["markdown"]
-        for arguments, message in (({"id": "no-such-skill"}, "unknown skill 'no-such-skill'"),
-                                   ({"id": "transformer-architecture", "section": "nope"}, "unknown section 'nope'")):
+        for arguments, message in (
+            ({"id": "no-such-skill"}, "unknown skill 'no-such-skill'"),
+            ({"id": "transformer-architecture", "section": "nope"}, "unknown section 'nope'"),
+        ):
             result = await session.call_tool("get_skill", arguments)
             assert result.is_error and message in text_of(result)
 
@@ -147,16 +161,19 @@ def test_skills_routing_and_calculators(root, run_cli):
         assert routed == cli_route
 
         kv = await session.call_tool("kv_cache_bytes", {"layers": 32, "kv_heads": 32, "head_dim": 128})
-        assert kv.structured_content == {"bytes": 524288, "bytes_per_token": 524288.0,
-                                         "human": "512 KiB (512 KiB per token)"}
+        assert kv.structured_content == {
+            "bytes": 524288,
+            "bytes_per_token": 524288.0,
+            "human": "512 KiB (512 KiB per token)",
+        }
         scaling = (await session.call_tool("chinchilla", {"params": 7e9})).structured_content
         assert (scaling["params"], scaling["tokens"], scaling["flops"]) == (7e9, 1.4e11, 5.88e21)
-        for name, arguments, message in (("chinchilla", {}, "exactly one of params, tokens or flops"),
-                                         ("kv_cache_bytes", {"layers": 0, "kv_heads": 1, "head_dim": 1},
-                                          "layers must be a positive integer"),
-                                         ("kv_cache_bytes", {"layers": "many", "kv_heads": 1, "head_dim": 1}, "layers"),
-                                         ("kv_cache_bytes", {"layers": 1, "kv_heads": 1, "head_dim": 1, "dtype": "fp12"},
-                                          "unknown dtype 'fp12'")):
+        for name, arguments, message in (
+            ("chinchilla", {}, "exactly one of params, tokens or flops"),
+            ("kv_cache_bytes", {"layers": 0, "kv_heads": 1, "head_dim": 1}, "layers must be a positive integer"),
+            ("kv_cache_bytes", {"layers": "many", "kv_heads": 1, "head_dim": 1}, "layers"),
+            ("kv_cache_bytes", {"layers": 1, "kv_heads": 1, "head_dim": 1, "dtype": "fp12"}, "unknown dtype 'fp12'"),
+        ):
             result = await session.call_tool(name, arguments)
             assert result.is_error and message in text_of(result), text_of(result)
 
@@ -191,8 +208,11 @@ def test_abuse_gets_clear_refusals(root):
         assert huge.is_error and "overflows" in text_of(huge)
         written = (await session.call_tool("chinchilla", {"params": "7B"})).structured_content
         assert written["tokens"] == 1.4e11
-        sized = (await session.call_tool("kv_cache_bytes", {"layers": "32", "kv_heads": 8, "head_dim": 128,
-                                                             "seq_len": "128k"})).structured_content
+        sized = (
+            await session.call_tool(
+                "kv_cache_bytes", {"layers": "32", "kv_heads": 8, "head_dim": 128, "seq_len": "128k"}
+            )
+        ).structured_content
         assert sized["bytes"] == 2 * 32 * 8 * 128 * 2 * 128_000
         long_request = await session.call_tool("route", {"request": "attention " * 40_000})
         assert long_request.is_error and "request too long" in text_of(long_request)
@@ -241,8 +261,11 @@ def test_a_symlink_swapped_while_reading_never_yields_outside_bytes(tmp_path):
         stop.set()
         flipper.join()
     assert b"SECRET = 1\n" not in outcomes
-    assert outcomes <= {b"INSIDE = 1\n", "refused: resolves through a symlink outside the server's roots, not read",
-                        "cannot read: no such file or directory"}
+    assert outcomes <= {
+        b"INSIDE = 1\n",
+        "refused: resolves through a symlink outside the server's roots, not read",
+        "cannot read: no such file or directory",
+    }
 
 
 def test_checks_are_capped_and_time_limited_off_the_event_loop():
@@ -265,7 +288,7 @@ def test_checks_are_capped_and_time_limited_off_the_event_loop():
             assert await anyio.to_thread.run_sync(lambda: 1 + 1) == 2  # the loop still answers
             release.set()
         slow = CallLimits(concurrent=1, seconds=0.2)
-        with pytest.raises(ToolError, match="took longer than 0.2 s"):
+        with pytest.raises(ToolError, match=r"took longer than 0\.2 s"):
             await slow.run(lambda: threading.Event().wait(2))
 
     anyio.run(main)

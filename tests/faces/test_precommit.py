@@ -11,7 +11,10 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 BAD = "import torch\n\n\ndef attend(q, k, v):\n    return torch.softmax(q @ k.transpose(-2, -1), dim=-1) @ v\n"
-GOOD = "import math\nimport torch\n\n\ndef attend(q, k, v):\n    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))\n    return torch.softmax(scores, dim=-1) @ v\n"
+GOOD = (
+    "import math\nimport torch\n\n\ndef attend(q, k, v):\n"
+    "    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))\n    return torch.softmax(scores, dim=-1) @ v\n"
+)
 
 
 def _pre_commit() -> str:
@@ -22,8 +25,9 @@ def _pre_commit() -> str:
 
 
 def _git(*args, cwd):
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True, capture_output=True
+    )
 
 
 def test_hook_manifest_declares_both_hooks_as_pre_commit_expects():
@@ -50,8 +54,16 @@ def snapshot(tmp_path_factory):
     would make a fresh commit, and a fresh environment, on every call)."""
     if not (REPO / ".git").exists():
         pytest.skip("not a git checkout")
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                            check=True, capture_output=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     target = tmp_path_factory.mktemp("sharpedges-snapshot")
     for name in filter(None, listed):
         source = REPO / name
@@ -72,8 +84,14 @@ def try_repo(snapshot, tmp_path_factory):
     def run(project: Path, hook: str, *files: str) -> subprocess.CompletedProcess:
         env = {**os.environ, "PRE_COMMIT_HOME": str(home)}
         env.pop("VIRTUAL_ENV", None)
-        return subprocess.run([executable, "try-repo", str(snapshot), hook, "--files", *files], cwd=project,
-                              capture_output=True, text=True, env=env, timeout=900)
+        return subprocess.run(
+            [executable, "try-repo", str(snapshot), hook, "--files", *files],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=900,
+        )
 
     run.home = home  # the hook environments built here, shared with a plain `pre-commit run`
     return run
@@ -112,15 +130,17 @@ def test_readme_config_from_a_clone_works(snapshot, try_repo, project):
     runs the hook (the published `repo:`/`rev:` form waits for a release)."""
     readme = (REPO / "README.md").read_text().split("## pre-commit", 1)[1]
     config = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=snapshot, check=True, capture_output=True,
-                            text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=snapshot, check=True, capture_output=True, text=True
+    ).stdout.strip()
     config = config.replace("/path/to/sharpedges", str(snapshot)).replace("0" * 40, commit)
     assert yaml.safe_load(config)["repos"][0]["rev"] == commit
     (project / ".pre-commit-config.yaml").write_text(config)
     home = try_repo.home
     env = {**os.environ, "PRE_COMMIT_HOME": str(home)}
     env.pop("VIRTUAL_ENV", None)
-    result = subprocess.run([_pre_commit(), "run", "--files", "bad.py"], cwd=project, capture_output=True, text=True,
-                            env=env, timeout=900)
+    result = subprocess.run(
+        [_pre_commit(), "run", "--files", "bad.py"], cwd=project, capture_output=True, text=True, env=env, timeout=900
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "bad.py:5:" in result.stdout and "SHP101" in result.stdout

@@ -15,21 +15,34 @@ import pytest
 from sharpedges.review import diff_changes, parse_unified_diff
 
 GOLDEN = Path(__file__).parent / "golden"
-GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@t",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@t",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
 # Only SHP101 is selected so that rules added later do not change what these repositories show.
 SELECT = ("--select", "SHP101", "--no-cache")
 
-UNSCALED = "import torch\n\n\ndef old_attention(q, k, v):\n    return torch.softmax(q @ k.transpose(-2, -1), dim=-1) @ v\n"
-ADDED = ("\n\ndef new_attention(q, k, v):\n    scores = q @ k.transpose(-2, -1)\n"
-         "    return torch.softmax(scores, dim=-1) @ v\n")
-SCALED = ("import math\n\nimport torch\n\n\ndef attention(q, k, v):\n"
-          "    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))\n    return torch.softmax(scores, dim=-1) @ v\n")
+UNSCALED = (
+    "import torch\n\n\ndef old_attention(q, k, v):\n    return torch.softmax(q @ k.transpose(-2, -1), dim=-1) @ v\n"
+)
+ADDED = (
+    "\n\ndef new_attention(q, k, v):\n    scores = q @ k.transpose(-2, -1)\n"
+    "    return torch.softmax(scores, dim=-1) @ v\n"
+)
+SCALED = (
+    "import math\n\nimport torch\n\n\ndef attention(q, k, v):\n"
+    "    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))\n    return torch.softmax(scores, dim=-1) @ v\n"
+)
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True,
-                          env={**os.environ, **GIT_ENV}).stdout
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True, env={**os.environ, **GIT_ENV}
+    ).stdout
 
 
 @pytest.fixture
@@ -86,10 +99,12 @@ def assert_golden(name: str, actual: str) -> None:
 
 
 def test_unified_diff_lines_follow_hunk_counts():
-    diff = ("diff --git a/x.py b/x.py\n--- a/x.py\n+++ b/x.py\n@@ -1,3 +1,4 @@\n a\n-b\n+++ c\n+d\n e\n"
-            "@@ -10 +11,0 @@\n-gone\n@@ -20,0 +21,2 @@\n+n1\n+n2\n\\ No newline at end of file\n"
-            "diff --git a/y.py b/y.py\ndeleted file mode 100644\n--- a/y.py\n+++ /dev/null\n@@ -1,2 +0,0 @@\n-x\n-+++ b/z\n"
-            "--- old/w.py\t2024-01-01\n+++ new/w.py\t2024-01-02\n@@ -0,0 +1 @@\n+w\n")
+    diff = (
+        "diff --git a/x.py b/x.py\n--- a/x.py\n+++ b/x.py\n@@ -1,3 +1,4 @@\n a\n-b\n+++ c\n+d\n e\n"
+        "@@ -10 +11,0 @@\n-gone\n@@ -20,0 +21,2 @@\n+n1\n+n2\n\\ No newline at end of file\n"
+        "diff --git a/y.py b/y.py\ndeleted file mode 100644\n--- a/y.py\n+++ /dev/null\n@@ -1,2 +0,0 @@\n-x\n-+++ b/z\n"
+        "--- old/w.py\t2024-01-01\n+++ new/w.py\t2024-01-02\n@@ -0,0 +1 @@\n+w\n"
+    )
     # "+++ c" is an added line, not a header; y.py is deleted; diff -u keeps its own prefixes.
     assert parse_unified_diff(diff) == {"x.py": {2, 3, 21, 22}, "new/w.py": {1}}
 
@@ -143,12 +158,15 @@ def test_diff_on_stdin_gives_the_same_findings_as_git(repo, review):
     assert json.loads(from_stdin.stdout)["review"]["base"] == "the diff in standard input"
 
 
-@pytest.mark.parametrize("args, stdin, message", [
-    (("--base", "no-such-branch"), None, "unknown revision 'no-such-branch'"),
-    (("--base", "main", "--diff-file", "-"), "", "--base and --diff-file exclude each other"),
-    (("--diff-file", "-"), "just some text\n", "standard input: not a unified diff"),
-    (("--diff-file", "missing.diff"), None, "cannot read missing.diff"),
-])
+@pytest.mark.parametrize(
+    "args, stdin, message",
+    [
+        (("--base", "no-such-branch"), None, "unknown revision 'no-such-branch'"),
+        (("--base", "main", "--diff-file", "-"), "", "--base and --diff-file exclude each other"),
+        (("--diff-file", "-"), "just some text\n", "standard input: not a unified diff"),
+        (("--diff-file", "missing.diff"), None, "cannot read missing.diff"),
+    ],
+)
 def test_bad_input_is_a_usage_error(repo, review, args, stdin, message):
     result = review(*args, cwd=repo, input=stdin)
     assert result.returncode == 2 and message in result.stderr, result.stderr

@@ -47,10 +47,12 @@ def test_files_whose_names_git_quotes_are_reviewed(repo, run_cli):  # noqa: F811
 
 
 def test_a_hunk_running_past_the_next_file_header_is_rejected(repo, run_cli):  # noqa: F811
-    diff = ("diff --git a/pkg/clean.py b/pkg/clean.py\n--- a/pkg/clean.py\n+++ b/pkg/clean.py\n"
-            "@@ -1,0 +1,9 @@\n+x\n"
-            "diff --git a/pkg/model.py b/pkg/model.py\n--- a/pkg/model.py\n+++ b/pkg/model.py\n"
-            "@@ -9,0 +10,1 @@\n+    return torch.softmax(scores, dim=-1) @ v\n")
+    diff = (
+        "diff --git a/pkg/clean.py b/pkg/clean.py\n--- a/pkg/clean.py\n+++ b/pkg/clean.py\n"
+        "@@ -1,0 +1,9 @@\n+x\n"
+        "diff --git a/pkg/model.py b/pkg/model.py\n--- a/pkg/model.py\n+++ b/pkg/model.py\n"
+        "@@ -9,0 +10,1 @@\n+    return torch.softmax(scores, dim=-1) @ v\n"
+    )
     result = run_cli("review", "--diff-file", "-", *SELECT, cwd=repo, input=diff)
     assert result.returncode == 2
     assert "malformed diff at line 6: the hunk before it counts more lines than it has" in result.stderr

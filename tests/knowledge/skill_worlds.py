@@ -12,21 +12,37 @@ HUB = "transformer-architecture"
 def make_skill(skill_id: str, delegates=(), receives=(), keywords=None, edges=None) -> dict:
     """A minimal skill that satisfies the schema; tests mutate the dict to break one thing."""
     return {
-        "id": skill_id, "name": skill_id.replace("-", " ").title(), "version": "1.0.0",
+        "id": skill_id,
+        "name": skill_id.replace("-", " ").title(),
+        "version": "1.0.0",
         "description": f"Use when working on {skill_id}. Not for anything else.",
         "triggers": {"keywords": keywords or [skill_id]},
         "philosophy": "Say why.",
         "principles": [f"principle {i}" for i in range(5)],
         "sections": [{"title": "Basics", "points": ["a point"]}],
-        "patterns": [], "anti_patterns": [],
-        "sharp_edges": edges or [
-            {"id": f"edge-{i}", "severity": "HIGH", "title": f"edge {i}", "why": "because",
-             "summary": f"Fix edge {i}.", "solution": "fix it", "solution_code": "x = 1", "symptoms": ["it breaks"]}
-            for i in range(5)],
-        "tradeoffs": [], "failure_modes": [], "decision_guides": [],
+        "patterns": [],
+        "anti_patterns": [],
+        "sharp_edges": edges
+        or [
+            {
+                "id": f"edge-{i}",
+                "severity": "HIGH",
+                "title": f"edge {i}",
+                "why": "because",
+                "summary": f"Fix edge {i}.",
+                "solution": "fix it",
+                "solution_code": "x = 1",
+                "symptoms": ["it breaks"],
+            }
+            for i in range(5)
+        ],
+        "tradeoffs": [],
+        "failure_modes": [],
+        "decision_guides": [],
         "handoffs": [{"trigger": f"needs {t}", "delegate_to": t, "context": "c"} for t in delegates],
         "receives_from": [{"skill": s, "context": "c"} for s in receives],
-        "related": [], "references": [],
+        "related": [],
+        "references": [],
     }
 
 
@@ -46,9 +62,18 @@ def write_world(directory: Path, world: dict[str, dict]) -> Path:
 
 
 def rule_spec(code: str, skill_ref: str) -> dict:
-    return {"code": code, "name": f"rule-{code.lower()}", "title": "t", "severity": "error", "message": "m",
-            "rationale": "r", "examples": {"bad": ["x = 1\n"], "good": ["x = 2\n"]}, "use_instead": "u",
-            "skill": skill_ref, "reference_impl": "attention:attention_ref"}
+    return {
+        "code": code,
+        "name": f"rule-{code.lower()}",
+        "title": "t",
+        "severity": "error",
+        "message": "m",
+        "rationale": "r",
+        "examples": {"bad": ["x = 1\n"], "good": ["x = 2\n"]},
+        "use_instead": "u",
+        "skill": skill_ref,
+        "reference_impl": "attention:attention_ref",
+    }
 
 
 def write_rules(directory: Path, specs: list[dict]) -> Path:

@@ -26,9 +26,11 @@ def skill_text(skill_id: str) -> str:
 
 def qkv(length_q: int, length_k: int, dim: int = 8, seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
-    return (torch.randn(1, 2, length_q, dim, generator=generator),
-            torch.randn(1, 2, length_k, dim, generator=generator),
-            torch.randn(1, 2, length_k, dim, generator=generator))
+    return (
+        torch.randn(1, 2, length_q, dim, generator=generator),
+        torch.randn(1, 2, length_k, dim, generator=generator),
+        torch.randn(1, 2, length_k, dim, generator=generator),
+    )
 
 
 # -- transformer-architecture: fused attention with a cache offset ---------------------------------
@@ -125,7 +127,7 @@ def test_alibi_slopes_in_the_skill_match_the_reference_for_any_head_count(n_head
 
     [section] = [s for s in SKILLS["transformer-architecture"].sections if s.title == "Positional encoding strategies"]
     namespace: dict = {"__name__": "__claims__"}
-    exec(compile(section.code[0].source, "<positional>", "exec"), namespace)  # noqa: S102 - our own data
+    exec(compile(section.code[0].source, "<positional>", "exec"), namespace)
     torch.testing.assert_close(namespace["alibi_slopes"](n_heads).float(), reference(n_heads).float())
 
 
@@ -212,8 +214,9 @@ def test_reset_position_ids_do_not_stop_cross_example_attention_in_sdpa():
     packed = F.scaled_dot_product_attention(rq, rk, v, is_causal=True)[..., first:, :]
     assert not torch.allclose(packed, alone, atol=1e-3)  # the second example still sees the first
     document = torch.cat([torch.zeros(first), torch.ones(second)]).long()
-    block_diagonal = (document[:, None] == document[None, :]) & torch.ones(first + second, first + second,
-                                                                           dtype=torch.bool).tril()
+    block_diagonal = (document[:, None] == document[None, :]) & torch.ones(
+        first + second, first + second, dtype=torch.bool
+    ).tril()
     masked = F.scaled_dot_product_attention(rq, rk, v, attn_mask=block_diagonal)[..., first:, :]
     torch.testing.assert_close(masked, alone)
     assert "block-diagonal" in skill_text("llm-fine-tuning")
@@ -253,8 +256,9 @@ def test_the_packs_no_longer_say_rope_or_alibi_extrapolate(real_kb):
     from sharpedges.knowledge.packs import TARGETS, build_pack
 
     for target in TARGETS:
-        assert not any("Use RoPE or ALiBi for length extrapolation" in text
-                       for text in build_pack(real_kb, target).values()), target
+        assert not any(
+            "Use RoPE or ALiBi for length extrapolation" in text for text in build_pack(real_kb, target).values()
+        ), target
 
 
 @pytest.mark.gpu

@@ -17,7 +17,7 @@ from sharpedges.knowledge.render import MARKDOWN_PARTS
 
 def test_cheap_copies_of_choices_match_the_pipeline():
     assert skill_command.SECTIONS == MARKDOWN_PARTS
-    assert pack_command.TARGETS == tuple(TARGETS)
+    assert tuple(TARGETS) == pack_command.TARGETS
 
 
 def test_skills_lists_every_skill(real_kb, capsys):
@@ -39,11 +39,14 @@ def test_skill_renders_markdown_and_one_section(real_kb, capsys):
     assert part.startswith("## Collaboration") and "## Sharp Edges" not in part
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["skill", "no-such-skill"], "unknown skill 'no-such-skill'"),
-    (["skill", "transformer-architecture", "--section", "nope"], "unknown section 'nope'"),
-    (["pack", "--target", "nope", "--out", "x"], "unknown target 'nope'"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["skill", "no-such-skill"], "unknown skill 'no-such-skill'"),
+        (["skill", "transformer-architecture", "--section", "nope"], "unknown section 'nope'"),
+        (["pack", "--target", "nope", "--out", "x"], "unknown target 'nope'"),
+    ],
+)
 def test_misuse_is_one_stderr_line_and_exit_2(real_kb, capsys, argv, message):
     assert main(argv) == 2
     captured = capsys.readouterr()
@@ -62,7 +65,12 @@ def test_explain_rule_joins_spec_and_sharp_edge(real_kb):
     assert explained["reference_impl"] == real_kb.specs["SHP101"].reference_impl
     edge = explained["sharp_edge"]
     assert edge["summary"].startswith("Divide attention scores by sqrt(head_dim)")
-    assert edge["id"] == "attention-scaling" and edge["why"] and edge["symptoms"] and "import torch" in edge["solution_code"]
+    assert (
+        edge["id"] == "attention-scaling"
+        and edge["why"]
+        and edge["symptoms"]
+        and "import torch" in edge["solution_code"]
+    )
     assert explained["skill"]["id"] == "transformer-architecture"
     with pytest.raises(UnknownRuleError):
         explain_rule("SHP999", real_kb)

@@ -23,8 +23,11 @@ CURSOR_RULE_MAX_LINES = 500  # Cursor's guidance for a rule file
 REFERENCE_MAX_BYTES = 8 * 1024  # topic files small enough to load one at a time
 SEVERITIES = ["CRITICAL", "HIGH", "MEDIUM", "LOW"]
 # Notes about the documents the skills were distilled from: provenance stays in YAML comments.
-SOURCE_NOTES = re.compile(r"\bseeds? ?\d{3}\b|\bthe seeds?\b(?!\s+nodes?)|\bseed (?:document|claim|prompt|fact)s?\b|"
-                          r"\bcorrection\b|bloomwiki|vibeship", re.IGNORECASE)
+SOURCE_NOTES = re.compile(
+    r"\bseeds? ?\d{3}\b|\bthe seeds?\b(?!\s+nodes?)|\bseed (?:document|claim|prompt|fact)s?\b|"
+    r"\bcorrection\b|bloomwiki|vibeship",
+    re.IGNORECASE,
+)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +86,8 @@ def test_spawner_four_files_per_skill(real_kb, packs):
     for skill in real_kb.skills.values():
         folder = root / skill.id
         assert sorted(p.name for p in folder.iterdir()) == sorted(
-            ["skill.yaml", "sharp-edges.yaml", "validations.yaml", "collaboration.yaml"])
+            ["skill.yaml", "sharp-edges.yaml", "validations.yaml", "collaboration.yaml"]
+        )
         body = yaml.safe_load((folder / "skill.yaml").read_text(encoding="utf-8"))
         assert body["id"] == skill.id and body["description"] == skill.description and body["triggers"]["keywords"]
         edges = yaml.safe_load((folder / "sharp-edges.yaml").read_text(encoding="utf-8"))["sharp_edges"]
@@ -128,7 +132,7 @@ def test_claude_skill_folders(real_kb, packs):
 def test_claude_skill_workflow_lints_then_walks_the_checklist_by_severity(real_kb, packs):
     for skill in real_kb.skills.values():
         body = (packs / "claude-skill" / skill.id / "SKILL.md").read_text(encoding="utf-8")
-        workflow = body[body.index("## Workflow"):body.index("## Principles")]
+        workflow = body[body.index("## Workflow") : body.index("## Principles")]
         assert "sharpedges check" in workflow and "pip install sharpedges" in workflow
         assert "grep -rnE" in workflow and "Prove the change" in workflow
         checklist = [line for line in workflow.splitlines() if line.strip().startswith("- [ ] **")]
@@ -152,8 +156,9 @@ def test_claude_skill_folders_pass_the_reference_validator(real_kb, packs):
     validator = shutil.which("agentskills") or shutil.which("agentskills", path=str(Path(sys.executable).parent))
     assert validator, "skills-ref (agentskills) is a test dependency: pip install -e '.[test]'"
     for skill_id in real_kb.skills:
-        result = subprocess.run([validator, "validate", str(packs / "claude-skill" / skill_id)],
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [validator, "validate", str(packs / "claude-skill" / skill_id)], capture_output=True, text=True, timeout=60
+        )
         assert result.returncode == 0, f"{skill_id}: {result.stdout}{result.stderr}"
 
 
@@ -189,8 +194,11 @@ def test_markdown_system_prompts_have_the_seed_shape(real_kb, packs):
     assert sorted(p.stem for p in root.glob("*.md")) == sorted(real_kb.skills)
     for skill in real_kb.skills.values():
         text = (root / f"{skill.id}.md").read_text(encoding="utf-8")
-        headings = ["## Patterns"] * bool(skill.patterns) + ["## Anti-Patterns"] * bool(skill.anti_patterns) + [
-            "## Sharp Edges (Gotchas)", "## Collaboration", "### When to Hand Off", "### Receives Work From"]
+        headings = (
+            ["## Patterns"] * bool(skill.patterns)
+            + ["## Anti-Patterns"] * bool(skill.anti_patterns)
+            + ["## Sharp Edges (Gotchas)", "## Collaboration", "### When to Hand Off", "### Receives Work From"]
+        )
         positions = [text.index(heading) for heading in headings]
         assert positions == sorted(positions)
         assert text.count("**Why it happens:**") == len(skill.sharp_edges)
@@ -217,7 +225,7 @@ def test_no_pack_carries_notes_about_source_documents(packs, target):
     for path in sorted(p for p in (packs / target).rglob("*") if p.is_file()):
         text = path.read_text(encoding="utf-8")
         found = SOURCE_NOTES.search(text)
-        assert not found, f"{path.relative_to(packs)}: {text[max(0, found.start() - 60):found.end() + 60]!r}"
+        assert not found, f"{path.relative_to(packs)}: {text[max(0, found.start() - 60) : found.end() + 60]!r}"
 
 
 def test_readme_says_where_each_target_goes():

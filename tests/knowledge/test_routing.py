@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.knowledge.skill_worlds import make_skill
 
-from sharpedges.knowledge.routing import (HUB_DISCOUNT, MIN_SCORE, Router, compile_term, load_neutral_phrases,
-                                          normalise)
+from sharpedges.knowledge.routing import HUB_DISCOUNT, MIN_SCORE, Router, compile_term, load_neutral_phrases, normalise
 from sharpedges.knowledge.schema import Skill
+from tests.knowledge.skill_worlds import make_skill
 
 CASES = yaml.safe_load((Path(__file__).parent / "routing_cases.yaml").read_text(encoding="utf-8"))["cases"]
 # Written before the router was changed and never tuned against (see the file's header).
@@ -31,26 +30,43 @@ def skill(skill_id, keywords, phrases=(), negative=()):
 @pytest.fixture(scope="module")
 def toy_router():
     """The seed's trigger words, which as substrings misroute the classic traps."""
-    return Router([
-        skill("nlp-advanced", ["ner", "entity"]),
-        skill("computer-vision-deep", ["sam", "vision", "segment"], phrases=["vision transformer"]),
-        skill("reinforcement-learning", ["rlhf", "alignment", "ppo"], negative=["sequence alignment"]),
-        skill("transformer-architecture", ["attention", "transformer"], phrases=["kv cache"]),
-    ], neutral_phrases=["memory alignment"], hub="transformer-architecture")
+    return Router(
+        [
+            skill("nlp-advanced", ["ner", "entity"]),
+            skill("computer-vision-deep", ["sam", "vision", "segment"], phrases=["vision transformer"]),
+            skill("reinforcement-learning", ["rlhf", "alignment", "ppo"], negative=["sequence alignment"]),
+            skill("transformer-architecture", ["attention", "transformer"], phrases=["kv cache"]),
+        ],
+        neutral_phrases=["memory alignment"],
+        hub="transformer-architecture",
+    )
 
 
-@pytest.mark.parametrize("text", ["fix the inner dimension of this matmul", "draw a sample of rows",
-                                  "integer division by zero", "fix memory alignment of my buffers",
-                                  "a sampler for my dataloader"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "fix the inner dimension of this matmul",
+        "draw a sample of rows",
+        "integer division by zero",
+        "fix memory alignment of my buffers",
+        "a sampler for my dataloader",
+    ],
+)
 def test_substring_traps_route_nowhere(toy_router, text):
     assert toy_router.route(text).skill is None
 
 
-@pytest.mark.parametrize("text, owner", [
-    ("NER for legal documents", "nlp-advanced"), ("use SAM for masks", "computer-vision-deep"),
-    ("RLHF with PPO", "reinforcement-learning"), ("my KV-cache grows", "transformer-architecture"),
-    ("kv_cache memory", "transformer-architecture"), ("segments of the image", "computer-vision-deep"),
-])
+@pytest.mark.parametrize(
+    "text, owner",
+    [
+        ("NER for legal documents", "nlp-advanced"),
+        ("use SAM for masks", "computer-vision-deep"),
+        ("RLHF with PPO", "reinforcement-learning"),
+        ("my KV-cache grows", "transformer-architecture"),
+        ("kv_cache memory", "transformer-architecture"),
+        ("segments of the image", "computer-vision-deep"),
+    ],
+)
 def test_whole_words_and_their_variants_match(toy_router, text, owner):
     assert toy_router.route(text).skill == owner
 
@@ -98,8 +114,11 @@ def test_routing_accuracy_on_the_labelled_set(real_kb):
     router = default_router()
     assert len(CASES) >= 90
     assert {case["skill"] for case in CASES} >= set(real_kb.skills)
-    misses = [(case["text"], case["skill"], router.route(case["text"]).skill) for case in CASES
-              if router.route(case["text"]).skill != case["skill"]]
+    misses = [
+        (case["text"], case["skill"], router.route(case["text"]).skill)
+        for case in CASES
+        if router.route(case["text"]).skill != case["skill"]
+    ]
     accuracy = 1 - len(misses) / len(CASES)
     print(f"\nrouting accuracy: {accuracy:.1%} ({len(CASES) - len(misses)}/{len(CASES)})")
     for text, expected, got in misses:
@@ -112,14 +131,21 @@ def test_every_trap_routes_right(real_kb):
 
     traps = [case for case in CASES if "trap" in case]
     assert len(traps) >= 8
-    wrong = [(c["text"], c["skill"], default_router().route(c["text"]).skill) for c in traps
-             if default_router().route(c["text"]).skill != c["skill"]]
+    wrong = [
+        (c["text"], c["skill"], default_router().route(c["text"]).skill)
+        for c in traps
+        if default_router().route(c["text"]).skill != c["skill"]
+    ]
     assert not wrong
 
 
 def test_route_cli_json_through_the_real_command(real_kb):
-    result = subprocess.run([sys.executable, "-m", "sharpedges", "route", "--format", "json",
-                             "fine-tune", "llama", "with", "LoRA"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "sharpedges", "route", "--format", "json", "fine-tune", "llama", "with", "LoRA"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
     assert set(payload) == {"skill", "matches"}
@@ -131,11 +157,16 @@ def test_route_cli_json_through_the_real_command(real_kb):
 
 
 def test_route_cli_off_topic_gives_null_and_text_default(real_kb):
-    result = subprocess.run([sys.executable, "-m", "sharpedges", "route", "--format", "json", "bake bread"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "sharpedges", "route", "--format", "json", "bake bread"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert json.loads(result.stdout) == {"skill": None, "matches": []}
-    text = subprocess.run([sys.executable, "-m", "sharpedges", "route", "kv cache memory"],
-                          capture_output=True, text=True, timeout=120)
+    text = subprocess.run(
+        [sys.executable, "-m", "sharpedges", "route", "kv cache memory"], capture_output=True, text=True, timeout=120
+    )
     assert text.returncode == 0 and text.stdout.splitlines()[0] == "transformer-architecture"
 
 
@@ -144,23 +175,39 @@ def test_routing_accuracy_on_requests_nobody_tuned_for(real_kb):
 
     router = default_router()
     assert len(UNTUNED) >= 40
-    misses = [(case["text"], case["skill"], router.route(case["text"]).skill) for case in UNTUNED
-              if router.route(case["text"]).skill != case["skill"]]
+    misses = [
+        (case["text"], case["skill"], router.route(case["text"]).skill)
+        for case in UNTUNED
+        if router.route(case["text"]).skill != case["skill"]
+    ]
     accuracy = 1 - len(misses) / len(UNTUNED)
     print(f"\nuntuned routing accuracy: {accuracy:.1%} ({len(UNTUNED) - len(misses)}/{len(UNTUNED)})")
     assert accuracy >= UNTUNED_THRESHOLD, f"accuracy {accuracy:.1%}; misses: {misses}"
 
 
-@pytest.mark.parametrize("text, expected", [("FSDP2", "fsdp 2"), ("YOLOv8", "yolo 8"), ("8xH100", "8 xh 100"),
-                                            ("Llama-3.1-8B", "llama-3.1-8 b"), ("int4", "int 4")])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("FSDP2", "fsdp 2"),
+        ("YOLOv8", "yolo 8"),
+        ("8xH100", "8 xh 100"),
+        ("Llama-3.1-8B", "llama-3.1-8 b"),
+        ("int4", "int 4"),
+    ],
+)
 def test_digits_and_versions_split_off_words(text, expected):
     assert normalise(text) == expected
 
 
 @pytest.mark.parametrize("text", ["FSDP1 hangs", "moving to fsdp2", "training on 16 GPUs with DDP", "ZeRO3 offload"])
 def test_versions_and_counts_do_not_hide_a_trigger(text):
-    router = Router([skill("distributed-training", ["fsdp", "ddp", "gpus", "zero-3"]),
-                     skill("transformer-architecture", ["attention"])], hub="transformer-architecture")
+    router = Router(
+        [
+            skill("distributed-training", ["fsdp", "ddp", "gpus", "zero-3"]),
+            skill("transformer-architecture", ["attention"]),
+        ],
+        hub="transformer-architecture",
+    )
     assert router.route(text).skill == "distributed-training"
     assert compile_term("int4").search(normalise("quantize to INT4")) and compile_term("fp8").search(normalise("FP8"))
 
@@ -177,7 +224,11 @@ def test_a_term_every_skill_mentions_weighs_less_than_one_only_its_owner_does():
 
 def test_a_generic_phrase_does_not_outweigh_the_specific_term_that_decides():
     fine_tuning = skill("llm-fine-tuning", ["lora"], phrases=["fine tune"])
-    others = [skill("multimodal-learning", ["siglip"]), skill("nlp-advanced", ["ner"]), skill("cnn-architecture", ["resnet"])]
+    others = [
+        skill("multimodal-learning", ["siglip"]),
+        skill("nlp-advanced", ["ner"]),
+        skill("cnn-architecture", ["resnet"]),
+    ]
     for other in others:  # every other skill also fine-tunes: the phrase says little about the owner
         object.__setattr__(other, "philosophy", "fine tune the encoder; fine tune the head")
     router = Router([fine_tuning, *others])

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import pytest
-from tests.knowledge.skill_worlds import HUB, hub_world, rule_spec, write_rules, write_world
 
 from sharpedges.knowledge.registry import UnknownRuleError, UnknownSkillError, build_knowledge
 from sharpedges.yaml_io import DataFileError
+from tests.knowledge.skill_worlds import HUB, hub_world, rule_spec, write_rules, write_world
 
 SKILL_IDS = {
-    "transformer-architecture", "distributed-training", "model-optimization", "llm-fine-tuning",
-    "reinforcement-learning", "nlp-advanced", "computer-vision-deep", "adversarial-ml", "cnn-architecture",
-    "generative-models", "graph-neural-networks", "multimodal-learning", "neural-architecture-search",
+    "transformer-architecture",
+    "distributed-training",
+    "model-optimization",
+    "llm-fine-tuning",
+    "reinforcement-learning",
+    "nlp-advanced",
+    "computer-vision-deep",
+    "adversarial-ml",
+    "cnn-architecture",
+    "generative-models",
+    "graph-neural-networks",
+    "multimodal-learning",
+    "neural-architecture-search",
 }
 
 
@@ -36,7 +46,9 @@ def test_consistent_world_loads_and_links_rules(tmp_path):
 def test_handoff_to_missing_skill(tmp_path):
     world = hub_world()
     world["alpha-skill"]["handoffs"].append({"trigger": "t", "delegate_to": "ghost-skill", "context": "c"})
-    with pytest.raises(DataFileError, match=r"alpha-skill\.yaml: field 'handoffs\.1\.delegate_to': unknown skill 'ghost-skill'"):
+    with pytest.raises(
+        DataFileError, match=r"alpha-skill\.yaml: field 'handoffs\.1\.delegate_to': unknown skill 'ghost-skill'"
+    ):
         build(tmp_path, world)
 
 
@@ -57,7 +69,9 @@ def test_handoff_without_matching_receives_from(tmp_path):
 def test_receives_from_without_matching_handoff(tmp_path):
     world = hub_world()
     world["alpha-skill"]["receives_from"].append({"skill": "beta-skill", "context": "c"})
-    with pytest.raises(DataFileError, match=r"alpha-skill\.yaml: field 'receives_from\.1\.skill': beta-skill has no handoff"):
+    with pytest.raises(
+        DataFileError, match=r"alpha-skill\.yaml: field 'receives_from\.1\.skill': beta-skill has no handoff"
+    ):
         build(tmp_path, world)
 
 
@@ -120,9 +134,24 @@ def test_transformer_has_every_edge_the_rules_need():
     from sharpedges.knowledge.registry import SKILLS_DIR
     from sharpedges.knowledge.schema import load_skill
 
-    expected = ["attention-scaling", "causal-mask", "mask-polarity", "causal-alignment-kv-cache",
-                "mask-fill-overflow", "softmax-dim-and-precision", "post-norm-depth", "final-norm",
-                "prenorm-residual", "kv-cache-growth", "moe-load-balancing", "router-precision", "rope-precision",
-                "gqa-head-grouping", "rope-layout", "dropout-in-eval", "discarded-op-result",
-                "position-extrapolation"]
+    expected = [
+        "attention-scaling",
+        "causal-mask",
+        "mask-polarity",
+        "causal-alignment-kv-cache",
+        "mask-fill-overflow",
+        "softmax-dim-and-precision",
+        "post-norm-depth",
+        "final-norm",
+        "prenorm-residual",
+        "kv-cache-growth",
+        "moe-load-balancing",
+        "router-precision",
+        "rope-precision",
+        "gqa-head-grouping",
+        "rope-layout",
+        "dropout-in-eval",
+        "discarded-op-result",
+        "position-extrapolation",
+    ]
     assert [edge.id for edge in load_skill(SKILLS_DIR / f"{HUB}.yaml").sharp_edges] == expected

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from tests.knowledge.skill_worlds import HUB, hub_world, write_rules, write_world
 
 from sharpedges.knowledge.packs import TARGETS, build_pack
 from sharpedges.knowledge.registry import build_knowledge
 from sharpedges.knowledge.render import MARKDOWN_PARTS, code_fence, render_markdown
+from tests.knowledge.skill_worlds import HUB, hub_world, write_rules, write_world
 
 PAYLOADS = ["{{ ''.__class__.__mro__ }}", "{% for x in range(3) %}loop{% endfor %}", "{# hidden #}"]
 

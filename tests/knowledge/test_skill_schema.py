@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from tests.knowledge.skill_worlds import make_skill
 
 from sharpedges.knowledge.schema import load_skill
 from sharpedges.yaml_io import DataFileError
+from tests.knowledge.skill_worlds import make_skill
 
 
 def write(tmp_path, data, name="demo-skill"):
@@ -41,24 +41,27 @@ def test_bad_severity_names_the_edge(tmp_path):
         load_skill(write(tmp_path, data))
 
 
-@pytest.mark.parametrize("mutate, field", [
-    (lambda d: d.pop("philosophy"), "philosophy"),
-    (lambda d: d.update(principles=["only one"]), "principles"),
-    (lambda d: d.update(sharp_edges=d["sharp_edges"][:4]), "sharp_edges"),
-    (lambda d: d.update(description="Helps with things."), "description"),
-    (lambda d: d.update(version="one"), "version"),
-    (lambda d: d["sharp_edges"][0].update(rules=["SHP1"]), "sharp_edges.0.rules"),
-    (lambda d: d["sharp_edges"][1].update(id="Not Kebab"), "sharp_edges.1.id"),
-    (lambda d: d["sharp_edges"][1].update(id="edge-0"), "sharp_edges"),
-    (lambda d: d["triggers"].update(keywords=[]), "triggers.keywords"),
-    (lambda d: d.update(description="Use when " + "x" * 1100 + " Not for y."), "description"),
-    (lambda d: d.update(description="Use when training anything."), "description"),  # never says when not to
-    (lambda d: d["sharp_edges"][0].pop("summary"), "sharp_edges.0.summary"),
-    (lambda d: d["sharp_edges"][0].update(summary="Two lines.\nNot one."), "sharp_edges.0.summary"),
-    (lambda d: d["sharp_edges"][0].update(summary="no full stop"), "sharp_edges.0.summary"),
-    (lambda d: d["sharp_edges"][0].update(summary="x" * 200 + "."), "sharp_edges.0.summary"),
-    (lambda d: d["sharp_edges"][0].update(grep="masked_fill("), "sharp_edges.0.grep"),
-])
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda d: d.pop("philosophy"), "philosophy"),
+        (lambda d: d.update(principles=["only one"]), "principles"),
+        (lambda d: d.update(sharp_edges=d["sharp_edges"][:4]), "sharp_edges"),
+        (lambda d: d.update(description="Helps with things."), "description"),
+        (lambda d: d.update(version="one"), "version"),
+        (lambda d: d["sharp_edges"][0].update(rules=["SHP1"]), "sharp_edges.0.rules"),
+        (lambda d: d["sharp_edges"][1].update(id="Not Kebab"), "sharp_edges.1.id"),
+        (lambda d: d["sharp_edges"][1].update(id="edge-0"), "sharp_edges"),
+        (lambda d: d["triggers"].update(keywords=[]), "triggers.keywords"),
+        (lambda d: d.update(description="Use when " + "x" * 1100 + " Not for y."), "description"),
+        (lambda d: d.update(description="Use when training anything."), "description"),  # never says when not to
+        (lambda d: d["sharp_edges"][0].pop("summary"), "sharp_edges.0.summary"),
+        (lambda d: d["sharp_edges"][0].update(summary="Two lines.\nNot one."), "sharp_edges.0.summary"),
+        (lambda d: d["sharp_edges"][0].update(summary="no full stop"), "sharp_edges.0.summary"),
+        (lambda d: d["sharp_edges"][0].update(summary="x" * 200 + "."), "sharp_edges.0.summary"),
+        (lambda d: d["sharp_edges"][0].update(grep="masked_fill("), "sharp_edges.0.grep"),
+    ],
+)
 def test_each_violation_is_refused_with_its_field(tmp_path, mutate, field):
     data = make_skill("demo-skill")
     mutate(data)

@@ -11,10 +11,14 @@ from sharpedges.knowledge.registry import SKILLS_DIR
 from sharpedges.knowledge.schema import load_skill
 
 SKILLS = [load_skill(path) for path in sorted(SKILLS_DIR.glob("*.yaml")) if path.stem != "transformer-architecture"]
-SNIPPETS = [pytest.param(edge.solution_code, id=f"{skill.id}:edge:{edge.id}")
-            for skill in SKILLS for edge in skill.sharp_edges] + [
+SNIPPETS = [
+    pytest.param(edge.solution_code, id=f"{skill.id}:edge:{edge.id}") for skill in SKILLS for edge in skill.sharp_edges
+] + [
     pytest.param(example.source, id=f"{skill.id}:section:{section.title}")
-    for skill in SKILLS for section in skill.sections for example in section.code]
+    for skill in SKILLS
+    for section in skill.sections
+    for example in section.code
+]
 
 
 @pytest.mark.parametrize("source", SNIPPETS)
@@ -23,4 +27,4 @@ def test_snippet_runs(source, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # snippets that write files (ONNX export) write here
     module = types.ModuleType("__snippet__")  # a real module, as when run as a script (dataclasses need it)
     monkeypatch.setitem(sys.modules, module.__name__, module)
-    exec(compile(source, "<snippet>", "exec"), module.__dict__)  # noqa: S102 - our own data
+    exec(compile(source, "<snippet>", "exec"), module.__dict__)

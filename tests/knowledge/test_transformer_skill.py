@@ -11,8 +11,11 @@ from sharpedges.knowledge.registry import SKILLS_DIR
 from sharpedges.knowledge.schema import load_skill
 
 TRANSFORMER = load_skill(SKILLS_DIR / "transformer-architecture.yaml")
-FACT_LINES = [line for line in (Path(__file__).parent / "seed_facts.txt").read_text(encoding="utf-8").splitlines()
-              if line.strip() and not line.startswith("#")]
+FACT_LINES = [
+    line
+    for line in (Path(__file__).parent / "seed_facts.txt").read_text(encoding="utf-8").splitlines()
+    if line.strip() and not line.startswith("#")
+]
 
 
 def normalise(text: str) -> str:
@@ -35,10 +38,12 @@ def test_every_seed_fact_is_in_the_rendered_skill(real_kb):
 
 SNIPPETS = [pytest.param(edge.solution_code, id=f"edge:{edge.id}") for edge in TRANSFORMER.sharp_edges] + [
     pytest.param(example.source, id=f"section:{section.title}")
-    for section in TRANSFORMER.sections for example in section.code]
+    for section in TRANSFORMER.sections
+    for example in section.code
+]
 
 
 @pytest.mark.parametrize("source", SNIPPETS)
 def test_solution_code_runs(source, capsys):
     pytest.importorskip("torch")
-    exec(compile(source, "<solution_code>", "exec"), {"__name__": "__solution__"})  # noqa: S102 - our own data
+    exec(compile(source, "<solution_code>", "exec"), {"__name__": "__solution__"})

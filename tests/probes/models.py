@@ -79,8 +79,13 @@ class Block(nn.Module):
         self.attn_norm, self.mlp_norm = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.attn = Attention(d_model, n_heads, dropout, bug)
         self.moe = MoELayer(d_model, 2 * d_model, n_experts=4, k=2) if moe else None
-        self.mlp = None if moe else nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.GELU(),
-                                                  nn.Linear(4 * d_model, d_model), nn.Dropout(dropout))
+        self.mlp = (
+            None
+            if moe
+            else nn.Sequential(
+                nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model), nn.Dropout(dropout)
+            )
+        )
 
     def forward(self, x: Tensor, keep: Tensor | None, past: tuple | None) -> tuple[Tensor, tuple, Tensor | None]:
         attended, kv = self.attn(self.attn_norm(x), keep, past)
@@ -96,9 +101,19 @@ class TinyLM(nn.Module):
     layer, whose balancing loss `aux_loss` says what becomes of: "returned", "discarded" (SHP502)
     or "detached" (returned, but cut off from the router)."""
 
-    def __init__(self, bug: str | None = None, *, moe: bool = False, aux_loss: str = "returned",
-                 vocab_size: int = 64, d_model: int = 32, n_heads: int = 4, n_layers: int = 2,
-                 max_len: int = 32, dropout: float = 0.1):
+    def __init__(
+        self,
+        bug: str | None = None,
+        *,
+        moe: bool = False,
+        aux_loss: str = "returned",
+        vocab_size: int = 64,
+        d_model: int = 32,
+        n_heads: int = 4,
+        n_layers: int = 2,
+        max_len: int = 32,
+        dropout: float = 0.1,
+    ):
         super().__init__()
         assert bug is None or bug in BUGS, bug
         torch.manual_seed(0)
@@ -111,8 +126,14 @@ class TinyLM(nn.Module):
         self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
         self.unused = nn.Linear(d_model, d_model) if bug == "unused_layer" else None
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, position_ids: Tensor | None = None,
-                past_key_values: list | None = None, use_cache: bool = False) -> LMOutput:
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        past_key_values: list | None = None,
+        use_cache: bool = False,
+    ) -> LMOutput:
         past_len = past_key_values[0][0].size(2) if past_key_values else 0
         if position_ids is None:
             position_ids = torch.arange(past_len, past_len + input_ids.size(1), device=input_ids.device)[None]

@@ -60,17 +60,24 @@ def test_json_output_of_a_clean_and_a_buggy_model(project, run_cli):
     assert clean.returncode == 0, clean.stderr
     probes = json.loads(clean.stdout)["probes"]
     assert [(p["name"], p["status"], p["rule"]) for p in probes] == [
-        ("causal", "pass", "SHP201/SHP202"), ("eval-deterministic", "pass", "SHP701"),
-        ("kv-cache-consistent", "pass", "SHP204/SHP401"), ("padding-invariant", "pass", "SHP203"),
-        ("half-precision", "pass", "SHP103/SHP105/SHP601"), ("grad-flow", "pass", "SHP502")]
+        ("causal", "pass", "SHP201/SHP202"),
+        ("eval-deterministic", "pass", "SHP701"),
+        ("kv-cache-consistent", "pass", "SHP204/SHP401"),
+        ("padding-invariant", "pass", "SHP203"),
+        ("half-precision", "pass", "SHP103/SHP105/SHP601"),
+        ("grad-flow", "pass", "SHP502"),
+    ]
     assert probes[0]["edges"] == ["transformer-architecture#causal-mask", "transformer-architecture#mask-polarity"]
     assert probes[0]["measured"]["future_change_max_abs_diff"] == 0.0 and probes[0]["detail"]
 
-    buggy = run_cli("probe", "targets:inverted", "--probe", "causal", "--probe", "grad-flow", "--format", "json",
-                    cwd=project)
+    buggy = run_cli(
+        "probe", "targets:inverted", "--probe", "causal", "--probe", "grad-flow", "--format", "json", cwd=project
+    )
     assert buggy.returncode == 1, buggy.stderr
     assert [(p["name"], p["status"]) for p in json.loads(buggy.stdout)["probes"]] == [
-        ("causal", "fail"), ("grad-flow", "pass")]
+        ("causal", "fail"),
+        ("grad-flow", "pass"),
+    ]
 
 
 def test_concise_output_names_the_failing_probe_and_its_rules(project, run_cli):
@@ -109,15 +116,18 @@ def test_what_the_model_prints_goes_to_stderr_and_json_stays_whole(in_project, c
     assert "forward (2, 16)" in err
 
 
-@pytest.mark.parametrize("args, message", [
-    (["targets"], "'targets': expected MODULE:FACTORY, e.g. models.tiny:build_model"),
-    (["nowhere:build"], "cannot import 'nowhere': ModuleNotFoundError: No module named 'nowhere'"),
-    (["targets:missing"], "'targets' has no attribute 'missing'"),
-    (["targets:broken"], "'targets:broken()' raised RuntimeError: config file missing"),
-    (["targets:not_a_model"], "'targets:not_a_model()' returned str: expected a torch.nn.Module"),
-    (["targets:clean", "--probe", "causality"], "unknown probe 'causality' (known: causal, eval-deterministic"),
-    (["os:getcwd", "--root", "."], "'os': refused: a built-in module, not a file inside ."),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["targets"], "'targets': expected MODULE:FACTORY, e.g. models.tiny:build_model"),
+        (["nowhere:build"], "cannot import 'nowhere': ModuleNotFoundError: No module named 'nowhere'"),
+        (["targets:missing"], "'targets' has no attribute 'missing'"),
+        (["targets:broken"], "'targets:broken()' raised RuntimeError: config file missing"),
+        (["targets:not_a_model"], "'targets:not_a_model()' returned str: expected a torch.nn.Module"),
+        (["targets:clean", "--probe", "causality"], "unknown probe 'causality' (known: causal, eval-deterministic"),
+        (["os:getcwd", "--root", "."], "'os': refused: a built-in module, not a file inside ."),
+    ],
+)
 def test_usage_and_import_errors_exit_2_with_one_line(in_project, capsys, args, message):
     assert in_project(["probe", *args]) == 2
     out, err = capsys.readouterr()
@@ -137,16 +147,24 @@ def test_root_refuses_a_module_linked_from_outside_before_running_it(tmp_path, r
 
 
 def test_without_torch_probe_says_so_in_one_line_and_check_still_runs(tmp_path):
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "from sharpedges.cli import main\n"
-            "sys.exit(main(sys.argv[1:]))\n")
-    probe = subprocess.run([sys.executable, "-c", code, "probe", "targets:clean"], cwd=tmp_path,
-                           capture_output=True, text=True, timeout=120)
+    code = "import sys; sys.modules['torch'] = None\nfrom sharpedges.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    probe = subprocess.run(
+        [sys.executable, "-c", code, "probe", "targets:clean"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert probe.returncode == 2
     assert probe.stderr == "sharpedges: error: `probe` needs torch: pip install 'sharpedges[torch]'\n"
     (tmp_path / "ok.py").write_text("x = 1\n")
-    check = subprocess.run([sys.executable, "-c", code, "check", "ok.py", "--no-cache"], cwd=tmp_path,
-                           capture_output=True, text=True, timeout=120)
+    check = subprocess.run(
+        [sys.executable, "-c", code, "check", "ok.py", "--no-cache"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert check.returncode == 0, check.stderr
 
 

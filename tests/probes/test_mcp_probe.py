@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("mcp", reason="the MCP server is the optional extra sharpedges[mcp]")
 
-from tests.faces.test_mcp import drive, text_of  # noqa: E402
+from tests.faces.test_mcp import drive, text_of
 
 TARGETS = "from models import TinyLM\n\n\ndef inverted():\n    return TinyLM('inverted_causal_mask')\n"
 

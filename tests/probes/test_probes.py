@@ -5,8 +5,20 @@ import pytest
 import torch
 
 from sharpedges.probes import (
-    FAIL, PASS, PROBES, SKIP, ModelAdapter, Outputs, ProbeSkip, assert_causal, assert_eval_deterministic,
-    assert_grad_flow, assert_half_precision, assert_kv_cache_consistent, assert_padding_invariant, run_probe,
+    FAIL,
+    PASS,
+    PROBES,
+    SKIP,
+    ModelAdapter,
+    Outputs,
+    ProbeSkip,
+    assert_causal,
+    assert_eval_deterministic,
+    assert_grad_flow,
+    assert_half_precision,
+    assert_kv_cache_consistent,
+    assert_padding_invariant,
+    run_probe,
     run_probes,
 )
 from tests.probes.models import LogitsOnly, TinyLM
@@ -16,8 +28,9 @@ from tests.probes.models import LogitsOnly, TinyLM
 def test_clean_models_pass_every_probe(model):
     results = run_probes(model)
     assert [result.name for result in results] == list(PROBES)
-    assert {result.name: result.status for result in results} == dict.fromkeys(PROBES, PASS), \
-        [result.detail for result in results]
+    assert {result.name: result.status for result in results} == dict.fromkeys(PROBES, PASS), [
+        result.detail for result in results
+    ]
 
 
 def test_inverted_causal_mask_fails_causal_from_the_first_position():
@@ -150,8 +163,14 @@ def test_measurements_repeat_exactly():
 
 def test_assert_helpers_pass_fail_and_skip():
     clean = TinyLM()
-    for check in (assert_causal, assert_eval_deterministic, assert_kv_cache_consistent, assert_padding_invariant,
-                  assert_half_precision, assert_grad_flow):
+    for check in (
+        assert_causal,
+        assert_eval_deterministic,
+        assert_kv_cache_consistent,
+        assert_padding_invariant,
+        assert_half_precision,
+        assert_grad_flow,
+    ):
         assert check(clean).status == PASS
     with pytest.raises(AssertionError, match=r"probe causal \(SHP201/SHP202\) failed: changing tokens after"):
         assert_causal(TinyLM("inverted_causal_mask"))

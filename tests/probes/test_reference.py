@@ -41,8 +41,9 @@ class MoEDecoder(TinyDecoder):
         positions = torch.arange(start, start + idx.size(1), device=idx.device)
         x, aux_losses = self.tok_emb(idx), []
         for i, block in enumerate(self.blocks):
-            x, aux_loss = block(x, positions=positions, rope=self.rope, cache=caches[i] if caches else None,
-                                attn_mask=attn_mask)
+            x, aux_loss = block(
+                x, positions=positions, rope=self.rope, cache=caches[i] if caches else None, attn_mask=attn_mask
+            )
             aux_losses.append(aux_loss)
         return {"logits": self.lm_head(self.final_norm(x)), "aux_loss": mean_over_layers(aux_losses)}
 
@@ -64,8 +65,9 @@ REFERENCE_MODELS = {
 @pytest.mark.parametrize("build", REFERENCE_MODELS.values(), ids=REFERENCE_MODELS.keys())
 def test_reference_models_pass_every_probe(build):
     results = run_probes(build())
-    assert {result.name: result.status for result in results} == dict.fromkeys(PROBES, PASS), \
-        {result.name: result.detail for result in results if result.status != PASS}
+    assert {result.name: result.status for result in results} == dict.fromkeys(PROBES, PASS), {
+        result.name: result.detail for result in results if result.status != PASS
+    }
 
 
 def test_the_moe_router_is_found_and_learns_from_the_balancing_loss():

@@ -6,8 +6,14 @@ import transformers
 
 from sharpedges.probes import PASS, PROBES, SKIP, run_probes
 
-COMMON = {"vocab_size": 256, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-          "num_attention_heads": 4, "num_key_value_heads": 2}
+COMMON = {
+    "vocab_size": 256,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+}
 
 
 def test_llama_with_attention_dropout_passes_every_probe():
@@ -17,8 +23,9 @@ def test_llama_with_attention_dropout_passes_every_probe():
 
 
 def test_gpt2_learned_positions_stay_invariant_under_left_padding():
-    config = transformers.GPT2Config(vocab_size=256, n_embd=64, n_layer=2, n_head=4, n_positions=64,
-                                     bos_token_id=0, eos_token_id=0)
+    config = transformers.GPT2Config(
+        vocab_size=256, n_embd=64, n_layer=2, n_head=4, n_positions=64, bos_token_id=0, eos_token_id=0
+    )
     [result] = run_probes(transformers.GPT2LMHeadModel(config), ["padding-invariant"])
     assert result.status == PASS, result.detail
 

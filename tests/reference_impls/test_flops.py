@@ -33,9 +33,8 @@ def test_pinned_backend_records_the_backend_that_ran():
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_pinned_backend_that_cannot_run_raises_and_records_nothing():
     q = k = v = torch.randn(1, 2, 4, 8)  # CPU tensors: no memory-efficient kernel here
-    with pytest.raises(RuntimeError):
-        with pinned_sdpa_backend("EFFICIENT_ATTENTION") as run:
-            F.scaled_dot_product_attention(q, k, v)
+    with pytest.raises(RuntimeError), pinned_sdpa_backend("EFFICIENT_ATTENTION") as run:
+        F.scaled_dot_product_attention(q, k, v)
     assert run.requested == "EFFICIENT_ATTENTION" and run.ran is None
 
 

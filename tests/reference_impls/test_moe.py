@@ -51,7 +51,7 @@ def test_dispatch_gradients_agree():
         weights = routing.weights.detach().clone().requires_grad_(True)
         dispatch(params[0], weights, routing.experts, params[1], params[2]).pow(2).sum().backward()
         grads.append([p.grad for p in params] + [weights.grad])
-    for from_loop, from_sorted in zip(*grads):
+    for from_loop, from_sorted in zip(*grads, strict=False):
         torch.testing.assert_close(from_loop, from_sorted)
 
 
@@ -66,7 +66,7 @@ def test_grouped_matmul_dispatch_agrees_in_fp32():
     upstream = torch.randn_like(grouped)
     grads = torch.autograd.grad(grouped, params, upstream)
     exact_grads = torch.autograd.grad(exact, params, upstream.double())
-    for grad, exact_grad in zip(grads, exact_grads):
+    for grad, exact_grad in zip(grads, exact_grads, strict=False):
         torch.testing.assert_close(grad, exact_grad, rtol=1e-4, atol=1e-4)
 
 
@@ -102,7 +102,9 @@ def test_renormalised_weights_sum_to_one_and_raw_softmax_weights_do_not():
 
 
 def test_sigmoid_router_gives_a_distribution_for_the_balance_loss():
-    routing = TopKRouter(D_MODEL, N_EXPERTS, TOP_K, score="sigmoid").double()(torch.randn(5, D_MODEL, dtype=torch.float64))
+    routing = TopKRouter(D_MODEL, N_EXPERTS, TOP_K, score="sigmoid").double()(
+        torch.randn(5, D_MODEL, dtype=torch.float64)
+    )
     torch.testing.assert_close(routing.probs.sum(-1), torch.ones(5, dtype=torch.float64))
     torch.testing.assert_close(routing.weights.sum(-1), torch.ones(5, dtype=torch.float64))
 

@@ -56,7 +56,10 @@ def test_partial_rotary_leaves_the_rest_untouched():
 def test_layouts_agree_under_the_weight_permutation():
     """Half-split RoPE on W_q[perm] equals interleaved RoPE on W_q, channels permuted."""
     gen = torch.Generator().manual_seed(0)
-    w_q, w_k = torch.randn(D, 32, dtype=torch.float64, generator=gen), torch.randn(D, 32, dtype=torch.float64, generator=gen)
+    w_q, w_k = (
+        torch.randn(D, 32, dtype=torch.float64, generator=gen),
+        torch.randn(D, 32, dtype=torch.float64, generator=gen),
+    )
     x = torch.randn(1, 1, 5, 32, dtype=torch.float64, generator=gen)
     positions = torch.arange(5) + 11
     perm = interleaved_to_half_split(D)

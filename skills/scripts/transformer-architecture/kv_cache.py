@@ -13,8 +13,9 @@ import sys
 DTYPE_BITS = {"float32": 32, "float16": 16, "bfloat16": 16, "float8": 8, "int8": 8, "int4": 4}
 
 
-def kv_cache_bytes(layers: int, kv_heads: int, head_dim: int, seq_len: int = 1, batch: int = 1,
-                   dtype: str = "float16") -> int:
+def kv_cache_bytes(
+    layers: int, kv_heads: int, head_dim: int, seq_len: int = 1, batch: int = 1, dtype: str = "float16"
+) -> int:
     """Use the number of KV heads (fewer than query heads with GQA/MQA), not the query heads."""
     return math.ceil(2 * layers * kv_heads * head_dim * DTYPE_BITS[dtype] * seq_len * batch / 8)
 

@@ -32,15 +32,23 @@ def eager_attention(q, k, v, allowed=None):
 
 def cases(generator):
     def tensors(length_q, length_k, batch=2, heads=4, dim=16):
-        return (torch.randn(batch, heads, length_q, dim, generator=generator),
-                torch.randn(batch, heads, length_k, dim, generator=generator),
-                torch.randn(batch, heads, length_k, dim, generator=generator))
+        return (
+            torch.randn(batch, heads, length_q, dim, generator=generator),
+            torch.randn(batch, heads, length_k, dim, generator=generator),
+            torch.randn(batch, heads, length_k, dim, generator=generator),
+        )
 
     q, k, v = tensors(7, 7)
     yield "full causal (L == S)", q, k, v, torch.ones(7, 7, dtype=torch.bool).tril(), {"is_causal": True}
     q, k, v = tensors(3, 10)
-    yield ("3 new tokens after 7 cached (bottom-right)", q, k, v, torch.ones(3, 10, dtype=torch.bool).tril(7),
-           {"attn_mask": causal_lower_right(3, 10)})
+    yield (
+        "3 new tokens after 7 cached (bottom-right)",
+        q,
+        k,
+        v,
+        torch.ones(3, 10, dtype=torch.bool).tril(7),
+        {"attn_mask": causal_lower_right(3, 10)},
+    )
     q, k, v = tensors(1, 10)
     yield "1 new token after 9 cached (no mask)", q, k, v, None, {}
     q, k, v = tensors(5, 5)
