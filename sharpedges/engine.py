@@ -9,13 +9,17 @@ import signal
 import sys
 import threading
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import libcst as cst
+from libcst._nodes.internal import CodegenState
 from libcst.metadata import MetadataWrapper, PositionProvider
+from libcst.metadata.position_provider import NEWLINE_RE, PositionProvidingCodegenState
 
 from sharpedges.analysis.context import FileContext
+from sharpedges.analysis.walk import is_a
 from sharpedges.detector import Finding
 from sharpedges.diagnostics import Diagnostic, Edit, FileError, FileResult
 from sharpedges.lines import line_starts, source_lines, span_offsets
@@ -147,6 +151,90 @@ def _positions(module: cst.Module):
         return MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
     finally:
         sys.setrecursionlimit(previous)
+
+
+# Statements whose parent generates their code with no arguments (an `elif` is an If its parent
+# generates with `is_elif=True`): generating such a statement alone, from the line, column and
+# indentation it starts at, gives the positions a whole-module pass gives.
+_STATEMENTS = (cst.SimpleStatementLine, cst.BaseCompoundStatement)
+_STATEMENT_PARENTS = (cst.Module, cst.IndentedBlock)
+
+
+@dataclass
+class _StatementStarts(CodegenState):
+    """Plain code generation (the module's code) that notes, for each statement in `wanted`, how
+    many tokens precede it and the indentation in force there."""
+
+    wanted: dict[cst.CSTNode, tuple[int, tuple[str, ...]] | None] = field(default_factory=dict)
+
+    def before_codegen(self, node: cst.CSTNode) -> None:
+        if node in self.wanted:
+            self.wanted[node] = (len(self.tokens), tuple(self.indent_tokens))
+
+
+def _advance(line: int, column: int, tokens: list[str]) -> tuple[int, int]:
+    """The 1-based line and 0-based column after `tokens`, counted as libcst's position provider
+    counts them (token by token, so a `\r` token followed by a `\n` one is two line breaks)."""
+    text = "".join(tokens)
+    if "\r" not in text:
+        breaks = text.count("\n")
+        return (line + breaks, len(text) - text.rfind("\n") - 1) if breaks else (line, column + len(text))
+    for token in tokens:
+        segments = NEWLINE_RE.split(token)
+        if len(segments) == 1:
+            column += len(token)
+        else:
+            line, column = line + len(segments) - 1, len(segments[-1])
+    return line, column
+
+
+def located(module: cst.Module, parents: Mapping[cst.CSTNode, cst.CSTNode], nodes: Iterable[cst.CSTNode]):
+    """The module's code and the positions of `nodes` (libcst's PositionProvider ranges), found by
+    generating only the statements that hold them: positions of the whole module cost several
+    times what the rules themselves do on a model file. Every node inside those statements gets
+    its position too. `parents` maps each node of `module` to its parent."""
+    holders: dict[cst.CSTNode, None] = {}
+    for node in nodes:
+        holder: cst.CSTNode | None = node
+        while holder is not None and not (is_a(holder, _STATEMENTS) and is_a(parents.get(holder), _STATEMENT_PARENTS)):
+            holder = parents.get(holder)
+        if holder is None:  # the module itself, or a node outside any statement: position everything
+            return module.code, _positions(module)
+        holders[holder] = None
+    # a statement inside another one gets its positions from the outer one's pass
+    outermost: dict[cst.CSTNode, tuple[int, tuple[str, ...]] | None] = {
+        holder: None for holder in holders if not any(a in holders for a in _ancestors(parents, holder))
+    }
+    plain = _StatementStarts(module.default_indent, module.default_newline, wanted=outermost)
+    provider = PositionProvider()
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(previous, _frame_depth() + 10 * MAX_NESTING))
+    try:
+        module._codegen(plain)
+        line, column, done = 1, 0, 0
+        starts = [(start, statement) for statement, start in plain.wanted.items() if start is not None]
+        for (at, indent), statement in sorted(starts, key=lambda item: item[0][0]):
+            line, column = _advance(line, column, plain.tokens[done:at])
+            done = at
+            state = PositionProvidingCodegenState(
+                module.default_indent,
+                module.default_newline,
+                provider,
+                indent_tokens=list(indent),
+                line=line,
+                column=column,
+            )
+            statement._codegen(state)
+    finally:
+        sys.setrecursionlimit(previous)
+    return "".join(plain.tokens), provider._computed
+
+
+def _ancestors(parents: Mapping[cst.CSTNode, cst.CSTNode], node: cst.CSTNode):
+    parent = parents.get(node)
+    while parent is not None:
+        yield parent
+        parent = parents.get(parent)
 
 
 def unknown_noqa_codes(path: str, data: bytes) -> list[str]:
@@ -288,11 +376,16 @@ class Engine:
         return result
 
     def _diagnostics(self, path: str, ctx: FileContext, found: list[tuple[Rule, Finding]]) -> list[Diagnostic]:
-        # Positions are computed only for files with findings: libcst's PositionProvider costs
-        # about two parses, far too much to pay on every file.
-        positions = _positions(ctx.module)
-        lines = source_lines(ctx.module.code)
-        starts = line_starts(ctx.module.code)
+        # Positions are computed only for files with findings, and only for the statements that
+        # hold what is reported: libcst's PositionProvider over a whole module costs about two parses.
+        wanted: list[cst.CSTNode] = []
+        for _, finding in found:
+            wanted += [finding.node, finding.anchor or ctx.index.statement_of(finding.node)]
+            wanted += [node for node, _ in finding.related]
+            wanted += [replacement.node for replacement in finding.fix.replacements] if finding.fix else []
+        code, positions = located(ctx.module, ctx.index.parents, wanted)
+        lines = source_lines(code)
+        starts = line_starts(code)
         diagnostics: dict[tuple, Diagnostic] = {}
         for rule, finding in found:
             span = positions[finding.node]
@@ -301,7 +394,9 @@ class Engine:
                 continue
             fix = None
             if finding.fix is not None:
-                edits = [self._edit(ctx, positions, starts, replacement) for replacement in finding.fix.replacements]
+                edits = [
+                    self._edit(ctx, code, positions, starts, replacement) for replacement in finding.fix.replacements
+                ]
                 if all(edits):
                     fix = {"applicability": finding.fix.applicability, "edits": edits}
             diagnostic = Diagnostic(
@@ -322,7 +417,7 @@ class Engine:
         return sorted(diagnostics.values(), key=Diagnostic.sort_key)
 
     @staticmethod
-    def _edit(ctx: FileContext, positions, starts: list[int], replacement) -> dict | None:
+    def _edit(ctx: FileContext, code: str, positions, starts: list[int], replacement) -> dict | None:
         """The edit as positions plus the code it replaces, or None (no fix offered) when the
         span libcst reports does not hold exactly that node's code."""
         where = positions[replacement.node]
@@ -335,7 +430,7 @@ class Engine:
             ctx.module.code_for_node(replacement.node),
         ).__dict__
         span = span_offsets(starts, edit)
-        if span is None or ctx.module.code[span[0] : span[1]] != edit["original"]:
+        if span is None or code[span[0] : span[1]] != edit["original"]:
             return None
         return edit
 
