@@ -96,10 +96,98 @@ def _fix(ctx: FileContext, use: MaskUse, value, found: int) -> Fix | None:
         replacement = _flipped(node)
         if replacement is None:
             continue
-        fixed = ctx.module.deep_replace(replacement.node, cst.parse_expression(replacement.code))
-        if len(list(_inversions(FileContext(ctx.path, fixed)))) < found:
+        if _removes_an_inversion(ctx, replacement, found):
             return Fix("unsafe", (replacement,))
     return None
+
+
+def _removes_an_inversion(ctx: FileContext, replacement: Replacement, found: int) -> bool:
+    """Whether the file has fewer inversions once `replacement` is made. Only the part of the file
+    the change can reach is analysed again (the module analysed whole costs a parse's time per
+    finding): the top-level function or class that holds it, what uses that, and what those read."""
+    flipped = cst.parse_expression(replacement.code)
+    top = _top_level(ctx, replacement.node)
+    reach = _reach(ctx, top, {replacement.code}) if top is not None else None
+    if top is None or reach is None:
+        fixed = cst.ensure_type(ctx.module.deep_replace(replacement.node, flipped), cst.Module)
+        return len(list(_inversions(FileContext(ctx.path, fixed)))) < found
+    changed = top.deep_replace(replacement.node, flipped)
+    before = ctx.memo(
+        f"SHP202 inversions from top-level statement {ctx.order(top)}",
+        lambda: _count_inversions(ctx, reach, ctx.lowered_source),
+    )
+    after = [changed if statement is top else statement for statement in reach]
+    return _count_inversions(ctx, after, ctx.lowered_source + b"\n" + replacement.code.lower().encode()) < before
+
+
+def _count_inversions(ctx: FileContext, statements: list[cst.CSTNode], lowered_source: bytes) -> int:
+    """Inversions in a module of only these top-level statements. `lowered_source` may say more than
+    they hold: it screens analyses, and a screen that passes changes no result."""
+    part = FileContext(ctx.path, ctx.module.with_changes(body=statements), lowered_source)
+    part.project = ctx.project
+    return len(list(_inversions(part)))
+
+
+def _top_level(ctx: FileContext, node: cst.CSTNode) -> cst.BaseStatement | None:
+    """The statement of the module's body that holds `node`."""
+    for ancestor in ctx.index.ancestors(node):
+        if ctx.index.parents.get(ancestor) is ctx.module:
+            return next((statement for statement in ctx.module.body if statement is ancestor), None)
+    return None
+
+
+def _reach(ctx: FileContext, top: cst.BaseStatement, new_names: set[str]) -> list[cst.CSTNode] | None:
+    """The top-level statements, in order, whose inversions a change inside `top` can alter, with
+    everything their analysis reads: the functions and classes that name `top` (transitively), and
+    the module's other statements and the definitions those name (transitively). Names are matched
+    as words, which can only take in more. None when that is not known to be less than the whole
+    file (`top` is not a definition, or a statement that is not one names it)."""
+    names = _names_by_statement(ctx)
+    defined: dict[cst.CSTNode, str] = {
+        statement: statement.name.value for statement in ctx.module.body if is_a(statement, _DEFINITIONS)
+    }
+    if top not in defined:
+        return None
+    affected = {defined[top]}
+    changed = True
+    while changed:  # definitions that name an affected one are affected
+        changed = False
+        for statement, name in defined.items():
+            if name not in affected and names[statement] & affected:
+                affected.add(name)
+                changed = True
+    if any(names[statement] & affected for statement in ctx.module.body if statement not in defined):
+        return None
+    included: set[cst.CSTNode] = {
+        statement for statement in ctx.module.body if statement not in defined or defined[statement] in affected
+    }
+    wanted = set().union(*(names[statement] for statement in included), new_names)
+    changed = True
+    while changed:  # and what they name
+        changed = False
+        for statement, name in defined.items():
+            if statement not in included and name in wanted:
+                included.add(statement)
+                wanted |= names[statement]
+                changed = True
+    if len(included) == len(ctx.module.body):
+        return None
+    return [statement for statement in ctx.module.body if statement in included]
+
+
+_DEFINITIONS = (cst.FunctionDef, cst.ClassDef)
+
+
+def _names_by_statement(ctx: FileContext) -> dict[cst.CSTNode, set[str]]:
+    """Every identifier (names, attributes, parameters) each top-level statement holds."""
+
+    def compute() -> dict[cst.CSTNode, set[str]]:
+        return {
+            statement: {name.value for name in ctx.index.descendants(statement, cst.Name)}
+            for statement in ctx.module.body
+        }
+
+    return ctx.memo("SHP202 names by top-level statement", compute)
 
 
 def _flipped(node: cst.CSTNode) -> Replacement | None:
