@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sharpedges.detectors import causal_mask_inverted as MODULE
+from sharpedges.detectors import causal_mask_inverted
 from sharpedges.engine import Engine
 from sharpedges.registry import all_rules
 from tests.detectors.modules import NANOGPT_ATTENTION
@@ -47,19 +47,19 @@ def shp202(source: str) -> list[dict]:
 def test_fixes_equal_those_verified_on_the_whole_module(index: int, monkeypatch: pytest.MonkeyPatch) -> None:
     source = SOURCES[index]
     found = shp202(source)
-    monkeypatch.setattr(MODULE, "_reach", lambda ctx, top, names: None)
+    monkeypatch.setattr(causal_mask_inverted, "_reach", lambda ctx, top, names: None)
     assert found == shp202(source)
 
 
 def test_fixes_are_offered_and_verified_on_less_than_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
     reaches = []
-    reach = MODULE._reach
+    reach = causal_mask_inverted._reach
 
     def spy(ctx, top, names):
         found = reach(ctx, top, names)
         reaches.append(found is not None and len(found) < len(ctx.module.body))
         return found
 
-    monkeypatch.setattr(MODULE, "_reach", spy)
+    monkeypatch.setattr(causal_mask_inverted, "_reach", spy)
     assert sum(1 for source in SOURCES for d in shp202(source) if d["fix"]) >= 5
     assert any(reaches)
