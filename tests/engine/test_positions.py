@@ -25,6 +25,59 @@ RULE_EXAMPLES = {
     for kind in ("bad", "good")
     for i, source in enumerate(getattr(rule.spec.examples, kind))
 }
+# Statements in every kind of block, suites, continuations and comments where libcst keeps them.
+CONSTRUCTS = """# leading comment
+
+import torch  # trailing
+
+
+@decorator(1)
+@other
+async def f(x: int = 1, *args, k=2, **kw) -> int:  # c
+    \"\"\"doc\"\"\"
+    if x: y = 1; z = 2
+    elif x > 1:
+        pass
+    elif (n := x):  # walrus
+        return n
+    else:
+        y = [i
+             for i in range(3)]  # continuation
+    try:
+        async with a as b, c:
+            await b
+    except (ValueError, KeyError) as e:
+        raise
+    finally:
+        del y
+        # footer comment of the block
+    # a comment before the next statement
+    try:
+        pass
+    except* OSError:
+        pass
+    while True:
+        for i in x: break
+        else:
+            continue
+    match x:
+        case [1, *rest] if rest:
+            return f"{x!r:>{k}}"
+        case {"a": 1, **other}:
+            pass
+        case _:
+            pass
+    total = 1 + \\
+        2
+    return lambda q: q @ x
+
+
+class A(Base, metaclass=M):
+    class Inner:
+        x: int = 0
+
+    def g(self): return self.x
+"""
 # Line breaks and indentation the whole-module pass counts token by token.
 VARIANTS = {
     "crlf": lambda source: source.replace("\n", "\r\n"),
@@ -33,6 +86,8 @@ VARIANTS = {
     "tabs": lambda source: source.replace("    ", "\t"),
 }
 SOURCES = {
+    "constructs": CONSTRUCTS,
+    **{f"constructs-{variant}": change(CONSTRUCTS) for variant, change in VARIANTS.items()},
     **EXAMPLES,
     **RULE_EXAMPLES,
     **{
@@ -55,7 +110,7 @@ def test_positions_of_every_node_match_the_whole_module_pass(name: str) -> None:
     assert code == module.code
     assert {node: everything[node] for node in nodes} == {node: expected[node] for node in nodes}
     # one node at a time: its statement is generated alone, nested in blocks, elifs, decorators
-    for node in nodes[:: max(1, len(nodes) // 40)]:
+    for node in nodes if name.startswith("constructs") else nodes[:: max(1, len(nodes) // 40)]:
         assert located(module, index.parents, [node])[1][node] == expected[node], type(node).__name__
 
 
