@@ -188,7 +188,7 @@ def _advance(line: int, column: int, tokens: list[str]) -> tuple[int, int]:
     return line, column
 
 
-def located(module: cst.Module, parents: Mapping[cst.CSTNode, cst.CSTNode], nodes: Iterable[cst.CSTNode]):
+def statement_positions(module: cst.Module, parents: Mapping[cst.CSTNode, cst.CSTNode], nodes: Iterable[cst.CSTNode]):
     """The module's code and the positions of `nodes` (libcst's PositionProvider ranges), found by
     generating only the statements that hold them: positions of the whole module cost several
     times what the rules themselves do on a model file. Every node inside those statements gets
@@ -383,7 +383,7 @@ class Engine:
             wanted += [finding.node, finding.anchor or ctx.index.statement_of(finding.node)]
             wanted += [node for node, _ in finding.related]
             wanted += [replacement.node for replacement in finding.fix.replacements] if finding.fix else []
-        code, positions = located(ctx.module, ctx.index.parents, wanted)
+        code, positions = statement_positions(ctx.module, ctx.index.parents, wanted)
         lines = source_lines(code)
         starts = line_starts(code)
         diagnostics: dict[tuple, Diagnostic] = {}

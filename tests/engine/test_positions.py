@@ -13,7 +13,7 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 
 from sharpedges import engine
 from sharpedges.analysis.walk import TreeIndex
-from sharpedges.engine import Engine, located
+from sharpedges.engine import Engine, statement_positions
 from sharpedges.registry import all_rules
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -106,15 +106,15 @@ def test_positions_of_every_node_match_the_whole_module_pass(name: str) -> None:
     index = TreeIndex(module)
     expected = whole_module(module)
     nodes = [node for node in index.sequence if node is not module]
-    code, everything = located(module, index.parents, nodes)
+    code, everything = statement_positions(module, index.parents, nodes)
     assert code == module.code
     assert {node: everything[node] for node in nodes} == {node: expected[node] for node in nodes}
     # one node at a time: its statement is generated alone, nested in blocks, elifs, decorators
     for node in nodes if name.startswith("constructs") else nodes[:: max(1, len(nodes) // 40)]:
-        assert located(module, index.parents, [node])[1][node] == expected[node], type(node).__name__
+        assert statement_positions(module, index.parents, [node])[1][node] == expected[node], type(node).__name__
 
 
-def _whole_module_located(module, parents, nodes):
+def _whole_module_positions(module, parents, nodes):
     return module.code, whole_module(module)
 
 
@@ -123,6 +123,6 @@ def test_reported_positions_are_unchanged(name: str, monkeypatch: pytest.MonkeyP
     """Findings, related locations and fix edits, as JSON, equal what the whole-module pass gives."""
     source = SOURCES[name].encode()
     found = [d.to_json() for d in Engine(RULES.values()).check(name, source).diagnostics]
-    monkeypatch.setattr(engine, "located", _whole_module_located)
+    monkeypatch.setattr(engine, "statement_positions", _whole_module_positions)
     assert found == [d.to_json() for d in Engine(RULES.values()).check(name, source).diagnostics]
     assert found or "-bad-" not in name
