@@ -10,6 +10,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterable
+from types import FrameType
 from typing import Any
 
 import libcst as cst
@@ -185,7 +186,8 @@ def interruption(exc: BaseException) -> BaseException | None:
 
 
 def _frame_depth() -> int:
-    depth, frame = 0, sys._getframe()
+    depth = 0
+    frame: FrameType | None = sys._getframe()
     while frame is not None:
         depth, frame = depth + 1, frame.f_back
     return depth

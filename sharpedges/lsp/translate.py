@@ -5,6 +5,7 @@ position encoding (`PositionCodec`)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -231,7 +232,7 @@ def fix_all_action(checked: CheckedText, fixed: str) -> types.CodeAction:
     )
 
 
-def wanted(kind: str, only: list[str] | None) -> bool:
+def wanted(kind: str, only: Sequence[str] | None) -> bool:
     """LSP kinds are hierarchical: asking for `source.fixAll` includes `source.fixAll.sharpedges`."""
     return not only or any(kind == wanted_kind or kind.startswith(f"{wanted_kind}.") for wanted_kind in only)
 
