@@ -60,7 +60,7 @@ def test_fix_of_bad_examples_parses_and_is_idempotent(code: str) -> None:
     for source in rule.spec.examples.bad:
         diagnostics = engine.check("x.py", source.encode()).diagnostics
         fixes = [d.fix for d in diagnostics if d.fix]
-        assert all(f["applicability"] == rule.spec.fix for f in fixes)
+        assert all(f.applicability == rule.spec.fix for f in fixes)
         if not fixes:
             continue
         fixed_any = True
