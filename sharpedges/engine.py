@@ -10,14 +10,15 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterable
+from types import FrameType
 from typing import Any
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from sharpedges.analysis.context import FileContext
-from sharpedges.detector import Finding
-from sharpedges.diagnostics import Diagnostic, Edit, FileError, FileResult
+from sharpedges.detector import Finding, Replacement
+from sharpedges.diagnostics import Diagnostic, DiagnosticFix, Edit, FileError, FileResult
 from sharpedges.lines import line_starts, source_lines, span_offsets
 from sharpedges.registry import Rule
 from sharpedges.suppression import suppressed_by_noqa, unknown_noqa_codes
@@ -166,7 +167,8 @@ def interruption(exc: BaseException) -> BaseException | None:
 
 
 def _frame_depth() -> int:
-    depth, frame = 0, sys._getframe()
+    depth = 0
+    frame: FrameType | None = sys._getframe()
     while frame is not None:
         depth, frame = depth + 1, frame.f_back
     return depth
@@ -283,8 +285,9 @@ class Engine:
             fix = None
             if finding.fix is not None:
                 edits = [self._edit(ctx, positions, starts, replacement) for replacement in finding.fix.replacements]
-                if all(edits):
-                    fix = {"applicability": finding.fix.applicability, "edits": edits}
+                located = tuple(edit for edit in edits if edit is not None)
+                if len(located) == len(edits):
+                    fix = DiagnosticFix(finding.fix.applicability, located)
             diagnostic = Diagnostic(
                 rule=rule.code,
                 name=rule.spec.name,
@@ -303,7 +306,7 @@ class Engine:
         return sorted(diagnostics.values(), key=Diagnostic.sort_key)
 
     @staticmethod
-    def _edit(ctx: FileContext, positions, starts: list[int], replacement) -> dict | None:
+    def _edit(ctx: FileContext, positions, starts: list[int], replacement: Replacement) -> Edit | None:
         """The edit as positions plus the code it replaces, or None (no fix offered) when the
         span libcst reports does not hold exactly that node's code."""
         where = positions[replacement.node]
@@ -314,9 +317,9 @@ class Engine:
             where.end.column + 1,
             replacement.code,
             ctx.module.code_for_node(replacement.node),
-        ).__dict__
+        )
         span = span_offsets(starts, edit)
-        if span is None or ctx.module.code[span[0] : span[1]] != edit["original"]:
+        if span is None or ctx.module.code[span[0] : span[1]] != edit.original:
             return None
         return edit
 

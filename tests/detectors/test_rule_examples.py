@@ -61,7 +61,7 @@ def test_fix_of_bad_examples_parses_and_is_idempotent(code: str) -> None:
         diagnostics = engine.check("x.py", source.encode()).diagnostics
         fixes = [d.fix for d in diagnostics if d.fix]
         allowed = {rule.spec.fix, "unsafe"} if rule.spec.unsafe_when else {rule.spec.fix}
-        assert {f["applicability"] for f in fixes} <= allowed
+        assert {f.applicability for f in fixes} <= allowed
         if not fixes:
             continue
         fixed_any = True
