@@ -109,8 +109,9 @@ def _removes_an_inversion(ctx: FileContext, replacement: Replacement, found: int
     top = _top_level(ctx, replacement.node)
     reach = _reach(ctx, top, {replacement.code}) if top is not None else None
     if top is None or reach is None:
-        fixed = cst.ensure_type(ctx.module.deep_replace(replacement.node, flipped), cst.Module)
-        return len(list(_inversions(FileContext(ctx.path, fixed)))) < found
+        fixed = ctx.module.deep_replace(replacement.node, flipped)
+        # deep_replace hands back the new node itself only when it replaced the whole module
+        return is_a(fixed, cst.Module) and len(list(_inversions(FileContext(ctx.path, fixed)))) < found
     changed = top.deep_replace(replacement.node, flipped)
     before = ctx.memo(
         f"SHP202 inversions from top-level statement {ctx.order(top)}",

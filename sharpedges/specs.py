@@ -53,10 +53,16 @@ class RuleSpec:
     skill: str
     reference_impl: str
     fix: str = "none"
+    unsafe_when: str = ""
     default: bool = True
     precision: str = ""
     references: tuple[str, ...] = ()
     options: dict[str, OptionSpec] = field(default_factory=dict)
+
+    @property
+    def fix_label(self) -> str:
+        """`safe`, `unsafe`, `none`, or `safe/unsafe` for a safe fix the detector downgrades when unsure."""
+        return "safe/unsafe" if self.unsafe_when else self.fix
 
     @property
     def help_uri(self) -> str:
