@@ -1,20 +1,23 @@
 """Time from a `didChange` to the diagnostics the language server publishes for it, warm.
 
-    python benchmarks/lsp_latency.py [--rounds 10] [--lines 1000] [--ignore SHP202]
+    python benchmarks/lsp_latency.py [--rounds 10] [--lines 1000] [--ignore SHP202] [--profile 25]
 
 Starts `sharpedges lsp` over stdio with pygls's LanguageClient, opens a model file of about
 --lines lines built from examples/ (each example copied with its classes and functions renamed,
 as one long module), waits for the first diagnostics, then edits a line in the middle --rounds
 times, each time waiting for the diagnostics of that version. For comparison it also times the
 same check in this process with no server in between (`check_buffer`, what each worker runs).
---ignore writes `ignore = [...]` into the project's pyproject.toml, to see what one rule costs.
+--ignore writes `ignore = [...]` into the project's pyproject.toml, to see what one rule costs;
+--profile N prints the N largest costs (cumulative) of one in-process check under cProfile.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import os
+import pstats
 import re
 import statistics
 import sys
@@ -103,6 +106,19 @@ def engine_only(text: str, rounds: int, root: Path) -> tuple[list[float], list[f
     return wall, cpu
 
 
+def profile(text: str, root: Path, top: int) -> None:
+    """Where one check's time goes (cProfile slows Python code about twofold: compare shares)."""
+    from sharpedges.lsp.checking import check_buffer
+
+    profiler = cProfile.Profile()
+    profiler.runcall(check_buffer, str(root / "model.py"), text)
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(top)
+
+
+def load() -> str:
+    return f"load average {' '.join(f'{load:.2f}' for load in os.getloadavg())} on {os.cpu_count()} cores"
+
+
 def summary(label: str, timings: list[float]) -> str:
     ms = sorted(t * 1000 for t in timings)
     return f"{label}: median {statistics.median(ms):.0f} ms, min {ms[0]:.0f} ms, max {ms[-1]:.0f} ms ({len(ms)} rounds)"
@@ -113,6 +129,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--lines", type=int, default=1000)
     parser.add_argument("--ignore", default="", help="rule codes to ignore, comma-separated")
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="print one check's N largest costs")
     args = parser.parse_args()
     text = model_file(args.lines)
     with tempfile.TemporaryDirectory() as directory:
@@ -124,12 +141,14 @@ def main() -> int:
         from sharpedges.lsp.checking import check_buffer
 
         findings = len(check_buffer(str(root / "model.py"), text)["diagnostics"])
-        print(f"model file: {text.count(chr(10)) + 1} lines from {EXAMPLES.name}/, {findings} findings")
+        print(f"model file: {text.count(chr(10)) + 1} lines from {EXAMPLES.name}/, {findings} findings; {load()}")
         print(summary("didChange -> publishDiagnostics (server, warm)", asyncio.run(measure(text, args.rounds, root))))
         wall, cpu = engine_only(text, args.rounds, root)
         print(summary("the same check in-process, no server (engine only), wall", wall))
         print(summary("the same check in-process, no server (engine only), CPU", cpu))
-        print(f"load average: {' '.join(f'{load:.2f}' for load in os.getloadavg())} on {os.cpu_count()} cores")
+        print(load())
+        if args.profile:
+            profile(text, root, args.profile)
     return 0
 
 
