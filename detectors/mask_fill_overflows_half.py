@@ -15,11 +15,6 @@ from sharpedges.analysis.walk import is_a
 from sharpedges.detector import Detector, Finding, Fix, Replacement
 
 FP16_MAX = 65504.0
-MESSAGE = (
-    "mask fill value {value:g} is beyond the float16 range (±65504): in half precision or under autocast "
-    "masked_fill raises 'value cannot be converted to type at::Half without overflow' (or the score "
-    "becomes -inf and fully masked rows turn to NaN); use torch.finfo({scores}.dtype).min"
-)
 
 
 class MaskFillOverflowsHalf(Detector):
@@ -46,9 +41,8 @@ class MaskFillOverflowsHalf(Detector):
                     ):
                         continue
                     reported.add(literal)
-                    yield Finding(
-                        literal, MESSAGE.format(value=value, scores=_scores_text(scores)), _fix(ctx, literal, scores)
-                    )
+                    facts = {"value": value, "scores": _scores_text(scores)}
+                    yield Finding(literal, facts=facts, fix=_fix(ctx, literal, scores))
 
 
 def _fill_of(ctx, node, inner_path) -> tuple[cst.BaseExpression, cst.BaseExpression] | None:
