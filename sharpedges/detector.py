@@ -42,7 +42,7 @@ class Finding:
     node: cst.CSTNode
     _: KW_ONLY
     variant: str | None = None  # None: the spec's `message`; else a name in the spec's `messages`
-    facts: Mapping[str, str | int | float] = field(default_factory=dict)  # fill the placeholders
+    facts: Mapping[str, object] = field(default_factory=dict)  # fill the placeholders
     fix: Fix | None = None
     anchor: cst.CSTNode | None = None  # statement whose first line carries noqa
     # The locations the claim rests on (where the mask was built, where the scale was lost), each
