@@ -19,7 +19,8 @@ from sharpedges.yaml_io import DataFileError
 REPO = Path(__file__).resolve().parents[2]
 SHP101 = (REPO / "rules" / "SHP101.yaml").read_text()
 MESSAGE = next(line for line in SHP101.splitlines() if line.startswith("message: "))
-MARKER = '  # expect: SHP101 col 11 "attention scores reach softmax without 1/sqrt(d_k)"'
+FIRST_MARKER = next(line for line in SHP101.splitlines() if "# expect:" in line)
+MARKER = FIRST_MARKER[FIRST_MARKER.index("  # expect:") :]  # '  # expect: SHP101 col 11 "attention scores ..."'
 
 
 def validate(tmp_path: Path, text: str) -> dict:
@@ -30,7 +31,7 @@ def validate(tmp_path: Path, text: str) -> dict:
 
 def test_markers_are_read_out_of_the_bad_examples():
     spec = load_specs()["SHP101"]
-    assert spec.examples.expect[0] == (Expected(7, 11, "attention scores reach softmax without 1/sqrt(d_k)"),)
+    assert spec.examples.expect[0] == (Expected(7, 11, "attention scores reach softmax without 1/sqrt(d_k) scaling"),)
     assert "# expect:" not in spec.examples.bad[0]
     assert spec.examples.bad[0].splitlines()[6] == "    att = F.softmax(att, dim=-1)"
 
