@@ -93,9 +93,10 @@ class RuleSpec:
     def render_note(self, name: str, facts: Mapping[str, Any]) -> str:
         return self.notes[name].format_map(facts)
 
-    def outline(self) -> str:
-        """The message as documentation: each placeholder shown as `<name>`."""
-        return re.sub(r"\{([a-z_][a-z0-9_]*)(:[^}]*)?\}", r"<\1>", self.message).replace("{{", "{").replace("}}", "}")
+    def outline(self, variant: str | None = None) -> str:
+        """A message template as documentation: each placeholder shown as `<name>`."""
+        template = self.message if variant is None else self.messages[variant]
+        return re.sub(r"\{([a-z_][a-z0-9_]*)(:[^}]*)?\}", r"<\1>", template).replace("{{", "{").replace("}}", "}")
 
     @property
     def help_uri(self) -> str:
