@@ -36,8 +36,9 @@ class DropoutNotGated(Detector):
 
 
 def _training_fix(ctx, found) -> Fix | None:
-    """`F.dropout(x, p)` -> `F.dropout(x, p, training=self.training)` inside an nn.Module method
-    (unsafe: eval outputs change, which is the point)."""
+    """`F.dropout(x, p)` -> `F.dropout(x, p, training=self.training)` inside an nn.Module method. Safe: in
+    training mode `self.training` is True, the default it replaces; in eval mode dropout stops, which
+    is what `eval()` promises (Monte Carlo dropout passes `training=True` and is never reported)."""
     if found.kind != "functional" or not found.call.args or not is_module_method(ctx, ctx.function_of(found.call)):
         return None
     call = found.call
@@ -49,4 +50,4 @@ def _training_fix(ctx, found) -> Fix | None:
         value=cst.parse_expression("self.training"),
         equal=cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")),
     )
-    return Fix("unsafe", (Replacement(call, ctx.code(call.with_changes(args=[*args, training]))),))
+    return Fix("safe", (Replacement(call, ctx.code(call.with_changes(args=[*args, training]))),))

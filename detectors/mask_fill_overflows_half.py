@@ -10,7 +10,14 @@ from sharpedges.analysis.attention import attention_softmaxes
 from sharpedges.analysis.calls import argument, literal_number, literal_string, method_name
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import imported_constant
-from sharpedges.analysis.vocabulary import FILL_FUNCTIONS, FILL_METHODS, cast_precision
+from sharpedges.analysis.vocabulary import (
+    CAST_METHODS,
+    FILL_FUNCTIONS,
+    FILL_METHODS,
+    SHAPE_ONLY_METHODS,
+    TRANSPOSE_FUNCTIONS,
+    cast_precision,
+)
 from sharpedges.analysis.walk import is_a
 from sharpedges.detector import Detector, Finding, Fix, Replacement
 
@@ -42,7 +49,8 @@ class MaskFillOverflowsHalf(Detector):
                         continue
                     reported.add(literal)
                     facts = {"value": value, "scores": _scores_text(scores)}
-                    yield Finding(literal, facts=facts, fix=_fix(ctx, literal, scores))
+                    fix = _fix(ctx, literal, scores, between=source.path[:position])
+                    yield Finding(literal, facts=facts, fix=fix)
 
 
 def _fill_of(ctx, node, inner_path) -> tuple[cst.BaseExpression, cst.BaseExpression] | None:
@@ -117,13 +125,27 @@ def _scores_text(scores: cst.BaseExpression) -> str:
     return dotted(scores) or "scores"
 
 
-def _fix(ctx, literal: cst.BaseExpression, scores: cst.BaseExpression) -> Fix | None:
+def _fix(ctx, literal: cst.BaseExpression, scores: cst.BaseExpression, between: tuple) -> Fix | None:
     """`-1e9` -> `torch.finfo(scores.dtype).min` when the scores are a plain name and `torch` is
-    imported under that name (unsafe: the fill value changes, and so may the numerics)."""
+    imported under that name. Safe when the filled scores reach the softmax through names, views and
+    casts only: a masked score then becomes exactly 0 in every dtype where the literal fitted, as it
+    did before. Unsafe when arithmetic follows the fill (`+ bias`, a second mask): dtype-min plus a
+    negative term is -inf in that dtype."""
     scores_text = dotted(scores)
     if scores_text is None or not _imports_torch(ctx):
         return None
-    return Fix("unsafe", (Replacement(literal, f"torch.finfo({scores_text}.dtype).min"),))
+    applicability = "safe" if all(_passes_through(ctx, node) for node in between) else "unsafe"
+    return Fix(applicability, (Replacement(literal, f"torch.finfo({scores_text}.dtype).min"),))
+
+
+def _passes_through(ctx, node: cst.CSTNode) -> bool:
+    """A step that moves or casts the scores without computing on them."""
+    if is_a(node, (cst.Name, cst.Attribute)):
+        return True
+    if is_a(node, cst.Call):
+        method = method_name(node)
+        return method in SHAPE_ONLY_METHODS or method in CAST_METHODS or ctx.callee(node) in TRANSPOSE_FUNCTIONS
+    return False
 
 
 def _imports_torch(ctx) -> bool:

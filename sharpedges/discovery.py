@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Callable, Iterator
@@ -80,11 +81,16 @@ def discover(
         try:
             mode = path.stat().st_mode
         except OSError as exc:
-            reason = "symlink loop" if exc.errno == 40 else (exc.strerror or str(exc)).lower()
+            reason = "symlink loop" if exc.errno == errno.ELOOP else (exc.strerror or str(exc)).lower()
             errors.append(FileError(argument, f"cannot read: {reason}"))
             continue
         if stat.S_ISDIR(mode):
-            yield from _walk(path, argument, excluded, is_excluded, errors, seen, within or (lambda _: True))
+            found = 0
+            for candidate in _walk(path, argument, excluded, is_excluded, errors, seen, within or (lambda _: True)):
+                found += 1
+                yield candidate
+            if not found and notices is not None:
+                notices.append(f"{argument}: no Python files to check in this directory")
         else:
             if is_excluded(path, False):
                 if notices is not None:

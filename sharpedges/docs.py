@@ -40,9 +40,10 @@ def rule_markdown(spec) -> str:
         "## Fix safety\n",
         {
             "none": "No automatic fix.",
-            "safe": "The fix is safe: it does not change behaviour.",
+            "safe": "The fix is safe: it is certain to do what the code meant and changes nothing else (`--fix`).",
             "unsafe": "The fix is unsafe: it changes numerics; review it (`--fix --unsafe-fixes`).",
         }[spec.fix]
+        + (f" It is offered as unsafe when {spec.unsafe_when.strip()}" if spec.unsafe_when else "")
         + "\n",
     ]
     if spec.precision:

@@ -137,6 +137,9 @@ class RuleSpecModel(_Strict):
     skill: str = Field(description="skill-id#sharp-edge-id this rule enforces")
     reference_impl: str = Field(description="module:symbol under sharpedges.reference_impls")
     fix: Literal["none", "safe", "unsafe"] = "none"
+    unsafe_when: str = Field(
+        "", description="for a safe fix: when the detector cannot be certain and offers it as unsafe instead"
+    )
     default: bool = Field(True, description="on unless selected explicitly (opt-in rules are off)")
     precision: str = Field("", description="what the rule found on the pinned real corpus, judged")
     references: list[str] = []
@@ -163,6 +166,12 @@ class RuleSpecModel(_Strict):
                     raise ValueError(f"bad example {index}: line {expected.line} expects {expected.code}")
             if example.fixed is not None and self.fix == "none":
                 raise ValueError(f"bad example {index} states `fixed:` text but the rule has no fix")
+        return self
+
+    @model_validator(mode="after")
+    def _unsafe_when_qualifies_a_safe_fix(self) -> RuleSpecModel:
+        if self.unsafe_when and self.fix != "safe":
+            raise ValueError("unsafe_when qualifies a safe fix: set `fix: safe` or remove it")
         return self
 
     @field_validator("code")

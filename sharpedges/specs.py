@@ -77,6 +77,7 @@ class RuleSpec:
     skill: str
     reference_impl: str
     fix: str = "none"
+    unsafe_when: str = ""
     default: bool = True
     precision: str = ""
     references: tuple[str, ...] = ()
@@ -97,6 +98,11 @@ class RuleSpec:
         """A message template as documentation: each placeholder shown as `<name>`."""
         template = self.message if variant is None else self.messages[variant]
         return re.sub(r"\{([a-z_][a-z0-9_]*)(:[^}]*)?\}", r"<\1>", template).replace("{{", "{").replace("}}", "}")
+
+    @property
+    def fix_label(self) -> str:
+        """`safe`, `unsafe`, `none`, or `safe/unsafe` for a safe fix the detector downgrades when unsure."""
+        return "safe/unsafe" if self.unsafe_when else self.fix
 
     @property
     def help_uri(self) -> str:

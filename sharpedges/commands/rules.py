@@ -27,7 +27,7 @@ def markdown_table(specs) -> str:
     """The README's table of rules: one row per spec, in code order."""
     rows = ["| code | name | what it catches | set | fix |", "|---|---|---|---|---|"]
     rows += [
-        f"| {s.code} | {s.name} | {s.title} | {'default' if s.default else 'opt-in'} | {s.fix} |"
+        f"| {s.code} | {s.name} | {s.title} | {'default' if s.default else 'opt-in'} | {s.fix_label} |"
         for s in specs.values()
     ]
     return "\n".join(rows) + "\n"
@@ -85,9 +85,10 @@ def run(args) -> int:
     if args.format == "markdown":
         sys.stdout.write(markdown_table(specs))
         return 0
-    print(f"{'code':7} {'name':32} {'severity':8} {'fix':6} {'set':7} title")
+    print(f"{'code':7} {'name':32} {'severity':8} {'fix':11} {'set':7} title")
     for s in specs.values():
-        print(f"{s.code:7} {s.name:32} {s.severity:8} {s.fix:6} {'default' if s.default else 'opt-in':7} {s.title}")
+        rule_set = "default" if s.default else "opt-in"
+        print(f"{s.code:7} {s.name:32} {s.severity:8} {s.fix_label:11} {rule_set:7} {s.title}")
     print(
         "\nopt-in rules run only when selected by code or with --preview. "
         "Precision, judged on the pinned corpus (transformers, timm, x-transformers, torchtune, litgpt) and on "

@@ -52,10 +52,14 @@ def summary(result, paint: Painter | None = None) -> str:
     if findings:
         with_problems = len({d.path for d in findings})
         lines = [f"Found {_plural(len(findings), 'problem')} in {with_problems} of {_plural(result.files, 'file')}."]
-    else:
+    elif result.errors:  # a file that could not be read did not pass: never "all checks passed"
+        lines = [f"No problems found in {_plural(result.files, 'file')}." if result.files else ""]
+    elif result.files:
         lines = [paint(f"All checks passed ({_plural(result.files, 'file')}).", "green")]
+    else:
+        lines = ["No Python files checked."]
     if result.errors:
-        lines[0] += f" {_plural(len(result.errors), 'file')} could not be checked."
+        lines[0] = f"{lines[0]} {_plural(len(result.errors), 'file')} could not be checked.".lstrip()
     safe = sum(1 for d in findings if d.fix and d.fix["applicability"] == "safe")
     unsafe = sum(1 for d in findings if d.fix and d.fix["applicability"] == "unsafe")
     hidden = f"{_plural(unsafe, 'hidden fix')} can be enabled with `--fix --unsafe-fixes`"

@@ -64,6 +64,28 @@ def test_missing_path(run_cli, tmp_path: Path):
     assert result.returncode == 2 and "no such file" in errors["nope.py"]
 
 
+def test_a_missing_path_is_one_error_never_a_pass(run_cli, tmp_path: Path):
+    result = run_cli("check", "--no-cache", "nope.py")
+    assert result.returncode == 2
+    assert result.stdout == "nope.py: error: cannot read: no such file or directory\n1 file could not be checked.\n"
+    (tmp_path / "fine.py").write_text("x = 1\n")
+    result = run_cli("check", "--no-cache", "nope.py", "fine.py")
+    assert result.returncode == 2 and "All checks passed" not in result.stdout
+    assert result.stdout.endswith("No problems found in 1 file. 1 file could not be checked.\n")
+
+
+def test_an_empty_directory_says_so(run_cli, tmp_path: Path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("not python\n")
+    result = run_cli("check", "--no-cache", "empty", "notes")
+    assert result.returncode == 0 and result.stdout == "No Python files checked.\n"
+    assert result.stderr.splitlines() == [
+        "sharpedges: warning: empty: no Python files to check in this directory",
+        "sharpedges: warning: notes: no Python files to check in this directory",
+    ]
+
+
 def test_detector_crash_is_reported_with_rule_and_file_and_others_still_report(monkeypatch):
     from sharpedges.engine import Engine
     from sharpedges.registry import all_rules

@@ -128,6 +128,7 @@ def test_an_explicitly_named_excluded_file_is_said(run_cli, tmp_path):
     _project(tmp_path, '[tool.sharpedges]\nextend-exclude = ["pkg/bad.py"]\n')
     result = run_cli("check", "--no-cache", "pkg/bad.py")
     assert "pkg/bad.py: excluded by the configured exclude patterns, not checked" in result.stderr
+    assert result.returncode == 0 and result.stdout == "No Python files checked.\n"
 
 
 @pytest.mark.parametrize("where", ["extend-exclude", "per-file-ignores", "gitignore"])

@@ -25,6 +25,10 @@ def attention(query, key, value, mask):
     scores = scores.masked_fill(mask == 0, -1e9)
     return torch.matmul(scores.softmax(dim=-1), value)
 """
+# Arithmetic after the fill: dtype-min + bias is -inf, so the same fix is unsafe here.
+FILL_THEN_BIAS = FILL_OVERFLOWS_HALF.replace(
+    "    return torch.matmul(", "    scores = scores + bias\n    return torch.matmul("
+).replace("mask):", "mask, bias):")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -34,6 +38,7 @@ def examples(tmp_path):
     (tmp_path / "pkg" / "bad.py").write_text(UNSCALED)
     (tmp_path / "pkg" / "good.py").write_text(SCALED)
     (tmp_path / "pkg" / "fill.py").write_text(FILL_OVERFLOWS_HALF)
+    (tmp_path / "biased.py").write_text(FILL_THEN_BIAS)
     return tmp_path
 
 
@@ -54,9 +59,20 @@ def test_summary_counts_files_with_problems_of_files_checked(run_cli, examples):
 
 
 def test_unsafe_fixes_are_counted_in_the_summary(run_cli, examples):
-    result = run_cli("check", "--no-cache", "pkg/fill.py")
-    assert "pkg/fill.py:7:44: SHP103 " in result.stdout and "[*]" not in result.stdout
+    result = run_cli("check", "--no-cache", "biased.py")
+    assert "biased.py:7:44: SHP103 " in result.stdout and "[*]" not in result.stdout
     assert "No fixes available with `--fix` (1 hidden fix can be enabled with `--fix --unsafe-fixes`)." in result.stdout
+
+
+def test_fix_alone_applies_a_safe_fix_and_leaves_an_unsafe_one(run_cli, examples):
+    result = run_cli("check", "--no-cache", "pkg/fill.py", "biased.py")
+    assert "pkg/fill.py:7:44: SHP103 [*] " in result.stdout
+    assert "[*] 1 fixable with `--fix` (1 hidden fix can be enabled with `--fix --unsafe-fixes`)." in result.stdout
+    result = run_cli("check", "--no-cache", "--fix", "pkg/fill.py", "biased.py")
+    assert result.returncode == 1 and "(1 fixed, 1 remaining)" in result.stdout
+    fixed = (examples / "pkg" / "fill.py").read_text()
+    assert fixed == FILL_OVERFLOWS_HALF.replace("-1e9)", "torch.finfo(scores.dtype).min)")
+    assert (examples / "biased.py").read_text() == FILL_THEN_BIAS
 
 
 def test_safe_fixes_are_marked_and_counted():
@@ -125,7 +141,7 @@ def test_statistics_prints_only_the_table_most_frequent_first(run_cli, examples)
     result = run_cli("check", "--no-cache", "--statistics", "pkg")
     assert result.stdout.splitlines() == [
         "    2  SHP101  attention-missing-scale",
-        "    1  SHP103  mask-fill-overflows-half",
+        "    1  SHP103  [*] mask-fill-overflows-half",
     ]
     assert result.returncode == 1
 

@@ -201,14 +201,18 @@ def test_open_change_fix_hover_and_clean_shutdown(tmp_path):
         assert fill.message.startswith("mask fill value -1e+09 is beyond the float16 range")
         assert fill.code_description.href.endswith("/SHP103.yaml")
 
-        # The unsafe fix is offered, titled as such and not preferred; the noqa beside it.
+        # The safe fix is offered and preferred; the noqa beside it; fix-all offers it too.
         actions = await editor.actions(uri, FILL_LINE)
-        fix, noqa = actions
-        assert fix.title == "Fix SHP103 (mask-fill-overflows-half), unsafe: changes numerics, review it"
-        assert fix.kind == types.CodeActionKind.QuickFix and not fix.is_preferred
+        fix, noqa, *_ = actions
+        assert [a.title for a in actions] == [
+            "Fix SHP103 (mask-fill-overflows-half)",
+            "Suppress SHP103 on this line (# noqa)",
+            "Fix all safe sharpedges problems in this file",
+        ]
+        assert fix.kind == types.CodeActionKind.QuickFix and fix.is_preferred
         assert noqa.title == "Suppress SHP103 on this line (# noqa)"
-        # No rule offers a safe fix for this file, so there is nothing to fix all.
-        assert not await editor.actions(uri, FILL_LINE, only=[FIX_ALL_KIND])
+        (fix_all,) = await editor.actions(uri, FILL_LINE, only=[FIX_ALL_KIND])
+        assert fix_all.title == "Fix all safe sharpedges problems in this file"
 
         version = editor.apply(uri, fix)
         after_fix = await editor.diagnostics(uri, version)
@@ -250,6 +254,14 @@ def test_open_change_fix_hover_and_clean_shutdown(tmp_path):
         version = editor.apply(uri, noqa)
         assert await editor.diagnostics(uri, version) == []
         assert "return torch.softmax(q @ k.transpose(-2, -1), dim=-1) @ v  # noqa: SHP101\n" in editor.text(uri)
+
+        # Arithmetic after the fill makes the same fix unsafe: titled as such, not preferred, not in fix-all.
+        biased = editor.open("biased.py", SOURCE.replace("    p_attn = ", "    scores = scores + 1.0\n    p_attn = "))
+        await editor.diagnostics(biased, 1)
+        fix, _noqa = await editor.actions(biased, FILL_LINE)
+        assert fix.title == "Fix SHP103 (mask-fill-overflows-half), unsafe: changes numerics, review it"
+        assert not fix.is_preferred
+        assert not await editor.actions(biased, FILL_LINE, only=[FIX_ALL_KIND])
         return editor
 
     editor = drive(tmp_path, scenario)

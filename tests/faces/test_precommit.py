@@ -144,3 +144,24 @@ def test_readme_config_from_a_clone_works(snapshot, try_repo, project):
     )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "bad.py:5:" in result.stdout and "SHP101" in result.stdout
+
+
+DROPOUT = (
+    "import torch.nn as nn\nimport torch.nn.functional as F\n\n\nclass Block(nn.Module):\n"
+    "    def forward(self, x):\n        return F.dropout(x, 0.1)\n"
+)
+
+
+@pytest.mark.slow
+def test_fix_hook_applies_a_safe_fix_and_fails_the_commit_that_needs_it(try_repo, project):
+    (project / "block.py").write_text(DROPOUT)
+    _git("add", "block.py", cwd=project)  # pre-commit runs on what is staged
+    result = try_repo(project, "sharpedges-fix", "block.py")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "files were modified by this hook" in result.stdout
+    assert "(1 fixed, 0 remaining)" in result.stdout
+    assert (project / "block.py").read_text() == DROPOUT.replace(
+        "F.dropout(x, 0.1)", "F.dropout(x, 0.1, training=self.training)"
+    )
+    again = try_repo(project, "sharpedges-fix", "block.py")
+    assert again.returncode == 0, again.stdout + again.stderr
