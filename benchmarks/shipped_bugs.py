@@ -28,6 +28,7 @@ import tempfile
 import zipfile
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
@@ -143,8 +144,10 @@ def unpack_python_files(archive: Path, target: Path) -> None:
         with tarfile.open(archive) as tarred:
             members = [m for m in tarred.getmembers() if m.isfile() and safe(m.name)]
             # the members are plain files with safe relative names; the "data" filter (3.11.4+) checks again
-            safe_filter = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-            tarred.extractall(target, members=members, **safe_filter)
+            if hasattr(tarfile, "data_filter"):
+                tarred.extractall(target, members=members, filter="data")
+            else:
+                tarred.extractall(target, members=members)
 
 
 def locate(root: Path, path: str) -> Path:
@@ -188,27 +191,28 @@ def findings_by_file(rule: str, files: list[Path]) -> tuple[dict[Path, list[int]
 
 
 def evaluate(data: ShippedBugs, cases: list[ShippedBug]) -> list[dict]:
-    files: dict[str, tuple[Path | None, Path | None, str | None]] = {}
+    files: dict[str, tuple[Path, Path]] = {}  # case id -> (buggy, fixed) source file
+    fetch_errors: dict[str, str] = {}
     for case in cases:
         try:
-            buggy = locate(release_dir(case.package, case.buggy), case.path)
-            fixed = locate(release_dir(case.package, case.fixed), case.fixed_path or case.path)
-            files[case.id] = (buggy, fixed, None)
+            files[case.id] = (
+                locate(release_dir(case.package, case.buggy), case.path),
+                locate(release_dir(case.package, case.fixed), case.fixed_path or case.path),
+            )
         except (subprocess.CalledProcessError, FileNotFoundError, StopIteration) as exc:
-            files[case.id] = (None, None, f"could not fetch: {exc}")
+            fetch_errors[case.id] = f"could not fetch: {exc}"
     by_rule: dict[str, list[Path]] = defaultdict(list)
     for case in cases:
-        buggy, fixed, _ = files[case.id]
-        if buggy is not None:
-            by_rule[case.rule] += [buggy, fixed]
+        if case.id in files:
+            by_rule[case.rule] += files[case.id]
     found: dict[str, tuple[dict[Path, list[int]], dict[Path, str]]] = {
         rule: findings_by_file(rule, sorted(set(paths))) for rule, paths in sorted(by_rule.items())
     }
 
     results = []
     for case in cases:
-        buggy, fixed, error = files[case.id]
-        result = {
+        error = fetch_errors.get(case.id)
+        result: dict[str, Any] = {
             "id": case.id,
             "part": case.part,
             "rule": case.rule,
@@ -220,7 +224,8 @@ def evaluate(data: ShippedBugs, cases: list[ShippedBug]) -> list[dict]:
             "shape": case.shape,
             "link": str(case.link),
         }
-        if error is None:
+        if case.id in files:
+            buggy, fixed = files[case.id]
             lines, errors = found[case.rule]
             error = errors.get(buggy) or errors.get(fixed)
             ranges = [
@@ -313,13 +318,13 @@ def main(argv: list[str] | None = None) -> int:
     by_part = {part: [r for r in results if r["part"] == part] for part in PARTS}
 
     if args.json:
-        report = {"line_tolerance": data.line_tolerance, "parts": {}}
+        parts: dict[str, Any] = {}
         for part, part_results in by_part.items():
             if not part_results:
                 continue
             shown = part == "tune" or args.show_holdout_misses
-            report["parts"][part] = {"summary": summarise(part_results), "cases": part_results if shown else None}
-        json.dump(report, sys.stdout, indent=2)
+            parts[part] = {"summary": summarise(part_results), "cases": part_results if shown else None}
+        json.dump({"line_tolerance": data.line_tolerance, "parts": parts}, sys.stdout, indent=2)
         print()
         return 0
     for part, part_results in by_part.items():

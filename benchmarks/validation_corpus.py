@@ -80,9 +80,9 @@ def _archive_members(archive: Path) -> list[tuple[str, bytes]]:
     else:
         with tarfile.open(archive) as tarred:
             members = [
-                (m.name, tarred.extractfile(m).read())
+                (m.name, extracted.read())
                 for m in tarred.getmembers()
-                if m.isfile() and m.name.endswith(".py")
+                if m.isfile() and m.name.endswith(".py") and (extracted := tarred.extractfile(m)) is not None
             ]
         strip = True
     if strip:

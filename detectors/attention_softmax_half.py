@@ -40,8 +40,8 @@ def _scores_precision(ctx, source) -> str | None:
         operands = [product.left, product.right]
     else:
         operands = [arg.value for arg in product.args if arg.keyword is None and not arg.star]
-        if method_name(product) in ("matmul", "bmm") and receiver(product) is not None:
-            operands.append(receiver(product))
+        if method_name(product) in ("matmul", "bmm") and (target := receiver(product)) is not None:
+            operands.append(target)
     precisions = {_operand_precision(ctx, operand, ctx.order(product), 0) for operand in operands}
     return "half" if "half" in precisions and "full" not in precisions else None
 

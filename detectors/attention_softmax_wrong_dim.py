@@ -26,8 +26,9 @@ class AttentionSoftmaxWrongDim(Detector):
             if dim is None or _renormalised(ctx, softmax):
                 continue
             verdicts = [_axis_verdict(source, dim) for source in sources]
-            if verdicts and all(v is not None and v[0] == "wrong" for v in verdicts):
-                yield Finding(softmax.call, facts={"dim": dim, "keys": verdicts[0][1]})
+            wrong = [v for v in verdicts if v is not None and v[0] == "wrong"]
+            if wrong and len(wrong) == len(verdicts):
+                yield Finding(softmax.call, facts={"dim": dim, "keys": wrong[0][1]})
 
 
 def _axis_verdict(source, dim: int) -> tuple[str, int] | None:
@@ -69,8 +70,8 @@ def _renormalised(ctx, softmax) -> bool:
             and node.left.value in names
             and is_a(node.right, cst.Call)
             and method_name(node.right) == "sum"
-            and is_a(receiver(node.right), cst.Name)
-            and receiver(node.right).value == node.left.value
+            and is_a(total := receiver(node.right), cst.Name)
+            and total.value == node.left.value
         ):
             return True
     return False

@@ -79,7 +79,8 @@ def _fix(ctx: FileContext, use: MaskUse, value, found: int) -> Fix | None:
         if replacement is None:
             continue
         fixed = ctx.module.deep_replace(replacement.node, cst.parse_expression(replacement.code))
-        if len(list(_inversions(FileContext(ctx.path, fixed)))) < found:
+        # deep_replace hands back the new node itself only when it replaced the whole module
+        if is_a(fixed, cst.Module) and len(list(_inversions(FileContext(ctx.path, fixed)))) < found:
             return Fix("unsafe", (replacement,))
     return None
 

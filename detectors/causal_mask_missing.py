@@ -60,8 +60,7 @@ class CausalMaskMissing(Detector):
                     )
                 continue
             target = called_function(ctx, call) if kernels_named else None
-            unmasked = self._wrapper_unmasked(ctx, call, target) if target is not None else None
-            if unmasked is not None:
+            if target is not None and (unmasked := self._wrapper_unmasked(ctx, call, target)) is not None:
                 kernel, kernel_call = unmasked
                 facts = {"wrapper": target[0].name.value, "kernel": kernel.name, "arguments": _causal_arguments(kernel)}
                 yield Finding(call, variant="wrapper", facts=facts, related=((kernel_call, "kernel-call"),))
@@ -152,7 +151,7 @@ class CausalMaskMissing(Detector):
 
 def _always_off(ctx, value: cst.BaseExpression) -> bool:
     """`False` / `None`, or a name, attribute or constant that is False or None on every path."""
-    values = possible_values(ctx, value)
+    values = possible_values(ctx, value) or []
     return bool(values) and all(is_false_or_none(v) for v in values)
 
 

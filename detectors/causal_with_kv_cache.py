@@ -45,7 +45,7 @@ class CausalWithKvCache(Detector):
 def _always_causal(ctx, call: cst.Call) -> bool:
     """`is_causal=True`, or a local, attribute or constant that is True on every path; `q_len > 1`-style
     flags are gated."""
-    values = possible_values(ctx, SDPA_KERNEL.argument(call, "causal"))
+    values = possible_values(ctx, SDPA_KERNEL.argument(call, "causal")) or []
     return bool(values) and all(is_true(value) for value in values)
 
 
@@ -60,7 +60,7 @@ def _in_branch(ctx, function, call: cst.Call) -> bool:
     return False
 
 
-def _from_cache(ctx, function, expr: cst.BaseExpression, at: int, depth: int) -> bool:
+def _from_cache(ctx, function, expr: cst.BaseExpression | None, at: int, depth: int) -> bool:
     """Keys concatenated onto past keys (`torch.cat([past_k, k])`), returned by a cache's
     `.update(...)`, or read back from a cache buffer written in the same function."""
     if depth > MAX_DEPTH:

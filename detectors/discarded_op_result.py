@@ -86,7 +86,8 @@ class DiscardedOpResult(Detector):
             return False
         # a method only tensors have, on a receiver of unknown type; a stored object (`self.cache.clamp(...)`)
         # may be a user class with a method of that name
-        return dotted(owner) is None or not dotted(owner).startswith("self.")
+        owner_name = dotted(owner)
+        return owner_name is None or not owner_name.startswith("self.")
 
     @staticmethod
     def _expects_raise(ctx, statement) -> bool:
@@ -140,8 +141,8 @@ def _fills_an_argument(ctx, forward: cst.FunctionDef) -> bool:
         if (
             is_a(node, cst.Call)
             and method_name(node) in COLLECTION_MUTATORS
-            and is_a(receiver(node), cst.Name)
-            and receiver(node).value in params
+            and is_a(target := receiver(node), cst.Name)
+            and target.value in params
         ):
             return True
     return False

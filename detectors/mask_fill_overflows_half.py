@@ -134,8 +134,8 @@ def _fix(ctx, literal: cst.BaseExpression, scores: cst.BaseExpression, between: 
     scores_text = dotted(scores)
     if scores_text is None or not _imports_torch(ctx):
         return None
-    applicability = "safe" if all(_passes_through(ctx, node) for node in between) else "unsafe"
-    return Fix(applicability, (Replacement(literal, f"torch.finfo({scores_text}.dtype).min"),))
+    safe = all(_passes_through(ctx, node) for node in between)
+    return Fix("safe" if safe else "unsafe", (Replacement(literal, f"torch.finfo({scores_text}.dtype).min"),))
 
 
 def _passes_through(ctx, node: cst.CSTNode) -> bool:

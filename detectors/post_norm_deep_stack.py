@@ -67,7 +67,8 @@ def _norm_first_fix(ctx, stack) -> Fix | None:
     edits = [_set_keyword(ctx, layer, "norm_first", "True")]
     if argument(encoder, "norm", 2) is None:
         edits.append(_set_keyword(ctx, encoder, "norm", f"{ctx.code(layer.func.value)}.LayerNorm({ctx.code(d_model)})"))
-    return None if None in edits else Fix("unsafe", tuple(edits))
+    replacements = tuple(edit for edit in edits if edit is not None)
+    return Fix("unsafe", replacements) if len(replacements) == len(edits) else None
 
 
 def _set_keyword(ctx, call: cst.Call, keyword: str, code: str) -> Replacement | None:

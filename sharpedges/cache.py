@@ -30,7 +30,7 @@ def code_fingerprint() -> str:
 
     digest = hashlib.sha256(__version__.encode())
     for package in (sharpedges, sharpedges.detectors, sharpedges.rules):
-        root = Path(package.__file__).parent
+        root = Path(package.__path__[0])
         for path in sorted(root.rglob("*")):
             if path.suffix in (".py", ".yaml") and "__pycache__" not in path.parts:
                 info = path.stat()

@@ -6,7 +6,9 @@ Pure arithmetic, no torch: the CLI (`sharpedges calc`) and the MCP server both c
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+
+from typing_extensions import TypedDict  # pydantic (the MCP server's output schema) needs this one before 3.12
 
 # Bits rather than bytes so sub-byte cache formats (int4) stay exact.
 DTYPE_BITS = {
@@ -29,14 +31,31 @@ _BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 _COUNT_SUFFIXES = {"K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
 
 
+class KvCacheAnswer(TypedDict):
+    """`sharpedges calc kv-cache --format json` and the MCP `kv_cache_bytes` tool."""
+
+    bytes: int
+    bytes_per_token: float
+    human: str
+
+
+class ChinchillaAnswer(TypedDict):
+    """`sharpedges calc chinchilla --format json` and the MCP `chinchilla` tool."""
+
+    params: float
+    tokens: float
+    flops: float
+    human: str
+
+
 @dataclass(frozen=True)
 class KvCacheEstimate:
     bytes: int
     bytes_per_token: float  # per sequence position of one sequence, K and V over all layers
     human: str
 
-    def to_json(self) -> dict:
-        return asdict(self)
+    def to_json(self) -> KvCacheAnswer:
+        return {"bytes": self.bytes, "bytes_per_token": self.bytes_per_token, "human": self.human}
 
 
 @dataclass(frozen=True)
@@ -46,8 +65,8 @@ class ChinchillaEstimate:
     flops: float
     human: str
 
-    def to_json(self) -> dict:
-        return asdict(self)
+    def to_json(self) -> ChinchillaAnswer:
+        return {"params": self.params, "tokens": self.tokens, "flops": self.flops, "human": self.human}
 
 
 def _positive_int(name: str, value: int) -> int:

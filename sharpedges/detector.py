@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import KW_ONLY, dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar
+
+from sharpedges.diagnostics import Applicability
 
 if TYPE_CHECKING:  # libcst is imported by the engine; keeping it out of here keeps `rules` fast
     import libcst as cst
@@ -29,7 +31,7 @@ class Replacement:
 
 @dataclass(frozen=True)
 class Fix:
-    applicability: Literal["safe", "unsafe"]
+    applicability: Applicability
     replacements: tuple[Replacement, ...]
 
 

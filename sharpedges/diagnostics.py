@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+Applicability = Literal["safe", "unsafe"]
 
 
 @dataclass(frozen=True)
@@ -14,6 +16,25 @@ class Edit:
     end_column: int
     content: str
     original: str  # the code the edit replaces: an edit whose span holds anything else is refused
+
+
+@dataclass(frozen=True)
+class DiagnosticFix:
+    """A detector's fix as edits to the checked text: applied all together or not at all."""
+
+    applicability: Applicability
+    edits: tuple[Edit, ...]
+
+    @property
+    def safe(self) -> bool:
+        return self.applicability == "safe"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"applicability": self.applicability, "edits": [asdict(edit) for edit in self.edits]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DiagnosticFix:
+        return cls(data["applicability"], tuple(Edit(**edit) for edit in data["edits"]))
 
 
 @dataclass(frozen=True)
@@ -28,7 +49,7 @@ class Diagnostic:
     end_column: int
     message: str
     help: str
-    fix: dict[str, Any] | None = None  # {"applicability": ..., "edits": [Edit as dict]}
+    fix: DiagnosticFix | None = None
     # Where the claim rests (where the mask was built, where the scale was lost): each
     # {"line", "column", "end_line", "end_column", "message"} and, when in another file, "path".
     related: list[dict[str, Any]] = field(default_factory=list)
@@ -44,11 +65,14 @@ class Diagnostic:
         return (self.path, self.line, self.column, self.rule, self.message)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["fix"] = self.fix.to_json() if self.fix is not None else None
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Diagnostic:
-        return cls(**data)
+        fix = data.get("fix")
+        return cls(**{**data, "fix": DiagnosticFix.from_json(fix) if fix is not None else None})
 
 
 @dataclass(frozen=True)

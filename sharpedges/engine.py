@@ -10,18 +10,19 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterable
+from types import FrameType
 from typing import Any
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from sharpedges.analysis.context import FileContext
-from sharpedges.detector import Finding
-from sharpedges.diagnostics import Diagnostic, Edit, FileError, FileResult
+from sharpedges.detector import Finding, Replacement
+from sharpedges.diagnostics import Diagnostic, DiagnosticFix, Edit, FileError, FileResult
 from sharpedges.lines import line_starts, source_lines, span_offsets
 from sharpedges.registry import Rule
+from sharpedges.suppression import suppressed_by_noqa, unknown_noqa_codes
 
-NOQA = re.compile(r"#\s*noqa(?::\s*(?P<codes>[A-Z]+[0-9]+(?:\s*,\s*[A-Z]+[0-9]+)*))?", re.IGNORECASE)
 # A file with a finding on every line costs about 1.2 GB per MiB to check (30,000 findings in
 # 0.4 MiB peaked at 0.45 GB; 10 MiB reached 10.9 GB): 2 MiB keeps a run on a laptop, and real model
 # files are far smaller (the largest in the pinned corpus is under 0.5 MiB).
@@ -149,25 +150,6 @@ def _positions(module: cst.Module):
         sys.setrecursionlimit(previous)
 
 
-def unknown_noqa_codes(path: str, data: bytes) -> list[str]:
-    """One warning per code a `# noqa:` comment names that no rule has (a typo silences nothing)."""
-    from bisect import bisect_right
-
-    from sharpedges.registry import all_rules
-
-    known = all_rules()
-    text = data.decode("utf-8", "replace")
-    starts = line_starts(text)
-    warnings = []
-    for match in NOQA.finditer(text):
-        for code in (match.group("codes") or "").split(","):
-            code = code.strip().upper()
-            if code and code not in known:
-                line = bisect_right(starts, match.start())
-                warnings.append(f"{path}:{line}: unknown rule code '{code}' in # noqa (see `sharpedges rules`)")
-    return warnings
-
-
 def interruption(exc: BaseException) -> BaseException | None:
     """The interrupt (a time limit, Ctrl-C) behind `exc`: libcst's context managers turn one raised
     inside them into a KeyError about their own bookkeeping."""
@@ -185,7 +167,8 @@ def interruption(exc: BaseException) -> BaseException | None:
 
 
 def _frame_depth() -> int:
-    depth, frame = 0, sys._getframe()
+    depth = 0
+    frame: FrameType | None = sys._getframe()
     while frame is not None:
         depth, frame = depth + 1, frame.f_back
     return depth
@@ -300,13 +283,14 @@ class Engine:
         for rule, finding, (message, notes) in found:
             span = positions[finding.node]
             anchor = positions[finding.anchor or ctx.index.statement_of(finding.node)]
-            if _suppressed(rule.code, lines, {span.start.line, anchor.start.line}):
+            if suppressed_by_noqa(rule.code, lines, {span.start.line, anchor.start.line}):
                 continue
             fix = None
             if finding.fix is not None:
                 edits = [self._edit(ctx, positions, starts, replacement) for replacement in finding.fix.replacements]
-                if all(edits):
-                    fix = {"applicability": finding.fix.applicability, "edits": edits}
+                located = tuple(edit for edit in edits if edit is not None)
+                if len(located) == len(edits):
+                    fix = DiagnosticFix(finding.fix.applicability, located)
             diagnostic = Diagnostic(
                 rule=rule.code,
                 name=rule.spec.name,
@@ -325,7 +309,7 @@ class Engine:
         return sorted(diagnostics.values(), key=Diagnostic.sort_key)
 
     @staticmethod
-    def _edit(ctx: FileContext, positions, starts: list[int], replacement) -> dict | None:
+    def _edit(ctx: FileContext, positions, starts: list[int], replacement: Replacement) -> Edit | None:
         """The edit as positions plus the code it replaces, or None (no fix offered) when the
         span libcst reports does not hold exactly that node's code."""
         where = positions[replacement.node]
@@ -336,9 +320,9 @@ class Engine:
             where.end.column + 1,
             replacement.code,
             ctx.module.code_for_node(replacement.node),
-        ).__dict__
+        )
         span = span_offsets(starts, edit)
-        if span is None or ctx.module.code[span[0] : span[1]] != edit["original"]:
+        if span is None or ctx.module.code[span[0] : span[1]] != edit.original:
             return None
         return edit
 
@@ -367,14 +351,3 @@ def _syntax_error(exc: cst.ParserSyntaxError) -> str:
     if match:
         return f"syntax error at {match.group(1)}:{int(match.group(2)) + 1}: {match.group(3)}"
     return f"syntax error at {exc.raw_line}:{exc.raw_column + 1}: {message}"
-
-
-def _suppressed(code: str, lines: list[str], line_numbers: set[int]) -> bool:
-    for number in line_numbers:
-        if not 0 < number <= len(lines) or "#" not in lines[number - 1]:
-            continue
-        for match in NOQA.finditer(lines[number - 1]):
-            codes = match.group("codes")
-            if codes is None or code in {c.strip().upper() for c in codes.split(",")}:
-                return True
-    return False

@@ -16,12 +16,14 @@ import os
 import stat
 import tempfile
 import tokenize
+from collections.abc import Iterable
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
 import libcst as cst
 
+from sharpedges.diagnostics import DiagnosticFix, Edit
 from sharpedges.lines import line_starts, span_offsets
 
 
@@ -32,7 +34,7 @@ class Applied:
     refused: int = 0  # fixes whose span no longer holds the code they were computed for
 
 
-def apply_edits(text: str, fixes: list[dict]) -> Applied:
+def apply_edits(text: str, fixes: Iterable[DiagnosticFix]) -> Applied:
     """Apply the edits of each fix, skipping a fix that overlaps an earlier one and refusing one
     whose span does not hold exactly the code it replaces."""
     starts = line_starts(text)
@@ -40,14 +42,9 @@ def apply_edits(text: str, fixes: list[dict]) -> Applied:
     taken: list[tuple[int, int]] = []
     chosen: list[tuple[int, int, str]] = []
     for fix in fixes:
-        edits = []
-        for edit in fix["edits"]:
-            span = span_offsets(starts, edit)
-            if span is None or span[0] > span[1] or text[span[0] : span[1]] != edit.get("original"):
-                edits = None
-                break
-            edits.append((*span, edit["content"]))
-        if edits is None:
+        located = [_located(text, starts, edit) for edit in fix.edits]
+        edits = [edit for edit in located if edit is not None]
+        if len(edits) != len(located):
             result.refused += 1
             continue
         if any(start < end_taken and end > start_taken for start, end, _ in edits for start_taken, end_taken in taken):
@@ -58,6 +55,14 @@ def apply_edits(text: str, fixes: list[dict]) -> Applied:
     for start, end, content in sorted(chosen, reverse=True):
         result.text = result.text[:start] + content + result.text[end:]
     return result
+
+
+def _located(text: str, starts: list[int], edit: Edit) -> tuple[int, int, str] | None:
+    """(start, end, new text) of an edit, or None when its span does not hold the code it replaces."""
+    span = span_offsets(starts, edit)
+    if span is None or span[0] > span[1] or text[span[0] : span[1]] != edit.original:
+        return None
+    return span[0], span[1], edit.content
 
 
 def still_parses(text: str) -> bool:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from sharpedges.diagnostics import Edit
+
 LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
@@ -23,8 +25,8 @@ def source_lines(text: str) -> list[str]:
     return lines[:-1] if lines and lines[-1] == "" else lines
 
 
-def span_offsets(starts: list[int], edit: dict) -> tuple[int, int] | None:
+def span_offsets(starts: list[int], edit: Edit) -> tuple[int, int] | None:
     """Character offsets of an edit's 1-based line/column span, or None when it lies outside."""
-    if not (1 <= edit["line"] <= len(starts) and 1 <= edit["end_line"] <= len(starts)):
+    if not (1 <= edit.line <= len(starts) and 1 <= edit.end_line <= len(starts)):
         return None
-    return starts[edit["line"] - 1] + edit["column"] - 1, starts[edit["end_line"] - 1] + edit["end_column"] - 1
+    return starts[edit.line - 1] + edit.column - 1, starts[edit.end_line - 1] + edit.end_column - 1

@@ -12,8 +12,19 @@ import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
-REFERENCE_ROOT = Path(importlib.util.find_spec("sharpedges.reference_impls").submodule_search_locations[0])
-SKILLS_ROOT = Path(importlib.util.find_spec("sharpedges.skills").submodule_search_locations[0])
+TopLevelDefinition = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+
+
+def _package_root(name: str) -> Path:
+    """The directory of one of our data packages, found without importing it (reference_impls imports torch)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"{name} is not installed with sharpedges")
+    return Path(spec.submodule_search_locations[0])
+
+
+REFERENCE_ROOT = _package_root("sharpedges.reference_impls")
+SKILLS_ROOT = _package_root("sharpedges.skills")
 
 
 def linked_files() -> list[Path]:
@@ -21,7 +32,7 @@ def linked_files() -> list[Path]:
     return sorted([*REFERENCE_ROOT.glob("*.py"), *SKILLS_ROOT.glob("*.yaml")])
 
 
-def reference_definition(reference: str) -> tuple[Path, ast.AST, str] | None:
+def reference_definition(reference: str) -> tuple[Path, TopLevelDefinition, str] | None:
     """The file, top-level definition and source of `module:symbol` in reference_impls/, or None."""
     module, _, symbol = reference.partition(":")
     path = REFERENCE_ROOT / f"{module}.py"

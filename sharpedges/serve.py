@@ -24,9 +24,11 @@ from mcp.server.mcpserver.resources.types import FunctionResource
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from sharpedges import __version__
+from sharpedges.calculators import ChinchillaAnswer, KvCacheAnswer
 from sharpedges.config import Config, find_config
 from sharpedges.diagnostics import FileError
 from sharpedges.discovery import PYTHON_SUFFIXES, discover
+from sharpedges.knowledge.routing import RouteAnswer
 from sharpedges.runner import DEFAULT_TIME_LIMIT, CheckOptions, RunResult
 
 MAX_FILES_PER_CALL = 2000
@@ -77,30 +79,6 @@ class SkillText(TypedDict):
     name: str
     section: str | None
     markdown: str
-
-
-class RouteMatch(TypedDict):
-    skill: str
-    score: float
-    reason: str
-
-
-class RouteAnswer(TypedDict):
-    skill: str | None
-    matches: list[RouteMatch]
-
-
-class KvCacheAnswer(TypedDict):
-    bytes: int
-    bytes_per_token: float
-    human: str
-
-
-class ChinchillaAnswer(TypedDict):
-    params: float
-    tokens: float
-    flops: float
-    human: str
 
 
 class ProbeReport(TypedDict):
@@ -273,7 +251,8 @@ def build_server(roots: list[Path]) -> MCPServer:
     from sharpedges.knowledge.registry import UnknownRuleError, UnknownSkillError, load_knowledge
     from sharpedges.knowledge.render import render_markdown
     from sharpedges.knowledge.routing import default_router
-    from sharpedges.runner import build_engine, check_source, per_file_ignored
+    from sharpedges.runner import build_engine, check_source
+    from sharpedges.suppression import per_file_ignored
 
     guard = PathGuard(roots)
     limits = CallLimits()

@@ -28,10 +28,10 @@ from sharpedges.runner import (
     RunResult,
     build_engine,
     check_source,
-    per_file_ignored,
     run_check,
     stderr_progress,
 )
+from sharpedges.suppression import per_file_ignored
 
 MACHINE_FORMATS = ("json", "sarif", "github")
 
@@ -146,7 +146,7 @@ class CheckSession:
         allowed = {"safe", "unsafe"} if self.args.unsafe_fixes else {"safe"}
         wanted: dict[str, set[tuple]] = {}
         for d in result.diagnostics:
-            if d.fix and d.fix["applicability"] in allowed:
+            if d.fix and d.fix.applicability in allowed:
                 wanted.setdefault(d.path, set()).add(_fix_key(d))
         outcome = FixOutcome()
         for path, keys in sorted(wanted.items()):
@@ -173,9 +173,7 @@ class CheckSession:
             raise FixRefused("the file changed since it was checked; run again")
         text, encoding = decode_source(data)
         fresh = check_source(self._engine_for(path), path, data, self.options.time_limit)
-        fixes = [
-            d.fix for d in fresh.diagnostics if d.fix and d.fix["applicability"] in allowed and _fix_key(d) in keys
-        ]
+        fixes = [d.fix for d in fresh.diagnostics if d.fix and d.fix.applicability in allowed and _fix_key(d) in keys]
         applied = apply_edits(text, fixes)
         if applied.refused:
             outcome.errors.append(

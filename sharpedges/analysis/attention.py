@@ -257,13 +257,13 @@ class LogitTracer:
                     found += [s.scaled_by(self.scale(definition.value, definition.order, divides)) for s in previous]
                 else:
                     found += previous + self.sources(definition.value, definition.order, depth + 1)
-            elif definition.kind == "inplace":
-                call = definition.value
+            elif definition.kind == "inplace" and is_a(call := definition.value, cst.Call):
                 previous = [s.through(call) for s in self._through_definitions(name, definition.order, depth + 1)]
-                factor = argument(call, "other", 0) if definition.method in SCALING_METHODS else None
+                method = definition.method
+                factor = argument(call, "other", 0) if method in SCALING_METHODS else None
                 found += [
-                    s.scaled_by(self.scale(factor, definition.order, definition.method.startswith("div")))
-                    if factor is not None
+                    s.scaled_by(self.scale(factor, definition.order, method.startswith("div")))
+                    if factor is not None and method is not None
                     else s
                     for s in previous
                 ]
@@ -322,8 +322,9 @@ class LogitTracer:
         if qualified in PASS_THROUGH_FUNCTIONS:
             inner = argument(call, "input", 0)
             return self.sources(inner, at, depth + 1) if inner is not None else []
-        if method in PASS_THROUGH_METHODS and not is_library_namespace(ctx, receiver(call)):
-            return self.sources(receiver(call), at, depth + 1)
+        inner = receiver(call)
+        if method in PASS_THROUGH_METHODS and inner is not None and not is_library_namespace(ctx, inner):
+            return self.sources(inner, at, depth + 1)
         return []
 
     # -- what counts as a query-key product -------------------------------------------------
@@ -362,8 +363,12 @@ class LogitTracer:
         """Parameters and embedding tables: `x @ self.W`, `h @ emb.weight.t()` are not attention."""
         base = expr
         while True:
-            if is_a(base, cst.Call) and method_name(base) in REORDER_METHODS | {"to", "float", "type_as"}:
-                base = receiver(base)
+            if (
+                is_a(base, cst.Call)
+                and method_name(base) in REORDER_METHODS | {"to", "float", "type_as"}
+                and (inner := receiver(base)) is not None
+            ):
+                base = inner
             elif is_a(base, cst.Attribute) and base.attr.value in ("T", "mT"):
                 base = base.value
             else:
@@ -376,9 +381,6 @@ class LogitTracer:
             return True
         attr = self_attribute(base) if is_a(base, cst.Attribute) else None
         return attr is not None and self.cls is not None and self.ctx.class_facts(self.cls).is_parameter(attr)
-
-    def is_transposed(self, expr: cst.BaseExpression, at: int, depth: int) -> bool:
-        return self.transpose_of(expr, at, depth) is not None
 
     def transpose_of(self, expr: cst.BaseExpression, at: int, depth: int) -> cst.CSTNode | None:
         """The expression that transposes the keys' last two dims, if `expr` is (made of) one."""
@@ -396,8 +398,8 @@ class LogitTracer:
                 return expr if len(ints) == len(dims) and len(ints) >= 2 and ints[-1] != len(ints) - 1 else None
             if self.ctx.callee(expr) in ("torch.transpose", "torch.swapaxes"):
                 return expr
-            if method in PASS_THROUGH_METHODS | SCALING_METHODS:
-                return self.transpose_of(receiver(expr), at, depth + 1)
+            if method in PASS_THROUGH_METHODS | SCALING_METHODS and (inner := receiver(expr)) is not None:
+                return self.transpose_of(inner, at, depth + 1)
         if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, (cst.Multiply, cst.Divide)):
             return self.transpose_of(expr.left, at, depth + 1) or self.transpose_of(expr.right, at, depth + 1)
         if is_a(expr, cst.Name) and self.facts is not None:
@@ -409,10 +411,6 @@ class LogitTracer:
         return None
 
     # -- scaling of q and k -----------------------------------------------------------------
-    def is_scaled(self, expr: cst.BaseExpression, at: int, depth: int) -> bool:
-        """Was this operand (q, k or k^T) multiplied or divided on its way here?"""
-        return bool(self.operand_scales(expr, at, depth))
-
     def operand_scales(self, expr: cst.BaseExpression, at: int, depth: int) -> list[Scale]:
         """The factors q (or k, or k^T) was multiplied or divided by on its way here: through
         reshapes, casts, indexing, helper calls of the same file (`self._shape(q * s, ...)`), and,
@@ -445,8 +443,9 @@ class LogitTracer:
         if method in SCALING_METHODS:
             factor = argument(call, "other", 0)
             return [self.scale(factor, at, method.startswith("div"))] if factor is not None else []
-        if method in PASS_THROUGH_METHODS | REORDER_METHODS | VALUE_PRESERVING_METHODS:
-            return self.operand_scales(receiver(call), at, depth + 1)
+        target = receiver(call)
+        if method in PASS_THROUGH_METHODS | REORDER_METHODS | VALUE_PRESERVING_METHODS and target is not None:
+            return self.operand_scales(target, at, depth + 1)
         helper = called_function(self.ctx, call)
         if helper is None:
             return []
@@ -464,11 +463,19 @@ class LogitTracer:
             return []
         found: list[Scale] = []
         for definition in self.facts.reaching(name, at):
-            if definition.kind == "augassign" and is_a(definition.operator, (cst.MultiplyAssign, cst.DivideAssign)):
+            if (
+                definition.kind == "augassign"
+                and definition.value is not None
+                and is_a(definition.operator, (cst.MultiplyAssign, cst.DivideAssign))
+            ):
                 found.append(
                     self.scale(definition.value, definition.order, is_a(definition.operator, cst.DivideAssign))
                 )
-            elif definition.kind == "inplace" and definition.method in SCALING_METHODS:
+            elif (
+                definition.kind == "inplace"
+                and definition.method in SCALING_METHODS
+                and is_a(definition.value, cst.Call)
+            ):
                 factor = argument(definition.value, "other", 0)
                 if factor is not None:
                     found.append(self.scale(factor, definition.order, definition.method.startswith("div")))
@@ -497,11 +504,11 @@ class LogitTracer:
         positional = positional_parameters(function)[1:]
         found: list[Scale] = []
         for call in calls:
-            value = bind_arguments(call, positional).get(name)
+            passed = bind_arguments(call, positional).get(name)
             caller_function = self.ctx.function_of(call)
-            if value is None or caller_function is function:
+            if passed is None or caller_function is function:
                 return []
-            scales = LogitTracer(self.ctx, caller_function).operand_scales(value, self.ctx.order(call), depth + 1)
+            scales = LogitTracer(self.ctx, caller_function).operand_scales(passed, self.ctx.order(call), depth + 1)
             if not scales:
                 return []
             found += scales
@@ -514,7 +521,7 @@ def declared_unit_scale(ctx: FileContext, function: cst.FunctionDef | None) -> b
     if function is None:
         return False
     for call in ctx.index.descendants(function.body, cst.Call, prune=HELPER_SCOPES):
-        if ctx.callee(call) in SDPA and literal_number(KERNELS[ctx.callee(call)].argument(call, "scale")) == 1.0:
+        if (callee := ctx.callee(call)) in SDPA and literal_number(KERNELS[callee].argument(call, "scale")) == 1.0:
             return True
     return False
 
@@ -524,7 +531,7 @@ def key_axis(source: LogitSource) -> tuple[int | None, int | None]:
     the back); None where the code does not say (an unknown rank, an ellipsis)."""
     if source.kind in ("bmm", "baddbmm"):
         return 2, -1
-    if source.kind == "einsum":
+    if source.kind == "einsum" and is_a(source.product, cst.Call):
         terms = parse_einsum(literal_string(argument(source.product, "equation", 0)) or "")
         if terms is None:
             return None, None
@@ -538,13 +545,13 @@ def key_axis(source: LogitSource) -> tuple[int | None, int | None]:
         return (None if ellipsis_before else position), (None if ellipsis_after else position - len(output))
     transpose = source.transpose
     if is_a(transpose, cst.Call):
-        dims = [literal_int(arg.value) for arg in transpose.args if arg.keyword is None]
-        if method_name(transpose) == "permute" and None not in dims:
+        positional = [arg for arg in transpose.args if arg.keyword is None]
+        dims = [dim for arg in positional if (dim := literal_int(arg.value)) is not None]
+        if method_name(transpose) == "permute" and len(dims) == len(positional):
             return len(dims) - 1, -1
         if (
             method_name(transpose) == "transpose"
-            and len(dims) == 2
-            and None not in dims
+            and len(dims) == len(positional) == 2
             and min(dims) >= 0
             and abs(dims[0] - dims[1]) == 1
         ):
@@ -639,8 +646,9 @@ def _fills_dtype_min(ctx: FileContext, expr: cst.BaseExpression, at: int, depth:
         return is_a(parts, (cst.List, cst.Tuple)) and any(
             fills_dtype_min(ctx, part.value, at, depth + 1) for part in parts.elements
         )
-    if method in MIN_PLANE_PASS_THROUGH and not is_library_namespace(ctx, receiver(expr)):
-        return fills_dtype_min(ctx, receiver(expr), at, depth + 1)
+    target = receiver(expr)
+    if method in MIN_PLANE_PASS_THROUGH and target is not None and not is_library_namespace(ctx, target):
+        return fills_dtype_min(ctx, target, at, depth + 1)
     helper = called_function(ctx, expr)
     return helper is not None and any(
         fills_dtype_min(ctx, value, ctx.index.last_order(value) + 1, depth + 1)
@@ -736,8 +744,8 @@ def _dimensions(ctx: FileContext, expr: cst.BaseExpression, function, at: int, d
         qualified = ctx.callee(expr)
         if qualified in SCALE_FUNCTIONS and expr.args:
             return _dimensions(ctx, expr.args[0].value, function, at, depth + 1)
-        if method_name(expr) in ("sqrt", "rsqrt") and receiver(expr) is not None:
-            return _dimensions(ctx, receiver(expr), function, at, depth + 1)
+        if method_name(expr) in ("sqrt", "rsqrt") and (target := receiver(expr)) is not None:
+            return _dimensions(ctx, target, function, at, depth + 1)
         return []
     if is_a(expr, cst.Name) and function is not None:
         definitions = ctx.function_facts(function).reaching(expr.value, at)
@@ -748,8 +756,8 @@ def _dimensions(ctx: FileContext, expr: cst.BaseExpression, function, at: int, d
             and not is_a(definitions[0].value, (cst.Name, cst.Attribute))
         ):
             return _dimensions(ctx, definitions[0].value, function, definitions[0].order, depth + 1)
-    if is_a(expr, cst.Attribute) and self_attribute(expr) is not None:
-        assignment = _single_self_assignment(ctx, function, self_attribute(expr))
+    if is_a(expr, cst.Attribute) and (attr := self_attribute(expr)) is not None:
+        assignment = _single_self_assignment(ctx, function, attr)
         if assignment is not None and not is_a(assignment[0], (cst.Name, cst.Attribute)):
             value, method, order = assignment
             return _dimensions(ctx, value, method, order, depth + 1)

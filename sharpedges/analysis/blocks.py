@@ -105,8 +105,8 @@ def residual_sum(ctx: FileContext, expr: cst.BaseExpression, hops: int = 0) -> R
         if len(reaching) != 1:
             return None
         definition = reaching[0]
-        if definition.kind == "augassign" and isinstance(definition.operator, cst.AddAssign):
-            node = definition.node
+        node = definition.node
+        if isinstance(node, cst.AugAssign) and isinstance(node.operator, cst.AddAssign):
             return ResidualSum(node, (node.target, node.value)) if _is_branch(ctx, node.value, hops) else None
         if definition.kind == "assign" and definition.value is not None:
             return residual_sum(ctx, definition.value, hops + 1)
@@ -146,7 +146,7 @@ def _norms_in(ctx: FileContext, expr: cst.BaseExpression, hops: int = 0, skip: s
             and (function := ctx.function_of(node)) is not None
         ):
             for definition in ctx.function_facts(function).reaching(node.value, ctx.order(node)):
-                value = definition.node.value if definition.kind == "unpack" else definition.value
+                value = definition.computed_from
                 if definition.kind in ("assign", "unpack") and isinstance(value, cst.BaseExpression):
                     yield from _norms_in(ctx, value, hops + 1, skip)
 
@@ -207,6 +207,7 @@ def residual_norms(ctx: FileContext, function: cst.FunctionDef) -> list[Residual
     ):
         if node in normed_sums:
             continue
+        pairs: tuple[tuple[cst.BaseExpression, cst.BaseExpression], ...]
         if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Add) and not _feeds_norm(ctx, node):
             pairs = ((node.left, node.right), (node.right, node.left))
         elif isinstance(node, cst.AugAssign) and isinstance(node.operator, cst.AddAssign):
@@ -250,7 +251,7 @@ def local_classes(ctx: FileContext) -> dict[str, cst.ClassDef]:
 
 def block_styles(ctx: FileContext, cls: cst.ClassDef) -> frozenset[str]:
     """Styles of residual/norm arrangements in `cls` and in the in-file classes it builds."""
-    memo = ctx.memo("blocks.styles", dict)
+    memo: dict[cst.ClassDef, frozenset[str]] = ctx.memo("blocks.styles", dict)
     if cls in memo:
         return memo[cls]
     memo[cls] = frozenset()  # a cycle of classes building each other contributes nothing
@@ -290,7 +291,9 @@ def resolve_expression(ctx: FileContext, expr: cst.BaseExpression | None) -> cst
     for _ in range(MAX_HOPS):
         if isinstance(expr, cst.Name):
             expr = _single_value(ctx, expr)
-        elif (attr := self_attribute(expr)) is not None and (cls := ctx.class_of(expr)) is not None:
+        elif (
+            expr is not None and (attr := self_attribute(expr)) is not None and (cls := ctx.class_of(expr)) is not None
+        ):
             assignments = ctx.class_facts(cls).assignments.get(attr, ())
             expr = assignments[0].value if len(assignments) == 1 else None
         else:
@@ -445,17 +448,12 @@ def _field_depths(ctx: FileContext, field: str) -> list[Depth]:
             if not isinstance(statement, cst.SimpleStatementLine):
                 continue
             for small in statement.body:
-                targets = (
-                    [small.target]
-                    if isinstance(small, cst.AnnAssign)
-                    else [t.target for t in small.targets]
-                    if isinstance(small, cst.Assign)
-                    else []
-                )
+                if not isinstance(small, (cst.AnnAssign, cst.Assign)):
+                    continue
+                targets = [small.target] if isinstance(small, cst.AnnAssign) else [t.target for t in small.targets]
                 if any(isinstance(t, cst.Name) and t.value == field for t in targets):
                     defines = True
-                    value = literal_int(small.value)
-                    if value is not None:
+                    if small.value is not None and (value := literal_int(small.value)) is not None:
                         depths.append(Depth(value, small.value))
         # HF style: `def __init__(self, num_hidden_layers=24): self.num_hidden_layers = num_hidden_layers`
         for assignment in ctx.class_facts(cls).assignments.get(field, ()) if name.endswith(CONFIG_SUFFIXES) else ():
@@ -465,16 +463,16 @@ def _field_depths(ctx: FileContext, field: str) -> list[Depth]:
         if defines:
             for call in ctx.calls():
                 if isinstance(call.func, cst.Name) and call.func.value == name:
-                    value = literal_int(argument(call, field))
-                    if value is not None:
-                        depths.append(Depth(value, argument(call, field)))
+                    passed = argument(call, field)
+                    if passed is not None and (value := literal_int(passed)) is not None:
+                        depths.append(Depth(value, passed))
     return depths
 
 
 # -- the residual stream overwritten by its own norm ----------------------------------------------
 @dataclass(frozen=True)
 class OverwrittenResidual:
-    norm: cst.Assign  # `x = norm(x)`
+    norm: cst.Call  # `norm(x)` in `x = norm(x)`
     add: cst.CSTNode  # `x = x + f(x)` or `x += f(x)`, whose residual is now the normalised `x`
     name: str
 
@@ -512,7 +510,7 @@ def overwritten_residuals(ctx: FileContext, function: cst.FunctionDef) -> list[O
             and arg.value == stream.value
             and not _may_hold_sum(ctx, facts, arg)
         ):
-            found.append(OverwrittenResidual(latest.node, node, stream.value))
+            found.append(OverwrittenResidual(value, node, stream.value))
     return found
 
 
@@ -523,7 +521,7 @@ def _computed_by_call(ctx: FileContext, expr: cst.BaseExpression) -> bool:
         return _contains_call(ctx, expr)
     function = ctx.function_of(expr)
     definitions = ctx.function_facts(function).reaching(expr.value, ctx.order(expr)) if function else []
-    values = [d.node.value if d.kind == "unpack" else d.value for d in definitions]
+    values = [d.computed_from for d in definitions]
     return any(isinstance(v, cst.BaseExpression) and _contains_call(ctx, v) for v in values)
 
 
@@ -574,7 +572,7 @@ def _mentions(ctx: FileContext, expr: cst.BaseExpression, name: str, hops: int =
         if hops < MAX_HOPS and (function := ctx.function_of(node)) is not None:
             for definition in ctx.function_facts(function).reaching(node.value, ctx.order(node)):
                 # an unpacked name (`out, _ = attn(h, h, h)`) is computed from the whole right side
-                value = definition.node.value if definition.kind == "unpack" else definition.value
+                value = definition.computed_from
                 if isinstance(value, cst.BaseExpression) and _mentions(ctx, value, name, hops + 1):
                     return True
     return False
@@ -688,9 +686,13 @@ def _stack_outputs(ctx: FileContext, forward: cst.FunctionDef, attr: str) -> lis
 
 def _reads_stream(expr: cst.BaseExpression, names: set[str]) -> bool:
     """`x`, `x[:, -1, :]`, `x.mean(dim=1)`: the stream itself, picked or pooled, as the head's input."""
-    while isinstance(expr, cst.Subscript) or (isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute)):
-        expr = expr.value if isinstance(expr, cst.Subscript) else expr.func.value
-    return isinstance(expr, cst.Name) and expr.value in names
+    while True:
+        if isinstance(expr, cst.Subscript):
+            expr = expr.value
+        elif isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute):
+            expr = expr.func.value
+        else:
+            return isinstance(expr, cst.Name) and expr.value in names
 
 
 def _metadata_read(ctx: FileContext, name: cst.Name) -> bool:
@@ -699,7 +701,9 @@ def _metadata_read(ctx: FileContext, name: cst.Name) -> bool:
     parent = ctx.index.parents.get(name)
     if isinstance(parent, cst.Attribute) and parent.value is name:
         return parent.attr.value in METADATA
-    call = ctx.index.parents.get(parent) if isinstance(parent, cst.Arg) else None
+    if not isinstance(parent, cst.Arg):
+        return False
+    call = ctx.index.parents.get(parent)
     if not isinstance(call, cst.Call) or (method := self_attribute(call.func)) is None:
         return False
     cls = ctx.class_of(call)

@@ -174,7 +174,12 @@ def attribute_bounded(ctx: FileContext, cls: cst.ClassDef, attribute: str) -> bo
     grown = {g.attribute for g in attribute_growths(ctx) if ctx.class_of(g.cat) is cls}
     for node in ctx.index.descendants(cls.body, (cst.If, cst.Assert, cst.While, cst.Call, cst.Del)):
         if isinstance(node, cst.Call):
-            if method_name(node) in EVICTIONS and base_attribute(node.func.value) == attribute:
+            func = node.func
+            if (
+                method_name(node) in EVICTIONS
+                and isinstance(func, cst.Attribute)
+                and base_attribute(func.value) == attribute
+            ):
                 return True
         elif isinstance(node, cst.Del):
             if any(base_attribute(t) == attribute for t in _del_targets(node.target)):
@@ -241,9 +246,9 @@ def _slices(ctx: FileContext, value: cst.BaseExpression | None) -> bool:
 def _counters(ctx: FileContext, cls: cst.ClassDef) -> set[str]:
     """Attributes advanced with `+=` (positions, lengths): testing one bounds the cache too."""
     return {
-        base_attribute(node.target)
+        attribute
         for node in ctx.index.descendants(cls.body, cst.AugAssign)
-        if isinstance(node.operator, cst.AddAssign) and base_attribute(node.target) is not None
+        if isinstance(node.operator, cst.AddAssign) and (attribute := base_attribute(node.target)) is not None
     }
 
 
@@ -261,12 +266,15 @@ def _tests_length(ctx: FileContext, test: cst.BaseExpression, attributes: set[st
 
 
 def _self_attributes_read(ctx: FileContext, expr: cst.BaseExpression) -> set[str]:
-    found = {self_attribute(a) for a in ctx.index.descendants(expr, cst.Attribute)}
+    def read_in(node: cst.CSTNode) -> set[str]:
+        return {attr for a in ctx.index.descendants(node, cst.Attribute) if (attr := self_attribute(a)) is not None}
+
+    found = read_in(expr)
     for name in ctx.index.descendants(expr, cst.Name):
         if (function := ctx.function_of(name)) is not None:
             for definition in ctx.function_facts(function).reaching(name.value, ctx.order(name)):
                 if definition.kind == "assign" and definition.value is not None:
-                    found |= {self_attribute(a) for a in ctx.index.descendants(definition.value, cst.Attribute)}
+                    found |= read_in(definition.value)
     return found
 
 

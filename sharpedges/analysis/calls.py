@@ -67,10 +67,7 @@ def literal_int(expr: cst.BaseExpression | None) -> int | None:
 
 
 def literal_string(expr: cst.BaseExpression | None) -> str | None:
-    if is_a(expr, cst.SimpleString):
-        value = expr.evaluated_value
-        return value if is_a(value, str) else None
-    if is_a(expr, cst.ConcatenatedString):
+    if is_a(expr, (cst.SimpleString, cst.ConcatenatedString)):
         value = expr.evaluated_value
         return value if is_a(value, str) else None
     return None

@@ -9,7 +9,7 @@ import libcst as cst
 from sharpedges.analysis.names import ImportAliases
 from sharpedges.analysis.walk import TreeIndex, is_a
 
-_ASSIGNMENTS = frozenset({cst.Assign, cst.AnnAssign, cst.AugAssign})
+_ASSIGNMENTS = (cst.Assign, cst.AnnAssign, cst.AugAssign)
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class ClassFacts:
                 self.methods[statement.name.value] = statement
         for name, method in self.methods.items():
             for node in index.in_scope(method):
-                if type(node) not in _ASSIGNMENTS:
+                if not is_a(node, _ASSIGNMENTS):
                     continue
                 targets = [t.target for t in node.targets] if is_a(node, cst.Assign) else [node.target]
                 for target in targets:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
 
 import libcst as cst
 
@@ -10,6 +11,8 @@ from sharpedges.analysis.classes import ClassFacts
 from sharpedges.analysis.dataflow import FunctionFacts
 from sharpedges.analysis.names import ImportAliases
 from sharpedges.analysis.walk import TreeIndex
+
+_T = TypeVar("_T")
 
 
 class FileContext:
@@ -23,7 +26,7 @@ class FileContext:
         self.options: dict[str, Any] = {}  # options of the rule being run, set by the engine
         self._functions: dict[cst.FunctionDef, FunctionFacts] = {}
         self._classes: dict[cst.ClassDef, ClassFacts] = {}
-        self.shared: dict[str, Any] = {}  # per-file memo for analyses several detectors share
+        self.shared: dict[Hashable, Any] = {}  # per-file memo for analyses several detectors share
         self.project = None  # a ProjectScope when the file is checked with its project (set by the engine)
 
     # -- names ----------------------------------------------------------------------------
@@ -64,7 +67,7 @@ class FileContext:
     def mentions(self, *words: bytes) -> bool:
         return any(word in self.lowered_source for word in words)
 
-    def memo(self, key: str, compute):
+    def memo(self, key: Hashable, compute: Callable[[], _T]) -> _T:
         if key not in self.shared:
             self.shared[key] = compute()
         return self.shared[key]

@@ -43,13 +43,20 @@ class Definition:
     operator: cst.BaseAugOp | None = None  # for augmented assignments
     method: str | None = None  # for in-place calls: div_, mul_, masked_fill_ ...
 
+    @property
+    def computed_from(self) -> cst.BaseExpression | None:
+        """The value, or for an unpacked name (`out, _ = attn(h, h, h)`) the whole right side."""
+        if self.kind == "unpack" and is_a(self.node, cst.Assign):
+            return self.node.value
+        return self.value
+
 
 def _target_names(target: cst.BaseExpression) -> list[tuple[str, bool]]:
     """(name, unpacked) for every plain name bound by an assignment target."""
     if is_a(target, cst.Name):
         return [(target.value, False)]
     if is_a(target, (cst.Tuple, cst.List)):
-        names = []
+        names: list[tuple[str, bool]] = []
         for element in target.elements:
             value = element.value
             names.extend((name, True) for name, _ in _target_names(value))

@@ -137,7 +137,6 @@ def _tighter(current: Bound, new: Bound, pick) -> Bound:
 
 
 EVERYTHING = Region(None, None)
-CAUSAL = Region(None, 0)
 
 Verdict = Literal["causal", "future", "diagonal"]
 
@@ -366,8 +365,9 @@ class MaskEvaluator:
         if inner is None or inner.region is None:
             return inner
         slices = expr.slice
-        if len(slices) >= 2 and all(is_a(s.slice, cst.Slice) for s in slices[-2:]):
-            rows, columns = slices[-2].slice, slices[-1].slice
+        rows = slices[-2].slice if len(slices) >= 2 else None
+        columns = slices[-1].slice if slices else None
+        if is_a(rows, cst.Slice) and is_a(columns, cst.Slice):
             shift = _slice_start(rows)
             column_start = _slice_start(columns)
             if shift is None or column_start is None:
@@ -481,10 +481,11 @@ class MaskEvaluator:
 
 def _agreed(values: list[MaskValue | None]) -> MaskValue | None:
     """The one value every reaching definition gives, else unknown."""
-    if not values or any(v is None for v in values):
+    known = [v for v in values if v is not None]
+    if not values or len(known) != len(values):
         return None
-    first = values[0]
-    if all(v.kind == first.kind and v.region == first.region and v.marks == first.marks for v in values):
+    first = known[0]
+    if all(v.kind == first.kind and v.region == first.region and v.marks == first.marks for v in known):
         return first
     return None
 
@@ -598,7 +599,7 @@ def _axis_of(evaluator: MaskEvaluator, expr: cst.BaseExpression, at: int, depth:
         return None
     if is_a(expr, cst.Name) and evaluator.facts is not None:
         definitions = evaluator.facts.reaching(expr.value, at)
-        if len(definitions) == 1 and definitions[0].kind == "assign":
+        if len(definitions) == 1 and definitions[0].kind == "assign" and definitions[0].value is not None:
             return _axis_of(evaluator, definitions[0].value, definitions[0].order, depth + 1)
         return None
     if is_a(expr, cst.Subscript) and _is_arange(evaluator, expr.value, at, depth):
@@ -695,13 +696,13 @@ def registered_buffers(
             for call in ctx.index.descendants(method.body, cst.Call, prune=(cst.ClassDef,)):
                 if (
                     method_name(call) == "register_buffer"
-                    and is_a(receiver(call), cst.Name)
-                    and receiver(call).value == "self"
+                    and is_a(target := receiver(call), cst.Name)
+                    and target.value == "self"
                 ):
                     name = argument(call, "name", 0)
                     value = argument(call, "tensor", 1)
-                    if is_a(name, cst.SimpleString) and value is not None:
-                        found.setdefault(name.evaluated_value, []).append((method, value))
+                    if is_a(name, cst.SimpleString) and is_a(buffer := name.evaluated_value, str) and value is not None:
+                        found.setdefault(buffer, []).append((method, value))
         return found
 
     return ctx.memo(("registered_buffers", cls), compute)
@@ -783,8 +784,7 @@ def mask_uses(ctx: FileContext) -> list[MaskUse]:
                     uses.append(MaskUse(call, condition, "allow", "torch.where", function))
                 elif evaluator.is_large_negative(then, at) and not evaluator.is_large_negative(otherwise, at):
                     uses.append(MaskUse(call, condition, "block", "torch.where", function))
-            else:
-                kind = module_type(ctx, call)
+            elif (kind := module_type(ctx, call)) is not None:
                 for keyword, position in MODULE_MASK_ARGUMENTS.get(kind, {}).items():
                     mask = argument(call, keyword, position)
                     if mask is not None:
@@ -797,16 +797,17 @@ def mask_uses(ctx: FileContext) -> list[MaskUse]:
 def masks_attention_scores(ctx: FileContext, use: MaskUse) -> bool:
     """For `masked_fill` / `torch.where`: the filled tensor is a QK^T product that a softmax of the
     same function then normalises (a span-scoring head that masks its logits is not attention)."""
-    if use.convention not in ("block", "allow"):
+    node = use.node
+    if use.convention not in ("block", "allow") or not is_a(node, cst.Call):  # blocking and allowing are calls
         return True
     if use.function is None:
         return False
     tracer = LogitTracer(ctx, use.function)
-    at = ctx.order(use.node)
+    at = ctx.order(node)
     if use.consumer == "torch.where":
-        branches = [argument(use.node, "input", 1), argument(use.node, "other", 2)]
+        branches = [argument(node, "input", 1), argument(node, "other", 2)]
     else:
-        branches = [receiver(use.node) if method_name(use.node) else argument(use.node, "input", 0)]
+        branches = [receiver(node) if method_name(node) else argument(node, "input", 0)]
     products = {id(s.product) for b in branches if b is not None for s in tracer.sources(b, at)}
     if not products:
         return False
@@ -869,16 +870,13 @@ def softmax_is_unmasked(
     return states == {"product"}
 
 
-def _path_states(ctx: FileContext, tracer: LogitTracer, expr: cst.BaseExpression, at: int, depth: int) -> set[str]:
-    if depth > MAX_DEPTH:
+def _path_states(
+    ctx: FileContext, tracer: LogitTracer, expr: cst.BaseExpression | None, at: int, depth: int
+) -> set[str]:
+    if depth > MAX_DEPTH or expr is None or not tracer.sources(expr, at):
         return {"opaque"}
-    if tracer.sources(expr, at):
-        # a product is reachable; now look for anything but a neutral step on the way
-        pass
-    else:
-        return {"opaque"}
-    if is_a(expr, cst.Name):
-        facts = tracer.facts
+    # a product is reachable; now look for anything but a neutral step on the way
+    if is_a(expr, cst.Name) and (facts := tracer.facts) is not None:
         states: set[str] = set()
         for definition in facts.reaching(expr.value, at):
             if definition.kind == "assign" and definition.value is not None:

@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 
 import libcst as cst
+from typing_extensions import TypeIs
 
 from sharpedges.analysis.calls import argument, literal_int, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
@@ -113,8 +114,7 @@ def _selection(ctx: FileContext, call: cst.Call) -> tuple[cst.BaseExpression, cs
         scores, dim = argument(call, "input", 0), argument(call, "dim", SELECTION_FUNCTIONS[qualified])
         if qualified == "torch.max" and not _is_dim(dim):
             return None  # torch.max(a, b) is an elementwise maximum
-    elif method_name(call) in SELECTION_METHODS and not is_library_namespace(ctx, receiver(call)):
-        name = method_name(call)
+    elif (name := method_name(call)) in SELECTION_METHODS and not is_library_namespace(ctx, receiver(call)):
         scores, dim = receiver(call), argument(call, "dim", SELECTION_METHODS[name])
         if name == "max" and not _is_dim(dim):
             return None
@@ -194,8 +194,8 @@ def _index_definitions(
         return []
     assign = statement.body[0]
     names: list[str] = []
-    for target in assign.targets:
-        target = target.target
+    for assign_target in assign.targets:
+        target = assign_target.target
         if is_a(target, cst.Name) and (
             method_name(call) == "argmax" or ctx.callee(call) == "torch.argmax" or assign.value is not call
         ):
@@ -216,16 +216,19 @@ def _gate_names_experts(ctx: FileContext, projection: cst.CSTNode) -> bool:
     if cls is None:
         return False
     facts = ctx.class_facts(cls)
-    attrs = []
-    if is_a(projection, cst.Call) and self_attribute(projection.func) is not None:
-        attrs.append(self_attribute(projection.func))
-    operands = projection.args if is_a(projection, cst.Call) else (projection.left, projection.right)
-    for operand in operands:
-        value = getattr(operand, "value", operand)
-        while is_a(value, cst.Call) and receiver(value) is not None:
-            value = receiver(value)  # self.weight.float()
-        if self_attribute(value) is not None:
-            attrs.append(self_attribute(value))
+    attrs: list[str] = []
+    operands: list[cst.BaseExpression] = []
+    if is_a(projection, cst.Call):
+        if (attr := self_attribute(projection.func)) is not None:
+            attrs.append(attr)
+        operands = [arg.value for arg in projection.args]
+    elif is_a(projection, cst.BinaryOperation):
+        operands = [projection.left, projection.right]
+    for value in operands:
+        while is_a(value, cst.Call) and (inner := receiver(value)) is not None:
+            value = inner  # self.weight.float()
+        if (attr := self_attribute(value)) is not None:
+            attrs.append(attr)
     return any(
         assignment.value is not None and _names_experts(ctx, assignment.value)
         for attr in attrs
@@ -260,11 +263,11 @@ class ScoreTracer:
                     out.parameters.add(definition.name)
                 elif definition.value is not None and definition.kind in ("assign", "augassign", "inplace"):
                     out.definitions.add(definition)
-                    value = definition.value
+                    value: cst.BaseExpression | None = definition.value
                     if definition.kind == "augassign":
                         self._note_addition(definition.value, definition.operator, out)
                         self._walk(expr, definition.order - 1, out, depth + 1, seen)  # the value added to
-                    if definition.kind == "inplace":
+                    if definition.kind == "inplace" and is_a(definition.value, cst.Call):
                         self._note_method(definition.method or "", definition.value, out)
                         value = receiver(definition.value)
                     self._walk(value, definition.order, out, depth + 1, seen)
@@ -561,7 +564,8 @@ def is_balancing_apply(ctx: FileContext, call: cst.Call) -> bool:
     loss to the graph; its result is the only thing that carries the loss's gradient."""
     if method_name(call) != "apply":
         return False
-    owner = dotted(receiver(call)) if receiver(call) is not None else None
+    target = receiver(call)
+    owner = dotted(target) if target is not None else None
     if owner is not None and BALANCING_NAME.search(owner.rsplit(".", 1)[-1]) and "aux" in owner.lower():
         return True
     return any(is_a(arg.value, cst.Name) and BALANCING_NAME.search(arg.value.value) for arg in call.args)
@@ -753,8 +757,8 @@ def _call_tags(ctx: FileContext, call: cst.Call, inside: set[str], depth: int, e
     if qualified in ("torch.mul", "torch.dot", "torch.einsum") or name in ("mul", "dot"):
         found.add("product")
         operands = [arg.value for arg in call.args if arg.keyword is None][-2:]
-        if name in ("mul", "dot") and receiver(call) is not None and call.args:
-            operands = [receiver(call), call.args[0].value]
+        if name in ("mul", "dot") and (target := receiver(call)) is not None and call.args:
+            operands = [target, call.args[0].value]
         if len(operands) == 2:
             found |= _product_shapes(ctx, operands[0], operands[1], depth, env)
     if qualified in ("torch.sum", "torch.mean", "sum") or name in REDUCTIONS:
@@ -863,8 +867,8 @@ def _calls_balancing_loss(ctx: FileContext, value: cst.BaseExpression) -> bool:
         value = value.right
     if is_a(value, cst.Call):
         candidate = value
-        while method_name(candidate) in WHOLE_VALUE_METHODS and is_a(receiver(candidate), cst.Call):
-            candidate = receiver(candidate)  # load_balancing_loss_func(...).to(device)
+        while method_name(candidate) in WHOLE_VALUE_METHODS and is_a(inner := receiver(candidate), cst.Call):
+            candidate = inner  # load_balancing_loss_func(...).to(device)
         callee = _local_callee(ctx, candidate)
         if callee is not None:
             return None in returned_balancing(ctx, callee)
@@ -899,7 +903,7 @@ def _accumulates_losses(ctx: FileContext, definition: Definition) -> bool:
     terms: list[cst.BaseExpression] = []
     if is_a(value, cst.BinaryOperation) and is_a(value.operator, cst.Add):
         terms = [value.left, value.right]
-    elif definition.kind == "augassign" and is_a(definition.operator, cst.AddAssign):
+    elif definition.kind == "augassign" and is_a(definition.operator, cst.AddAssign) and value is not None:
         terms = [value]
     elif is_a(value, cst.Call) and dotted(value.func) == "sum" and value.args:
         generator = value.args[0].value
@@ -916,7 +920,9 @@ def _names_a_loss(term: cst.BaseExpression) -> bool:
     return "loss" in last.lower() or BALANCING_LOCAL.search(last) is not None
 
 
-def _calls_task_loss(ctx: FileContext, value: cst.BaseExpression) -> bool:
+def _calls_task_loss(ctx: FileContext, value: cst.BaseExpression | None) -> bool:
+    if value is None:
+        return False
     for call in (value, *ctx.index.descendants(value, cst.Call)):
         if is_a(call, cst.Call):
             text = dotted(call.func) or ""
@@ -925,7 +931,7 @@ def _calls_task_loss(ctx: FileContext, value: cst.BaseExpression) -> bool:
     return False
 
 
-def _computed(value: cst.BaseExpression | None) -> bool:
+def _computed(value: cst.BaseExpression | None) -> TypeIs[cst.Call | cst.BinaryOperation | cst.UnaryOperation]:
     return is_a(value, (cst.Call, cst.BinaryOperation, cst.UnaryOperation))
 
 

@@ -69,13 +69,13 @@ class ImportAliases:
                 else:
                     head = full.split(".")[0]
                     aliases[head] = head
-        for node in import_froms:
-            if node.relative or node.module is None or is_a(node.names, cst.ImportStar):
+        for import_from in import_froms:
+            if import_from.relative or import_from.module is None or is_a(import_from.names, cst.ImportStar):
                 continue
-            module = dotted(node.module)
+            module = dotted(import_from.module)
             if module is None:
                 continue
-            for alias in node.names:
+            for alias in import_from.names:
                 name = dotted(alias.name)
                 if name is None:
                     continue

@@ -74,9 +74,9 @@ def _strip(expr: cst.BaseExpression) -> cst.BaseExpression:
         elif (
             isinstance(expr, cst.Call)
             and method_name(expr) in VIEW_METHODS | CAST_METHODS
-            and receiver(expr) is not None
+            and (inner := receiver(expr)) is not None
         ):
-            expr = receiver(expr)
+            expr = inner
         else:
             return expr
 
@@ -133,7 +133,7 @@ def frequency_attributes(ctx: FileContext, cls: cst.ClassDef | None) -> dict[str
             for assignment in assignments:
                 value = assignment.value
                 parameter = isinstance(value, cst.Call) and ctx.callee(value) in BUFFER_CONSTRUCTORS
-                table = argument(value, "data", 0) if parameter else value
+                table = argument(value, "data", 0) if isinstance(value, cst.Call) and parameter else value
                 if FREQUENCY_NAME in attr or (table is not None and _is_table_value(ctx, table)):
                     found[attr] = TableAttribute(
                         attr, parameter or found.get(attr, TableAttribute(attr, False)).cast_with_module
@@ -181,8 +181,9 @@ def _product_operands(ctx: FileContext, node: cst.CSTNode) -> list[cst.BaseExpre
             return positional[1:]
         if qualified in PRODUCT_FUNCTIONS:
             return positional
-        if method_name(node) in PRODUCT_METHODS and receiver(node) is not None and qualified not in PRODUCT_FUNCTIONS:
-            return [receiver(node), *positional]
+        target = receiver(node)
+        if method_name(node) in PRODUCT_METHODS and target is not None and qualified not in PRODUCT_FUNCTIONS:
+            return [target, *positional]
     return []
 
 
@@ -302,8 +303,8 @@ def operand_precision(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0
                 if isinstance(dtype, cst.Attribute) and dtype.attr.value == "dtype"
                 else None
             )
-        if method in VIEW_METHODS | DTYPE_ARGUMENT_CASTS and receiver(expr) is not None:
-            return operand_precision(ctx, receiver(expr), depth + 1)
+        if method in VIEW_METHODS | DTYPE_ARGUMENT_CASTS and (target := receiver(expr)) is not None:
+            return operand_precision(ctx, target, depth + 1)
         return None
     if isinstance(expr, cst.Name):
         found = {operand_precision(ctx, value, depth + 1) for value in _local_values(ctx, expr)}
@@ -378,7 +379,8 @@ def stored_table_cast(ctx: FileContext, node: cst.Call) -> str | None:
     precision = cast_precision(ctx, node)
     if precision not in ("half", "bfloat16"):
         return None
-    inner = _strip(receiver(node)) if receiver(node) is not None else None
+    target = receiver(node)
+    inner = _strip(target) if target is not None else None
     if inner is None or not _is_trig(ctx, inner):
         return None
     return precision if _is_stored(ctx, node) else None
@@ -428,8 +430,10 @@ def layout_evidence(ctx: FileContext, scope: cst.CSTNode) -> list[LayoutEvidence
     return found
 
 
-def _angle_like(ctx: FileContext, expr: cst.BaseExpression) -> bool:
+def _angle_like(ctx: FileContext, expr: cst.BaseExpression | None) -> bool:
     """A frequency table, the angles from one, or cos/sin of them."""
+    if expr is None:
+        return False
     stripped = _strip(expr)
     if is_frequency(ctx, stripped) or _is_trig(ctx, stripped):
         return True

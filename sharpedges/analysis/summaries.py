@@ -113,7 +113,7 @@ def parameter_default(function: cst.FunctionDef, name: str) -> cst.BaseExpressio
 
 def return_values(ctx: FileContext, function: cst.FunctionDef) -> list[cst.BaseExpression]:
     """What a function returns (nested scopes excluded), computed once."""
-    memo = ctx.memo("return_values", dict)
+    memo: dict[cst.FunctionDef, list[cst.BaseExpression]] = ctx.memo("return_values", dict)
     found = memo.get(function)
     if found is None:
         found = memo[function] = [
@@ -128,7 +128,7 @@ def return_values(ctx: FileContext, function: cst.FunctionDef) -> list[cst.BaseE
 def kernel_parameters(ctx: FileContext, function: cst.FunctionDef) -> dict[str, tuple[KernelParameter, ...]]:
     """Parameter name -> the kernel arguments it reaches unchanged, computed once per function (a
     function that reaches itself again through its callees contributes nothing the second time)."""
-    memo = ctx.memo("kernel_parameters", dict)
+    memo: dict[cst.FunctionDef, dict[str, tuple[KernelParameter, ...]]] = ctx.memo("kernel_parameters", dict)
     found = memo.get(function)
     if found is None:
         memo[function] = {}

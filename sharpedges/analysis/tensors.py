@@ -459,8 +459,12 @@ class TensorFacts:
 
 def _constructor(value: cst.BaseExpression) -> cst.BaseExpression:
     """`nn.Linear` for `nn.Linear(d, n)`, and for `nn.Linear(d, n).to(dtype)`."""
-    while is_a(value, cst.Call) and method_name(value) in MODULE_IN_PLACE_METHODS and receiver(value) is not None:
-        value = receiver(value)
+    while (
+        is_a(value, cst.Call)
+        and method_name(value) in MODULE_IN_PLACE_METHODS
+        and (inner := receiver(value)) is not None
+    ):
+        value = inner
     return value.func if is_a(value, cst.Call) else value
 
 

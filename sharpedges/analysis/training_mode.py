@@ -78,7 +78,7 @@ def is_module_method(ctx: FileContext, function: cst.FunctionDef | None) -> bool
     one that keeps its own `training` flag."""
     if function is None:
         return False
-    cls = ctx.index.parents.get(ctx.index.parents.get(function))
+    cls = ctx.index.parents.get(ctx.index.parents[function])
     if not isinstance(cls, cst.ClassDef) or not cls.bases or module_class(ctx, cls) is False:
         return False
     params = function.params.params
@@ -108,7 +108,7 @@ def method_of(ctx: FileContext, node: cst.CSTNode) -> tuple[cst.ClassDef, cst.Fu
     function = ctx.function_of(node)
     if function is None:
         return None
-    cls = ctx.index.parents.get(ctx.index.parents.get(function))
+    cls = ctx.index.parents.get(ctx.index.parents[function])
     return (cls, function) if isinstance(cls, cst.ClassDef) else None
 
 
@@ -195,6 +195,7 @@ def _callers(ctx: FileContext, function: cst.FunctionDef) -> list[cst.Call]:
     module-level function."""
     name = function.name.value
     cls = ctx.class_of(function)
+    scope: cst.CSTNode
     if cls is not None and ctx.function_of(function) is None:
         wanted, scope = f"self.{name}", cls
     elif cls is None and ctx.function_of(function) is None:
@@ -271,7 +272,7 @@ def in_plain_class(ctx: FileContext, node: cst.CSTNode) -> bool:
     project's other files): it has no eval mode for a dropout to follow. Ex) diffusers' layer-skip
     guidance hook, whose `ModelHook` base lives in hooks.py and applies dropout at inference on purpose."""
     function = ctx.function_of(node)
-    cls = ctx.index.parents.get(ctx.index.parents.get(function)) if function is not None else None
+    cls = ctx.index.parents.get(ctx.index.parents[function]) if function is not None else None
     return isinstance(cls, cst.ClassDef) and module_class(ctx, cls) is False
 
 

@@ -70,8 +70,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sharpedges.calculators import chinchilla, kv_cache_bytes
+    from sharpedges.calculators import ChinchillaEstimate, KvCacheEstimate, chinchilla, kv_cache_bytes
 
+    estimate: KvCacheEstimate | ChinchillaEstimate
     try:
         if args.calculator == "kv-cache":
             estimate = kv_cache_bytes(args.layers, args.kv_heads, args.head_dim, args.seq_len, args.batch, args.dtype)

@@ -120,8 +120,8 @@ def _collaboration_mismatches(skills: dict[str, Skill], paths: dict[str, Path]) 
                 )
     for receiver in skills.values():
         for index, entry in enumerate(receiver.receives_from):
-            sender = skills.get(entry.skill)
-            if sender is not None and receiver.id not in sender.delegates:
+            named = skills.get(entry.skill)
+            if named is not None and receiver.id not in named.delegates:
                 problems.append(
                     f"{paths[receiver.id]}: field 'receives_from.{index}.skill': "
                     f"{entry.skill} has no handoff to {receiver.id}"

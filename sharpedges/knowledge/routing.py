@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from typing_extensions import TypedDict  # pydantic (the MCP server's output schema) needs this one before 3.12
+
 from sharpedges.knowledge.schema import Skill
 from sharpedges.yaml_io import DataFileError, load_yaml
 
@@ -78,6 +80,19 @@ class Term:
         return self.evidence * self.specificity
 
 
+class RouteMatch(TypedDict):
+    skill: str
+    score: float
+    reason: str
+
+
+class RouteAnswer(TypedDict):
+    """`sharpedges route --format json` and the MCP `route` tool."""
+
+    skill: str | None
+    matches: list[RouteMatch]
+
+
 @dataclass(frozen=True)
 class Match:
     skill: str
@@ -90,7 +105,7 @@ class Route:
     skill: str | None
     matches: list[Match]
 
-    def to_json(self) -> dict:
+    def to_json(self) -> RouteAnswer:
         return {
             "skill": self.skill,
             "matches": [{"skill": m.skill, "score": m.score, "reason": m.reason} for m in self.matches],
@@ -156,7 +171,7 @@ class Router:
                 hits.setdefault(term.owner, {}).setdefault(term.text, term)  # each term counts once
         negatives: dict[str, dict[str, Term]] = {}
         for term, _span in found:
-            if term.kind == "negative":
+            if term.kind == "negative" and term.owner is not None:
                 negatives.setdefault(term.owner, {}).setdefault(term.text, term)
         scored = []
         for skill in hits:

@@ -5,6 +5,7 @@ position encoding (`PositionCodec`)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -13,11 +14,11 @@ from typing import Any
 from lsprotocol import types
 from pygls.workspace.position_codec import PositionCodec
 
-from sharpedges.diagnostics import Diagnostic, FileError
-from sharpedges.engine import NOQA
+from sharpedges.diagnostics import Diagnostic, Edit, FileError
 from sharpedges.fixes import apply_edits, still_parses
 from sharpedges.lines import source_lines
 from sharpedges.specs import RULES_DIR
+from sharpedges.suppression import NOQA
 
 SOURCE = "sharpedges"
 FILE_ERROR_CODE = "SHP000"  # CONVENTIONS.md: "file could not be checked", shown as a diagnostic
@@ -144,12 +145,10 @@ def _overlaps(a: types.Range, b: types.Range) -> bool:
     return key(a.start) <= key(b.end) and key(b.start) <= key(a.end)
 
 
-def _text_edit(checked: CheckedText, edit: dict[str, Any]) -> types.TextEdit:
+def _text_edit(checked: CheckedText, edit: Edit) -> types.TextEdit:
     return types.TextEdit(
-        range=to_range(
-            checked.lines, checked.codec, edit["line"], edit["column"], edit["end_line"], edit["end_column"]
-        ),
-        new_text=edit["content"],
+        range=to_range(checked.lines, checked.codec, edit.line, edit.column, edit.end_line, edit.end_column),
+        new_text=edit.content,
     )
 
 
@@ -162,7 +161,7 @@ def fix_action(checked: CheckedText, finding: Finding) -> types.CodeAction | Non
     fix, source = finding.source.fix, finding.source
     if not fix:
         return None
-    safe = fix["applicability"] == "safe"
+    safe = fix.safe
     title = (
         f"Fix {source.rule} ({source.name})"
         if safe
@@ -173,7 +172,7 @@ def fix_action(checked: CheckedText, finding: Finding) -> types.CodeAction | Non
         kind=types.CodeActionKind.QuickFix,
         diagnostics=[finding.lsp],
         is_preferred=safe or None,
-        edit=_workspace_edit(checked.uri, [_text_edit(checked, edit) for edit in fix["edits"]]),
+        edit=_workspace_edit(checked.uri, [_text_edit(checked, edit) for edit in fix.edits]),
     )
 
 
@@ -192,7 +191,7 @@ def noqa_action(checked: CheckedText, finding: Finding) -> types.CodeAction | No
     else:  # append, replacing trailing blanks
         column, end_column = len(line.rstrip()) + 1, len(line) + 1
         insert = f"  # noqa: {code}"
-    edit = {"line": number, "column": column, "end_line": number, "end_column": end_column, "content": insert}
+    edit = Edit(number, column, number, end_column, insert, original=line[column - 1 : end_column - 1])
     return types.CodeAction(
         title=f"Suppress {code} on this line (# noqa)",
         kind=types.CodeActionKind.QuickFix,
@@ -204,11 +203,7 @@ def noqa_action(checked: CheckedText, finding: Finding) -> types.CodeAction | No
 def fixed_text(checked: CheckedText) -> str | None:
     """The file with every safe fix applied (as `check --fix` would), or None when that changes
     nothing or would not parse. Costs a parse: call it off the event loop."""
-    fixes = [
-        finding.source.fix
-        for finding in checked.findings
-        if finding.source.fix and finding.source.fix["applicability"] == "safe"
-    ]
+    fixes = [finding.source.fix for finding in checked.findings if finding.source.fix and finding.source.fix.safe]
     if not fixes:
         return None
     fixed = apply_edits(checked.text, fixes).text
@@ -231,7 +226,7 @@ def fix_all_action(checked: CheckedText, fixed: str) -> types.CodeAction:
     )
 
 
-def wanted(kind: str, only: list[str] | None) -> bool:
+def wanted(kind: str, only: Sequence[str] | None) -> bool:
     """LSP kinds are hierarchical: asking for `source.fixAll` includes `source.fixAll.sharpedges`."""
     return not only or any(kind == wanted_kind or kind.startswith(f"{wanted_kind}.") for wanted_kind in only)
 

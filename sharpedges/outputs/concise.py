@@ -27,7 +27,7 @@ def short_message(message: str, room: int) -> str:
 
 def diagnostic_line(d, paint: Painter | None = None) -> str:
     paint = paint or Painter(False)
-    fixable = " [*]" if d.fix and d.fix["applicability"] == "safe" else ""
+    fixable = " [*]" if d.fix and d.fix.safe else ""
     prefix = f"{d.path}:{d.line}:{d.column}: {d.rule}{fixable} "
     message = short_message(d.message, max(_MIN_MESSAGE, LINE_WIDTH - len(prefix)))
     location = f"{paint(d.path, 'bold')}{paint(':', 'cyan')}{d.line}{paint(':', 'cyan')}{d.column}{paint(':', 'cyan')}"
@@ -60,8 +60,8 @@ def summary(result, paint: Painter | None = None) -> str:
         lines = ["No Python files checked."]
     if result.errors:
         lines[0] = f"{lines[0]} {_plural(len(result.errors), 'file')} could not be checked.".lstrip()
-    safe = sum(1 for d in findings if d.fix and d.fix["applicability"] == "safe")
-    unsafe = sum(1 for d in findings if d.fix and d.fix["applicability"] == "unsafe")
+    safe = sum(1 for d in findings if d.fix and d.fix.safe)
+    unsafe = sum(1 for d in findings if d.fix and not d.fix.safe)
     hidden = f"{_plural(unsafe, 'hidden fix')} can be enabled with `--fix --unsafe-fixes`"
     if safe:
         lines.append(f"{paint('[*]', 'cyan')} {safe} fixable with `--fix`" + (f" ({hidden})." if unsafe else "."))

@@ -34,8 +34,8 @@ def render(result, specs) -> str:
                     end = d.end_column if d.end_line == d.line else len(lines[number - 1]) + 1
                     out.append(f"  {' ' * width} | {' ' * (d.column - 1)}{paint('^' * max(1, end - d.column), 'red')}")
         if d.fix:
-            how = "" if d.fix["applicability"] == "safe" else ": run with --fix --unsafe-fixes"
-            out.append(f"  = fix available ({d.fix['applicability']}){how}")
+            how = "" if d.fix.safe else ": run with --fix --unsafe-fixes"
+            out.append(f"  = fix available ({d.fix.applicability}){how}")
         out.append(f"  = help: {d.help}")
         out.append("")
     out += [error_line(e, paint) for e in result.errors]

@@ -10,7 +10,7 @@ from collections import Counter
 def rows(result) -> list[dict]:
     counts = Counter(d.rule for d in result.diagnostics)
     names = {d.rule: d.name for d in result.diagnostics}
-    fixable = {d.rule for d in result.diagnostics if d.fix and d.fix["applicability"] == "safe"}
+    fixable = {d.rule for d in result.diagnostics if d.fix and d.fix.safe}
     return [
         {"code": code, "name": names[code], "count": count, "fixable": code in fixable}
         for code, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))

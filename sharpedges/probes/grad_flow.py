@@ -35,11 +35,12 @@ def probe(adapter: ModelAdapter) -> Verdict:
         missing = [name for name, param in trainable if param.grad is None]
         broken = [name for name, param in trainable if param.grad is not None and not all_finite(param.grad)]
         routers = trainer.router_parameters()
+        router_names = [name for name, _ in routers]
         measured = {
             "trainable_parameters": len(trainable),
             "without_gradient": missing,
             "non_finite_gradient": broken,
-            "router_parameters": [name for name, _ in routers],
+            "router_parameters": router_names,
             "aux_loss": outputs.aux_loss is not None,
         }
         if missing or broken:
@@ -57,7 +58,7 @@ def probe(adapter: ModelAdapter) -> Verdict:
         if outputs.aux_loss is None:
             return Verdict(
                 FAIL,
-                f"MoE router parameters ({_names(measured['router_parameters'])}) but the model "
+                f"MoE router parameters ({_names(router_names)}) but the model "
                 "returns no balancing loss (aux_loss): it is computed and dropped, or never computed "
                 "(a model balanced without one says so with an adapter whose router_parameters() "
                 "is empty)",

@@ -14,6 +14,7 @@ from sharpedges.reference_impls.block import DecoderConfig, TinyDecoder
 
 
 class TinyDecoderAdapter(ModelAdapter):
+    model: TinyDecoder
     supports_attention_mask = True
     supports_cache = True
 

@@ -154,7 +154,7 @@ def test_shp102_nanogpt_mutation_scaled_by_c():
 def test_shp103_fix_uses_the_scores_dtype_and_is_clean_afterwards():
     source = textwrap.dedent(NANOGPT.replace("float('-inf')", "-1e9"))
     found = findings("SHP103", source)
-    assert len(found) == 1 and found[0].fix["applicability"] == "safe"
+    assert len(found) == 1 and found[0].fix.applicability == "safe"
     outcome = apply_edits(source, [found[0].fix])
     fixed, applied = outcome.text, outcome.applied
     assert applied == 1 and "att.masked_fill(self.bias[:, :, :T, :T] == 0, torch.finfo(att.dtype).min)" in fixed

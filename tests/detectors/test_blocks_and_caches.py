@@ -211,7 +211,7 @@ def test_norm_first_fix_makes_the_encoder_pre_norm_with_a_final_norm():
                 self.encoder = nn.TransformerEncoder(layer, depth)
     """)
     [finding] = findings("SHP301", source)
-    assert finding.fix["applicability"] == "unsafe"
+    assert finding.fix.applicability == "unsafe"
     outcome = apply_edits(source, [finding.fix])
     fixed, applied = outcome.text, outcome.applied
     assert applied == 1 and still_parses(fixed)

@@ -100,7 +100,7 @@ def test_a_mask_built_in_a_helper_is_judged_where_it_is_consumed():
 def test_flipped_comparison_is_fixed_back_to_the_original():
     mutant = NANOGPT.replace("== 0, float('-inf')", "== 1, float('-inf')")
     diagnostics = findings("SHP202", mutant)
-    assert len(diagnostics) == 1 and diagnostics[0].fix["applicability"] == "unsafe"
+    assert len(diagnostics) == 1 and diagnostics[0].fix.applicability == "unsafe"
     fixed = apply_edits(mutant, [diagnostics[0].fix]).text
     assert fixed == NANOGPT
 

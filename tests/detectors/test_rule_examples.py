@@ -49,7 +49,7 @@ def test_bad_example_fix_produces_the_stated_code(code: str, index: int) -> None
     source, fixed = rule.spec.examples.bad[index], rule.spec.examples.fixed[index]
     fixes = [d.fix for d in findings(code, source) if d.fix]
     allowed = {rule.spec.fix, "unsafe"} if rule.spec.unsafe_when else {rule.spec.fix}
-    assert {f["applicability"] for f in fixes} <= allowed
+    assert {f.applicability for f in fixes} <= allowed
     if not fixes:
         assert fixed is None, f"{code} bad example {index} states `fixed:` code but gets no fix"
         return

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from sharpedges.cli import build_parser
-from sharpedges.diagnostics import Diagnostic
+from sharpedges.diagnostics import Applicability, Diagnostic, DiagnosticFix
 from sharpedges.outputs.concise import LINE_WIDTH, diagnostic_line, summary
 from sharpedges.runner import RunResult
 from tests.engine.test_cli_check import REPO, SCALED, UNSCALED
@@ -76,8 +76,8 @@ def test_fix_alone_applies_a_safe_fix_and_leaves_an_unsafe_one(run_cli, examples
 
 
 def test_safe_fixes_are_marked_and_counted():
-    def finding(line: int, applicability: str | None) -> Diagnostic:
-        fix = {"applicability": applicability, "edits": []} if applicability else None
+    def finding(line: int, applicability: Applicability | None) -> Diagnostic:
+        fix = DiagnosticFix(applicability, ()) if applicability else None
         return Diagnostic("SHP103", "mask-fill-overflows-half", "error", "m.py", line, 1, line, 2, "msg", "help", fix)
 
     result = RunResult([finding(1, "safe"), finding(2, "safe"), finding(3, "unsafe"), finding(4, None)], [], 1)

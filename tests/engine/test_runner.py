@@ -193,20 +193,13 @@ def test_atomic_write_leaves_the_original_when_interrupted(tmp_path: Path, monke
 
 
 def test_apply_edits_skips_overlaps_and_refuses_unparseable_results():
+    from sharpedges.diagnostics import DiagnosticFix, Edit
     from sharpedges.fixes import apply_edits, still_parses
 
     text = "a = f(x)\nb = g(y)\n"
 
     def fix(line, column, end_column, original, content):
-        edit = {
-            "line": line,
-            "column": column,
-            "end_line": line,
-            "end_column": end_column,
-            "original": original,
-            "content": content,
-        }
-        return {"applicability": "safe", "edits": [edit]}
+        return DiagnosticFix("safe", (Edit(line, column, line, end_column, content, original),))
 
     fix_a, overlapping, fix_b = fix(1, 5, 9, "f(x)", "h(x)"), fix(1, 7, 8, "x", "z"), fix(2, 5, 9, "g(y)", "k(y)")
     outcome = apply_edits(text, [fix_a, overlapping, fix_b])

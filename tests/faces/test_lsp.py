@@ -9,6 +9,7 @@ from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 from pygls.workspace import PositionCodec, TextDocument
 
+from sharpedges.diagnostics import DiagnosticFix, Edit
 from sharpedges.fixes import apply_edits
 from sharpedges.lines import source_lines
 from sharpedges.lsp.translate import FIX_ALL_KIND, checked_text, fix_all_action, fixed_text
@@ -460,26 +461,8 @@ def test_fix_all_applies_every_safe_fix_and_keeps_the_unsafe_ones_out():
         len(source_lines(text)),
         0,
     )
-    assert (
-        apply_edits(
-            text,
-            [
-                {
-                    "edits": [
-                        {
-                            "line": 1,
-                            "column": 1,
-                            "end_line": 4,
-                            "end_column": 1,
-                            "content": edit.new_text,
-                            "original": text,
-                        }
-                    ]
-                }
-            ],
-        ).text
-        == fixed
-    )
+    whole_file = Edit(1, 1, 4, 1, edit.new_text, original=text)
+    assert apply_edits(text, [DiagnosticFix("safe", (whole_file,))]).text == fixed
 
 
 def test_columns_follow_the_clients_position_encoding():
