@@ -22,8 +22,8 @@ from sharpedges.diagnostics import Diagnostic, DiagnosticFix, Edit, FileError, F
 from sharpedges.lines import line_starts, source_lines, span_offsets
 from sharpedges.project import ProjectScopes
 from sharpedges.registry import Rule
+from sharpedges.suppression import suppressed_by_noqa, unknown_noqa_codes
 
-NOQA = re.compile(r"#\s*noqa(?::\s*(?P<codes>[A-Z]+[0-9]+(?:\s*,\s*[A-Z]+[0-9]+)*))?", re.IGNORECASE)
 # A file with a finding on every line costs about 1.2 GB per MiB to check (30,000 findings in
 # 0.4 MiB peaked at 0.45 GB; 10 MiB reached 10.9 GB): 2 MiB keeps a run on a laptop, and real model
 # files are far smaller (the largest in the pinned corpus is under 0.5 MiB).
@@ -149,25 +149,6 @@ def _positions(module: cst.Module):
         return MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
     finally:
         sys.setrecursionlimit(previous)
-
-
-def unknown_noqa_codes(path: str, data: bytes) -> list[str]:
-    """One warning per code a `# noqa:` comment names that no rule has (a typo silences nothing)."""
-    from bisect import bisect_right
-
-    from sharpedges.registry import all_rules
-
-    known = all_rules()
-    text = data.decode("utf-8", "replace")
-    starts = line_starts(text)
-    warnings = []
-    for match in NOQA.finditer(text):
-        for code in (match.group("codes") or "").split(","):
-            code = code.strip().upper()
-            if code and code not in known:
-                line = bisect_right(starts, match.start())
-                warnings.append(f"{path}:{line}: unknown rule code '{code}' in # noqa (see `sharpedges rules`)")
-    return warnings
 
 
 def interruption(exc: BaseException) -> BaseException | None:
@@ -300,7 +281,7 @@ class Engine:
         for rule, finding in found:
             span = positions[finding.node]
             anchor = positions[finding.anchor or ctx.index.statement_of(finding.node)]
-            if _suppressed(rule.code, lines, {span.start.line, anchor.start.line}):
+            if suppressed_by_noqa(rule.code, lines, {span.start.line, anchor.start.line}):
                 continue
             fix = None
             if finding.fix is not None:
@@ -361,14 +342,3 @@ def _syntax_error(exc: cst.ParserSyntaxError) -> str:
     if match:
         return f"syntax error at {match.group(1)}:{int(match.group(2)) + 1}: {match.group(3)}"
     return f"syntax error at {exc.raw_line}:{exc.raw_column + 1}: {message}"
-
-
-def _suppressed(code: str, lines: list[str], line_numbers: set[int]) -> bool:
-    for number in line_numbers:
-        if not 0 < number <= len(lines) or "#" not in lines[number - 1]:
-            continue
-        for match in NOQA.finditer(lines[number - 1]):
-            codes = match.group("codes")
-            if codes is None or code in {c.strip().upper() for c in codes.split(",")}:
-                return True
-    return False

@@ -7,7 +7,6 @@ import pkgutil
 from dataclasses import dataclass
 from functools import lru_cache
 
-from sharpedges.config import selector_problem
 from sharpedges.detector import Detector
 from sharpedges.specs import RuleSpec, load_specs
 
@@ -62,29 +61,3 @@ def all_rules() -> dict[str, Rule]:
     if orphans:
         raise RegistryError(f"detector without a rule spec: {', '.join(orphans)}")
     return {code: Rule(specs[code], detectors[code]) for code in sorted(specs)}
-
-
-def matches(code: str, selector: str) -> bool:
-    return selector == "ALL" or code.startswith(selector)
-
-
-def select_rules(
-    select: list[str] | None, extend_select: list[str], ignore: list[str], preview: bool = False
-) -> list[Rule]:
-    """Ruff's selection: `select` replaces the default set, `extend-select` adds, `ignore` removes.
-    Opt-in (preview) rules come in by their exact code, or by any selector with `preview`."""
-    rules = all_rules()
-    for selector in [*(select or []), *extend_select, *ignore]:
-        if problem := selector_problem(selector):
-            raise RegistryError(problem)
-    chosen: set[str] = set()
-    if select is None:
-        chosen = {code for code, rule in rules.items() if rule.spec.default or preview}
-    for selector in [*(select or []), *extend_select]:
-        chosen |= {
-            code
-            for code, rule in rules.items()
-            if matches(code, selector) and (rule.spec.default or preview or code == selector)
-        }
-    chosen = {code for code in chosen if not any(matches(code, s) for s in ignore)}
-    return [rules[code] for code in sorted(chosen)]

@@ -15,18 +15,17 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 from sharpedges.cache import ResultCache, code_fingerprint
 from sharpedges.config import DEFAULT_CACHE_DIR, Config, ConfigError, find_config, project_root
 from sharpedges.diagnostics import Diagnostic, FileError, FileResult
-from sharpedges.discovery import discover, exclusion_test, gitignore_spec
+from sharpedges.discovery import discover, exclusion_test
 from sharpedges.engine import DEFAULT_MAX_BYTES, Engine
 from sharpedges.processes import clean_interrupts, limited_memory, memory_limit, worker_started
 from sharpedges.project import ProjectScopes, SummaryStore
-from sharpedges.registry import select_rules
 from sharpedges.specs import validate_options
+from sharpedges.suppression import per_file_ignored, select_rules
 
 DEFAULT_TIME_LIMIT = 60.0
 
@@ -271,11 +270,6 @@ def in_shard(display: str, shard: tuple[int, int] | None) -> bool:
     return int(hashlib.sha1(display.encode()).hexdigest(), 16) % n == k - 1
 
 
-@lru_cache(maxsize=256)
-def _pattern(pattern: str):
-    return gitignore_spec([pattern])
-
-
 def _command_line_cache_dir(options: CheckOptions) -> Path | None:
     """`--cache-dir`, created if need be; raises ValueError when it cannot be used."""
     if options.cache_dir is None:
@@ -303,22 +297,6 @@ def _configured_cache_dir(config: Config) -> Path | None:
             f"the project (an outside cache only with --cache-dir)"
         )
     return directory
-
-
-def per_file_ignored(config: Config, diagnostic: Diagnostic) -> bool:
-    if not config.per_file_ignores:
-        return False
-    path = Path(diagnostic.path)
-    try:
-        relative = Path(os.path.abspath(path)).relative_to(os.path.abspath(config.root)).as_posix()
-    except ValueError:
-        relative = path.as_posix()
-    for pattern, codes in config.per_file_ignores.items():
-        if _pattern(pattern).match_file(relative) and any(
-            diagnostic.rule.startswith(code) or code == "ALL" for code in codes
-        ):
-            return True
-    return False
 
 
 def run_check(options: CheckOptions) -> RunResult:

@@ -251,7 +251,8 @@ def build_server(roots: list[Path]) -> MCPServer:
     from sharpedges.knowledge.registry import UnknownRuleError, UnknownSkillError, load_knowledge
     from sharpedges.knowledge.render import render_markdown
     from sharpedges.knowledge.routing import default_router
-    from sharpedges.runner import build_engine, check_source, per_file_ignored
+    from sharpedges.runner import build_engine, check_source
+    from sharpedges.suppression import per_file_ignored
 
     guard = PathGuard(roots)
     limits = CallLimits()

@@ -28,10 +28,10 @@ from sharpedges.runner import (
     RunResult,
     build_engine,
     check_source,
-    per_file_ignored,
     run_check,
     stderr_progress,
 )
+from sharpedges.suppression import per_file_ignored
 
 MACHINE_FORMATS = ("json", "sarif", "github")
 

@@ -192,6 +192,25 @@ def attribute_bounded(ctx: FileContext, cls: cst.ClassDef, attribute: str) -> bo
             and _resets(ctx, node.body, attribute)
         ):
             return True  # a test of the keys' length whose branch flushes the values too (HF QuantizedLayer)
+    return _reseeded(ctx, cls, attribute)
+
+
+def _reseeded(ctx: FileContext, cls: cst.ClassDef, attribute: str) -> bool:
+    """The class starts the attribute over outside `__init__` (a `reset()`, or a prefill branch that
+    assigns it afresh): it holds one generation and lives as long as its owner keeps it, like a
+    library's dynamic cache. Lazy initialisation (`if self.k is None: self.k = k`) is no reset."""
+    for method in ctx.class_facts(cls).methods.values():
+        if method.name.value == "__init__":
+            continue
+        for node in ctx.index.descendants(method.body, cst.Assign):
+            targets = [leaf for target in node.targets for leaf in _flatten(target.target)]
+            if not any(base_attribute(leaf) == attribute for leaf in targets):
+                continue
+            if attribute in _self_attributes_read(ctx, node.value) or _cats(ctx, node.value):
+                continue  # grows or rewrites it from itself
+            guards = (n for n in ctx.index.ancestors(node) if isinstance(n, cst.If) and ctx.index.contains(method, n))
+            if not any(attribute in _self_attributes_read(ctx, guard.test) for guard in guards):
+                return True
     return False
 
 

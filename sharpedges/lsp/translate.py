@@ -15,10 +15,10 @@ from lsprotocol import types
 from pygls.workspace.position_codec import PositionCodec
 
 from sharpedges.diagnostics import Diagnostic, Edit, FileError
-from sharpedges.engine import NOQA
 from sharpedges.fixes import apply_edits, still_parses
 from sharpedges.lines import source_lines
 from sharpedges.specs import RULES_DIR
+from sharpedges.suppression import NOQA
 
 SOURCE = "sharpedges"
 FILE_ERROR_CODE = "SHP000"  # CONVENTIONS.md: "file could not be checked", shown as a diagnostic

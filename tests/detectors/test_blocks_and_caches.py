@@ -346,3 +346,37 @@ class ParallelAttention(torch.nn.Module):
 """
     result = Engine([all_rules()["SHP401"]]).check("megatron.py", source.encode())
     assert [(d.rule, d.line) for d in result.diagnostics] == [("SHP401", 6)]
+
+
+GROWING_CACHE = textwrap.dedent("""
+    import torch
+
+    class Cache:
+        def __init__(self):
+            self.k = None
+
+        def update(self, k):
+            if self.k is None:
+                self.k = k
+            else:
+                self.k = torch.cat([self.k, k], dim=2)
+            return self.k
+""")
+
+
+def test_a_cache_started_over_by_a_reset_holds_one_generation():
+    """A `reset()` (or a prefill branch) that assigns the cache afresh bounds it to one generation;
+    lazy initialisation under `if self.k is None` is no reset."""
+    [finding] = run("SHP401", GROWING_CACHE)
+    assert finding.line == 12 and finding.rule == "SHP401"
+    reset = GROWING_CACHE + "\n    def reset(self):\n        self.k = None\n"
+    assert run("SHP401", reset) == []
+    prefill = mutate(GROWING_CACHE, "def update(self, k):", "def update(self, k, prefill=False):")
+    prefill = mutate(
+        prefill,
+        "        if self.k is None:",
+        "        if prefill:\n            self.k = k\n        elif self.k is None:",
+    )
+    assert run("SHP401", prefill) == []
+    grows_in_reset = GROWING_CACHE + "\n    def reset(self, k):\n        self.k = torch.cat([self.k, k], dim=2)\n"
+    assert [f.line for f in run("SHP401", grows_in_reset)] == [12, 16]

@@ -8,6 +8,7 @@ import io
 import sys
 import tarfile
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,11 @@ def test_archives_yield_only_python_files_without_the_sdist_folder(tmp_path):
             archive.addfile(info, io.BytesIO(data))
     assert validation_corpus._archive_members(wheel) == [("pkg/model.py", b"x = 1\n")]
     assert validation_corpus._archive_members(sdist) == [("pkg/model.py", b"x = 1\n")]
+
+
+def test_the_default_set_bar_counts_deliberate_findings_against_a_rule():
+    meets_bar = validation_corpus.meets_bar
+    assert meets_bar(Counter())
+    assert meets_bar(Counter(true=9, false=1)) and not meets_bar(Counter(true=8, false=2))
+    assert meets_bar(Counter(true=4, deliberate=1)) and not meets_bar(Counter(true=3, deliberate=2))
+    assert not meets_bar(Counter(deliberate=1))
