@@ -20,6 +20,7 @@ from sharpedges.analysis.context import FileContext
 from sharpedges.detector import Finding, Replacement
 from sharpedges.diagnostics import Diagnostic, DiagnosticFix, Edit, FileError, FileResult
 from sharpedges.lines import line_starts, source_lines, span_offsets
+from sharpedges.project import ProjectScopes
 from sharpedges.registry import Rule
 from sharpedges.suppression import suppressed_by_noqa, unknown_noqa_codes
 
@@ -188,7 +189,7 @@ class Engine:
         self.screen = screen
         self.max_bytes = max_bytes
         self.current_rule: str | None = None  # what is running now, for time-limit reports
-        self.project = None  # path -> ProjectScope: what a file may know of its project (runner sets it)
+        self.project: ProjectScopes | None = None  # what a file may know of its project (the runner sets it)
 
     def check(self, path: str, data: bytes) -> FileResult:
         result = FileResult()
