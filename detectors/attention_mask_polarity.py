@@ -5,14 +5,6 @@ from __future__ import annotations
 from sharpedges.analysis.masks import CONSUMER_TOKENS, attends_to_marked, mask_uses, masks_attention_scores
 from sharpedges.detector import Detector, Finding
 
-BLOCKED_ATTENDED = (
-    "this mask is True at the positions it means to hide ({what}), but {consumer} attends where a "
-    "boolean mask is True: the query attends only to them; invert it (`~mask`)"
-)
-ALLOWED_BLOCKED = (
-    "this mask is True at the positions that may be attended ({what}), but {consumer} blocks where it "
-    "is True: the query sees only the hidden ones; invert it (`~mask`)"
-)
 CONSUMERS = {"sdpa": "scaled_dot_product_attention", "allow": "torch.where(mask, scores, -inf)"}
 
 
@@ -29,9 +21,8 @@ class AttentionMaskPolarity(Detector):
             if not masks_attention_scores(ctx, use):
                 continue
             attends = attends_to_marked(value, use.convention)
-            what = "padding, or the -inf entries of an additive mask" if value.marks == "blocked" else "real tokens"
             consumer = CONSUMERS.get(use.convention, use.consumer)
             if value.marks == "blocked" and attends is True:
-                yield Finding(use.node, BLOCKED_ATTENDED.format(what=what, consumer=consumer))
+                yield Finding(use.node, facts={"consumer": consumer})
             elif value.marks == "allowed" and attends is False:
-                yield Finding(use.node, ALLOWED_BLOCKED.format(what=what, consumer=consumer))
+                yield Finding(use.node, variant="real-tokens-blocked", facts={"consumer": consumer})

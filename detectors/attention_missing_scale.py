@@ -8,11 +8,6 @@ from sharpedges.analysis.attention import declared_unit_scale, logit_sources, so
 from sharpedges.analysis.walk import is_a
 from sharpedges.detector import Detector, Finding
 
-AFTER_SOFTMAX = (
-    "the scale is applied to the softmax output, not to its input: softmax(QK^T) * s is not "
-    "softmax(QK^T * s); scale the logits before the softmax"
-)
-
 
 class AttentionMissingScale(Detector):
     code = "SHP101"
@@ -28,13 +23,13 @@ class AttentionMissingScale(Detector):
             if declared_unit_scale(ctx, softmax.function):
                 continue
             related = tuple(
-                (source.product, "the unscaled QK^T product that reaches this softmax")
+                (source.product, "product")
                 for source in sources
                 if not ctx.index.contains(softmax.call, source.product)
             )
             parent = ctx.index.parents.get(softmax.call)
             # Ex) softmax(q @ k.mT) / math.sqrt(d)
             if is_a(parent, cst.BinaryOperation) and is_a(parent.operator, (cst.Multiply, cst.Divide)):
-                yield Finding(softmax.call, AFTER_SOFTMAX, related=related)
+                yield Finding(softmax.call, variant="after-softmax", related=related)
             else:
                 yield Finding(softmax.call, related=related)

@@ -5,11 +5,6 @@ from __future__ import annotations
 from sharpedges.analysis.attention import attention_softmaxes, head_splits, scale_dimensions
 from sharpedges.detector import Detector, Finding
 
-MESSAGE = (
-    "attention is scaled by `{scale}`, built from the {what} that this code divides into heads "
-    "(`{split}`): the logits are dot products over one head's dims, so scale by 1/sqrt(head_dim)"
-)
-
 
 class AttentionScaleWrongDim(Detector):
     code = "SHP102"
@@ -24,12 +19,8 @@ class AttentionScaleWrongDim(Detector):
             for scale, split, what in _wrong_scales(ctx, scales, splits):
                 if scale.expr not in reported:
                     reported.add(scale.expr)
-                    yield Finding(
-                        scale.expr,
-                        MESSAGE.format(
-                            scale=ctx.code(scale.expr).strip(), what=what, split=ctx.code(split.node).strip()
-                        ),
-                    )
+                    facts = {"scale": ctx.code(scale.expr).strip(), "split": ctx.code(split.node).strip()}
+                    yield Finding(scale.expr, variant=None if what == "model width" else "head-count", facts=facts)
                 break
 
 

@@ -10,15 +10,6 @@ from sharpedges.analysis.vocabulary import REORDER_METHODS, RESHAPE_METHODS
 from sharpedges.analysis.walk import is_a
 from sharpedges.detector import Detector, Finding
 
-NO_DIM = (
-    "softmax over attention scores without `dim`: the implicit choice is dim 1 for 4-d scores (the heads) "
-    "and dim 0 for 3-d ones (the batch), not the keys; pass dim=-1"
-)
-WRONG_DIM = (
-    "softmax over attention scores on dim={dim}, but the keys are on dim={keys}: each query's weights "
-    "no longer sum to 1 over the keys it attends to; use dim=-1"
-)
-
 
 class AttentionSoftmaxWrongDim(Detector):
     code = "SHP104"
@@ -29,7 +20,7 @@ class AttentionSoftmaxWrongDim(Detector):
             if has_star_args(softmax.call):
                 continue
             if softmax.dim is None:
-                yield Finding(softmax.call, NO_DIM)
+                yield Finding(softmax.call, variant="no-dim")
                 continue
             dim = literal_int(softmax.dim)
             if dim is None or _renormalised(ctx, softmax):
@@ -37,7 +28,7 @@ class AttentionSoftmaxWrongDim(Detector):
             verdicts = [_axis_verdict(source, dim) for source in sources]
             wrong = [v for v in verdicts if v is not None and v[0] == "wrong"]
             if wrong and len(wrong) == len(verdicts):
-                yield Finding(softmax.call, WRONG_DIM.format(dim=dim, keys=wrong[0][1]))
+                yield Finding(softmax.call, facts={"dim": dim, "keys": wrong[0][1]})
 
 
 def _axis_verdict(source, dim: int) -> tuple[str, int] | None:

@@ -19,25 +19,6 @@ from sharpedges.analysis.masks import (
 from sharpedges.analysis.walk import is_a
 from sharpedges.detector import Detector, Finding, Fix, Replacement
 
-CONVENTIONS = {
-    "block": "{consumer} blocks where the mask is True / nonzero",
-    "allow": "{consumer} keeps the scores where the mask is True",
-    "sdpa": "scaled_dot_product_attention attends where a boolean mask is True and adds a float mask",
-    "torch_nn": "{consumer} blocks where a boolean mask is True and adds a float mask",
-}
-FUTURE = (
-    "the causal mask is inverted: each position may attend to later positions (the future) and not to "
-    "its past; {convention}"
-)
-DIAGONAL = (
-    "the causal mask hides the diagonal: no position attends to itself and the first row is fully "
-    "masked (NaN after softmax); {convention}"
-)
-IGNORED = (
-    "a 0/1 float causal mask passed to {consumer} is added to the scores, so it masks nothing and every "
-    "position sees the future; pass a boolean mask or a -inf additive one"
-)
-
 
 class CausalMaskInverted(Detector):
     code = "SHP202"
@@ -48,12 +29,13 @@ class CausalMaskInverted(Detector):
         inversions = list(_inversions(ctx))
         for use, problem, value in inversions:
             related = _where_built(ctx, use, value)
+            facts = {"consumer": use.consumer}
             if problem == "ignored":
-                yield Finding(use.node, IGNORED.format(consumer=use.consumer), related=related)
+                yield Finding(use.node, variant="ignored", facts=facts, related=related)
                 continue
-            convention = CONVENTIONS[use.convention].format(consumer=use.consumer)
-            message = (FUTURE if problem == "future" else DIAGONAL).format(convention=convention)
-            yield Finding(use.node, message, _fix(ctx, use, value, len(inversions)), related=related)
+            variant = None if problem == "future" else "diagonal"
+            fix = _fix(ctx, use, value, len(inversions))
+            yield Finding(use.node, variant=variant, facts=facts, fix=fix, related=related)
 
 
 def _inversions(ctx: FileContext):
@@ -73,7 +55,7 @@ def _inversions(ctx: FileContext):
 def _where_built(ctx: FileContext, use: MaskUse, value) -> tuple:
     """The triangles and comparisons that decide the mask's orientation, outside the consuming call."""
     return tuple(
-        (node, "the mask's triangle is built here" if is_a(node, cst.Call) else "the mask's polarity is set here")
+        (node, "triangle" if is_a(node, cst.Call) else "polarity")
         for node in value.flips
         if not ctx.index.contains(use.node, node)
     )

@@ -29,16 +29,7 @@ from sharpedges.analysis.walk import is_a
 from sharpedges.detector import Detector, Finding
 
 MASK_BUILDERS = MASKING_METHODS | TRIANGLE_METHODS
-KERNEL_MESSAGE = "{kernel} in a causal model gets {missing}: every token attends to the tokens after it"
-WRAPPER_MESSAGE = (
-    "`{wrapper}` forwards this call to {kernel}, which then gets {missing}: every token attends to the tokens after it"
-)
 MASK_MEANINGS = ("causal", "mask", "score_mod")
-MODULE_MESSAGE = (
-    "{module} in a causal model is called without a causal mask ({keywords}): every token attends "
-    "to the tokens after it; pass `is_causal=True` with a "
-    "`nn.Transformer.generate_square_subsequent_mask(T)` mask"
-)
 
 
 class CausalMaskMissing(Detector):
@@ -54,7 +45,8 @@ class CausalMaskMissing(Detector):
             kernel = kernel_of(ctx, call)
             if kernel is not None:
                 if self._kernel_unmasked(ctx, call, kernel):
-                    yield Finding(call, KERNEL_MESSAGE.format(kernel=kernel.name, missing=_missing(kernel)))
+                    facts = {"kernel": kernel.name, "arguments": _causal_arguments(kernel)}
+                    yield Finding(call, variant="kernel", facts=facts)
                 continue
             fixed = partial_kernel(ctx, call) if kernels_named else None
             if fixed is not None:
@@ -62,23 +54,22 @@ class CausalMaskMissing(Detector):
                 if self._kernel_unmasked(ctx, call, kernel, partial):
                     yield Finding(
                         call,
-                        KERNEL_MESSAGE.format(kernel=kernel.name, missing=_missing(kernel)),
-                        related=((partial, "the functools.partial that fixes its other arguments"),),
+                        variant="kernel",
+                        facts={"kernel": kernel.name, "arguments": _causal_arguments(kernel)},
+                        related=((partial, "partial"),),
                     )
                 continue
             target = called_function(ctx, call) if kernels_named else None
             if target is not None and (unmasked := self._wrapper_unmasked(ctx, call, target)) is not None:
                 kernel, kernel_call = unmasked
-                yield Finding(
-                    call,
-                    WRAPPER_MESSAGE.format(wrapper=target[0].name.value, kernel=kernel.name, missing=_missing(kernel)),
-                    related=((kernel_call, f"the {kernel.name} call it reaches"),),
-                )
+                facts = {"wrapper": target[0].name.value, "kernel": kernel.name, "arguments": _causal_arguments(kernel)}
+                yield Finding(call, variant="wrapper", facts=facts, related=((kernel_call, "kernel-call"),))
                 continue
             module = module_type(ctx, call)
             if module in MHA | ENCODERS and self._module_unmasked(ctx, call, module):
-                keywords = "is_causal=, " + ", ".join(k for k in MODULE_MASK_ARGUMENTS[module] if "padding" not in k)
-                yield Finding(call, MODULE_MESSAGE.format(module=module.replace("torch.", ""), keywords=keywords))
+                keywords = ["is_causal=True", *(k for k in MODULE_MASK_ARGUMENTS[module] if "padding" not in k)]
+                facts = {"module": module.replace("torch.", ""), "arguments": ", ".join(f"`{k}`" for k in keywords)}
+                yield Finding(call, variant="module", facts=facts)
 
     # -- manual attention --------------------------------------------------------------------
     def _manual_attention_unmasked(self, ctx, softmax) -> bool:
@@ -164,12 +155,10 @@ def _always_off(ctx, value: cst.BaseExpression) -> bool:
     return bool(values) and all(is_false_or_none(v) for v in values)
 
 
-def _missing(kernel: Kernel) -> str:
-    """`neither `is_causal=True` nor an `attn_mask``, or whichever of the two the kernel takes."""
+def _causal_arguments(kernel: Kernel) -> str:
+    """The kernel's causal arguments, as code: `` `is_causal=True`, `attn_mask` ``, or the one it takes."""
     causal, mask = kernel.keyword("causal"), kernel.keyword("mask")
-    if causal and mask:
-        return f"neither `{causal}=True` nor an `{mask}`"
-    return f"no `{causal}=True`" if causal else f"no causal `{mask}`"
+    return ", ".join(span for span in (causal and f"`{causal}=True`", mask and f"`{mask}`") if span)
 
 
 def _handles_masks(ctx, function: cst.FunctionDef) -> bool:

@@ -62,21 +62,12 @@ class DiscardedOpResult(Detector):
             if writes_in_place(name, call):
                 continue
             if ctx.callee(call) in PURE_FUNCTIONS:
-                yield Finding(
-                    call,
-                    f"the result of `{dotted(call.func)}(...)` is discarded: it returns a new "
-                    "tensor and changes nothing else; assign it or pass `out=`",
-                )
+                yield Finding(call, variant="function", facts={"function": dotted(call.func)})
             elif name == "apply":
                 if self._pure_autograd_function(ctx, receiver(call)) and not is_balancing_apply(ctx, call):
-                    yield Finding(
-                        call,
-                        f"the result of `{dotted(call.func)}(...)` is discarded: an autograd "
-                        "Function's output is its only effect (and the only path for its gradient); "
-                        "use the returned tensor",
-                    )
+                    yield Finding(call, variant="autograd-function", facts={"function": dotted(call.func)})
             elif name is not None and self._out_of_place_on_tensor(ctx, call, name, tensor_facts):
-                yield Finding(call, _lost_result_message(ctx, call, name))
+                yield _lost_result(ctx, call, name)
 
     @staticmethod
     def _out_of_place_on_tensor(ctx, call, name, tensor_facts) -> bool:
@@ -157,17 +148,13 @@ def _fills_an_argument(ctx, forward: cst.FunctionDef) -> bool:
     return False
 
 
-def _lost_result_message(ctx, call: cst.Call, name: str) -> str:
+def _lost_result(ctx, call: cst.Call, name: str) -> Finding:
     """What was lost and valid code that keeps it: an assignment only to a target Python accepts, the
     in-place method only where torch has one."""
     owner = receiver(call)
-    target = ctx.code(owner)
-    message = f"`{target}.{name}(...)` returns a new tensor and leaves `{target}` unchanged; its result is discarded"
-    remedies = []
+    in_place = name in HAS_INPLACE_VARIANT
     if is_a(owner, ASSIGNABLE):
-        remedies.append(f"assign it (`{target} = {target}.{name}(...)`)")
+        variant = "assign-or-in-place" if in_place else None
     else:
-        remedies.append("use the returned tensor")
-    if name in HAS_INPLACE_VARIANT:
-        remedies.append(f"use the in-place `{target}.{name}_(...)`")
-    return f"{message}: {' or '.join(remedies)}"
+        variant = "use-result-or-in-place" if in_place else "use-result"
+    return Finding(call, variant=variant, facts={"target": ctx.code(owner), "name": name})

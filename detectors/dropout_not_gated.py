@@ -15,25 +15,6 @@ from sharpedges.analysis.training_mode import (
 )
 from sharpedges.detector import Detector, Finding, Fix, Replacement
 
-MESSAGES = {
-    "functional": (
-        "F.dropout without training=: it defaults to training=True, so it keeps dropping in eval; "
-        "pass training=self.training"
-    ),
-    "attention": (
-        "dropout_p is passed to the attention kernel whatever the mode: it cannot see self.training, so "
-        "attention weights are dropped in eval too; use dropout_p=p if self.training else 0.0"
-    ),
-    "module-in-forward": (
-        "nn.Dropout built inside forward is a fresh module in training mode: model.eval() never "
-        "reaches it; create it in __init__"
-    ),
-}
-FROZEN_GATE = (
-    "self.training read in __init__ is always True (a module starts in training mode): the gate is "
-    "frozen at construction and eval() never turns it off; decide in forward"
-)
-
 
 class DropoutNotGated(Detector):
     code = "SHP701"
@@ -47,10 +28,11 @@ class DropoutNotGated(Detector):
                 or dropout_module_built_in_forward(ctx, call)
             )
             if found is not None:
-                yield Finding(call, MESSAGES[found.kind], _training_fix(ctx, found))
+                variant = None if found.kind == "functional" else found.kind  # "attention", "module-in-forward"
+                yield Finding(call, variant=variant, fix=_training_fix(ctx, found))
         for attribute in ctx.index.nodes(cst.Attribute):
             if training_read_in_init(ctx, attribute):
-                yield Finding(attribute, FROZEN_GATE)
+                yield Finding(attribute, variant="frozen-gate")
 
 
 def _training_fix(ctx, found) -> Fix | None:

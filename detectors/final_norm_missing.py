@@ -7,12 +7,6 @@ import libcst as cst
 from sharpedges.analysis.blocks import unnormed_heads
 from sharpedges.detector import Detector, Finding
 
-MESSAGE = (
-    "the pre-norm stack `self.{stack}` leaves the residual stream unnormalised (its scale grows with depth), "
-    "and `{head}` reads it raw: add a final norm after the last block (`x = self.norm_f(x)` before the head, "
-    "or `norm=` on an `nn.TransformerEncoder` with `norm_first=True` layers)"
-)
-
 
 class FinalNormMissing(Detector):
     code = "SHP302"
@@ -23,4 +17,4 @@ class FinalNormMissing(Detector):
     def check(self, ctx):
         for cls in ctx.index.nodes(cst.ClassDef):
             for found in unnormed_heads(ctx, cls):
-                yield Finding(found.head, MESSAGE.format(stack=found.stack, head=ctx.code(found.head.func)))
+                yield Finding(found.head, facts={"stack": found.stack, "head": ctx.code(found.head.func)})

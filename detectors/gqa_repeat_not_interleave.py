@@ -12,16 +12,6 @@ from sharpedges.analysis.values import possible_values
 from sharpedges.analysis.vocabulary import TILE_FUNCTIONS, is_library_namespace
 from sharpedges.detector import Detector, Finding, Fix, Replacement
 
-TILED = (
-    "KV heads repeated with {how}: that lays them out [k0, k1, k0, k1], but query head h belongs to KV head "
-    "h // n_rep ([k0, k0, k1, k1]); queries attend to the wrong keys and pretrained GQA weights give garbage; "
-    "use repeat_interleave(n_rep, dim=<head dim>) or SDPA enable_gqa=True"
-)
-UNCHECKED = (
-    "head ratio by floor division with no divisibility check: when the head count is not a multiple of the "
-    "KV head count heads are silently dropped or mis-grouped; assert {a} % {b} == 0 first"
-)
-
 
 def _is_head_count(expr: cst.BaseExpression) -> bool:
     text = dotted(expr)
@@ -54,15 +44,14 @@ class GqaRepeatNotInterleave(Detector):
         for call in ctx.calls():
             tiled = _tiled_factor(ctx, call, ratios)
             if tiled is not None:
-                yield Finding(
-                    call, TILED.format(how=f"{method_name(call) or 'torch.tile'}(...)"), _fix(ctx, call, tiled)
-                )
-        if not ctx.options.get("check-divisibility", False):
+                how = f"{method_name(call) or 'torch.tile'}(...)"
+                yield Finding(call, facts={"how": how}, fix=_fix(ctx, call, tiled))
+        if not ctx.options["check-divisibility"]:
             return
         checked = _checked_pairs(ctx)
         for node in ctx.index.nodes(cst.BinaryOperation):
             if _is_head_ratio(node) and (_count_key(node.left), _count_key(node.right)) not in checked:
-                yield Finding(node, UNCHECKED.format(a=dotted(node.left), b=dotted(node.right)))
+                yield Finding(node, variant="unchecked", facts={"a": dotted(node.left), "b": dotted(node.right)})
 
 
 def _ratio_holders(ctx) -> set[str]:

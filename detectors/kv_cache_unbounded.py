@@ -11,21 +11,6 @@ from sharpedges.analysis.caches import (
 )
 from sharpedges.detector import Detector, Finding
 
-ADVICE = (
-    "preallocate the cache at its maximum length and write each step at its positions (`index_copy_` or "
-    "`cache[:, :, pos] = k`), keep a sliding window by slicing the stored tensor, or raise/evict past a capacity"
-)
-ATTRIBUTE = (
-    "{names} grow{s} by `torch.cat` on every call with no window slice, capacity check or preallocation: "
-    "memory and attention cost grow with every generated token until OOM{unenforced}; " + ADVICE
-)
-UNENFORCED = " (`self.{attr}` is stored but never enforced)"
-LOOP = (
-    "this `while` loop feeds `{name}` back into the model every step and nothing bounds its length (neither the "
-    "loop condition nor a `break` tests a length, and the cache is never sliced): one EOS that never comes and the "
-    "cache grows until OOM; loop `for _ in range(max_new_tokens)`, or test the length, or " + ADVICE
-)
-
 
 class KvCacheUnbounded(Detector):
     code = "SHP401"
@@ -62,13 +47,9 @@ class KvCacheUnbounded(Detector):
             ]
             names = ", ".join(dict.fromkeys(f"`{g.label}`" for g in grown))
             capacity = unenforced_capacity(ctx, cls)
-            yield Finding(
-                growth.cat,
-                ATTRIBUTE.format(
-                    names=names,
-                    s="" if len(grown) > 1 else "s",
-                    unenforced=UNENFORCED.format(attr=capacity) if capacity else "",
-                ),
-            )
+            if capacity:
+                yield Finding(growth.cat, variant="unenforced", facts={"names": names, "capacity": capacity})
+            else:
+                yield Finding(growth.cat, facts={"names": names})
         for fed in unbounded_while_loops(ctx):
-            yield Finding(fed.node, LOOP.format(name=fed.name))
+            yield Finding(fed.node, variant="loop", facts={"name": fed.name})

@@ -22,11 +22,6 @@ from sharpedges.analysis.walk import is_a
 from sharpedges.detector import Detector, Finding, Fix, Replacement
 
 FP16_MAX = 65504.0
-MESSAGE = (
-    "mask fill value {value:g} is beyond the float16 range (±65504): in half precision or under autocast "
-    "masked_fill raises 'value cannot be converted to type at::Half without overflow' (or the score "
-    "becomes -inf and fully masked rows turn to NaN); use torch.finfo({scores}.dtype).min"
-)
 
 
 class MaskFillOverflowsHalf(Detector):
@@ -53,8 +48,9 @@ class MaskFillOverflowsHalf(Detector):
                     ):
                         continue
                     reported.add(literal)
+                    facts = {"value": value, "scores": _scores_text(scores)}
                     fix = _fix(ctx, literal, scores, between=source.path[:position])
-                    yield Finding(literal, MESSAGE.format(value=value, scores=_scores_text(scores)), fix)
+                    yield Finding(literal, facts=facts, fix=fix)
 
 
 def _fill_of(ctx, node, inner_path) -> tuple[cst.BaseExpression, cst.BaseExpression] | None:

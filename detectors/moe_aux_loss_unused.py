@@ -14,12 +14,6 @@ from sharpedges.analysis.moe import (
 from sharpedges.analysis.walk import is_a
 from sharpedges.detector import Detector, Finding
 
-DISCARDED_APPLY = (
-    "the result of this autograd Function is discarded: the balancing loss reaches the graph "
-    "only through it, so it gets no gradient; use the returned tensor"
-)
-DISCARDED_CALL = "the balancing loss this call computes is discarded; add it to the training loss or return it"
-
 
 class MoeAuxLossUnused(Detector):
     code = "SHP502"
@@ -36,18 +30,14 @@ class MoeAuxLossUnused(Detector):
             # One finding per name, at its last dead definition: `aux = ...; aux = aux * coef` is one loss.
             dead = {d.name: d for d in balancing_definitions(ctx, function) if is_dead(ctx, facts, d)}
             for definition in dead.values():
-                yield Finding(
-                    definition.node,
-                    f"`{definition.name}` holds a load-balancing loss that is never "
-                    "returned, stored on the module or added to the loss",
-                )
+                yield Finding(definition.node, facts={"name": definition.name})
         for statement in ctx.index.nodes(cst.Expr):
             call = statement.value
             if not is_a(call, cst.Call):
                 continue
             if is_balancing_apply(ctx, call):
-                yield Finding(call, DISCARDED_APPLY)
+                yield Finding(call, variant="function-result")
             elif returns_balancing_loss(ctx, call) and mentions_experts(
                 ctx, ctx.class_of(call) or ctx.function_of(call) or ctx.module
             ):
-                yield Finding(call, DISCARDED_CALL)
+                yield Finding(call, variant="call-result")

@@ -16,20 +16,6 @@ from sharpedges.analysis.blocks import (
 from sharpedges.analysis.calls import argument
 from sharpedges.detector import Detector, Finding, Fix, Replacement
 
-MESSAGE = (
-    "{what} stacked {depth} deep (more than max-depth {limit}): post-norm puts a norm on the residual path "
-    "after every block, so gradients near the input shrink with depth and training diverges without a long "
-    "warm-up; {advice}"
-)
-ADVICE_CLASS = (
-    "switch to pre-norm (`x = x + f(norm(x))`) with one final norm before the head, or up-weight the "
-    "residual DeepNorm-style (`norm(alpha * x + f(x))`, alpha = (2N)^(1/4)) and keep a warm-up"
-)
-ADVICE_TORCH = (
-    "pass `norm_first=True` to the layer and a final `norm=nn.LayerNorm(d_model)` to the stack "
-    "(or use DeepNorm scaling with a warm-up)"
-)
-
 
 class PostNormDeepStack(Detector):
     code = "SHP301"
@@ -38,7 +24,7 @@ class PostNormDeepStack(Detector):
     also_tokens = ((b"range(", b"transformerencoder", b"transformerdecoder"),)
 
     def check(self, ctx):
-        limit = ctx.options.get("max-depth", 12)
+        limit = ctx.options["max-depth"]
         classes = local_classes(ctx)
         for stack in stacks(ctx):
             block = stack.block
@@ -46,19 +32,21 @@ class PostNormDeepStack(Detector):
             if torch_layer:
                 if not torch_layer_is_post_norm(ctx, block):
                     continue
-                what = f"`{ctx.code(block.func)}` layers (norm_first=False, the default)"
+                facts = {"layer": ctx.code(block.func)}
             else:
                 name = block.func.value if isinstance(block.func, cst.Name) else None
                 if name not in classes or not is_post_norm_class(ctx, classes[name]):
                     continue
-                what = f"post-norm `{name}` blocks (`x = norm(x + f(x))`)"
+                facts = {"block": name}
             depth = max((d.value for d in resolve_depths(ctx, stack.depth)), default=0)
             if depth <= limit:
                 continue
-            message = MESSAGE.format(
-                what=what, depth=depth, limit=limit, advice=ADVICE_TORCH if torch_layer else ADVICE_CLASS
+            yield Finding(
+                stack.node,
+                variant="torch-layer" if torch_layer else None,
+                facts={**facts, "depth": depth, "limit": limit},
+                fix=_norm_first_fix(ctx, stack) if torch_layer else None,
             )
-            yield Finding(stack.node, message, _norm_first_fix(ctx, stack) if torch_layer else None)
 
 
 def _norm_first_fix(ctx, stack) -> Fix | None:

@@ -7,11 +7,6 @@ import libcst as cst
 from sharpedges.analysis.moe import layer_of, plain_projection, routing_sites
 from sharpedges.detector import Detector, Finding
 
-DOWNCAST = (
-    "router probabilities are cast back to the activation dtype before the expert selection; top-k "
-    "over bf16/fp16 probabilities ties and picks the wrong experts: select in fp32, cast the weights after"
-)
-
 
 class RouterLowPrecision(Detector):
     code = "SHP503"
@@ -26,7 +21,7 @@ class RouterLowPrecision(Detector):
             trace = site.trace
             if trace.precision == "low":
                 reported.add(layer)
-                yield Finding(site.selection, DOWNCAST)
+                yield Finding(site.selection, variant="cast-back")
             # Nothing casts on the way: the selection runs in the dtype of a gate we can see is plain.
             elif (
                 trace.precision is None

@@ -33,13 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sharpedges {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"sharpedges.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"sharpedges.commands.{name}":
-                continue  # a face not built yet
-            raise
-        module.register(subparsers)
+        importlib.import_module(f"sharpedges.commands.{name}").register(subparsers)
     return parser
 
 

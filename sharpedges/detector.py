@@ -9,8 +9,8 @@ config or output formats.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from sharpedges.diagnostics import Applicability
@@ -37,12 +37,18 @@ class Fix:
 
 @dataclass(frozen=True)
 class Finding:
+    """What a detector found at `node`. Its text is the spec's: the engine renders the spec's
+    `message` (or the template in the spec's `messages` named by `variant`) from `facts`, so a
+    detector names values, never words: `Finding(call, facts={"dim": 2}, variant="no-dim")`."""
+
     node: cst.CSTNode
-    message: str | None = None  # None: the spec's message
+    _: KW_ONLY
+    variant: str | None = None  # None: the spec's `message`; else a name in the spec's `messages`
+    facts: Mapping[str, object] = field(default_factory=dict)  # fill the placeholders
     fix: Fix | None = None
-    anchor: cst.CSTNode | None = field(default=None)  # statement whose first line carries noqa
+    anchor: cst.CSTNode | None = None  # statement whose first line carries noqa
     # The locations the claim rests on (where the mask was built, where the scale was lost), each
-    # with a short message; the engine reports them as the diagnostic's `related` positions.
+    # with the name of a note in the spec's `notes`; the engine reports them as `related` positions.
     related: tuple[tuple[cst.CSTNode, str], ...] = ()
 
 

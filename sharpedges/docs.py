@@ -24,7 +24,12 @@ def rule_markdown(spec) -> str:
         f"{spec.title}. Severity: {spec.severity}. "
         f"{'On by default' if spec.default else 'Opt-in (select it by code or use --preview)'}.\n",
         "## What it does\n",
-        spec.message.strip() + "\n",
+        spec.outline() + "\n",
+        *(
+            ["Other findings of this rule read:\n", *(f"- {spec.outline(name)}" for name in spec.messages), ""]
+            if spec.messages
+            else []
+        ),
         "## Why is this bad?\n",
         spec.rationale.strip() + "\n",
         "## Example\n",

@@ -24,6 +24,7 @@ from sharpedges.analysis.walk import is_a
 from sharpedges.detector import Finding, Replacement
 from sharpedges.diagnostics import Diagnostic, DiagnosticFix, Edit, FileError, FileResult
 from sharpedges.lines import line_starts, source_lines, span_offsets
+from sharpedges.project import ProjectScopes
 from sharpedges.registry import Rule
 from sharpedges.suppression import suppressed_by_noqa, unknown_noqa_codes
 
@@ -271,11 +272,12 @@ class Engine:
         max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.rules = list(rules)
-        self.options = {rule.code: (options or {}).get(rule.code, rule.spec.option_defaults()) for rule in self.rules}
+        given = options or {}
+        self.options = {rule.code: {**rule.spec.option_defaults(), **given.get(rule.code, {})} for rule in self.rules}
         self.screen = screen
         self.max_bytes = max_bytes
         self.current_rule: str | None = None  # what is running now, for time-limit reports
-        self.project = None  # path -> ProjectScope: what a file may know of its project (runner sets it)
+        self.project: ProjectScopes | None = None  # what a file may know of its project (the runner sets it)
 
     def check(self, path: str, data: bytes) -> FileResult:
         result = FileResult()
@@ -332,12 +334,12 @@ class Engine:
             result.errors.append(FileError(path, "nested too deeply to analyse"))
             return result
         ctx.project = self.project(path) if self.project is not None else None
-        found: list[tuple[Rule, Finding]] = []
+        found: list[tuple[Rule, Finding, tuple[str, list[tuple[cst.CSTNode, str]]]]] = []
         for rule in rules:
             ctx.options = self.options[rule.code]
             self.current_rule = rule.code
             try:
-                found.extend((rule, finding) for finding in rule.detector().check(ctx))
+                found.extend((rule, finding, _texts(rule, finding)) for finding in rule.detector().check(ctx))
             except RecursionError:
                 result.errors.append(FileError(path, f"{rule.code} gave up: nested too deeply", rule.code))
             except Exception as exc:  # a detector bug must not hide the other rules' findings
@@ -358,19 +360,21 @@ class Engine:
                 raise
         return result
 
-    def _diagnostics(self, path: str, ctx: FileContext, found: list[tuple[Rule, Finding]]) -> list[Diagnostic]:
+    def _diagnostics(
+        self, path: str, ctx: FileContext, found: list[tuple[Rule, Finding, tuple[str, list[tuple[cst.CSTNode, str]]]]]
+    ) -> list[Diagnostic]:
         # Positions are computed only for files with findings, and only for the statements that
         # hold what is reported: libcst's PositionProvider over a whole module costs about two parses.
         wanted: list[cst.CSTNode] = []
-        for _, finding in found:
+        for _, finding, (_, notes) in found:
             wanted += [finding.node, finding.anchor or ctx.index.statement_of(finding.node)]
-            wanted += [node for node, _ in finding.related]
+            wanted += [node for node, _ in notes]
             wanted += [replacement.node for replacement in finding.fix.replacements] if finding.fix else []
         code, positions = statement_positions(ctx.module, ctx.index.parents, wanted)
         lines = source_lines(code)
         starts = line_starts(code)
         diagnostics: dict[tuple, Diagnostic] = {}
-        for rule, finding in found:
+        for rule, finding, (message, notes) in found:
             span = positions[finding.node]
             anchor = positions[finding.anchor or ctx.index.statement_of(finding.node)]
             if suppressed_by_noqa(rule.code, lines, {span.start.line, anchor.start.line}):
@@ -392,10 +396,10 @@ class Engine:
                 column=span.start.column + 1,
                 end_line=span.end.line,
                 end_column=span.end.column + 1,
-                message=finding.message or rule.spec.message,
+                message=message,
                 help=rule.spec.help_uri,
                 fix=fix,
-                related=[_related(positions[node], message) for node, message in finding.related],
+                related=[_related(positions[node], note) for node, note in notes],
             )
             diagnostics.setdefault(diagnostic.sort_key(), diagnostic)
         return sorted(diagnostics.values(), key=Diagnostic.sort_key)
@@ -417,6 +421,13 @@ class Engine:
         if span is None or code[span[0] : span[1]] != edit.original:
             return None
         return edit
+
+
+def _texts(rule: Rule, finding: Finding) -> tuple[str, list[tuple[cst.CSTNode, str]]]:
+    """The finding's message and its related locations with their notes, from the spec's templates (rendered
+    while the detector runs, so a missing fact or an unknown template is reported as that rule's crash)."""
+    notes = [(node, rule.spec.render_note(name, finding.facts)) for node, name in finding.related]
+    return rule.spec.render(finding.variant, finding.facts), notes
 
 
 def _related(where, message: str) -> dict:

@@ -121,12 +121,6 @@ def read_source(path: str, max_bytes: int) -> bytes | str:
         return f"cannot read: {(exc.strerror or str(exc)).lower()}"
 
 
-# Worker state: set in the parent before forking (or in the initializer), read by `_check_task`.
-_ENGINES: list[Engine] = []
-_CACHES: list[ResultCache | None] = []
-_TIME_LIMIT = DEFAULT_TIME_LIMIT
-
-
 def _on_alarm(signum, frame):  # pragma: no cover - exercised through the time-limit test
     raise FileTimeout()
 
@@ -157,40 +151,78 @@ def _is_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _check_task(task: _Task) -> tuple[int, list[dict], list[dict], str, list[str]]:
-    engine = _ENGINES[task.engine]
-    data = read_source(task.path, engine.max_bytes)
-    if isinstance(data, str):
-        return task.index, [], [FileError(task.display, data).to_json()], "", []
-    digest = hashlib.sha256(data).hexdigest()
-    cache = _CACHES[task.engine]
-    key = cache.key(data) if cache is not None else ""
-    if cache is not None and (entry := cache.get(key)) is not None and _deps_hold(engine, entry["deps"]):
-        diagnostics = [{**d, "path": task.display} for d in entry["diagnostics"]]
-        errors = [{**e, "path": task.display} for e in entry["errors"]]
-        return task.index, diagnostics, errors, digest, [w.replace("\0", task.display, 1) for w in entry["warnings"]]
-    try:
-        result = check_source(engine, task.display, data, _TIME_LIMIT)
-    except MemoryError:
-        limit = memory_limit() // 2**20
-        return (
-            task.index,
-            [],
-            [FileError(task.display, f"ran out of memory (limit {limit} MiB), not checked").to_json()],
-            digest,
-            [],
-        )
-    diagnostics = [d.to_json() for d in result.diagnostics]
-    errors = [e.to_json() for e in result.errors]
-    if cache is not None and not result.timed_out:
-        cache.put(
-            key,
-            [{**d, "path": ""} for d in diagnostics],
-            [{**e, "path": ""} for e in errors],
-            result.deps,
-            [w.replace(task.display, "\0", 1) for w in result.warnings],
-        )
-    return task.index, diagnostics, errors, digest, result.warnings
+# (task index, diagnostics and errors as JSON, sha256 of the bytes checked or "", warnings): plain
+# data, as it crosses from a worker process and comes out of the cache.
+TaskResult = tuple[int, list[dict], list[dict], str, list[str]]
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What checking one task of a run needs: the run's engines, the cache of each, the time limit.
+    Handed to each worker process once, by the pool's initializer."""
+
+    engines: list[Engine]
+    caches: list[ResultCache | None]
+    time_limit: float
+
+    def check(self, task: _Task) -> TaskResult:
+        engine = self.engines[task.engine]
+        data = read_source(task.path, engine.max_bytes)
+        if isinstance(data, str):
+            return task.index, [], [FileError(task.display, data).to_json()], "", []
+        digest = hashlib.sha256(data).hexdigest()
+        cache = self.caches[task.engine]
+        key = cache.key(data) if cache is not None else ""
+        if cache is not None and (entry := cache.get(key)) is not None and _deps_hold(engine, entry["deps"]):
+            diagnostics = [{**d, "path": task.display} for d in entry["diagnostics"]]
+            errors = [{**e, "path": task.display} for e in entry["errors"]]
+            return (
+                task.index,
+                diagnostics,
+                errors,
+                digest,
+                [w.replace("\0", task.display, 1) for w in entry["warnings"]],
+            )
+        try:
+            result = check_source(engine, task.display, data, self.time_limit)
+        except MemoryError:
+            limit = memory_limit() // 2**20
+            return (
+                task.index,
+                [],
+                [FileError(task.display, f"ran out of memory (limit {limit} MiB), not checked").to_json()],
+                digest,
+                [],
+            )
+        diagnostics = [d.to_json() for d in result.diagnostics]
+        errors = [e.to_json() for e in result.errors]
+        if cache is not None and not result.timed_out:
+            cache.put(
+                key,
+                [{**d, "path": ""} for d in diagnostics],
+                [{**e, "path": ""} for e in errors],
+                result.deps,
+                [w.replace(task.display, "\0", 1) for w in result.warnings],
+            )
+        return task.index, diagnostics, errors, digest, result.warnings
+
+
+class _Worker:
+    """This process's part in a run when it is one of the pool's workers."""
+
+    state: RunState | None = None
+
+
+def _start_worker(parent: int, state: RunState) -> None:
+    """Pool initializer: the worker's signals and parent (`worker_started`), then its run state."""
+    worker_started(parent)
+    _Worker.state = state
+
+
+def _check_in_worker(task: _Task) -> TaskResult:
+    if _Worker.state is None:
+        raise RuntimeError("a worker checked a task before the pool gave it its run state")
+    return _Worker.state.check(task)
 
 
 def _jobs(requested: int | None, tasks: int) -> int:
@@ -201,7 +233,7 @@ def _jobs(requested: int | None, tasks: int) -> int:
     return max(1, min(requested or cores, cores, tasks))
 
 
-def _run_tasks(tasks: list[_Task], jobs: int, progress) -> list[tuple[int, list[dict], list[dict], str, list[str]]]:
+def _run_tasks(state: RunState, tasks: list[_Task], jobs: int, progress) -> list[TaskResult]:
     results = []
     use_pool = jobs > 1 and len(tasks) > 8
     if use_pool:
@@ -211,14 +243,15 @@ def _run_tasks(tasks: list[_Task], jobs: int, progress) -> list[tuple[int, list[
     if use_pool:
         context = multiprocessing.get_context("fork")
         chunksize = max(1, min(16, len(tasks) // (jobs * 8)))
-        with context.Pool(jobs, initializer=worker_started, initargs=(os.getpid(),)) as pool:
-            for done, item in enumerate(pool.imap_unordered(_check_task, tasks, chunksize=chunksize), 1):
+        # forked, the workers inherit the state as it is: the initializer's arguments are not pickled
+        with context.Pool(jobs, initializer=_start_worker, initargs=(os.getpid(), state)) as pool:
+            for done, item in enumerate(pool.imap_unordered(_check_in_worker, tasks, chunksize=chunksize), 1):
                 results.append(item)
                 if progress:
                     progress(done, len(tasks))
     else:
         for done, task in enumerate(tasks, 1):
-            results.append(_check_task(task))
+            results.append(state.check(task))
             if progress:
                 progress(done, len(tasks))
     return results
@@ -226,7 +259,8 @@ def _run_tasks(tasks: list[_Task], jobs: int, progress) -> list[tuple[int, list[
 
 def _deps_hold(engine: Engine, deps: dict[str, str]) -> bool:
     """Whether every project summary a cached result read is still the same."""
-    return all(engine.project.store.digest(path) == digest for path, digest in deps.items())
+    project = engine.project
+    return all(project is not None and project.store.digest(path) == digest for path, digest in deps.items())
 
 
 def in_shard(display: str, shard: tuple[int, int] | None) -> bool:
@@ -268,7 +302,6 @@ def _configured_cache_dir(config: Config) -> Path | None:
 def run_check(options: CheckOptions) -> RunResult:
     """Check every file under `options.paths`. Raises ConfigError / RegistryError / ValueError
     for configuration problems (exit 2 before any file is read)."""
-    global _TIME_LIMIT
     errors: list[FileError] = []
     engines: list[Engine] = []
     caches: list[ResultCache | None] = []
@@ -320,13 +353,11 @@ def run_check(options: CheckOptions) -> RunResult:
         print(f"sharpedges: warning: {notice}", file=sys.stderr)
 
     for engine, cache in zip(engines, caches, strict=False):  # summaries are shared by the run's files, and cached
-        if cache is not None:
+        if cache is not None and engine.project is not None:
             engine.project.store.directory = cache.summaries_directory()
-    _ENGINES[:] = engines
-    _CACHES[:] = caches
-    _TIME_LIMIT = options.time_limit
+    state = RunState(engines, caches, options.time_limit)
     with clean_interrupts(), limited_memory(memory_limit()):
-        results = _run_tasks(tasks, _jobs(options.jobs, len(tasks)), options.progress)
+        results = _run_tasks(state, tasks, _jobs(options.jobs, len(tasks)), options.progress)
 
     diagnostics: list[Diagnostic] = []
     checked: dict[str, str] = {}

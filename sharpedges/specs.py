@@ -12,6 +12,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -27,9 +28,32 @@ SPEC_CACHE = Path(os.environ.get("SHARPEDGES_SPEC_CACHE", Path.home() / ".cache"
 
 
 @dataclass(frozen=True)
+class Expected:
+    """A finding a bad example states with its `# expect:` marker."""
+
+    line: int
+    column: int | None  # None: any column on the line
+    fragment: str  # a part of the message
+
+
+@dataclass(frozen=True)
 class Examples:
-    bad: tuple[str, ...]
+    bad: tuple[str, ...]  # the code, markers taken out
     good: tuple[str, ...]
+    expect: tuple[tuple[Expected, ...], ...] = ()  # per bad example
+    fixed: tuple[str | None, ...] = ()  # per bad example: what its fix must produce, where it has one
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Examples:
+        bad = data["bad"]
+        return cls(
+            bad=tuple(example["code"] for example in bad),
+            good=tuple(data["good"]),
+            expect=tuple(
+                tuple(Expected(e["line"], e["column"], e["fragment"]) for e in example["expect"]) for example in bad
+            ),
+            fixed=tuple(example.get("fixed") for example in bad),
+        )
 
 
 @dataclass(frozen=True)
@@ -46,7 +70,7 @@ class RuleSpec:
     name: str
     title: str
     severity: str
-    message: str
+    message: str  # a template: `{named}` placeholders filled from a finding's facts
     rationale: str
     examples: Examples
     use_instead: str
@@ -58,6 +82,22 @@ class RuleSpec:
     precision: str = ""
     references: tuple[str, ...] = ()
     options: dict[str, OptionSpec] = field(default_factory=dict)
+    messages: dict[str, str] = field(default_factory=dict)  # other phrasings, by name
+    notes: dict[str, str] = field(default_factory=dict)  # messages of related locations, by name
+
+    def render(self, variant: str | None, facts: Mapping[str, Any]) -> str:
+        """The message of a finding: the template it names (the spec's `message` when None), filled
+        from its facts. A missing fact or an unknown variant raises KeyError: a detector bug."""
+        template = self.message if variant is None else self.messages[variant]
+        return template.format_map(facts)
+
+    def render_note(self, name: str, facts: Mapping[str, Any]) -> str:
+        return self.notes[name].format_map(facts)
+
+    def outline(self, variant: str | None = None) -> str:
+        """A message template as documentation: each placeholder shown as `<name>`."""
+        template = self.message if variant is None else self.messages[variant]
+        return re.sub(r"\{([a-z_][a-z0-9_]*)(:[^}]*)?\}", r"<\1>", template).replace("{{", "{").replace("}}", "}")
 
     @property
     def fix_label(self) -> str:
@@ -76,7 +116,7 @@ class RuleSpec:
         return cls(
             **{
                 **data,
-                "examples": Examples(tuple(data["examples"]["bad"]), tuple(data["examples"]["good"])),
+                "examples": Examples.from_data(data["examples"]),
                 "references": tuple(data.get("references", ())),
                 "options": {k: OptionSpec(**v) for k, v in data.get("options", {}).items()},
             }

@@ -208,8 +208,10 @@ def _reseeded(ctx: FileContext, cls: cst.ClassDef, attribute: str) -> bool:
                 continue
             if attribute in _self_attributes_read(ctx, node.value) or _cats(ctx, node.value):
                 continue  # grows or rewrites it from itself
+            # `if self.k is None: self.k, self.v = k, v` lazily starts the pair: a guard on any attribute it sets
+            assigned = {base_attribute(leaf) for leaf in targets}
             guards = (n for n in ctx.index.ancestors(node) if isinstance(n, cst.If) and ctx.index.contains(method, n))
-            if not any(attribute in _self_attributes_read(ctx, guard.test) for guard in guards):
+            if not any(assigned & set(_self_attributes_read(ctx, guard.test)) for guard in guards):
                 return True
     return False
 

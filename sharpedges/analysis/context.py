@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import libcst as cst
 
@@ -11,6 +11,9 @@ from sharpedges.analysis.classes import ClassFacts
 from sharpedges.analysis.dataflow import FunctionFacts
 from sharpedges.analysis.names import ImportAliases
 from sharpedges.analysis.walk import TreeIndex
+
+if TYPE_CHECKING:
+    from sharpedges.analysis.project import ProjectScope
 
 _T = TypeVar("_T")
 
@@ -27,7 +30,7 @@ class FileContext:
         self._functions: dict[cst.FunctionDef, FunctionFacts] = {}
         self._classes: dict[cst.ClassDef, ClassFacts] = {}
         self.shared: dict[Hashable, Any] = {}  # per-file memo for analyses several detectors share
-        self.project = None  # a ProjectScope when the file is checked with its project (set by the engine)
+        self.project: ProjectScope | None = None  # set by the engine when the file is checked with its project
 
     # -- names ----------------------------------------------------------------------------
     def qualify(self, expr: cst.BaseExpression) -> str | None:

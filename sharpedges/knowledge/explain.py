@@ -19,7 +19,7 @@ def explain_rule(code: str, kb: KnowledgeBase | None = None) -> dict[str, Any]:
         "name": spec.name,
         "title": spec.title,
         "severity": spec.severity,
-        "message": spec.message,
+        "message": spec.outline(),
         "rationale": spec.rationale,
         "use_instead": spec.use_instead,
         "reference_impl": spec.reference_impl,

@@ -81,7 +81,7 @@ def _spawner(kb: KnowledgeBase) -> dict[str, str]:
                 "severity": kb.specs[code].severity,
                 "type": "cst",
                 "command": f"sharpedges check --select {code}",
-                "message": kb.specs[code].message,
+                "message": kb.specs[code].outline(),
                 "fix_action": kb.specs[code].use_instead,
                 "sharp_edge": edge.id,
                 "applies_to": ["**/*.py"],

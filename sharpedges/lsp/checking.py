@@ -25,26 +25,39 @@ EDITOR_TIME_LIMIT = 15.0
 # Reading only: no result cache is written into the user's tree for every keystroke.
 OPTIONS = CheckOptions(use_cache=False, time_limit=EDITOR_TIME_LIMIT)
 
-_config_stamps: dict[Path, tuple[int, int]] = {}  # pyproject.toml -> (mtime, size) when its config was read
-_config_generation = 0
+
+class ConfigsRead:
+    """What this process remembers of the pyproject.toml files it read (`find_config` caches them):
+    each file's (mtime, size) when read, and the server's count of config changes it has caught up with."""
+
+    def __init__(self) -> None:
+        self.stamps: dict[Path, tuple[int, int]] = {}
+        self.generation = 0
+
+    def forget(self) -> None:
+        """Drop what was read from pyproject.toml files (one changed)."""
+        find_config.cache_clear()
+        self.stamps.clear()
+
+    def catch_up(self, generation: int) -> None:
+        """The server counted `generation` config changes: forget what was read before the last one."""
+        if generation != self.generation:
+            self.forget()
+            self.generation = generation
+
+    def edited_since_read(self, config: Config) -> bool:
+        """Whether the file a cached config came from changed on disk (the editor may not say so)."""
+        if config.path is None:
+            return False
+        try:
+            info = config.path.stat()
+            stamp = (info.st_mtime_ns, info.st_size)
+        except OSError:
+            return True
+        return self.stamps.setdefault(config.path, stamp) != stamp
 
 
-def forget_config() -> None:
-    """Drop what was read from pyproject.toml files (one changed)."""
-    find_config.cache_clear()
-    _config_stamps.clear()
-
-
-def _edited_since_read(config: Config) -> bool:
-    """Whether the file a cached config came from changed on disk (the editor may not say so)."""
-    if config.path is None:
-        return False
-    try:
-        info = config.path.stat()
-        stamp = (info.st_mtime_ns, info.st_size)
-    except OSError:
-        return True
-    return _config_stamps.setdefault(config.path, stamp) != stamp
+CONFIGS_READ = ConfigsRead()  # one per worker process: the cache it describes is per process too
 
 
 def is_excluded(path: Path, config: Config) -> bool:
@@ -59,10 +72,7 @@ def check_buffer(path: str, text: str, config_generation: int = 0) -> dict[str, 
     """Check the text of the buffer for `path` (absolute). Returns `{"excluded": bool,
     "diagnostics": [Diagnostic JSON], "errors": [FileError JSON]}`; problems reading the config
     or the text are errors, never exceptions."""
-    global _config_generation
-    if config_generation != _config_generation:
-        forget_config()
-        _config_generation = config_generation
+    CONFIGS_READ.catch_up(config_generation)
     try:
         data = file_bytes(text)
     except UnicodeEncodeError as exc:
@@ -72,8 +82,8 @@ def check_buffer(path: str, text: str, config_generation: int = 0) -> dict[str, 
     file = Path(path)
     try:
         config = find_config(file.resolve())
-        if _edited_since_read(config):
-            forget_config()
+        if CONFIGS_READ.edited_since_read(config):
+            CONFIGS_READ.forget()
             config = find_config(file.resolve())
         if is_excluded(file, config):
             return {"excluded": True, "diagnostics": [], "errors": []}

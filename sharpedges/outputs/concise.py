@@ -21,7 +21,7 @@ def short_message(message: str, room: int) -> str:
             break
     if len(message) <= room:
         return message
-    cut = message[: room - 1].rsplit(" ", 1)[0]
+    cut = message[: room - 2].rsplit(" ", 1)[0]  # the cut and "..." fit in room
     return cut.rstrip(",;:(") + "..."
 
 

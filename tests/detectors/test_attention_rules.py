@@ -10,17 +10,9 @@ import pytest
 
 from sharpedges.analysis.attention import attention_softmaxes, key_axis
 from sharpedges.analysis.context import FileContext
-from sharpedges.engine import Engine
 from sharpedges.fixes import apply_edits
-from sharpedges.registry import all_rules
 from tests.detectors.modules import NANOGPT_ATTENTION as NANOGPT
-
-
-def diagnostics(code: str, source: str):
-    result = Engine([all_rules()[code]]).check("model.py", textwrap.dedent(source).encode())
-    assert not result.errors, result.errors
-    return [d for d in result.diagnostics if d.rule == code]
-
+from tests.helpers import findings
 
 NANOGPT_SCALE = " * (1.0 / math.sqrt(k.size(-1)))"
 
@@ -28,10 +20,10 @@ NANOGPT_SCALE = " * (1.0 / math.sqrt(k.size(-1)))"
 # -- SHP101 ---------------------------------------------------------------------------------------
 def test_shp101_nanogpt_mutation_fires_only_without_the_scale():
     assert NANOGPT_SCALE in NANOGPT
-    assert diagnostics("SHP101", NANOGPT) == []
+    assert findings("SHP101", NANOGPT) == []
     mutant = NANOGPT.replace(NANOGPT_SCALE, "")
     softmax_line = textwrap.dedent(mutant).splitlines().index("        att = F.softmax(att, dim=-1)") + 1
-    [diagnostic] = diagnostics("SHP101", mutant)
+    [diagnostic] = findings("SHP101", mutant)
     assert diagnostic.line == softmax_line
     # the finding points back at the product whose scale was lost
     product_line = textwrap.dedent(mutant).splitlines().index("        att = (q @ k.transpose(-2, -1))") + 1
@@ -61,8 +53,8 @@ BART_STYLE = """
 
 
 def test_shp101_scale_survives_a_reshaping_helper_method():
-    assert diagnostics("SHP101", BART_STYLE.format(scale=" * self.scaling")) == []
-    assert len(diagnostics("SHP101", BART_STYLE.format(scale=""))) == 1
+    assert findings("SHP101", BART_STYLE.format(scale=" * self.scaling")) == []
+    assert len(findings("SHP101", BART_STYLE.format(scale=""))) == 1
 
 
 PARAMETER_STYLE = """
@@ -84,8 +76,8 @@ PARAMETER_STYLE = """
 
 
 def test_shp101_method_parameter_is_scaled_where_every_caller_scales_it():
-    assert diagnostics("SHP101", PARAMETER_STYLE.format(scale=" * self.scaling")) == []
-    assert len(diagnostics("SHP101", PARAMETER_STYLE.format(scale=""))) == 1
+    assert findings("SHP101", PARAMETER_STYLE.format(scale=" * self.scaling")) == []
+    assert len(findings("SHP101", PARAMETER_STYLE.format(scale=""))) == 1
 
 
 NESTED_HELPER = """
@@ -103,8 +95,8 @@ NESTED_HELPER = """
 
 
 def test_shp101_scale_survives_a_nested_helper_function():
-    assert diagnostics("SHP101", NESTED_HELPER.format(scale=" / 8.0")) == []
-    assert len(diagnostics("SHP101", NESTED_HELPER.format(scale=""))) == 1
+    assert findings("SHP101", NESTED_HELPER.format(scale=" / 8.0")) == []
+    assert len(findings("SHP101", NESTED_HELPER.format(scale=""))) == 1
 
 
 FUSED_TWIN = """
@@ -119,9 +111,9 @@ FUSED_TWIN = """
 
 
 def test_shp101_unit_scale_declared_on_the_fused_twin_is_a_design():
-    assert diagnostics("SHP101", FUSED_TWIN.format(scale="1.0")) == []
+    assert findings("SHP101", FUSED_TWIN.format(scale="1.0")) == []
     # a twin with a real scale makes the unscaled eager path a mismatch
-    assert len(diagnostics("SHP101", FUSED_TWIN.format(scale="self.scale"))) == 1
+    assert len(findings("SHP101", FUSED_TWIN.format(scale="self.scale"))) == 1
 
 
 # -- SHP102 ---------------------------------------------------------------------------------------
@@ -147,27 +139,27 @@ TIMM = """
 
 @pytest.mark.parametrize(("scale", "what"), [("dim", "model width"), ("num_heads", "head count")])
 def test_shp102_timm_mutation(scale, what):
-    assert diagnostics("SHP102", TIMM.format(scale="head_dim")) == []
-    found = diagnostics("SHP102", TIMM.format(scale=scale))
+    assert findings("SHP102", TIMM.format(scale="head_dim")) == []
+    found = findings("SHP102", TIMM.format(scale=scale))
     assert len(found) == 1 and what in found[0].message and "dim // num_heads" in found[0].message
 
 
 def test_shp102_nanogpt_mutation_scaled_by_c():
     mutant = NANOGPT.replace("math.sqrt(k.size(-1))", "math.sqrt(C)")
-    assert diagnostics("SHP102", NANOGPT) == []
-    assert len(diagnostics("SHP102", mutant)) == 1
+    assert findings("SHP102", NANOGPT) == []
+    assert len(findings("SHP102", mutant)) == 1
 
 
 # -- SHP103 ---------------------------------------------------------------------------------------
 def test_shp103_fix_uses_the_scores_dtype_and_is_clean_afterwards():
     source = textwrap.dedent(NANOGPT.replace("float('-inf')", "-1e9"))
-    found = diagnostics("SHP103", source)
+    found = findings("SHP103", source)
     assert len(found) == 1 and found[0].fix.applicability == "safe"
     outcome = apply_edits(source, [found[0].fix])
     fixed, applied = outcome.text, outcome.applied
     assert applied == 1 and "att.masked_fill(self.bias[:, :, :T, :T] == 0, torch.finfo(att.dtype).min)" in fixed
-    assert diagnostics("SHP103", fixed) == []
-    assert diagnostics("SHP103", NANOGPT) == []
+    assert findings("SHP103", fixed) == []
+    assert findings("SHP103", NANOGPT) == []
 
 
 def test_shp103_offers_no_fix_where_torch_is_not_imported_by_that_name():
@@ -179,17 +171,17 @@ def test_shp103_offers_no_fix_where_torch_is_not_imported_by_that_name():
             scores = scores.masked_fill(mask == 0, -1e9)
             return th.softmax(scores, dim=-1) @ v
     """
-    found = diagnostics("SHP103", source)
+    found = findings("SHP103", source)
     assert len(found) == 1 and found[0].fix is None
 
 
 # -- SHP104 ---------------------------------------------------------------------------------------
 def test_shp104_messages_say_what_is_wrong():
-    missing = diagnostics("SHP104", NANOGPT.replace("F.softmax(att, dim=-1)", "F.softmax(att)"))
+    missing = findings("SHP104", NANOGPT.replace("F.softmax(att, dim=-1)", "F.softmax(att)"))
     assert len(missing) == 1 and "without `dim`" in missing[0].message
-    wrong = diagnostics("SHP104", NANOGPT.replace("F.softmax(att, dim=-1)", "F.softmax(att, dim=-2)"))
+    wrong = findings("SHP104", NANOGPT.replace("F.softmax(att, dim=-1)", "F.softmax(att, dim=-2)"))
     assert len(wrong) == 1 and "dim=-2" in wrong[0].message and "dim=-1" in wrong[0].message
-    assert diagnostics("SHP104", NANOGPT) == []
+    assert findings("SHP104", NANOGPT) == []
 
 
 @pytest.mark.parametrize(
@@ -213,11 +205,11 @@ def test_key_axis_of_each_product(product, expected):
 
 # -- SHP105 ---------------------------------------------------------------------------------------
 def test_shp105_only_where_the_code_shows_half():
-    assert diagnostics("SHP105", NANOGPT) == []
+    assert findings("SHP105", NANOGPT) == []
     half = NANOGPT.replace("F.softmax(att, dim=-1)", "F.softmax(att.half(), dim=-1)")
-    assert len(diagnostics("SHP105", half)) == 1
+    assert len(findings("SHP105", half)) == 1
     upcast = NANOGPT.replace("F.softmax(att, dim=-1)", "F.softmax(att.half(), dim=-1, dtype=torch.float32)")
-    assert diagnostics("SHP105", upcast) == []
+    assert findings("SHP105", upcast) == []
 
 
 # -- SHP205 ---------------------------------------------------------------------------------------
@@ -242,4 +234,4 @@ SUMMED = """
     ],
 )
 def test_shp205_sums_and_their_guards(expression, count):
-    assert len(diagnostics("SHP205", SUMMED.format(expression=expression))) == count
+    assert len(findings("SHP205", SUMMED.format(expression=expression))) == count

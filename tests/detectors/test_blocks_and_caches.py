@@ -10,9 +10,8 @@ import pytest
 
 from sharpedges.analysis.blocks import DEEPNORM, POST, PRE, block_styles, local_classes, resolve_depths, stacks
 from sharpedges.analysis.context import FileContext
-from sharpedges.engine import Engine
 from sharpedges.fixes import apply_edits, still_parses
-from sharpedges.registry import all_rules
+from tests.helpers import findings, mutate
 
 PRE_NORM_GPT = textwrap.dedent("""
     from dataclasses import dataclass
@@ -70,21 +69,8 @@ STATIC_CACHE = textwrap.dedent("""
 """)
 
 
-def run(code: str, source: str, options: dict | None = None):
-    rule = all_rules()[code]
-    engine = Engine([rule], options={code: {**rule.spec.option_defaults(), **(options or {})}})
-    result = engine.check("model.py", source.encode())
-    assert not result.errors, result.errors
-    return [d for d in result.diagnostics if d.rule == code]
-
-
 def context(source: str) -> FileContext:
     return FileContext("model.py", cst.parse_module(source))
-
-
-def mutate(source: str, old: str, new: str) -> str:
-    assert old in source, old
-    return source.replace(old, new)
 
 
 # -- mutation checks ----------------------------------------------------------------------------
@@ -94,23 +80,23 @@ def test_swapping_pre_norm_for_post_norm_in_a_deep_stack_fires_shp301_on_the_mut
         "x = x + self.mlp(self.ln_2(x))",
         "x = self.ln_2(x + self.mlp(x))",
     )
-    assert run("SHP301", PRE_NORM_GPT) == []
-    assert run("SHP301", mutant) == []  # 24 post-norm layers: BERT-large depth, the default max-depth
-    [finding] = run("SHP301", mutant, {"max-depth": 12})
+    assert findings("SHP301", PRE_NORM_GPT) == []
+    assert findings("SHP301", mutant) == []  # 24 post-norm layers: BERT-large depth, the default max-depth
+    [finding] = findings("SHP301", mutant, {"max-depth": 12})
     assert "24 deep" in finding.message and "pre-norm" in finding.message
 
 
 def test_dropping_the_final_norm_fires_shp302_on_the_mutant_only():
     mutant = mutate(PRE_NORM_GPT, "        x = self.ln_f(x)\n", "")
-    assert run("SHP302", PRE_NORM_GPT) == []
-    [finding] = run("SHP302", mutant)
+    assert findings("SHP302", PRE_NORM_GPT) == []
+    [finding] = findings("SHP302", mutant)
     assert "self.h" in finding.message and "self.lm_head" in finding.message
 
 
 def test_overwriting_the_residual_with_its_norm_fires_shp303_on_the_mutant_only():
     mutant = mutate(PRE_NORM_GPT, "x = x + self.attn(self.ln_1(x))", "x = self.ln_1(x)\n        x = x + self.attn(x)")
-    assert run("SHP303", PRE_NORM_GPT) == []
-    [finding] = run("SHP303", mutant)
+    assert findings("SHP303", PRE_NORM_GPT) == []
+    [finding] = findings("SHP303", mutant)
     assert "`x = self.ln_1(x)`" in finding.message
 
 
@@ -124,9 +110,9 @@ def test_replacing_a_preallocated_write_with_torch_cat_fires_shp401_on_the_mutan
         "self.v_cache.index_copy_(2, input_pos, v)",
         "self.v_cache = torch.cat([self.v_cache, v], dim=2)",
     )
-    assert run("SHP401", STATIC_CACHE) == []
-    [finding] = run("SHP401", mutant)
-    assert "`self.k_cache`, `self.v_cache` grow" in finding.message
+    assert findings("SHP401", STATIC_CACHE) == []
+    [finding] = findings("SHP401", mutant)
+    assert "torch.cat extends `self.k_cache`, `self.v_cache` on every call" in finding.message
 
 
 def test_a_for_range_generation_loop_turned_into_while_true_fires_shp401():
@@ -141,8 +127,8 @@ def test_a_for_range_generation_loop_turned_into_while_true_fires_shp401():
                     break
     """)
     mutant = mutate(bounded, "for _ in range(max_new_tokens):", "while True:")
-    assert run("SHP401", bounded) == []
-    [finding] = run("SHP401", mutant)
+    assert findings("SHP401", bounded) == []
+    [finding] = findings("SHP401", mutant)
     assert "`past`" in finding.message
 
 
@@ -166,7 +152,7 @@ POST_NORM_STACK = textwrap.dedent("""
 @pytest.mark.parametrize(("depth", "limit", "fires"), [(12, 12, False), (13, 12, True), (8, 6, True), (24, 32, False)])
 def test_max_depth_option_sets_the_threshold(depth, limit, fires):
     source = POST_NORM_STACK.replace("DEPTH", str(depth))
-    assert bool(run("SHP301", source, {"max-depth": limit})) is fires
+    assert bool(findings("SHP301", source, {"max-depth": limit})) is fires
 
 
 def test_deepnorm_scaling_of_the_same_stack_is_not_flagged():
@@ -175,7 +161,7 @@ def test_deepnorm_scaling_of_the_same_stack_is_not_flagged():
         "self.norm(x + self.ff(x))",
         "self.norm(x * (2 * 48) ** 0.25 + self.ff(x))",
     )
-    assert run("SHP301", deepnorm) == []
+    assert findings("SHP301", deepnorm) == []
     assert block_styles(context(deepnorm), local_classes(context(deepnorm))["Block"]) == {DEEPNORM}
 
 
@@ -211,7 +197,7 @@ def test_depth_resolves_through_parameter_defaults_and_in_file_call_sites():
 
 def test_depth_from_a_config_defined_elsewhere_is_not_guessed():
     source = POST_NORM_STACK.replace("DEPTH", "config.num_hidden_layers")
-    assert run("SHP301", source, {"max-depth": 0}) == []
+    assert findings("SHP301", source, {"max-depth": 0}) == []
 
 
 def test_norm_first_fix_makes_the_encoder_pre_norm_with_a_final_norm():
@@ -224,14 +210,14 @@ def test_norm_first_fix_makes_the_encoder_pre_norm_with_a_final_norm():
                 layer = nn.TransformerEncoderLayer(d_model, 12, batch_first=True, norm_first=False)
                 self.encoder = nn.TransformerEncoder(layer, depth)
     """)
-    [finding] = run("SHP301", source)
+    [finding] = findings("SHP301", source)
     assert finding.fix.applicability == "unsafe"
     outcome = apply_edits(source, [finding.fix])
     fixed, applied = outcome.text, outcome.applied
     assert applied == 1 and still_parses(fixed)
     assert "batch_first=True, norm_first=True)" in fixed
     assert "nn.TransformerEncoder(layer, depth, norm=nn.LayerNorm(d_model))" in fixed
-    assert run("SHP301", fixed) == [] and run("SHP302", fixed) == []
+    assert findings("SHP301", fixed) == [] and findings("SHP302", fixed) == []
 
 
 def test_no_fix_when_the_layer_is_built_elsewhere():
@@ -249,7 +235,7 @@ def test_no_fix_when_the_layer_is_built_elsewhere():
             def build(self):
                 return nn.TransformerEncoder(self.layer, num_layers=40)
     """)
-    [finding] = run("SHP301", source)
+    [finding] = findings("SHP301", source)
     assert finding.fix is None
 
 
@@ -267,14 +253,14 @@ def test_a_stored_but_unenforced_capacity_is_named_in_the_message():
                 self.k = k if self.k is None else torch.cat([self.k, k], dim=2)
                 return self.k
     """)
-    [finding] = run("SHP401", source)
+    [finding] = findings("SHP401", source)
     assert "`self.max_seq_len` is stored but never enforced" in finding.message
     enforced = mutate(
         source,
         "        self.k = k if",
         "        assert self.k is None or self.k.shape[2] < self.max_seq_len\n        self.k = k if",
     )
-    assert run("SHP401", enforced) == []
+    assert findings("SHP401", enforced) == []
 
 
 def test_token_ids_grown_in_a_while_loop_are_not_a_kv_cache():
@@ -290,7 +276,7 @@ def test_token_ids_grown_in_a_while_loop_are_not_a_kv_cache():
                     break
             return idx
     """)
-    assert run("SHP401", source) == []
+    assert findings("SHP401", source) == []
 
 
 def test_a_window_slice_of_the_fed_back_cache_bounds_the_loop():
@@ -302,7 +288,7 @@ def test_a_window_slice_of_the_fed_back_cache_bounds_the_loop():
                 past = tuple((k[:, :, -window:], v[:, :, -window:]) for k, v in out.past_key_values)
                 ids = out.logits[:, -1:].argmax(-1)
     """)
-    assert run("SHP401", source) == []
+    assert findings("SHP401", source) == []
 
 
 # -- SHP302 / SHP303 boundaries -----------------------------------------------------------------
@@ -312,7 +298,7 @@ def test_post_norm_stack_feeding_a_head_needs_no_final_norm():
         "x = x + self.mlp(self.ln_2(x))",
         "x = self.ln_2(x + self.mlp(x))",
     )
-    assert run("SHP302", mutate(source, "        x = self.ln_f(x)\n", "")) == []
+    assert findings("SHP302", mutate(source, "        x = self.ln_f(x)\n", "")) == []
 
 
 def test_two_step_post_norm_is_not_an_overwritten_residual():
@@ -325,14 +311,12 @@ def test_two_step_post_norm_is_not_an_overwritten_residual():
                 x = self.norm2(x)
                 return x
     """)
-    assert run("SHP303", source) == []
+    assert findings("SHP303", source) == []
 
 
 def test_a_cache_grown_along_its_first_axis_counts_when_it_is_attended_over():
     """Megatron lays keys out [seq, batch, heads, dim] and concatenates on dim 0: still a cache,
     because the class attends over it."""
-    from sharpedges.engine import Engine
-    from sharpedges.registry import all_rules
 
     source = """import torch
 
@@ -344,8 +328,7 @@ class ParallelAttention(torch.nn.Module):
         scores = torch.baddbmm(self.buffer, query.transpose(0, 1), self.past_key.permute(1, 2, 0))
         return scores.softmax(-1) @ self.past_value
 """
-    result = Engine([all_rules()["SHP401"]]).check("megatron.py", source.encode())
-    assert [(d.rule, d.line) for d in result.diagnostics] == [("SHP401", 6)]
+    assert [(d.rule, d.line) for d in findings("SHP401", source, path="megatron.py")] == [("SHP401", 6)]
 
 
 GROWING_CACHE = textwrap.dedent("""
@@ -367,16 +350,16 @@ GROWING_CACHE = textwrap.dedent("""
 def test_a_cache_started_over_by_a_reset_holds_one_generation():
     """A `reset()` (or a prefill branch) that assigns the cache afresh bounds it to one generation;
     lazy initialisation under `if self.k is None` is no reset."""
-    [finding] = run("SHP401", GROWING_CACHE)
+    [finding] = findings("SHP401", GROWING_CACHE)
     assert finding.line == 12 and finding.rule == "SHP401"
     reset = GROWING_CACHE + "\n    def reset(self):\n        self.k = None\n"
-    assert run("SHP401", reset) == []
+    assert findings("SHP401", reset) == []
     prefill = mutate(GROWING_CACHE, "def update(self, k):", "def update(self, k, prefill=False):")
     prefill = mutate(
         prefill,
         "        if self.k is None:",
         "        if prefill:\n            self.k = k\n        elif self.k is None:",
     )
-    assert run("SHP401", prefill) == []
+    assert findings("SHP401", prefill) == []
     grows_in_reset = GROWING_CACHE + "\n    def reset(self, k):\n        self.k = torch.cat([self.k, k], dim=2)\n"
-    assert [f.line for f in run("SHP401", grows_in_reset)] == [12, 16]
+    assert [f.line for f in findings("SHP401", grows_in_reset)] == [12, 16]

@@ -4,35 +4,11 @@ its polarity flipped or its alignment broken is not."""
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
 
-from sharpedges.engine import Engine
 from sharpedges.fixes import apply_edits
-from sharpedges.registry import Rule
-from sharpedges.specs import load_specs
 from tests.detectors.modules import NANOGPT_ATTENTION as NANOGPT
-
-DETECTORS = {
-    "SHP201": "causal_mask_missing",
-    "SHP202": "causal_mask_inverted",
-    "SHP203": "attention_mask_polarity",
-    "SHP204": "causal_with_kv_cache",
-}
-
-
-def rule(code: str) -> Rule:
-    module = importlib.import_module(f"sharpedges.detectors.{DETECTORS[code]}")
-    detector = next(obj for obj in vars(module).values() if getattr(obj, "code", None) == code)
-    return Rule(load_specs()[code], detector)
-
-
-def check(code: str, source: str):
-    result = Engine([rule(code)]).check("model.py", source.encode())
-    assert not result.errors, result.errors
-    return result.diagnostics
-
+from tests.helpers import findings
 
 MASK_LINE = "        att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float('-inf'))\n"
 
@@ -71,25 +47,25 @@ class Transformer(nn.Module):
 
 
 def test_correct_nanogpt_is_clean_for_both_rules():
-    assert check("SHP201", NANOGPT) == []
-    assert check("SHP202", NANOGPT) == []
+    assert findings("SHP201", NANOGPT) == []
+    assert findings("SHP202", NANOGPT) == []
 
 
 def test_dropping_the_mask_fires_missing_on_the_mutant_only():
     mutant = NANOGPT.replace(MASK_LINE, "")
-    assert [d.rule for d in check("SHP201", mutant)] == ["SHP201"]
-    assert check("SHP202", mutant) == []
+    assert [d.rule for d in findings("SHP201", mutant)] == ["SHP201"]
+    assert findings("SHP202", mutant) == []
 
 
 def test_flipping_tril_to_triu_fires_inverted_on_the_mutant_only():
     mutant = NANOGPT.replace("torch.tril(", "torch.triu(")
-    [diagnostic] = check("SHP202", mutant)
+    [diagnostic] = findings("SHP202", mutant)
     assert diagnostic.line == 24
     # the finding points back at the buffer whose triangle is wrong, in __init__
     assert [(r["line"], r["column"], r["message"]) for r in diagnostic.related] == [
         (14, 38, "the mask's triangle is built here")
     ]
-    assert check("SHP201", mutant) == []
+    assert findings("SHP201", mutant) == []
 
 
 HELPER_MASK = """
@@ -115,29 +91,29 @@ class Decoder(torch.nn.Module):
 def test_a_mask_built_in_a_helper_is_judged_where_it_is_consumed():
     """Issue 12, "built in a helper, consumed elsewhere": the mask comes from a static method that
     calls a module-level function; the finding is on the masked_fill and points at the triangle."""
-    assert check("SHP202", HELPER_MASK.format(triangle="triu", diagonal=", diagonal=1")) == []
-    [diagnostic] = check("SHP202", HELPER_MASK.format(triangle="tril", diagonal=""))
+    assert findings("SHP202", HELPER_MASK.format(triangle="triu", diagonal=", diagonal=1")) == []
+    [diagnostic] = findings("SHP202", HELPER_MASK.format(triangle="tril", diagonal=""))
     assert diagnostic.line == 16 and "inverted" in diagnostic.message
     assert [(r["line"], r["message"]) for r in diagnostic.related] == [(6, "the mask's triangle is built here")]
 
 
 def test_flipped_comparison_is_fixed_back_to_the_original():
     mutant = NANOGPT.replace("== 0, float('-inf')", "== 1, float('-inf')")
-    diagnostics = check("SHP202", mutant)
+    diagnostics = findings("SHP202", mutant)
     assert len(diagnostics) == 1 and diagnostics[0].fix.applicability == "unsafe"
     fixed = apply_edits(mutant, [diagnostics[0].fix]).text
     assert fixed == NANOGPT
 
 
 def test_next_token_training_makes_the_blocks_causal():
-    assert check("SHP201", SDPA_BLOCK) == []
+    assert findings("SHP201", SDPA_BLOCK) == []
     mutant = SDPA_BLOCK.replace(
         "y = F.scaled_dot_product_attention(q, k, v, is_causal=True)", "y = F.scaled_dot_product_attention(q, k, v)"
     )
-    assert [d.line for d in check("SHP201", mutant)] == [16]
+    assert [d.line for d in findings("SHP201", mutant)] == [16]
     # the same blocks without the shifted-target loss are not declared causal
     encoder = mutant.replace("targets[:, 1:]", "targets")
-    assert check("SHP201", encoder) == []
+    assert findings("SHP201", encoder) == []
 
 
 SDPA_CALL = "y = F.scaled_dot_product_attention(q, k, v, is_causal=True)"
@@ -149,27 +125,27 @@ SDPA_CALL = "y = F.scaled_dot_product_attention(q, k, v, is_causal=True)"
         (
             "flash_attn_func(q, k, v, causal=True)",
             "flash_attn_func(q, k, v)",
-            "flash_attn_func in a causal model gets no `causal=True`",
+            "flash_attn_func in a causal model gets no causal mask (no `causal=True`)",
         ),
         (
             "flash_attn_func(q, k, v, 0.0, None, True)",
             "flash_attn_func(q, k, v, 0.0, None, False)",
-            "flash_attn_func in a causal model gets no `causal=True`",
+            "flash_attn_func in a causal model gets no causal mask (no `causal=True`)",
         ),
         (
             "memory_efficient_attention(q, k, v, attn_bias=LowerTriangularMask())",
             "memory_efficient_attention(q, k, v)",
-            "memory_efficient_attention in a causal model gets no causal `attn_bias`",
+            "memory_efficient_attention in a causal model gets no causal mask (no `attn_bias`)",
         ),
         (
             "flex_attention(q, k, v, block_mask=self.block_mask)",
             "flex_attention(q, k, v)",
-            "flex_attention in a causal model gets no causal `block_mask`",
+            "flex_attention in a causal model gets no causal mask (no `block_mask`)",
         ),
         (
             "flex_attention(q, k, v, score_mod=causal)",
             "flex_attention(q, k, v, score_mod=None)",
-            "flex_attention in a causal model gets no causal `block_mask`",
+            "flex_attention in a causal model gets no causal mask (no `block_mask`)",
         ),
     ],
 )
@@ -178,8 +154,8 @@ def test_attention_kernels_other_than_sdpa_need_their_causal_argument(good, bad,
         "from flash_attn import flash_attn_func\nfrom xformers.ops import memory_efficient_attention, "
         "LowerTriangularMask\nfrom torch.nn.attention.flex_attention import flex_attention\n"
     )
-    assert check("SHP201", imports + SDPA_BLOCK.replace(SDPA_CALL, f"y = {good}")) == []
-    diagnostics = check("SHP201", imports + SDPA_BLOCK.replace(SDPA_CALL, f"y = {bad}"))
+    assert findings("SHP201", imports + SDPA_BLOCK.replace(SDPA_CALL, f"y = {good}")) == []
+    diagnostics = findings("SHP201", imports + SDPA_BLOCK.replace(SDPA_CALL, f"y = {bad}"))
     assert [(d.line, d.message.split(":")[0]) for d in diagnostics] == [(19, message)]
 
 
@@ -201,8 +177,8 @@ def test_parameters_forwarded_through_a_wrapper_reach_the_kernel(good, bad):
     """Issue 12, "parameters forwarded through a wrapper": the call that leaves the flag off is flagged,
     and the finding points at the kernel call it reaches."""
     module = SDPA_BLOCK.replace("class Block(", WRAPPERS + "\nclass Block(", 1)
-    assert check("SHP201", module.replace(SDPA_CALL, f"y = {good}")) == []
-    [diagnostic] = check("SHP201", module.replace(SDPA_CALL, f"y = {bad}"))
+    assert findings("SHP201", module.replace(SDPA_CALL, f"y = {good}")) == []
+    [diagnostic] = findings("SHP201", module.replace(SDPA_CALL, f"y = {bad}"))
     assert diagnostic.line == 20
     assert diagnostic.message.startswith("`attend")
     assert [(r["line"], r["message"]) for r in diagnostic.related] == [
@@ -218,8 +194,8 @@ def test_a_method_or_static_method_that_wraps_the_kernel_is_followed():
             "    def forward(self, x):\n"
         )
         module = SDPA_BLOCK.replace("    def forward(self, x):\n", method, 1)
-        assert check("SHP201", module.replace(SDPA_CALL, "y = self._attend(q, k, v, causal=True)")) == []
-        bad = check("SHP201", module.replace(SDPA_CALL, "y = self._attend(q, k, v)"))
+        assert findings("SHP201", module.replace(SDPA_CALL, "y = self._attend(q, k, v, causal=True)")) == []
+        bad = findings("SHP201", module.replace(SDPA_CALL, "y = self._attend(q, k, v)"))
         assert [(d.line, d.message.split(" forwards")[0]) for d in bad] == [
             (16 + decorator.count("\n") + 3, "`_attend`")
         ]
@@ -242,7 +218,9 @@ def test_the_causal_flag_is_resolved_through_attributes_constants_and_branches(s
         .replace("        self.n_heads = n_heads\n", "        self.n_heads = n_heads\n" + setup, 1)
         .replace("def __init__(self, dim, n_heads):", "def __init__(self, dim, n_heads, config_causal=True):", 1)
     )
-    found = check("SHP201", module.replace(SDPA_CALL, f"y = F.scaled_dot_product_attention(q, k, v, is_causal={flag})"))
+    found = findings(
+        "SHP201", module.replace(SDPA_CALL, f"y = F.scaled_dot_product_attention(q, k, v, is_causal={flag})")
+    )
     assert [d.rule for d in found] == (["SHP201"] if fires else [])
 
 
@@ -259,9 +237,11 @@ def test_a_kernel_wrapped_in_functools_partial_keeps_the_arguments_the_partial_f
         )
         return source.replace(SDPA_CALL, "y = self.attend(q, k, v)")
 
-    assert check("SHP201", module("is_causal=True")) == []
-    [diagnostic] = check("SHP201", module("dropout_p=0.1"))
-    assert diagnostic.message.startswith("scaled_dot_product_attention in a causal model gets neither")
+    assert findings("SHP201", module("is_causal=True")) == []
+    [diagnostic] = findings("SHP201", module("dropout_p=0.1"))
+    assert diagnostic.message.startswith(
+        "scaled_dot_product_attention in a causal model gets no causal mask (no `is_causal=True`, `attn_mask`)"
+    )
     assert [r["message"] for r in diagnostic.related] == ["the functools.partial that fixes its other arguments"]
 
 
@@ -271,11 +251,11 @@ def test_cross_attention_and_caller_masks_are_not_flagged():
         .replace("def forward(self, x):", "def forward(self, x, memory):")
         .replace("k = k.view(B, T,", "k = self.c_attn(memory).split(self.n_embd, dim=2)[1].view(B, -1,")
     )
-    assert check("SHP201", cross) == []
+    assert findings("SHP201", cross) == []
     from_caller = NANOGPT.replace("def forward(self, x):", "def forward(self, x, attn_mask):").replace(
         "self.bias[:, :, :T, :T] == 0", "attn_mask"
     )
-    assert check("SHP201", from_caller) == []
+    assert findings("SHP201", from_caller) == []
 
 
 @pytest.mark.parametrize(
@@ -316,7 +296,7 @@ class Block(nn.Module):
         mask = {mask}
         return {call}
 """
-    assert bool(check("SHP202", source)) is inverted
+    assert bool(findings("SHP202", source)) is inverted
 
 
 PADDED_ENCODER = """
@@ -340,11 +320,11 @@ class Encoder(nn.Module):
 
 
 def test_padding_mask_polarity_fires_on_each_inverted_consumer():
-    assert check("SHP203", PADDED_ENCODER) == []
+    assert findings("SHP203", PADDED_ENCODER) == []
     flipped = PADDED_ENCODER.replace("padding = ids == self.pad_token_id", "padding = ids != self.pad_token_id")
-    assert len(check("SHP203", flipped)) == 2
+    assert len(findings("SHP203", flipped)) == 2
     unflipped_sdpa = PADDED_ENCODER.replace("attn_mask=~padding", "attn_mask=padding")
-    assert [d.line for d in check("SHP203", unflipped_sdpa)] == [17]
+    assert [d.line for d in findings("SHP203", unflipped_sdpa)] == [17]
 
 
 CACHED_ATTENTION = """
@@ -361,19 +341,19 @@ def attention(q, k, v, layer_past=None):
 
 
 def test_is_causal_true_with_a_cache_fires_and_the_aligned_flag_does_not():
-    assert check("SHP204", CACHED_ATTENTION) == []
+    assert findings("SHP204", CACHED_ATTENTION) == []
     mutant = CACHED_ATTENTION.replace("is_causal=q.size(-2) == k.size(-2)", "is_causal=True")
-    assert [d.line for d in check("SHP204", mutant)] == [9]
+    assert [d.line for d in findings("SHP204", mutant)] == [9]
     uncached = mutant.replace("k = torch.cat([layer_past[0], k], dim=-2)", "pass")
-    assert check("SHP204", uncached) == []
+    assert findings("SHP204", uncached) == []
 
 
 def test_is_causal_from_a_module_constant_or_a_conditional_expression_with_a_cache_fires():
     constant = CACHED_ATTENTION.replace("import torch\n", "import torch\nCAUSAL = True\n", 1).replace(
         "is_causal=q.size(-2) == k.size(-2)", "is_causal=CAUSAL"
     )
-    assert [d.line for d in check("SHP204", constant)] == [10]
+    assert [d.line for d in findings("SHP204", constant)] == [10]
     both = CACHED_ATTENTION.replace("is_causal=q.size(-2) == k.size(-2)", "is_causal=True if q.is_cuda else True")
-    assert [d.line for d in check("SHP204", both)] == [9]
+    assert [d.line for d in findings("SHP204", both)] == [9]
     either = CACHED_ATTENTION.replace("is_causal=q.size(-2) == k.size(-2)", "is_causal=True if q.is_cuda else False")
-    assert check("SHP204", either) == []
+    assert findings("SHP204", either) == []

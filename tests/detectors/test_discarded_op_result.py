@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 
-from sharpedges.engine import Engine
-from sharpedges.registry import all_rules
+from tests.helpers import findings
 
 
 def found(source: str) -> list[tuple[int, str]]:
-    result = Engine([all_rules()["SHP702"]]).check("model.py", textwrap.dedent(source).encode())
-    assert not result.errors, result.errors
-    return [(d.line, d.message) for d in result.diagnostics]
+    return [(d.line, d.message) for d in findings("SHP702", source)]
 
 
 ATTENTION = """
@@ -92,8 +87,7 @@ def test_a_discarded_balancing_apply_is_left_to_shp502():
             return output
     """
     assert found(source) == []
-    shp502 = Engine([all_rules()["SHP502"]]).check("model.py", textwrap.dedent(source).encode())
-    assert [d.line for d in shp502.diagnostics] == [11]
+    assert [d.line for d in findings("SHP502", source)] == [11]
 
 
 def test_out_writes_the_result_in_place():

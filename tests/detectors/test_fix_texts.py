@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from sharpedges.analysis.tensors import HAS_INPLACE_VARIANT, SHARED_OUT_OF_PLACE_METHODS, TENSOR_ONLY_METHODS
-from sharpedges.engine import Engine
 from sharpedges.registry import all_rules
+from tests.helpers import findings
 
 RULES = all_rules()
 CODE_SPAN = re.compile(r"`([^`]+)`")
@@ -24,12 +24,8 @@ IN_PLACE_CALL = re.compile(r"\.([A-Za-z]\w*_)\(")
 
 
 def fix_texts(code: str) -> list[str]:
-    rule = RULES[code]
-    texts = [rule.spec.use_instead]
-    engine = Engine([rule])
-    for source in rule.spec.examples.bad:
-        texts.extend(d.message for d in engine.check("example.py", source.encode()).diagnostics)
-    return texts
+    spec = RULES[code].spec
+    return [spec.use_instead, *(d.message for source in spec.examples.bad for d in findings(code, source))]
 
 
 def names_only(span: str) -> bool:
@@ -75,7 +71,7 @@ def test_a_discarded_cast_offers_no_in_place_method_and_no_assignment_to_a_call(
         "import torch\n\ndef f(n, layer):\n    x = torch.zeros(n)\n    x.half()\n    x.cuda()\n"
         "    torch.zeros(n).clamp(0, 1)\n    torch.ones(n).to(layer.weight.dtype)\n"
     )
-    messages = [d.message for d in Engine([RULES["SHP702"]]).check("m.py", source.encode()).diagnostics]
+    messages = [d.message for d in findings("SHP702", source)]
     assert len(messages) == 4, messages
     assert not any("half_" in m or "cuda_" in m for m in messages)
     assert "`x = x.half(...)`" in messages[0]

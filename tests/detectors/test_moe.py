@@ -3,24 +3,13 @@ precision) beyond their spec examples: mutations of correct layers, reach across
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 
-from sharpedges.engine import Engine
-from sharpedges.registry import all_rules
+from tests.helpers import findings, mutate
 
 
 def codes(source: str, *rules: str) -> list[tuple[str, int]]:
-    engine = Engine([all_rules()[code] for code in rules])
-    result = engine.check("moe.py", textwrap.dedent(source).encode())
-    assert not result.errors, result.errors
-    return [(d.rule, d.line) for d in result.diagnostics]
-
-
-def messages(source: str, code: str) -> list[str]:
-    result = Engine([all_rules()[code]]).check("moe.py", textwrap.dedent(source).encode())
-    return [d.message for d in result.diagnostics]
+    return [(d.rule, d.line) for d in findings(rules, source, path="moe.py")]
 
 
 SWITCH = """
@@ -87,11 +76,6 @@ DEEPSEEK = """
 """
 
 
-def mutate(source: str, old: str, new: str) -> str:
-    assert old in source, old
-    return source.replace(old, new)
-
-
 # -- mutation checks --------------------------------------------------------------------------
 def test_dropping_the_aux_loss_from_the_return_fires_shp502_on_the_mutant_only():
     mutant = mutate(SWITCH, "return out, aux_loss", "return out")
@@ -130,7 +114,7 @@ def test_discarding_the_autoscaler_result_fires_shp502_with_its_own_message():
     mutant = mutate(layer, "output = MoEAuxLossAutoScaler.apply", "MoEAuxLossAutoScaler.apply")
     assert codes(layer, "SHP502") == []
     assert codes(mutant, "SHP502") == [("SHP502", 6)]
-    assert "autograd Function" in messages(mutant, "SHP502")[0]
+    assert "autograd Function" in findings("SHP502", mutant)[0].message
 
 
 # -- reach and precision ------------------------------------------------------------------------
@@ -425,7 +409,7 @@ def test_casting_probabilities_back_before_the_top_k_says_so():
         "F.softmax(router_logits, dim=1, dtype=torch.float).to(hidden_states.dtype)",
     )
     assert codes(mutant, "SHP503") == [("SHP503", 16)]
-    assert "cast back" in messages(mutant, "SHP503")[0]
+    assert "cast back" in findings("SHP503", mutant)[0].message
 
 
 def test_a_cast_to_the_scores_own_dtype_says_nothing_about_precision():

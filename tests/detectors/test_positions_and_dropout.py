@@ -8,25 +8,13 @@ import textwrap
 
 import pytest
 
-from sharpedges.engine import Engine
 from sharpedges.fixes import apply_edits
-from sharpedges.registry import all_rules
-
-
-def diagnostics(code: str, source: str):
-    result = Engine([all_rules()[code]]).check("model.py", textwrap.dedent(source).encode())
-    assert not result.errors, result.errors
-    return [d for d in result.diagnostics if d.rule == code]
+from tests.helpers import findings, mutate
 
 
 def line_of(source: str, text: str) -> int:
     lines = textwrap.dedent(source).splitlines()
     return next(i for i, line in enumerate(lines, 1) if text in line)
-
-
-def mutate(source: str, old: str, new: str) -> str:
-    assert old in source, old
-    return source.replace(old, new)
 
 
 # -- SHP601 rope-not-fp32 -----------------------------------------------------------------------------
@@ -56,23 +44,23 @@ NEOX_ROTARY = """
 
 
 def test_shp601_correct_rotary_is_quiet():
-    assert diagnostics("SHP601", NEOX_ROTARY) == []
+    assert findings("SHP601", NEOX_ROTARY) == []
 
 
 def test_shp601_positions_following_the_buffer_dtype_fire():
     mutant = mutate(NEOX_ROTARY, "dtype=torch.float32", "dtype=self.inv_freq.dtype")
     mutant = mutate(mutant, "self.inv_freq.float()", "self.inv_freq")
-    found = diagnostics("SHP601", mutant)
+    found = findings("SHP601", mutant)
     assert [d.line for d in found] == [line_of(mutant, "freqs = torch.outer")]
     assert "model.half()" in found[0].message
 
 
 def test_shp601_uncast_buffer_fires_only_when_forward_reads_it():
     mutant = mutate(NEOX_ROTARY, "self.inv_freq.float()", "self.inv_freq")
-    assert [d.line for d in diagnostics("SHP601", mutant)] == [line_of(mutant, "freqs = torch.outer")]
+    assert [d.line for d in findings("SHP601", mutant)] == [line_of(mutant, "freqs = torch.outer")]
     # the same read in a method only __init__ runs sees the freshly computed float32 table
     init_only = mutate(mutant, "                self._build_cache(seq_len, x.device)\n", "                pass\n")
-    assert diagnostics("SHP601", init_only) == []
+    assert findings("SHP601", init_only) == []
 
 
 def test_shp601_activation_dtype_positions_fire():
@@ -81,7 +69,7 @@ def test_shp601_activation_dtype_positions_fire():
     )
     mutant = mutate(mutant, "dtype=torch.float32", "dtype=x.dtype")
     mutant = mutate(mutant, "self._build_cache(seq_len, x.device)", "self._build_cache(seq_len, x.device, x)")
-    found = diagnostics("SHP601", mutant)
+    found = findings("SHP601", mutant)
     assert len(found) == 1 and "activations' dtype" in found[0].message
 
 
@@ -102,9 +90,9 @@ def test_shp601_autocast_matmul_needs_autocast_disabled():
                     freqs = (inv_freq_expanded.float() @ position_ids_expanded.float()).transpose(1, 2)
                 return freqs.cos(), freqs.sin()
     """
-    assert diagnostics("SHP601", hf) == []
+    assert findings("SHP601", hf) == []
     mutant = mutate(hf, "with torch.autocast(device_type=x.device.type, enabled=False):", "if x is not None:")
-    found = diagnostics("SHP601", mutant)
+    found = findings("SHP601", mutant)
     assert len(found) == 1 and "autocast" in found[0].message
 
 
@@ -114,7 +102,7 @@ def test_shp601_half_cached_table_is_reported_once_per_method():
         "self.cos_cached, self.sin_cached = emb.cos(), emb.sin()",
         "self.cos_cached = emb.cos().bfloat16()\n            self.sin_cached = emb.sin().bfloat16()",
     )
-    found = diagnostics("SHP601", mutant)
+    found = findings("SHP601", mutant)
     assert [d.line for d in found] == [line_of(mutant, "self.cos_cached = emb.cos()")]
     assert "stored in bfloat16" in found[0].message
 
@@ -140,27 +128,27 @@ NANOGPT_ATTENTION = """
 
 
 def test_shp701_gated_attention_is_quiet():
-    assert diagnostics("SHP701", NANOGPT_ATTENTION) == []
+    assert findings("SHP701", NANOGPT_ATTENTION) == []
 
 
 def test_shp701_ungated_sdpa_fires_on_the_mutant():
     mutant = mutate(NANOGPT_ATTENTION, "dropout_p=self.dropout if self.training else 0", "dropout_p=self.dropout")
-    found = diagnostics("SHP701", mutant)
+    found = findings("SHP701", mutant)
     assert [d.line for d in found] == [line_of(mutant, "scaled_dot_product_attention")]
     assert "cannot see self.training" in found[0].message and found[0].fix is None
 
 
 def test_shp701_functional_dropout_gets_the_training_fix():
     mutant = mutate(NANOGPT_ATTENTION, "p=self.dropout, training=self.training)", "p=self.dropout)")
-    found = diagnostics("SHP701", mutant)
+    found = findings("SHP701", mutant)
     assert [d.line for d in found] == [line_of(mutant, "y = F.dropout")]
     fixed = apply_edits(textwrap.dedent(mutant), [found[0].fix]).text
     assert "F.dropout(y, p=self.dropout, training=self.training)" in fixed
-    assert diagnostics("SHP701", fixed) == []
+    assert findings("SHP701", fixed) == []
 
 
 def test_shp701_no_fix_outside_a_module_method():
-    found = diagnostics(
+    found = findings(
         "SHP701",
         """
         import torch.nn.functional as F
@@ -174,7 +162,7 @@ def test_shp701_no_fix_outside_a_module_method():
 
 def test_shp701_dropout_module_in_forward_fires_and_in_init_does_not():
     mutant = mutate(NANOGPT_ATTENTION, "return self.resid_dropout(y)", "return nn.Dropout(0.1)(y)")
-    assert [d.line for d in diagnostics("SHP701", mutant)] == [line_of(mutant, "nn.Dropout(0.1)(y)")]
+    assert [d.line for d in findings("SHP701", mutant)] == [line_of(mutant, "nn.Dropout(0.1)(y)")]
 
 
 def test_shp701_training_gate_in_init_only_for_nn_modules():
@@ -186,11 +174,11 @@ def test_shp701_training_gate_in_init_only_for_nn_modules():
                 super().__init__()
                 self.p = p if self.training else 0.0
     """
-    assert len(diagnostics("SHP701", gate)) == 1
+    assert len(findings("SHP701", gate)) == 1
     own_flag = gate.replace("class Attention(nn.Module):", "class Attention:").replace(
         "super().__init__()", "self.training = True"
     )
-    assert diagnostics("SHP701", own_flag) == []
+    assert findings("SHP701", own_flag) == []
 
 
 def test_shp701_gate_written_as_an_if_statement():
@@ -211,9 +199,9 @@ def test_shp701_gate_written_as_an_if_statement():
                 x = F.dropout(q, p)
                 return F.scaled_dot_product_attention(x, k, v, dropout_p=p)
     """
-    assert diagnostics("SHP701", source) == []
+    assert findings("SHP701", source) == []
     ungated = mutate(source, "if not self.training:", "if self.p < 0:")
-    assert [d.line for d in diagnostics("SHP701", ungated)] == [
+    assert [d.line for d in findings("SHP701", ungated)] == [
         line_of(ungated, "F.dropout(q, p)"),
         line_of(ungated, "dropout_p=p"),
     ]
@@ -237,11 +225,11 @@ def test_shp701_the_only_caller_zeroes_dropout_in_eval():
                     q = self._core(q, k, v)
                 return attend(q, k, v, self.p if self.training else 0.0)
     """
-    assert diagnostics("SHP701", source) == []
+    assert findings("SHP701", source) == []
     ungated = mutate(source, "self.p if self.training else 0.0", "self.p")
-    assert [d.line for d in diagnostics("SHP701", ungated)] == [line_of(ungated, "F.dropout(")]
+    assert [d.line for d in findings("SHP701", ungated)] == [line_of(ungated, "F.dropout(")]
     also_in_eval = mutate(source, "if self.training:", "if q is not None:")
-    assert [d.line for d in diagnostics("SHP701", also_in_eval)] == [line_of(also_in_eval, "dropout_p=self.p")]
+    assert [d.line for d in findings("SHP701", also_in_eval)] == [line_of(also_in_eval, "dropout_p=self.p")]
 
 
 def test_shp701_sdpa_in_an_autograd_functions_backward_is_not_a_module_call():
@@ -263,7 +251,7 @@ def test_shp701_sdpa_in_an_autograd_functions_backward_is_not_a_module_call():
                     out = F.scaled_dot_product_attention(q, k, v, dropout_p=ctx.p)
                 return torch.autograd.grad(out, (q, k, v), grad) + (None,)
     """
-    assert diagnostics("SHP701", source) == []
+    assert findings("SHP701", source) == []
 
 
 def test_shp701_a_backward_op_repeats_the_probability_its_forward_saved():
@@ -276,7 +264,7 @@ def test_shp701_a_backward_op_repeats_the_probability_its_forward_saved():
                 out = torch.nn.functional.scaled_dot_product_attention(query, key, value, dropout_p=ctx.dropout_p)
             return torch.autograd.grad(out, (query, key, value), grad_out)
     """
-    assert diagnostics("SHP701", source) == []
+    assert findings("SHP701", source) == []
 
 
 def test_shp701_training_on_a_class_that_is_not_a_module_through_a_local_base():
@@ -297,9 +285,9 @@ def test_shp701_training_on_a_class_that_is_not_a_module_through_a_local_base():
             def __init__(self, p):
                 self.p = p if self.training else 0.0
     """
-    assert diagnostics("SHP701", source) == []
+    assert findings("SHP701", source) == []
     module = "import torch.nn as nn\n\nclass Plain(nn.Module):"
-    assert len(diagnostics("SHP701", textwrap.dedent(source).replace("class Plain:", module))) == 1
+    assert len(findings("SHP701", textwrap.dedent(source).replace("class Plain:", module))) == 1
 
 
 # -- SHP602 gqa-repeat-not-interleave -----------------------------------------------------------------
@@ -320,24 +308,18 @@ GQA_ATTENTION = """
 """
 
 
-def run_with(code: str, source: str, options: dict):
-    rule = all_rules()[code]
-    engine = Engine([rule], options={code: {**rule.spec.option_defaults(), **options}})
-    return engine.check("model.py", textwrap.dedent(source).encode()).diagnostics
-
-
 def test_shp602_grouped_expansion_is_quiet():
-    assert diagnostics("SHP602", GQA_ATTENTION) == []
-    assert run_with("SHP602", GQA_ATTENTION, {"check-divisibility": True}) == []
+    assert findings("SHP602", GQA_ATTENTION) == []
+    assert findings("SHP602", GQA_ATTENTION, {"check-divisibility": True}) == []
 
 
 def test_shp602_tile_order_mutant_fires_with_a_repeat_interleave_fix():
     mutant = mutate(GQA_ATTENTION, "k = k.repeat_interleave(self.n_rep, dim=1)", "k = k.repeat(1, self.n_rep, 1, 1)")
-    found = diagnostics("SHP602", mutant)
+    found = findings("SHP602", mutant)
     assert [d.line for d in found] == [line_of(mutant, "k = k.repeat(")]
     fixed = apply_edits(textwrap.dedent(mutant), [found[0].fix]).text
     assert "k = k.repeat_interleave(self.n_rep, dim=1)" in fixed
-    assert diagnostics("SHP602", fixed) == []
+    assert findings("SHP602", fixed) == []
 
 
 @pytest.mark.parametrize("tiled", ["k = k.repeat(reps)", "k = torch.tile(k, reps)", "k = np.tile(k, reps)"])
@@ -351,24 +333,24 @@ def test_shp602_repeat_counts_held_in_a_variable(tiled):
         "k = k.repeat_interleave(self.n_rep, dim=1)",
         "reps = [1, 1, self.n_rep, 1]\n            k = k[:, :, None].expand(-1, -1, self.n_rep, -1)",
     )
-    assert diagnostics("SHP602", grouped) == []
+    assert findings("SHP602", grouped) == []
     mutant = mutate(
         source, "k = k.repeat_interleave(self.n_rep, dim=1)", f"reps = [1, self.n_rep, 1, 1]\n            {tiled}"
     )
-    found = diagnostics("SHP602", mutant)
+    found = findings("SHP602", mutant)
     assert [(d.line, d.fix) for d in found] == [(line_of(mutant, tiled), None)]
 
 
 def test_shp602_no_fix_when_other_factors_are_not_one():
     mutant = mutate(GQA_ATTENTION, "k = k.repeat_interleave(self.n_rep, dim=1)", "k = k.repeat(2, self.n_rep, 1, 1)")
-    found = diagnostics("SHP602", mutant)
+    found = findings("SHP602", mutant)
     assert len(found) == 1 and found[0].fix is None
 
 
 def test_shp602_divisibility_check_is_an_option():
     mutant = mutate(GQA_ATTENTION, "            assert n_heads % n_kv_heads == 0\n", "")
-    assert diagnostics("SHP602", mutant) == []
-    found = run_with("SHP602", mutant, {"check-divisibility": True})
+    assert findings("SHP602", mutant) == []
+    found = findings("SHP602", mutant, {"check-divisibility": True})
     assert [d.line for d in found] == [line_of(mutant, "self.n_rep = n_heads // n_kv_heads")]
     # the check may read the counts through another object (a config, self)
     elsewhere = mutate(
@@ -376,7 +358,7 @@ def test_shp602_divisibility_check_is_an_option():
         "self.n_rep = n_heads // n_kv_heads",
         "self.n_rep = n_heads // n_kv_heads\n            assert self.n_heads % config.n_kv_heads == 0",
     )
-    assert run_with("SHP602", elsewhere, {"check-divisibility": True}) == []
+    assert findings("SHP602", elsewhere, {"check-divisibility": True}) == []
 
 
 # -- SHP603 rope-layout-mismatch ----------------------------------------------------------------------
@@ -405,12 +387,12 @@ HF_ROPE = """
 
 
 def test_shp603_consistent_rope_is_quiet():
-    assert diagnostics("SHP603", HF_ROPE) == []
+    assert findings("SHP603", HF_ROPE) == []
 
 
 def test_shp603_interleaved_table_with_rotate_half_fires_at_the_rotation():
     mutant = mutate(HF_ROPE, "emb = torch.cat((freqs, freqs), dim=-1)", "emb = freqs.repeat_interleave(2, dim=-1)")
-    found = diagnostics("SHP603", mutant)
+    found = findings("SHP603", mutant)
     assert [d.line for d in found] == [line_of(mutant, "return torch.cat((-x2, x1), dim=-1)")]
     assert "i with i + d/2" in found[0].message and "repeat_interleave" in found[0].message
 
@@ -419,14 +401,14 @@ def test_shp603_rotated_values_fire():
     mutant = mutate(
         HF_ROPE, "q, k = apply_rotary_pos_emb(q, k, cos, sin)", "q, v = apply_rotary_pos_emb(q, v, cos, sin)"
     )
-    found = diagnostics("SHP603", mutant)
+    found = findings("SHP603", mutant)
     assert len(found) == 1 and "values" in found[0].message
 
 
 def test_shp603_double_rotation_fires_but_exclusive_branches_do_not():
     rotation = "        q, k = apply_rotary_pos_emb(q, k, cos, sin)\n"
     twice = mutate(HF_ROPE, rotation, rotation * 2)
-    found = diagnostics("SHP603", twice)
+    found = findings("SHP603", twice)
     assert len(found) == 1 and "rotated again" in found[0].message
     branches = mutate(
         HF_ROPE,
@@ -436,4 +418,4 @@ def test_shp603_double_rotation_fires_but_exclusive_branches_do_not():
         + "        else:\n    "
         + rotation.replace("cos, sin)", "sin, cos)"),
     )
-    assert diagnostics("SHP603", branches) == []
+    assert findings("SHP603", branches) == []

@@ -50,7 +50,7 @@ def test_concise_lines_are_short_and_full_has_the_whole_message(run_cli):
     # SHP301's message, cut short in the concise line, is there in full (wrapped).
     postnorm = next(line for line in findings if "SHP301" in line)
     assert postnorm.endswith("...")
-    assert "training diverges without a long warm-up" in " ".join(full.split())
+    assert "pass norm_first=True and a final norm" in " ".join(full.split())
 
 
 def test_summary_counts_files_with_problems_of_files_checked(run_cli, examples):

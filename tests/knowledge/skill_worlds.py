@@ -69,7 +69,7 @@ def rule_spec(code: str, skill_ref: str) -> dict:
         "severity": "error",
         "message": "m",
         "rationale": "r",
-        "examples": {"bad": ["x = 1\n"], "good": ["x = 2\n"]},
+        "examples": {"bad": [f'x = 1  # expect: {code} "m"\n'], "good": ["x = 2\n"]},
         "use_instead": "u",
         "skill": skill_ref,
         "reference_impl": "attention:attention_ref",
