@@ -612,8 +612,10 @@ def _fills_dtype_min(ctx: FileContext, expr: cst.BaseExpression, at: int, depth:
         function = ctx.function_of(expr)
         if function is None:
             return False
+        # Ex) `mask = torch.full(..., finfo.min); mask.masked_fill_(cond, 0)`: the in-place fill keeps the plane
         return any(
-            d.kind == "assign" and d.value is not None and fills_dtype_min(ctx, d.value, d.order, depth + 1)
+            d.bound_value is not None
+            and fills_dtype_min(ctx, d.bound_value, d.order if d.kind == "assign" else ctx.order(d.value), depth + 1)
             for d in ctx.function_facts(function).reaching(expr.value, at)
         )
     if not is_a(expr, cst.Call):
@@ -646,6 +648,44 @@ def _fills_dtype_min(ctx: FileContext, expr: cst.BaseExpression, at: int, depth:
         fills_dtype_min(ctx, value, ctx.index.last_order(value) + 1, depth + 1)
         for value in return_values(ctx, helper[0])
     )
+
+
+# -- grouped-query head counts ---------------------------------------------------------------------
+def is_head_count(expr: cst.BaseExpression) -> bool:
+    """A number of heads, by the name the code gives it (`n_head`, `self.num_heads`, `config.n_kv_heads`)."""
+    text = dotted(expr)
+    return text is not None and "head" in text.lower()
+
+
+def is_kv_head_count(expr: cst.BaseExpression) -> bool:
+    """The number of key/value heads (`n_kv_heads`, `num_key_value_groups`, `n_local_heads`)."""
+    text = (dotted(expr) or "").lower()
+    return any(marker in text for marker in ("kv", "key_value", "group", "local_heads"))
+
+
+def _head_count_key(expr: cst.BaseExpression) -> str | None:
+    text = dotted(expr)
+    return text.rsplit(".", 1)[-1] if text else None
+
+
+def is_head_ratio(ctx: FileContext, expr: cst.BaseExpression) -> bool:
+    """The grouped-query group size: one head count divided by the KV head count.
+
+    Ex) `n_heads // n_kv_heads`
+    Ex) `int(q_num_heads / k_num_heads)`: a true division cast back, and a divisor that is another head
+        count of the same code (the count of the heads being repeated)
+    """
+    if is_a(expr, cst.Call) and ctx.callee(expr) in ("int", "builtins.int") and len(expr.args) == 1:
+        inner = expr.args[0].value
+        return is_a(inner, cst.BinaryOperation) and is_a(inner.operator, cst.Divide) and _divides_heads(inner)
+    return is_a(expr, cst.BinaryOperation) and is_a(expr.operator, cst.FloorDivide) and _divides_heads(expr)
+
+
+def _divides_heads(expr: cst.BinaryOperation) -> bool:
+    left, right = expr.left, expr.right
+    if not is_head_count(left):
+        return False
+    return is_kv_head_count(right) or (is_head_count(right) and _head_count_key(right) != _head_count_key(left))
 
 
 # -- what a scale is made of ------------------------------------------------------------------------

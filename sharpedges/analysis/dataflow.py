@@ -43,6 +43,13 @@ class Definition:
     operator: cst.BaseAugOp | None = None  # for augmented assignments
     method: str | None = None  # for in-place calls: div_, mul_, masked_fill_ ...
 
+    @property
+    def bound_value(self) -> cst.BaseExpression | None:
+        """What the name holds after this definition, when the code spells it: the assigned value, or
+        for `x.masked_fill_(m, v)` the call itself (an in-place method returns its updated receiver,
+        which is read before the call: evaluate it at the call's own position)."""
+        return self.value if self.kind in ("assign", "inplace") else None
+
 
 def _target_names(target: cst.BaseExpression) -> list[tuple[str, bool]]:
     """(name, unpacked) for every plain name bound by an assignment target."""
