@@ -610,10 +610,12 @@ def _mapped_rotary_names(ctx: FileContext, call: cst.Call) -> list[str]:
     if len(parameters) != 1:
         return []
     rotated_index: int | None = None
-    for inner in ctx.index.descendants(function.body, cst.Call):
+    for inner in ctx.index.descendants(function, cst.Call):
         if not _is_rotary_callee(ctx, inner):
             continue
-        for arg in inner.args:
+        for arg in inner.args:  # the first argument taken from the lambda's parameter is the rotated tensor
+            if rotated_index is not None:
+                break
             value = arg.value
             if isinstance(value, cst.Name) and value.value == parameters[0]:
                 rotated_index = -1
