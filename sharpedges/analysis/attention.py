@@ -351,7 +351,10 @@ class LogitTracer:
         # QK^T contracts the last (feature) index of both operands and keeps one free index of each.
         if a[-1] != b[-1] or a[-1] not in contracted:
             return None
-        if not (set(a) - set(b)) & set(output) or not (set(b) - set(a)) & set(output):
+        keys = (set(b) - set(a)) & set(output)
+        # Ex) 'b i d, b i j d -> b i j': each query against its own window of keys (local attention)
+        windowed = bool(keys) and output[-1] in keys and len(output) >= 3
+        if not keys or (not (set(a) - set(b)) & set(output) and not windowed):
             return None
         if any(self.is_weight(op) for op in operands):
             return None

@@ -258,8 +258,20 @@ def cast_precision(ctx, node: cst.CSTNode) -> str | None:
 
 
 # -- einops patterns: how a pair axis of size 2 meets the last axis ------------------------------------
-EINOPS_PAIR_FUNCTIONS = frozenset({"einops.rearrange", "einops.repeat"})
+EINOPS_FUNCTIONS = frozenset({"einops.rearrange", "einops.repeat"})
 _EINOPS_TOKEN = re.compile(r"\([^)]*\)|\.\.\.|\S+")
+
+
+def einops_axes(ctx, call: cst.Call) -> tuple[list[str], list[str]] | None:
+    """The axes before and after the arrow of an einops rearrange / repeat with a literal pattern
+    (`'b (h d) -> b h d'` gives `['b', '(h d)']`, `['b', 'h', 'd']`)."""
+    if ctx.callee(call) not in EINOPS_FUNCTIONS:
+        return None
+    pattern = literal_string(argument(call, "pattern", 1))
+    if pattern is None or pattern.count("->") != 1:
+        return None
+    left, right = (_EINOPS_TOKEN.findall(side) for side in pattern.split("->"))
+    return left, right
 
 
 def einops_pair_layout(ctx, call: cst.Call) -> tuple[str, str] | None:
@@ -271,12 +283,10 @@ def einops_pair_layout(ctx, call: cst.Call) -> tuple[str, str] | None:
     Ex) `rearrange(x, '... (d r) -> ... d r', r=2)`     interleaved, split
     Ex) `rearrange(x, '... (r d) -> ... r d', r=2)`     half, split
     """
-    if ctx.callee(call) not in EINOPS_PAIR_FUNCTIONS:
+    axes = einops_axes(ctx, call)
+    if axes is None:
         return None
-    pattern = literal_string(argument(call, "pattern", 1))
-    if pattern is None or pattern.count("->") != 1:
-        return None
-    left, right = (_EINOPS_TOKEN.findall(side) for side in pattern.split("->"))
+    left, right = axes
     pairs = {arg.keyword.value for arg in call.args if arg.keyword is not None and literal_int(arg.value) == 2}
     if not left or not right:
         return None
