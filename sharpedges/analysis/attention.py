@@ -29,6 +29,7 @@ from sharpedges.analysis.summaries import (
     positional_parameters,
     return_values,
 )
+from sharpedges.analysis.tensors import known_rank
 from sharpedges.analysis.vocabulary import (
     ADDITIVE_FUNCTIONS,
     ADDITIVE_METHODS,
@@ -522,9 +523,10 @@ def declared_unit_scale(ctx: FileContext, function: cst.FunctionDef | None) -> b
     return False
 
 
-def key_axis(source: LogitSource) -> tuple[int | None, int | None]:
+def key_axis(source: LogitSource, ctx: FileContext | None = None) -> tuple[int | None, int | None]:
     """Where the key axis sits in the scores a product makes, as (index from the front, index from
-    the back); None where the code does not say (an unknown rank, an ellipsis)."""
+    the back); None where the code does not say (an unknown rank, an ellipsis). With the file's
+    context, a query of a known rank places the keys of a matmul (`q @ k.transpose(-1, -2)`)."""
     if source.kind in ("bmm", "baddbmm"):
         return 2, -1
     if source.kind == "einsum":
@@ -552,7 +554,10 @@ def key_axis(source: LogitSource) -> tuple[int | None, int | None]:
             and abs(dims[0] - dims[1]) == 1
         ):
             return max(dims), -1  # `k.transpose(2, 3)` swaps the last two dims of a 4-d key tensor
-    return None, -1
+    product = source.product
+    query = product.left if is_a(product, cst.BinaryOperation) else argument(product, "input", 0)
+    rank = known_rank(ctx, query) if ctx is not None and source.kind == "matmul" and query is not None else None
+    return (rank - 1 if rank is not None and rank >= 2 else None), -1
 
 
 def attention_softmaxes(ctx: FileContext) -> list[tuple[SoftmaxCall, list[LogitSource]]]:

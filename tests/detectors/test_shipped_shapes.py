@@ -204,3 +204,91 @@ def test_shp303_loop_norm_on_a_branch_is_quiet():
 def test_shp303_loop_callable_not_named_as_a_norm_is_quiet():
     other = LAYER_LOOP.replace("norm", "first")
     assert findings("SHP303", other) == []
+
+
+# -- SHP202: a windowed causal mask from key positions gathered by unfold -----------------------------------
+WINDOWED_MASK = """
+    import torch
+    import torch.nn.functional as F
+    from einops import rearrange, repeat
+    from torch import einsum
+
+    def most_negative(t):
+        return -torch.finfo(t.dtype).max
+
+    def windowed_attention(q, k_windows, v_windows, keep, side, kernel):
+        dots = einsum('b i d, b i j d -> b i j', q, k_windows)
+        positions = torch.arange(side * side)
+        key_positions = rearrange(positions.float(), '(h w) -> () () h w', h=side)
+        key_positions = F.pad(key_positions, (1, 1, 1, 1), value=side * side)
+        key_positions = F.unfold(key_positions, kernel)
+        key_positions = rearrange(key_positions, 'b j i -> b i j')
+        query_positions = rearrange(positions, 'i -> () i ()')
+        hidden = query_positions >= key_positions
+        hidden = repeat(hidden, '() i j -> b i j', b=q.shape[0])
+        mask = torch.cat((~keep, hidden), dim=-1)
+        dots.masked_fill_(mask, most_negative(dots))
+        attn = dots.softmax(dim=-1)
+        return einsum('b i j, b i j d -> b i d', attn, v_windows)
+"""
+
+
+def test_shp202_windowed_mask_hiding_the_past_is_found():
+    assert findings("SHP202", WINDOWED_MASK) == [line_of(WINDOWED_MASK, "dots.masked_fill_(mask")]
+
+
+def test_shp202_windowed_mask_hiding_the_future_is_quiet():
+    fixed = WINDOWED_MASK.replace("query_positions >= key_positions", "query_positions < key_positions")
+    assert findings("SHP202", fixed) == []
+
+
+def test_shp202_window_of_values_that_are_not_positions_is_quiet():
+    other = WINDOWED_MASK.replace("positions.float(), '(h w)", "(positions // side).float(), '(h w)")
+    assert findings("SHP202", other) == []
+
+
+# -- SHP104: a softmax module whose dim fits 3-d scores, fed 4-d ones by the module that calls it ------------
+HEADS_FROM_CALLER = """
+    import math
+    import torch
+    from torch import nn
+
+    class ScoreAttention(nn.Module):
+        def __init__(self, width):
+            super().__init__()
+            self.scale = math.sqrt(width)
+            self.normalise = nn.Softmax(dim=2)
+
+        def forward(self, q, k, v):
+            scores = torch.matmul(q, k.transpose(-1, -2)) / self.scale
+            return torch.matmul(self.normalise(scores), v)
+
+    class Heads(nn.Module):
+        def __init__(self, width, heads):
+            super().__init__()
+            self.heads = heads
+            self.project = nn.Linear(width, 3 * width)
+            self.attend = ScoreAttention(width // heads)
+
+        def forward(self, x):
+            b, t, _ = x.shape
+            q, k, v = self.project(x).chunk(3, dim=-1)
+            q = q.view(b, t, self.heads, -1).transpose(1, 2)
+            k = k.view(b, t, self.heads, -1).transpose(1, 2)
+            v = v.view(b, t, self.heads, -1).transpose(1, 2)
+            return self.attend(q, k, v)
+"""
+
+
+def test_shp104_softmax_dim_of_3d_scores_fed_4d_by_the_caller_is_found():
+    assert findings("SHP104", HEADS_FROM_CALLER) == [line_of(HEADS_FROM_CALLER, "self.normalise(scores)")]
+
+
+def test_shp104_softmax_dim_of_3d_scores_fed_3d_is_quiet():
+    three = HEADS_FROM_CALLER.replace(".view(b, t, self.heads, -1).transpose(1, 2)", ".view(b * t, -1, 1)")
+    assert findings("SHP104", three) == []
+
+
+def test_shp104_softmax_module_without_callers_in_the_file_is_quiet():
+    alone = HEADS_FROM_CALLER.split("class Heads")[0]
+    assert findings("SHP104", alone) == []
