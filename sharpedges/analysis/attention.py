@@ -666,22 +666,19 @@ def is_head_count(expr: cst.BaseExpression) -> bool:
 
 
 def is_kv_head_count(expr: cst.BaseExpression) -> bool:
-    """The number of key/value heads (`n_kv_heads`, `num_key_value_groups`, `n_local_heads`)."""
+    """The number of key/value heads (`n_kv_heads`, `num_key_value_groups`, `n_local_heads`, `k_num_heads`)."""
     text = (dotted(expr) or "").lower()
-    return any(marker in text for marker in ("kv", "key_value", "group", "local_heads"))
-
-
-def _head_count_key(expr: cst.BaseExpression) -> str | None:
-    text = dotted(expr)
-    return text.rsplit(".", 1)[-1] if text else None
+    if any(marker in text for marker in ("kv", "key_value", "group", "local_heads")):
+        return True
+    words = text.rsplit(".", 1)[-1].split("_")
+    return is_head_count(expr) and bool({"k", "key"} & set(words))
 
 
 def is_head_ratio(ctx: FileContext, expr: cst.BaseExpression) -> bool:
-    """The grouped-query group size: one head count divided by the KV head count.
+    """The grouped-query group size: a head count divided by the KV head count.
 
     Ex) `n_heads // n_kv_heads`
-    Ex) `int(q_num_heads / k_num_heads)`: a true division cast back, and a divisor that is another head
-        count of the same code (the count of the heads being repeated)
+    Ex) `int(q_num_heads / k_num_heads)`: a true division cast back
     """
     if is_a(expr, cst.Call) and ctx.callee(expr) in ("int", "builtins.int") and len(expr.args) == 1:
         inner = expr.args[0].value
@@ -690,10 +687,7 @@ def is_head_ratio(ctx: FileContext, expr: cst.BaseExpression) -> bool:
 
 
 def _divides_heads(expr: cst.BinaryOperation) -> bool:
-    left, right = expr.left, expr.right
-    if not is_head_count(left):
-        return False
-    return is_kv_head_count(right) or (is_head_count(right) and _head_count_key(right) != _head_count_key(left))
+    return is_head_count(expr.left) and is_kv_head_count(expr.right)
 
 
 # -- what a scale is made of ------------------------------------------------------------------------

@@ -74,6 +74,15 @@ def test_shp602_tile_by_true_division_of_head_counts_is_found():
     assert findings("SHP602", TILED_KV) == [line_of(TILED_KV, "k = np.tile"), line_of(TILED_KV, "v = np.tile")]
 
 
+def test_shp602_batch_recovered_from_a_head_product_is_quiet():
+    batch = """
+        def merged(x, bias, merged_batch_and_heads, num_heads):
+            batch_size = merged_batch_and_heads // num_heads
+            return x + bias.repeat(batch_size, 1, 1)
+    """
+    assert findings("SHP602", batch) == []
+
+
 def test_shp602_tile_by_a_ratio_of_other_sizes_is_quiet():
     other = TILED_KV.replace("group = int(q_heads / k_heads)", "group = int(q_len / k_len)")
     assert findings("SHP602", other) == []
