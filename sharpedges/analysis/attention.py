@@ -555,7 +555,13 @@ def key_axis(source: LogitSource, ctx: FileContext | None = None) -> tuple[int |
         ):
             return max(dims), -1  # `k.transpose(2, 3)` swaps the last two dims of a 4-d key tensor
     product = source.product
-    query = product.left if is_a(product, cst.BinaryOperation) else argument(product, "input", 0)
+    query = (
+        product.left
+        if is_a(product, cst.BinaryOperation)
+        else argument(product, "input", 0)
+        if is_a(product, cst.Call)
+        else None
+    )
     rank = known_rank(ctx, query) if ctx is not None and source.kind == "matmul" and query is not None else None
     return (rank - 1 if rank is not None and rank >= 2 else None), -1
 
@@ -623,7 +629,7 @@ def _fills_dtype_min(ctx: FileContext, expr: cst.BaseExpression, at: int, depth:
         # Ex) `mask = torch.full(..., finfo.min); mask.masked_fill_(cond, 0)`: the in-place fill keeps the plane
         return any(
             d.bound_value is not None
-            and fills_dtype_min(ctx, d.bound_value, d.order if d.kind == "assign" else ctx.order(d.value), depth + 1)
+            and fills_dtype_min(ctx, d.bound_value, d.order if d.kind == "assign" else ctx.order(d.node), depth + 1)
             for d in ctx.function_facts(function).reaching(expr.value, at)
         )
     if not is_a(expr, cst.Call):

@@ -482,8 +482,8 @@ class MaskEvaluator:
         if helper is not None:
             # Ex) `mask_value = max_neg_value(dots)` with `def max_neg_value(t): return -torch.finfo(t.dtype).max`
             values = return_values(self.ctx, helper[0])
-            inner = evaluator_for(self.ctx, helper[0])
-            return bool(values) and all(inner.is_large_negative(v, self.ctx.order(v), depth + 1) for v in values)
+            returned = evaluator_for(self.ctx, helper[0])
+            return bool(values) and all(returned.is_large_negative(v, self.ctx.order(v), depth + 1) for v in values)
         if is_a(expr, cst.Name) and self.facts is not None:
             definitions = self.facts.reaching(expr.value, at)
             return bool(definitions) and all(
@@ -649,7 +649,7 @@ def _axis_of(evaluator: MaskEvaluator, expr: cst.BaseExpression, at: int, depth:
             return "key", 0
         return None
     axes = einops_axes(evaluator.ctx, expr) if is_a(expr, cst.Call) else None
-    if axes is not None and _is_arange(evaluator, argument(expr, "tensor", 0), at, depth):
+    if axes is not None and is_a(expr, cst.Call) and _is_arange(evaluator, argument(expr, "tensor", 0), at, depth):
         # Ex) `rearrange(arange(n), 'i -> () i ()')`: a column of query positions
         left, right = axes
         if len(left) == 1 and left[0] in right and all(a in ("()", "1") for a in right if a != left[0]):

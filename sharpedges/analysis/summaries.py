@@ -76,12 +76,16 @@ def module_call_sites(ctx: FileContext, cls: cst.ClassDef) -> list[tuple[cst.Cal
         found = []
         for call in ctx.calls():
             attr = self_attribute(call.func)
-            holder = ctx.class_of(call) if attr is not None else None
-            if holder is not None and ctx.class_facts(holder).constructed_type(attr) == cls.name.value:
+            holder = ctx.class_of(call)
+            if (
+                attr is not None
+                and holder is not None
+                and ctx.class_facts(holder).constructed_type(attr) == cls.name.value
+            ):
                 found.append((call, names))
         return found
 
-    return ctx.memo(("module_call_sites", cls), compute)
+    return ctx.memo(f"module_call_sites:{ctx.order(cls)}", compute)
 
 
 def _functions_by_name(ctx: FileContext) -> dict[str, list[cst.FunctionDef]]:
