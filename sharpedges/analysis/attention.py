@@ -809,8 +809,46 @@ def _dimensions(ctx: FileContext, expr: cst.BaseExpression, function, at: int, d
 
 def head_splits(ctx: FileContext, scope: cst.CSTNode) -> list[HeadSplit]:
     """Every `a // b` (or `int(a / b)`) of two sizes, no literals, in a class or function: where
-    the code divides a width among heads, and which of the two the divisor is."""
+    the code divides a width among heads, and which of the two the divisor is. A class also inherits
+    the splits of the in-file classes that construct it, for the parameters they fill with the width."""
+    own = _own_head_splits(ctx, scope)
+    return own + _constructor_splits(ctx, scope) if is_a(scope, cst.ClassDef) else own
 
+
+def _constructor_splits(ctx: FileContext, cls: cst.ClassDef) -> list[HeadSplit]:
+    """Ex) `dim_heads = dim // heads; self.attn = Attention(bucket_size, dim, dim_heads, heads)`: inside
+    `Attention`, the parameter `dim` is the width its constructor divides among heads. Only when the
+    same call also hands over the per-head size or the head count: the class then works per head."""
+
+    def compute() -> list[HeadSplit]:
+        init = ctx.class_facts(cls).methods.get("__init__")
+        if init is None:
+            return []
+        names = positional_parameters(init)[1:]
+        found = []
+        for call in ctx.calls():
+            caller = ctx.class_of(call)
+            if not is_a(call.func, cst.Name) or call.func.value != cls.name.value or caller in (None, cls):
+                continue
+            function, at = ctx.function_of(call), ctx.order(call)
+            keys = {
+                parameter: dimension_key(ctx, value, function, at)
+                for parameter, value in bind_arguments(call, names).items()
+                if is_a(value, (cst.Name, cst.Attribute))
+            }
+            for split in _own_head_splits(ctx, caller):
+                per_head = {split.divisor, _assigned_key(ctx, split.node)} - {None}
+                if split.width is None or not per_head & set(keys.values()):
+                    continue
+                found += [
+                    HeadSplit(split.node, ("param", p), None, None) for p, key in keys.items() if key == split.width
+                ]
+        return found
+
+    return ctx.memo(f"constructor_splits:{ctx.order(cls)}", compute)
+
+
+def _own_head_splits(ctx: FileContext, scope: cst.CSTNode) -> list[HeadSplit]:
     def compute() -> list[HeadSplit]:
         layouts = _head_layouts(ctx, scope)
         found = []

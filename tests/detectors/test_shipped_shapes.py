@@ -301,3 +301,42 @@ def test_shp104_softmax_dim_of_3d_scores_fed_3d_is_quiet():
 def test_shp104_softmax_module_without_callers_in_the_file_is_quiet():
     alone = HEADS_FROM_CALLER.split("class Heads")[0]
     assert findings("SHP104", alone) == []
+
+
+# -- SHP102: the width a constructing class divides into heads, unpacked next to the head size ---------------
+WIDTH_FROM_CONSTRUCTOR = """
+    import torch
+    from torch import nn
+
+    class BucketAttention(nn.Module):
+        def __init__(self, dim, dim_head, heads):
+            super().__init__()
+            self.dim = dim
+            self.heads = heads
+
+        def forward(self, q, k, v):
+            b, h, t, d_h, d, heads = *q.shape, self.dim, self.heads
+            dots = torch.einsum('bhid,bhjd->bhij', q, k) * (d ** -0.5)
+            return torch.einsum('bhij,bhjd->bhid', dots.softmax(dim=-1), v)
+
+    class SelfAttention(nn.Module):
+        def __init__(self, dim, heads):
+            super().__init__()
+            dim_head = dim // heads
+            self.to_qkv = nn.Linear(dim, dim * 3)
+            self.attend = BucketAttention(dim, dim_head, heads)
+"""
+
+
+def test_shp102_scale_by_the_width_the_constructor_splits_is_found():
+    assert findings("SHP102", WIDTH_FROM_CONSTRUCTOR) == [line_of(WIDTH_FROM_CONSTRUCTOR, "(d ** -0.5)")]
+
+
+def test_shp102_scale_by_the_unpacked_head_size_is_quiet():
+    fixed = WIDTH_FROM_CONSTRUCTOR.replace("(d ** -0.5)", "(d_h ** -0.5)")
+    assert findings("SHP102", fixed) == []
+
+
+def test_shp102_width_handed_over_without_a_per_head_size_is_quiet():
+    whole = WIDTH_FROM_CONSTRUCTOR.replace("BucketAttention(dim, dim_head, heads)", "BucketAttention(dim, 64, 1)")
+    assert findings("SHP102", whole) == []
