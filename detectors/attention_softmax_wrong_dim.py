@@ -25,15 +25,15 @@ class AttentionSoftmaxWrongDim(Detector):
             dim = literal_int(softmax.dim)
             if dim is None or _renormalised(ctx, softmax):
                 continue
-            verdicts = [_axis_verdict(source, dim) for source in sources]
+            verdicts = [_axis_verdict(ctx, source, dim) for source in sources]
             wrong = [v for v in verdicts if v is not None and v[0] == "wrong"]
             if wrong and len(wrong) == len(verdicts):
                 yield Finding(softmax.call, facts={"dim": dim, "keys": wrong[0][1]})
 
 
-def _axis_verdict(source, dim: int) -> tuple[str, int] | None:
+def _axis_verdict(ctx, source, dim: int) -> tuple[str, int] | None:
     """('wrong', key axis) or ('right', key axis); None when the layout on the way is unknown."""
-    positive, negative = key_axis(source)
+    positive, negative = key_axis(source, ctx)
     for node in source.path:
         if (is_a(node, cst.Call) and method_name(node) in REORDER_METHODS) or (
             is_a(node, cst.Attribute) and node.attr.value in ("T", "mT")

@@ -6,31 +6,12 @@ from __future__ import annotations
 
 import libcst as cst
 
+from sharpedges.analysis.attention import is_head_ratio
 from sharpedges.analysis.calls import argument, literal_int, method_name, receiver
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.values import possible_values
 from sharpedges.analysis.vocabulary import TILE_FUNCTIONS, is_library_namespace
 from sharpedges.detector import Detector, Finding, Fix, Replacement
-
-
-def _is_head_count(expr: cst.BaseExpression) -> bool:
-    text = dotted(expr)
-    return text is not None and "head" in text.lower()
-
-
-def _is_kv_head_count(expr: cst.BaseExpression) -> bool:
-    text = (dotted(expr) or "").lower()
-    return any(marker in text for marker in ("kv", "key_value", "group", "local_heads"))
-
-
-def _is_head_ratio(expr: cst.BaseExpression) -> bool:
-    """`n_heads // n_kv_heads` (any spelling of the two head counts)."""
-    return (
-        isinstance(expr, cst.BinaryOperation)
-        and isinstance(expr.operator, cst.FloorDivide)
-        and _is_head_count(expr.left)
-        and _is_kv_head_count(expr.right)
-    )
 
 
 class GqaRepeatNotInterleave(Detector):
@@ -50,7 +31,7 @@ class GqaRepeatNotInterleave(Detector):
             return
         checked = _checked_pairs(ctx)
         for node in ctx.index.nodes(cst.BinaryOperation):
-            if _is_head_ratio(node) and (_count_key(node.left), _count_key(node.right)) not in checked:
+            if is_head_ratio(ctx, node) and (_count_key(node.left), _count_key(node.right)) not in checked:
                 yield Finding(node, variant="unchecked", facts={"a": dotted(node.left), "b": dotted(node.right)})
 
 
@@ -58,7 +39,7 @@ def _ratio_holders(ctx) -> set[str]:
     """Names and `self.` attributes bound to a head ratio anywhere in the file."""
     holders = set()
     for assign in ctx.index.nodes(cst.Assign):
-        if _is_head_ratio(assign.value):
+        if is_head_ratio(ctx, assign.value):
             for target in assign.targets:
                 text = dotted(target.target)
                 if text is not None:
@@ -66,8 +47,8 @@ def _ratio_holders(ctx) -> set[str]:
     return holders
 
 
-def _is_ratio(expr: cst.BaseExpression, ratios: set[str]) -> bool:
-    return _is_head_ratio(expr) or dotted(expr) in ratios
+def _is_ratio(ctx, expr: cst.BaseExpression, ratios: set[str]) -> bool:
+    return is_head_ratio(ctx, expr) or dotted(expr) in ratios
 
 
 def _tiled_factor(ctx, call: cst.Call, ratios: set[str]) -> int | None:
@@ -84,7 +65,7 @@ def _tiled_factor(ctx, call: cst.Call, ratios: set[str]) -> int | None:
         tensor = receiver(call)
     else:
         return None
-    positions = [i for i, factor in enumerate(factors) if _is_ratio(factor, ratios)]
+    positions = [i for i, factor in enumerate(factors) if _is_ratio(ctx, factor, ratios)]
     if len(factors) < 3 or len(positions) != 1 or tensor is None or _fresh_axis_before(tensor, positions[0]):
         return None
     return positions[0]

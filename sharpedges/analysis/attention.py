@@ -29,6 +29,7 @@ from sharpedges.analysis.summaries import (
     positional_parameters,
     return_values,
 )
+from sharpedges.analysis.tensors import known_rank
 from sharpedges.analysis.vocabulary import (
     ADDITIVE_FUNCTIONS,
     ADDITIVE_METHODS,
@@ -352,7 +353,10 @@ class LogitTracer:
         # QK^T contracts the last (feature) index of both operands and keeps one free index of each.
         if a[-1] != b[-1] or a[-1] not in contracted:
             return None
-        if not (set(a) - set(b)) & set(output) or not (set(b) - set(a)) & set(output):
+        keys = (set(b) - set(a)) & set(output)
+        # Ex) 'b i d, b i j d -> b i j': each query against its own window of keys (local attention)
+        windowed = bool(keys) and output[-1] in keys and len(output) >= 3
+        if not keys or (not (set(a) - set(b)) & set(output) and not windowed):
             return None
         if any(self.is_weight(op) for op in operands):
             return None
@@ -526,9 +530,10 @@ def declared_unit_scale(ctx: FileContext, function: cst.FunctionDef | None) -> b
     return False
 
 
-def key_axis(source: LogitSource) -> tuple[int | None, int | None]:
+def key_axis(source: LogitSource, ctx: FileContext | None = None) -> tuple[int | None, int | None]:
     """Where the key axis sits in the scores a product makes, as (index from the front, index from
-    the back); None where the code does not say (an unknown rank, an ellipsis)."""
+    the back); None where the code does not say (an unknown rank, an ellipsis). With the file's
+    context, a query of a known rank places the keys of a matmul (`q @ k.transpose(-1, -2)`)."""
     if source.kind in ("bmm", "baddbmm"):
         return 2, -1
     if source.kind == "einsum" and is_a(source.product, cst.Call):
@@ -556,7 +561,16 @@ def key_axis(source: LogitSource) -> tuple[int | None, int | None]:
             and abs(dims[0] - dims[1]) == 1
         ):
             return max(dims), -1  # `k.transpose(2, 3)` swaps the last two dims of a 4-d key tensor
-    return None, -1
+    product = source.product
+    query = (
+        product.left
+        if is_a(product, cst.BinaryOperation)
+        else argument(product, "input", 0)
+        if is_a(product, cst.Call)
+        else None
+    )
+    rank = known_rank(ctx, query) if ctx is not None and source.kind == "matmul" and query is not None else None
+    return (rank - 1 if rank is not None and rank >= 2 else None), -1
 
 
 def attention_softmaxes(ctx: FileContext) -> list[tuple[SoftmaxCall, list[LogitSource]]]:
@@ -619,8 +633,10 @@ def _fills_dtype_min(ctx: FileContext, expr: cst.BaseExpression, at: int, depth:
         function = ctx.function_of(expr)
         if function is None:
             return False
+        # Ex) `mask = torch.full(..., finfo.min); mask.masked_fill_(cond, 0)`: the in-place fill keeps the plane
         return any(
-            d.kind == "assign" and d.value is not None and fills_dtype_min(ctx, d.value, d.order, depth + 1)
+            d.bound_value is not None
+            and fills_dtype_min(ctx, d.bound_value, d.order if d.kind == "assign" else ctx.order(d.node), depth + 1)
             for d in ctx.function_facts(function).reaching(expr.value, at)
         )
     if not is_a(expr, cst.Call):
@@ -654,6 +670,38 @@ def _fills_dtype_min(ctx: FileContext, expr: cst.BaseExpression, at: int, depth:
         fills_dtype_min(ctx, value, ctx.index.last_order(value) + 1, depth + 1)
         for value in return_values(ctx, helper[0])
     )
+
+
+# -- grouped-query head counts ---------------------------------------------------------------------
+def is_head_count(expr: cst.BaseExpression) -> bool:
+    """A number of heads, by the name the code gives it (`n_head`, `self.num_heads`, `config.n_kv_heads`)."""
+    text = dotted(expr)
+    return text is not None and "head" in text.lower()
+
+
+def is_kv_head_count(expr: cst.BaseExpression) -> bool:
+    """The number of key/value heads (`n_kv_heads`, `num_key_value_groups`, `n_local_heads`, `k_num_heads`)."""
+    text = (dotted(expr) or "").lower()
+    if any(marker in text for marker in ("kv", "key_value", "group", "local_heads")):
+        return True
+    words = text.rsplit(".", 1)[-1].split("_")
+    return is_head_count(expr) and bool({"k", "key"} & set(words))
+
+
+def is_head_ratio(ctx: FileContext, expr: cst.BaseExpression) -> bool:
+    """The grouped-query group size: a head count divided by the KV head count.
+
+    Ex) `n_heads // n_kv_heads`
+    Ex) `int(q_num_heads / k_num_heads)`: a true division cast back
+    """
+    if is_a(expr, cst.Call) and ctx.callee(expr) in ("int", "builtins.int") and len(expr.args) == 1:
+        inner = expr.args[0].value
+        return is_a(inner, cst.BinaryOperation) and is_a(inner.operator, cst.Divide) and _divides_heads(inner)
+    return is_a(expr, cst.BinaryOperation) and is_a(expr.operator, cst.FloorDivide) and _divides_heads(expr)
+
+
+def _divides_heads(expr: cst.BinaryOperation) -> bool:
+    return is_head_count(expr.left) and is_kv_head_count(expr.right)
 
 
 # -- what a scale is made of ------------------------------------------------------------------------
@@ -769,8 +817,46 @@ def _dimensions(ctx: FileContext, expr: cst.BaseExpression, function, at: int, d
 
 def head_splits(ctx: FileContext, scope: cst.CSTNode) -> list[HeadSplit]:
     """Every `a // b` (or `int(a / b)`) of two sizes, no literals, in a class or function: where
-    the code divides a width among heads, and which of the two the divisor is."""
+    the code divides a width among heads, and which of the two the divisor is. A class also inherits
+    the splits of the in-file classes that construct it, for the parameters they fill with the width."""
+    own = _own_head_splits(ctx, scope)
+    return own + _constructor_splits(ctx, scope) if is_a(scope, cst.ClassDef) else own
 
+
+def _constructor_splits(ctx: FileContext, cls: cst.ClassDef) -> list[HeadSplit]:
+    """Ex) `dim_heads = dim // heads; self.attn = Attention(bucket_size, dim, dim_heads, heads)`: inside
+    `Attention`, the parameter `dim` is the width its constructor divides among heads. Only when the
+    same call also hands over the per-head size or the head count: the class then works per head."""
+
+    def compute() -> list[HeadSplit]:
+        init = ctx.class_facts(cls).methods.get("__init__")
+        if init is None:
+            return []
+        names = positional_parameters(init)[1:]
+        found = []
+        for call in ctx.calls():
+            caller = ctx.class_of(call)
+            if not is_a(call.func, cst.Name) or call.func.value != cls.name.value or caller in (None, cls):
+                continue
+            function, at = ctx.function_of(call), ctx.order(call)
+            keys = {
+                parameter: dimension_key(ctx, value, function, at)
+                for parameter, value in bind_arguments(call, names).items()
+                if is_a(value, (cst.Name, cst.Attribute))
+            }
+            for split in _own_head_splits(ctx, caller):
+                per_head = {split.divisor, _assigned_key(ctx, split.node)} - {None}
+                if split.width is None or not per_head & set(keys.values()):
+                    continue
+                found += [
+                    HeadSplit(split.node, ("param", p), None, None) for p, key in keys.items() if key == split.width
+                ]
+        return found
+
+    return ctx.memo(f"constructor_splits:{ctx.order(cls)}", compute)
+
+
+def _own_head_splits(ctx: FileContext, scope: cst.CSTNode) -> list[HeadSplit]:
     def compute() -> list[HeadSplit]:
         layouts = _head_layouts(ctx, scope)
         found = []

@@ -53,6 +53,8 @@ def is_norm_call(ctx: FileContext, call: cst.Call) -> bool:
         # `self.transformer.ln_f(x)`: a norm held in a ModuleDict, known by its name only
         if isinstance(func, cst.Attribute) and (dotted(func) or "").startswith("self."):
             return bool(NORM_ATTRIBUTE.search(func.attr.value)) and not NOT_TOKEN_NORM.search(func.attr.value)
+        if isinstance(func, cst.Name):
+            return _module_list_norm(ctx, call, func)
         return False
     cls = ctx.class_of(call)
     built = ctx.class_facts(cls).constructed_type(attr) if cls is not None else None
@@ -63,6 +65,35 @@ def is_norm_call(ctx: FileContext, call: cst.Call) -> bool:
         if NORM_TYPE.search(short):
             return True
     return bool(NORM_ATTRIBUTE.search(attr)) and not NOT_TOKEN_NORM.search(attr) and "bn" not in attr.lower()
+
+
+def _module_list_norm(ctx: FileContext, call: cst.Call, func: cst.Name) -> bool:
+    """A norm module taken from the class's module lists by the loop that runs the blocks, known by
+    the name the loop gives it.
+
+    Ex) `for norm, block in self.layers: x = norm(x)`
+    Ex) `for i, (kind, (norm, block)) in enumerate(zip(self.kinds, self.layers)):`
+    """
+    if not NORM_ATTRIBUTE.search(func.value) or NOT_TOKEN_NORM.search(func.value):
+        return False
+    function = ctx.function_of(call)
+    if function is None:
+        return False
+    definitions = ctx.function_facts(function).reaching(func.value, ctx.order(call))
+    return bool(definitions) and all(
+        d.kind == "loop" and d.value is not None and _iterates_attribute(d.value) for d in definitions
+    )
+
+
+def _iterates_attribute(expr: cst.BaseExpression) -> bool:
+    """`self.layers`, or `zip(...)` / `enumerate(...)` over one."""
+    if self_attribute(expr) is not None:
+        return True
+    return (
+        isinstance(expr, cst.Call)
+        and dotted(expr.func) in ("zip", "enumerate")
+        and any(_iterates_attribute(arg.value) for arg in expr.args if arg.keyword is None)
+    )
 
 
 def _contains_call(ctx: FileContext, expr: cst.CSTNode) -> bool:

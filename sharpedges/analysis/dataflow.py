@@ -50,6 +50,13 @@ class Definition:
             return self.node.value
         return self.value
 
+    @property
+    def bound_value(self) -> cst.BaseExpression | None:
+        """What the name holds after this definition, when the code spells it: the assigned value, or
+        for `x.masked_fill_(m, v)` the call itself (an in-place method returns its updated receiver,
+        which is read before the call: evaluate it at the call's own position)."""
+        return self.value if self.kind in ("assign", "inplace") else None
+
 
 def _target_names(target: cst.BaseExpression) -> list[tuple[str, bool]]:
     """(name, unpacked) for every plain name bound by an assignment target."""
@@ -184,13 +191,27 @@ def _is_read(name: cst.Name, parent: cst.CSTNode | None) -> bool:
 
 
 def _unpacked_value(target: cst.BaseExpression, name: str, value: cst.BaseExpression) -> cst.BaseExpression | None:
-    """For `a, b = x, y` the element that binds `name`; None when the right side is not a literal tuple."""
-    if (
-        is_a(target, (cst.Tuple, cst.List))
-        and is_a(value, (cst.Tuple, cst.List))
-        and len(target.elements) == len(value.elements)
-    ):
-        for left, right in zip(target.elements, value.elements, strict=False):
-            if is_a(left.value, cst.Name) and left.value.value == name and not is_a(right, cst.StarredElement):
-                return right.value
+    """For `a, b = x, y` the element that binds `name`; None when the right side is not a literal tuple.
+
+    Ex) `b, t, d_h, d, heads = *q.shape, self.dim, self.heads`: the names after a starred element of
+        unknown length bind the elements after it, counted from the end (and those before it from the start)
+    """
+    if not is_a(target, (cst.Tuple, cst.List)) or not is_a(value, (cst.Tuple, cst.List)):
+        return None
+    lefts, rights = list(target.elements), list(value.elements)
+    if any(is_a(element, cst.StarredElement) for element in lefts):
+        return None
+    stars = [i for i, element in enumerate(rights) if is_a(element, cst.StarredElement)]
+    if len(stars) == 1 and len(lefts) >= len(rights) - 1:
+        star = stars[0]
+        after = len(rights) - star - 1
+        pairs = list(zip(lefts[:star], rights[:star], strict=True))
+        pairs += list(zip(lefts[len(lefts) - after :], rights[star + 1 :], strict=True)) if after else []
+    elif not stars and len(lefts) == len(rights):
+        pairs = list(zip(lefts, rights, strict=True))
+    else:
+        return None
+    for left, right in pairs:
+        if is_a(left.value, cst.Name) and left.value.value == name:
+            return right.value
     return None

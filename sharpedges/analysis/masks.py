@@ -37,6 +37,7 @@ from sharpedges.analysis.vocabulary import (
     CAST_METHODS,
     CLAMP_METHODS,
     COMPLEMENT_FUNCTIONS,
+    CONCATENATIONS,
     COPY_METHODS,
     DTYPE_ARGUMENT_CASTS,
     FILL_METHODS,
@@ -55,6 +56,7 @@ from sharpedges.analysis.vocabulary import (
     SDPA,
     SWAP_METHODS,
     ZEROS,
+    einops_axes,
     is_library_namespace,
 )
 from sharpedges.analysis.walk import is_a
@@ -319,6 +321,16 @@ class MaskEvaluator:
             return _transposed(self.value(receiver(call), at, depth + 1))
         if method in PASS_THROUGH and not namespace:
             return self.value(receiver(call), at, depth + 1)
+        axes = einops_axes(ctx, call)
+        if axes is not None:
+            return _einops_moved(self.value(argument(call, "tensor", 0), at, depth + 1), axes)
+        if qualified in CONCATENATIONS:
+            # Ex) `torch.cat((~padding, causal), dim=-1)`: keys of another kind in front of a causal block
+            parts = argument(call, "tensors", 0)
+            if not is_a(parts, (cst.Tuple, cst.List)) or any(is_a(e, cst.StarredElement) for e in parts.elements):
+                return None
+            values = [self.value(e.value, at, depth + 1) for e in parts.elements]
+            return _combined(*values) if len(values) == 2 else None
         if qualified in ("torch.logical_and", "torch.logical_or"):
             return _combined(
                 self.value(argument(call, "input", 0), at, depth + 1),
@@ -466,6 +478,12 @@ class MaskEvaluator:
             )
         if is_a(expr, cst.Call) and method_name(expr) in CAST_METHODS:
             return self.is_large_negative(receiver(expr), at, depth + 1)
+        helper = called_function(self.ctx, expr) if is_a(expr, cst.Call) else None
+        if helper is not None:
+            # Ex) `mask_value = max_neg_value(dots)` with `def max_neg_value(t): return -torch.finfo(t.dtype).max`
+            values = return_values(self.ctx, helper[0])
+            returned = evaluator_for(self.ctx, helper[0])
+            return bool(values) and all(returned.is_large_negative(v, self.ctx.order(v), depth + 1) for v in values)
         if is_a(expr, cst.Name) and self.facts is not None:
             definitions = self.facts.reaching(expr.value, at)
             return bool(definitions) and all(
@@ -509,6 +527,23 @@ def _combined(left: MaskValue | None, right: MaskValue | None) -> MaskValue | No
     if len(known) == 1:
         value = known[0]
         return replace(value, flips=())
+    return None
+
+
+def _einops_moved(value: MaskValue | None, axes: tuple[list[str], list[str]]) -> MaskValue | None:
+    """An einops rearrange / repeat that keeps the (query, key) axes last keeps what the mask marks;
+    one that swaps them transposes it; anything else is unknown.
+
+    Ex) `repeat(causal, '() i j -> b i j', b=n)`
+    """
+    left, right = axes
+    last = [axis for axis in (*left[-2:], *right[-2:]) if axis.isidentifier()]
+    if len(last) != 4 or value is None:
+        return None
+    if left[-2:] == right[-2:]:
+        return value
+    if left[-2:] == right[-2:][::-1]:
+        return _transposed(value)
     return None
 
 
@@ -614,6 +649,14 @@ def _axis_of(evaluator: MaskEvaluator, expr: cst.BaseExpression, at: int, depth:
         if len(parts) == 1 and is_a(parts[0], cst.Index) and _is_none(parts[0].value):
             return "key", 0
         return None
+    axes = einops_axes(evaluator.ctx, expr) if is_a(expr, cst.Call) else None
+    if axes is not None and is_a(expr, cst.Call) and _is_arange(evaluator, argument(expr, "tensor", 0), at, depth):
+        # Ex) `rearrange(arange(n), 'i -> () i ()')`: a column of query positions
+        left, right = axes
+        if len(left) == 1 and left[0] in right and all(a in ("()", "1") for a in right if a != left[0]):
+            place = right.index(left[0]) - len(right)
+            return ("key", 0) if place == -1 else ("query", 0) if place == -2 else None
+        return None
     if is_a(expr, cst.Call) and _is_arange(evaluator, receiver(expr), at, depth):
         method = method_name(expr)
         if method == "unsqueeze":
@@ -643,6 +686,35 @@ def _is_arange(evaluator: MaskEvaluator, expr: cst.BaseExpression | None, at: in
     return False
 
 
+POSITION_KEEPING_FUNCTIONS = frozenset(
+    {"torch.nn.functional.pad", "torch.nn.functional.unfold", "einops.rearrange", "einops.repeat"}
+)
+
+
+def _holds_positions(evaluator: MaskEvaluator, expr: cst.BaseExpression | None, at: int, depth: int) -> bool:
+    """Values taken from an arange by ops that move or copy them (casts, reshapes, padding, unfolding
+    into windows, einops): each entry is still the position it came from."""
+    if expr is None or depth > MAX_DEPTH:
+        return False
+    if is_a(expr, cst.Name) and evaluator.facts is not None:
+        definitions = evaluator.facts.reaching(expr.value, at)
+        return bool(definitions) and all(
+            d.kind == "assign" and _holds_positions(evaluator, d.value, d.order, depth + 1) for d in definitions
+        )
+    if not is_a(expr, cst.Call):
+        return False
+    if evaluator.ctx.callee(expr) in ARANGE:
+        return True
+    if evaluator.ctx.callee(expr) in POSITION_KEEPING_FUNCTIONS:
+        return _holds_positions(evaluator, argument(expr, "input", 0), at, depth + 1)
+    method = method_name(expr)
+    if method in PASS_THROUGH | REORDER_METHODS | CAST_METHODS and not is_library_namespace(
+        evaluator.ctx, receiver(expr)
+    ):
+        return _holds_positions(evaluator, receiver(expr), at, depth + 1)
+    return False
+
+
 def _is_none(expr: cst.BaseExpression) -> bool:
     return is_a(expr, cst.Name) and expr.value == "None"
 
@@ -659,6 +731,22 @@ def _position_comparison(evaluator, left, operator, right, at, depth) -> MaskVal
     """`k_idx <= q_idx` marks `j - i <= 0`; offsets (`q_idx + past`) become symbolic bounds."""
     left_axis = _axis_of(evaluator, left, at, depth + 1)
     right_axis = _axis_of(evaluator, right, at, depth + 1)
+    # Ex) `q_pos >= k_pos` where k_pos gathers positions from the same arange into each query's window
+    # (`F.unfold(F.pad(rearrange(pos, ...)))`): the other side of a query column holds key positions
+    if (
+        left_axis is not None
+        and left_axis[0] == "query"
+        and right_axis is None
+        and _holds_positions(evaluator, right, at, 0)  # a budget of its own: a long chain of copies
+    ):
+        right_axis = ("key", 0)
+    elif (
+        right_axis is not None
+        and right_axis[0] == "query"
+        and left_axis is None
+        and _holds_positions(evaluator, left, at, 0)
+    ):
+        left_axis = ("key", 0)
     if left_axis is None or right_axis is None or left_axis[0] == right_axis[0]:
         return None
     (side, left_offset), (_, right_offset) = left_axis, right_axis

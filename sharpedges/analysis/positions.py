@@ -32,6 +32,7 @@ from sharpedges.analysis.vocabulary import (
     RESHAPE_METHODS,
     cast_precision,
     dtype_precision,
+    einops_pair_layout,
 )
 
 FREQUENCY_NAME = "inv_freq"  # the name HF, gpt-neox, Mistral, Megatron... give the table
@@ -464,6 +465,11 @@ def _table_layout(ctx: FileContext, call: cst.Call) -> str | None:
                 and _angle_like(ctx, first)
             ):
                 return "half"
+    # Ex) `repeat(freqs, '... n -> ... (n r)', r=2)`: each angle copied onto a pair of channels
+    pairing = einops_pair_layout(ctx, call)
+    tensor = argument(call, "tensor", 0)
+    if pairing is not None and pairing[1] == "merge" and tensor is not None and _angle_like(ctx, tensor):
+        return pairing[0]
     return None
 
 
@@ -492,9 +498,12 @@ def _rotation_layout(ctx: FileContext, call: cst.Call) -> str | None:
     if not (isinstance(first, cst.UnaryOperation) and isinstance(first.operator, cst.Minus)):
         return None
     cuts = {_cut(ctx, first.expression), _cut(ctx, second)}
-    if len(cuts) == 1 and None not in cuts:
-        return cuts.pop()
-    return None
+    if len(cuts) != 1 or None in cuts:
+        return None
+    cut = cuts.pop()
+    # Ex) `torch.cat((-x2, x1), -1)` of even/odd channels lays the rotated pairs out half-split: the
+    # output no longer lines up with the interleaved input it is added to
+    return "half" if qualified == "torch.cat" and cut == "interleaved" else cut
 
 
 def _cut(ctx: FileContext, expr: cst.BaseExpression) -> str | None:
@@ -508,6 +517,8 @@ def _cut(ctx: FileContext, expr: cst.BaseExpression) -> str | None:
                 if d.kind == "unpack" and isinstance(d.node, cst.Assign):
                     values.append(d.node.value)
     for value in values:
+        if isinstance(value, cst.Call) and method_name(value) == "unbind":
+            return _unbound_pair(ctx, value)
         if (
             isinstance(value, cst.Call)
             and method_name(value) in ("chunk", "split")
@@ -530,6 +541,19 @@ def _cut(ctx: FileContext, expr: cst.BaseExpression) -> str | None:
     return None
 
 
+def _unbound_pair(ctx: FileContext, call: cst.Call) -> str | None:
+    """`x1, x2 = x.unbind(-1)` after `x = rearrange(x, '... (d r) -> ... d r', r=2)`: the even and odd
+    channels ('interleaved'); after `'... (r d) -> ... r d'` and `unbind(-2)`, the halves ('half')."""
+    tensor = receiver(call)
+    values = _local_values(ctx, tensor) if isinstance(tensor, cst.Name) else [tensor]
+    dim = literal_int(argument(call, "dim", 0))
+    for value in values:
+        pairing = einops_pair_layout(ctx, value) if isinstance(value, cst.Call) else None
+        if pairing is not None and pairing[1] == "split" and dim == {"interleaved": -1, "half": -2}[pairing[0]]:
+            return pairing[0]
+    return None
+
+
 # -- where rotary is applied ------------------------------------------------------------------------
 # apply_rotary_pos_emb, rotate_queries_or_keys, self.rope(...), apply_rope: not k_rope_only_layernorm
 ROTARY_CALLEE = re.compile(r"rotary|rotate|^rope$|_rope$|^rope_emb|_rope_emb|apply_rope")
@@ -538,39 +562,99 @@ ROTARY_CALLEE = re.compile(r"rotary|rotate|^rope$|_rope$|^rope_emb|_rope_emb|app
 @dataclass(frozen=True)
 class RotaryApplication:
     call: cst.Call
-    rotated: tuple[str, ...]  # the local names the call rotates and rebinds (`q, k = apply_rotary(q, k, ...)`)
-    statement: cst.Assign
+    rotated: tuple[str, ...]  # the local names the call rotates (and rebinds, when it is assigned)
+    statement: cst.CSTNode  # the assignment that rebinds them, or the call itself when nothing is bound
 
 
 def rotary_applications(ctx: FileContext) -> list[RotaryApplication]:
-    """Calls to a rotary helper (`apply_rotary_pos_emb`, `self.rope`, `rotate_queries_or_keys`...) that
-    rebind the names they rotate. A call that hands a tensor over only for its dtype or device
-    (`cos, sin = self.rotary_emb(value_states, position_ids)`) rebinds other names, so it is not one."""
+    """Calls to a rotary helper (`apply_rotary_pos_emb`, `self.rope`, `rotate_queries_or_keys`, an
+    instance of a rotary module class...) and the names they rotate. A call that hands a tensor over
+    only for its dtype or device (`cos, sin = self.rotary_emb(value_states, position_ids)`) rebinds
+    other names, so it is not one."""
 
     def compute():
         found = []
+        assigned: set[int] = set()
         for assign in ctx.index.nodes(cst.Assign):
             call = assign.value
-            if not isinstance(call, cst.Call) or not _is_rotary_callee(call):
+            if not isinstance(call, cst.Call):
                 continue
             targets = {name for t in assign.targets for name in _names(t.target)}
-            passed = [
-                arg.value.value
-                for arg in call.args
-                if isinstance(arg.value, cst.Name) and arg.keyword is None and not arg.star
-            ]
-            rotated = tuple(name for name in passed if name in targets)
+            if _is_rotary_callee(ctx, call):
+                assigned.add(id(call))
+                rotated = tuple(name for name in _passed_names(call) if name in targets)
+            else:
+                rotated = tuple(name for name in _mapped_rotary_names(ctx, call) if name in targets)
             if rotated:
                 found.append(RotaryApplication(call, rotated, assign))
+        for call in ctx.calls():
+            # Ex) `torch.einsum(eq, attn, self.value_rotary_pe(value))`: rotated where it is used, bound to no name
+            if id(call) not in assigned and _is_rotary_callee(ctx, call) and _passed_names(call):
+                found.append(RotaryApplication(call, tuple(_passed_names(call)), call))
         return found
 
     return ctx.memo("rotary_applications", compute)
 
 
-def _is_rotary_callee(call: cst.Call) -> bool:
+def _passed_names(call: cst.Call) -> list[str]:
+    return [
+        arg.value.value for arg in call.args if isinstance(arg.value, cst.Name) and arg.keyword is None and not arg.star
+    ]
+
+
+def _mapped_rotary_names(ctx: FileContext, call: cst.Call) -> list[str]:
+    """The names `map(lambda t: rotary(t, ...), (q, k))` rotates: each element of the literal tuple, or
+    the first of each pair when the lambda rotates `arg[0]` (`((ql, q_scale), (kl, k_scale))`)."""
+    if ctx.callee(call) not in ("map", "builtins.map") or len(call.args) != 2:
+        return []
+    function, items = call.args[0].value, call.args[1].value
+    if not isinstance(function, cst.Lambda) or not isinstance(items, (cst.Tuple, cst.List)):
+        return []
+    parameters = [p.name.value for p in function.params.params]
+    if len(parameters) != 1:
+        return []
+    rotated_index: int | None = None
+    for inner in ctx.index.descendants(function, cst.Call):
+        if not _is_rotary_callee(ctx, inner):
+            continue
+        for arg in inner.args:  # the first argument taken from the lambda's parameter is the rotated tensor
+            if rotated_index is not None:
+                break
+            value = arg.value
+            if isinstance(value, cst.Name) and value.value == parameters[0]:
+                rotated_index = -1
+            elif (
+                isinstance(value, cst.Subscript)
+                and isinstance(value.value, cst.Name)
+                and value.value.value == parameters[0]
+                and len(value.slice) == 1
+                and isinstance(value.slice[0].slice, cst.Index)
+                and literal_int(value.slice[0].slice.value) is not None
+            ):
+                rotated_index = literal_int(value.slice[0].slice.value)
+    if rotated_index is None:
+        return []
+    names = []
+    for element in items.elements:
+        item = element.value
+        if rotated_index >= 0 and isinstance(item, (cst.Tuple, cst.List)) and rotated_index < len(item.elements):
+            item = item.elements[rotated_index].value
+        if isinstance(item, cst.Name):
+            names.append(item.value)
+    return names
+
+
+def _is_rotary_callee(ctx: FileContext, call: cst.Call) -> bool:
+    """A rotary helper by its name, or an instance of a rotary module class called like a function
+    (`self.pe = RotaryEmbedding(d)`, then `self.pe(q)`)."""
     func = call.func
     name = func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else ""
-    return not name[:1].isupper() and ROTARY_CALLEE.search(name.lower()) is not None
+    if not name[:1].isupper() and ROTARY_CALLEE.search(name.lower()) is not None:
+        return True
+    attr = self_attribute(func)
+    cls = ctx.class_of(call)
+    built = ctx.class_facts(cls).constructed_type(attr) if attr is not None and cls is not None else None
+    return built is not None and ROTARY_CALLEE.search(built.rsplit(".", 1)[-1].lower()) is not None
 
 
 def _names(target: cst.BaseExpression) -> list[str]:

@@ -61,6 +61,33 @@ def called_function(ctx: FileContext, call: cst.Call) -> tuple[cst.FunctionDef, 
     return candidates[0], positional_parameters(candidates[0])
 
 
+def module_call_sites(ctx: FileContext, cls: cst.ClassDef) -> list[tuple[cst.Call, list[str]]]:
+    """Where an instance of an `nn.Module` class of this file is called like a function, with the names
+    of `forward`'s parameters its positional arguments bind to.
+
+    Ex) `self.attention = DotAttention(...)` in another class, then `self.attention(q, k, v, mask)`
+    """
+    forward = ctx.class_facts(cls).methods.get("forward")
+    if forward is None:
+        return []
+
+    def compute() -> list[tuple[cst.Call, list[str]]]:
+        names = positional_parameters(forward)[1:]
+        found = []
+        for call in ctx.calls():
+            attr = self_attribute(call.func)
+            holder = ctx.class_of(call)
+            if (
+                attr is not None
+                and holder is not None
+                and ctx.class_facts(holder).constructed_type(attr) == cls.name.value
+            ):
+                found.append((call, names))
+        return found
+
+    return ctx.memo(f"module_call_sites:{ctx.order(cls)}", compute)
+
+
 def _functions_by_name(ctx: FileContext) -> dict[str, list[cst.FunctionDef]]:
     found: dict[str, list[cst.FunctionDef]] = {}
     for function in ctx.index.nodes(cst.FunctionDef):

@@ -13,12 +13,20 @@ from __future__ import annotations
 
 import libcst as cst
 
-from sharpedges.analysis.calls import argument, method_name, receiver
+from sharpedges.analysis.calls import argument, literal_int, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.dataflow import FunctionFacts
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import imported_module_class
+from sharpedges.analysis.summaries import bind_arguments, module_call_sites
+from sharpedges.analysis.vocabulary import (
+    CAST_METHODS,
+    COPY_METHODS,
+    PLACEMENT_METHODS,
+    REORDER_METHODS,
+    is_library_namespace,
+)
 from sharpedges.analysis.walk import is_a
 
 MAX_DEPTH = 8
@@ -473,3 +481,47 @@ def _annotated_tensor(ctx: FileContext, param: cst.CSTNode) -> bool:
     if annotation is None:
         return False
     return ctx.qualify(annotation.annotation) in TENSOR_ANNOTATIONS
+
+
+# -- ranks ------------------------------------------------------------------------------------------
+RANK_KEEPING_METHODS = REORDER_METHODS | COPY_METHODS | CAST_METHODS | PLACEMENT_METHODS | {"masked_fill", "type_as"}
+
+
+def known_rank(ctx: FileContext, expr: cst.BaseExpression | None, at: int | None = None, depth: int = 0) -> int | None:
+    """How many axes a tensor has, where the code spells it: a `view` / `reshape` with one size per axis,
+    followed through transposes, casts and copies, local names, and the arguments every caller in the
+    file passes to a module's `forward` (`self.attention(q, ...)` with `q = x.view(B, T, H, D).transpose(1, 2)`)."""
+    if expr is None or depth > MAX_DEPTH:
+        return None
+    at = ctx.order(expr) if at is None else at
+    if is_a(expr, cst.Name):
+        function = ctx.function_of(expr)
+        if function is None:
+            return None
+        definitions = ctx.function_facts(function).reaching(expr.value, at)
+        if len(definitions) == 1 and definitions[0].kind == "param":
+            return _parameter_rank(ctx, function, expr.value, depth)
+        ranks = {known_rank(ctx, d.value, d.order, depth + 1) if d.kind == "assign" else None for d in definitions}
+        return ranks.pop() if len(ranks) == 1 else None
+    if not is_a(expr, cst.Call) or is_library_namespace(ctx, receiver(expr)):
+        return None
+    method = method_name(expr)
+    sizes = [arg for arg in expr.args if arg.keyword is None]
+    if method in ("view", "reshape") and sizes and not any(arg.star for arg in sizes):
+        if len(sizes) == 1 and is_a(sizes[0].value, (cst.Tuple, cst.List)):
+            return len(sizes[0].value.elements)
+        return len(sizes) if len(sizes) > 1 or literal_int(sizes[0].value) is not None else None
+    if method in RANK_KEEPING_METHODS:
+        return known_rank(ctx, receiver(expr), at, depth + 1)
+    return None
+
+
+def _parameter_rank(ctx: FileContext, function: cst.FunctionDef, name: str, depth: int) -> int | None:
+    cls = ctx.class_of(function)
+    if cls is None or function.name.value != "forward":
+        return None
+    ranks = set()
+    for call, names in module_call_sites(ctx, cls):
+        argument_value = bind_arguments(call, names).get(name)
+        ranks.add(known_rank(ctx, argument_value, None, depth + 1) if argument_value is not None else None)
+    return ranks.pop() if len(ranks) == 1 else None

@@ -9,11 +9,12 @@ is written once. In-place methods, `out=` and ops that return None live in `tens
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import libcst as cst
 
-from sharpedges.analysis.calls import argument, method_name
+from sharpedges.analysis.calls import argument, literal_int, literal_string, method_name
 from sharpedges.analysis.walk import is_a
 
 # -- library namespaces: `torch.softmax(x)` is a function, `x.softmax()` a method -------------------
@@ -253,4 +254,53 @@ def cast_precision(ctx, node: cst.CSTNode) -> str | None:
                 precision = dtype_precision(ctx, arg.value)
                 if precision is not None:
                     return precision
+    return None
+
+
+# -- einops patterns: how a pair axis of size 2 meets the last axis ------------------------------------
+EINOPS_FUNCTIONS = frozenset({"einops.rearrange", "einops.repeat"})
+_EINOPS_TOKEN = re.compile(r"\([^)]*\)|\.\.\.|\S+")
+
+
+def einops_axes(ctx, call: cst.Call) -> tuple[list[str], list[str]] | None:
+    """The axes before and after the arrow of an einops rearrange / repeat with a literal pattern
+    (`'b (h d) -> b h d'` gives `['b', '(h d)']`, `['b', 'h', 'd']`)."""
+    if ctx.callee(call) not in EINOPS_FUNCTIONS:
+        return None
+    pattern = literal_string(argument(call, "pattern", 1))
+    if pattern is None or pattern.count("->") != 1:
+        return None
+    left, right = (_EINOPS_TOKEN.findall(side) for side in pattern.split("->"))
+    return left, right
+
+
+def einops_pair_layout(ctx, call: cst.Call) -> tuple[str, str] | None:
+    """For an einops call that splits the last axis into pairs or merges a size-2 axis into it: the
+    channel layout of the pairs ("interleaved": channels 2i and 2i+1, "half": i and i + d/2) and the
+    direction ("split" leaves the pair axis last or second to last, "merge" folds it into the last axis).
+
+    Ex) `repeat(freqs, '... n -> ... (n r)', r=2)`      interleaved, merge
+    Ex) `rearrange(x, '... (d r) -> ... d r', r=2)`     interleaved, split
+    Ex) `rearrange(x, '... (r d) -> ... r d', r=2)`     half, split
+    """
+    axes = einops_axes(ctx, call)
+    if axes is None:
+        return None
+    left, right = axes
+    pairs = {arg.keyword.value for arg in call.args if arg.keyword is not None and literal_int(arg.value) == 2}
+    if not left or not right:
+        return None
+    for grouped, other, direction in ((right[-1], left, "merge"), (left[-1], right, "split")):
+        parts = grouped.strip("()").split()
+        if not grouped.startswith("(") or len(parts) != 2:
+            continue
+        pair = [part for part in parts if part in pairs]
+        if len(pair) != 1:
+            continue
+        channels = parts[1 - parts.index(pair[0])]
+        if direction == "merge" and (other[-1] != channels or pair[0] in other):
+            continue
+        if direction == "split" and other[-2:] != parts:
+            continue
+        return ("interleaved" if parts[1] == pair[0] else "half"), direction
     return None

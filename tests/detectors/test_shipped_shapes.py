@@ -1,0 +1,342 @@
+"""Code shapes from bugs that shipped in real releases (benchmarks/shipped_bugs.yaml), each taught to the
+shared analysis layer: a small snippet written for the shape, where the finding must land, and a near
+miss that must stay quiet."""
+
+from __future__ import annotations
+
+import textwrap
+
+from sharpedges.engine import Engine
+from sharpedges.registry import all_rules
+
+
+def findings(code: str, source: str) -> list[int]:
+    """The lines of `code`'s findings in `source`."""
+    result = Engine([all_rules()[code]]).check("model.py", textwrap.dedent(source).encode())
+    assert not result.errors, result.errors
+    return [d.line for d in result.diagnostics if d.rule == code]
+
+
+def line_of(source: str, text: str) -> int:
+    lines = textwrap.dedent(source).splitlines()
+    return next(i for i, line in enumerate(lines, 1) if text in line)
+
+
+# -- SHP205: a finfo.min plane edited in place is still one --------------------------------------------
+SUMMED_PLANES = """
+    import torch
+
+    class MaskBuilder:
+        @staticmethod
+        def causal_plane(n, dtype):
+            plane = torch.full((n, n), torch.finfo(dtype).min)
+            rows = torch.arange(n)
+            plane.masked_fill_(rows[None, :] <= rows[:, None], 0)
+            return plane[None, None]
+
+        @staticmethod
+        def padding_plane(keep, dtype):
+            flipped = 1.0 - keep[:, None, None, :].to(dtype)
+            return flipped.masked_fill(flipped.bool(), torch.finfo(dtype).min)
+
+        def combined(self, keep, n, dtype):
+            causal = self.causal_plane(n, dtype)
+            padding = self.padding_plane(keep, dtype)
+            return padding + causal
+"""
+
+
+def test_shp205_plane_filled_in_place_then_summed_is_found():
+    assert findings("SHP205", SUMMED_PLANES) == [line_of(SUMMED_PLANES, "return padding + causal")]
+
+
+def test_shp205_plane_cleared_in_place_is_quiet():
+    cleared = SUMMED_PLANES.replace("plane.masked_fill_(rows[None, :] <= rows[:, None], 0)", "plane.zero_()")
+    cleared = cleared.replace("plane = torch.full((n, n), torch.finfo(dtype).min)", "plane = torch.ones(n, n)")
+    assert findings("SHP205", cleared) == []
+
+
+# -- SHP602: the group size as int(a / b), the repeat counts in a list ----------------------------------
+TILED_KV = """
+    import numpy as np
+
+    def grouped_attention(q, k, v, q_heads, k_heads):
+        if q_heads != k_heads and q_heads % k_heads == 0:
+            group = int(q_heads / k_heads)
+            counts = [1, group, 1, 1]
+            k = np.tile(k, counts)
+            v = np.tile(v, counts)
+        return q @ k.swapaxes(-1, -2) @ v
+"""
+
+
+def test_shp602_tile_by_true_division_of_head_counts_is_found():
+    assert findings("SHP602", TILED_KV) == [line_of(TILED_KV, "k = np.tile"), line_of(TILED_KV, "v = np.tile")]
+
+
+def test_shp602_batch_recovered_from_a_head_product_is_quiet():
+    batch = """
+        def merged(x, bias, merged_batch_and_heads, num_heads):
+            batch_size = merged_batch_and_heads // num_heads
+            return x + bias.repeat(batch_size, 1, 1)
+    """
+    assert findings("SHP602", batch) == []
+
+
+def test_shp602_tile_by_a_ratio_of_other_sizes_is_quiet():
+    other = TILED_KV.replace("group = int(q_heads / k_heads)", "group = int(q_len / k_len)")
+    assert findings("SHP602", other) == []
+
+
+# -- SHP603: a rotary module instance applied twice, once inline ----------------------------------------
+VALUE_ROTATED = """
+    import torch
+    from torch import nn
+
+    class RotaryTable(nn.Module):
+        def __init__(self, d):
+            super().__init__()
+            self.register_buffer("angles", torch.zeros(d))
+
+        def forward(self, x):
+            return x * self.angles.cos()
+
+    class SpinTable(nn.Module):
+        def forward(self, x):
+            return x.flip(-1)
+
+    class RotaryValues(nn.Module):
+        def __init__(self, d):
+            super().__init__()
+            self.spin = RotaryTable(d)
+
+        def forward(self, attn, value):
+            value = self.spin(value)
+            return torch.einsum("bhij,bhjd->bhid", attn, self.spin(value))
+"""
+
+
+def test_shp603_rotary_instance_applied_again_inline_is_found():
+    assert findings("SHP603", VALUE_ROTATED) == [line_of(VALUE_ROTATED, "attn, self.spin(value)")]
+
+
+def test_shp603_rotary_instance_applied_once_is_quiet():
+    once = VALUE_ROTATED.replace("attn, self.spin(value))", "attn, value)")
+    assert findings("SHP603", once) == []
+
+
+def test_shp603_module_of_another_kind_applied_twice_is_quiet():
+    other = VALUE_ROTATED.replace("self.spin = RotaryTable(d)", "self.spin = SpinTable()")
+    assert findings("SHP603", other) == []
+
+
+# -- SHP603: rotation through map(lambda ...) ------------------------------------------------------------
+MAPPED_ROTATION = """
+    def attend(q, k, angles, shift_by):
+        q, k = map(lambda pair: shift_by(pair[0], angles, pair[1]), ((q, 1.0), (k, 1.0)))
+        q, k = map(lambda t: apply_rotary(t, angles), (q, k))
+        return q @ k.transpose(-1, -2)
+"""
+
+
+def test_shp603_map_rotating_names_already_rotated_is_found():
+    source = MAPPED_ROTATION.replace("shift_by(pair[0]", "apply_rotary(pair[0]")
+    assert findings("SHP603", source) == [line_of(source, "lambda t: apply_rotary")]
+
+
+def test_shp603_map_of_another_function_first_is_quiet():
+    assert findings("SHP603", MAPPED_ROTATION) == []
+
+
+# -- SHP603: einops pair layouts --------------------------------------------------------------------------
+EINOPS_ROPE = """
+    import torch
+    from einops import rearrange, repeat
+
+    def rotate_pairs(x):
+        x = rearrange(x, '... (d r) -> ... d r', r=2)
+        x1, x2 = x.unbind(dim=-1)
+        return torch.cat((-x2, x1), dim=-1)
+
+    def angles(positions, inv_freq):
+        freqs = torch.einsum('i, f -> i f', positions.float(), inv_freq)
+        return repeat(freqs, '... n -> ... (n r)', r=2)
+
+    def rotate(t, freqs):
+        return t * freqs.cos() + rotate_pairs(t) * freqs.sin()
+"""
+
+
+def test_shp603_even_odd_pairs_concatenated_against_interleaved_table_is_found():
+    assert findings("SHP603", EINOPS_ROPE) == [line_of(EINOPS_ROPE, "return torch.cat((-x2, x1)")]
+
+
+def test_shp603_even_odd_pairs_stacked_back_is_quiet():
+    fixed = EINOPS_ROPE.replace(
+        "return torch.cat((-x2, x1), dim=-1)",
+        "x = torch.stack((-x2, x1), dim=-1)\n        return rearrange(x, '... d r -> ... (d r)')",
+    )
+    assert findings("SHP603", fixed) == []
+
+
+# -- SHP303: the layer loop normalises the stream it adds back ---------------------------------------------
+LAYER_LOOP = """
+    from torch import nn
+
+    class Stack(nn.Module):
+        def __init__(self, dim, depth, pre_norm=True):
+            super().__init__()
+            self.pre_norm = pre_norm
+            self.layers = nn.ModuleList([nn.ModuleList([nn.LayerNorm(dim), nn.Linear(dim, dim)]) for _ in range(depth)])
+
+        def forward(self, x):
+            for i, (norm, block) in enumerate(self.layers):
+                if self.pre_norm:
+                    x = norm(x)
+                out = block(x)
+                x = x + out
+            return x
+"""
+
+
+def test_shp303_loop_norm_overwrites_the_stream_is_found():
+    assert findings("SHP303", LAYER_LOOP) == [line_of(LAYER_LOOP, "x = x + out")]
+
+
+def test_shp303_loop_norm_on_a_branch_is_quiet():
+    fixed = LAYER_LOOP.replace("x = norm(x)", "h = norm(x)").replace(
+        "out = block(x)", "out = block(h if self.pre_norm else x)"
+    )
+    assert findings("SHP303", fixed) == []
+
+
+def test_shp303_loop_callable_not_named_as_a_norm_is_quiet():
+    other = LAYER_LOOP.replace("norm", "first")
+    assert findings("SHP303", other) == []
+
+
+# -- SHP202: a windowed causal mask from key positions gathered by unfold -----------------------------------
+WINDOWED_MASK = """
+    import torch
+    import torch.nn.functional as F
+    from einops import rearrange, repeat
+    from torch import einsum
+
+    def most_negative(t):
+        return -torch.finfo(t.dtype).max
+
+    def windowed_attention(q, k_windows, v_windows, keep, side, kernel):
+        dots = einsum('b i d, b i j d -> b i j', q, k_windows)
+        positions = torch.arange(side * side)
+        key_positions = rearrange(positions.float(), '(h w) -> () () h w', h=side)
+        key_positions = F.pad(key_positions, (1, 1, 1, 1), value=side * side)
+        key_positions = F.unfold(key_positions, kernel)
+        key_positions = rearrange(key_positions, 'b j i -> b i j')
+        query_positions = rearrange(positions, 'i -> () i ()')
+        hidden = query_positions >= key_positions
+        hidden = repeat(hidden, '() i j -> b i j', b=q.shape[0])
+        mask = torch.cat((~keep, hidden), dim=-1)
+        dots.masked_fill_(mask, most_negative(dots))
+        attn = dots.softmax(dim=-1)
+        return einsum('b i j, b i j d -> b i d', attn, v_windows)
+"""
+
+
+def test_shp202_windowed_mask_hiding_the_past_is_found():
+    assert findings("SHP202", WINDOWED_MASK) == [line_of(WINDOWED_MASK, "dots.masked_fill_(mask")]
+
+
+def test_shp202_windowed_mask_hiding_the_future_is_quiet():
+    fixed = WINDOWED_MASK.replace("query_positions >= key_positions", "query_positions < key_positions")
+    assert findings("SHP202", fixed) == []
+
+
+def test_shp202_window_of_values_that_are_not_positions_is_quiet():
+    other = WINDOWED_MASK.replace("positions.float(), '(h w)", "(positions // side).float(), '(h w)")
+    assert findings("SHP202", other) == []
+
+
+# -- SHP104: a softmax module whose dim fits 3-d scores, fed 4-d ones by the module that calls it ------------
+HEADS_FROM_CALLER = """
+    import math
+    import torch
+    from torch import nn
+
+    class ScoreAttention(nn.Module):
+        def __init__(self, width):
+            super().__init__()
+            self.scale = math.sqrt(width)
+            self.normalise = nn.Softmax(dim=2)
+
+        def forward(self, q, k, v):
+            scores = torch.matmul(q, k.transpose(-1, -2)) / self.scale
+            return torch.matmul(self.normalise(scores), v)
+
+    class Heads(nn.Module):
+        def __init__(self, width, heads):
+            super().__init__()
+            self.heads = heads
+            self.project = nn.Linear(width, 3 * width)
+            self.attend = ScoreAttention(width // heads)
+
+        def forward(self, x):
+            b, t, _ = x.shape
+            q, k, v = self.project(x).chunk(3, dim=-1)
+            q = q.view(b, t, self.heads, -1).transpose(1, 2)
+            k = k.view(b, t, self.heads, -1).transpose(1, 2)
+            v = v.view(b, t, self.heads, -1).transpose(1, 2)
+            return self.attend(q, k, v)
+"""
+
+
+def test_shp104_softmax_dim_of_3d_scores_fed_4d_by_the_caller_is_found():
+    assert findings("SHP104", HEADS_FROM_CALLER) == [line_of(HEADS_FROM_CALLER, "self.normalise(scores)")]
+
+
+def test_shp104_softmax_dim_of_3d_scores_fed_3d_is_quiet():
+    three = HEADS_FROM_CALLER.replace(".view(b, t, self.heads, -1).transpose(1, 2)", ".view(b * t, -1, 1)")
+    assert findings("SHP104", three) == []
+
+
+def test_shp104_softmax_module_without_callers_in_the_file_is_quiet():
+    alone = HEADS_FROM_CALLER.split("class Heads")[0]
+    assert findings("SHP104", alone) == []
+
+
+# -- SHP102: the width a constructing class divides into heads, unpacked next to the head size ---------------
+WIDTH_FROM_CONSTRUCTOR = """
+    import torch
+    from torch import nn
+
+    class BucketAttention(nn.Module):
+        def __init__(self, dim, dim_head, heads):
+            super().__init__()
+            self.dim = dim
+            self.heads = heads
+
+        def forward(self, q, k, v):
+            b, h, t, d_h, d, heads = *q.shape, self.dim, self.heads
+            dots = torch.einsum('bhid,bhjd->bhij', q, k) * (d ** -0.5)
+            return torch.einsum('bhij,bhjd->bhid', dots.softmax(dim=-1), v)
+
+    class SelfAttention(nn.Module):
+        def __init__(self, dim, heads):
+            super().__init__()
+            dim_head = dim // heads
+            self.to_qkv = nn.Linear(dim, dim * 3)
+            self.attend = BucketAttention(dim, dim_head, heads)
+"""
+
+
+def test_shp102_scale_by_the_width_the_constructor_splits_is_found():
+    assert findings("SHP102", WIDTH_FROM_CONSTRUCTOR) == [line_of(WIDTH_FROM_CONSTRUCTOR, "(d ** -0.5)")]
+
+
+def test_shp102_scale_by_the_unpacked_head_size_is_quiet():
+    fixed = WIDTH_FROM_CONSTRUCTOR.replace("(d ** -0.5)", "(d_h ** -0.5)")
+    assert findings("SHP102", fixed) == []
+
+
+def test_shp102_width_handed_over_without_a_per_head_size_is_quiet():
+    whole = WIDTH_FROM_CONSTRUCTOR.replace("BucketAttention(dim, dim_head, heads)", "BucketAttention(dim, 64, 1)")
+    assert findings("SHP102", whole) == []
