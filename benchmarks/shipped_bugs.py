@@ -161,9 +161,16 @@ def locate(root: Path, path: str) -> Path:
 # --- checking ------------------------------------------------------------------------------------
 
 
-def findings_by_file(rule: str, files: list[Path]) -> tuple[dict[Path, list[int]], dict[Path, str]]:
-    """One `sharpedges check` run for all files of one rule: the lines of its findings per file, and
-    the files it could not check."""
+def project_of(located: Path, path: str) -> Path:
+    """The directory a release's top-level package sits in (the wheel's root, an sdist's folder or its
+    `src/`): where a user of that release would stand to run `sharpedges check`."""
+    return located.parents[len(Path(path).parts) - 1]
+
+
+def findings_by_file(rule: str, files: list[Path], project: Path) -> tuple[dict[Path, list[int]], dict[Path, str]]:
+    """One `sharpedges check` run, from the release's project directory as a user would run it (so
+    its imports resolve inside the project), for the files of one rule: the lines of its findings per
+    file, and the files it could not check."""
     command = [
         sys.executable,
         "-m",
@@ -178,7 +185,7 @@ def findings_by_file(rule: str, files: list[Path]) -> tuple[dict[Path, list[int]
         "json",
         *map(str, files),
     ]
-    completed = subprocess.run(command, capture_output=True, text=True)
+    completed = subprocess.run(command, capture_output=True, text=True, cwd=project)
     if completed.returncode not in (0, 2):
         raise RuntimeError(f"sharpedges failed on {rule}: {completed.stderr.strip()[-500:]}")
     report = json.loads(completed.stdout)
@@ -201,13 +208,18 @@ def evaluate(data: ShippedBugs, cases: list[ShippedBug]) -> list[dict]:
             )
         except (subprocess.CalledProcessError, FileNotFoundError, StopIteration) as exc:
             fetch_errors[case.id] = f"could not fetch: {exc}"
-    by_rule: dict[str, list[Path]] = defaultdict(list)
+    runs: dict[tuple[str, Path], set[Path]] = defaultdict(set)
     for case in cases:
         if case.id in files:
-            by_rule[case.rule] += files[case.id]
-    found: dict[str, tuple[dict[Path, list[int]], dict[Path, str]]] = {
-        rule: findings_by_file(rule, sorted(set(paths))) for rule, paths in sorted(by_rule.items())
-    }
+            buggy, fixed = files[case.id]
+            runs[case.rule, project_of(buggy, case.path)].add(buggy)
+            runs[case.rule, project_of(fixed, case.fixed_path or case.path)].add(fixed)
+    found: dict[str, tuple[dict[Path, list[int]], dict[Path, str]]] = defaultdict(lambda: (defaultdict(list), {}))
+    for (rule, project), paths in sorted(runs.items()):
+        lines, errors = findings_by_file(rule, sorted(paths), project)
+        for path, found_lines in lines.items():
+            found[rule][0][path] += found_lines
+        found[rule][1].update(errors)
 
     results = []
     for case in cases:
