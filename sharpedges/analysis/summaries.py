@@ -236,10 +236,11 @@ def _callable_reaches(ctx: FileContext, call: cst.Call) -> list[CallableReach]:
     if not is_a(call.func, cst.Name) and self_attribute(call.func) is None:
         return []
     values = possible_values(ctx, call.func)
-    if not values or not all(is_a(value, cst.Call) for value in values):
+    factory_calls = [value for value in values or () if is_a(value, cst.Call)]
+    if not values or len(factory_calls) != len(values):
         return []
     reaches: list[CallableReach] = []
-    for factory_call in values:
+    for factory_call in factory_calls:
         made = _closures_made_by(ctx, factory_call)
         if not made:
             return []  # some value is not a closure we know: nothing can be said
@@ -251,7 +252,10 @@ def _closures_made_by(ctx: FileContext, factory_call: cst.Call) -> list[Callable
     """The closures a call of a factory returns: defined in this file, or summarised in a project module."""
     factory = called_function(ctx, factory_call)
     if factory is not None:
-        return [(positional_parameters(closure), _local_reach(ctx, closure)) for closure in returned_closures(ctx, factory[0])]
+        return [
+            (positional_parameters(closure), _local_reach(ctx, closure))
+            for closure in returned_closures(ctx, factory[0])
+        ]
     if not is_a(factory_call.func, cst.Name):
         return []
     scope: ProjectScope | None = getattr(ctx, "project", None)
@@ -283,9 +287,9 @@ def returned_closures(ctx: FileContext, function: cst.FunctionDef) -> list[cst.F
     """The functions defined inside `function` that it returns by name (every return is one of them;
     one closure defined in each branch of an `if` counts once per definition)."""
     returned = return_values(ctx, function)
+    names = {value.value for value in returned if is_a(value, cst.Name)}
     if not returned or not all(is_a(value, cst.Name) for value in returned):
         return []
-    names = {value.value for value in returned}
     nested = [
         inner
         for inner in ctx.index.descendants(function.body, cst.FunctionDef, prune=HELPER_SCOPES)
