@@ -75,18 +75,27 @@ def test_positional_arguments_and_a_local_closure_are_mapped_too():
     assert [line for line, _ in shp701(local)] == [line_of(local, "output = attend(")]
 
 
+BRANCHED_FACTORY = """
+    from torch import nn
+    from torch.nn.attention.flex_attention import flex_attention
+
+    def _sdpa_or_flex_attention():
+        if FLEX:
+
+            def _attention_call(q, k, v, mask, dropout_p, is_causal):
+                return flex_attention(q, k, v, block_mask=mask)
+
+        else:
+
+            def _attention_call(q, k, v, mask, dropout_p, is_causal):
+                return nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+
+        return _attention_call
+"""
+
+
 def test_one_closure_per_branch_of_the_factory_is_followed():
-    branched = mutate(
-        SAME_FILE,
-        "    def _sdpa_or_flex_attention():\n",
-        "    def _sdpa_or_flex_attention():\n        if FLEX:\n            def _attention_call(q, k, v, mask, "
-        "dropout_p, is_causal):\n                return flex_attention(q, k, v, block_mask=mask)\n        else:\n",
-    )
-    branched = mutate(
-        branched,
-        "        def _attention_call(q, k, v, mask, dropout_p, is_causal):\n            return",
-        "            def _attention_call(q, k, v, mask, dropout_p, is_causal):\n                return",
-    )
+    branched = BRANCHED_FACTORY + MODULE
     assert [line for line, _ in shp701(branched)] == [line_of(branched, "dropout_p=self.attn_dropout,")]
 
 
@@ -113,6 +122,35 @@ def test_gated_or_constant_dropout_is_quiet(old, new):
 def test_a_factory_returning_something_else_is_not_a_closure():
     source = mutate(SAME_FILE, "        return _attention_call\n", "        return nn.Identity()\n")
     assert shp701(source) == []
+
+
+def test_a_method_wrapper_is_followed_the_same_way():
+    method = """
+        import torch.nn.functional as F
+        from torch import nn
+
+        class Attention(nn.Module):
+            def __init__(self, p):
+                super().__init__()
+                self.p = p
+
+            def _attend(self, q, k, v, dropout_p):
+                return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+
+            def forward(self, q, k, v):
+                return self._attend(q, k, v, self.p)
+    """
+    assert [line for line, _ in shp701(method)] == [line_of(method, "return self._attend(")]
+    assert (
+        shp701(mutate(method, "self._attend(q, k, v, self.p)", "self._attend(q, k, v, self.p * self.training)")) == []
+    )
+
+
+def test_a_probability_the_caller_takes_as_a_parameter_is_left_to_its_caller():
+    source = mutate(
+        SAME_FILE, "def forward(self, q, k, v, mask=None):", "def forward(self, q, k, v, attn_dropout, mask=None):"
+    )
+    assert shp701(mutate(source, "dropout_p=self.attn_dropout,", "dropout_p=attn_dropout,")) == []
 
 
 # -- across files: the factory in attention_utils.py, the module in attention.py -------------------------
