@@ -12,6 +12,7 @@ from sharpedges.analysis.training_mode import (
     functional_dropout_without_mode,
     is_module_method,
     training_read_in_init,
+    wrapper_dropout_without_mode,
 )
 from sharpedges.detector import Detector, Finding, Fix, Replacement
 
@@ -26,8 +27,11 @@ class DropoutNotGated(Detector):
                 functional_dropout_without_mode(ctx, call)
                 or attention_dropout_without_mode(ctx, call)
                 or dropout_module_built_in_forward(ctx, call)
+                or wrapper_dropout_without_mode(ctx, call)
             )
-            if found is not None:
+            if found is not None and found.kind == "wrapper" and found.probability is not None:
+                yield Finding(found.probability, variant="attention")  # where the wrapper's caller passes it
+            elif found is not None:
                 variant = None if found.kind == "functional" else found.kind  # "attention", "module-in-forward"
                 yield Finding(call, variant=variant, fix=_training_fix(ctx, found))
         for attribute in ctx.index.nodes(cst.Attribute):

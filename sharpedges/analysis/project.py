@@ -130,6 +130,14 @@ def class_kinds(ctx) -> dict[str, dict[str, Any]]:
     return kinds
 
 
+@summary_fact("closures")
+def factory_closures(ctx) -> dict[str, list[dict[str, Any]]]:
+    """Module-level factories that return closures reaching an attention kernel (summaries.py)."""
+    from sharpedges.analysis.summaries import closure_summaries
+
+    return closure_summaries(ctx)
+
+
 # -- the scope of one checked file ------------------------------------------------------------------
 
 SummaryLoader = Callable[[Path], "tuple[str, dict[str, Any]] | None"]

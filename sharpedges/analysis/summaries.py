@@ -3,18 +3,22 @@ reach which attention-kernel argument, computed once per function and cached on 
 
 A call `self._attend(q, k, v)`, `attend(q, k, v)` (a module-level or enclosing function) or a static
 method resolves to its definition in the file; callers then ask the summary instead of stopping at
-the function boundary.
+the function boundary. A factory's summary is the closures it returns: a name or attribute bound to
+a call of the factory (`self._attention_call = _sdpa_or_flex_attention()`), in this file or in a
+project module it imports, is a call of those closures.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import libcst as cst
 
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
+from sharpedges.analysis.project import ImportedName, ProjectScope, imported_names
 from sharpedges.analysis.values import possible_values
 from sharpedges.analysis.vocabulary import KERNELS, PARTIALS, Kernel, kernel_of
 from sharpedges.analysis.walk import is_a
@@ -192,3 +196,123 @@ def _kernel_parameters(ctx: FileContext, function: cst.FunctionDef) -> dict[str,
             if name is not None and inner_name in inner:
                 found.setdefault(name, []).extend(inner[inner_name])
     return {name: tuple(uses) for name, uses in found.items()}
+
+
+# -- closures returned by a factory ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class ForwardedArgument:
+    """An argument a call passes that reaches an attention kernel's argument of this meaning unchanged,
+    through the function, method or factory-made closure it runs; `kernel_call` is None when that
+    function lives in another file of the project."""
+
+    kernel: Kernel
+    meaning: str
+    value: cst.BaseExpression
+    kernel_call: cst.Call | None
+
+
+# (positional parameter names, parameter -> (kernel, meaning, kernel call in this file or None))
+CallableReach = tuple[list[str], dict[str, list[tuple[Kernel, str, cst.Call | None]]]]
+
+
+def forwarded_arguments(ctx: FileContext, call: cst.Call) -> list[ForwardedArgument]:
+    """The arguments of `call` that reach a kernel argument: `self._attention_call(q, k, v,
+    dropout_p=self.attn_dropout)` passes `self.attn_dropout` to SDPA's dropout when the attribute
+    holds a closure whose parameter `dropout_p` goes there."""
+    if any(arg.star for arg in call.args) or kernel_of(ctx, call) is not None:
+        return []
+    found = []
+    for positional, reach in _callable_reaches(ctx, call):
+        for name, value in bind_arguments(call, positional).items():
+            for kernel, meaning, kernel_call in reach.get(name, ()):
+                found.append(ForwardedArgument(kernel, meaning, value, kernel_call))
+    return found
+
+
+def _callable_reaches(ctx: FileContext, call: cst.Call) -> list[CallableReach]:
+    target = called_function(ctx, call)
+    if target is not None:
+        return [(target[1], _local_reach(ctx, target[0]))]
+    if not is_a(call.func, cst.Name) and self_attribute(call.func) is None:
+        return []
+    values = possible_values(ctx, call.func)
+    factory_calls = [value for value in values or () if is_a(value, cst.Call)]
+    if not values or len(factory_calls) != len(values):
+        return []
+    reaches: list[CallableReach] = []
+    for factory_call in factory_calls:
+        made = _closures_made_by(ctx, factory_call)
+        if not made:
+            return []  # some value is not a closure we know: nothing can be said
+        reaches.extend(made)
+    return reaches
+
+
+def _closures_made_by(ctx: FileContext, factory_call: cst.Call) -> list[CallableReach]:
+    """The closures a call of a factory returns: defined in this file, or summarised in a project module."""
+    factory = called_function(ctx, factory_call)
+    if factory is not None:
+        return [
+            (positional_parameters(closure), _local_reach(ctx, closure))
+            for closure in returned_closures(ctx, factory[0])
+        ]
+    if not is_a(factory_call.func, cst.Name):
+        return []
+    scope: ProjectScope | None = getattr(ctx, "project", None)
+    source = imported_names(ctx).get(factory_call.func.value)
+    if scope is None or source is None or not source.name:
+        return []
+    summary = scope.summary(ImportedName(source.module, source.level, ""))
+    entries = [] if summary is None else summary.get("closures", {}).get(source.name, [])
+    return [
+        (
+            list(entry["positional"]),
+            {
+                name: [(KERNELS[kernel], meaning, None) for kernel, meaning in uses if kernel in KERNELS]
+                for name, uses in entry["kernels"].items()
+            },
+        )
+        for entry in entries
+    ]
+
+
+def _local_reach(ctx: FileContext, function: cst.FunctionDef) -> dict[str, list[tuple[Kernel, str, cst.Call | None]]]:
+    return {
+        name: [(use.kernel, use.meaning, use.call) for use in uses]
+        for name, uses in kernel_parameters(ctx, function).items()
+    }
+
+
+def returned_closures(ctx: FileContext, function: cst.FunctionDef) -> list[cst.FunctionDef]:
+    """The functions defined inside `function` that it returns by name (every return is one of them;
+    one closure defined in each branch of an `if` counts once per definition)."""
+    returned = return_values(ctx, function)
+    names = {value.value for value in returned if is_a(value, cst.Name)}
+    if not returned or not all(is_a(value, cst.Name) for value in returned):
+        return []
+    nested = [
+        inner
+        for inner in ctx.index.descendants(function.body, cst.FunctionDef, prune=HELPER_SCOPES)
+        if inner.name.value in names
+    ]
+    return nested if {inner.name.value for inner in nested} == names else []
+
+
+def closure_summaries(ctx: FileContext) -> dict[str, list[dict[str, Any]]]:
+    """Module-level factories -> for each closure they return, the names its positional arguments bind to
+    and the kernel arguments (qualified kernel, meaning) each parameter reaches: what an importing file
+    needs to follow `self._attention_call = _sdpa_or_flex_attention()`."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for statement in ctx.module.body:
+        if not is_a(statement, cst.FunctionDef):
+            continue
+        entries = []
+        for closure in returned_closures(ctx, statement):
+            kernels = {
+                name: [[ctx.callee(use.call), use.meaning] for use in uses]
+                for name, uses in kernel_parameters(ctx, closure).items()
+            }
+            entries.append({"positional": positional_parameters(closure), "kernels": kernels})
+        if any(entry["kernels"] for entry in entries):
+            found[statement.name.value] = entries
+    return found

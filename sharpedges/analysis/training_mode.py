@@ -16,6 +16,7 @@ from sharpedges.analysis.calls import argument, literal_number
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
+from sharpedges.analysis.summaries import forwarded_arguments
 from sharpedges.analysis.tensors import module_class
 
 FORWARD_ENTRY_POINTS = ("forward", "__call__")
@@ -244,7 +245,7 @@ def is_zero(expr: cst.BaseExpression | None) -> bool:
 @dataclass(frozen=True)
 class UngatedDropout:
     call: cst.Call
-    kind: str  # "functional" | "attention" | "module-in-forward"
+    kind: str  # "functional" | "attention" | "wrapper" | "module-in-forward"
     probability: cst.BaseExpression | None
 
 
@@ -293,6 +294,32 @@ def attention_dropout_without_mode(ctx: FileContext, call: cst.Call) -> UngatedD
     if under_training_branch(ctx, call) or _passed_in(ctx, probability) or gated_by_every_caller(ctx, call, None):
         return None
     return UngatedDropout(call, "attention", probability)
+
+
+def wrapper_dropout_without_mode(ctx: FileContext, call: cst.Call) -> UngatedDropout | None:
+    """A probability passed, with no training gate, to a function, method or factory-made closure that
+    hands it on unchanged to an attention kernel's dropout: `self._attention_call(q, k, v,
+    dropout_p=self.attn_dropout)` where `self._attention_call = _sdpa_or_flex_attention()`."""
+    if under_training_branch(ctx, call) or in_autograd_function(ctx, call):
+        return None
+    for forwarded in forwarded_arguments(ctx, call):
+        if forwarded.meaning != "dropout":
+            continue
+        kernel_call = forwarded.kernel_call
+        if kernel_call is not None and (
+            under_training_branch(ctx, kernel_call) or in_autograd_function(ctx, kernel_call)
+        ):
+            continue
+        probability = forwarded.value
+        if (
+            gated(ctx, probability)
+            or saved_by_autograd_forward(ctx, probability)
+            or _passed_in(ctx, probability)
+            or gated_by_every_caller(ctx, call, None)
+        ):
+            continue
+        return UngatedDropout(call, "wrapper", probability)
+    return None
 
 
 def _passed_in(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0) -> bool:
