@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import libcst as cst
 
-from sharpedges.analysis.attention import declared_unit_scale, logit_sources, softmax_calls
+from sharpedges.analysis.attention import (
+    declared_unit_scale,
+    logit_sources,
+    scale_folded_into_init,
+    softmax_calls,
+)
 from sharpedges.analysis.walk import is_a
 from sharpedges.detector import Detector, Finding
 
@@ -21,6 +26,9 @@ class AttentionMissingScale(Detector):
                 continue
             # Ex) an SDPA twin in the same function says `scale=1.0`: unit scale is the design
             if declared_unit_scale(ctx, softmax.function):
+                continue
+            # Ex) T5: the query projection is initialised with the extra 1/sqrt(d_kv) its key lacks
+            if scale_folded_into_init(ctx, ctx.class_of(softmax.call)):
                 continue
             related = tuple(
                 (source.product, "product")

@@ -530,6 +530,81 @@ def declared_unit_scale(ctx: FileContext, function: cst.FunctionDef | None) -> b
     return False
 
 
+INIT_NORMAL = frozenset({"normal_", "trunc_normal_"})  # torch.nn.init's, a library's own init module's, Tensor's
+
+
+def scale_folded_into_init(ctx: FileContext, cls: cst.ClassDef | None) -> bool:
+    """Does the file initialise this class's query projection with an extra 1/sqrt factor over its key
+    projection? That is T5's design: the 1/sqrt(d_kv) is folded into the query weights at init and the
+    scores are left unscaled. Read from weight inits of one module under an `isinstance(module, ...)`
+    test naming the class: the query's std is `(a * b) ** -0.5` where another projection's is `a ** -0.5`.
+
+    Ex) init.normal_(module.q.weight, std=f * ((d_model * d_kv) ** -0.5))
+        init.normal_(module.k.weight, std=f * d_model**-0.5)
+    """
+    if cls is None:
+        return False
+    return cls.name.value in ctx.memo(("scale-folded-classes",), lambda: _classes_with_folded_scale(ctx))
+
+
+def _classes_with_folded_scale(ctx: FileContext) -> frozenset[str]:
+    groups: dict[cst.If, dict[str, frozenset[str]]] = {}
+    for call in ctx.calls():
+        init = _weight_init(ctx, call)
+        if init is None:
+            continue
+        attribute, std = init
+        guard = ctx.index.enclosing(call, cst.If)
+        factors = _inverse_sqrt_factors(ctx, std)
+        if guard is not None and factors:
+            groups.setdefault(guard, {})[attribute] = factors
+    folded: set[str] = set()
+    for guard, stds in groups.items():
+        if any(a < b for a in stds.values() for b in stds.values()):
+            folded |= _isinstance_classes(guard.test)
+    return frozenset(folded)
+
+
+def _weight_init(ctx: FileContext, call: cst.Call) -> tuple[str, cst.BaseExpression] | None:
+    """(projection attribute, std) of `init.normal_(m.q.weight, std=...)` or `m.q.weight.data.normal_(std=...)`."""
+    if method_name(call) not in INIT_NORMAL:
+        return None
+    target = argument(call, "tensor", 0)
+    if is_a(target, cst.Attribute) and target.attr.value == "weight":  # a function of an init module
+        std = argument(call, "std", 2)
+    else:  # the tensor's own method
+        target, std = receiver(call), argument(call, "std", 1)
+        if is_a(target, cst.Attribute) and target.attr.value == "data":
+            target = target.value
+    if std is None or not is_a(target, cst.Attribute) or target.attr.value != "weight":
+        return None
+    owner = target.value
+    return (owner.attr.value, std) if is_a(owner, cst.Attribute) else None
+
+
+def _inverse_sqrt_factors(ctx: FileContext, std: cst.BaseExpression) -> frozenset[str]:
+    """The factors under `** -0.5` in a std expression (`f * ((a * b) ** -0.5)` -> {a, b})."""
+    for power in ctx.index.descendants(std, cst.BinaryOperation):
+        if is_a(power.operator, cst.Power) and literal_number(power.right) == -0.5:
+            return frozenset(_product_factors(ctx, power.left))
+    return frozenset()
+
+
+def _product_factors(ctx: FileContext, expr: cst.BaseExpression) -> list[str]:
+    if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, cst.Multiply):
+        return _product_factors(ctx, expr.left) + _product_factors(ctx, expr.right)
+    return [ctx.code(expr.with_changes(lpar=(), rpar=()))]
+
+
+def _isinstance_classes(test: cst.BaseExpression) -> set[str]:
+    names: set[str] = set()
+    if is_a(test, cst.Call) and dotted(test.func) == "isinstance" and len(test.args) == 2:
+        kinds = test.args[1].value
+        elements = [e.value for e in kinds.elements] if is_a(kinds, cst.Tuple) else [kinds]
+        names = {text.rsplit(".", 1)[-1] for e in elements if (text := dotted(e))}
+    return names
+
+
 def key_axis(source: LogitSource, ctx: FileContext | None = None) -> tuple[int | None, int | None]:
     """Where the key axis sits in the scores a product makes, as (index from the front, index from
     the back); None where the code does not say (an unknown rank, an ellipsis). With the file's

@@ -12,7 +12,7 @@ from sharpedges.analysis.attention import attention_softmaxes, key_axis
 from sharpedges.analysis.context import FileContext
 from sharpedges.fixes import apply_edits
 from tests.detectors.modules import NANOGPT_ATTENTION as NANOGPT
-from tests.helpers import findings
+from tests.helpers import findings, mutate
 
 NANOGPT_SCALE = " * (1.0 / math.sqrt(k.size(-1)))"
 
@@ -235,3 +235,51 @@ SUMMED = """
 )
 def test_shp205_sums_and_their_guards(expression, count):
     assert len(findings("SHP205", SUMMED.format(expression=expression))) == count
+
+
+T5_STYLE = """
+import torch
+from torch import nn
+from torch.nn import init
+
+
+class T5Attention(nn.Module):
+    def __init__(self, d_model, d_kv, n_heads):
+        super().__init__()
+        self.q = nn.Linear(d_model, n_heads * d_kv, bias=False)
+        self.k = nn.Linear(d_model, n_heads * d_kv, bias=False)
+
+    def forward(self, x, position_bias):
+        scores = torch.matmul(self.q(x), self.k(x).transpose(3, 2))
+        scores += position_bias
+        return nn.functional.softmax(scores.float(), dim=-1)
+
+
+class T5PreTrainedModel(nn.Module):
+    def _init_weights(self, module):
+        factor = 1.0
+        if isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+        elif isinstance(module, (T5Attention,)):
+            d_model, key_value_proj_dim = 512, 64
+            init.normal_(module.q.weight, mean=0.0, std=factor * ((d_model * key_value_proj_dim) ** -0.5))
+            init.normal_(module.k.weight, mean=0.0, std=factor * (d_model**-0.5))
+"""
+
+
+def test_a_scale_folded_into_the_query_init_is_t5s_design_not_a_missing_scale():
+    assert findings("SHP101", T5_STYLE) == []
+    # the same attention without that init, or with the query initialised like the key: reported
+    no_init = T5_STYLE.split("class T5PreTrainedModel")[0]
+    assert [d.line for d in findings("SHP101", no_init)] == [16]
+    same_init = mutate(T5_STYLE, "((d_model * key_value_proj_dim) ** -0.5)", "(d_model**-0.5)")
+    assert [d.line for d in findings("SHP101", same_init)] == [16]
+    other_class = mutate(T5_STYLE, "isinstance(module, (T5Attention,))", "isinstance(module, (T5DenseAct,))")
+    assert [d.line for d in findings("SHP101", other_class)] == [16]
+    # the tensor's own init method reads the same
+    method_form = mutate(
+        mutate(T5_STYLE, "init.normal_(module.q.weight, mean=0.0, std=", "module.q.weight.data.normal_(mean=0.0, std="),
+        "init.normal_(module.k.weight, mean=0.0, std=",
+        "module.k.weight.data.normal_(mean=0.0, std=",
+    )
+    assert findings("SHP101", method_form) == []
