@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from sharpedges.analysis.attention import fills_dtype_min
+from sharpedges.analysis.attention import dtype_min_plane
 from sharpedges.analysis.calls import argument, method_name, receiver
 from sharpedges.analysis.vocabulary import CLAMP_FUNCTIONS, CLAMP_METHODS, ELEMENTWISE_MAXIMUM
 from sharpedges.analysis.walk import is_a
@@ -19,18 +19,18 @@ class SummedMinMasks(Detector):
         for node in ctx.index.nodes(cst.BinaryOperation):
             if (
                 is_a(node.operator, cst.Add)
-                and self._both_min(ctx, node.left, node.right, ctx.order(node))
+                and (planes := _planes(ctx, node.left, node.right, ctx.order(node)))
                 and not _clamped(ctx, node)
             ):
-                yield Finding(node)
+                yield Finding(node, related=_related(ctx, node, planes))
         for node in ctx.index.nodes(cst.AugAssign):
             if (
                 is_a(node.operator, cst.AddAssign)
                 and is_a(node.target, cst.Name)
-                and self._both_min(ctx, node.target, node.value, ctx.order(node))
+                and (planes := _planes(ctx, node.target, node.value, ctx.order(node)))
                 and not _clamped(ctx, node)
             ):
-                yield Finding(node)
+                yield Finding(node, related=_related(ctx, node, planes))
         for call in ctx.calls():
             if ctx.callee(call) == "torch.add" or method_name(call) in ("add", "add_"):
                 left = argument(call, "input", 0) if ctx.callee(call) == "torch.add" else receiver(call)
@@ -38,14 +38,22 @@ class SummedMinMasks(Detector):
                 if (
                     left is not None
                     and right is not None
-                    and self._both_min(ctx, left, right, ctx.order(call))
+                    and (planes := _planes(ctx, left, right, ctx.order(call)))
                     and not _clamped(ctx, call)
                 ):
-                    yield Finding(call)
+                    yield Finding(call, related=_related(ctx, call, planes))
 
-    @staticmethod
-    def _both_min(ctx, left, right, at) -> bool:
-        return fills_dtype_min(ctx, left, at) and fills_dtype_min(ctx, right, at)
+
+def _planes(ctx, left, right, at) -> tuple[cst.CSTNode, cst.CSTNode] | None:
+    """Where each summand's finfo.min is written, when both are such planes."""
+    first, second = dtype_min_plane(ctx, left, at), dtype_min_plane(ctx, right, at)
+    return (first, second) if first is not None and second is not None else None
+
+
+def _related(ctx, node: cst.CSTNode, planes) -> tuple:
+    """The planes' finfo.min written outside the sum itself: what the claim rests on."""
+    outside = dict.fromkeys(plane for plane in planes if not ctx.index.contains(node, plane))
+    return tuple((plane, "plane") for plane in outside)
 
 
 def _clamped(ctx, node: cst.CSTNode) -> bool:

@@ -682,68 +682,76 @@ def is_dtype_min(ctx: FileContext, expr: cst.BaseExpression) -> bool:
     )
 
 
-def fills_dtype_min(ctx: FileContext, expr: cst.BaseExpression, at: int, depth: int = 0) -> bool:
-    """Is `expr` a mask plane holding `torch.finfo(dtype).min` where it blocks? Two such planes
-    summed overflow to -inf (and a fully masked row to NaN), which is what SHP205 is about.
+def dtype_min_plane(ctx: FileContext, expr: cst.BaseExpression, at: int, depth: int = 0) -> cst.BaseExpression | None:
+    """Is `expr` a mask plane holding `torch.finfo(dtype).min` where it blocks? Two such planes summed
+    overflow to -inf (and a fully masked row to NaN), which is what SHP205 is about. The answer is
+    where that minimum is written (the claim's evidence), or None when `expr` is no such plane.
     Answers are memoised per (expression, point): helpers and several reaching definitions make the
     search a graph, and walking it as a tree took minutes on files with many helpers."""
     if depth > MIN_PLANE_DEPTH:
-        return False
-    known = ctx.memo("fills_dtype_min", dict)
+        return None
+    known: dict[tuple[cst.CSTNode, int], cst.BaseExpression | None] = ctx.memo("dtype_min_plane", dict)
     key = (expr, at)
     if key not in known:
-        known[key] = False  # a cycle through helpers or definitions adds nothing
-        known[key] = _fills_dtype_min(ctx, expr, at, depth)
+        known[key] = None  # a cycle through helpers or definitions adds nothing
+        known[key] = _dtype_min_plane(ctx, expr, at, depth)
     return known[key]
 
 
-def _fills_dtype_min(ctx: FileContext, expr: cst.BaseExpression, at: int, depth: int) -> bool:
+def _first_plane(ctx: FileContext, candidates, depth: int) -> cst.BaseExpression | None:
+    """The first (expression, point) of `candidates` that is a plane, as its evidence."""
+    for candidate, at in candidates:
+        if candidate is not None and (found := dtype_min_plane(ctx, candidate, at, depth + 1)) is not None:
+            return found
+    return None
+
+
+def _dtype_min_plane(ctx: FileContext, expr: cst.BaseExpression, at: int, depth: int) -> cst.BaseExpression | None:
     if is_dtype_min(ctx, expr):
-        return True
+        return expr
     if is_a(expr, cst.Subscript):
-        return fills_dtype_min(ctx, expr.value, at, depth + 1)
+        return _first_plane(ctx, [(expr.value, at)], depth)
     if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, cst.Multiply):
-        return fills_dtype_min(ctx, expr.left, at, depth + 1) or fills_dtype_min(ctx, expr.right, at, depth + 1)
+        return _first_plane(ctx, [(expr.left, at), (expr.right, at)], depth)
     if is_a(expr, cst.Name):
         function = ctx.function_of(expr)
         if function is None:
-            return False
+            return None
         # Ex) `mask = torch.full(..., finfo.min); mask.masked_fill_(cond, 0)`: the in-place fill keeps the plane
-        return any(
-            d.bound_value is not None
-            and fills_dtype_min(ctx, d.bound_value, d.order if d.kind == "assign" else ctx.order(d.node), depth + 1)
-            for d in ctx.function_facts(function).reaching(expr.value, at)
+        return _first_plane(
+            ctx,
+            [
+                (d.bound_value, d.order if d.kind == "assign" else ctx.order(d.node))
+                for d in ctx.function_facts(function).reaching(expr.value, at)
+            ],
+            depth,
         )
     if not is_a(expr, cst.Call):
-        return False
+        return None
     qualified, method = ctx.callee(expr), method_name(expr)
     if qualified in ("torch.full", "torch.full_like"):
-        fill = argument(expr, "fill_value", 1)
-        return fill is not None and fills_dtype_min(ctx, fill, at, depth + 1)
+        return _first_plane(ctx, [(argument(expr, "fill_value", 1), at)], depth)
     if qualified == "torch.where":
-        return any(
-            branch is not None and fills_dtype_min(ctx, branch, at, depth + 1)
-            for branch in (argument(expr, "input", 1), argument(expr, "other", 2))
-        )
+        return _first_plane(ctx, [(argument(expr, "input", 1), at), (argument(expr, "other", 2), at)], depth)
     if method in ("masked_fill", "masked_fill_"):
-        fill = argument(expr, "value", 1)
-        if fill is not None and fills_dtype_min(ctx, fill, at, depth + 1):
-            return True
+        found = _first_plane(ctx, [(argument(expr, "value", 1), at)], depth)
+        if found is not None:
+            return found
     if qualified in MIN_PLANE_FUNCTIONS:
-        inner = argument(expr, None, 0)
-        return inner is not None and fills_dtype_min(ctx, inner, at, depth + 1)
+        return _first_plane(ctx, [(argument(expr, None, 0), at)], depth)
     if qualified in ("torch.cat", "torch.concat", "torch.stack"):
         parts = argument(expr, "tensors", 0)
-        return is_a(parts, (cst.List, cst.Tuple)) and any(
-            fills_dtype_min(ctx, part.value, at, depth + 1) for part in parts.elements
-        )
+        if not is_a(parts, (cst.List, cst.Tuple)):
+            return None
+        return _first_plane(ctx, [(part.value, at) for part in parts.elements], depth)
     target = receiver(expr)
     if method in MIN_PLANE_PASS_THROUGH and target is not None and not is_library_namespace(ctx, target):
-        return fills_dtype_min(ctx, target, at, depth + 1)
+        return _first_plane(ctx, [(target, at)], depth)
     helper = called_function(ctx, expr)
-    return helper is not None and any(
-        fills_dtype_min(ctx, value, ctx.index.last_order(value) + 1, depth + 1)
-        for value in return_values(ctx, helper[0])
+    if helper is None:
+        return None
+    return _first_plane(
+        ctx, [(value, ctx.index.last_order(value) + 1) for value in return_values(ctx, helper[0])], depth
     )
 
 

@@ -283,3 +283,31 @@ def test_a_scale_folded_into_the_query_init_is_t5s_design_not_a_missing_scale():
         "module.k.weight.data.normal_(mean=0.0, std=",
     )
     assert findings("SHP101", method_form) == []
+
+
+SUMMED_PLANES = """
+import torch
+
+def causal(n, dtype):
+    mask = torch.full((n, n), torch.finfo(dtype).min)
+    return torch.triu(mask, diagonal=1)
+
+def padding(pad, dtype):
+    return (1.0 - pad[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+
+def combine(n, pad, dtype):
+    return causal(n, dtype) + padding(pad, dtype)
+"""
+
+
+def test_summed_min_planes_point_at_where_each_minimum_is_written():
+    """SHP205 rests on the two planes: review keeps it when either construction changes."""
+    [finding] = findings("SHP205", SUMMED_PLANES)
+    assert finding.line == 12
+    assert [(r["line"], r["message"]) for r in finding.related] == [
+        (5, "one of the two finfo.min planes is written here"),
+        (9, "one of the two finfo.min planes is written here"),
+    ]
+    inline = "import torch\n\ndef f(a, b, dtype):\n    return a * torch.finfo(dtype).min + b * torch.finfo(dtype).min\n"
+    [finding] = findings("SHP205", inline)
+    assert finding.related == []  # both minimums sit in the sum itself
