@@ -50,7 +50,10 @@ class MaskFillOverflowsHalf(Detector):
                     reported.add(literal)
                     facts = {"value": value, "scores": _scores_text(scores)}
                     fix = _fix(ctx, literal, scores, between=source.path[:position])
-                    yield Finding(literal, facts=facts, fix=fix)
+                    # Ex) NEG_INF = -1e20 at the top of the file: the finding rests on that line too
+                    bound = _bindings(ctx, literal) if is_a(literal, cst.Name) else []
+                    related = ((bound[0], "value"),) if len(bound) == 1 else ()
+                    yield Finding(literal, facts=facts, fix=fix, related=related)
 
 
 def _fill_of(ctx, node, inner_path) -> tuple[cst.BaseExpression, cst.BaseExpression] | None:

@@ -311,3 +311,14 @@ def test_summed_min_planes_point_at_where_each_minimum_is_written():
     inline = "import torch\n\ndef f(a, b, dtype):\n    return a * torch.finfo(dtype).min + b * torch.finfo(dtype).min\n"
     [finding] = findings("SHP205", inline)
     assert finding.related == []  # both minimums sit in the sum itself
+
+
+def test_a_fill_value_named_elsewhere_is_where_the_fill_finding_rests():
+    source = (
+        "import torch\n\nNEG_INF = -1e20\n\n\ndef attend(q, k, mask):\n"
+        "    scores = (q @ k.transpose(-2, -1)) * q.size(-1) ** -0.5\n"
+        "    return scores.masked_fill(mask == 0, NEG_INF).softmax(dim=-1)\n"
+    )
+    [finding] = findings("SHP103", source)
+    assert finding.line == 8
+    assert [(r["line"], r["message"]) for r in finding.related] == [(3, "the fill value is set here")]
