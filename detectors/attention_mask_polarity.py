@@ -22,7 +22,9 @@ class AttentionMaskPolarity(Detector):
                 continue
             attends = attends_to_marked(value, use.convention)
             consumer = CONSUMERS.get(use.convention, use.consumer)
+            # Ex) pad = input_ids == pad_id on the line before the SDPA call: the claim rests there too
+            related = tuple((node, "origin") for node in value.origin if not ctx.index.contains(use.node, node))
             if value.marks == "blocked" and attends is True:
-                yield Finding(use.node, facts={"consumer": consumer})
+                yield Finding(use.node, facts={"consumer": consumer}, related=related)
             elif value.marks == "allowed" and attends is False:
-                yield Finding(use.node, variant="real-tokens-blocked", facts={"consumer": consumer})
+                yield Finding(use.node, variant="real-tokens-blocked", facts={"consumer": consumer}, related=related)

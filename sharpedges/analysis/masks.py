@@ -176,19 +176,21 @@ class MaskValue:
     marks: what the marked positions stand for when the source says so ("blocked": padding
     tokens, -inf fills; "allowed": real tokens), independent of geometry.
     flips: comparison or tril/triu nodes on the way whose mechanical flip gives the complement.
+    origin: where `marks` is decided (`input_ids == pad_id`): what a finding about them rests on.
     """
 
     kind: Kind
     region: Region | None = None
     marks: Literal["blocked", "allowed"] | None = None
     flips: tuple[cst.CSTNode, ...] = ()
+    origin: tuple[cst.CSTNode, ...] = ()
 
     def complement(self, node: cst.CSTNode | None = None) -> MaskValue:
         region = self.region.complement() if self.region is not None else None
         marks = {"blocked": "allowed", "allowed": "blocked"}.get(self.marks) if self.marks else None
         kind: Kind = "bool" if self.kind in ("bool", "additive") else self.kind
         flips = self.flips + ((node,) if node is not None else ())
-        return MaskValue(kind, region, marks, flips)  # type: ignore[arg-type]
+        return MaskValue(kind, region, marks, flips, self.origin)  # type: ignore[arg-type]
 
     @property
     def triangular(self) -> bool:
@@ -293,7 +295,7 @@ class MaskEvaluator:
         if method in ("eq", "ne", "gt", "ge", "lt", "le") and not namespace:
             inner = self.value(receiver(call), at, depth + 1)
             if inner is None and method in ("eq", "ne") and _is_padding_id(ctx, argument(call, "other", 0)):
-                return MaskValue("bool", None, "blocked" if method == "eq" else "allowed")
+                return MaskValue("bool", None, "blocked" if method == "eq" else "allowed", origin=(call,))
             return _compared(inner, method, argument(call, "other", 0), call, self, at)
         if method in FILL_METHODS and not namespace:
             return self._masked_fill(call, at, depth)
@@ -411,7 +413,7 @@ class MaskEvaluator:
             return None
         inner = self.value(expr.left, at, depth + 1)
         if inner is None and _is_padding_id(self.ctx, target.comparator) and name in ("eq", "ne"):
-            return MaskValue("bool", None, "blocked" if name == "eq" else "allowed")
+            return MaskValue("bool", None, "blocked" if name == "eq" else "allowed", origin=(expr,))
         return _compared(inner, name, target.comparator, expr, self, at)
 
     def _binary(self, expr: cst.BinaryOperation, at: int, depth: int) -> MaskValue | None:

@@ -322,3 +322,17 @@ def test_a_fill_value_named_elsewhere_is_where_the_fill_finding_rests():
     [finding] = findings("SHP103", source)
     assert finding.line == 8
     assert [(r["line"], r["message"]) for r in finding.related] == [(3, "the fill value is set here")]
+
+
+def test_a_padding_mask_finding_rests_on_the_comparison_that_decides_what_it_marks():
+    source = (
+        "import torch.nn.functional as F\n\n\ndef attend(q, k, v, input_ids, pad_token_id):\n"
+        "    pad = input_ids == pad_token_id\n"
+        "    return F.scaled_dot_product_attention(q, k, v, attn_mask=pad[:, None, None, :])\n"
+    )
+    [finding] = findings("SHP203", source)
+    assert finding.line == 6
+    assert [(r["line"], r["message"]) for r in finding.related] == [(5, "what the mask marks is decided here")]
+    inline = source.replace("attn_mask=pad[", "attn_mask=(input_ids == pad_token_id)[")
+    [finding] = findings("SHP203", inline)
+    assert finding.related == []  # decided inside the call itself
