@@ -69,19 +69,27 @@ class ChinchillaEstimate:
         return {"params": self.params, "tokens": self.tokens, "flops": self.flops, "human": self.human}
 
 
-def _positive_int(name: str, value: int) -> int:
+def _positive_int(name: str, value: int | str) -> int:
+    if isinstance(value, str):  # as people write sizes: 128k, 1M
+        return parse_whole(value, name)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return value
 
 
 def kv_cache_bytes(
-    layers: int, kv_heads: int, head_dim: int, seq_len: int = 1, batch: int = 1, dtype: str = "float16"
+    layers: int | str,
+    kv_heads: int | str,
+    head_dim: int | str,
+    seq_len: int | str = 1,
+    batch: int | str = 1,
+    dtype: str = "float16",
 ) -> KvCacheEstimate:
     """Memory of a full KV cache: K and V (x2) for every layer, KV head, head dim, position and sequence.
 
     Use the number of *KV* heads: with grouped-query attention it is smaller than the query heads,
-    which is the whole point of GQA. Raises ValueError for a non-positive size or unknown dtype.
+    which is the whole point of GQA. Sizes may be strings as people write them (128k). Raises
+    ValueError for a non-positive size or unknown dtype.
     """
     sizes = {
         name: _positive_int(name, value)

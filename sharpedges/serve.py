@@ -405,17 +405,7 @@ def build_server(roots: list[Path]) -> MCPServer:
         token, times seq_len and batch. Use the KV head count (smaller than query heads with GQA).
         Sizes may be written as the CLI takes them: 128k, 1M."""
         try:
-            sizes = {
-                name: calculators.parse_whole(value, name) if isinstance(value, str) else value
-                for name, value in (
-                    ("layers", layers),
-                    ("kv_heads", kv_heads),
-                    ("head_dim", head_dim),
-                    ("seq_len", seq_len),
-                    ("batch", batch),
-                )
-            }
-            return calculators.kv_cache_bytes(dtype=dtype, **sizes).to_json()
+            return calculators.kv_cache_bytes(layers, kv_heads, head_dim, seq_len, batch, dtype).to_json()
         except ValueError as exc:
             raise ToolError(str(exc)) from None
 

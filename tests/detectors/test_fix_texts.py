@@ -17,8 +17,6 @@ from sharpedges.analysis.tensors import HAS_INPLACE_VARIANT, SHARED_OUT_OF_PLACE
 from sharpedges.registry import all_rules
 from tests.helpers import findings
 
-torch = pytest.importorskip("torch")  # the fix texts are checked against torch itself
-
 RULES = all_rules()
 CODE_SPAN = re.compile(r"`([^`]+)`")
 IN_PLACE_CALL = re.compile(r"\.([A-Za-z]\w*_)\(")
@@ -54,6 +52,7 @@ def test_fix_and_use_instead_code_parses(code):
 
 @pytest.mark.parametrize("code", sorted(RULES))
 def test_fix_texts_name_only_in_place_methods_torch_has(code):
+    torch = pytest.importorskip("torch")  # the methods are looked up on torch.Tensor itself
     named = {name for text in fix_texts(code) for name in IN_PLACE_CALL.findall(text)}
     missing = sorted(name for name in named if not hasattr(torch.Tensor, name))
     assert missing == [], f"{code} suggests in-place methods torch.Tensor does not have: {missing}"
@@ -61,6 +60,7 @@ def test_fix_texts_name_only_in_place_methods_torch_has(code):
 
 def test_the_in_place_table_agrees_with_torch():
     """HAS_INPLACE_VARIANT is what SHP702 offers as `name_`: exactly the out-of-place methods whose twin exists."""
+    torch = pytest.importorskip("torch")
     out_of_place = TENSOR_ONLY_METHODS | SHARED_OUT_OF_PLACE_METHODS
     assert out_of_place >= HAS_INPLACE_VARIANT
     assert sorted(name for name in HAS_INPLACE_VARIANT if not hasattr(torch.Tensor, f"{name}_")) == []
