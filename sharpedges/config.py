@@ -75,9 +75,13 @@ def parse_selectors(text: str) -> list[str]:
     codes = [code.strip().upper() for code in text.split(",") if code.strip()]
     if not codes:
         raise ValueError("expected rule codes or prefixes, e.g. SHP101,SHP2")
+    return _selecting(codes)
+
+
+def _selecting(codes: list[str]) -> list[str]:
+    """`codes` when each selects a rule; ValueError naming the first that selects none."""
     for code in codes:
-        problem = selector_problem(code)
-        if problem:
+        if problem := selector_problem(code):
             raise ValueError(problem)
     return codes
 
@@ -92,12 +96,7 @@ def _string_list(value: Any) -> list[str]:
 
 
 def _codes(value: Any) -> list[str]:
-    codes = [code.strip().upper() for code in _string_list(value)]
-    for code in codes:
-        problem = selector_problem(code)
-        if problem:
-            raise ValueError(problem)
-    return codes
+    return _selecting([code.strip().upper() for code in _string_list(value)])
 
 
 def _patterns(value: Any) -> list[str]:
