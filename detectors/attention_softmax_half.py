@@ -6,6 +6,7 @@ import libcst as cst
 
 from sharpedges.analysis.attention import attention_softmaxes
 from sharpedges.analysis.calls import argument, method_name, receiver
+from sharpedges.analysis.objects import half_cast_classes
 from sharpedges.analysis.values import MAX_DEPTH
 from sharpedges.analysis.vocabulary import REORDER_METHODS, RESHAPE_METHODS, cast_precision, dtype_precision
 from sharpedges.analysis.walk import is_a
@@ -24,8 +25,20 @@ class AttentionSoftmaxHalf(Detector):
             requested = dtype_precision(ctx, argument(softmax.call, "dtype"))
             if requested == "full":
                 continue
-            if requested == "half" or (sources and all(_scores_precision(ctx, source) == "half" for source in sources)):
+            precisions = [_scores_precision(ctx, source) for source in sources]
+            if requested == "half" or (sources and all(precision == "half" for precision in precisions)):
                 yield Finding(softmax.call)
+            elif requested is None and sources and all(precision is None for precision in precisions):
+                cast = _model_cast(ctx, softmax.call)
+                if cast is not None:
+                    yield Finding(softmax.call, related=((cast, "cast"),))
+
+
+def _model_cast(ctx, call: cst.Call) -> cst.Call | None:
+    """Where the module whose method runs this softmax is cast to float16 (`Model(...).half()`,
+    `model.to(torch.float16)`, a builder that casts, or a parent module cast with its children)."""
+    cls = ctx.class_of(call)
+    return half_cast_classes(ctx).get(cls.name.value) if cls is not None else None
 
 
 def _scores_precision(ctx, source) -> str | None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import textwrap
 
+import pytest
+
 from sharpedges.engine import Engine
 from sharpedges.registry import all_rules
 
@@ -340,3 +342,70 @@ def test_shp102_scale_by_the_unpacked_head_size_is_quiet():
 def test_shp102_width_handed_over_without_a_per_head_size_is_quiet():
     whole = WIDTH_FROM_CONSTRUCTOR.replace("BucketAttention(dim, dim_head, heads)", "BucketAttention(dim, 64, 1)")
     assert findings("SHP102", whole) == []
+
+
+# -- SHP105: half precision set where the model is built or used --------------------------------------------
+EAGER_ATTENTION = """
+    import math
+    import torch
+    from torch import nn
+
+    class Attention(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.qkv = nn.Linear(dim, 3 * dim)
+
+        def forward(self, x):
+            q, k, v = self.qkv(x).chunk(3, dim=-1)
+            scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+            attn = torch.softmax(scores, dim=-1)
+            return attn @ v
+
+    class Block(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.attn = Attention(dim)
+
+        def forward(self, x):
+            return x + self.attn(x)
+"""
+HALF_CASTS = {
+    "constructor": "model = Attention(64).half()",
+    "to_dtype": "def main():\n        model = Attention(64)\n        model = model.to('cuda', torch.float16)",
+    "builder": "def build(dim):\n        model = Attention(dim)\n        model.half()\n        return model",
+    "built_then_cast": (
+        "def build(dim):\n        return Attention(dim)\n\n    def main():\n        net = build(64)\n"
+        "        net.to(dtype=torch.float16)"
+    ),
+    "parent": "model = nn.Sequential(Block(64)).cuda()\n    block = Block(64).half()",
+}
+
+
+@pytest.mark.parametrize("cast", sorted(HALF_CASTS))
+def test_shp105_module_cast_to_half_where_it_is_built_is_found(cast):
+    source = EAGER_ATTENTION + "\n    " + HALF_CASTS[cast] + "\n"
+    assert findings("SHP105", source) == [line_of(source, "attn = torch.softmax(scores")]
+
+
+def test_shp105_module_cast_to_half_with_a_float32_softmax_is_quiet():
+    source = EAGER_ATTENTION.replace("dim=-1)", "dim=-1, dtype=torch.float32).to(v.dtype)")
+    assert findings("SHP105", source + "\n    model = Attention(64).half()\n") == []
+
+
+def test_shp105_module_cast_to_bfloat16_or_float32_is_quiet():
+    for cast in ("model = Attention(64).bfloat16()", "model = Attention(64).to(torch.float32)"):
+        assert findings("SHP105", EAGER_ATTENTION + "\n    " + cast + "\n") == []
+
+
+def test_shp105_module_run_under_autocast_is_quiet():
+    # autocast runs softmax in float32 by itself: the region casts no module
+    source = EAGER_ATTENTION + (
+        "\n    def run(x):\n        model = Attention(64).cuda()\n"
+        "        with torch.autocast('cuda', dtype=torch.float16):\n            return model(x)\n"
+    )
+    assert findings("SHP105", source) == []
+
+
+def test_shp105_tensor_cast_to_half_is_no_module_cast():
+    source = EAGER_ATTENTION + "\n    x = torch.randn(1, 8, 64).half()\n"
+    assert findings("SHP105", source) == []

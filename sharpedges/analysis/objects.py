@@ -1,0 +1,97 @@
+"""Object facts: which `nn.Module` class of this file an expression holds an instance of, and the
+precision a class runs in because its instances are cast where they are built or used.
+
+A module is cast in place and returns itself, so every form below makes `Attention`'s forward run in
+float16, and so do the modules it builds in `__init__` (a parent cast to half casts its children):
+
+    model = Attention(64).half()
+    model = Attention(64); model = model.to(torch.float16)
+    def build(): m = Attention(64); m.half(); return m          # a builder function that casts
+    net = build(); net.to("cuda", torch.float16)                  # the builder's instance, cast later
+
+An `autocast` region is no cast of the module: autocast runs softmax in float32 by itself.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from sharpedges.analysis.calls import method_name, receiver
+from sharpedges.analysis.context import FileContext
+from sharpedges.analysis.summaries import called_function, return_values
+from sharpedges.analysis.tensors import MODULE_IN_PLACE_METHODS, class_named, module_class
+from sharpedges.analysis.values import MAX_DEPTH, possible_values
+from sharpedges.analysis.vocabulary import cast_precision
+from sharpedges.analysis.walk import is_a
+
+
+def instance_classes(ctx: FileContext, expr: cst.BaseExpression | None, depth: int = 0) -> frozenset[str]:
+    """The `nn.Module` classes of this file that `expr` may hold an instance of: a constructor call, a
+    name bound to one, a module method that returns the module (`.to(...)`, `.cuda()`, `.eval()`), or a
+    call of a function of this file that returns one. Empty when nothing says so."""
+    if expr is None or depth > MAX_DEPTH:
+        return frozenset()
+    if is_a(expr, cst.Name):
+        values = possible_values(ctx, expr)
+        if values is None or values == [expr]:
+            return frozenset()
+        return frozenset().union(*(instance_classes(ctx, value, depth + 1) for value in values))
+    if not is_a(expr, cst.Call):
+        return frozenset()
+    if is_a(expr.func, cst.Name):
+        cls = class_named(ctx, expr.func.value)
+        if cls is not None:
+            return frozenset({cls.name.value}) if module_class(ctx, cls) is True else frozenset()
+    if method_name(expr) in MODULE_IN_PLACE_METHODS:
+        return instance_classes(ctx, receiver(expr), depth + 1)
+    target = called_function(ctx, expr)
+    if target is None:
+        return frozenset()
+    returned = [instance_classes(ctx, value, depth + 1) for value in return_values(ctx, target[0])]
+    return frozenset().union(*returned)
+
+
+def half_cast_classes(ctx: FileContext) -> dict[str, cst.Call]:
+    """Class name -> the call that casts its instances to float16: the class itself cast where it is
+    built or used, every module class it constructs in its body (children are cast with their parent),
+    and the classes of this file it derives from (their methods run on the cast instance)."""
+
+    def compute() -> dict[str, cst.Call]:
+        cast: dict[str, cst.Call] = {}
+        for call in ctx.calls():
+            if cast_precision(ctx, call) != "half":
+                continue
+            for name in sorted(instance_classes(ctx, receiver(call))):
+                cast.setdefault(name, call)
+        pending = list(cast)
+        while pending:
+            cls = class_named(ctx, pending.pop())
+            if cls is None:
+                continue
+            for related in _constructed_classes(ctx, cls) + _local_bases(ctx, cls):
+                if related not in cast:
+                    cast[related] = cast[cls.name.value]
+                    pending.append(related)
+        return cast
+
+    return ctx.memo("objects.half_cast_classes", compute)
+
+
+def _constructed_classes(ctx: FileContext, cls: cst.ClassDef) -> list[str]:
+    """The module classes of this file a class builds inside its body (`self.attn = Attention(...)`,
+    `nn.ModuleList([Block(...) for _ in range(n)])`)."""
+    found = []
+    for call in ctx.index.descendants(cls, cst.Call):
+        if is_a(call.func, cst.Name):
+            built = class_named(ctx, call.func.value)
+            if built is not None and built is not cls and module_class(ctx, built) is True:
+                found.append(built.name.value)
+    return found
+
+
+def _local_bases(ctx: FileContext, cls: cst.ClassDef) -> list[str]:
+    return [
+        base.value.value
+        for base in cls.bases
+        if is_a(base.value, cst.Name) and (local := class_named(ctx, base.value.value)) is not None and local is not cls
+    ]
