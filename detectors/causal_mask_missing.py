@@ -16,11 +16,13 @@ from sharpedges.analysis.summaries import (
 )
 from sharpedges.analysis.values import possible_values
 from sharpedges.analysis.vocabulary import (
+    DECODERS,
     ENCODERS,
     KERNEL_TOKENS,
     MASKING_METHODS,
     MHA,
     MODULE_MASK_ARGUMENTS,
+    TRANSFORMER,
     TRIANGLE_METHODS,
     Kernel,
     kernel_of,
@@ -34,7 +36,7 @@ MASK_MEANINGS = ("causal", "mask", "score_mod")
 
 class CausalMaskMissing(Detector):
     code = "SHP201"
-    tokens = (b"softmax", b"multiheadattention", b"transformerencoder", *KERNEL_TOKENS)
+    tokens = (b"softmax", b"multiheadattention", b"transformerencoder", b"transformerdecoder", *KERNEL_TOKENS)
 
     def check(self, ctx):
         for softmax in softmax_calls(ctx):
@@ -66,8 +68,9 @@ class CausalMaskMissing(Detector):
                 yield Finding(call, variant="wrapper", facts=facts, related=((kernel_call, "kernel-call"),))
                 continue
             module = module_type(ctx, call)
-            if module in MHA | ENCODERS and self._module_unmasked(ctx, call, module):
-                keywords = ["is_causal=True", *(k for k in MODULE_MASK_ARGUMENTS[module] if "padding" not in k)]
+            if module in MHA | ENCODERS | DECODERS | TRANSFORMER and self._module_unmasked(ctx, call, module):
+                flag, masks = _module_causal_arguments(module)
+                keywords = [f"{flag}=True", *masks]
                 facts = {"module": module.replace("torch.", ""), "arguments": ", ".join(f"`{k}`" for k in keywords)}
                 yield Finding(call, variant="module", facts=facts)
 
@@ -130,10 +133,8 @@ class CausalMaskMissing(Detector):
         if has_star_args(call):
             return False
         arguments = MODULE_MASK_ARGUMENTS[module]
-        causal_keywords = [k for k in arguments if "padding" not in k]
-        if any(argument(call, k, arguments[k]) is not None for k in causal_keywords) or "is_causal" in keyword_names(
-            call
-        ):
+        flag, causal_keywords = _module_causal_arguments(module)
+        if any(argument(call, k, arguments[k]) is not None for k in causal_keywords) or flag in keyword_names(call):
             return False
         if not in_causal_context(ctx, call):
             return False
@@ -147,6 +148,14 @@ class CausalMaskMissing(Detector):
                 and (ctx.code(query) == ctx.code(key) or same_sequence(ctx, function, query, key, ctx.order(call)))
             )
         return True
+
+
+def _module_causal_arguments(module: str) -> tuple[str, list[str]]:
+    """The causal flag and the masks of a torch.nn module's forward that mask its self-attention: a
+    decoder's is the target's (`tgt_mask`, `tgt_is_causal`); its memory mask is cross-attention's."""
+    if module in DECODERS | TRANSFORMER:
+        return "tgt_is_causal", ["tgt_mask"]
+    return "is_causal", [k for k in MODULE_MASK_ARGUMENTS[module] if "padding" not in k]
 
 
 def _always_off(ctx, value: cst.BaseExpression) -> bool:

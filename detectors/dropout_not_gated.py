@@ -14,12 +14,13 @@ from sharpedges.analysis.training_mode import (
     training_read_in_init,
     wrapper_dropout_without_mode,
 )
+from sharpedges.analysis.vocabulary import KERNEL_TOKENS
 from sharpedges.detector import Detector, Finding, Fix, Replacement
 
 
 class DropoutNotGated(Detector):
     code = "SHP701"
-    tokens = (b"dropout", b"drop_rate", b"self.training")
+    tokens = (b"dropout", b"drop_rate", b"self.training", *KERNEL_TOKENS)
 
     def check(self, ctx):
         for call in ctx.calls():

@@ -18,6 +18,7 @@ from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.summaries import forwarded_arguments
 from sharpedges.analysis.tensors import module_class
+from sharpedges.analysis.vocabulary import kernel_of
 
 FORWARD_ENTRY_POINTS = ("forward", "__call__")
 MAX_DEPTH = 6
@@ -31,15 +32,6 @@ FUNCTIONAL_DROPOUTS = {
     "torch.nn.functional.feature_alpha_dropout": 2,
 }
 # Attention kernels with a dropout probability and no way to know the module's mode.
-ATTENTION_DROPOUT_KEYWORDS = {
-    "torch.nn.functional.scaled_dot_product_attention": "dropout_p",
-    "flash_attn.flash_attn_func": "dropout_p",
-    "flash_attn.flash_attn_varlen_func": "dropout_p",
-    "flash_attn.flash_attn_qkvpacked_func": "dropout_p",
-    "flash_attn.flash_attn_kvpacked_func": "dropout_p",
-    "flash_attn.flash_attn_interface.flash_attn_func": "dropout_p",
-    "flash_attn.flash_attn_interface.flash_attn_varlen_func": "dropout_p",
-}
 AUTOGRAD_FUNCTIONS = {"torch.autograd.Function", "torch.autograd.function.Function"}
 DROPOUT_MODULES = {
     "torch.nn.Dropout",
@@ -280,10 +272,10 @@ def in_plain_class(ctx: FileContext, node: cst.CSTNode) -> bool:
 def attention_dropout_without_mode(ctx: FileContext, call: cst.Call) -> UngatedDropout | None:
     """An attention kernel's `dropout_p` taken from the module (an attribute, a config value, a
     literal) with no training gate; a function parameter is left to the caller to gate."""
-    keyword = ATTENTION_DROPOUT_KEYWORDS.get(ctx.callee(call) or "")
-    if keyword is None or any(arg.star for arg in call.args):
+    kernel = kernel_of(ctx, call)
+    if kernel is None or any(arg.star for arg in call.args):
         return None
-    probability = argument(call, keyword)
+    probability = kernel.argument(call, "dropout")
     if (
         probability is None
         or gated(ctx, probability)

@@ -133,6 +133,27 @@ _FLASH = _kernel(
     causal=("causal", 5),
     window=("window_size", 6),
 )
+# Packed inputs: the query, key and value stacked in one tensor (or key and value in one).
+_FLASH_QKVPACKED = _kernel(
+    "flash_attn_qkvpacked_func",
+    query=("qkv", 0),
+    key=("qkv", 0),
+    value=("qkv", 0),
+    dropout=("dropout_p", 1),
+    scale=("softmax_scale", 2),
+    causal=("causal", 3),
+    window=("window_size", 4),
+)
+_FLASH_KVPACKED = _kernel(
+    "flash_attn_kvpacked_func",
+    query=("q", 0),
+    key=("kv", 1),
+    value=("kv", 1),
+    dropout=("dropout_p", 2),
+    scale=("softmax_scale", 3),
+    causal=("causal", 4),
+    window=("window_size", 5),
+)
 _FLASH_VARLEN = _kernel(
     "flash_attn_varlen_func",
     query=("q", 0),
@@ -178,6 +199,17 @@ KERNELS: dict[str, Kernel] = {
     **{
         name: _FLASH_VARLEN
         for name in ("flash_attn.flash_attn_varlen_func", "flash_attn.flash_attn_interface.flash_attn_varlen_func")
+    },
+    **{
+        name: _FLASH_QKVPACKED
+        for name in (
+            "flash_attn.flash_attn_qkvpacked_func",
+            "flash_attn.flash_attn_interface.flash_attn_qkvpacked_func",
+        )
+    },
+    **{
+        name: _FLASH_KVPACKED
+        for name in ("flash_attn.flash_attn_kvpacked_func", "flash_attn.flash_attn_interface.flash_attn_kvpacked_func")
     },
     **{
         name: _FLASH_KVCACHE

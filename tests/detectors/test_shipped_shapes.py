@@ -409,3 +409,70 @@ def test_shp105_module_run_under_autocast_is_quiet():
 def test_shp105_tensor_cast_to_half_is_no_module_cast():
     source = EAGER_ATTENTION + "\n    x = torch.randn(1, 8, 64).half()\n"
     assert findings("SHP105", source) == []
+
+
+# -- SHP701: attention kernels other than SDPA, their dropout by position or by its own keyword ---------------
+KERNEL_DROPOUT = """
+    from flash_attn import flash_attn_varlen_func
+    import xformers.ops as xops
+    from torch import nn
+
+    class Attention(nn.Module):
+        def __init__(self, p):
+            super().__init__()
+            self.p = p
+
+        def varlen(self, q, k, v, cu, max_len):
+            return flash_attn_varlen_func(q, k, v, cu, cu, max_len, max_len, self.p, causal=True)
+
+        def memory_efficient(self, q, k, v):
+            return xops.memory_efficient_attention(q, k, v, p=self.p)
+"""
+
+
+def test_shp701_varlen_and_xformers_dropout_in_eval_is_found():
+    assert findings("SHP701", KERNEL_DROPOUT) == [
+        line_of(KERNEL_DROPOUT, "flash_attn_varlen_func(q, k, v, cu"),
+        line_of(KERNEL_DROPOUT, "xops.memory_efficient_attention(q, k, v"),
+    ]
+
+
+def test_shp701_varlen_and_xformers_dropout_gated_on_training_is_quiet():
+    gated = KERNEL_DROPOUT.replace("max_len, self.p,", "max_len, self.p if self.training else 0.0,")
+    gated = gated.replace("p=self.p)", "p=self.p if self.training else 0.0)")
+    assert findings("SHP701", gated) == []
+
+
+# -- SHP201: nn.TransformerDecoder called with no target mask in a decoder-only model ---------------------------
+TORCH_DECODER = """
+    from torch import nn
+
+    class CaptionDecoder(nn.Module):
+        def __init__(self, dim, heads, depth, vocab):
+            super().__init__()
+            layer = nn.TransformerDecoderLayer(dim, heads, batch_first=True)
+            self.decoder = nn.TransformerDecoder(layer, depth)
+            self.embed = nn.Embedding(vocab, dim)
+
+        def forward(self, tokens, memory):
+            x = self.embed(tokens)
+            return self.decoder(x, memory)
+"""
+
+
+def test_shp201_torch_decoder_without_target_mask_is_found():
+    assert findings("SHP201", TORCH_DECODER) == [line_of(TORCH_DECODER, "return self.decoder(x, memory)")]
+
+
+def test_shp201_torch_decoder_with_target_mask_is_quiet():
+    for call in (
+        "self.decoder(x, memory, tgt_mask=nn.Transformer.generate_square_subsequent_mask(x.size(1)))",
+        "self.decoder(x, memory, mask, tgt_is_causal=True)",
+    ):
+        masked = TORCH_DECODER.replace("self.decoder(x, memory)", call)
+        assert findings("SHP201", masked) == []
+
+
+def test_shp201_torch_decoder_with_only_a_memory_mask_is_found():
+    memory_only = TORCH_DECODER.replace("self.decoder(x, memory)", "self.decoder(x, memory, memory_mask=pad)")
+    assert findings("SHP201", memory_only) == [line_of(memory_only, "return self.decoder(x, memory")]
