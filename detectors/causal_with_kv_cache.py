@@ -7,6 +7,7 @@ import libcst as cst
 from sharpedges.analysis.calls import is_true, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.masks import MAX_DEPTH
+from sharpedges.analysis.summaries import bind_arguments, call_sites, imported_function, in_branch
 from sharpedges.analysis.values import possible_values
 from sharpedges.analysis.vocabulary import (
     BROADCAST_METHODS,
@@ -28,18 +29,41 @@ SDPA_KERNEL = KERNELS["torch.nn.functional.scaled_dot_product_attention"]
 
 class CausalWithKvCache(Detector):
     code = "SHP204"
-    tokens = (b"is_causal",)
+    tokens = (b"is_causal", b"cat(", b".update(")  # a caller of an imported wrapper names no kernel
 
     def check(self, ctx):
         for call in ctx.calls():
             if ctx.callee(call) not in SDPA:
                 continue
             function = ctx.function_of(call)
-            if function is None or not _always_causal(ctx, call) or _in_branch(ctx, function, call):
+            if function is None or not _always_causal(ctx, call) or in_branch(ctx, call):
                 continue
             key = SDPA_KERNEL.argument(call, "key")
             if key is not None and _from_cache(ctx, function, key, ctx.order(call), 0):
                 yield Finding(call)
+        yield from _imported_wrappers(ctx)
+
+
+def _imported_wrappers(ctx):
+    """A function of another project module that runs SDPA with `is_causal=True` (in no branch) on one of
+    its parameters as the keys, called here with keys built from a cache."""
+    for call in ctx.calls():
+        entry = imported_function(ctx, call)
+        function = ctx.function_of(call)
+        if entry is None or function is None or in_branch(ctx, call) or any(arg.star for arg in call.args):
+            continue
+        bound = bind_arguments(call, list(entry["positional"]))
+        keys = [
+            bound[parameter]
+            for parameter, uses in entry["kernels"].items()
+            if parameter in bound
+            and any(
+                kernel in SDPA and meaning == "key" and flags.get("causal") is True and not flags["conditional"]
+                for kernel, meaning, flags in uses
+            )
+        ]
+        if any(_from_cache(ctx, function, key, ctx.order(call), 0) for key in keys):
+            yield Finding(call)
 
 
 def _always_causal(ctx, call: cst.Call) -> bool:
@@ -47,17 +71,6 @@ def _always_causal(ctx, call: cst.Call) -> bool:
     flags are gated."""
     values = possible_values(ctx, SDPA_KERNEL.argument(call, "causal")) or []
     return bool(values) and all(is_true(value) for value in values)
-
-
-def _in_branch(ctx, function, call: cst.Call) -> bool:
-    """Inside an `if` (on the cache, the query length ...) or an `x if c else y`: the author chose
-    when the mask is causal."""
-    for ancestor in ctx.index.ancestors(call):
-        if ancestor is function:
-            return False
-        if is_a(ancestor, (cst.If, cst.IfExp, cst.Else)):
-            return True
-    return False
 
 
 def _from_cache(ctx, function, expr: cst.BaseExpression | None, at: int, depth: int) -> bool:
@@ -77,6 +90,8 @@ def _from_cache(ctx, function, expr: cst.BaseExpression | None, at: int, depth: 
                 and _from_cache(ctx, function, value, definition.order, depth + 1)
             ):
                 return True
+            if definition.kind == "param" and _passed_from_cache(ctx, expr.value, function, depth):
+                return True
         return False
     if is_a(expr, cst.Call):
         if ctx.callee(expr) in CONCATENATIONS:
@@ -89,6 +104,22 @@ def _from_cache(ctx, function, expr: cst.BaseExpression | None, at: int, depth: 
         return False
     if is_a(expr, cst.Subscript):
         return _written_buffer(ctx, function, expr.value) or _from_cache(ctx, function, expr.value, at, depth + 1)
+    return False
+
+
+def _passed_from_cache(ctx, parameter: str, function, depth: int) -> bool:
+    """A caller in this file, outside any branch, passes keys built from a cache to this parameter:
+    `forward` concatenates the past onto `k` and hands it to the method that runs SDPA."""
+    for call, bound in call_sites(ctx, function):
+        caller = ctx.function_of(call)
+        argument = bound.get(parameter)
+        if (
+            argument is not None
+            and caller is not None
+            and not in_branch(ctx, call)
+            and _from_cache(ctx, caller, argument, ctx.order(call), depth + 1)
+        ):
+            return True
     return False
 
 

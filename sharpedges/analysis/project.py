@@ -138,6 +138,14 @@ def factory_closures(ctx) -> dict[str, list[dict[str, Any]]]:
     return closure_summaries(ctx)
 
 
+@summary_fact("functions")
+def kernel_functions(ctx) -> dict[str, dict[str, Any]]:
+    """Module-level functions whose parameters reach an attention kernel (summaries.py)."""
+    from sharpedges.analysis.summaries import function_summaries
+
+    return function_summaries(ctx)
+
+
 # -- the scope of one checked file ------------------------------------------------------------------
 
 SummaryLoader = Callable[[Path], "tuple[str, dict[str, Any]] | None"]

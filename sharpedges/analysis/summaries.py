@@ -92,6 +92,24 @@ def module_call_sites(ctx: FileContext, cls: cst.ClassDef) -> list[tuple[cst.Cal
     return ctx.memo(f"module_call_sites:{ctx.order(cls)}", compute)
 
 
+def call_sites(ctx: FileContext, function: cst.FunctionDef) -> list[tuple[cst.Call, dict[str, cst.BaseExpression]]]:
+    """The calls in this file that run `function` (as `called_function` resolves them), each with the
+    argument it binds to each parameter: how a value built by a caller reaches a helper's parameter.
+
+    Ex) `forward` concatenates the cache onto `k`, then `self._attend(q, k, v)` runs the kernel
+    """
+
+    def compute() -> dict[cst.FunctionDef, list[tuple[cst.Call, dict[str, cst.BaseExpression]]]]:
+        found: dict[cst.FunctionDef, list[tuple[cst.Call, dict[str, cst.BaseExpression]]]] = {}
+        for call in ctx.calls():
+            target = called_function(ctx, call)
+            if target is not None:
+                found.setdefault(target[0], []).append((call, bind_arguments(call, target[1])))
+        return found
+
+    return ctx.memo("summaries.call_sites", compute).get(function, [])
+
+
 def _functions_by_name(ctx: FileContext) -> dict[str, list[cst.FunctionDef]]:
     found: dict[str, list[cst.FunctionDef]] = {}
     for function in ctx.index.nodes(cst.FunctionDef):
@@ -316,3 +334,62 @@ def closure_summaries(ctx: FileContext) -> dict[str, list[dict[str, Any]]]:
         if any(entry["kernels"] for entry in entries):
             found[statement.name.value] = entries
     return found
+
+
+# -- module-level functions, as an importing file sees them ----------------------------------------------
+def kernel_call_flags(ctx: FileContext, call: cst.Call, kernel: Kernel) -> dict[str, Any]:
+    """What a kernel call fixes by itself: each argument it passes as a literal `True` / `False`, by
+    meaning, and whether the call sits in a branch of its function (`conditional`)."""
+    flags: dict[str, Any] = {}
+    for meaning, _, _ in kernel.arguments:
+        value = kernel.argument(call, meaning)
+        if is_a(value, cst.Name) and value.value in ("True", "False"):
+            flags[meaning] = value.value == "True"
+    flags["conditional"] = in_branch(ctx, call)
+    return flags
+
+
+def in_branch(ctx: FileContext, node: cst.CSTNode) -> bool:
+    """Inside an `if` or an `x if c else y` of its function (or of the module): the author chose when it runs."""
+    for ancestor in ctx.index.ancestors(node):
+        if is_a(ancestor, (cst.FunctionDef, cst.Lambda)):
+            return False
+        if is_a(ancestor, (cst.If, cst.IfExp, cst.Else)):
+            return True
+    return False
+
+
+def function_summaries(ctx: FileContext) -> dict[str, dict[str, Any]]:
+    """Module-level functions that hand a parameter to an attention kernel -> the names their positional
+    arguments bind to, and for each such parameter the (qualified kernel, meaning, the kernel call's flags)
+    it reaches: what an importing file needs to follow `causal_attention(q, k, v)` into SDPA."""
+    found: dict[str, dict[str, Any]] = {}
+    for statement in ctx.module.body:
+        if not is_a(statement, cst.FunctionDef):
+            continue
+        reach = kernel_parameters(ctx, statement)
+        if reach:
+            found[statement.name.value] = {
+                "positional": positional_parameters(statement),
+                "kernels": {
+                    name: [
+                        [ctx.callee(use.call), use.meaning, kernel_call_flags(ctx, use.call, use.kernel)]
+                        for use in uses
+                    ]
+                    for name, uses in reach.items()
+                },
+            }
+    return found
+
+
+def imported_function(ctx: FileContext, call: cst.Call) -> dict[str, Any] | None:
+    """For a call of a function imported from a project module: its `function_summaries` entry there
+    (None when the file is checked alone, or the module summarises no such function)."""
+    if not is_a(call.func, cst.Name):
+        return None
+    scope: ProjectScope | None = getattr(ctx, "project", None)
+    source = imported_names(ctx).get(call.func.value)
+    if scope is None or source is None or not source.name:
+        return None
+    summary = scope.summary(ImportedName(source.module, source.level, ""))
+    return None if summary is None else summary.get("functions", {}).get(source.name)

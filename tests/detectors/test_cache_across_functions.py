@@ -1,0 +1,122 @@
+"""SHP204 across the function boundary: the cache is concatenated in `forward()` while SDPA runs with
+`is_causal=True` in another method of the class, or in a function of another project module."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import findings, mutate
+
+METHOD = """
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Attention(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.qkv = nn.Linear(dim, 3 * dim)
+
+        def _attend(self, q, k, v):
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+        def forward(self, x, past=None):
+            q, k, v = self.qkv(x).chunk(3, dim=-1)
+            if past is not None:
+                k = torch.cat([past[0], k], dim=-2)
+                v = torch.cat([past[1], v], dim=-2)
+            return self._attend(q, k, v), (k, v)
+"""
+
+
+def line_of(source: str, text: str) -> int:
+    return next(i for i, line in enumerate(textwrap.dedent(source).splitlines(), 1) if text in line)
+
+
+def shp204(source: str) -> list[int]:
+    return [d.line for d in findings("SHP204", source)]
+
+
+def test_cache_concatenated_by_the_caller_of_the_kernel_method_is_found():
+    assert shp204(METHOD) == [line_of(METHOD, "F.scaled_dot_product_attention(q, k, v, is_causal=True)")]
+
+
+def test_kernel_method_called_only_without_a_cache_is_quiet():
+    gated = mutate(
+        METHOD,
+        "            return self._attend(q, k, v), (k, v)",
+        "            if past is None:\n                return self._attend(q, k, v), (k, v)\n"
+        "            return F.scaled_dot_product_attention(q, k, v), (k, v)",
+    )
+    assert shp204(gated) == []
+
+
+def test_kernel_method_given_keys_without_a_cache_is_quiet():
+    no_cache = mutate(METHOD, "k = torch.cat([past[0], k], dim=-2)", "k = k * 1.0")
+    no_cache = mutate(no_cache, "v = torch.cat([past[1], v], dim=-2)", "v = v * 1.0")
+    assert shp204(no_cache) == []
+
+
+# -- across files: the kernel in kernels.py, the cache in model.py ----------------------------------------
+KERNELS = """
+    import torch.nn.functional as F
+
+    def causal_attention(q, k, v):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+"""
+MODEL = """
+    import torch
+    from torch import nn
+
+    from pkg.kernels import causal_attention
+
+    class Attention(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.qkv = nn.Linear(dim, 3 * dim)
+
+        def forward(self, x, past=None):
+            q, k, v = self.qkv(x).chunk(3, dim=-1)
+            if past is not None:
+                k = torch.cat([past[0], k], dim=-2)
+                v = torch.cat([past[1], v], dim=-2)
+            return causal_attention(q, k, v), (k, v)
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "pyproject.toml").write_text("[tool.sharpedges]\n")
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "kernels.py").write_text(textwrap.dedent(KERNELS))
+    (package / "model.py").write_text(textwrap.dedent(MODEL))
+    return tmp_path
+
+
+def test_cache_handed_to_a_causal_kernel_in_another_module_is_found(run_cli, project: Path):
+    result = run_cli("check", "pkg", "--select", "SHP204", "--no-cache", cwd=project)
+    line = line_of(MODEL, "return causal_attention(q, k, v)")
+    assert result.stdout.splitlines()[0].startswith(f"pkg/model.py:{line}:")
+    assert "SHP204 `is_causal=True` with keys from a KV cache" in result.stdout
+    assert "Found 1 problem in 1 of 3 files." in result.stdout
+
+
+def test_kernel_module_whose_causal_flag_is_gated_is_quiet(run_cli, project: Path):
+    kernels = project / "pkg" / "kernels.py"
+    kernels.write_text(kernels.read_text().replace("is_causal=True", "is_causal=q.shape[-2] == k.shape[-2]"))
+    result = run_cli("check", "pkg", "--select", "SHP204", "--no-cache", cwd=project)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_warm_result_follows_an_edit_of_the_kernel_module(run_cli, project: Path):
+    cold = run_cli("check", "pkg", "--select", "SHP204", cwd=project)
+    assert "Found 1 problem" in cold.stdout
+    kernels = project / "pkg" / "kernels.py"
+    kernels.write_text(kernels.read_text().replace("is_causal=True", "is_causal=False"))
+    warm = run_cli("check", "pkg", "--select", "SHP204", cwd=project)
+    assert warm.returncode == 0, warm.stdout + warm.stderr
