@@ -136,7 +136,8 @@ class CausalMaskMissing(Detector):
         flag, causal_keywords = _module_causal_arguments(module)
         if any(argument(call, k, arguments[k]) is not None for k in causal_keywords) or flag in keyword_names(call):
             return False
-        if not in_causal_context(ctx, call):
+        # a torch decoder named only as a decoder may attend over learned queries (DETR, ML-Decoder)
+        if not in_causal_context(ctx, call, weak=module not in DECODERS | TRANSFORMER):
             return False
         if module in MHA:
             function = ctx.function_of(call)

@@ -1113,11 +1113,13 @@ def _trains_next_token(ctx: FileContext, function: cst.FunctionDef) -> bool:
     return starts and ends
 
 
-def causal_scopes(ctx: FileContext) -> set[cst.CSTNode]:
+def causal_scopes(ctx: FileContext, weak: bool = True) -> set[cst.CSTNode]:
     """Classes and functions in a causal context: named as a decoder / causal / GPT / LM, trained on
-    next-token prediction, or built or called by one of those (within the file)."""
+    next-token prediction, or built or called by one of those (within the file). With `weak=False`, only
+    those that a strong word (causal, LM, GPT) or next-token training puts there: "decoder" alone also
+    names the decoders of DETR-style set prediction, which attend over learned queries."""
 
-    def compute() -> set[cst.CSTNode]:
+    def compute() -> tuple[set[cst.CSTNode], set[cst.CSTNode]]:
         classes = {c.name.value: c for c in ctx.index.nodes(cst.ClassDef)}
         functions = {f.name.value: f for f in ctx.index.nodes(cst.FunctionDef) if ctx.class_of(f) is None}
         seeds: list[cst.CSTNode] = [
@@ -1145,9 +1147,10 @@ def causal_scopes(ctx: FileContext) -> set[cst.CSTNode]:
                     target = classes.get(call.func.value) or functions.get(call.func.value)
                     if target is not None and target not in spread and not _non_causal(target):
                         seeds.append(target)
-        return scopes
+        return scopes, spread
 
-    return ctx.memo("causal_scopes", compute)
+    scopes, strong = ctx.memo("causal_scopes", compute)
+    return scopes if weak else strong
 
 
 def _non_causal(scope: cst.CSTNode) -> bool:
@@ -1155,8 +1158,8 @@ def _non_causal(scope: cst.CSTNode) -> bool:
     return bool(name_words(name) & NON_CAUSAL_WORDS)
 
 
-def in_causal_context(ctx: FileContext, node: cst.CSTNode) -> bool:
-    scopes = causal_scopes(ctx)
+def in_causal_context(ctx: FileContext, node: cst.CSTNode, weak: bool = True) -> bool:
+    scopes = causal_scopes(ctx, weak)
     if not scopes:
         return False
     for ancestor in ctx.index.ancestors(node):
