@@ -903,7 +903,104 @@ def head_splits(ctx: FileContext, scope: cst.CSTNode) -> list[HeadSplit]:
     the code divides a width among heads, and which of the two the divisor is. A class also inherits
     the splits of the in-file classes that construct it, for the parameters they fill with the width."""
     own = _own_head_splits(ctx, scope)
-    return own + _constructor_splits(ctx, scope) if is_a(scope, cst.ClassDef) else own
+    if not is_a(scope, cst.ClassDef):
+        return own
+    return own + _constructor_splits(ctx, scope) + _projection_splits(ctx, scope)
+
+
+def _projection_splits(ctx: FileContext, cls: cst.ClassDef) -> list[HeadSplit]:
+    """One head per module: `self.query = nn.Linear(n_embd, head_size)` where every constructor of the
+    class hands it a per-head size (`head_size = n_embd // n_head` in the class that builds it, through
+    any number of constructors). The last dim of the input the projection is applied to
+    (`B, T, C = x.shape`) is then the model width that split divides.
+
+    Ex) ng-video-lecture: `Head(head_size)` in `MultiHeadAttention`, `wei = q @ k.transpose(-2, -1) * C**-0.5`
+    """
+
+    def compute() -> list[HeadSplit]:
+        facts = ctx.class_facts(cls)
+        found = []
+        for attr, assignments in facts.assignments.items():
+            constructor = assignments[0].value if len(assignments) == 1 else None
+            if not is_a(constructor, cst.Call) or ctx.callee(constructor) != "torch.nn.Linear":
+                continue
+            init = facts.methods[assignments[0].method]
+            quotient = _per_head_size(ctx, cls, argument(constructor, "out_features", 1), init, ctx.order(constructor))
+            if quotient is None:
+                continue
+            for call in ctx.index.descendants(cls, cst.Call):
+                applied = argument(call, None, 0)
+                function = ctx.function_of(call)
+                if self_attribute(call.func) == attr and is_a(applied, cst.Name) and function is not None:
+                    found += [
+                        HeadSplit(quotient, ("local", ctx.order(function), name), None, None)
+                        for name in _last_dim_names(ctx, function, applied.value)
+                    ]
+        return found
+
+    return ctx.memo(f"projection_splits:{ctx.order(cls)}", compute)
+
+
+def _per_head_size(
+    ctx: FileContext,
+    cls: cst.ClassDef,
+    size: cst.BaseExpression | None,
+    function: cst.FunctionDef,
+    at: int,
+    depth: int = 0,
+) -> cst.BinaryOperation | None:
+    """The head split (`n_embd // n_head`) a size is, directly or as a parameter of `__init__` that every
+    constructor of the class in this file fills with one (followed up through the constructors)."""
+    if size is None or depth > MAX_DEPTH:
+        return None
+    if is_a(size, cst.BinaryOperation):
+        return (
+            size
+            if _is_size_division(ctx, size)
+            and not any(literal_number(side) is not None for side in (size.left, size.right))
+            else None
+        )
+    if not is_a(size, cst.Name):
+        return None
+    definitions = ctx.function_facts(function).reaching(size.value, at)
+    if len(definitions) != 1:
+        return None
+    definition = definitions[0]
+    if definition.kind == "assign" and definition.value is not None:
+        return _per_head_size(ctx, cls, definition.value, function, definition.order, depth + 1)
+    if definition.kind != "param" or function.name.value != "__init__" or ctx.class_of(function) is not cls:
+        return None
+    names = positional_parameters(function)[1:]
+    splits = []
+    for call in ctx.calls():
+        if not is_a(call.func, cst.Name) or call.func.value != cls.name.value:
+            continue
+        caller, holder = ctx.function_of(call), ctx.class_of(call)
+        value = bind_arguments(call, names).get(size.value)
+        if caller is None or holder is None or holder is cls or value is None:
+            return None
+        split = _per_head_size(ctx, holder, value, caller, ctx.order(call), depth + 1)
+        if split is None:
+            return None
+        splits.append(split)
+    return splits[0] if splits else None
+
+
+def _last_dim_names(ctx: FileContext, function: cst.FunctionDef, tensor: str) -> list[str]:
+    """Names the function binds to the last dim of `tensor`: `B, T, C = x.shape` (or `x.size()`)."""
+    names = []
+    for node in ctx.index.descendants(function.body, cst.Assign, prune=HELPER_SCOPES):
+        value = node.value
+        if is_a(value, cst.Call) and method_name(value) == "size" and not value.args:
+            value = value.func
+        if not (is_a(value, cst.Attribute) and value.attr.value in ("shape", "size") and is_a(value.value, cst.Name)):
+            continue
+        if value.value.value != tensor or len(node.targets) != 1 or not is_a(node.targets[0].target, cst.Tuple):
+            continue
+        elements = node.targets[0].target.elements
+        if elements and is_a(elements[-1].value, cst.Name) and not any(is_a(e, cst.StarredElement) for e in elements):
+            names.append(elements[-1].value.value)
+    return names
 
 
 def _constructor_splits(ctx: FileContext, cls: cst.ClassDef) -> list[HeadSplit]:

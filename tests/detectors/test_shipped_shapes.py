@@ -447,7 +447,7 @@ def test_shp701_varlen_and_xformers_dropout_gated_on_training_is_quiet():
 TORCH_DECODER = """
     from torch import nn
 
-    class CaptionDecoder(nn.Module):
+    class CaptionLM(nn.Module):
         def __init__(self, dim, heads, depth, vocab):
             super().__init__()
             layer = nn.TransformerDecoderLayer(dim, heads, batch_first=True)
@@ -473,6 +473,71 @@ def test_shp201_torch_decoder_with_target_mask_is_quiet():
         assert findings("SHP201", masked) == []
 
 
+def test_shp201_torch_decoder_named_only_as_a_decoder_is_quiet():
+    # ML-Decoder, DETR: a decoder over learned queries needs no causal mask; "decoder" alone does not say
+    queries = TORCH_DECODER.replace("class CaptionLM", "class QueryDecoder")
+    assert findings("SHP201", queries) == []
+
+
 def test_shp201_torch_decoder_with_only_a_memory_mask_is_found():
     memory_only = TORCH_DECODER.replace("self.decoder(x, memory)", "self.decoder(x, memory, memory_mask=pad)")
     assert findings("SHP201", memory_only) == [line_of(memory_only, "return self.decoder(x, memory")]
+
+
+# -- SHP102: one head per module, scaled by the width of the input it projects ---------------------------------
+ONE_HEAD_PER_MODULE = """
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    n_embd = 384
+
+    class Head(nn.Module):
+        def __init__(self, head_size):
+            super().__init__()
+            self.key = nn.Linear(n_embd, head_size, bias=False)
+            self.query = nn.Linear(n_embd, head_size, bias=False)
+            self.value = nn.Linear(n_embd, head_size, bias=False)
+
+        def forward(self, x):
+            B, T, C = x.shape
+            k = self.key(x)
+            q = self.query(x)
+            wei = q @ k.transpose(-2, -1) * C**-0.5
+            wei = F.softmax(wei, dim=-1)
+            return wei @ self.value(x)
+
+    class MultiHeadAttention(nn.Module):
+        def __init__(self, num_heads, head_size):
+            super().__init__()
+            self.heads = nn.ModuleList([Head(head_size) for _ in range(num_heads)])
+            self.proj = nn.Linear(n_embd, n_embd)
+
+        def forward(self, x):
+            return self.proj(torch.cat([h(x) for h in self.heads], dim=-1))
+
+    class Block(nn.Module):
+        def __init__(self, n_embd, n_head):
+            super().__init__()
+            head_size = n_embd // n_head
+            self.sa = MultiHeadAttention(n_head, head_size)
+"""
+
+
+def test_shp102_one_head_per_module_scaled_by_the_input_width_is_found():
+    result = Engine([all_rules()["SHP102"]]).check("model.py", textwrap.dedent(ONE_HEAD_PER_MODULE).encode())
+    [finding] = result.diagnostics
+    assert finding.line == line_of(ONE_HEAD_PER_MODULE, "* C**-0.5")
+    assert "`n_embd // n_head`" in finding.message
+
+
+def test_shp102_one_head_per_module_scaled_by_the_head_size_is_quiet():
+    fixed = ONE_HEAD_PER_MODULE.replace("* C**-0.5", "* k.shape[-1] ** -0.5")
+    assert findings("SHP102", fixed) == []
+
+
+def test_shp102_single_head_of_the_full_width_is_quiet():
+    whole = ONE_HEAD_PER_MODULE.replace(
+        "self.sa = MultiHeadAttention(n_head, head_size)", "self.sa = MultiHeadAttention(1, n_embd)"
+    )
+    assert findings("SHP102", whole) == []
