@@ -28,6 +28,7 @@ from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.dataflow import Definition, FunctionFacts
 from sharpedges.analysis.names import dotted
+from sharpedges.analysis.summaries import result_element_read
 from sharpedges.analysis.tensors import returns_nothing
 from sharpedges.analysis.vocabulary import (
     CAST_METHODS,
@@ -1009,11 +1010,29 @@ def balancing(ctx: FileContext, site: RoutingSite) -> str | None:
     if router_outputs_recorded(ctx):
         return "router logits recorded for the caller"
     facts = ctx.function_facts(site.function)
-    if escapes(ctx, facts, trace.definitions):
+    if escapes(ctx, facts, trace.definitions) and not _returned_only_to_be_dropped(ctx, facts, trace.definitions):
         return "router scores leave the layer"
     if trace.parameters and not trace.projections:
         return _balanced_by_callers(ctx, site)
     return None
+
+
+def _returned_only_to_be_dropped(ctx: FileContext, facts: FunctionFacts, definitions: set[Definition]) -> bool:
+    """The scores leave the function only as elements of the tuples it returns, and every caller in this
+    file unpacks those tuples and never reads those elements: `weights, idx, router_logits =
+    self.router(x)` with `router_logits` dropped balances nothing."""
+    positions = set()
+    for definition in definitions:
+        for use in facts.later_uses(definition.name, definition.order - 1):
+            if definition not in facts.reaching(definition.name, ctx.order(use)) or not _leaves_function(ctx, use):
+                continue
+            element = ctx.index.parents.get(use)
+            returned = ctx.index.parents.get(element) if is_a(element, cst.Element) else None
+            statement = ctx.index.parents.get(returned) if is_a(returned, cst.Tuple) else None
+            if not is_a(statement, cst.Return) or not is_a(element, cst.Element) or not is_a(returned, cst.Tuple):
+                return False  # returned whole, stored or collected: it may reach a loss
+            positions.add(next(i for i, item in enumerate(returned.elements) if item is element))
+    return bool(positions) and all(result_element_read(ctx, facts.function, i) is False for i in positions)
 
 
 def _balanced_by_callers(ctx: FileContext, site: RoutingSite) -> str | None:

@@ -110,6 +110,38 @@ def call_sites(ctx: FileContext, function: cst.FunctionDef) -> list[tuple[cst.Ca
     return ctx.memo("summaries.call_sites", compute).get(function, [])
 
 
+def result_element_read(ctx: FileContext, function: cst.FunctionDef, position: int) -> bool | None:
+    """Whether the callers in this file read element `position` of the tuple `function` returns: False
+    when every caller (a method call, or a call of the module whose `forward` it is) unpacks the result
+    into names and never reads that one; None when there is no caller, or one does something else with
+    the whole result.
+
+    Ex) `weights, idx, router_logits = self.router(x)`, and `router_logits` is never read again
+    """
+    calls = [call for call, _ in call_sites(ctx, function)]
+    cls = ctx.class_of(function)
+    if cls is not None and function.name.value == "forward" and ctx.function_of(function) is None:
+        calls += [call for call, _ in module_call_sites(ctx, cls)]
+    if not calls:
+        return None
+    for call in calls:
+        statement = ctx.index.parents.get(call)
+        caller = ctx.function_of(call)
+        if not is_a(statement, cst.Assign) or len(statement.targets) != 1 or caller is None:
+            return None
+        target = statement.targets[0].target
+        if not is_a(target, (cst.Tuple, cst.List)) or len(target.elements) <= position:
+            return None
+        if any(not is_a(element.value, cst.Name) for element in target.elements):
+            return None  # a starred or nested target: the positions are not the tuple's
+        name = target.elements[position].value
+        if not is_a(name, cst.Name):
+            return None
+        if name.value != "_" and ctx.function_facts(caller).later_uses(name.value, ctx.index.last_order(statement)):
+            return True
+    return False
+
+
 def _functions_by_name(ctx: FileContext) -> dict[str, list[cst.FunctionDef]]:
     found: dict[str, list[cst.FunctionDef]] = {}
     for function in ctx.index.nodes(cst.FunctionDef):

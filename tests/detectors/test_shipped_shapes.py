@@ -541,3 +541,50 @@ def test_shp102_single_head_of_the_full_width_is_quiet():
         "self.sa = MultiHeadAttention(n_head, head_size)", "self.sa = MultiHeadAttention(1, n_embd)"
     )
     assert findings("SHP102", whole) == []
+
+
+# -- SHP501: router logits returned inside a tuple, unpacked by the caller and dropped ---------------------------
+ROUTER_TUPLE = """
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Router(nn.Module):
+        def __init__(self, dim, n_experts, k):
+            super().__init__()
+            self.gate = nn.Linear(dim, n_experts, bias=False)
+            self.k = k
+
+        def forward(self, x):
+            logits = self.gate(x)
+            weights, idx = torch.topk(F.softmax(logits, dim=-1), self.k, dim=-1)
+            return weights, idx, logits
+
+    class SparseMoE(nn.Module):
+        def __init__(self, dim, n_experts, k):
+            super().__init__()
+            self.router = Router(dim, n_experts, k)
+            self.experts = nn.ModuleList([nn.Linear(dim, dim) for _ in range(n_experts)])
+
+        def forward(self, x):
+            weights, idx, router_logits = self.router(x)
+            out = torch.zeros_like(x)
+            for i, expert in enumerate(self.experts):
+                rows, slot = torch.where(idx == i)
+                out[rows] += weights[rows, slot, None] * expert(x[rows])
+            return out
+"""
+
+
+def test_shp501_router_logits_returned_in_a_tuple_and_dropped_by_the_caller_is_found():
+    assert findings("SHP501", ROUTER_TUPLE) == [line_of(ROUTER_TUPLE, "weights, idx = torch.topk(")]
+
+
+def test_shp501_router_logits_handed_on_by_the_caller_is_quiet():
+    handed_on = ROUTER_TUPLE.replace("            return out\n", "            return out, router_logits\n")
+    assert findings("SHP501", handed_on) == []
+
+
+def test_shp501_router_logits_returned_to_no_caller_in_the_file_is_quiet():
+    alone = ROUTER_TUPLE.split("class SparseMoE")[0]
+    assert findings("SHP501", alone) == []
