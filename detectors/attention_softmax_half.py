@@ -7,7 +7,7 @@ import libcst as cst
 from sharpedges.analysis.attention import attention_softmaxes
 from sharpedges.analysis.calls import argument, method_name, receiver
 from sharpedges.analysis.objects import half_cast_classes
-from sharpedges.analysis.values import MAX_DEPTH
+from sharpedges.analysis.values import MAX_DEPTH, possible_values
 from sharpedges.analysis.vocabulary import REORDER_METHODS, RESHAPE_METHODS, cast_precision, dtype_precision
 from sharpedges.analysis.walk import is_a
 from sharpedges.detector import Detector, Finding
@@ -72,8 +72,10 @@ def _operand_precision(ctx, expr, at: int, depth: int) -> str | None:
         return _operand_precision(ctx, expr.value, at, depth + 1)
     if is_a(expr, cst.Name):
         function = ctx.function_of(expr)
-        if function is None:
-            return None
+        if function is None:  # module-level code: a script or a notebook
+            values = possible_values(ctx, expr, at)
+            found = {_operand_precision(ctx, value, at, depth + 1) for value in values or () if value is not expr}
+            return found.pop() if values and len(found) == 1 else None
         found = {
             _operand_precision(ctx, d.value, d.order, depth + 1)
             for d in ctx.function_facts(function).reaching(expr.value, at)

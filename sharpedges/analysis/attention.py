@@ -30,6 +30,7 @@ from sharpedges.analysis.summaries import (
     return_values,
 )
 from sharpedges.analysis.tensors import known_rank
+from sharpedges.analysis.values import module_assignments
 from sharpedges.analysis.vocabulary import (
     ADDITIVE_FUNCTIONS,
     ADDITIVE_METHODS,
@@ -189,6 +190,13 @@ def _method_call_sites(ctx: FileContext, cls: cst.ClassDef) -> dict[str, list[cs
     return ctx.memo(f"method_call_sites:{ctx.order(cls)}", compute)
 
 
+def _module_value(ctx: FileContext, name: str, at: int) -> tuple[cst.BaseExpression | None, int]:
+    """Module-level code (a script, a notebook): the value of the last plain assignment of `name`
+    before `at`, and where it is made."""
+    before = [(value, order) for value, order in module_assignments(ctx).get(name, ()) if order < at]
+    return before[-1] if before else (None, 0)
+
+
 class LogitTracer:
     """Follows an expression back to the QK^T products it is made of, within one function (and into
     the helpers of the same file it calls on the way)."""
@@ -244,9 +252,14 @@ class LogitTracer:
 
     def _through_definitions(self, name: str, at: int, depth: int) -> list[LogitSource]:
         if self.facts is None:
-            return []
+            value, order = _module_value(self.ctx, name, at)
+            return self.sources(value, order, depth + 1) if value is not None else []
         found: list[LogitSource] = []
         for definition in self.facts.reaching(name, at):
+            if definition.kind == "param" and name in self.bindings:
+                caller, passed, passed_at = self.bindings[name]
+                found += caller.sources(passed, passed_at, depth + 1)
+                continue
             if definition.value is None:
                 continue
             if definition.kind == "augassign":
@@ -326,7 +339,22 @@ class LogitTracer:
         inner = receiver(call)
         if method in PASS_THROUGH_METHODS and inner is not None and not is_library_namespace(ctx, inner):
             return self.sources(inner, at, depth + 1)
-        return []
+        return self._helper_sources(call, at, depth)
+
+    def _helper_sources(self, call: cst.Call, at: int, depth: int) -> list[LogitSource]:
+        """Scores handed through a helper of this file (`scores = to_half(scores)`): what it returns,
+        traced with its parameters bound to this call's arguments."""
+        helper = called_function(self.ctx, call)
+        if helper is None:
+            return []
+        function, positional = helper
+        bindings = {name: (self, value, at) for name, value in bind_arguments(call, positional).items()}
+        inner = LogitTracer(self.ctx, function, bindings)
+        return [
+            source
+            for value in return_values(self.ctx, function)
+            for source in inner.sources(value, self.ctx.index.last_order(value) + 1, depth + 1)
+        ]
 
     # -- what counts as a query-key product -------------------------------------------------
     def qk_product(self, node, left, right, at: int, kind: str = "matmul") -> LogitSource | None:
@@ -406,6 +434,9 @@ class LogitTracer:
                 return self.transpose_of(inner, at, depth + 1)
         if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, (cst.Multiply, cst.Divide)):
             return self.transpose_of(expr.left, at, depth + 1) or self.transpose_of(expr.right, at, depth + 1)
+        if is_a(expr, cst.Name) and self.facts is None:
+            value, order = _module_value(self.ctx, expr.value, at)
+            return self.transpose_of(value, order, depth + 1) if value is not None else None
         if is_a(expr, cst.Name) and self.facts is not None:
             for d in self.facts.reaching(expr.value, at):
                 if d.value is not None and d.kind == "assign":

@@ -588,3 +588,49 @@ def test_shp501_router_logits_handed_on_by_the_caller_is_quiet():
 def test_shp501_router_logits_returned_to_no_caller_in_the_file_is_quiet():
     alone = ROUTER_TUPLE.split("class SparseMoE")[0]
     assert findings("SHP501", alone) == []
+
+
+# -- attention scores through a helper, and in module-level code (scripts, notebooks) ------------------------
+HELPER_CAST = """
+    import math
+    import torch
+
+    def to_half(t):
+        return t.half()
+
+    def attention(q, k, v):
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+        scores = to_half(scores)
+        return scores.softmax(dim=-1) @ v
+"""
+
+
+def test_shp105_scores_cast_to_half_by_a_helper_is_found():
+    assert findings("SHP105", HELPER_CAST) == [line_of(HELPER_CAST, "return scores.softmax(dim=-1) @ v")]
+
+
+def test_shp105_scores_cast_to_float_by_a_helper_is_quiet():
+    assert findings("SHP105", HELPER_CAST.replace("return t.half()", "return t.float()")) == []
+
+
+SCRIPT = """
+    import torch
+
+    q = torch.randn(1, 4, 8, 16).half()
+    k = torch.randn(1, 4, 8, 16).half()
+    scores = q @ k.transpose(-2, -1) * 16 ** -0.5
+    attn = scores.softmax(dim=-1)
+"""
+
+
+def test_shp105_half_softmax_in_module_level_code_is_found():
+    assert findings("SHP105", SCRIPT) == [line_of(SCRIPT, "attn = scores.softmax(dim=-1)")]
+
+
+def test_shp105_float_softmax_in_module_level_code_is_quiet():
+    assert findings("SHP105", SCRIPT.replace("softmax(dim=-1)", "softmax(dim=-1, dtype=torch.float32)")) == []
+
+
+def test_shp101_unscaled_scores_in_module_level_code_is_found():
+    unscaled = SCRIPT.replace(" * 16 ** -0.5", "")
+    assert findings("SHP101", unscaled) == [line_of(unscaled, "attn = scores.softmax(dim=-1)")]
