@@ -50,6 +50,8 @@ def called_function(ctx: FileContext, call: cst.Call) -> tuple[cst.FunctionDef, 
         static = any(dotted(d.decorator) == "staticmethod" for d in method.decorators)
         names = positional_parameters(method)
         return method, names if static else names[1:]
+    if is_a(func, cst.Attribute) and is_a(func.value, cst.Name):
+        return _class_method(ctx, func.value.value, func.attr.value)
     if not is_a(func, cst.Name):
         return None
     by_name = ctx.memo("function_definitions", lambda: _functions_by_name(ctx))
@@ -63,6 +65,23 @@ def called_function(ctx: FileContext, call: cst.Call) -> tuple[cst.FunctionDef, 
     if len(candidates) != 1:
         return None
     return candidates[0], positional_parameters(candidates[0])
+
+
+def _class_method(ctx: FileContext, class_name: str, name: str) -> tuple[cst.FunctionDef, list[str]] | None:
+    """`Masks.causal(n, dtype)`: a static or class method called on a top-level class of this file."""
+    classes = ctx.memo(
+        "summaries.top_level_classes",
+        lambda: {c.name.value: c for c in ctx.index.nodes(cst.ClassDef) if ctx.class_of(c) is None},
+    )
+    cls = classes.get(class_name)
+    method = ctx.class_facts(cls).methods.get(name) if cls is not None else None
+    if method is None:
+        return None
+    decorators = {dotted(d.decorator) for d in method.decorators}
+    names = positional_parameters(method)
+    if "staticmethod" in decorators:
+        return method, names
+    return (method, names[1:]) if "classmethod" in decorators else None
 
 
 def module_call_sites(ctx: FileContext, cls: cst.ClassDef) -> list[tuple[cst.Call, list[str]]]:

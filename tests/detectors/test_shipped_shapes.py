@@ -634,3 +634,32 @@ def test_shp105_float_softmax_in_module_level_code_is_quiet():
 def test_shp101_unscaled_scores_in_module_level_code_is_found():
     unscaled = SCRIPT.replace(" * 16 ** -0.5", "")
     assert findings("SHP101", unscaled) == [line_of(unscaled, "attn = scores.softmax(dim=-1)")]
+
+
+# -- SHP205: planes built by static methods called on their class ------------------------------------------------
+STATIC_PLANES = """
+    import torch
+
+    class Masks:
+        @staticmethod
+        def causal(n, dtype):
+            return torch.triu(torch.full((n, n), torch.finfo(dtype).min), diagonal=1)
+
+        @staticmethod
+        def padding(keep, dtype):
+            return (1.0 - keep[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+
+    def build(keep, n, dtype):
+        return Masks.causal(n, dtype) + Masks.padding(keep, dtype)
+"""
+
+
+def test_shp205_planes_from_static_methods_called_on_the_class_is_found():
+    assert findings("SHP205", STATIC_PLANES) == [line_of(STATIC_PLANES, "return Masks.causal(n, dtype) +")]
+
+
+def test_shp205_static_plane_plus_a_boolean_mask_is_quiet():
+    boolean = STATIC_PLANES.replace(
+        "return (1.0 - keep[:, None, None, :].to(dtype)) * torch.finfo(dtype).min", "return keep[:, None, None, :]"
+    )
+    assert findings("SHP205", boolean) == []
