@@ -11,6 +11,7 @@ from sharpedges.analysis.training_mode import (
     dropout_module_built_in_forward,
     functional_dropout_without_mode,
     is_module_method,
+    partial_dropout_without_mode,
     training_read_in_init,
     wrapper_dropout_without_mode,
 )
@@ -29,9 +30,12 @@ class DropoutNotGated(Detector):
                 or attention_dropout_without_mode(ctx, call)
                 or dropout_module_built_in_forward(ctx, call)
                 or wrapper_dropout_without_mode(ctx, call)
+                or partial_dropout_without_mode(ctx, call)
             )
             if found is not None and found.kind == "wrapper" and found.probability is not None:
                 yield Finding(found.probability, variant="attention")  # where the wrapper's caller passes it
+            elif found is not None and found.kind == "partial" and found.probability is not None:
+                yield Finding(found.probability, variant="partial")  # where the partial fixes it
             elif found is not None:
                 variant = None if found.kind == "functional" else found.kind  # "attention", "module-in-forward"
                 yield Finding(call, variant=variant, fix=_training_fix(ctx, found))

@@ -18,7 +18,7 @@ from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.summaries import forwarded_arguments
 from sharpedges.analysis.tensors import module_class
-from sharpedges.analysis.vocabulary import kernel_of
+from sharpedges.analysis.vocabulary import KERNELS, PARTIALS, kernel_of
 
 FORWARD_ENTRY_POINTS = ("forward", "__call__")
 MAX_DEPTH = 6
@@ -312,6 +312,27 @@ def wrapper_dropout_without_mode(ctx: FileContext, call: cst.Call) -> UngatedDro
             continue
         return UngatedDropout(call, "wrapper", probability)
     return None
+
+
+def partial_dropout_without_mode(ctx: FileContext, call: cst.Call) -> UngatedDropout | None:
+    """`functools.partial(F.scaled_dot_product_attention, dropout_p=p)` built in `__init__`: the
+    probability is fixed when the partial is made, so the kernel drops attention weights in eval too.
+    A gate read in `__init__` is frozen as well (reported as such); a partial made in forward is judged
+    like a direct call."""
+    if ctx.callee(call) not in PARTIALS or any(arg.star for arg in call.args):
+        return None
+    positional = [arg.value for arg in call.args if arg.keyword is None]
+    kernel = KERNELS.get(ctx.qualify(positional[0]) or "") if positional else None
+    keyword = kernel.keyword("dropout") if kernel is not None else None
+    probability = argument(call, keyword) if keyword is not None else None
+    function = ctx.function_of(call)
+    if probability is None or is_zero(probability) or function is None or in_autograd_function(ctx, call):
+        return None
+    if function.name.value == "__init__":
+        return None if mentions_training(ctx, probability) else UngatedDropout(call, "partial", probability)
+    if gated(ctx, probability) or under_training_branch(ctx, call) or _passed_in(ctx, probability):
+        return None
+    return UngatedDropout(call, "partial", probability)
 
 
 def _passed_in(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0) -> bool:

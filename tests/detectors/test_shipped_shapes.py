@@ -663,3 +663,39 @@ def test_shp205_static_plane_plus_a_boolean_mask_is_quiet():
         "return (1.0 - keep[:, None, None, :].to(dtype)) * torch.finfo(dtype).min", "return keep[:, None, None, :]"
     )
     assert findings("SHP205", boolean) == []
+
+
+# -- SHP701: functools.partial fixes the dropout where it is built --------------------------------------------
+PARTIAL_DROPOUT = """
+    from functools import partial
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Attention(nn.Module):
+        def __init__(self, p):
+            super().__init__()
+            self.attend = partial(F.scaled_dot_product_attention, dropout_p=p, is_causal=True)
+
+        def forward(self, q, k, v):
+            return self.attend(q, k, v)
+"""
+
+
+def test_shp701_dropout_fixed_by_a_partial_in_init_is_found():
+    assert findings("SHP701", PARTIAL_DROPOUT) == [line_of(PARTIAL_DROPOUT, "dropout_p=p, is_causal=True)")]
+
+
+def test_shp701_partial_without_dropout_given_it_per_call_is_quiet():
+    fixed = PARTIAL_DROPOUT.replace("dropout_p=p, ", "").replace(
+        "self.attend(q, k, v)", "self.attend(q, k, v, dropout_p=self.p if self.training else 0.0)"
+    )
+    assert findings("SHP701", fixed) == []
+
+
+def test_shp701_partial_made_in_forward_with_a_gated_dropout_is_quiet():
+    in_forward = PARTIAL_DROPOUT.replace(
+        "            return self.attend(q, k, v)",
+        "            attend = partial(F.scaled_dot_product_attention, dropout_p=self.p if self.training else 0.0)\n"
+        "            return attend(q, k, v)",
+    ).replace("dropout_p=p, is_causal=True", "is_causal=True")
+    assert findings("SHP701", in_forward) == []
