@@ -577,6 +577,14 @@ def rotary_applications(ctx: FileContext) -> list[RotaryApplication]:
         assigned: set[int] = set()
         for assign in ctx.index.nodes(cst.Assign):
             call = assign.value
+            comprehension = _comprehension_rotary(ctx, call)
+            if comprehension is not None:
+                targets = {name for t in assign.targets for name in _names(t.target)}
+                rotated = tuple(name for name in comprehension[1] if name in targets)
+                if rotated:
+                    assigned.add(id(comprehension[0]))
+                    found.append(RotaryApplication(comprehension[0], rotated, assign))
+                continue
             if not isinstance(call, cst.Call):
                 continue
             targets = {name for t in assign.targets for name in _names(t.target)}
@@ -642,6 +650,26 @@ def _mapped_rotary_names(ctx: FileContext, call: cst.Call) -> list[str]:
         if isinstance(item, cst.Name):
             names.append(item.value)
     return names
+
+
+def _comprehension_rotary(ctx: FileContext, value: cst.BaseExpression) -> tuple[cst.Call, list[str]] | None:
+    """`[rotary(t, cos, sin) for t in (q, k)]` (or a generator, or `tuple(...)` of one): the rotary call
+    and the names of the literal tuple it runs over, when the loop variable is what it rotates."""
+    if isinstance(value, cst.Call) and ctx.callee(value) in ("tuple", "list") and len(value.args) == 1:
+        value = value.args[0].value
+    if not isinstance(value, (cst.ListComp, cst.GeneratorExp)) or value.for_in.inner_for_in is not None:
+        return None
+    element, loop = value.elt, value.for_in
+    if (
+        not isinstance(element, cst.Call)
+        or not _is_rotary_callee(ctx, element)
+        or not isinstance(loop.target, cst.Name)
+    ):
+        return None
+    if loop.target.value not in _passed_names(element)[:1] or not isinstance(loop.iter, (cst.Tuple, cst.List)):
+        return None
+    names = [item.value.value for item in loop.iter.elements if isinstance(item.value, cst.Name)]
+    return (element, names) if len(names) == len(loop.iter.elements) else None
 
 
 def _is_rotary_callee(ctx: FileContext, call: cst.Call) -> bool:

@@ -699,3 +699,25 @@ def test_shp701_partial_made_in_forward_with_a_gated_dropout_is_quiet():
         "            return attend(q, k, v)",
     ).replace("dropout_p=p, is_causal=True", "is_causal=True")
     assert findings("SHP701", in_forward) == []
+
+
+# -- SHP603: rotary applied through a comprehension over (q, k) ----------------------------------------------
+COMPREHENSION_ROTATION = """
+    def attend(q, k, cos, sin):
+        q, k = [apply_rotary_pos_emb(t, cos, sin) for t in (q, k)]
+        q, k = [apply_rotary_pos_emb(t, cos, sin) for t in (q, k)]
+        return q @ k.transpose(-1, -2)
+"""
+
+
+def test_shp603_comprehension_rotating_names_already_rotated_is_found():
+    lines = textwrap.dedent(COMPREHENSION_ROTATION).splitlines()
+    second = [i for i, line in enumerate(lines, 1) if "apply_rotary_pos_emb" in line][1]
+    assert findings("SHP603", COMPREHENSION_ROTATION) == [second]
+
+
+def test_shp603_comprehension_rotating_once_is_quiet():
+    once = COMPREHENSION_ROTATION.replace(
+        "q, k = [apply_rotary_pos_emb(t, cos, sin) for t in (q, k)]\n", "q, k = [t.float() for t in (q, k)]\n", 1
+    )
+    assert findings("SHP603", once) == []
