@@ -16,7 +16,7 @@ from sharpedges.detector import Detector, Finding, Fix, Replacement
 
 class GqaRepeatNotInterleave(Detector):
     code = "SHP602"
-    tokens = (b"head",)
+    tokens = (b"head", b"shape[", b"size(")  # head counts by name, or read off the tensors
     # tiling needs a repeat or tile; the divisibility check needs a KV-head count
     also_tokens = ((b"repeat(", b"tile(", b"kv", b"key_value", b"group", b"local_heads"),)
 

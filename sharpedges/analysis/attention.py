@@ -30,7 +30,7 @@ from sharpedges.analysis.summaries import (
     return_values,
 )
 from sharpedges.analysis.tensors import known_rank
-from sharpedges.analysis.values import module_assignments
+from sharpedges.analysis.values import module_assignments, possible_values
 from sharpedges.analysis.vocabulary import (
     ADDITIVE_FUNCTIONS,
     ADDITIVE_METHODS,
@@ -807,15 +807,50 @@ def is_head_ratio(ctx: FileContext, expr: cst.BaseExpression) -> bool:
 
     Ex) `n_heads // n_kv_heads`
     Ex) `int(q_num_heads / k_num_heads)`: a true division cast back
+    Ex) `q.shape[1] // k.shape[1]`: head counts read off the tensors, along the same axis
     """
     if is_a(expr, cst.Call) and ctx.callee(expr) in ("int", "builtins.int") and len(expr.args) == 1:
         inner = expr.args[0].value
-        return is_a(inner, cst.BinaryOperation) and is_a(inner.operator, cst.Divide) and _divides_heads(inner)
-    return is_a(expr, cst.BinaryOperation) and is_a(expr.operator, cst.FloorDivide) and _divides_heads(expr)
+        return is_a(inner, cst.BinaryOperation) and is_a(inner.operator, cst.Divide) and _divides_heads(inner, ctx)
+    return is_a(expr, cst.BinaryOperation) and is_a(expr.operator, cst.FloorDivide) and _divides_heads(expr, ctx)
 
 
-def _divides_heads(expr: cst.BinaryOperation) -> bool:
-    return is_head_count(expr.left) and is_kv_head_count(expr.right)
+def _divides_heads(expr: cst.BinaryOperation, ctx: FileContext | None = None) -> bool:
+    if is_head_count(expr.left) and is_kv_head_count(expr.right):
+        return True
+    if ctx is None:
+        return False
+    query, key = _shape_axis(ctx, expr.left, QUERY_WORDS), _shape_axis(ctx, expr.right, KEY_WORDS)
+    return query is not None and query == key
+
+
+QUERY_WORDS = frozenset({"q", "query", "queries", "xq"})
+KEY_WORDS = frozenset({"k", "key", "keys", "xk", "v", "value", "values", "xv", "kv"})
+
+
+def _shape_axis(ctx: FileContext, expr: cst.BaseExpression, words: frozenset[str]) -> int | None:
+    """The axis a size is read from (`q.shape[2]`, `k.size(2)`, or a name bound to one), when the tensor
+    is named as one of `words`: head counts read off the query and key tensors.
+
+    Ex) `HQ, H = q.shape[2], k.shape[2]; G = HQ // H`
+    """
+    values = possible_values(ctx, expr) if is_a(expr, cst.Name) else [expr]
+    if not values or len(values) != 1:
+        return None
+    size = values[0]
+    if is_a(size, cst.Subscript) and len(size.slice) == 1 and is_a(size.slice[0].slice, cst.Index):
+        base, axis = size.value, literal_int(size.slice[0].slice.value)
+        if not (is_a(base, cst.Attribute) and base.attr.value == "shape"):
+            return None
+        tensor = base.value
+    elif is_a(size, cst.Call) and method_name(size) == "size" and len(size.args) == 1:
+        tensor, axis = receiver(size), literal_int(size.args[0].value)
+    else:
+        return None
+    name = dotted(tensor) if tensor is not None else None
+    if name is None or axis is None or not set(name.rsplit(".", 1)[-1].lower().split("_")) & words:
+        return None
+    return axis
 
 
 # -- what a scale is made of ------------------------------------------------------------------------

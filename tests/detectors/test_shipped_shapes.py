@@ -721,3 +721,35 @@ def test_shp603_comprehension_rotating_once_is_quiet():
         "q, k = [apply_rotary_pos_emb(t, cos, sin) for t in (q, k)]\n", "q, k = [t.float() for t in (q, k)]\n", 1
     )
     assert findings("SHP603", once) == []
+
+
+# -- SHP602: head counts read off the query and key tensors --------------------------------------------------
+SHAPE_HEADS = """
+    import torch
+
+    def gqa(q, k, v):
+        HQ, H = q.shape[1], k.shape[1]
+        G = HQ // H
+        k = k.repeat(1, G, 1, 1)
+        v = v.repeat(1, G, 1, 1)
+        return torch.softmax(q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5, dim=-1) @ v
+"""
+
+
+def test_shp602_tile_by_head_counts_read_off_the_tensors_is_found():
+    assert findings("SHP602", SHAPE_HEADS) == [
+        line_of(SHAPE_HEADS, "k = k.repeat"),
+        line_of(SHAPE_HEADS, "v = v.repeat"),
+    ]
+
+
+def test_shp602_interleaved_repeat_by_head_counts_read_off_the_tensors_is_quiet():
+    fixed = SHAPE_HEADS.replace("k.repeat(1, G, 1, 1)", "k.repeat_interleave(G, dim=1)").replace(
+        "v.repeat(1, G, 1, 1)", "v.repeat_interleave(G, dim=1)"
+    )
+    assert findings("SHP602", fixed) == []
+
+
+def test_shp602_ratio_of_sizes_along_different_axes_is_quiet():
+    other = SHAPE_HEADS.replace("k.shape[1]", "k.shape[2]")
+    assert findings("SHP602", other) == []
