@@ -842,7 +842,7 @@ def _shape_axis(ctx: FileContext, expr: cst.BaseExpression, words: frozenset[str
         base, axis = size.value, literal_int(size.slice[0].slice.value)
         if not (is_a(base, cst.Attribute) and base.attr.value == "shape"):
             return None
-        tensor = base.value
+        tensor: cst.BaseExpression | None = base.value
     elif is_a(size, cst.Call) and method_name(size) == "size" and len(size.args) == 1:
         tensor, axis = receiver(size), literal_int(size.args[0].value)
     else:
