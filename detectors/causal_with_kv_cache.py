@@ -7,6 +7,7 @@ import libcst as cst
 from sharpedges.analysis.calls import is_true, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.masks import MAX_DEPTH
+from sharpedges.analysis.project import imported_names
 from sharpedges.analysis.summaries import bind_arguments, call_sites, imported_function, in_branch
 from sharpedges.analysis.values import possible_values
 from sharpedges.analysis.vocabulary import (
@@ -46,11 +47,20 @@ class CausalWithKvCache(Detector):
 
 def _imported_wrappers(ctx):
     """A function of another project module that runs SDPA with `is_causal=True` (in no branch) on one of
-    its parameters as the keys, called here with keys built from a cache."""
+    its parameters as the keys, called here with keys built from a cache. The other module's summary is
+    read only for a call that passes such keys."""
+    imported = imported_names(ctx)
     for call in ctx.calls():
-        entry = imported_function(ctx, call)
         function = ctx.function_of(call)
-        if entry is None or function is None or in_branch(ctx, call) or any(arg.star for arg in call.args):
+        if not is_a(call.func, cst.Name) or call.func.value not in imported or function is None:
+            continue
+        if in_branch(ctx, call) or any(arg.star for arg in call.args):
+            continue
+        at = ctx.order(call)
+        if not any(_from_cache(ctx, function, arg.value, at, 0) for arg in call.args):
+            continue
+        entry = imported_function(ctx, call)
+        if entry is None:
             continue
         bound = bind_arguments(call, list(entry["positional"]))
         keys = [
@@ -62,7 +72,7 @@ def _imported_wrappers(ctx):
                 for kernel, meaning, flags in uses
             )
         ]
-        if any(_from_cache(ctx, function, key, ctx.order(call), 0) for key in keys):
+        if any(_from_cache(ctx, function, key, at, 0) for key in keys):
             yield Finding(call)
 
 
