@@ -943,7 +943,7 @@ def _dimensions(ctx: FileContext, expr: cst.BaseExpression, function, at: int, d
             return _dimensions(ctx, expr.args[0].value, function, at, depth + 1)
         if method_name(expr) in ("sqrt", "rsqrt") and (target := receiver(expr)) is not None:
             return _dimensions(ctx, target, function, at, depth + 1)
-        return []
+        return _helper_dimensions(ctx, expr, depth)
     if is_a(expr, cst.Name) and function is not None:
         definitions = ctx.function_facts(function).reaching(expr.value, at)
         if (
@@ -962,6 +962,22 @@ def _dimensions(ctx: FileContext, expr: cst.BaseExpression, function, at: int, d
         key = dimension_key(ctx, expr, function, at)
         return [key] if key is not None else []
     return []
+
+
+def _helper_dimensions(ctx: FileContext, call: cst.Call, depth: int) -> list[DimensionKey]:
+    """A scale returned by a helper of the file (`def _scale(self): return self.embed_dim ** -0.5`): the
+    sizes its returns are made of, less the helper's own parameters (what the caller passes is not known)."""
+    helper = called_function(ctx, call)
+    if helper is None:
+        return []
+    function = helper[0]
+    own = {("param", name) for name in positional_parameters(function)}
+    return [
+        key
+        for value in return_values(ctx, function)
+        for key in _dimensions(ctx, value, function, ctx.index.last_order(value) + 1, depth + 1)
+        if key not in own
+    ]
 
 
 def head_splits(ctx: FileContext, scope: cst.CSTNode) -> list[HeadSplit]:

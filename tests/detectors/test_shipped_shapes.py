@@ -753,3 +753,46 @@ def test_shp602_interleaved_repeat_by_head_counts_read_off_the_tensors_is_quiet(
 def test_shp602_ratio_of_sizes_along_different_axes_is_quiet():
     other = SHAPE_HEADS.replace("k.shape[1]", "k.shape[2]")
     assert findings("SHP602", other) == []
+
+
+# -- SHP102: a scale returned by a helper method ---------------------------------------------------------------
+HELPER_SCALE = """
+    import torch
+    from torch import nn
+
+    class SelfAttention(nn.Module):
+        def __init__(self, embed_dim, num_heads):
+            super().__init__()
+            self.embed_dim = embed_dim
+            self.num_heads = num_heads
+            self.head_dim = embed_dim // num_heads
+            self.qkv = nn.Linear(embed_dim, 3 * embed_dim)
+
+        def _scale(self):
+            return self.embed_dim ** -0.5
+
+        def forward(self, x):
+            b, t, _ = x.shape
+            q, k, v = self.qkv(x).chunk(3, dim=-1)
+            q = q.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
+            k = k.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
+            v = v.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
+            att = (q @ k.transpose(-2, -1)) * self._scale()
+            return att.softmax(dim=-1) @ v
+"""
+
+
+def test_shp102_width_scale_returned_by_a_helper_is_found():
+    assert findings("SHP102", HELPER_SCALE) == [line_of(HELPER_SCALE, "* self._scale()")]
+
+
+def test_shp102_head_dim_scale_returned_by_a_helper_is_quiet():
+    assert findings("SHP102", HELPER_SCALE.replace("self.embed_dim ** -0.5", "self.head_dim ** -0.5")) == []
+
+
+def test_shp102_helper_scaling_by_its_own_parameter_is_quiet():
+    # what the caller passes to the helper is not followed: `embed_dim` here is the helper's own parameter
+    own = HELPER_SCALE.replace("def _scale(self):", "def _scale(self, embed_dim):").replace(
+        "return self.embed_dim ** -0.5", "return embed_dim ** -0.5"
+    )
+    assert findings("SHP102", own.replace("self._scale()", "self._scale(self.head_dim)")) == []
