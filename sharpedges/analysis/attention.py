@@ -23,13 +23,12 @@ from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.summaries import (
-    HELPER_SCOPES,
     bind_arguments,
     called_function,
     positional_parameters,
     return_values,
 )
-from sharpedges.analysis.tensors import known_rank
+from sharpedges.analysis.tensors import class_family, known_rank
 from sharpedges.analysis.vocabulary import (
     ADDITIVE_FUNCTIONS,
     ADDITIVE_METHODS,
@@ -40,7 +39,6 @@ from sharpedges.analysis.vocabulary import (
     COPY_METHODS,
     FILL_FUNCTIONS,
     FILL_METHODS,
-    KERNELS,
     MASKING_METHODS,
     MATMUL_FUNCTIONS,
     NAN_REPAIR_FUNCTIONS,
@@ -49,9 +47,9 @@ from sharpedges.analysis.vocabulary import (
     REORDER_METHODS,
     REPEAT_METHODS,
     RESHAPE_METHODS,
+    SCALE_KEYWORDS,
     SCALING_FUNCTIONS,
     SCALING_METHODS,
-    SDPA,
     SELECTION_METHODS,
     SHAPE_ONLY_METHODS,
     SQRT_FUNCTIONS,
@@ -59,6 +57,7 @@ from sharpedges.analysis.vocabulary import (
     TRIANGLE_METHODS,
     TRIANGLES,
     is_library_namespace,
+    kernel_of,
 )
 from sharpedges.analysis.walk import is_a
 
@@ -520,14 +519,52 @@ class LogitTracer:
 
 
 def declared_unit_scale(ctx: FileContext, function: cst.FunctionDef | None) -> bool:
-    """Does the function also call SDPA with an explicit `scale=1`? Then its eager path leaving the
-    logits unscaled is the same, deliberate choice (QK-norm models such as Gemma 4 do this)."""
+    """Does this attention say, in a kernel call, that its softmax scale is 1? Then its eager path leaving
+    the logits unscaled is the same, deliberate choice. Read from every implementation of it in the file:
+    the function, its class, and the classes that class shares code with through inheritance, such as
+    the fused twin of an eager class (Gemma 4 vision's SDPA call with `scale=1.0`; GPT-Neo's flash class,
+    a subclass of its eager one, with `softmax_scale=1.0`: trained unscaled)."""
     if function is None:
         return False
-    for call in ctx.index.descendants(function.body, cst.Call, prune=HELPER_SCOPES):
-        if (callee := ctx.callee(call)) in SDPA and literal_number(KERNELS[callee].argument(call, "scale")) == 1.0:
-            return True
-    return False
+    cls = ctx.class_of(function)
+    scopes: list[cst.CSTNode] = [function] if cls is None else list(class_family(ctx, cls))
+    return any(_passes_unit_scale(ctx, call) for scope in scopes for call in ctx.index.descendants(scope, cst.Call))
+
+
+def _passes_unit_scale(ctx: FileContext, call: cst.Call) -> bool:
+    """A kernel called with scale 1, or a wrapper given q, k, v and a kernel's scale keyword set to 1."""
+    kernel = kernel_of(ctx, call)
+    if kernel is not None:
+        return literal_number(kernel.argument(call, "scale")) == 1.0
+    positional = [arg for arg in call.args if arg.keyword is None and not arg.star]
+    return len(positional) >= 3 and any(
+        arg.keyword is not None and arg.keyword.value in SCALE_KEYWORDS and literal_number(arg.value) == 1.0
+        for arg in call.args
+    )
+
+
+UNSCALED_STATEMENT = re.compile(r"\bunscaled\b|\b(?:no|without|not)\b[^.\n]{0,20}?\bscal(?:e|ed|ing)\b", re.IGNORECASE)
+
+
+def states_unscaled_design(ctx: FileContext, function: cst.FunctionDef | None) -> bool:
+    """Does the attention say in words that its scores are not scaled: its docstring, its class's, or a
+    comment in its body ("No scaling factor", "unscaled by design")? The author declaring the design, as
+    `noqa` would; torchtune's T5 encoder documents it so."""
+    if function is None:
+        return False
+    cls = ctx.class_of(function)
+    docstrings = [function.get_docstring(), cls.get_docstring() if cls is not None else None]
+    comments = _Comments()
+    function.visit(comments)
+    return any(UNSCALED_STATEMENT.search(text) for text in [*docstrings, *comments.found] if text)
+
+
+class _Comments(cst.CSTVisitor):
+    def __init__(self) -> None:
+        self.found: list[str] = []
+
+    def visit_Comment(self, node: cst.Comment) -> None:
+        self.found.append(node.value)
 
 
 INIT_NORMAL = frozenset({"normal_", "trunc_normal_"})  # torch.nn.init's, a library's own init module's, Tensor's

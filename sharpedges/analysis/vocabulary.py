@@ -191,6 +191,11 @@ KERNELS: dict[str, Kernel] = {
 }
 
 
+# The keywords a softmax scale is passed by: each kernel's own, and the attention interface of HF models,
+# whose wrappers (`attention_interface(self, q, k, v, mask, scaling=...)`, `_flash_attention_forward(...,
+# softmax_scale=...)`) keep the kernel's keyword or this one.
+SCALE_KEYWORDS = frozenset({kernel.keyword("scale") for kernel in KERNELS.values()} - {None}) | {"scaling"}
+
 # A file can only call one of the kernels if it names one of these (lower-cased bytes).
 KERNEL_TOKENS = (b"scaled_dot_product_attention", b"flash_attn", b"memory_efficient_attention", b"flex_attention")
 PARTIALS = frozenset({"functools.partial"})
