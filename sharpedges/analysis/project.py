@@ -96,17 +96,10 @@ def module_constants(ctx) -> dict[str, float]:
                 bound.setdefault(small.target.value, []).append(small.value)
     constants = {}
     for name, values in bound.items():
-        number = _spelled_number(values[0]) if len(values) == 1 else None
+        number = literal_number(values[0]) if len(values) == 1 else None
         if number is not None and math.isfinite(number):
             constants[name] = number
     return constants
-
-
-def _spelled_number(expr: cst.BaseExpression) -> float | None:
-    if is_a(expr, cst.UnaryOperation) and is_a(expr.operator, cst.Minus):
-        inner = _spelled_number(expr.expression)
-        return -inner if inner is not None else None
-    return literal_number(expr)
 
 
 @summary_fact("classes")
