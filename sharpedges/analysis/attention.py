@@ -24,6 +24,7 @@ from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.summaries import (
     bind_arguments,
+    call_sites,
     called_function,
     positional_parameters,
     return_values,
@@ -174,20 +175,6 @@ def _softmax_module_dim(ctx: FileContext, call: cst.Call) -> cst.BaseExpression 
     return argument(constructor, "dim", 0) if constructor is not None else None
 
 
-def _method_call_sites(ctx: FileContext, cls: cst.ClassDef) -> dict[str, list[cst.Call]]:
-    """`self.name(...)` calls inside a class, by method name."""
-
-    def compute() -> dict[str, list[cst.Call]]:
-        found: dict[str, list[cst.Call]] = {}
-        for call in ctx.index.descendants(cls, cst.Call):
-            attr = self_attribute(call.func)
-            if attr is not None and ctx.class_of(call) is cls:
-                found.setdefault(attr, []).append(call)
-        return found
-
-    return ctx.memo(f"method_call_sites:{ctx.order(cls)}", compute)
-
-
 class LogitTracer:
     """Follows an expression back to the QK^T products it is made of, within one function (and into
     the helpers of the same file it calls on the way)."""
@@ -246,6 +233,8 @@ class LogitTracer:
             return []
         found: list[LogitSource] = []
         for definition in self.facts.reaching(name, at):
+            if definition.kind == "param":
+                found += self._caller_sources(name, depth)
             if definition.value is None:
                 continue
             if definition.kind == "augassign":
@@ -269,6 +258,23 @@ class LogitTracer:
                 ]
             elif definition.kind == "assign":
                 found += self.sources(definition.value, definition.order, depth + 1)
+        return found
+
+    def _caller_sources(self, name: str, depth: int) -> list[LogitSource]:
+        """A helper's parameter is what its callers pass: the argument of the call being traced, or
+        every call of the helper in this file (a softmax in `attention_normalize(a, ...)` over the
+        masked scores a method passes it)."""
+        if name in self.bindings:
+            caller, value, at = self.bindings[name]
+            return caller.sources(value, at, depth + 1)
+        if self.function is None:
+            return []
+        found: list[LogitSource] = []
+        for call, positional in call_sites(self.ctx, self.function):
+            passed = bind_arguments(call, positional).get(name)
+            caller_function = self.ctx.function_of(call)
+            if passed is not None and caller_function is not self.function:
+                found += LogitTracer(self.ctx, caller_function).sources(passed, self.ctx.order(call), depth + 1)
         return found
 
     def _call_sources(self, call: cst.Call, at: int, depth: int) -> list[LogitSource]:
@@ -503,10 +509,8 @@ class LogitTracer:
             or self.ctx.class_facts(cls).methods.get(function.name.value) is not function
         ):
             return []
-        calls = _method_call_sites(self.ctx, cls).get(function.name.value, [])
-        positional = positional_parameters(function)[1:]
         found: list[Scale] = []
-        for call in calls:
+        for call, positional in call_sites(self.ctx, function):
             passed = bind_arguments(call, positional).get(name)
             caller_function = self.ctx.function_of(call)
             if passed is None or caller_function is function:

@@ -92,6 +92,32 @@ def module_call_sites(ctx: FileContext, cls: cst.ClassDef) -> list[tuple[cst.Cal
     return ctx.memo(f"module_call_sites:{ctx.order(cls)}", compute)
 
 
+def call_sites(ctx: FileContext, function: cst.FunctionDef) -> list[tuple[cst.Call, list[str]]]:
+    """Every call in this file that runs `function`, with the parameter names its positional arguments
+    bind to: `called_function` inverted once per file, plus, for a module's `forward`, the calls of its
+    instances (`module_call_sites`). What a helper's parameter can be is what these calls pass.
+
+    Ex) `A = attention_normalize(a, l)` in a method, for `def attention_normalize(a, l, dim=-1)`
+    """
+    by_function: dict[cst.FunctionDef, list[tuple[cst.Call, list[str]]]] = ctx.memo(
+        "call_sites", lambda: _calls_by_function(ctx)
+    )
+    found = list(by_function.get(function, ()))
+    cls = ctx.class_of(function)
+    if cls is not None and ctx.class_facts(cls).methods.get("forward") is function:
+        found += module_call_sites(ctx, cls)
+    return found
+
+
+def _calls_by_function(ctx: FileContext) -> dict[cst.FunctionDef, list[tuple[cst.Call, list[str]]]]:
+    found: dict[cst.FunctionDef, list[tuple[cst.Call, list[str]]]] = {}
+    for call in ctx.calls():
+        target = called_function(ctx, call)
+        if target is not None:
+            found.setdefault(target[0], []).append((call, target[1]))
+    return found
+
+
 def _functions_by_name(ctx: FileContext) -> dict[str, list[cst.FunctionDef]]:
     found: dict[str, list[cst.FunctionDef]] = {}
     for function in ctx.index.nodes(cst.FunctionDef):
