@@ -60,3 +60,28 @@ def test_a_method_whose_argument_is_the_scores_is_traced_into_every_caller():
     assert lines("SHP101", as_method) == [6]
     scaled = as_method.replace("q @ k.transpose(-2, -1)", "q @ k.transpose(-2, -1) * self.scale")
     assert lines("SHP101", scaled) == []
+
+
+def test_a_softmax_over_the_queries_renormalised_by_the_caller_is_slot_attention():
+    """GroupViT: a helper takes the softmax over the groups (dim=-2), its caller divides by the sum over
+    the keys. The assignment is deliberate; without the caller's renormalisation it is reported."""
+    assignment = """
+        import torch
+        from torch import nn
+
+        class AssignAttention(nn.Module):
+            def get_attn(self, attn):
+                attn = nn.functional.softmax(attn, dim=-2)
+                return attn
+
+            def forward(self, query, key):
+                raw_attn = (query @ key.transpose(-2, -1)) * self.scale
+                attn = self.get_attn(raw_attn)
+                attn = attn / (attn.sum(dim=-1, keepdim=True) + self.assign_eps)
+                return attn @ key
+    """
+    assert lines("SHP104", assignment) == []
+    not_renormalised = assignment.replace(
+        "                attn = attn / (attn.sum(dim=-1, keepdim=True) + self.assign_eps)\n", ""
+    )
+    assert lines("SHP104", not_renormalised) == [7]
