@@ -28,6 +28,7 @@ from sharpedges.analysis.calls import argument, is_true, literal_int, literal_nu
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
+from sharpedges.analysis.project import imported_names
 from sharpedges.analysis.summaries import called_function, return_values
 from sharpedges.analysis.vocabulary import (
     ADDITIVE_METHODS,
@@ -39,11 +40,14 @@ from sharpedges.analysis.vocabulary import (
     COMPLEMENT_FUNCTIONS,
     CONCATENATIONS,
     COPY_METHODS,
+    DECODER_FLAG,
     DTYPE_ARGUMENT_CASTS,
     FILL_METHODS,
     FIXED_CASTS,
     FLOAT_DTYPES,
     FULL,
+    HF_BIDIRECTIONAL_MASK,
+    HF_MASK_MODULE,
     KERNELS,
     MASKING_METHODS,
     MODULE_MASK_ARGUMENTS,
@@ -1153,6 +1157,37 @@ def causal_scopes(ctx: FileContext) -> set[cst.CSTNode]:
 def _non_causal(scope: cst.CSTNode) -> bool:
     name = scope.name.value if is_a(scope, (cst.ClassDef, cst.FunctionDef)) else ""
     return bool(name_words(name) & NON_CAUSAL_WORDS)
+
+
+def builds_bidirectional_mask(ctx: FileContext, call: cst.Call) -> bool:
+    """A call of transformers' `create_bidirectional_mask`, imported absolutely or relatively (from
+    `...masking_utils`), under any local name."""
+    if (ctx.callee(call) or "").endswith(f"{HF_MASK_MODULE}.{HF_BIDIRECTIONAL_MASK}"):
+        return True
+    source = imported_names(ctx).get(call.func.value) if is_a(call.func, cst.Name) else None
+    return (
+        source is not None
+        and source.name == HF_BIDIRECTIONAL_MASK
+        and source.module.rsplit(".", 1)[-1] == HF_MASK_MODULE
+    )
+
+
+def decoder_flag_read(ctx: FileContext, cls: cst.ClassDef) -> cst.Attribute | None:
+    """Where the class's code first reads `is_decoder` (`self.config.is_decoder`, `config.is_decoder`):
+    the model has a decoder mode, in which its self-attention must be causal."""
+    return next((node for node in ctx.index.descendants(cls, cst.Attribute) if node.attr.value == DECODER_FLAG), None)
+
+
+def decided_by_decoder_flag(ctx: FileContext, node: cst.CSTNode) -> bool:
+    """Is `node` inside a branch chosen by the decoder flag (`if self.config.is_decoder: ... else: node`)?"""
+    for ancestor in ctx.index.ancestors(node):
+        if is_a(ancestor, (cst.If, cst.IfExp)) and any(
+            attribute.attr.value == DECODER_FLAG for attribute in ctx.index.descendants(ancestor.test, cst.Attribute)
+        ):
+            return True
+        if is_a(ancestor, (cst.FunctionDef, cst.ClassDef)):
+            return False
+    return False
 
 
 def in_causal_context(ctx: FileContext, node: cst.CSTNode) -> bool:

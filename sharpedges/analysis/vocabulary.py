@@ -206,6 +206,14 @@ def kernel_of(ctx, call: cst.Call) -> Kernel | None:
     return KERNELS.get(ctx.callee(call) or "")
 
 
+# transformers' mask builders (`transformers.masking_utils`). The bidirectional one ignores
+# `config.is_decoder`, the flag by which a model runs as a decoder (its `...ForCausalLM` heads set it);
+# a mask for cross-attention is the one built with `encoder_hidden_states=`.
+HF_MASK_MODULE = "masking_utils"
+HF_BIDIRECTIONAL_MASK = "create_bidirectional_mask"
+HF_CROSS_ATTENTION_KEYWORD = "encoder_hidden_states"
+DECODER_FLAG = "is_decoder"
+
 # torch.nn attention modules: where each forward() takes its masks (keyword -> positional index).
 MHA = frozenset({"torch.nn.MultiheadAttention"})
 ENCODERS = frozenset({"torch.nn.TransformerEncoder", "torch.nn.TransformerEncoderLayer"})
