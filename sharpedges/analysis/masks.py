@@ -242,6 +242,24 @@ class MaskEvaluator:
         ]
         return _agreed(values)
 
+    def values_by_path(self, expr: cst.BaseExpression) -> list[tuple[MaskValue, cst.CSTNode]]:
+        """For a local name whose reaching definitions disagree (or are partly unknown): each definition
+        that may reach `expr` and gives a known value on its own: that value, and the definition. It is what the mask
+        is on every path through that definition.
+
+        Ex) `if causal: mask = mask | future` before `sdpa(attn_mask=mask)`: on that path the mask marks
+            every future position, whatever the parameter `mask` held
+        """
+        if not is_a(expr, cst.Name) or self.facts is None:
+            return []
+        found = []
+        for definition in self.facts.reaching(expr.value, self.ctx.order(expr)):
+            if definition.kind == "assign":
+                value = self.value(definition.value, definition.order, 1)
+                if value is not None:
+                    found.append((value, definition.node))
+        return found
+
     def _attribute(self, attr: str, depth: int) -> MaskValue | None:
         if self.cls is None:
             return None

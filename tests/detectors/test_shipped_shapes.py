@@ -340,3 +340,44 @@ def test_shp102_scale_by_the_unpacked_head_size_is_quiet():
 def test_shp102_width_handed_over_without_a_per_head_size_is_quiet():
     whole = WIDTH_FROM_CONSTRUCTOR.replace("BucketAttention(dim, dim_head, heads)", "BucketAttention(dim, 64, 1)")
     assert findings("SHP102", whole) == []
+
+
+# -- SHP202: on one path a keep-mask is OR-ed with a triu causal mask before SDPA --------------------------
+OR_WITH_FUTURE = """
+    import torch
+    import torch.nn.functional as F
+
+    def attend(q, k, v, keep=None, causal=False):
+        n, m = q.shape[-2], k.shape[-2]
+        if keep is not None:
+            keep = keep.expand(-1, -1, n, m)
+            if causal:
+                future = torch.ones((n, m), dtype=torch.bool, device=q.device).triu(m - n + 1)
+                keep = keep | future
+                causal = False
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=keep, is_causal=causal)
+"""
+
+
+def test_shp202_keep_mask_or_future_on_one_path_to_sdpa_is_found():
+    assert findings("SHP202", OR_WITH_FUTURE) == [line_of(OR_WITH_FUTURE, "keep = keep | future")]
+
+
+def test_shp202_keep_mask_and_not_future_on_one_path_to_sdpa_is_quiet():
+    assert findings("SHP202", OR_WITH_FUTURE.replace("keep | future", "keep & ~future")) == []
+
+
+def test_shp202_blocked_mask_or_future_on_one_path_to_masked_fill_is_quiet():
+    blocked = """
+        import torch
+
+        def scores_softmax(q, k, blocked=None, causal=False):
+            n, m = q.shape[-2], k.shape[-2]
+            scores = q @ k.transpose(-1, -2)
+            if blocked is not None and causal:
+                future = torch.ones((n, m), dtype=torch.bool, device=q.device).triu(m - n + 1)
+                blocked = blocked | future
+            scores = scores.masked_fill(blocked, float("-inf"))
+            return scores.softmax(dim=-1)
+    """
+    assert findings("SHP202", blocked) == []
