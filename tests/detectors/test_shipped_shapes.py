@@ -381,3 +381,39 @@ def test_shp202_blocked_mask_or_future_on_one_path_to_masked_fill_is_quiet():
             return scores.softmax(dim=-1)
     """
     assert findings("SHP202", blocked) == []
+
+
+# -- SHP203: one boolean mask, consumed by SDPA (True = attend) and by masked_fill (True = blocked) -----------
+TWO_CONVENTIONS = """
+    import torch
+    import torch.nn.functional as F
+
+    def pooled_attention(q, k, v, keep=None, with_weights=False):
+        mask = None
+        if keep is not None:
+            mask = keep == 0
+            mask = mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        weights = None
+        if with_weights:
+            scores = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5
+            if mask is not None:
+                scores = scores.masked_fill(mask, float("-inf"))
+            weights = scores.softmax(dim=-1)
+        return out, weights
+"""
+
+
+def test_shp203_one_mask_consumed_in_both_conventions_is_found():
+    assert findings("SHP203", TWO_CONVENTIONS) == [line_of(TWO_CONVENTIONS, "mask = keep == 0")]
+
+
+def test_shp203_one_mask_complemented_for_the_other_convention_is_quiet():
+    fixed = TWO_CONVENTIONS.replace("keep == 0", "keep == 1").replace("masked_fill(mask,", "masked_fill(~mask,")
+    assert findings("SHP203", fixed) == []
+
+
+def test_shp203_one_mask_of_unknown_meaning_in_agreeing_conventions_is_quiet():
+    # what `keep == 0` marks is unknown without reading names; both consumers agree on it, so nothing is claimed
+    agreeing = TWO_CONVENTIONS.replace("masked_fill(mask,", "masked_fill(~mask,")
+    assert findings("SHP203", agreeing) == []
