@@ -989,7 +989,7 @@ def polarity_source(
             for d in facts.reaching(expr.value, at)
             if not (d.kind == "assign" and is_a(d.value, cst.Name) and d.value.value == "None")
         ]
-        sources = set()
+        sources: set[PolaritySource | None] = set()
         for definition in definitions:
             if definition.kind == "param":
                 sources.add(PolaritySource(definition.node, False))
