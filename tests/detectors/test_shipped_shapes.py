@@ -417,3 +417,87 @@ def test_shp203_one_mask_of_unknown_meaning_in_agreeing_conventions_is_quiet():
     # what `keep == 0` marks is unknown without reading names; both consumers agree on it, so nothing is claimed
     agreeing = TWO_CONVENTIONS.replace("masked_fill(mask,", "masked_fill(~mask,")
     assert findings("SHP203", agreeing) == []
+
+
+# -- SHP603: values rotated with q and k, joined back, and handed to an attention module of another file -------
+ATTEND = """
+    import torch.nn.functional as F
+    from einops import rearrange
+    from torch import nn
+
+    class Attend(nn.Module):
+        def _kernel(self, q, k, v, mask=None):
+            if v.ndim == 3:
+                v = rearrange(v, "b ... -> b 1 ...").expand_as(q)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+        def forward(self, q, k, v, mask=None):
+            return self._kernel(q, k, v, mask=mask)
+"""
+ROTATING = """
+    import torch
+    from torch import nn
+
+    from pkg.attend import Attend
+
+    def rotate(t, freqs):
+        return t * freqs.cos() + torch.flip(t, dims=(-1,)) * freqs.sin()
+
+    class Attention(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.to_qkv = nn.Linear(dim, 3 * dim)
+            self.attend = Attend()
+
+        def forward(self, x, freqs=None):
+            q, k, v = self.to_qkv(x).chunk(3, dim=-1)
+            if freqs is not None:
+                n = freqs.shape[-1]
+                (ql, qr), (kl, kr), (vl, vr) = map(lambda t: (t[..., :n], t[..., n:]), (q, k, v))
+                ql, kl, vl = map(lambda t: rotate(t, freqs), (ql, kl, vl))
+                q, k, v = map(lambda t: torch.cat(t, dim=-1), ((ql, qr), (kl, kr), (vl, vr)))
+            return self.attend(q, k, v)
+"""
+
+
+def rotary_project(tmp_path, rotating: str = ROTATING):
+    (tmp_path / "pyproject.toml").write_text("[tool.sharpedges]\n")
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "attend.py").write_text(textwrap.dedent(ATTEND))
+    (package / "attention.py").write_text(textwrap.dedent(rotating))
+    return tmp_path
+
+
+def shp603_in_project(run_cli, project) -> list[str]:
+    result = run_cli("check", "pkg", "--preview", "--select", "SHP603", "--no-cache", "--exit-zero", cwd=project)
+    return [line.split(" ", 1)[0] for line in result.stdout.splitlines() if " SHP603 " in line]
+
+
+def test_shp603_values_rotated_then_handed_to_a_module_of_another_file_is_found(run_cli, tmp_path):
+    line = line_of(ROTATING, "ql, kl, vl = map(")
+    assert shp603_in_project(run_cli, rotary_project(tmp_path)) == [f"pkg/attention.py:{line}:26:"]
+
+
+def test_shp603_only_queries_and_keys_rotated_is_quiet(run_cli, tmp_path):
+    rotating = ROTATING.replace(
+        "ql, kl, vl = map(lambda t: rotate(t, freqs), (ql, kl, vl))",
+        "ql, kl = map(lambda t: rotate(t, freqs), (ql, kl))",
+    )
+    assert shp603_in_project(run_cli, rotary_project(tmp_path, rotating)) == []
+
+
+def test_shp603_value_rotation_behind_an_option_of_its_own_is_quiet(run_cli, tmp_path):
+    rotating = ROTATING.replace(
+        "                ql, kl, vl = map(lambda t: rotate(t, freqs), (ql, kl, vl))\n",
+        "                ql, kl = map(lambda t: rotate(t, freqs), (ql, kl))\n"
+        "                if self.rotate_values:\n"
+        "                    vl = rotate(vl, freqs)\n",
+    )
+    assert shp603_in_project(run_cli, rotary_project(tmp_path, rotating)) == []
+
+
+def test_shp603_rotated_values_into_a_module_of_the_same_file_are_found():
+    same_file = ATTEND + ROTATING.replace("from pkg.attend import Attend\n", "")
+    assert findings("SHP603", same_file) == [line_of(same_file, "ql, kl, vl = map(")]
