@@ -25,6 +25,7 @@ from sharpedges.analysis.vocabulary import (
     CAST_METHODS,
     CONCATENATIONS,
     EINOPS_FUNCTIONS,
+    KERNEL_TOKENS,
     PAD_FUNCTIONS,
     REPEAT_METHODS,
     SHAPE_ONLY_METHODS,
@@ -228,6 +229,8 @@ def module_value_parameters(ctx: FileContext) -> dict[str, dict[str, Any]]:
     """Top-level classes whose `forward` hands some parameters to an attention kernel's values: the
     summary an importing file reads to follow `self.attend(q, k, v)` into `Attend.forward`."""
     found: dict[str, dict[str, Any]] = {}
+    if not ctx.mentions(*KERNEL_TOKENS):
+        return found  # a summary reads no other file's: without a kernel here, no forward reaches one
     for statement in ctx.module.body:
         if not is_a(statement, cst.ClassDef):
             continue
