@@ -32,7 +32,7 @@ class CausalMaskInverted(Detector):
             facts = {"consumer": use.consumer}
             if path is not None:
                 # one path's definition is inverted: the finding is there, the consumer a related location
-                variant = {"future": None}.get(problem, problem)
+                variant = "path" if problem == "future" else problem
                 related = tuple((node, note) for node, note in related if not ctx.index.contains(path, node))
                 yield Finding(path, variant=variant, facts=facts, related=((use.node, "consumer"), *related))
                 continue

@@ -243,9 +243,9 @@ class MaskEvaluator:
         return _agreed(values)
 
     def values_by_path(self, expr: cst.BaseExpression) -> list[tuple[MaskValue, cst.CSTNode]]:
-        """For a local name whose reaching definitions disagree (or are partly unknown): each definition
-        that may reach `expr` and gives a known value on its own: that value, and the definition. It is what the mask
-        is on every path through that definition.
+        """For a local name whose reaching definitions disagree (or are partly unknown): (value, definition)
+        for each definition that may reach `expr` and gives a known value on its own, which is what the mask
+        holds on every path through that definition.
 
         Ex) `if causal: mask = mask | future` before `sdpa(attn_mask=mask)`: on that path the mask marks
             every future position, whatever the parameter `mask` held
