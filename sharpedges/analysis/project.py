@@ -131,6 +131,14 @@ def factory_closures(ctx) -> dict[str, list[dict[str, Any]]]:
     return closure_summaries(ctx)
 
 
+@summary_fact("value_parameters")
+def attention_value_parameters(ctx) -> dict[str, dict[str, Any]]:
+    """Module classes whose forward hands parameters to an attention kernel's values (derived.py)."""
+    from sharpedges.analysis.derived import module_value_parameters
+
+    return module_value_parameters(ctx)
+
+
 # -- the scope of one checked file ------------------------------------------------------------------
 
 SummaryLoader = Callable[[Path], "tuple[str, dict[str, Any]] | None"]
