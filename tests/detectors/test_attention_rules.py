@@ -399,8 +399,12 @@ def test_an_attention_whose_docstring_says_it_is_unscaled_is_deliberate():
     assert findings("SHP101", DOCUMENTED_UNSCALED) == []
     undocumented = mutate(DOCUMENTED_UNSCALED, "- No scaling factor", "- Fused projections")
     assert [d.line for d in findings("SHP101", undocumented)] == [17]
-    in_a_comment = mutate(undocumented, "        scores += rel_pos_bias", "        scores += rel_pos_bias  # unscaled, as T5")
+    in_a_comment = mutate(
+        undocumented, "        scores += rel_pos_bias", "        scores += rel_pos_bias  # unscaled, as T5"
+    )
     assert findings("SHP101", in_a_comment) == []
     # a comment about the scale that does not deny it keeps the finding
-    other_comment = mutate(undocumented, "        scores += rel_pos_bias", "        scores += rel_pos_bias  # scale later")
+    other_comment = mutate(
+        undocumented, "        scores += rel_pos_bias", "        scores += rel_pos_bias  # scale later"
+    )
     assert [d.line for d in findings("SHP101", other_comment)] == [17]
