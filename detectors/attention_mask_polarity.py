@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from sharpedges.analysis.masks import CONSUMER_TOKENS, attends_to_marked, mask_uses, masks_attention_scores
+import libcst as cst
+
+from sharpedges.analysis.masks import (
+    CONSUMER_TOKENS,
+    attends_to_marked,
+    conflicting_uses,
+    mask_uses,
+    masks_attention_scores,
+)
+from sharpedges.analysis.walk import is_a
 from sharpedges.detector import Detector, Finding
 
 CONSUMERS = {"sdpa": "scaled_dot_product_attention", "allow": "torch.where(mask, scores, -inf)"}
@@ -14,6 +23,28 @@ class AttentionMaskPolarity(Detector):
     also_tokens = (CONSUMER_TOKENS,)
 
     def check(self, ctx):
+        flagged = set()
+        for finding in self._marked(ctx):
+            flagged.add(finding.node)
+            yield finding
+        for source, blocking, attending in conflicting_uses(ctx):
+            if blocking.node in flagged or attending.node in flagged:
+                continue  # what the mask marks is known, and the inverted consumer is flagged already
+            # Ex) mask = keep == 0, then sdpa(attn_mask=mask) and scores.masked_fill(mask, -inf)
+            first = min(blocking, attending, key=lambda use: ctx.order(use.node))
+            at = first.node if is_a(source.node, cst.Param) else source.node
+            yield Finding(
+                at,
+                variant="conflict",
+                facts={
+                    "blocking": CONSUMERS.get(blocking.convention, blocking.consumer),
+                    "attending": CONSUMERS.get(attending.convention, attending.consumer),
+                },
+                related=((blocking.node, "blocking"), (attending.node, "attending")),
+            )
+
+    def _marked(self, ctx):
+        """Masks whose marked positions mean something (padding, -inf) meeting the wrong convention."""
         for use in mask_uses(ctx):
             value = use.evaluator(ctx).value(use.mask)
             if value is None or value.triangular or value.marks is None:

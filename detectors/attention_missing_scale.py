@@ -9,6 +9,7 @@ from sharpedges.analysis.attention import (
     logit_sources,
     scale_folded_into_init,
     softmax_calls,
+    states_unscaled_design,
 )
 from sharpedges.analysis.walk import is_a
 from sharpedges.detector import Detector, Finding
@@ -24,8 +25,11 @@ class AttentionMissingScale(Detector):
             # Ex) softmax(q @ k.transpose(-2, -1)); any scaled path (a branch, a temperature) counts as scaled
             if not sources or any(source.scaled for source in sources):
                 continue
-            # Ex) an SDPA twin in the same function says `scale=1.0`: unit scale is the design
+            # Ex) a fused twin of this attention (same function or class family) says `scale=1.0`
             if declared_unit_scale(ctx, softmax.function):
+                continue
+            # Ex) the docstring says "No scaling factor": the author declares the design
+            if states_unscaled_design(ctx, softmax.function):
                 continue
             # Ex) T5: the query projection is initialised with the extra 1/sqrt(d_kv) its key lacks
             if scale_folded_into_init(ctx, ctx.class_of(softmax.call)):

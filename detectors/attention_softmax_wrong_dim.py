@@ -6,6 +6,7 @@ import libcst as cst
 
 from sharpedges.analysis.attention import attention_softmaxes, key_axis
 from sharpedges.analysis.calls import has_star_args, literal_int, method_name, receiver
+from sharpedges.analysis.summaries import call_sites, return_values
 from sharpedges.analysis.vocabulary import REORDER_METHODS, RESHAPE_METHODS
 from sharpedges.analysis.walk import is_a
 from sharpedges.detector import Detector, Finding
@@ -50,9 +51,29 @@ def _axis_verdict(ctx, source, dim: int) -> tuple[str, int] | None:
 
 def _renormalised(ctx, softmax) -> bool:
     """Slot attention normalises over the queries on purpose, then divides by the sum over the keys:
-    `attn = dots.softmax(dim=1) + eps; attn = attn / attn.sum(dim=-1, keepdim=True)`."""
-    statement = ctx.index.statement_of(softmax.call)
-    if not is_a(statement, cst.SimpleStatementLine) or softmax.function is None:
+    `attn = dots.softmax(dim=1) + eps; attn = attn / attn.sum(dim=-1, keepdim=True)`, in the same function
+    or in a caller of the helper that returns the softmax (GroupViT's `get_attn`)."""
+    return _divided_by_own_sum(ctx, softmax.call, callers=1)
+
+
+def _sum_of(denominator: cst.BaseExpression, name: str) -> bool:
+    """`a.sum(dim=-1, keepdim=True)`, or that plus an epsilon."""
+    if is_a(denominator, cst.BinaryOperation) and is_a(denominator.operator, cst.Add):
+        return _sum_of(denominator.left, name) or _sum_of(denominator.right, name)
+    return (
+        is_a(denominator, cst.Call)
+        and method_name(denominator) == "sum"
+        and is_a(total := receiver(denominator), cst.Name)
+        and total.value == name
+    )
+
+
+def _divided_by_own_sum(ctx, value: cst.CSTNode, callers: int) -> bool:
+    """Is the value assigned on this statement later divided by its own sum (`a / a.sum(...)`)? A value
+    its function returns is followed into the function's call sites, `callers` levels up."""
+    statement = ctx.index.statement_of(value)
+    function = ctx.function_of(value)
+    if not is_a(statement, cst.SimpleStatementLine) or function is None:
         return False
     names = {
         t.target.value
@@ -61,17 +82,22 @@ def _renormalised(ctx, softmax) -> bool:
         for t in small.targets
         if is_a(t.target, cst.Name)
     }
-    after = ctx.order(softmax.call)
-    for node in ctx.index.descendants(softmax.function.body, cst.BinaryOperation):
+    after = ctx.order(value)
+    for node in ctx.index.descendants(function.body, cst.BinaryOperation):
         if (
             ctx.order(node) > after
             and is_a(node.operator, cst.Divide)
             and is_a(node.left, cst.Name)
             and node.left.value in names
-            and is_a(node.right, cst.Call)
-            and method_name(node.right) == "sum"
-            and is_a(total := receiver(node.right), cst.Name)
-            and total.value == node.left.value
+            and _sum_of(node.right, node.left.value)
         ):
             return True
-    return False
+    returned = any(
+        is_a(returned_value, cst.Name) and returned_value.value in names
+        for returned_value in return_values(ctx, function)
+    )
+    return (
+        callers > 0
+        and returned
+        and any(_divided_by_own_sum(ctx, call, callers - 1) for call, _ in call_sites(ctx, function))
+    )

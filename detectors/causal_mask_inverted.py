@@ -27,9 +27,15 @@ class CausalMaskInverted(Detector):
 
     def check(self, ctx):
         inversions = list(_inversions(ctx))
-        for use, problem, value in inversions:
+        for use, problem, value, path in inversions:
             related = _where_built(ctx, use, value)
             facts = {"consumer": use.consumer}
+            if path is not None:
+                # one path's definition is inverted: the finding is there, the consumer a related location
+                variant = "path" if problem == "future" else problem
+                related = tuple((node, note) for node, note in related if not ctx.index.contains(path, node))
+                yield Finding(path, variant=variant, facts=facts, related=((use.node, "consumer"), *related))
+                continue
             if problem == "ignored":
                 yield Finding(use.node, variant="ignored", facts=facts, related=related)
                 continue
@@ -39,17 +45,30 @@ class CausalMaskInverted(Detector):
 
 
 def _inversions(ctx: FileContext):
+    """(use, problem, value, path): `path` is None when the mask is known on every path to the consumer,
+    else the definition that makes it inverted on the paths through it."""
     for use in mask_uses(ctx):
-        value = use.evaluator(ctx).value(use.mask)
-        if value is None or not value.triangular or not masks_attention_scores(ctx, use):
+        evaluator = use.evaluator(ctx)
+        value = evaluator.value(use.mask)
+        candidates = [(value, None)] if value is not None else evaluator.values_by_path(use.mask)
+        if not any(candidate.triangular for candidate, _ in candidates) or not masks_attention_scores(ctx, use):
             continue
-        allowed = allowed_region(value, use.convention)
-        if allowed == "ignored":
-            yield use, "ignored", value
-        elif allowed is None or (use.convention in ("block", "allow") and _window_bound(allowed)):
-            continue
-        elif verdict(allowed) in ("future", "diagonal"):
-            yield use, verdict(allowed), value
+        for candidate, path in candidates:
+            problem = _problem(candidate, use)
+            if problem is not None and (path is None or problem != "ignored"):
+                yield use, problem, candidate, path
+
+
+def _problem(value, use: MaskUse) -> str | None:
+    if not value.triangular:
+        return None
+    allowed = allowed_region(value, use.convention)
+    if allowed == "ignored":
+        return "ignored"
+    if allowed is None or (use.convention in ("block", "allow") and _window_bound(allowed)):
+        return None
+    found = verdict(allowed)
+    return found if found in ("future", "diagonal") else None
 
 
 def _where_built(ctx: FileContext, use: MaskUse, value) -> tuple:

@@ -6,7 +6,15 @@ import libcst as cst
 
 from sharpedges.analysis.attention import logit_sources, softmax_calls
 from sharpedges.analysis.calls import argument, has_star_args, is_false_or_none, keyword_names
-from sharpedges.analysis.masks import in_causal_context, module_type, same_sequence, softmax_is_unmasked
+from sharpedges.analysis.masks import (
+    builds_bidirectional_mask,
+    decided_by_decoder_flag,
+    decoder_flag_read,
+    in_causal_context,
+    module_type,
+    same_sequence,
+    softmax_is_unmasked,
+)
 from sharpedges.analysis.summaries import (
     bind_arguments,
     called_function,
@@ -18,6 +26,8 @@ from sharpedges.analysis.values import possible_values
 from sharpedges.analysis.vocabulary import (
     DECODERS,
     ENCODERS,
+    HF_BIDIRECTIONAL_MASK,
+    HF_CROSS_ATTENTION_KEYWORD,
     KERNEL_TOKENS,
     MASKING_METHODS,
     MHA,
@@ -36,9 +46,17 @@ MASK_MEANINGS = ("causal", "mask", "score_mod")
 
 class CausalMaskMissing(Detector):
     code = "SHP201"
-    tokens = (b"softmax", b"multiheadattention", b"transformerencoder", b"transformerdecoder", *KERNEL_TOKENS)
+    tokens = (
+        b"softmax",
+        b"multiheadattention",
+        b"transformerencoder",
+        b"transformerdecoder",
+        b"create_bidirectional_mask",
+        *KERNEL_TOKENS,
+    )
 
     def check(self, ctx):
+        yield from self._bidirectional_mask_in_a_decoder(ctx)
         for softmax in softmax_calls(ctx):
             if self._manual_attention_unmasked(ctx, softmax):
                 yield Finding(softmax.call)
@@ -73,6 +91,25 @@ class CausalMaskMissing(Detector):
                 keywords = [f"{flag}=True", *masks]
                 facts = {"module": module.replace("torch.", ""), "arguments": ", ".join(f"`{k}`" for k in keywords)}
                 yield Finding(call, variant="module", facts=facts)
+
+    # -- transformers models with a decoder mode -----------------------------------------------------
+    def _bidirectional_mask_in_a_decoder(self, ctx):
+        """A model that reads `config.is_decoder` (it also runs as a causal LM) but builds its
+        self-attention mask with `create_bidirectional_mask` whatever the flag says (transformers 5.17's
+        RoFormer and MegatronBert): as a decoder every token sees the future."""
+        if not ctx.mentions(HF_BIDIRECTIONAL_MASK.encode()):
+            return
+        for call in ctx.calls():
+            cls = ctx.class_of(call)
+            if (
+                cls is not None
+                and builds_bidirectional_mask(ctx, call)
+                and HF_CROSS_ATTENTION_KEYWORD not in keyword_names(call)
+                and not has_star_args(call)
+                and (flag := decoder_flag_read(ctx, cls)) is not None
+                and not decided_by_decoder_flag(ctx, call)
+            ):
+                yield Finding(call, variant="bidirectional-builder", related=((flag, "decoder-flag"),))
 
     # -- manual attention --------------------------------------------------------------------
     def _manual_attention_unmasked(self, ctx, softmax) -> bool:

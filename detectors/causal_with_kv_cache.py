@@ -120,9 +120,9 @@ def _from_cache(ctx, function, expr: cst.BaseExpression | None, at: int, depth: 
 def _passed_from_cache(ctx, parameter: str, function, depth: int) -> bool:
     """A caller in this file, outside any branch, passes keys built from a cache to this parameter:
     `forward` concatenates the past onto `k` and hands it to the method that runs SDPA."""
-    for call, bound in call_sites(ctx, function):
+    for call, names in call_sites(ctx, function):
         caller = ctx.function_of(call)
-        argument = bound.get(parameter)
+        argument = bind_arguments(call, names).get(parameter)
         if (
             argument is not None
             and caller is not None

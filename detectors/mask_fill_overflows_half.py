@@ -7,9 +7,9 @@ import math
 import libcst as cst
 
 from sharpedges.analysis.attention import attention_softmaxes
-from sharpedges.analysis.calls import argument, literal_number, literal_string, method_name
+from sharpedges.analysis.calls import argument, method_name
 from sharpedges.analysis.names import dotted
-from sharpedges.analysis.project import imported_constant
+from sharpedges.analysis.values import constant_number, possible_values
 from sharpedges.analysis.vocabulary import (
     CAST_METHODS,
     FILL_FUNCTIONS,
@@ -37,7 +37,7 @@ class MaskFillOverflowsHalf(Detector):
                     if fill is None or fill[0] in reported:
                         continue
                     literal, scores = fill
-                    value = _constant(ctx, literal)
+                    value = constant_number(ctx, literal)
                     inner = source.path[position + 1 :]
                     # Ex) scores.float().masked_fill(mask, -1e9): the fill lands in float32
                     if (
@@ -51,8 +51,8 @@ class MaskFillOverflowsHalf(Detector):
                     facts = {"value": value, "scores": _scores_text(scores)}
                     fix = _fix(ctx, literal, scores, between=source.path[:position])
                     # Ex) NEG_INF = -1e20 at the top of the file: the finding rests on that line too
-                    bound = _bindings(ctx, literal) if is_a(literal, cst.Name) else []
-                    related = ((bound[0], "value"),) if len(bound) == 1 else ()
+                    bound = possible_values(ctx, literal) if is_a(literal, cst.Name) else None
+                    related = ((bound[0], "value"),) if bound and len(bound) == 1 and bound[0] is not literal else ()
                     yield Finding(literal, facts=facts, fix=fix, related=related)
 
 
@@ -74,54 +74,6 @@ def _fill_of(ctx, node, inner_path) -> tuple[cst.BaseExpression, cst.BaseExpress
         others = [b for b in branches if b is not None and b is not scores]
         return (others[0], scores) if len(others) == 1 and len(branches) == 2 else None
     return None
-
-
-def _constant(ctx, expr: cst.BaseExpression, depth: int = 0) -> float | None:
-    """A number the code spells out: a literal, `float("-1e9")`, `-BIG`, or a name bound once to one
-    (a local, or a module-level constant)."""
-    if depth > 4:
-        return None
-    number = literal_number(expr)
-    if number is not None:
-        return number
-    if is_a(expr, cst.UnaryOperation) and is_a(expr.operator, cst.Minus):
-        inner = _constant(ctx, expr.expression, depth + 1)
-        return -inner if inner is not None else None
-    if is_a(expr, cst.Call) and dotted(expr.func) == "float" and len(expr.args) == 1:
-        text = literal_string(expr.args[0].value)
-        try:
-            return float(text) if text is not None else _constant(ctx, expr.args[0].value, depth + 1)
-        except ValueError:
-            return None
-    if is_a(expr, cst.Name):
-        values = _bindings(ctx, expr)
-        if len(values) == 1:
-            return _constant(ctx, values[0], depth + 1)
-        if not values:  # Ex) from .constants import NEG_INF, with NEG_INF = -1e9 over there
-            return imported_constant(ctx, expr.value)
-    return None
-
-
-def _bindings(ctx, name: cst.Name) -> list[cst.BaseExpression]:
-    function = ctx.function_of(name)
-    if function is not None:
-        facts = ctx.function_facts(function)
-        definitions = facts.reaching(name.value, ctx.order(name))
-        if definitions:
-            return (
-                [d.value for d in definitions if d.kind == "assign" and d.value is not None]
-                if all(d.kind == "assign" for d in definitions)
-                else []
-            )
-    values = []
-    for statement in ctx.module.body:
-        if is_a(statement, cst.SimpleStatementLine):
-            for small in statement.body:
-                if is_a(small, cst.Assign) and any(
-                    is_a(t.target, cst.Name) and t.target.value == name.value for t in small.targets
-                ):
-                    values.append(small.value)
-    return values
 
 
 def _scores_text(scores: cst.BaseExpression) -> str:

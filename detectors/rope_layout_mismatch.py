@@ -4,7 +4,13 @@ other way, rotary applied to the values, or the same tensor rotated twice."""
 
 from __future__ import annotations
 
-from sharpedges.analysis.positions import attention_values, layout_evidence, rotary_applications, rotated_before
+from sharpedges.analysis.positions import (
+    attention_values,
+    layout_evidence,
+    rotary_applications,
+    rotated_before,
+    rotated_values,
+)
 from sharpedges.detector import Detector, Finding
 
 
@@ -14,10 +20,17 @@ class RopeLayoutMismatch(Detector):
 
     def check(self, ctx):
         yield from _layout_mismatch(ctx)
+        on_values = set()
         for value in attention_values(ctx):
             application = rotated_before(ctx, value.value, value)
-            if application is not None:
+            if application is not None and application.call not in on_values:
+                on_values.add(application.call)
                 yield Finding(application.call, variant="values")
+        for application, handed in rotated_values(ctx):
+            # Ex) v rotated with q and k, concatenated back, then `self.attend(q, k, v)` reaches SDPA's value
+            if application.call not in on_values:
+                on_values.add(application.call)
+                yield Finding(application.call, variant="values", related=((handed, "attention"),))
         for application in rotary_applications(ctx):
             for name in application.rotated:
                 if rotated_before(ctx, name, application.statement) is not None:

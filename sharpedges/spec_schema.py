@@ -9,7 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-CODE_PATTERN = re.compile(r"^SHP\d{3}$")
+from sharpedges.specs import CODE_PATTERN
+
 PLACEHOLDER = re.compile(r"[a-z_][a-z0-9_]*")
 TEMPLATE_NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 MAX_MESSAGE = 120  # a template, before its placeholders are filled: the concise line shows this much

@@ -23,7 +23,8 @@ from sharpedges import __version__
 from sharpedges.yaml_io import DataFileError
 
 RULES_DIR = Path(_rules_package.__file__).resolve().parent  # rules/ in a checkout, sharpedges/rules installed
-CODE_PATTERN = re.compile(r"^SHP\d{3}$")
+CODE_PREFIX = "SHP"  # every rule code: SHP and three digits; other codes belong to other linters
+CODE_PATTERN = re.compile(rf"^{CODE_PREFIX}\d{{3}}$")
 SPEC_CACHE = Path(os.environ.get("SHARPEDGES_SPEC_CACHE", Path.home() / ".cache" / "sharpedges" / "specs"))
 
 

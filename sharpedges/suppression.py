@@ -5,8 +5,8 @@
 2. Rules: `select` replaces the default set, `extend-select` adds, `ignore` removes; opt-in rules come
    in by their exact code or with `--preview` (`select_rules`). Only the chosen detectors run.
 3. Lines: a `# noqa` (every rule) or `# noqa: CODE, ...` on the finding's first line or on the first
-   line of its statement drops that finding (`suppressed_by_noqa`); a code no rule has is a warning
-   (`unknown_noqa_codes`), never a silent no-op.
+   line of its statement drops that finding (`suppressed_by_noqa`); an SHP code no rule has is a
+   warning (`unknown_noqa_codes`), never a silent no-op; other linters' codes are left to them.
 4. Paths: `per-file-ignores` drops the findings of the listed codes in files matching a pattern
    (`per_file_ignored`), applied to fresh and cached results alike.
 """
@@ -24,6 +24,7 @@ from sharpedges.diagnostics import Diagnostic
 from sharpedges.discovery import gitignore_spec
 from sharpedges.lines import line_starts
 from sharpedges.registry import RegistryError, Rule, all_rules
+from sharpedges.specs import CODE_PREFIX
 
 NOQA = re.compile(r"#\s*noqa(?::\s*(?P<codes>[A-Z]+[0-9]+(?:\s*,\s*[A-Z]+[0-9]+)*))?", re.IGNORECASE)
 
@@ -67,7 +68,8 @@ def suppressed_by_noqa(code: str, lines: list[str], line_numbers: set[int]) -> b
 
 
 def unknown_noqa_codes(path: str, data: bytes) -> list[str]:
-    """One warning per code a `# noqa:` comment names that no rule has (a typo silences nothing)."""
+    """One warning per SHP code a `# noqa:` comment names that no rule has (a typo silences nothing).
+    Other codes are other linters' (`# noqa: F401` is ruff's): not ours to judge, as ruff's `external`."""
     known = all_rules()
     text = data.decode("utf-8", "replace")
     starts = line_starts(text)
@@ -75,7 +77,7 @@ def unknown_noqa_codes(path: str, data: bytes) -> list[str]:
     for match in NOQA.finditer(text):
         for code in (match.group("codes") or "").split(","):
             code = code.strip().upper()
-            if code and code not in known:
+            if code.startswith(CODE_PREFIX) and code not in known:
                 line = bisect_right(starts, match.start())
                 warnings.append(f"{path}:{line}: unknown rule code '{code}' in # noqa (see `sharpedges rules`)")
     return warnings

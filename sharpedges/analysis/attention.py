@@ -25,11 +25,12 @@ from sharpedges.analysis.names import dotted
 from sharpedges.analysis.summaries import (
     HELPER_SCOPES,
     bind_arguments,
+    call_sites,
     called_function,
     positional_parameters,
     return_values,
 )
-from sharpedges.analysis.tensors import known_rank
+from sharpedges.analysis.tensors import class_family, known_rank
 from sharpedges.analysis.values import module_assignments, possible_values
 from sharpedges.analysis.vocabulary import (
     ADDITIVE_FUNCTIONS,
@@ -41,7 +42,6 @@ from sharpedges.analysis.vocabulary import (
     COPY_METHODS,
     FILL_FUNCTIONS,
     FILL_METHODS,
-    KERNELS,
     MASKING_METHODS,
     MATMUL_FUNCTIONS,
     NAN_REPAIR_FUNCTIONS,
@@ -50,9 +50,9 @@ from sharpedges.analysis.vocabulary import (
     REORDER_METHODS,
     REPEAT_METHODS,
     RESHAPE_METHODS,
+    SCALE_KEYWORDS,
     SCALING_FUNCTIONS,
     SCALING_METHODS,
-    SDPA,
     SELECTION_METHODS,
     SHAPE_ONLY_METHODS,
     SQRT_FUNCTIONS,
@@ -60,6 +60,7 @@ from sharpedges.analysis.vocabulary import (
     TRIANGLE_METHODS,
     TRIANGLES,
     is_library_namespace,
+    kernel_of,
 )
 from sharpedges.analysis.walk import is_a
 
@@ -176,20 +177,6 @@ def _softmax_module_dim(ctx: FileContext, call: cst.Call) -> cst.BaseExpression 
     return argument(constructor, "dim", 0) if constructor is not None else None
 
 
-def _method_call_sites(ctx: FileContext, cls: cst.ClassDef) -> dict[str, list[cst.Call]]:
-    """`self.name(...)` calls inside a class, by method name."""
-
-    def compute() -> dict[str, list[cst.Call]]:
-        found: dict[str, list[cst.Call]] = {}
-        for call in ctx.index.descendants(cls, cst.Call):
-            attr = self_attribute(call.func)
-            if attr is not None and ctx.class_of(call) is cls:
-                found.setdefault(attr, []).append(call)
-        return found
-
-    return ctx.memo(f"method_call_sites:{ctx.order(cls)}", compute)
-
-
 def _module_value(ctx: FileContext, name: str, at: int) -> tuple[cst.BaseExpression | None, int]:
     """Module-level code (a script, a notebook): the value of the last plain assignment of `name`
     before `at`, and where it is made."""
@@ -256,10 +243,8 @@ class LogitTracer:
             return self.sources(value, order, depth + 1) if value is not None else []
         found: list[LogitSource] = []
         for definition in self.facts.reaching(name, at):
-            if definition.kind == "param" and name in self.bindings:
-                caller, passed, passed_at = self.bindings[name]
-                found += caller.sources(passed, passed_at, depth + 1)
-                continue
+            if definition.kind == "param":
+                found += self._caller_sources(name, depth)
             if definition.value is None:
                 continue
             if definition.kind == "augassign":
@@ -283,6 +268,23 @@ class LogitTracer:
                 ]
             elif definition.kind == "assign":
                 found += self.sources(definition.value, definition.order, depth + 1)
+        return found
+
+    def _caller_sources(self, name: str, depth: int) -> list[LogitSource]:
+        """A helper's parameter is what its callers pass: the argument of the call being traced, or
+        every call of the helper in this file (a softmax in `attention_normalize(a, ...)` over the
+        masked scores a method passes it)."""
+        if name in self.bindings:
+            caller, value, at = self.bindings[name]
+            return caller.sources(value, at, depth + 1)
+        if self.function is None:
+            return []
+        found: list[LogitSource] = []
+        for call, positional in call_sites(self.ctx, self.function):
+            passed = bind_arguments(call, positional).get(name)
+            caller_function = self.ctx.function_of(call)
+            if passed is not None and caller_function is not self.function:
+                found += LogitTracer(self.ctx, caller_function).sources(passed, self.ctx.order(call), depth + 1)
         return found
 
     def _call_sources(self, call: cst.Call, at: int, depth: int) -> list[LogitSource]:
@@ -535,10 +537,8 @@ class LogitTracer:
             or self.ctx.class_facts(cls).methods.get(function.name.value) is not function
         ):
             return []
-        calls = _method_call_sites(self.ctx, cls).get(function.name.value, [])
-        positional = positional_parameters(function)[1:]
         found: list[Scale] = []
-        for call in calls:
+        for call, positional in call_sites(self.ctx, function):
             passed = bind_arguments(call, positional).get(name)
             caller_function = self.ctx.function_of(call)
             if passed is None or caller_function is function:
@@ -551,14 +551,52 @@ class LogitTracer:
 
 
 def declared_unit_scale(ctx: FileContext, function: cst.FunctionDef | None) -> bool:
-    """Does the function also call SDPA with an explicit `scale=1`? Then its eager path leaving the
-    logits unscaled is the same, deliberate choice (QK-norm models such as Gemma 4 do this)."""
+    """Does this attention say, in a kernel call, that its softmax scale is 1? Then its eager path leaving
+    the logits unscaled is the same, deliberate choice. Read from every implementation of it in the file:
+    the function, its class, and the classes that class shares code with through inheritance, such as
+    the fused twin of an eager class (Gemma 4 vision's SDPA call with `scale=1.0`; GPT-Neo's flash class,
+    a subclass of its eager one, with `softmax_scale=1.0`: trained unscaled)."""
     if function is None:
         return False
-    for call in ctx.index.descendants(function.body, cst.Call, prune=HELPER_SCOPES):
-        if (callee := ctx.callee(call)) in SDPA and literal_number(KERNELS[callee].argument(call, "scale")) == 1.0:
-            return True
-    return False
+    cls = ctx.class_of(function)
+    scopes: list[cst.CSTNode] = [function] if cls is None else list(class_family(ctx, cls))
+    return any(_passes_unit_scale(ctx, call) for scope in scopes for call in ctx.index.descendants(scope, cst.Call))
+
+
+def _passes_unit_scale(ctx: FileContext, call: cst.Call) -> bool:
+    """A kernel called with scale 1, or a wrapper given q, k, v and a kernel's scale keyword set to 1."""
+    kernel = kernel_of(ctx, call)
+    if kernel is not None:
+        return literal_number(kernel.argument(call, "scale")) == 1.0
+    positional = [arg for arg in call.args if arg.keyword is None and not arg.star]
+    return len(positional) >= 3 and any(
+        arg.keyword is not None and arg.keyword.value in SCALE_KEYWORDS and literal_number(arg.value) == 1.0
+        for arg in call.args
+    )
+
+
+UNSCALED_STATEMENT = re.compile(r"\bunscaled\b|\b(?:no|without|not)\b[^.\n]{0,20}?\bscal(?:e|ed|ing)\b", re.IGNORECASE)
+
+
+def states_unscaled_design(ctx: FileContext, function: cst.FunctionDef | None) -> bool:
+    """Does the attention say in words that its scores are not scaled: its docstring, its class's, or a
+    comment in its body ("No scaling factor", "unscaled by design")? The author declaring the design, as
+    `noqa` would; torchtune's T5 encoder documents it so."""
+    if function is None:
+        return False
+    cls = ctx.class_of(function)
+    docstrings = [function.get_docstring(), cls.get_docstring() if cls is not None else None]
+    comments = _Comments()
+    function.visit(comments)
+    return any(UNSCALED_STATEMENT.search(text) for text in [*docstrings, *comments.found] if text)
+
+
+class _Comments(cst.CSTVisitor):
+    def __init__(self) -> None:
+        self.found: list[str] = []
+
+    def visit_Comment(self, node: cst.Comment) -> None:
+        self.found.append(node.value)
 
 
 INIT_NORMAL = frozenset({"normal_", "trunc_normal_"})  # torch.nn.init's, a library's own init module's, Tensor's

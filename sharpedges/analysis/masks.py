@@ -28,6 +28,7 @@ from sharpedges.analysis.calls import argument, is_true, literal_int, literal_nu
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
+from sharpedges.analysis.project import imported_names
 from sharpedges.analysis.summaries import called_function, return_values
 from sharpedges.analysis.vocabulary import (
     ADDITIVE_METHODS,
@@ -39,11 +40,14 @@ from sharpedges.analysis.vocabulary import (
     COMPLEMENT_FUNCTIONS,
     CONCATENATIONS,
     COPY_METHODS,
+    DECODER_FLAG,
     DTYPE_ARGUMENT_CASTS,
     FILL_METHODS,
     FIXED_CASTS,
     FLOAT_DTYPES,
     FULL,
+    HF_BIDIRECTIONAL_MASK,
+    HF_MASK_MODULE,
     KERNELS,
     MASKING_METHODS,
     MODULE_MASK_ARGUMENTS,
@@ -241,6 +245,24 @@ class MaskEvaluator:
             for d in self.facts.reaching(name, at)
         ]
         return _agreed(values)
+
+    def values_by_path(self, expr: cst.BaseExpression) -> list[tuple[MaskValue, cst.CSTNode]]:
+        """For a local name whose reaching definitions disagree (or are partly unknown): (value, definition)
+        for each definition that may reach `expr` and gives a known value on its own, which is what the mask
+        holds on every path through that definition.
+
+        Ex) `if causal: mask = mask | future` before `sdpa(attn_mask=mask)`: on that path the mask marks
+            every future position, whatever the parameter `mask` held
+        """
+        if not is_a(expr, cst.Name) or self.facts is None:
+            return []
+        found = []
+        for definition in self.facts.reaching(expr.value, self.ctx.order(expr)):
+            if definition.kind == "assign":
+                value = self.value(definition.value, definition.order, 1)
+                if value is not None:
+                    found.append((value, definition.node))
+        return found
 
     def _attribute(self, attr: str, depth: int) -> MaskValue | None:
         if self.cls is None:
@@ -943,6 +965,96 @@ def attends_to_marked(value: MaskValue, convention: Convention) -> bool | None:
     return None
 
 
+# -- one mask, several consumers -----------------------------------------------------------------------
+# Ops whose result holds the receiver's booleans, rearranged: the same mask for every consumer.
+SAME_MASK_METHODS = RESHAPE_METHODS | BROADCAST_METHODS | REORDER_METHODS | COPY_METHODS | PLACEMENT_METHODS
+
+
+@dataclass(frozen=True)
+class PolaritySource:
+    """The expression that decides a mask's values (a comparison, a call, a parameter), and whether the
+    consumer sees it complemented (`~`, `logical_not`) an odd number of times."""
+
+    node: cst.CSTNode
+    flipped: bool
+
+
+def polarity_source(
+    ctx: FileContext, function: cst.FunctionDef | None, expr: cst.BaseExpression | None, at: int, depth: int = 0
+) -> PolaritySource | None:
+    """Follow a mask back through local names (a `None` binding is no mask and is skipped), views,
+    broadcasts, indexing, einops rearranges and complements to the expression that computes it."""
+    if expr is None or function is None or depth > MAX_DEPTH:
+        return None
+    if is_a(expr, cst.Name):
+        facts = ctx.function_facts(function)
+        definitions = [
+            d
+            for d in facts.reaching(expr.value, at)
+            if not (d.kind == "assign" and is_a(d.value, cst.Name) and d.value.value == "None")
+        ]
+        sources: set[PolaritySource | None] = set()
+        for definition in definitions:
+            if definition.kind == "param":
+                sources.add(PolaritySource(definition.node, False))
+            elif definition.kind == "assign":
+                sources.add(polarity_source(ctx, function, definition.value, definition.order, depth + 1))
+            else:
+                return None
+        # every path agrees (`m = keep == 0; m = m[:, None]` in one branch reaches as both definitions)
+        return sources.pop() if len(sources) == 1 else None
+    if is_a(expr, cst.UnaryOperation) and is_a(expr.operator, cst.BitInvert):
+        inner = polarity_source(ctx, function, expr.expression, at, depth + 1)
+        return replace(inner, flipped=not inner.flipped) if inner is not None else None
+    if is_a(expr, cst.Subscript):
+        return polarity_source(ctx, function, expr.value, at, depth + 1)
+    if is_a(expr, cst.Call):
+        qualified = ctx.callee(expr)
+        namespace = is_library_namespace(ctx, receiver(expr))
+        method = method_name(expr)
+        if qualified in COMPLEMENT_FUNCTIONS or (method == "logical_not" and not namespace):
+            inner_expr = argument(expr, "input", 0) if qualified in COMPLEMENT_FUNCTIONS else receiver(expr)
+            inner = polarity_source(ctx, function, inner_expr, at, depth + 1)
+            return replace(inner, flipped=not inner.flipped) if inner is not None else None
+        if method in SAME_MASK_METHODS and not namespace:
+            return polarity_source(ctx, function, receiver(expr), at, depth + 1)
+        if einops_axes(ctx, expr) is not None:
+            return polarity_source(ctx, function, argument(expr, "tensor", 0), at, depth + 1)
+    return PolaritySource(expr, False)
+
+
+def attends_where_true(use: MaskUse) -> bool:
+    """For a boolean mask: whether the consumer keeps the scores where it is True."""
+    return use.convention in ("sdpa", "allow")
+
+
+def conflicting_uses(ctx: FileContext) -> list[tuple[PolaritySource, MaskUse, MaskUse]]:
+    """One boolean mask that two consumers read in opposite conventions: `scores.masked_fill(m, -inf)`
+    blocks where `m` is True and `F.scaled_dot_product_attention(..., attn_mask=m)` attends there, so one
+    of the two is inverted whatever `m` marks. The mask is known to be boolean because a masked_fill or
+    a `torch.where` reads it (they take nothing else); each (source, blocking use, attending use) once."""
+
+    def compute() -> list[tuple[PolaritySource, MaskUse, MaskUse]]:
+        by_source: dict[cst.CSTNode, list[tuple[PolaritySource, MaskUse]]] = {}
+        for use in mask_uses(ctx):
+            if not masks_attention_scores(ctx, use):
+                continue
+            source = polarity_source(ctx, use.function, use.mask, ctx.order(use.node))
+            if source is not None:
+                by_source.setdefault(source.node, []).append((source, use))
+        found = []
+        for uses in by_source.values():
+            if not any(use.convention in ("block", "allow") for _, use in uses):
+                continue  # nothing proves the mask boolean: SDPA and torch.nn add a float mask
+            attending = [(s, u) for s, u in uses if attends_where_true(u) != s.flipped]
+            blocking = [(s, u) for s, u in uses if attends_where_true(u) == s.flipped]
+            if attending and blocking:
+                found.append((blocking[0][0], blocking[0][1], attending[0][1]))
+        return found
+
+    return ctx.memo("conflicting_mask_uses", compute)
+
+
 # -- softmax paths: is any mask applied between QK^T and the softmax? --------------------------------
 SCORE_MASKING_METHODS = MASKING_METHODS | ADDITIVE_METHODS
 NEUTRAL_METHODS = CAST_METHODS | COPY_METHODS | RESHAPE_METHODS | CLAMP_METHODS | SCALING_METHODS | REORDER_METHODS
@@ -1156,6 +1268,37 @@ def causal_scopes(ctx: FileContext, weak: bool = True) -> set[cst.CSTNode]:
 def _non_causal(scope: cst.CSTNode) -> bool:
     name = scope.name.value if is_a(scope, (cst.ClassDef, cst.FunctionDef)) else ""
     return bool(name_words(name) & NON_CAUSAL_WORDS)
+
+
+def builds_bidirectional_mask(ctx: FileContext, call: cst.Call) -> bool:
+    """A call of transformers' `create_bidirectional_mask`, imported absolutely or relatively (from
+    `...masking_utils`), under any local name."""
+    if (ctx.callee(call) or "").endswith(f"{HF_MASK_MODULE}.{HF_BIDIRECTIONAL_MASK}"):
+        return True
+    source = imported_names(ctx).get(call.func.value) if is_a(call.func, cst.Name) else None
+    return (
+        source is not None
+        and source.name == HF_BIDIRECTIONAL_MASK
+        and source.module.rsplit(".", 1)[-1] == HF_MASK_MODULE
+    )
+
+
+def decoder_flag_read(ctx: FileContext, cls: cst.ClassDef) -> cst.Attribute | None:
+    """Where the class's code first reads `is_decoder` (`self.config.is_decoder`, `config.is_decoder`):
+    the model has a decoder mode, in which its self-attention must be causal."""
+    return next((node for node in ctx.index.descendants(cls, cst.Attribute) if node.attr.value == DECODER_FLAG), None)
+
+
+def decided_by_decoder_flag(ctx: FileContext, node: cst.CSTNode) -> bool:
+    """Is `node` inside a branch chosen by the decoder flag (`if self.config.is_decoder: ... else: node`)?"""
+    for ancestor in ctx.index.ancestors(node):
+        if is_a(ancestor, (cst.If, cst.IfExp)) and any(
+            attribute.attr.value == DECODER_FLAG for attribute in ctx.index.descendants(ancestor.test, cst.Attribute)
+        ):
+            return True
+        if is_a(ancestor, (cst.FunctionDef, cst.ClassDef)):
+            return False
+    return False
 
 
 def in_causal_context(ctx: FileContext, node: cst.CSTNode, weak: bool = True) -> bool:

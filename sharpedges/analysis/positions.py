@@ -19,6 +19,7 @@ import libcst as cst
 from sharpedges.analysis.calls import argument, literal_int, literal_number, literal_string, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
+from sharpedges.analysis.derived import attention_value_arguments, bindings
 from sharpedges.analysis.training_mode import runs_in_forward
 from sharpedges.analysis.values import MAX_DEPTH
 from sharpedges.analysis.vocabulary import (
@@ -716,6 +717,49 @@ def _exclusive_branches(ctx: FileContext, first: cst.CSTNode, second: cst.CSTNod
                 return in_body[0] != in_body[1]
             return False
     return False
+
+
+def rotated_values(ctx: FileContext) -> list[tuple[RotaryApplication, cst.Call]]:
+    """Rotary applications whose output becomes, on some path, part of the values an attention kernel
+    reads: through views, concatenation and `map` (derived.py), and through the functions, methods and
+    module instances (of this file or a project module) that hand their arguments on to a kernel. Each
+    with the call that hands the values over."""
+
+    def compute():
+        applications = rotary_applications(ctx)
+        if not applications:
+            return []
+        found = []
+        for call in ctx.calls():
+            function = ctx.function_of(call)
+            if function is None:
+                continue
+            for value in attention_value_arguments(ctx, call):
+                for binding in bindings(ctx, function, value, ctx.order(call)):
+                    for application in applications:
+                        if (
+                            application.statement is binding.definition.node
+                            and binding.name in application.rotated
+                            and not _exclusive_branches(ctx, application.statement, call)
+                            and not _optional_value_rotation(ctx, application, applications)
+                        ):
+                            found.append((application, call))
+        return found
+
+    return ctx.memo("rotated_values", compute)
+
+
+def _optional_value_rotation(
+    ctx: FileContext, application: RotaryApplication, applications: list[RotaryApplication]
+) -> bool:
+    """A rotation of one tensor alone under an `if` of its own, which rotates nothing else: a model
+    option (`if self.rotary_embed_values: v = rotate(v)`), not values caught up with q and k."""
+    if len(application.rotated) != 1:
+        return False
+    branch = ctx.index.enclosing(application.statement, (cst.If, cst.FunctionDef))
+    if not isinstance(branch, cst.If):
+        return False
+    return not any(other is not application and ctx.index.contains(branch, other.statement) for other in applications)
 
 
 def attention_values(ctx: FileContext) -> list[cst.Name]:

@@ -96,17 +96,10 @@ def module_constants(ctx) -> dict[str, float]:
                 bound.setdefault(small.target.value, []).append(small.value)
     constants = {}
     for name, values in bound.items():
-        number = _spelled_number(values[0]) if len(values) == 1 else None
+        number = literal_number(values[0]) if len(values) == 1 else None
         if number is not None and math.isfinite(number):
             constants[name] = number
     return constants
-
-
-def _spelled_number(expr: cst.BaseExpression) -> float | None:
-    if is_a(expr, cst.UnaryOperation) and is_a(expr.operator, cst.Minus):
-        inner = _spelled_number(expr.expression)
-        return -inner if inner is not None else None
-    return literal_number(expr)
 
 
 @summary_fact("classes")
@@ -144,6 +137,14 @@ def kernel_functions(ctx) -> dict[str, dict[str, Any]]:
     from sharpedges.analysis.summaries import function_summaries
 
     return function_summaries(ctx)
+
+
+@summary_fact("value_parameters")
+def attention_value_parameters(ctx) -> dict[str, dict[str, Any]]:
+    """Module classes whose forward hands parameters to an attention kernel's values (derived.py)."""
+    from sharpedges.analysis.derived import module_value_parameters
+
+    return module_value_parameters(ctx)
 
 
 # -- the scope of one checked file ------------------------------------------------------------------

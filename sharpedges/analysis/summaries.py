@@ -111,22 +111,30 @@ def module_call_sites(ctx: FileContext, cls: cst.ClassDef) -> list[tuple[cst.Cal
     return ctx.memo(f"module_call_sites:{ctx.order(cls)}", compute)
 
 
-def call_sites(ctx: FileContext, function: cst.FunctionDef) -> list[tuple[cst.Call, dict[str, cst.BaseExpression]]]:
-    """The calls in this file that run `function` (as `called_function` resolves them), each with the
-    argument it binds to each parameter: how a value built by a caller reaches a helper's parameter.
+def call_sites(ctx: FileContext, function: cst.FunctionDef) -> list[tuple[cst.Call, list[str]]]:
+    """Every call in this file that runs `function`, with the parameter names its positional arguments
+    bind to: `called_function` inverted once per file, plus, for a module's `forward`, the calls of its
+    instances (`module_call_sites`). What a helper's parameter can be is what these calls pass.
 
-    Ex) `forward` concatenates the cache onto `k`, then `self._attend(q, k, v)` runs the kernel
+    Ex) `A = attention_normalize(a, l)` in a method, for `def attention_normalize(a, l, dim=-1)`
     """
+    by_function: dict[cst.FunctionDef, list[tuple[cst.Call, list[str]]]] = ctx.memo(
+        "call_sites", lambda: _calls_by_function(ctx)
+    )
+    found = list(by_function.get(function, ()))
+    cls = ctx.class_of(function)
+    if cls is not None and ctx.class_facts(cls).methods.get("forward") is function:
+        found += module_call_sites(ctx, cls)
+    return found
 
-    def compute() -> dict[cst.FunctionDef, list[tuple[cst.Call, dict[str, cst.BaseExpression]]]]:
-        found: dict[cst.FunctionDef, list[tuple[cst.Call, dict[str, cst.BaseExpression]]]] = {}
-        for call in ctx.calls():
-            target = called_function(ctx, call)
-            if target is not None:
-                found.setdefault(target[0], []).append((call, bind_arguments(call, target[1])))
-        return found
 
-    return ctx.memo("summaries.call_sites", compute).get(function, [])
+def _calls_by_function(ctx: FileContext) -> dict[cst.FunctionDef, list[tuple[cst.Call, list[str]]]]:
+    found: dict[cst.FunctionDef, list[tuple[cst.Call, list[str]]]] = {}
+    for call in ctx.calls():
+        target = called_function(ctx, call)
+        if target is not None:
+            found.setdefault(target[0], []).append((call, target[1]))
+    return found
 
 
 def result_element_read(ctx: FileContext, function: cst.FunctionDef, position: int) -> bool | None:
@@ -138,9 +146,6 @@ def result_element_read(ctx: FileContext, function: cst.FunctionDef, position: i
     Ex) `weights, idx, router_logits = self.router(x)`, and `router_logits` is never read again
     """
     calls = [call for call, _ in call_sites(ctx, function)]
-    cls = ctx.class_of(function)
-    if cls is not None and function.name.value == "forward" and ctx.function_of(function) is None:
-        calls += [call for call, _ in module_call_sites(ctx, cls)]
     if not calls:
         return None
     for call in calls:

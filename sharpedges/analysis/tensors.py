@@ -309,6 +309,30 @@ def class_named(ctx: FileContext, name: str) -> cst.ClassDef | None:
     return None
 
 
+def class_family(ctx: FileContext, cls: cst.ClassDef) -> list[cst.ClassDef]:
+    """The top-level classes of this file that share an implementation with `cls` through inheritance:
+    itself, its bases and subclasses in this file, and theirs (HF's `FlashAttention2(SelfAttention)`)."""
+    edges: dict[cst.ClassDef, set[cst.ClassDef]] = ctx.memo(("class-family-edges",), lambda: _inheritance_edges(ctx))
+    family, todo = [cls], [cls]
+    while todo:
+        for related in edges.get(todo.pop(), ()):
+            if related not in family:
+                family.append(related)
+                todo.append(related)
+    return family
+
+
+def _inheritance_edges(ctx: FileContext) -> dict[cst.ClassDef, set[cst.ClassDef]]:
+    edges: dict[cst.ClassDef, set[cst.ClassDef]] = {}
+    for cls in ctx.index.nodes(cst.ClassDef):
+        for base in cls.bases:
+            local = class_named(ctx, base.value.value) if is_a(base.value, cst.Name) else None
+            if local is not None and local is not cls:
+                edges.setdefault(cls, set()).add(local)
+                edges.setdefault(local, set()).add(cls)
+    return edges
+
+
 def module_class(ctx: FileContext, cls: cst.ClassDef, depth: int = 0) -> bool | None:
     """True for a subclass of `nn.Module` (through classes of this file, or an `nn` layer), False for a
     class whose bases in this file end at `object` or that keeps its own `training` flag, None when a

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import libcst as cst
 
+from sharpedges.analysis.calls import literal_number, literal_string
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
+from sharpedges.analysis.names import dotted
+from sharpedges.analysis.project import imported_constant
 from sharpedges.analysis.walk import is_a
 
 MAX_DEPTH = 8
@@ -73,6 +76,35 @@ def _joined(
             return None
         found.extend(values)
     return found
+
+
+def constant_number(ctx: FileContext, expr: cst.BaseExpression | None, depth: int = 0) -> float | None:
+    """The number an expression is when the code spells it out: a literal, `float("-1e9")`, `-BIG`, a
+    name every possible value of which is that number (a local, `NEG_INF = -1e9` at the top of the
+    file), or a constant a project module binds and this file imports."""
+    if expr is None or depth > MAX_DEPTH:
+        return None
+    number = literal_number(expr)
+    if number is not None:
+        return number
+    if is_a(expr, cst.UnaryOperation) and is_a(expr.operator, cst.Minus):
+        inner = constant_number(ctx, expr.expression, depth + 1)
+        return -inner if inner is not None else None
+    if is_a(expr, cst.Call) and dotted(expr.func) == "float" and len(expr.args) == 1:
+        text = literal_string(expr.args[0].value)
+        if text is None:
+            return constant_number(ctx, expr.args[0].value, depth + 1)
+        try:
+            return float(text)
+        except ValueError:
+            return None
+    if not is_a(expr, cst.Name):
+        return None
+    values = possible_values(ctx, expr)
+    if values == [expr]:  # Ex) from .constants import NEG_INF, with NEG_INF = -1e9 over there
+        return imported_constant(ctx, expr.value)
+    numbers = {constant_number(ctx, value, depth + 1) for value in values or ()}
+    return numbers.pop() if len(numbers) == 1 else None
 
 
 def module_assignments(ctx: FileContext) -> dict[str, list[tuple[cst.BaseExpression | None, int]]]:

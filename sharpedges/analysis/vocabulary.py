@@ -223,6 +223,11 @@ KERNELS: dict[str, Kernel] = {
 }
 
 
+# The keywords a softmax scale is passed by: each kernel's own, and the attention interface of HF models,
+# whose wrappers (`attention_interface(self, q, k, v, mask, scaling=...)`, `_flash_attention_forward(...,
+# softmax_scale=...)`) keep the kernel's keyword or this one.
+SCALE_KEYWORDS = frozenset({kernel.keyword("scale") for kernel in KERNELS.values()} - {None}) | {"scaling"}
+
 # A file can only call one of the kernels if it names one of these (lower-cased bytes).
 KERNEL_TOKENS = (b"scaled_dot_product_attention", b"flash_attn", b"memory_efficient_attention", b"flex_attention")
 PARTIALS = frozenset({"functools.partial"})
@@ -232,6 +237,14 @@ def kernel_of(ctx, call: cst.Call) -> Kernel | None:
     """The attention kernel this call runs, or None."""
     return KERNELS.get(ctx.callee(call) or "")
 
+
+# transformers' mask builders (`transformers.masking_utils`). The bidirectional one ignores
+# `config.is_decoder`, the flag by which a model runs as a decoder (its `...ForCausalLM` heads set it);
+# a mask for cross-attention is the one built with `encoder_hidden_states=`.
+HF_MASK_MODULE = "masking_utils"
+HF_BIDIRECTIONAL_MASK = "create_bidirectional_mask"
+HF_CROSS_ATTENTION_KEYWORD = "encoder_hidden_states"
+DECODER_FLAG = "is_decoder"
 
 # torch.nn attention modules: where each forward() takes its masks (keyword -> positional index).
 MHA = frozenset({"torch.nn.MultiheadAttention"})

@@ -336,3 +336,75 @@ def test_a_padding_mask_finding_rests_on_the_comparison_that_decides_what_it_mar
     inline = source.replace("attn_mask=pad[", "attn_mask=(input_ids == pad_token_id)[")
     [finding] = findings("SHP203", inline)
     assert finding.related == []  # decided inside the call itself
+
+
+EAGER_WITH_FUSED_TWIN = """
+import torch
+from torch import nn
+from .flash_utils import _flash_attention_forward
+
+class SelfAttention(nn.Module):
+    def _attn(self, query, key, value):
+        scores = torch.matmul(query, key.transpose(-1, -2))
+        return torch.matmul(nn.functional.softmax(scores, dim=-1), value)
+
+class FlashAttention2(SelfAttention):
+    def forward(self, query, key, value, mask):
+        return _flash_attention_forward(query, key, value, mask, query.shape[1], softmax_scale=1.0)
+"""
+
+
+def test_a_fused_twin_that_states_unit_scale_makes_the_eager_path_deliberate():
+    """GPT-Neo: the flash subclass of the eager class passes softmax_scale=1.0, so unscaled is the design."""
+    assert findings("SHP101", EAGER_WITH_FUSED_TWIN) == []
+    # the twin scales as usual, or is gone: the eager path's missing scale is reported
+    scaled_twin = mutate(EAGER_WITH_FUSED_TWIN, "softmax_scale=1.0", "softmax_scale=self.scale")
+    assert [d.line for d in findings("SHP101", scaled_twin)] == [9]
+    no_twin = EAGER_WITH_FUSED_TWIN.split("class FlashAttention2")[0]
+    assert [d.line for d in findings("SHP101", no_twin)] == [9]
+    # a scale keyword of 1 on a call that is not an attention call (no q, k, v) says nothing
+    other_call = mutate(
+        EAGER_WITH_FUSED_TWIN,
+        "_flash_attention_forward(query, key, value, mask, query.shape[1], softmax_scale=1.0)",
+        "self.rotary(query, scale=1.0)",
+    )
+    assert [d.line for d in findings("SHP101", other_call)] == [9]
+    # an unrelated class of the file says nothing about this one
+    unrelated = mutate(EAGER_WITH_FUSED_TWIN, "class FlashAttention2(SelfAttention):", "class Other(nn.Module):")
+    assert [d.line for d in findings("SHP101", unrelated)] == [9]
+
+
+DOCUMENTED_UNSCALED = '''
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+class EncoderSelfAttention(nn.Module):
+    """Self-attention for the encoder.
+
+    Standard self-attention with two differences:
+        - No scaling factor
+        - A relative position bias is added to the scores.
+    """
+
+    def forward(self, q, k, v, rel_pos_bias):
+        scores = torch.matmul(q, k.transpose(-2, -1))
+        scores += rel_pos_bias
+        return torch.matmul(F.softmax(scores.float(), dim=-1).to(scores.dtype), v)
+'''
+
+
+def test_an_attention_whose_docstring_says_it_is_unscaled_is_deliberate():
+    """torchtune's T5 encoder documents the design in words; the author says so, as noqa would."""
+    assert findings("SHP101", DOCUMENTED_UNSCALED) == []
+    undocumented = mutate(DOCUMENTED_UNSCALED, "- No scaling factor", "- Fused projections")
+    assert [d.line for d in findings("SHP101", undocumented)] == [17]
+    in_a_comment = mutate(
+        undocumented, "        scores += rel_pos_bias", "        scores += rel_pos_bias  # unscaled, as T5"
+    )
+    assert findings("SHP101", in_a_comment) == []
+    # a comment about the scale that does not deny it keeps the finding
+    other_comment = mutate(
+        undocumented, "        scores += rel_pos_bias", "        scores += rel_pos_bias  # scale later"
+    )
+    assert [d.line for d in findings("SHP101", other_comment)] == [17]

@@ -344,6 +344,167 @@ def test_shp102_width_handed_over_without_a_per_head_size_is_quiet():
     assert findings("SHP102", whole) == []
 
 
+# -- SHP202: on one path a keep-mask is OR-ed with a triu causal mask before SDPA --------------------------
+OR_WITH_FUTURE = """
+    import torch
+    import torch.nn.functional as F
+
+    def attend(q, k, v, keep=None, causal=False):
+        n, m = q.shape[-2], k.shape[-2]
+        if keep is not None:
+            keep = keep.expand(-1, -1, n, m)
+            if causal:
+                future = torch.ones((n, m), dtype=torch.bool, device=q.device).triu(m - n + 1)
+                keep = keep | future
+                causal = False
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=keep, is_causal=causal)
+"""
+
+
+def test_shp202_keep_mask_or_future_on_one_path_to_sdpa_is_found():
+    assert findings("SHP202", OR_WITH_FUTURE) == [line_of(OR_WITH_FUTURE, "keep = keep | future")]
+
+
+def test_shp202_keep_mask_and_not_future_on_one_path_to_sdpa_is_quiet():
+    assert findings("SHP202", OR_WITH_FUTURE.replace("keep | future", "keep & ~future")) == []
+
+
+def test_shp202_blocked_mask_or_future_on_one_path_to_masked_fill_is_quiet():
+    blocked = """
+        import torch
+
+        def scores_softmax(q, k, blocked=None, causal=False):
+            n, m = q.shape[-2], k.shape[-2]
+            scores = q @ k.transpose(-1, -2)
+            if blocked is not None and causal:
+                future = torch.ones((n, m), dtype=torch.bool, device=q.device).triu(m - n + 1)
+                blocked = blocked | future
+            scores = scores.masked_fill(blocked, float("-inf"))
+            return scores.softmax(dim=-1)
+    """
+    assert findings("SHP202", blocked) == []
+
+
+# -- SHP203: one boolean mask, consumed by SDPA (True = attend) and by masked_fill (True = blocked) -----------
+TWO_CONVENTIONS = """
+    import torch
+    import torch.nn.functional as F
+
+    def pooled_attention(q, k, v, keep=None, with_weights=False):
+        mask = None
+        if keep is not None:
+            mask = keep == 0
+            mask = mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        weights = None
+        if with_weights:
+            scores = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5
+            if mask is not None:
+                scores = scores.masked_fill(mask, float("-inf"))
+            weights = scores.softmax(dim=-1)
+        return out, weights
+"""
+
+
+def test_shp203_one_mask_consumed_in_both_conventions_is_found():
+    assert findings("SHP203", TWO_CONVENTIONS) == [line_of(TWO_CONVENTIONS, "mask = keep == 0")]
+
+
+def test_shp203_one_mask_complemented_for_the_other_convention_is_quiet():
+    fixed = TWO_CONVENTIONS.replace("keep == 0", "keep == 1").replace("masked_fill(mask,", "masked_fill(~mask,")
+    assert findings("SHP203", fixed) == []
+
+
+def test_shp203_one_mask_of_unknown_meaning_in_agreeing_conventions_is_quiet():
+    # what `keep == 0` marks is unknown without reading names; both consumers agree on it, so nothing is claimed
+    agreeing = TWO_CONVENTIONS.replace("masked_fill(mask,", "masked_fill(~mask,")
+    assert findings("SHP203", agreeing) == []
+
+
+# -- SHP603: values rotated with q and k, joined back, and handed to an attention module of another file -------
+ATTEND = """
+    import torch.nn.functional as F
+    from einops import rearrange
+    from torch import nn
+
+    class Attend(nn.Module):
+        def _kernel(self, q, k, v, mask=None):
+            if v.ndim == 3:
+                v = rearrange(v, "b ... -> b 1 ...").expand_as(q)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+        def forward(self, q, k, v, mask=None):
+            return self._kernel(q, k, v, mask=mask)
+"""
+ROTATING = """
+    import torch
+    from torch import nn
+
+    from pkg.attend import Attend
+
+    def rotate(t, freqs):
+        return t * freqs.cos() + torch.flip(t, dims=(-1,)) * freqs.sin()
+
+    class Attention(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.to_qkv = nn.Linear(dim, 3 * dim)
+            self.attend = Attend()
+
+        def forward(self, x, freqs=None):
+            q, k, v = self.to_qkv(x).chunk(3, dim=-1)
+            if freqs is not None:
+                n = freqs.shape[-1]
+                (ql, qr), (kl, kr), (vl, vr) = map(lambda t: (t[..., :n], t[..., n:]), (q, k, v))
+                ql, kl, vl = map(lambda t: rotate(t, freqs), (ql, kl, vl))
+                q, k, v = map(lambda t: torch.cat(t, dim=-1), ((ql, qr), (kl, kr), (vl, vr)))
+            return self.attend(q, k, v)
+"""
+
+
+def rotary_project(tmp_path, rotating: str = ROTATING):
+    (tmp_path / "pyproject.toml").write_text("[tool.sharpedges]\n")
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "attend.py").write_text(textwrap.dedent(ATTEND))
+    (package / "attention.py").write_text(textwrap.dedent(rotating))
+    return tmp_path
+
+
+def shp603_in_project(run_cli, project) -> list[str]:
+    result = run_cli("check", "pkg", "--preview", "--select", "SHP603", "--no-cache", "--exit-zero", cwd=project)
+    return [line.split(" ", 1)[0] for line in result.stdout.splitlines() if " SHP603 " in line]
+
+
+def test_shp603_values_rotated_then_handed_to_a_module_of_another_file_is_found(run_cli, tmp_path):
+    line = line_of(ROTATING, "ql, kl, vl = map(")
+    assert shp603_in_project(run_cli, rotary_project(tmp_path)) == [f"pkg/attention.py:{line}:26:"]
+
+
+def test_shp603_only_queries_and_keys_rotated_is_quiet(run_cli, tmp_path):
+    rotating = ROTATING.replace(
+        "ql, kl, vl = map(lambda t: rotate(t, freqs), (ql, kl, vl))",
+        "ql, kl = map(lambda t: rotate(t, freqs), (ql, kl))",
+    )
+    assert shp603_in_project(run_cli, rotary_project(tmp_path, rotating)) == []
+
+
+def test_shp603_value_rotation_behind_an_option_of_its_own_is_quiet(run_cli, tmp_path):
+    rotating = ROTATING.replace(
+        "                ql, kl, vl = map(lambda t: rotate(t, freqs), (ql, kl, vl))\n",
+        "                ql, kl = map(lambda t: rotate(t, freqs), (ql, kl))\n"
+        "                if self.rotate_values:\n"
+        "                    vl = rotate(vl, freqs)\n",
+    )
+    assert shp603_in_project(run_cli, rotary_project(tmp_path, rotating)) == []
+
+
+def test_shp603_rotated_values_into_a_module_of_the_same_file_are_found():
+    same_file = ATTEND + ROTATING.replace("from pkg.attend import Attend\n", "")
+    assert findings("SHP603", same_file) == [line_of(same_file, "ql, kl, vl = map(")]
+
+
 # -- SHP105: half precision set where the model is built or used --------------------------------------------
 EAGER_ATTENTION = """
     import math
