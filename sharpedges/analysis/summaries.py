@@ -20,7 +20,7 @@ from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import ImportedName, ProjectScope, imported_names
 from sharpedges.analysis.values import possible_values
-from sharpedges.analysis.vocabulary import KERNELS, PARTIALS, Kernel, kernel_of
+from sharpedges.analysis.vocabulary import KERNEL_TOKENS, KERNELS, PARTIALS, Kernel, kernel_of
 from sharpedges.analysis.walk import is_a
 
 HELPER_SCOPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
@@ -420,6 +420,8 @@ def function_summaries(ctx: FileContext) -> dict[str, dict[str, Any]]:
     arguments bind to, and for each such parameter the (qualified kernel, meaning, the kernel call's flags)
     it reaches: what an importing file needs to follow `causal_attention(q, k, v)` into SDPA."""
     found: dict[str, dict[str, Any]] = {}
+    if not ctx.mentions(*KERNEL_TOKENS):
+        return found  # no kernel in this file, so no parameter of it reaches one: no cost on the rest
     for statement in ctx.module.body:
         if not is_a(statement, cst.FunctionDef):
             continue
