@@ -1333,7 +1333,8 @@ def decided_by_decoder_flag(ctx: FileContext, node: cst.CSTNode) -> bool:
     """Is `node` inside a branch chosen by the decoder flag (`if self.config.is_decoder: ... else: node`)?"""
     for ancestor in ctx.index.ancestors(node):
         if is_a(ancestor, (cst.If, cst.IfExp)) and any(
-            attribute.attr.value == DECODER_FLAG for attribute in ctx.index.descendants(ancestor.test, cst.Attribute)
+            is_a(node, cst.Attribute) and node.attr.value == DECODER_FLAG
+            for node in (ancestor.test, *ctx.index.descendants(ancestor.test, cst.Attribute))
         ):
             return True
         if is_a(ancestor, (cst.FunctionDef, cst.ClassDef)):
