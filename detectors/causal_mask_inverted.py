@@ -12,6 +12,7 @@ from sharpedges.analysis.masks import (
     MaskUse,
     Region,
     allowed_region,
+    attends_after_the_sequence,
     mask_uses,
     masks_attention_scores,
     verdict,
@@ -39,6 +40,9 @@ class CausalMaskInverted(Detector):
             if problem == "ignored":
                 yield Finding(use.node, variant="ignored", facts=facts, related=related)
                 continue
+            if problem == "after-sequence":  # no flip fixes it: the padding's value or width is wrong
+                yield Finding(use.node, variant=problem, facts=facts, related=related)
+                continue
             variant = None if problem == "future" else "diagonal"
             fix = _fix(ctx, use, value, len(inversions))
             yield Finding(use.node, variant=variant, facts=facts, fix=fix, related=related)
@@ -65,6 +69,8 @@ def _problem(value, use: MaskUse) -> str | None:
     allowed = allowed_region(value, use.convention)
     if allowed == "ignored":
         return "ignored"
+    if allowed is not None and attends_after_the_sequence(value, use.convention):
+        return "after-sequence"  # Ex) F.pad(tril, (0, write), value=True) as a keep-mask: the write slots are kept
     if allowed is None or (use.convention in ("block", "allow") and _window_bound(allowed)):
         return None
     found = verdict(allowed)

@@ -52,6 +52,7 @@ from sharpedges.analysis.vocabulary import (
     MASKING_METHODS,
     MODULE_MASK_ARGUMENTS,
     ONES,
+    PAD_FUNCTIONS,
     PLACEMENT_METHODS,
     REORDER_METHODS,
     REPEAT_METHODS,
@@ -181,6 +182,8 @@ class MaskValue:
     tokens, -inf fills; "allowed": real tokens), independent of geometry.
     flips: comparison or tril/triu nodes on the way whose mechanical flip gives the complement.
     origin: where `marks` is decided (`input_ids == pad_id`): what a finding about them rests on.
+    tail: keys padded after the sequence (`F.pad(mask, (0, n), value=True)`: slots packed after every
+    query), and whether they are marked; None when there are none.
     """
 
     kind: Kind
@@ -188,13 +191,15 @@ class MaskValue:
     marks: Literal["blocked", "allowed"] | None = None
     flips: tuple[cst.CSTNode, ...] = ()
     origin: tuple[cst.CSTNode, ...] = ()
+    tail: Literal["marked", "unmarked"] | None = None
 
     def complement(self, node: cst.CSTNode | None = None) -> MaskValue:
         region = self.region.complement() if self.region is not None else None
         marks = {"blocked": "allowed", "allowed": "blocked"}.get(self.marks) if self.marks else None
         kind: Kind = "bool" if self.kind in ("bool", "additive") else self.kind
         flips = self.flips + ((node,) if node is not None else ())
-        return MaskValue(kind, region, marks, flips, self.origin)  # type: ignore[arg-type]
+        tail = {"marked": "unmarked", "unmarked": "marked"}.get(self.tail) if self.tail else None
+        return MaskValue(kind, region, marks, flips, self.origin, tail)  # type: ignore[arg-type]
 
     @property
     def triangular(self) -> bool:
@@ -348,6 +353,8 @@ class MaskEvaluator:
         axes = einops_axes(ctx, call)
         if axes is not None:
             return _einops_moved(self.value(argument(call, "tensor", 0), at, depth + 1), axes)
+        if qualified in PAD_FUNCTIONS:
+            return self._padded(call, at, depth)
         if qualified in CONCATENATIONS:
             # Ex) `torch.cat((~padding, causal), dim=-1)`: keys of another kind in front of a causal block
             parts = argument(call, "tensors", 0)
@@ -361,6 +368,22 @@ class MaskEvaluator:
                 self.value(argument(call, "other", 1), at, depth + 1),
             )
         return self._helper(call, depth)
+
+    def _padded(self, call: cst.Call, at: int, depth: int) -> MaskValue | None:
+        """`F.pad(mask, (left, right, top, bottom), value=v)`. Slots padded in front (text an image attends
+        to, read memories) are keys of another kind, as with `torch.cat`: the offsets stay those of the
+        core block. Keys padded on the right are slots after every query, marked when `v` is True.
+
+        Ex) F.pad(tril, (read, write) * 2, value=True): each token also keeps the write slots after it
+        """
+        inner = self.value(argument(call, "input", 0), at, depth + 1)
+        widths = _pad_widths(argument(call, "pad", 1))
+        if inner is None or inner.region is None or widths is None:
+            return None
+        if literal_int(widths[1]) == 0:
+            return inner
+        fill = argument(call, "value", 3)
+        return replace(inner, tail="marked" if is_true(fill) or literal_number(fill) == 1 else "unmarked")
 
     def _helper(self, call: cst.Call, depth: int) -> MaskValue | None:
         """A mask built in a helper of this file (`self._causal_mask(T)`, `make_mask(T)`): what the
@@ -519,6 +542,17 @@ class MaskEvaluator:
             values += [a.value for a in self.ctx.class_facts(self.cls).assignments.get(attr, ()) if a.value is not None]
             return bool(values) and all(self.is_large_negative(v, self.ctx.order(v), depth + 1) for v in values)
         return False
+
+
+def _pad_widths(expr: cst.BaseExpression | None) -> list[cst.BaseExpression] | None:
+    """The widths of `F.pad`'s pad argument: `(a, b, c, d)`, or `(a, b) * 2` repeated."""
+    if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, cst.Multiply):
+        times = literal_int(expr.right)
+        inner = _pad_widths(expr.left)
+        return inner * times if inner is not None and times is not None and times > 0 else None
+    if is_a(expr, (cst.Tuple, cst.List)) and not any(is_a(e, cst.StarredElement) for e in expr.elements):
+        return [e.value for e in expr.elements] if len(expr.elements) >= 2 else None
+    return None
 
 
 def _agreed(values: list[MaskValue | None]) -> MaskValue | None:
@@ -951,6 +985,15 @@ def allowed_region(value: MaskValue, convention: Convention) -> Region | Literal
     return value.region.complement()  # additive everywhere; bool under torch.nn's True = blocked
 
 
+def attends_after_the_sequence(value: MaskValue, convention: Convention) -> bool:
+    """Do the keys padded after the sequence stay attendable (marked and kept, or unmarked and not
+    blocked)? Then every query sees slots after it, whatever the core block's geometry."""
+    if value.tail is None:
+        return False
+    marked_kept = convention == "allow" or (convention == "sdpa" and value.kind == "bool")
+    return (value.tail == "marked") == marked_kept
+
+
 def attends_to_marked(value: MaskValue, convention: Convention) -> bool | None:
     """For a mask whose marked positions mean something (padding, -inf): does the consumer let the
     query attend to the marked positions? None when the dtype decides and is unknown."""
@@ -1293,7 +1336,8 @@ def decided_by_decoder_flag(ctx: FileContext, node: cst.CSTNode) -> bool:
     """Is `node` inside a branch chosen by the decoder flag (`if self.config.is_decoder: ... else: node`)?"""
     for ancestor in ctx.index.ancestors(node):
         if is_a(ancestor, (cst.If, cst.IfExp)) and any(
-            attribute.attr.value == DECODER_FLAG for attribute in ctx.index.descendants(ancestor.test, cst.Attribute)
+            is_a(node, cst.Attribute) and node.attr.value == DECODER_FLAG
+            for node in (ancestor.test, *ctx.index.descendants(ancestor.test, cst.Attribute))
         ):
             return True
         if is_a(ancestor, (cst.FunctionDef, cst.ClassDef)):
