@@ -44,10 +44,10 @@ class FileContext:
 
     # -- scopes ---------------------------------------------------------------------------
     def function_of(self, node: cst.CSTNode) -> cst.FunctionDef | None:
-        return self.index.enclosing(node, cst.FunctionDef)
+        return self.index.enclosing_scope(node, cst.FunctionDef)
 
     def class_of(self, node: cst.CSTNode) -> cst.ClassDef | None:
-        return self.index.enclosing(node, cst.ClassDef)
+        return self.index.enclosing_scope(node, cst.ClassDef)
 
     def function_facts(self, function: cst.FunctionDef) -> FunctionFacts:
         facts = self._functions.get(function)

@@ -216,6 +216,18 @@ class TreeIndex:
             ancestor = parents.get(ancestor)
         return None
 
+    def enclosing_scope(self, node: cst.CSTNode, node_type: type):
+        """`enclosing(node, node_type)` for a scope type (a function, class or lambda), visiting only
+        the scopes around `node` instead of every ancestor: the detectors ask it for most nodes."""
+        module = self.sequence[0]
+        scope = self.scope
+        current = scope.get(node)
+        while current is not None and current is not module:
+            if is_a(current, node_type):
+                return current
+            current = scope.get(current)
+        return None
+
     def contains(self, outer: cst.CSTNode, inner: cst.CSTNode) -> bool:
         return outer is inner or any(a is outer for a in self.ancestors(inner))
 
