@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
+from collections.abc import Callable
+from itertools import repeat
+from operator import attrgetter
 from typing import TypeVar, overload
 
 import libcst as cst
@@ -134,16 +137,39 @@ def is_a(node: object, kinds: type | tuple[type, ...]) -> bool:
     return known
 
 
+_FIELD_GETTERS: dict[type, Callable[[cst.CSTNode], tuple]] = {}
+
+
+def _field_getter(node_type: type) -> Callable[[cst.CSTNode], tuple]:
+    """The values of a node type's child fields, read by one C-level attrgetter call."""
+    fields = _child_fields(node_type)
+    if not fields:
+        getter: Callable[[cst.CSTNode], tuple] = lambda node: ()  # noqa: E731
+    elif len(fields) == 1:
+        one = attrgetter(fields[0])
+        getter = lambda node: (one(node),)  # noqa: E731
+    else:
+        getter = attrgetter(*fields)
+    _FIELD_GETTERS[node_type] = getter
+    return getter
+
+
 def children(node: cst.CSTNode) -> list[cst.CSTNode]:
     """Direct children in field order (source order for everything detectors compare)."""
+    node_type = type(node)
+    is_node = _IS_NODE
     found: list[cst.CSTNode] = []
-    for name in _child_fields(type(node)):
-        value = getattr(node, name)
+    for value in (_FIELD_GETTERS.get(node_type) or _field_getter(node_type))(node):
         value_type = type(value)
         if value_type is tuple or value_type is list:
-            found.extend(item for item in value if _is_node_type(type(item)))
-        elif _is_node_type(value_type):
-            found.append(value)
+            for item in value:
+                known = is_node.get(type(item))
+                if known or (known is None and _is_node_type(type(item))):
+                    found.append(item)
+        else:
+            known = is_node.get(value_type)
+            if known or (known is None and _is_node_type(value_type)):
+                found.append(value)
     return found
 
 
@@ -174,11 +200,12 @@ class TreeIndex:
             scope[node] = enclosing
             node_type = type(node)
             by_type[node_type].append(node)
-            inner = node if node_type in scope_types else enclosing
             found = children(node)
-            for child in found:
-                parents[child] = node
-            stack.extend((child, inner) for child in reversed(found))
+            if found:
+                for child in found:
+                    parents[child] = node
+                found.reverse()
+                stack.extend(zip(found, repeat(node if node_type in scope_types else enclosing)))
         self.parents = parents
         self.order = order
         self.scope = scope
