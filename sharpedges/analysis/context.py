@@ -29,6 +29,7 @@ class FileContext:
         self.options: dict[str, Any] = {}  # options of the rule being run, set by the engine
         self._functions: dict[cst.FunctionDef, FunctionFacts] = {}
         self._classes: dict[cst.ClassDef, ClassFacts] = {}
+        self._callees: dict[int, tuple[cst.Call, str | None]] = {}
         self.shared: dict[Hashable, Any] = {}  # per-file memo for analyses several detectors share
         self.project: ProjectScope | None = None  # set by the engine when the file is checked with its project
 
@@ -37,7 +38,12 @@ class FileContext:
         return self.aliases.qualify(expr)
 
     def callee(self, call: cst.Call) -> str | None:
-        return self.aliases.qualify(call.func)
+        # asked of every call by most rules: qualified once per call (the entry keeps the call alive,
+        # so its id is not reused)
+        known = self._callees.get(id(call))
+        if known is None:
+            known = self._callees[id(call)] = (call, self.aliases.qualify(call.func))
+        return known[1]
 
     def calls(self) -> list[cst.Call]:
         return self.index.nodes(cst.Call)

@@ -125,8 +125,8 @@ def mentions_training(ctx: FileContext, expr: cst.BaseExpression | None, depth: 
         return False
     # Every call's `if` ancestors are asked again for each call under them, and each local is followed
     # through its definitions: the answer for (expression, depth) is a fact of the file, computed once.
-    known: dict[tuple[int, int], bool] = ctx.memo("training_mode.mentions_training", dict)
-    key = (id(expr), depth)
+    known: dict[tuple[cst.BaseExpression, int], bool] = ctx.memo("training_mode.mentions_training", dict)
+    key = (expr, depth)
     found = known.get(key)
     if found is None:
         found = known[key] = _mentions_training(ctx, expr, depth)
