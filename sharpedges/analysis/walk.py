@@ -8,9 +8,10 @@ file cannot exhaust the interpreter stack here.
 from __future__ import annotations
 
 import dataclasses
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable
-from itertools import repeat
+from itertools import chain, repeat
 from operator import attrgetter
 from typing import TypeVar, overload
 
@@ -183,7 +184,7 @@ class TreeIndex:
     enclosing scope (function, class, lambda or module) of each node, and nodes grouped by type,
     all filled by one walk."""
 
-    __slots__ = ("_by_scope", "_last", "by_type", "order", "parents", "scope", "sequence")
+    __slots__ = ("_by_scope", "_last", "_typed", "by_type", "order", "parents", "scope", "sequence")
 
     def __init__(self, module: cst.Module) -> None:
         parents: dict[cst.CSTNode, cst.CSTNode] = {}
@@ -213,6 +214,7 @@ class TreeIndex:
         self.sequence = sequence
         self._by_scope: dict[cst.CSTNode, list[cst.CSTNode]] | None = None
         self._last: dict[cst.CSTNode, int] = {}
+        self._typed: dict[type | tuple[type, ...], tuple[list[int], list[cst.CSTNode]]] = {}
 
     def nodes(self, node_type: type) -> list:
         return self.by_type.get(node_type, [])
@@ -284,16 +286,45 @@ class TreeIndex:
             yield from _walk_detached(node, node_type, prune)
             return
         end = self.last_order(node) + 1
-        sequence = self.sequence
-        i = start + 1
-        while i < end:
-            current = sequence[i]
-            if node_type is None or is_a(current, node_type):
+        if node_type is None:
+            sequence = self.sequence
+            i = start + 1
+            while i < end:
+                current = sequence[i]
                 yield current
-            if prune and is_a(current, prune):
-                i = self.last_order(current) + 1
-            else:
-                i += 1
+                if prune and is_a(current, prune):
+                    i = self.last_order(current) + 1
+                else:
+                    i += 1
+            return
+        # Only the nodes of the type, found by bisection in their pre-order list, instead of a test of
+        # every node of the subtree; pruned subtrees are the ranges of the prune-type nodes inside.
+        orders, nodes = self._of_type(node_type)
+        first, stop = bisect_right(orders, start), bisect_left(orders, end)
+        if not prune:
+            for i in range(first, stop):
+                yield nodes[i]
+            return
+        pruned, pruners = self._of_type(prune)
+        next_pruner, last_pruner = bisect_right(pruned, start), bisect_left(pruned, end)
+        skip_until = -1  # the last pre-order number of the pruned subtree being passed
+        for i in range(first, stop):
+            at = orders[i]
+            while next_pruner < last_pruner and pruned[next_pruner] < at:
+                if pruned[next_pruner] > skip_until:
+                    skip_until = self.last_order(pruners[next_pruner])
+                next_pruner += 1
+            if at > skip_until:
+                yield nodes[i]
+
+    def _of_type(self, kinds: type | tuple[type, ...]) -> tuple[list[int], list[cst.CSTNode]]:
+        """The pre-order numbers and the nodes of every node of `kinds` (as `is_a` tests it), in pre-order."""
+        known = self._typed.get(kinds)
+        if known is None:
+            matching = [self.by_type[node_type] for node_type in self.by_type if issubclass(node_type, kinds)]
+            nodes = matching[0] if len(matching) == 1 else sorted(chain(*matching), key=self.order.__getitem__)
+            known = self._typed[kinds] = ([self.order[node] for node in nodes], nodes)
+        return known
 
 
 def _walk_detached(node, node_type, prune):
