@@ -30,6 +30,7 @@ class FileContext:
         self._functions: dict[cst.FunctionDef, FunctionFacts] = {}
         self._classes: dict[cst.ClassDef, ClassFacts] = {}
         self._callees: dict[int, tuple[cst.Call, str | None]] = {}
+        self._mentioned: dict[tuple[bytes, ...], bool] = {}
         self.shared: dict[Hashable, Any] = {}  # per-file memo for analyses several detectors share
         self.project: ProjectScope | None = None  # set by the engine when the file is checked with its project
 
@@ -74,7 +75,11 @@ class FileContext:
         return self.module.code_for_node(node)
 
     def mentions(self, *words: bytes) -> bool:
-        return any(word in self.lowered_source for word in words)
+        # asked per call by some analyses: each question scans the whole file once
+        known = self._mentioned.get(words)
+        if known is None:
+            known = self._mentioned[words] = any(word in self.lowered_source for word in words)
+        return known
 
     def memo(self, key: Hashable, compute: Callable[[], _T]) -> _T:
         if key not in self.shared:
