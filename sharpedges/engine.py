@@ -358,6 +358,9 @@ class Engine:
                 if (cause := interruption(exc)) is not None:
                     raise cause from None
                 raise
+        # Shared analyses that hold the context (mask evaluators) tie the file's tree into cycles: let go
+        # of them, so the tree is freed now instead of at the collector's next full pass over the heap.
+        ctx.shared.clear()
         return result
 
     def _diagnostics(

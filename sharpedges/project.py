@@ -53,7 +53,8 @@ class SummaryStore:
         if b"\0" in data or python_refusal(data) is not None:
             return None
         try:
-            summary = summarize(FileContext(str(path), parse_module(data)))
+            # the lowered bytes, as the engine gives them: else FileContext regenerates the module's code
+            summary = summarize(FileContext(str(path), parse_module(data), data.lower()))
         except Exception:  # a file we cannot summarise is simply unknown to its importers
             return None
         body = json.dumps(summary, sort_keys=True).encode()

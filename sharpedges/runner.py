@@ -6,6 +6,7 @@ Data flows one way: paths -> discovery -> (cache | byte screen -> parse -> detec
 from __future__ import annotations
 
 import errno
+import gc
 import hashlib
 import json
 import os
@@ -13,7 +14,8 @@ import signal
 import stat
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -299,6 +301,21 @@ def _configured_cache_dir(config: Config) -> Path | None:
     return directory
 
 
+@contextmanager
+def _frozen_for_the_run() -> Iterator[None]:
+    """Everything built before the files are checked (modules, specs, rules, engines) lives for the
+    whole run: kept out of the collector's full passes, which otherwise scan it all again every few
+    files (2.3 s of a 31 s check of a quarter of the pinned corpus). Forked workers inherit it."""
+    if gc.get_freeze_count():  # someone else froze the heap: leave their choice alone
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def run_check(options: CheckOptions) -> RunResult:
     """Check every file under `options.paths`. Raises ConfigError / RegistryError / ValueError
     for configuration problems (exit 2 before any file is read)."""
@@ -356,7 +373,7 @@ def run_check(options: CheckOptions) -> RunResult:
         if cache is not None and engine.project is not None:
             engine.project.store.directory = cache.summaries_directory()
     state = RunState(engines, caches, options.time_limit)
-    with clean_interrupts(), limited_memory(memory_limit()):
+    with clean_interrupts(), limited_memory(memory_limit()), _frozen_for_the_run():
         results = _run_tasks(state, tasks, _jobs(options.jobs, len(tasks)), options.progress)
 
     diagnostics: list[Diagnostic] = []

@@ -29,6 +29,8 @@ class FileContext:
         self.options: dict[str, Any] = {}  # options of the rule being run, set by the engine
         self._functions: dict[cst.FunctionDef, FunctionFacts] = {}
         self._classes: dict[cst.ClassDef, ClassFacts] = {}
+        self._callees: dict[int, tuple[cst.Call, str | None]] = {}
+        self._mentioned: dict[tuple[bytes, ...], bool] = {}
         self.shared: dict[Hashable, Any] = {}  # per-file memo for analyses several detectors share
         self.project: ProjectScope | None = None  # set by the engine when the file is checked with its project
 
@@ -37,17 +39,22 @@ class FileContext:
         return self.aliases.qualify(expr)
 
     def callee(self, call: cst.Call) -> str | None:
-        return self.aliases.qualify(call.func)
+        # asked of every call by most rules: qualified once per call (the entry keeps the call alive,
+        # so its id is not reused)
+        known = self._callees.get(id(call))
+        if known is None:
+            known = self._callees[id(call)] = (call, self.aliases.qualify(call.func))
+        return known[1]
 
     def calls(self) -> list[cst.Call]:
         return self.index.nodes(cst.Call)
 
     # -- scopes ---------------------------------------------------------------------------
     def function_of(self, node: cst.CSTNode) -> cst.FunctionDef | None:
-        return self.index.enclosing(node, cst.FunctionDef)
+        return self.index.enclosing_scope(node, cst.FunctionDef)
 
     def class_of(self, node: cst.CSTNode) -> cst.ClassDef | None:
-        return self.index.enclosing(node, cst.ClassDef)
+        return self.index.enclosing_scope(node, cst.ClassDef)
 
     def function_facts(self, function: cst.FunctionDef) -> FunctionFacts:
         facts = self._functions.get(function)
@@ -68,7 +75,11 @@ class FileContext:
         return self.module.code_for_node(node)
 
     def mentions(self, *words: bytes) -> bool:
-        return any(word in self.lowered_source for word in words)
+        # asked per call by some analyses: each question scans the whole file once
+        known = self._mentioned.get(words)
+        if known is None:
+            known = self._mentioned[words] = any(word in self.lowered_source for word in words)
+        return known
 
     def memo(self, key: Hashable, compute: Callable[[], _T]) -> _T:
         if key not in self.shared:

@@ -87,6 +87,16 @@ def is_frequency(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0) -> 
     """Whether `expr` holds (a view or cast of) a rotary inverse-frequency table."""
     if depth > MAX_DEPTH:
         return False
+    # asked of both operands of every product and of every name in a candidate position: computed
+    # once per (expression, depth)
+    known: dict[tuple[cst.BaseExpression, int], bool] = ctx.memo("positions.is_frequency", dict)
+    found = known.get((expr, depth))
+    if found is None:
+        found = known[expr, depth] = _is_frequency(ctx, expr, depth)
+    return found
+
+
+def _is_frequency(ctx: FileContext, expr: cst.BaseExpression, depth: int) -> bool:
     expr = _strip(expr)
     if (
         isinstance(expr, cst.BinaryOperation)
@@ -241,6 +251,14 @@ def _derives_from_frequency(ctx: FileContext, expr: cst.BaseExpression, depth: i
     factors of frequency scaling): such a value is not a position."""
     if depth > 3:
         return False
+    known: dict[tuple[cst.BaseExpression, int], bool] = ctx.memo("positions.derives_from_frequency", dict)
+    found = known.get((expr, depth))
+    if found is None:
+        found = known[expr, depth] = _computed_from_frequency(ctx, expr, depth)
+    return found
+
+
+def _computed_from_frequency(ctx: FileContext, expr: cst.BaseExpression, depth: int) -> bool:
     for node in (expr, *ctx.index.descendants(expr, (cst.Name, cst.Attribute))):
         if (isinstance(node, cst.Name) and isinstance(ctx.index.parents.get(node), cst.Attribute)) or _only_lends_dtype(
             ctx, node, expr

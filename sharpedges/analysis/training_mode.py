@@ -115,6 +115,17 @@ def mentions_training(ctx: FileContext, expr: cst.BaseExpression | None, depth: 
     `is_training` name, or a local bound to an expression that does."""
     if expr is None or depth > MAX_DEPTH:
         return False
+    # Every call's `if` ancestors are asked again for each call under them, and each local is followed
+    # through its definitions: the answer for (expression, depth) is a fact of the file, computed once.
+    known: dict[tuple[cst.BaseExpression, int], bool] = ctx.memo("training_mode.mentions_training", dict)
+    key = (expr, depth)
+    found = known.get(key)
+    if found is None:
+        found = known[key] = _mentions_training(ctx, expr, depth)
+    return found
+
+
+def _mentions_training(ctx: FileContext, expr: cst.BaseExpression, depth: int) -> bool:
     for node in (expr, *ctx.index.descendants(expr)):
         if isinstance(node, cst.Attribute) and node.attr.value in ("training", "is_training"):
             return True

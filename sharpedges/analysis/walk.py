@@ -8,7 +8,11 @@ file cannot exhaust the interpreter stack here.
 from __future__ import annotations
 
 import dataclasses
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
+from collections.abc import Callable
+from itertools import chain, repeat
+from operator import attrgetter
 from typing import TypeVar, overload
 
 import libcst as cst
@@ -134,16 +138,39 @@ def is_a(node: object, kinds: type | tuple[type, ...]) -> bool:
     return known
 
 
+_FIELD_GETTERS: dict[type, Callable[[cst.CSTNode], tuple]] = {}
+
+
+def _field_getter(node_type: type) -> Callable[[cst.CSTNode], tuple]:
+    """The values of a node type's child fields, read by one C-level attrgetter call."""
+    fields = _child_fields(node_type)
+    if not fields:
+        getter: Callable[[cst.CSTNode], tuple] = lambda node: ()  # noqa: E731
+    elif len(fields) == 1:
+        one = attrgetter(fields[0])
+        getter = lambda node: (one(node),)  # noqa: E731
+    else:
+        getter = attrgetter(*fields)
+    _FIELD_GETTERS[node_type] = getter
+    return getter
+
+
 def children(node: cst.CSTNode) -> list[cst.CSTNode]:
     """Direct children in field order (source order for everything detectors compare)."""
+    node_type = type(node)
+    is_node = _IS_NODE
     found: list[cst.CSTNode] = []
-    for name in _child_fields(type(node)):
-        value = getattr(node, name)
+    for value in (_FIELD_GETTERS.get(node_type) or _field_getter(node_type))(node):
         value_type = type(value)
         if value_type is tuple or value_type is list:
-            found.extend(item for item in value if _is_node_type(type(item)))
-        elif _is_node_type(value_type):
-            found.append(value)
+            for item in value:
+                known = is_node.get(type(item))
+                if known or (known is None and _is_node_type(type(item))):
+                    found.append(item)
+        else:
+            known = is_node.get(value_type)
+            if known or (known is None and _is_node_type(value_type)):
+                found.append(value)
     return found
 
 
@@ -157,7 +184,7 @@ class TreeIndex:
     enclosing scope (function, class, lambda or module) of each node, and nodes grouped by type,
     all filled by one walk."""
 
-    __slots__ = ("_by_scope", "_last", "by_type", "order", "parents", "scope", "sequence")
+    __slots__ = ("_by_scope", "_last", "_typed", "by_type", "order", "parents", "scope", "sequence")
 
     def __init__(self, module: cst.Module) -> None:
         parents: dict[cst.CSTNode, cst.CSTNode] = {}
@@ -174,11 +201,12 @@ class TreeIndex:
             scope[node] = enclosing
             node_type = type(node)
             by_type[node_type].append(node)
-            inner = node if node_type in scope_types else enclosing
             found = children(node)
-            for child in found:
-                parents[child] = node
-            stack.extend((child, inner) for child in reversed(found))
+            if found:
+                for child in found:
+                    parents[child] = node
+                found.reverse()
+                stack.extend(zip(found, repeat(node if node_type in scope_types else enclosing)))
         self.parents = parents
         self.order = order
         self.scope = scope
@@ -186,6 +214,7 @@ class TreeIndex:
         self.sequence = sequence
         self._by_scope: dict[cst.CSTNode, list[cst.CSTNode]] | None = None
         self._last: dict[cst.CSTNode, int] = {}
+        self._typed: dict[type | tuple[type, ...], tuple[list[int], list[cst.CSTNode]]] = {}
 
     def nodes(self, node_type: type) -> list:
         return self.by_type.get(node_type, [])
@@ -214,6 +243,18 @@ class TreeIndex:
             if is_a(ancestor, node_type):
                 return ancestor
             ancestor = parents.get(ancestor)
+        return None
+
+    def enclosing_scope(self, node: cst.CSTNode, node_type: type):
+        """`enclosing(node, node_type)` for a scope type (a function, class or lambda), visiting only
+        the scopes around `node` instead of every ancestor: the detectors ask it for most nodes."""
+        module = self.sequence[0]
+        scope = self.scope
+        current = scope.get(node)
+        while current is not None and current is not module:
+            if is_a(current, node_type):
+                return current
+            current = scope.get(current)
         return None
 
     def contains(self, outer: cst.CSTNode, inner: cst.CSTNode) -> bool:
@@ -245,16 +286,45 @@ class TreeIndex:
             yield from _walk_detached(node, node_type, prune)
             return
         end = self.last_order(node) + 1
-        sequence = self.sequence
-        i = start + 1
-        while i < end:
-            current = sequence[i]
-            if node_type is None or is_a(current, node_type):
+        if node_type is None:
+            sequence = self.sequence
+            i = start + 1
+            while i < end:
+                current = sequence[i]
                 yield current
-            if prune and is_a(current, prune):
-                i = self.last_order(current) + 1
-            else:
-                i += 1
+                if prune and is_a(current, prune):
+                    i = self.last_order(current) + 1
+                else:
+                    i += 1
+            return
+        # Only the nodes of the type, found by bisection in their pre-order list, instead of a test of
+        # every node of the subtree; pruned subtrees are the ranges of the prune-type nodes inside.
+        orders, nodes = self._of_type(node_type)
+        first, stop = bisect_right(orders, start), bisect_left(orders, end)
+        if not prune:
+            for i in range(first, stop):
+                yield nodes[i]
+            return
+        pruned, pruners = self._of_type(prune)
+        next_pruner, last_pruner = bisect_right(pruned, start), bisect_left(pruned, end)
+        skip_until = -1  # the last pre-order number of the pruned subtree being passed
+        for i in range(first, stop):
+            at = orders[i]
+            while next_pruner < last_pruner and pruned[next_pruner] < at:
+                if pruned[next_pruner] > skip_until:
+                    skip_until = self.last_order(pruners[next_pruner])
+                next_pruner += 1
+            if at > skip_until:
+                yield nodes[i]
+
+    def _of_type(self, kinds: type | tuple[type, ...]) -> tuple[list[int], list[cst.CSTNode]]:
+        """The pre-order numbers and the nodes of every node of `kinds` (as `is_a` tests it), in pre-order."""
+        known = self._typed.get(kinds)
+        if known is None:
+            matching = [self.by_type[node_type] for node_type in self.by_type if issubclass(node_type, kinds)]
+            nodes = matching[0] if len(matching) == 1 else sorted(chain(*matching), key=self.order.__getitem__)
+            known = self._typed[kinds] = ([self.order[node] for node in nodes], nodes)
+        return known
 
 
 def _walk_detached(node, node_type, prune):
