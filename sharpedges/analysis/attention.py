@@ -346,17 +346,22 @@ class LogitTracer:
     def _helper_sources(self, call: cst.Call, at: int, depth: int) -> list[LogitSource]:
         """Scores handed through a helper of this file (`scores = to_half(scores)`): what it returns,
         traced with its parameters bound to this call's arguments."""
+        return [
+            source
+            for inner, value, after in self._helper_returns(call, at)
+            for source in inner.sources(value, after, depth + 1)
+        ]
+
+    def _helper_returns(self, call: cst.Call, at: int) -> list[tuple[LogitTracer, cst.BaseExpression, int]]:
+        """What a helper of this file called here returns: each returned expression, where it is read, and
+        a tracer for the helper with its parameters bound to this call's arguments."""
         helper = called_function(self.ctx, call)
         if helper is None:
             return []
         function, positional = helper
         bindings = {name: (self, value, at) for name, value in bind_arguments(call, positional).items()}
         inner = LogitTracer(self.ctx, function, bindings)
-        return [
-            source
-            for value in return_values(self.ctx, function)
-            for source in inner.sources(value, self.ctx.index.last_order(value) + 1, depth + 1)
-        ]
+        return [(inner, value, self.ctx.index.last_order(value) + 1) for value in return_values(self.ctx, function)]
 
     # -- what counts as a query-key product -------------------------------------------------
     def qk_product(self, node, left, right, at: int, kind: str = "matmul") -> LogitSource | None:
@@ -483,16 +488,10 @@ class LogitTracer:
         target = receiver(call)
         if method in PASS_THROUGH_METHODS | REORDER_METHODS | VALUE_PRESERVING_METHODS and target is not None:
             return self.operand_scales(target, at, depth + 1)
-        helper = called_function(self.ctx, call)
-        if helper is None:
-            return []
-        function, positional = helper
-        bindings = {name: (self, value, at) for name, value in bind_arguments(call, positional).items()}
-        inner = LogitTracer(self.ctx, function, bindings)
         return [
             scale
-            for value in return_values(self.ctx, function)
-            for scale in inner.operand_scales(value, self.ctx.index.last_order(value) + 1, depth + 1)
+            for inner, value, after in self._helper_returns(call, at)
+            for scale in inner.operand_scales(value, after, depth + 1)
         ]
 
     def _name_scales(self, name: str, at: int, depth: int) -> list[Scale]:
