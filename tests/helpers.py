@@ -1,10 +1,11 @@
-"""What the detector tests share: the diagnostics of some rules on a snippet, and a mutation of a
-correct module that must apply."""
+"""What the detector tests share: the diagnostics of some rules on a snippet, a mutation of a correct
+module that must apply, and a small project on disk for the tests that cross files."""
 
 from __future__ import annotations
 
 import textwrap
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from sharpedges.diagnostics import Diagnostic
@@ -28,3 +29,15 @@ def mutate(source: str, old: str, new: str) -> str:
     """`source` with `old` replaced by `new`; `old` must be there, or the mutant is the original."""
     assert old in source, old
     return source.replace(old, new)
+
+
+def write_package(root: Path, modules: dict[str, str]) -> Path:
+    """A project at `root`: a `pyproject.toml` that makes it the project root, and a package `pkg` with
+    the given modules (name -> source, dedented). Returns `root`."""
+    (root / "pyproject.toml").write_text("[tool.sharpedges]\n")
+    package = root / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for name, source in modules.items():
+        (package / name).write_text(textwrap.dedent(source))
+    return root

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import findings, mutate
+from tests.helpers import findings, mutate, write_package
 
 METHOD = """
     import torch
@@ -89,13 +89,7 @@ MODEL = """
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    (tmp_path / "pyproject.toml").write_text("[tool.sharpedges]\n")
-    package = tmp_path / "pkg"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "kernels.py").write_text(textwrap.dedent(KERNELS))
-    (package / "model.py").write_text(textwrap.dedent(MODEL))
-    return tmp_path
+    return write_package(tmp_path, {"kernels.py": KERNELS, "model.py": MODEL})
 
 
 def test_cache_handed_to_a_causal_kernel_in_another_module_is_found(run_cli, project: Path):

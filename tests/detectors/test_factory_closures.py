@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import findings, mutate
+from tests.helpers import findings, mutate, write_package
 
 FACTORY = """
     from torch import nn
@@ -156,14 +156,8 @@ def test_a_probability_the_caller_takes_as_a_parameter_is_left_to_its_caller():
 # -- across files: the factory in attention_utils.py, the module in attention.py -------------------------
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    (tmp_path / "pyproject.toml").write_text("[tool.sharpedges]\n")
-    package = tmp_path / "pkg"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "attention_utils.py").write_text(textwrap.dedent(FACTORY))
     imports = "from torch import nn\n\nfrom pkg.attention_utils import _sdpa_or_flex_attention\n\n"
-    (package / "attention.py").write_text(imports + textwrap.dedent(MODULE))
-    return tmp_path
+    return write_package(tmp_path, {"attention_utils.py": FACTORY, "attention.py": imports + textwrap.dedent(MODULE)})
 
 
 def test_a_factory_in_another_project_module_is_followed(run_cli, project: Path):

@@ -3,10 +3,7 @@ function of the same file (gau-alpha 0.0.2's `attention_normalize`) are traced b
 
 from __future__ import annotations
 
-import textwrap
-
-from sharpedges.engine import Engine
-from sharpedges.registry import all_rules
+from tests.helpers import findings
 
 NORMALISED_IN_A_HELPER = """
     import torch
@@ -28,9 +25,7 @@ NORMALISED_IN_A_HELPER = """
 
 
 def lines(code: str, source: str) -> list[int]:
-    result = Engine([all_rules()[code]]).check("model.py", textwrap.dedent(source).encode())
-    assert not result.errors, result.errors
-    return [d.line for d in result.diagnostics if d.rule == code]
+    return [d.line for d in findings(code, source)]
 
 
 def test_a_fill_in_the_caller_reaches_the_softmax_of_a_helper_function():

@@ -4,16 +4,11 @@ recurrent-memory-transformer 0.1.7)."""
 
 from __future__ import annotations
 
-import textwrap
-
-from sharpedges.engine import Engine
-from sharpedges.registry import all_rules
+from tests.helpers import findings
 
 
 def lines(source: str) -> list[int]:
-    result = Engine([all_rules()["SHP202"]]).check("model.py", textwrap.dedent(source).encode())
-    assert not result.errors, result.errors
-    return [d.line for d in result.diagnostics]
+    return [d.line for d in findings("SHP202", source)]
 
 
 CONV_KEEP_MASK = """
@@ -60,7 +55,7 @@ def test_slots_padded_after_the_keys_and_kept_are_the_future():
     """A tril keep-mask padded with True after the keys lets every token keep the slots packed after
     it (write memories that see the whole sequence)."""
     assert lines(MEMORY_SLOTS) == [9]
-    [finding] = Engine([all_rules()["SHP202"]]).check("model.py", textwrap.dedent(MEMORY_SLOTS).encode()).diagnostics
+    [finding] = findings("SHP202", MEMORY_SLOTS)
     assert "keys padded after the sequence stay attendable for masked_fill" in finding.message
     assert finding.fix is None  # flipping the triangle would not help: the padding is what is wrong
     # padded after the keys with False: those slots are blocked, the mask stays causal

@@ -10,6 +10,7 @@ import pytest
 
 from sharpedges.engine import Engine
 from sharpedges.registry import all_rules
+from tests.helpers import write_package
 
 
 def findings(code: str, source: str) -> list[int]:
@@ -463,13 +464,7 @@ ROTATING = """
 
 
 def rotary_project(tmp_path, rotating: str = ROTATING):
-    (tmp_path / "pyproject.toml").write_text("[tool.sharpedges]\n")
-    package = tmp_path / "pkg"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "attend.py").write_text(textwrap.dedent(ATTEND))
-    (package / "attention.py").write_text(textwrap.dedent(rotating))
-    return tmp_path
+    return write_package(tmp_path, {"attend.py": ATTEND, "attention.py": rotating})
 
 
 def shp603_in_project(run_cli, project) -> list[str]:

@@ -11,6 +11,7 @@ import pytest
 
 from sharpedges.engine import Engine
 from sharpedges.runner import CheckOptions, run_check
+from tests.helpers import write_package
 
 MODEL = """import math
 import torch
@@ -28,13 +29,7 @@ def attention(query, key, value, mask):
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """pkg/model.py fills attention scores with NEG_INF, which pkg/consts.py binds to -1e9."""
-    (tmp_path / "pyproject.toml").write_text("[tool.sharpedges]\n")
-    package = tmp_path / "pkg"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "consts.py").write_text("NEG_INF = -1e9\n")
-    (package / "model.py").write_text(MODEL)
-    return tmp_path
+    return write_package(tmp_path, {"consts.py": "NEG_INF = -1e9\n", "model.py": MODEL})
 
 
 def findings(result) -> list[tuple[str, int, str]]:
@@ -135,12 +130,13 @@ class LayerSkipHook(ModelHook):
     ],
 )
 def test_whether_a_base_class_is_an_nn_module_is_read_from_its_own_file(tmp_path: Path, base: str, flagged: bool):
-    (tmp_path / "pyproject.toml").write_text("[tool.sharpedges]\n")
-    package = tmp_path / "pkg"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "deeper.py").write_text("import torch.nn as nn\n\n\nclass Root(nn.Module):\n    pass\n")
-    (package / "hooks.py").write_text(base)
-    (package / "layer_skip.py").write_text(HOOK)
+    write_package(
+        tmp_path,
+        {
+            "deeper.py": "import torch.nn as nn\n\n\nclass Root(nn.Module):\n    pass\n",
+            "hooks.py": base,
+            "layer_skip.py": HOOK,
+        },
+    )
     result = run_check(CheckOptions(paths=[str(tmp_path)], select=["SHP701"], use_cache=False, jobs=1))
     assert findings(result) == ([("layer_skip.py", 12, "SHP701")] if flagged else [])
