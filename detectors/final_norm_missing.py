@@ -11,10 +11,13 @@ from sharpedges.detector import Detector, Finding
 class FinalNormMissing(Detector):
     code = "SHP302"
     tokens = (b"norm", b"ln")
-    # a stack (over a range, or torch.nn's) and an nn.Linear head
-    also_tokens = ((b"range(", b"transformerencoder", b"transformerdecoder"), (b"linear",))
+    # a stack: over a range, or torch.nn's
+    also_tokens = ((b"range(", b"transformerencoder", b"transformerdecoder"),)
 
     def check(self, ctx):
         for cls in ctx.index.nodes(cst.ClassDef):
             for found in unnormed_heads(ctx, cls):
-                yield Finding(found.head, facts={"stack": found.stack, "head": ctx.code(found.head.func)})
+                if isinstance(found.head, cst.Return):
+                    yield Finding(found.head, variant="returned", facts={"stack": found.stack})
+                else:
+                    yield Finding(found.head, facts={"stack": found.stack, "head": ctx.code(found.head.func)})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 import libcst as cst
 
@@ -22,6 +23,7 @@ from sharpedges.analysis.calls import argument, has_star_args, is_true, literal_
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
+from sharpedges.analysis.vocabulary import OBJECT_COPY_FUNCTIONS
 
 PRE, POST, DEEPNORM = "pre", "post", "deepnorm"
 NORM_FUNCTIONS = {"torch.nn.functional.layer_norm", "torch.nn.functional.rms_norm"}
@@ -242,7 +244,8 @@ def residual_norms(ctx: FileContext, function: cst.FunctionDef) -> list[Residual
         if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Add) and not _feeds_norm(ctx, node):
             pairs = ((node.left, node.right), (node.right, node.left))
         elif isinstance(node, cst.AugAssign) and isinstance(node.operator, cst.AddAssign):
-            pairs = ((node.target, node.value),)
+            # `x += f(norm(x))`, and `out = f(norm(x)); out += residual` with `residual = x`
+            pairs = ((node.target, node.value), (node.value, node.target))
         else:
             continue
         if any(_is_branch(ctx, branch, 0) and _normalises_stream(ctx, branch, stream) for stream, branch in pairs):
@@ -312,10 +315,6 @@ def is_post_norm_class(ctx: FileContext, cls: cst.ClassDef) -> bool:
     return block_styles(ctx, cls) == {POST}
 
 
-def is_pre_norm_class(ctx: FileContext, cls: cst.ClassDef) -> bool:
-    return block_styles(ctx, cls) == {PRE}
-
-
 # -- torch.nn layers ----------------------------------------------------------------------------
 def resolve_expression(ctx: FileContext, expr: cst.BaseExpression | None) -> cst.BaseExpression | None:
     """What a local name or `self.attr` holds, when one assignment defines it."""
@@ -361,14 +360,14 @@ def _find_stacks(ctx: FileContext) -> list[Stack]:
     for comp in (*ctx.index.nodes(cst.ListComp), *ctx.index.nodes(cst.GeneratorExp)):
         depth = _range_length(ctx, comp.for_in)
         if depth is not None and comp.for_in.inner_for_in is None and isinstance(comp.elt, cst.Call):
-            found.append(Stack(comp, comp.elt, depth))
+            found.append(Stack(comp, _copied_block(ctx, comp.elt), depth))
     for loop in ctx.index.nodes(cst.For):
         depth = _range_length(ctx, loop)
         if depth is None:
             continue
         for call in ctx.index.descendants(loop.body, cst.Call, prune=(cst.FunctionDef, cst.For, cst.While)):
             if method_name(call) == "append" and len(call.args) == 1 and isinstance(call.args[0].value, cst.Call):
-                found.append(Stack(loop, call.args[0].value, depth))
+                found.append(Stack(loop, _copied_block(ctx, call.args[0].value), depth))
     for call in ctx.calls():
         if ctx.callee(call) in TORCH_STACKS:
             layer, depth = (
@@ -379,6 +378,16 @@ def _find_stacks(ctx: FileContext) -> list[Stack]:
             if isinstance(layer, cst.Call) and depth is not None:
                 found.append(Stack(call, layer, depth))
     return found
+
+
+def _copied_block(ctx: FileContext, call: cst.Call) -> cst.Call:
+    """The construction a stack repeats: the call itself, or, for `copy.deepcopy(layer)`, the one
+    construction `layer` holds."""
+    if ctx.callee(call) in OBJECT_COPY_FUNCTIONS and len(call.args) == 1:
+        original = resolve_expression(ctx, call.args[0].value)
+        if isinstance(original, cst.Call):
+            return original
+    return call
 
 
 def _range_length(ctx: FileContext, loop: cst.For | cst.CompFor) -> cst.BaseExpression | None:
@@ -615,20 +624,21 @@ HEAD_TYPES = {"torch.nn.Linear"}
 
 @dataclass(frozen=True)
 class UnnormedHead:
-    head: cst.Call  # the output projection reading the raw stream
+    head: cst.Call | cst.Return  # the output projection reading the raw stream, or the return handing it out
     stack: str  # the `self.` attribute holding the pre-norm stack
 
 
 def unnormed_heads(ctx: FileContext, cls: cst.ClassDef) -> list[UnnormedHead]:
-    """In `cls.forward`, a pre-norm stack's output reaching an `nn.Linear` head with no norm applied
-    after the stack: the stream a pre-norm stack leaves is unnormalised and grows with depth."""
+    """In `cls.forward`, a pre-norm stack's output reaching an `nn.Linear` head, or leaving the module
+    through `return`, with no norm applied after the stack: the stream a pre-norm stack leaves is
+    unnormalised and grows with depth, and a caller cannot know it still needs the final norm."""
     facts = ctx.class_facts(cls)
     forward = facts.methods.get("forward")
     if forward is None:
         return []
-    pre_stacks = {attr for attr in facts.assignments if _holds_pre_norm_stack(ctx, cls, attr)}
+    pre_stacks = {attr: kind for attr in facts.assignments if (kind := _pre_norm_stack(ctx, cls, attr))}
     found = []
-    for attr in pre_stacks:
+    for attr, kind in pre_stacks.items():
         outputs = _stack_outputs(ctx, forward, attr)
         if not outputs:
             continue
@@ -651,12 +661,33 @@ def unnormed_heads(ctx: FileContext, cls: cst.ClassDef) -> list[UnnormedHead]:
             ):
                 found.append(UnnormedHead(call, attr))
                 break
+        else:
+            # A pre-norm stack may hand its raw stream to a caller that norms it (a contract); a switchable
+            # one hands out a normed stream in post-norm mode and a raw one in pre-norm mode, so no caller
+            # can hold it. A module of this file that builds it may apply the norm.
+            if kind == "switchable" and not _built_in_file(ctx, cls):
+                found.extend(UnnormedHead(r, attr) for r in _stream_returns(ctx, forward, end, names)[:1])
     return found
 
 
-def _holds_pre_norm_stack(ctx: FileContext, cls: cst.ClassDef, attr: str) -> bool:
-    """`self.attr` is built from a stack of pre-norm blocks (or a norm_first=True torch stack with no
-    `norm=`), in this class."""
+def _built_in_file(ctx: FileContext, cls: cst.ClassDef) -> bool:
+    name = cls.name.value
+    return any(isinstance(call.func, cst.Name) and call.func.value == name for call in ctx.calls())
+
+
+def _stream_returns(ctx: FileContext, forward: cst.FunctionDef, end: int, names: set[str]) -> list[cst.Return]:
+    """The returns after the stack that hand out the stream it leaves (`return x`, `return out[-1]`
+    with `out` collecting it)."""
+    return [
+        r
+        for r in ctx.index.descendants(forward.body, cst.Return, prune=(cst.FunctionDef, cst.ClassDef))
+        if ctx.order(r) > end and r.value is not None and any(_mentions(ctx, r.value, name) for name in names)
+    ]
+
+
+def _pre_norm_stack(ctx: FileContext, cls: cst.ClassDef, attr: str) -> Literal["pre", "switchable"] | None:
+    """Whether `self.attr` is built, in this class, from a stack of pre-norm blocks (or a norm_first=True
+    torch stack with no `norm=`): "pre", or "switchable" when its blocks are pre- or post-norm by a flag."""
     for stack in stacks(ctx):
         if ctx.class_of(stack.node) is not cls or not _assigned_to(ctx, stack.node, attr):
             continue
@@ -668,14 +699,20 @@ def _holds_pre_norm_stack(ctx: FileContext, cls: cst.ClassDef, attr: str) -> boo
                 and ctx.callee(stack.node) in TORCH_STACKS
                 and argument(stack.node, "norm", 2) is None
             ):
-                return True
-        elif (
-            isinstance(block.func, cst.Name)
-            and (block_cls := local_classes(ctx).get(block.func.value)) is not None
-            and is_pre_norm_class(ctx, block_cls)
-        ):
-            return True
-    return False
+                return "pre"
+        elif isinstance(block.func, cst.Name) and (block_cls := local_classes(ctx).get(block.func.value)) is not None:
+            if block_styles(ctx, block_cls) == {PRE}:
+                return "pre"
+            if _switchable(ctx, block_cls):
+                return "switchable"
+    return None
+
+
+def _switchable(ctx: FileContext, cls: cst.ClassDef) -> bool:
+    """One method of the block is pre-norm and another post-norm (`forward_preln` / `forward_postln`,
+    chosen by a flag). A block with both in one method (a Conformer ending on a norm) is neither."""
+    per_method = [{r.style for r in residual_norms(ctx, m)} for m in ctx.class_facts(cls).methods.values()]
+    return {PRE} in per_method and {POST} in per_method
 
 
 def _assigned_to(ctx: FileContext, node: cst.CSTNode, attr: str) -> bool:

@@ -37,6 +37,8 @@ REPEAT_METHODS = frozenset({"repeat", "repeat_interleave"})
 SWAP_METHODS = frozenset({"transpose", "t", "mT", "T", "swapaxes", "swapdims"})
 REORDER_METHODS = SWAP_METHODS | {"permute", "movedim"}
 COPY_METHODS = frozenset({"contiguous", "clone", "detach"})
+# A copy of any object, a module included: `[copy.deepcopy(layer) for _ in range(n)]` repeats `layer`.
+OBJECT_COPY_FUNCTIONS = frozenset({"copy.deepcopy", "copy.copy"})
 # Where the value lives and whether autograd tracks it: the values themselves are unchanged.
 PLACEMENT_METHODS = frozenset({"cpu", "cuda", "requires_grad_"})
 # Casts to a fixed precision, and casts whose dtype is an argument.
