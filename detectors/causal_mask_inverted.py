@@ -40,7 +40,7 @@ class CausalMaskInverted(Detector):
             if problem == "ignored":
                 yield Finding(use.node, variant="ignored", facts=facts, related=related)
                 continue
-            if problem == "after-sequence":  # no flip fixes it: the padding's value or width is wrong
+            if problem in ("after-sequence", "open"):  # no flip fixes it: a value, width or operator is wrong
                 yield Finding(use.node, variant=problem, facts=facts, related=related)
                 continue
             variant = None if problem == "future" else "diagonal"
@@ -74,7 +74,7 @@ def _problem(value, use: MaskUse) -> str | None:
     if allowed is None or (use.convention in ("block", "allow") and _window_bound(allowed)):
         return None
     found = verdict(allowed)
-    return found if found in ("future", "diagonal") else None
+    return found if found in ("future", "diagonal", "open") else None
 
 
 def _where_built(ctx: FileContext, use: MaskUse, value) -> tuple:

@@ -17,7 +17,18 @@ from sharpedges.analysis.walk import TreeIndex, is_a
 DefinitionKind = Literal["assign", "augassign", "param", "unpack", "loop", "with", "inplace"]
 SCOPE_TYPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
 _RECORDED = frozenset(
-    {cst.Name, cst.Assign, cst.AnnAssign, cst.AugAssign, cst.NamedExpr, cst.For, cst.CompFor, cst.WithItem, cst.Expr}
+    {
+        cst.Name,
+        cst.Assign,
+        cst.AnnAssign,
+        cst.AugAssign,
+        cst.NamedExpr,
+        cst.For,
+        cst.CompFor,
+        cst.WithItem,
+        cst.Expr,
+        cst.Del,
+    }
 )
 BRANCH_TYPES = (
     cst.If,
@@ -82,6 +93,8 @@ class FunctionFacts:
         self.definitions: dict[str, list[Definition]] = {}
         self.uses: dict[str, list[cst.Name]] = {}
         self.parameters: list[str] = []
+        # `del x`: where, and the block it runs in (a definition in that block cannot pass it)
+        self._deletions: dict[str, list[tuple[int, cst.CSTNode]]] = {}
         self._collect()
 
     # -- building -------------------------------------------------------------------------
@@ -149,6 +162,12 @@ class FunctionFacts:
         elif is_a(node, cst.WithItem) and node.asname is not None:
             for name, _ in _target_names(node.asname.name):
                 self._add(name, "with", node.item, node, order, self._is_conditional(node))
+        elif is_a(node, cst.Del):
+            block = next(a for a in self._index.ancestors(node) if is_a(a, cst.BaseSuite))
+            if self._index.parents.get(block) is self.function:
+                block = self.function  # the function's own body: its parameters too
+            for name, _ in _target_names(node.target):
+                self._deletions.setdefault(name, []).append((order, block))
         elif is_a(node, cst.Expr) and is_a(node.value, cst.Call):
             call = node.value
             func = call.func
@@ -166,9 +185,14 @@ class FunctionFacts:
     def reaching(self, name: str, before: int) -> list[Definition]:
         """Definitions of `name` that may reach a point with pre-order number `before`."""
         found: list[Definition] = []
+        deletions = [(order, block) for order, block in self._deletions.get(name, ()) if order < before]
         for definition in reversed(self.definitions.get(name, ())):
             if definition.order >= before:
                 continue
+            if any(
+                order > definition.order and self._index.contains(block, definition.node) for order, block in deletions
+            ):
+                continue  # deleted on every path on from it
             found.append(definition)
             if not definition.conditional:
                 break

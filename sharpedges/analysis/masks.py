@@ -29,7 +29,7 @@ from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import imported_names
-from sharpedges.analysis.summaries import called_function, return_values
+from sharpedges.analysis.summaries import bind_arguments, called_function, return_values
 from sharpedges.analysis.vocabulary import (
     ADDITIVE_METHODS,
     ARANGE,
@@ -99,11 +99,10 @@ class Region:
     negated: bool = False
 
     def complement(self) -> Region:
-        step = lambda b, by: b + by if is_a(b, int) else b  # noqa: E731 - a symbolic bound stays symbolic
         if not self.negated and self.lo is None and self.hi is not None:
-            return Region(step(self.hi, 1), None)
+            return Region(_step(self.hi, 1), None)
         if not self.negated and self.hi is None and self.lo is not None:
-            return Region(None, step(self.lo, -1))
+            return Region(None, _step(self.lo, -1))
         return Region(self.lo, self.hi, not self.negated)
 
     def below(self, diagonal: Bound) -> Region | None:
@@ -130,22 +129,58 @@ class Region:
 
         return Region(move(self.lo), move(self.hi), self.negated)
 
+    def intersected(self, other: Region) -> Region | None:
+        """`a & b`: positions both mark (None: not one interval)."""
+        if self.negated or other.negated:
+            return None
+        return Region(_tighter(self.lo, other.lo, max), _tighter(self.hi, other.hi, min))
+
+    def united(self, other: Region) -> Region | None:
+        """`a | b`: positions either marks. Two half-lines facing apart leave the gap between them
+        unmarked (`(j > i) | (j < i - w)` marks all but the window); None when it is not one region."""
+        if self.negated or other.negated:
+            return None
+        if self.lo is None and other.lo is None:
+            return Region(None, _looser(self.hi, other.hi, max))
+        if self.hi is None and other.hi is None:
+            return Region(_looser(self.lo, other.lo, min), None)
+        for below, above in ((self, other), (other, self)):
+            if below.lo is None and above.hi is None and below.hi is not None and above.lo is not None:
+                if is_a(below.hi, int) and is_a(above.lo, int) and above.lo <= below.hi + 1:
+                    return EVERYTHING
+                return Region(_step(below.hi, 1), _step(above.lo, -1), negated=True)
+        return None
+
     @property
     def is_everything(self) -> bool:
         return self.lo is None and self.hi is None and not self.negated
 
 
+def _step(bound: Bound, by: int) -> Bound:
+    return bound + by if is_a(bound, int) else bound  # a symbolic bound stays symbolic
+
+
 def _tighter(current: Bound, new: Bound, pick) -> Bound:
     if current is None:
         return new
+    if new is None:
+        return current
     if is_a(current, int) and is_a(new, int):
         return pick(current, new)
     return SYMBOLIC
 
 
+def _looser(one: Bound, other: Bound, pick) -> Bound:
+    if one is None or other is None:
+        return None
+    if is_a(one, int) and is_a(other, int):
+        return pick(one, other)
+    return SYMBOLIC
+
+
 EVERYTHING = Region(None, None)
 
-Verdict = Literal["causal", "future", "diagonal"]
+Verdict = Literal["causal", "future", "diagonal", "open"]
 
 
 def verdict(allowed: Region) -> Verdict | None:
@@ -154,7 +189,9 @@ def verdict(allowed: Region) -> Verdict | None:
     if allowed.negated:
         if allowed.lo is None and allowed.hi is None:
             return None
-        return "future" if allowed.hi is not None and allowed.lo is None else None
+        if allowed.lo is not None and allowed.hi is not None:
+            return "open"  # everything but a band `lo <= j - i <= hi`: the keys beyond `hi` stay open
+        return "future" if allowed.hi is not None else None
     lo, hi = allowed.lo, allowed.hi
     if lo is None and hi is None:
         return None
@@ -363,9 +400,10 @@ class MaskEvaluator:
             values = [self.value(e.value, at, depth + 1) for e in parts.elements]
             return _combined(*values) if len(values) == 2 else None
         if qualified in ("torch.logical_and", "torch.logical_or"):
-            return _combined(
+            return _joined(
                 self.value(argument(call, "input", 0), at, depth + 1),
                 self.value(argument(call, "other", 1), at, depth + 1),
+                qualified == "torch.logical_and",
             )
         return self._helper(call, depth)
 
@@ -475,7 +513,11 @@ class MaskEvaluator:
                     if inner.kind != "additive":
                         return MaskValue("additive", inner.region, "blocked", inner.flips)
             return _combined(self.value(expr.left, at, depth + 1), self.value(expr.right, at, depth + 1))
-        if is_a(operator, (cst.BitAnd, cst.BitOr, cst.Add)):
+        if is_a(operator, (cst.BitAnd, cst.BitOr)):
+            return _joined(
+                self.value(expr.left, at, depth + 1), self.value(expr.right, at, depth + 1), is_a(operator, cst.BitAnd)
+            )
+        if is_a(operator, cst.Add):
             return _combined(self.value(expr.left, at, depth + 1), self.value(expr.right, at, depth + 1))
         return None
 
@@ -588,6 +630,18 @@ def _combined(left: MaskValue | None, right: MaskValue | None) -> MaskValue | No
     return None
 
 
+def _joined(left: MaskValue | None, right: MaskValue | None, both: bool) -> MaskValue | None:
+    """`a & b` (both) or `a | b` of two boolean masks: two triangles mark what both or either mark
+    (`(j > i) & (j < i - w)` marks nothing: the future is left open); else as `_combined`."""
+    if left is None or right is None or not (left.triangular and right.triangular):
+        return _combined(left, right)
+    if left.kind != "bool" or right.kind != "bool":
+        return None
+    assert left.region is not None and right.region is not None
+    region = left.region.intersected(right.region) if both else left.region.united(right.region)
+    return MaskValue("bool", region, origin=left.origin + right.origin) if region is not None else None
+
+
 def _einops_moved(value: MaskValue | None, axes: tuple[list[str], list[str]]) -> MaskValue | None:
     """An einops rearrange / repeat that keeps the (query, key) axes last keeps what the mask marks;
     one that swaps them transposes it; anything else is unknown.
@@ -696,13 +750,15 @@ def _axis_of(evaluator: MaskEvaluator, expr: cst.BaseExpression, at: int, depth:
             return _axis_of(evaluator, definitions[0].value, definitions[0].order, depth + 1)
         return None
     if is_a(expr, cst.Subscript) and _is_arange(evaluator, expr.value, at, depth):
+        # the last two axes decide: positions down a column (`[:, None]`, `[:, :, :, None]`) are the
+        # queries', along a row (`[None, :]`, `[:, :, None, :]`) the keys'
         parts = [s.slice for s in expr.slice]
-        if len(parts) == 2:
-            first_none = is_a(parts[0], cst.Index) and _is_none(parts[0].value)
-            second_none = is_a(parts[1], cst.Index) and _is_none(parts[1].value)
-            if second_none and is_a(parts[0], cst.Slice):
+        if len(parts) >= 2:
+            first_none = is_a(parts[-2], cst.Index) and _is_none(parts[-2].value)
+            second_none = is_a(parts[-1], cst.Index) and _is_none(parts[-1].value)
+            if second_none and is_a(parts[-2], cst.Slice):
                 return "query", 0
-            if first_none and is_a(parts[1], cst.Slice):
+            if first_none and is_a(parts[-1], cst.Slice):
                 return "key", 0
         if len(parts) == 1 and is_a(parts[0], cst.Index) and _is_none(parts[0].value):
             return "key", 0
@@ -729,6 +785,8 @@ def _axis_of(evaluator: MaskEvaluator, expr: cst.BaseExpression, at: int, depth:
 def _is_arange(evaluator: MaskEvaluator, expr: cst.BaseExpression | None, at: int, depth: int) -> bool:
     if expr is None or depth > MAX_DEPTH:
         return False
+    if is_a(expr, cst.Subscript) and _only_new_axes(expr):  # `arange(n)[None, :]`: the same positions
+        return _is_arange(evaluator, expr.value, at, depth + 1)
     if is_a(expr, cst.Call):
         if evaluator.ctx.callee(expr) in ARANGE:
             return True
@@ -749,28 +807,76 @@ POSITION_KEEPING_FUNCTIONS = frozenset(
 )
 
 
-def _holds_positions(evaluator: MaskEvaluator, expr: cst.BaseExpression | None, at: int, depth: int) -> bool:
-    """Values taken from an arange by ops that move or copy them (casts, reshapes, padding, unfolding
-    into windows, einops): each entry is still the position it came from."""
+def _only_new_axes(expr: cst.Subscript) -> bool:
+    """`[None, :]`, `[:, None]`: full slices and new axes only."""
+    return all(
+        (is_a(e.slice, cst.Index) and _is_none(e.slice.value))
+        or (is_a(e.slice, cst.Slice) and e.slice.lower is None and e.slice.upper is None and e.slice.step is None)
+        for e in expr.slice
+    )
+
+
+def _holds_positions(
+    evaluator: MaskEvaluator,
+    expr: cst.BaseExpression | None,
+    at: int,
+    depth: int,
+    parameters: frozenset[str] = frozenset(),
+) -> bool:
+    """Values taken from an arange by ops that move, copy or pick them (casts, reshapes, indexing,
+    padding, unfolding or stacking into windows, einops), here or in a helper of this file that is
+    handed them (`parameters`: the helper's parameters that hold positions): each entry is still the
+    position it came from."""
     if expr is None or depth > MAX_DEPTH:
         return False
+
+    def holds(value: cst.BaseExpression | None, where: int = at) -> bool:
+        return _holds_positions(evaluator, value, where, depth + 1, parameters)
+
     if is_a(expr, cst.Name) and evaluator.facts is not None:
         definitions = evaluator.facts.reaching(expr.value, at)
         return bool(definitions) and all(
-            d.kind == "assign" and _holds_positions(evaluator, d.value, d.order, depth + 1) for d in definitions
+            (d.kind == "assign" and holds(d.value, d.order)) or (d.kind == "param" and expr.value in parameters)
+            for d in definitions
         )
+    if is_a(expr, cst.Subscript):  # `x[:, i:i + t]`: picked entries
+        return holds(expr.value)
+    if is_a(expr, (cst.ListComp, cst.GeneratorExp)):
+        return holds(expr.elt)
+    if is_a(expr, (cst.List, cst.Tuple)):
+        return bool(expr.elements) and all(holds(e.value) for e in expr.elements)
     if not is_a(expr, cst.Call):
         return False
-    if evaluator.ctx.callee(expr) in ARANGE:
+    callee = evaluator.ctx.callee(expr)
+    if callee in ARANGE:
         return True
-    if evaluator.ctx.callee(expr) in POSITION_KEEPING_FUNCTIONS:
-        return _holds_positions(evaluator, argument(expr, "input", 0), at, depth + 1)
+    if callee in POSITION_KEEPING_FUNCTIONS:
+        return holds(argument(expr, "input", 0))
+    if callee in CONCATENATIONS:
+        return holds(argument(expr, "tensors", 0))
     method = method_name(expr)
     if method in PASS_THROUGH | REORDER_METHODS | CAST_METHODS and not is_library_namespace(
         evaluator.ctx, receiver(expr)
     ):
-        return _holds_positions(evaluator, receiver(expr), at, depth + 1)
-    return False
+        return holds(receiver(expr))
+    return _helper_keeps_positions(evaluator, expr, at, depth)
+
+
+def _helper_keeps_positions(evaluator: MaskEvaluator, call: cst.Call, at: int, depth: int) -> bool:
+    """`look_around(positions, backward=1)`: a function of this file whose every return keeps the
+    positions handed to it."""
+    target = called_function(evaluator.ctx, call)
+    if target is None:
+        return False
+    function, names = target
+    handed = frozenset(
+        name for name, value in bind_arguments(call, names).items() if _holds_positions(evaluator, value, at, depth + 1)
+    )
+    returns = return_values(evaluator.ctx, function)
+    inner = evaluator_for(evaluator.ctx, function)
+    return bool(handed and returns) and all(
+        _holds_positions(inner, r, evaluator.ctx.order(r), depth + 1, handed) for r in returns
+    )
 
 
 def _is_none(expr: cst.BaseExpression) -> bool:
@@ -791,20 +897,10 @@ def _position_comparison(evaluator, left, operator, right, at, depth) -> MaskVal
     right_axis = _axis_of(evaluator, right, at, depth + 1)
     # Ex) `q_pos >= k_pos` where k_pos gathers positions from the same arange into each query's window
     # (`F.unfold(F.pad(rearrange(pos, ...)))`): the other side of a query column holds key positions
-    if (
-        left_axis is not None
-        and left_axis[0] == "query"
-        and right_axis is None
-        and _holds_positions(evaluator, right, at, 0)  # a budget of its own: a long chain of copies
-    ):
-        right_axis = ("key", 0)
-    elif (
-        right_axis is not None
-        and right_axis[0] == "query"
-        and left_axis is None
-        and _holds_positions(evaluator, left, at, 0)
-    ):
-        left_axis = ("key", 0)
+    if left_axis is not None and left_axis[0] == "query" and right_axis is None:
+        right_axis = _key_positions(evaluator, right, at)
+    elif right_axis is not None and right_axis[0] == "query" and left_axis is None:
+        left_axis = _key_positions(evaluator, left, at)
     if left_axis is None or right_axis is None or left_axis[0] == right_axis[0]:
         return None
     (side, left_offset), (_, right_offset) = left_axis, right_axis
@@ -828,6 +924,17 @@ def _position_comparison(evaluator, left, operator, right, at, depth) -> MaskVal
     else:
         return None
     return MaskValue("bool", region)
+
+
+def _key_positions(evaluator: MaskEvaluator, expr: cst.BaseExpression, at: int) -> tuple[str, Bound] | None:
+    """The other side of a query column, when it holds key positions, maybe shifted (`k_pos + w`)."""
+    offset: Bound = 0
+    if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, (cst.Add, cst.Subtract)):
+        number = literal_int(expr.right)
+        offset = SYMBOLIC if number is None else number if is_a(expr.operator, cst.Add) else -number
+        expr = expr.left
+    # a budget of its own: a long chain of copies
+    return ("key", offset) if _holds_positions(evaluator, expr, at, 0) else None
 
 
 # -- buffers --------------------------------------------------------------------------------------
