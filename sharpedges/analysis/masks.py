@@ -859,7 +859,8 @@ def _holds_positions(
         evaluator.ctx, receiver(expr)
     ):
         return holds(receiver(expr))
-    return _helper_keeps_positions(evaluator, expr, at, depth)
+    # one helper deep: a helper's own helpers are not followed
+    return not parameters and _helper_keeps_positions(evaluator, expr, at, depth)
 
 
 def _helper_keeps_positions(evaluator: MaskEvaluator, call: cst.Call, at: int, depth: int) -> bool:
