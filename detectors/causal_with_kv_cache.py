@@ -9,7 +9,7 @@ from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.masks import MAX_DEPTH
 from sharpedges.analysis.project import imported_names
 from sharpedges.analysis.summaries import bind_arguments, call_sites, imported_function, in_branch
-from sharpedges.analysis.values import possible_values
+from sharpedges.analysis.values import fixed_at_construction, possible_values
 from sharpedges.analysis.vocabulary import (
     BROADCAST_METHODS,
     CAST_METHODS,
@@ -37,11 +37,15 @@ class CausalWithKvCache(Detector):
             if ctx.callee(call) not in SDPA:
                 continue
             function = ctx.function_of(call)
-            if function is None or not _always_causal(ctx, call) or in_branch(ctx, call):
+            causal = _causal(ctx, call) if function is not None else None
+            if function is None or causal is None or in_branch(ctx, call):
                 continue
             key = SDPA_KERNEL.argument(call, "key")
             if key is not None and _from_cache(ctx, function, key, ctx.order(call), 0):
-                yield Finding(call)
+                if causal == "always":
+                    yield Finding(call)
+                else:
+                    yield Finding(call, variant="flag", facts={"flag": ctx.code(SDPA_KERNEL.argument(call, "causal"))})
         yield from _imported_wrappers(ctx)
 
 
@@ -76,11 +80,15 @@ def _imported_wrappers(ctx):
             yield Finding(call)
 
 
-def _always_causal(ctx, call: cst.Call) -> bool:
-    """`is_causal=True`, or a local, attribute or constant that is True on every path; `q_len > 1`-style
-    flags are gated."""
-    values = possible_values(ctx, SDPA_KERNEL.argument(call, "causal")) or []
-    return bool(values) and all(is_true(value) for value in values)
+def _causal(ctx, call: cst.Call) -> str | None:
+    """ "always" for `is_causal=True`, or a local, attribute or constant that is True on every path;
+    "built" for a flag fixed when the module is built (`is_causal=self.causal`: every causal instance);
+    None otherwise: `q_len > 1`-style flags are gated."""
+    flag = SDPA_KERNEL.argument(call, "causal")
+    values = possible_values(ctx, flag) or []
+    if values and all(is_true(value) for value in values):
+        return "always"
+    return "built" if fixed_at_construction(ctx, flag) else None
 
 
 def _from_cache(ctx, function, expr: cst.BaseExpression | None, at: int, depth: int) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from sharpedges.analysis.calls import literal_number, literal_string
+from sharpedges.analysis.calls import is_true, literal_number, literal_string
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
@@ -125,3 +125,34 @@ def module_assignments(ctx: FileContext) -> dict[str, list[tuple[cst.BaseExpress
         return found
 
     return ctx.memo("module_assignments", compute)
+
+
+def fixed_at_construction(ctx: FileContext, expr: cst.BaseExpression | None, depth: int = 0) -> bool:
+    """Whether `expr` is a flag each instance fixes when it is built: `self.causal` where every
+    assignment of the attribute is `__init__` storing one of its own parameters (or a literal), or a
+    local copied from one. It is true for the instances built with it, whatever the default.
+
+    Ex) `def __init__(self, causal=False): self.causal = causal`, then `is_causal=self.causal`
+    """
+    if expr is None or depth > MAX_DEPTH:
+        return False
+    if is_a(expr, cst.Name) and (function := ctx.function_of(expr)) is not None:
+        definitions = ctx.function_facts(function).reaching(expr.value, ctx.order(expr))
+        return bool(definitions) and all(
+            d.kind == "assign" and (is_true(d.value) or fixed_at_construction(ctx, d.value, depth + 1))
+            for d in definitions
+        )
+    attr = self_attribute(expr)
+    cls = ctx.class_of(expr) if attr is not None else None
+    assignments = ctx.class_facts(cls).assignments.get(attr, []) if cls is not None and attr is not None else []
+    for assignment in assignments:
+        method = ctx.function_of(assignment.node)
+        if method is None or method.name.value != "__init__":
+            return False
+        value = assignment.value
+        stored_parameter = is_a(value, cst.Name) and [
+            d.kind for d in ctx.function_facts(method).reaching(value.value, ctx.order(assignment.node))
+        ] == ["param"]
+        if not (stored_parameter or is_true(value) or (is_a(value, cst.Name) and value.value == "False")):
+            return False
+    return bool(assignments)

@@ -114,3 +114,29 @@ def test_warm_result_follows_an_edit_of_the_kernel_module(run_cli, project: Path
     kernels.write_text(kernels.read_text().replace("is_causal=True", "is_causal=False"))
     warm = run_cli("check", "pkg", "--select", "SHP204", cwd=project)
     assert warm.returncode == 0, warm.stdout + warm.stderr
+
+
+FLAG = mutate(
+    mutate(
+        METHOD, "def __init__(self, dim):", "def __init__(self, dim, causal=False):\n            self.causal = causal"
+    ),
+    "is_causal=True",
+    "is_causal=self.causal",
+)
+
+
+def test_a_causal_flag_fixed_when_the_module_is_built_is_causal_for_those_instances():
+    [finding] = findings("SHP204", FLAG)
+    assert finding.line == line_of(FLAG, "is_causal=self.causal")
+    assert finding.message.startswith("`is_causal=self.causal` is True for causal instances")
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ("is_causal=self.causal", "is_causal=self.causal and q.shape[-2] == k.shape[-2]"),  # gated per call
+        ("return self._attend(q, k, v), (k, v)", "self.causal = False\n            return self._attend(q, k, v), (k, v)"),
+    ],
+)
+def test_a_flag_gated_per_call_or_set_outside_the_constructor_is_not_a_construction_flag(old, new):
+    assert findings("SHP204", mutate(FLAG, old, new)) == []
