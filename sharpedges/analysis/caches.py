@@ -15,10 +15,23 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from sharpedges.analysis.calls import argument, literal_number, method_name
+from sharpedges.analysis.calls import argument, literal_number, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
-from sharpedges.analysis.vocabulary import CONCATENATIONS, MATMUL_FUNCTIONS, SDPA
+from sharpedges.analysis.masks import MAX_DEPTH
+from sharpedges.analysis.summaries import bind_arguments, call_sites, in_branch
+from sharpedges.analysis.vocabulary import (
+    BROADCAST_METHODS,
+    CAST_METHODS,
+    CONCATENATIONS,
+    COPY_METHODS,
+    MATMUL_FUNCTIONS,
+    REORDER_METHODS,
+    REPEAT_METHODS,
+    RESHAPE_METHODS,
+    SDPA,
+)
+from sharpedges.analysis.walk import is_a
 
 # Keywords through which a model receives the cache it returned on the previous step.
 CACHE_KEYWORDS = {
@@ -417,4 +430,72 @@ def _sliced_in(ctx: FileContext, loop: cst.While, name: str) -> bool:
         targets = (leaf for t in node.targets for leaf in _flatten(t.target))
         if any(isinstance(leaf, cst.Name) and leaf.value == name for leaf in targets) and _slices(ctx, node.value):
             return True
+    return False
+
+
+# -- keys built from a cache ----------------------------------------------------------------------
+PASS_THROUGH = RESHAPE_METHODS | BROADCAST_METHODS | REORDER_METHODS | COPY_METHODS | CAST_METHODS | REPEAT_METHODS
+
+
+def built_from_cache(
+    ctx: FileContext, function: cst.FunctionDef, expr: cst.BaseExpression | None, at: int, depth: int = 0
+) -> bool:
+    """Keys concatenated onto past keys (`torch.cat([past_k, k])`), returned by a cache's
+    `.update(...)`, or read back from a cache buffer written in the same function."""
+    if depth > MAX_DEPTH:
+        return False
+    if is_a(expr, cst.Name):
+        facts = ctx.function_facts(function)
+        for definition in facts.reaching(expr.value, at):
+            value = definition.value
+            if definition.kind == "unpack" and is_a(definition.node, cst.Assign):
+                value = definition.node.value
+            if (
+                value is not None
+                and definition.kind in ("assign", "unpack")
+                and built_from_cache(ctx, function, value, definition.order, depth + 1)
+            ):
+                return True
+            if definition.kind == "param" and _passedbuilt_from_cache(ctx, expr.value, function, depth):
+                return True
+        return False
+    if is_a(expr, cst.Call):
+        if ctx.callee(expr) in CONCATENATIONS:
+            return True
+        method = method_name(expr)
+        if method == "update" and receiver(expr) is not None:
+            return True
+        if method in PASS_THROUGH:
+            return built_from_cache(ctx, function, receiver(expr), at, depth + 1)
+        return False
+    if is_a(expr, cst.Subscript):
+        return _written_buffer(ctx, function, expr.value) or built_from_cache(ctx, function, expr.value, at, depth + 1)
+    return False
+
+
+def _passedbuilt_from_cache(ctx, parameter: str, function, depth: int) -> bool:
+    """A caller in this file, outside any branch, passes keys built from a cache to this parameter:
+    `forward` concatenates the past onto `k` and hands it to the method that runs SDPA."""
+    for call, names in call_sites(ctx, function):
+        caller = ctx.function_of(call)
+        argument = bind_arguments(call, names).get(parameter)
+        if (
+            argument is not None
+            and caller is not None
+            and not in_branch(ctx, call)
+            and built_from_cache(ctx, caller, argument, ctx.order(call), depth + 1)
+        ):
+            return True
+    return False
+
+
+def _written_buffer(ctx: FileContext, function: cst.FunctionDef, expr: cst.BaseExpression) -> bool:
+    """`self.cache_k[:bsz, start:start + T] = xk` elsewhere in the function: a preallocated cache."""
+    attr = self_attribute(expr)
+    if attr is None:
+        return False
+    for assign in ctx.index.descendants(function.body, cst.Assign, prune=(cst.FunctionDef, cst.ClassDef)):
+        for target in assign.targets:
+            if is_a(target.target, cst.Subscript) and self_attribute(target.target.value) == attr:
+                return True
     return False
