@@ -29,7 +29,7 @@ class CausalWithKvCache(Detector):
             if function is None or causal is None or in_branch(ctx, call):
                 continue
             key = SDPA_KERNEL.argument(call, "key")
-            if key is not None and built_from_cache(ctx, function, key, ctx.order(call)):
+            if key is not None and built_from_cache(ctx, function, key, ctx.order(call), importers=True):
                 if causal == "always":
                     yield Finding(call)
                 else:

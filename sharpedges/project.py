@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sharpedges.analysis.project import ProjectScope, summarize
+from sharpedges.analysis.project import ProjectScope, folder_digest, is_folder_key, summarize
 
 
 class SummaryStore:
@@ -43,6 +43,8 @@ class SummaryStore:
         return self._memo[key]
 
     def digest(self, path: str) -> str | None:
+        if is_folder_key(path):
+            return folder_digest(Path(path))
         loaded = self.load(Path(path))
         return loaded[0] if loaded else None
 

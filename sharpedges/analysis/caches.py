@@ -18,8 +18,9 @@ import libcst as cst
 from sharpedges.analysis.calls import argument, literal_number, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
+from sharpedges.analysis.importers import importer_arguments
 from sharpedges.analysis.masks import MAX_DEPTH
-from sharpedges.analysis.summaries import bind_arguments, call_sites, in_branch
+from sharpedges.analysis.summaries import bind_arguments, call_sites, in_branch, positional_parameters
 from sharpedges.analysis.vocabulary import (
     BROADCAST_METHODS,
     CAST_METHODS,
@@ -438,25 +439,32 @@ PASS_THROUGH = RESHAPE_METHODS | BROADCAST_METHODS | REORDER_METHODS | COPY_METH
 
 
 def built_from_cache(
-    ctx: FileContext, function: cst.FunctionDef, expr: cst.BaseExpression | None, at: int, depth: int = 0
+    ctx: FileContext,
+    function: cst.FunctionDef,
+    expr: cst.BaseExpression | None,
+    at: int,
+    depth: int = 0,
+    importers: bool = False,
 ) -> bool:
     """Keys concatenated onto past keys (`torch.cat([past_k, k])`), returned by a cache's
-    `.update(...)`, or read back from a cache buffer written in the same function."""
+    `.update(...)`, or read back from a cache buffer written in the same function. With `importers`,
+    a module's `forward` parameter also asks the files next to this one that call the module (they
+    are summarised for it: ask only where a finding hangs on the answer)."""
     if depth > MAX_DEPTH:
         return False
+
+    def built(value: cst.BaseExpression | None, where: int) -> bool:
+        return built_from_cache(ctx, function, value, where, depth + 1, importers)
+
     if is_a(expr, cst.Name):
         facts = ctx.function_facts(function)
         for definition in facts.reaching(expr.value, at):
             value = definition.value
             if definition.kind == "unpack" and is_a(definition.node, cst.Assign):
                 value = definition.node.value
-            if (
-                value is not None
-                and definition.kind in ("assign", "unpack")
-                and built_from_cache(ctx, function, value, definition.order, depth + 1)
-            ):
+            if value is not None and definition.kind in ("assign", "unpack") and built(value, definition.order):
                 return True
-            if definition.kind == "param" and _passedbuilt_from_cache(ctx, expr.value, function, depth):
+            if definition.kind == "param" and _passed_from_cache(ctx, expr.value, function, depth, importers):
                 return True
         return False
     if is_a(expr, cst.Call):
@@ -466,16 +474,19 @@ def built_from_cache(
         if method == "update" and receiver(expr) is not None:
             return True
         if method in PASS_THROUGH:
-            return built_from_cache(ctx, function, receiver(expr), at, depth + 1)
+            return built(receiver(expr), at)
         return False
     if is_a(expr, cst.Subscript):
-        return _written_buffer(ctx, function, expr.value) or built_from_cache(ctx, function, expr.value, at, depth + 1)
+        return _written_buffer(ctx, function, expr.value) or built(expr.value, at)
     return False
 
 
-def _passedbuilt_from_cache(ctx, parameter: str, function, depth: int) -> bool:
-    """A caller in this file, outside any branch, passes keys built from a cache to this parameter:
-    `forward` concatenates the past onto `k` and hands it to the method that runs SDPA."""
+def _passed_from_cache(
+    ctx: FileContext, parameter: str, function: cst.FunctionDef, depth: int, importers: bool
+) -> bool:
+    """A caller, outside any branch, passes keys built from a cache to this parameter: `forward`
+    concatenates the past onto `k` and hands it to the method that runs SDPA, or (with `importers`) a
+    module of another file next to this one does so when it calls this module."""
     for call, names in call_sites(ctx, function):
         caller = ctx.function_of(call)
         argument = bind_arguments(call, names).get(parameter)
@@ -483,10 +494,19 @@ def _passedbuilt_from_cache(ctx, parameter: str, function, depth: int) -> bool:
             argument is not None
             and caller is not None
             and not in_branch(ctx, call)
-            and built_from_cache(ctx, caller, argument, ctx.order(call), depth + 1)
+            and built_from_cache(ctx, caller, argument, ctx.order(call), depth + 1, importers)
         ):
             return True
-    return False
+    return importers and _passed_by_importers(ctx, parameter, function)
+
+
+def _passed_by_importers(ctx: FileContext, parameter: str, function: cst.FunctionDef) -> bool:
+    cls = ctx.class_of(function)
+    if cls is None or ctx.class_facts(cls).methods.get("forward") is not function:
+        return False
+    names = positional_parameters(function)[1:]
+    keys = [parameter] + ([str(names.index(parameter))] if parameter in names else [])
+    return any(arguments.get(key, {}).get("cache") for arguments in importer_arguments(ctx, cls) for key in keys)
 
 
 def _written_buffer(ctx: FileContext, function: cst.FunctionDef, expr: cst.BaseExpression) -> bool:

@@ -11,7 +11,9 @@ Modules resolve only to files inside the project's roots; anything else is unkno
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +141,14 @@ def kernel_functions(ctx) -> dict[str, dict[str, Any]]:
     return function_summaries(ctx)
 
 
+@summary_fact("instance_calls")
+def imported_instance_calls(ctx) -> list[dict[str, Any]]:
+    """Calls of instances of imported classes, with what their arguments are (importers.py)."""
+    from sharpedges.analysis.importers import instance_calls
+
+    return instance_calls(ctx)
+
+
 @summary_fact("value_parameters")
 def attention_value_parameters(ctx) -> dict[str, dict[str, Any]]:
     """Module classes whose forward hands parameters to an attention kernel's values (derived.py)."""
@@ -150,6 +160,22 @@ def attention_value_parameters(ctx) -> dict[str, dict[str, Any]]:
 # -- the scope of one checked file ------------------------------------------------------------------
 
 SummaryLoader = Callable[[Path], "tuple[str, dict[str, Any]] | None"]
+MAX_NEIGHBOURS = 200  # a folder of more modules than this is not read for the files that import one
+
+
+def python_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*.py") if p.is_file())
+
+
+def folder_digest(folder: Path) -> str:
+    """A digest of which Python files a folder holds: a result that read the folder's importers holds
+    while no module is added, removed or renamed there."""
+    return hashlib.sha256("\n".join(p.name for p in python_files(folder)).encode()).hexdigest()
+
+
+def is_folder_key(key: str) -> bool:
+    """A dependency on a folder's list of files is keyed by the folder's path and a trailing separator."""
+    return key.endswith(os.sep)
 
 
 @dataclass
@@ -191,6 +217,21 @@ class ProjectScope:
         digest, summary = loaded
         self.read[str(path)] = digest
         return summary
+
+    def neighbours(self) -> list[tuple[Path, dict[str, Any]]]:
+        """(path, summary) of the other Python files in the checked file's folder, inside the roots."""
+        folder = self.importer.parent
+        files = [p for p in python_files(folder) if p.resolve() != self.importer.resolve() and self._inside(p)]
+        if len(files) > MAX_NEIGHBOURS:
+            return []
+        self.read[str(folder) + os.sep] = folder_digest(folder)
+        found = []
+        for path in files:
+            loaded = self.load(path)
+            if loaded is not None:
+                self.read[str(path)] = loaded[0]
+                found.append((path, loaded[1]))
+        return found
 
     def _inside(self, path: Path) -> bool:
         real = path.resolve()

@@ -135,8 +135,77 @@ def test_a_causal_flag_fixed_when_the_module_is_built_is_causal_for_those_instan
     "old, new",
     [
         ("is_causal=self.causal", "is_causal=self.causal and q.shape[-2] == k.shape[-2]"),  # gated per call
-        ("return self._attend(q, k, v), (k, v)", "self.causal = False\n            return self._attend(q, k, v), (k, v)"),
+        (
+            "return self._attend(q, k, v), (k, v)",
+            "self.causal = False\n            return self._attend(q, k, v), (k, v)",
+        ),
     ],
 )
 def test_a_flag_gated_per_call_or_set_outside_the_constructor_is_not_a_construction_flag(old, new):
     assert findings("SHP204", mutate(FLAG, old, new)) == []
+
+
+# -- the other way round: the kernel module is imported by the module that keeps the cache --------------
+ATTEND = """
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Attend(nn.Module):
+        def __init__(self, causal=False):
+            super().__init__()
+            self.causal = causal
+
+        def forward(self, q, k, v):
+            return F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
+"""
+LAYER = """
+    import torch
+    from torch import nn
+
+    from .attend import Attend
+
+    class Attention(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.qkv = nn.Linear(dim, 3 * dim)
+            self.attend = Attend(causal=True)
+
+        def forward(self, x, past=None):
+            q, k, v = self.qkv(x).chunk(3, dim=-1)
+            if past is not None:
+                k = torch.cat([past[0], k], dim=-2)
+                v = torch.cat([past[1], v], dim=-2)
+            return self.attend(q, k, v), (k, v)
+"""
+
+
+@pytest.fixture
+def importer_project(tmp_path: Path) -> Path:
+    return write_package(tmp_path, {"attend.py": ATTEND, "layer.py": LAYER})
+
+
+def test_keys_a_module_of_the_same_folder_builds_from_a_cache_reach_the_kernel_it_imports(run_cli, importer_project):
+    result = run_cli("check", "pkg", "--select", "SHP204", "--no-cache", cwd=importer_project)
+    line = line_of(ATTEND, "F.scaled_dot_product_attention(")
+    assert result.stdout.splitlines()[0].startswith(f"pkg/attend.py:{line}:"), result.stdout
+    assert "Found 1 problem in 1 of 3 files." in result.stdout
+    one_file = run_cli("check", "pkg/attend.py", "--select", "SHP204", "--no-cache", cwd=importer_project)
+    assert one_file.stdout.splitlines()[0].startswith(f"pkg/attend.py:{line}:"), one_file.stdout
+
+
+def test_warm_result_of_the_kernel_module_follows_an_edit_of_its_importer(run_cli, importer_project):
+    assert "Found 1 problem" in run_cli("check", "pkg", "--select", "SHP204", cwd=importer_project).stdout
+    layer = importer_project / "pkg" / "layer.py"
+    layer.write_text(layer.read_text().replace("torch.cat([past[0], k], dim=-2)", "k * 1.0"))
+    warm = run_cli("check", "pkg", "--select", "SHP204", cwd=importer_project)
+    assert warm.returncode == 0, warm.stdout + warm.stderr
+
+
+def test_warm_result_of_the_kernel_module_follows_a_new_importer(run_cli, importer_project):
+    layer = importer_project / "pkg" / "layer.py"
+    text = layer.read_text()
+    layer.unlink()
+    assert run_cli("check", "pkg/attend.py", "--select", "SHP204", cwd=importer_project).returncode == 0
+    (importer_project / "pkg" / "decoder.py").write_text(text)
+    warm = run_cli("check", "pkg/attend.py", "--select", "SHP204", cwd=importer_project)
+    assert "Found 1 problem" in warm.stdout, warm.stdout + warm.stderr
