@@ -905,6 +905,8 @@ class HeadSplit:
     # True when the code's reshapes show the divisor is the head count (`view(B, T, H, C // H)`),
     # False when they show it is the head dim (`H = C // D; view(B, T, H, D)`), None: they don't say.
     divisor_is_head_count: bool | None
+    # the projection into heads whose input is `width`, when the heads are a product of sizes
+    projection: cst.Call | None = field(default=None, repr=False)
 
 
 def dimension_key(
@@ -1024,7 +1026,59 @@ def head_splits(ctx: FileContext, scope: cst.CSTNode) -> list[HeadSplit]:
     own = _own_head_splits(ctx, scope)
     if not is_a(scope, cst.ClassDef):
         return own
-    return own + _constructor_splits(ctx, scope) + _projection_splits(ctx, scope)
+    return own + _constructor_splits(ctx, scope) + _projection_splits(ctx, scope) + _widening_splits(ctx, scope)
+
+
+def _widening_splits(ctx: FileContext, cls: cst.ClassDef) -> list[HeadSplit]:
+    """Heads of a size the code sets: `inner_dim = dim_head * heads`, then `self.to_qkv = nn.Linear(dim,
+    inner_dim * 3)`. The projection's input size (`dim`) is the model width; a head is `dim_head` wide.
+
+    Ex) dalle-pytorch 0.0.47: `self.scale = dim ** -0.5` next to `nn.Linear(dim, inner_dim * 3)`
+    """
+
+    def compute() -> list[HeadSplit]:
+        facts = ctx.class_facts(cls)
+        found = []
+        for assignments in facts.assignments.values():
+            constructor = assignments[0].value if len(assignments) == 1 else None
+            if not is_a(constructor, cst.Call) or ctx.callee(constructor) != "torch.nn.Linear":
+                continue
+            init, at = facts.methods[assignments[0].method], ctx.order(constructor)
+            width = argument(constructor, "in_features", 0)
+            heads = _size_product(ctx, argument(constructor, "out_features", 1), init, at)
+            if heads is None or not is_a(width, (cst.Name, cst.Attribute)):
+                continue
+            width_key = dimension_key(ctx, width, init, at)
+            factors = {dimension_key(ctx, side, init, at) for side in (heads.left, heads.right)}
+            if width_key is not None and width_key not in factors and None not in factors:
+                found.append(HeadSplit(heads, width_key, None, None, projection=constructor))
+        return found
+
+    return ctx.memo(f"widening_splits:{ctx.order(cls)}", compute)
+
+
+def _size_product(
+    ctx: FileContext, size: cst.BaseExpression | None, function: cst.FunctionDef, at: int, depth: int = 0
+) -> cst.BinaryOperation | None:
+    """The product of two sizes (`dim_head * heads`, no literal) a size is, times a literal (`* 3` for
+    q, k and v), directly or through a local assigned once."""
+    if size is None or depth > MAX_DEPTH:
+        return None
+    if is_a(size, cst.BinaryOperation) and is_a(size.operator, cst.Multiply):
+        literal = [side for side in (size.left, size.right) if literal_number(side) is not None]
+        if not literal:
+            sides_are_sizes = all(is_a(side, (cst.Name, cst.Attribute)) for side in (size.left, size.right))
+            return size if sides_are_sizes else None
+        if len(literal) == 1:
+            other = size.right if literal[0] is size.left else size.left
+            return _size_product(ctx, other, function, at, depth + 1)
+        return None
+    if not is_a(size, cst.Name):
+        return None
+    definitions = ctx.function_facts(function).reaching(size.value, at)
+    if len(definitions) != 1 or definitions[0].kind != "assign":
+        return None
+    return _size_product(ctx, definitions[0].value, function, definitions[0].order, depth + 1)
 
 
 def _projection_splits(ctx: FileContext, cls: cst.ClassDef) -> list[HeadSplit]:

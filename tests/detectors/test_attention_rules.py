@@ -144,6 +144,37 @@ def test_shp102_timm_mutation(scale, what):
     assert len(found) == 1 and what in found[0].message and "dim // num_heads" in found[0].message
 
 
+PROJECTED_HEADS = """
+    import torch
+    from torch import nn
+    from einops import rearrange
+
+    class Attention(nn.Module):
+        def __init__(self, dim, heads=8, dim_head=64):
+            super().__init__()
+            inner_dim = dim_head * heads
+            self.heads = heads
+            self.scale = {scale} ** -0.5
+            self.to_qkv = nn.Linear(dim, inner_dim * 3, bias=False)
+
+        def forward(self, x):
+            q, k, v = self.to_qkv(x).chunk(3, dim=-1)
+            q, k, v = map(lambda t: rearrange(t, "b n (h d) -> b h n d", h=self.heads), (q, k, v))
+            dots = torch.einsum("b h i d, b h j d -> b h i j", q, k) * self.scale
+            return dots.softmax(dim=-1)
+"""
+
+
+def test_shp102_a_scale_from_the_input_width_of_a_projection_into_heads_is_flagged_where_it_is_set():
+    assert findings("SHP102", PROJECTED_HEADS.format(scale="dim_head")) == []
+    [found] = findings("SHP102", PROJECTED_HEADS.format(scale="dim"))
+    lines = textwrap.dedent(PROJECTED_HEADS.format(scale="dim")).splitlines()
+    assert found.line == lines.index("        self.scale = dim ** -0.5") + 1
+    assert "built from `dim`, the model width projected into heads" in found.message
+    [applied] = found.related
+    assert applied["line"] == next(i for i, line in enumerate(lines, 1) if "* self.scale" in line)
+
+
 def test_shp102_nanogpt_mutation_scaled_by_c():
     mutant = NANOGPT.replace("math.sqrt(k.size(-1))", "math.sqrt(C)")
     assert findings("SHP102", NANOGPT) == []
