@@ -7,6 +7,7 @@ import libcst as cst
 from sharpedges.analysis.masks import (
     CONSUMER_TOKENS,
     attends_to_marked,
+    blocks_every_key,
     conflicting_uses,
     mask_uses,
     masks_attention_scores,
@@ -24,7 +25,9 @@ class AttentionMaskPolarity(Detector):
 
     def check(self, ctx):
         flagged = set()
-        for finding in self._marked(ctx):
+        for finding in (*self._blocking_everything(ctx), *self._marked(ctx)):
+            if finding.node in flagged:
+                continue
             flagged.add(finding.node)
             yield finding
         for source, blocking, attending in conflicting_uses(ctx):
@@ -42,6 +45,14 @@ class AttentionMaskPolarity(Detector):
                 },
                 related=((blocking.node, "blocking"), (attending.node, "attending")),
             )
+
+    def _blocking_everything(self, ctx):
+        """Masks that, on one of the choices the code makes, let no key through."""
+        for use in mask_uses(ctx):
+            choices = use.evaluator(ctx).choices(use.mask)
+            if any(blocks_every_key(c, use.convention) for c in choices) and masks_attention_scores(ctx, use):
+                consumer = CONSUMERS.get(use.convention, use.consumer)
+                yield Finding(use.node, variant="blocks-all", facts={"consumer": consumer})
 
     def _marked(self, ctx):
         """Masks whose marked positions mean something (padding, -inf) meeting the wrong convention."""

@@ -189,8 +189,8 @@ def verdict(allowed: Region) -> Verdict | None:
     if allowed.negated:
         if allowed.lo is None and allowed.hi is None:
             return None
-        if allowed.lo is not None and allowed.hi is not None:
-            return "open"  # everything but a band `lo <= j - i <= hi`: the keys beyond `hi` stay open
+        if is_a(allowed.lo, int) and allowed.lo >= 1 and allowed.hi is not None:
+            return "open"  # everything but a band of future keys `lo <= j - i <= hi`: those beyond stay open
         return "future" if allowed.hi is not None else None
     lo, hi = allowed.lo, allowed.hi
     if lo is None and hi is None:
@@ -251,6 +251,7 @@ class MaskEvaluator:
         self.ctx = ctx
         self.function = function
         self.facts = ctx.function_facts(function) if function is not None else None
+        self._subscript_writes: frozenset[str] | None = None
         self.cls = ctx.class_of(function) if function is not None else None
 
     def value(self, expr: cst.BaseExpression | None, at: int | None = None, depth: int = 0) -> MaskValue | None:
@@ -280,7 +281,7 @@ class MaskEvaluator:
 
     # -- names and attributes ---------------------------------------------------------------
     def _name(self, name: str, at: int, depth: int) -> MaskValue | None:
-        if self.facts is None:
+        if self.facts is None or self._written_into(name):
             return None
         values = [
             self.value(d.value, d.order, depth + 1) if d.kind == "assign" else None
@@ -296,7 +297,7 @@ class MaskEvaluator:
         Ex) `if causal: mask = mask | future` before `sdpa(attn_mask=mask)`: on that path the mask marks
             every future position, whatever the parameter `mask` held
         """
-        if not is_a(expr, cst.Name) or self.facts is None:
+        if not is_a(expr, cst.Name) or self.facts is None or self._written_into(expr.value):
             return []
         found = []
         for definition in self.facts.reaching(expr.value, self.ctx.order(expr)):
@@ -305,6 +306,43 @@ class MaskEvaluator:
                 if value is not None:
                     found.append((value, definition.node))
         return found
+
+    def choices(self, expr: cst.BaseExpression | None, at: int | None = None, depth: int = 0) -> list[MaskValue]:
+        """The masks `expr` may be, one per choice the code makes between whole masks: every definition
+        of a local that reaches it, and both masks `torch.where(flag, mask_a, mask_b)` picks from.
+        A local written into (`mask[:, :n] = False`) gives no choice: its value is not known.
+
+        Ex) `mask = torch.where(focus, eye, ones)`: the mask is the identity or True everywhere
+        """
+        if expr is None or depth > MAX_DEPTH:
+            return []
+        at = self.ctx.order(expr) if at is None else at
+        if is_a(expr, cst.Name) and self.facts is not None:
+            if self._written_into(expr.value):
+                return []
+            found: list[MaskValue] = []
+            for definition in self.facts.reaching(expr.value, at):
+                if definition.kind != "assign":
+                    return []
+                found += self.choices(definition.value, definition.order, depth + 1)
+            return found
+        if is_a(expr, cst.Call) and self.ctx.callee(expr) == "torch.where":
+            then, otherwise = argument(expr, "input", 1), argument(expr, "other", 2)
+            if self.value(then, at, depth + 1) is not None and self.value(otherwise, at, depth + 1) is not None:
+                return self.choices(then, at, depth + 1) + self.choices(otherwise, at, depth + 1)
+        value = self.value(expr, at, depth)
+        return [value] if value is not None else []
+
+    def _written_into(self, name: str) -> bool:
+        """`mask[i, :n] = 0` somewhere in the function: what the name holds is not what it was built as."""
+        if self._subscript_writes is None:
+            self._subscript_writes = frozenset(
+                target.value.value
+                for node in (self.ctx.index.descendants(self.function.body, cst.Assign) if self.function else ())
+                for t in node.targets
+                if is_a(target := t.target, cst.Subscript) and is_a(target.value, cst.Name)
+            )
+        return name in self._subscript_writes
 
     def _attribute(self, attr: str, depth: int) -> MaskValue | None:
         if self.cls is None:
@@ -342,6 +380,8 @@ class MaskEvaluator:
             return replace(inner, region=region, flips=flips)
         if qualified in ONES or (method in ("new_ones",) and not namespace):
             return MaskValue(_dtype_kind(ctx, argument(call, "dtype"), "binary"), EVERYTHING)
+        if qualified == "torch.eye":  # each position itself
+            return MaskValue(_dtype_kind(ctx, argument(call, "dtype"), "binary"), Region(0, 0))
         if qualified in FULL or (method == "new_full" and not namespace):
             fill = argument(call, "fill_value", 1)
             if self.is_large_negative(fill, at):
@@ -1091,6 +1131,13 @@ def allowed_region(value: MaskValue, convention: Convention) -> Region | Literal
     if convention == "sdpa" and value.kind == "bool":
         return value.region
     return value.region.complement()  # additive everywhere; bool under torch.nn's True = blocked
+
+
+def blocks_every_key(value: MaskValue, convention: Convention) -> bool:
+    """Whether the consumer lets no key through at all (`masked_fill` of a mask True everywhere): each
+    row's scores are then one constant, and its attention is uniform over every key."""
+    allowed = allowed_region(value, convention)
+    return isinstance(allowed, Region) and allowed.negated and allowed.lo is None and allowed.hi is None
 
 
 def attends_after_the_sequence(value: MaskValue, convention: Convention) -> bool:

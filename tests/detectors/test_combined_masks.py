@@ -99,3 +99,37 @@ def test_a_deleted_name_no_longer_reaches():
         n for n in ctx.index.nodes(cst.Name) if n.value == "mask" and ctx.order(n) > ctx.order(function.body.body[1])
     ]
     assert facts.reaching("mask", ctx.order(returned)) == []
+
+
+FOCUS = textwrap.dedent("""
+    import torch
+    from einops import rearrange
+
+    def temporal_attention(q, k, focus_present_mask):
+        sim = torch.einsum("... h i d, ... h j d -> ... h i j", q, k)
+        n = sim.shape[-1]
+        attend_all_mask = torch.ones((n, n), device=sim.device, dtype=torch.bool)
+        attend_self_mask = torch.eye(n, device=sim.device, dtype=torch.bool)
+        mask = torch.where(
+            rearrange(focus_present_mask, "b -> b 1 1 1 1"),
+            rearrange(attend_self_mask, "i j -> 1 1 1 i j"),
+            rearrange(attend_all_mask, "i j -> 1 1 1 i j"),
+        )
+        sim = sim.masked_fill(mask, -torch.finfo(sim.dtype).max)
+        return sim.softmax(dim=-1)
+""")
+
+
+def test_a_keep_mask_that_is_true_everywhere_on_one_choice_blocks_every_key_there():
+    [finding] = findings("SHP203", FOCUS)
+    assert finding.line == FOCUS.splitlines().index("    sim = sim.masked_fill(mask, -torch.finfo(sim.dtype).max)") + 1
+    assert finding.message.startswith("on one path this mask lets no key through masked_fill")
+
+
+def test_the_complement_of_the_keep_mask_is_quiet():
+    assert findings(["SHP202", "SHP203"], mutate(FOCUS, "masked_fill(mask,", "masked_fill(~mask,")) == []
+
+
+def test_a_mask_written_into_in_place_is_not_known_to_be_true_everywhere():
+    written = mutate(FOCUS, "    sim = sim.masked_fill(", "    mask[..., 0] = False\n    sim = sim.masked_fill(")
+    assert findings("SHP203", written) == []
