@@ -6,6 +6,7 @@ import libcst as cst
 
 from sharpedges.analysis.attention import attention_softmaxes, key_axis
 from sharpedges.analysis.calls import has_star_args, literal_int, method_name, receiver
+from sharpedges.analysis.einsum import off_axis_poolings
 from sharpedges.analysis.summaries import call_sites, return_values
 from sharpedges.analysis.vocabulary import REORDER_METHODS, RESHAPE_METHODS
 from sharpedges.analysis.walk import is_a
@@ -30,6 +31,12 @@ class AttentionSoftmaxWrongDim(Detector):
             wrong = [v for v in verdicts if v is not None and v[0] == "wrong"]
             if wrong and len(wrong) == len(verdicts):
                 yield Finding(softmax.call, facts={"dim": dim, "keys": wrong[0][1]})
+        for pooling in off_axis_poolings(ctx):
+            if not _renormalised(ctx, pooling.softmax):
+                facts = {"normalised": pooling.normalised, "summed": ", ".join(pooling.summed)}
+                yield Finding(
+                    pooling.softmax.call, variant="pooled", facts=facts, related=((pooling.einsum.call, "summed"),)
+                )
 
 
 def _axis_verdict(ctx, source, dim: int) -> tuple[str, int] | None:

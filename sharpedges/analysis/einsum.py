@@ -1,0 +1,114 @@
+"""What an einsum does to the axes of its operands, read from its equation, and softmax weights that an
+einsum sums over another axis than the one they were normalised over.
+
+    alphas = scores.softmax(dim=-1)                             # (b, s, h): normalised over h
+    pooled = einsum("b s h, b s h d -> b h d", alphas, values)  # sums over s, keeps h
+
+The weights sum to 1 over the heads, and the einsum adds them up over the tokens: the pooled value is
+no weighted mean. Attention weights sum to 1 over the axis they are contracted on.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import libcst as cst
+
+from sharpedges.analysis.attention import SoftmaxCall, softmax_calls
+from sharpedges.analysis.calls import literal_int, literal_string
+from sharpedges.analysis.context import FileContext
+from sharpedges.analysis.walk import is_a
+
+EINSUM_FUNCTIONS = frozenset({"torch.einsum", "einops.einsum", "numpy.einsum", "opt_einsum.contract"})
+_SPACED_LABEL = re.compile(r"\.\.\.|\w+")
+_LETTER_LABEL = re.compile(r"\.\.\.|\w")
+
+
+@dataclass(frozen=True)
+class Einsum:
+    call: cst.Call
+    operands: tuple[cst.BaseExpression, ...]
+    inputs: tuple[tuple[str, ...], ...]  # the labels of each operand's axes ("..." for an ellipsis)
+    output: tuple[str, ...]
+
+
+def einsum_of(ctx: FileContext, call: cst.Call) -> Einsum | None:
+    """The equation and operands of `torch.einsum("bsh,bshd->bhd", a, b)` (the equation first) or
+    `einops.einsum(a, b, "b s h, b s h d -> b h d")` (the equation last)."""
+    qualified = ctx.callee(call)
+    if qualified not in EINSUM_FUNCTIONS or not call.args or any(a.star or a.keyword for a in call.args):
+        return None
+    values = [a.value for a in call.args]
+    equation = literal_string(values[-1] if qualified == "einops.einsum" else values[0])
+    operands = values[:-1] if qualified == "einops.einsum" else values[1:]
+    if equation is None or equation.count("->") != 1:
+        return None
+    left, right = equation.split("->")
+    spaced = " " in equation.strip() or qualified == "einops.einsum"
+    label = _SPACED_LABEL if spaced else _LETTER_LABEL
+    inputs = tuple(tuple(label.findall(part)) for part in left.split(","))
+    if len(inputs) != len(operands) or "(" in equation:
+        return None
+    return Einsum(call, tuple(operands), inputs, tuple(label.findall(right)))
+
+
+@dataclass(frozen=True)
+class OffAxisPooling:
+    softmax: SoftmaxCall
+    einsum: Einsum
+    normalised: str  # the label the softmax normalised over, kept by the einsum
+    summed: tuple[str, ...]  # the labels of that operand the einsum sums over
+
+
+def off_axis_poolings(ctx: FileContext) -> list[OffAxisPooling]:
+    """Softmax weights, assigned to a local, that an einsum of the same function sums over other axes
+    while it keeps the one they were normalised over, and shares it with another operand."""
+
+    def compute() -> list[OffAxisPooling]:
+        by_statement = {}
+        for softmax in softmax_calls(ctx):
+            statement = ctx.index.parents.get(softmax.call)
+            if (
+                is_a(statement, cst.Assign)
+                and len(statement.targets) == 1
+                and is_a(statement.targets[0].target, cst.Name)
+            ):
+                by_statement[statement] = softmax
+        if not by_statement:
+            return []
+        found = []
+        for call in ctx.calls():
+            einsum = einsum_of(ctx, call)
+            function = ctx.function_of(call)
+            if einsum is None or function is None:
+                continue
+            for operand, labels in zip(einsum.operands, einsum.inputs, strict=True):
+                if not is_a(operand, cst.Name):
+                    continue
+                reaching = ctx.function_facts(function).reaching(operand.value, ctx.order(call))
+                softmax = by_statement.get(reaching[0].node) if len(reaching) == 1 else None
+                normalised = _label_of(labels, softmax) if softmax is not None else None
+                summed = tuple(label for label in labels if label not in einsum.output and label != "...")
+                # the normalised axis shared with another operand: the weights pool it per head, say; one of
+                # their own (`'k d, k -> d'`) is a distribution mixed by other weights, and stays one
+                shared = any(normalised in other for other in einsum.inputs if other is not labels)
+                if softmax is not None and normalised in einsum.output and summed and shared:
+                    found.append(OffAxisPooling(softmax, einsum, normalised, summed))
+        return found
+
+    return ctx.memo("einsum.off_axis_poolings", compute)
+
+
+def _label_of(labels: tuple[str, ...], softmax: SoftmaxCall) -> str | None:
+    """The label of the axis a softmax normalised over, when its dim is a literal and the operand's
+    labels place it (a positive dim does not cross an ellipsis)."""
+    dim = literal_int(softmax.dim) if softmax.dim is not None else None
+    if dim is None:
+        return None
+    if dim < 0:
+        label = labels[dim] if -dim <= len(labels) else None
+        return None if label == "..." or "..." in labels[len(labels) + dim + 1 :] else label
+    if "..." in labels[: dim + 1] or dim >= len(labels):
+        return None
+    return labels[dim]
