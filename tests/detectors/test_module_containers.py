@@ -1,0 +1,165 @@
+"""Module instances held in containers: the blocks of a transformer live in an `nn.ModuleList` (built by a
+comprehension or by appends in an `__init__` loop), an `nn.Sequential(*[...])` or an `nn.ModuleDict`, and
+the parent iterates over them. A call of a loop variable or of an index into such a container is a call
+of the block's `forward`, so what a `forward` parameter holds is what those calls pass."""
+
+from __future__ import annotations
+
+import textwrap
+
+import libcst as cst
+
+from sharpedges.analysis.context import FileContext
+from sharpedges.analysis.objects import instance_classes
+from sharpedges.analysis.summaries import bind_arguments, call_sites, held_modules
+from tests.helpers import findings
+
+BLOCKS = """
+    import torch
+    from torch import nn
+
+    class Attention(nn.Module):
+        def forward(self, x, mask=None):
+            return x
+
+    class FeedForward(nn.Module):
+        def forward(self, x):
+            return x
+
+    class Block(nn.Module):
+        def forward(self, x, mask=None):
+            return x
+
+    class Residual(nn.Module):
+        def __init__(self, fn):
+            super().__init__()
+            self.fn = fn
+
+        def forward(self, x, **kwargs):
+            return self.fn(x, **kwargs) + x
+
+    class Transformer(nn.Module):
+        def __init__(self, depth):
+            super().__init__()
+            self.layers = nn.ModuleList([])
+            for _ in range(depth):
+                self.layers.append(nn.ModuleList([Attention(), FeedForward()]))
+            self.blocks = nn.Sequential(*[Block() for _ in range(depth)])
+            self.heads = nn.ModuleDict({"text": Attention()})
+            wrapped = []
+            for _ in range(depth):
+                block = Residual(Block())
+                wrapped.append(block)
+            self.wrapped = nn.ModuleList(wrapped)
+
+        def forward(self, x, mask):
+            for attn, ff in self.layers:
+                x = attn(x, mask=mask) + x
+                x = ff(x) + x
+            for i, block in enumerate(self.blocks):
+                x = block(x, mask)
+            x = self.blocks[0](x, mask)
+            x = self.heads["text"](x, mask=mask)
+            for layer, _ in zip(self.wrapped, range(3)):
+                x = layer(x, mask=mask)
+            return x
+"""
+
+
+def context() -> tuple[FileContext, dict[str, cst.ClassDef]]:
+    ctx = FileContext("model.py", cst.parse_module(textwrap.dedent(BLOCKS)))
+    return ctx, {cls.name.value: cls for cls in ctx.index.nodes(cst.ClassDef)}
+
+
+def calls_of(class_name: str) -> list[tuple[str, str | None]]:
+    """Each call that runs the class's `forward`, with the expression it passes as `mask`."""
+    ctx, classes = context()
+    forward = ctx.class_facts(classes[class_name]).methods["forward"]
+    return [
+        (ctx.code(call), ctx.code(passed) if (passed := bind_arguments(call, names).get("mask")) else None)
+        for call, names in call_sites(ctx, forward)
+    ]
+
+
+def test_what_each_container_attribute_holds():
+    ctx, classes = context()
+    transformer = classes["Transformer"]
+    assigned = {
+        attr: held_modules(ctx, assignments[0].node.targets[0].target)
+        for attr, assignments in ctx.class_facts(transformer).assignments.items()
+    }
+    # appended in a loop: each element is a ModuleList whose two positions are known
+    (pair,) = assigned["layers"].elements
+    assert pair.positional and [e.classes for e in pair.elements] == [{"Attention"}, {"FeedForward"}]
+    assert assigned["blocks"].element().classes == {"Block"}  # Sequential(*[... for ...])
+    assert assigned["heads"].element().classes == {"Attention"}  # ModuleDict({...})
+    assert assigned["wrapped"].element().classes == {"Residual"}  # a local list filled by appends
+
+
+def test_loop_variables_and_indexes_resolve_to_the_element_classes():
+    ctx, classes = context()
+    forward = ctx.class_facts(classes["Transformer"]).methods["forward"]
+    called = {ctx.code(call.func): call.func for call in ctx.index.descendants(forward, cst.Call)}
+    assert instance_classes(ctx, called["attn"]) == {"Attention"}  # for attn, ff in self.layers
+    assert instance_classes(ctx, called["ff"]) == {"FeedForward"}
+    assert instance_classes(ctx, called["block"]) == {"Block"}  # for i, block in enumerate(...)
+    assert instance_classes(ctx, called["self.blocks[0]"]) == {"Block"}
+    assert instance_classes(ctx, called['self.heads["text"]']) == {"Attention"}
+    assert instance_classes(ctx, called["layer"]) == {"Residual"}  # zip(self.wrapped, ...)
+    assert instance_classes(ctx, called["zip"]) == frozenset()
+
+
+def test_calls_over_a_container_are_call_sites_of_the_blocks_forward():
+    assert calls_of("Attention") == [("attn(x, mask=mask)", "mask"), ('self.heads["text"](x, mask=mask)', "mask")]
+    assert calls_of("FeedForward") == [("ff(x)", None)]
+    # a wrapper built around the block hands its keywords on: the wrapper's callers pass the mask
+    assert calls_of("Block") == [
+        ("self.fn(x, **kwargs)", None),
+        ("layer(x, mask=mask)", "mask"),
+        ("block(x, mask)", "mask"),
+        ("self.blocks[0](x, mask)", "mask"),
+    ]
+    assert calls_of("Residual") == [("layer(x, mask=mask)", "mask")]
+
+
+SCALED_BY_THE_PARENT = """
+    import torch
+    from torch import nn
+
+    class Attend(nn.Module):
+        def forward(self, q, k, v):
+            sim = q @ k.transpose(-2, -1)
+            attn = sim.softmax(dim=-1)
+            return attn @ v
+
+    class Transformer(nn.Module):
+        def __init__(self, dim, depth):
+            super().__init__()
+            self.scale = dim**-0.5
+            self.layers = nn.ModuleList([Attend() for _ in range(depth)])
+
+        def forward(self, q, k, v):
+            for attend in self.layers:
+                q = attend(q * self.scale, k, v)
+            return q
+"""
+
+
+def test_queries_scaled_by_the_parent_loop_count_for_the_blocks_softmax():
+    assert [d.line for d in findings("SHP101", SCALED_BY_THE_PARENT)] == []
+    unscaled = SCALED_BY_THE_PARENT.replace("attend(q * self.scale, k, v)", "attend(q, k, v)")
+    assert [d.line for d in findings("SHP101", unscaled)] == [8]
+
+
+def test_keywords_bind_by_name_through_an_unpacked_nested_module_list():
+    nested = SCALED_BY_THE_PARENT.replace(
+        "nn.ModuleList([Attend() for _ in range(depth)])",
+        "nn.ModuleList([nn.ModuleList([Attend(), nn.Linear(dim, dim)]) for _ in range(depth)])",
+    ).replace(
+        "for attend in self.layers:\n                q = attend(q * self.scale, k, v)",
+        "for attend, proj in self.layers:\n                q = proj(attend(v=v, k=k, q=q * self.scale))",
+    )
+    assert "for attend, proj in self.layers" in nested
+    assert [d.line for d in findings("SHP101", nested)] == []
+    unscaled = nested.replace("q=q * self.scale", "q=q")
+    assert [d.line for d in findings("SHP101", unscaled)] == [8]
