@@ -127,8 +127,10 @@ def _keyword_forwarders(ctx: FileContext, call: cst.Call) -> list[tuple[cst.Call
     out: that keyword stops there), each with no positional names."""
     function = ctx.function_of(call)
     forwarded = next((arg.value for arg in call.args if arg.star == "**"), None)
-    collector = function.params.star_kwarg if function is not None else None
-    if not is_a(forwarded, cst.Name) or not is_a(collector, cst.Param) or collector.name.value != forwarded.value:
+    if function is None or not is_a(forwarded, cst.Name):
+        return []
+    collector = function.params.star_kwarg
+    if not is_a(collector, cst.Param) or collector.name.value != forwarded.value:
         return []
     params = function.params
     own = {p.name.value for p in (*params.posonly_params, *params.params, *params.kwonly_params)}
@@ -282,7 +284,8 @@ def _held_by_attribute(ctx: FileContext, cls: cst.ClassDef, attr: str) -> HeldMo
 
 def _attribute_holds(ctx: FileContext, cls: cst.ClassDef, attr: str, depth: int) -> HeldModules:
     facts = ctx.class_facts(cls)
-    held, added = [], []
+    held: list[HeldModules] = []
+    added: list[HeldModules] = []
     for assignment in facts.assignments.get(attr, ()):
         order = ctx.order(assignment.node)
         value = held_modules(ctx, assignment.value, order, depth + 1)
@@ -331,7 +334,7 @@ def _calls_by_callee(ctx: FileContext) -> dict[str, list[cst.Call]]:
 def _added(ctx: FileContext, function: cst.FunctionDef, container: str, depth: int) -> list[HeldModules]:
     """What `function` adds to `container` (a local name, or `self.x` spelled so): `.append(x)`,
     `.extend([...])`, `.insert(i, x)`, `.add_module(name, x)`."""
-    added = []
+    added: list[HeldModules] = []
     for call, value, many in _additions(ctx, function).get(container, ()):
         held = held_modules(ctx, value, ctx.order(call), depth + 1)
         added += held.elements if many else [held]
@@ -351,7 +354,9 @@ def _additions(
         for call in ctx.index.descendants(function.body, cst.Call, prune=HELPER_SCOPES):
             adding = ADDING_METHODS.get(method_name(call) or "")
             container = receiver(call)
-            if adding is None or not (is_a(container, cst.Name) or self_attribute(container) is not None):
+            if adding is None or container is None:
+                continue
+            if not is_a(container, cst.Name) and self_attribute(container) is None:
                 continue
             position, many = adding
             args = [arg for arg in call.args if arg.keyword is None and not arg.star]
@@ -360,9 +365,11 @@ def _additions(
     return found
 
 
-def _iterated(ctx: FileContext, iterable: cst.BaseExpression, at: int, depth: int) -> HeldModules:
+def _iterated(ctx: FileContext, iterable: cst.BaseExpression | None, at: int, depth: int) -> HeldModules:
     """What one element of a loop over `iterable` holds: `enumerate` and `.items()` pair it with an
     index or a key, `zip` pairs the elements of its arguments, `reversed` and `.values()` keep it."""
+    if iterable is None or depth > MAX_DEPTH:
+        return NOTHING
     if is_a(iterable, cst.Call):
         qualified = ctx.callee(iterable)
         args = [arg.value for arg in iterable.args if arg.keyword is None and not arg.star]
