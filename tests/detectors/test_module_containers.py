@@ -1,7 +1,7 @@
 """Module instances held in containers: the blocks of a transformer live in an `nn.ModuleList` (built by a
 comprehension or by appends in an `__init__` loop), an `nn.Sequential(*[...])` or an `nn.ModuleDict`, and
 the parent iterates over them. A call of a loop variable or of an index into such a container is a call
-of the block's `forward`, so what a `forward` parameter holds is what those calls pass."""
+of the block's `forward`, so what a `forward` parameter holds (a scale, a mask) is what those calls pass."""
 
 from __future__ import annotations
 
@@ -163,3 +163,46 @@ def test_keywords_bind_by_name_through_an_unpacked_nested_module_list():
     assert [d.line for d in findings("SHP101", nested)] == []
     unscaled = nested.replace("q=q * self.scale", "q=q")
     assert [d.line for d in findings("SHP101", unscaled)] == [8]
+
+
+PADDING_BY_NEGATIVE_IDS = """
+    import torch
+    from torch import nn
+    from einops import rearrange
+
+    class Attention(nn.Module):
+        def forward(self, x, mask=None):
+            sim = x @ x.transpose(-2, -1) * self.scale
+            if mask is not None:
+                mask = rearrange(mask, "b j -> b 1 1 j")
+                sim = sim.masked_fill(~mask, -torch.finfo(sim.dtype).max)
+            attn = sim.softmax(dim=-1)
+            return attn @ x
+
+    class Encoder(nn.Module):
+        def __init__(self, num_tokens, dim, depth, causal=False):
+            super().__init__()
+            self.causal = causal
+            self.token_emb = nn.Embedding(num_tokens, dim)
+            self.layers = nn.ModuleList([Attention() for _ in range(depth)])
+
+        def forward(self, x):
+            mask = (x < 0) if not self.causal else None
+            x = self.token_emb(x)
+            for attn in self.layers:
+                x = attn(x, mask=mask) + x
+            return x
+"""
+
+
+def test_a_padding_mask_built_by_the_parent_reaches_the_blocks_masked_fill():
+    """PaLM-rlhf 0.0.47: negative token ids are the padding, so `x < 0` is True there; every block in the
+    ModuleList keeps the scores where the mask is True (`masked_fill(~mask, ...)`): it attends to padding."""
+    found = findings("SHP203", PADDING_BY_NEGATIVE_IDS)
+    assert [d.line for d in found] == [11]
+    assert "real tokens" in found[0].message
+    fixed = PADDING_BY_NEGATIVE_IDS.replace("(x < 0) if not self.causal", "(x >= 0) if not self.causal")
+    assert findings("SHP203", fixed) == []
+    # ids that never reach an embedding are not known to be token ids: nothing is claimed
+    unknown = PADDING_BY_NEGATIVE_IDS.replace("x = self.token_emb(x)", "x = self.proj(x)")
+    assert findings("SHP203", unknown) == []
