@@ -85,11 +85,12 @@ def _class_method(ctx: FileContext, class_name: str, name: str) -> tuple[cst.Fun
     return (method, names[1:]) if "classmethod" in decorators else None
 
 
-def module_call_sites(ctx: FileContext, cls: cst.ClassDef) -> list[tuple[cst.Call, list[str]]]:
+def module_call_sites(ctx: FileContext, cls: cst.ClassDef, forwarded: bool = True) -> list[tuple[cst.Call, list[str]]]:
     """Where an instance of an `nn.Module` class of this file is called like a function, with the names
     of `forward`'s parameters its positional arguments bind to: every call whose callee `held_modules`
-    says may hold one. A wrapper that hands its `**kwargs` on (`self.fn(x, **kwargs)`) adds the calls of
-    the wrapper: their keyword arguments reach `forward` by name (those bind no positional name here).
+    says may hold one. With `forwarded`, a wrapper that hands its `**kwargs` on (`self.fn(x, **kwargs)`)
+    adds the calls of the wrapper: their keyword arguments reach `forward` by name (they bind no
+    positional name here, and what they return is the wrapper's result).
 
     Ex) `self.attention = DotAttention(...)` in another class, then `self.attention(q, k, v, mask)`
     Ex) `self.layers = nn.ModuleList([Block(...) for _ in range(n)])`, then `for block in self.layers:
@@ -98,17 +99,16 @@ def module_call_sites(ctx: FileContext, cls: cst.ClassDef) -> list[tuple[cst.Cal
     forward = ctx.class_facts(cls).methods.get("forward")
     if forward is None:
         return []
-    memo: dict[cst.ClassDef, list[tuple[cst.Call, list[str]]]] = ctx.memo("module_call_sites", dict)
+    names = positional_parameters(forward)[1:]
+    direct = [(call, names) for call in ctx.memo("module_calls", lambda: _module_calls(ctx)).get(cls.name.value, ())]
+    if not forwarded:
+        return direct
+    memo: dict[cst.ClassDef, list[tuple[cst.Call, list[str]]]] = ctx.memo("keyword_forwarders", dict)
     found = memo.get(cls)
     if found is None:
         memo[cls] = []  # a wrapper that reaches itself again through forwarded keywords adds nothing more
-        names = positional_parameters(forward)[1:]
-        found = []
-        for call in ctx.memo("module_calls", lambda: _module_calls(ctx)).get(cls.name.value, ()):
-            found.append((call, names))
-            found += _keyword_forwarders(ctx, call)
-        memo[cls] = found
-    return found
+        found = memo[cls] = [site for call, _ in direct for site in _keyword_forwarders(ctx, call)]
+    return direct + found
 
 
 def _module_calls(ctx: FileContext) -> dict[str, list[cst.Call]]:
@@ -399,10 +399,11 @@ def _bound_to(target: cst.BaseExpression, name: str, value: HeldModules) -> Held
     return NOTHING
 
 
-def call_sites(ctx: FileContext, function: cst.FunctionDef) -> list[tuple[cst.Call, list[str]]]:
+def call_sites(ctx: FileContext, function: cst.FunctionDef, forwarded: bool = True) -> list[tuple[cst.Call, list[str]]]:
     """Every call in this file that runs `function`, with the parameter names its positional arguments
     bind to: `called_function` inverted once per file, plus, for a module's `forward`, the calls of its
-    instances (`module_call_sites`). What a helper's parameter can be is what these calls pass.
+    instances (`module_call_sites`, with the calls of wrappers that forward their keywords to it when
+    `forwarded`). What a helper's parameter can be is what these calls pass.
 
     Ex) `A = attention_normalize(a, l)` in a method, for `def attention_normalize(a, l, dim=-1)`
     """
@@ -412,7 +413,7 @@ def call_sites(ctx: FileContext, function: cst.FunctionDef) -> list[tuple[cst.Ca
     found = list(by_function.get(function, ()))
     cls = ctx.class_of(function)
     if cls is not None and ctx.class_facts(cls).methods.get("forward") is function:
-        found += module_call_sites(ctx, cls)
+        found += module_call_sites(ctx, cls, forwarded)
     return found
 
 
@@ -433,7 +434,7 @@ def result_element_read(ctx: FileContext, function: cst.FunctionDef, position: i
 
     Ex) `weights, idx, router_logits = self.router(x)`, and `router_logits` is never read again
     """
-    calls = [call for call, _ in call_sites(ctx, function)]
+    calls = [call for call, _ in call_sites(ctx, function, forwarded=False)]  # what they get is its result
     if not calls:
         return None
     for call in calls:

@@ -115,9 +115,17 @@ def test_calls_over_a_container_are_call_sites_of_the_blocks_forward():
     # a wrapper built around the block hands its keywords on: the wrapper's callers pass the mask
     assert calls_of("Block") == [
         ("self.fn(x, **kwargs)", None),
-        ("layer(x, mask=mask)", "mask"),
         ("block(x, mask)", "mask"),
         ("self.blocks[0](x, mask)", "mask"),
+        ("layer(x, mask=mask)", "mask"),
+    ]
+    # what a wrapper's caller gets back is the wrapper's result, not the block's
+    ctx, classes = context()
+    block_forward = ctx.class_facts(classes["Block"]).methods["forward"]
+    assert [ctx.code(call) for call, _ in call_sites(ctx, block_forward, forwarded=False)] == [
+        "self.fn(x, **kwargs)",
+        "block(x, mask)",
+        "self.blocks[0](x, mask)",
     ]
     assert calls_of("Residual") == [("layer(x, mask=mask)", "mask")]
 
