@@ -29,7 +29,7 @@ from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import imported_names
-from sharpedges.analysis.summaries import bind_arguments, called_function, return_values
+from sharpedges.analysis.summaries import bind_arguments, call_sites, called_function, return_values
 from sharpedges.analysis.vocabulary import (
     ADDITIVE_METHODS,
     ARANGE,
@@ -260,6 +260,9 @@ class MaskEvaluator:
         at = self.ctx.order(expr) if at is None else at
         if is_a(expr, cst.Name):
             return self._name(expr.value, at, depth)
+        if is_a(expr, cst.IfExp):  # Ex) mask = (x < 0) if not self.causal else None: no mask on one side
+            branches = [branch for branch in (expr.body, expr.orelse) if not _is_none(branch)]
+            return _agreed([self.value(branch, at, depth + 1) for branch in branches])
         attr = self_attribute(expr)
         if attr is not None:
             return self._attribute(attr, depth)
@@ -284,9 +287,29 @@ class MaskEvaluator:
         if self.facts is None or self._written_into(name):
             return None
         values = [
-            self.value(d.value, d.order, depth + 1) if d.kind == "assign" else None
+            self.value(d.value, d.order, depth + 1)
+            if d.kind == "assign"
+            else self._passed(name, depth)
+            if d.kind == "param"
+            else None
             for d in self.facts.reaching(name, at)
         ]
+        return _agreed(values)
+
+    def _passed(self, name: str, depth: int) -> MaskValue | None:
+        """A parameter holds what the calls of its function in this file pass it (`block(x, mask=mask)` in
+        a loop over the blocks); a call that passes nothing leaves it at its default, no mask."""
+        if self.function is None:
+            return None
+        values = []
+        for call, positional in call_sites(self.ctx, self.function):
+            passed = bind_arguments(call, positional).get(name)
+            caller = self.ctx.function_of(call)
+            if passed is None and not any(arg.star == "*" for arg in call.args):
+                continue
+            if passed is None or caller is None or caller is self.function:
+                return None
+            values.append(evaluator_for(self.ctx, caller).value(passed, self.ctx.order(call), depth + 1))
         return _agreed(values)
 
     def values_by_path(self, expr: cst.BaseExpression) -> list[tuple[MaskValue, cst.CSTNode]]:
@@ -447,6 +470,23 @@ class MaskEvaluator:
             )
         return self._helper(call, depth)
 
+    def _embedded(self, comparison: cst.Comparison) -> bool:
+        """The local compared is token ids: the same value is looked up in an `nn.Embedding` of the function."""
+        ids = comparison.left
+        if not is_a(ids, cst.Name) or self.facts is None:
+            return False
+        bound = self.facts.reaching(ids.value, self.ctx.order(comparison))
+        for use in self.facts.later_uses(ids.value, self.ctx.order(comparison)):
+            call = self.ctx.index.enclosing(use, cst.Call)
+            if (
+                call is not None
+                and any(arg.value is use for arg in call.args[:1])
+                and module_type(self.ctx, call) == "torch.nn.Embedding"
+                and self.facts.reaching(ids.value, self.ctx.order(use)) == bound
+            ):
+                return True
+        return False
+
     def _padded(self, call: cst.Call, at: int, depth: int) -> MaskValue | None:
         """`F.pad(mask, (left, right, top, bottom), value=v)`. Slots padded in front (text an image attends
         to, read memories) are keys of another kind, as with `torch.cat`: the offsets stay those of the
@@ -537,6 +577,9 @@ class MaskEvaluator:
         inner = self.value(expr.left, at, depth + 1)
         if inner is None and _is_padding_id(self.ctx, target.comparator) and name in ("eq", "ne"):
             return MaskValue("bool", None, "blocked" if name == "eq" else "allowed", origin=(expr,))
+        if inner is None and name in ("lt", "ge") and literal_number(target.comparator) == 0 and self._embedded(expr):
+            # Ex) mask = x < 0, then x = self.token_emb(x): negative token ids stand for padding
+            return MaskValue("bool", None, "blocked" if name == "lt" else "allowed", origin=(expr,))
         return _compared(inner, name, target.comparator, expr, self, at)
 
     def _binary(self, expr: cst.BinaryOperation, at: int, depth: int) -> MaskValue | None:
@@ -687,7 +730,11 @@ def _einops_moved(value: MaskValue | None, axes: tuple[list[str], list[str]]) ->
     one that swaps them transposes it; anything else is unknown.
 
     Ex) `repeat(causal, '() i j -> b i j', b=n)`
+    A mask with no geometry (padding marks, `rearrange(mask, 'b j -> b 1 1 j')`) marks the same entries
+    wherever they move.
     """
+    if value is not None and value.region is None and value.marks is not None:
+        return value
     left, right = axes
     last = [axis for axis in (*left[-2:], *right[-2:]) if axis.isidentifier()]
     if len(last) != 4 or value is None:

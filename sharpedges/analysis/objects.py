@@ -18,7 +18,7 @@ import libcst as cst
 
 from sharpedges.analysis.calls import method_name, receiver
 from sharpedges.analysis.context import FileContext
-from sharpedges.analysis.summaries import called_function, return_values
+from sharpedges.analysis.summaries import called_function, held_modules, return_values
 from sharpedges.analysis.tensors import MODULE_IN_PLACE_METHODS, class_named, module_class
 from sharpedges.analysis.values import MAX_DEPTH, possible_values
 from sharpedges.analysis.vocabulary import cast_precision
@@ -27,15 +27,17 @@ from sharpedges.analysis.walk import is_a
 
 def instance_classes(ctx: FileContext, expr: cst.BaseExpression | None, depth: int = 0) -> frozenset[str]:
     """The `nn.Module` classes of this file that `expr` may hold an instance of: a constructor call, a
-    name bound to one, a module method that returns the module (`.to(...)`, `.cuda()`, `.eval()`), or a
-    call of a function of this file that returns one. Empty when nothing says so."""
+    name bound to one, a module method that returns the module (`.to(...)`, `.cuda()`, `.eval()`), a
+    call of a function of this file that returns one, or an element of a container of modules (`block`
+    in `for block in self.blocks`, `self.layers[0]`). Empty when nothing says so."""
     if expr is None or depth > MAX_DEPTH:
         return frozenset()
-    if is_a(expr, cst.Name):
-        values = possible_values(ctx, expr)
+    if is_a(expr, (cst.Name, cst.Subscript)):
+        held = _module_classes(ctx, held_modules(ctx, expr).classes)  # a loop over a container, an index into one
+        values = possible_values(ctx, expr) if is_a(expr, cst.Name) else None
         if values is None or values == [expr]:
-            return frozenset()
-        return frozenset().union(*(instance_classes(ctx, value, depth + 1) for value in values))
+            return held
+        return held.union(*(instance_classes(ctx, value, depth + 1) for value in values))
     if not is_a(expr, cst.Call):
         return frozenset()
     if is_a(expr.func, cst.Name):
@@ -49,6 +51,13 @@ def instance_classes(ctx: FileContext, expr: cst.BaseExpression | None, depth: i
         return frozenset()
     returned = [instance_classes(ctx, value, depth + 1) for value in return_values(ctx, target[0])]
     return frozenset().union(*returned)
+
+
+def _module_classes(ctx: FileContext, names: frozenset[str]) -> frozenset[str]:
+    """The names that are `nn.Module` classes of this file."""
+    return frozenset(
+        name for name in names if (cls := class_named(ctx, name)) is not None and module_class(ctx, cls) is True
+    )
 
 
 def half_cast_classes(ctx: FileContext) -> dict[str, cst.Call]:

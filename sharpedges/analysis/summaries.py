@@ -15,11 +15,12 @@ from typing import Any
 
 import libcst as cst
 
+from sharpedges.analysis.calls import literal_int, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import ImportedName, ProjectScope, imported_names
-from sharpedges.analysis.values import possible_values
+from sharpedges.analysis.values import MAX_DEPTH, possible_values
 from sharpedges.analysis.vocabulary import KERNEL_TOKENS, KERNELS, PARTIALS, Kernel, kernel_of
 from sharpedges.analysis.walk import is_a
 
@@ -84,37 +85,325 @@ def _class_method(ctx: FileContext, class_name: str, name: str) -> tuple[cst.Fun
     return (method, names[1:]) if "classmethod" in decorators else None
 
 
-def module_call_sites(ctx: FileContext, cls: cst.ClassDef) -> list[tuple[cst.Call, list[str]]]:
+def module_call_sites(ctx: FileContext, cls: cst.ClassDef, forwarded: bool = True) -> list[tuple[cst.Call, list[str]]]:
     """Where an instance of an `nn.Module` class of this file is called like a function, with the names
-    of `forward`'s parameters its positional arguments bind to.
+    of `forward`'s parameters its positional arguments bind to: every call whose callee `held_modules`
+    says may hold one. With `forwarded`, a wrapper that hands its `**kwargs` on (`self.fn(x, **kwargs)`)
+    adds the calls of the wrapper: their keyword arguments reach `forward` by name (they bind no
+    positional name here, and what they return is the wrapper's result).
 
     Ex) `self.attention = DotAttention(...)` in another class, then `self.attention(q, k, v, mask)`
+    Ex) `self.layers = nn.ModuleList([Block(...) for _ in range(n)])`, then `for block in self.layers:
+        x = block(x, mask=mask)`
     """
     forward = ctx.class_facts(cls).methods.get("forward")
     if forward is None:
         return []
-
-    def compute() -> list[tuple[cst.Call, list[str]]]:
-        names = positional_parameters(forward)[1:]
-        found = []
-        for call in ctx.calls():
-            attr = self_attribute(call.func)
-            holder = ctx.class_of(call)
-            if (
-                attr is not None
-                and holder is not None
-                and ctx.class_facts(holder).constructed_type(attr) == cls.name.value
-            ):
-                found.append((call, names))
-        return found
-
-    return ctx.memo(f"module_call_sites:{ctx.order(cls)}", compute)
+    names = positional_parameters(forward)[1:]
+    direct = [(call, names) for call in ctx.memo("module_calls", lambda: _module_calls(ctx)).get(cls.name.value, ())]
+    if not forwarded:
+        return direct
+    memo: dict[cst.ClassDef, list[tuple[cst.Call, list[str]]]] = ctx.memo("keyword_forwarders", dict)
+    found = memo.get(cls)
+    if found is None:
+        memo[cls] = []  # a wrapper that reaches itself again through forwarded keywords adds nothing more
+        found = memo[cls] = [site for call, _ in direct for site in _keyword_forwarders(ctx, call)]
+    return direct + found
 
 
-def call_sites(ctx: FileContext, function: cst.FunctionDef) -> list[tuple[cst.Call, list[str]]]:
+def _module_calls(ctx: FileContext) -> dict[str, list[cst.Call]]:
+    """Qualified class name -> the calls of an instance it may be, once per file."""
+    found: dict[str, list[cst.Call]] = {}
+    for call in ctx.calls():
+        if is_a(call.func, (cst.Name, cst.Subscript)) or self_attribute(call.func) is not None:
+            for name in held_modules(ctx, call.func).classes:
+                found.setdefault(name, []).append(call)
+    return found
+
+
+def _keyword_forwarders(ctx: FileContext, call: cst.Call) -> list[tuple[cst.Call, list[str]]]:
+    """For `self.fn(x, **kwargs)` inside `def forward(self, x, **kwargs)`: the calls of that function
+    whose keywords `kwargs` collects (a call that passes one of its named parameters by keyword is left
+    out: that keyword stops there), each with no positional names."""
+    function = ctx.function_of(call)
+    forwarded = next((arg.value for arg in call.args if arg.star == "**"), None)
+    if function is None or not is_a(forwarded, cst.Name):
+        return []
+    collector = function.params.star_kwarg
+    if not is_a(collector, cst.Param) or collector.name.value != forwarded.value:
+        return []
+    params = function.params
+    own = {p.name.value for p in (*params.posonly_params, *params.params, *params.kwonly_params)}
+    return [
+        (outer, [])
+        for outer, _ in call_sites(ctx, function)
+        if not any(arg.keyword is not None and arg.keyword.value in own for arg in outer.args)
+    ]
+
+
+# -- modules held by a value ---------------------------------------------------------------------------
+# Containers of modules, and builtin sequences the modules are gathered in before one is built.
+MODULE_CONTAINERS = frozenset({"torch.nn.ModuleList", "torch.nn.Sequential", "torch.nn.ModuleDict", "list", "tuple"})
+# Methods that add their argument(s) to a container: (method, position of the argument, many or one).
+ADDING_METHODS = {"append": (0, False), "extend": (0, True), "insert": (1, False), "add_module": (1, False)}
+
+
+@dataclass(frozen=True)
+class HeldModules:
+    """The modules a value may hold, by the qualified name of the callable that built them (`Block` for a
+    class of this file, `torch.nn.Linear`): `classes` for the value itself, and for a container of
+    modules what its elements hold. `positional` when `elements` are the positions of a literal list, in
+    order (`nn.ModuleList([Attention(...), FeedForward(...)])`, unpacked as `for attn, ff in ...`); else
+    each entry is what some element may hold. Empty when nothing says."""
+
+    classes: frozenset[str] = frozenset()
+    elements: tuple[HeldModules, ...] = ()
+    positional: bool = False
+
+    def element(self) -> HeldModules:
+        """What any one element holds."""
+        return _union(self.elements)
+
+    def at(self, index: int | None) -> HeldModules:
+        """What the element at `index` holds (any element's when the positions are unknown)."""
+        if self.positional and index is not None and -len(self.elements) <= index < len(self.elements):
+            return self.elements[index]
+        return self.element()
+
+    def unpacked(self, count: int) -> list[HeldModules]:
+        """What each name of a `count`-name unpacking of this value holds."""
+        if self.positional and len(self.elements) == count:
+            return list(self.elements)
+        return [self.element()] * count
+
+
+NOTHING = HeldModules()
+
+
+def _union(values: tuple[HeldModules, ...] | list[HeldModules]) -> HeldModules:
+    known = list(dict.fromkeys(value for value in values if value != NOTHING))
+    if len(known) <= 1:
+        return known[0] if known else NOTHING
+    classes = frozenset().union(*(value.classes for value in known))
+    sizes = {len(value.elements) for value in known}
+    if all(value.positional for value in known) and len(sizes) == 1:
+        positions = tuple(_union([value.elements[i] for value in known]) for i in range(sizes.pop()))
+        return HeldModules(classes, positions, True)
+    elements = tuple(dict.fromkeys(element for value in known for element in value.elements))
+    return HeldModules(classes, elements)
+
+
+def _sequence(ctx: FileContext, elements: list[tuple[cst.BaseExpression, bool]], at: int, depth: int) -> HeldModules:
+    """A container of these (expression, starred) elements: positional unless one is starred."""
+    parts = [held_modules(ctx, value, at, depth + 1) for value, _ in elements]
+    if any(starred for _, starred in elements):
+        return _flat([part.element() if starred else part for part, (_, starred) in zip(parts, elements, strict=True)])
+    return HeldModules(elements=tuple(parts), positional=True)
+
+
+def _flat(elements: list[HeldModules]) -> HeldModules:
+    return HeldModules(elements=tuple(dict.fromkeys(element for element in elements if element != NOTHING)))
+
+
+def held_modules(
+    ctx: FileContext, expr: cst.BaseExpression | None, at: int | None = None, depth: int = 0
+) -> HeldModules:
+    """What modules `expr` may hold: a constructor call; a container of modules (`nn.ModuleList`,
+    `nn.Sequential(*[...])`, `nn.ModuleDict({...})`, a list built by a literal, a comprehension or
+    appends); an index into one (`self.layers[0]`, `self.heads["attn"]`); a local bound to one of those,
+    or bound by a loop over one (`for layer in self.layers`, `for attn, ff in self.layers`,
+    `for i, block in enumerate(self.blocks)`, `zip(self.layers, ...)`); `self.x`, across the class and
+    its constructor's arguments (`self.fn = fn`, built as `Residual(Block(...))`)."""
+    if expr is None or depth > MAX_DEPTH:
+        return NOTHING
+    at = ctx.order(expr) if at is None else at
+    if is_a(expr, cst.Call):
+        qualified = ctx.callee(expr)
+        if qualified == "torch.nn.Sequential":  # its arguments are its elements: Sequential(*blocks) too
+            return _sequence(ctx, [(arg.value, bool(arg.star)) for arg in expr.args if arg.keyword is None], at, depth)
+        if qualified in MODULE_CONTAINERS:  # ModuleList(blocks), list(blocks): the elements of one iterable
+            items = [arg.value for arg in expr.args if arg.keyword is None and not arg.star]
+            container = held_modules(ctx, items[0], at, depth + 1) if len(items) == 1 else NOTHING
+            return HeldModules(elements=container.elements, positional=container.positional)
+        return HeldModules(frozenset({qualified})) if qualified is not None else NOTHING
+    if is_a(expr, (cst.List, cst.Tuple)):
+        elements = [(element.value, is_a(element, cst.StarredElement)) for element in expr.elements]
+        return _sequence(ctx, elements, at, depth)
+    if is_a(expr, (cst.ListComp, cst.GeneratorExp)):
+        return _flat([held_modules(ctx, expr.elt, ctx.order(expr.elt), depth + 1)])
+    if is_a(expr, cst.Dict):
+        values = [element.value for element in expr.elements if is_a(element, cst.DictElement)]
+        return _flat([held_modules(ctx, value, at, depth + 1) for value in values])
+    if is_a(expr, cst.DictComp):
+        return _flat([held_modules(ctx, expr.value, ctx.order(expr.value), depth + 1)])
+    if is_a(expr, cst.Subscript):
+        container = held_modules(ctx, expr.value, at, depth + 1)
+        if len(expr.slice) != 1 or not is_a(expr.slice[0].slice, cst.Index):
+            return _flat(list(container.elements))  # a slice of a container holds some of its elements
+        return container.at(literal_int(expr.slice[0].slice.value))
+    if is_a(expr, cst.Name):
+        return _held_by_name(ctx, expr, at, depth)
+    attr = self_attribute(expr)
+    if attr is not None:
+        cls = ctx.class_of(expr)
+        return _held_by_attribute(ctx, cls, attr) if cls is not None else NOTHING
+    return NOTHING
+
+
+def _held_by_name(ctx: FileContext, name: cst.Name, at: int, depth: int) -> HeldModules:
+    function = ctx.function_of(name)
+    if function is None:
+        return NOTHING
+    held = []
+    for definition in ctx.function_facts(function).reaching(name.value, at):
+        node = definition.node
+        if definition.kind == "assign":
+            held.append(held_modules(ctx, definition.value, definition.order, depth + 1))
+        elif definition.kind == "loop" and is_a(node, (cst.For, cst.CompFor)):
+            element = _iterated(ctx, node.iter, definition.order, depth + 1)
+            held.append(_bound_to(node.target, name.value, element))
+        elif definition.kind == "unpack" and is_a(node, cst.Assign):
+            whole = held_modules(ctx, node.value, definition.order, depth + 1)
+            held += [_bound_to(target.target, name.value, whole) for target in node.targets]
+    added = _added(ctx, function, name.value, depth) if held else []
+    found = _union(held)
+    return HeldModules(found.classes, found.elements + tuple(added)) if added else found
+
+
+def _held_by_attribute(ctx: FileContext, cls: cst.ClassDef, attr: str) -> HeldModules:
+    """`self.attr`: every assignment of it in the class (an `__init__` parameter followed to what the
+    class's constructions in this file pass), plus what its methods add to it (`self.layers.append(...)`);
+    once per attribute, with a fresh depth budget (one that reaches itself again holds nothing more)."""
+    memo: dict[tuple[cst.ClassDef, str], HeldModules] = ctx.memo("summaries.held_by_attribute", dict)
+    found = memo.get((cls, attr))
+    if found is None:
+        memo[cls, attr] = NOTHING
+        found = memo[cls, attr] = _attribute_holds(ctx, cls, attr, 0)
+    return found
+
+
+def _attribute_holds(ctx: FileContext, cls: cst.ClassDef, attr: str, depth: int) -> HeldModules:
+    facts = ctx.class_facts(cls)
+    held: list[HeldModules] = []
+    added: list[HeldModules] = []
+    for assignment in facts.assignments.get(attr, ()):
+        order = ctx.order(assignment.node)
+        value = held_modules(ctx, assignment.value, order, depth + 1)
+        if is_a(assignment.node, cst.AugAssign):  # self.layers += [Block(...)]
+            added += value.elements
+            continue
+        method = facts.methods.get(assignment.method)
+        if value == NOTHING and method is not None and assignment.method == "__init__":
+            value = _constructor_argument(ctx, cls, method, assignment.value, order, depth)
+        held.append(value)
+    for method in facts.methods.values():
+        added += _added(ctx, method, f"self.{attr}", depth)
+    found = _union(held)
+    return HeldModules(found.classes, found.elements + tuple(added)) if added else found
+
+
+def _constructor_argument(
+    ctx: FileContext,
+    cls: cst.ClassDef,
+    init: cst.FunctionDef,
+    value: cst.BaseExpression | None,
+    at: int,
+    depth: int,
+) -> HeldModules:
+    """For `self.fn = fn` with `fn` a parameter of `__init__`: what the constructions of the class in
+    this file pass it (`Residual(Block(...))`)."""
+    if not is_a(value, cst.Name):
+        return NOTHING
+    definitions = ctx.function_facts(init).reaching(value.value, at)
+    if len(definitions) != 1 or definitions[0].kind != "param":
+        return NOTHING
+    constructions = ctx.memo("constructions", lambda: _calls_by_callee(ctx)).get(cls.name.value, ())
+    positional = positional_parameters(init)[1:]
+    passed = [bind_arguments(call, positional).get(value.value) for call in constructions]
+    return _union([held_modules(ctx, argument, None, depth + 1) for argument in passed if argument is not None])
+
+
+def _calls_by_callee(ctx: FileContext) -> dict[str, list[cst.Call]]:
+    found: dict[str, list[cst.Call]] = {}
+    for call in ctx.calls():
+        if is_a(call.func, cst.Name):
+            found.setdefault(call.func.value, []).append(call)
+    return found
+
+
+def _added(ctx: FileContext, function: cst.FunctionDef, container: str, depth: int) -> list[HeldModules]:
+    """What `function` adds to `container` (a local name, or `self.x` spelled so): `.append(x)`,
+    `.extend([...])`, `.insert(i, x)`, `.add_module(name, x)`."""
+    added: list[HeldModules] = []
+    for call, value, many in _additions(ctx, function).get(container, ()):
+        held = held_modules(ctx, value, ctx.order(call), depth + 1)
+        added += held.elements if many else [held]
+    return [value for value in added if value != NOTHING]
+
+
+def _additions(
+    ctx: FileContext, function: cst.FunctionDef
+) -> dict[str, list[tuple[cst.Call, cst.BaseExpression, bool]]]:
+    """Container (`layers`, `self.layers`) -> (call, what it adds, whether that is many), once per function."""
+    memo: dict[cst.FunctionDef, dict[str, list[tuple[cst.Call, cst.BaseExpression, bool]]]] = ctx.memo(
+        "summaries.additions", dict
+    )
+    found = memo.get(function)
+    if found is None:
+        found = memo[function] = {}
+        for call in ctx.index.descendants(function.body, cst.Call, prune=HELPER_SCOPES):
+            adding = ADDING_METHODS.get(method_name(call) or "")
+            container = receiver(call)
+            if adding is None or container is None:
+                continue
+            if not is_a(container, cst.Name) and self_attribute(container) is None:
+                continue
+            position, many = adding
+            args = [arg for arg in call.args if arg.keyword is None and not arg.star]
+            if len(args) > position:
+                found.setdefault(dotted(container) or "", []).append((call, args[position].value, many))
+    return found
+
+
+def _iterated(ctx: FileContext, iterable: cst.BaseExpression | None, at: int, depth: int) -> HeldModules:
+    """What one element of a loop over `iterable` holds: `enumerate` and `.items()` pair it with an
+    index or a key, `zip` pairs the elements of its arguments, `reversed` and `.values()` keep it."""
+    if iterable is None or depth > MAX_DEPTH:
+        return NOTHING
+    if is_a(iterable, cst.Call):
+        qualified = ctx.callee(iterable)
+        args = [arg.value for arg in iterable.args if arg.keyword is None and not arg.star]
+        method = method_name(iterable)
+        if qualified == "enumerate" and args:
+            return HeldModules(elements=(NOTHING, _iterated(ctx, args[0], at, depth + 1)), positional=True)
+        if qualified == "zip" and args:
+            return HeldModules(elements=tuple(_iterated(ctx, arg, at, depth + 1) for arg in args), positional=True)
+        if qualified == "reversed" and len(args) == 1:
+            return _iterated(ctx, args[0], at, depth + 1)
+        if method in ("values", "children") and not args:
+            return _iterated(ctx, receiver(iterable), at, depth + 1)
+        if method == "items" and not args:
+            return HeldModules(elements=(NOTHING, _iterated(ctx, receiver(iterable), at, depth + 1)), positional=True)
+    return held_modules(ctx, iterable, at, depth).element()
+
+
+def _bound_to(target: cst.BaseExpression, name: str, value: HeldModules) -> HeldModules:
+    """What `name` holds when `target` (a name, or nested tuples of names) is bound to `value`."""
+    if is_a(target, cst.Name):
+        return value if target.value == name else NOTHING
+    if is_a(target, (cst.Tuple, cst.List)) and not any(is_a(e, cst.StarredElement) for e in target.elements):
+        parts = value.unpacked(len(target.elements))
+        return _union(
+            [_bound_to(element.value, name, part) for element, part in zip(target.elements, parts, strict=True)]
+        )
+    return NOTHING
+
+
+def call_sites(ctx: FileContext, function: cst.FunctionDef, forwarded: bool = True) -> list[tuple[cst.Call, list[str]]]:
     """Every call in this file that runs `function`, with the parameter names its positional arguments
     bind to: `called_function` inverted once per file, plus, for a module's `forward`, the calls of its
-    instances (`module_call_sites`). What a helper's parameter can be is what these calls pass.
+    instances (`module_call_sites`, with the calls of wrappers that forward their keywords to it when
+    `forwarded`). What a helper's parameter can be is what these calls pass.
 
     Ex) `A = attention_normalize(a, l)` in a method, for `def attention_normalize(a, l, dim=-1)`
     """
@@ -124,7 +413,7 @@ def call_sites(ctx: FileContext, function: cst.FunctionDef) -> list[tuple[cst.Ca
     found = list(by_function.get(function, ()))
     cls = ctx.class_of(function)
     if cls is not None and ctx.class_facts(cls).methods.get("forward") is function:
-        found += module_call_sites(ctx, cls)
+        found += module_call_sites(ctx, cls, forwarded)
     return found
 
 
@@ -145,7 +434,7 @@ def result_element_read(ctx: FileContext, function: cst.FunctionDef, position: i
 
     Ex) `weights, idx, router_logits = self.router(x)`, and `router_logits` is never read again
     """
-    calls = [call for call, _ in call_sites(ctx, function)]
+    calls = [call for call, _ in call_sites(ctx, function, forwarded=False)]  # what they get is its result
     if not calls:
         return None
     for call in calls:
