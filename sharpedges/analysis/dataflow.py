@@ -16,6 +16,7 @@ from sharpedges.analysis.walk import TreeIndex, is_a
 
 DefinitionKind = Literal["assign", "augassign", "param", "unpack", "loop", "with", "inplace"]
 SCOPE_TYPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+SUITE_TYPES = (cst.IndentedBlock, cst.SimpleStatementSuite)
 _RECORDED = frozenset(
     {
         cst.Name,
@@ -163,7 +164,7 @@ class FunctionFacts:
             for name, _ in _target_names(node.asname.name):
                 self._add(name, "with", node.item, node, order, self._is_conditional(node))
         elif is_a(node, cst.Del):
-            block = next(a for a in self._index.ancestors(node) if is_a(a, cst.BaseSuite))
+            block: cst.CSTNode = next(a for a in self._index.ancestors(node) if is_a(a, SUITE_TYPES))
             if self._index.parents.get(block) is self.function:
                 block = self.function  # the function's own body: its parameters too
             for name, _ in _target_names(node.target):

@@ -66,15 +66,15 @@ def off_axis_poolings(ctx: FileContext) -> list[OffAxisPooling]:
     while it keeps the one they were normalised over, and shares it with another operand."""
 
     def compute() -> list[OffAxisPooling]:
-        by_statement = {}
-        for softmax in softmax_calls(ctx):
-            statement = ctx.index.parents.get(softmax.call)
+        by_statement: dict[cst.CSTNode, SoftmaxCall] = {}
+        for each in softmax_calls(ctx):
+            statement = ctx.index.parents.get(each.call)
             if (
                 is_a(statement, cst.Assign)
                 and len(statement.targets) == 1
                 and is_a(statement.targets[0].target, cst.Name)
             ):
-                by_statement[statement] = softmax
+                by_statement[statement] = each
         if not by_statement:
             return []
         found = []
@@ -87,7 +87,7 @@ def off_axis_poolings(ctx: FileContext) -> list[OffAxisPooling]:
                 if not is_a(operand, cst.Name):
                     continue
                 reaching = ctx.function_facts(function).reaching(operand.value, ctx.order(call))
-                softmax = by_statement.get(reaching[0].node) if len(reaching) == 1 else None
+                softmax: SoftmaxCall | None = by_statement.get(reaching[0].node) if len(reaching) == 1 else None
                 normalised = _label_of(labels, softmax) if softmax is not None else None
                 summed = tuple(label for label in labels if label not in einsum.output and label != "...")
                 # the normalised axis shared with another operand: the weights pool it per head, say; one of
