@@ -106,9 +106,12 @@ _SKIPPED_FIELDS = frozenset(
 
 
 def _child_fields(node_type: type) -> tuple[str, ...]:
+    """The fields of a node type that may hold nodes: not trivia, not declared as text (a Name's value)."""
     fields = _CHILD_FIELDS.get(node_type)
     if fields is None:
-        fields = tuple(f.name for f in dataclasses.fields(node_type) if f.name not in _SKIPPED_FIELDS)
+        fields = tuple(
+            f.name for f in dataclasses.fields(node_type) if f.name not in _SKIPPED_FIELDS and f.type is not str
+        )
         _CHILD_FIELDS[node_type] = fields
     return fields
 
@@ -158,14 +161,16 @@ def is_a(node: object, kinds: type | tuple[type, ...]) -> bool:
     return known
 
 
-_FIELD_GETTERS: dict[type, Callable[[cst.CSTNode], tuple]] = {}
+_FIELD_GETTERS: dict[type, Callable[[cst.CSTNode], tuple] | None] = {}
 
 
-def _field_getter(node_type: type) -> Callable[[cst.CSTNode], tuple]:
-    """The values of a node type's child fields, read by one C-level attrgetter call."""
+def _field_getter(node_type: type) -> Callable[[cst.CSTNode], tuple] | None:
+    """The values of a node type's child fields, read by one C-level attrgetter call; None for a type
+    with no such field (names, numbers, strings: a third of a tree's nodes)."""
     fields = _child_fields(node_type)
+    getter: Callable[[cst.CSTNode], tuple] | None
     if not fields:
-        getter: Callable[[cst.CSTNode], tuple] = lambda node: ()  # noqa: E731
+        getter = None
     elif len(fields) == 1:
         one = attrgetter(fields[0])
         getter = lambda node: (one(node),)  # noqa: E731
@@ -178,9 +183,15 @@ def _field_getter(node_type: type) -> Callable[[cst.CSTNode], tuple]:
 def children(node: cst.CSTNode) -> list[cst.CSTNode]:
     """Direct children in field order (source order for everything detectors compare)."""
     node_type = type(node)
-    is_node = _IS_NODE
+    try:
+        getter = _FIELD_GETTERS[node_type]
+    except KeyError:
+        getter = _field_getter(node_type)
     found: list[cst.CSTNode] = []
-    for value in (_FIELD_GETTERS.get(node_type) or _field_getter(node_type))(node):
+    if getter is None:
+        return found
+    is_node = _IS_NODE
+    for value in getter(node):
         value_type = type(value)
         if value_type is tuple or value_type is list:
             for item in value:
