@@ -150,15 +150,14 @@ def is_a(node: object, kinds: tuple[type[_T], type[_U], type[_V], type[_W]]) -> 
 def is_a(node: object, kinds: tuple[type, ...]) -> bool: ...
 def is_a(node: object, kinds: type | tuple[type, ...]) -> bool:
     """isinstance() for libcst nodes, cached per (kinds, type): libcst's classes use ABCMeta, whose
-    __instancecheck__ dominated the analysis profile."""
-    by_type = _SUBCLASS.get(kinds)
-    if by_type is None:
-        by_type = _SUBCLASS[kinds] = {}
-    node_type = type(node)
-    known = by_type.get(node_type)
-    if known is None:
-        known = by_type[node_type] = issubclass(node_type, kinds)
-    return known
+    __instancecheck__ dominated the analysis profile. Some 40 million calls in a check of the pinned
+    corpus: the answer is one nested lookup, the cache filled only on a miss."""
+    try:
+        return _SUBCLASS[kinds][type(node)]
+    except KeyError:
+        node_type = type(node)
+        known = _SUBCLASS.setdefault(kinds, {})[node_type] = issubclass(node_type, kinds)
+        return known
 
 
 _FIELD_GETTERS: dict[type, Callable[[cst.CSTNode], tuple] | None] = {}
