@@ -4,12 +4,14 @@ suppress what they found. Knows nothing of files on disk, config files or output
 from __future__ import annotations
 
 import ast
+import gc
 import re
 import signal
 import sys
 import threading
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -263,6 +265,24 @@ def _frame_depth() -> int:
     return depth
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic collector off while one file is checked. The file's tree (no cycles) and its
+    analyses live until the check is done, so every collection during it only scanned them again,
+    up to full passes over the whole tree: 1.8 s of a 33 s one-process check of a quarter of the
+    pinned corpus. What cycles the check leaves behind are collected by the next file's first
+    allocations; peak memory on the pinned corpus is unchanged. A caller that turned the collector
+    off keeps it off."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 class Engine:
     def __init__(
         self,
@@ -280,6 +300,10 @@ class Engine:
         self.project: ProjectScopes | None = None  # what a file may know of its project (the runner sets it)
 
     def check(self, path: str, data: bytes) -> FileResult:
+        with _collector_paused():
+            return self._check(path, data)
+
+    def _check(self, path: str, data: bytes) -> FileResult:
         result = FileResult()
         if len(data) > self.max_bytes:
             result.errors.append(

@@ -29,7 +29,7 @@ class FileContext:
         self.options: dict[str, Any] = {}  # options of the rule being run, set by the engine
         self._functions: dict[cst.FunctionDef, FunctionFacts] = {}
         self._classes: dict[cst.ClassDef, ClassFacts] = {}
-        self._callees: dict[int, tuple[cst.Call, str | None]] = {}
+        self._callees: dict[cst.Call, str | None] = {}
         self._mentioned: dict[tuple[bytes, ...], bool] = {}
         self.shared: dict[Hashable, Any] = {}  # per-file memo for analyses several detectors share
         self.project: ProjectScope | None = None  # set by the engine when the file is checked with its project
@@ -39,12 +39,12 @@ class FileContext:
         return self.aliases.qualify(expr)
 
     def callee(self, call: cst.Call) -> str | None:
-        # asked of every call by most rules: qualified once per call (the entry keeps the call alive,
-        # so its id is not reused)
-        known = self._callees.get(id(call))
-        if known is None:
-            known = self._callees[id(call)] = (call, self.aliases.qualify(call.func))
-        return known[1]
+        # asked of every call by most rules: qualified once per call
+        try:
+            return self._callees[call]
+        except KeyError:
+            qualified = self._callees[call] = self.aliases.qualify(call.func)
+            return qualified
 
     def calls(self) -> list[cst.Call]:
         return self.index.nodes(cst.Call)
