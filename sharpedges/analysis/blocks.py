@@ -24,6 +24,7 @@ from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.vocabulary import OBJECT_COPY_FUNCTIONS
+from sharpedges.analysis.walk import is_a
 
 PRE, POST, DEEPNORM = "pre", "post", "deepnorm"
 NORM_FUNCTIONS = {"torch.nn.functional.layer_norm", "torch.nn.functional.rms_norm"}
@@ -48,14 +49,14 @@ def is_norm_call(ctx: FileContext, call: cst.Call) -> bool:
     if callee in NORM_FUNCTIONS:
         return True
     func = call.func
-    if isinstance(func, cst.Subscript):
+    if is_a(func, cst.Subscript):
         func = func.value
     attr = self_attribute(func)
     if attr is None:
         # `self.transformer.ln_f(x)`: a norm held in a ModuleDict, known by its name only
-        if isinstance(func, cst.Attribute) and (dotted(func) or "").startswith("self."):
+        if is_a(func, cst.Attribute) and (dotted(func) or "").startswith("self."):
             return bool(NORM_ATTRIBUTE.search(func.attr.value)) and not NOT_TOKEN_NORM.search(func.attr.value)
-        if isinstance(func, cst.Name):
+        if is_a(func, cst.Name):
             return _module_list_norm(ctx, call, func)
         return False
     cls = ctx.class_of(call)
@@ -92,14 +93,14 @@ def _iterates_attribute(expr: cst.BaseExpression) -> bool:
     if self_attribute(expr) is not None:
         return True
     return (
-        isinstance(expr, cst.Call)
+        is_a(expr, cst.Call)
         and dotted(expr.func) in ("zip", "enumerate")
         and any(_iterates_attribute(arg.value) for arg in expr.args if arg.keyword is None)
     )
 
 
 def _contains_call(ctx: FileContext, expr: cst.CSTNode) -> bool:
-    return isinstance(expr, cst.Call) or any(True for _ in ctx.index.descendants(expr, cst.Call))
+    return is_a(expr, cst.Call) or any(True for _ in ctx.index.descendants(expr, cst.Call))
 
 
 def _single_value(ctx: FileContext, name: cst.Name) -> cst.BaseExpression | None:
@@ -115,9 +116,9 @@ def _single_value(ctx: FileContext, name: cst.Name) -> cst.BaseExpression | None
 
 def _is_scaled_stream(expr: cst.BaseExpression) -> bool:
     """`alpha * x`, `x * self.alpha`: a residual multiplied by something that is not a sublayer call."""
-    if not (isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Multiply)):
+    if not (is_a(expr, cst.BinaryOperation) and is_a(expr.operator, cst.Multiply)):
         return False
-    return not any(isinstance(side, cst.Call) for side in (expr.left, expr.right))
+    return not any(is_a(side, cst.Call) for side in (expr.left, expr.right))
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def residual_sum(ctx: FileContext, expr: cst.BaseExpression, hops: int = 0) -> R
     """The residual sum `expr` is (directly, or as a name holding one), else None.
 
     A residual sum adds a branch (a sublayer output: a call, or a name computed by one) to a stream."""
-    if isinstance(expr, cst.Name) and hops < MAX_HOPS:
+    if is_a(expr, cst.Name) and hops < MAX_HOPS:
         function = ctx.function_of(expr)
         if function is None:
             return None
@@ -139,14 +140,14 @@ def residual_sum(ctx: FileContext, expr: cst.BaseExpression, hops: int = 0) -> R
             return None
         definition = reaching[0]
         node = definition.node
-        if isinstance(node, cst.AugAssign) and isinstance(node.operator, cst.AddAssign):
+        if is_a(node, cst.AugAssign) and is_a(node.operator, cst.AddAssign):
             return ResidualSum(node, (node.target, node.value)) if _is_branch(ctx, node.value, hops) else None
         if definition.kind == "assign" and definition.value is not None:
             return residual_sum(ctx, definition.value, hops + 1)
         return None
     if (
-        isinstance(expr, cst.BinaryOperation)
-        and isinstance(expr.operator, cst.Add)
+        is_a(expr, cst.BinaryOperation)
+        and is_a(expr.operator, cst.Add)
         and (_is_branch(ctx, expr.left, hops) or _is_branch(ctx, expr.right, hops))
     ):
         return ResidualSum(expr, (expr.left, expr.right))
@@ -154,10 +155,10 @@ def residual_sum(ctx: FileContext, expr: cst.BaseExpression, hops: int = 0) -> R
 
 
 def _is_branch(ctx: FileContext, expr: cst.BaseExpression, hops: int) -> bool:
-    if isinstance(expr, cst.Name):
+    if is_a(expr, cst.Name):
         value = _single_value(ctx, expr) if hops < MAX_HOPS else None
         return value is not None and _contains_call(ctx, value)
-    if isinstance(expr, cst.BinaryOperation):  # `0.5 * ffn(x)`, `h * 0.5` with h a sublayer output
+    if is_a(expr, cst.BinaryOperation):  # `0.5 * ffn(x)`, `h * 0.5` with h a sublayer output
         return _is_branch(ctx, expr.left, hops + 1) or _is_branch(ctx, expr.right, hops + 1)
     return _contains_call(ctx, expr)
 
@@ -170,10 +171,10 @@ def _norm_inside(ctx: FileContext, expr: cst.BaseExpression, hops: int = 0, skip
 
 def _norms_in(ctx: FileContext, expr: cst.BaseExpression, hops: int = 0, skip: str | None = None):
     for node in [expr, *ctx.index.descendants(expr, (cst.Call, cst.Name))]:
-        if isinstance(node, cst.Call) and is_norm_call(ctx, node):
+        if is_a(node, cst.Call) and is_norm_call(ctx, node):
             yield node
         if (
-            isinstance(node, cst.Name)
+            is_a(node, cst.Name)
             and node.value != skip
             and hops < MAX_HOPS
             and (function := ctx.function_of(node)) is not None
@@ -190,12 +191,7 @@ def _identity(ctx: FileContext, name: cst.Name, hops: int = 0) -> frozenset:
     if function is None:
         return frozenset()
     reaching = ctx.function_facts(function).reaching(name.value, ctx.order(name))
-    if (
-        len(reaching) == 1
-        and reaching[0].kind == "assign"
-        and isinstance(reaching[0].value, cst.Name)
-        and hops < MAX_HOPS
-    ):
+    if len(reaching) == 1 and reaching[0].kind == "assign" and is_a(reaching[0].value, cst.Name) and hops < MAX_HOPS:
         return _identity(ctx, reaching[0].value, hops + 1)
     return frozenset(reaching)
 
@@ -204,11 +200,11 @@ def _normalises_stream(ctx: FileContext, branch: cst.BaseExpression, stream: cst
     """Whether the branch starts from a norm of the very stream it is added to (`x + f(norm(x))`,
     `residual + attn(norm(h))` with `residual = h`): pre-norm. In a post-norm block the branch starts
     from the previous sublayer's norm output, a different value than the stream it is added to."""
-    if not isinstance(stream, cst.Name):
+    if not is_a(stream, cst.Name):
         return False
     target = _identity(ctx, stream)
     return bool(target) and any(
-        norm.args and isinstance(arg := norm.args[0].value, cst.Name) and _identity(ctx, arg) == target
+        norm.args and is_a(arg := norm.args[0].value, cst.Name) and _identity(ctx, arg) == target
         for norm in _norms_in(ctx, branch)
     )
 
@@ -241,9 +237,9 @@ def residual_norms(ctx: FileContext, function: cst.FunctionDef) -> list[Residual
         if node in normed_sums:
             continue
         pairs: tuple[tuple[cst.BaseExpression, cst.BaseExpression], ...]
-        if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Add) and not _feeds_norm(ctx, node):
+        if is_a(node, cst.BinaryOperation) and is_a(node.operator, cst.Add) and not _feeds_norm(ctx, node):
             pairs = ((node.left, node.right), (node.right, node.left))
-        elif isinstance(node, cst.AugAssign) and isinstance(node.operator, cst.AddAssign):
+        elif is_a(node, cst.AugAssign) and is_a(node.operator, cst.AddAssign):
             # `x += f(norm(x))`, and `out = f(norm(x)); out += residual` with `residual = x`
             pairs = ((node.target, node.value), (node.value, node.target))
         else:
@@ -257,7 +253,7 @@ def residual_norms(ctx: FileContext, function: cst.FunctionDef) -> list[Residual
 def _sum_survives(ctx: FileContext, norm: cst.Call, argument_: cst.BaseExpression) -> bool:
     """Whether the un-normalised sum is read again after the norm (ViT, MPT: `h = x + attn(...);
     y = norm(h); out = h + mlp(y)`): then the norm feeds a branch, and the stream stays raw."""
-    if not isinstance(argument_, cst.Name) or (function := ctx.function_of(norm)) is None:
+    if not is_a(argument_, cst.Name) or (function := ctx.function_of(norm)) is None:
         return False
     facts = ctx.function_facts(function)
     held = facts.reaching(argument_.value, ctx.order(argument_))
@@ -272,11 +268,7 @@ def _sum_survives(ctx: FileContext, norm: cst.Call, argument_: cst.BaseExpressio
 
 def _feeds_norm(ctx: FileContext, node: cst.BinaryOperation) -> bool:
     parent = ctx.index.parents.get(node)
-    return (
-        isinstance(parent, cst.Arg)
-        and isinstance(call := ctx.index.parents.get(parent), cst.Call)
-        and is_norm_call(ctx, call)
-    )
+    return is_a(parent, cst.Arg) and is_a(call := ctx.index.parents.get(parent), cst.Call) and is_norm_call(ctx, call)
 
 
 def local_classes(ctx: FileContext) -> dict[str, cst.ClassDef]:
@@ -297,7 +289,7 @@ def block_styles(ctx: FileContext, cls: cst.ClassDef) -> frozenset[str]:
     for assignments in facts.assignments.values():
         for assignment in assignments:
             for call in _calls_in(ctx, assignment.value):
-                name = call.func.value if isinstance(call.func, cst.Name) else None
+                name = call.func.value if is_a(call.func, cst.Name) else None
                 if name in classes and classes[name] is not cls:
                     styles.update(block_styles(ctx, classes[name]))
     memo[cls] = frozenset(styles)
@@ -307,7 +299,7 @@ def block_styles(ctx: FileContext, cls: cst.ClassDef) -> frozenset[str]:
 def _calls_in(ctx: FileContext, expr: cst.BaseExpression | None) -> list[cst.Call]:
     if expr is None:
         return []
-    return ([expr] if isinstance(expr, cst.Call) else []) + list(ctx.index.descendants(expr, cst.Call))
+    return ([expr] if is_a(expr, cst.Call) else []) + list(ctx.index.descendants(expr, cst.Call))
 
 
 def is_post_norm_class(ctx: FileContext, cls: cst.ClassDef) -> bool:
@@ -319,7 +311,7 @@ def is_post_norm_class(ctx: FileContext, cls: cst.ClassDef) -> bool:
 def resolve_expression(ctx: FileContext, expr: cst.BaseExpression | None) -> cst.BaseExpression | None:
     """What a local name or `self.attr` holds, when one assignment defines it."""
     for _ in range(MAX_HOPS):
-        if isinstance(expr, cst.Name):
+        if is_a(expr, cst.Name):
             expr = _single_value(ctx, expr)
         elif (
             expr is not None and (attr := self_attribute(expr)) is not None and (cls := ctx.class_of(expr)) is not None
@@ -338,7 +330,7 @@ def torch_layer_is_post_norm(ctx: FileContext, layer: cst.Call) -> bool:
     norm_first = argument(layer, "norm_first")
     if norm_first is None:
         return len([a for a in layer.args if a.keyword is None]) < 10  # norm_first is positional no. 10
-    return isinstance(norm_first, cst.Name) and norm_first.value == "False"
+    return is_a(norm_first, cst.Name) and norm_first.value == "False"
 
 
 # -- stacks and depth ---------------------------------------------------------------------------
@@ -359,14 +351,14 @@ def _find_stacks(ctx: FileContext) -> list[Stack]:
     found: list[Stack] = []
     for comp in (*ctx.index.nodes(cst.ListComp), *ctx.index.nodes(cst.GeneratorExp)):
         depth = _range_length(ctx, comp.for_in)
-        if depth is not None and comp.for_in.inner_for_in is None and isinstance(comp.elt, cst.Call):
+        if depth is not None and comp.for_in.inner_for_in is None and is_a(comp.elt, cst.Call):
             found.append(Stack(comp, _copied_block(ctx, comp.elt), depth))
     for loop in ctx.index.nodes(cst.For):
         depth = _range_length(ctx, loop)
         if depth is None:
             continue
         for call in ctx.index.descendants(loop.body, cst.Call, prune=(cst.FunctionDef, cst.For, cst.While)):
-            if method_name(call) == "append" and len(call.args) == 1 and isinstance(call.args[0].value, cst.Call):
+            if method_name(call) == "append" and len(call.args) == 1 and is_a(call.args[0].value, cst.Call):
                 found.append(Stack(loop, _copied_block(ctx, call.args[0].value), depth))
     for call in ctx.calls():
         if ctx.callee(call) in TORCH_STACKS:
@@ -375,7 +367,7 @@ def _find_stacks(ctx: FileContext) -> list[Stack]:
                 argument(call, "num_layers", 1),
             )
             layer = resolve_expression(ctx, layer)
-            if isinstance(layer, cst.Call) and depth is not None:
+            if is_a(layer, cst.Call) and depth is not None:
                 found.append(Stack(call, layer, depth))
     return found
 
@@ -385,14 +377,14 @@ def _copied_block(ctx: FileContext, call: cst.Call) -> cst.Call:
     construction `layer` holds."""
     if ctx.callee(call) in OBJECT_COPY_FUNCTIONS and len(call.args) == 1:
         original = resolve_expression(ctx, call.args[0].value)
-        if isinstance(original, cst.Call):
+        if is_a(original, cst.Call):
             return original
     return call
 
 
 def _range_length(ctx: FileContext, loop: cst.For | cst.CompFor) -> cst.BaseExpression | None:
     iterator = loop.iter
-    if not (isinstance(iterator, cst.Call) and ctx.callee(iterator) == "range" and len(iterator.args) == 1):
+    if not (is_a(iterator, cst.Call) and ctx.callee(iterator) == "range" and len(iterator.args) == 1):
         return None
     return iterator.args[0].value
 
@@ -411,17 +403,17 @@ def resolve_depths(ctx: FileContext, expr: cst.BaseExpression, hops: int = 0) ->
     value = literal_int(expr)
     if value is not None:
         return [Depth(value, expr)]
-    if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, (cst.Add, cst.Multiply)):
-        combine = (lambda a, b: a + b) if isinstance(expr.operator, cst.Add) else (lambda a, b: a * b)
+    if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, (cst.Add, cst.Multiply)):
+        combine = (lambda a, b: a + b) if is_a(expr.operator, cst.Add) else (lambda a, b: a * b)
         lefts, rights = resolve_depths(ctx, expr.left, hops + 1), resolve_depths(ctx, expr.right, hops + 1)
         return [
             Depth(combine(a.value, b.value), b.where if literal_int(expr.left) is not None else a.where)
             for a in lefts
             for b in rights
         ]
-    if isinstance(expr, cst.Name):
+    if is_a(expr, cst.Name):
         return _name_depths(ctx, expr, hops)
-    if isinstance(expr, cst.Attribute):
+    if is_a(expr, cst.Attribute):
         attr = self_attribute(expr)
         if attr is not None and (cls := ctx.class_of(expr)) is not None:
             values = [a.value for a in ctx.class_facts(cls).assignments.get(attr, ()) if a.value is not None]
@@ -453,10 +445,10 @@ def _name_depths(ctx: FileContext, name: cst.Name, hops: int) -> list[Depth]:
 
 def _module_constant(ctx: FileContext, name: str, hops: int) -> list[Depth]:
     for statement in ctx.module.body:
-        if isinstance(statement, cst.SimpleStatementLine):
+        if is_a(statement, cst.SimpleStatementLine):
             for small in statement.body:
-                if isinstance(small, cst.Assign) and any(
-                    isinstance(t.target, cst.Name) and t.target.value == name for t in small.targets
+                if is_a(small, cst.Assign) and any(
+                    is_a(t.target, cst.Name) and t.target.value == name for t in small.targets
                 ):
                     return resolve_depths(ctx, small.value, hops + 1)
     return []
@@ -470,7 +462,7 @@ def _call_site_depths(ctx: FileContext, function: cst.FunctionDef, parameter: st
     position = params.index(parameter) - (1 if cls is not None else 0) if parameter in params else None
     depths: list[Depth] = []
     for call in ctx.calls():
-        if isinstance(call.func, cst.Name) and call.func.value == callee:
+        if is_a(call.func, cst.Name) and call.func.value == callee:
             passed = argument(call, parameter, position)
             if passed is not None:
                 depths += resolve_depths(ctx, passed, hops + 1)
@@ -482,16 +474,16 @@ def _field_depths(ctx: FileContext, field: str) -> list[Depth]:
     config's constructor (`GPTConfig(n_layer=48)`) anywhere in the file."""
     depths: list[Depth] = []
     for name, cls in local_classes(ctx).items():
-        body = cls.body.body if isinstance(cls.body, cst.IndentedBlock) else ()
+        body = cls.body.body if is_a(cls.body, cst.IndentedBlock) else ()
         defines = False
         for statement in body:
-            if not isinstance(statement, cst.SimpleStatementLine):
+            if not is_a(statement, cst.SimpleStatementLine):
                 continue
             for small in statement.body:
-                if not isinstance(small, (cst.AnnAssign, cst.Assign)):
+                if not is_a(small, (cst.AnnAssign, cst.Assign)):
                     continue
-                targets = [small.target] if isinstance(small, cst.AnnAssign) else [t.target for t in small.targets]
-                if any(isinstance(t, cst.Name) and t.value == field for t in targets):
+                targets = [small.target] if is_a(small, cst.AnnAssign) else [t.target for t in small.targets]
+                if any(is_a(t, cst.Name) and t.value == field for t in targets):
                     defines = True
                     if small.value is not None and (value := literal_int(small.value)) is not None:
                         depths.append(Depth(value, small.value))
@@ -502,7 +494,7 @@ def _field_depths(ctx: FileContext, field: str) -> list[Depth]:
                 depths += resolve_depths(ctx, assignment.value, MAX_HOPS - 2)
         if defines:
             for call in ctx.calls():
-                if isinstance(call.func, cst.Name) and call.func.value == name:
+                if is_a(call.func, cst.Name) and call.func.value == name:
                     passed = argument(call, field)
                     if passed is not None and (value := literal_int(passed)) is not None:
                         depths.append(Depth(value, passed))
@@ -542,11 +534,11 @@ def overwritten_residuals(ctx: FileContext, function: cst.FunctionDef) -> list[O
         value = latest.value
         if (
             latest.kind == "assign"
-            and isinstance(latest.node, cst.Assign)
-            and isinstance(value, cst.Call)
+            and is_a(latest.node, cst.Assign)
+            and is_a(value, cst.Call)
             and is_norm_call(ctx, value)
             and value.args
-            and isinstance(arg := value.args[0].value, cst.Name)
+            and is_a(arg := value.args[0].value, cst.Name)
             and arg.value == stream.value
             and not _may_hold_sum(ctx, facts, arg)
         ):
@@ -557,7 +549,7 @@ def overwritten_residuals(ctx: FileContext, function: cst.FunctionDef) -> list[O
 def _computed_by_call(ctx: FileContext, expr: cst.BaseExpression) -> bool:
     """A sublayer output: a call, or a name bound from one (`out, _ = self.attn(h, h, h)`), not a copy
     of the stream (`residual = x`)."""
-    if not isinstance(expr, cst.Name):
+    if not is_a(expr, cst.Name):
         return _contains_call(ctx, expr)
     function = ctx.function_of(expr)
     definitions = ctx.function_facts(function).reaching(expr.value, ctx.order(expr)) if function else []
@@ -568,12 +560,12 @@ def _computed_by_call(ctx: FileContext, expr: cst.BaseExpression) -> bool:
 def _may_hold_sum(ctx: FileContext, facts, name: cst.Name) -> bool:
     """Whether a residual sum may reach `name` (then `x = norm(x)` is a post-norm step)."""
     for definition in facts.reaching(name.value, ctx.order(name)):
-        if definition.kind == "augassign" and isinstance(definition.operator, cst.AddAssign):
+        if definition.kind == "augassign" and is_a(definition.operator, cst.AddAssign):
             return True
         if (
             definition.kind == "assign"
-            and isinstance(definition.value, cst.BinaryOperation)
-            and isinstance(definition.value.operator, cst.Add)
+            and is_a(definition.value, cst.BinaryOperation)
+            and is_a(definition.value.operator, cst.Add)
         ):
             return True
     return False
@@ -581,17 +573,17 @@ def _may_hold_sum(ctx: FileContext, facts, name: cst.Name) -> bool:
 
 def _stream_and_branch(node: cst.Assign | cst.AugAssign) -> tuple[cst.Name, cst.BaseExpression] | None:
     """(`x`, `f(x)`) for `x += f(x)`, `x = x + f(x)` and `x = f(x) + x`."""
-    if isinstance(node, cst.AugAssign):
-        if isinstance(node.operator, cst.AddAssign) and isinstance(node.target, cst.Name):
+    if is_a(node, cst.AugAssign):
+        if is_a(node.operator, cst.AddAssign) and is_a(node.target, cst.Name):
             return node.target, node.value
         return None
-    if len(node.targets) != 1 or not isinstance(target := node.targets[0].target, cst.Name):
+    if len(node.targets) != 1 or not is_a(target := node.targets[0].target, cst.Name):
         return None
     value = node.value
-    if not (isinstance(value, cst.BinaryOperation) and isinstance(value.operator, cst.Add)):
+    if not (is_a(value, cst.BinaryOperation) and is_a(value.operator, cst.Add)):
         return None
     for stream, branch in ((value.left, value.right), (value.right, value.left)):
-        if isinstance(stream, cst.Name) and stream.value == target.value:
+        if is_a(stream, cst.Name) and stream.value == target.value:
             return stream, branch
     return None
 
@@ -603,7 +595,7 @@ def _mentions(ctx: FileContext, expr: cst.BaseExpression, name: str, hops: int =
     """Whether `expr` reads the data of `name`, directly or through the locals it is computed from.
     Reading only its shape, dtype or device (a position table sized from it) does not count."""
     for node in [expr, *ctx.index.descendants(expr, cst.Name)]:
-        if not isinstance(node, cst.Name):
+        if not is_a(node, cst.Name):
             continue
         if node.value == name:
             if not _metadata_read(ctx, node):
@@ -672,7 +664,7 @@ def unnormed_heads(ctx: FileContext, cls: cst.ClassDef) -> list[UnnormedHead]:
 
 def _built_in_file(ctx: FileContext, cls: cst.ClassDef) -> bool:
     name = cls.name.value
-    return any(isinstance(call.func, cst.Name) and call.func.value == name for call in ctx.calls())
+    return any(is_a(call.func, cst.Name) and call.func.value == name for call in ctx.calls())
 
 
 def _stream_returns(ctx: FileContext, forward: cst.FunctionDef, end: int, names: set[str]) -> list[cst.Return]:
@@ -695,12 +687,12 @@ def _pre_norm_stack(ctx: FileContext, cls: cst.ClassDef, attr: str) -> Literal["
         if ctx.callee(block) in TORCH_LAYERS:
             if (
                 is_true(argument(block, "norm_first"))
-                and isinstance(stack.node, cst.Call)
+                and is_a(stack.node, cst.Call)
                 and ctx.callee(stack.node) in TORCH_STACKS
                 and argument(stack.node, "norm", 2) is None
             ):
                 return "pre"
-        elif isinstance(block.func, cst.Name) and (block_cls := local_classes(ctx).get(block.func.value)) is not None:
+        elif is_a(block.func, cst.Name) and (block_cls := local_classes(ctx).get(block.func.value)) is not None:
             if block_styles(ctx, block_cls) == {PRE}:
                 return "pre"
             if _switchable(ctx, block_cls):
@@ -717,14 +709,14 @@ def _switchable(ctx: FileContext, cls: cst.ClassDef) -> bool:
 
 def _assigned_to(ctx: FileContext, node: cst.CSTNode, attr: str) -> bool:
     """`self.attr = nn.ModuleList([...])`, or `self.attr.append(...)` in a stacking loop."""
-    if isinstance(node, cst.For):
+    if is_a(node, cst.For):
         return any(
             method_name(c) == "append" and self_attribute(c.func.value) == attr
             for c in ctx.index.descendants(node.body, cst.Call)
         )
     statement = ctx.index.statement_of(node)
     return any(
-        isinstance(s, cst.Assign) and any(self_attribute(t.target) == attr for t in s.targets)
+        is_a(s, cst.Assign) and any(self_attribute(t.target) == attr for t in s.targets)
         for s in getattr(statement, "body", ())
     )
 
@@ -736,17 +728,17 @@ def _stack_outputs(ctx: FileContext, forward: cst.FunctionDef, attr: str) -> lis
         if not any(self_attribute(a) == attr for a in [loop.iter, *ctx.index.descendants(loop.iter, cst.Attribute)]):
             continue
         for assign in ctx.index.descendants(loop.body, cst.Assign):
-            if isinstance(assign.value, cst.Call) and isinstance(assign.targets[0].target, (cst.Name, cst.Tuple)):
+            if is_a(assign.value, cst.Call) and is_a(assign.targets[0].target, (cst.Name, cst.Tuple)):
                 target = assign.targets[0].target
-                first = target.elements[0].value if isinstance(target, cst.Tuple) else target
-                if isinstance(first, cst.Name):
+                first = target.elements[0].value if is_a(target, cst.Tuple) else target
+                if is_a(first, cst.Name):
                     outputs.append((loop, first.value))
     for assign in ctx.index.descendants(forward.body, cst.Assign, prune=(cst.FunctionDef, cst.ClassDef)):
         value = assign.value
         if (
-            isinstance(value, cst.Call)
+            is_a(value, cst.Call)
             and self_attribute(value.func) == attr
-            and isinstance(target := assign.targets[0].target, cst.Name)
+            and is_a(target := assign.targets[0].target, cst.Name)
         ):
             outputs.append((assign, target.value))
     return outputs
@@ -755,24 +747,24 @@ def _stack_outputs(ctx: FileContext, forward: cst.FunctionDef, attr: str) -> lis
 def _reads_stream(expr: cst.BaseExpression, names: set[str]) -> bool:
     """`x`, `x[:, -1, :]`, `x.mean(dim=1)`: the stream itself, picked or pooled, as the head's input."""
     while True:
-        if isinstance(expr, cst.Subscript):
+        if is_a(expr, cst.Subscript):
             expr = expr.value
-        elif isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute):
+        elif is_a(expr, cst.Call) and is_a(expr.func, cst.Attribute):
             expr = expr.func.value
         else:
-            return isinstance(expr, cst.Name) and expr.value in names
+            return is_a(expr, cst.Name) and expr.value in names
 
 
 def _metadata_read(ctx: FileContext, name: cst.Name) -> bool:
     """`x.shape`, `x.size(1)`, or `x` handed to a method of this class that only reads its metadata
     (`self.interpolate_pos_encoding(x, h, w)`)."""
     parent = ctx.index.parents.get(name)
-    if isinstance(parent, cst.Attribute) and parent.value is name:
+    if is_a(parent, cst.Attribute) and parent.value is name:
         return parent.attr.value in METADATA
-    if not isinstance(parent, cst.Arg):
+    if not is_a(parent, cst.Arg):
         return False
     call = ctx.index.parents.get(parent)
-    if not isinstance(call, cst.Call) or (method := self_attribute(call.func)) is None:
+    if not is_a(call, cst.Call) or (method := self_attribute(call.func)) is None:
         return False
     cls = ctx.class_of(call)
     function = ctx.class_facts(cls).methods.get(method) if cls is not None else None
@@ -784,6 +776,5 @@ def _metadata_read(ctx: FileContext, name: cst.Name) -> bool:
         return False
     uses = ctx.function_facts(function).uses.get(params[position], [])
     return bool(uses) and all(
-        isinstance(p := ctx.index.parents.get(u), cst.Attribute) and p.value is u and p.attr.value in METADATA
-        for u in uses
+        is_a(p := ctx.index.parents.get(u), cst.Attribute) and p.value is u and p.attr.value in METADATA for u in uses
     )

@@ -72,14 +72,14 @@ def is_cat(ctx: FileContext, call: cst.Call) -> bool:
 
 def _cat_pieces(call: cst.Call) -> list[cst.BaseExpression]:
     tensors = argument(call, "tensors", 0)
-    if isinstance(tensors, (cst.List, cst.Tuple)):
-        return [e.value for e in tensors.elements if not isinstance(e, cst.StarredElement)]
+    if is_a(tensors, (cst.List, cst.Tuple)):
+        return [e.value for e in tensors.elements if not is_a(e, cst.StarredElement)]
     return []
 
 
 def base_attribute(expr: cst.BaseExpression) -> str | None:
     """`k_cache` for `self.k_cache`, `self.k_cache[i]`, `self.cache["k"][i]`."""
-    while isinstance(expr, cst.Subscript):
+    while is_a(expr, cst.Subscript):
         expr = expr.value
     return self_attribute(expr)
 
@@ -102,7 +102,7 @@ def _find_growths(ctx: FileContext) -> list[Growth]:
         for attribute, assignments in ctx.class_facts(cls).assignments.items():
             for assignment in assignments:
                 value = assignment.value
-                if not isinstance(value, cst.Name) or (function := ctx.function_of(value)) is None:
+                if not is_a(value, cst.Name) or (function := ctx.function_of(value)) is None:
                     continue
                 for definition in ctx.function_facts(function).reaching(value.value, ctx.order(value)):
                     for cat in _cats(ctx, definition.value):
@@ -136,7 +136,7 @@ def grows_keys_or_values(ctx: FileContext, growth: Growth) -> bool:
     reads += [
         side
         for node in ctx.index.descendants(cls, cst.BinaryOperation)
-        if isinstance(node.operator, cst.MatrixMultiply)
+        if is_a(node.operator, cst.MatrixMultiply)
         for side in (node.left, node.right)
     ]
     return any(growth.attribute in _self_attributes_read(ctx, expr) for expr in reads)
@@ -144,8 +144,8 @@ def grows_keys_or_values(ctx: FileContext, growth: Growth) -> bool:
 
 def _cats(ctx: FileContext, value: cst.BaseExpression | None) -> list[cst.Call]:
     """The concatenation `value` is, or either arm of `k if self.k is None else torch.cat(...)`."""
-    arms = [value.body, value.orelse] if isinstance(value, cst.IfExp) else [value]
-    return [arm for arm in arms if isinstance(arm, cst.Call) and is_cat(ctx, arm)]
+    arms = [value.body, value.orelse] if is_a(value, cst.IfExp) else [value]
+    return [arm for arm in arms if is_a(arm, cst.Call) and is_cat(ctx, arm)]
 
 
 def _grows(ctx: FileContext, cat: cst.Call, text: str) -> bool:
@@ -156,7 +156,7 @@ def _grows(ctx: FileContext, cat: cst.Call, text: str) -> bool:
 
 def _holds(ctx: FileContext, expr: cst.BaseExpression, text: str) -> bool:
     """`old` in `old = self.k_cache; self.k_cache = torch.cat([old, k])`."""
-    if not isinstance(expr, cst.Name) or (function := ctx.function_of(expr)) is None:
+    if not is_a(expr, cst.Name) or (function := ctx.function_of(expr)) is None:
         return False
     reaching = ctx.function_facts(function).reaching(expr.value, ctx.order(expr))
     return len(reaching) == 1 and reaching[0].value is not None and ctx.code(reaching[0].value) == text
@@ -165,11 +165,11 @@ def _holds(ctx: FileContext, expr: cst.BaseExpression, text: str) -> bool:
 def is_token_ids(ctx: FileContext, expr: cst.BaseExpression, hops: int = 0) -> bool:
     """Whether `expr` comes from sampling or picking tokens (`argmax`, `multinomial`, `topk`, ...)."""
     for node in [expr, *ctx.index.descendants(expr, (cst.Call, cst.Name))]:
-        if isinstance(node, cst.Call):
+        if is_a(node, cst.Call):
             name = method_name(node) or (ctx.callee(node) or "").rsplit(".", 1)[-1]
             if name in TOKEN_OPS:
                 return True
-        elif isinstance(node, cst.Name) and hops < MAX_HOPS and (function := ctx.function_of(node)) is not None:
+        elif is_a(node, cst.Name) and hops < MAX_HOPS and (function := ctx.function_of(node)) is not None:
             for definition in ctx.function_facts(function).reaching(node.value, ctx.order(node)):
                 if definition.value is not None and is_token_ids(ctx, definition.value, hops + 1):
                     return True
@@ -187,21 +187,17 @@ def attribute_bounded(ctx: FileContext, cls: cst.ClassDef, attribute: str) -> bo
     counters = _counters(ctx, cls)
     grown = {g.attribute for g in attribute_growths(ctx) if ctx.class_of(g.cat) is cls}
     for node in ctx.index.descendants(cls.body, (cst.If, cst.Assert, cst.While, cst.Call, cst.Del)):
-        if isinstance(node, cst.Call):
+        if is_a(node, cst.Call):
             func = node.func
-            if (
-                method_name(node) in EVICTIONS
-                and isinstance(func, cst.Attribute)
-                and base_attribute(func.value) == attribute
-            ):
+            if method_name(node) in EVICTIONS and is_a(func, cst.Attribute) and base_attribute(func.value) == attribute:
                 return True
-        elif isinstance(node, cst.Del):
+        elif is_a(node, cst.Del):
             if any(base_attribute(t) == attribute for t in _del_targets(node.target)):
                 return True
         elif _tests_length(ctx, node.test, {attribute, *counters}):
             return True
         elif (
-            isinstance(node, cst.If)
+            is_a(node, cst.If)
             and _tests_length(ctx, node.test, {*grown, *counters})
             and _resets(ctx, node.body, attribute)
         ):
@@ -224,7 +220,7 @@ def _reseeded(ctx: FileContext, cls: cst.ClassDef, attribute: str) -> bool:
                 continue  # grows or rewrites it from itself
             # `if self.k is None: self.k, self.v = k, v` lazily starts the pair: a guard on any attribute it sets
             assigned = {base_attribute(leaf) for leaf in targets}
-            guards = (n for n in ctx.index.ancestors(node) if isinstance(n, cst.If) and ctx.index.contains(method, n))
+            guards = (n for n in ctx.index.ancestors(node) if is_a(n, cst.If) and ctx.index.contains(method, n))
             if not any(assigned & set(_self_attributes_read(ctx, guard.test)) for guard in guards):
                 return True
     return False
@@ -239,7 +235,7 @@ def _resets(ctx: FileContext, body: cst.CSTNode, attribute: str) -> bool:
 
 
 def _del_targets(target: cst.BaseExpression) -> list[cst.BaseExpression]:
-    return [e.value for e in target.elements] if isinstance(target, (cst.Tuple, cst.List)) else [target]
+    return [e.value for e in target.elements] if is_a(target, (cst.Tuple, cst.List)) else [target]
 
 
 def _slices(ctx: FileContext, value: cst.BaseExpression | None) -> bool:
@@ -247,11 +243,10 @@ def _slices(ctx: FileContext, value: cst.BaseExpression | None) -> bool:
     if value is None:
         return False
     for node in [value, *ctx.index.descendants(value, cst.Subscript)]:
-        if not isinstance(node, cst.Subscript):
+        if not is_a(node, cst.Subscript):
             continue
         if any(
-            isinstance(e.slice, cst.Slice) and (e.slice.lower is not None or e.slice.upper is not None)
-            for e in node.slice
+            is_a(e.slice, cst.Slice) and (e.slice.lower is not None or e.slice.upper is not None) for e in node.slice
         ):
             return True
     return False
@@ -262,15 +257,15 @@ def _counters(ctx: FileContext, cls: cst.ClassDef) -> set[str]:
     return {
         attribute
         for node in ctx.index.descendants(cls.body, cst.AugAssign)
-        if isinstance(node.operator, cst.AddAssign) and (attribute := base_attribute(node.target)) is not None
+        if is_a(node.operator, cst.AddAssign) and (attribute := base_attribute(node.target)) is not None
     }
 
 
 def _tests_length(ctx: FileContext, test: cst.BaseExpression, attributes: set[str]) -> bool:
     for comparison in [test, *ctx.index.descendants(test, cst.Comparison)]:
-        if not isinstance(comparison, cst.Comparison):
+        if not is_a(comparison, cst.Comparison):
             continue
-        if not any(isinstance(c.operator, ORDERING) for c in comparison.comparisons):
+        if not any(is_a(c.operator, ORDERING) for c in comparison.comparisons):
             continue
         # `self.k.shape[2]`, `len(self.cache)`, `self.pos + n`, or a local computed from one
         # (`length = self.k.shape[-2]; if length + n >= self.limit:`)
@@ -301,7 +296,7 @@ def unenforced_capacity(ctx: FileContext, cls: cst.ClassDef) -> str | None:
         reads = [
             a
             for a in ctx.index.descendants(cls.body, cst.Attribute)
-            if self_attribute(a) == attribute and not isinstance(ctx.index.parents.get(a), cst.AssignTarget)
+            if self_attribute(a) == attribute and not is_a(ctx.index.parents.get(a), cst.AssignTarget)
         ]
         if not any(ctx.index.enclosing(r, (cst.Comparison, cst.Slice)) is not None for r in reads):
             return attribute
@@ -340,7 +335,7 @@ def _length_bounded_loop(ctx: FileContext, loop: cst.While) -> bool:
         return True
     for node in _body_nodes(ctx, loop, cst.If):
         exits = any(
-            isinstance(s, (cst.Break, cst.Return, cst.Raise))
+            is_a(s, (cst.Break, cst.Return, cst.Raise))
             for s in ctx.index.descendants(node.body, (cst.Break, cst.Return, cst.Raise))
         )
         if exits and _has_ordering(ctx, node.test):
@@ -350,7 +345,7 @@ def _length_bounded_loop(ctx: FileContext, loop: cst.While) -> bool:
 
 def _has_ordering(ctx: FileContext, test: cst.BaseExpression) -> bool:
     return any(
-        isinstance(c, cst.Comparison) and any(isinstance(t.operator, ORDERING) for t in c.comparisons)
+        is_a(c, cst.Comparison) and any(is_a(t.operator, ORDERING) for t in c.comparisons)
         for c in [test, *ctx.index.descendants(test, cst.Comparison)]
     )
 
@@ -359,19 +354,19 @@ def _assigned_in(ctx: FileContext, loop: cst.While) -> dict[str, list[cst.BaseEx
     """Names (re)bound in the loop body, with the values they get (None when unpacked)."""
     assigned: dict[str, list] = {}
     for node in _body_nodes(ctx, loop, (cst.Assign, cst.AugAssign, cst.AnnAssign)):
-        targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
+        targets = [t.target for t in node.targets] if is_a(node, cst.Assign) else [node.target]
         for target in targets:
             for element in _flatten(target):
-                if isinstance(element, cst.Name):
+                if is_a(element, cst.Name):
                     value = node.value if element is target else None
                     assigned.setdefault(element.value, []).append(value)
     return assigned
 
 
 def _flatten(target: cst.BaseExpression) -> list[cst.BaseExpression]:
-    if isinstance(target, (cst.Tuple, cst.List)):
+    if is_a(target, (cst.Tuple, cst.List)):
         return [leaf for e in target.elements for leaf in _flatten(e.value)]
-    if isinstance(target, cst.StarredElement):
+    if is_a(target, cst.StarredElement):
         return _flatten(target.value)
     return [target]
 
@@ -383,20 +378,20 @@ def _fed_back(ctx: FileContext, loop: cst.While, assigned: dict) -> list[cst.Nam
             if (
                 arg.keyword is not None
                 and arg.keyword.value in CACHE_KEYWORDS
-                and isinstance(arg.value, cst.Name)
+                and is_a(arg.value, cst.Name)
                 and arg.value.value in assigned
             ):
                 fed.append(arg.value)
         if is_cat(ctx, call):
             parent = ctx.index.parents.get(call)
             if (
-                isinstance(parent, cst.Assign)
+                is_a(parent, cst.Assign)
                 and len(parent.targets) == 1
-                and isinstance(target := parent.targets[0].target, cst.Name)
+                and is_a(target := parent.targets[0].target, cst.Name)
             ):
                 pieces = _cat_pieces(call)
                 if (
-                    any(isinstance(p, cst.Name) and p.value == target.value for p in pieces)
+                    any(is_a(p, cst.Name) and p.value == target.value for p in pieces)
                     and not any(is_token_ids(ctx, p) for p in pieces if not _same_name(p, target))
                     and _attended(ctx, loop, target.value)
                 ):
@@ -408,8 +403,8 @@ def _attended(ctx: FileContext, loop: cst.While, name: str) -> bool:
     """Whether the grown tensor is used as keys or values in the loop: an operand of `@`, `matmul`,
     `einsum` or SDPA. Generated outputs grown the same way (token ids, audio latents) are not a cache."""
     for node in _body_nodes(ctx, loop, (cst.BinaryOperation, cst.Call)):
-        if isinstance(node, cst.BinaryOperation):
-            operands = (node.left, node.right) if isinstance(node.operator, cst.MatrixMultiply) else ()
+        if is_a(node, cst.BinaryOperation):
+            operands = (node.left, node.right) if is_a(node.operator, cst.MatrixMultiply) else ()
         else:
             operands = tuple(a.value for a in node.args) if ctx.callee(node) in ATTENTION_OPS else ()
         if any(_reads(ctx, operand, name) for operand in operands):
@@ -418,18 +413,18 @@ def _attended(ctx: FileContext, loop: cst.While, name: str) -> bool:
 
 
 def _reads(ctx: FileContext, expr: cst.BaseExpression, name: str) -> bool:
-    return any(isinstance(n, cst.Name) and n.value == name for n in [expr, *ctx.index.descendants(expr, cst.Name)])
+    return any(is_a(n, cst.Name) and n.value == name for n in [expr, *ctx.index.descendants(expr, cst.Name)])
 
 
 def _same_name(expr: cst.BaseExpression, name: cst.Name) -> bool:
-    return isinstance(expr, cst.Name) and expr.value == name.value
+    return is_a(expr, cst.Name) and expr.value == name.value
 
 
 def _sliced_in(ctx: FileContext, loop: cst.While, name: str) -> bool:
     """`past = [p[..., -window:, :] for p in past]` or `k = k[:, :, -w:]` in the loop: a window."""
     for node in _body_nodes(ctx, loop, cst.Assign):
         targets = (leaf for t in node.targets for leaf in _flatten(t.target))
-        if any(isinstance(leaf, cst.Name) and leaf.value == name for leaf in targets) and _slices(ctx, node.value):
+        if any(is_a(leaf, cst.Name) and leaf.value == name for leaf in targets) and _slices(ctx, node.value):
             return True
     return False
 

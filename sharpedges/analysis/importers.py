@@ -19,6 +19,7 @@ import libcst as cst
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.project import ImportedName, ProjectScope, imported_names
+from sharpedges.analysis.walk import is_a
 
 
 def instance_calls(ctx: FileContext) -> list[dict[str, Any]]:
@@ -55,7 +56,7 @@ def _imported_class(
     """The imported class `self.attr` is built from (`self.attend = Attend(...)`, `Attend` imported)."""
     for assignment in ctx.class_facts(holder).assignments.get(attr or "", ()):
         value = assignment.value
-        if isinstance(value, cst.Call) and isinstance(value.func, cst.Name):
+        if is_a(value, cst.Call) and is_a(value.func, cst.Name):
             source = names.get(value.func.value)
             if source is not None and source.name:
                 return source

@@ -647,7 +647,7 @@ def _made_of(ctx: FileContext, expr: cst.CSTNode, depth: int, env: dict | None =
         ctx.shared[key] = frozenset()  # while it is computed, a cycle through a loop sees nothing
     found: set[str] = set()
     for child in children(expr):
-        if isinstance(child, VALUE_PARTS):  # not whitespace, brackets or operators
+        if is_a(child, VALUE_PARTS):  # not whitespace, brackets or operators
             found |= _made_of(ctx, child, depth + 1, env)
     if is_a(expr, cst.BinaryOperation):
         if is_a(expr.operator, cst.Multiply):

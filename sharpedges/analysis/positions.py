@@ -35,6 +35,7 @@ from sharpedges.analysis.vocabulary import (
     dtype_precision,
     einops_pair_layout,
 )
+from sharpedges.analysis.walk import is_a
 
 FREQUENCY_NAME = "inv_freq"  # the name HF, gpt-neox, Mistral, Megatron... give the table
 # Steps that keep a tensor's values (and dtype): followed when asking where a table came from.
@@ -51,9 +52,9 @@ def is_frequency_formula(ctx: FileContext, expr: cst.BaseExpression) -> bool:
     """`base ** (arange(0, d, 2) / d)` somewhere in `expr` (also inverted, negated or via torch.pow)."""
     for node in (expr, *ctx.index.descendants(expr, (cst.BinaryOperation, cst.Call))):
         exponent = None
-        if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Power):
+        if is_a(node, cst.BinaryOperation) and is_a(node.operator, cst.Power):
             exponent = node.right
-        elif isinstance(node, cst.Call) and ctx.callee(node) == "torch.pow":
+        elif is_a(node, cst.Call) and ctx.callee(node) == "torch.pow":
             exponent = argument(node, "exponent", 1)
         if exponent is not None and _contains_arange(ctx, exponent):
             return True
@@ -65,16 +66,16 @@ def _contains_arange(ctx: FileContext, expr: cst.BaseExpression) -> bool:
 
 
 def _is_arange(ctx: FileContext, node: cst.CSTNode) -> bool:
-    return isinstance(node, cst.Call) and (ctx.callee(node) == "torch.arange" or method_name(node) == "arange")
+    return is_a(node, cst.Call) and (ctx.callee(node) == "torch.arange" or method_name(node) == "arange")
 
 
 def _strip(expr: cst.BaseExpression) -> cst.BaseExpression:
     """Through indexing, views and casts to the tensor they start from."""
     while True:
-        if isinstance(expr, cst.Subscript):
+        if is_a(expr, cst.Subscript):
             expr = expr.value
         elif (
-            isinstance(expr, cst.Call)
+            is_a(expr, cst.Call)
             and method_name(expr) in VIEW_METHODS | CAST_METHODS
             and (inner := receiver(expr)) is not None
         ):
@@ -99,14 +100,14 @@ def is_frequency(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0) -> 
 def _is_frequency(ctx: FileContext, expr: cst.BaseExpression, depth: int) -> bool:
     expr = _strip(expr)
     if (
-        isinstance(expr, cst.BinaryOperation)
-        and isinstance(expr.operator, (cst.Divide, cst.Multiply))
+        is_a(expr, cst.BinaryOperation)
+        and is_a(expr.operator, (cst.Divide, cst.Multiply))
         and literal_number(expr.right) is not None
     ):
         expr = _strip(expr.left)  # inv_freq / factor
     if is_frequency_formula(ctx, expr):
         return True
-    if isinstance(expr, cst.Name):
+    if is_a(expr, cst.Name):
         if FREQUENCY_NAME in expr.value:
             return True
         return any(is_frequency(ctx, value, depth + 1) for value in _local_values(ctx, expr))
@@ -144,15 +145,15 @@ def frequency_attributes(ctx: FileContext, cls: cst.ClassDef | None) -> dict[str
         for attr, assignments in facts.assignments.items():
             for assignment in assignments:
                 value = assignment.value
-                parameter = isinstance(value, cst.Call) and ctx.callee(value) in BUFFER_CONSTRUCTORS
-                table = argument(value, "data", 0) if isinstance(value, cst.Call) and parameter else value
+                parameter = is_a(value, cst.Call) and ctx.callee(value) in BUFFER_CONSTRUCTORS
+                table = argument(value, "data", 0) if is_a(value, cst.Call) and parameter else value
                 if FREQUENCY_NAME in attr or (table is not None and _is_table_value(ctx, table)):
                     found[attr] = TableAttribute(
                         attr, parameter or found.get(attr, TableAttribute(attr, False)).cast_with_module
                     )
         for call in ctx.index.descendants(cls.body, cst.Call, prune=(cst.ClassDef,)):
             target = receiver(call)
-            if method_name(call) != "register_buffer" or not (isinstance(target, cst.Name) and target.value == "self"):
+            if method_name(call) != "register_buffer" or not (is_a(target, cst.Name) and target.value == "self"):
                 continue
             name = literal_string(argument(call, "name", 0))
             value = argument(call, "tensor", 1)
@@ -166,7 +167,7 @@ def frequency_attributes(ctx: FileContext, cls: cst.ClassDef | None) -> dict[str
 def _is_table_value(ctx: FileContext, value: cst.BaseExpression) -> bool:
     """A frequency table, but not the angles built from one (those also hold the formula)."""
     stripped = _strip(value)
-    if isinstance(stripped, cst.Name):
+    if is_a(stripped, cst.Name):
         return FREQUENCY_NAME in stripped.value or any(_is_table_value(ctx, v) for v in _local_values(ctx, stripped))
     return is_frequency_formula(ctx, stripped) and not any(
         _product_operands(ctx, node)
@@ -184,9 +185,9 @@ class AngleProduct:
 
 
 def _product_operands(ctx: FileContext, node: cst.CSTNode) -> list[cst.BaseExpression]:
-    if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, (cst.Multiply, cst.MatrixMultiply)):
+    if is_a(node, cst.BinaryOperation) and is_a(node.operator, (cst.Multiply, cst.MatrixMultiply)):
         return [node.left, node.right]
-    if isinstance(node, cst.Call):
+    if is_a(node, cst.Call):
         qualified = ctx.callee(node)
         positional = [arg.value for arg in node.args if arg.keyword is None and not arg.star]
         if qualified == "torch.einsum":
@@ -212,10 +213,8 @@ def angle_products(ctx: FileContext) -> list[AngleProduct]:
                 frequencies = tuple(o for o in operands if is_frequency(ctx, o))
                 positions = tuple(o for o in operands if o not in frequencies and _is_positions(ctx, o))
                 if frequencies and positions:
-                    lowered = (
-                        isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.MatrixMultiply)
-                    ) or (
-                        isinstance(node, cst.Call)
+                    lowered = (is_a(node, cst.BinaryOperation) and is_a(node.operator, cst.MatrixMultiply)) or (
+                        is_a(node, cst.Call)
                         and (ctx.callee(node) in AUTOCAST_LOWERED or method_name(node) in AUTOCAST_LOWERED)
                     )
                     found.append(AngleProduct(node, frequencies, positions, lowered))
@@ -230,11 +229,11 @@ def _is_positions(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0) ->
     if depth > MAX_DEPTH or _derives_from_frequency(ctx, expr):
         return False
     expr = _strip(expr)
-    if isinstance(expr, cst.BinaryOperation) and not isinstance(expr.operator, cst.MatrixMultiply):
+    if is_a(expr, cst.BinaryOperation) and not is_a(expr.operator, cst.MatrixMultiply):
         return _is_positions(ctx, expr.left, depth + 1) or _is_positions(ctx, expr.right, depth + 1)
     if _is_arange(ctx, expr):
         return True
-    if isinstance(expr, cst.Name):
+    if is_a(expr, cst.Name):
         function = ctx.function_of(expr)
         if function is None:
             return False
@@ -260,14 +259,14 @@ def _derives_from_frequency(ctx: FileContext, expr: cst.BaseExpression, depth: i
 
 def _computed_from_frequency(ctx: FileContext, expr: cst.BaseExpression, depth: int) -> bool:
     for node in (expr, *ctx.index.descendants(expr, (cst.Name, cst.Attribute))):
-        if (isinstance(node, cst.Name) and isinstance(ctx.index.parents.get(node), cst.Attribute)) or _only_lends_dtype(
+        if (is_a(node, cst.Name) and is_a(ctx.index.parents.get(node), cst.Attribute)) or _only_lends_dtype(
             ctx, node, expr
         ):
             continue
-        if isinstance(node, (cst.Name, cst.Attribute)):
+        if is_a(node, (cst.Name, cst.Attribute)):
             if is_frequency(ctx, node):
                 return True
-            if isinstance(node, cst.Name) and any(
+            if is_a(node, cst.Name) and any(
                 _derives_from_frequency(ctx, v, depth + 1) for v in _local_values(ctx, node)
             ):
                 return True
@@ -278,12 +277,12 @@ def _only_lends_dtype(ctx: FileContext, node: cst.CSTNode, top: cst.CSTNode) -> 
     """`node` sits in `y.dtype`, `y.device` or the argument of `type_as` / `to` / `type`: it gives the
     expression a dtype or device, not its values."""
     for ancestor in ctx.index.ancestors(node):
-        if isinstance(ancestor, cst.Attribute) and ancestor.attr.value in ("dtype", "device"):
+        if is_a(ancestor, cst.Attribute) and ancestor.attr.value in ("dtype", "device"):
             return True
-        if isinstance(ancestor, cst.Arg):
+        if is_a(ancestor, cst.Arg):
             call = ctx.index.parents.get(ancestor)
             if (ancestor.keyword is not None and ancestor.keyword.value in ("dtype", "device")) or (
-                isinstance(call, cst.Call) and method_name(call) in ("type_as", "to", "type")
+                is_a(call, cst.Call) and method_name(call) in ("type_as", "to", "type")
             ):
                 return True
         if ancestor is top:
@@ -299,14 +298,12 @@ def operand_precision(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0
     forward path), or None (nothing said: integer positions, a fresh fp32 formula, a parameter)."""
     if depth > MAX_DEPTH:
         return None
-    if isinstance(expr, cst.Subscript):
+    if is_a(expr, cst.Subscript):
         return operand_precision(ctx, expr.value, depth + 1)
-    if isinstance(expr, cst.BinaryOperation) and isinstance(
-        expr.operator, (cst.Divide, cst.Multiply, cst.Add, cst.Subtract)
-    ):
+    if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, (cst.Divide, cst.Multiply, cst.Add, cst.Subtract)):
         found = {operand_precision(ctx, side, depth + 1) for side in (expr.left, expr.right)}
         return _combine(found)
-    if isinstance(expr, cst.Call):
+    if is_a(expr, cst.Call):
         explicit = cast_precision(ctx, expr)
         if explicit is not None:
             return explicit
@@ -320,13 +317,13 @@ def operand_precision(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0
                 return None
             return dtype_precision(ctx, dtype) or (
                 _follow_dtype(ctx, dtype.value, depth)
-                if isinstance(dtype, cst.Attribute) and dtype.attr.value == "dtype"
+                if is_a(dtype, cst.Attribute) and dtype.attr.value == "dtype"
                 else None
             )
         if method in VIEW_METHODS | DTYPE_ARGUMENT_CASTS and (target := receiver(expr)) is not None:
             return operand_precision(ctx, target, depth + 1)
         return None
-    if isinstance(expr, cst.Name):
+    if is_a(expr, cst.Name):
         found = {operand_precision(ctx, value, depth + 1) for value in _local_values(ctx, expr)}
         return _combine(found)
     attr = self_attribute(expr)
@@ -345,7 +342,7 @@ def _borrowed_dtype(call: cst.Call, method: str | None) -> cst.BaseExpression | 
         for arg in call.args:
             if (
                 (arg.keyword is None or arg.keyword.value == "dtype")
-                and isinstance(arg.value, cst.Attribute)
+                and is_a(arg.value, cst.Attribute)
                 and arg.value.attr.value == "dtype"
             ):
                 return arg.value.value
@@ -371,19 +368,19 @@ def under_autocast_disabled(ctx: FileContext, node: cst.CSTNode) -> bool:
     """Inside `with torch.autocast(..., enabled=False)` (any autocast spelling) or a function
     decorated with one."""
     for ancestor in ctx.index.ancestors(node):
-        if isinstance(ancestor, cst.With) and any(_disables_autocast(item.item) for item in ancestor.items):
+        if is_a(ancestor, cst.With) and any(_disables_autocast(item.item) for item in ancestor.items):
             return True
-        if isinstance(ancestor, cst.FunctionDef) and any(_disables_autocast(d.decorator) for d in ancestor.decorators):
+        if is_a(ancestor, cst.FunctionDef) and any(_disables_autocast(d.decorator) for d in ancestor.decorators):
             return True
     return False
 
 
 def _disables_autocast(expr: cst.BaseExpression) -> bool:
-    if not isinstance(expr, cst.Call):
+    if not is_a(expr, cst.Call):
         return False
     enabled = argument(expr, "enabled")
-    name = expr.func.attr.value if isinstance(expr.func, cst.Attribute) else getattr(expr.func, "value", "")
-    return "autocast" in str(name) and isinstance(enabled, cst.Name) and enabled.value == "False"
+    name = expr.func.attr.value if is_a(expr.func, cst.Attribute) else getattr(expr.func, "value", "")
+    return "autocast" in str(name) and is_a(enabled, cst.Name) and enabled.value == "False"
 
 
 def product_precision(ctx: FileContext, product: AngleProduct) -> str | None:
@@ -409,21 +406,19 @@ def stored_table_cast(ctx: FileContext, node: cst.Call) -> str | None:
 def _is_trig(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0) -> bool:
     if depth > MAX_DEPTH:
         return False
-    if isinstance(expr, cst.Call) and (
-        method_name(expr) in ("cos", "sin") or ctx.callee(expr) in ("torch.cos", "torch.sin")
-    ):
+    if is_a(expr, cst.Call) and (method_name(expr) in ("cos", "sin") or ctx.callee(expr) in ("torch.cos", "torch.sin")):
         return True
-    if isinstance(expr, cst.Name):
+    if is_a(expr, cst.Name):
         return any(_is_trig(ctx, _strip(v), depth + 1) for v in _local_values(ctx, expr))
     return False
 
 
 def _is_stored(ctx: FileContext, node: cst.CSTNode) -> bool:
     parent = ctx.index.parents.get(node)
-    if isinstance(parent, cst.Arg):
+    if is_a(parent, cst.Arg):
         call = ctx.index.parents.get(parent)
-        return isinstance(call, cst.Call) and method_name(call) == "register_buffer"
-    if isinstance(parent, cst.Assign):
+        return is_a(call, cst.Call) and method_name(call) == "register_buffer"
+    if is_a(parent, cst.Assign):
         return any(self_attribute(t.target) is not None for t in parent.targets)
     return False
 
@@ -459,7 +454,7 @@ def _angle_like(ctx: FileContext, expr: cst.BaseExpression | None) -> bool:
         return True
     products = {id(p.node) for p in angle_products(ctx)}
     nodes = [stripped]
-    if isinstance(stripped, cst.Name):
+    if is_a(stripped, cst.Name):
         nodes += [_strip(v) for v in _local_values(ctx, stripped)]
     return any(id(n) in products for n in nodes)
 
@@ -475,11 +470,11 @@ def _table_layout(ctx: FileContext, call: cst.Call) -> str | None:
         return "interleaved"
     if ctx.callee(call) == "torch.cat" and _last_dim(argument(call, "dim", 1)):
         tensors = argument(call, "tensors", 0)
-        if isinstance(tensors, (cst.Tuple, cst.List)) and len(tensors.elements) == 2:
+        if is_a(tensors, (cst.Tuple, cst.List)) and len(tensors.elements) == 2:
             first, second = (element.value for element in tensors.elements)
             if (
-                isinstance(first, cst.Name)
-                and isinstance(second, cst.Name)
+                is_a(first, cst.Name)
+                and is_a(second, cst.Name)
                 and first.value == second.value
                 and _angle_like(ctx, first)
             ):
@@ -494,10 +489,10 @@ def _table_layout(ctx: FileContext, call: cst.Call) -> str | None:
 
 def _half_cut(expr: cst.BaseExpression | None) -> bool:
     """`cos[..., : cos.shape[-1] // 2]`: a half-split table cut back to one copy, to be re-laid out."""
-    if not isinstance(expr, cst.Subscript) or not expr.slice:
+    if not is_a(expr, cst.Subscript) or not expr.slice:
         return False
     last = expr.slice[-1].slice
-    return isinstance(last, cst.Slice) and last.lower is None and last.upper is not None and last.step is None
+    return is_a(last, cst.Slice) and last.lower is None and last.upper is not None and last.step is None
 
 
 def _last_dim(dim: cst.BaseExpression | None) -> bool:
@@ -511,10 +506,10 @@ def _rotation_layout(ctx: FileContext, call: cst.Call) -> str | None:
     if qualified not in ("torch.cat", "torch.stack"):
         return None
     tensors = argument(call, "tensors", 0)
-    if not isinstance(tensors, (cst.Tuple, cst.List)) or len(tensors.elements) != 2:
+    if not is_a(tensors, (cst.Tuple, cst.List)) or len(tensors.elements) != 2:
         return None
     first, second = (element.value for element in tensors.elements)
-    if not (isinstance(first, cst.UnaryOperation) and isinstance(first.operator, cst.Minus)):
+    if not (is_a(first, cst.UnaryOperation) and is_a(first.operator, cst.Minus)):
         return None
     cuts = {_cut(ctx, first.expression), _cut(ctx, second)}
     if len(cuts) != 1 or None in cuts:
@@ -528,31 +523,31 @@ def _rotation_layout(ctx: FileContext, call: cst.Call) -> str | None:
 def _cut(ctx: FileContext, expr: cst.BaseExpression) -> str | None:
     """'half' for x[..., :d//2] / x[..., d//2:] / a chunk(2) piece, 'interleaved' for x[..., ::2] / x[..., 1::2]."""
     values = [expr]
-    if isinstance(expr, cst.Name):
+    if is_a(expr, cst.Name):
         values = _local_values(ctx, expr)
         function = ctx.function_of(expr)
         if function is not None:
             for d in ctx.function_facts(function).reaching(expr.value, ctx.order(expr)):
-                if d.kind == "unpack" and isinstance(d.node, cst.Assign):
+                if d.kind == "unpack" and is_a(d.node, cst.Assign):
                     values.append(d.node.value)
     for value in values:
-        if isinstance(value, cst.Call) and method_name(value) == "unbind":
+        if is_a(value, cst.Call) and method_name(value) == "unbind":
             return _unbound_pair(ctx, value)
         if (
-            isinstance(value, cst.Call)
+            is_a(value, cst.Call)
             and method_name(value) in ("chunk", "split")
             and literal_int(argument(value, "chunks", 0)) == 2
         ):
             return "half"
         if (
-            isinstance(value, cst.Call)
+            is_a(value, cst.Call)
             and ctx.callee(value) in ("torch.chunk",)
             and literal_int(argument(value, "chunks", 1)) == 2
         ):
             return "half"
-        if isinstance(value, cst.Subscript) and value.slice:
+        if is_a(value, cst.Subscript) and value.slice:
             last = value.slice[-1].slice
-            if isinstance(last, cst.Slice):
+            if is_a(last, cst.Slice):
                 if last.step is not None and literal_int(last.step) == 2:
                     return "interleaved"
                 if last.step is None and (last.lower is None) != (last.upper is None):
@@ -564,10 +559,10 @@ def _unbound_pair(ctx: FileContext, call: cst.Call) -> str | None:
     """`x1, x2 = x.unbind(-1)` after `x = rearrange(x, '... (d r) -> ... d r', r=2)`: the even and odd
     channels ('interleaved'); after `'... (r d) -> ... r d'` and `unbind(-2)`, the halves ('half')."""
     tensor = receiver(call)
-    values = _local_values(ctx, tensor) if isinstance(tensor, cst.Name) else [tensor]
+    values = _local_values(ctx, tensor) if is_a(tensor, cst.Name) else [tensor]
     dim = literal_int(argument(call, "dim", 0))
     for value in values:
-        pairing = einops_pair_layout(ctx, value) if isinstance(value, cst.Call) else None
+        pairing = einops_pair_layout(ctx, value) if is_a(value, cst.Call) else None
         if pairing is not None and pairing[1] == "split" and dim == {"interleaved": -1, "half": -2}[pairing[0]]:
             return pairing[0]
     return None
@@ -604,7 +599,7 @@ def rotary_applications(ctx: FileContext) -> list[RotaryApplication]:
                     assigned.add(id(comprehension[0]))
                     found.append(RotaryApplication(comprehension[0], rotated, assign))
                 continue
-            if not isinstance(call, cst.Call):
+            if not is_a(call, cst.Call):
                 continue
             targets = {name for t in assign.targets for name in _names(t.target)}
             if _is_rotary_callee(ctx, call):
@@ -624,9 +619,7 @@ def rotary_applications(ctx: FileContext) -> list[RotaryApplication]:
 
 
 def _passed_names(call: cst.Call) -> list[str]:
-    return [
-        arg.value.value for arg in call.args if isinstance(arg.value, cst.Name) and arg.keyword is None and not arg.star
-    ]
+    return [arg.value.value for arg in call.args if is_a(arg.value, cst.Name) and arg.keyword is None and not arg.star]
 
 
 def _mapped_rotary_names(ctx: FileContext, call: cst.Call) -> list[str]:
@@ -635,7 +628,7 @@ def _mapped_rotary_names(ctx: FileContext, call: cst.Call) -> list[str]:
     if ctx.callee(call) not in ("map", "builtins.map") or len(call.args) != 2:
         return []
     function, items = call.args[0].value, call.args[1].value
-    if not isinstance(function, cst.Lambda) or not isinstance(items, (cst.Tuple, cst.List)):
+    if not is_a(function, cst.Lambda) or not is_a(items, (cst.Tuple, cst.List)):
         return []
     parameters = [p.name.value for p in function.params.params]
     if len(parameters) != 1:
@@ -648,14 +641,14 @@ def _mapped_rotary_names(ctx: FileContext, call: cst.Call) -> list[str]:
             if rotated_index is not None:
                 break
             value = arg.value
-            if isinstance(value, cst.Name) and value.value == parameters[0]:
+            if is_a(value, cst.Name) and value.value == parameters[0]:
                 rotated_index = -1
             elif (
-                isinstance(value, cst.Subscript)
-                and isinstance(value.value, cst.Name)
+                is_a(value, cst.Subscript)
+                and is_a(value.value, cst.Name)
                 and value.value.value == parameters[0]
                 and len(value.slice) == 1
-                and isinstance(value.slice[0].slice, cst.Index)
+                and is_a(value.slice[0].slice, cst.Index)
                 and literal_int(value.slice[0].slice.value) is not None
             ):
                 rotated_index = literal_int(value.slice[0].slice.value)
@@ -664,9 +657,9 @@ def _mapped_rotary_names(ctx: FileContext, call: cst.Call) -> list[str]:
     names = []
     for element in items.elements:
         item = element.value
-        if rotated_index >= 0 and isinstance(item, (cst.Tuple, cst.List)) and rotated_index < len(item.elements):
+        if rotated_index >= 0 and is_a(item, (cst.Tuple, cst.List)) and rotated_index < len(item.elements):
             item = item.elements[rotated_index].value
-        if isinstance(item, cst.Name):
+        if is_a(item, cst.Name):
             names.append(item.value)
     return names
 
@@ -674,20 +667,16 @@ def _mapped_rotary_names(ctx: FileContext, call: cst.Call) -> list[str]:
 def _comprehension_rotary(ctx: FileContext, value: cst.BaseExpression) -> tuple[cst.Call, list[str]] | None:
     """`[rotary(t, cos, sin) for t in (q, k)]` (or a generator, or `tuple(...)` of one): the rotary call
     and the names of the literal tuple it runs over, when the loop variable is what it rotates."""
-    if isinstance(value, cst.Call) and ctx.callee(value) in ("tuple", "list") and len(value.args) == 1:
+    if is_a(value, cst.Call) and ctx.callee(value) in ("tuple", "list") and len(value.args) == 1:
         value = value.args[0].value
-    if not isinstance(value, (cst.ListComp, cst.GeneratorExp)) or value.for_in.inner_for_in is not None:
+    if not is_a(value, (cst.ListComp, cst.GeneratorExp)) or value.for_in.inner_for_in is not None:
         return None
     element, loop = value.elt, value.for_in
-    if (
-        not isinstance(element, cst.Call)
-        or not _is_rotary_callee(ctx, element)
-        or not isinstance(loop.target, cst.Name)
-    ):
+    if not is_a(element, cst.Call) or not _is_rotary_callee(ctx, element) or not is_a(loop.target, cst.Name):
         return None
-    if loop.target.value not in _passed_names(element)[:1] or not isinstance(loop.iter, (cst.Tuple, cst.List)):
+    if loop.target.value not in _passed_names(element)[:1] or not is_a(loop.iter, (cst.Tuple, cst.List)):
         return None
-    names = [item.value.value for item in loop.iter.elements if isinstance(item.value, cst.Name)]
+    names = [item.value.value for item in loop.iter.elements if is_a(item.value, cst.Name)]
     return (element, names) if len(names) == len(loop.iter.elements) else None
 
 
@@ -695,7 +684,7 @@ def _is_rotary_callee(ctx: FileContext, call: cst.Call) -> bool:
     """A rotary helper by its name, or an instance of a rotary module class called like a function
     (`self.pe = RotaryEmbedding(d)`, then `self.pe(q)`)."""
     func = call.func
-    name = func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else ""
+    name = func.attr.value if is_a(func, cst.Attribute) else func.value if is_a(func, cst.Name) else ""
     if not name[:1].isupper() and ROTARY_CALLEE.search(name.lower()) is not None:
         return True
     attr = self_attribute(func)
@@ -705,9 +694,9 @@ def _is_rotary_callee(ctx: FileContext, call: cst.Call) -> bool:
 
 
 def _names(target: cst.BaseExpression) -> list[str]:
-    if isinstance(target, cst.Name):
+    if is_a(target, cst.Name):
         return [target.value]
-    if isinstance(target, (cst.Tuple, cst.List)):
+    if is_a(target, (cst.Tuple, cst.List)):
         return [name for element in target.elements for name in _names(element.value)]
     return []
 
@@ -730,7 +719,7 @@ def _exclusive_branches(ctx: FileContext, first: cst.CSTNode, second: cst.CSTNod
     first_ancestors = {id(a): a for a in ctx.index.ancestors(first)}
     for ancestor in ctx.index.ancestors(second):
         if id(ancestor) in first_ancestors:
-            if isinstance(ancestor, cst.If) and ancestor.orelse is not None:
+            if is_a(ancestor, cst.If) and ancestor.orelse is not None:
                 in_body = ctx.index.contains(ancestor.body, first), ctx.index.contains(ancestor.body, second)
                 return in_body[0] != in_body[1]
             return False
@@ -775,7 +764,7 @@ def _optional_value_rotation(
     if len(application.rotated) != 1:
         return False
     branch = ctx.index.enclosing(application.statement, (cst.If, cst.FunctionDef))
-    if not isinstance(branch, cst.If):
+    if not is_a(branch, cst.If):
         return False
     return not any(other is not application and ctx.index.contains(branch, other.statement) for other in applications)
 
@@ -787,12 +776,12 @@ def attention_values(ctx: FileContext) -> list[cst.Name]:
     for call in ctx.calls():
         if ctx.callee(call) == "torch.nn.functional.scaled_dot_product_attention":
             value = argument(call, "value", 2)
-            if isinstance(value, cst.Name):
+            if is_a(value, cst.Name):
                 found.append(value)
     for node in ctx.index.nodes(cst.BinaryOperation):
         if (
-            isinstance(node.operator, cst.MatrixMultiply)
-            and isinstance(node.right, cst.Name)
+            is_a(node.operator, cst.MatrixMultiply)
+            and is_a(node.right, cst.Name)
             and _is_softmax_output(ctx, node.left)
         ):
             found.append(node.right)
@@ -800,7 +789,5 @@ def attention_values(ctx: FileContext) -> list[cst.Name]:
 
 
 def _is_softmax_output(ctx: FileContext, expr: cst.BaseExpression) -> bool:
-    values = [expr] + (_local_values(ctx, expr) if isinstance(expr, cst.Name) else [])
-    return any(
-        isinstance(v, cst.Call) and (method_name(v) == "softmax" or ctx.callee(v) == "torch.softmax") for v in values
-    )
+    values = [expr] + (_local_values(ctx, expr) if is_a(expr, cst.Name) else [])
+    return any(is_a(v, cst.Call) and (method_name(v) == "softmax" or ctx.callee(v) == "torch.softmax") for v in values)

@@ -19,6 +19,7 @@ from sharpedges.analysis.names import dotted
 from sharpedges.analysis.summaries import forwarded_arguments
 from sharpedges.analysis.tensors import module_class
 from sharpedges.analysis.vocabulary import KERNELS, PARTIALS, kernel_of
+from sharpedges.analysis.walk import is_a
 
 FORWARD_ENTRY_POINTS = ("forward", "__call__")
 MAX_DEPTH = 6
@@ -72,7 +73,7 @@ def is_module_method(ctx: FileContext, function: cst.FunctionDef | None) -> bool
     if function is None:
         return False
     cls = ctx.index.parents.get(ctx.index.parents[function])
-    if not isinstance(cls, cst.ClassDef) or not cls.bases or module_class(ctx, cls) is False:
+    if not is_a(cls, cst.ClassDef) or not cls.bases or module_class(ctx, cls) is False:
         return False
     params = function.params.params
     return bool(params) and params[0].name.value == "self"
@@ -82,7 +83,7 @@ def saved_by_autograd_forward(ctx: FileContext, probability: cst.BaseExpression)
     """`dropout_p=ctx.dropout_p` in a backward op (diffusers' `_native_attention_backward_op(ctx, ...)`): the
     probability was saved on the autograd context by the forward, which decided it; the recomputation must
     repeat it."""
-    if not isinstance(probability, cst.Attribute) or not isinstance(probability.value, cst.Name):
+    if not is_a(probability, cst.Attribute) or not is_a(probability.value, cst.Name):
         return False
     function = ctx.function_of(probability)
     params = function.params.params if function is not None else ()
@@ -102,7 +103,7 @@ def method_of(ctx: FileContext, node: cst.CSTNode) -> tuple[cst.ClassDef, cst.Fu
     if function is None:
         return None
     cls = ctx.index.parents.get(ctx.index.parents[function])
-    return (cls, function) if isinstance(cls, cst.ClassDef) else None
+    return (cls, function) if is_a(cls, cst.ClassDef) else None
 
 
 def runs_in_forward(ctx: FileContext, node: cst.CSTNode) -> bool:
@@ -127,11 +128,11 @@ def mentions_training(ctx: FileContext, expr: cst.BaseExpression | None, depth: 
 
 def _mentions_training(ctx: FileContext, expr: cst.BaseExpression, depth: int) -> bool:
     for node in (expr, *ctx.index.descendants(expr)):
-        if isinstance(node, cst.Attribute) and node.attr.value in ("training", "is_training"):
+        if is_a(node, cst.Attribute) and node.attr.value in ("training", "is_training"):
             return True
-        if isinstance(node, cst.Name) and _is_training_name(node.value):
+        if is_a(node, cst.Name) and _is_training_name(node.value):
             return True
-        if isinstance(node, cst.Name) and _local_mentions_training(ctx, node, depth):
+        if is_a(node, cst.Name) and _local_mentions_training(ctx, node, depth):
             return True
     return False
 
@@ -155,7 +156,7 @@ def gated(ctx: FileContext, expr: cst.BaseExpression | None) -> bool:
     is defined under a branch on one (`if not self.training: p = 0.0 else: p = self.p`)."""
     if expr is None or is_zero(expr) or mentions_training(ctx, expr):
         return True
-    if not isinstance(expr, cst.Name):
+    if not is_a(expr, cst.Name):
         return False
     function = ctx.function_of(expr)
     if function is None:
@@ -211,7 +212,7 @@ def _callers(ctx: FileContext, function: cst.FunctionDef) -> list[cst.Call]:
 
 def _root_parameter(ctx: FileContext, expr: cst.BaseExpression | None, depth: int = 0) -> str | None:
     """The parameter a probability is (bound from): `dropout_p` for `p = dropout_p` and a parameter `dropout_p`."""
-    if depth > MAX_DEPTH or not isinstance(expr, cst.Name):
+    if depth > MAX_DEPTH or not is_a(expr, cst.Name):
         return None
     function = ctx.function_of(expr)
     if function is None:
@@ -229,13 +230,9 @@ def under_training_branch(ctx: FileContext, node: cst.CSTNode) -> bool:
     """Inside `if self.training:` (or an `if` on any training flag), or a conditional expression on one."""
     child = node
     for ancestor in ctx.index.ancestors(node):
-        if (
-            isinstance(ancestor, (cst.If, cst.IfExp))
-            and child is not ancestor.test
-            and mentions_training(ctx, ancestor.test)
-        ):
+        if is_a(ancestor, (cst.If, cst.IfExp)) and child is not ancestor.test and mentions_training(ctx, ancestor.test):
             return True
-        if isinstance(ancestor, cst.FunctionDef):
+        if is_a(ancestor, cst.FunctionDef):
             return False
         child = ancestor
     return False
@@ -277,7 +274,7 @@ def in_plain_class(ctx: FileContext, node: cst.CSTNode) -> bool:
     guidance hook, whose `ModelHook` base lives in hooks.py and applies dropout at inference on purpose."""
     function = ctx.function_of(node)
     cls = ctx.index.parents.get(ctx.index.parents[function]) if function is not None else None
-    return isinstance(cls, cst.ClassDef) and module_class(ctx, cls) is False
+    return is_a(cls, cst.ClassDef) and module_class(ctx, cls) is False
 
 
 def attention_dropout_without_mode(ctx: FileContext, call: cst.Call) -> UngatedDropout | None:
@@ -348,7 +345,7 @@ def partial_dropout_without_mode(ctx: FileContext, call: cst.Call) -> UngatedDro
 
 def _passed_in(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0) -> bool:
     """The probability is (bound from) a parameter of the enclosing function: its caller decides."""
-    if depth > MAX_DEPTH or not isinstance(expr, cst.Name):
+    if depth > MAX_DEPTH or not is_a(expr, cst.Name):
         return False
     function = ctx.function_of(expr)
     if function is None:
@@ -379,8 +376,8 @@ def training_read_in_init(ctx: FileContext, node: cst.Attribute) -> bool:
     if found is None or found[1].name.value != "__init__" or not is_module_method(ctx, found[1]):
         return False  # not an nn.Module: its `training` is its own
     for ancestor in ctx.index.ancestors(node):
-        if isinstance(ancestor, (cst.IfExp, cst.If)):
+        if is_a(ancestor, (cst.IfExp, cst.If)):
             return ctx.index.contains(ancestor.test, node)
-        if isinstance(ancestor, (cst.SimpleStatementLine, cst.FunctionDef)):
+        if is_a(ancestor, (cst.SimpleStatementLine, cst.FunctionDef)):
             return False
     return False
