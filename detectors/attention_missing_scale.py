@@ -6,22 +6,30 @@ import libcst as cst
 
 from sharpedges.analysis.attention import (
     declared_unit_scale,
+    logit_power,
     logit_sources,
     scale_folded_into_init,
+    scale_power,
+    scale_set_at,
     softmax_calls,
     states_unscaled_design,
 )
+from sharpedges.analysis.vocabulary import KERNEL_TOKENS, kernel_of
 from sharpedges.analysis.walk import is_a
 from sharpedges.detector import Detector, Finding
 
 
 class AttentionMissingScale(Detector):
     code = "SHP101"
-    tokens = (b"softmax",)
+    tokens = (b"softmax", *KERNEL_TOKENS)
 
     def check(self, ctx):
+        yield from _growing_kernel_scales(ctx)
         for softmax in softmax_calls(ctx):
             sources = logit_sources(ctx, softmax)
+            if sources and all(source.scaled for source in sources):
+                yield from _growing_scales(ctx, sources)
+                continue
             # Ex) softmax(q @ k.transpose(-2, -1)); any scaled path (a branch, a temperature) counts as scaled
             if not sources or any(source.scaled for source in sources):
                 continue
@@ -45,3 +53,37 @@ class AttentionMissingScale(Detector):
                 yield Finding(softmax.call, variant="after-softmax", related=related)
             else:
                 yield Finding(softmax.call, related=related)
+
+
+def _growing_scales(ctx, sources):
+    """Ex) `self.scale = dim_head ** 0.5; sim = q @ k.mT * self.scale`: every path is scaled, and each
+    one multiplies the scores by a positive power of the head size: sqrt(d_k) instead of 1/sqrt(d_k)."""
+    powers = [logit_power(ctx, source) for source in sources]
+    if not all(power is not None and power > 0 for power in powers):
+        return
+    for scale in sources[0].scales:
+        power = scale_power(ctx, scale.expr, scale.function, scale.at)
+        if power is not None and (-power if scale.divides else power) > 0:
+            # the fix is the exponent where the scale is set, or the operator where it divides
+            where = scale.expr if scale.divides else scale_set_at(ctx, scale.expr)
+            related = ((scale.expr, "applied"),) if where is not scale.expr else ()
+            how = "divided by" if scale.divides else "multiplied by"
+            facts = {"how": how, "scale": ctx.code(scale.expr).strip()}
+            yield Finding(where, variant="inverted", facts=facts, related=related)
+            return
+
+
+def _growing_kernel_scales(ctx):
+    """Ex) `F.scaled_dot_product_attention(q, k, v, scale=self.head_dim ** 0.5)`."""
+    for call in ctx.calls():
+        kernel = kernel_of(ctx, call)
+        value = kernel.argument(call, "scale") if kernel is not None else None
+        if value is None:
+            continue
+        function = ctx.function_of(call)
+        power = scale_power(ctx, value, function, ctx.order(call))
+        if power is not None and power > 0:
+            where = scale_set_at(ctx, value)
+            related = ((value, "applied"),) if where is not value else ()
+            facts = {"how": "multiplied by", "scale": ctx.code(value).strip()}
+            yield Finding(where, variant="inverted", facts=facts, related=related)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from sharpedges.analysis.attention import attention_softmaxes, head_splits, scale_dimensions
+from sharpedges.analysis.attention import attention_softmaxes, head_splits, scale_dimensions, scale_set_at
 from sharpedges.analysis.calls import argument
-from sharpedges.analysis.classes import self_attribute
 from sharpedges.detector import Detector, Finding
 
 
@@ -19,7 +18,7 @@ class AttentionScaleWrongDim(Detector):
             splits = head_splits(ctx, scope) if scope is not None else []
             scales = [scale for source in sources for scale in source.scales]
             for scale, split, what in _wrong_scales(ctx, scales, splits):
-                where = _set_at(ctx, scale.expr)
+                where = scale_set_at(ctx, scale.expr)
                 if where not in reported:
                     reported.add(where)
                     related = ((scale.expr, "applied"),) if where is not scale.expr else ()
@@ -30,15 +29,6 @@ class AttentionScaleWrongDim(Detector):
                         facts["width"] = ctx.code(argument(split.projection, "in_features", 0)).strip()
                     yield Finding(where, variant=variant, facts=facts, related=related)
                 break
-
-
-def _set_at(ctx, expr):
-    """Where a scale kept in an attribute is set, when the class sets it once (`self.scale = dim ** -0.5`):
-    the fix goes there. Else the scale where it is applied."""
-    attr = self_attribute(expr)
-    cls = ctx.class_of(expr) if attr is not None else None
-    assignments = ctx.class_facts(cls).assignments.get(attr, []) if cls is not None else []
-    return assignments[0].value if len(assignments) == 1 and assignments[0].value is not None else expr
 
 
 def _wrong_scales(ctx, scales, splits):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 
 import libcst as cst
 
@@ -1017,6 +1018,117 @@ def _helper_dimensions(ctx: FileContext, call: cst.Call, depth: int) -> list[Dim
         for key in _dimensions(ctx, value, function, ctx.index.last_order(value) + 1, depth + 1)
         if key not in own
     ]
+
+
+def scale_set_at(ctx: FileContext, expr: cst.BaseExpression) -> cst.BaseExpression:
+    """Where a scale kept in an attribute is set, when the class sets it once (`self.scale = dim ** -0.5`):
+    the fix goes there. Else the scale where it is applied."""
+    attr = self_attribute(expr)
+    cls = ctx.class_of(expr) if attr is not None else None
+    assignments = ctx.class_facts(cls).assignments.get(attr, []) if cls is not None else []
+    return assignments[0].value if len(assignments) == 1 and assignments[0].value is not None else expr
+
+
+# -- how a scale grows with the sizes it is made of ---------------------------------------------------
+ROOT_FUNCTIONS = frozenset({"math.sqrt", "numpy.sqrt", "torch.sqrt"})
+INVERSE_ROOT_FUNCTIONS = frozenset({"torch.rsqrt"})
+POWER_FUNCTIONS = frozenset({"math.pow", "numpy.power", "torch.pow"})
+SIZE_CASTS = TENSOR_LITERALS | {"float", "int"}
+
+
+def logit_power(ctx: FileContext, source: LogitSource) -> Fraction | None:
+    """The power of the head size the scores of `source` are multiplied by on their way to the softmax
+    (scales of q and k included): -1/2 for `q @ k.mT / math.sqrt(d)`, +1/2 for `* d ** 0.5`, 0 for a
+    fixed temperature. None when a factor is not a known power of a size (a learned temperature, a
+    parameter the caller passes)."""
+    total = Fraction(0)
+    for scale in source.scales:
+        power = scale_power(ctx, scale.expr, scale.function, scale.at)
+        if power is None:
+            return None
+        total += -power if scale.divides else power
+    return total
+
+
+def scale_power(
+    ctx: FileContext, expr: cst.BaseExpression, function: cst.FunctionDef | None, at: int, depth: int = 0
+) -> Fraction | None:
+    """How a scale factor grows with the sizes it is made of: `d ** -0.5` and `1 / math.sqrt(d)` are
+    -1/2, `math.sqrt(d)` is +1/2, a literal is 0. Any size counts as one size (`dim // heads`, `q.size(-1)`,
+    `self.head_dim`): only roots, powers and literal quotients change the power. A bare name counts
+    only under a root or a power; alone, it may hold anything (a learned temperature), so it is None."""
+    if depth > MAX_DEPTH:
+        return None
+    if literal_number(expr) is not None:
+        return Fraction(0)
+    if is_a(expr, cst.UnaryOperation) and is_a(expr.operator, (cst.Minus, cst.Plus)):
+        return scale_power(ctx, expr.expression, function, at, depth + 1)
+    if is_a(expr, cst.BinaryOperation):
+        operator = expr.operator
+        if is_a(operator, cst.Power):
+            exponent = literal_number(expr.right)
+            base = _size_power(ctx, expr.left, function, at, depth + 1)
+            return None if exponent is None or base is None else base * Fraction(exponent).limit_denominator(8)
+        if is_a(operator, (cst.Multiply, cst.Divide)):
+            left = scale_power(ctx, expr.left, function, at, depth + 1)
+            right = scale_power(ctx, expr.right, function, at, depth + 1)
+            if left is None or right is None:
+                return None
+            return left + right if is_a(operator, cst.Multiply) else left - right
+        return None
+    if is_a(expr, cst.BooleanOperation) and is_a(expr.operator, cst.Or):
+        # Ex) `qk_scale or head_dim ** -0.5`: the default the author wrote
+        return scale_power(ctx, expr.right, function, at, depth + 1)
+    if is_a(expr, cst.Call):
+        qualified = ctx.callee(expr)
+        inner = expr.args[0].value if expr.args else receiver(expr)
+        method = method_name(expr)
+        if inner is None:
+            return None
+        if qualified in ROOT_FUNCTIONS or (qualified is None and method == "sqrt"):
+            base = _size_power(ctx, inner, function, at, depth + 1)
+            return None if base is None else base / 2
+        if qualified in INVERSE_ROOT_FUNCTIONS or (qualified is None and method == "rsqrt"):
+            base = _size_power(ctx, inner, function, at, depth + 1)
+            return None if base is None else -base / 2
+        if qualified in POWER_FUNCTIONS and len(expr.args) == 2:
+            exponent = literal_number(expr.args[1].value)
+            base = _size_power(ctx, inner, function, at, depth + 1)
+            return None if exponent is None or base is None else base * Fraction(exponent).limit_denominator(8)
+        if qualified in SIZE_CASTS and expr.args:
+            return scale_power(ctx, inner, function, at, depth + 1)
+        helper = called_function(ctx, expr)
+        if helper is not None and not positional_parameters(helper[0])[1 if ctx.class_of(helper[0]) else 0 :]:
+            powers = {
+                scale_power(ctx, value, helper[0], ctx.index.last_order(value) + 1, depth + 1)
+                for value in return_values(ctx, helper[0])
+            }
+            return powers.pop() if len(powers) == 1 else None
+        return None
+    if is_a(expr, cst.Name) and function is not None:
+        definitions = ctx.function_facts(function).reaching(expr.value, at)
+        if len(definitions) == 1 and definitions[0].kind == "assign" and definitions[0].value is not None:
+            return scale_power(ctx, definitions[0].value, function, definitions[0].order, depth + 1)
+        return None
+    if is_a(expr, cst.Attribute) and (attr := self_attribute(expr)) is not None:
+        assignment = _single_self_assignment(ctx, function, attr)
+        if assignment is not None:
+            value, method, order = assignment
+            return scale_power(ctx, value, method, order, depth + 1)
+    return None
+
+
+def _size_power(
+    ctx: FileContext, expr: cst.BaseExpression, function: cst.FunctionDef | None, at: int, depth: int
+) -> Fraction | None:
+    """The power of what a root or a power is taken of: a known power where the value says one, else
+    a size (1): nobody takes the square root of a tensor to scale attention scores."""
+    known = scale_power(ctx, expr, function, at, depth)
+    if known is not None:
+        return known
+    if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, (cst.Multiply, cst.FloorDivide, cst.Divide)):
+        return Fraction(1)  # `dim // heads`, `dim_head * heads`: a size
+    return Fraction(1) if is_a(expr, (cst.Name, cst.Attribute, cst.Subscript, cst.Call)) else None
 
 
 def head_splits(ctx: FileContext, scope: cst.CSTNode) -> list[HeadSplit]:
