@@ -1025,7 +1025,7 @@ def scale_set_at(ctx: FileContext, expr: cst.BaseExpression) -> cst.BaseExpressi
     the fix goes there. Else the scale where it is applied."""
     attr = self_attribute(expr)
     cls = ctx.class_of(expr) if attr is not None else None
-    assignments = ctx.class_facts(cls).assignments.get(attr, []) if cls is not None else []
+    assignments = ctx.class_facts(cls).assignments.get(attr, []) if cls is not None and attr is not None else []
     return assignments[0].value if len(assignments) == 1 and assignments[0].value is not None else expr
 
 
