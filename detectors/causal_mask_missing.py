@@ -10,6 +10,7 @@ from sharpedges.analysis.masks import (
     builds_bidirectional_mask,
     decided_by_decoder_flag,
     decoder_flag_read,
+    ignored_causal_flag,
     in_causal_context,
     module_type,
     same_sequence,
@@ -59,14 +60,14 @@ class CausalMaskMissing(Detector):
         yield from self._bidirectional_mask_in_a_decoder(ctx)
         for softmax in softmax_calls(ctx):
             if self._manual_attention_unmasked(ctx, softmax):
-                yield Finding(softmax.call)
+                yield Finding(softmax.call, related=_flag_related(ctx, softmax.call))
         kernels_named = ctx.mentions(*KERNEL_TOKENS)
         for call in ctx.calls():
             kernel = kernel_of(ctx, call)
             if kernel is not None:
                 if self._kernel_unmasked(ctx, call, kernel):
                     facts = {"kernel": kernel.name, "arguments": _causal_arguments(kernel)}
-                    yield Finding(call, variant="kernel", facts=facts)
+                    yield Finding(call, variant="kernel", facts=facts, related=_flag_related(ctx, call))
                 continue
             fixed = partial_kernel(ctx, call) if kernels_named else None
             if fixed is not None:
@@ -186,6 +187,13 @@ class CausalMaskMissing(Detector):
                 and (ctx.code(query) == ctx.code(key) or same_sequence(ctx, function, query, key, ctx.order(call)))
             )
         return True
+
+
+def _flag_related(ctx, node: cst.CSTNode) -> tuple[tuple[cst.CSTNode, str], ...]:
+    """The causal flag of the attention's class that is switched on and read by nothing, if it has one."""
+    cls = ctx.class_of(node)
+    flag = ignored_causal_flag(ctx, cls) if cls is not None else None
+    return ((flag, "ignored-flag"),) if flag is not None else ()
 
 
 def _module_causal_arguments(module: str) -> tuple[str, list[str]]:

@@ -1470,6 +1470,92 @@ def _trains_next_token(ctx: FileContext, function: cst.FunctionDef) -> bool:
     return starts and ends
 
 
+def _decodes_one_token_at_a_time(ctx: FileContext, function: cst.FunctionDef) -> bool:
+    """`for _ in range(n): logits = self(idx)[:, -1]; ...; idx = torch.cat((idx, next_id), dim=1)`: a loop
+    that runs the module on tokens and appends what it chose to them along the sequence axis. The module
+    reads back what it wrote, one token at a time, which is how only a causal model is decoded."""
+    if not ctx.mentions(b"cat("):
+        return False
+    prune = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+    for loop in ctx.index.descendants(function.body, (cst.For, cst.While), prune=prune):
+        assigns = list(ctx.index.descendants(loop.body, cst.Assign, prune=prune))
+        tokens = {name for assign in assigns if (name := _grown_along_sequence(ctx, assign))}
+        for assign in assigns:  # `idx_cond = idx[:, -block_size:]`: the tokens, cropped to the context
+            if tokens and _mentions_any(ctx, assign.value, tokens):
+                tokens |= {t.target.value for t in assign.targets if is_a(t.target, cst.Name)}
+        for call in ctx.index.descendants(loop.body, cst.Call, prune=prune):
+            if dotted(call.func) in ("self", "self.forward") and any(
+                _mentions_any(ctx, arg.value, tokens) for arg in call.args
+            ):
+                return True
+    return False
+
+
+def _mentions_any(ctx: FileContext, expr: cst.BaseExpression, names: set[str]) -> bool:
+    return (is_a(expr, cst.Name) and expr.value in names) or any(
+        node.value in names for node in ctx.index.descendants(expr, cst.Name)
+    )
+
+
+def ignored_causal_flag(ctx: FileContext, cls: cst.ClassDef) -> cst.Param | None:
+    """A constructor flag that asks for causal attention (`causal=True` by default, or passed `True` by a
+    construction in the file) and that nothing reads: stored in `self.causal` at most, which no method
+    reads. The module was meant to be causal, and its attention cannot know."""
+    init = ctx.class_facts(cls).methods.get("__init__")
+    if init is None:
+        return None
+    facts = ctx.function_facts(init)
+    for param in init.params.params:
+        name = param.name.value
+        if not declares_causal(name, weak=False) or not _switched_on(ctx, cls, init, param):
+            continue
+        stored = []
+        for use in (use for use in facts.uses.get(name, ()) if ctx.index.contains(init.body, use)):
+            assign = ctx.index.parents.get(use)
+            targets = assign.targets if is_a(assign, cst.Assign) and assign.value is use else ()
+            attrs = [attr for target in targets if (attr := self_attribute(target.target)) is not None]
+            if not attrs:
+                break  # read for something else than a store
+            stored += attrs
+        else:
+            if not any(_attribute_read(ctx, cls, attr) for attr in stored):
+                return param
+    return None
+
+
+def _switched_on(ctx: FileContext, cls: cst.ClassDef, init: cst.FunctionDef, param: cst.Param) -> bool:
+    if is_true(param.default):
+        return True
+    positional = [p.name.value for p in init.params.params][1:]
+    return any(
+        is_true(bind_arguments(call, positional).get(param.name.value))
+        for call in ctx.calls()
+        if is_a(call.func, cst.Name) and call.func.value == cls.name.value
+    )
+
+
+def _attribute_read(ctx: FileContext, cls: cst.ClassDef, attr: str) -> bool:
+    for node in ctx.index.descendants(cls, cst.Attribute):
+        if node.attr.value == attr and self_attribute(node) == attr:
+            parent = ctx.index.parents.get(node)
+            if not is_a(parent, cst.AssignTarget):
+                return True
+    return False
+
+
+def _grown_along_sequence(ctx: FileContext, assign: cst.Assign) -> str | None:
+    """`idx = torch.cat((idx, next_id), dim=1)` (or `dim=-1`): the name that grows by one step."""
+    value = assign.value
+    if len(assign.targets) != 1 or not is_a(assign.targets[0].target, cst.Name) or not is_a(value, cst.Call):
+        return None
+    name = assign.targets[0].target.value
+    tensors, dim = argument(value, "tensors", 0), argument(value, "dim", 1)
+    if ctx.callee(value) != "torch.cat" or not is_a(tensors, (cst.Tuple, cst.List)) or literal_int(dim) not in (1, -1):
+        return None
+    first = tensors.elements[0].value if tensors.elements else None
+    return name if is_a(first, cst.Name) and first.value == name else None
+
+
 def causal_scopes(ctx: FileContext, weak: bool = True) -> set[cst.CSTNode]:
     """Classes and functions in a causal context: named as a decoder / causal / GPT / LM, trained on
     next-token prediction, or built or called by one of those (within the file). With `weak=False`, only
@@ -1485,8 +1571,9 @@ def causal_scopes(ctx: FileContext, weak: bool = True) -> set[cst.CSTNode]:
             if declares_causal(scope.name.value, weak=False)
         ]
         for function in ctx.index.nodes(cst.FunctionDef):
-            if _trains_next_token(ctx, function):
+            if _trains_next_token(ctx, function) or _decodes_one_token_at_a_time(ctx, function):
                 seeds.append(ctx.class_of(function) or function)
+        seeds += [cls for cls in classes.values() if ignored_causal_flag(ctx, cls) is not None]
         scopes = {
             scope
             for scope in (*classes.values(), *ctx.index.nodes(cst.FunctionDef))
