@@ -224,9 +224,18 @@ def _handles_masks(ctx, function: cst.FunctionDef) -> bool:
     for call in ctx.index.descendants(function.body, cst.Call, prune=(cst.FunctionDef, cst.ClassDef)):
         func = call.func
         name = func.attr.value if is_a(func, cst.Attribute) else func.value if is_a(func, cst.Name) else ""
-        if name in MASK_BUILDERS:
+        if name in MASK_BUILDERS and not _result_dropped(ctx, facts, call):
             return True
     return False
+
+
+def _result_dropped(ctx, facts, call: cst.Call) -> bool:
+    """`mask = torch.ones(n, n).tril()` and `mask` never read again: a mask built and never applied."""
+    statement = ctx.index.statement_of(call)
+    assign = statement.body[0] if is_a(statement, cst.SimpleStatementLine) and len(statement.body) == 1 else None
+    if not is_a(assign, cst.Assign) or len(assign.targets) != 1 or not is_a(assign.targets[0].target, cst.Name):
+        return False
+    return not facts.later_uses(assign.targets[0].target.value, ctx.index.last_order(assign))
 
 
 def _product_is_self_attention(ctx, function: cst.FunctionDef, product: cst.CSTNode) -> bool:

@@ -113,3 +113,32 @@ def test_a_causal_flag_switched_on_that_nothing_reads(default, passed):
 )
 def test_a_flag_that_is_off_or_read_is_no_evidence(default, passed, kernel):
     assert findings("SHP201", FLAGGED.format(default=default, passed=passed, kernel=kernel)) == []
+
+
+BUILT = textwrap.dedent("""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class CausalSelfAttention(nn.Module):
+        def __init__(self, dim, heads):
+            super().__init__()
+            self.heads = heads
+            self.qkv = nn.Linear(dim, dim * 3)
+
+        def forward(self, x):
+            b, n, d = x.shape
+            q, k, v = self.qkv(x).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+            mask = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
+            out = F.scaled_dot_product_attention(q, k, v{passed})
+            return out.transpose(1, 2).reshape(b, n, d)
+""")
+
+
+def test_a_causal_mask_built_and_never_applied_does_not_mask():
+    [finding] = findings("SHP201", BUILT.format(passed=""))
+    assert finding.line == 16
+
+
+def test_the_same_mask_applied_is_quiet():
+    assert findings("SHP201", BUILT.format(passed=", attn_mask=mask")) == []
