@@ -322,6 +322,30 @@ def test_shp602_tile_order_mutant_fires_with_a_repeat_interleave_fix():
     assert findings("SHP602", fixed) == []
 
 
+@pytest.mark.parametrize(
+    ("grouped", "tiled"),
+    [
+        ("torch.cat([k] * self.n_rep, dim=1)", True),
+        ("torch.cat([k for _ in range(self.n_rep)], dim=1)", True),
+        ("torch.cat([k[:, i] for i in range(self.n_rep)], dim=1)", False),  # slices, not copies
+        ("k.unsqueeze(1).expand(b, self.n_rep, self.n_kv_heads, t, d).flatten(1, 2)", True),
+        ("k.unsqueeze(2).expand(b, self.n_kv_heads, self.n_rep, t, d).flatten(1, 2)", False),
+    ],
+)
+def test_shp602_copies_concatenated_or_expanded_in_front_of_the_heads(grouped, tiled):
+    """The other spellings of the two orders: whole copies one after another, or a fresh axis in front."""
+    source = GQA_ATTENTION.replace(
+        "import torch.nn.functional as F", "import torch\n    import torch.nn.functional as F"
+    ).replace(
+        "self.n_rep = n_heads // n_kv_heads",
+        "self.n_rep = n_heads // n_kv_heads\n            self.n_kv_heads = n_kv_heads",
+    )
+    source = source.replace(
+        "k = k.repeat_interleave(self.n_rep, dim=1)", f"b, _, t, d = k.shape\n            k = {grouped}"
+    )
+    assert [d.line for d in findings("SHP602", source)] == ([line_of(source, "k = ")] if tiled else [])
+
+
 @pytest.mark.parametrize("tiled", ["k = k.repeat(reps)", "k = torch.tile(k, reps)", "k = np.tile(k, reps)"])
 def test_shp602_repeat_counts_held_in_a_variable(tiled):
     """Issue 12, "ops in other forms": the counts sit in a list variable, and numpy's tile is a tile too."""

@@ -1,0 +1,130 @@
+"""How grouped-query attention repeats its KV heads: in grouped order ([k0, k0, k1, k1], what query
+head h = g * ratio + i expects) or in tile order ([k0, k1, k0, k1]).
+
+Every form that puts the copies of the whole head axis one after another is tile order:
+
+    k.repeat(1, ratio, 1, 1)                    torch.tile(k, (1, ratio, 1, 1))
+    torch.cat([k] * ratio, dim=1)               torch.cat([k for _ in range(ratio)], dim=1)
+    k.unsqueeze(1).expand(b, ratio, n_kv, n, d).reshape(...)
+
+and the forms that put the copies of each head next to each other are grouped order:
+`k.repeat_interleave(ratio, dim=1)`, `'b h n d -> b (h r) n d'`, `k[:, :, None].expand(b, n_kv, ratio,
+n, d)`, a repeat of a fresh axis after the heads.
+
+einops' `'b h n d -> b (r h) n d'` is tile order too, and is left out: x-transformers writes it on purpose
+for models it trains from scratch, where the order is only a permutation of the query heads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import libcst as cst
+
+from sharpedges.analysis.attention import is_kv_head_count
+from sharpedges.analysis.calls import argument, literal_int, method_name, receiver
+from sharpedges.analysis.context import FileContext
+from sharpedges.analysis.values import possible_values
+from sharpedges.analysis.vocabulary import TILE_FUNCTIONS, is_library_namespace
+from sharpedges.analysis.walk import is_a
+
+IsRatio = Callable[[cst.BaseExpression], bool]
+
+
+@dataclass(frozen=True)
+class TiledHeads:
+    """A call that repeats KV heads in tile order: how it is written, and for `x.repeat(...)` /
+    `tile(...)` the position of the ratio among the repeat counts (the axis it tiles)."""
+
+    how: str
+    position: int | None = None
+
+
+def tiled_heads(ctx: FileContext, call: cst.Call, is_ratio: IsRatio) -> TiledHeads | None:
+    """The tile-order repeat `call` makes of a tensor's heads, by a factor `is_ratio` accepts; None for
+    any other call, and for the grouped-order forms."""
+    return (
+        _repeated_axis(ctx, call, is_ratio)
+        or _concatenated_copies(ctx, call, is_ratio)
+        or _expanded_before_heads(ctx, call, is_ratio)
+    )
+
+
+def _repeated_axis(ctx: FileContext, call: cst.Call, is_ratio: IsRatio) -> TiledHeads | None:
+    """`x.repeat(...)` / `torch.tile(x, (...))` with the ratio at an existing axis (not a fresh unsqueezed
+    one, whose repeat is the grouped order)."""
+    if ctx.callee(call) in TILE_FUNCTIONS:
+        numpy = ctx.callee(call) == "numpy.tile"
+        factors = _elements(ctx, argument(call, "reps" if numpy else "dims", 1))
+        tensor = argument(call, "A" if numpy else "input", 0)
+    elif method_name(call) in ("repeat", "tile") and not is_library_namespace(ctx, receiver(call)):
+        factors = [arg.value for arg in call.args if arg.keyword is None and not arg.star]
+        if len(factors) == 1:
+            factors = _elements(ctx, factors[0]) or factors
+        tensor = receiver(call)
+    else:
+        return None
+    positions = [i for i, factor in enumerate(factors) if is_ratio(factor)]
+    if len(factors) < 3 or len(positions) != 1 or tensor is None or _fresh_axis(tensor) is not None:
+        return None
+    return TiledHeads(f"{method_name(call) or 'torch.tile'}(...)", positions[0])
+
+
+def _concatenated_copies(ctx: FileContext, call: cst.Call, is_ratio: IsRatio) -> TiledHeads | None:
+    """`torch.cat([k] * ratio, dim=1)` or `torch.cat([k for _ in range(ratio)], dim=1)`: whole copies of
+    the tensor one after another."""
+    if ctx.callee(call) != "torch.cat":
+        return None
+    tensors = argument(call, "tensors", 0)
+    if is_a(tensors, cst.BinaryOperation) and is_a(tensors.operator, cst.Multiply):
+        copies = tensors.right if is_a(tensors.left, (cst.List, cst.Tuple)) else tensors.left
+        if is_ratio(copies):
+            return TiledHeads("cat([...] * n)")
+    if is_a(tensors, (cst.ListComp, cst.GeneratorExp)) and tensors.for_in.inner_for_in is None:
+        loop = tensors.for_in
+        counted = loop.iter
+        if is_a(counted, cst.Call) and ctx.callee(counted) == "range" and len(counted.args) == 1:
+            element, target = tensors.elt, loop.target
+            if is_ratio(counted.args[0].value) and not (
+                is_a(target, cst.Name)
+                and any(n.value == target.value for n in ctx.index.descendants(element, cst.Name))
+            ):
+                return TiledHeads("cat([... for _ in range(n)])")
+    return None
+
+
+def _expanded_before_heads(ctx: FileContext, call: cst.Call, is_ratio: IsRatio) -> TiledHeads | None:
+    """`k.unsqueeze(1).expand(b, ratio, n_kv, n, d)`: a fresh axis expanded to the ratio right in front of
+    the KV-head axis, which the reshape after merges into [copy, head] order."""
+    if method_name(call) != "expand" or (tensor := receiver(call)) is None or _fresh_axis(tensor) is None:
+        return None
+    sizes = [arg.value for arg in call.args if arg.keyword is None and not arg.star]
+    if len(sizes) == 1:
+        sizes = _elements(ctx, sizes[0]) or sizes
+    for i, size in enumerate(sizes[:-1]):
+        if is_ratio(size) and is_kv_head_count(sizes[i + 1]):
+            return TiledHeads("expand(...)")
+    return None
+
+
+def _elements(ctx: FileContext, factors: cst.BaseExpression | None) -> list[cst.BaseExpression]:
+    """The counts of a tuple or list, written in place or held in a variable (`reps = [1, g, 1, 1]`)."""
+    values = possible_values(ctx, factors)
+    if values is None or len(values) != 1 or not is_a(values[0], (cst.Tuple, cst.List)):
+        return []
+    return [element.value for element in values[0].elements]
+
+
+def _fresh_axis(tensor: cst.BaseExpression) -> int | None:
+    """The position of the new axis of `k[:, :, None]` or `k.unsqueeze(2)`, or None."""
+    if is_a(tensor, cst.Subscript):
+        for position, element in enumerate(tensor.slice):
+            index = element.slice
+            if is_a(index, cst.Index) and is_a(index.value, cst.Name) and index.value.value == "None":
+                return position
+        return None
+    if is_a(tensor, cst.Call) and method_name(tensor) == "unsqueeze" and tensor.args:
+        axis = literal_int(tensor.args[0].value)
+        return axis if axis is not None else -1
+    return None
