@@ -17,7 +17,9 @@ class FinalNormMissing(Detector):
     def check(self, ctx):
         for cls in ctx.index.nodes(cst.ClassDef):
             for found in unnormed_heads(ctx, cls):
+                related = ((found.unused_norm, "unused-norm"),) if found.unused_norm is not None else ()
                 if isinstance(found.head, cst.Return):
-                    yield Finding(found.head, variant="returned", facts={"stack": found.stack})
+                    yield Finding(found.head, variant="returned", facts={"stack": found.stack}, related=related)
                 else:
-                    yield Finding(found.head, facts={"stack": found.stack, "head": ctx.code(found.head.func)})
+                    facts = {"stack": found.stack, "head": ctx.code(found.head.func)}
+                    yield Finding(found.head, facts=facts, related=related)

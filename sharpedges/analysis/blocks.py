@@ -618,6 +618,7 @@ HEAD_TYPES = {"torch.nn.Linear"}
 class UnnormedHead:
     head: cst.Call | cst.Return  # the output projection reading the raw stream, or the return handing it out
     stack: str  # the `self.` attribute holding the pre-norm stack
+    unused_norm: cst.CSTNode | None = None  # a norm the class builds and never applies
 
 
 def unnormed_heads(ctx: FileContext, cls: cst.ClassDef) -> list[UnnormedHead]:
@@ -641,8 +642,10 @@ def unnormed_heads(ctx: FileContext, cls: cst.ClassDef) -> list[UnnormedHead]:
             for c in ctx.index.descendants(forward.body, cst.Call, prune=(cst.FunctionDef, cst.ClassDef))
             if ctx.order(c) > end
         ]
-        if any(is_norm_call(ctx, c) for c in later):
+        # Ex) `out = self.ln_f(h)` of another value than the stream is no final norm of it
+        if any(is_norm_call(ctx, c) and _norms_stream(ctx, c, names) for c in later):
             continue
+        unused = _unused_norm(ctx, cls)
         for call in later:
             head = self_attribute(call.func)
             if (
@@ -651,15 +654,32 @@ def unnormed_heads(ctx: FileContext, cls: cst.ClassDef) -> list[UnnormedHead]:
                 and call.args
                 and _reads_stream(call.args[0].value, names)
             ):
-                found.append(UnnormedHead(call, attr))
+                found.append(UnnormedHead(call, attr, unused))
                 break
         else:
             # A pre-norm stack may hand its raw stream to a caller that norms it (a contract); a switchable
             # one hands out a normed stream in post-norm mode and a raw one in pre-norm mode, so no caller
-            # can hold it. A module of this file that builds it may apply the norm.
-            if kind == "switchable" and not _built_in_file(ctx, cls):
-                found.extend(UnnormedHead(r, attr) for r in _stream_returns(ctx, forward, end, names)[:1])
+            # can hold it. A module of this file that builds it may apply the norm. A module that builds a
+            # norm of its own and never applies it meant to apply it.
+            if (kind == "switchable" and not _built_in_file(ctx, cls)) or unused is not None:
+                found.extend(UnnormedHead(r, attr, unused) for r in _stream_returns(ctx, forward, end, names)[:1])
     return found
+
+
+def _norms_stream(ctx: FileContext, norm: cst.Call, names: set[str]) -> bool:
+    """The norm's input is the stream the stack left, or computed from it."""
+    return bool(norm.args) and any(_mentions(ctx, norm.args[0].value, name) for name in names)
+
+
+def _unused_norm(ctx: FileContext, cls: cst.ClassDef) -> cst.CSTNode | None:
+    """`self.norm = nn.LayerNorm(dim)` in a class that never reads `self.norm`: where it is built."""
+    facts = ctx.class_facts(cls)
+    for attr, assignments in facts.assignments.items():
+        built = facts.constructed_type(attr)
+        short = built.rsplit(".", 1)[-1] if built is not None else ""
+        if NORM_TYPE.search(short) and not NOT_TOKEN_NORM.search(short) and not facts.is_read(attr):
+            return assignments[0].node
+    return None
 
 
 def _built_in_file(ctx: FileContext, cls: cst.ClassDef) -> bool:

@@ -33,6 +33,7 @@ class ClassFacts:
     def __init__(self, cls: cst.ClassDef, index: TreeIndex, aliases: ImportAliases) -> None:
         self.cls = cls
         self._aliases = aliases
+        self._index = index
         self.methods: dict[str, cst.FunctionDef] = {}
         self.assignments: dict[str, list[AttributeAssignment]] = {}
         body = cls.body.body if is_a(cls.body, cst.IndentedBlock) else ()
@@ -66,6 +67,15 @@ class ClassFacts:
                 if qualified is not None:
                     return qualified
         return None
+
+    def is_read(self, attr: str) -> bool:
+        """Whether any code of the class reads `self.attr` (a store into it is no read)."""
+        return any(
+            node.attr.value == attr
+            and self_attribute(node) == attr
+            and not is_a(self._index.parents.get(node), cst.AssignTarget)
+            for node in self._index.descendants(self.cls, cst.Attribute)
+        )
 
     def is_parameter(self, attr: str) -> bool:
         return any(

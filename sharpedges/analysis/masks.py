@@ -1518,7 +1518,7 @@ def ignored_causal_flag(ctx: FileContext, cls: cst.ClassDef) -> cst.Param | None
                 break  # read for something else than a store
             stored += attrs
         else:
-            if not any(_attribute_read(ctx, cls, attr) for attr in stored):
+            if not any(ctx.class_facts(cls).is_read(attr) for attr in stored):
                 return param
     return None
 
@@ -1532,15 +1532,6 @@ def _switched_on(ctx: FileContext, cls: cst.ClassDef, init: cst.FunctionDef, par
         for call in ctx.calls()
         if is_a(call.func, cst.Name) and call.func.value == cls.name.value
     )
-
-
-def _attribute_read(ctx: FileContext, cls: cst.ClassDef, attr: str) -> bool:
-    for node in ctx.index.descendants(cls, cst.Attribute):
-        if node.attr.value == attr and self_attribute(node) == attr:
-            parent = ctx.index.parents.get(node)
-            if not is_a(parent, cst.AssignTarget):
-                return True
-    return False
 
 
 def _grown_along_sequence(ctx: FileContext, assign: cst.Assign) -> str | None:

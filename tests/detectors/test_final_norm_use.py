@@ -1,0 +1,90 @@
+"""SHP302 from what the final norm is applied to: a norm of another value is no final norm of the
+stream, and a norm the module builds and never applies says the module meant to end on it."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from tests.helpers import findings
+
+BLOCK = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, dim, heads):
+            super().__init__()
+            self.ln1 = nn.LayerNorm(dim)
+            self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+            self.ln2 = nn.LayerNorm(dim)
+            self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+        def forward(self, x):
+            h = self.ln1(x)
+            x = x + self.attn(h, h, h, need_weights=False)[0]
+            return x + self.mlp(self.ln2(x))
+""")
+
+HEADED = BLOCK + textwrap.dedent("""
+    class Model(nn.Module):
+        def __init__(self, vocab, dim, heads, depth):
+            super().__init__()
+            self.emb = nn.Embedding(vocab, dim)
+            self.blocks = nn.ModuleList([Block(dim, heads) for _ in range(depth)])
+            self.ln_f = nn.LayerNorm(dim)
+            self.head = nn.Linear(dim, vocab)
+
+        def forward(self, idx):
+            h = self.emb(idx)
+            x = h
+            for block in self.blocks:
+                x = block(x)
+            {normed}
+            return self.head({read})
+""")
+
+
+@pytest.mark.parametrize(("normed", "read"), [("out = self.ln_f(h)", "x"), ("e = self.ln_f(self.emb(idx))", "x")])
+def test_a_norm_of_another_value_is_no_final_norm(normed, read):
+    [finding] = findings("SHP302", HEADED.format(normed=normed, read=read))
+    assert finding.message.startswith("the pre-norm stack `self.blocks` reaches `self.head` with no final norm")
+
+
+@pytest.mark.parametrize(("normed", "read"), [("x = self.ln_f(x)", "x"), ("out = self.ln_f(x[:, -1])", "out")])
+def test_the_stream_normed_is_quiet(normed, read):
+    assert findings("SHP302", HEADED.format(normed=normed, read=read)) == []
+
+
+RETURNED = BLOCK + textwrap.dedent("""
+    class Encoder(nn.Module):
+        def __init__(self, dim, heads, depth):
+            super().__init__()
+            self.blocks = nn.ModuleList([Block(dim, heads) for _ in range(depth)])
+            {norm}
+
+        def forward(self, x):
+            for block in self.blocks:
+                x = block(x)
+            return {returned}
+""")
+
+
+def test_a_stack_returned_past_the_norm_its_module_built():
+    [finding] = findings("SHP302", RETURNED.format(norm="self.norm = nn.LayerNorm(dim)", returned="x"))
+    assert finding.message.startswith("the pre-norm stack `self.blocks` is returned with no final norm")
+    assert [r["message"] for r in finding.related] == ["this norm is built and never applied"]
+    assert finding.related[0]["line"] == finding.line - 5
+
+
+@pytest.mark.parametrize(
+    ("norm", "returned"),
+    [
+        ("self.norm = nn.LayerNorm(dim)", "self.norm(x)"),  # applied
+        ("pass", "x"),  # no norm of its own: the caller may apply it
+        ("self.norm = nn.BatchNorm1d(dim)", "x"),  # not a token norm
+    ],
+)
+def test_a_stack_returned_with_its_norm_applied_or_none_built_is_quiet(norm, returned):
+    assert findings("SHP302", RETURNED.format(norm=norm, returned=returned)) == []
