@@ -9,7 +9,8 @@ import libcst as cst
 from sharpedges.analysis.attention import attention_softmaxes
 from sharpedges.analysis.calls import argument, method_name
 from sharpedges.analysis.names import dotted
-from sharpedges.analysis.values import constant_number, possible_values
+from sharpedges.analysis.tensors import chosen_by_dtype
+from sharpedges.analysis.values import constant_number, multiplied_constants, possible_values
 from sharpedges.analysis.vocabulary import (
     CAST_METHODS,
     FILL_FUNCTIONS,
@@ -33,23 +34,28 @@ class MaskFillOverflowsHalf(Detector):
         for _softmax, sources in attention_softmaxes(ctx):
             for source in sources:
                 for position, node in enumerate(source.path):
-                    fill = _fill_of(ctx, node, source.path[position + 1 :])
+                    fill = _fill_of(ctx, node, source.path[position + 1 :]) or _additive_fill(
+                        ctx, node, source.path[position + 1 :]
+                    )
                     if fill is None or fill[0] in reported:
                         continue
                     literal, scores = fill
                     value = constant_number(ctx, literal)
                     inner = source.path[position + 1 :]
                     # Ex) scores.float().masked_fill(mask, -1e9): the fill lands in float32
+                    # Ex) XLNet: `if mask.dtype == torch.float16: - 65500 * mask else: - 1e30 * mask`
                     if (
                         value is None
-                        or value >= -FP16_MAX
+                        or abs(value) <= FP16_MAX
+                        or chosen_by_dtype(ctx, node)
                         or not math.isfinite(value)
                         or any(cast_precision(ctx, n) == "full" for n in inner)
                     ):
                         continue
                     reported.add(literal)
                     facts = {"value": value, "scores": _scores_text(scores)}
-                    fix = _fix(ctx, literal, scores, between=source.path[:position])
+                    additive = is_a(node, (cst.BinaryOperation, cst.AugAssign))
+                    fix = None if additive else _fix(ctx, literal, scores, between=source.path[:position])
                     # Ex) NEG_INF = -1e20 at the top of the file: the finding rests on that line too
                     bound = possible_values(ctx, literal) if is_a(literal, cst.Name) else None
                     related = ((bound[0], "value"),) if bound and len(bound) == 1 and bound[0] is not literal else ()
@@ -74,6 +80,22 @@ def _fill_of(ctx, node, inner_path) -> tuple[cst.BaseExpression, cst.BaseExpress
         others = [b for b in branches if b is not None and b is not scores]
         return (others[0], scores) if len(others) == 1 and len(branches) == 2 else None
     return None
+
+
+def _additive_fill(ctx, node, inner_path) -> tuple[cst.BaseExpression, cst.BaseExpression] | None:
+    """`scores + (1.0 - mask) * -1e9`: an additive mask whose masked cells are a number beyond fp16."""
+    other: cst.BaseExpression | None
+    if is_a(node, cst.AugAssign) and is_a(node.operator, (cst.AddAssign, cst.SubtractAssign)):
+        scores, other = node.target, node.value  # Ex) scores += (1.0 - mask) * -1e9
+    elif is_a(node, cst.BinaryOperation) and is_a(node.operator, (cst.Add, cst.Subtract)) and inner_path:
+        scores = inner_path[0]
+        other = node.right if node.left is scores else node.left if node.right is scores else None
+    else:
+        return None
+    if other is None:
+        return None
+    big = [(literal, value) for literal, value in multiplied_constants(ctx, other) if abs(value) > FP16_MAX]
+    return (big[0][0], scores) if big else None
 
 
 def _scores_text(scores: cst.BaseExpression) -> str:

@@ -549,3 +549,18 @@ def _parameter_rank(ctx: FileContext, function: cst.FunctionDef, name: str, dept
         argument_value = bind_arguments(call, names).get(name)
         ranks.add(known_rank(ctx, argument_value, None, depth + 1) if argument_value is not None else None)
     return ranks.pop() if len(ranks) == 1 else None
+
+
+def chosen_by_dtype(ctx: FileContext, node: cst.CSTNode) -> bool:
+    """Is `node` in a branch of its function that a test of a tensor's dtype chooses (`if
+    mask.dtype == torch.float16: ... else: node`)? The author wrote that code for the dtypes it runs in."""
+    for ancestor in ctx.index.ancestors(node):
+        if is_a(ancestor, (cst.FunctionDef, cst.Lambda)):
+            return False
+        test = ancestor.test if is_a(ancestor, (cst.If, cst.IfExp)) else None
+        if test is not None and any(
+            is_a(attribute, cst.Attribute) and attribute.attr.value == "dtype"
+            for attribute in (test, *ctx.index.descendants(test, cst.Attribute))
+        ):
+            return True
+    return False

@@ -17,6 +17,7 @@ from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import imported_constant
+from sharpedges.analysis.vocabulary import TENSOR_LITERALS
 from sharpedges.analysis.walk import is_a
 
 MAX_DEPTH = 8
@@ -79,9 +80,10 @@ def _joined(
 
 
 def constant_number(ctx: FileContext, expr: cst.BaseExpression | None, depth: int = 0) -> float | None:
-    """The number an expression is when the code spells it out: a literal, `float("-1e9")`, `-BIG`, a
-    name every possible value of which is that number (a local, `NEG_INF = -1e9` at the top of the
-    file), or a constant a project module binds and this file imports."""
+    """The number an expression is when the code spells it out: a literal, `float("-1e9")`, `-BIG`,
+    `torch.tensor(-1e9)`, a name or `self.` attribute every possible value of which is that number (a
+    local, `NEG_INF = -1e9` at the top of the file, `self.neg = -1e9` set once), or a constant a project
+    module binds and this file imports."""
     if expr is None or depth > MAX_DEPTH:
         return None
     number = literal_number(expr)
@@ -98,13 +100,57 @@ def constant_number(ctx: FileContext, expr: cst.BaseExpression | None, depth: in
             return float(text)
         except ValueError:
             return None
-    if not is_a(expr, cst.Name):
+    if is_a(expr, cst.Call) and ctx.callee(expr) in TENSOR_LITERALS and expr.args:
+        return constant_number(ctx, expr.args[0].value, depth + 1)  # Ex) torch.tensor(-1e9)
+    if not is_a(expr, cst.Name) and self_attribute(expr) is None:
         return None
     values = possible_values(ctx, expr)
     if values == [expr]:  # Ex) from .constants import NEG_INF, with NEG_INF = -1e9 over there
-        return imported_constant(ctx, expr.value)
+        return imported_constant(ctx, expr.value) if is_a(expr, cst.Name) else None
     numbers = {constant_number(ctx, value, depth + 1) for value in values or ()}
     return numbers.pop() if len(numbers) == 1 else None
+
+
+def multiplied_constants(
+    ctx: FileContext, expr: cst.BaseExpression, depth: int = 0
+) -> list[tuple[cst.BaseExpression, float]]:
+    """The spelled-out numbers the terms of an expression are multiplied by, with where each is written:
+    `(1.0 - mask) * -1e9` gives -1e9, and so does a name or a helper of the file that returns it
+    (`ext = get_extended_mask(mask)`), through casts and reshapes."""
+    from sharpedges.analysis.calls import method_name, receiver
+    from sharpedges.analysis.summaries import called_function, return_values
+    from sharpedges.analysis.vocabulary import CAST_METHODS, SHAPE_ONLY_METHODS
+
+    if depth > MAX_DEPTH:
+        return []
+    if is_a(expr, cst.BinaryOperation):
+        if is_a(expr.operator, cst.Multiply):
+            found = []
+            for side in (expr.left, expr.right):
+                number = constant_number(ctx, side)
+                found += [(side, number)] if number is not None else multiplied_constants(ctx, side, depth + 1)
+            return found
+        if is_a(expr.operator, (cst.Add, cst.Subtract)):
+            return multiplied_constants(ctx, expr.left, depth + 1) + multiplied_constants(ctx, expr.right, depth + 1)
+        return []
+    if is_a(expr, cst.UnaryOperation):
+        return multiplied_constants(ctx, expr.expression, depth + 1)
+    if is_a(expr, cst.Subscript):
+        return multiplied_constants(ctx, expr.value, depth + 1)
+    if is_a(expr, cst.Call):
+        inner = receiver(expr)
+        if method_name(expr) in SHAPE_ONLY_METHODS | CAST_METHODS and inner is not None:
+            return multiplied_constants(ctx, inner, depth + 1)
+        helper = called_function(ctx, expr)
+        if helper is None:
+            return []
+        return [
+            found for value in return_values(ctx, helper[0]) for found in multiplied_constants(ctx, value, depth + 1)
+        ]
+    values = possible_values(ctx, expr) if is_a(expr, cst.Name) or self_attribute(expr) is not None else None
+    if not values or values == [expr]:
+        return []
+    return [found for value in values if value is not None for found in multiplied_constants(ctx, value, depth + 1)]
 
 
 def module_assignments(ctx: FileContext) -> dict[str, list[tuple[cst.BaseExpression | None, int]]]:
