@@ -525,7 +525,7 @@ def known_rank(ctx: FileContext, expr: cst.BaseExpression | None, at: int | None
         definitions = ctx.function_facts(function).reaching(expr.value, at)
         if len(definitions) == 1 and definitions[0].kind == "param":
             return _parameter_rank(ctx, function, expr.value, depth)
-        ranks = {known_rank(ctx, d.value, d.order, depth + 1) if d.kind == "assign" else None for d in definitions}
+        ranks = {_defined_rank(ctx, d, depth) for d in definitions}
         return ranks.pop() if len(ranks) == 1 else None
     if not is_a(expr, cst.Call) or is_library_namespace(ctx, receiver(expr)):
         return None
@@ -538,6 +538,27 @@ def known_rank(ctx: FileContext, expr: cst.BaseExpression | None, at: int | None
     if method in RANK_KEEPING_METHODS:
         return known_rank(ctx, receiver(expr), at, depth + 1)
     return None
+
+
+SPLITTING_METHODS = frozenset({"chunk", "split", "tensor_split"})
+
+
+def _defined_rank(ctx: FileContext, definition, depth: int) -> int | None:
+    """The rank a definition gives its name: an assigned tensor's, or for a name unpacked from a tensor
+    (`q, k, v = qkv.permute(2, 0, 3, 1, 4)`, `q, k = x.unbind(1)`) one axis less, and for the pieces of
+    `x.chunk(3, dim=-1)` / `x.split(d, dim=-1)` the rank of `x`."""
+    if definition.kind == "assign":
+        return known_rank(ctx, definition.value, definition.order, depth + 1)
+    source = definition.computed_from if definition.kind == "unpack" else None
+    if source is None or is_a(source, (cst.Tuple, cst.List)):
+        return None
+    if is_a(source, cst.Call) and method_name(source) in SPLITTING_METHODS | {"unbind"}:
+        whole = known_rank(ctx, receiver(source), definition.order, depth + 1)
+        if whole is None:
+            return None
+        return whole - 1 if method_name(source) == "unbind" else whole
+    whole = known_rank(ctx, source, definition.order, depth + 1)
+    return whole - 1 if whole is not None and whole > 1 else None
 
 
 def _parameter_rank(ctx: FileContext, function: cst.FunctionDef, name: str, depth: int) -> int | None:
