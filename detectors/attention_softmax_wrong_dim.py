@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import libcst as cst
 
-from sharpedges.analysis.attention import attention_softmaxes, key_axis
+from sharpedges.analysis.attention import attention_softmaxes, key_axis, softmax_calls
 from sharpedges.analysis.calls import has_star_args, literal_int, method_name, receiver
 from sharpedges.analysis.einsum import off_axis_poolings
 from sharpedges.analysis.summaries import call_sites, return_values
+from sharpedges.analysis.tensors import known_rank, last_axis_size
 from sharpedges.analysis.vocabulary import REORDER_METHODS, RESHAPE_METHODS
 from sharpedges.analysis.walk import is_a
 from sharpedges.detector import Detector, Finding
@@ -18,6 +19,7 @@ class AttentionSoftmaxWrongDim(Detector):
     tokens = (b"softmax",)
 
     def check(self, ctx):
+        yield from _singleton_softmaxes(ctx)
         for softmax, sources in attention_softmaxes(ctx):
             if has_star_args(softmax.call):
                 continue
@@ -37,6 +39,18 @@ class AttentionSoftmaxWrongDim(Detector):
                 yield Finding(
                     pooling.softmax.call, variant="pooled", facts=facts, related=((pooling.einsum.call, "summed"),)
                 )
+
+
+def _singleton_softmaxes(ctx):
+    """Ex) `w = F.softmax(self.score(x), dim=-1)` with `self.score = nn.Linear(d, 1)`: attention pooling
+    normalised over its one-wide score axis, so every weight is exactly 1."""
+    for softmax in softmax_calls(ctx):
+        dim = literal_int(softmax.dim) if softmax.dim is not None else None
+        if dim is None or has_star_args(softmax.call):
+            continue
+        rank = known_rank(ctx, softmax.input) if dim >= 0 else None
+        if (dim == -1 or (rank is not None and dim == rank - 1)) and last_axis_size(ctx, softmax.input) == 1:
+            yield Finding(softmax.call, variant="singleton", facts={"dim": dim})
 
 
 def _axis_verdict(ctx, source, dim: int) -> tuple[str, int] | None:

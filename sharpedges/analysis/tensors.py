@@ -585,3 +585,87 @@ def chosen_by_dtype(ctx: FileContext, node: cst.CSTNode) -> bool:
         ):
             return True
     return False
+
+
+# Elementwise ops and masks: the result has the shape of the tensor they are applied to.
+SHAPE_PRESERVING_FUNCTIONS = frozenset(
+    {
+        "torch.tanh",
+        "torch.sigmoid",
+        "torch.relu",
+        "torch.exp",
+        "torch.nn.functional.relu",
+        "torch.nn.functional.gelu",
+        "torch.nn.functional.dropout",
+        "torch.nn.functional.leaky_relu",
+        "torch.nn.functional.silu",
+        "torch.where",
+    }
+)
+SHAPE_PRESERVING_METHODS = frozenset({"masked_fill", "masked_fill_", "tanh", "sigmoid", "relu", "exp", "contiguous"})
+
+
+def last_axis_size(
+    ctx: FileContext, expr: cst.BaseExpression | None, at: int | None = None, depth: int = 0
+) -> int | None:
+    """The size of a tensor's last axis where the code fixes it: the output of an `nn.Linear(d, 1)` (a
+    module of the class, or the last layer of an `nn.Sequential`), `x.unsqueeze(-1)`, `x[..., None]`, a
+    `view` / `reshape` ending in a literal, followed through casts, masks and elementwise ops."""
+    if expr is None or depth > MAX_DEPTH:
+        return None
+    at = ctx.order(expr) if at is None else at
+    if is_a(expr, cst.Name):
+        function = ctx.function_of(expr)
+        if function is None:
+            return None
+        definitions = ctx.function_facts(function).reaching(expr.value, at)
+        sizes = {last_axis_size(ctx, d.value, d.order, depth + 1) if d.kind == "assign" else None for d in definitions}
+        return sizes.pop() if len(sizes) == 1 else None
+    if is_a(expr, cst.Subscript):
+        index = expr.slice[-1].slice if expr.slice else None
+        if is_a(index, cst.Index) and is_a(index.value, cst.Name) and index.value.value == "None":
+            return 1
+        return None
+    if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, (cst.Add, cst.Subtract, cst.Multiply, cst.Divide)):
+        # broadcasting: a number keeps the other side's size, a size above 1 wins over 1
+        sides = [
+            last_axis_size(ctx, side, at, depth + 1)
+            for side in (expr.left, expr.right)
+            if not is_a(side, (cst.Integer, cst.Float))
+        ]
+        if any(size is not None and size > 1 for size in sides):
+            return max(size for size in sides if size is not None)
+        return 1 if sides and all(size == 1 for size in sides) else None
+    if not is_a(expr, cst.Call):
+        return None
+    method, qualified = method_name(expr), ctx.callee(expr)
+    if method == "unsqueeze" and expr.args and literal_int(expr.args[0].value) == -1:
+        return 1
+    if method in ("view", "reshape") and expr.args and not any(arg.star for arg in expr.args):
+        first = expr.args[0].value
+        last = (
+            first.elements[-1].value if is_a(first, (cst.Tuple, cst.List)) and first.elements else expr.args[-1].value
+        )
+        return literal_int(last)
+    if qualified in SHAPE_PRESERVING_FUNCTIONS and expr.args:
+        return last_axis_size(ctx, expr.args[0].value, at, depth + 1)
+    if method in SHAPE_PRESERVING_METHODS | CAST_METHODS and (inner := receiver(expr)) is not None:
+        return last_axis_size(ctx, inner, at, depth + 1)
+    return _module_output_size(ctx, expr)
+
+
+def _module_output_size(ctx: FileContext, call: cst.Call) -> int | None:
+    """`self.proj(x)` with `self.proj = nn.Linear(d, 1)` (or an `nn.Sequential` ending in one): 1."""
+    attr = self_attribute(call.func)
+    cls = ctx.class_of(call) if attr is not None else None
+    if cls is None or attr is None:
+        return None
+    outputs: set[int | None] = set()
+    for assignment in ctx.class_facts(cls).assignments.get(attr, ()):
+        module = assignment.value
+        if is_a(module, cst.Call) and ctx.callee(module) == "torch.nn.Sequential" and module.args:
+            module = module.args[-1].value
+        if not is_a(module, cst.Call) or ctx.callee(module) != "torch.nn.Linear":
+            return None
+        outputs.add(literal_int(argument(module, "out_features", 1)))
+    return outputs.pop() if len(outputs) == 1 else None

@@ -50,3 +50,48 @@ def test_a_softmax_over_the_keys_is_quiet(split):
 def test_pieces_of_an_unknown_rank_are_not_judged():
     split = "q, k, v = self.qkv(x).chunk(3, dim=-1)"  # nn.Linear's output: rank not spelled out
     assert findings("SHP104", ATTENTION.format(split=split, dim=1)) == []
+
+
+POOLING = textwrap.dedent("""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Pooling(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.score = nn.Linear(dim, {out})
+
+        def forward(self, x, mask):
+            scores = {scores}
+            weights = F.softmax(scores, dim={dim})
+            return (weights * x).sum(dim=1)
+""")
+
+
+@pytest.mark.parametrize(
+    "scores",
+    [
+        "self.score(x)",
+        "self.score(torch.tanh(x)).masked_fill(~mask[..., None], -1e4)",
+        "self.score(x) / 0.5",
+        "(x * x).sum(-1)[..., None]",
+        "x.mean(-1).unsqueeze(-1).float()",
+    ],
+)
+def test_a_softmax_over_an_axis_of_size_one(scores):
+    [finding] = findings("SHP104", POOLING.format(out=1, scores=scores, dim=-1))
+    assert finding.message.startswith("softmax on dim=-1, an axis of size 1: every weight is exactly 1")
+
+
+@pytest.mark.parametrize(
+    ("out", "scores", "dim"),
+    [
+        (1, "self.score(x)", 1),  # over the positions
+        (1, "self.score(x).squeeze(-1)", -1),  # the one-wide axis is gone
+        (4, "self.score(x)", -1),  # four scores per position
+        (1, "self.score(x) + mask", -1),  # broadcast against a mask of unknown width
+    ],
+)
+def test_a_softmax_over_a_wider_axis_is_quiet(out, scores, dim):
+    assert findings("SHP104", POOLING.format(out=out, scores=scores, dim=dim)) == []
