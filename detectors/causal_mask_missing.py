@@ -8,6 +8,7 @@ from sharpedges.analysis.attention import logit_sources, softmax_calls
 from sharpedges.analysis.calls import argument, has_star_args, is_false_or_none, keyword_names
 from sharpedges.analysis.masks import (
     builds_bidirectional_mask,
+    causal_flag_gate,
     decided_by_decoder_flag,
     decoder_flag_read,
     ignored_causal_flag,
@@ -58,6 +59,11 @@ class CausalMaskMissing(Detector):
 
     def check(self, ctx):
         yield from self._bidirectional_mask_in_a_decoder(ctx)
+        for cls in ctx.index.nodes(cst.ClassDef):
+            gated = causal_flag_gate(ctx, cls)
+            if gated is not None:
+                read, gate = gated
+                yield Finding(read, variant="flag-gated", facts={"gate": gate.value})
         for softmax in softmax_calls(ctx):
             if self._manual_attention_unmasked(ctx, softmax):
                 yield Finding(softmax.call, related=_flag_related(ctx, softmax.call))

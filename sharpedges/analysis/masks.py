@@ -1523,6 +1523,59 @@ def ignored_causal_flag(ctx: FileContext, cls: cst.ClassDef) -> cst.Param | None
     return None
 
 
+def causal_flag_gate(ctx: FileContext, cls: cst.ClassDef) -> tuple[cst.Attribute, cst.Name] | None:
+    """(the first read of the class's causal flag, the optional argument that gates it) when `forward`
+    reads its `self.causal` only under `if mask is not None:` (or `if mask:`), for an argument that
+    defaults to None: called without that argument, the attention is not causal (xformers#103)."""
+    facts = ctx.class_facts(cls)
+    forward = facts.methods.get("forward")
+    if forward is None:
+        return None
+    optional = {
+        param.name.value
+        for param in forward.params.params
+        if param.default is not None and is_a(param.default, cst.Name) and param.default.value == "None"
+    }
+    reads = [
+        node
+        for node in ctx.index.descendants(forward.body, cst.Attribute)
+        if (attr := self_attribute(node)) is not None
+        and declares_causal(attr, weak=False)
+        and not is_a(ctx.index.parents.get(node), cst.AssignTarget)
+    ]
+    gates = {_optional_gate(ctx, read, forward, optional) for read in reads}
+    if not reads or len(gates) != 1 or (gate := gates.pop()) is None:
+        return None
+    return reads[0], gate
+
+
+def _optional_gate(
+    ctx: FileContext, node: cst.CSTNode, function: cst.FunctionDef, optional: set[str]
+) -> cst.Name | None:
+    """The optional argument whose presence an enclosing `if` of `node` tests (`x is not None`, `x`)."""
+    for ancestor in ctx.index.ancestors(node):
+        if ancestor is function:
+            return None
+        if not is_a(ancestor, cst.If) or ctx.index.contains(ancestor.test, node):
+            continue
+        if ancestor.orelse is not None and ctx.index.contains(ancestor.orelse, node):
+            continue
+        test = ancestor.test
+        if is_a(test, cst.Name) and test.value in optional:
+            return test
+        if (
+            is_a(test, cst.Comparison)
+            and is_a(test.left, cst.Name)
+            and test.left.value in optional
+            and len(test.comparisons) == 1
+            and is_a(test.comparisons[0].operator, cst.IsNot)
+            and is_a(test.comparisons[0].comparator, cst.Name)
+            and test.comparisons[0].comparator.value == "None"
+        ):
+            return test.left
+    return None
+
+
 def _switched_on(ctx: FileContext, cls: cst.ClassDef, init: cst.FunctionDef, param: cst.Param) -> bool:
     if is_true(param.default):
         return True
