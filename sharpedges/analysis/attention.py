@@ -1098,7 +1098,7 @@ def scale_power(
         if qualified in SIZE_CASTS and expr.args:
             return scale_power(ctx, inner, function, at, depth + 1)
         helper = called_function(ctx, expr)
-        if helper is not None and not positional_parameters(helper[0])[1 if ctx.class_of(helper[0]) else 0 :]:
+        if helper is not None and not helper[1]:  # a helper of no arguments (`self._scale()`)
             powers = {
                 scale_power(ctx, value, helper[0], ctx.index.last_order(value) + 1, depth + 1)
                 for value in return_values(ctx, helper[0])
