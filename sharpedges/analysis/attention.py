@@ -1127,6 +1127,12 @@ def _size_power(
     if known is not None:
         return known
     if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, (cst.Multiply, cst.FloorDivide, cst.Divide)):
+        numbers = [literal_number(side) is not None for side in (expr.left, expr.right)]
+        if numbers == [True, False]:  # `1.0 / d`: the inverse of a size; `2 * d`: a size
+            inner = _size_power(ctx, expr.right, function, at, depth + 1)
+            return None if inner is None else (inner if is_a(expr.operator, cst.Multiply) else -inner)
+        if numbers == [False, True]:  # `d / 2`, `d * 4`
+            return _size_power(ctx, expr.left, function, at, depth + 1)
         return Fraction(1)  # `dim // heads`, `dim_head * heads`: a size
     return Fraction(1) if is_a(expr, (cst.Name, cst.Attribute, cst.Subscript, cst.Call)) else None
 
