@@ -165,6 +165,14 @@ def causal_imported_instances(ctx) -> list[dict[str, Any]]:
     return causal_instances(ctx)
 
 
+@summary_fact("residual_sequences")
+def module_residual_sequences(ctx) -> dict[str, dict[str, Any]]:
+    """Module classes that add each module of a constructor argument to the stream (blocks.py)."""
+    from sharpedges.analysis.blocks import residual_sequences
+
+    return residual_sequences(ctx)
+
+
 # -- the scope of one checked file ------------------------------------------------------------------
 
 SummaryLoader = Callable[[Path], "tuple[str, dict[str, Any]] | None"]
