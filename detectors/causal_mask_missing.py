@@ -10,6 +10,7 @@ from sharpedges.analysis.masks import (
     builds_bidirectional_mask,
     causal_by_importers,
     causal_flag_gate,
+    dead_causal_masking,
     decided_by_decoder_flag,
     decoder_flag_read,
     ignored_causal_flag,
@@ -55,11 +56,15 @@ class CausalMaskMissing(Detector):
         b"transformerencoder",
         b"transformerdecoder",
         b"create_bidirectional_mask",
+        b"triu",
+        b"tril",
         *KERNEL_TOKENS,
     )
 
     def check(self, ctx):
         yield from self._bidirectional_mask_in_a_decoder(ctx)
+        for assign, scores in dead_causal_masking(ctx):
+            yield Finding(assign.value, variant="dead-mask", facts={"scores": scores.value})
         for cls in ctx.index.nodes(cst.ClassDef):
             gated = causal_flag_gate(ctx, cls)
             if gated is not None:

@@ -60,6 +60,8 @@ from sharpedges.analysis.vocabulary import (
     SCALING_METHODS,
     SDPA,
     SWAP_METHODS,
+    TRIANGLE_METHODS,
+    TRIANGLES,
     ZEROS,
     einops_axes,
     is_library_namespace,
@@ -1523,10 +1525,67 @@ def ignored_causal_flag(ctx: FileContext, cls: cst.ClassDef) -> cst.Param | None
     return None
 
 
+def dead_causal_masking(ctx: FileContext) -> list[tuple[cst.Assign, cst.Name]]:
+    """(assignment, target) for `sim = sim.masked_fill(causal_mask, 0.)` where `causal_mask` is built from
+    `triu` / `tril` and `sim` is never read again: the attention was computed from the scores before
+    the mask, which has no effect (FLASH-pytorch 0.0.5)."""
+    found = []
+    for call in ctx.calls():
+        if method_name(call) not in FILL_METHODS or (function := ctx.function_of(call)) is None:
+            continue
+        assign = ctx.index.parents.get(call)
+        if not is_a(assign, cst.Assign) or len(assign.targets) != 1 or not is_a(assign.targets[0].target, cst.Name):
+            continue
+        target = assign.targets[0].target
+        mask = argument(call, "mask", 0)
+        facts = ctx.function_facts(function)
+        if (
+            mask is None
+            or facts.later_uses(target.value, ctx.index.last_order(assign))
+            or _read_in_its_loop(ctx, assign, target.value)
+        ):
+            continue
+        if _built_from_triangle(ctx, function, mask, ctx.order(call)):
+            found.append((assign, target))
+    return found
+
+
+def _read_in_its_loop(ctx: FileContext, node: cst.CSTNode, name: str) -> bool:
+    """`name` is read anywhere in a loop around `node` (a later iteration may read it)."""
+    for ancestor in ctx.index.ancestors(node):
+        if is_a(ancestor, (cst.FunctionDef, cst.Lambda)):
+            return False
+        if is_a(ancestor, (cst.For, cst.While)) and any(
+            n.value == name and n is not node for n in ctx.index.descendants(ancestor, cst.Name)
+        ):
+            return True
+    return False
+
+
+def _built_from_triangle(
+    ctx: FileContext, function: cst.FunctionDef, mask: cst.BaseExpression, at: int, hops: int = 0
+) -> bool:
+    """The mask is (computed from) a `triu` / `tril`: a causal mask."""
+    if hops > 4:
+        return False
+    for node in [mask, *ctx.index.descendants(mask, (cst.Call, cst.Name))]:
+        if is_a(node, cst.Call) and (method_name(node) in TRIANGLE_METHODS or ctx.callee(node) in TRIANGLES):
+            return True
+        if is_a(node, cst.Name):
+            for definition in ctx.function_facts(function).reaching(node.value, at):
+                value = definition.computed_from
+                if isinstance(value, cst.BaseExpression) and _built_from_triangle(
+                    ctx, function, value, definition.order, hops + 1
+                ):
+                    return True
+    return False
+
+
 def causal_flag_gate(ctx: FileContext, cls: cst.ClassDef) -> tuple[cst.Attribute, cst.Name] | None:
-    """(the first read of the class's causal flag, the optional argument that gates it) when `forward`
-    reads its `self.causal` only under `if mask is not None:` (or `if mask:`), for an argument that
-    defaults to None: called without that argument, the attention is not causal (xformers#103)."""
+    """(the first read of the class's causal flag or causal-mask buffer, the optional argument that gates
+    it) when `forward` reads its `self.causal` (or `self.causal_attention_mask`) only under `if mask is not
+    None:` (or `if mask:`), for an argument that defaults to None: called without that argument, the
+    attention is not causal (xformers#103)."""
     facts = ctx.class_facts(cls)
     forward = facts.methods.get("forward")
     if forward is None:

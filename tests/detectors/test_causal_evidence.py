@@ -173,7 +173,7 @@ OUTSIDE = """if self.causal:
 
 def test_a_causal_flag_read_only_under_an_optional_mask():
     [finding] = findings("SHP201", GATED.format(default="=None", body=INSIDE))
-    assert finding.message.startswith("the causal flag is read only when `att_mask` is passed")
+    assert finding.message.startswith("causal masking is applied only when `att_mask` is passed")
     assert finding.line == 14
 
 
@@ -204,3 +204,26 @@ def test_shp204_causal_mask_switched_off_by_the_cache_it_reads(flag):
 @pytest.mark.parametrize("flag", ["other is None", "q.size(2) > 1", "cache is not None"])
 def test_shp204_flags_not_switched_off_by_the_keys_cache_are_quiet(flag):
     assert findings("SHP204", CACHED.format(flag=flag)) == []
+
+
+def test_dead_causal_masking_after_the_attention_is_computed():
+    source = textwrap.dedent("""
+        import torch
+        import torch.nn.functional as F
+        from torch import einsum
+
+        def gau(q, k, v, n):
+            sim = einsum("b i d, b j d -> b i j", q, k) / n
+            attn = F.relu(sim) ** 2
+            causal_mask = torch.ones((n, n), dtype=torch.bool).triu(1)
+            sim = sim.masked_fill(causal_mask, 0.0)
+            return einsum("b i j, b j d -> b i d", attn, v)
+    """)
+    [finding] = findings("SHP201", source)
+    assert finding.line == 10
+    assert finding.message.startswith("the causal mask is written into `sim`, which is never read again")
+    fixed = source.replace("    attn = F.relu(sim) ** 2\n", "").replace(
+        "    return einsum", "    attn = F.relu(sim) ** 2\n    return einsum"
+    )
+    assert fixed != source
+    assert findings("SHP201", fixed) == []

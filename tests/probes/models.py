@@ -63,7 +63,7 @@ class Attention(nn.Module):
             allowed = allowed & keep[:, None, None, :]  # (B, 1, T, S)
         if self.bug == "fill_1e9":
             scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
-            scores = scores + (~allowed).to(scores.dtype) * -1e9
+            scores = scores + (~allowed).to(scores.dtype) * -1e9  # noqa: SHP103
         else:
             scores = q.float() @ k.float().transpose(-2, -1) / math.sqrt(self.head_dim)
             scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
