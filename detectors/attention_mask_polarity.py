@@ -5,7 +5,7 @@ from __future__ import annotations
 import libcst as cst
 
 from sharpedges.analysis.masks import (
-    CONSUMER_TOKENS,
+    HANDING_TOKENS,
     attends_to_marked,
     blocks_every_key,
     conflicting_uses,
@@ -21,7 +21,7 @@ CONSUMERS = {"sdpa": "scaled_dot_product_attention", "allow": "torch.where(mask,
 class AttentionMaskPolarity(Detector):
     code = "SHP203"
     tokens = (b"mask", b"where")
-    also_tokens = (CONSUMER_TOKENS,)
+    also_tokens = (HANDING_TOKENS,)
 
     def check(self, ctx):
         flagged = set()
@@ -49,6 +49,8 @@ class AttentionMaskPolarity(Detector):
     def _blocking_everything(self, ctx):
         """Masks that, on one of the choices the code makes, let no key through."""
         for use in mask_uses(ctx):
+            if not use.geometry:
+                continue  # rearranged on the way: which keys it blocks there is unknown
             choices = use.evaluator(ctx).choices(use.mask)
             if any(blocks_every_key(c, use.convention) for c in choices) and masks_attention_scores(ctx, use):
                 consumer = CONSUMERS.get(use.convention, use.consumer)

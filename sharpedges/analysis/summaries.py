@@ -70,11 +70,7 @@ def called_function(ctx: FileContext, call: cst.Call) -> tuple[cst.FunctionDef, 
 
 def _class_method(ctx: FileContext, class_name: str, name: str) -> tuple[cst.FunctionDef, list[str]] | None:
     """`Masks.causal(n, dtype)`: a static or class method called on a top-level class of this file."""
-    classes = ctx.memo(
-        "summaries.top_level_classes",
-        lambda: {c.name.value: c for c in ctx.index.nodes(cst.ClassDef) if ctx.class_of(c) is None},
-    )
-    cls = classes.get(class_name)
+    cls = _top_level_classes(ctx).get(class_name)
     method = ctx.class_facts(cls).methods.get(name) if cls is not None else None
     if method is None:
         return None
@@ -740,3 +736,81 @@ def imported_function(ctx: FileContext, call: cst.Call) -> dict[str, Any] | None
         return None
     summary = scope.summary(ImportedName(source.module, source.level, ""))
     return None if summary is None else summary.get("functions", {}).get(source.name)
+
+
+# -- module classes: an instance called like a function -----------------------------------------------------
+def module_forward(ctx: FileContext, call: cst.Call) -> cst.FunctionDef | None:
+    """The `forward` a call runs when its callee holds an instance of one top-level module class of this
+    file (`self.attend(...)`, `for attn, ff in self.layers: attn(x)`)."""
+    if not is_a(call.func, (cst.Name, cst.Subscript)) and self_attribute(call.func) is None:
+        return None
+    classes = held_modules(ctx, call.func).classes
+    cls = _top_level_classes(ctx).get(next(iter(classes))) if len(classes) == 1 else None
+    return ctx.class_facts(cls).methods.get("forward") if cls is not None else None
+
+
+def _top_level_classes(ctx: FileContext) -> dict[str, cst.ClassDef]:
+    return ctx.memo(
+        "summaries.top_level_classes",
+        lambda: {c.name.value: c for c in ctx.index.nodes(cst.ClassDef) if ctx.class_of(c) is None},
+    )
+
+
+def module_summaries(ctx: FileContext) -> dict[str, dict[str, Any]]:
+    """Top-level module classes whose `forward` reads a parameter as an attention mask -> the names its
+    positional arguments bind to (after `self`), and for each such parameter how it is read
+    ([convention, whether the mask's layout reaches the consumer, the consumer]): what an importing file
+    needs to follow `self.attend(q, k, v, mask=mask)` into a class of this module."""
+    from sharpedges.analysis.masks import CONSUMER_TOKENS, parameter_mask_readings
+    from sharpedges.analysis.tensors import module_class
+
+    found: dict[str, dict[str, Any]] = {}
+    if not ctx.mentions(*CONSUMER_TOKENS) or not ctx.mentions(b"mask"):
+        return found  # no consumer of a mask in this file: no cost on the rest
+    for name, cls in _top_level_classes(ctx).items():
+        forward = ctx.class_facts(cls).methods.get("forward")
+        if forward is None or module_class(ctx, cls) is False:
+            continue
+        masks = {
+            parameter: [[convention, geometry, consumer] for convention, geometry, consumer, _ in readings]
+            for parameter, readings in parameter_mask_readings(ctx, forward).items()
+        }
+        if masks:
+            found[name] = {"positional": positional_parameters(forward)[1:], "masks": masks}
+    return found
+
+
+def imported_module(ctx: FileContext, call: cst.Call) -> dict[str, Any] | None:
+    """For a call of an instance of a module class imported from a project module (`self.attend = Attend(...)`,
+    then `self.attend(q, k, v, mask=mask)`): its `module_summaries` entry there, with its name as `class`."""
+    if not is_a(call.func, (cst.Name, cst.Subscript)) and self_attribute(call.func) is None:
+        return None
+    classes = held_modules(ctx, call.func).classes
+    source = _imported_classes(ctx).get(next(iter(classes))) if len(classes) == 1 else None
+    scope: ProjectScope | None = getattr(ctx, "project", None)
+    if scope is None or source is None:
+        return None
+    summary = scope.summary(ImportedName(source.module, source.level, ""))
+    entry = None if summary is None else summary.get("modules", {}).get(source.name)
+    return None if entry is None else {**entry, "class": source.name}
+
+
+def _imported_classes(ctx: FileContext) -> dict[str, ImportedName]:
+    """Qualified name (as `held_modules` names what a call builds) -> the import of that name."""
+    return ctx.memo(
+        "summaries.imported_classes",
+        lambda: {
+            ctx.qualify(cst.Name(local)) or local: source
+            for local, source in imported_names(ctx).items()
+            if source.name
+        },
+    )
+
+
+def imported_module_calls(ctx: FileContext) -> bool:
+    """Whether some call of this file may run an instance of a class imported from a project module: the
+    cheap test before calls are followed into other modules' summaries."""
+    if getattr(ctx, "project", None) is None:
+        return False
+    imported = _imported_classes(ctx)
+    return bool(imported) and any(name in imported for name in ctx.memo("module_calls", lambda: _module_calls(ctx)))
