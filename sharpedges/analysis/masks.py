@@ -1261,7 +1261,9 @@ def _parameter_readings(ctx: FileContext, function: cst.FunctionDef) -> dict[str
     found: dict[str, list[Reading]] = {}
 
     def add(expr: cst.BaseExpression, at: int, readings: tuple[Reading, ...]) -> None:
-        for name, complemented, layout in parameter_paths(ctx, function, expr, at) or ():
+        paths = parameter_paths(ctx, function, expr, at) or set()
+        for name, complemented, _ in sorted(paths):
+            layout = all(kept for other, flip, kept in paths if (other, flip) == (name, complemented))
             for convention, geometry, consumer, elsewhere in readings:
                 read = COMPLEMENTED[convention] if complemented else convention
                 found.setdefault(name, []).append((read, geometry and layout, consumer, elsewhere))
@@ -1343,6 +1345,8 @@ def parameter_paths(
             )
             if inner is None:
                 return None
+            if len(definitions) > 1 and _rank_guarded(ctx, definition.node, expr.value):
+                inner = {path for path in inner if path[2]}  # masks of another rank take the other path
             found |= inner
         return found or None
     if is_a(expr, cst.UnaryOperation) and is_a(expr.operator, cst.BitInvert):
@@ -1370,6 +1374,22 @@ def parameter_paths(
     left, right = axes
     kept = left[-2:] == right[-2:] and all(axis.isidentifier() for axis in left[-2:]) and len(left) >= 2
     return inner if kept else _layout_lost(inner)
+
+
+def _rank_guarded(ctx: FileContext, node: cst.CSTNode, name: str) -> bool:
+    """Inside an `if` that tests the rank of `name` (`if mask.ndim != 4:`): a rearrange there is for
+    masks of one rank, and a mask of the other rank reaches on as it is."""
+    for ancestor in ctx.index.ancestors(node):
+        if is_a(ancestor, (cst.FunctionDef, cst.Lambda)):
+            return False
+        if is_a(ancestor, cst.If) and any(
+            is_a(part, cst.Attribute)
+            and part.attr.value in ("ndim", "dim", "ndimension")
+            and dotted(part.value) == name
+            for part in ctx.index.descendants(ancestor.test, cst.Attribute)
+        ):
+            return True
+    return False
 
 
 def _complemented(paths: set[tuple[str, bool, bool]] | None) -> set[tuple[str, bool, bool]] | None:
