@@ -1113,6 +1113,8 @@ def _consumer_uses(ctx: FileContext) -> list[MaskUse]:
 
     def compute() -> list[MaskUse]:
         uses: list[MaskUse] = []
+        if not ctx.mentions(*CONSUMER_TOKENS):
+            return uses  # a masked_fill or where with no softmax after it applies no attention mask
         for call in ctx.calls():
             function = ctx.function_of(call)
             qualified = ctx.callee(call)

@@ -796,21 +796,30 @@ def imported_module(ctx: FileContext, call: cst.Call) -> dict[str, Any] | None:
 
 
 def _imported_classes(ctx: FileContext) -> dict[str, ImportedName]:
-    """Qualified name (as `held_modules` names what a call builds) -> the import of that name."""
-    return ctx.memo(
-        "summaries.imported_classes",
-        lambda: {
-            ctx.qualify(cst.Name(local)) or local: source
+    """Qualified name (as `held_modules` names what a call builds) -> the import of that name, for the
+    names imported from a file of the project that some call of this file constructs."""
+    scope: ProjectScope | None = getattr(ctx, "project", None)
+
+    def build() -> dict[str, ImportedName]:
+        if scope is None:
+            return {}
+        imported = {
+            qualified: source
             for local, source in imported_names(ctx).items()
-            if source.name
-        },
-    )
+            if source.name and (qualified := ctx.qualify(cst.Name(local)) or local)
+        }
+        built = {ctx.callee(call) for call in ctx.calls()} & imported.keys()
+        return {
+            qualified: imported[qualified]
+            for qualified in sorted(built)
+            if scope.module_file(ImportedName(imported[qualified].module, imported[qualified].level, "")) is not None
+        }
+
+    return ctx.memo("summaries.imported_classes", build)
 
 
 def imported_module_calls(ctx: FileContext) -> bool:
     """Whether some call of this file may run an instance of a class imported from a project module: the
     cheap test before calls are followed into other modules' summaries."""
-    if getattr(ctx, "project", None) is None:
-        return False
     imported = _imported_classes(ctx)
     return bool(imported) and any(name in imported for name in ctx.memo("module_calls", lambda: _module_calls(ctx)))
