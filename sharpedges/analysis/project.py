@@ -150,8 +150,8 @@ def imported_instance_calls(ctx) -> list[dict[str, Any]]:
 
 
 @summary_fact("modules")
-def mask_reading_modules(ctx) -> dict[str, dict[str, Any]]:
-    """Module classes whose forward reads a parameter as an attention mask (summaries.py)."""
+def attention_modules(ctx) -> dict[str, dict[str, Any]]:
+    """Module classes whose forward reads a parameter as an attention mask or hands it to a kernel (summaries.py)."""
     from sharpedges.analysis.summaries import module_summaries
 
     return module_summaries(ctx)

@@ -592,6 +592,12 @@ def _callable_reaches(ctx: FileContext, call: cst.Call) -> list[CallableReach]:
     target = called_function(ctx, call)
     if target is not None:
         return [(target[1], _local_reach(ctx, target[0]))]
+    forward = module_forward(ctx, call)
+    if forward is not None:  # self.attend(q, k, v, dropout_p=p), an instance of a module of this file
+        return [(positional_parameters(forward)[1:], _local_reach(ctx, forward))]
+    entry = imported_module(ctx, call)
+    if entry is not None and entry.get("kernels"):  # ... or of a module class another project file summarises
+        return [(list(entry["positional"]), _summarised_reach(entry["kernels"]))]
     if not is_a(call.func, cst.Name) and self_attribute(call.func) is None:
         return []
     values = possible_values(ctx, call.func)
@@ -623,16 +629,15 @@ def _closures_made_by(ctx: FileContext, factory_call: cst.Call) -> list[Callable
         return []
     summary = scope.summary(ImportedName(source.module, source.level, ""))
     entries = [] if summary is None else summary.get("closures", {}).get(source.name, [])
-    return [
-        (
-            list(entry["positional"]),
-            {
-                name: [(KERNELS[kernel], meaning, None) for kernel, meaning in uses if kernel in KERNELS]
-                for name, uses in entry["kernels"].items()
-            },
-        )
-        for entry in entries
-    ]
+    return [(list(entry["positional"]), _summarised_reach(entry["kernels"])) for entry in entries]
+
+
+def _summarised_reach(kernels: dict[str, list[list[str]]]) -> dict[str, list[tuple[Kernel, str, cst.Call | None]]]:
+    """A summary's parameter -> [qualified kernel, meaning] as kernels of the vocabulary (the call is elsewhere)."""
+    return {
+        name: [(KERNELS[kernel], meaning, None) for kernel, meaning in uses if kernel in KERNELS]
+        for name, uses in kernels.items()
+    }
 
 
 def _local_reach(ctx: FileContext, function: cst.FunctionDef) -> dict[str, list[tuple[Kernel, str, cst.Call | None]]]:
@@ -757,26 +762,35 @@ def _top_level_classes(ctx: FileContext) -> dict[str, cst.ClassDef]:
 
 
 def module_summaries(ctx: FileContext) -> dict[str, dict[str, Any]]:
-    """Top-level module classes whose `forward` reads a parameter as an attention mask -> the names its
-    positional arguments bind to (after `self`), and for each such parameter how it is read
-    ([convention, whether the mask's layout reaches the consumer, the consumer]): what an importing file
-    needs to follow `self.attend(q, k, v, mask=mask)` into a class of this module."""
+    """Top-level module classes whose `forward` reads a parameter as an attention mask or hands it to an
+    attention kernel -> the names its positional arguments bind to (after `self`); `masks`: for each mask
+    parameter how it is read ([convention, whether the mask's layout reaches the consumer, the consumer]);
+    `kernels`: for each parameter the kernel arguments it reaches ([qualified kernel, meaning]). What an
+    importing file needs to follow `self.attend(q, k, v, mask=mask, dropout_p=p)` into a class of this module."""
     from sharpedges.analysis.masks import CONSUMER_TOKENS, parameter_mask_readings
     from sharpedges.analysis.tensors import module_class
 
     found: dict[str, dict[str, Any]] = {}
-    if not ctx.mentions(*CONSUMER_TOKENS) or not ctx.mentions(b"mask"):
-        return found  # no consumer of a mask in this file: no cost on the rest
+    reads_masks = ctx.mentions(*CONSUMER_TOKENS) and ctx.mentions(b"mask")
+    if not reads_masks and not ctx.mentions(*KERNEL_TOKENS):
+        return found  # no consumer of a mask and no kernel in this file: no cost on the rest
     for name, cls in _top_level_classes(ctx).items():
         forward = ctx.class_facts(cls).methods.get("forward")
         if forward is None or module_class(ctx, cls) is False:
             continue
-        masks = {
-            parameter: [[convention, geometry, consumer] for convention, geometry, consumer, _ in readings]
-            for parameter, readings in parameter_mask_readings(ctx, forward).items()
+        entry: dict[str, Any] = {}
+        if reads_masks:
+            entry["masks"] = {
+                parameter: [[convention, geometry, consumer] for convention, geometry, consumer, _ in readings]
+                for parameter, readings in parameter_mask_readings(ctx, forward).items()
+            }
+        entry["kernels"] = {
+            parameter: [[ctx.callee(use.call), use.meaning] for use in uses]
+            for parameter, uses in kernel_parameters(ctx, forward).items()
         }
-        if masks:
-            found[name] = {"positional": positional_parameters(forward)[1:], "masks": masks}
+        entry = {key: value for key, value in entry.items() if value}
+        if entry:
+            found[name] = {"positional": positional_parameters(forward)[1:], **entry}
     return found
 
 

@@ -210,3 +210,44 @@ def test_a_padding_mask_of_the_other_convention_is_found_through_a_rearrange(tmp
 def test_a_rearrange_that_moves_the_axes_leaves_a_triangle_unjudged(tmp_path: Path, run_cli):
     root = write_package(tmp_path, {"attend.py": REARRANGED, "model.py": MODEL})
     assert checked(run_cli, root, "pkg", "--select", "SHP202", "--no-cache") == []
+
+
+# -- kernel arguments: a dropout probability handed to a module that runs SDPA (SHP701) -------------------
+KERNEL_MODULE = """
+    import torch.nn.functional as F
+    from torch import nn
+
+
+    class Attend(nn.Module):
+        def forward(self, q, k, v, dropout_p=0.0):
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+"""
+DROPOUT = """
+    from torch import nn
+
+    from pkg.attend import Attend
+
+
+    class Attention(nn.Module):
+        def __init__(self, dim, dropout=0.1):
+            super().__init__()
+            self.qkv = nn.Linear(dim, 3 * dim)
+            self.dropout = dropout
+            self.attend = Attend()
+
+        def forward(self, x):
+            q, k, v = self.qkv(x).chunk(3, dim=-1)
+            return self.attend(q, k, v, dropout_p=self.dropout)
+"""
+
+
+def test_dropout_handed_to_a_module_that_runs_the_kernel_is_found_in_either_file(tmp_path: Path, run_cli):
+    root = write_package(tmp_path, {"attend.py": KERNEL_MODULE, "model.py": DROPOUT})
+    [finding] = checked(run_cli, root, "pkg", "--select", "SHP701", "--no-cache")
+    assert finding.startswith(f"pkg/model.py:{line_of(DROPOUT, 'return self.attend(')}:")
+    source = same_file(KERNEL_MODULE, DROPOUT)
+    [local] = findings("SHP701", source)
+    assert local.line == line_of(source, "return self.attend(")
+    gated = mutate(DROPOUT, "dropout_p=self.dropout)", "dropout_p=self.dropout if self.training else 0.0)")
+    (root / "pkg" / "model.py").write_text(textwrap.dedent(gated))
+    assert checked(run_cli, root, "pkg", "--select", "SHP701", "--no-cache") == []
