@@ -139,6 +139,9 @@ def softmax_calls(ctx: FileContext) -> list[SoftmaxCall]:
             elif _is_softmax_module(ctx, call):
                 value = argument(call, "input", 0)
                 dim = _softmax_module_dim(ctx, call)
+            elif qualified == "einx.softmax":  # einx.softmax('b h i [j]', sim): over the bracketed axis
+                value = argument(call, "x", 1)
+                dim = _einx_axis(argument(call, "description", 0))
             elif (
                 method_name(call) == "softmax"
                 and not is_library_namespace(ctx, receiver(call))
@@ -153,6 +156,18 @@ def softmax_calls(ctx: FileContext) -> list[SoftmaxCall]:
         return found
 
     return ctx.memo("softmax_calls", compute)
+
+
+def _einx_axis(description: cst.BaseExpression | None) -> cst.BaseExpression | None:
+    """The axis an einx description brackets, counted from the end (`'b h i [j]'` -> -1), as an expression."""
+    text = literal_string(description)
+    if text is None or "->" in text or "," in text:
+        return None
+    axes = text.split()
+    marked = [i for i, axis in enumerate(axes) if axis.startswith("[") and axis.endswith("]")]
+    if len(marked) != 1 or any("..." in axis or "(" in axis for axis in axes):
+        return None
+    return cst.UnaryOperation(cst.Minus(), cst.Integer(str(len(axes) - marked[0])))
 
 
 def _softmax_module_constructor(ctx: FileContext, call: cst.Call) -> cst.Call | None:
@@ -1041,12 +1056,19 @@ def logit_power(ctx: FileContext, source: LogitSource) -> Fraction | None:
     (scales of q and k included): -1/2 for `q @ k.mT / math.sqrt(d)`, +1/2 for `* d ** 0.5`, 0 for a
     fixed temperature. None when a factor is not a known power of a size (a learned temperature, a
     parameter the caller passes)."""
-    total = Fraction(0)
+    # `q * s` lists both factors, as either may be the scale: of the two, the one of a known power is
+    by_product: dict[cst.CSTNode, list[Fraction | None]] = {}
     for scale in source.scales:
         power = scale_power(ctx, scale.expr, scale.function, scale.at)
-        if power is None:
+        signed = None if power is None else (-power if scale.divides else power)
+        by_product.setdefault(ctx.index.parents.get(scale.expr) or scale.expr, []).append(signed)
+    total = Fraction(0)
+    for product, powers in by_product.items():
+        known = [power for power in powers if power is not None]
+        pair = is_a(product, cst.BinaryOperation) and is_a(product.operator, cst.Multiply) and len(powers) == 2
+        if len(known) < len(powers) and not (pair and known):
             return None
-        total += -power if scale.divides else power
+        total += sum(known, Fraction(0))
     return total
 
 
@@ -1098,7 +1120,7 @@ def scale_power(
         if qualified in SIZE_CASTS and expr.args:
             return scale_power(ctx, inner, function, at, depth + 1)
         helper = called_function(ctx, expr)
-        if helper is not None and not positional_parameters(helper[0])[1 if ctx.class_of(helper[0]) else 0 :]:
+        if helper is not None and not helper[1]:  # a helper of no arguments (`self._scale()`)
             powers = {
                 scale_power(ctx, value, helper[0], ctx.index.last_order(value) + 1, depth + 1)
                 for value in return_values(ctx, helper[0])
@@ -1127,6 +1149,12 @@ def _size_power(
     if known is not None:
         return known
     if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, (cst.Multiply, cst.FloorDivide, cst.Divide)):
+        numbers = [literal_number(side) is not None for side in (expr.left, expr.right)]
+        if numbers == [True, False]:  # `1.0 / d`: the inverse of a size; `2 * d`: a size
+            inner = _size_power(ctx, expr.right, function, at, depth + 1)
+            return None if inner is None else (inner if is_a(expr.operator, cst.Multiply) else -inner)
+        if numbers == [False, True]:  # `d / 2`, `d * 4`
+            return _size_power(ctx, expr.left, function, at, depth + 1)
         return Fraction(1)  # `dim // heads`, `dim_head * heads`: a size
     return Fraction(1) if is_a(expr, (cst.Name, cst.Attribute, cst.Subscript, cst.Call)) else None
 

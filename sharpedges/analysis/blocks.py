@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import libcst as cst
 
@@ -23,6 +23,9 @@ from sharpedges.analysis.calls import argument, has_star_args, is_true, literal_
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
+from sharpedges.analysis.project import ImportedName, ProjectScope, imported_names
+from sharpedges.analysis.summaries import bind_arguments, positional_parameters
+from sharpedges.analysis.values import possible_values
 from sharpedges.analysis.vocabulary import OBJECT_COPY_FUNCTIONS
 from sharpedges.analysis.walk import is_a
 
@@ -630,6 +633,14 @@ def unnormed_heads(ctx: FileContext, cls: cst.ClassDef) -> list[UnnormedHead]:
     if forward is None:
         return []
     pre_stacks = {attr: kind for attr in facts.assignments if (kind := _pre_norm_stack(ctx, cls, attr))}
+    if any(_is_head(ctx, cls, attr) for attr in facts.assignments):
+        # Ex) `x = self.transformer(x); return self.to_logits(x)`, the stack built in another class or module
+        called = {self_attribute(c.func) for c in ctx.index.descendants(forward.body, cst.Call)}
+        pre_stacks.update(
+            (attr, "pre")
+            for attr in facts.assignments
+            if attr in called and attr not in pre_stacks and hands_out_prenorm_stream(ctx, cls, attr)
+        )
     found = []
     for attr, kind in pre_stacks.items():
         outputs = _stack_outputs(ctx, forward, attr)
@@ -648,12 +659,7 @@ def unnormed_heads(ctx: FileContext, cls: cst.ClassDef) -> list[UnnormedHead]:
         unused = _unused_norm(ctx, cls)
         for call in later:
             head = self_attribute(call.func)
-            if (
-                head is not None
-                and facts.constructed_type(head) in HEAD_TYPES
-                and call.args
-                and _reads_stream(call.args[0].value, names)
-            ):
+            if head is not None and _is_head(ctx, cls, head) and call.args and _reads_stream(call.args[0].value, names):
                 found.append(UnnormedHead(call, attr, unused))
                 break
         else:
@@ -680,6 +686,17 @@ def _unused_norm(ctx: FileContext, cls: cst.ClassDef) -> cst.CSTNode | None:
         if NORM_TYPE.search(short) and not NOT_TOKEN_NORM.search(short) and not facts.is_read(attr):
             return assignments[0].node
     return None
+
+
+def _is_head(ctx: FileContext, cls: cst.ClassDef, attr: str) -> bool:
+    """`self.attr` is an output projection: `nn.Linear(...)`, or one side of a choice
+    (`nn.Linear(dim, vocab) if not return_embeddings else nn.Identity()`)."""
+    for assignment in ctx.class_facts(cls).assignments.get(attr, ()):
+        value = assignment.value
+        choices = [value.body, value.orelse] if is_a(value, cst.IfExp) else [value]
+        if any(is_a(choice, cst.Call) and ctx.callee(choice) in HEAD_TYPES for choice in choices):
+            return True
+    return False
 
 
 def _built_in_file(ctx: FileContext, cls: cst.ClassDef) -> bool:
@@ -798,3 +815,175 @@ def _metadata_read(ctx: FileContext, name: cst.Name) -> bool:
     return bool(uses) and all(
         is_a(p := ctx.index.parents.get(u), cst.Attribute) and p.value is u and p.attr.value in METADATA for u in uses
     )
+
+
+# -- modules that hand out the raw stream of a pre-norm stack --------------------------------------
+# lucidrains-style models: `PreNorm(dim, fn)` wrappers normalise each branch's input, a
+# `SequentialSequence(layers)` (often in another module) adds the branches (`x = x + f(x)`), and the
+# LM runs `x = self.transformer(x)` and hands `x` to its `nn.Linear` head.
+def residual_sequences(ctx: FileContext) -> dict[str, dict[str, Any]]:
+    return ctx.memo("blocks.residual_sequences", lambda: _residual_sequences(ctx))
+
+
+def _residual_sequences(ctx: FileContext) -> dict[str, dict[str, Any]]:
+    """Top-level module classes whose forward adds every module of a constructor argument to the stream
+    (`self.layers = layers`, then `for f, g in self.layers: x = x + f(x); x = x + g(x)`): class name ->
+    the constructor's positional parameter names and that parameter."""
+    found: dict[str, dict[str, Any]] = {}
+    if not ctx.mentions(b"for "):
+        return found
+    for cls in ctx.module.body:
+        if not is_a(cls, cst.ClassDef):
+            continue
+        methods = ctx.class_facts(cls).methods
+        init, forward = methods.get("__init__"), methods.get("forward")
+        parameter = _residual_loop_parameter(ctx, cls, init, forward) if init and forward else None
+        if parameter is not None and init is not None:
+            found[cls.name.value] = {"positional": positional_parameters(init)[1:], "parameter": parameter}
+    return found
+
+
+def _residual_loop_parameter(
+    ctx: FileContext, cls: cst.ClassDef, init: cst.FunctionDef, forward: cst.FunctionDef
+) -> str | None:
+    """The constructor parameter stored in `self.attr` that forward loops over, adding each loop module's
+    output to the stream it returns."""
+    facts = ctx.class_facts(cls)
+    for loop in ctx.index.descendants(forward.body, cst.For, prune=(cst.FunctionDef, cst.ClassDef)):
+        modules = {node.value for node in ctx.index.descendants(loop.target, cst.Name)}
+        adds = [
+            assign
+            for assign in ctx.index.descendants(loop.body, cst.Assign)
+            if residual_sum(ctx, assign.value) is not None
+            and any(
+                is_a(c.func, cst.Name) and c.func.value in modules
+                for c in ctx.index.descendants(assign.value, cst.Call)
+            )
+        ]
+        if not adds:
+            continue
+        for attr, assignments in facts.assignments.items():
+            if not any(_mentions_attribute(ctx, loop.iter, attr, forward)):
+                continue
+            for assignment in assignments:
+                value = assignment.value
+                if (
+                    assignment.method == "__init__"
+                    and is_a(value, cst.Name)
+                    and value.value in positional_parameters(init)
+                ):
+                    return value.value
+    return None
+
+
+def _mentions_attribute(
+    ctx: FileContext, expr: cst.BaseExpression, attr: str, function: cst.FunctionDef, hops: int = 0
+):
+    """Whether `expr`, or a local it is computed from, reads `self.attr` (`list(zip(self.layers, args))`)."""
+    for node in [expr, *ctx.index.descendants(expr, (cst.Attribute, cst.Name))]:
+        if is_a(node, cst.Attribute) and self_attribute(node) == attr:
+            yield True
+        elif is_a(node, cst.Name) and hops < MAX_HOPS:
+            for definition in ctx.function_facts(function).reaching(node.value, ctx.order(node)):
+                value = definition.computed_from
+                if isinstance(value, cst.BaseExpression):
+                    yield from _mentions_attribute(ctx, value, attr, function, hops + 1)
+
+
+def hands_out_prenorm_stream(ctx: FileContext, cls: cst.ClassDef, attr: str, hops: int = 0) -> bool:
+    """`self.attr` holds, on some assignment, a module whose forward returns the raw stream of a pre-norm
+    stack: a residual sequence (of this file or, through its summary, of another module of the project)
+    given branches built from pre-norm wrappers, reached through modules that return `self.inner(x)`."""
+    if hops > MAX_HOPS:
+        return False
+    facts = ctx.class_facts(cls)
+    for assignment in facts.assignments.get(attr, ()):
+        call, method = assignment.value, facts.methods.get(assignment.method)
+        if not is_a(call, cst.Call) or method is None:
+            continue
+        for name in _constructor_names(ctx, call.func, ctx.index.last_order(assignment.node)):
+            local = local_classes(ctx).get(name)
+            if local is not None and local is not cls and _returns_prenorm_stream(ctx, local, call, method, hops):
+                return True
+            sequence = _imported_residual_sequence(ctx, name)
+            if sequence is not None and _prenorm_branches(ctx, method, call, sequence):
+                return True
+    return False
+
+
+def _constructor_names(ctx: FileContext, func: cst.BaseExpression, at: int) -> list[str]:
+    """The class names a constructor call may run: `Stack(...)`, or `execute_type(...)` with
+    `execute_type = ReversibleSequence if reversible else SequentialSequence`."""
+    if not is_a(func, cst.Name):
+        return []
+    values = possible_values(ctx, func, at) or []
+    return [value.value for value in values if is_a(value, cst.Name)]
+
+
+def _returns_prenorm_stream(
+    ctx: FileContext, cls: cst.ClassDef, call: cst.Call, builder: cst.FunctionDef, hops: int
+) -> bool:
+    forward = ctx.class_facts(cls).methods.get("forward")
+    if forward is None:
+        return False
+    sequence = residual_sequences(ctx).get(cls.name.value)
+    if sequence is not None:
+        return _prenorm_branches(ctx, builder, call, sequence)
+    returned = [
+        r.value
+        for r in ctx.index.descendants(forward.body, cst.Return, prune=(cst.FunctionDef, cst.ClassDef))
+        if r.value is not None
+    ]
+    inner = [self_attribute(value.func) for value in returned if is_a(value, cst.Call)]
+    return len(inner) == 1 and inner[0] is not None and hands_out_prenorm_stream(ctx, cls, inner[0], hops + 1)
+
+
+def _imported_residual_sequence(ctx: FileContext, name: str) -> dict[str, Any] | None:
+    scope: ProjectScope | None = getattr(ctx, "project", None)
+    source = imported_names(ctx).get(name)
+    if scope is None or source is None or not source.name:
+        return None
+    summary = scope.summary(ImportedName(source.module, source.level, ""))
+    return None if summary is None else summary.get("residual_sequences", {}).get(source.name)
+
+
+def _prenorm_branches(ctx: FileContext, builder: cst.FunctionDef, call: cst.Call, sequence: dict[str, Any]) -> bool:
+    """The branches handed to a residual sequence are pre-norm wrappers: the method that builds it also
+    builds modules of a class whose forward normalises its input before its function runs."""
+    if bind_arguments(call, list(sequence["positional"])).get(sequence["parameter"]) is None:
+        return False
+    for built in ctx.index.descendants(builder.body, cst.Call):
+        if not is_a(built.func, cst.Name):
+            continue
+        for value in possible_values(ctx, built.func, ctx.order(built)) or []:
+            if is_a(value, cst.Call) and ctx.callee(value) == "functools.partial" and value.args:
+                value = value.args[0].value  # `partial(PreNorm, nn.LayerNorm, dim)`
+            wrapper = local_classes(ctx).get(value.value) if is_a(value, cst.Name) else None
+            if wrapper is not None and _normalises_input(ctx, wrapper):
+                return True
+    return False
+
+
+def _normalises_input(ctx: FileContext, cls: cst.ClassDef) -> bool:
+    """`return self.fn(self.norm(x))`, or `x = self.norm(x); return self.fn(x)`: a pre-norm wrapper."""
+    forward = ctx.class_facts(cls).methods.get("forward")
+    if forward is None:
+        return False
+    for r in ctx.index.descendants(forward.body, cst.Return, prune=(cst.FunctionDef, cst.ClassDef)):
+        value = r.value
+        if not is_a(value, cst.Call) or self_attribute(value.func) is None or not value.args:
+            continue
+        first = value.args[0].value
+        if is_a(first, cst.Call) and is_norm_call(ctx, first):
+            return True
+        if is_a(first, cst.Name):
+            definitions = ctx.function_facts(forward).reaching(first.value, ctx.order(r))
+            if (
+                definitions
+                and all(
+                    is_a(d.value, cst.Call) and is_norm_call(ctx, d.value) for d in definitions if d.kind == "assign"
+                )
+                and all(d.kind == "assign" for d in definitions)
+            ):
+                return True
+    return False

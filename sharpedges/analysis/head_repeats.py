@@ -11,8 +11,10 @@ and the forms that put the copies of each head next to each other are grouped or
 `k.repeat_interleave(ratio, dim=1)`, `'b h n d -> b (h r) n d'`, `k[:, :, None].expand(b, n_kv, ratio,
 n, d)`, a repeat of a fresh axis after the heads.
 
-einops' `'b h n d -> b (r h) n d'` is tile order too, and is left out: x-transformers writes it on purpose
-for models it trains from scratch, where the order is only a permutation of the query heads.
+einops' `'b h n d -> b (r h) n d'` is tile order too. x-transformers writes it on purpose for models it
+trains from scratch, where a tile order used everywhere is only a permutation of the query heads; it is
+a bug where the same class also pairs heads in grouped order (`enable_gqa=True`, `repeat_interleave`), so
+that query head h meets a different KV head on each path (native-sparse-attention-pytorch 0.0.30).
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ from dataclasses import dataclass
 import libcst as cst
 
 from sharpedges.analysis.attention import is_kv_head_count
-from sharpedges.analysis.calls import argument, literal_int, method_name, receiver
+from sharpedges.analysis.calls import argument, is_true, literal_int, method_name, receiver
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.values import possible_values
-from sharpedges.analysis.vocabulary import TILE_FUNCTIONS, is_library_namespace
+from sharpedges.analysis.vocabulary import TILE_FUNCTIONS, einops_axes, is_library_namespace
 from sharpedges.analysis.walk import is_a
 
 IsRatio = Callable[[cst.BaseExpression], bool]
@@ -48,7 +50,39 @@ def tiled_heads(ctx: FileContext, call: cst.Call, is_ratio: IsRatio) -> TiledHea
         _repeated_axis(ctx, call, is_ratio)
         or _concatenated_copies(ctx, call, is_ratio)
         or _expanded_before_heads(ctx, call, is_ratio)
+        or _einops_tiled_against_grouped(ctx, call, is_ratio)
     )
+
+
+def _einops_tiled_against_grouped(ctx: FileContext, call: cst.Call, is_ratio: IsRatio) -> TiledHeads | None:
+    """`repeat(k, 'b h n d -> b (g h) n d', g=ratio)`: a new axis of the ratio's size merged in front of an
+    input axis, in a class that pairs heads in grouped order elsewhere."""
+    axes = einops_axes(ctx, call)
+    if axes is None or (ctx.callee(call) or "").rsplit(".", 1)[-1] != "repeat":
+        return None
+    before, after = axes
+    existing = {axis for token in before for axis in token.strip("()").split()}
+    ratios = {arg.keyword.value for arg in call.args if arg.keyword is not None and is_ratio(arg.value)}
+    for token in after:
+        group = token.strip("()").split() if token.startswith("(") else []
+        for i, axis in enumerate(group):
+            if axis in ratios and axis not in existing and any(later in existing for later in group[i + 1 :]):
+                scope = ctx.class_of(call) or ctx.module
+                return TiledHeads(f"einops repeat '{token}'") if _grouped_elsewhere(ctx, scope) else None
+    return None
+
+
+def _grouped_elsewhere(ctx: FileContext, scope: cst.CSTNode) -> bool:
+    """The scope also pairs query and KV heads in grouped order: a kernel told `enable_gqa=True` (query
+    head h with KV head h // ratio), or a `repeat_interleave` of heads."""
+    for call in ctx.index.descendants(scope, cst.Call):
+        if method_name(call) == "repeat_interleave" or ctx.callee(call) == "torch.repeat_interleave":
+            return True
+        if any(
+            arg.keyword is not None and arg.keyword.value == "enable_gqa" and is_true(arg.value) for arg in call.args
+        ):
+            return True
+    return False
 
 
 def _repeated_axis(ctx: FileContext, call: cst.Call, is_ratio: IsRatio) -> TiledHeads | None:

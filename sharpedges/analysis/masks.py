@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import libcst as cst
 
@@ -28,7 +28,7 @@ from sharpedges.analysis.calls import argument, is_true, literal_int, literal_nu
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
-from sharpedges.analysis.project import imported_names
+from sharpedges.analysis.project import ImportedName, imported_names
 from sharpedges.analysis.summaries import (
     bind_arguments,
     call_sites,
@@ -1861,6 +1861,64 @@ def causal_scopes(ctx: FileContext, weak: bool = True) -> set[cst.CSTNode]:
 
     scopes, strong = ctx.memo("causal_scopes", compute)
     return scopes if weak else strong
+
+
+def causal_instances(ctx: FileContext) -> list[dict[str, Any]]:
+    """The classes imported from other modules of the project that this file builds inside a causal model
+    (a GPT in `model.py` that builds the `Attention` of `attention.py`): what the file that defines them
+    cannot see by itself."""
+    names = imported_names(ctx)
+    if not names:
+        return []
+    strong = causal_scopes(ctx, weak=False)
+    found = []
+    for scope in strong:
+        for call in ctx.index.descendants(scope, cst.Call):
+            source = names.get(call.func.value) if is_a(call.func, cst.Name) else None
+            if source is not None and source.name and source.name[:1].isupper():
+                entry = {"module": source.module, "level": source.level, "class": source.name}
+                if entry not in found:
+                    found.append(entry)
+    return sorted(found, key=lambda entry: (entry["module"], entry["level"], entry["class"]))
+
+
+def causal_by_importers(ctx: FileContext, node: cst.CSTNode) -> bool:
+    """Whether a file next to this one builds the class around `node`, or a class of this file that builds
+    it, inside a causal model. Reads the folder's summaries: ask only where a finding hangs on it."""
+    scope = getattr(ctx, "project", None)
+    cls = ctx.class_of(node)
+    if scope is None or cls is None:
+        return False
+    while (outer := ctx.class_of(cls)) is not None:
+        cls = outer
+    wanted = _builders(ctx, cls)
+
+    def compute() -> set[str]:
+        causal = set()
+        for path, summary in scope.neighbours():
+            for entry in summary.get("causal_instances", ()):
+                target = scope.module_file(ImportedName(entry["module"], entry["level"], ""), path)
+                if target is not None and target.resolve() == scope.importer.resolve():
+                    causal.add(entry["class"])
+        return causal
+
+    return bool(wanted & ctx.memo("causal_by_importers", compute))
+
+
+def _builders(ctx: FileContext, cls: cst.ClassDef) -> set[str]:
+    """`cls` and the top-level classes of the file that build it, directly or through each other."""
+    classes = {c.name.value: c for c in ctx.module.body if is_a(c, cst.ClassDef)}
+    found = {cls.name.value}
+    changed = True
+    while changed:
+        changed = False
+        for name, other in classes.items():
+            if name in found:
+                continue
+            if any(is_a(c.func, cst.Name) and c.func.value in found for c in ctx.index.descendants(other, cst.Call)):
+                found.add(name)
+                changed = True
+    return found
 
 
 def _non_causal(scope: cst.CSTNode) -> bool:

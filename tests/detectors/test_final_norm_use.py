@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from tests.helpers import findings
+from tests.helpers import findings, write_package
 
 BLOCK = textwrap.dedent("""
     import torch
@@ -88,3 +88,82 @@ def test_a_stack_returned_past_the_norm_its_module_built():
 )
 def test_a_stack_returned_with_its_norm_applied_or_none_built_is_quiet(norm, returned):
     assert findings("SHP302", RETURNED.format(norm=norm, returned=returned)) == []
+
+
+SEQUENCE = """
+    from torch import nn
+
+    class SequentialSequence(nn.Module):
+        def __init__(self, layers):
+            super().__init__()
+            self.layers = layers
+
+        def forward(self, x):
+            for f, g in self.layers:
+                x = x + f(x)
+                x = x + g(x)
+            return x
+"""
+
+LM = """
+    from functools import partial
+    from torch import nn
+    from .reversible import SequentialSequence
+
+    class PreNorm(nn.Module):
+        def __init__(self, dim, fn):
+            super().__init__()
+            self.norm = nn.LayerNorm(dim)
+            self.fn = fn
+
+        def forward(self, x):
+            return self.fn(self.norm(x))
+
+    class Transformer(nn.Module):
+        def __init__(self, dim, depth):
+            super().__init__()
+            wrapper = partial(PreNorm, dim)
+            layers = nn.ModuleList([])
+            for _ in range(depth):
+                layers.append(nn.ModuleList([wrapper(nn.Linear(dim, dim)), wrapper(nn.Linear(dim, dim))]))
+            self.layers = SequentialSequence(layers)
+
+        def forward(self, x):
+            return self.layers(x)
+
+    class TransformerLM(nn.Module):
+        def __init__(self, vocab, dim, depth, return_embeddings=False):
+            super().__init__()
+            self.emb = nn.Embedding(vocab, dim)
+            self.transformer = Transformer(dim, depth)
+            self.to_logits = nn.Linear(dim, vocab) if not return_embeddings else nn.Identity()
+
+        def forward(self, idx):
+            x = self.transformer(self.emb(idx))
+            return self.to_logits(x)
+"""
+
+
+def test_prenorm_wrappers_added_by_a_sequence_of_another_module_reach_the_head(run_cli, tmp_path):
+    """performer / linear-attention-transformer / sinkhorn-transformer LMs before their fixes."""
+    write_package(tmp_path, {"reversible.py": SEQUENCE, "lm.py": LM})
+    result = run_cli("check", "pkg", "--select", "SHP302", "--preview", "--no-cache", cwd=tmp_path)
+    assert "pkg/lm.py:36:" in result.stdout, result.stdout
+    assert "the pre-norm stack `self.transformer` reaches `self.to_logits` with no final norm" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("return self.to_logits(x)", "return self.to_logits(self.norm(x))"),  # the final norm
+        ("return self.fn(self.norm(x))", "return self.norm(self.fn(x))"),  # post-norm wrappers
+    ],
+)
+def test_a_final_norm_or_post_norm_wrappers_are_quiet(run_cli, tmp_path, old, new):
+    source = LM.replace(old, new).replace(
+        "self.emb = nn.Embedding(vocab, dim)",
+        "self.emb = nn.Embedding(vocab, dim)\n            self.norm = nn.LayerNorm(dim)",
+    )
+    write_package(tmp_path, {"reversible.py": SEQUENCE, "lm.py": source})
+    result = run_cli("check", "pkg", "--select", "SHP302", "--preview", "--no-cache", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout

@@ -443,3 +443,30 @@ def test_shp603_double_rotation_fires_but_exclusive_branches_do_not():
         + rotation.replace("cos, sin)", "sin, cos)"),
     )
     assert findings("SHP603", branches) == []
+
+
+EINOPS_GQA = """
+    from einops import repeat
+    from torch import nn
+    import torch.nn.functional as F
+
+    class Attention(nn.Module):
+        def __init__(self, heads, kv_heads):
+            super().__init__()
+            assert heads % kv_heads == 0
+            self.groups = heads // kv_heads
+
+        def forward(self, q, k, v):
+            other = F.scaled_dot_product_attention(q, k, v, enable_gqa={gqa})
+            k, v = (repeat(t, "b h n d -> b {order} n d", g=self.groups) for t in (k, v))
+            return other, F.scaled_dot_product_attention(q, k, v)
+"""
+
+
+@pytest.mark.parametrize(
+    ("gqa", "order", "flagged"), [("True", "(g h)", True), ("False", "(g h)", False), ("True", "(h g)", False)]
+)
+def test_shp602_einops_tile_order_only_against_a_grouped_path(gqa, order, flagged):
+    """A tile order used everywhere is a permutation of the query heads; next to enable_gqa=True it is a bug."""
+    source = EINOPS_GQA.replace("{gqa}", gqa).replace("{order}", order)
+    assert [d.line for d in findings("SHP602", source)] == ([line_of(source, "repeat(t,")] if flagged else [])

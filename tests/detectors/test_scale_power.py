@@ -60,6 +60,8 @@ def test_a_scale_that_grows_with_the_head_size_is_reported(scale, op, how):
         ("self.head_dim ** -0.5", "*"),
         ("1.0 / math.sqrt(self.head_dim)", "*"),
         ("math.sqrt(self.head_dim)", "/"),
+        ("math.sqrt(1.0 / self.head_dim)", "*"),
+        ("(2 * self.head_dim) ** -0.5", "*"),
         ("scale or self.head_dim ** -0.5", "*"),
         ("nn.Parameter(torch.ones(1) * 10)", "*"),  # a learned temperature: not a power of a size
         ("16", "*"),  # a fixed temperature
@@ -117,3 +119,21 @@ def test_a_kernel_given_a_growing_scale(call, flagged):
             return {call}
     """)
     assert [f.line for f in findings("SHP101", source)] == ([7] if flagged else [])
+
+
+def test_q_pre_scaled_by_a_root_of_its_size_before_einx_softmax():
+    """ring-attention-pytorch 0.2.2: `q * q.shape[-1] ** 0.5`, then einsum and `einx.softmax('b h i [j]', sim)`."""
+    source = textwrap.dedent("""
+        import einx
+        from torch import einsum
+
+        def default_attention(q, k, v):
+            q = q * (q.shape[-1] ** 0.5)
+            sim = einsum('b i h d, b j h d -> b h i j', q, k)
+            attn = einx.softmax('b h i [j]', sim)
+            return einsum('b h i j, b j h d -> b i h d', attn, v)
+    """)
+    [finding] = findings("SHP101", source)
+    assert finding.line == 6
+    assert finding.message.startswith("the scores are multiplied by `(q.shape[-1] ** 0.5)`, which grows")
+    assert findings("SHP101", source.replace("** 0.5", "** -0.5")) == []
