@@ -822,10 +822,10 @@ def _imported_classes(ctx: FileContext) -> dict[str, ImportedName]:
             for local, source in imported_names(ctx).items()
             if source.name and (qualified := ctx.qualify(cst.Name(local)) or local)
         }
-        built = {ctx.callee(call) for call in ctx.calls()} & imported.keys()
+        built = sorted({qualified for call in ctx.calls() if (qualified := ctx.callee(call) or "") in imported})
         return {
             qualified: imported[qualified]
-            for qualified in sorted(built)
+            for qualified in built
             if scope.module_file(ImportedName(imported[qualified].module, imported[qualified].level, "")) is not None
         }
 
