@@ -5,7 +5,8 @@ from __future__ import annotations
 import libcst as cst
 
 from sharpedges.analysis.masks import (
-    CONSUMER_TOKENS,
+    HANDING_TOKENS,
+    MaskUse,
     attends_to_marked,
     blocks_every_key,
     conflicting_uses,
@@ -18,10 +19,15 @@ from sharpedges.detector import Detector, Finding
 CONSUMERS = {"sdpa": "scaled_dot_product_attention", "allow": "torch.where(mask, scores, -inf)"}
 
 
+def _consumer(use: MaskUse) -> str:
+    """What the message names: the kernel or idiom, or the consumer in another module a call hands it to."""
+    return use.consumer if use.forwarded else CONSUMERS.get(use.convention, use.consumer)
+
+
 class AttentionMaskPolarity(Detector):
     code = "SHP203"
     tokens = (b"mask", b"where")
-    also_tokens = (CONSUMER_TOKENS,)
+    also_tokens = (HANDING_TOKENS,)
 
     def check(self, ctx):
         flagged = set()
@@ -40,8 +46,8 @@ class AttentionMaskPolarity(Detector):
                 at,
                 variant="conflict",
                 facts={
-                    "blocking": CONSUMERS.get(blocking.convention, blocking.consumer),
-                    "attending": CONSUMERS.get(attending.convention, attending.consumer),
+                    "blocking": _consumer(blocking),
+                    "attending": _consumer(attending),
                 },
                 related=((blocking.node, "blocking"), (attending.node, "attending")),
             )
@@ -49,9 +55,11 @@ class AttentionMaskPolarity(Detector):
     def _blocking_everything(self, ctx):
         """Masks that, on one of the choices the code makes, let no key through."""
         for use in mask_uses(ctx):
+            if not use.geometry:
+                continue  # rearranged on the way: which keys it blocks there is unknown
             choices = use.evaluator(ctx).choices(use.mask)
             if any(blocks_every_key(c, use.convention) for c in choices) and masks_attention_scores(ctx, use):
-                consumer = CONSUMERS.get(use.convention, use.consumer)
+                consumer = _consumer(use)
                 yield Finding(use.node, variant="blocks-all", facts={"consumer": consumer})
 
     def _marked(self, ctx):
@@ -63,7 +71,7 @@ class AttentionMaskPolarity(Detector):
             if not masks_attention_scores(ctx, use):
                 continue
             attends = attends_to_marked(value, use.convention)
-            consumer = CONSUMERS.get(use.convention, use.consumer)
+            consumer = _consumer(use)
             # Ex) pad = input_ids == pad_id on the line before the SDPA call: the claim rests there too
             related = tuple((node, "origin") for node in value.origin if not ctx.index.contains(use.node, node))
             if value.marks == "blocked" and attends is True:

@@ -7,7 +7,7 @@ import libcst as cst
 from sharpedges.analysis.calls import literal_number, method_name
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.masks import (
-    CONSUMER_TOKENS,
+    HANDING_TOKENS,
     SYMBOLIC,
     MaskUse,
     Region,
@@ -24,11 +24,15 @@ from sharpedges.detector import Detector, Finding, Fix, Replacement
 class CausalMaskInverted(Detector):
     code = "SHP202"
     tokens = (b"tril", b"triu", b"arange", b"generate_square_subsequent_mask")
-    also_tokens = (CONSUMER_TOKENS,)
+    also_tokens = (HANDING_TOKENS,)
 
     def check(self, ctx):
         inversions = list(_inversions(ctx))
+        reported = set()
         for use, problem, value, path in inversions:
+            if (use.node, problem, path) in reported:
+                continue  # one mask handed to a module that reads it in two consumers of one convention
+            reported.add((use.node, problem, path))
             related = _where_built(ctx, use, value)
             facts = {"consumer": use.consumer}
             if path is not None:
@@ -52,6 +56,8 @@ def _inversions(ctx: FileContext):
     """(use, problem, value, path): `path` is None when the mask is known on every path to the consumer,
     else the definition that makes it inverted on the paths through it."""
     for use in mask_uses(ctx):
+        if not use.geometry:
+            continue  # the consumer sees the mask rearranged: which way its triangle points there is unknown
         evaluator = use.evaluator(ctx)
         value = evaluator.value(use.mask)
         candidates = [(value, None)] if value is not None else evaluator.values_by_path(use.mask)

@@ -29,7 +29,16 @@ from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import ImportedName, imported_names
-from sharpedges.analysis.summaries import bind_arguments, call_sites, called_function, return_values
+from sharpedges.analysis.summaries import (
+    bind_arguments,
+    call_sites,
+    called_function,
+    imported_module,
+    imported_module_calls,
+    module_forward,
+    positional_parameters,
+    return_values,
+)
 from sharpedges.analysis.vocabulary import (
     ADDITIVE_METHODS,
     ARANGE,
@@ -82,6 +91,8 @@ CONSUMER_TOKENS = (
     b"transformerdecoder",
     b"transformer(",
 )
+# A file that names none of them may still hand a mask to a consumer in another module of the project.
+HANDING_TOKENS = (*CONSUMER_TOKENS, b"mask")
 SQUARE_SUBSEQUENT = re.compile(r"(^|\.)_?generate_square_subsequent_mask$")
 # Ops that keep which positions a mask marks (its layout included).
 PASS_THROUGH = RESHAPE_METHODS | BROADCAST_METHODS | COPY_METHODS | PLACEMENT_METHODS | REPEAT_METHODS | {"narrow"}
@@ -1061,6 +1072,11 @@ class MaskUse:
     convention: Convention
     consumer: str  # "masked_fill", "where", "sdpa", a torch.nn module name, "scores + mask"
     function: cst.FunctionDef | None
+    # False when the consumer is reached through a layout change that only padding marks survive
+    # (`rearrange(mask, 'b j -> b 1 1 j')` in another module): what it says of a triangle is unknown
+    geometry: bool = True
+    # a call that hands the mask to a consumer in another module (whose summary found it masking scores)
+    forwarded: bool = False
 
     def evaluator(self, ctx: FileContext) -> MaskEvaluator:
         return evaluator_for(ctx, self.function)
@@ -1089,10 +1105,18 @@ def module_type(ctx: FileContext, call: cst.Call) -> str | None:
 
 
 def mask_uses(ctx: FileContext) -> list[MaskUse]:
-    """Every consumer of an attention mask in the file whose convention is known."""
+    """Every consumer of an attention mask in the file whose convention is known, and the calls that hand
+    a mask to a consumer in another module of the project (`forwarded_mask_uses`)."""
+    return ctx.memo("mask_uses", lambda: _consumer_uses(ctx) + forwarded_mask_uses(ctx))
+
+
+def _consumer_uses(ctx: FileContext) -> list[MaskUse]:
+    """The consumers this file itself holds."""
 
     def compute() -> list[MaskUse]:
         uses: list[MaskUse] = []
+        if not ctx.mentions(*CONSUMER_TOKENS):
+            return uses  # a masked_fill or where with no softmax after it applies no attention mask
         for call in ctx.calls():
             function = ctx.function_of(call)
             qualified = ctx.callee(call)
@@ -1134,15 +1158,15 @@ def mask_uses(ctx: FileContext) -> list[MaskUse]:
                         uses.append(MaskUse(call, mask, "torch_nn", f"{kind}({keyword}=)", function))
         return uses
 
-    return ctx.memo("mask_uses", compute)
+    return ctx.memo("consumer_mask_uses", compute)
 
 
 def masks_attention_scores(ctx: FileContext, use: MaskUse) -> bool:
     """For `masked_fill` / `torch.where`: the filled tensor is a QK^T product that a softmax of the
     same function then normalises (a span-scoring head that masks its logits is not attention)."""
     node = use.node
-    if use.convention not in ("block", "allow") or not is_a(node, cst.Call):  # blocking and allowing are calls
-        return True
+    if use.convention not in ("block", "allow") or not is_a(node, cst.Call) or use.forwarded:
+        return True  # blocking and allowing are calls; a forwarded use's consumer was checked in its module
     if use.function is None:
         return False
     tracer = LogitTracer(ctx, use.function)
@@ -1210,6 +1234,204 @@ def attends_to_marked(value: MaskValue, convention: Convention) -> bool | None:
     if value.kind == "bool":
         return convention == "sdpa"
     return None
+
+
+# -- masks handed on: to helpers, to modules, to other files ------------------------------------------
+# How a consumer reads a parameter as a mask: (convention, whether the mask's layout reaches it, the
+# consumer, whether that consumer lives in another module of the project).
+Reading = tuple[Convention, bool, str, bool]
+# The convention in which a consumer reads the complement of what it is handed (a bool mask: `~mask`).
+COMPLEMENTED: dict[str, Convention] = {"block": "allow", "allow": "block", "sdpa": "block", "torch_nn": "allow"}
+
+
+def parameter_mask_readings(ctx: FileContext, function: cst.FunctionDef) -> dict[str, tuple[Reading, ...]]:
+    """Parameter -> how the consumers it reaches read it as a mask: the consumers of `function` itself
+    (`sim.masked_fill(~mask, -inf)` reads `mask` True = keep) and those of the helpers, methods and modules
+    it hands the parameter to, in this file or summarised in a project module it imports. Computed once
+    per function (one that reaches itself again adds nothing the second time).
+
+    Ex) `self.attend(q, k, v, mask=mask)` with `Attend` imported from a module whose forward does
+        `sim.masked_fill(~mask, -inf)`: `mask` is read True = keep, by that masked_fill
+    """
+    memo: dict[cst.FunctionDef, dict[str, tuple[Reading, ...]]] = ctx.memo("parameter_mask_readings", dict)
+    found = memo.get(function)
+    if found is None:
+        memo[function] = {}
+        found = memo[function] = _parameter_readings(ctx, function)
+    return found
+
+
+def _parameter_readings(ctx: FileContext, function: cst.FunctionDef) -> dict[str, tuple[Reading, ...]]:
+    found: dict[str, list[Reading]] = {}
+
+    def add(expr: cst.BaseExpression, at: int, readings: tuple[Reading, ...]) -> None:
+        paths = parameter_paths(ctx, function, expr, at) or set()
+        for name, complemented, _ in sorted(paths):
+            layout = all(kept for other, flip, kept in paths if (other, flip) == (name, complemented))
+            for convention, geometry, consumer, elsewhere in readings:
+                read = COMPLEMENTED[convention] if complemented else convention
+                found.setdefault(name, []).append((read, geometry and layout, consumer, elsewhere))
+
+    for use in _consumer_uses(ctx):
+        if use.function is function and masks_attention_scores(ctx, use):
+            add(use.mask, ctx.order(use.node), ((use.convention, True, use.consumer, False),))
+    for call in ctx.index.descendants(function.body, cst.Call, prune=(cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+        callee = called_mask_readings(ctx, call)
+        if callee is not None:
+            positional, readings = callee
+            for name, value in bind_arguments(call, positional).items():
+                if name in readings:
+                    add(value, ctx.order(call), readings[name])
+    return {name: _merged(readings) for name, readings in found.items()}
+
+
+def _merged(readings: list[Reading]) -> tuple[Reading, ...]:
+    """One reading per consumer and convention: its layout reaches the consumer when it does on some path
+    (`if mask.ndim != 4: mask = rearrange(mask, 'b j -> b 1 1 j')` keeps a 4-D mask as it is)."""
+    layouts: dict[tuple[Convention, str, bool], bool] = {}
+    for convention, geometry, consumer, elsewhere in readings:
+        key = (convention, consumer, elsewhere)
+        layouts[key] = layouts.get(key, False) or geometry
+    return tuple(
+        (convention, layout, consumer, elsewhere) for (convention, consumer, elsewhere), layout in layouts.items()
+    )
+
+
+def called_mask_readings(ctx: FileContext, call: cst.Call) -> tuple[list[str], dict[str, tuple[Reading, ...]]] | None:
+    """What the function a call runs does with its parameters as masks, with the names its positional
+    arguments bind to: a helper of this file, the `forward` of a module of this file that the callee
+    holds (`self.attend`, `for attn, ff in self.layers`), or a module class a project module summarises."""
+    if ctx.callee(call) in KERNELS:
+        return None
+    target = called_function(ctx, call)
+    if target is not None:
+        return target[1], parameter_mask_readings(ctx, target[0])
+    module = module_forward(ctx, call)
+    if module is not None:
+        return positional_parameters(module)[1:], parameter_mask_readings(ctx, module)
+    entry = imported_module(ctx, call)
+    if entry is None or not entry.get("masks"):
+        return None
+    name = entry["class"]
+    readings = {
+        parameter: tuple(
+            (convention, geometry, f"{consumer} in `{name}`", True) for convention, geometry, consumer in uses
+        )
+        for parameter, uses in entry["masks"].items()
+    }
+    return list(entry["positional"]), readings
+
+
+def parameter_paths(
+    ctx: FileContext, function: cst.FunctionDef, expr: cst.BaseExpression | None, at: int, depth: int = 0
+) -> set[tuple[str, bool, bool]] | None:
+    """The parameters of `function` a mask expression is, on every path: (name, complemented an odd number
+    of times, layout kept) for each; None when some path leads elsewhere. Names (a `None` binding is no
+    mask), complements, views, broadcasts and indexing keep the layout; transposes, and rearranges that
+    move the last two axes, keep only what the entries mark."""
+    if expr is None or depth > MAX_DEPTH:
+        return None
+    if is_a(expr, cst.Name):
+        definitions = [
+            d
+            for d in ctx.function_facts(function).reaching(expr.value, at)
+            if not (d.kind == "assign" and d.value is not None and _is_none(d.value))
+        ]
+        found: set[tuple[str, bool, bool]] = set()
+        for definition in definitions:
+            if definition.kind == "param":
+                found.add((expr.value, False, True))
+                continue
+            inner = (
+                parameter_paths(ctx, function, definition.value, definition.order, depth + 1)
+                if definition.kind == "assign"
+                else None
+            )
+            if inner is None:
+                return None
+            if len(definitions) > 1 and _rank_guarded(ctx, definition.node, expr.value):
+                inner = {path for path in inner if path[2]}  # masks of another rank take the other path
+            found |= inner
+        return found or None
+    if is_a(expr, cst.UnaryOperation) and is_a(expr.operator, cst.BitInvert):
+        return _complemented(parameter_paths(ctx, function, expr.expression, at, depth + 1))
+    if is_a(expr, cst.Subscript):
+        inner = parameter_paths(ctx, function, expr.value, at, depth + 1)
+        shifted = any(is_a(part.slice, cst.Slice) and part.slice.lower is not None for part in expr.slice[-2:])
+        return _layout_lost(inner) if shifted else inner
+    if not is_a(expr, cst.Call):
+        return None
+    qualified = ctx.callee(expr)
+    method = method_name(expr)
+    namespace = is_library_namespace(ctx, receiver(expr))
+    if qualified in COMPLEMENT_FUNCTIONS or (method in ("logical_not", "bitwise_not") and not namespace):
+        inner_expr = argument(expr, "input", 0) if qualified in COMPLEMENT_FUNCTIONS else receiver(expr)
+        return _complemented(parameter_paths(ctx, function, inner_expr, at, depth + 1))
+    if method in PASS_THROUGH and not namespace:
+        return parameter_paths(ctx, function, receiver(expr), at, depth + 1)
+    if method in REORDER_METHODS and not namespace:
+        return _layout_lost(parameter_paths(ctx, function, receiver(expr), at, depth + 1))
+    axes = einops_axes(ctx, expr)
+    if axes is None:
+        return None
+    inner = parameter_paths(ctx, function, argument(expr, "tensor", 0), at, depth + 1)
+    left, right = axes
+    kept = left[-2:] == right[-2:] and all(axis.isidentifier() for axis in left[-2:]) and len(left) >= 2
+    return inner if kept else _layout_lost(inner)
+
+
+def _rank_guarded(ctx: FileContext, node: cst.CSTNode, name: str) -> bool:
+    """Inside an `if` that tests the rank of `name` (`if mask.ndim != 4:`): a rearrange there is for
+    masks of one rank, and a mask of the other rank reaches on as it is."""
+    for ancestor in ctx.index.ancestors(node):
+        if is_a(ancestor, (cst.FunctionDef, cst.Lambda)):
+            return False
+        if is_a(ancestor, cst.If) and any(
+            is_a(part, cst.Attribute)
+            and part.attr.value in ("ndim", "dim", "ndimension")
+            and dotted(part.value) == name
+            for part in ctx.index.descendants(ancestor.test, cst.Attribute)
+        ):
+            return True
+    return False
+
+
+def _complemented(paths: set[tuple[str, bool, bool]] | None) -> set[tuple[str, bool, bool]] | None:
+    return None if paths is None else {(name, not flipped, layout) for name, flipped, layout in paths}
+
+
+def _layout_lost(paths: set[tuple[str, bool, bool]] | None) -> set[tuple[str, bool, bool]] | None:
+    return None if paths is None else {(name, flipped, False) for name, flipped, _ in paths}
+
+
+def forwarded_mask_uses(ctx: FileContext) -> list[MaskUse]:
+    """The calls that hand a mask to a consumer in another module of the project, as uses of that mask
+    in the convention the consumer reads it: at the first call on the way that passes something other
+    than a parameter of its own function (a parameter is handed on by the calls of that function).
+
+    Ex) `x = attn(x, mask=mask)` in a loop over layers whose forward calls `self.attend(q, k, v,
+        mask=mask)`, an `Attend` imported from `attend.py` that runs SDPA with `attn_mask=mask`
+    """
+    if not imported_module_calls(ctx):
+        return []
+    uses: list[MaskUse] = []
+    for call in ctx.calls():
+        function = ctx.function_of(call)
+        callee = called_mask_readings(ctx, call) if function is not None else None
+        if function is None or callee is None:
+            continue
+        at = ctx.order(call)
+        positional, readings = callee
+        for name, value in bind_arguments(call, positional).items():
+            elsewhere = [reading for reading in readings.get(name, ()) if reading[3]]
+            if not elsewhere or _is_none(value) or parameter_paths(ctx, function, value, at) is not None:
+                continue
+            kinds: dict[tuple[Convention, bool], str] = {}
+            for convention, geometry, consumer, _ in elsewhere:
+                kinds.setdefault((convention, geometry), consumer)  # one use per way of reading it
+            for (convention, geometry), consumer in kinds.items():
+                uses.append(MaskUse(call, value, convention, consumer, function, geometry, forwarded=True))
+    return uses
 
 
 # -- one mask, several consumers -----------------------------------------------------------------------

@@ -149,6 +149,14 @@ def imported_instance_calls(ctx) -> list[dict[str, Any]]:
     return instance_calls(ctx)
 
 
+@summary_fact("modules")
+def attention_modules(ctx) -> dict[str, dict[str, Any]]:
+    """Module classes whose forward reads a parameter as an attention mask or hands it to a kernel (summaries.py)."""
+    from sharpedges.analysis.summaries import module_summaries
+
+    return module_summaries(ctx)
+
+
 @summary_fact("value_parameters")
 def attention_value_parameters(ctx) -> dict[str, dict[str, Any]]:
     """Module classes whose forward hands parameters to an attention kernel's values (derived.py)."""

@@ -70,11 +70,7 @@ def called_function(ctx: FileContext, call: cst.Call) -> tuple[cst.FunctionDef, 
 
 def _class_method(ctx: FileContext, class_name: str, name: str) -> tuple[cst.FunctionDef, list[str]] | None:
     """`Masks.causal(n, dtype)`: a static or class method called on a top-level class of this file."""
-    classes = ctx.memo(
-        "summaries.top_level_classes",
-        lambda: {c.name.value: c for c in ctx.index.nodes(cst.ClassDef) if ctx.class_of(c) is None},
-    )
-    cls = classes.get(class_name)
+    cls = _top_level_classes(ctx).get(class_name)
     method = ctx.class_facts(cls).methods.get(name) if cls is not None else None
     if method is None:
         return None
@@ -596,6 +592,12 @@ def _callable_reaches(ctx: FileContext, call: cst.Call) -> list[CallableReach]:
     target = called_function(ctx, call)
     if target is not None:
         return [(target[1], _local_reach(ctx, target[0]))]
+    forward = module_forward(ctx, call)
+    if forward is not None:  # self.attend(q, k, v, dropout_p=p), an instance of a module of this file
+        return [(positional_parameters(forward)[1:], _local_reach(ctx, forward))]
+    entry = imported_module(ctx, call)
+    if entry is not None and entry.get("kernels"):  # ... or of a module class another project file summarises
+        return [(list(entry["positional"]), _summarised_reach(entry["kernels"]))]
     if not is_a(call.func, cst.Name) and self_attribute(call.func) is None:
         return []
     values = possible_values(ctx, call.func)
@@ -627,16 +629,15 @@ def _closures_made_by(ctx: FileContext, factory_call: cst.Call) -> list[Callable
         return []
     summary = scope.summary(ImportedName(source.module, source.level, ""))
     entries = [] if summary is None else summary.get("closures", {}).get(source.name, [])
-    return [
-        (
-            list(entry["positional"]),
-            {
-                name: [(KERNELS[kernel], meaning, None) for kernel, meaning in uses if kernel in KERNELS]
-                for name, uses in entry["kernels"].items()
-            },
-        )
-        for entry in entries
-    ]
+    return [(list(entry["positional"]), _summarised_reach(entry["kernels"])) for entry in entries]
+
+
+def _summarised_reach(kernels: dict[str, list[list[str]]]) -> dict[str, list[tuple[Kernel, str, cst.Call | None]]]:
+    """A summary's parameter -> [qualified kernel, meaning] as kernels of the vocabulary (the call is elsewhere)."""
+    return {
+        name: [(KERNELS[kernel], meaning, None) for kernel, meaning in uses if kernel in KERNELS]
+        for name, uses in kernels.items()
+    }
 
 
 def _local_reach(ctx: FileContext, function: cst.FunctionDef) -> dict[str, list[tuple[Kernel, str, cst.Call | None]]]:
@@ -740,3 +741,99 @@ def imported_function(ctx: FileContext, call: cst.Call) -> dict[str, Any] | None
         return None
     summary = scope.summary(ImportedName(source.module, source.level, ""))
     return None if summary is None else summary.get("functions", {}).get(source.name)
+
+
+# -- module classes: an instance called like a function -----------------------------------------------------
+def module_forward(ctx: FileContext, call: cst.Call) -> cst.FunctionDef | None:
+    """The `forward` a call runs when its callee holds an instance of one top-level module class of this
+    file (`self.attend(...)`, `for attn, ff in self.layers: attn(x)`)."""
+    if not is_a(call.func, (cst.Name, cst.Subscript)) and self_attribute(call.func) is None:
+        return None
+    classes = held_modules(ctx, call.func).classes
+    cls = _top_level_classes(ctx).get(next(iter(classes))) if len(classes) == 1 else None
+    return ctx.class_facts(cls).methods.get("forward") if cls is not None else None
+
+
+def _top_level_classes(ctx: FileContext) -> dict[str, cst.ClassDef]:
+    return ctx.memo(
+        "summaries.top_level_classes",
+        lambda: {c.name.value: c for c in ctx.index.nodes(cst.ClassDef) if ctx.class_of(c) is None},
+    )
+
+
+def module_summaries(ctx: FileContext) -> dict[str, dict[str, Any]]:
+    """Top-level module classes whose `forward` reads a parameter as an attention mask or hands it to an
+    attention kernel -> the names its positional arguments bind to (after `self`); `masks`: for each mask
+    parameter how it is read ([convention, whether the mask's layout reaches the consumer, the consumer]);
+    `kernels`: for each parameter the kernel arguments it reaches ([qualified kernel, meaning]). What an
+    importing file needs to follow `self.attend(q, k, v, mask=mask, dropout_p=p)` into a class of this module."""
+    from sharpedges.analysis.masks import CONSUMER_TOKENS, parameter_mask_readings
+    from sharpedges.analysis.tensors import module_class
+
+    found: dict[str, dict[str, Any]] = {}
+    reads_masks = ctx.mentions(*CONSUMER_TOKENS) and ctx.mentions(b"mask")
+    if not reads_masks and not ctx.mentions(*KERNEL_TOKENS):
+        return found  # no consumer of a mask and no kernel in this file: no cost on the rest
+    for name, cls in _top_level_classes(ctx).items():
+        forward = ctx.class_facts(cls).methods.get("forward")
+        if forward is None or module_class(ctx, cls) is False:
+            continue
+        entry: dict[str, Any] = {}
+        if reads_masks:
+            entry["masks"] = {
+                parameter: [[convention, geometry, consumer] for convention, geometry, consumer, _ in readings]
+                for parameter, readings in parameter_mask_readings(ctx, forward).items()
+            }
+        entry["kernels"] = {
+            parameter: [[ctx.callee(use.call), use.meaning] for use in uses]
+            for parameter, uses in kernel_parameters(ctx, forward).items()
+        }
+        entry = {key: value for key, value in entry.items() if value}
+        if entry:
+            found[name] = {"positional": positional_parameters(forward)[1:], **entry}
+    return found
+
+
+def imported_module(ctx: FileContext, call: cst.Call) -> dict[str, Any] | None:
+    """For a call of an instance of a module class imported from a project module (`self.attend = Attend(...)`,
+    then `self.attend(q, k, v, mask=mask)`): its `module_summaries` entry there, with its name as `class`."""
+    if not is_a(call.func, (cst.Name, cst.Subscript)) and self_attribute(call.func) is None:
+        return None
+    classes = held_modules(ctx, call.func).classes
+    source = _imported_classes(ctx).get(next(iter(classes))) if len(classes) == 1 else None
+    scope: ProjectScope | None = getattr(ctx, "project", None)
+    if scope is None or source is None:
+        return None
+    summary = scope.summary(ImportedName(source.module, source.level, ""))
+    entry = None if summary is None else summary.get("modules", {}).get(source.name)
+    return None if entry is None else {**entry, "class": source.name}
+
+
+def _imported_classes(ctx: FileContext) -> dict[str, ImportedName]:
+    """Qualified name (as `held_modules` names what a call builds) -> the import of that name, for the
+    names imported from a file of the project that some call of this file constructs."""
+    scope: ProjectScope | None = getattr(ctx, "project", None)
+
+    def build() -> dict[str, ImportedName]:
+        if scope is None:
+            return {}
+        imported = {
+            qualified: source
+            for local, source in imported_names(ctx).items()
+            if source.name and (qualified := ctx.qualify(cst.Name(local)) or local)
+        }
+        built = sorted({qualified for call in ctx.calls() if (qualified := ctx.callee(call) or "") in imported})
+        return {
+            qualified: imported[qualified]
+            for qualified in built
+            if scope.module_file(ImportedName(imported[qualified].module, imported[qualified].level, "")) is not None
+        }
+
+    return ctx.memo("summaries.imported_classes", build)
+
+
+def imported_module_calls(ctx: FileContext) -> bool:
+    """Whether some call of this file may run an instance of a class imported from a project module: the
+    cheap test before calls are followed into other modules' summaries."""
+    imported = _imported_classes(ctx)
+    return bool(imported) and any(name in imported for name in ctx.memo("module_calls", lambda: _module_calls(ctx)))
