@@ -182,20 +182,20 @@ def _strings(expr: cst.BaseExpression) -> frozenset[str] | None:
     return None
 
 
-def test_choices(test: cst.BaseExpression, truth: bool) -> tuple[tuple[Choice, ...], bool]:
+def branch_choices(test: cst.BaseExpression, truth: bool) -> tuple[tuple[Choice, ...], bool]:
     """The string choices that hold when `test` evaluates to `truth`, and whether they are all it says.
 
     Ex) `x == "sdpa"`, `x != "eager"`, `x in ("sdpa", "flex_attention")`, `x not in [...]`, `not ...`,
         and both sides of `and` when true (of `or` when false)
     """
     if is_a(test, cst.UnaryOperation) and is_a(test.operator, cst.Not):
-        return test_choices(test.expression, not truth)
+        return branch_choices(test.expression, not truth)
     if is_a(test, cst.BooleanOperation):
         conjunction = is_a(test.operator, cst.And)
         if conjunction != truth:
             return (), False  # `a and b` false, `a or b` true: either side may decide
-        left, left_exact = test_choices(test.left, truth)
-        right, right_exact = test_choices(test.right, truth)
+        left, left_exact = branch_choices(test.left, truth)
+        right, right_exact = branch_choices(test.right, truth)
         return left + right, left_exact and right_exact
     if not is_a(test, cst.Comparison) or len(test.comparisons) != 1:
         return (), False
@@ -335,7 +335,7 @@ class FunctionFacts:
             if ancestor is self.function:
                 break
             if is_a(ancestor, (cst.If, cst.IfExp)) and child is not ancestor.test:
-                found, decided = test_choices(ancestor.test, child is ancestor.body)
+                found, decided = branch_choices(ancestor.test, child is ancestor.body)
                 choices, exact = choices + found, exact and decided
             elif is_a(ancestor, BRANCH_TYPES) and not is_a(ancestor, cst.Else):
                 exact = False
@@ -349,10 +349,9 @@ class FunctionFacts:
         either), with the consumer's own choice added; None when no branch here compares strings."""
         if not self._string_branches:
             return chosen
-        sequence = self._index.sequence
-        node = sequence[before - 1] if 0 < before <= len(sequence) else None
-        inside = node is not None and self._index.contains(self.function, node)
-        point = self.condition(node) if inside and node is not None else ANYWHERE
+        index = self._index
+        inside = index.order[self.function] < before - 1 <= index.last_order(self.function)
+        point = self.condition(index.sequence[before - 1]) if inside else ANYWHERE
         return point.also(*chosen.choices) if chosen is not None else point
 
     # -- queries --------------------------------------------------------------------------

@@ -1157,7 +1157,7 @@ def _registry_mask_uses(ctx: FileContext, registry: RegistryCall) -> list[MaskUs
     ]
 
 
-def additive_masks_made_boolean(ctx: FileContext) -> list[tuple[cst.Call, cst.CSTNode | None, RegistryCall]]:
+def additive_masks_made_boolean(ctx: FileContext) -> list[tuple[cst.Call, cst.BaseExpression | None, RegistryCall]]:
     """`causal_mask.bool()` of an additive mask (0 = keep, -inf / finfo.min = blocked) in a branch whose
     string choice sends it only to kernels that read a boolean as True = attend (the SDPA of a registry
     chosen by the same string): the blocked positions stay True, and SDPA attends exactly there
