@@ -8,6 +8,8 @@ from sharpedges.analysis.attention import logit_sources, softmax_calls
 from sharpedges.analysis.calls import argument, has_star_args, is_false_or_none, keyword_names
 from sharpedges.analysis.masks import (
     builds_bidirectional_mask,
+    causal_by_importers,
+    causal_flag_gate,
     decided_by_decoder_flag,
     decoder_flag_read,
     ignored_causal_flag,
@@ -58,6 +60,11 @@ class CausalMaskMissing(Detector):
 
     def check(self, ctx):
         yield from self._bidirectional_mask_in_a_decoder(ctx)
+        for cls in ctx.index.nodes(cst.ClassDef):
+            gated = causal_flag_gate(ctx, cls)
+            if gated is not None:
+                read, gate = gated
+                yield Finding(read, variant="flag-gated", facts={"gate": gate.value})
         for softmax in softmax_calls(ctx):
             if self._manual_attention_unmasked(ctx, softmax):
                 yield Finding(softmax.call, related=_flag_related(ctx, softmax.call))
@@ -115,12 +122,14 @@ class CausalMaskMissing(Detector):
     # -- manual attention --------------------------------------------------------------------
     def _manual_attention_unmasked(self, ctx, softmax) -> bool:
         function = softmax.function
-        if function is None or not in_causal_context(ctx, softmax.call) or _handles_masks(ctx, function):
+        if function is None or not _may_be_causal(ctx, softmax.call) or _handles_masks(ctx, function):
             return False
         sources = logit_sources(ctx, softmax)
         if not sources or not softmax_is_unmasked(ctx, softmax.call, softmax.input, function):
             return False
-        return any(_product_is_self_attention(ctx, function, source.product) for source in sources)
+        if not any(_product_is_self_attention(ctx, function, source.product) for source in sources):
+            return False
+        return _in_causal_model(ctx, softmax.call)
 
     # -- attention kernels: SDPA, flash-attn, xformers, FlexAttention -------------------------------
     def _kernel_unmasked(self, ctx, call: cst.Call, kernel: Kernel, partial: cst.Call | None = None) -> bool:
@@ -134,10 +143,12 @@ class CausalMaskMissing(Detector):
             if value is not None and not _always_off(ctx, value):
                 return False
         function = ctx.function_of(call)
-        if function is None or not in_causal_context(ctx, call) or _handles_masks(ctx, function):
+        if function is None or not _may_be_causal(ctx, call) or _handles_masks(ctx, function):
             return False
         query, key = kernel.argument(call, "query"), kernel.argument(call, "key")
-        return query is not None and key is not None and same_sequence(ctx, function, query, key, ctx.order(call))
+        if query is None or key is None or not same_sequence(ctx, function, query, key, ctx.order(call)):
+            return False
+        return _in_causal_model(ctx, call)
 
     # -- wrappers: a function that forwards its parameters to a kernel -----------------------------
     def _wrapper_unmasked(self, ctx, call: cst.Call, target) -> tuple[Kernel, cst.Call] | None:
@@ -159,12 +170,12 @@ class CausalMaskMissing(Detector):
             if value is not None and not _always_off(ctx, value):
                 return None
         function = ctx.function_of(call)
-        if function is None or not in_causal_context(ctx, call) or _handles_masks(ctx, function):
+        if function is None or not _may_be_causal(ctx, call) or _handles_masks(ctx, function):
             return None
         query, key = passed.get("query"), passed.get("key")
         if query is None or key is None or not same_sequence(ctx, function, query, key, ctx.order(call)):
             return None
-        return kernel, kernel_call
+        return (kernel, kernel_call) if _in_causal_model(ctx, call) else None
 
     # -- torch.nn modules ----------------------------------------------------------------------
     def _module_unmasked(self, ctx, call: cst.Call, module: str) -> bool:
@@ -187,6 +198,19 @@ class CausalMaskMissing(Detector):
                 and (ctx.code(query) == ctx.code(key) or same_sequence(ctx, function, query, key, ctx.order(call)))
             )
         return True
+
+
+def _may_be_causal(ctx, node: cst.CSTNode) -> bool:
+    """In a causal context of this file, or in a module class that files next to it may build in one."""
+    return in_causal_context(ctx, node) or (
+        getattr(ctx, "project", None) is not None and ctx.class_of(node) is not None
+    )
+
+
+def _in_causal_model(ctx, node: cst.CSTNode) -> bool:
+    """The code says the attention is causal: this file (a decoder, GPT, next-token training ...), or a
+    file of its folder that builds its class in such a model. Asked last: the folder is read only then."""
+    return in_causal_context(ctx, node) or causal_by_importers(ctx, node)
 
 
 def _flag_related(ctx, node: cst.CSTNode) -> tuple[tuple[cst.CSTNode, str], ...]:

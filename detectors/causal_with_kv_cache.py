@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from sharpedges.analysis.caches import built_from_cache
+from sharpedges.analysis.caches import built_from_cache, cache_gate
 from sharpedges.analysis.calls import is_true
 from sharpedges.analysis.project import imported_names
 from sharpedges.analysis.summaries import bind_arguments, imported_function, in_branch
@@ -25,10 +25,16 @@ class CausalWithKvCache(Detector):
             if ctx.callee(call) not in SDPA:
                 continue
             function = ctx.function_of(call)
+            key = SDPA_KERNEL.argument(call, "key")
+            flag = SDPA_KERNEL.argument(call, "causal")
+            # Ex) is_causal=cache is None: a chunk of new tokens over the cache sees its own future
+            gate = cache_gate(ctx, function, flag, key, ctx.order(call)) if function and key else None
+            if gate is not None:
+                yield Finding(call, variant="cache-gated", facts={"flag": ctx.code(flag), "cache": gate.value})
+                continue
             causal = _causal(ctx, call) if function is not None else None
             if function is None or causal is None or in_branch(ctx, call):
                 continue
-            key = SDPA_KERNEL.argument(call, "key")
             if key is not None and built_from_cache(ctx, function, key, ctx.order(call), importers=True):
                 if causal == "always":
                     yield Finding(call)

@@ -70,8 +70,9 @@ class FileTimeout(BaseException):
     detector's `except Exception` can swallow it)."""
 
 
-def build_engine(config: Config, options: CheckOptions) -> Engine:
-    """The rules and options a config and the command line select (raises on unknown codes/options)."""
+def build_engine(config: Config, options: CheckOptions, roots: tuple[Path, ...] = ()) -> Engine:
+    """The rules and options a config and the command line select (raises on unknown codes/options).
+    Imports resolve inside the config's root and `roots` (the projects of the paths being checked)."""
     select = options.select if options.select is not None else config.select
     rules = select_rules(
         select,
@@ -90,13 +91,22 @@ def build_engine(config: Config, options: CheckOptions) -> Engine:
         rule_options[code] = validate_options(all_rules()[code].spec, given, where)
     options_for = {code: rule_options.get(code, rule.spec.option_defaults()) for code, rule in by_code.items()}
     engine = Engine(rules, options_for, screen=options.screen, max_bytes=config.max_file_size or DEFAULT_MAX_BYTES)
-    engine.project = ProjectScopes((config.root,), SummaryStore(code_fingerprint(), engine.max_bytes))
+    engine.project = ProjectScopes(
+        tuple(dict.fromkeys((config.root, *roots))), SummaryStore(code_fingerprint(), engine.max_bytes)
+    )
     return engine
 
 
 def engine_key(engine: Engine) -> str:
+    roots = [str(root) for root in engine.project.roots] if engine.project is not None else []
     payload = json.dumps(
-        {"code": code_fingerprint(), "rules": engine.options, "screen": engine.screen, "max": engine.max_bytes},
+        {
+            "code": code_fingerprint(),
+            "rules": engine.options,
+            "screen": engine.screen,
+            "max": engine.max_bytes,
+            "roots": roots,  # which files a check may read the summaries of
+        },
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -327,11 +337,13 @@ def run_check(options: CheckOptions) -> RunResult:
     tasks: list[_Task] = []
     notices: list[str] = []
     command_line_cache = _command_line_cache_dir(options) if options.use_cache else None
+    # the project of every path checked: a file outside the config's root still sees its own package
+    checked_roots = tuple(project_root(Path(os.path.abspath(argument))) for argument in options.paths)
 
     def engine_slot(config: Config, first_file: Path) -> int:
         slot = engine_of_config.get(id(config))
         if slot is None:
-            engine = build_engine(config, options)
+            engine = build_engine(config, options, checked_roots)
             slot = engine_of_config[id(config)] = len(engines)
             engines.append(engine)
             configs.append(config)

@@ -1098,7 +1098,7 @@ def scale_power(
         if qualified in SIZE_CASTS and expr.args:
             return scale_power(ctx, inner, function, at, depth + 1)
         helper = called_function(ctx, expr)
-        if helper is not None and not positional_parameters(helper[0])[1 if ctx.class_of(helper[0]) else 0 :]:
+        if helper is not None and not helper[1]:  # a helper of no arguments (`self._scale()`)
             powers = {
                 scale_power(ctx, value, helper[0], ctx.index.last_order(value) + 1, depth + 1)
                 for value in return_values(ctx, helper[0])
@@ -1127,6 +1127,12 @@ def _size_power(
     if known is not None:
         return known
     if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, (cst.Multiply, cst.FloorDivide, cst.Divide)):
+        numbers = [literal_number(side) is not None for side in (expr.left, expr.right)]
+        if numbers == [True, False]:  # `1.0 / d`: the inverse of a size; `2 * d`: a size
+            inner = _size_power(ctx, expr.right, function, at, depth + 1)
+            return None if inner is None else (inner if is_a(expr.operator, cst.Multiply) else -inner)
+        if numbers == [False, True]:  # `d / 2`, `d * 4`
+            return _size_power(ctx, expr.left, function, at, depth + 1)
         return Fraction(1)  # `dim // heads`, `dim_head * heads`: a size
     return Fraction(1) if is_a(expr, (cst.Name, cst.Attribute, cst.Subscript, cst.Call)) else None
 

@@ -514,3 +514,56 @@ def _written_buffer(ctx: FileContext, function: cst.FunctionDef, expr: cst.BaseE
             if is_a(target.target, cst.Subscript) and self_attribute(target.target.value) == attr:
                 return True
     return False
+
+
+def cache_gate(
+    ctx: FileContext, function: cst.FunctionDef, flag: cst.BaseExpression | None, key: cst.BaseExpression, at: int
+) -> cst.Name | None:
+    """The cache whose presence switches causal masking off: `is_causal=cache is None` (or `not cache`,
+    `past is None and ...`) where the keys are built from that same cache. With a cache, a chunk of
+    several new tokens then attends to its own future."""
+    if flag is None:
+        return None
+    for tested in _absence_tests(flag):
+        if built_from_cache(ctx, function, key, at) and _reads_name(ctx, function, key, at, tested.value):
+            return tested
+    return None
+
+
+def _absence_tests(expr: cst.BaseExpression) -> list[cst.Name]:
+    """The names `expr` is True only without: `x is None`, `not x`, and those joined by `and`."""
+    if is_a(expr, cst.BooleanOperation) and is_a(expr.operator, cst.And):
+        return _absence_tests(expr.left) + _absence_tests(expr.right)
+    if is_a(expr, cst.UnaryOperation) and is_a(expr.operator, cst.Not) and is_a(expr.expression, cst.Name):
+        return [expr.expression]
+    if (
+        is_a(expr, cst.Comparison)
+        and is_a(expr.left, cst.Name)
+        and len(expr.comparisons) == 1
+        and is_a(expr.comparisons[0].operator, cst.Is)
+        and is_a(expr.comparisons[0].comparator, cst.Name)
+        and expr.comparisons[0].comparator.value == "None"
+    ):
+        return [expr.left]
+    return []
+
+
+def _reads_name(
+    ctx: FileContext, function: cst.FunctionDef, expr: cst.BaseExpression, at: int, name: str, depth: int = 0
+) -> bool:
+    """Whether `expr`, or a local it is computed from in `function`, reads `name`."""
+    if depth > MAX_DEPTH:
+        return False
+    facts = ctx.function_facts(function)
+    for node in [expr, *ctx.index.descendants(expr, cst.Name)]:
+        if not is_a(node, cst.Name):
+            continue
+        if node.value == name:
+            return True
+        for definition in facts.reaching(node.value, ctx.order(node) if node is not expr else at):
+            value = definition.computed_from
+            if isinstance(value, cst.BaseExpression) and _reads_name(
+                ctx, function, value, definition.order, name, depth + 1
+            ):
+                return True
+    return False

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import libcst as cst
 
@@ -29,7 +29,7 @@ from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.dataflow import Condition
 from sharpedges.analysis.names import dotted
-from sharpedges.analysis.project import imported_names
+from sharpedges.analysis.project import ImportedName, imported_names
 from sharpedges.analysis.registries import RegistryCall, registry_calls
 from sharpedges.analysis.summaries import bind_arguments, call_sites, called_function, return_values
 from sharpedges.analysis.vocabulary import (
@@ -1587,6 +1587,59 @@ def ignored_causal_flag(ctx: FileContext, cls: cst.ClassDef) -> cst.Param | None
     return None
 
 
+def causal_flag_gate(ctx: FileContext, cls: cst.ClassDef) -> tuple[cst.Attribute, cst.Name] | None:
+    """(the first read of the class's causal flag, the optional argument that gates it) when `forward`
+    reads its `self.causal` only under `if mask is not None:` (or `if mask:`), for an argument that
+    defaults to None: called without that argument, the attention is not causal (xformers#103)."""
+    facts = ctx.class_facts(cls)
+    forward = facts.methods.get("forward")
+    if forward is None:
+        return None
+    optional = {
+        param.name.value
+        for param in forward.params.params
+        if param.default is not None and is_a(param.default, cst.Name) and param.default.value == "None"
+    }
+    reads = [
+        node
+        for node in ctx.index.descendants(forward.body, cst.Attribute)
+        if (attr := self_attribute(node)) is not None
+        and declares_causal(attr, weak=False)
+        and not is_a(ctx.index.parents.get(node), cst.AssignTarget)
+    ]
+    gates = {_optional_gate(ctx, read, forward, optional) for read in reads}
+    if not reads or len(gates) != 1 or (gate := gates.pop()) is None:
+        return None
+    return reads[0], gate
+
+
+def _optional_gate(
+    ctx: FileContext, node: cst.CSTNode, function: cst.FunctionDef, optional: set[str]
+) -> cst.Name | None:
+    """The optional argument whose presence an enclosing `if` of `node` tests (`x is not None`, `x`)."""
+    for ancestor in ctx.index.ancestors(node):
+        if ancestor is function:
+            return None
+        if not is_a(ancestor, cst.If) or ctx.index.contains(ancestor.test, node):
+            continue
+        if ancestor.orelse is not None and ctx.index.contains(ancestor.orelse, node):
+            continue
+        test = ancestor.test
+        if is_a(test, cst.Name) and test.value in optional:
+            return test
+        if (
+            is_a(test, cst.Comparison)
+            and is_a(test.left, cst.Name)
+            and test.left.value in optional
+            and len(test.comparisons) == 1
+            and is_a(test.comparisons[0].operator, cst.IsNot)
+            and is_a(test.comparisons[0].comparator, cst.Name)
+            and test.comparisons[0].comparator.value == "None"
+        ):
+            return test.left
+    return None
+
+
 def _switched_on(ctx: FileContext, cls: cst.ClassDef, init: cst.FunctionDef, param: cst.Param) -> bool:
     if is_true(param.default):
         return True
@@ -1650,6 +1703,64 @@ def causal_scopes(ctx: FileContext, weak: bool = True) -> set[cst.CSTNode]:
 
     scopes, strong = ctx.memo("causal_scopes", compute)
     return scopes if weak else strong
+
+
+def causal_instances(ctx: FileContext) -> list[dict[str, Any]]:
+    """The classes imported from other modules of the project that this file builds inside a causal model
+    (a GPT in `model.py` that builds the `Attention` of `attention.py`): what the file that defines them
+    cannot see by itself."""
+    names = imported_names(ctx)
+    if not names:
+        return []
+    strong = causal_scopes(ctx, weak=False)
+    found = []
+    for scope in strong:
+        for call in ctx.index.descendants(scope, cst.Call):
+            source = names.get(call.func.value) if is_a(call.func, cst.Name) else None
+            if source is not None and source.name and source.name[:1].isupper():
+                entry = {"module": source.module, "level": source.level, "class": source.name}
+                if entry not in found:
+                    found.append(entry)
+    return sorted(found, key=lambda entry: (entry["module"], entry["level"], entry["class"]))
+
+
+def causal_by_importers(ctx: FileContext, node: cst.CSTNode) -> bool:
+    """Whether a file next to this one builds the class around `node`, or a class of this file that builds
+    it, inside a causal model. Reads the folder's summaries: ask only where a finding hangs on it."""
+    scope = getattr(ctx, "project", None)
+    cls = ctx.class_of(node)
+    if scope is None or cls is None:
+        return False
+    while (outer := ctx.class_of(cls)) is not None:
+        cls = outer
+    wanted = _builders(ctx, cls)
+
+    def compute() -> set[str]:
+        causal = set()
+        for path, summary in scope.neighbours():
+            for entry in summary.get("causal_instances", ()):
+                target = scope.module_file(ImportedName(entry["module"], entry["level"], ""), path)
+                if target is not None and target.resolve() == scope.importer.resolve():
+                    causal.add(entry["class"])
+        return causal
+
+    return bool(wanted & ctx.memo("causal_by_importers", compute))
+
+
+def _builders(ctx: FileContext, cls: cst.ClassDef) -> set[str]:
+    """`cls` and the top-level classes of the file that build it, directly or through each other."""
+    classes = {c.name.value: c for c in ctx.module.body if is_a(c, cst.ClassDef)}
+    found = {cls.name.value}
+    changed = True
+    while changed:
+        changed = False
+        for name, other in classes.items():
+            if name in found:
+                continue
+            if any(is_a(c.func, cst.Name) and c.func.value in found for c in ctx.index.descendants(other, cst.Call)):
+                found.add(name)
+                changed = True
+    return found
 
 
 def _non_causal(scope: cst.CSTNode) -> bool:

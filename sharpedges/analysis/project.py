@@ -157,6 +157,14 @@ def attention_value_parameters(ctx) -> dict[str, dict[str, Any]]:
     return module_value_parameters(ctx)
 
 
+@summary_fact("causal_instances")
+def causal_imported_instances(ctx) -> list[dict[str, Any]]:
+    """Classes imported from other modules that this file builds in a causal model (masks.py)."""
+    from sharpedges.analysis.masks import causal_instances
+
+    return causal_instances(ctx)
+
+
 # -- the scope of one checked file ------------------------------------------------------------------
 
 SummaryLoader = Callable[[Path], "tuple[str, dict[str, Any]] | None"]

@@ -142,3 +142,65 @@ def test_a_causal_mask_built_and_never_applied_does_not_mask():
 
 def test_the_same_mask_applied_is_quiet():
     assert findings("SHP201", BUILT.format(passed=", attn_mask=mask")) == []
+
+
+GATED = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    class Attention(nn.Module):
+        def __init__(self, causal=True):
+            super().__init__()
+            self.causal = causal
+
+        def forward(self, q, k, v, att_mask{default}):
+            att = q @ k.transpose(-2, -1) * q.size(-1) ** -0.5
+            n = att.shape[-1]
+            {body}
+            return att.softmax(dim=-1) @ v
+""")
+
+INSIDE = """if att_mask is not None:
+                if self.causal:
+                    att_mask = att_mask & torch.ones(n, n, dtype=torch.bool).tril()
+                att = att.masked_fill(~att_mask, float("-inf"))"""
+
+OUTSIDE = """if self.causal:
+            att = att.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
+        if att_mask is not None:
+            att = att.masked_fill(~att_mask, float("-inf"))"""
+
+
+def test_a_causal_flag_read_only_under_an_optional_mask():
+    [finding] = findings("SHP201", GATED.format(default="=None", body=INSIDE))
+    assert finding.message.startswith("the causal flag is read only when `att_mask` is passed")
+    assert finding.line == 14
+
+
+@pytest.mark.parametrize(("default", "body"), [("=None", OUTSIDE), ("", INSIDE)])
+def test_a_causal_flag_read_on_every_call_is_quiet(default, body):
+    """Read outside the branch, or the mask is a required argument (every call passes one)."""
+    assert findings("SHP201", GATED.format(default=default, body=body)) == []
+
+
+CACHED = textwrap.dedent("""
+    import torch
+    import torch.nn.functional as F
+
+    def attend(q, k, v, cache=None, other=None):
+        if cache is not None:
+            k = torch.cat([cache[0], k], dim=2)
+            v = torch.cat([cache[1], v], dim=2)
+        return F.scaled_dot_product_attention(q, k, v, is_causal={flag})
+""")
+
+
+@pytest.mark.parametrize("flag", ["cache is None", "not cache", "cache is None and q.size(2) > 1"])
+def test_shp204_causal_mask_switched_off_by_the_cache_it_reads(flag):
+    [finding] = findings("SHP204", CACHED.format(flag=flag))
+    assert finding.message.startswith(f"`is_causal={flag}` drops the causal mask whenever `cache` is passed")
+
+
+@pytest.mark.parametrize("flag", ["other is None", "q.size(2) > 1", "cache is not None"])
+def test_shp204_flags_not_switched_off_by_the_keys_cache_are_quiet(flag):
+    assert findings("SHP204", CACHED.format(flag=flag)) == []

@@ -60,6 +60,8 @@ def test_a_scale_that_grows_with_the_head_size_is_reported(scale, op, how):
         ("self.head_dim ** -0.5", "*"),
         ("1.0 / math.sqrt(self.head_dim)", "*"),
         ("math.sqrt(self.head_dim)", "/"),
+        ("math.sqrt(1.0 / self.head_dim)", "*"),
+        ("(2 * self.head_dim) ** -0.5", "*"),
         ("scale or self.head_dim ** -0.5", "*"),
         ("nn.Parameter(torch.ones(1) * 10)", "*"),  # a learned temperature: not a power of a size
         ("16", "*"),  # a fixed temperature
