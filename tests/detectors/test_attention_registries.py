@@ -9,6 +9,7 @@ import textwrap
 import libcst as cst
 
 from sharpedges.analysis.context import FileContext
+from sharpedges.analysis.dataflow import Choice, Condition
 from sharpedges.analysis.registries import registry_calls
 from sharpedges.engine import Engine
 from sharpedges.registry import all_rules
@@ -291,3 +292,62 @@ def test_shp701_a_probability_the_caller_passes_is_the_callers_to_gate():
     )
     passed = passed.replace("dropout=0.0 if not self.training else self.attention_dropout", "dropout=p")
     assert lines("SHP701", passed) == []
+
+
+# -- branch correlation in the shared dataflow ------------------------------------------------------------
+BRANCHES = """
+    def build(self, m):
+        c = base(m)
+        if self.config._attn_implementation == "eager":
+            c = torch.where(c == 0, min_value, 0.0)
+        if self.config._attn_implementation not in ("eager", "flex_attention"):
+            c = c.bool()
+        if config._attn_implementation == "sdpa":
+            use(c)
+        else:
+            other(c)
+"""
+
+
+def reaching_at(source: str, text: str) -> list[str]:
+    """The statements of the definitions of `c` that reach the `c` read on the line holding `text`."""
+    ctx = FileContext("model.py", cst.parse_module(textwrap.dedent(source)))
+    facts = ctx.function_facts(ctx.index.nodes(cst.FunctionDef)[0])
+    (read,) = [
+        name
+        for name in ctx.index.nodes(cst.Name)
+        if name.value == "c" and text in ctx.code(ctx.index.statement_of(name)) and name in facts.uses.get("c", ())
+    ]
+    return [ctx.code(definition.node).strip() for definition in facts.reaching("c", ctx.order(read))]
+
+
+def test_a_definition_under_another_string_never_reaches_the_read():
+    # `self.config._attn_implementation` and `config._attn_implementation` are one choice
+    assert reaching_at(BRANCHES, "use(c)") == ["c = c.bool()"]
+
+
+def test_a_read_on_the_other_side_of_the_branch_sees_every_definition_that_agrees():
+    assert reaching_at(BRANCHES, "other(c)") == [
+        "c = c.bool()",
+        "c = torch.where(c == 0, min_value, 0.0)",
+        "c = base(m)",
+    ]
+
+
+def test_branches_on_a_local_name_do_not_correlate():
+    local = BRANCHES.replace("self.config._attn_implementation", "impl").replace("config._attn_implementation", "impl")
+    assert reaching_at(local, "use(c)") == [
+        "c = c.bool()",
+        "c = torch.where(c == 0, min_value, 0.0)",
+        "c = base(m)",
+    ]
+
+
+def test_a_consumer_chosen_by_the_string_pairs_only_with_the_definitions_for_it():
+    ctx = FileContext("model.py", cst.parse_module(textwrap.dedent(BRANCHES)))
+    facts = ctx.function_facts(ctx.index.nodes(cst.FunctionDef)[0])
+    eager = Condition((Choice("config._attn_implementation", frozenset({"eager"})),))
+    at = ctx.index.last_order(ctx.index.nodes(cst.FunctionDef)[0]) + 1
+    assert [ctx.code(d.node).strip() for d in facts.reaching("c", at, chosen=eager)] == [
+        "c = torch.where(c == 0, min_value, 0.0)",
+    ]
