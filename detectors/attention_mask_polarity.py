@@ -7,12 +7,14 @@ import libcst as cst
 from sharpedges.analysis.masks import (
     HANDING_TOKENS,
     MaskUse,
+    additive_masks_made_boolean,
     attends_to_marked,
     blocks_every_key,
     conflicting_uses,
     mask_uses,
     masks_attention_scores,
 )
+from sharpedges.analysis.vocabulary import REGISTRY_TOKENS
 from sharpedges.analysis.walk import is_a
 from sharpedges.detector import Detector, Finding
 
@@ -27,11 +29,11 @@ def _consumer(use: MaskUse) -> str:
 class AttentionMaskPolarity(Detector):
     code = "SHP203"
     tokens = (b"mask", b"where")
-    also_tokens = (HANDING_TOKENS,)
+    also_tokens = (HANDING_TOKENS + REGISTRY_TOKENS,)
 
     def check(self, ctx):
         flagged = set()
-        for finding in (*self._blocking_everything(ctx), *self._marked(ctx)):
+        for finding in (*self._made_boolean(ctx), *self._blocking_everything(ctx), *self._marked(ctx)):
             if finding.node in flagged:
                 continue
             flagged.add(finding.node)
@@ -51,6 +53,14 @@ class AttentionMaskPolarity(Detector):
                 },
                 related=((blocking.node, "blocking"), (attending.node, "attending")),
             )
+
+    def _made_boolean(self, ctx):
+        """An additive mask cast to a boolean in the branch that hands it to a registry's SDPA kernel."""
+        for cast, plane, registry in additive_masks_made_boolean(ctx):
+            # Ex) `if config._attn_implementation == "sdpa": causal_mask = causal_mask.bool()` (Llama 4)
+            related = ((plane, "origin"),) if plane is not None and not ctx.index.contains(cast, plane) else ()
+            facts = {"consumer": CONSUMERS["sdpa"]}
+            yield Finding(cast, facts=facts, related=(*related, (registry.call, "attending")))
 
     def _blocking_everything(self, ctx):
         """Masks that, on one of the choices the code makes, let no key through."""

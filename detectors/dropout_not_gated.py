@@ -6,22 +6,28 @@ from __future__ import annotations
 
 import libcst as cst
 
+from sharpedges.analysis.registries import registry_calls
 from sharpedges.analysis.training_mode import (
     attention_dropout_without_mode,
     dropout_module_built_in_forward,
     functional_dropout_without_mode,
+    gated,
+    in_autograd_function,
     is_module_method,
     partial_dropout_without_mode,
+    saved_by_autograd_forward,
     training_read_in_init,
+    under_training_branch,
     wrapper_dropout_without_mode,
 )
-from sharpedges.analysis.vocabulary import KERNEL_TOKENS
+from sharpedges.analysis.vocabulary import KERNEL_TOKENS, REGISTRY_TOKENS
+from sharpedges.analysis.walk import is_a
 from sharpedges.detector import Detector, Finding, Fix, Replacement
 
 
 class DropoutNotGated(Detector):
     code = "SHP701"
-    tokens = (b"dropout", b"drop_rate", b"self.training", *KERNEL_TOKENS)
+    tokens = (b"dropout", b"drop_rate", b"self.training", *KERNEL_TOKENS, *REGISTRY_TOKENS)
 
     def check(self, ctx):
         for call in ctx.calls():
@@ -42,6 +48,31 @@ class DropoutNotGated(Detector):
         for attribute in ctx.index.nodes(cst.Attribute):
             if training_read_in_init(ctx, attribute):
                 yield Finding(attribute, variant="frozen-gate")
+        for probability in _registry_dropout_without_mode(ctx):
+            yield Finding(probability, variant="attention")
+
+
+def _registry_dropout_without_mode(ctx):
+    """`attention_interface(self, q, k, v, mask, dropout=self.attention_dropout)`: a registry call that may
+    run SDPA or flash-attention, whose dropout knows nothing of `self.training` (the eager function's does).
+    A probability the enclosing function takes from its caller is the caller's to gate."""
+    for registry in registry_calls(ctx):
+        call = registry.call
+        probability = registry.kernel.argument(call, "dropout")
+        if probability is None or not any(kernel.drops_in_eval for kernel in registry.implementations):
+            continue
+        if gated(ctx, probability) or saved_by_autograd_forward(ctx, probability) or _parameter(ctx, probability):
+            continue
+        if not under_training_branch(ctx, call) and not in_autograd_function(ctx, call):
+            yield probability
+
+
+def _parameter(ctx, expr) -> bool:
+    function = ctx.function_of(expr)
+    if function is None or not is_a(expr, cst.Name):
+        return False
+    definitions = ctx.function_facts(function).reaching(expr.value, ctx.order(expr))
+    return bool(definitions) and all(d.kind == "param" for d in definitions)
 
 
 def _training_fix(ctx, found) -> Fix | None:

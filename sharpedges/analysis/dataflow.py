@@ -3,6 +3,12 @@ loop and `with` targets, parameters, and in-place method calls (`x.div_(s)`) tha
 
 Reaching definitions are approximated the way a reader would: the latest definition before a
 point, plus earlier ones while the later ones sit in a branch or loop (they may not have run).
+
+Branches on a string correlate: a definition under `if self.config._attn_implementation == "eager":`
+cannot reach a point under `if self.config._attn_implementation == "sdpa":` (the attribute path is
+the same choice, made once), and one under `== "sdpa"` always runs before such a point when nothing
+else decides it. `Condition` holds those choices; a caller may add the choice a consumer stands for
+(`reaching(..., chosen=...)`: the SDPA kernel an attention registry picks by the same string).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from typing import Literal
 
 import libcst as cst
 
+from sharpedges.analysis.names import dotted
 from sharpedges.analysis.walk import TreeIndex, is_a
 
 DefinitionKind = Literal["assign", "augassign", "param", "unpack", "loop", "with", "inplace"]
@@ -29,6 +36,7 @@ _RECORDED = frozenset(
         cst.WithItem,
         cst.Expr,
         cst.Del,
+        cst.Comparison,
     }
 )
 BRANCH_TYPES = (
@@ -85,6 +93,133 @@ def _target_names(target: cst.BaseExpression) -> list[tuple[str, bool]]:
     return []
 
 
+# -- branches on a string: `if config._attn_implementation == "sdpa":` ---------------------------------
+@dataclass(frozen=True)
+class Choice:
+    """What a branch says of one string-valued attribute path: it is one of `values`, or (`excluded`)
+    none of them."""
+
+    path: str
+    values: frozenset[str]
+    excluded: bool = False
+
+    def negated(self) -> Choice:
+        return Choice(self.path, self.values, not self.excluded)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """The string choices every path to a point makes (all of them hold), and whether they are all
+    that decides that the point runs (`exact`: no other test, loop or handler on the way)."""
+
+    choices: tuple[Choice, ...] = ()
+    exact: bool = True
+
+    def admitted(self, path: str) -> tuple[frozenset[str] | None, frozenset[str]]:
+        """The values `path` may have here: (one of these, None for any) minus the excluded ones."""
+        included: frozenset[str] | None = None
+        excluded: frozenset[str] = frozenset()
+        for choice in self.choices:
+            if choice.path != path:
+                continue
+            if choice.excluded:
+                excluded |= choice.values
+            else:
+                included = choice.values if included is None else included & choice.values
+        return included, excluded
+
+    def also(self, *choices: Choice) -> Condition:
+        return Condition(self.choices + choices, self.exact)
+
+    def agrees(self, other: Condition) -> bool:
+        """Whether some value of every path satisfies both conditions."""
+        both = Condition(self.choices + other.choices)
+        for path in {choice.path for choice in both.choices}:
+            included, excluded = both.admitted(path)
+            if included is not None and not included - excluded:
+                return False
+        return True
+
+    def implies(self, other: Condition) -> bool:
+        """Whether every value this condition admits, `other` admits too."""
+        for path in {choice.path for choice in other.choices}:
+            mine, my_excluded = self.admitted(path)
+            theirs, their_excluded = other.admitted(path)
+            if mine is None:
+                if theirs is not None or not their_excluded <= my_excluded:
+                    return False
+            elif not (theirs is None or mine - my_excluded <= theirs) or (mine - my_excluded) & their_excluded:
+                return False
+        return True
+
+
+ANYWHERE = Condition()
+
+
+def string_choice_path(expr: cst.BaseExpression) -> str | None:
+    """The attribute path a branch compares with strings, the same from every method that reads it:
+    `self.config._attn_implementation` and `config._attn_implementation` are one choice. Plain local
+    names are left out: they can be rebound between the test and the use."""
+    text = dotted(expr)
+    if text is None or "." not in text:
+        return None
+    return text.removeprefix("self.")
+
+
+def _strings(expr: cst.BaseExpression) -> frozenset[str] | None:
+    """`"sdpa"`, or `("sdpa", "eager")` / `["sdpa", "eager"]` / `{...}` of string literals."""
+    if is_a(expr, cst.SimpleString):
+        value = expr.evaluated_value
+        return frozenset({value}) if is_a(value, str) else None
+    if is_a(expr, (cst.Tuple, cst.List, cst.Set)) and expr.elements:
+        found: set[str] = set()
+        for element in expr.elements:
+            inner = _strings(element.value) if not is_a(element, cst.StarredElement) else None
+            if inner is None:
+                return None
+            found |= inner
+        return frozenset(found)
+    return None
+
+
+def branch_choices(test: cst.BaseExpression, truth: bool) -> tuple[tuple[Choice, ...], bool]:
+    """The string choices that hold when `test` evaluates to `truth`, and whether they are all it says.
+
+    Ex) `x == "sdpa"`, `x != "eager"`, `x in ("sdpa", "flex_attention")`, `x not in [...]`, `not ...`,
+        and both sides of `and` when true (of `or` when false)
+    """
+    if is_a(test, cst.UnaryOperation) and is_a(test.operator, cst.Not):
+        return branch_choices(test.expression, not truth)
+    if is_a(test, cst.BooleanOperation):
+        conjunction = is_a(test.operator, cst.And)
+        if conjunction != truth:
+            return (), False  # `a and b` false, `a or b` true: either side may decide
+        left, left_exact = branch_choices(test.left, truth)
+        right, right_exact = branch_choices(test.right, truth)
+        return left + right, left_exact and right_exact
+    if not is_a(test, cst.Comparison) or len(test.comparisons) != 1:
+        return (), False
+    target = test.comparisons[0]
+    operator = target.operator
+    if not is_a(operator, (cst.Equal, cst.NotEqual, cst.In, cst.NotIn)):
+        return (), False
+    values = _strings(target.comparator)
+    path = string_choice_path(test.left)
+    if (values is None or path is None) and is_a(operator, (cst.Equal, cst.NotEqual)):
+        values, path = _strings(test.left), string_choice_path(target.comparator)  # Ex) "sdpa" == x
+    if values is None or path is None:
+        return (), False
+    excluded = is_a(operator, (cst.NotEqual, cst.NotIn)) == truth
+    return (Choice(path, values, excluded),), True
+
+
+def compares_strings(comparison: cst.Comparison) -> bool:
+    """A comparison of something with string literals: the functions that hold one get branch conditions."""
+    return any(_strings(target.comparator) is not None for target in comparison.comparisons) or (
+        _strings(comparison.left) is not None
+    )
+
+
 class FunctionFacts:
     """Definitions and uses of the local names of one function (nested scopes excluded)."""
 
@@ -96,6 +231,8 @@ class FunctionFacts:
         self.parameters: list[str] = []
         # `del x`: where, and the block it runs in (a definition in that block cannot pass it)
         self._deletions: dict[str, list[tuple[int, cst.CSTNode]]] = {}
+        self._string_branches = False  # some test compares with a string: branch conditions can matter
+        self._conditions: dict[cst.CSTNode, Condition] = {}
         self._collect()
 
     # -- building -------------------------------------------------------------------------
@@ -133,6 +270,9 @@ class FunctionFacts:
         if is_a(node, cst.Name):
             if _is_read(node, self._index.parents.get(node)):
                 self.uses.setdefault(node.value, []).append(node)
+            return
+        if is_a(node, cst.Comparison):
+            self._string_branches = self._string_branches or compares_strings(node)
             return
         # A loop target is bound before the body runs; everything else once the statement is done.
         order = self._index.last_order(node.iter if is_a(node, (cst.For, cst.CompFor)) else node) + 1
@@ -182,11 +322,45 @@ class FunctionFacts:
                     func.value.value, "inplace", call, node, order, self._is_conditional(node), method=func.attr.value
                 )
 
+    # -- branch conditions ------------------------------------------------------------------
+    def condition(self, node: cst.CSTNode) -> Condition:
+        """The string choices the branches around `node` (inside this function) make."""
+        known = self._conditions.get(node)
+        if known is not None:
+            return known
+        choices: tuple[Choice, ...] = ()
+        exact = True
+        child = node
+        for ancestor in self._index.ancestors(node):
+            if ancestor is self.function:
+                break
+            if is_a(ancestor, (cst.If, cst.IfExp)) and child is not ancestor.test:
+                found, decided = branch_choices(ancestor.test, child is ancestor.body)
+                choices, exact = choices + found, exact and decided
+            elif is_a(ancestor, BRANCH_TYPES) and not is_a(ancestor, cst.Else):
+                exact = False
+            child = ancestor
+        condition = self._conditions[node] = Condition(choices, exact)
+        return condition
+
+    def _point_condition(self, before: int, chosen: Condition | None) -> Condition | None:
+        """The condition of the point just before pre-order number `before` (a point is asked as the
+        number of the expression there, or of the node after a definition: the node before it is inside
+        either), with the consumer's own choice added; None when no branch here compares strings."""
+        if not self._string_branches:
+            return chosen
+        index = self._index
+        inside = index.order[self.function] < before - 1 <= index.last_order(self.function)
+        point = self.condition(index.sequence[before - 1]) if inside else ANYWHERE
+        return point.also(*chosen.choices) if chosen is not None else point
+
     # -- queries --------------------------------------------------------------------------
-    def reaching(self, name: str, before: int) -> list[Definition]:
-        """Definitions of `name` that may reach a point with pre-order number `before`."""
+    def reaching(self, name: str, before: int, chosen: Condition | None = None) -> list[Definition]:
+        """Definitions of `name` that may reach a point with pre-order number `before` (and, with
+        `chosen`, a consumer that runs only under those string choices)."""
         found: list[Definition] = []
         deletions = [(order, block) for order, block in self._deletions.get(name, ()) if order < before]
+        point = self._point_condition(before, chosen) if self._string_branches or chosen is not None else None
         for definition in reversed(self.definitions.get(name, ())):
             if definition.order >= before:
                 continue
@@ -194,9 +368,14 @@ class FunctionFacts:
                 order > definition.order and self._index.contains(block, definition.node) for order, block in deletions
             ):
                 continue  # deleted on every path on from it
+            condition = self.condition(definition.node) if point is not None and self._string_branches else None
+            if condition is not None and point is not None and not condition.agrees(point):
+                continue  # Ex) built under `== "eager"`, read under `== "sdpa"`
             found.append(definition)
             if not definition.conditional:
                 break
+            if condition is not None and point is not None and condition.exact and point.implies(condition):
+                break  # Ex) rebuilt under `== "sdpa"`, read under `== "sdpa"` again: it always ran
         return found
 
     def is_parameter(self, name: str) -> bool:

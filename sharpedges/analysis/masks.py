@@ -23,12 +23,14 @@ from typing import Any, Literal
 
 import libcst as cst
 
-from sharpedges.analysis.attention import LogitTracer, softmax_calls
+from sharpedges.analysis.attention import LogitTracer, dtype_min_plane, softmax_calls
 from sharpedges.analysis.calls import argument, is_true, literal_int, literal_number, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
+from sharpedges.analysis.dataflow import Condition
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import ImportedName, imported_names
+from sharpedges.analysis.registries import RegistryCall, registry_calls
 from sharpedges.analysis.summaries import (
     bind_arguments,
     call_sites,
@@ -258,11 +260,13 @@ class MaskValue:
 
 class MaskEvaluator:
     """Evaluates mask expressions inside one function, following local names, `self.x` attributes
-    and registered buffers of the enclosing class."""
+    and registered buffers of the enclosing class; with `chosen`, only the definitions that can meet a
+    consumer run under those string choices (the SDPA kernel of an attention registry)."""
 
-    def __init__(self, ctx: FileContext, function: cst.FunctionDef | None) -> None:
+    def __init__(self, ctx: FileContext, function: cst.FunctionDef | None, chosen: Condition | None = None) -> None:
         self.ctx = ctx
         self.function = function
+        self.chosen = chosen
         self.facts = ctx.function_facts(function) if function is not None else None
         self._subscript_writes: frozenset[str] | None = None
         self.cls = ctx.class_of(function) if function is not None else None
@@ -305,7 +309,7 @@ class MaskEvaluator:
             else self._passed(name, depth)
             if d.kind == "param"
             else None
-            for d in self.facts.reaching(name, at)
+            for d in self.facts.reaching(name, at, self.chosen)
         ]
         return _agreed(values)
 
@@ -1077,13 +1081,14 @@ class MaskUse:
     geometry: bool = True
     # a call that hands the mask to a consumer in another module (whose summary found it masking scores)
     forwarded: bool = False
+    chosen: Condition | None = None  # the string choices under which the consumer runs (a registry's kernel)
 
     def evaluator(self, ctx: FileContext) -> MaskEvaluator:
-        return evaluator_for(ctx, self.function)
+        return evaluator_for(ctx, self.function, self.chosen)
 
 
-def evaluator_for(ctx: FileContext, function: cst.FunctionDef | None) -> MaskEvaluator:
-    return ctx.memo(("mask_evaluator", function), lambda: MaskEvaluator(ctx, function))
+def evaluator_for(ctx: FileContext, function: cst.FunctionDef | None, chosen: Condition | None = None) -> MaskEvaluator:
+    return ctx.memo(("mask_evaluator", function, chosen), lambda: MaskEvaluator(ctx, function, chosen))
 
 
 def module_type(ctx: FileContext, call: cst.Call) -> str | None:
@@ -1156,9 +1161,68 @@ def _consumer_uses(ctx: FileContext) -> list[MaskUse]:
                     mask = argument(call, keyword, position)
                     if mask is not None:
                         uses.append(MaskUse(call, mask, "torch_nn", f"{kind}({keyword}=)", function))
+        uses += [use for registry in registry_calls(ctx) for use in _registry_mask_uses(ctx, registry)]
         return uses
 
     return ctx.memo("consumer_mask_uses", compute)
+
+
+def _registry_mask_uses(ctx: FileContext, registry: RegistryCall) -> list[MaskUse]:
+    """The SDPA kernel a registry call may run reads its mask as SDPA does, and only the masks built for it.
+
+    Ex) `attention_interface(self, q, k, v, mask)` with `ALL_ATTENTION_FUNCTIONS[config._attn_implementation]`
+    """
+    mask = registry.kernel.argument(registry.call, "mask")
+    if mask is None:
+        return []
+    function = ctx.function_of(registry.call)
+    return [
+        MaskUse(registry.call, mask, "sdpa", "scaled_dot_product_attention", function, chosen=registry.chosen(kernel))
+        for kernel in registry.implementations
+        if kernel.mask_convention == "sdpa"
+    ]
+
+
+def additive_masks_made_boolean(ctx: FileContext) -> list[tuple[cst.Call, cst.BaseExpression | None, RegistryCall]]:
+    """`causal_mask.bool()` of an additive mask (0 = keep, -inf / finfo.min = blocked) in a branch whose
+    string choice sends it only to kernels that read a boolean as True = attend (the SDPA of a registry
+    chosen by the same string): the blocked positions stay True, and SDPA attends exactly there
+    (transformers #38094, Llama 4). Each with where the mask's minimum is written, when known."""
+    registries = [registry for registry in registry_calls(ctx) if registry.path is not None]
+    found = []
+    for call in ctx.calls() if registries else ():
+        function = ctx.function_of(call)
+        cast = receiver(call)
+        if function is None or cast is None or not _casts_to_bool(ctx, call):
+            continue
+        condition = ctx.function_facts(function).condition(call)
+        for registry in registries:
+            met = [kernel for kernel in registry.implementations if condition.agrees(registry.chosen(kernel))]
+            if not met or any(kernel.mask_convention != "sdpa" for kernel in met):
+                continue
+            at = ctx.order(call)
+            value = evaluator_for(ctx, function).value(cast, at)
+            plane = dtype_min_plane(ctx, cast, at)
+            if plane is not None or (value is not None and value.kind == "additive"):
+                found.append((call, plane, registry))
+                break
+    return found
+
+
+def _casts_to_bool(ctx: FileContext, call: cst.Call) -> bool:
+    """`m.bool()`, `m.to(torch.bool)`, `m.type(torch.bool)` on a tensor, its result used as it is."""
+    method = method_name(call)
+    if is_library_namespace(ctx, receiver(call)):
+        return False
+    if method == "bool":
+        casts = not call.args
+    elif method in ("to", "type"):
+        dtype = argument(call, "dtype", 0)
+        casts = dtype is not None and ctx.qualify(dtype) in BOOL_DTYPES
+    else:
+        return False
+    parent = ctx.index.parents.get(call)
+    return casts and is_a(parent, (cst.Assign, cst.Arg, cst.Return))
 
 
 def masks_attention_scores(ctx: FileContext, use: MaskUse) -> bool:

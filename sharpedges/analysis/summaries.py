@@ -20,6 +20,7 @@ from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import ImportedName, ProjectScope, imported_names
+from sharpedges.analysis.registries import registry_classes
 from sharpedges.analysis.values import MAX_DEPTH, possible_values
 from sharpedges.analysis.vocabulary import KERNEL_TOKENS, KERNELS, PARTIALS, Kernel, kernel_of
 from sharpedges.analysis.walk import is_a
@@ -221,6 +222,8 @@ def held_modules(
             items = [arg.value for arg in expr.args if arg.keyword is None and not arg.star]
             container = held_modules(ctx, items[0], at, depth + 1) if len(items) == 1 else NOTHING
             return HeldModules(elements=container.elements, positional=container.positional)
+        if qualified is None and (chosen := registry_classes(ctx, expr)):  # Ex) LLAMA_ATTENTION_CLASSES[impl](config)
+            return HeldModules(frozenset(chosen.values()))
         return HeldModules(frozenset({qualified})) if qualified is not None else NOTHING
     if is_a(expr, (cst.List, cst.Tuple)):
         elements = [(element.value, is_a(element, cst.StarredElement)) for element in expr.elements]

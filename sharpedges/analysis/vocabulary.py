@@ -240,6 +240,55 @@ def kernel_of(ctx, call: cst.Call) -> Kernel | None:
     return KERNELS.get(ctx.callee(call) or "")
 
 
+# -- attention registries: the kernel chosen at run time by a string -----------------------------------
+# transformers (>= 4.48) looks the kernel up by `config._attn_implementation` in one registry of functions
+# (`ALL_ATTENTION_FUNCTIONS[impl]`, `ALL_ATTENTION_FUNCTIONS.get_interface(impl, eager_attention_forward)`),
+# every one called like the model's own eager function: `(module, query, key, value, attention_mask,
+# dropout=..., scaling=..., is_causal=...)`. Older releases pick a class (`LLAMA_ATTENTION_CLASSES[impl]`).
+ATTENTION_FUNCTION_REGISTRIES = frozenset({"ALL_ATTENTION_FUNCTIONS"})
+ATTENTION_CLASS_REGISTRY = re.compile(r"(^|_)ATTENTION_CLASSES$")
+REGISTRY_LOOKUP_METHODS = frozenset({"get_interface", "get"})  # (key, default)
+REGISTRY_TOKENS = (b"all_attention_functions", b"attention_classes")
+ATTENTION_INTERFACE = _kernel(
+    "attention_interface",
+    module=("module", 0),
+    query=("query", 1),
+    key=("key", 2),
+    value=("value", 3),
+    mask=("attention_mask", 4),
+    dropout=("dropout", None),
+    scale=("scaling", None),
+    causal=("is_causal", None),
+)
+EAGER_IMPLEMENTATION = "eager"  # the model's own function, the default when the registry is not asked
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """One kernel a registry holds, by its key: how it reads the mask it is given ("sdpa": a boolean True
+    = attend, a float is added; "additive": added to the scores; "padding": a 2D keep-mask of the keys;
+    "block": a FlexAttention BlockMask) and whether a dropout probability passed to it drops attention
+    weights in eval too (SDPA's and flash-attention's `dropout_p` know nothing of `module.training`; the
+    eager function hands it to `F.dropout(..., training=module.training)`)."""
+
+    key: str
+    mask_convention: str
+    drops_in_eval: bool
+
+
+IMPLEMENTATIONS = {
+    implementation.key: implementation
+    for implementation in (
+        Implementation(EAGER_IMPLEMENTATION, "additive", False),
+        Implementation("sdpa", "sdpa", True),
+        Implementation("flash_attention_2", "padding", True),
+        Implementation("flash_attention_3", "padding", True),
+        Implementation("flex_attention", "block", False),
+    )
+}
+REGISTERED_IMPLEMENTATIONS = frozenset(IMPLEMENTATIONS) - {EAGER_IMPLEMENTATION}
+
+
 # transformers' mask builders (`transformers.masking_utils`). The bidirectional one ignores
 # `config.is_decoder`, the flag by which a model runs as a decoder (its `...ForCausalLM` heads set it);
 # a mask for cross-attention is the one built with `encoder_hidden_states=`.
