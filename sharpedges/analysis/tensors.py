@@ -519,14 +519,7 @@ def known_rank(ctx: FileContext, expr: cst.BaseExpression | None, at: int | None
         return None
     at = ctx.order(expr) if at is None else at
     if is_a(expr, cst.Name):
-        function = ctx.function_of(expr)
-        if function is None:
-            return None
-        definitions = ctx.function_facts(function).reaching(expr.value, at)
-        if len(definitions) == 1 and definitions[0].kind == "param":
-            return _parameter_rank(ctx, function, expr.value, depth)
-        ranks = {_defined_rank(ctx, d, depth) for d in definitions}
-        return ranks.pop() if len(ranks) == 1 else None
+        return _agreed(ctx, expr, at, lambda function, d: _defined_rank(ctx, function, d, depth))
     if not is_a(expr, cst.Call) or is_library_namespace(ctx, receiver(expr)):
         return None
     method = method_name(expr)
@@ -543,10 +536,22 @@ def known_rank(ctx: FileContext, expr: cst.BaseExpression | None, at: int | None
 SPLITTING_METHODS = frozenset({"chunk", "split", "tensor_split"})
 
 
-def _defined_rank(ctx: FileContext, definition, depth: int) -> int | None:
-    """The rank a definition gives its name: an assigned tensor's, or for a name unpacked from a tensor
-    (`q, k, v = qkv.permute(2, 0, 3, 1, 4)`, `q, k = x.unbind(1)`) one axis less, and for the pieces of
-    `x.chunk(3, dim=-1)` / `x.split(d, dim=-1)` the rank of `x`."""
+def _agreed(ctx: FileContext, name: cst.Name, at: int, answer) -> int | None:
+    """What every definition of a local reaching `at` says (`answer(function, definition)`), when they agree."""
+    function = ctx.function_of(name)
+    if function is None:
+        return None
+    answers = {answer(function, d) for d in ctx.function_facts(function).reaching(name.value, at)}
+    return answers.pop() if len(answers) == 1 else None
+
+
+def _defined_rank(ctx: FileContext, function: cst.FunctionDef, definition, depth: int) -> int | None:
+    """The rank a definition gives its name: an assigned tensor's, a parameter's from the calls of its
+    module, or for a name unpacked from a tensor (`q, k, v = qkv.permute(2, 0, 3, 1, 4)`, `q, k =
+    x.unbind(1)`) one axis less, and for the pieces of `x.chunk(3, dim=-1)` / `x.split(d, dim=-1)` the
+    rank of `x`."""
+    if definition.kind == "param":
+        return _parameter_rank(ctx, function, definition.name, depth)
     if definition.kind == "assign":
         return known_rank(ctx, definition.value, definition.order, depth + 1)
     source = definition.computed_from if definition.kind == "unpack" else None
@@ -615,12 +620,9 @@ def last_axis_size(
         return None
     at = ctx.order(expr) if at is None else at
     if is_a(expr, cst.Name):
-        function = ctx.function_of(expr)
-        if function is None:
-            return None
-        definitions = ctx.function_facts(function).reaching(expr.value, at)
-        sizes = {last_axis_size(ctx, d.value, d.order, depth + 1) if d.kind == "assign" else None for d in definitions}
-        return sizes.pop() if len(sizes) == 1 else None
+        return _agreed(
+            ctx, expr, at, lambda _, d: last_axis_size(ctx, d.value, d.order, depth + 1) if d.kind == "assign" else None
+        )
     if is_a(expr, cst.Subscript):
         index = expr.slice[-1].slice if expr.slice else None
         if is_a(index, cst.Index) and is_a(index.value, cst.Name) and index.value.value == "None":

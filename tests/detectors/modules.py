@@ -30,3 +30,23 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.c_proj(y)
 """
+
+
+# Multi-head self-attention through SDPA with no causal mask: right in an encoder, a bug in a causal model.
+UNMASKED_SDPA_ATTENTION = """
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, dim * 3)
+
+    def forward(self, x):
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return out.transpose(1, 2).reshape(b, n, d)
+"""

@@ -4,36 +4,23 @@ it says so (masks.causal_instances, read back by masks.causal_by_importers)."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import pytest
 
+from tests.detectors.modules import UNMASKED_SDPA_ATTENTION
 from tests.helpers import write_package
 
-ATTENTION = """
-    import torch.nn.functional as F
-    from torch import nn
-
-    class Attention(nn.Module):
-        def __init__(self, dim, heads):
-            super().__init__()
-            self.heads = heads
-            self.qkv = nn.Linear(dim, dim * 3)
-
-        def forward(self, x):
-            b, n, d = x.shape
-            q, k, v = self.qkv(x).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-            out = F.scaled_dot_product_attention(q, k, v)
-            return out.transpose(1, 2).reshape(b, n, d)
-
+ATTENTION = UNMASKED_SDPA_ATTENTION + textwrap.dedent("""
     class Block(nn.Module):
         def __init__(self, dim, heads):
             super().__init__()
-            self.attn = Attention(dim, heads)
+            self.attn = SelfAttention(dim, heads)
 
         def forward(self, x):
             return x + self.attn(x)
-"""
+""")
 
 GPT = """
     from torch import nn
@@ -61,10 +48,10 @@ def project(tmp_path: Path) -> Path:
 
 def test_an_attention_built_by_a_causal_model_of_another_file(run_cli, project: Path):
     result = run_cli("check", "pkg", "--select", "SHP201", "--no-cache", cwd=project)
-    assert result.stdout.splitlines()[0].startswith("pkg/attention.py:14:"), result.stdout
+    assert result.stdout.splitlines()[0].startswith("pkg/attention.py:15:"), result.stdout
     assert "scaled_dot_product_attention in a causal model gets no causal mask" in result.stdout
     one_file = run_cli("check", "pkg/attention.py", "--select", "SHP201", "--no-cache", cwd=project)
-    assert one_file.stdout.splitlines()[0].startswith("pkg/attention.py:14:"), one_file.stdout
+    assert one_file.stdout.splitlines()[0].startswith("pkg/attention.py:15:"), one_file.stdout
 
 
 def test_a_package_checked_from_outside_its_project_still_sees_its_folder(run_cli, project: Path, tmp_path_factory):
@@ -72,7 +59,7 @@ def test_a_package_checked_from_outside_its_project_still_sees_its_folder(run_cl
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     (elsewhere / "pyproject.toml").write_text("[tool.sharpedges]\n")
     result = run_cli("check", str(project / "pkg"), "--select", "SHP201", "--no-cache", cwd=elsewhere)
-    assert "attention.py:14:" in result.stdout, result.stdout
+    assert "attention.py:15:" in result.stdout, result.stdout
 
 
 def test_an_encoder_of_another_file_is_quiet(run_cli, tmp_path: Path):

@@ -7,25 +7,10 @@ import textwrap
 
 import pytest
 
-from tests.helpers import findings
+from tests.detectors.modules import UNMASKED_SDPA_ATTENTION
+from tests.helpers import findings, mutate
 
-ATTENTION = textwrap.dedent("""
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
-
-    class SelfAttention(nn.Module):
-        def __init__(self, dim, heads):
-            super().__init__()
-            self.heads = heads
-            self.qkv = nn.Linear(dim, dim * 3)
-
-        def forward(self, x):
-            b, n, d = x.shape
-            q, k, v = self.qkv(x).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-            out = F.scaled_dot_product_attention(q, k, v)
-            return out.transpose(1, 2).reshape(b, n, d)
-
+ATTENTION = UNMASKED_SDPA_ATTENTION + textwrap.dedent("""
     class Model(nn.Module):
         def __init__(self, vocab, dim, heads, depth, block_size):
             super().__init__()
@@ -115,24 +100,12 @@ def test_a_flag_that_is_off_or_read_is_no_evidence(default, passed, kernel):
     assert findings("SHP201", FLAGGED.format(default=default, passed=passed, kernel=kernel)) == []
 
 
-BUILT = textwrap.dedent("""
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
-
-    class CausalSelfAttention(nn.Module):
-        def __init__(self, dim, heads):
-            super().__init__()
-            self.heads = heads
-            self.qkv = nn.Linear(dim, dim * 3)
-
-        def forward(self, x):
-            b, n, d = x.shape
-            q, k, v = self.qkv(x).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-            mask = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
-            out = F.scaled_dot_product_attention(q, k, v{passed})
-            return out.transpose(1, 2).reshape(b, n, d)
-""")
+BUILT = mutate(
+    mutate(UNMASKED_SDPA_ATTENTION, "class SelfAttention", "class CausalSelfAttention"),
+    "        out = F.scaled_dot_product_attention(q, k, v)",
+    "        mask = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()\n"
+    "        out = F.scaled_dot_product_attention(q, k, v{passed})",
+)
 
 
 def test_a_causal_mask_built_and_never_applied_does_not_mask():
