@@ -847,8 +847,13 @@ def _residual_loop_parameter(
     ctx: FileContext, cls: cst.ClassDef, init: cst.FunctionDef, forward: cst.FunctionDef
 ) -> str | None:
     """The constructor parameter stored in `self.attr` that forward loops over, adding each loop module's
-    output to the stream it returns."""
+    output to the stream it returns; or whose modules the constructor wraps in residual blocks of this
+    file (`self.blocks = nn.ModuleList([ReversibleBlock(f=f, g=g) for f, g in blocks])`, whose forward runs
+    `y1 = x1 + self.f(x2)`) that forward runs."""
     facts = ctx.class_facts(cls)
+    wrapped = _wrapped_in_residual_blocks(ctx, cls, init, forward)
+    if wrapped is not None:
+        return wrapped
     for loop in ctx.index.descendants(forward.body, cst.For, prune=(cst.FunctionDef, cst.ClassDef)):
         modules = {node.value for node in ctx.index.descendants(loop.target, cst.Name)}
         adds = [
@@ -874,6 +879,45 @@ def _residual_loop_parameter(
                 ):
                     return value.value
     return None
+
+
+def _wrapped_in_residual_blocks(
+    ctx: FileContext, cls: cst.ClassDef, init: cst.FunctionDef, forward: cst.FunctionDef
+) -> str | None:
+    parameters = positional_parameters(init)
+    facts = ctx.class_facts(cls)
+    read = {self_attribute(node) for node in ctx.index.descendants(forward.body, cst.Attribute)}
+    for attr, assignments in facts.assignments.items():
+        if attr not in read:
+            continue
+        for assignment in assignments:
+            value = assignment.value
+            if assignment.method != "__init__" or value is None:
+                continue
+            names = {node.value for node in ctx.index.descendants(value, cst.Name)}
+            given = [name for name in parameters if name in names]
+            built = [
+                wrapper
+                for call in ctx.index.descendants(value, cst.Call)
+                if is_a(call.func, cst.Name) and (wrapper := local_classes(ctx).get(call.func.value)) is not None
+            ]
+            if len(given) == 1 and built and all(_adds_its_modules(ctx, wrapper) for wrapper in built):
+                return given[0]
+    return None
+
+
+def _adds_its_modules(ctx: FileContext, cls: cst.ClassDef) -> bool:
+    """A residual block: its forward adds the output of a module it holds to its input (`x1 + self.f(x2)`)."""
+    forward = ctx.class_facts(cls).methods.get("forward")
+    if forward is None:
+        return False
+    for node in ctx.index.descendants(forward.body, cst.BinaryOperation, prune=(cst.FunctionDef, cst.ClassDef)):
+        found = residual_sum(ctx, node)
+        if found is not None and any(
+            is_a(operand, cst.Call) and self_attribute(operand.func) is not None for operand in found.operands
+        ):
+            return True
+    return False
 
 
 def _mentions_attribute(

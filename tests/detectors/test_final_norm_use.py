@@ -167,3 +167,40 @@ def test_a_final_norm_or_post_norm_wrappers_are_quiet(run_cli, tmp_path, old, ne
     write_package(tmp_path, {"reversible.py": SEQUENCE, "lm.py": source})
     result = run_cli("check", "pkg", "--select", "SHP302", "--preview", "--no-cache", cwd=tmp_path)
     assert result.returncode == 0, result.stdout
+
+
+REVERSIBLE = """
+    import torch
+    from torch import nn
+
+    class ReversibleBlock(nn.Module):
+        def __init__(self, f, g):
+            super().__init__()
+            self.f = f
+            self.g = g
+
+        def forward(self, x):
+            x1, x2 = torch.chunk(x, 2, dim=-1)
+            y1 = x1 + self.f(x2)
+            y2 = x2 + self.g(y1)
+            return torch.cat([y1, y2], dim=-1)
+
+    class ReversibleSequence(nn.Module):
+        def __init__(self, blocks):
+            super().__init__()
+            self.blocks = nn.ModuleList([ReversibleBlock(f=f, g=g) for f, g in blocks])
+
+        def forward(self, x):
+            x = torch.cat([x, x], dim=-1)
+            out = run_reversibly(x, self.blocks)
+            return torch.stack(out.chunk(2, dim=-1)).mean(dim=0)
+"""
+
+
+def test_prenorm_wrappers_in_reversible_blocks_reach_the_head(run_cli, tmp_path):
+    """The same LMs with `reversible=True`: the residual sums live in the blocks the sequence wraps."""
+    write_package(
+        tmp_path, {"reversible.py": REVERSIBLE, "lm.py": LM.replace("SequentialSequence", "ReversibleSequence")}
+    )
+    result = run_cli("check", "pkg", "--select", "SHP302", "--preview", "--no-cache", cwd=tmp_path)
+    assert "the pre-norm stack `self.transformer` reaches `self.to_logits` with no final norm" in result.stdout
