@@ -29,7 +29,7 @@ from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.dataflow import Condition
 from sharpedges.analysis.names import dotted
-from sharpedges.analysis.project import ImportedName, imported_names
+from sharpedges.analysis.project import SMALL_PACKAGE, ImportedName, imported_names
 from sharpedges.analysis.registries import RegistryCall, registry_calls
 from sharpedges.analysis.summaries import (
     bind_arguments,
@@ -2018,7 +2018,7 @@ def causal_by_importers(ctx: FileContext, node: cst.CSTNode) -> bool:
 
     def compute() -> set[str]:
         causal = set()
-        for path, summary in scope.neighbours():
+        for path, summary in scope.neighbours(limit=SMALL_PACKAGE):
             for entry in summary.get("causal_instances", ()):
                 target = scope.module_file(ImportedName(entry["module"], entry["level"], ""), path)
                 if target is not None and target.resolve() == scope.importer.resolve():

@@ -185,6 +185,9 @@ def module_residual_sequences(ctx) -> dict[str, dict[str, Any]]:
 
 SummaryLoader = Callable[[Path], "tuple[str, dict[str, Any]] | None"]
 MAX_NEIGHBOURS = 200  # a folder of more modules than this is not read for the files that import one
+# A question many files of a folder ask (is this attention built in a causal model?) reads only a
+# package-sized folder: a model zoo of a hundred files would be parsed once more for each of them.
+SMALL_PACKAGE = 30
 
 
 def python_files(folder: Path) -> list[Path]:
@@ -242,11 +245,12 @@ class ProjectScope:
         self.read[str(path)] = digest
         return summary
 
-    def neighbours(self) -> list[tuple[Path, dict[str, Any]]]:
-        """(path, summary) of the other Python files in the checked file's folder, inside the roots."""
+    def neighbours(self, limit: int = MAX_NEIGHBOURS) -> list[tuple[Path, dict[str, Any]]]:
+        """(path, summary) of the other Python files in the checked file's folder, inside the roots; none
+        when the folder holds more than `limit` of them."""
         folder = self.importer.parent
         files = [p for p in python_files(folder) if p.resolve() != self.importer.resolve() and self._inside(p)]
-        if len(files) > MAX_NEIGHBOURS:
+        if len(files) > limit:
             return []
         self.read[str(folder) + os.sep] = folder_digest(folder)
         found = []
