@@ -906,12 +906,17 @@ def _wrapped_in_residual_blocks(
     return None
 
 
-def _adds_its_modules(ctx: FileContext, cls: cst.ClassDef) -> bool:
-    """A residual block: its forward adds the output of a module it holds to its input (`x1 + self.f(x2)`)."""
+def _forward_nodes(ctx: FileContext, cls: cst.ClassDef, node_type: type) -> list:
+    """The nodes of a type in the class's own `forward` (none when it has none)."""
     forward = ctx.class_facts(cls).methods.get("forward")
     if forward is None:
-        return False
-    for node in ctx.index.descendants(forward.body, cst.BinaryOperation, prune=(cst.FunctionDef, cst.ClassDef)):
+        return []
+    return list(ctx.index.descendants(forward.body, node_type, prune=(cst.FunctionDef, cst.ClassDef)))
+
+
+def _adds_its_modules(ctx: FileContext, cls: cst.ClassDef) -> bool:
+    """A residual block: its forward adds the output of a module it holds to its input (`x1 + self.f(x2)`)."""
+    for node in _forward_nodes(ctx, cls, cst.BinaryOperation):
         found = residual_sum(ctx, node)
         if found is not None and any(
             is_a(operand, cst.Call) and self_attribute(operand.func) is not None for operand in found.operands
@@ -1010,24 +1015,18 @@ def _prenorm_branches(ctx: FileContext, builder: cst.FunctionDef, call: cst.Call
 
 def _normalises_input(ctx: FileContext, cls: cst.ClassDef) -> bool:
     """`return self.fn(self.norm(x))`, or `x = self.norm(x); return self.fn(x)`: a pre-norm wrapper."""
-    forward = ctx.class_facts(cls).methods.get("forward")
-    if forward is None:
-        return False
-    for r in ctx.index.descendants(forward.body, cst.Return, prune=(cst.FunctionDef, cst.ClassDef)):
+    for r in _forward_nodes(ctx, cls, cst.Return):
         value = r.value
         if not is_a(value, cst.Call) or self_attribute(value.func) is None or not value.args:
             continue
         first = value.args[0].value
         if is_a(first, cst.Call) and is_norm_call(ctx, first):
             return True
-        if is_a(first, cst.Name):
+        forward = ctx.function_of(r)
+        if is_a(first, cst.Name) and forward is not None:
             definitions = ctx.function_facts(forward).reaching(first.value, ctx.order(r))
-            if (
-                definitions
-                and all(
-                    is_a(d.value, cst.Call) and is_norm_call(ctx, d.value) for d in definitions if d.kind == "assign"
-                )
-                and all(d.kind == "assign" for d in definitions)
+            if definitions and all(
+                d.kind == "assign" and is_a(d.value, cst.Call) and is_norm_call(ctx, d.value) for d in definitions
             ):
                 return True
     return False
