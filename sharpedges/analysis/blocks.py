@@ -22,9 +22,16 @@ import libcst as cst
 from sharpedges.analysis.calls import argument, has_star_args, is_true, literal_int, method_name
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
+from sharpedges.analysis.dataflow import Definition
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import ImportedName, ProjectScope, imported_names
-from sharpedges.analysis.summaries import bind_arguments, positional_parameters
+from sharpedges.analysis.summaries import (
+    bind_arguments,
+    called_function,
+    held_modules,
+    positional_parameters,
+    return_values,
+)
 from sharpedges.analysis.values import possible_values
 from sharpedges.analysis.vocabulary import OBJECT_COPY_FUNCTIONS
 from sharpedges.analysis.walk import is_a
@@ -60,7 +67,7 @@ def is_norm_call(ctx: FileContext, call: cst.Call) -> bool:
         if is_a(func, cst.Attribute) and (dotted(func) or "").startswith("self."):
             return bool(NORM_ATTRIBUTE.search(func.attr.value)) and not NOT_TOKEN_NORM.search(func.attr.value)
         if is_a(func, cst.Name):
-            return _module_list_norm(ctx, call, func)
+            return _local_norm(ctx, call, func)
         return False
     cls = ctx.class_of(call)
     built = ctx.class_facts(cls).constructed_type(attr) if cls is not None else None
@@ -73,22 +80,130 @@ def is_norm_call(ctx: FileContext, call: cst.Call) -> bool:
     return bool(NORM_ATTRIBUTE.search(attr)) and not NOT_TOKEN_NORM.search(attr) and "bn" not in attr.lower()
 
 
-def _module_list_norm(ctx: FileContext, call: cst.Call, func: cst.Name) -> bool:
-    """A norm module taken from the class's module lists by the loop that runs the blocks, known by
-    the name the loop gives it.
+def _local_norm(ctx: FileContext, call: cst.Call, func: cst.Name) -> bool:
+    """A norm module held in a local: one the loop that runs the blocks takes from the class's module lists,
+    or one a flag chooses in place of an identity (`norm if pre_norm else identity`)."""
+    choices = _module_choices(ctx, func, ctx.order(call))
+    return NORM in choices and choices <= {NORM, IDENTITY}
 
-    Ex) `for norm, block in self.layers: x = norm(x)`
-    Ex) `for i, (kind, (norm, block)) in enumerate(zip(self.kinds, self.layers)):`
+
+def is_flag_chosen_norm(ctx: FileContext, call: cst.Call) -> bool:
+    """A norm call whose module may be an identity instead (`ff_norm if pre_norm else identity`,
+    `nn.LayerNorm(dim) if pre_norm else nn.Identity()` where the layers are built): a norm in one
+    configuration of the model only."""
+    return is_a(call.func, cst.Name) and IDENTITY in _module_choices(ctx, call.func, ctx.order(call))
+
+
+NORM, IDENTITY, OTHER = "norm", "identity", "other"
+
+
+def _module_choices(ctx: FileContext, expr: cst.BaseExpression, at: int, hops: int = 0) -> frozenset[str]:
+    """What a callable may be, as NORM, IDENTITY or OTHER: a norm or `nn.Identity` construction, a function
+    that returns its argument, either side of a conditional, a local bound to one of those, or an element
+    of the module lists a loop runs (by what the lists hold, or, where nothing says, by the loop's name
+    for it).
+
+    Ex) `for mega_layer, mega_norm, ff, ff_norm in self.layers: maybe = mega_norm if pre_norm else identity`
     """
-    if not NORM_ATTRIBUTE.search(func.value) or NOT_TOKEN_NORM.search(func.value):
-        return False
-    function = ctx.function_of(call)
-    if function is None:
-        return False
-    definitions = ctx.function_facts(function).reaching(func.value, ctx.order(call))
-    return bool(definitions) and all(
-        d.kind == "loop" and d.value is not None and _iterates_attribute(d.value) for d in definitions
-    )
+    if hops > MAX_HOPS:
+        return frozenset({OTHER})
+    if is_a(expr, cst.IfExp):
+        return _module_choices(ctx, expr.body, at, hops + 1) | _module_choices(ctx, expr.orelse, at, hops + 1)
+    if is_a(expr, cst.Call):
+        return _class_choices(held_modules(ctx, expr, at).classes) or frozenset({OTHER})
+    if is_a(expr, cst.Lambda):
+        params = expr.params.params
+        return frozenset(
+            {IDENTITY if params and is_a(expr.body, cst.Name) and expr.body.value == params[0].name.value else OTHER}
+        )
+    if not is_a(expr, cst.Name):
+        return frozenset({OTHER})
+    function = ctx.function_of(expr)
+    definitions = ctx.function_facts(function).reaching(expr.value, at) if function is not None else []
+    if not definitions:
+        return frozenset({IDENTITY if _returns_its_argument(ctx, expr.value) else OTHER})
+    choices: set[str] = set()
+    for definition in definitions:
+        if definition.kind == "assign" and definition.value is not None:
+            choices |= _module_choices(ctx, definition.value, definition.order, hops + 1)
+        elif definition.kind == "loop" and definition.value is not None and _iterates_attribute(definition.value):
+            held = _class_choices(held_modules(ctx, expr, at).classes) or _stacked_choices(ctx, expr, definition, hops)
+            by_name = NORM_ATTRIBUTE.search(expr.value) and not NOT_TOKEN_NORM.search(expr.value)
+            choices |= held or {NORM if by_name else OTHER}
+        else:
+            choices.add(OTHER)
+    return frozenset(choices)
+
+
+def _stacked_choices(ctx: FileContext, name: cst.Name, definition: Definition, hops: int) -> frozenset[str]:
+    """For a name a loop binds from the layers of a stack (`for norm, attn in self.layers` with the layers
+    built as `self.layers.append(nn.ModuleList([norm, Attention(dim)]))`), what the construction at its
+    position may be: `norm = nn.LayerNorm(dim) if pre_norm else nn.Identity()` is a norm or an identity."""
+    position = _loop_position(definition.node, name.value)
+    if position is None:
+        return frozenset()
+    attr, index, count = position
+    cls = ctx.class_of(definition.node)
+    choices: set[str] = set()
+    for stack in stacks(ctx):
+        block = stack.block
+        if ctx.class_of(stack.node) is not cls or not _assigned_to(ctx, stack.node, attr) or not block.args:
+            continue
+        listed = block.args[0].value
+        if (
+            ctx.callee(block) == "torch.nn.ModuleList"
+            and is_a(listed, (cst.List, cst.Tuple))
+            and len(listed.elements) == count
+        ):
+            element = listed.elements[index].value
+            choices |= _module_choices(ctx, element, ctx.order(element), hops + 1)
+    return frozenset(choices)
+
+
+def _loop_position(loop: cst.CSTNode, name: str) -> tuple[str, int, int] | None:
+    """(attribute, position, names) where `for a, b in self.attr` (or `enumerate(self.attr)`) binds `name`."""
+    if not is_a(loop, cst.For):
+        return None
+    iterable: cst.BaseExpression = loop.iter
+    target: cst.BaseExpression | None = loop.target
+    if is_a(iterable, cst.Call) and dotted(iterable.func) == "enumerate" and iterable.args:
+        iterable = iterable.args[0].value
+        target = target.elements[1].value if is_a(target, cst.Tuple) and len(target.elements) == 2 else None
+    attr = self_attribute(iterable)
+    if attr is None or not is_a(target, (cst.Tuple, cst.List)):
+        return None
+    for index, element in enumerate(target.elements):
+        if is_a(element.value, cst.Name) and element.value.value == name:
+            return attr, index, len(target.elements)
+    return None
+
+
+def _class_choices(classes: frozenset[str]) -> frozenset[str]:
+    """NORM, IDENTITY or OTHER for each class a module may be built from (`torch.nn.LayerNorm`, `RMSNorm`)."""
+    found = set()
+    for qualified in classes:
+        short = qualified.rsplit(".", 1)[-1]
+        if qualified == "torch.nn.Identity":
+            found.add(IDENTITY)
+        elif NORM_TYPE.search(short) and not NOT_TOKEN_NORM.search(short):
+            found.add(NORM)
+        else:
+            found.add(OTHER)
+    return frozenset(found)
+
+
+def _returns_its_argument(ctx: FileContext, name: str) -> bool:
+    """A module-level `def identity(t, *args, **kwargs): return t`."""
+    for statement in ctx.module.body:
+        if is_a(statement, cst.FunctionDef) and statement.name.value == name:
+            params = statement.params.params
+            returned = return_values(ctx, statement)
+            return (
+                bool(params)
+                and bool(returned)
+                and all(is_a(value, cst.Name) and value.value == params[0].name.value for value in returned)
+            )
+    return False
 
 
 def _iterates_attribute(expr: cst.BaseExpression) -> bool:
@@ -308,6 +423,123 @@ def _calls_in(ctx: FileContext, expr: cst.BaseExpression | None) -> list[cst.Cal
 def is_post_norm_class(ctx: FileContext, cls: cst.ClassDef) -> bool:
     """Post-norm everywhere: no pre-norm branch (a switchable block is not judged) and not DeepNorm."""
     return block_styles(ctx, cls) == {POST}
+
+
+# -- block loops in a module's own forward ------------------------------------------------------
+SWITCHABLE = "switchable"
+
+
+@dataclass(frozen=True)
+class LoopStack:
+    """A loop in a module's own forward over the layers it holds, whose body updates one stream by residual
+    sums of those layers' outputs: the module is its own stack of blocks.
+
+    Ex) `for attn_norm, attn, ff_norm, ff in self.layers: x = attn(attn_norm(x)) + x; x = ff(ff_norm(x)) + x`
+    """
+
+    loop: cst.For
+    container: str  # the (first) `self.` attribute the loop runs
+    stream: str  # the name the residual sums update
+    style: str  # PRE, POST, or SWITCHABLE (pre-norm sums, and norms of the stream a flag may turn off)
+    sums: tuple[cst.CSTNode, ...]  # the residual sums, in source order
+
+
+def loop_stacks(ctx: FileContext, cls: cst.ClassDef) -> list[LoopStack]:
+    """The block loops of `cls.forward`, once per class."""
+    memo: dict[cst.ClassDef, list[LoopStack]] = ctx.memo("blocks.loop_stacks", dict)
+    if cls not in memo:
+        memo[cls] = _loop_stacks(ctx, cls)
+    return memo[cls]
+
+
+def _loop_stacks(ctx: FileContext, cls: cst.ClassDef) -> list[LoopStack]:
+    forward = ctx.class_facts(cls).methods.get("forward")
+    if forward is None:
+        return []
+    pre_sums = {r.node for r in residual_norms(ctx, forward) if r.style == PRE}
+    found = []
+    for loop in ctx.index.descendants(forward.body, cst.For, prune=(cst.FunctionDef, cst.ClassDef)):
+        container = _first_attribute(loop.iter)
+        if container is None:
+            continue
+        modules = {node.value for node in ctx.index.descendants(loop.target, cst.Name)}
+        by_stream: dict[str, list[cst.CSTNode]] = {}
+        for node in ctx.index.descendants(loop.body, (cst.BinaryOperation, cst.AugAssign), prune=(cst.FunctionDef,)):
+            stream = _assigned_name(ctx, node)
+            summed = residual_sum(ctx, node) if is_a(node, cst.BinaryOperation) else _aug_residual(ctx, node)
+            if stream is not None and summed is not None and any(_runs(ctx, o, modules) for o in summed.operands):
+                by_stream.setdefault(stream, []).append(node)
+        for stream, sums in by_stream.items():
+            style = _loop_style(ctx, loop, stream, [s for s in sums if s in pre_sums])
+            if style is not None:
+                found.append(LoopStack(loop, container, stream, style, tuple(sums)))
+    return found
+
+
+def _loop_style(ctx: FileContext, loop: cst.For, stream: str, pre: list[cst.CSTNode]) -> str | None:
+    """PRE when sums add branches that start from a norm of the stream and no norm's output becomes the
+    stream; SWITCHABLE when the norms that do are each one a flag may turn into an identity (Mega's
+    `x = ff_maybe_postnorm(x)`); POST when each layer leaves the stream normed; None with no norm."""
+    stream_norms = [
+        statement.value
+        for statement in ctx.index.descendants(loop.body, cst.Assign, prune=(cst.FunctionDef,))
+        if is_a(statement.value, cst.Call)
+        and _assigned_name(ctx, statement) == stream
+        and is_norm_call(ctx, statement.value)
+    ]
+    if not pre:
+        return POST if stream_norms else None
+    if any(not is_flag_chosen_norm(ctx, call) for call in stream_norms):
+        return POST
+    return SWITCHABLE if stream_norms else PRE
+
+
+def _first_attribute(expr: cst.BaseExpression) -> str | None:
+    """The attribute a loop over `self.layers`, `zip(self.norms, self.layers)` or `enumerate(...)` runs."""
+    if (attr := self_attribute(expr)) is not None:
+        return attr
+    if is_a(expr, cst.Call) and dotted(expr.func) in ("zip", "enumerate"):
+        for arg in expr.args:
+            if arg.keyword is None and (attr := _first_attribute(arg.value)) is not None:
+                return attr
+    return None
+
+
+def _assigned_name(ctx: FileContext, node: cst.CSTNode) -> str | None:
+    """The name the statement holding `node` assigns (`x = ...`, `x += ...`), when it assigns one name."""
+    statement = ctx.index.statement_of(node)
+    for small in getattr(statement, "body", ()):
+        if not ctx.index.contains(small, node):
+            continue
+        if is_a(small, cst.Assign) and len(small.targets) == 1 and is_a(small.targets[0].target, cst.Name):
+            return small.targets[0].target.value
+        if is_a(small, cst.AugAssign) and is_a(small.target, cst.Name):
+            return small.target.value
+    return None
+
+
+def _aug_residual(ctx: FileContext, node: cst.AugAssign) -> ResidualSum | None:
+    """`x += f(x)`: a residual sum."""
+    if is_a(node.operator, cst.AddAssign) and _is_branch(ctx, node.value, 0):
+        return ResidualSum(node, (node.target, node.value))
+    return None
+
+
+def _runs(ctx: FileContext, expr: cst.BaseExpression, modules: set[str], hops: int = 0) -> bool:
+    """Whether `expr`, or a local it is computed from, calls one of the loop's modules."""
+    for node in [expr, *ctx.index.descendants(expr, (cst.Call, cst.Name))]:
+        if is_a(node, cst.Call) and is_a(node.func, cst.Name) and node.func.value in modules:
+            return True
+        if is_a(node, cst.Name) and hops < MAX_HOPS and (function := ctx.function_of(node)) is not None:
+            for definition in ctx.function_facts(function).reaching(node.value, ctx.order(node)):
+                value = definition.computed_from
+                if (
+                    definition.kind in ("assign", "unpack")
+                    and isinstance(value, cst.BaseExpression)
+                    and _runs(ctx, value, modules, hops + 1)
+                ):
+                    return True
+    return False
 
 
 # -- torch.nn layers ----------------------------------------------------------------------------
@@ -641,9 +873,13 @@ def unnormed_heads(ctx: FileContext, cls: cst.ClassDef) -> list[UnnormedHead]:
             for attr in facts.assignments
             if attr in called and attr not in pre_stacks and hands_out_prenorm_stream(ctx, cls, attr)
         )
+    # Ex) `for norm, attn in self.layers: x = attn(norm(x)) + x`: the module's own forward is the stack
+    loops = [loop for loop in loop_stacks(ctx, cls) if loop.style in (PRE, SWITCHABLE)]
+    for loop in loops:
+        pre_stacks.setdefault(loop.container, "pre" if loop.style == PRE else "switchable")
     found = []
     for attr, kind in pre_stacks.items():
-        outputs = _stack_outputs(ctx, forward, attr)
+        outputs = _stack_outputs(ctx, forward, attr) + [(s.loop, s.stream) for s in loops if s.container == attr]
         if not outputs:
             continue
         end = max(ctx.index.last_order(node) for node, _ in outputs)
@@ -654,7 +890,7 @@ def unnormed_heads(ctx: FileContext, cls: cst.ClassDef) -> list[UnnormedHead]:
             if ctx.order(c) > end
         ]
         # Ex) `out = self.ln_f(h)` of another value than the stream is no final norm of it
-        if any(is_norm_call(ctx, c) and _norms_stream(ctx, c, names) for c in later):
+        if any(_final_norm(ctx, cls, c, names) for c in later):
             continue
         unused = _unused_norm(ctx, cls)
         for call in later:
@@ -670,6 +906,38 @@ def unnormed_heads(ctx: FileContext, cls: cst.ClassDef) -> list[UnnormedHead]:
             if (kind == "switchable" and not _built_in_file(ctx, cls)) or unused is not None:
                 found.extend(UnnormedHead(r, attr, unused) for r in _stream_returns(ctx, forward, end, names)[:1])
     return found
+
+
+def _final_norm(ctx: FileContext, cls: cst.ClassDef, call: cst.Call, names: set[str]) -> bool:
+    """`call` norms the stream the stack left: a norm of it, a head that starts with a norm
+    (`nn.Sequential(nn.LayerNorm(dim) if pre_norm else nn.Identity(), nn.Linear(dim, vocab))`), or a
+    function of this file that returns a norm of its first argument (`x = self.finish(x)`)."""
+    if is_norm_call(ctx, call) or _starts_with_norm(ctx, cls, call):
+        return _norms_stream(ctx, call, names)
+    called = called_function(ctx, call)
+    if called is None or not called[1] or not call.args or call.args[0].keyword is not None:
+        return False
+    function, parameters = called
+    return _norms_stream(ctx, call, names) and any(
+        norm.args and _mentions(ctx, norm.args[0].value, parameters[0])
+        for value in return_values(ctx, function)
+        for norm in _norms_in(ctx, value)
+    )
+
+
+def _starts_with_norm(ctx: FileContext, cls: cst.ClassDef, call: cst.Call) -> bool:
+    """`self.attr(x)` with `self.attr = nn.Sequential(norm, ...)`, the norm maybe chosen by a flag."""
+    attr = self_attribute(call.func)
+    for assignment in ctx.class_facts(cls).assignments.get(attr, ()) if attr is not None else ():
+        value = assignment.value
+        if (
+            is_a(value, cst.Call)
+            and ctx.callee(value) == "torch.nn.Sequential"
+            and value.args
+            and NORM in _module_choices(ctx, value.args[0].value, ctx.order(value))
+        ):
+            return True
+    return False
 
 
 def _norms_stream(ctx: FileContext, norm: cst.Call, names: set[str]) -> bool:
