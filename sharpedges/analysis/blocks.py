@@ -508,7 +508,7 @@ def _first_attribute(expr: cst.BaseExpression) -> str | None:
 def _assigned_name(ctx: FileContext, node: cst.CSTNode) -> str | None:
     """The name the statement holding `node` assigns (`x = ...`, `x += ...`), when it assigns one name."""
     statement = ctx.index.statement_of(node)
-    for small in getattr(statement, "body", ()):
+    for small in statement.body if is_a(statement, cst.SimpleStatementLine) else ():
         if not ctx.index.contains(small, node):
             continue
         if is_a(small, cst.Assign) and len(small.targets) == 1 and is_a(small.targets[0].target, cst.Name):

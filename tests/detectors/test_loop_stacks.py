@@ -122,10 +122,25 @@ BUILT_BY_FLAG = textwrap.dedent("""
     [
         (TUPLES, "layers", "to_logits"),
         (ZIPPED, "norms", "head"),
+        (
+            mutate(
+                ZIPPED,
+                "x = x + mixer(m(x))\n",
+                "x = x + mixer(m(x))\n            if i + 1 == len(self.mixers):\n                break\n",
+            ),
+            "norms",
+            "head",
+        ),
         (FLAGGED, "layers", "to_logits"),
         (BUILT_BY_FLAG, "layers", "proj"),
     ],
-    ids=["tuple-unpacked", "zip-of-two-lists", "norms-chosen-in-the-loop", "norms-chosen-at-build"],
+    ids=[
+        "tuple-unpacked",
+        "zip-of-two-lists",
+        "a-sum-in-a-loop-header",
+        "norms-chosen-in-the-loop",
+        "norms-chosen-at-build",
+    ],
 )
 def test_a_forward_that_is_a_prenorm_block_loop_reaches_the_head_unnormed(source, stack, head):
     [finding] = findings("SHP302", source)
