@@ -98,19 +98,19 @@ NORM, IDENTITY, OTHER = "norm", "identity", "other"
 
 
 def _module_choices(ctx: FileContext, expr: cst.BaseExpression, at: int, hops: int = 0) -> frozenset[str]:
-    """What a callable may be, as NORM, IDENTITY or OTHER: a norm or `nn.Identity` construction, a function
-    that returns its argument, either side of a conditional, a local bound to one of those, or an element
-    of the module lists a loop runs (by what the lists hold, or, where nothing says, by the loop's name
-    for it).
+    """What a module (or a function called like one) may be, as NORM, IDENTITY or OTHER: a construction,
+    by the class it builds; a function that returns its argument; either side of a conditional; a local
+    bound to one of those; or an element of the module lists a loop runs (by how the lists are built, or,
+    where nothing says, by the loop's name for it).
 
     Ex) `for mega_layer, mega_norm, ff, ff_norm in self.layers: maybe = mega_norm if pre_norm else identity`
     """
     if hops > MAX_HOPS:
         return frozenset({OTHER})
     if is_a(expr, cst.IfExp):
-        return _module_choices(ctx, expr.body, at, hops + 1) | _module_choices(ctx, expr.orelse, at, hops + 1)
+        return _module_choices(ctx, expr.body, at, hops) | _module_choices(ctx, expr.orelse, at, hops)
     if is_a(expr, cst.Call):
-        return _class_choices(held_modules(ctx, expr, at).classes) or frozenset({OTHER})
+        return _class_choices(ctx, expr.func, at, hops)
     if is_a(expr, cst.Lambda):
         params = expr.params.params
         return frozenset(
@@ -127,12 +127,55 @@ def _module_choices(ctx: FileContext, expr: cst.BaseExpression, at: int, hops: i
         if definition.kind == "assign" and definition.value is not None:
             choices |= _module_choices(ctx, definition.value, definition.order, hops + 1)
         elif definition.kind == "loop" and definition.value is not None and _iterates_attribute(definition.value):
-            held = _class_choices(held_modules(ctx, expr, at).classes) or _stacked_choices(ctx, expr, definition, hops)
-            by_name = NORM_ATTRIBUTE.search(expr.value) and not NOT_TOKEN_NORM.search(expr.value)
-            choices |= held or {NORM if by_name else OTHER}
+            held = held_modules(ctx, expr, at).classes
+            known = all(c.startswith("torch.") or c in local_classes(ctx) for c in held)
+            choices |= (
+                _stacked_choices(ctx, expr, definition, hops)
+                or (frozenset(_class_kind(c) for c in held) if known else frozenset())
+                or {_named_kind(expr.value)}
+            )
         else:
             choices.add(OTHER)
     return frozenset(choices)
+
+
+def _class_choices(ctx: FileContext, expr: cst.BaseExpression, at: int, hops: int) -> frozenset[str]:
+    """NORM, IDENTITY or OTHER for each class a construction's callee may be: `nn.LayerNorm`, a class of
+    this file, a local bound to one (`norm_class = ScaleNorm if use_scalenorm else nn.LayerNorm`), a
+    `partial` of one (`norm_fn = partial(norm_class, dim)`), or a parameter known by its name (`norm_layer`)."""
+    if hops > MAX_HOPS:
+        return frozenset({OTHER})
+    if is_a(expr, cst.IfExp):
+        return _class_choices(ctx, expr.body, at, hops) | _class_choices(ctx, expr.orelse, at, hops)
+    if is_a(expr, cst.Call):
+        if ctx.callee(expr) == "functools.partial" and expr.args:
+            return _class_choices(ctx, expr.args[0].value, at, hops + 1)
+        return frozenset({OTHER})
+    if not is_a(expr, cst.Name) or (function := ctx.function_of(expr)) is None:
+        return frozenset({_class_kind(ctx.qualify(expr))})
+    definitions = ctx.function_facts(function).reaching(expr.value, at)
+    if not definitions:
+        return frozenset({_class_kind(ctx.qualify(expr))})
+    choices: set[str] = set()
+    for definition in definitions:
+        if definition.kind == "assign" and definition.value is not None:
+            choices |= _class_choices(ctx, definition.value, definition.order, hops + 1)
+        else:
+            choices.add(_named_kind(expr.value) if definition.kind == "param" else OTHER)
+    return frozenset(choices)
+
+
+def _class_kind(qualified: str | None) -> str:
+    """NORM, IDENTITY or OTHER for a class by its qualified name (`torch.nn.LayerNorm`, `RMSNorm`)."""
+    if qualified == "torch.nn.Identity":
+        return IDENTITY
+    short = (qualified or "").rsplit(".", 1)[-1]
+    return NORM if NORM_TYPE.search(short) and not NOT_TOKEN_NORM.search(short) else OTHER
+
+
+def _named_kind(name: str) -> str:
+    """NORM for a module known only by its name (`norm`, `attn_norm`, `norm_layer`), else OTHER."""
+    return NORM if NORM_ATTRIBUTE.search(name) and not NOT_TOKEN_NORM.search(name) else OTHER
 
 
 def _stacked_choices(ctx: FileContext, name: cst.Name, definition: Definition, hops: int) -> frozenset[str]:
@@ -176,20 +219,6 @@ def _loop_position(loop: cst.CSTNode, name: str) -> tuple[str, int, int] | None:
         if is_a(element.value, cst.Name) and element.value.value == name:
             return attr, index, len(target.elements)
     return None
-
-
-def _class_choices(classes: frozenset[str]) -> frozenset[str]:
-    """NORM, IDENTITY or OTHER for each class a module may be built from (`torch.nn.LayerNorm`, `RMSNorm`)."""
-    found = set()
-    for qualified in classes:
-        short = qualified.rsplit(".", 1)[-1]
-        if qualified == "torch.nn.Identity":
-            found.add(IDENTITY)
-        elif NORM_TYPE.search(short) and not NOT_TOKEN_NORM.search(short):
-            found.add(NORM)
-        else:
-            found.add(OTHER)
-    return frozenset(found)
 
 
 def _returns_its_argument(ctx: FileContext, name: str) -> bool:

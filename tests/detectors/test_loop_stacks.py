@@ -116,6 +116,28 @@ BUILT_BY_FLAG = textwrap.dedent("""
             return self.proj(x)
 """)
 
+# x-transformers: the norm class chosen by flags and handed to the layers through `partial`
+PARTIAL_NORMS = textwrap.dedent("""
+    from functools import partial
+    from torch import nn
+
+    class Decoder(nn.Module):
+        def __init__(self, dim, depth, vocab, use_scalenorm=False, use_rezero=False):
+            super().__init__()
+            norm_class = ScaleNorm if use_scalenorm else nn.LayerNorm
+            norm_fn = partial(norm_class, dim)
+            norm_fn = nn.Identity if use_rezero else norm_fn
+            self.layers = nn.ModuleList([])
+            for _ in range(depth):
+                self.layers.append(nn.ModuleList([norm_fn(), Attention(dim)]))
+            self.to_logits = nn.Linear(dim, vocab)
+
+        def forward(self, x):
+            for ind, (first, block) in enumerate(self.layers):
+                x = block(first(x)) + x
+            return self.to_logits(x)
+""")
+
 
 @pytest.mark.parametrize(
     ("source", "stack", "head"),
@@ -133,6 +155,7 @@ BUILT_BY_FLAG = textwrap.dedent("""
         ),
         (FLAGGED, "layers", "to_logits"),
         (BUILT_BY_FLAG, "layers", "proj"),
+        (PARTIAL_NORMS, "layers", "to_logits"),
     ],
     ids=[
         "tuple-unpacked",
@@ -140,6 +163,7 @@ BUILT_BY_FLAG = textwrap.dedent("""
         "a-sum-in-a-loop-header",
         "norms-chosen-in-the-loop",
         "norms-chosen-at-build",
+        "norm-class-through-partial",
     ],
 )
 def test_a_forward_that_is_a_prenorm_block_loop_reaches_the_head_unnormed(source, stack, head):
@@ -200,8 +224,20 @@ FINAL_NORM_HELPER = mutate(
         mutate(mutate(ZIPPED, "x = x + mixer(m(x))", "x = mixer(m(x))"), "self.head(x.mean(dim=1))", "self.head(x)"),
         # residual, but no norm before the sublayers
         mutate(ZIPPED, "x = x + mixer(m(x))", "x = x + m(mixer(x))"),
+        # the loop calls a module `norm`, but the layers hold an attention there
+        mutate(PARTIAL_NORMS, "nn.ModuleList([norm_fn(), Attention(dim)])", "nn.ModuleList([Attention(dim), Mlp(dim)])")
+        .replace("(first, block)", "(norm, block)")
+        .replace("block(first(x))", "block(norm(x))"),
     ],
-    ids=["post-norm", "final-norm", "norm-by-helper", "head-starts-with-norm", "not-residual", "norm-after-sublayer"],
+    ids=[
+        "post-norm",
+        "final-norm",
+        "norm-by-helper",
+        "head-starts-with-norm",
+        "not-residual",
+        "norm-after-sublayer",
+        "named-norm-that-is-no-norm",
+    ],
 )
 def test_post_norm_normed_or_non_residual_loops_are_quiet(source):
     assert findings("SHP302", source) == []
