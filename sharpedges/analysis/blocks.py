@@ -913,11 +913,7 @@ def unnormed_heads(ctx: FileContext, cls: cst.ClassDef) -> list[UnnormedHead]:
             continue
         end = max(ctx.index.last_order(node) for node, _ in outputs)
         names = {name for _, name in outputs}
-        later = [
-            c
-            for c in ctx.index.descendants(forward.body, cst.Call, prune=(cst.FunctionDef, cst.ClassDef))
-            if ctx.order(c) > end
-        ]
+        later = _calls_after(ctx, forward, end)
         # Ex) `out = self.ln_f(h)` of another value than the stream is no final norm of it
         if any(_final_norm(ctx, cls, c, names) for c in later):
             continue
@@ -935,6 +931,28 @@ def unnormed_heads(ctx: FileContext, cls: cst.ClassDef) -> list[UnnormedHead]:
             if (kind == "switchable" and not _built_in_file(ctx, cls)) or unused is not None:
                 found.extend(UnnormedHead(r, attr, unused) for r in _stream_returns(ctx, forward, end, names)[:1])
     return found
+
+
+def _calls_after(ctx: FileContext, forward: cst.FunctionDef, end: int) -> list[cst.Call]:
+    return [
+        c
+        for c in ctx.index.descendants(forward.body, cst.Call, prune=(cst.FunctionDef, cst.ClassDef))
+        if ctx.order(c) > end
+    ]
+
+
+def _returns_raw_loop_stream(ctx: FileContext, cls: cst.ClassDef) -> bool:
+    """`cls.forward` is a pre-norm block loop and returns the stream it leaves with no norm after it."""
+    forward = ctx.class_facts(cls).methods.get("forward")
+    for loop in loop_stacks(ctx, cls):
+        if loop.style not in (PRE, SWITCHABLE) or forward is None:
+            continue
+        end, names = ctx.index.last_order(loop.loop), {loop.stream}
+        if not any(_final_norm(ctx, cls, c, names) for c in _calls_after(ctx, forward, end)) and _stream_returns(
+            ctx, forward, end, names
+        ):
+            return True
+    return False
 
 
 def _final_norm(ctx: FileContext, cls: cst.ClassDef, call: cst.Call, names: set[str]) -> bool:
@@ -1275,6 +1293,8 @@ def _returns_prenorm_stream(
     sequence = residual_sequences(ctx).get(cls.name.value)
     if sequence is not None:
         return _prenorm_branches(ctx, builder, call, sequence)
+    if _returns_raw_loop_stream(ctx, cls):
+        return True
     returned = [
         r.value
         for r in ctx.index.descendants(forward.body, cst.Return, prune=(cst.FunctionDef, cst.ClassDef))

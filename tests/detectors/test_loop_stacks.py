@@ -174,6 +174,65 @@ def test_a_forward_that_is_a_prenorm_block_loop_reaches_the_head_unnormed(source
     )
 
 
+# the loop in a Transformer module, the head in the LM that holds it
+HELD = textwrap.dedent("""
+    from torch import nn
+
+    class Transformer(nn.Module):
+        def __init__(self, dim, depth):
+            super().__init__()
+            self.layers = nn.ModuleList(
+                [nn.ModuleList([nn.LayerNorm(dim), Attention(dim), nn.LayerNorm(dim), Mlp(dim)]) for _ in range(depth)]
+            )
+
+        def forward(self, x):
+            for attn_norm, attn, ff_norm, ff in self.layers:
+                x = attn(attn_norm(x)) + x
+                x = ff(ff_norm(x)) + x
+            return x
+
+    class LM(nn.Module):
+        def __init__(self, vocab, dim, depth):
+            super().__init__()
+            self.emb = nn.Embedding(vocab, dim)
+            self.transformer = Transformer(dim, depth)
+            self.to_logits = nn.Linear(dim, vocab)
+
+        def forward(self, idx):
+            x = self.transformer(self.emb(idx))
+            return self.to_logits(x)
+""")
+
+
+def test_a_module_that_returns_its_loop_stream_raw_reaches_the_head_of_the_module_holding_it():
+    [finding] = findings("SHP302", HELD)
+    assert HELD.splitlines()[finding.line - 1].strip() == "return self.to_logits(x)"
+    assert finding.message.startswith("the pre-norm stack `self.transformer` reaches `self.to_logits` with no final")
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        # the Transformer ends on its norm
+        (
+            "        return x\n",
+            "        return self.norm(x)\n",
+        ),
+        # the LM norms the stream before its head
+        (
+            "        return self.to_logits(x)\n",
+            "        return self.to_logits(self.norm(x))\n",
+        ),
+    ],
+    ids=["in-the-stack", "before-the-head"],
+)
+def test_a_loop_stream_normed_by_either_module_is_quiet(old, new):
+    # the norm is built by the module that applies it
+    owner = "self.layers = " if "return x" in old else "self.to_logits = "
+    source = mutate(mutate(HELD, old, new), owner, f"self.norm = nn.LayerNorm(dim)\n        {owner}")
+    assert findings("SHP302", source) == []
+
+
 def _loops(source: str, class_name: str):
     ctx = FileContext("model.py", cst.parse_module(source), source.lower().encode())
     [cls] = [c for c in ctx.index.nodes(cst.ClassDef) if c.name.value == class_name]
