@@ -485,7 +485,7 @@ def _loop_stacks(ctx: FileContext, cls: cst.ClassDef) -> list[LoopStack]:
     forward = ctx.class_facts(cls).methods.get("forward")
     if forward is None:
         return []
-    pre_sums = {r.node for r in residual_norms(ctx, forward) if r.style == PRE}
+    pre_sums: set[cst.CSTNode] | None = None
     found = []
     for loop in ctx.index.descendants(forward.body, cst.For, prune=(cst.FunctionDef, cst.ClassDef)):
         container = _first_attribute(loop.iter)
@@ -499,6 +499,8 @@ def _loop_stacks(ctx: FileContext, cls: cst.ClassDef) -> list[LoopStack]:
             if stream is not None and summed is not None and any(_runs(ctx, o, modules) for o in summed.operands):
                 by_stream.setdefault(stream, []).append(node)
         for stream, sums in by_stream.items():
+            if pre_sums is None:
+                pre_sums = {r.node for r in residual_norms(ctx, forward) if r.style == PRE}
             style = _loop_style(ctx, loop, stream, [s for s in sums if s in pre_sums])
             if style is not None:
                 found.append(LoopStack(loop, container, stream, style, tuple(sums)))
@@ -1143,7 +1145,8 @@ def residual_sequences(ctx: FileContext) -> dict[str, dict[str, Any]]:
 def _residual_sequences(ctx: FileContext) -> dict[str, dict[str, Any]]:
     """Top-level module classes whose forward adds every module of a constructor argument to the stream
     (`self.layers = layers`, then `for f, g in self.layers: x = x + f(x); x = x + g(x)`): class name ->
-    the constructor's positional parameter names and that parameter."""
+    the constructor's positional parameter names and that parameter; and those whose forward is a pre-norm
+    block loop over layers of their own and returns the raw stream (`returns_prenorm_stream`)."""
     found: dict[str, dict[str, Any]] = {}
     if not ctx.mentions(b"for "):
         return found
@@ -1155,6 +1158,8 @@ def _residual_sequences(ctx: FileContext) -> dict[str, dict[str, Any]]:
         parameter = _residual_loop_parameter(ctx, cls, init, forward) if init and forward else None
         if parameter is not None and init is not None:
             found[cls.name.value] = {"positional": positional_parameters(init)[1:], "parameter": parameter}
+        elif _returns_raw_loop_stream(ctx, cls):
+            found[cls.name.value] = {"returns_prenorm_stream": True}
     return found
 
 
@@ -1293,8 +1298,6 @@ def _returns_prenorm_stream(
     sequence = residual_sequences(ctx).get(cls.name.value)
     if sequence is not None:
         return _prenorm_branches(ctx, builder, call, sequence)
-    if _returns_raw_loop_stream(ctx, cls):
-        return True
     returned = [
         r.value
         for r in ctx.index.descendants(forward.body, cst.Return, prune=(cst.FunctionDef, cst.ClassDef))
@@ -1315,7 +1318,10 @@ def _imported_residual_sequence(ctx: FileContext, name: str) -> dict[str, Any] |
 
 def _prenorm_branches(ctx: FileContext, builder: cst.FunctionDef, call: cst.Call, sequence: dict[str, Any]) -> bool:
     """The branches handed to a residual sequence are pre-norm wrappers: the method that builds it also
-    builds modules of a class whose forward normalises its input before its function runs."""
+    builds modules of a class whose forward normalises its input before its function runs. (A sequence
+    whose own loop norms each branch's input hands out a pre-norm stream whatever it is given.)"""
+    if sequence.get("returns_prenorm_stream"):
+        return True
     if bind_arguments(call, list(sequence["positional"])).get(sequence["parameter"]) is None:
         return False
     for built in ctx.index.descendants(builder.body, cst.Call):

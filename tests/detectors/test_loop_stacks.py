@@ -10,7 +10,7 @@ import pytest
 
 from sharpedges.analysis.blocks import PRE, loop_stacks
 from sharpedges.analysis.context import FileContext
-from tests.helpers import findings, mutate
+from tests.helpers import findings, mutate, write_package
 
 TUPLES = textwrap.dedent("""
     from torch import nn
@@ -231,6 +231,45 @@ def test_a_loop_stream_normed_by_either_module_is_quiet(old, new):
     owner = "self.layers = " if "return x" in old else "self.to_logits = "
     source = mutate(mutate(HELD, old, new), owner, f"self.norm = nn.LayerNorm(dim)\n        {owner}")
     assert findings("SHP302", source) == []
+
+
+IMPORTING_LM = textwrap.dedent("""
+    import torch
+    from torch import nn
+    from .transformer import Transformer
+
+    class LM(nn.Module):
+        def __init__(self, vocab, dim, depth):
+            super().__init__()
+            self.emb = nn.Embedding(vocab, dim)
+            self.emb_norm = nn.LayerNorm(dim)
+            self.transformer = Transformer(dim, depth)
+            self.to_logits = nn.Linear(dim, vocab)
+
+        def forward(self, idx):
+            x = self.transformer(self.emb_norm(self.emb(idx)))
+            return self.to_logits(x)
+
+        @torch.no_grad()
+        def generate(self, out, length):
+            for _ in range(length):
+                out = torch.cat((out, self.forward(out)[:, -1:].argmax(-1)), dim=-1)
+            return out
+""")
+
+
+def test_a_raw_loop_stream_of_another_module_reaches_the_head(run_cli, tmp_path):
+    """The Transformer in its own file: the LM reads its summary (`residual_sequences`)."""
+    transformer = HELD.split("class LM")[0]
+    write_package(tmp_path, {"transformer.py": transformer, "lm.py": IMPORTING_LM})
+    result = run_cli("check", "pkg", "--select", "SHP302", "--preview", "--no-cache", cwd=tmp_path)
+    assert "pkg/lm.py:16:" in result.stdout, result.stdout
+    assert "the pre-norm stack `self.transformer` reaches `self.to_logits` with no final norm" in result.stdout
+    normed = mutate(transformer, "return x", "return self.norm(x)")
+    normed = mutate(normed, "self.layers = ", "self.norm = nn.LayerNorm(dim)\n        self.layers = ")
+    (tmp_path / "pkg" / "transformer.py").write_text(textwrap.dedent(normed))
+    result = run_cli("check", "pkg", "--select", "SHP302", "--preview", "--no-cache", cwd=tmp_path)
+    assert "pkg/lm.py" not in result.stdout, result.stdout
 
 
 def _loops(source: str, class_name: str):
