@@ -131,7 +131,7 @@ def _module_choices(ctx: FileContext, expr: cst.BaseExpression, at: int, hops: i
             known = all(c.startswith("torch.") or c in local_classes(ctx) for c in held)
             choices |= (
                 _stacked_choices(ctx, expr, definition, hops)
-                or (frozenset(_class_kind(c) for c in held) if known else frozenset())
+                or (frozenset(_class_kind(ctx, c) for c in held) if known else frozenset())
                 or {_named_kind(expr.value)}
             )
         else:
@@ -152,10 +152,10 @@ def _class_choices(ctx: FileContext, expr: cst.BaseExpression, at: int, hops: in
             return _class_choices(ctx, expr.args[0].value, at, hops + 1)
         return frozenset({OTHER})
     if not is_a(expr, cst.Name) or (function := ctx.function_of(expr)) is None:
-        return frozenset({_class_kind(ctx.qualify(expr))})
+        return frozenset({_class_kind(ctx, ctx.qualify(expr))})
     definitions = ctx.function_facts(function).reaching(expr.value, at)
     if not definitions:
-        return frozenset({_class_kind(ctx.qualify(expr))})
+        return frozenset({_class_kind(ctx, ctx.qualify(expr))})
     choices: set[str] = set()
     for definition in definitions:
         if definition.kind == "assign" and definition.value is not None:
@@ -165,12 +165,31 @@ def _class_choices(ctx: FileContext, expr: cst.BaseExpression, at: int, hops: in
     return frozenset(choices)
 
 
-def _class_kind(qualified: str | None) -> str:
-    """NORM, IDENTITY or OTHER for a class by its qualified name (`torch.nn.LayerNorm`, `RMSNorm`)."""
+def _class_kind(ctx: FileContext, qualified: str | None) -> str:
+    """NORM, IDENTITY or OTHER for a class by its qualified name (`torch.nn.LayerNorm`, `RMSNorm`); a class
+    of this file that wraps a module it is given (`PreNorm(dim, fn)`) is no norm, whatever its name."""
     if qualified == "torch.nn.Identity":
         return IDENTITY
     short = (qualified or "").rsplit(".", 1)[-1]
+    if (local := local_classes(ctx).get(qualified or "")) is not None and _wraps_a_module(ctx, local):
+        return OTHER
     return NORM if NORM_TYPE.search(short) and not NOT_TOKEN_NORM.search(short) else OTHER
+
+
+def _wraps_a_module(ctx: FileContext, cls: cst.ClassDef) -> bool:
+    """`self.fn = fn` in the constructor, with `fn` a parameter of it, and `self.fn(...)` in forward."""
+    facts = ctx.class_facts(cls)
+    init = facts.methods.get("__init__")
+    if init is None:
+        return False
+    parameters = {param.name.value for param in (*init.params.params, *init.params.kwonly_params)}
+    called = {self_attribute(call.func) for call in _forward_nodes(ctx, cls, cst.Call)}
+    return any(
+        assignment.method == "__init__" and is_a(assignment.value, cst.Name) and assignment.value.value in parameters
+        for attr in called
+        if attr is not None
+        for assignment in facts.assignments.get(attr, ())
+    )
 
 
 def _named_kind(name: str) -> str:
@@ -501,10 +520,38 @@ def _loop_stacks(ctx: FileContext, cls: cst.ClassDef) -> list[LoopStack]:
         for stream, sums in by_stream.items():
             if pre_sums is None:
                 pre_sums = {r.node for r in residual_norms(ctx, forward) if r.style == PRE}
-            style = _loop_style(ctx, loop, stream, [s for s in sums if s in pre_sums])
+            pre = [s for s in sums if s in pre_sums or _wrapper_branch(ctx, s, stream, modules)]
+            style = _loop_style(ctx, loop, stream, pre)
             if style is not None:
                 found.append(LoopStack(loop, container, stream, style, tuple(sums)))
     return found
+
+
+def _wrapper_branch(ctx: FileContext, node: cst.CSTNode, stream: str, modules: set[str]) -> bool:
+    """The sum adds a loop module called on the stream whose class normalises its input before its function
+    runs (`x = attn(x) + x` with the layers built as `PreNorm(dim, Attention(dim))`)."""
+    operands: tuple[cst.BaseExpression, ...] = ()
+    if is_a(node, cst.BinaryOperation):
+        operands = (node.left, node.right)
+    elif is_a(node, cst.AugAssign):
+        operands = (node.value,)
+    for operand in operands:
+        while is_a(operand, cst.Subscript):  # `attn(x)[0]`
+            operand = operand.value
+        if not (
+            is_a(operand, cst.Call)
+            and is_a(operand.func, cst.Name)
+            and operand.func.value in modules
+            and operand.args
+            and is_a(first := operand.args[0].value, cst.Name)
+            and first.value == stream
+        ):
+            continue
+        classes = held_modules(ctx, operand.func).classes
+        wrappers = [local_classes(ctx).get(name) for name in classes]
+        if classes and all(w is not None and _normalises_input(ctx, w) for w in wrappers):
+            return True
+    return False
 
 
 def _loop_style(ctx: FileContext, loop: cst.For, stream: str, pre: list[cst.CSTNode]) -> str | None:

@@ -204,6 +204,43 @@ HELD = textwrap.dedent("""
 """)
 
 
+WRAPPED = textwrap.dedent("""
+    from torch import nn
+
+    class PreNorm(nn.Module):
+        def __init__(self, dim, fn):
+            super().__init__()
+            self.norm = nn.LayerNorm(dim)
+            self.fn = fn
+
+        def forward(self, x, **kwargs):
+            return self.fn(self.norm(x), **kwargs)
+
+    class Transformer(nn.Module):
+        def __init__(self, dim, depth):
+            super().__init__()
+            self.layers = nn.ModuleList([])
+            for _ in range(depth):
+                self.layers.append(nn.ModuleList([PreNorm(dim, Attention(dim)), PreNorm(dim, Mlp(dim))]))
+
+        def forward(self, x, mask=None):
+            for attn, ff in self.layers:
+                x = attn(x, mask=mask) + x
+                x = ff(x) + x
+            return x
+""")
+
+
+def test_prenorm_wrappers_run_by_the_module_own_loop_are_a_prenorm_stack():
+    [loop] = _loops(WRAPPED, "Transformer")
+    assert (loop.container, loop.stream, loop.style) == ("layers", "x", PRE)
+    post = mutate(WRAPPED, "return self.fn(self.norm(x), **kwargs)", "return self.norm(self.fn(x, **kwargs))")
+    assert _loops(post, "Transformer") == []
+    lm = WRAPPED + HELD[HELD.index("class LM") :]
+    [finding] = findings("SHP302", lm)
+    assert finding.message.startswith("the pre-norm stack `self.transformer` reaches `self.to_logits` with no final")
+
+
 def test_a_module_that_returns_its_loop_stream_raw_reaches_the_head_of_the_module_holding_it():
     [finding] = findings("SHP302", HELD)
     assert HELD.splitlines()[finding.line - 1].strip() == "return self.to_logits(x)"
