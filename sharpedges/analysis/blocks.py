@@ -515,7 +515,7 @@ def _loop_stacks(ctx: FileContext, cls: cst.ClassDef) -> list[LoopStack]:
         for node in ctx.index.descendants(loop.body, (cst.BinaryOperation, cst.AugAssign), prune=(cst.FunctionDef,)):
             stream = _assigned_name(ctx, node)
             summed = residual_sum(ctx, node) if is_a(node, cst.BinaryOperation) else _aug_residual(ctx, node)
-            if stream is not None and summed is not None and any(_runs(ctx, o, modules) for o in summed.operands):
+            if stream is not None and summed is not None and _adds_a_layer(ctx, summed, stream, modules):
                 by_stream.setdefault(stream, []).append(node)
         for stream, sums in by_stream.items():
             if pre_sums is None:
@@ -603,18 +603,35 @@ def _aug_residual(ctx: FileContext, node: cst.AugAssign) -> ResidualSum | None:
     return None
 
 
-def _runs(ctx: FileContext, expr: cst.BaseExpression, modules: set[str], hops: int = 0) -> bool:
-    """Whether `expr`, or a local it is computed from, calls one of the loop's modules."""
+def _adds_a_layer(ctx: FileContext, summed: ResidualSum, stream: str, modules: set[str]) -> bool:
+    """The sum adds the output of one of the loop's modules to the stream (`x = attn(norm(x)) + x`). A
+    branch computed from something else (`x = x + self.proj(x)` after `x = layer(x)`) adds no layer."""
+    return any(
+        not (is_a(operand, cst.Name) and operand.value == stream) and _runs(ctx, operand, modules, skip=stream)
+        for operand in summed.operands
+    )
+
+
+def _runs(
+    ctx: FileContext, expr: cst.BaseExpression, modules: set[str], hops: int = 0, skip: str | None = None
+) -> bool:
+    """Whether `expr`, or a local it is computed from (not through the name `skip`), calls one of the
+    loop's modules."""
     for node in [expr, *ctx.index.descendants(expr, (cst.Call, cst.Name))]:
         if is_a(node, cst.Call) and is_a(node.func, cst.Name) and node.func.value in modules:
             return True
-        if is_a(node, cst.Name) and hops < MAX_HOPS and (function := ctx.function_of(node)) is not None:
+        if (
+            is_a(node, cst.Name)
+            and node.value != skip
+            and hops < MAX_HOPS
+            and (function := ctx.function_of(node)) is not None
+        ):
             for definition in ctx.function_facts(function).reaching(node.value, ctx.order(node)):
                 value = definition.computed_from
                 if (
                     definition.kind in ("assign", "unpack")
                     and isinstance(value, cst.BaseExpression)
-                    and _runs(ctx, value, modules, hops + 1)
+                    and _runs(ctx, value, modules, hops + 1, skip)
                 ):
                     return True
     return False

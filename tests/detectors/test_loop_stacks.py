@@ -357,6 +357,8 @@ FINAL_NORM_HELPER = mutate(
         ),
         # not residual: each layer replaces the stream
         mutate(mutate(ZIPPED, "x = x + mixer(m(x))", "x = mixer(m(x))"), "self.head(x.mean(dim=1))", "self.head(x)"),
+        # each layer replaces the stream; the sum adds a module of the model, not one of the layers
+        mutate(ZIPPED, "x = x + mixer(m(x))", "x = mixer(m(x))\n            x = x + self.bias(self.norm(x))"),
         # residual, but no norm before the sublayers
         mutate(ZIPPED, "x = x + mixer(m(x))", "x = x + m(mixer(x))"),
         # the loop calls a module `norm`, but the layers hold an attention there
@@ -370,6 +372,7 @@ FINAL_NORM_HELPER = mutate(
         "norm-by-helper",
         "head-starts-with-norm",
         "not-residual",
+        "a-sum-that-adds-no-layer",
         "norm-after-sublayer",
         "named-norm-that-is-no-norm",
     ],
