@@ -242,16 +242,17 @@ def _loop_position(loop: cst.CSTNode, name: str) -> tuple[str, int, int] | None:
 
 def _returns_its_argument(ctx: FileContext, name: str) -> bool:
     """A module-level `def identity(t, *args, **kwargs): return t`."""
+    return name in ctx.memo("blocks.identity_functions", lambda: _identity_functions(ctx))
+
+
+def _identity_functions(ctx: FileContext) -> frozenset[str]:
+    found = set()
     for statement in ctx.module.body:
-        if is_a(statement, cst.FunctionDef) and statement.name.value == name:
-            params = statement.params.params
+        if is_a(statement, cst.FunctionDef) and (params := statement.params.params):
             returned = return_values(ctx, statement)
-            return (
-                bool(params)
-                and bool(returned)
-                and all(is_a(value, cst.Name) and value.value == params[0].name.value for value in returned)
-            )
-    return False
+            if returned and all(is_a(value, cst.Name) and value.value == params[0].name.value for value in returned):
+                found.add(statement.name.value)
+    return frozenset(found)
 
 
 def _iterates_attribute(expr: cst.BaseExpression) -> bool:
