@@ -8,7 +8,10 @@ methods and the in-file classes it constructs do; both pre and post means a swit
 A stack is a block class (or `nn.TransformerEncoderLayer`) repeated by a comprehension or loop
 over `range(N)`, or by `nn.TransformerEncoder(layer, num_layers=N)`; its depth is resolved from
 literals, parameter defaults, `self.` attributes, config-class field defaults and the arguments
-of in-file constructor calls.
+of in-file constructor calls. A module whose own forward loops over the layers it holds, adding
+each layer's output to one stream, is a stack too (`LoopStack`): the norms it applies are known by
+how its layer lists are built (`nn.LayerNorm`, a class of the file, a flag's choice between a norm
+and an identity), and by their names only where nothing says.
 """
 
 from __future__ import annotations
