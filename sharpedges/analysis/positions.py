@@ -666,7 +666,8 @@ def _mapped_rotary_names(ctx: FileContext, call: cst.Call) -> list[str]:
 
 def _comprehension_rotary(ctx: FileContext, value: cst.BaseExpression) -> tuple[cst.Call, list[str]] | None:
     """`[rotary(t, cos, sin) for t in (q, k)]` (or a generator, or `tuple(...)` of one): the rotary call
-    and the names of the literal tuple it runs over, when the loop variable is what it rotates."""
+    and the names of the literal tuple it runs over, when the loop variable is what it rotates: any of
+    its positional arguments, since helpers differ in where the tensor goes (`apply_rotary_emb(freqs, t)`)."""
     if is_a(value, cst.Call) and ctx.callee(value) in ("tuple", "list") and len(value.args) == 1:
         value = value.args[0].value
     if not is_a(value, (cst.ListComp, cst.GeneratorExp)) or value.for_in.inner_for_in is not None:
@@ -674,7 +675,7 @@ def _comprehension_rotary(ctx: FileContext, value: cst.BaseExpression) -> tuple[
     element, loop = value.elt, value.for_in
     if not is_a(element, cst.Call) or not _is_rotary_callee(ctx, element) or not is_a(loop.target, cst.Name):
         return None
-    if loop.target.value not in _passed_names(element)[:1] or not is_a(loop.iter, (cst.Tuple, cst.List)):
+    if loop.target.value not in _passed_names(element) or not is_a(loop.iter, (cst.Tuple, cst.List)):
         return None
     names = [item.value.value for item in loop.iter.elements if is_a(item.value, cst.Name)]
     return (element, names) if len(names) == len(loop.iter.elements) else None

@@ -385,6 +385,37 @@ def test_shp602_divisibility_check_is_an_option():
     assert findings("SHP602", elsewhere, {"check-divisibility": True}) == []
 
 
+REPEAT_KV_HELPER = """
+    import torch.nn.functional as F
+    from torch import nn
+
+    def repeat_kv(x, n_rep):
+        if n_rep == 1:
+            return x
+        return x.repeat_interleave(n_rep, dim=1)
+
+    class Attention(nn.Module):
+        def __init__(self, dim, n_heads, n_kv_heads):
+            super().__init__()
+            assert n_heads % n_kv_heads == 0
+            self.n_rep = n_heads // n_kv_heads
+
+        def forward(self, q, k, v):
+            k, v = repeat_kv(k, self.n_rep), repeat_kv(v, self.n_rep)
+            return F.scaled_dot_product_attention(q, k, v)
+"""
+
+
+def test_shp602_tile_order_inside_a_helper_given_the_ratio_by_its_callers():
+    assert findings("SHP602", REPEAT_KV_HELPER) == []
+    mutant = mutate(REPEAT_KV_HELPER, "x.repeat_interleave(n_rep, dim=1)", "x.repeat(1, n_rep, 1, 1)")
+    found = findings("SHP602", mutant)
+    assert [d.line for d in found] == [line_of(mutant, "x.repeat(1, n_rep, 1, 1)")]
+    # the same helper called with a count that is not a head ratio says nothing about heads
+    other = mutate(mutant, "repeat_kv(k, self.n_rep), repeat_kv(v, self.n_rep)", "repeat_kv(k, 2), repeat_kv(v, 2)")
+    assert findings("SHP602", other) == []
+
+
 # -- SHP603 rope-layout-mismatch ----------------------------------------------------------------------
 HF_ROPE = """
     import torch
@@ -427,6 +458,29 @@ def test_shp603_rotated_values_fire():
     )
     found = findings("SHP603", mutant)
     assert len(found) == 1 and "values" in found[0].message
+
+
+@pytest.mark.parametrize(
+    "rotation",
+    [
+        "q, k, v = (apply_rotary_emb(freqs, t) for t in (q, k, v))",
+        "q, k, v = [apply_rotary_emb(freqs, t) for t in (q, k, v)]",
+        "q, k, v = map(lambda t: apply_rotary_emb(freqs, t), (q, k, v))",
+    ],
+)
+def test_shp603_values_rotated_by_a_helper_that_takes_the_table_first(rotation):
+    source = f"""
+        import torch.nn.functional as F
+        from rotary_embedding_torch import apply_rotary_emb
+
+        def attention(q, k, v, freqs):
+            {rotation}
+            return F.scaled_dot_product_attention(q, k, v)
+    """
+    found = findings("SHP603", source)
+    assert [d.line for d in found] == [line_of(source, rotation)] and "values" in found[0].message
+    keys_only = mutate(source, rotation, rotation.replace("q, k, v", "q, k", 1).replace("(q, k, v)", "(q, k)"))
+    assert findings("SHP603", keys_only) == []
 
 
 def test_shp603_double_rotation_fires_but_exclusive_branches_do_not():
