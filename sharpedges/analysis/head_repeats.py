@@ -63,14 +63,13 @@ def _ratio_holders(ctx: FileContext) -> frozenset[str]:
 
 def _passed_ratio(ctx: FileContext, expr: cst.BaseExpression, depth: int) -> bool:
     """A parameter no assignment in its function rebinds, given a head ratio by every call in this file."""
-    function = ctx.function_of(expr) if is_a(expr, cst.Name) else None
-    if function is None:
+    if not is_a(expr, cst.Name) or (function := ctx.function_of(expr)) is None:
         return False
+    name = expr.value
     facts = ctx.function_facts(function)
-    definitions = facts.reaching(expr.value, ctx.order(expr))
-    if expr.value not in facts.parameters or any(d.kind != "param" for d in definitions):
+    if name not in facts.parameters or any(d.kind != "param" for d in facts.reaching(name, ctx.order(expr))):
         return False
-    passed = [bind_arguments(call, names).get(expr.value) for call, names in call_sites(ctx, function)]
+    passed = [bind_arguments(call, names).get(name) for call, names in call_sites(ctx, function)]
     return bool(passed) and all(value is not None and is_ratio_value(ctx, value, depth + 1) for value in passed)
 
 
