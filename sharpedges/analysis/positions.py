@@ -562,9 +562,33 @@ def _unbound_pair(ctx: FileContext, call: cst.Call) -> str | None:
     values = _local_values(ctx, tensor) if is_a(tensor, cst.Name) else [tensor]
     dim = literal_int(argument(call, "dim", 0))
     for value in values:
-        pairing = einops_pair_layout(ctx, value) if is_a(value, cst.Call) else None
+        pairing = (einops_pair_layout(ctx, value) or _reshaped_pairs(value)) if is_a(value, cst.Call) else None
         if pairing is not None and pairing[1] == "split" and dim == {"interleaved": -1, "half": -2}[pairing[0]]:
             return pairing[0]
+    return None
+
+
+def _reshaped_pairs(call: cst.Call) -> tuple[str, str] | None:
+    """The torch spelling of a split into pairs: `x.reshape(*x.shape[:-1], -1, 2)` (or `.view`, or
+    `x.unflatten(-1, (-1, 2))`) puts channels 2i and 2i+1 on the last axis ('interleaved'); `(..., 2, -1)`
+    puts i and i + d/2 on the one before it ('half')."""
+    method = method_name(call)
+    sizes = [arg.value for arg in call.args if arg.keyword is None]
+    if method == "unflatten" and len(sizes) == 2 and literal_int(sizes[0]) == -1:
+        inner = sizes[1]
+        sizes = [element.value for element in inner.elements] if is_a(inner, (cst.Tuple, cst.List)) else []
+    elif (
+        method not in ("reshape", "view") or len(sizes) < 2 or not is_a(call.args[0], cst.Arg) or not call.args[0].star
+    ):
+        return None  # the leading axes kept as they are: `*x.shape[:-1]`
+    else:
+        sizes = sizes[-2:]
+    if len(sizes) != 2:
+        return None
+    if literal_int(sizes[1]) == 2 and literal_int(sizes[0]) != 2:
+        return "interleaved", "split"
+    if literal_int(sizes[0]) == 2 and literal_int(sizes[1]) != 2:
+        return "half", "split"
     return None
 
 

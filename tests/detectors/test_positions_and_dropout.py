@@ -452,6 +452,44 @@ def test_shp603_interleaved_table_with_rotate_half_fires_at_the_rotation():
     assert "i with i + d/2" in found[0].message and "repeat_interleave" in found[0].message
 
 
+CODEC_ROTATION = """
+    def rotate_half_codec(x):
+        x = x.reshape(*x.shape[:-1], -1, 2)
+        x1, x2 = x.unbind(dim=-1)
+        x = torch.stack((-x2, x1), dim=-1)
+        return x.reshape(*x.shape[:-2], -1)
+
+    def apply_codec_rotary(q, cos, sin):
+        return q * cos + rotate_half_codec(q) * sin
+"""
+
+
+def test_shp603_a_second_rotation_that_pairs_channels_against_every_table_of_the_file():
+    source = HF_ROPE + CODEC_ROTATION
+    found = findings("SHP603", source)
+    assert [d.line for d in found] == [line_of(source, "x = torch.stack((-x2, x1), dim=-1)")]
+    assert "2i with 2i+1" in found[0].message
+    # the torch spelling of a split into (i, i + d/2) pairs agrees with the half-split table
+    halves = mutate(source, "x.reshape(*x.shape[:-1], -1, 2)", "x.reshape(*x.shape[:-1], 2, -1)")
+    assert findings("SHP603", mutate(halves, "x.unbind(dim=-1)", "x.unbind(dim=-2)")) == []
+
+
+def test_shp603_one_function_that_rotates_both_ways_chooses_by_a_flag():
+    source = (
+        HF_ROPE
+        + """
+    def rotate(x, interleaved=False):
+        if not interleaved:
+            x1, x2 = x.chunk(2, dim=-1)
+            return torch.cat((-x2, x1), dim=-1)
+        x = x.reshape(*x.shape[:-1], -1, 2)
+        x1, x2 = x.unbind(dim=-1)
+        return torch.stack((-x2, x1), dim=-1).flatten(-2)
+    """
+    )
+    assert findings("SHP603", source) == []
+
+
 def test_shp603_rotated_values_fire():
     mutant = mutate(
         HF_ROPE, "q, k = apply_rotary_pos_emb(q, k, cos, sin)", "q, v = apply_rotary_pos_emb(q, v, cos, sin)"
