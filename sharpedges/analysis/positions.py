@@ -20,6 +20,7 @@ from sharpedges.analysis.calls import argument, literal_int, literal_number, lit
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.derived import attention_value_arguments, bindings
+from sharpedges.analysis.masks import registered_buffers
 from sharpedges.analysis.training_mode import runs_in_forward
 from sharpedges.analysis.values import MAX_DEPTH
 from sharpedges.analysis.vocabulary import (
@@ -401,6 +402,56 @@ def stored_table_cast(ctx: FileContext, node: cst.Call) -> str | None:
     if inner is None or not _is_trig(ctx, inner):
         return None
     return precision if _is_stored(ctx, node) else None
+
+
+@dataclass(frozen=True)
+class TableInModuleDtype:
+    """A cos/sin table written into a buffer allocated in the dtype the module is built in."""
+
+    allocation: cst.Call  # `torch.empty(..., dtype=dtype)`, `dtype` a constructor parameter
+    write: cst.Assign  # `self.cos_weight[:] = torch.repeat_interleave(cos, 2, dim=-1)`
+
+
+ALLOCATIONS = {"torch.empty", "torch.zeros", "torch.ones", "torch.full"}
+
+
+def tables_in_module_dtype(ctx: FileContext) -> list[TableInModuleDtype]:
+    """`self.cos_weight[:] = <cos/sin table>` into a buffer that `__init__` allocated with the `dtype` it
+    was given (`torch.empty((n, d), dtype=dtype)`): the float32 table is rounded to whatever precision
+    the module is built in, fp16 for a half model (fairseq2 0.1.1)."""
+    found = []
+    for assign in ctx.index.nodes(cst.Assign):
+        targets = [t.target for t in assign.targets]
+        if len(targets) != 1 or not is_a(targets[0], cst.Subscript) or (cls := ctx.class_of(assign)) is None:
+            continue
+        buffer = self_attribute(targets[0].value)
+        if buffer is None or not _holds_trig(ctx, assign.value):
+            continue
+        allocation = _allocated_in_given_dtype(ctx, cls, buffer)
+        if allocation is not None:
+            found.append(TableInModuleDtype(allocation, assign))
+    return found
+
+
+def _holds_trig(ctx: FileContext, value: cst.BaseExpression) -> bool:
+    """cos/sin of angles, or a layout of them (`torch.repeat_interleave(cos, 2, dim=-1)`)."""
+    nodes = [value, *ctx.index.descendants(value, (cst.Call, cst.Name))]
+    return any(_is_trig(ctx, _strip(node)) for node in nodes if is_a(node, (cst.Call, cst.Name)))
+
+
+def _allocated_in_given_dtype(ctx: FileContext, cls: cst.ClassDef, buffer: str) -> cst.Call | None:
+    for method, value in registered_buffers(ctx, cls).get(buffer, ()):
+        if method.name.value != "__init__":
+            continue
+        parameters = ctx.function_facts(method).parameters
+        values = _local_values(ctx, value) if is_a(value, cst.Name) else [value]
+        for allocation in values:
+            if not is_a(allocation, cst.Call) or ctx.callee(allocation) not in ALLOCATIONS:
+                continue
+            dtype = argument(allocation, "dtype")
+            if is_a(dtype, cst.Name) and dtype.value in parameters:
+                return allocation
+    return None
 
 
 def _is_trig(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0) -> bool:

@@ -108,6 +108,40 @@ def test_shp601_half_cached_table_is_reported_once_per_method():
 
 
 # -- SHP701 dropout-not-gated -------------------------------------------------------------------------
+PREALLOCATED_TABLES = """
+    import torch
+    from torch import nn
+
+    class RotaryEncoder(nn.Module):
+        def __init__(self, dim, max_seq_len, device=None, dtype=None):
+            super().__init__()
+            self.dim, self.max_seq_len = dim, max_seq_len
+            cos = torch.empty((max_seq_len, dim), device=device, dtype=dtype)
+            sin = torch.empty((max_seq_len, dim), device=device, dtype=dtype)
+            self.register_buffer("cos_weight", cos, persistent=False)
+            self.register_buffer("sin_weight", sin, persistent=False)
+            self.reset_buffers()
+
+        def reset_buffers(self):
+            indices = torch.arange(self.dim // 2, dtype=torch.float32)
+            steps = torch.arange(self.max_seq_len, dtype=torch.float32).unsqueeze(1)
+            table = torch.matmul(steps, 10000 ** (-2.0 * indices.unsqueeze(0) / self.dim))
+            self.cos_weight[:] = torch.repeat_interleave(torch.cos(table), 2, dim=-1)
+            self.sin_weight[:] = torch.repeat_interleave(torch.sin(table), 2, dim=-1)
+"""
+
+
+def test_shp601_tables_written_into_buffers_allocated_in_the_modules_dtype():
+    [finding] = findings("SHP601", PREALLOCATED_TABLES)
+    assert finding.line == line_of(PREALLOCATED_TABLES, "cos = torch.empty(")
+    assert "stored in the dtype the module is built in" in finding.message
+    assert [(r["line"], r["message"]) for r in finding.related] == [
+        (line_of(PREALLOCATED_TABLES, "self.cos_weight[:] ="), "the float32 table is written into that buffer here")
+    ]
+    float32 = PREALLOCATED_TABLES.replace("dtype=dtype)", "dtype=torch.float32)")
+    assert findings("SHP601", float32) == []
+
+
 NANOGPT_ATTENTION = """
     import torch.nn as nn
     import torch.nn.functional as F
