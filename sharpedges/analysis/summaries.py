@@ -316,10 +316,14 @@ def _constructor_argument(
     definitions = ctx.function_facts(init).reaching(value.value, at)
     if len(definitions) != 1 or definitions[0].kind != "param":
         return NOTHING
-    constructions = ctx.memo("constructions", lambda: _calls_by_callee(ctx)).get(cls.name.value, ())
     positional = positional_parameters(init)[1:]
-    passed = [bind_arguments(call, positional).get(value.value) for call in constructions]
+    passed = [bind_arguments(call, positional).get(value.value) for call in constructions(ctx, cls)]
     return _union([held_modules(ctx, argument, None, depth + 1) for argument in passed if argument is not None])
+
+
+def constructions(ctx: FileContext, cls: cst.ClassDef) -> list[cst.Call]:
+    """The calls of this file that build an instance of `cls` by its name: `Block(dim, heads)`."""
+    return ctx.memo("constructions", lambda: _calls_by_callee(ctx)).get(cls.name.value, [])
 
 
 def _calls_by_callee(ctx: FileContext) -> dict[str, list[cst.Call]]:
