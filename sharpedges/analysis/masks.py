@@ -35,12 +35,14 @@ from sharpedges.analysis.summaries import (
     bind_arguments,
     call_sites,
     called_function,
+    constructions,
     imported_module,
     imported_module_calls,
     module_forward,
     positional_parameters,
     return_values,
 )
+from sharpedges.analysis.values import passed_argument
 from sharpedges.analysis.vocabulary import (
     ADDITIVE_METHODS,
     ARANGE,
@@ -1925,11 +1927,9 @@ def _switched_on(ctx: FileContext, cls: cst.ClassDef, init: cst.FunctionDef, par
     if is_true(param.default):
         return True
     positional = [p.name.value for p in init.params.params][1:]
-    return any(
-        is_true(bind_arguments(call, positional).get(param.name.value))
-        for call in ctx.calls()
-        if is_a(call.func, cst.Name) and call.func.value == cls.name.value
-    )
+    name = param.name.value
+    position = positional.index(name) if name in positional else None
+    return any(is_true(passed_argument(ctx, call, name, position)) for call in constructions(ctx, cls))
 
 
 def _grown_along_sequence(ctx: FileContext, assign: cst.Assign) -> str | None:

@@ -21,7 +21,7 @@ from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import ImportedName, ProjectScope, imported_names
 from sharpedges.analysis.registries import registry_classes
-from sharpedges.analysis.values import MAX_DEPTH, possible_values
+from sharpedges.analysis.values import MAX_DEPTH, kernel_argument, possible_values
 from sharpedges.analysis.vocabulary import KERNEL_TOKENS, KERNELS, PARTIALS, Kernel, kernel_of
 from sharpedges.analysis.walk import is_a
 
@@ -692,10 +692,11 @@ def closure_summaries(ctx: FileContext) -> dict[str, list[dict[str, Any]]]:
 # -- module-level functions, as an importing file sees them ----------------------------------------------
 def kernel_call_flags(ctx: FileContext, call: cst.Call, kernel: Kernel) -> dict[str, Any]:
     """What a kernel call fixes by itself: each argument it passes as a literal `True` / `False`, by
-    meaning, and whether the call sits in a branch of its function (`conditional`)."""
+    meaning (also in a `**attn_kwargs` that holds it), and whether the call sits in a branch of its
+    function (`conditional`)."""
     flags: dict[str, Any] = {}
     for meaning, _, _ in kernel.arguments:
-        value = kernel.argument(call, meaning)
+        value = kernel_argument(ctx, call, kernel, meaning)
         if is_a(value, cst.Name) and value.value in ("True", "False"):
             flags[meaning] = value.value == "True"
     flags["conditional"] = in_branch(ctx, call)

@@ -10,7 +10,9 @@ never mistakes "not resolved" for "resolved to nothing".
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
+from typing import Final
 
 import libcst as cst
 
@@ -207,15 +209,14 @@ def fixed_at_construction(ctx: FileContext, expr: cst.BaseExpression | None, dep
 
 
 # -- keyword arguments that travel in dicts: `f(**kwargs)` ---------------------------------------------
-class _Unknown:
+class Unknown(enum.Enum):
     """A `**d` may pass the argument and the model cannot tell: never read it as absent."""
 
-    def __repr__(self) -> str:
-        return "UNKNOWN"
+    UNKNOWN = "unknown"
 
 
-UNKNOWN = _Unknown()
-PassedArgument = cst.BaseExpression | None | _Unknown  # the expression, None when absent, or UNKNOWN
+UNKNOWN: Final = Unknown.UNKNOWN
+PassedArgument = cst.BaseExpression | None | Unknown  # the expression, None when absent, or UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -244,17 +245,17 @@ def passed_argument(
     `d.update(k=v)`, `{**a, "k": v}`, `setdefault`, `pop`, both branches of an `if`, a `**kwargs`
     parameter whose callers in the file pass the keyword). UNKNOWN when a `**d` or `*args` may pass it
     and the model cannot tell which value, or whether at all."""
-    found = argument(call, keyword, position)
+    found = argument(call, keyword) if keyword is not None else None
     if found is not None:
         return found
     if position is not None:
         leading = 0
         for arg in call.args:
             if arg.star == "*":
-                if position >= leading:
-                    return UNKNOWN  # Ex) f(q, *rest): the rest may land there
-                break
+                return UNKNOWN  # Ex) f(q, *rest): the rest may land there
             if arg.keyword is None and not arg.star:
+                if leading == position:
+                    return arg.value
                 leading += 1
     if keyword is None:
         return None
@@ -293,7 +294,7 @@ def dict_key(ctx: FileContext, expr: cst.BaseExpression, key: str, at: int, dept
     if is_a(expr, cst.Dict):
         state = ABSENT
         for element in expr.elements:
-            if is_a(element, cst.StarredDictElement):
+            if not is_a(element, cst.DictElement):  # Ex) {**kwargs, "causal": True}
                 state = _merged(state, dict_key(ctx, element.value, key, at, depth + 1))
                 continue
             name = literal_string(element.key)
@@ -345,7 +346,11 @@ def _named_dict(ctx: FileContext, function: cst.FunctionDef, name: str, key: str
     for definition in definitions:
         if definition.kind == "assign" and definition.value is not None:
             state = dict_key(ctx, definition.value, key, definition.order, depth + 1)
-        elif definition.kind == "augassign" and is_a(definition.operator, cst.BitOrAssign):
+        elif (
+            definition.kind == "augassign"
+            and definition.value is not None
+            and is_a(definition.operator, cst.BitOrAssign)
+        ):
             before = _named_dict(ctx, function, name, key, ctx.order(definition.node), depth + 1)
             state = _merged(before, dict_key(ctx, definition.value, key, definition.order, depth + 1))
         elif definition.kind == "param" and function.params.star_kwarg is definition.node:

@@ -1,0 +1,170 @@
+"""Keyword arguments that travel in dicts (`f(**attn_kwargs)`, values.passed_argument): a rule reads an
+argument the dict holds as if the call spelled it, and one the dict may hold without the model knowing
+as unknown, never as absent (a rule that acts on an absent flag stays quiet)."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from tests.detectors.modules import UNMASKED_SDPA_ATTENTION
+from tests.helpers import findings, mutate
+
+# -- SHP701: dropout_p through **attn_kwargs -------------------------------------------------------------
+DROPOUT = textwrap.dedent("""
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Attention(nn.Module):
+        def __init__(self, dim, heads, dropout=0.1):
+            super().__init__()
+            self.heads = heads
+            self.dropout = dropout
+            self.qkv = nn.Linear(dim, dim * 3)
+
+        def forward(self, x, extra):
+            b, n, d = x.shape
+            q, k, v = self.qkv(x).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+            {build}
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, **attn_kwargs)
+            return out.transpose(1, 2).reshape(b, n, d)
+""")
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        "attn_kwargs = dict(dropout_p=self.dropout)",
+        "attn_kwargs = {'dropout_p': self.dropout, 'scale': None}",
+        "attn_kwargs = {}; attn_kwargs['dropout_p'] = self.dropout",
+        "attn_kwargs = dict(scale=None); attn_kwargs.update(dropout_p=self.dropout)",
+        "attn_kwargs = {**dict(scale=None), 'dropout_p': self.dropout}",
+        "attn_kwargs = dict(scale=None); attn_kwargs.setdefault('dropout_p', self.dropout)",
+    ],
+)
+def test_a_dropout_probability_in_the_kwargs_dict_stays_on_in_eval(build):
+    [finding] = findings("SHP701", DROPOUT.format(build=build))
+    assert finding.line == 16
+    assert finding.message.startswith("dropout_p reaches the attention kernel in eval too")
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        "attn_kwargs = dict(dropout_p=self.dropout if self.training else 0.0)",  # gated inside the dict
+        "attn_kwargs = dict(dropout_p=self.dropout); attn_kwargs.pop('dropout_p')",  # removed again
+        "attn_kwargs = dict(dropout_p=self.dropout); attn_kwargs['dropout_p'] = 0.0",  # overwritten
+        "attn_kwargs = extra",  # a parameter: the caller decides
+        "attn_kwargs = dict(extra)",
+        "attn_kwargs = dict(scale=None); attn_kwargs.update(extra)",
+    ],
+)
+def test_a_dict_that_gates_drops_or_may_not_hold_the_probability_is_quiet(build):
+    assert findings("SHP701", DROPOUT.format(build=build)) == []
+
+
+# -- SHP201: is_causal through **attn_kwargs in a causal model -------------------------------------------
+CAUSAL = mutate(
+    UNMASKED_SDPA_ATTENTION.replace("class SelfAttention", "class CausalSelfAttention"),
+    "    def forward(self, x):\n",
+    "    def forward(self, x, extra=None, **kwargs):\n",
+).replace("        out = F.scaled_dot_product_attention(q, k, v)", "        {build}\n        out = {kernel}")
+SDPA_WITH_KWARGS = "F.scaled_dot_product_attention(q, k, v, **attn_kwargs)"
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        "attn_kwargs = dict(dropout_p=0.0)",
+        "attn_kwargs = {'is_causal': True}; del attn_kwargs['is_causal']",
+        "attn_kwargs = dict(is_causal=True); attn_kwargs.pop('is_causal')",
+        "attn_kwargs = dict(is_causal=False)",
+    ],
+)
+def test_a_dict_known_to_hold_no_causal_flag_leaves_the_attention_unmasked(build):
+    [finding] = findings("SHP201", CAUSAL.format(build=build, kernel=SDPA_WITH_KWARGS))
+    assert finding.line == 16
+    assert finding.message.startswith("scaled_dot_product_attention in a causal model gets no causal mask")
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        "attn_kwargs = dict(is_causal=True)",
+        "attn_kwargs = {}\n        if extra is None:\n            attn_kwargs['is_causal'] = True\n"
+        "        else:\n            attn_kwargs.update(is_causal=True)",
+        # the model cannot tell: never a wrong "absent"
+        "attn_kwargs = {}\n        if extra is None:\n            attn_kwargs['is_causal'] = True",
+        "attn_kwargs = extra",
+        "attn_kwargs = kwargs",  # **kwargs of forward, and no caller in the file
+        "attn_kwargs = {**kwargs, 'dropout_p': 0.0}",
+        "attn_kwargs = dict(dropout_p=0.0); print(attn_kwargs)",  # handed to a call, which may add to it
+        "attn_kwargs = dict(dropout_p=0.0); attn_kwargs[extra] = True",
+    ],
+)
+def test_a_dict_that_holds_or_may_hold_the_causal_flag_is_quiet(build):
+    assert findings("SHP201", CAUSAL.format(build=build, kernel=SDPA_WITH_KWARGS)) == []
+
+
+def test_positional_arguments_after_a_star_are_unknown():
+    source = CAUSAL.format(build="qkv = (q, k, v)", kernel="F.scaled_dot_product_attention(*qkv)")
+    assert findings("SHP201", source) == []
+
+
+# -- SHP201: a constructor's causal flag through **kwargs ---------------------------------------------
+FLAGGED = textwrap.dedent("""
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Attention(nn.Module):
+        def __init__(self, dim, heads, causal=False):
+            super().__init__()
+            self.heads = heads
+            self.causal = causal
+            self.qkv = nn.Linear(dim, dim * 3)
+
+        def forward(self, x):
+            b, n, d = x.shape
+            q, k, v = self.qkv(x).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+            out = F.scaled_dot_product_attention(q, k, v)
+            return out.transpose(1, 2).reshape(b, n, d)
+
+    def build(dim, heads, **attn_kwargs):
+        return Attention(dim, heads, **attn_kwargs)
+
+    class Block(nn.Module):
+        def __init__(self, dim, heads, config):
+            super().__init__()
+            {build}
+""")
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        "self.attn = Attention(dim, heads, **dict(causal=True))",
+        "kw = {'causal': True}\n        self.attn = Attention(dim, heads, **kw)",
+        "kw = dict(config)\n        kw['causal'] = True\n        self.attn = Attention(dim, heads, **kw)",
+        "self.attn = build(dim, heads, causal=True)",  # every caller of the wrapper passes it
+    ],
+)
+def test_a_causal_flag_switched_on_through_a_dict_that_nothing_reads(build):
+    [finding] = findings("SHP201", FLAGGED.format(build=build))
+    assert finding.line == 15
+    assert [(r["line"], r["message"]) for r in finding.related] == [
+        (6, "this flag asks for causal attention, and nothing reads it")
+    ]
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        "self.attn = Attention(dim, heads, **dict(causal=False))",
+        "self.attn = Attention(dim, heads, **config)",  # a dict from a parameter
+        "kw = dict(config)\n        kw.setdefault('causal', True)\n        self.attn = Attention(dim, heads, **kw)",
+        "self.attn = build(dim, heads, dropout=0.0)",  # the wrapper's **kwargs: callers elsewhere may pass it
+    ],
+)
+def test_a_flag_the_dict_turns_off_or_may_not_turn_on_is_no_evidence(build):
+    assert findings("SHP201", FLAGGED.format(build=build)) == []
