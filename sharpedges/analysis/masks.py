@@ -42,7 +42,7 @@ from sharpedges.analysis.summaries import (
     positional_parameters,
     return_values,
 )
-from sharpedges.analysis.values import passed_argument
+from sharpedges.analysis.values import UNKNOWN, passed_argument
 from sharpedges.analysis.vocabulary import (
     ADDITIVE_METHODS,
     ARANGE,
@@ -317,16 +317,17 @@ class MaskEvaluator:
 
     def _passed(self, name: str, depth: int) -> MaskValue | None:
         """A parameter holds what the calls of its function in this file pass it (`block(x, mask=mask)` in
-        a loop over the blocks); a call that passes nothing leaves it at its default, no mask."""
+        a loop over the blocks); a call that passes nothing leaves it at its default, no mask. One that may
+        pass it in `*args` or a `**kwargs` the model cannot read leaves it unknown."""
         if self.function is None:
             return None
         values = []
         for call, positional in call_sites(self.ctx, self.function):
-            passed = bind_arguments(call, positional).get(name)
+            passed = passed_argument(self.ctx, call, name, positional.index(name) if name in positional else None)
             caller = self.ctx.function_of(call)
-            if passed is None and not any(arg.star == "*" for arg in call.args):
+            if passed is None:
                 continue
-            if passed is None or caller is None or caller is self.function:
+            if passed is UNKNOWN or caller is None or caller is self.function:
                 return None
             values.append(evaluator_for(self.ctx, caller).value(passed, self.ctx.order(call), depth + 1))
         return _agreed(values)
