@@ -346,11 +346,12 @@ def partial_dropout_without_mode(ctx: FileContext, call: cst.Call) -> UngatedDro
 
 
 def _passed_in(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0) -> bool:
-    """The probability is (bound from) a parameter of the enclosing function: its caller decides."""
+    """The probability is (bound from) a parameter of the enclosing function: its caller decides. Not
+    one of `__init__` (`self.attn_kwargs = dict(dropout_p=dropout)`): that is fixed when the module is built."""
     if depth > MAX_DEPTH or not is_a(expr, cst.Name):
         return False
     function = ctx.function_of(expr)
-    if function is None:
+    if function is None or (function.name.value == "__init__" and ctx.class_of(function) is not None):
         return False
     definitions = ctx.function_facts(function).reaching(expr.value, ctx.order(expr))
     return bool(definitions) and all(

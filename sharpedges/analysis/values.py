@@ -312,7 +312,14 @@ def dict_key(ctx: FileContext, expr: cst.BaseExpression, key: str, at: int, dept
         branches = [dict_key(ctx, branch, key, at, depth + 1) for branch in (expr.body, expr.orelse)]
         return _joined_states(branches)
     if is_a(expr, cst.Name) and (function := ctx.function_of(expr)) is not None:
-        return _named_dict(ctx, function, expr.value, key, at, depth)
+        memo: dict[tuple[cst.FunctionDef, str, str, int], KeyState] = ctx.memo("values.named_dicts", dict)
+        found = memo.get((function, expr.value, key, at))
+        if found is None:
+            found = memo[function, expr.value, key, at] = _named_dict(ctx, function, expr.value, key, at, depth)
+        return found
+    attr = self_attribute(expr)
+    if attr is not None and (cls := ctx.class_of(expr)) is not None:
+        return _attribute_dict(ctx, cls, attr, key, depth)
     return UNKNOWN_KEY
 
 
@@ -333,7 +340,13 @@ def _called_dict(ctx: FileContext, call: cst.Call, key: str, at: int, depth: int
     inner = receiver(call)
     if method_name(call) == "copy" and inner is not None and not call.args:
         return dict_key(ctx, inner, key, at, depth + 1)
-    return UNKNOWN_KEY
+    from sharpedges.analysis.summaries import called_function, return_values
+
+    helper = called_function(ctx, call)  # Ex) **self._attention_kwargs(), a method that returns dict(...)
+    if helper is None:
+        return UNKNOWN_KEY
+    returned = return_values(ctx, helper[0])
+    return _joined_states([dict_key(ctx, value, key, ctx.order(value), depth + 1) for value in returned])
 
 
 def _named_dict(ctx: FileContext, function: cst.FunctionDef, name: str, key: str, at: int, depth: int) -> KeyState:
@@ -359,6 +372,37 @@ def _named_dict(ctx: FileContext, function: cst.FunctionDef, name: str, key: str
             state = UNKNOWN_KEY
         states.append(_changed(ctx, function, name, key, definition.order, at, state))
     return _joined_states(states)
+
+
+def _attribute_dict(ctx: FileContext, cls: cst.ClassDef, attr: str, key: str, depth: int) -> KeyState:
+    """`self.attn_kwargs`: every dict the class assigns it (any may be the one read), when no method of the
+    class changes it in place and nothing outside the class can (it is set in the class, not a base)."""
+    assignments = ctx.class_facts(cls).assignments.get(attr)
+    if not assignments or any(a.value is None or not is_a(a.node, (cst.Assign, cst.AnnAssign)) for a in assignments):
+        return UNKNOWN_KEY
+    for node in ctx.index.descendants(cls, cst.Attribute):
+        if self_attribute(node) == attr and _attribute_changed(ctx, node, key):
+            return UNKNOWN_KEY  # Ex) self.attn_kwargs["is_causal"] = True in some method
+    return _joined_states(
+        [dict_key(ctx, a.value, key, ctx.order(a.node), depth + 1) for a in assignments if a.value is not None]
+    )
+
+
+def _attribute_changed(ctx: FileContext, node: cst.Attribute, key: str) -> bool:
+    """Whether this `self.x` changes the dict it holds, itself or through a local that copies the
+    reference (`kwargs = self.attn_kwargs`, then `kwargs["k"] = v`)."""
+    parent = ctx.index.parents.get(node)
+    if is_a(parent, (cst.AssignTarget, cst.AnnAssign)):
+        return False  # an assignment of the attribute: read as one of its values
+    if not is_a(parent, cst.Assign) or parent.value is not node:
+        return _change(ctx, node, key, ABSENT) is not None
+    function = ctx.function_of(node)
+    names = [target.target.value for target in parent.targets if is_a(target.target, cst.Name)]
+    if function is None or len(names) != len(parent.targets):
+        return True
+    facts = ctx.function_facts(function)
+    after = ctx.index.last_order(parent)
+    return any(_change(ctx, use, key, ABSENT) is not None for name in names for use in facts.later_uses(name, after))
 
 
 def _changed(
@@ -413,7 +457,7 @@ def _through_branch(
     return _joined_states([body, other])
 
 
-def _change(ctx: FileContext, use: cst.Name, key: str, state: KeyState) -> KeyState | None:
+def _change(ctx: FileContext, use: cst.Name | cst.Attribute, key: str, state: KeyState) -> KeyState | None:
     """What one use of a dict does to it under `key`: the new state, or None when it only reads it."""
     parents = ctx.index.parents
     parent = parents.get(use)
@@ -426,8 +470,11 @@ def _change(ctx: FileContext, use: cst.Name, key: str, state: KeyState) -> KeySt
             if named is None:
                 return UNKNOWN_KEY
             return KeyState((assign.value,)) if named == key and is_a(assign, cst.Assign) else state
-        if is_a(holder, cst.AugAssign) and holder.target is parent:
-            return UNKNOWN_KEY if named in (None, key) else state
+        if is_a(holder, cst.AnnAssign) and holder.target is parent and holder.value is not None:
+            return KeyState((holder.value,)) if named == key else UNKNOWN_KEY if named is None else state
+        stored = is_a(holder, (cst.AugAssign, cst.For, cst.CompFor)) and holder.target is parent
+        if stored or is_a(holder, (cst.Element, cst.StarredElement)):
+            return UNKNOWN_KEY if named in (None, key) else state  # Ex) d["a"], d["b"] = pair
         if is_a(holder, cst.Del):
             return UNKNOWN_KEY if named is None else ABSENT if named == key else state
         return None  # Ex) d["k"] read

@@ -64,6 +64,30 @@ def test_a_dict_that_gates_drops_or_may_not_hold_the_probability_is_quiet(build)
     assert findings("SHP701", DROPOUT.format(build=build)) == []
 
 
+ATTRIBUTE = mutate(
+    mutate(DROPOUT, "        self.dropout = dropout\n", "        self.attn_kwargs = dict(dropout_p=dropout)\n"),
+    "    def forward(self, x, extra):",
+    "    def kwargs(self):\n        return {{'dropout_p': 0.1}}\n\n    def forward(self, x, extra):",
+)
+
+
+@pytest.mark.parametrize(
+    ("build", "line"), [("attn_kwargs = self.attn_kwargs", 19), ("attn_kwargs = self.kwargs()", 19)]
+)
+def test_a_dict_held_in_an_attribute_or_returned_by_a_method(build, line):
+    [finding] = findings("SHP701", ATTRIBUTE.format(build=build))
+    assert finding.line == line
+
+
+def test_an_attribute_dict_a_method_changes_is_unknown():
+    source = mutate(
+        ATTRIBUTE.format(build="attn_kwargs = self.attn_kwargs"),
+        "    def kwargs(self):",
+        "    def eval_mode(self):\n        self.attn_kwargs['dropout_p'] = 0.0\n\n    def kwargs(self):",
+    )
+    assert findings("SHP701", source) == []
+
+
 # -- SHP201: is_causal through **attn_kwargs in a causal model -------------------------------------------
 CAUSAL = mutate(
     UNMASKED_SDPA_ATTENTION.replace("class SelfAttention", "class CausalSelfAttention"),
