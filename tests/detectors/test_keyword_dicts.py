@@ -192,3 +192,34 @@ def test_a_causal_flag_switched_on_through_a_dict_that_nothing_reads(build):
 )
 def test_a_flag_the_dict_turns_off_or_may_not_turn_on_is_no_evidence(build):
     assert findings("SHP201", FLAGGED.format(build=build)) == []
+
+
+# -- SHP201: a torch decoder's target mask through **kwargs ------------------------------------------------
+TORCH_DECODER = textwrap.dedent("""
+    from torch import nn
+
+    class CaptionLM(nn.Module):
+        def __init__(self, dim, heads, depth, vocab):
+            super().__init__()
+            layer = nn.TransformerDecoderLayer(dim, heads, batch_first=True)
+            self.decoder = nn.TransformerDecoder(layer, depth)
+            self.embed = nn.Embedding(vocab, dim)
+
+        def forward(self, tokens, memory, pad, extra):
+            x = self.embed(tokens)
+            {build}
+            return self.decoder(x, memory, **masks)
+""")
+
+
+def test_a_torch_decoder_given_only_a_memory_mask_in_a_dict_sees_the_future():
+    [finding] = findings("SHP201", TORCH_DECODER.format(build="masks = dict(memory_mask=pad)"))
+    assert finding.line == 14
+
+
+@pytest.mark.parametrize(
+    "build",
+    ["masks = dict(tgt_is_causal=True, tgt_mask=pad)", "masks = {'tgt_mask': pad}", "masks = extra"],
+)
+def test_a_torch_decoder_whose_dict_holds_or_may_hold_a_target_mask_is_quiet(build):
+    assert findings("SHP201", TORCH_DECODER.format(build=build)) == []
