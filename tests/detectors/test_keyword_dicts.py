@@ -157,6 +157,10 @@ FLAGGED = textwrap.dedent("""
     def build(dim, heads, **attn_kwargs):
         return Attention(dim, heads, **attn_kwargs)
 
+    def split_by_prefix(prefix, config):
+        picked = {{key[len(prefix):]: value for key, value in config.items() if key.startswith(prefix)}}
+        return picked, {{key: value for key, value in config.items() if not key.startswith(prefix)}}
+
     class Block(nn.Module):
         def __init__(self, dim, heads, config):
             super().__init__()
@@ -171,6 +175,8 @@ FLAGGED = textwrap.dedent("""
         "kw = {'causal': True}\n        self.attn = Attention(dim, heads, **kw)",
         "kw = dict(config)\n        kw['causal'] = True\n        self.attn = Attention(dim, heads, **kw)",
         "self.attn = build(dim, heads, causal=True)",  # every caller of the wrapper passes it
+        "kw, _ = split_by_prefix('attn_', config)\n        kw['causal'] = True\n"
+        "        self.attn = Attention(dim, heads, **kw)",
     ],
 )
 def test_a_causal_flag_switched_on_through_a_dict_that_nothing_reads(build):
@@ -188,6 +194,8 @@ def test_a_causal_flag_switched_on_through_a_dict_that_nothing_reads(build):
         "self.attn = Attention(dim, heads, **config)",  # a dict from a parameter
         "kw = dict(config)\n        kw.setdefault('causal', True)\n        self.attn = Attention(dim, heads, **kw)",
         "self.attn = build(dim, heads, dropout=0.0)",  # the wrapper's **kwargs: callers elsewhere may pass it
+        # keys split off by a helper: `attn_causal=True` in the config would reach it
+        "kw, _ = split_by_prefix('attn_', config)\n        self.attn = Attention(dim, heads, **kw)",
     ],
 )
 def test_a_flag_the_dict_turns_off_or_may_not_turn_on_is_no_evidence(build):
