@@ -318,18 +318,24 @@ class MaskEvaluator:
     def _passed(self, name: str, depth: int) -> MaskValue | None:
         """A parameter holds what the calls of its function in this file pass it (`block(x, mask=mask)` in
         a loop over the blocks); a call that passes nothing leaves it at its default, no mask. One that may
-        pass it in `*args` or a `**kwargs` the model cannot read leaves it unknown."""
+        pass it in `*args` or a `**kwargs` the model cannot read leaves it unknown; a value a dict carries
+        is read where it is written (`dict(mask=m)`, or the keyword a wrapper's caller hands its `**kwargs`)."""
         if self.function is None:
             return None
         values = []
-        for call, positional in call_sites(self.ctx, self.function):
-            passed = passed_argument(self.ctx, call, name, positional.index(name) if name in positional else None)
-            caller = self.ctx.function_of(call)
+        ctx = self.ctx
+        for call, positional in call_sites(ctx, self.function):
+            passed = passed_argument(ctx, call, name, positional.index(name) if name in positional else None)
             if passed is None:
                 continue
-            if passed is UNKNOWN or caller is None or caller is self.function:
+            if passed is UNKNOWN:
                 return None
-            values.append(evaluator_for(self.ctx, caller).value(passed, self.ctx.order(call), depth + 1))
+            inside = ctx.index.contains(call, passed)
+            caller = ctx.function_of(call if inside else passed)
+            if caller is None or caller is self.function:
+                return None
+            at = ctx.order(call if inside else passed)
+            values.append(evaluator_for(ctx, caller).value(passed, at, depth + 1))
         return _agreed(values)
 
     def values_by_path(self, expr: cst.BaseExpression) -> list[tuple[MaskValue, cst.CSTNode]]:

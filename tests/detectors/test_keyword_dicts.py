@@ -231,3 +231,58 @@ def test_a_torch_decoder_given_only_a_memory_mask_in_a_dict_sees_the_future():
 )
 def test_a_torch_decoder_whose_dict_holds_or_may_hold_a_target_mask_is_quiet(build):
     assert findings("SHP201", TORCH_DECODER.format(build=build)) == []
+
+
+# -- a mask a residual wrapper forwards in its **kwargs: read where the caller writes it -------------------
+FORWARDED_MASK = """
+import torch
+from torch import nn
+
+
+class Residual(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x, **kwargs):
+        return self.fn(x, **kwargs) + x
+
+
+class Attention(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.qkv = nn.Linear(dim, dim * 3)
+
+    def forward(self, x, mask=None):
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        sim = q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5
+        if mask is not None:
+            sim = sim.masked_fill(~mask[:, None, :], -torch.finfo(sim.dtype).max)
+        return sim.softmax(dim=-1) @ v
+
+
+class Encoder(nn.Module):
+    def __init__(self, dim, depth):
+        super().__init__()
+        self.token_emb = nn.Embedding(100, dim)
+        self.layers = nn.ModuleList([Residual(Attention(dim)) for _ in range(depth)])
+
+    def forward(self, tokens):
+        mask = tokens < 0
+        x = self.token_emb(tokens)
+        for layer in self.layers:
+            x = layer(x, mask=mask)
+        return x
+"""
+
+
+def test_a_mask_forwarded_through_a_wrapper_kwargs_is_read_where_the_caller_builds_it():
+    [finding] = findings("SHP203", FORWARDED_MASK)
+    assert finding.line == 24
+    assert finding.message.startswith("this mask is True at the real tokens, but masked_fill blocks where it is True")
+
+
+def test_a_mask_in_a_kwargs_the_model_cannot_read_is_unknown():
+    source = mutate(FORWARDED_MASK, "x = layer(x, mask=mask)", "x = layer(x, **options)")
+    source = mutate(source, "def forward(self, tokens):", "def forward(self, tokens, options):")
+    assert findings("SHP203", source) == []
