@@ -29,7 +29,8 @@ class CausalWithKvCache(Detector):
             passed = kernel_argument(ctx, call, SDPA_KERNEL, "causal")  # also through `**attn_kwargs`
             flag = passed if passed is not UNKNOWN else None
             # Ex) is_causal=cache is None: a chunk of new tokens over the cache sees its own future
-            gate = cache_gate(ctx, function, flag, key, ctx.order(call)) if function and key else None
+            local = flag is not None and ctx.function_of(flag) is function  # its names are this function's
+            gate = cache_gate(ctx, function, flag, key, ctx.order(call)) if function and key and local else None
             if gate is not None:
                 yield Finding(call, variant="cache-gated", facts={"flag": ctx.code(flag), "cache": gate.value})
                 continue
