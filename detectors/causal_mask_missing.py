@@ -20,7 +20,6 @@ from sharpedges.analysis.masks import (
     softmax_is_unmasked,
 )
 from sharpedges.analysis.summaries import (
-    bind_arguments,
     called_function,
     kernel_parameters,
     parameter_default,
@@ -162,14 +161,16 @@ class CausalMaskMissing(Detector):
         wrapper, positional = target
         forwarded = kernel_parameters(ctx, wrapper)
         kernel_calls = {use.call: use.kernel for uses in forwarded.values() for use in uses}
-        if len(kernel_calls) != 1 or has_star_args(call):
+        if len(kernel_calls) != 1:
             return None
         [(kernel_call, kernel)] = kernel_calls.items()
-        bound = bind_arguments(call, positional)
         passed: dict[str, cst.BaseExpression | None] = {}  # meaning -> what this call makes of it
         for name, uses in forwarded.items():
+            value = passed_argument(ctx, call, name, positional.index(name) if name in positional else None)
+            if value is UNKNOWN:
+                return None  # Ex) wrapper(q, k, v, **kwargs): the mask may be in there
             for use in uses:
-                passed[use.meaning] = bound.get(name, parameter_default(wrapper, name))
+                passed[use.meaning] = parameter_default(wrapper, name) if value is None else value
         for meaning in MASK_MEANINGS:
             value = passed[meaning] if meaning in passed else kernel.argument(kernel_call, meaning)
             if value is not None and not _always_off(ctx, value):

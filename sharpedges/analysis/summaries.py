@@ -21,7 +21,7 @@ from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import ImportedName, ProjectScope, imported_names
 from sharpedges.analysis.registries import registry_classes
-from sharpedges.analysis.values import MAX_DEPTH, kernel_argument, possible_values
+from sharpedges.analysis.values import MAX_DEPTH, kernel_argument, passed_argument, possible_values
 from sharpedges.analysis.vocabulary import KERNEL_TOKENS, KERNELS, PARTIALS, Kernel, kernel_of
 from sharpedges.analysis.walk import is_a
 
@@ -584,14 +584,17 @@ CallableReach = tuple[list[str], dict[str, list[tuple[Kernel, str, cst.Call | No
 def forwarded_arguments(ctx: FileContext, call: cst.Call) -> list[ForwardedArgument]:
     """The arguments of `call` that reach a kernel argument: `self._attention_call(q, k, v,
     dropout_p=self.attn_dropout)` passes `self.attn_dropout` to SDPA's dropout when the attribute
-    holds a closure whose parameter `dropout_p` goes there."""
-    if any(arg.star for arg in call.args) or kernel_of(ctx, call) is not None:
+    holds a closure whose parameter `dropout_p` goes there; also a value a `**attn_kwargs` dict carries."""
+    if kernel_of(ctx, call) is not None:
         return []
     found = []
     for positional, reach in _callable_reaches(ctx, call):
-        for name, value in bind_arguments(call, positional).items():
-            for kernel, meaning, kernel_call in reach.get(name, ()):
-                found.append(ForwardedArgument(kernel, meaning, value, kernel_call))
+        for name, uses in reach.items():
+            value = passed_argument(ctx, call, name, positional.index(name) if name in positional else None)
+            if isinstance(value, cst.BaseExpression):
+                found += [
+                    ForwardedArgument(kernel, meaning, value, kernel_call) for kernel, meaning, kernel_call in uses
+                ]
     return found
 
 

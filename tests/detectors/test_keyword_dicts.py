@@ -286,3 +286,39 @@ def test_a_mask_in_a_kwargs_the_model_cannot_read_is_unknown():
     source = mutate(FORWARDED_MASK, "x = layer(x, mask=mask)", "x = layer(x, **options)")
     source = mutate(source, "def forward(self, tokens):", "def forward(self, tokens, options):")
     assert findings("SHP203", source) == []
+
+
+# -- a wrapper function whose parameters reach the kernel, called with **kw ------------------------------
+WRAPPER = """
+import torch.nn.functional as F
+from torch import nn
+
+
+def attend(q, k, v, dropout_p=0.0, is_causal=False):
+    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=is_causal)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, dim, heads, dropout=0.1):
+        super().__init__()
+        self.heads = heads
+        self.dropout = dropout
+        self.qkv = nn.Linear(dim, dim * 3)
+
+    def forward(self, x, extra):
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        {build}
+        out = attend(q, k, v, **kw)
+        return out.transpose(1, 2).reshape(b, n, d)
+"""
+
+
+def test_a_wrapper_called_with_a_kwargs_dict_forwards_what_the_dict_holds():
+    found = findings(["SHP201", "SHP701"], WRAPPER.format(build="kw = dict(dropout_p=self.dropout)"))
+    assert [(f.rule, f.line) for f in found] == [("SHP701", 20), ("SHP201", 21)]
+
+
+@pytest.mark.parametrize("build", ["kw = dict(dropout_p=self.dropout, is_causal=True)", "kw = extra"])
+def test_a_wrapper_whose_dict_sets_the_flag_or_may_is_not_unmasked(build):
+    assert findings("SHP201", WRAPPER.format(build=build)) == []
