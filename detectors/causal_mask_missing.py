@@ -20,13 +20,12 @@ from sharpedges.analysis.masks import (
     softmax_is_unmasked,
 )
 from sharpedges.analysis.summaries import (
-    bind_arguments,
     called_function,
     kernel_parameters,
     parameter_default,
     partial_kernel,
 )
-from sharpedges.analysis.values import possible_values
+from sharpedges.analysis.values import UNKNOWN, kernel_argument, passed_argument, possible_values
 from sharpedges.analysis.vocabulary import (
     DECODERS,
     ENCODERS,
@@ -139,13 +138,13 @@ class CausalMaskMissing(Detector):
     # -- attention kernels: SDPA, flash-attn, xformers, FlexAttention -------------------------------
     def _kernel_unmasked(self, ctx, call: cst.Call, kernel: Kernel, partial: cst.Call | None = None) -> bool:
         """No causal flag, mask or score_mod, in the call or in the `functools.partial` it calls."""
-        if has_star_args(call) or (partial is not None and has_star_args(partial)):
+        if partial is not None and has_star_args(partial):
             return False
         for meaning in MASK_MEANINGS:
-            value = kernel.argument(call, meaning)
+            value = kernel_argument(ctx, call, kernel, meaning)  # also through `**attn_kwargs`
             if value is None and partial is not None:
                 value = argument(partial, kernel.keyword(meaning))
-            if value is not None and not _always_off(ctx, value):
+            if value is UNKNOWN or (value is not None and not _always_off(ctx, value)):
                 return False
         function = ctx.function_of(call)
         if function is None or not _may_be_causal(ctx, call) or _handles_masks(ctx, function):
@@ -162,14 +161,16 @@ class CausalMaskMissing(Detector):
         wrapper, positional = target
         forwarded = kernel_parameters(ctx, wrapper)
         kernel_calls = {use.call: use.kernel for uses in forwarded.values() for use in uses}
-        if len(kernel_calls) != 1 or has_star_args(call):
+        if len(kernel_calls) != 1:
             return None
         [(kernel_call, kernel)] = kernel_calls.items()
-        bound = bind_arguments(call, positional)
         passed: dict[str, cst.BaseExpression | None] = {}  # meaning -> what this call makes of it
         for name, uses in forwarded.items():
+            value = passed_argument(ctx, call, name, positional.index(name) if name in positional else None)
+            if value is UNKNOWN:
+                return None  # Ex) wrapper(q, k, v, **kwargs): the mask may be in there
             for use in uses:
-                passed[use.meaning] = bound.get(name, parameter_default(wrapper, name))
+                passed[use.meaning] = parameter_default(wrapper, name) if value is None else value
         for meaning in MASK_MEANINGS:
             value = passed[meaning] if meaning in passed else kernel.argument(kernel_call, meaning)
             if value is not None and not _always_off(ctx, value):
@@ -184,12 +185,11 @@ class CausalMaskMissing(Detector):
 
     # -- torch.nn modules ----------------------------------------------------------------------
     def _module_unmasked(self, ctx, call: cst.Call, module: str) -> bool:
-        if has_star_args(call):
-            return False
         arguments = MODULE_MASK_ARGUMENTS[module]
         flag, causal_keywords = _module_causal_arguments(module)
-        if any(argument(call, k, arguments[k]) is not None for k in causal_keywords) or flag in keyword_names(call):
-            return False
+        passed = [passed_argument(ctx, call, k, arguments[k]) for k in causal_keywords]
+        if any(value is not None for value in (*passed, passed_argument(ctx, call, flag))):
+            return False  # passed, or perhaps passed in a `**kwargs` the model cannot read
         # a torch decoder named only as a decoder may attend over learned queries (DETR, ML-Decoder)
         if not in_causal_context(ctx, call, weak=module not in DECODERS | TRANSFORMER):
             return False

@@ -8,7 +8,7 @@ from sharpedges.analysis.caches import built_from_cache, cache_gate
 from sharpedges.analysis.calls import is_true
 from sharpedges.analysis.project import imported_names
 from sharpedges.analysis.summaries import bind_arguments, imported_function, in_branch
-from sharpedges.analysis.values import fixed_at_construction, possible_values
+from sharpedges.analysis.values import UNKNOWN, fixed_at_construction, kernel_argument, possible_values
 from sharpedges.analysis.vocabulary import KERNELS, SDPA
 from sharpedges.analysis.walk import is_a
 from sharpedges.detector import Detector, Finding
@@ -26,20 +26,22 @@ class CausalWithKvCache(Detector):
                 continue
             function = ctx.function_of(call)
             key = SDPA_KERNEL.argument(call, "key")
-            flag = SDPA_KERNEL.argument(call, "causal")
+            passed = kernel_argument(ctx, call, SDPA_KERNEL, "causal")  # also through `**attn_kwargs`
+            flag = passed if passed is not UNKNOWN else None
             # Ex) is_causal=cache is None: a chunk of new tokens over the cache sees its own future
-            gate = cache_gate(ctx, function, flag, key, ctx.order(call)) if function and key else None
+            local = flag is not None and ctx.function_of(flag) is function  # its names are this function's
+            gate = cache_gate(ctx, function, flag, key, ctx.order(call)) if function and key and local else None
             if gate is not None:
                 yield Finding(call, variant="cache-gated", facts={"flag": ctx.code(flag), "cache": gate.value})
                 continue
-            causal = _causal(ctx, call) if function is not None else None
+            causal = _causal(ctx, flag) if function is not None else None
             if function is None or causal is None or in_branch(ctx, call):
                 continue
             if key is not None and built_from_cache(ctx, function, key, ctx.order(call), importers=True):
                 if causal == "always":
                     yield Finding(call)
                 else:
-                    yield Finding(call, variant="flag", facts={"flag": ctx.code(SDPA_KERNEL.argument(call, "causal"))})
+                    yield Finding(call, variant="flag", facts={"flag": ctx.code(flag)})
         yield from _imported_wrappers(ctx)
 
 
@@ -74,11 +76,10 @@ def _imported_wrappers(ctx):
             yield Finding(call)
 
 
-def _causal(ctx, call: cst.Call) -> str | None:
+def _causal(ctx, flag: cst.BaseExpression | None) -> str | None:
     """ "always" for `is_causal=True`, or a local, attribute or constant that is True on every path;
     "built" for a flag fixed when the module is built (`is_causal=self.causal`: every causal instance);
     None otherwise: `q_len > 1`-style flags are gated."""
-    flag = SDPA_KERNEL.argument(call, "causal")
     values = possible_values(ctx, flag) or []
     if values and all(is_true(value) for value in values):
         return "always"

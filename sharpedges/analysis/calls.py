@@ -73,9 +73,10 @@ def literal_string(expr: cst.BaseExpression | None) -> str | None:
     return None
 
 
-def is_true(expr: cst.BaseExpression | None) -> bool:
+def is_true(expr: object) -> bool:
+    """The literal `True` (also asked of a `values.passed_argument` answer: UNKNOWN is not True)."""
     return is_a(expr, cst.Name) and expr.value == "True"
 
 
-def is_false_or_none(expr: cst.BaseExpression | None) -> bool:
+def is_false_or_none(expr: object) -> bool:
     return is_a(expr, cst.Name) and expr.value in ("False", "None")

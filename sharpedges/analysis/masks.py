@@ -35,12 +35,14 @@ from sharpedges.analysis.summaries import (
     bind_arguments,
     call_sites,
     called_function,
+    constructions,
     imported_module,
     imported_module_calls,
     module_forward,
     positional_parameters,
     return_values,
 )
+from sharpedges.analysis.values import UNKNOWN, passed_argument
 from sharpedges.analysis.vocabulary import (
     ADDITIVE_METHODS,
     ARANGE,
@@ -315,18 +317,25 @@ class MaskEvaluator:
 
     def _passed(self, name: str, depth: int) -> MaskValue | None:
         """A parameter holds what the calls of its function in this file pass it (`block(x, mask=mask)` in
-        a loop over the blocks); a call that passes nothing leaves it at its default, no mask."""
+        a loop over the blocks); a call that passes nothing leaves it at its default, no mask. One that may
+        pass it in `*args` or a `**kwargs` the model cannot read leaves it unknown; a value a dict carries
+        is read where it is written (`dict(mask=m)`, or the keyword a wrapper's caller hands its `**kwargs`)."""
         if self.function is None:
             return None
         values = []
-        for call, positional in call_sites(self.ctx, self.function):
-            passed = bind_arguments(call, positional).get(name)
-            caller = self.ctx.function_of(call)
-            if passed is None and not any(arg.star == "*" for arg in call.args):
+        ctx = self.ctx
+        for call, positional in call_sites(ctx, self.function):
+            passed = passed_argument(ctx, call, name, positional.index(name) if name in positional else None)
+            if passed is None:
                 continue
-            if passed is None or caller is None or caller is self.function:
+            if passed is UNKNOWN:
                 return None
-            values.append(evaluator_for(self.ctx, caller).value(passed, self.ctx.order(call), depth + 1))
+            inside = ctx.index.contains(call, passed)
+            caller = ctx.function_of(call if inside else passed)
+            if caller is None or caller is self.function:
+                return None
+            at = ctx.order(call if inside else passed)
+            values.append(evaluator_for(ctx, caller).value(passed, at, depth + 1))
         return _agreed(values)
 
     def values_by_path(self, expr: cst.BaseExpression) -> list[tuple[MaskValue, cst.CSTNode]]:
@@ -1925,11 +1934,9 @@ def _switched_on(ctx: FileContext, cls: cst.ClassDef, init: cst.FunctionDef, par
     if is_true(param.default):
         return True
     positional = [p.name.value for p in init.params.params][1:]
-    return any(
-        is_true(bind_arguments(call, positional).get(param.name.value))
-        for call in ctx.calls()
-        if is_a(call.func, cst.Name) and call.func.value == cls.name.value
-    )
+    name = param.name.value
+    position = positional.index(name) if name in positional else None
+    return any(is_true(passed_argument(ctx, call, name, position)) for call in constructions(ctx, cls))
 
 
 def _grown_along_sequence(ctx: FileContext, assign: cst.Assign) -> str | None:

@@ -21,7 +21,7 @@ from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import ImportedName, ProjectScope, imported_names
 from sharpedges.analysis.registries import registry_classes
-from sharpedges.analysis.values import MAX_DEPTH, possible_values
+from sharpedges.analysis.values import MAX_DEPTH, kernel_argument, passed_argument, possible_values
 from sharpedges.analysis.vocabulary import KERNEL_TOKENS, KERNELS, PARTIALS, Kernel, kernel_of
 from sharpedges.analysis.walk import is_a
 
@@ -316,10 +316,14 @@ def _constructor_argument(
     definitions = ctx.function_facts(init).reaching(value.value, at)
     if len(definitions) != 1 or definitions[0].kind != "param":
         return NOTHING
-    constructions = ctx.memo("constructions", lambda: _calls_by_callee(ctx)).get(cls.name.value, ())
     positional = positional_parameters(init)[1:]
-    passed = [bind_arguments(call, positional).get(value.value) for call in constructions]
+    passed = [bind_arguments(call, positional).get(value.value) for call in constructions(ctx, cls)]
     return _union([held_modules(ctx, argument, None, depth + 1) for argument in passed if argument is not None])
+
+
+def constructions(ctx: FileContext, cls: cst.ClassDef) -> list[cst.Call]:
+    """The calls of this file that build an instance of `cls` by its name: `Block(dim, heads)`."""
+    return ctx.memo("constructions", lambda: _calls_by_callee(ctx)).get(cls.name.value, [])
 
 
 def _calls_by_callee(ctx: FileContext) -> dict[str, list[cst.Call]]:
@@ -580,14 +584,17 @@ CallableReach = tuple[list[str], dict[str, list[tuple[Kernel, str, cst.Call | No
 def forwarded_arguments(ctx: FileContext, call: cst.Call) -> list[ForwardedArgument]:
     """The arguments of `call` that reach a kernel argument: `self._attention_call(q, k, v,
     dropout_p=self.attn_dropout)` passes `self.attn_dropout` to SDPA's dropout when the attribute
-    holds a closure whose parameter `dropout_p` goes there."""
-    if any(arg.star for arg in call.args) or kernel_of(ctx, call) is not None:
+    holds a closure whose parameter `dropout_p` goes there; also a value a `**attn_kwargs` dict carries."""
+    if kernel_of(ctx, call) is not None:
         return []
     found = []
     for positional, reach in _callable_reaches(ctx, call):
-        for name, value in bind_arguments(call, positional).items():
-            for kernel, meaning, kernel_call in reach.get(name, ()):
-                found.append(ForwardedArgument(kernel, meaning, value, kernel_call))
+        for name, uses in reach.items():
+            value = passed_argument(ctx, call, name, positional.index(name) if name in positional else None)
+            if isinstance(value, cst.BaseExpression):
+                found += [
+                    ForwardedArgument(kernel, meaning, value, kernel_call) for kernel, meaning, kernel_call in uses
+                ]
     return found
 
 
@@ -688,10 +695,11 @@ def closure_summaries(ctx: FileContext) -> dict[str, list[dict[str, Any]]]:
 # -- module-level functions, as an importing file sees them ----------------------------------------------
 def kernel_call_flags(ctx: FileContext, call: cst.Call, kernel: Kernel) -> dict[str, Any]:
     """What a kernel call fixes by itself: each argument it passes as a literal `True` / `False`, by
-    meaning, and whether the call sits in a branch of its function (`conditional`)."""
+    meaning (also in a `**attn_kwargs` that holds it), and whether the call sits in a branch of its
+    function (`conditional`)."""
     flags: dict[str, Any] = {}
     for meaning, _, _ in kernel.arguments:
-        value = kernel.argument(call, meaning)
+        value = kernel_argument(ctx, call, kernel, meaning)
         if is_a(value, cst.Name) and value.value in ("True", "False"):
             flags[meaning] = value.value == "True"
     flags["conditional"] = in_branch(ctx, call)

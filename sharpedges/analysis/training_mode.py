@@ -18,6 +18,7 @@ from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.summaries import forwarded_arguments
 from sharpedges.analysis.tensors import module_class
+from sharpedges.analysis.values import UNKNOWN, kernel_argument
 from sharpedges.analysis.vocabulary import KERNELS, PARTIALS, kernel_of
 from sharpedges.analysis.walk import is_a
 
@@ -281,11 +282,12 @@ def attention_dropout_without_mode(ctx: FileContext, call: cst.Call) -> UngatedD
     """An attention kernel's `dropout_p` taken from the module (an attribute, a config value, a
     literal) with no training gate; a function parameter is left to the caller to gate."""
     kernel = kernel_of(ctx, call)
-    if kernel is None or any(arg.star for arg in call.args):
+    if kernel is None:
         return None
-    probability = kernel.argument(call, "dropout")
+    probability = kernel_argument(ctx, call, kernel, "dropout")  # also through `**attn_kwargs`
     if (
         probability is None
+        or probability is UNKNOWN
         or gated(ctx, probability)
         or in_autograd_function(ctx, call)
         or saved_by_autograd_forward(ctx, probability)
@@ -344,11 +346,12 @@ def partial_dropout_without_mode(ctx: FileContext, call: cst.Call) -> UngatedDro
 
 
 def _passed_in(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0) -> bool:
-    """The probability is (bound from) a parameter of the enclosing function: its caller decides."""
+    """The probability is (bound from) a parameter of the enclosing function: its caller decides. Not
+    one of `__init__` (`self.attn_kwargs = dict(dropout_p=dropout)`): that is fixed when the module is built."""
     if depth > MAX_DEPTH or not is_a(expr, cst.Name):
         return False
     function = ctx.function_of(expr)
-    if function is None:
+    if function is None or (function.name.value == "__init__" and ctx.class_of(function) is not None):
         return False
     definitions = ctx.function_facts(function).reaching(expr.value, ctx.order(expr))
     return bool(definitions) and all(

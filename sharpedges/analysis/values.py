@@ -10,14 +10,19 @@ never mistakes "not resolved" for "resolved to nothing".
 
 from __future__ import annotations
 
+import enum
+from dataclasses import dataclass
+from typing import Final
+
 import libcst as cst
 
-from sharpedges.analysis.calls import is_true, literal_number, literal_string
+from sharpedges.analysis.calls import argument, is_true, literal_number, literal_string, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
+from sharpedges.analysis.dataflow import BRANCH_TYPES
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import imported_constant
-from sharpedges.analysis.vocabulary import TENSOR_LITERALS
+from sharpedges.analysis.vocabulary import TENSOR_LITERALS, Kernel
 from sharpedges.analysis.walk import is_a
 
 MAX_DEPTH = 8
@@ -117,7 +122,6 @@ def multiplied_constants(
     """The spelled-out numbers the terms of an expression are multiplied by, with where each is written:
     `(1.0 - mask) * -1e9` gives -1e9, and so does a name or a helper of the file that returns it
     (`ext = get_extended_mask(mask)`), through casts and reshapes."""
-    from sharpedges.analysis.calls import method_name, receiver
     from sharpedges.analysis.summaries import called_function, return_values
     from sharpedges.analysis.vocabulary import CAST_METHODS, SHAPE_ONLY_METHODS
 
@@ -202,3 +206,355 @@ def fixed_at_construction(ctx: FileContext, expr: cst.BaseExpression | None, dep
         if not (stored_parameter or is_true(value) or (is_a(value, cst.Name) and value.value == "False")):
             return False
     return bool(assignments)
+
+
+# -- keyword arguments that travel in dicts: `f(**kwargs)` ---------------------------------------------
+class Unknown(enum.Enum):
+    """A `**d` may pass the argument and the model cannot tell: never read it as absent."""
+
+    UNKNOWN = "unknown"
+
+
+UNKNOWN: Final = Unknown.UNKNOWN
+PassedArgument = cst.BaseExpression | None | Unknown  # the expression, None when absent, or UNKNOWN
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """What a dict holds under one key at a point: `values` when it holds the key (one per path), an
+    empty tuple when it does not, None when the model cannot tell."""
+
+    values: tuple[cst.BaseExpression, ...] | None
+
+    @property
+    def unknown(self) -> bool:
+        return self.values is None
+
+
+ABSENT = KeyState(())
+UNKNOWN_KEY = KeyState(None)
+DICT_READS = frozenset({"get", "keys", "items", "values", "copy", "__contains__", "__getitem__"})
+DICT_COPIES = frozenset({"copy.copy", "copy.deepcopy", "dict"})
+
+
+def passed_argument(
+    ctx: FileContext, call: cst.Call, keyword: str | None, position: int | None = None
+) -> PassedArgument:
+    """The argument a call passes as `keyword=` or at `position`, also when it travels in a dict:
+    `f(q, k, v, **attn_kwargs)` with `attn_kwargs = dict(dropout_p=p)` (or `{...}`, `d["k"] = v`,
+    `d.update(k=v)`, `{**a, "k": v}`, `setdefault`, `pop`, both branches of an `if`, a `**kwargs`
+    parameter whose callers in the file pass the keyword). UNKNOWN when a `**d` or `*args` may pass it
+    and the model cannot tell which value, or whether at all."""
+    found = argument(call, keyword) if keyword is not None else None
+    if found is not None:
+        return found
+    if position is not None:
+        leading = 0
+        for arg in call.args:
+            if arg.star == "*":
+                return UNKNOWN  # Ex) f(q, *rest): the rest may land there
+            if arg.keyword is None and not arg.star:
+                if leading == position:
+                    return arg.value
+                leading += 1
+    if keyword is None:
+        return None
+    state = ABSENT
+    for arg in call.args:
+        if arg.star == "**":
+            state = _merged(state, dict_key(ctx, arg.value, keyword, ctx.order(arg.value)))
+    if state.unknown:
+        return UNKNOWN
+    if not state.values:
+        return None
+    first = state.values[0]
+    return first if all(ctx.code(value) == ctx.code(first) for value in state.values) else UNKNOWN
+
+
+def _merged(state: KeyState, later: KeyState) -> KeyState:
+    """`{**a, **b}` under one key: b's value wins where b holds it."""
+    if later.unknown:
+        return UNKNOWN_KEY
+    return later if later.values else state
+
+
+def _joined_states(states: list[KeyState]) -> KeyState:
+    """One of several paths: known only when every path agrees on holding the key or not."""
+    if not states or any(state.unknown for state in states):
+        return UNKNOWN_KEY
+    if all(state.values for state in states):
+        return KeyState(tuple(value for state in states for value in state.values or ()))
+    return ABSENT if not any(state.values for state in states) else UNKNOWN_KEY
+
+
+def dict_key(ctx: FileContext, expr: cst.BaseExpression, key: str, at: int, depth: int = 0) -> KeyState:
+    """What the dict `expr` evaluates to holds under `key` at pre-order point `at`."""
+    if depth > MAX_DEPTH:
+        return UNKNOWN_KEY
+    if is_a(expr, cst.Dict):
+        state = ABSENT
+        for element in expr.elements:
+            if not is_a(element, cst.DictElement):  # Ex) {**kwargs, "causal": True}
+                state = _merged(state, dict_key(ctx, element.value, key, at, depth + 1))
+                continue
+            name = literal_string(element.key)
+            if name is None:
+                state = UNKNOWN_KEY  # Ex) {f"{prefix}causal": ...}: a later literal may still set it
+            elif name == key:
+                state = KeyState((element.value,))
+        return state
+    if is_a(expr, cst.Call):
+        return _called_dict(ctx, expr, key, at, depth)
+    if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, cst.BitOr):
+        left = dict_key(ctx, expr.left, key, at, depth + 1)
+        return _merged(left, dict_key(ctx, expr.right, key, at, depth + 1))
+    if is_a(expr, cst.IfExp):
+        branches = [dict_key(ctx, branch, key, at, depth + 1) for branch in (expr.body, expr.orelse)]
+        return _joined_states(branches)
+    if is_a(expr, cst.Name) and (function := ctx.function_of(expr)) is not None:
+        memo: dict[tuple[cst.FunctionDef, str, str, int], KeyState] = ctx.memo("values.named_dicts", dict)
+        found = memo.get((function, expr.value, key, at))
+        if found is None:
+            found = memo[function, expr.value, key, at] = _named_dict(ctx, function, expr.value, key, at, depth)
+        return found
+    attr = self_attribute(expr)
+    if attr is not None and (cls := ctx.class_of(expr)) is not None:
+        return _attribute_dict(ctx, cls, attr, key, depth)
+    return UNKNOWN_KEY
+
+
+def _called_dict(ctx: FileContext, call: cst.Call, key: str, at: int, depth: int) -> KeyState:
+    """`dict(a, k=v, **b)`, `a.copy()`, `copy.copy(a)`; anything else is not known to be a dict."""
+    qualified = ctx.callee(call)
+    if qualified in DICT_COPIES:
+        positional = [arg for arg in call.args if arg.keyword is None and not arg.star]
+        if len(positional) > 1 or any(arg.star == "*" for arg in call.args):
+            return UNKNOWN_KEY
+        state = dict_key(ctx, positional[0].value, key, at, depth + 1) if positional else ABSENT
+        for arg in call.args:
+            if arg.star == "**":
+                state = _merged(state, dict_key(ctx, arg.value, key, at, depth + 1))
+            elif arg.keyword is not None and arg.keyword.value == key:
+                state = KeyState((arg.value,))
+        return state if qualified == "dict" or not call.args[1:] else UNKNOWN_KEY
+    inner = receiver(call)
+    if method_name(call) == "copy" and inner is not None and not call.args:
+        return dict_key(ctx, inner, key, at, depth + 1)
+    from sharpedges.analysis.summaries import called_function, return_values
+
+    helper = called_function(ctx, call)  # Ex) **self._attention_kwargs(), a method that returns dict(...)
+    if helper is None:
+        return UNKNOWN_KEY
+    returned = return_values(ctx, helper[0])
+    return _joined_states([dict_key(ctx, value, key, ctx.order(value), depth + 1) for value in returned])
+
+
+def _named_dict(ctx: FileContext, function: cst.FunctionDef, name: str, key: str, at: int, depth: int) -> KeyState:
+    """A local dict: each reaching definition, then what the function does to it on the way to `at`."""
+    facts = ctx.function_facts(function)
+    definitions = facts.reaching(name, at)
+    if not definitions:
+        return UNKNOWN_KEY
+    states = []
+    for definition in definitions:
+        if definition.kind == "assign" and definition.value is not None:
+            state = dict_key(ctx, definition.value, key, definition.order, depth + 1)
+        elif (
+            definition.kind == "augassign"
+            and definition.value is not None
+            and is_a(definition.operator, cst.BitOrAssign)
+        ):
+            before = _named_dict(ctx, function, name, key, ctx.order(definition.node), depth + 1)
+            state = _merged(before, dict_key(ctx, definition.value, key, definition.order, depth + 1))
+        elif definition.kind == "param" and function.params.star_kwarg is definition.node:
+            state = _collected_keywords(ctx, function, key, depth)
+        else:
+            state = UNKNOWN_KEY
+        states.append(_changed(ctx, function, name, key, definition.order, at, state))
+    return _joined_states(states)
+
+
+def _attribute_dict(ctx: FileContext, cls: cst.ClassDef, attr: str, key: str, depth: int) -> KeyState:
+    """`self.attn_kwargs`: every dict the class assigns it (any may be the one read), when no method of the
+    class changes it in place and nothing outside the class can (it is set in the class, not a base)."""
+    assignments = ctx.class_facts(cls).assignments.get(attr)
+    if not assignments or any(a.value is None or not is_a(a.node, (cst.Assign, cst.AnnAssign)) for a in assignments):
+        return UNKNOWN_KEY
+    for node in ctx.index.descendants(cls, cst.Attribute):
+        if self_attribute(node) == attr and _attribute_changed(ctx, node, key):
+            return UNKNOWN_KEY  # Ex) self.attn_kwargs["is_causal"] = True in some method
+    return _joined_states(
+        [dict_key(ctx, a.value, key, ctx.order(a.node), depth + 1) for a in assignments if a.value is not None]
+    )
+
+
+def _attribute_changed(ctx: FileContext, node: cst.Attribute, key: str) -> bool:
+    """Whether this `self.x` changes the dict it holds, itself or through a local that copies the
+    reference (`kwargs = self.attn_kwargs`, then `kwargs["k"] = v`)."""
+    parent = ctx.index.parents.get(node)
+    if is_a(parent, (cst.AssignTarget, cst.AnnAssign)):
+        return False  # an assignment of the attribute: read as one of its values
+    if not is_a(parent, cst.Assign) or parent.value is not node:
+        return _change(ctx, node, key, ABSENT) is not None
+    function = ctx.function_of(node)
+    names = [target.target.value for target in parent.targets if is_a(target.target, cst.Name)]
+    if function is None or len(names) != len(parent.targets):
+        return True
+    facts = ctx.function_facts(function)
+    after = ctx.index.last_order(parent)
+    return any(_change(ctx, use, key, ABSENT) is not None for name in names for use in facts.later_uses(name, after))
+
+
+def _changed(
+    ctx: FileContext, function: cst.FunctionDef, name: str, key: str, after: int, at: int, state: KeyState
+) -> KeyState:
+    """`state` after what the function does to the dict between its definition and `at`: `d["k"] = v`,
+    `del d["k"]`, `d.update(...)`, `d.setdefault("k", v)`, `d.pop("k")`, `d.clear()`. A change under a
+    branch that `at` is not in may not have run (both arms of an `if` are joined); a use the model does
+    not know (the dict passed to a call, aliased, stored) may change anything."""
+    uses = [use for use in ctx.function_facts(function).uses.get(name, ()) if after < ctx.order(use) < at]
+    return _applied(ctx, function, uses, key, at, state)
+
+
+def _applied(
+    ctx: FileContext, scope: cst.CSTNode, uses: list[cst.Name], key: str, at: int, state: KeyState
+) -> KeyState:
+    """The uses in order, each inside `scope`, which runs on every path to `at` that this state stands for."""
+    index = ctx.index
+    position = 0
+    while position < len(uses):
+        use = uses[position]
+        branch = None
+        for ancestor in index.ancestors(use):
+            if ancestor is scope:
+                break
+            if is_a(ancestor, BRANCH_TYPES) and not ctx.order(ancestor) < at <= index.last_order(ancestor):
+                branch = ancestor  # the outermost branch `at` is not in
+        if branch is None:
+            changed = _change(ctx, use, key, state)
+            state = state if changed is None else changed
+            position += 1
+            continue
+        group = [u for u in uses[position:] if index.contains(branch, u)]
+        position += len(group)
+        state = _through_branch(ctx, branch, group, key, at, state)
+    return state
+
+
+def _through_branch(
+    ctx: FileContext, branch: cst.CSTNode, uses: list[cst.Name], key: str, at: int, state: KeyState
+) -> KeyState:
+    if not is_a(branch, cst.If):
+        return _joined_states([state, _applied(ctx, branch, uses, key, at, state)])
+    contains = ctx.index.contains
+    state = _applied(ctx, branch.test, [u for u in uses if contains(branch.test, u)], key, at, state)
+    body = _applied(ctx, branch.body, [u for u in uses if contains(branch.body, u)], key, at, state)
+    orelse, rest = branch.orelse, [u for u in uses if branch.orelse is not None and contains(branch.orelse, u)]
+    if is_a(orelse, cst.If):
+        other = _through_branch(ctx, orelse, rest, key, at, state)
+    else:
+        other = _applied(ctx, orelse, rest, key, at, state) if orelse is not None else state
+    return _joined_states([body, other])
+
+
+def _change(ctx: FileContext, use: cst.Name | cst.Attribute, key: str, state: KeyState) -> KeyState | None:
+    """What one use of a dict does to it under `key`: the new state, or None when it only reads it."""
+    parents = ctx.index.parents
+    parent = parents.get(use)
+    if is_a(parent, cst.Subscript) and parent.value is use:
+        holder = parents.get(parent)
+        slot = parent.slice[0].slice if len(parent.slice) == 1 else None
+        named = literal_string(slot.value) if is_a(slot, cst.Index) else None
+        if is_a(holder, cst.AssignTarget):
+            assign = parents.get(holder)
+            if named is None:
+                return UNKNOWN_KEY
+            return KeyState((assign.value,)) if named == key and is_a(assign, cst.Assign) else state
+        if is_a(holder, cst.AnnAssign) and holder.target is parent and holder.value is not None:
+            return KeyState((holder.value,)) if named == key else UNKNOWN_KEY if named is None else state
+        stored = is_a(holder, (cst.AugAssign, cst.For, cst.CompFor)) and holder.target is parent
+        if stored or is_a(holder, (cst.Element, cst.StarredElement)):
+            return UNKNOWN_KEY if named in (None, key) else state  # Ex) d["a"], d["b"] = pair
+        if is_a(holder, cst.Del):
+            return UNKNOWN_KEY if named is None else ABSENT if named == key else state
+        return None  # Ex) d["k"] read
+    if is_a(parent, cst.Attribute) and parent.value is use:
+        call = parents.get(parent)
+        method = parent.attr.value
+        if not is_a(call, cst.Call) or call.func is not parent:
+            return UNKNOWN_KEY
+        if method in DICT_READS:
+            return None
+        return _changed_by_method(ctx, call, method, key, state)
+    if is_a(parent, cst.Arg) and parent.star == "**":
+        return None
+    if is_a(parent, (cst.StarredDictElement, cst.ComparisonTarget, cst.Comparison, cst.If, cst.While)):
+        return None  # Ex) {**d, ...}, "k" in d, if d:
+    return UNKNOWN_KEY
+
+
+def _changed_by_method(ctx: FileContext, call: cst.Call, method: str, key: str, state: KeyState) -> KeyState:
+    positional = [arg.value for arg in call.args if arg.keyword is None and not arg.star]
+    if method == "update":
+        if any(arg.star == "*" for arg in call.args) or len(positional) > 1:
+            return UNKNOWN_KEY
+        if positional:
+            state = _merged(state, dict_key(ctx, positional[0], key, ctx.order(call)))
+        for arg in call.args:
+            if arg.star == "**":
+                state = _merged(state, dict_key(ctx, arg.value, key, ctx.order(arg.value)))
+            elif arg.keyword is not None and arg.keyword.value == key:
+                state = KeyState((arg.value,))
+        return state
+    named = literal_string(positional[0]) if positional else None
+    if method in ("setdefault", "pop"):
+        if named is None:
+            return UNKNOWN_KEY
+        if named != key:
+            return state
+        if method == "pop":
+            return ABSENT
+        if state.unknown:
+            return UNKNOWN_KEY  # Ex) the caller's value or this default
+        return state if state.values else KeyState((positional[1],) if len(positional) > 1 else (cst.Name("None"),))
+    if method == "clear":
+        return ABSENT
+    return UNKNOWN_KEY  # popitem, __setitem__, a method the model does not know
+
+
+def _collected_keywords(ctx: FileContext, function: cst.FunctionDef, key: str, depth: int) -> KeyState:
+    """`**kwargs` under `key`: what the calls of the function in this file pass by that keyword. A key
+    every caller passes is known; that no caller passes it is known only for a function nested in
+    another (callers elsewhere may pass it)."""
+    from sharpedges.analysis.summaries import call_sites, constructions
+
+    params = function.params
+    if key in {p.name.value for p in (*params.posonly_params, *params.params, *params.kwonly_params)}:
+        return ABSENT  # a named parameter takes it
+    cls = ctx.class_of(function)
+    if (
+        cls is not None
+        and function.name.value == "__init__"
+        and ctx.class_facts(cls).methods.get("__init__") is function
+    ):
+        calls = constructions(ctx, cls)
+    else:
+        calls = [call for call, _ in call_sites(ctx, function, forwarded=False)]
+    states = []
+    for call in calls:
+        state = ABSENT
+        for arg in call.args:
+            if arg.star == "**":
+                state = _merged(state, dict_key(ctx, arg.value, key, ctx.order(arg.value), depth + 1))
+            elif arg.keyword is not None and arg.keyword.value == key:
+                state = KeyState((arg.value,))
+        states.append(state)
+    joined = _joined_states(states)
+    nested = ctx.index.enclosing(function, (cst.FunctionDef, cst.Lambda)) is not None
+    return joined if joined.values or (nested and not joined.unknown) else UNKNOWN_KEY
+
+
+def kernel_argument(ctx: FileContext, call: cst.Call, kernel: Kernel, meaning: str) -> PassedArgument:
+    """The argument of this meaning a kernel call passes (`passed_argument`): None when it passes none."""
+    slot = kernel.slot(meaning)
+    return passed_argument(ctx, call, *slot) if slot is not None else None

@@ -104,6 +104,10 @@ class Kernel:
     def keyword(self, meaning: str) -> str | None:
         return next((keyword for name, keyword, _ in self.arguments if name == meaning), None)
 
+    def slot(self, meaning: str) -> tuple[str, int | None] | None:
+        """(keyword, position) of the argument of this meaning, None when the kernel takes none."""
+        return next(((keyword, position) for name, keyword, position in self.arguments if name == meaning), None)
+
     def argument(self, call: cst.Call, meaning: str) -> cst.BaseExpression | None:
         for name, keyword, position in self.arguments:
             if name == meaning:
