@@ -22,6 +22,8 @@ import libcst as cst
 from sharpedges.analysis.calls import argument, literal_int, literal_number, literal_string, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
+from sharpedges.analysis.dataflow import Definition
+from sharpedges.analysis.einsum import einsum_of
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.summaries import (
     HELPER_SCOPES,
@@ -193,6 +195,18 @@ def _softmax_module_dim(ctx: FileContext, call: cst.Call) -> cst.BaseExpression 
     return argument(constructor, "dim", 0) if constructor is not None else None
 
 
+def _unpacked_position(assign: cst.Assign, name: str) -> int | None:
+    """Where `name` sits in a flat tuple target with no starred element (`a, name, c = ...`)."""
+    for target in assign.targets:
+        elements = target.target.elements if is_a(target.target, (cst.Tuple, cst.List)) else ()
+        if any(is_a(e, cst.StarredElement) for e in elements):
+            continue
+        for position, element in enumerate(elements):
+            if is_a(element.value, cst.Name) and element.value.value == name:
+                return position
+    return None
+
+
 def _module_value(ctx: FileContext, name: str, at: int) -> tuple[cst.BaseExpression | None, int]:
     """Module-level code (a script, a notebook): the value of the last plain assignment of `name`
     before `at`, and where it is made."""
@@ -261,6 +275,8 @@ class LogitTracer:
         for definition in self.facts.reaching(name, at):
             if definition.kind == "param":
                 found += self._caller_sources(name, depth)
+            if definition.kind == "unpack":
+                found += self._unpacked_sources(definition, depth)
             if definition.value is None:
                 continue
             if definition.kind == "augassign":
@@ -284,6 +300,19 @@ class LogitTracer:
                 ]
             elif definition.kind == "assign":
                 found += self.sources(definition.value, definition.order, depth + 1)
+        return found
+
+    def _unpacked_sources(self, definition: Definition, depth: int) -> list[LogitSource]:
+        """`scores, n = self.logits(q, k)`: the element at the name's place in the tuples the helper returns."""
+        assign, at = definition.node, definition.order
+        position = _unpacked_position(assign, definition.name) if is_a(assign, cst.Assign) else None
+        if position is None or not is_a(assign.value, cst.Call):
+            return []
+        found: list[LogitSource] = []
+        for inner, value, after in self._helper_returns(assign.value, at):
+            elements = value.elements if is_a(value, cst.Tuple) else ()
+            if position < len(elements) and not any(is_a(e, cst.StarredElement) for e in elements):
+                found += inner.sources(elements[position].value, after, depth + 1)
         return found
 
     def _caller_sources(self, name: str, depth: int) -> list[LogitSource]:
@@ -390,14 +419,10 @@ class LogitTracer:
         return LogitSource(node, bool(scales), scales=scales, kind=kind, transpose=transpose)
 
     def einsum_product(self, call: cst.Call, at: int) -> LogitSource | None:
-        spec = literal_string(argument(call, "equation", 0))
-        operands = [arg.value for arg in call.args[1:] if arg.keyword is None and not arg.star]
-        if spec is None or len(operands) != 2:
+        einsum = einsum_of(self.ctx, call)
+        if einsum is None or len(einsum.inputs) != 2:
             return None
-        terms = parse_einsum(spec)
-        if terms is None or len(terms[0]) != 2:
-            return None
-        (a, b), output = terms
+        (a, b), output = einsum.inputs, einsum.output
         if not a or not b or not output:
             return None
         contracted = (set(a) & set(b)) - set(output)
@@ -409,9 +434,9 @@ class LogitTracer:
         windowed = bool(keys) and output[-1] in keys and len(output) >= 3
         if not keys or (not (set(a) - set(b)) & set(output) and not windowed):
             return None
-        if any(self.is_weight(op) for op in operands):
+        if any(self.is_weight(op) for op in einsum.operands):
             return None
-        scales = tuple(scale for op in operands for scale in self.operand_scales(op, at, 0))
+        scales = tuple(scale for op in einsum.operands for scale in self.operand_scales(op, at, 0))
         return LogitSource(call, bool(scales), scales=scales, kind="einsum")
 
     def is_weight(self, expr: cst.BaseExpression) -> bool:
@@ -689,23 +714,23 @@ def _isinstance_classes(test: cst.BaseExpression) -> set[str]:
     return names
 
 
-def key_axis(source: LogitSource, ctx: FileContext | None = None) -> tuple[int | None, int | None]:
+def key_axis(source: LogitSource, ctx: FileContext) -> tuple[int | None, int | None]:
     """Where the key axis sits in the scores a product makes, as (index from the front, index from
-    the back); None where the code does not say (an unknown rank, an ellipsis). With the file's
-    context, a query of a known rank places the keys of a matmul (`q @ k.transpose(-1, -2)`)."""
+    the back); None where the code does not say (an unknown rank, an ellipsis). A query of a known
+    rank places the keys of a matmul (`q @ k.transpose(-1, -2)`)."""
     if source.kind in ("bmm", "baddbmm"):
         return 2, -1
     if source.kind == "einsum" and is_a(source.product, cst.Call):
-        terms = parse_einsum(literal_string(argument(source.product, "equation", 0)) or "")
-        if terms is None:
+        einsum = einsum_of(ctx, source.product)
+        if einsum is None:
             return None, None
-        (a, b), output = terms
+        (a, b), output = einsum.inputs, einsum.output
         keys = [index for index in output if index in b and index not in a]
         if len(keys) != 1:
             return None, None
         position = output.index(keys[0])
-        ellipsis_before = "…" in output[:position]
-        ellipsis_after = "…" in output[position + 1 :]
+        ellipsis_before = "..." in output[:position]
+        ellipsis_after = "..." in output[position + 1 :]
         return (None if ellipsis_before else position), (None if ellipsis_after else position - len(output))
     transpose = source.transpose
     if is_a(transpose, cst.Call):
@@ -728,7 +753,7 @@ def key_axis(source: LogitSource, ctx: FileContext | None = None) -> tuple[int |
         if is_a(product, cst.Call)
         else None
     )
-    rank = known_rank(ctx, query) if ctx is not None and source.kind == "matmul" and query is not None else None
+    rank = known_rank(ctx, query) if source.kind == "matmul" and query is not None else None
     return (rank - 1 if rank is not None and rank >= 2 else None), -1
 
 
@@ -1416,19 +1441,6 @@ def _head_layouts(ctx: FileContext, scope: cst.CSTNode) -> list[tuple[set, set]]
             )
         )
     return layouts
-
-
-def parse_einsum(spec: str) -> tuple[list[list[str]], list[str]] | None:
-    """'bhid,bhjd->bhij' or einops-style 'b h i d, b h j d -> b h i j' into index lists."""
-    if "->" not in spec:
-        return None
-    inputs, output = spec.split("->", 1)
-
-    def indices(term: str) -> list[str]:
-        term = term.strip().replace("...", " … " if " " in term.strip() else "…")
-        return term.split() if " " in term else list(term)
-
-    return [indices(term) for term in inputs.split(",")], indices(output)
 
 
 def logit_sources(ctx: FileContext, softmax: SoftmaxCall) -> list[LogitSource]:
