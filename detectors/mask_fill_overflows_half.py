@@ -64,6 +64,8 @@ class MaskFillOverflowsHalf(Detector):
 
 def _fill_of(ctx, node, inner_path) -> tuple[cst.BaseExpression, cst.BaseExpression] | None:
     """(the fill value, the scores it fills) when `node` writes a value into the scores."""
+    if is_a(node, cst.Assign):  # Ex) scores[~mask] = -1e9, a write into the scores the path passes
+        return node.value, cst.ensure_type(node.targets[0].target, cst.Subscript).value
     if not is_a(node, cst.Call) or not inner_path:
         return None
     scores = inner_path[0]

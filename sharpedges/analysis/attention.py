@@ -299,8 +299,25 @@ class LogitTracer:
                     for s in previous
                 ]
             elif definition.kind == "assign":
-                found += self.sources(definition.value, definition.order, depth + 1)
+                written = self.sources(definition.value, definition.order, depth + 1)
+                for write in self._index_writes(name, definition.order, at):
+                    written = [s.through(write) for s in written]
+                found += written
         return found
+
+    def _index_writes(self, name: str, after: int, before: int) -> list[cst.Assign]:
+        """`scores[~mask] = -1e9` between a definition of `scores` and a read: the same tensor, written
+        in place, in the order they run."""
+        if self.facts is None:
+            return []
+        writes = []
+        for use in self.facts.uses.get(name, ()):
+            subscript = self.ctx.index.parents.get(use)
+            target = self.ctx.index.parents.get(subscript) if is_a(subscript, cst.Subscript) else None
+            assign = self.ctx.index.parents.get(target) if is_a(target, cst.AssignTarget) else None
+            if is_a(assign, cst.Assign) and after <= self.ctx.order(assign) < before:
+                writes.append(assign)
+        return sorted(writes, key=self.ctx.order)
 
     def _unpacked_sources(self, definition: Definition, depth: int) -> list[LogitSource]:
         """`scores, n = self.logits(q, k)`: the element at the name's place in the tuples the helper returns."""

@@ -368,7 +368,266 @@ SHP101_CASES += [
 ]
 
 
-REWRITES = SHP101_CASES
+# -- SHP102: the scale built from the model width, not the head size ---------------------------------
+NANOGPT_WIDTH_SCALE = """
+    import math
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class CausalSelfAttention(nn.Module):
+        def forward(self, x):
+            {size}
+            q, k, v = self.c_attn(x).split(C, dim=2)
+            k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+            q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+            v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+            att = (q @ k.transpose(-2, -1)) * {scale}  # <-
+            att = F.softmax(att, dim=-1)
+            return (att @ v).transpose(1, 2).contiguous().view(B, T, C)
+"""
+WIDTH_SIZES = {
+    "size-unpacked": "B, T, C = x.size()",
+    "shape-unpacked": "B, T, C = x.shape",
+}
+WIDTH_SCALES = {
+    "rsqrt-literal": "(1.0 / math.sqrt(C))",
+    "power": "C ** -0.5",
+    "torch.rsqrt": "torch.rsqrt(torch.tensor(C))",
+}
+SCALE_IN_INIT = """
+    import torch
+    from torch import nn
+
+    class Attention(nn.Module):
+        def __init__(self, dim, heads=8, dim_head=64):
+            super().__init__()
+            inner_dim = dim_head * heads
+            self.heads = heads
+            self.scale = dim ** -0.5  # <-
+            self.to_qkv = nn.Linear(dim, inner_dim * 3, bias=False)
+
+        def forward(self, x):
+            b, n, _ = x.shape
+            q, k, v = self.to_qkv(x).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+            dots = torch.einsum("b h i d, b h j d -> b h i j", q, k) * self.scale
+            attn = dots.softmax(dim=-1)
+            return torch.einsum("b h i j, b h j d -> b h i d", attn, v)
+"""
+SCALE_IN_FORWARD = """
+    import torch
+    from torch import nn
+
+    class Attention(nn.Module):
+        def __init__(self, dim, heads=8, dim_head=64):
+            super().__init__()
+            self.dim = dim
+            self.heads = heads
+            self.dim_head = dim_head
+            self.to_qkv = nn.Linear(dim, dim_head * heads * 3, bias=False)
+
+        def forward(self, x):
+            b, n, _ = x.shape
+            q, k, v = self.to_qkv(x).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+            scale = self.dim ** -0.5
+            dots = torch.matmul(q, k.transpose(-1, -2)) * scale  # <-
+            return torch.matmul(dots.softmax(dim=-1), v)
+"""
+SCALE_FROM_A_HELPER = """
+    import math
+    import torch
+    from torch import nn
+
+    class Attention(nn.Module):
+        def __init__(self, dim, heads):
+            super().__init__()
+            self.dim = dim
+            self.heads = heads
+            self.qkv = nn.Linear(dim, dim * 3)
+
+        def softmax_scale(self):
+            return 1.0 / math.sqrt(self.dim)
+
+        def forward(self, x):
+            b, n, _ = x.shape
+            q, k, v = self.qkv(x).view(b, n, 3, self.heads, self.dim // self.heads).permute(2, 0, 3, 1, 4)
+            dots = q @ k.transpose(-2, -1) * self.softmax_scale()  # <-
+            return dots.softmax(dim=-1) @ v
+"""
+
+SHP102_CASES = [
+    *(
+        case(
+            "SHP102",
+            NANOGPT_WIDTH_SCALE.format(size=size, scale=scale),
+            f"* {scale}",
+            "* (1.0 / math.sqrt(k.size(-1)))",
+            name=f"{size_name}-{scale_name}",
+        )
+        for size_name, size in WIDTH_SIZES.items()
+        for scale_name, scale in WIDTH_SCALES.items()
+    ),
+    case(
+        "SHP102", SCALE_IN_INIT, "self.scale = dim ** -0.5", "self.scale = dim_head ** -0.5", name="self-scale-in-init"
+    ),
+    case(
+        "SHP102", SCALE_IN_FORWARD, "scale = self.dim ** -0.5", "scale = self.dim_head ** -0.5", name="scale-in-forward"
+    ),
+    case(
+        "SHP102",
+        SCALE_FROM_A_HELPER,
+        "math.sqrt(self.dim)",
+        "math.sqrt(self.dim // self.heads)",
+        name="scale-from-a-helper-method",
+    ),
+]
+
+
+# -- SHP103: a fill value beyond float16 written into the scores ----------------------------------------
+FILL_FUNCTION = """
+    import math
+    import torch
+
+    NEG_INF = -1e9
+
+    def attend(q, k, v, mask):
+        scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(q.size(-1))
+        {fill}  # <-
+        return scores.softmax(dim=-1) @ v
+"""
+FILLS = {
+    "masked_fill": ("scores = scores.masked_fill(mask == 0, -1e9)", "-1e9"),
+    "masked_fill_": ("scores.masked_fill_(mask == 0, -1e9)", "-1e9"),
+    "keyword-value": ("scores = scores.masked_fill(mask=mask == 0, value=-1e10)", "-1e10"),
+    "module-constant": ("scores = scores.masked_fill(mask == 0, NEG_INF)", "NEG_INF"),
+    "negated-constant": ("scores = scores.masked_fill(~mask, -1e12)", "-1e12"),
+    "float-string": ("scores = scores.masked_fill(mask == 0, float('-1e9'))", "float('-1e9')"),
+    "where": ("scores = torch.where(mask, scores, -1e9)", "-1e9"),
+    "additive": ("scores = scores + (1.0 - mask) * -1e9", "-1e9"),
+    "additive-subtract": ("scores = scores - (1.0 - mask) * 1e9", "1e9"),
+    "index-assign": ("scores[~mask] = -1e9", "-1e9"),
+}
+FILL_IN_INIT = """
+    import torch
+    from torch import nn
+
+    class Attention(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.scale = dim ** -0.5
+            self.neg_inf = -1e9
+
+        def forward(self, q, k, v, mask):
+            scores = q @ k.transpose(-2, -1) * self.scale
+            scores = scores.masked_fill(mask == 0, self.neg_inf)  # <-
+            return scores.softmax(dim=-1) @ v
+"""
+FILL_FROM_A_HELPER = """
+    import torch
+    from torch import nn
+
+    class Attention(nn.Module):
+        @staticmethod
+        def mask_value(scores):
+            return -1e9
+
+        def forward(self, q, k, v, mask):
+            scores = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5
+            scores = scores.masked_fill(mask == 0, self.mask_value(scores))  # <-
+            return scores.softmax(dim=-1) @ v
+"""
+FILL_IN_A_BRANCH = """
+    import torch
+
+    def attend(q, k, v, mask, causal):
+        scores = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5
+        if causal:
+            fill = -1e9
+        else:
+            fill = -1e9
+        scores = scores.masked_fill(mask == 0, fill)  # <-
+        return scores.softmax(dim=-1) @ v
+"""
+
+SHP103_CASES = [
+    *(
+        case("SHP103", FILL_FUNCTION.format(fill=fill), value, "torch.finfo(scores.dtype).min", name=name)
+        for name, (fill, value) in FILLS.items()
+    ),
+    case("SHP103", FILL_IN_INIT, "self.neg_inf = -1e9", "self.neg_inf = -1e4", name="attribute-set-in-init"),
+    case(
+        "SHP103",
+        FILL_FROM_A_HELPER,
+        "return -1e9",
+        "return torch.finfo(scores.dtype).min",
+        name="staticmethod",
+        gap="values.constant_number does not follow a call to the value a helper returns (summaries sit above values)",
+    ),
+    case(
+        "SHP103",
+        FILL_IN_A_BRANCH,
+        "scores.masked_fill(mask == 0, fill)",
+        "scores.masked_fill(mask == 0, -1e4)",
+        name="if-branches",
+    ),
+]
+
+
+# -- SHP104: softmax over the queries (or the heads) instead of the keys --------------------------------
+SOFTMAX_AXIS = """
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    def attend(q, k, v):
+        scores = {product} * q.shape[-1] ** -0.5
+        weights = {softmax}  # <-
+        return weights @ v
+"""
+AXIS_PRODUCTS = {
+    "einsum": ("torch.einsum('bhid,bhjd->bhij', q, k)", 2),
+    "transpose-2-3": ("torch.matmul(q, k.transpose(2, 3))", 2),
+    "bmm": ("torch.bmm(q, k.transpose(1, 2))", 1),
+}
+AXIS_SOFTMAXES = {
+    "F.softmax-keyword": "F.softmax(scores, dim={dim})",
+    "F.softmax-positional": "F.softmax(scores, {dim})",
+    "method-positional": "scores.softmax({dim})",
+    "torch.softmax": "torch.softmax(scores, dim={dim})",
+}
+AXIS_IN_AN_ATTRIBUTE = """
+    import torch
+    from torch import nn
+
+    class Attention(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.scale = dim ** -0.5
+            self.softmax = nn.Softmax(dim=1)
+
+        def forward(self, query, context):
+            scores = torch.bmm(query, context.transpose(1, 2)) * self.scale
+            weights = self.softmax(scores)  # <-
+            return torch.bmm(weights, context)
+"""
+
+SHP104_CASES = [
+    *(
+        case(
+            "SHP104",
+            SOFTMAX_AXIS.format(product=product, softmax=softmax.format(dim=dim)),
+            softmax.format(dim=dim),
+            softmax.format(dim=-1),
+            name=f"{product_name}-{softmax_name}",
+        )
+        for product_name, (product, dim) in AXIS_PRODUCTS.items()
+        for softmax_name, softmax in AXIS_SOFTMAXES.items()
+    ),
+    case("SHP104", AXIS_IN_AN_ATTRIBUTE, "nn.Softmax(dim=1)", "nn.Softmax(dim=-1)", name="softmax-module-attribute"),
+]
+
+
+REWRITES = SHP101_CASES + SHP102_CASES + SHP103_CASES + SHP104_CASES
 
 
 @pytest.mark.parametrize("rewrite", buggy_params(REWRITES))
