@@ -195,7 +195,7 @@ def _softmax_module_dim(ctx: FileContext, call: cst.Call) -> cst.BaseExpression 
     return argument(constructor, "dim", 0) if constructor is not None else None
 
 
-def _unpacked_position(assign: cst.Assign, name: str) -> int | None:
+def unpacked_position(assign: cst.Assign, name: str) -> int | None:
     """Where `name` sits in a flat tuple target with no starred element (`a, name, c = ...`)."""
     for target in assign.targets:
         elements = target.target.elements if is_a(target.target, (cst.Tuple, cst.List)) else ()
@@ -207,7 +207,7 @@ def _unpacked_position(assign: cst.Assign, name: str) -> int | None:
     return None
 
 
-def _module_value(ctx: FileContext, name: str, at: int) -> tuple[cst.BaseExpression | None, int]:
+def module_value(ctx: FileContext, name: str, at: int) -> tuple[cst.BaseExpression | None, int]:
     """Module-level code (a script, a notebook): the value of the last plain assignment of `name`
     before `at`, and where it is made."""
     before = [(value, order) for value, order in module_assignments(ctx).get(name, ()) if order < at]
@@ -269,7 +269,7 @@ class LogitTracer:
 
     def _through_definitions(self, name: str, at: int, depth: int) -> list[LogitSource]:
         if self.facts is None:
-            value, order = _module_value(self.ctx, name, at)
+            value, order = module_value(self.ctx, name, at)
             return self.sources(value, order, depth + 1) if value is not None else []
         found: list[LogitSource] = []
         for definition in self.facts.reaching(name, at):
@@ -322,7 +322,7 @@ class LogitTracer:
     def _unpacked_sources(self, definition: Definition, depth: int) -> list[LogitSource]:
         """`scores, n = self.logits(q, k)`: the element at the name's place in the tuples the helper returns."""
         assign, at = definition.node, definition.order
-        position = _unpacked_position(assign, definition.name) if is_a(assign, cst.Assign) else None
+        position = unpacked_position(assign, definition.name) if is_a(assign, cst.Assign) else None
         if position is None or not is_a(assign.value, cst.Call):
             return []
         found: list[LogitSource] = []
@@ -500,7 +500,7 @@ class LogitTracer:
         if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, (cst.Multiply, cst.Divide)):
             return self.transpose_of(expr.left, at, depth + 1) or self.transpose_of(expr.right, at, depth + 1)
         if is_a(expr, cst.Name) and self.facts is None:
-            value, order = _module_value(self.ctx, expr.value, at)
+            value, order = module_value(self.ctx, expr.value, at)
             return self.transpose_of(value, order, depth + 1) if value is not None else None
         if is_a(expr, cst.Name) and self.facts is not None:
             for d in self.facts.reaching(expr.value, at):

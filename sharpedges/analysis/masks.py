@@ -23,11 +23,17 @@ from typing import Any, Literal
 
 import libcst as cst
 
-from sharpedges.analysis.attention import LogitTracer, dtype_min_plane, softmax_calls
+from sharpedges.analysis.attention import (
+    LogitTracer,
+    dtype_min_plane,
+    module_value,
+    softmax_calls,
+    unpacked_position,
+)
 from sharpedges.analysis.calls import argument, is_true, literal_int, literal_number, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
-from sharpedges.analysis.dataflow import Condition
+from sharpedges.analysis.dataflow import Condition, Definition
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import SMALL_PACKAGE, ImportedName, imported_names
 from sharpedges.analysis.registries import RegistryCall, registry_calls
@@ -301,16 +307,39 @@ class MaskEvaluator:
 
     # -- names and attributes ---------------------------------------------------------------
     def _name(self, name: str, at: int, depth: int) -> MaskValue | None:
-        if self.facts is None or self._written_into(name):
+        if self.facts is None:  # module-level code (a script, a notebook)
+            value, order = module_value(self.ctx, name, at)
+            return self.value(value, order, depth + 1) if value is not None else None
+        if self._written_into(name):
             return None
         values = [
             self.value(d.value, d.order, depth + 1)
             if d.kind == "assign"
             else self._passed(name, depth)
             if d.kind == "param"
+            else self._unpacked(d, depth)
+            if d.kind == "unpack"
             else None
             for d in self.facts.reaching(name, at, self.chosen)
         ]
+        return _agreed(values)
+
+    def _unpacked(self, definition: Definition, depth: int) -> MaskValue | None:
+        """`future, n = masks(T)`: the element at the name's place in the tuples a helper of this file returns."""
+        assign = definition.node
+        position = unpacked_position(assign, definition.name) if is_a(assign, cst.Assign) else None
+        target = (
+            called_function(self.ctx, assign.value) if position is not None and is_a(assign.value, cst.Call) else None
+        )
+        if target is None:
+            return None
+        helper = evaluator_for(self.ctx, target[0])
+        values = []
+        for returned in return_values(self.ctx, target[0]):
+            elements = returned.elements if is_a(returned, cst.Tuple) else ()
+            if position >= len(elements) or any(is_a(e, cst.StarredElement) for e in elements):
+                return None
+            values.append(helper.value(elements[position].value, None, depth + 1))
         return _agreed(values)
 
     def _passed(self, name: str, depth: int) -> MaskValue | None:
@@ -434,7 +463,8 @@ class MaskEvaluator:
         if SQUARE_SUBSEQUENT.search(qualified) or method == "generate_square_subsequent_mask":
             return MaskValue("additive", Region(1, None), "blocked")
         if qualified in COMPLEMENT_FUNCTIONS or (method in ("logical_not", "bitwise_not") and not namespace):
-            inner = self.value(argument(call, "input", 0) if qualified else receiver(call), at, depth + 1)
+            functional = qualified in COMPLEMENT_FUNCTIONS
+            inner = self.value(argument(call, "input", 0) if functional else receiver(call), at, depth + 1)
             return _as_bool(inner.complement()) if inner is not None else None
         if method in ("eq", "ne", "gt", "ge", "lt", "le") and not namespace:
             inner = self.value(receiver(call), at, depth + 1)
@@ -1231,9 +1261,7 @@ def masks_attention_scores(ctx: FileContext, use: MaskUse) -> bool:
     node = use.node
     if use.convention not in ("block", "allow") or not is_a(node, cst.Call) or use.forwarded:
         return True  # blocking and allowing are calls; a forwarded use's consumer was checked in its module
-    if use.function is None:
-        return False
-    tracer = LogitTracer(ctx, use.function)
+    tracer = LogitTracer(ctx, use.function)  # module-level code too: a script, a notebook
     at = ctx.order(node)
     if use.consumer == "torch.where":
         branches = [argument(node, "input", 1), argument(node, "other", 2)]

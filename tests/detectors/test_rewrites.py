@@ -627,7 +627,380 @@ SHP104_CASES = [
 ]
 
 
-REWRITES = SHP101_CASES + SHP102_CASES + SHP103_CASES + SHP104_CASES
+# -- SHP202: a causal mask of the wrong polarity (the future kept, the past hidden) ---------------------
+CAUSAL_POLARITY = """
+    import torch
+
+    def attend(q, k, v):
+        n = q.shape[-2]
+        scores = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5
+        future = {future}
+        {fill}  # <-
+        return scores.softmax(dim=-1) @ v
+"""
+FUTURE_MASKS = {
+    "triu-bool": "torch.triu(torch.ones(n, n, dtype=torch.bool, device=q.device), diagonal=1)",
+    "triu-method": "torch.ones(n, n, device=q.device).triu(1).bool()",
+    "triu-compared": "torch.triu(torch.ones(n, n), diagonal=1) == 1",
+    "positions": "torch.arange(n)[:, None] < torch.arange(n)[None, :]",
+}
+FUTURE_FILLS = {
+    "masked_fill-negated": ("scores = scores.masked_fill(~future, float('-inf'))", "~future", "future"),
+    "masked_fill_-negated": ("scores.masked_fill_(~future, float('-inf'))", "~future", "future"),
+    "masked_fill-eq-0": ("scores = scores.masked_fill(future == 0, float('-inf'))", "future == 0", "future"),
+    "logical_not": ("scores = scores.masked_fill(future.logical_not(), -1e4)", "future.logical_not()", "future"),
+    "where": ("scores = torch.where(future, scores, float('-inf'))", "future, scores,", "~future, scores,"),
+}
+KEEP_MASKS = {
+    "tril": "torch.tril(torch.ones(n, n, device=q.device)).bool()",
+    "tril-method": "torch.ones(n, n, dtype=torch.bool).tril()",
+    "positions": "torch.arange(n)[None, :] <= torch.arange(n)[:, None]",
+}
+CAUSAL_KEEP = """
+    import torch
+
+    def attend(q, k, v):
+        n = q.shape[-2]
+        scores = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5
+        keep = {keep}
+        scores = scores.masked_fill(keep, float("-inf"))  # <-
+        return scores.softmax(dim=-1) @ v
+"""
+CAUSAL_BUFFER = """
+    import torch
+    from torch import nn
+
+    class CausalSelfAttention(nn.Module):
+        def __init__(self, block_size):
+            super().__init__()
+            causal = torch.tril(torch.ones(block_size, block_size))
+            self.register_buffer("bias", causal.view(1, 1, block_size, block_size))
+
+        def forward(self, q, k, v):
+            T = q.size(-2)
+            att = (q @ k.transpose(-2, -1)) * q.size(-1) ** -0.5
+            att = att.masked_fill(self.bias[:, :, :T, :T] == 1, float("-inf"))  # <-
+            return att.softmax(dim=-1) @ v
+"""
+CAUSAL_ATTRIBUTE_IN_INIT = """
+    import torch
+    from torch import nn
+
+    class CausalSelfAttention(nn.Module):
+        def __init__(self, block_size):
+            super().__init__()
+            self.future = torch.ones(block_size, block_size, dtype=torch.bool).triu(1)
+
+        def forward(self, q, k, v):
+            T = q.size(-2)
+            att = (q @ k.transpose(-2, -1)) * q.size(-1) ** -0.5
+            att = att.masked_fill(~self.future[:T, :T], float("-inf"))  # <-
+            return att.softmax(dim=-1) @ v
+"""
+CAUSAL_FROM_A_HELPER_METHOD = """
+    import torch
+    from torch import nn
+
+    class CausalSelfAttention(nn.Module):
+        def future_mask(self, n, device):
+            return torch.ones(n, n, dtype=torch.bool, device=device).triu(1)
+
+        def forward(self, q, k, v):
+            att = (q @ k.transpose(-2, -1)) * q.size(-1) ** -0.5
+            mask = self.future_mask(q.shape[-2], q.device)
+            att = att.masked_fill(~mask, float("-inf"))  # <-
+            return att.softmax(dim=-1) @ v
+"""
+CAUSAL_FROM_A_STATICMETHOD = """
+    import torch
+    from torch import nn
+
+    class CausalSelfAttention(nn.Module):
+        @staticmethod
+        def future_mask(n, device):
+            return torch.triu(torch.ones(n, n, dtype=torch.bool, device=device), diagonal=1)
+
+        def forward(self, q, k, v):
+            att = (q @ k.transpose(-2, -1)) * q.size(-1) ** -0.5
+            mask = self.future_mask(q.shape[-2], q.device)
+            att = att.masked_fill(~mask, float("-inf"))  # <-
+            return att.softmax(dim=-1) @ v
+"""
+CAUSAL_FROM_A_MODULE_FUNCTION = """
+    import torch
+
+    def future_mask(n, device):
+        return torch.triu(torch.ones(n, n, dtype=torch.bool, device=device), diagonal=1)
+
+    def attend(q, k, v):
+        att = (q @ k.transpose(-2, -1)) * q.size(-1) ** -0.5
+        mask = future_mask(q.shape[-2], q.device)
+        att = att.masked_fill(~mask, float("-inf"))  # <-
+        return att.softmax(dim=-1) @ v
+"""
+CAUSAL_IN_A_TUPLE = """
+    import torch
+
+    def masks(n, device):
+        future = torch.triu(torch.ones(n, n, dtype=torch.bool, device=device), diagonal=1)
+        return future, n
+
+    def attend(q, k, v):
+        att = (q @ k.transpose(-2, -1)) * q.size(-1) ** -0.5
+        future, n = masks(q.shape[-2], q.device)
+        att = att.masked_fill(~future, float("-inf"))  # <-
+        return att.softmax(dim=-1) @ v
+"""
+CAUSAL_FROM_A_LAMBDA = """
+    import torch
+
+    def attend(q, k, v):
+        future_mask = lambda n: torch.triu(torch.ones(n, n, dtype=torch.bool, device=q.device), diagonal=1)
+        att = (q @ k.transpose(-2, -1)) * q.size(-1) ** -0.5
+        mask = future_mask(q.shape[-2])
+        att = att.masked_fill(~mask, float("-inf"))  # <-
+        return att.softmax(dim=-1) @ v
+"""
+CAUSAL_PASSED_DOWN = """
+    import torch
+    from torch import nn
+
+    class Attention(nn.Module):
+        def forward(self, q, k, v, mask):
+            att = (q @ k.transpose(-2, -1)) * q.size(-1) ** -0.5
+            att = att.masked_fill(~mask, float("-inf"))  # <-
+            return att.softmax(dim=-1) @ v
+
+    class Decoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = Attention()
+
+        def forward(self, q, k, v):
+            n = q.shape[-2]
+            mask = torch.triu(torch.ones(n, n, dtype=torch.bool, device=q.device), diagonal=1)
+            return self.attn(q, k, v, mask)
+"""
+CAUSAL_IN_BRANCHES = """
+    import torch
+
+    def attend(q, k, v):
+        n = q.shape[-2]
+        att = (q @ k.transpose(-2, -1)) * q.size(-1) ** -0.5
+        if q.is_cuda:
+            mask = torch.ones(n, n, dtype=torch.bool, device=q.device).triu(1)
+        else:
+            mask = torch.triu(torch.ones(n, n), diagonal=1).bool()
+        att = att.masked_fill(~mask, float("-inf"))  # <-
+        return att.softmax(dim=-1) @ v
+"""
+CAUSAL_SCRIPT = """
+    import torch
+
+    n = 8
+    q = torch.randn(1, 2, n, 16)
+    k = torch.randn(1, 2, n, 16)
+    v = torch.randn(1, 2, n, 16)
+    future = torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1)
+    att = (q @ k.transpose(-2, -1)) * q.size(-1) ** -0.5
+    att = att.masked_fill(~future, float("-inf"))  # <-
+    out = att.softmax(dim=-1) @ v
+"""
+
+SHP202_CASES = [
+    *(
+        case("SHP202", CAUSAL_POLARITY.format(future=future, fill=fill), old, new, name=f"{mask_name}-{fill_name}")
+        for mask_name, future in FUTURE_MASKS.items()
+        for fill_name, (fill, old, new) in FUTURE_FILLS.items()
+    ),
+    *(
+        case("SHP202", CAUSAL_KEEP.format(keep=keep), "masked_fill(keep,", "masked_fill(~keep,", name=f"keep-{name}")
+        for name, keep in KEEP_MASKS.items()
+    ),
+    case("SHP202", CAUSAL_BUFFER, "== 1,", "== 0,", name="registered-buffer"),
+    case("SHP202", CAUSAL_ATTRIBUTE_IN_INIT, "~self.future", "self.future", name="attribute-set-in-init"),
+    case("SHP202", CAUSAL_FROM_A_HELPER_METHOD, "~mask", "mask", name="helper-method"),
+    case("SHP202", CAUSAL_FROM_A_STATICMETHOD, "~mask", "mask", name="staticmethod"),
+    case("SHP202", CAUSAL_FROM_A_MODULE_FUNCTION, "~mask", "mask", name="module-function"),
+    case("SHP202", CAUSAL_IN_A_TUPLE, "~future", "future", name="returned-in-a-tuple"),
+    case(
+        "SHP202",
+        CAUSAL_FROM_A_LAMBDA,
+        "~mask",
+        "mask",
+        name="lambda",
+        gap="summaries.called_function resolves def and class methods, not a lambda bound to a local name",
+    ),
+    case("SHP202", CAUSAL_PASSED_DOWN, "~mask", "mask", name="built-in-the-parent"),
+    case("SHP202", CAUSAL_IN_BRANCHES, "~mask", "mask", name="if-branches"),
+    case("SHP202", CAUSAL_SCRIPT, "~future", "future", name="module-level-script"),
+]
+
+
+# -- SHP203: a padding mask of the wrong boolean convention for its consumer -----------------------------
+PADDING_TO_SDPA = """
+    import torch
+    import torch.nn.functional as F
+
+    def attend(q, k, v, input_ids, pad_id):
+        pad = {pad}
+        return F.scaled_dot_product_attention(q, k, v, {argument})  # <-
+"""
+PADDINGS = {
+    "eq": ("input_ids == pad_id", "input_ids != pad_id"),
+    "eq-method": ("input_ids.eq(pad_id)", "input_ids.ne(pad_id)"),
+    "not-ne": ("~(input_ids != pad_id)", "input_ids != pad_id"),
+    "logical_not": ("(input_ids != pad_id).logical_not()", "input_ids != pad_id"),
+    "torch.logical_not": ("torch.logical_not(input_ids != pad_id)", "input_ids != pad_id"),
+}
+SDPA_MASK_ARGUMENTS = {
+    "keyword": "attn_mask=pad[:, None, None, :]",
+    "positional": "pad[:, None, None, :]",
+    "expanded": "attn_mask=pad.unsqueeze(1).unsqueeze(2)",
+}
+PADDING_FROM_A_HELPER = """
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Attention(nn.Module):
+        @staticmethod
+        def key_mask(input_ids, pad_id):
+            return (input_ids == pad_id)[:, None, None, :]
+
+        def forward(self, q, k, v, input_ids, pad_id):
+            mask = self.key_mask(input_ids, pad_id)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # <-
+"""
+PADDING_PASSED_DOWN = """
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Attention(nn.Module):
+        def forward(self, q, k, v, mask=None):
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # <-
+
+    class Encoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = Attention()
+
+        def forward(self, q, k, v, input_ids, pad_id):
+            mask = (input_ids == pad_id)[:, None, None, :]
+            return self.attn(q, k, v, mask=mask)
+"""
+KEEP_FILLED = """
+    import torch
+
+    def attend(q, k, v, input_ids, pad_id):
+        keep = {keep}
+        sim = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5
+        sim = sim.masked_fill(keep[:, None, None, :], -torch.finfo(sim.dtype).max)  # <-
+        return sim.softmax(dim=-1) @ v
+"""
+KEEPS = {
+    "ne-pad": "input_ids != pad_id",
+    "ne-method": "input_ids.ne(pad_id)",
+    "not-eq": "~(input_ids == pad_id)",
+}
+
+SHP203_CASES = [
+    *(
+        case(
+            "SHP203",
+            PADDING_TO_SDPA.format(pad=pad, argument=argument),
+            f"pad = {pad}",
+            f"pad = {keep}",
+            name=f"{pad_name}-{argument_name}",
+        )
+        for pad_name, (pad, keep) in PADDINGS.items()
+        for argument_name, argument in SDPA_MASK_ARGUMENTS.items()
+    ),
+    case("SHP203", PADDING_FROM_A_HELPER, "input_ids == pad_id", "input_ids != pad_id", name="staticmethod"),
+    case("SHP203", PADDING_PASSED_DOWN, "input_ids == pad_id", "input_ids != pad_id", name="built-in-the-parent"),
+    *(
+        case("SHP203", KEEP_FILLED.format(keep=keep), "keep[:, None", "~keep[:, None", name=f"keep-filled-{name}")
+        for name, keep in KEEPS.items()
+    ),
+]
+
+
+# -- SHP205: two finfo.min planes summed -----------------------------------------------------------------
+SUMMED_PLANES = """
+    import torch
+
+    def build_mask(attention_mask, n, dtype):
+        causal = torch.full((n, n), torch.finfo(dtype).min).triu(1)[None, None]
+        padding = (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+        {combine}  # <-
+        return mask
+"""
+SUMS = {
+    "plus": "mask = causal + padding",
+    "torch.add": "mask = torch.add(causal, padding)",
+    "add-method": "mask = causal.add(padding)",
+}
+SUMMED_IN_PLACE = """
+    import torch
+
+    def build_mask(attention_mask, n, dtype):
+        mask = torch.full((n, n), torch.finfo(dtype).min).triu(1)[None, None]
+        padding = (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+        {combine}  # <-
+        return mask
+"""
+IN_PLACE_SUMS = {
+    "augmented": "mask += padding",
+    "add_": "mask.add_(padding)",
+}
+PLANES_FROM_HELPERS = """
+    import torch
+
+    def causal_plane(n, dtype):
+        return torch.full((n, n), torch.finfo(dtype).min).triu(1)[None, None]
+
+    def padding_plane(attention_mask, dtype):
+        inverted = 1.0 - attention_mask[:, None, None, :].to(dtype)
+        return inverted.masked_fill(inverted.bool(), torch.finfo(dtype).min)
+
+    def build_mask(attention_mask, n, dtype):
+        causal, padding = causal_plane(n, dtype), padding_plane(attention_mask, dtype)
+        return causal + padding  # <-
+"""
+
+SHP205_CASES = [
+    *(
+        case(
+            "SHP205",
+            SUMMED_PLANES.format(combine=combine),
+            combine,
+            "mask = causal.masked_fill(padding.bool(), torch.finfo(dtype).min)",
+            name=name,
+        )
+        for name, combine in SUMS.items()
+    ),
+    *(
+        case(
+            "SHP205",
+            SUMMED_IN_PLACE.format(combine=combine),
+            combine,
+            "mask = mask.masked_fill(padding.bool(), torch.finfo(dtype).min)",
+            name=name,
+        )
+        for name, combine in IN_PLACE_SUMS.items()
+    ),
+    case(
+        "SHP205",
+        PLANES_FROM_HELPERS,
+        "return causal + padding",
+        "return causal.masked_fill(padding.bool(), torch.finfo(dtype).min)",
+        name="planes-from-helpers-unpacked-together",
+    ),
+]
+
+
+REWRITES = SHP101_CASES + SHP102_CASES + SHP103_CASES + SHP104_CASES + SHP202_CASES + SHP203_CASES + SHP205_CASES
 
 
 @pytest.mark.parametrize("rewrite", buggy_params(REWRITES))
