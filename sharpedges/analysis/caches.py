@@ -20,7 +20,14 @@ from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.importers import importer_arguments
 from sharpedges.analysis.masks import MAX_DEPTH
-from sharpedges.analysis.summaries import bind_arguments, call_sites, in_branch, positional_parameters
+from sharpedges.analysis.summaries import (
+    bind_arguments,
+    call_sites,
+    called_function,
+    in_branch,
+    positional_parameters,
+    return_values,
+)
 from sharpedges.analysis.vocabulary import (
     BROADCAST_METHODS,
     CAST_METHODS,
@@ -470,9 +477,16 @@ def built_from_cache(
             return True
         if method in PASS_THROUGH:
             return built(receiver(expr), at)
-        return False
+        # Ex) `k, v = self.append_cache(k, v, past)`: a helper of this file returns what it concatenated
+        helper = called_function(ctx, expr)
+        return helper is not None and any(
+            built_from_cache(ctx, helper[0], value, ctx.index.last_order(value) + 1, depth + 1, importers)
+            for value in return_values(ctx, helper[0])
+        )
     if is_a(expr, cst.Subscript):
         return _written_buffer(ctx, function, expr.value) or built(expr.value, at)
+    if is_a(expr, cst.Tuple):  # a helper's `return k, v`
+        return any(built(element.value, at) for element in expr.elements)
     return False
 
 

@@ -1000,7 +1000,165 @@ SHP205_CASES = [
 ]
 
 
-REWRITES = SHP101_CASES + SHP102_CASES + SHP103_CASES + SHP104_CASES + SHP202_CASES + SHP203_CASES + SHP205_CASES
+# -- SHP201: self-attention in a causal model with no causal mask ---------------------------------------
+CAUSAL_SDPA = """
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+    from torch.nn.functional import scaled_dot_product_attention as sdpa
+
+    class CausalSelfAttention(nn.Module):
+        def __init__(self, dim, heads):
+            super().__init__()
+            self.heads = heads
+            self.qkv = nn.Linear(dim, dim * 3)
+
+        def forward(self, x):
+            b, n, d = x.shape
+            q, k, v = self.qkv(x).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+            out = {kernel}(q, k, v)  # <-
+            return out.transpose(1, 2).reshape(b, n, d)
+"""
+SDPA_SPELLINGS = {
+    "F": "F.scaled_dot_product_attention",
+    "torch.nn.functional": "torch.nn.functional.scaled_dot_product_attention",
+    "imported-as": "sdpa",
+}
+CAUSAL_MANUAL = """
+    import math
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class CausalSelfAttention(nn.Module):
+        def __init__(self, dim, heads, block_size):
+            super().__init__()
+            self.heads = heads
+            self.qkv = nn.Linear(dim, dim * 3)
+            self.register_buffer("bias", torch.tril(torch.ones(block_size, block_size)))
+
+        def forward(self, x):
+            b, n, d = x.shape
+            q, k, v = self.qkv(x).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+            att = {softmax}  # <-
+            return (att @ v).transpose(1, 2).reshape(b, n, d)
+"""
+CAUSAL_SOFTMAXES = {
+    "F.softmax": "F.softmax(att, dim=-1)",
+    "method": "att.softmax(dim=-1)",
+    "torch.softmax": "torch.softmax(att, -1)",
+}
+CAUSAL_FLAG_FROM_INIT = """
+    import torch.nn.functional as F
+    from torch import nn
+
+    class GPTAttention(nn.Module):
+        def __init__(self, dim, heads):
+            super().__init__()
+            self.heads = heads
+            self.qkv = nn.Linear(dim, dim * 3)
+            self.is_causal = False
+
+        def forward(self, x):
+            b, n, d = x.shape
+            q, k, v = self.qkv(x).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=self.is_causal)  # <-
+            return out.transpose(1, 2).reshape(b, n, d)
+"""
+
+SHP201_CASES = [
+    *(
+        case("SHP201", CAUSAL_SDPA.format(kernel=kernel), "(q, k, v)  #", "(q, k, v, is_causal=True)  #", name=name)
+        for name, kernel in SDPA_SPELLINGS.items()
+    ),
+    *(
+        case(
+            "SHP201",
+            CAUSAL_MANUAL.format(softmax=softmax),
+            "att = " + softmax,
+            "att = att.masked_fill(self.bias[:n, :n] == 0, float('-inf'))\n            att = " + softmax,
+            name=f"manual-{name}",
+        )
+        for name, softmax in CAUSAL_SOFTMAXES.items()
+    ),
+    case("SHP201", CAUSAL_FLAG_FROM_INIT, "self.is_causal = False", "self.is_causal = True", name="flag-set-in-init"),
+]
+
+
+# -- SHP204: is_causal=True over keys that include a KV cache ---------------------------------------------
+CACHED_SDPA = """
+    import torch
+    import torch.nn.functional as F
+
+    def attention(q, k, v, layer_past=None):
+        if layer_past is not None:
+            past_k, past_v = layer_past
+            {concat}
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # <-
+        return y, (k, v)
+"""
+CACHE_CONCATS = {
+    "cat-list": "k = torch.cat([past_k, k], dim=-2)\n            v = torch.cat([past_v, v], dim=-2)",
+    "cat-tuple-positional": "k = torch.cat((past_k, k), 2)\n            v = torch.cat((past_v, v), 2)",
+    "concat": "k = torch.concat([past_k, k], dim=-2)\n            v = torch.concat([past_v, v], dim=-2)",
+    "unpacked": "k, v = torch.cat([past_k, k], dim=-2), torch.cat([past_v, v], dim=-2)",
+}
+CACHE_ON_SELF = """
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Attention(nn.Module):
+        def forward(self, q, k, v, use_cache=False):
+            if use_cache:
+                k = self.cache_k = torch.cat([self.cache_k, k], dim=-2)
+                v = self.cache_v = torch.cat([self.cache_v, v], dim=-2)
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)  # <-
+"""
+CACHE_FROM_A_HELPER = """
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Attention(nn.Module):
+        def append_cache(self, k, v, past):
+            past_k, past_v = past
+            return torch.cat([past_k, k], dim=-2), torch.cat([past_v, v], dim=-2)
+
+        def forward(self, q, k, v, past=None):
+            if past is not None:
+                k, v = self.append_cache(k, v, past)
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)  # <-
+"""
+
+SHP204_CASES = [
+    *(
+        case(
+            "SHP204",
+            CACHED_SDPA.format(concat=concat),
+            "is_causal=True",
+            "is_causal=q.shape[-2] == k.shape[-2]",
+            name=name,
+        )
+        for name, concat in CACHE_CONCATS.items()
+    ),
+    case("SHP204", CACHE_ON_SELF, "is_causal=True", "is_causal=q.shape[-2] == k.shape[-2]", name="chained-assignment-on-self"),
+    case("SHP204", CACHE_FROM_A_HELPER, "is_causal=True", "is_causal=q.shape[-2] == k.shape[-2]", name="helper-returns-a-tuple"),
+]
+
+
+REWRITES = (
+    SHP101_CASES
+    + SHP102_CASES
+    + SHP103_CASES
+    + SHP104_CASES
+    + SHP202_CASES
+    + SHP203_CASES
+    + SHP205_CASES
+    + SHP201_CASES
+    + SHP204_CASES
+)
 
 
 @pytest.mark.parametrize("rewrite", buggy_params(REWRITES))
