@@ -1143,22 +1143,87 @@ SHP204_CASES = [
         )
         for name, concat in CACHE_CONCATS.items()
     ),
-    case("SHP204", CACHE_ON_SELF, "is_causal=True", "is_causal=q.shape[-2] == k.shape[-2]", name="chained-assignment-on-self"),
-    case("SHP204", CACHE_FROM_A_HELPER, "is_causal=True", "is_causal=q.shape[-2] == k.shape[-2]", name="helper-returns-a-tuple"),
+    case(
+        "SHP204",
+        CACHE_ON_SELF,
+        "is_causal=True",
+        "is_causal=q.shape[-2] == k.shape[-2]",
+        name="chained-assignment-on-self",
+    ),
+    case(
+        "SHP204",
+        CACHE_FROM_A_HELPER,
+        "is_causal=True",
+        "is_causal=q.shape[-2] == k.shape[-2]",
+        name="helper-returns-a-tuple",
+    ),
 ]
 
 
-REWRITES = (
-    SHP101_CASES
-    + SHP102_CASES
-    + SHP103_CASES
-    + SHP104_CASES
-    + SHP202_CASES
-    + SHP203_CASES
-    + SHP205_CASES
-    + SHP201_CASES
-    + SHP204_CASES
-)
+# -- SHP105: the attention softmax in float16 with no float32 upcast --------------------------------------
+HALF_SCORES = """
+    import math
+    import torch
+    import torch.nn.functional as F
+
+    def attention(q, k, v):
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+        return {softmax} @ v  # <-
+"""
+HALF_SOFTMAXES = {
+    "half-method": ("scores.half().softmax(dim=-1)", "scores.half().float().softmax(dim=-1)"),
+    "to-float16": ("F.softmax(scores.to(torch.float16), dim=-1)", "F.softmax(scores.to(torch.float32), dim=-1)"),
+    "to-half": ("torch.softmax(scores.to(torch.half), -1)", "torch.softmax(scores.to(torch.float), -1)"),
+    "type": ("scores.type(torch.float16).softmax(-1)", "scores.type(torch.float32).softmax(-1)"),
+}
+HALF_MODEL = """
+    import math
+    import torch
+    from torch import nn
+
+    class Attention(nn.Module):
+        def forward(self, q, k, v):
+            scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+            return torch.softmax(scores, dim=-1) @ v  # <-
+
+    {build}
+"""
+HALF_BUILDS = {
+    "half-where-built": "model = Attention().half()",
+    "to-float16-where-built": "model = Attention().to(torch.float16)",
+    "cast-after-build": "model = Attention()\n    model.half()",
+}
+
+SHP105_CASES = [
+    *(
+        case("SHP105", HALF_SCORES.format(softmax=softmax), softmax, fixed, name=name)
+        for name, (softmax, fixed) in HALF_SOFTMAXES.items()
+    ),
+    *(
+        case(
+            "SHP105",
+            HALF_MODEL.format(build=build),
+            "torch.softmax(scores, dim=-1)",
+            "torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)",
+            name=name,
+        )
+        for name, build in HALF_BUILDS.items()
+    ),
+]
+
+
+REWRITES = [
+    *SHP101_CASES,
+    *SHP102_CASES,
+    *SHP103_CASES,
+    *SHP104_CASES,
+    *SHP105_CASES,
+    *SHP201_CASES,
+    *SHP202_CASES,
+    *SHP203_CASES,
+    *SHP204_CASES,
+    *SHP205_CASES,
+]
 
 
 @pytest.mark.parametrize("rewrite", buggy_params(REWRITES))
