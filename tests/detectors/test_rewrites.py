@@ -506,6 +506,8 @@ FILLS = {
     "additive": ("scores = scores + (1.0 - mask) * -1e9", "-1e9"),
     "additive-subtract": ("scores = scores - (1.0 - mask) * 1e9", "1e9"),
     "index-assign": ("scores[~mask] = -1e9", "-1e9"),
+    "augmented-additive": ("scores += (1.0 - mask) * -1e9", "-1e9"),
+    "torch.masked_fill": ("scores = torch.masked_fill(scores, mask == 0, -1e9)", "-1e9"),
 }
 FILL_IN_INIT = """
     import torch
@@ -1212,6 +1214,98 @@ SHP105_CASES = [
 ]
 
 
+# -- more data flows and structures: a softmax helper, map over (q, k, v), one head per module, a subclass --
+SOFTMAX_IN_A_HELPER = """
+    import torch
+    import torch.nn.functional as F
+
+    def normalise(scores):
+        return F.softmax(scores, dim=-1)  # <-
+
+    def attend(q, k, v):
+        scores = torch.matmul(q, k.transpose(-2, -1))
+        return normalise(scores) @ v
+"""
+AXIS_THROUGH_MAP = """
+    import torch
+    from einops import rearrange
+
+    def attend(q, k, v, heads):
+        q, k, v = map(lambda t: rearrange(t, "b n (h d) -> b h n d", h=heads), (q, k, v))
+        sim = torch.einsum("b h i d, b h j d -> b h i j", q, k) * q.shape[-1] ** -0.5
+        attn = sim.softmax(dim=2)  # <-
+        return torch.einsum("b h i j, b h j d -> b h i d", attn, v)
+"""
+WIDTH_SCALE_IN_A_HEAD = """
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    n_embd = 384
+
+    class Head(nn.Module):
+        def __init__(self, head_size):
+            super().__init__()
+            self.key = nn.Linear(n_embd, head_size, bias=False)
+            self.query = nn.Linear(n_embd, head_size, bias=False)
+            self.value = nn.Linear(n_embd, head_size, bias=False)
+
+        def forward(self, x):
+            B, T, C = x.shape
+            k = self.key(x)
+            q = self.query(x)
+            wei = q @ k.mT * C**-0.5  # <-
+            return F.softmax(wei, dim=-1) @ self.value(x)
+
+    class MultiHeadAttention(nn.Module):
+        def __init__(self, num_heads, head_size):
+            super().__init__()
+            self.heads = nn.ModuleList([Head(head_size) for _ in range(num_heads)])
+
+        def forward(self, x):
+            return torch.cat([h(x) for h in self.heads], dim=-1)
+
+    class Block(nn.Module):
+        def __init__(self, n_embd, n_head):
+            super().__init__()
+            self.sa = MultiHeadAttention(n_head, n_embd // n_head)
+"""
+MASK_FROM_A_SUBCLASS = """
+    import torch
+    from torch import nn
+
+    class AttentionBase(nn.Module):
+        def forward(self, q, k, v):
+            att = (q @ k.transpose(-2, -1)) * q.size(-1) ** -0.5
+            att = att.masked_fill(~self.future_mask(q.shape[-2]), float("-inf"))  # <-
+            return att.softmax(dim=-1) @ v
+
+    class CausalAttention(AttentionBase):
+        def future_mask(self, n):
+            return torch.ones(n, n, dtype=torch.bool).triu(1)
+"""
+
+MORE_CASES = [
+    case(
+        "SHP101",
+        SOFTMAX_IN_A_HELPER,
+        "k.transpose(-2, -1))",
+        "k.transpose(-2, -1)) / q.shape[-1] ** 0.5",
+        name="softmax-in-a-module-function",
+    ),
+    case("SHP104", AXIS_THROUGH_MAP, "softmax(dim=2)", "softmax(dim=-1)", name="map-lambda-rearrange"),
+    case("SHP102", WIDTH_SCALE_IN_A_HEAD, "C**-0.5", "k.size(-1) ** -0.5", name="one-head-per-module-mT"),
+    case(
+        "SHP202",
+        MASK_FROM_A_SUBCLASS,
+        "~self.future_mask",
+        "self.future_mask",
+        name="mask-method-of-a-subclass",
+        gap="`self.future_mask(...)` in a base class's forward is not resolved to the method a subclass defines",
+    ),
+]
+
+
 REWRITES = [
     *SHP101_CASES,
     *SHP102_CASES,
@@ -1223,6 +1317,7 @@ REWRITES = [
     *SHP203_CASES,
     *SHP204_CASES,
     *SHP205_CASES,
+    *MORE_CASES,
 ]
 
 
