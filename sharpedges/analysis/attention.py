@@ -33,7 +33,7 @@ from sharpedges.analysis.summaries import (
     positional_parameters,
     return_values,
 )
-from sharpedges.analysis.tensors import class_family, known_rank
+from sharpedges.analysis.tensors import class_family, helper_called, known_rank
 from sharpedges.analysis.values import module_assignments, possible_values
 from sharpedges.analysis.vocabulary import (
     ADDITIVE_FUNCTIONS,
@@ -417,7 +417,7 @@ class LogitTracer:
     def _helper_returns(self, call: cst.Call, at: int) -> list[tuple[LogitTracer, cst.BaseExpression, int]]:
         """What a helper of this file called here returns: each returned expression, where it is read, and
         a tracer for the helper with its parameters bound to this call's arguments."""
-        helper = called_function(self.ctx, call)
+        helper = helper_called(self.ctx, call)
         if helper is None:
             return []
         function, positional = helper

@@ -47,6 +47,7 @@ from sharpedges.analysis.summaries import (
     positional_parameters,
     return_values,
 )
+from sharpedges.analysis.tensors import helper_called
 from sharpedges.analysis.vocabulary import (
     ADDITIVE_METHODS,
     ARANGE,
@@ -329,7 +330,7 @@ class MaskEvaluator:
         assign = definition.node
         position = unpacked_position(assign, definition.name) if is_a(assign, cst.Assign) else None
         target = (
-            called_function(self.ctx, assign.value) if position is not None and is_a(assign.value, cst.Call) else None
+            helper_called(self.ctx, assign.value) if position is not None and is_a(assign.value, cst.Call) else None
         )
         if target is None:
             return None
@@ -553,7 +554,7 @@ class MaskEvaluator:
     def _helper(self, call: cst.Call, depth: int) -> MaskValue | None:
         """A mask built in a helper of this file (`self._causal_mask(T)`, `make_mask(T)`): what the
         helper returns, evaluated in the helper."""
-        target = called_function(self.ctx, call)
+        target = helper_called(self.ctx, call)
         if target is None:
             return None
         helper = evaluator_for(self.ctx, target[0])

@@ -19,7 +19,7 @@ from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.dataflow import FunctionFacts
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import imported_module_class
-from sharpedges.analysis.summaries import bind_arguments, module_call_sites
+from sharpedges.analysis.summaries import bind_arguments, called_function, module_call_sites, positional_parameters
 from sharpedges.analysis.vocabulary import (
     CAST_METHODS,
     COPY_METHODS,
@@ -320,6 +320,23 @@ def class_family(ctx: FileContext, cls: cst.ClassDef) -> list[cst.ClassDef]:
                 family.append(related)
                 todo.append(related)
     return family
+
+
+def helper_called(ctx: FileContext, call: cst.Call) -> tuple[cst.FunctionDef, list[str]] | None:
+    """The function of this file a call runs (`summaries.called_function`), or for `self.name(...)` that
+    the class of the call does not define, the one method of that name its family in this file defines:
+    a helper of a base class, or the hook a base class's `forward` calls and its one subclass provides."""
+    found = called_function(ctx, call)
+    attr = self_attribute(call.func) if found is None else None
+    cls = ctx.class_of(call) if attr is not None else None
+    if cls is None or attr in ctx.class_facts(cls).methods:
+        return found
+    methods = {m for c in class_family(ctx, cls) if (m := ctx.class_facts(c).methods.get(attr)) is not None}
+    if len(methods) != 1:
+        return None
+    [method] = methods
+    names = positional_parameters(method)
+    return method, names if any(dotted(d.decorator) == "staticmethod" for d in method.decorators) else names[1:]
 
 
 def _inheritance_edges(ctx: FileContext) -> dict[cst.ClassDef, set[cst.ClassDef]]:

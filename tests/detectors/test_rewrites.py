@@ -363,7 +363,6 @@ SHP101_CASES += [
         "return q @ k.transpose(-2, -1)",
         "return q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5",
         name="base-class-forward",
-        gap="`self.score(...)` in a base class's forward is not resolved to the method a subclass of the file defines",
     ),
 ]
 
@@ -1285,7 +1284,28 @@ MASK_FROM_A_SUBCLASS = """
             return torch.ones(n, n, dtype=torch.bool).triu(1)
 """
 
+HELPER_OF_A_BASE_CLASS = """
+    import torch
+    from torch import nn
+
+    class AttentionBase(nn.Module):
+        def logits(self, q, k):
+            return q @ k.transpose(-2, -1)
+
+    class Attention(AttentionBase):
+        def forward(self, q, k, v):
+            scores = self.logits(q, k)
+            return scores.softmax(dim=-1) @ v  # <-
+"""
+
 MORE_CASES = [
+    case(
+        "SHP101",
+        HELPER_OF_A_BASE_CLASS,
+        "return q @ k.transpose(-2, -1)",
+        "return q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5",
+        name="helper-of-a-base-class",
+    ),
     case(
         "SHP101",
         SOFTMAX_IN_A_HELPER,
@@ -1301,7 +1321,6 @@ MORE_CASES = [
         "~self.future_mask",
         "self.future_mask",
         name="mask-method-of-a-subclass",
-        gap="`self.future_mask(...)` in a base class's forward is not resolved to the method a subclass defines",
     ),
 ]
 
