@@ -33,7 +33,7 @@ from sharpedges.analysis.summaries import (
     positional_parameters,
     return_values,
 )
-from sharpedges.analysis.tensors import class_family, helper_called, known_rank
+from sharpedges.analysis.tensors import called_lambda, class_family, helper_called, known_rank
 from sharpedges.analysis.values import module_assignments, possible_values
 from sharpedges.analysis.vocabulary import (
     ADDITIVE_FUNCTIONS,
@@ -223,6 +223,7 @@ class LogitTracer:
         ctx: FileContext,
         function: cst.FunctionDef | None,
         bindings: dict[str, tuple[LogitTracer, cst.BaseExpression, int]] | None = None,
+        lambda_parameters: frozenset[str] = frozenset(),
     ) -> None:
         self.ctx = ctx
         self.function = function
@@ -230,6 +231,8 @@ class LogitTracer:
         self.cls = ctx.class_of(function) if function is not None else None
         # Inside a helper: parameter -> (the caller's tracer, the argument it passed, where)
         self.bindings = bindings or {}
+        # Inside a lambda of `function`: its parameters, which hide the function's names of the same spelling
+        self.lambda_parameters = lambda_parameters
 
     def scale(self, expr: cst.BaseExpression, at: int, divides: bool = False) -> Scale:
         return Scale(expr, self.function, at, divides)
@@ -268,6 +271,8 @@ class LogitTracer:
         return []
 
     def _through_definitions(self, name: str, at: int, depth: int) -> list[LogitSource]:
+        if name in self.lambda_parameters:
+            return self._caller_sources(name, depth) if name in self.bindings else []
         if self.facts is None:
             value, order = module_value(self.ctx, name, at)
             return self.sources(value, order, depth + 1) if value is not None else []
@@ -417,6 +422,11 @@ class LogitTracer:
     def _helper_returns(self, call: cst.Call, at: int) -> list[tuple[LogitTracer, cst.BaseExpression, int]]:
         """What a helper of this file called here returns: each returned expression, where it is read, and
         a tracer for the helper with its parameters bound to this call's arguments."""
+        local_lambda = called_lambda(self.ctx, call)
+        if local_lambda is not None:  # Ex) logits = lambda a, b: a @ b.transpose(-2, -1); logits(q, k)
+            bound = {name: (self, value, at) for name, value in bind_arguments(call, local_lambda.parameters).items()}
+            inner = LogitTracer(self.ctx, self.function, bound, frozenset(local_lambda.parameters))
+            return [(inner, local_lambda.node.body, at)]
         helper = helper_called(self.ctx, call)
         if helper is None:
             return []
@@ -553,6 +563,8 @@ class LogitTracer:
         ]
 
     def _name_scales(self, name: str, at: int, depth: int) -> list[Scale]:
+        if name in self.lambda_parameters:
+            return self._parameter_scales(name, depth) if name in self.bindings else []
         if self.facts is None:
             return []
         found: list[Scale] = []

@@ -47,7 +47,7 @@ from sharpedges.analysis.summaries import (
     positional_parameters,
     return_values,
 )
-from sharpedges.analysis.tensors import helper_called
+from sharpedges.analysis.tensors import called_lambda, helper_called
 from sharpedges.analysis.vocabulary import (
     ADDITIVE_METHODS,
     ARANGE,
@@ -270,10 +270,18 @@ class MaskEvaluator:
     and registered buffers of the enclosing class; with `chosen`, only the definitions that can meet a
     consumer run under those string choices (the SDPA kernel of an attention registry)."""
 
-    def __init__(self, ctx: FileContext, function: cst.FunctionDef | None, chosen: Condition | None = None) -> None:
+    def __init__(
+        self,
+        ctx: FileContext,
+        function: cst.FunctionDef | None,
+        chosen: Condition | None = None,
+        lambda_parameters: frozenset[str] = frozenset(),
+    ) -> None:
         self.ctx = ctx
         self.function = function
         self.chosen = chosen
+        # Inside a lambda of `function`: its parameters, unknown here, hide the function's names
+        self.lambda_parameters = lambda_parameters
         self.facts = ctx.function_facts(function) if function is not None else None
         self._subscript_writes: frozenset[str] | None = None
         self.cls = ctx.class_of(function) if function is not None else None
@@ -308,6 +316,8 @@ class MaskEvaluator:
 
     # -- names and attributes ---------------------------------------------------------------
     def _name(self, name: str, at: int, depth: int) -> MaskValue | None:
+        if name in self.lambda_parameters:
+            return None
         if self.facts is None:  # module-level code (a script, a notebook)
             value, order = module_value(self.ctx, name, at)
             return self.value(value, order, depth + 1) if value is not None else None
@@ -554,6 +564,10 @@ class MaskEvaluator:
     def _helper(self, call: cst.Call, depth: int) -> MaskValue | None:
         """A mask built in a helper of this file (`self._causal_mask(T)`, `make_mask(T)`): what the
         helper returns, evaluated in the helper."""
+        local_lambda = called_lambda(self.ctx, call)
+        if local_lambda is not None:  # Ex) future = lambda n: torch.ones(n, n).triu(1); future(T)
+            inner = MaskEvaluator(self.ctx, self.function, self.chosen, frozenset(local_lambda.parameters))
+            return inner.value(local_lambda.node.body, self.ctx.order(call), depth + 1)
         target = helper_called(self.ctx, call)
         if target is None:
             return None

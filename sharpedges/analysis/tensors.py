@@ -11,6 +11,8 @@ annotated `Tensor`. A module, a list, a set, a matplotlib axis or anything unkno
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import libcst as cst
 
 from sharpedges.analysis.calls import argument, literal_int, method_name, receiver
@@ -337,6 +339,26 @@ def helper_called(ctx: FileContext, call: cst.Call) -> tuple[cst.FunctionDef, li
     [method] = methods
     names = positional_parameters(method)
     return method, names if any(dotted(d.decorator) == "staticmethod" for d in method.decorators) else names[1:]
+
+
+@dataclass(frozen=True)
+class LocalLambda:
+    node: cst.Lambda
+    parameters: list[str]
+
+
+def called_lambda(ctx: FileContext, call: cst.Call) -> LocalLambda | None:
+    """`logits(q, k)` where the one binding of the local `logits` that reaches the call is a lambda
+    (`logits = lambda a, b: a @ b.transpose(-2, -1)`); its body reads the function's other names as they
+    are at the call."""
+    function = ctx.function_of(call) if is_a(call.func, cst.Name) else None
+    if function is None:
+        return None
+    reaching = ctx.function_facts(function).reaching(call.func.value, ctx.order(call))
+    if len(reaching) != 1 or reaching[0].kind != "assign" or not is_a(reaching[0].value, cst.Lambda):
+        return None
+    node = reaching[0].value
+    return LocalLambda(node, [param.name.value for param in (*node.params.posonly_params, *node.params.params)])
 
 
 def _inheritance_edges(ctx: FileContext) -> dict[cst.ClassDef, set[cst.ClassDef]]:

@@ -328,7 +328,6 @@ SHP101_CASES += [
         "a @ b.transpose(-2, -1)",
         "a @ b.transpose(-2, -1) / math.sqrt(a.size(-1))",
         name="lambda",
-        gap="summaries.called_function resolves def and class methods, not a lambda bound to a local name",
     ),
     case(
         "SHP101",
@@ -830,7 +829,6 @@ SHP202_CASES = [
         "~mask",
         "mask",
         name="lambda",
-        gap="summaries.called_function resolves def and class methods, not a lambda bound to a local name",
     ),
     case("SHP202", CAUSAL_PASSED_DOWN, "~mask", "mask", name="built-in-the-parent"),
     case("SHP202", CAUSAL_IN_BRANCHES, "~mask", "mask", name="if-branches"),
