@@ -195,6 +195,15 @@ def _softmax_module_dim(ctx: FileContext, call: cst.Call) -> cst.BaseExpression 
     return argument(constructor, "dim", 0) if constructor is not None else None
 
 
+def unpacked_call(definition: Definition) -> tuple[cst.Call, int] | None:
+    """For a name unpacked from a call (`a, name, c = helper(...)`): the call, and the name's place."""
+    assign = definition.node
+    if not is_a(assign, cst.Assign) or not is_a(assign.value, cst.Call):
+        return None
+    position = unpacked_position(assign, definition.name)
+    return (assign.value, position) if position is not None else None
+
+
 def unpacked_position(assign: cst.Assign, name: str) -> int | None:
     """Where `name` sits in a flat tuple target with no starred element (`a, name, c = ...`)."""
     for target in assign.targets:
@@ -326,12 +335,12 @@ class LogitTracer:
 
     def _unpacked_sources(self, definition: Definition, depth: int) -> list[LogitSource]:
         """`scores, n = self.logits(q, k)`: the element at the name's place in the tuples the helper returns."""
-        assign, at = definition.node, definition.order
-        position = unpacked_position(assign, definition.name) if is_a(assign, cst.Assign) else None
-        if position is None or not is_a(assign.value, cst.Call):
+        unpacked = unpacked_call(definition)
+        if unpacked is None:
             return []
+        call, position = unpacked
         found: list[LogitSource] = []
-        for inner, value, after in self._helper_returns(assign.value, at):
+        for inner, value, after in self._helper_returns(call, definition.order):
             elements = value.elements if is_a(value, cst.Tuple) else ()
             if position < len(elements) and not any(is_a(e, cst.StarredElement) for e in elements):
                 found += inner.sources(elements[position].value, after, depth + 1)

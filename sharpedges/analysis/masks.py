@@ -28,7 +28,7 @@ from sharpedges.analysis.attention import (
     dtype_min_plane,
     module_value,
     softmax_calls,
-    unpacked_position,
+    unpacked_call,
 )
 from sharpedges.analysis.calls import argument, is_true, literal_int, literal_number, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
@@ -337,13 +337,11 @@ class MaskEvaluator:
 
     def _unpacked(self, definition: Definition, depth: int) -> MaskValue | None:
         """`future, n = masks(T)`: the element at the name's place in the tuples a helper of this file returns."""
-        assign = definition.node
-        position = unpacked_position(assign, definition.name) if is_a(assign, cst.Assign) else None
-        target = (
-            helper_called(self.ctx, assign.value) if position is not None and is_a(assign.value, cst.Call) else None
-        )
-        if target is None:
+        unpacked = unpacked_call(definition)
+        target = helper_called(self.ctx, unpacked[0]) if unpacked is not None else None
+        if unpacked is None or target is None:
             return None
+        position = unpacked[1]
         helper = evaluator_for(self.ctx, target[0])
         values = []
         for returned in return_values(self.ctx, target[0]):

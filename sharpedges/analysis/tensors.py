@@ -331,7 +331,7 @@ def helper_called(ctx: FileContext, call: cst.Call) -> tuple[cst.FunctionDef, li
     found = called_function(ctx, call)
     attr = self_attribute(call.func) if found is None else None
     cls = ctx.class_of(call) if attr is not None else None
-    if cls is None or attr in ctx.class_facts(cls).methods:
+    if attr is None or cls is None or attr in ctx.class_facts(cls).methods:
         return found
     methods = {m for c in class_family(ctx, cls) if (m := ctx.class_facts(c).methods.get(attr)) is not None}
     if len(methods) != 1:
@@ -351,8 +351,8 @@ def called_lambda(ctx: FileContext, call: cst.Call) -> LocalLambda | None:
     """`logits(q, k)` where the one binding of the local `logits` that reaches the call is a lambda
     (`logits = lambda a, b: a @ b.transpose(-2, -1)`); its body reads the function's other names as they
     are at the call."""
-    function = ctx.function_of(call) if is_a(call.func, cst.Name) else None
-    if function is None:
+    function = ctx.function_of(call)
+    if function is None or not is_a(call.func, cst.Name):
         return None
     reaching = ctx.function_facts(function).reaching(call.func.value, ctx.order(call))
     if len(reaching) != 1 or reaching[0].kind != "assign" or not is_a(reaching[0].value, cst.Lambda):
