@@ -1296,7 +1296,69 @@ HELPER_OF_A_BASE_CLASS = """
             return scores.softmax(dim=-1) @ v  # <-
 """
 
+SCALE_ON_SELF_IN_FORWARD = """
+    import torch
+    from torch import nn
+
+    class Attention(nn.Module):
+        def __init__(self, dim, heads):
+            super().__init__()
+            self.dim = dim
+            self.heads = heads
+            self.qkv = nn.Linear(dim, dim * 3)
+
+        def forward(self, x):
+            b, n, _ = x.shape
+            self.scale = self.dim ** -0.5  # <-
+            q, k, v = self.qkv(x).view(b, n, 3, self.heads, self.dim // self.heads).permute(2, 0, 3, 1, 4)
+            dots = torch.matmul(q, k.transpose(-1, -2)) * self.scale
+            return torch.matmul(dots.softmax(dim=-1), v)
+"""
+FILL_ON_SELF_IN_FORWARD = """
+    import torch
+    from torch import nn
+
+    class Attention(nn.Module):
+        def forward(self, q, k, v, mask):
+            self.mask_value = -1e9
+            scores = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5
+            scores = scores.masked_fill(mask == 0, self.mask_value)  # <-
+            return scores.softmax(dim=-1) @ v
+"""
+CAUSAL_CHAINED = """
+    import torch
+    from torch import nn
+
+    class CausalSelfAttention(nn.Module):
+        def forward(self, q, k, v):
+            n = q.shape[-2]
+            att = (q @ k.transpose(-2, -1)) * q.size(-1) ** -0.5
+            mask = self.last_mask = torch.ones(n, n, dtype=torch.bool, device=q.device).triu(1)
+            att = att.masked_fill(~mask, float("-inf"))  # <-
+            return att.softmax(dim=-1) @ v
+"""
+CAUSAL_ADDITIVE = """
+    import torch
+
+    def attend(q, k, v):
+        n = q.shape[-2]
+        att = (q @ k.transpose(-2, -1)) * q.size(-1) ** -0.5
+        keep = torch.tril(torch.ones(n, n, device=q.device))
+        att = att.masked_fill(keep == 1, -1e4)  # <-
+        return att.softmax(dim=-1) @ v
+"""
+
 MORE_CASES = [
+    case(
+        "SHP102",
+        SCALE_ON_SELF_IN_FORWARD,
+        "self.dim ** -0.5",
+        "(self.dim // self.heads) ** -0.5",
+        name="self-scale-set-in-forward",
+    ),
+    case("SHP103", FILL_ON_SELF_IN_FORWARD, "= -1e9", "= -1e4", name="self-fill-set-in-forward"),
+    case("SHP202", CAUSAL_CHAINED, "~mask", "mask", name="chained-assignment"),
+    case("SHP202", CAUSAL_ADDITIVE, "keep == 1", "keep == 0", name="keep-compared-to-one"),
     case(
         "SHP101",
         HELPER_OF_A_BASE_CLASS,
