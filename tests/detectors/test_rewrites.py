@@ -1348,7 +1348,24 @@ CAUSAL_ADDITIVE = """
         return att.softmax(dim=-1) @ v
 """
 
+SCORES_THROUGH_A_LAMBDA = """
+    import math
+    import torch
+
+    def attend(q, k, v):
+        rescale = lambda x: x.float()
+        scores = rescale(torch.matmul(q, k.transpose(-2, -1)))
+        return scores.softmax(dim=-1) @ v  # <-
+"""
+
 MORE_CASES = [
+    case(
+        "SHP101",
+        SCORES_THROUGH_A_LAMBDA,
+        "lambda x: x.float()",
+        "lambda x: x.float() / math.sqrt(q.size(-1))",
+        name="scores-through-a-lambda",
+    ),
     case(
         "SHP102",
         SCALE_ON_SELF_IN_FORWARD,
