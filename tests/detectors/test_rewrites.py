@@ -76,6 +76,9 @@ SOFTMAXES = {
     "torch.softmax": "torch.softmax(scores, dim=-1)",
     "torch.nn.functional": "torch.nn.functional.softmax(scores, dim=-1)",
     "nn.functional-float32": "nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)",
+    "float-type_as": "F.softmax(scores.float(), dim=-1).type_as(q)",
+    "nn.Softmax-inline": "nn.Softmax(dim=-1)(scores)",
+    "torch.nn.Softmax-inline": "torch.nn.Softmax(-1)(scores)",
 }
 PRODUCTS = {
     "matmul-operator": "q @ k.transpose(-2, -1)",
@@ -94,6 +97,8 @@ SCALES = {
     "shape-last": "* q.shape[-1] ** -0.5",
     "shape-index": "/ math.sqrt(q.shape[3])",
     "rsqrt-literal": "* (1.0 / math.sqrt(k.size(-1)))",
+    "torch.rsqrt": "* torch.rsqrt(torch.tensor(q.size(-1)))",
+    "divide-by-power": "/ q.size(-1) ** 0.5",
 }
 
 SHP101_CASES = [
@@ -1358,7 +1363,47 @@ SCORES_THROUGH_A_LAMBDA = """
         return scores.softmax(dim=-1) @ v  # <-
 """
 
+PRE_SCALED_QUERY = """
+    import math
+    import torch
+
+    def attend(q, k, v):
+        d = q.shape[-1]
+        {prescale}
+        scores = torch.matmul(q, k.transpose(-2, -1))
+        return torch.softmax(scores, dim=-1) @ v  # <-
+"""
+PRE_SCALES = {
+    "multiply": "q = q * d ** -0.5",
+    "augmented": "q *= d ** -0.5",
+    "divide": "q = q / math.sqrt(d)",
+    "mul_": "q.mul_(d ** -0.5)",
+    "torch.mul": "q = torch.mul(q, 1.0 / math.sqrt(d))",
+}
+INVERTED_SCALE = """
+    import math
+    import torch
+
+    def attend(q, k, v):
+        d = q.shape[-1]
+        scores = torch.einsum("b h i d, b h j d -> b h i j", q, k) {scale}  # <-
+        return scores.softmax(dim=-1) @ v
+"""
+INVERTED_SCALES = {
+    "times-sqrt": ("* math.sqrt(d)", "/ math.sqrt(d)"),
+    "times-power": ("* d ** 0.5", "* d ** -0.5"),
+    "divided-by-inverse": ("/ d ** -0.5", "/ d ** 0.5"),
+}
+
 MORE_CASES = [
+    *(
+        case("SHP101", PRE_SCALED_QUERY.format(prescale="pass"), "pass", prescale, name=f"query-pre-scaled-{name}")
+        for name, prescale in PRE_SCALES.items()
+    ),
+    *(
+        case("SHP101", INVERTED_SCALE.format(scale=scale), scale, fixed, name=f"inverted-{name}")
+        for name, (scale, fixed) in INVERTED_SCALES.items()
+    ),
     case(
         "SHP101",
         SCORES_THROUGH_A_LAMBDA,
