@@ -1395,7 +1395,85 @@ INVERTED_SCALES = {
     "divided-by-inverse": ("/ d ** -0.5", "/ d ** 0.5"),
 }
 
+CAUSAL_FLAG_IGNORED = """
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Attention(nn.Module):
+        def __init__(self, dim, heads, causal=False):
+            super().__init__()
+            self.heads = heads
+            self.causal = causal
+            self.qkv = nn.Linear(dim, dim * 3)
+
+        def forward(self, x):
+            b, n, d = x.shape
+            q, k, v = self.qkv(x).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+            out = F.scaled_dot_product_attention(q, k, v)  # <-
+            return out.transpose(1, 2).reshape(b, n, d)
+
+    class GPT(nn.Module):
+        def __init__(self, dim, heads):
+            super().__init__()
+            self.attn = Attention(dim, heads, causal=True)
+"""
+CAUSAL_KERNEL_IN_A_PARTIAL = """
+    from functools import partial
+
+    import torch.nn.functional as F
+    from torch import nn
+
+    class CausalSelfAttention(nn.Module):
+        def __init__(self, dim, heads):
+            super().__init__()
+            self.heads = heads
+            self.qkv = nn.Linear(dim, dim * 3)
+            self.attend = partial(F.scaled_dot_product_attention, dropout_p=0.0)
+
+        def forward(self, x):
+            b, n, d = x.shape
+            q, k, v = self.qkv(x).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+            out = self.attend(q, k, v)  # <-
+            return out.transpose(1, 2).reshape(b, n, d)
+"""
+CAUSAL_KERNEL_IN_A_WRAPPER = """
+    import torch.nn.functional as F
+    from torch import nn
+
+    def attend(q, k, v, causal=False):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+    class CausalSelfAttention(nn.Module):
+        def __init__(self, dim, heads):
+            super().__init__()
+            self.heads = heads
+            self.qkv = nn.Linear(dim, dim * 3)
+
+        def forward(self, x):
+            b, n, d = x.shape
+            q, k, v = self.qkv(x).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+            out = attend(q, k, v)  # <-
+            return out.transpose(1, 2).reshape(b, n, d)
+"""
+
 MORE_CASES = [
+    case(
+        "SHP201", CAUSAL_FLAG_IGNORED, "(q, k, v)  #", "(q, k, v, is_causal=self.causal)  #", name="causal-flag-ignored"
+    ),
+    case(
+        "SHP201",
+        CAUSAL_KERNEL_IN_A_PARTIAL,
+        "dropout_p=0.0)",
+        "dropout_p=0.0, is_causal=True)",
+        name="kernel-in-a-partial",
+    ),
+    case(
+        "SHP201",
+        CAUSAL_KERNEL_IN_A_WRAPPER,
+        "attend(q, k, v)  #",
+        "attend(q, k, v, causal=True)  #",
+        name="kernel-in-a-wrapper",
+    ),
     *(
         case("SHP101", PRE_SCALED_QUERY.format(prescale="pass"), "pass", prescale, name=f"query-pre-scaled-{name}")
         for name, prescale in PRE_SCALES.items()
