@@ -21,7 +21,14 @@ from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.dataflow import FunctionFacts
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import imported_module_class
-from sharpedges.analysis.summaries import bind_arguments, called_function, module_call_sites, positional_parameters
+from sharpedges.analysis.summaries import (
+    bind_arguments,
+    called_function,
+    module_call_sites,
+    positional_parameters,
+    return_values,
+)
+from sharpedges.analysis.values import constant_number
 from sharpedges.analysis.vocabulary import (
     CAST_METHODS,
     COPY_METHODS,
@@ -339,6 +346,18 @@ def helper_called(ctx: FileContext, call: cst.Call) -> tuple[cst.FunctionDef, li
     [method] = methods
     names = positional_parameters(method)
     return method, names if any(dotted(d.decorator) == "staticmethod" for d in method.decorators) else names[1:]
+
+
+def returned_number(ctx: FileContext, expr: cst.BaseExpression | None, depth: int = 0) -> float | None:
+    """`values.constant_number`, and through calls of this file's helpers: the one number every return of
+    the helper is (`self.mask_value()` that returns `-1e9`)."""
+    number = constant_number(ctx, expr)
+    if number is not None or not is_a(expr, cst.Call) or depth > MAX_DEPTH:
+        return number
+    helper = helper_called(ctx, expr)
+    returns = return_values(ctx, helper[0]) if helper is not None else []
+    numbers = {returned_number(ctx, value, depth + 1) for value in returns}
+    return numbers.pop() if len(numbers) == 1 else None
 
 
 @dataclass(frozen=True)

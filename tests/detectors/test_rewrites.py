@@ -566,7 +566,6 @@ SHP103_CASES = [
         "return -1e9",
         "return torch.finfo(scores.dtype).min",
         name="staticmethod",
-        gap="values.constant_number does not follow a call to the value a helper returns (summaries sit above values)",
     ),
     case(
         "SHP103",
