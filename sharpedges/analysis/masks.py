@@ -25,6 +25,7 @@ import libcst as cst
 
 from sharpedges.analysis.attention import (
     LogitTracer,
+    attention_softmaxes,
     dtype_min_plane,
     module_value,
     softmax_calls,
@@ -1114,7 +1115,7 @@ def registered_buffers(
 class MaskUse:
     """A place where a mask decides what attention may see."""
 
-    node: cst.Call | cst.BinaryOperation
+    node: cst.Call | cst.BinaryOperation | cst.AugAssign
     mask: cst.BaseExpression
     convention: Convention
     consumer: str  # "masked_fill", "where", "sdpa", a torch.nn module name, "scores + mask"
@@ -1205,9 +1206,40 @@ def _consumer_uses(ctx: FileContext) -> list[MaskUse]:
                     if mask is not None:
                         uses.append(MaskUse(call, mask, "torch_nn", f"{kind}({keyword}=)", function))
         uses += [use for registry in registry_calls(ctx) for use in _registry_mask_uses(ctx, registry)]
-        return uses
+        return uses + _added_mask_uses(ctx)
 
     return ctx.memo("consumer_mask_uses", compute)
+
+
+def _added_mask_uses(ctx: FileContext) -> list[MaskUse]:
+    """`scores + mask`, `scores += mask`: an additive mask (-inf or a large negative where blocked) added on
+    the way from a QK^T product to its softmax, the other operand of an addition on that path."""
+    uses: list[MaskUse] = []
+    seen: set[cst.CSTNode] = set()
+    for softmax, sources in attention_softmaxes(ctx):
+        for source in sources:
+            for node, inner in zip(source.path, source.path[1:], strict=False):
+                addition = _addition(node, inner)
+                if addition is None or node in seen:
+                    continue
+                seen.add(node)
+                add, mask = addition
+                value = evaluator_for(ctx, softmax.function).value(mask)
+                if value is not None and value.kind == "additive":
+                    uses.append(MaskUse(add, mask, "sdpa", "scores + mask", softmax.function))
+    return uses
+
+
+def _addition(
+    node: cst.CSTNode, inner: cst.CSTNode
+) -> tuple[cst.BinaryOperation | cst.AugAssign, cst.BaseExpression] | None:
+    """An addition on the scores' path (`inner` is the scores' side), and its other operand."""
+    if is_a(node, cst.BinaryOperation) and is_a(node.operator, cst.Add):
+        other = node.right if inner is node.left else node.left if inner is node.right else None
+        return (node, other) if other is not None else None
+    if is_a(node, cst.AugAssign) and is_a(node.operator, cst.AddAssign) and inner is not node.value:
+        return node, node.value
+    return None
 
 
 def _registry_mask_uses(ctx: FileContext, registry: RegistryCall) -> list[MaskUse]:

@@ -1455,7 +1455,42 @@ CAUSAL_KERNEL_IN_A_WRAPPER = """
             return out.transpose(1, 2).reshape(b, n, d)
 """
 
+ADDITIVE_CAUSAL = """
+    import torch
+
+    def attend(q, k, v):
+        n = q.shape[-2]
+        att = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5
+        {apply}  # <-
+        return att.softmax(dim=-1) @ v
+"""
+ADDITIVE_APPLICATIONS = {
+    "full-tril": ('att = att + torch.full((n, n), float("-inf"), device=q.device).tril(-1)', ".tril(-1)", ".triu(1)"),
+    "augmented": ('att += torch.full((n, n), float("-inf"), device=q.device).tril(-1)', ".tril(-1)", ".triu(1)"),
+    "mask-first": ('att = torch.full((n, n), float("-inf"), device=q.device).tril(-1) + att', ".tril(-1)", ".triu(1)"),
+}
+ADDITIVE_FROM_A_HELPER = """
+    import torch
+    from torch import nn
+
+    class CausalSelfAttention(nn.Module):
+        @staticmethod
+        def causal_bias(n, dtype, device):
+            keep = torch.ones(n, n, dtype=torch.bool, device=device).tril()
+            return torch.zeros(n, n, dtype=dtype, device=device).masked_fill(keep, torch.finfo(dtype).min)
+
+        def forward(self, q, k, v):
+            att = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5
+            att = att + self.causal_bias(q.shape[-2], q.dtype, q.device)  # <-
+            return att.softmax(dim=-1) @ v
+"""
+
 MORE_CASES = [
+    *(
+        case("SHP202", ADDITIVE_CAUSAL.format(apply=apply), old, new, name=f"additive-{name}")
+        for name, (apply, old, new) in ADDITIVE_APPLICATIONS.items()
+    ),
+    case("SHP202", ADDITIVE_FROM_A_HELPER, "masked_fill(keep,", "masked_fill(~keep,", name="additive-from-a-helper"),
     case(
         "SHP201", CAUSAL_FLAG_IGNORED, "(q, k, v)  #", "(q, k, v, is_causal=self.causal)  #", name="causal-flag-ignored"
     ),
