@@ -20,9 +20,8 @@ class GqaRepeatNotInterleave(Detector):
     also_tokens = ((b"repeat(", b"tile(", b"cat(", b"expand(", b"kv", b"key_value", b"group", b"local_heads"),)
 
     def check(self, ctx):
-        ratios = _ratio_holders(ctx)
         for call in ctx.calls():
-            tiled = tiled_heads(ctx, call, lambda factor: _is_ratio(ctx, factor, ratios))
+            tiled = tiled_heads(ctx, call)
             if tiled is not None:
                 fix = _fix(ctx, call, tiled.position) if tiled.position is not None else None
                 yield Finding(call, facts={"how": tiled.how}, fix=fix)
@@ -32,22 +31,6 @@ class GqaRepeatNotInterleave(Detector):
         for node in ctx.index.nodes(cst.BinaryOperation):
             if is_head_ratio(ctx, node) and (_count_key(node.left), _count_key(node.right)) not in checked:
                 yield Finding(node, variant="unchecked", facts={"a": dotted(node.left), "b": dotted(node.right)})
-
-
-def _ratio_holders(ctx) -> set[str]:
-    """Names and `self.` attributes bound to a head ratio anywhere in the file."""
-    holders = set()
-    for assign in ctx.index.nodes(cst.Assign):
-        if is_head_ratio(ctx, assign.value):
-            for target in assign.targets:
-                text = dotted(target.target)
-                if text is not None:
-                    holders.add(text)
-    return holders
-
-
-def _is_ratio(ctx, expr: cst.BaseExpression, ratios: set[str]) -> bool:
-    return is_head_ratio(ctx, expr) or dotted(expr) in ratios
 
 
 def _checked_pairs(ctx) -> set[tuple[str | None, str | None]]:

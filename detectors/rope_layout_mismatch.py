@@ -42,10 +42,15 @@ def _layout_mismatch(ctx):
     evidence = layout_evidence(ctx, ctx.module)
     tables = {e.layout for e in evidence if e.role == "table"}
     rotations = [e for e in evidence if e.role == "rotation"]
-    # Only a file with one convention on each side is certain: two of either means it supports both
-    if len(tables) != 1 or len({e.layout for e in rotations}) != 1:
+    # Only a file whose tables all pair channels one way is certain: tables of both layouts mean it
+    # supports both conventions
+    if len(tables) != 1:
         return
     table = tables.pop()
-    if rotations[0].layout != table:
-        # the spec's message is the half-split rotation over an interleaved table; "interleaved" the other way
-        yield Finding(rotations[0].node, variant=None if rotations[0].layout == "half" else "interleaved")
+    # a function that rotates both ways chooses between them (`interleaved=` flags): not a mismatch
+    agreeing = {id(ctx.function_of(e.node)) for e in rotations if e.layout == table}
+    for rotation in rotations:
+        if rotation.layout != table and id(ctx.function_of(rotation.node)) not in agreeing:
+            # the spec's message is the half-split rotation over an interleaved table; "interleaved" the other way
+            yield Finding(rotation.node, variant=None if rotation.layout == "half" else "interleaved")
+            return

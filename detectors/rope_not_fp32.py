@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import libcst as cst
 
-from sharpedges.analysis.positions import angle_products, product_precision, stored_table_cast, under_autocast_disabled
+from sharpedges.analysis.positions import (
+    angle_products,
+    product_precision,
+    stored_table_cast,
+    tables_in_module_dtype,
+    under_autocast_disabled,
+)
 from sharpedges.analysis.training_mode import runs_in_forward
 from sharpedges.detector import Detector, Finding
 
@@ -44,3 +50,13 @@ class RopeNotFp32(Detector):
             if precision is not None and ctx.function_of(call) not in reported_functions:
                 reported_functions.add(ctx.function_of(call))
                 yield Finding(call, variant="stored", facts={"precision": precision})
+        for table in tables_in_module_dtype(ctx):
+            if ctx.function_of(table.allocation) in reported_functions:
+                continue
+            reported_functions.add(ctx.function_of(table.allocation))
+            yield Finding(
+                table.allocation,
+                variant="stored",
+                facts={"precision": "the dtype the module is built in"},
+                related=((table.write, "written"),),
+            )

@@ -22,6 +22,7 @@ import libcst as cst
 from sharpedges.analysis.calls import argument, has_star_args, is_true, literal_int, method_name
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
+from sharpedges.analysis.dataflow import FunctionFacts
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import ImportedName, ProjectScope, imported_names
 from sharpedges.analysis.summaries import bind_arguments, positional_parameters
@@ -525,6 +526,10 @@ def overwritten_residuals(ctx: FileContext, function: cst.FunctionDef) -> list[O
         if pair is None:
             continue
         stream, branch = pair
+        saved = _saved_normed_copy(ctx, facts, stream, branch)
+        if saved is not None:
+            found.append(OverwrittenResidual(saved[0], node, saved[1]))
+            continue
         reaching = facts.reaching(stream.value, ctx.order(stream))
         if (
             not reaching
@@ -547,6 +552,30 @@ def overwritten_residuals(ctx: FileContext, function: cst.FunctionDef) -> list[O
         ):
             found.append(OverwrittenResidual(value, node, stream.value))
     return found
+
+
+def _saved_normed_copy(
+    ctx: FileContext, facts: FunctionFacts, stream: cst.Name, operand: cst.BaseExpression
+) -> tuple[cst.Call, str] | None:
+    """The residual kept in a copy taken after the norm: `x = norm(x); residual = x; x = f(x); x +=
+    residual`. Returns (`norm(x)`, `x`) when `operand` is a name last bound to a copy of a stream that
+    its own norm had just overwritten, and the sum's other side is a sublayer's output. The copy taken
+    before the norm (`residual = x; x = norm(x); ...`) is the pre-norm block done right."""
+    if not is_a(operand, cst.Name) or operand.value == stream.value:
+        return None
+    copies = facts.reaching(operand.value, ctx.order(operand))
+    if len(copies) != 1 or copies[0].kind != "assign" or not is_a(copy := copies[0].value, cst.Name):
+        return None
+    if not _computed_by_call(ctx, stream):
+        return None
+    normed = facts.reaching(copy.value, ctx.order(copy))
+    if len(normed) != 1 or normed[0].kind != "assign" or not is_a(norm := normed[0].value, cst.Call):
+        return None
+    if not (is_norm_call(ctx, norm) and norm.args and is_a(arg := norm.args[0].value, cst.Name)):
+        return None
+    if arg.value != copy.value or _may_hold_sum(ctx, facts, arg):
+        return None
+    return norm, copy.value
 
 
 def _computed_by_call(ctx: FileContext, expr: cst.BaseExpression) -> bool:

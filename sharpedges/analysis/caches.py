@@ -449,22 +449,42 @@ def built_from_cache(
     importers: bool = False,
 ) -> bool:
     """Keys concatenated onto past keys (`torch.cat([past_k, k])`), returned by a cache's
-    `.update(...)`, or read back from a cache buffer written in the same function. With `importers`,
-    a module's `forward` parameter also asks the files next to this one that call the module (they
-    are summarised for it: ask only where a finding hangs on the answer)."""
+    `.update(...)`, read back from a cache buffer written in the same function, or returned so by a
+    helper of this file (`k, v = self._append_to_cache(k, v)`). With `importers`, a module's `forward`
+    parameter also asks the files next to this one that call the module (they are summarised for it:
+    ask only where a finding hangs on the answer)."""
+    return _built_from_cache(ctx, function, expr, at, depth, importers, None)
+
+
+def _built_from_cache(
+    ctx: FileContext,
+    function: cst.FunctionDef,
+    expr: cst.BaseExpression | None,
+    at: int,
+    depth: int,
+    importers: bool,
+    element: int | None,
+) -> bool:
+    """`built_from_cache`, where `element` is the position a name takes when it unpacks `expr`."""
     if depth > MAX_DEPTH:
         return False
 
-    def built(value: cst.BaseExpression | None, where: int) -> bool:
-        return built_from_cache(ctx, function, value, where, depth + 1, importers)
+    def built(value: cst.BaseExpression | None, where: int, element: int | None = None) -> bool:
+        return _built_from_cache(ctx, function, value, where, depth + 1, importers, element)
 
     if is_a(expr, cst.Name):
         facts = ctx.function_facts(function)
         for definition in facts.reaching(expr.value, at):
             value = definition.value
+            position = None
             if definition.kind == "unpack" and is_a(definition.node, cst.Assign):
                 value = definition.node.value
-            if value is not None and definition.kind in ("assign", "unpack") and built(value, definition.order):
+                position = _unpacked_position(definition.node, expr.value)
+            if (
+                value is not None
+                and definition.kind in ("assign", "unpack")
+                and built(value, definition.order, position)
+            ):
                 return True
             if definition.kind == "param" and _passed_from_cache(ctx, expr.value, function, depth, importers):
                 return True
@@ -477,16 +497,40 @@ def built_from_cache(
             return True
         if method in PASS_THROUGH:
             return built(receiver(expr), at)
-        # Ex) `k, v = self.append_cache(k, v, past)`: a helper of this file returns what it concatenated
-        helper = called_function(ctx, expr)
-        return helper is not None and any(
-            built_from_cache(ctx, helper[0], value, ctx.index.last_order(value) + 1, depth + 1, importers)
-            for value in return_values(ctx, helper[0])
-        )
+        return _returned_from_cache(ctx, expr, depth, importers, element)
     if is_a(expr, cst.Subscript):
         return _written_buffer(ctx, function, expr.value) or built(expr.value, at)
-    if is_a(expr, cst.Tuple):  # a helper's `return k, v`
-        return any(built(element.value, at) for element in expr.elements)
+    return False
+
+
+def _unpacked_position(assign: cst.Assign, name: str) -> int | None:
+    """The position `name` takes in `a, b = ...`, or None when it is not one name of a flat tuple."""
+    for target in assign.targets:
+        if is_a(target.target, (cst.Tuple, cst.List)):
+            for position, element in enumerate(target.target.elements):
+                if (
+                    is_a(element.value, cst.Name)
+                    and element.value.value == name
+                    and not is_a(element, cst.StarredElement)
+                ):
+                    return position
+    return None
+
+
+def _returned_from_cache(ctx: FileContext, call: cst.Call, depth: int, importers: bool, element: int | None) -> bool:
+    """A helper of this file returns keys built from a cache: `return k, v` after it concatenated the
+    past onto them (element `element` of each returned tuple, when the caller unpacks one)."""
+    target = called_function(ctx, call)
+    if target is None or target[0] is ctx.function_of(call):
+        return False
+    helper = target[0]
+    for value in return_values(ctx, helper):
+        if element is not None and is_a(value, (cst.Tuple, cst.List)):
+            if element >= len(value.elements):
+                continue
+            value = value.elements[element].value
+        if _built_from_cache(ctx, helper, value, ctx.order(value), depth + 1, importers, None):
+            return True
     return False
 
 

@@ -24,14 +24,56 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from sharpedges.analysis.attention import is_kv_head_count
+from sharpedges.analysis.attention import is_head_ratio, is_kv_head_count
 from sharpedges.analysis.calls import argument, is_true, literal_int, method_name, receiver
 from sharpedges.analysis.context import FileContext
+from sharpedges.analysis.names import dotted
+from sharpedges.analysis.summaries import bind_arguments, call_sites
 from sharpedges.analysis.values import possible_values
 from sharpedges.analysis.vocabulary import TILE_FUNCTIONS, einops_axes, is_library_namespace
 from sharpedges.analysis.walk import is_a
 
-IsRatio = Callable[[cst.BaseExpression], bool]
+
+def is_ratio_value(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0) -> bool:
+    """Whether `expr` holds the grouped-query group size (`is_head_ratio`): written in place, bound to a
+    name or a `self.` attribute anywhere in the file, or a helper's parameter that every call of the
+    helper in this file passes one.
+
+    Ex) `def repeat_kv(x, n_rep): ... x.repeat(1, n_rep, 1, 1)`, called as `repeat_kv(k, self.n_rep)`
+    """
+    if is_head_ratio(ctx, expr) or dotted(expr) in ctx.memo("head_ratio_holders", lambda: _ratio_holders(ctx)):
+        return True
+    return depth < MAX_HELPER_DEPTH and _passed_ratio(ctx, expr, depth)
+
+
+MAX_HELPER_DEPTH = 2  # a helper's helper: `repeat_kv` called by `_expand_kv` called by `forward`
+
+
+def _ratio_holders(ctx: FileContext) -> frozenset[str]:
+    """Names and `self.` attributes bound to a head ratio anywhere in the file."""
+    holders = set()
+    for assign in ctx.index.nodes(cst.Assign):
+        if is_head_ratio(ctx, assign.value):
+            for target in assign.targets:
+                text = dotted(target.target)
+                if text is not None:
+                    holders.add(text)
+    return frozenset(holders)
+
+
+def _passed_ratio(ctx: FileContext, expr: cst.BaseExpression, depth: int) -> bool:
+    """A parameter no assignment in its function rebinds, given a head ratio by every call in this file."""
+    if not is_a(expr, cst.Name) or (function := ctx.function_of(expr)) is None:
+        return False
+    name = expr.value
+    facts = ctx.function_facts(function)
+    if name not in facts.parameters or any(d.kind != "param" for d in facts.reaching(name, ctx.order(expr))):
+        return False
+    passed = [bind_arguments(call, names).get(name) for call, names in call_sites(ctx, function)]
+    return bool(passed) and all(value is not None and is_ratio_value(ctx, value, depth + 1) for value in passed)
+
+
+_IsRatio = Callable[[cst.BaseExpression], bool]
 
 
 @dataclass(frozen=True)
@@ -43,9 +85,13 @@ class TiledHeads:
     position: int | None = None
 
 
-def tiled_heads(ctx: FileContext, call: cst.Call, is_ratio: IsRatio) -> TiledHeads | None:
-    """The tile-order repeat `call` makes of a tensor's heads, by a factor `is_ratio` accepts; None for
+def tiled_heads(ctx: FileContext, call: cst.Call) -> TiledHeads | None:
+    """The tile-order repeat `call` makes of a tensor's heads, by the group size (`is_ratio`); None for
     any other call, and for the grouped-order forms."""
+
+    def is_ratio(factor: cst.BaseExpression) -> bool:
+        return is_ratio_value(ctx, factor)
+
     return (
         _repeated_axis(ctx, call, is_ratio)
         or _concatenated_copies(ctx, call, is_ratio)
@@ -54,7 +100,7 @@ def tiled_heads(ctx: FileContext, call: cst.Call, is_ratio: IsRatio) -> TiledHea
     )
 
 
-def _einops_tiled_against_grouped(ctx: FileContext, call: cst.Call, is_ratio: IsRatio) -> TiledHeads | None:
+def _einops_tiled_against_grouped(ctx: FileContext, call: cst.Call, is_ratio: _IsRatio) -> TiledHeads | None:
     """`repeat(k, 'b h n d -> b (g h) n d', g=ratio)`: a new axis of the ratio's size merged in front of an
     input axis, in a class that pairs heads in grouped order elsewhere."""
     axes = einops_axes(ctx, call)
@@ -85,7 +131,7 @@ def _grouped_elsewhere(ctx: FileContext, scope: cst.CSTNode) -> bool:
     return False
 
 
-def _repeated_axis(ctx: FileContext, call: cst.Call, is_ratio: IsRatio) -> TiledHeads | None:
+def _repeated_axis(ctx: FileContext, call: cst.Call, is_ratio: _IsRatio) -> TiledHeads | None:
     """`x.repeat(...)` / `torch.tile(x, (...))` with the ratio at an existing axis (not a fresh unsqueezed
     one, whose repeat is the grouped order)."""
     if ctx.callee(call) in TILE_FUNCTIONS:
@@ -105,7 +151,7 @@ def _repeated_axis(ctx: FileContext, call: cst.Call, is_ratio: IsRatio) -> Tiled
     return TiledHeads(f"{method_name(call) or 'torch.tile'}(...)", positions[0])
 
 
-def _concatenated_copies(ctx: FileContext, call: cst.Call, is_ratio: IsRatio) -> TiledHeads | None:
+def _concatenated_copies(ctx: FileContext, call: cst.Call, is_ratio: _IsRatio) -> TiledHeads | None:
     """`torch.cat([k] * ratio, dim=1)` or `torch.cat([k for _ in range(ratio)], dim=1)`: whole copies of
     the tensor one after another."""
     if ctx.callee(call) != "torch.cat":
@@ -128,7 +174,7 @@ def _concatenated_copies(ctx: FileContext, call: cst.Call, is_ratio: IsRatio) ->
     return None
 
 
-def _expanded_before_heads(ctx: FileContext, call: cst.Call, is_ratio: IsRatio) -> TiledHeads | None:
+def _expanded_before_heads(ctx: FileContext, call: cst.Call, is_ratio: _IsRatio) -> TiledHeads | None:
     """`k.unsqueeze(1).expand(b, ratio, n_kv, n, d)`: a fresh axis expanded to the ratio right in front of
     the KV-head axis, which the reshape after merges into [copy, head] order."""
     if method_name(call) != "expand" or (tensor := receiver(call)) is None or _fresh_axis(tensor) is None:

@@ -20,6 +20,7 @@ from sharpedges.analysis.calls import argument, literal_int, literal_number, lit
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.derived import attention_value_arguments, bindings
+from sharpedges.analysis.masks import registered_buffers
 from sharpedges.analysis.training_mode import runs_in_forward
 from sharpedges.analysis.values import MAX_DEPTH
 from sharpedges.analysis.vocabulary import (
@@ -403,6 +404,56 @@ def stored_table_cast(ctx: FileContext, node: cst.Call) -> str | None:
     return precision if _is_stored(ctx, node) else None
 
 
+@dataclass(frozen=True)
+class TableInModuleDtype:
+    """A cos/sin table written into a buffer allocated in the dtype the module is built in."""
+
+    allocation: cst.Call  # `torch.empty(..., dtype=dtype)`, `dtype` a constructor parameter
+    write: cst.Assign  # `self.cos_weight[:] = torch.repeat_interleave(cos, 2, dim=-1)`
+
+
+ALLOCATIONS = {"torch.empty", "torch.zeros", "torch.ones", "torch.full"}
+
+
+def tables_in_module_dtype(ctx: FileContext) -> list[TableInModuleDtype]:
+    """`self.cos_weight[:] = <cos/sin table>` into a buffer that `__init__` allocated with the `dtype` it
+    was given (`torch.empty((n, d), dtype=dtype)`): the float32 table is rounded to whatever precision
+    the module is built in, fp16 for a half model (fairseq2 0.1.1)."""
+    found = []
+    for assign in ctx.index.nodes(cst.Assign):
+        targets = [t.target for t in assign.targets]
+        if len(targets) != 1 or not is_a(targets[0], cst.Subscript) or (cls := ctx.class_of(assign)) is None:
+            continue
+        buffer = self_attribute(targets[0].value)
+        if buffer is None or not _holds_trig(ctx, assign.value):
+            continue
+        allocation = _allocated_in_given_dtype(ctx, cls, buffer)
+        if allocation is not None:
+            found.append(TableInModuleDtype(allocation, assign))
+    return found
+
+
+def _holds_trig(ctx: FileContext, value: cst.BaseExpression) -> bool:
+    """cos/sin of angles, or a layout of them (`torch.repeat_interleave(cos, 2, dim=-1)`)."""
+    nodes = [value, *ctx.index.descendants(value, (cst.Call, cst.Name))]
+    return any(_is_trig(ctx, _strip(node)) for node in nodes if is_a(node, (cst.Call, cst.Name)))
+
+
+def _allocated_in_given_dtype(ctx: FileContext, cls: cst.ClassDef, buffer: str) -> cst.Call | None:
+    for method, value in registered_buffers(ctx, cls).get(buffer, ()):
+        if method.name.value != "__init__":
+            continue
+        parameters = ctx.function_facts(method).parameters
+        values = _local_values(ctx, value) if is_a(value, cst.Name) else [value]
+        for allocation in values:
+            if not is_a(allocation, cst.Call) or ctx.callee(allocation) not in ALLOCATIONS:
+                continue
+            dtype = argument(allocation, "dtype")
+            if is_a(dtype, cst.Name) and dtype.value in parameters:
+                return allocation
+    return None
+
+
 def _is_trig(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0) -> bool:
     if depth > MAX_DEPTH:
         return False
@@ -562,9 +613,33 @@ def _unbound_pair(ctx: FileContext, call: cst.Call) -> str | None:
     values = _local_values(ctx, tensor) if is_a(tensor, cst.Name) else [tensor]
     dim = literal_int(argument(call, "dim", 0))
     for value in values:
-        pairing = einops_pair_layout(ctx, value) if is_a(value, cst.Call) else None
+        pairing = (einops_pair_layout(ctx, value) or _reshaped_pairs(value)) if is_a(value, cst.Call) else None
         if pairing is not None and pairing[1] == "split" and dim == {"interleaved": -1, "half": -2}[pairing[0]]:
             return pairing[0]
+    return None
+
+
+def _reshaped_pairs(call: cst.Call) -> tuple[str, str] | None:
+    """The torch spelling of a split into pairs: `x.reshape(*x.shape[:-1], -1, 2)` (or `.view`, or
+    `x.unflatten(-1, (-1, 2))`) puts channels 2i and 2i+1 on the last axis ('interleaved'); `(..., 2, -1)`
+    puts i and i + d/2 on the one before it ('half')."""
+    method = method_name(call)
+    sizes = [arg.value for arg in call.args if arg.keyword is None]
+    if method == "unflatten" and len(sizes) == 2 and literal_int(sizes[0]) == -1:
+        inner = sizes[1]
+        sizes = [element.value for element in inner.elements] if is_a(inner, (cst.Tuple, cst.List)) else []
+    elif (
+        method not in ("reshape", "view") or len(sizes) < 2 or not is_a(call.args[0], cst.Arg) or not call.args[0].star
+    ):
+        return None  # the leading axes kept as they are: `*x.shape[:-1]`
+    else:
+        sizes = sizes[-2:]
+    if len(sizes) != 2:
+        return None
+    if literal_int(sizes[1]) == 2 and literal_int(sizes[0]) != 2:
+        return "interleaved", "split"
+    if literal_int(sizes[0]) == 2 and literal_int(sizes[1]) != 2:
+        return "half", "split"
     return None
 
 
@@ -666,7 +741,8 @@ def _mapped_rotary_names(ctx: FileContext, call: cst.Call) -> list[str]:
 
 def _comprehension_rotary(ctx: FileContext, value: cst.BaseExpression) -> tuple[cst.Call, list[str]] | None:
     """`[rotary(t, cos, sin) for t in (q, k)]` (or a generator, or `tuple(...)` of one): the rotary call
-    and the names of the literal tuple it runs over, when the loop variable is what it rotates."""
+    and the names of the literal tuple it runs over, when the loop variable is what it rotates: any of
+    its positional arguments, since helpers differ in where the tensor goes (`apply_rotary_emb(freqs, t)`)."""
     if is_a(value, cst.Call) and ctx.callee(value) in ("tuple", "list") and len(value.args) == 1:
         value = value.args[0].value
     if not is_a(value, (cst.ListComp, cst.GeneratorExp)) or value.for_in.inner_for_in is not None:
@@ -674,7 +750,7 @@ def _comprehension_rotary(ctx: FileContext, value: cst.BaseExpression) -> tuple[
     element, loop = value.elt, value.for_in
     if not is_a(element, cst.Call) or not _is_rotary_callee(ctx, element) or not is_a(loop.target, cst.Name):
         return None
-    if loop.target.value not in _passed_names(element)[:1] or not is_a(loop.iter, (cst.Tuple, cst.List)):
+    if loop.target.value not in _passed_names(element) or not is_a(loop.iter, (cst.Tuple, cst.List)):
         return None
     names = [item.value.value for item in loop.iter.elements if is_a(item.value, cst.Name)]
     return (element, names) if len(names) == len(loop.iter.elements) else None

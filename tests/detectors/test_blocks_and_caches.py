@@ -314,6 +314,51 @@ def test_two_step_post_norm_is_not_an_overwritten_residual():
     assert findings("SHP303", source) == []
 
 
+SAVED_RESIDUAL_BLOCK = """
+    class Block(nn.Module):
+        def forward(self, x):
+            residual = x
+            x = self.ln_1(x)
+            x = self.attn(x)
+            x += residual
+            residual = x
+            x = self.ln_2(x)
+            x = self.mlp(x)
+            x = residual + x
+            return x
+"""
+
+
+def test_residual_saved_before_the_norm_is_pre_norm_done_right():
+    assert findings("SHP303", SAVED_RESIDUAL_BLOCK) == []
+
+
+@pytest.mark.parametrize("sum_", ["x += residual", "x = x + residual", "x = residual + x"])
+def test_residual_saved_after_the_norm_carries_the_normalised_stream(sum_):
+    indent = "\n" + " " * 12
+    saved_after = mutate(
+        SAVED_RESIDUAL_BLOCK, f"residual = x{indent}x = self.ln_1(x)", f"x = self.ln_1(x){indent}residual = x"
+    )
+    source = textwrap.dedent(mutate(saved_after, "x += residual", sum_))
+    [finding] = findings("SHP303", source)
+    assert finding.line == source.splitlines().index(f"        {sum_}") + 1
+    assert "`x = self.ln_1(x)`" in finding.message
+
+
+def test_a_copy_of_a_post_norm_output_is_not_an_overwritten_residual():
+    source = textwrap.dedent("""
+        class Layer(nn.Module):
+            def forward(self, x):
+                x = x + self.attn(x)
+                x = self.norm1(x)
+                residual = x
+                x = self.ff(x)
+                x += residual
+                return self.norm2(x)
+    """)
+    assert findings("SHP303", source) == []
+
+
 def test_a_cache_grown_along_its_first_axis_counts_when_it_is_attended_over():
     """Megatron lays keys out [seq, batch, heads, dim] and concatenates on dim 0: still a cache,
     because the class attends over it."""

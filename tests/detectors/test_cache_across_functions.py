@@ -54,6 +54,46 @@ def test_kernel_method_called_only_without_a_cache_is_quiet():
     assert shp204(gated) == []
 
 
+APPENDING_HELPER = """
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Attention(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.qkv = nn.Linear(dim, 3 * dim)
+            self.cache = None
+
+        def _append(self, k, v):
+            if self.cache is not None:
+                k = torch.cat([self.cache[0], k], dim=-2)
+                v = torch.cat([self.cache[1], v], dim=-2)
+            self.cache = (k, v)
+            return k, v
+
+        def forward(self, x):
+            q, k, v = self.qkv(x).chunk(3, dim=-1)
+            k, v = self._append(k, v)
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+"""
+
+
+def test_keys_returned_by_a_helper_that_concatenates_the_cache_are_found():
+    assert shp204(APPENDING_HELPER) == [line_of(APPENDING_HELPER, "is_causal=True")]
+
+
+def test_only_the_returned_element_built_from_the_cache_counts():
+    # the helper hands back the cache's keys second; the caller's first name is the fresh projection
+    swapped = mutate(APPENDING_HELPER, "return k, v", "return x, k")
+    swapped = mutate(swapped, "def _append(self, k, v):", "def _append(self, k, v, x=None):")
+    swapped = mutate(swapped, "k, v = self._append(k, v)", "k, _ = self._append(k, v, k)")
+    assert shp204(swapped) == []
+    assert shp204(mutate(swapped, "k, _ = self._append(k, v, k)", "_, k = self._append(k, v, k)")) == [
+        line_of(swapped, "is_causal=True")
+    ]
+
+
 def test_kernel_method_given_keys_without_a_cache_is_quiet():
     no_cache = mutate(METHOD, "k = torch.cat([past[0], k], dim=-2)", "k = k * 1.0")
     no_cache = mutate(no_cache, "v = torch.cat([past[1], v], dim=-2)", "v = v * 1.0")

@@ -108,6 +108,40 @@ def test_shp601_half_cached_table_is_reported_once_per_method():
 
 
 # -- SHP701 dropout-not-gated -------------------------------------------------------------------------
+PREALLOCATED_TABLES = """
+    import torch
+    from torch import nn
+
+    class RotaryEncoder(nn.Module):
+        def __init__(self, dim, max_seq_len, device=None, dtype=None):
+            super().__init__()
+            self.dim, self.max_seq_len = dim, max_seq_len
+            cos = torch.empty((max_seq_len, dim), device=device, dtype=dtype)
+            sin = torch.empty((max_seq_len, dim), device=device, dtype=dtype)
+            self.register_buffer("cos_weight", cos, persistent=False)
+            self.register_buffer("sin_weight", sin, persistent=False)
+            self.reset_buffers()
+
+        def reset_buffers(self):
+            indices = torch.arange(self.dim // 2, dtype=torch.float32)
+            steps = torch.arange(self.max_seq_len, dtype=torch.float32).unsqueeze(1)
+            table = torch.matmul(steps, 10000 ** (-2.0 * indices.unsqueeze(0) / self.dim))
+            self.cos_weight[:] = torch.repeat_interleave(torch.cos(table), 2, dim=-1)
+            self.sin_weight[:] = torch.repeat_interleave(torch.sin(table), 2, dim=-1)
+"""
+
+
+def test_shp601_tables_written_into_buffers_allocated_in_the_modules_dtype():
+    [finding] = findings("SHP601", PREALLOCATED_TABLES)
+    assert finding.line == line_of(PREALLOCATED_TABLES, "cos = torch.empty(")
+    assert "stored in the dtype the module is built in" in finding.message
+    assert [(r["line"], r["message"]) for r in finding.related] == [
+        (line_of(PREALLOCATED_TABLES, "self.cos_weight[:] ="), "the float32 table is written into that buffer here")
+    ]
+    float32 = PREALLOCATED_TABLES.replace("dtype=dtype)", "dtype=torch.float32)")
+    assert findings("SHP601", float32) == []
+
+
 NANOGPT_ATTENTION = """
     import torch.nn as nn
     import torch.nn.functional as F
@@ -385,6 +419,37 @@ def test_shp602_divisibility_check_is_an_option():
     assert findings("SHP602", elsewhere, {"check-divisibility": True}) == []
 
 
+REPEAT_KV_HELPER = """
+    import torch.nn.functional as F
+    from torch import nn
+
+    def repeat_kv(x, n_rep):
+        if n_rep == 1:
+            return x
+        return x.repeat_interleave(n_rep, dim=1)
+
+    class Attention(nn.Module):
+        def __init__(self, dim, n_heads, n_kv_heads):
+            super().__init__()
+            assert n_heads % n_kv_heads == 0
+            self.n_rep = n_heads // n_kv_heads
+
+        def forward(self, q, k, v):
+            k, v = repeat_kv(k, self.n_rep), repeat_kv(v, self.n_rep)
+            return F.scaled_dot_product_attention(q, k, v)
+"""
+
+
+def test_shp602_tile_order_inside_a_helper_given_the_ratio_by_its_callers():
+    assert findings("SHP602", REPEAT_KV_HELPER) == []
+    mutant = mutate(REPEAT_KV_HELPER, "x.repeat_interleave(n_rep, dim=1)", "x.repeat(1, n_rep, 1, 1)")
+    found = findings("SHP602", mutant)
+    assert [d.line for d in found] == [line_of(mutant, "x.repeat(1, n_rep, 1, 1)")]
+    # the same helper called with a count that is not a head ratio says nothing about heads
+    other = mutate(mutant, "repeat_kv(k, self.n_rep), repeat_kv(v, self.n_rep)", "repeat_kv(k, 2), repeat_kv(v, 2)")
+    assert findings("SHP602", other) == []
+
+
 # -- SHP603 rope-layout-mismatch ----------------------------------------------------------------------
 HF_ROPE = """
     import torch
@@ -421,12 +486,73 @@ def test_shp603_interleaved_table_with_rotate_half_fires_at_the_rotation():
     assert "i with i + d/2" in found[0].message and "repeat_interleave" in found[0].message
 
 
+CODEC_ROTATION = """
+    def rotate_half_codec(x):
+        x = x.reshape(*x.shape[:-1], -1, 2)
+        x1, x2 = x.unbind(dim=-1)
+        x = torch.stack((-x2, x1), dim=-1)
+        return x.reshape(*x.shape[:-2], -1)
+
+    def apply_codec_rotary(q, cos, sin):
+        return q * cos + rotate_half_codec(q) * sin
+"""
+
+
+def test_shp603_a_second_rotation_that_pairs_channels_against_every_table_of_the_file():
+    source = HF_ROPE + CODEC_ROTATION
+    found = findings("SHP603", source)
+    assert [d.line for d in found] == [line_of(source, "x = torch.stack((-x2, x1), dim=-1)")]
+    assert "2i with 2i+1" in found[0].message
+    # the torch spelling of a split into (i, i + d/2) pairs agrees with the half-split table
+    halves = mutate(source, "x.reshape(*x.shape[:-1], -1, 2)", "x.reshape(*x.shape[:-1], 2, -1)")
+    assert findings("SHP603", mutate(halves, "x.unbind(dim=-1)", "x.unbind(dim=-2)")) == []
+
+
+def test_shp603_one_function_that_rotates_both_ways_chooses_by_a_flag():
+    source = (
+        HF_ROPE
+        + """
+    def rotate(x, interleaved=False):
+        if not interleaved:
+            x1, x2 = x.chunk(2, dim=-1)
+            return torch.cat((-x2, x1), dim=-1)
+        x = x.reshape(*x.shape[:-1], -1, 2)
+        x1, x2 = x.unbind(dim=-1)
+        return torch.stack((-x2, x1), dim=-1).flatten(-2)
+    """
+    )
+    assert findings("SHP603", source) == []
+
+
 def test_shp603_rotated_values_fire():
     mutant = mutate(
         HF_ROPE, "q, k = apply_rotary_pos_emb(q, k, cos, sin)", "q, v = apply_rotary_pos_emb(q, v, cos, sin)"
     )
     found = findings("SHP603", mutant)
     assert len(found) == 1 and "values" in found[0].message
+
+
+@pytest.mark.parametrize(
+    "rotation",
+    [
+        "q, k, v = (apply_rotary_emb(freqs, t) for t in (q, k, v))",
+        "q, k, v = [apply_rotary_emb(freqs, t) for t in (q, k, v)]",
+        "q, k, v = map(lambda t: apply_rotary_emb(freqs, t), (q, k, v))",
+    ],
+)
+def test_shp603_values_rotated_by_a_helper_that_takes_the_table_first(rotation):
+    source = f"""
+        import torch.nn.functional as F
+        from rotary_embedding_torch import apply_rotary_emb
+
+        def attention(q, k, v, freqs):
+            {rotation}
+            return F.scaled_dot_product_attention(q, k, v)
+    """
+    found = findings("SHP603", source)
+    assert [d.line for d in found] == [line_of(source, rotation)] and "values" in found[0].message
+    keys_only = mutate(source, rotation, rotation.replace("q, k, v", "q, k", 1).replace("(q, k, v)", "(q, k)"))
+    assert findings("SHP603", keys_only) == []
 
 
 def test_shp603_double_rotation_fires_but_exclusive_branches_do_not():
