@@ -277,6 +277,8 @@ class LogitTracer:
             return self.sources(expr.value, at, depth + 1)
         if is_a(expr, cst.IfExp):
             return self.sources(expr.body, at, depth + 1) + self.sources(expr.orelse, at, depth + 1)
+        if is_a(expr, cst.NamedExpr):  # Ex) softmax((scores := q @ k.mT), dim=-1)
+            return self.sources(expr.value, at, depth + 1)
         return []
 
     def _through_definitions(self, name: str, at: int, depth: int) -> list[LogitSource]:
@@ -518,6 +520,10 @@ class LogitTracer:
                 return self.transpose_of(inner, at, depth + 1)
         if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, (cst.Multiply, cst.Divide)):
             return self.transpose_of(expr.left, at, depth + 1) or self.transpose_of(expr.right, at, depth + 1)
+        if is_a(expr, cst.IfExp):  # Ex) k.transpose(-2, -1) if channels_last else k.mT
+            return self.transpose_of(expr.body, at, depth + 1) or self.transpose_of(expr.orelse, at, depth + 1)
+        if is_a(expr, cst.NamedExpr):
+            return self.transpose_of(expr.value, at, depth + 1)
         if is_a(expr, cst.Name) and self.facts is None:
             value, order = module_value(self.ctx, expr.value, at)
             return self.transpose_of(value, order, depth + 1) if value is not None else None

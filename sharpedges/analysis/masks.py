@@ -293,6 +293,8 @@ class MaskEvaluator:
         at = self.ctx.order(expr) if at is None else at
         if is_a(expr, cst.Name):
             return self._name(expr.value, at, depth)
+        if is_a(expr, cst.NamedExpr):
+            return self.value(expr.value, at, depth + 1)
         if is_a(expr, cst.IfExp):  # Ex) mask = (x < 0) if not self.causal else None: no mask on one side
             branches = [branch for branch in (expr.body, expr.orelse) if not _is_none(branch)]
             return _agreed([self.value(branch, at, depth + 1) for branch in branches])

@@ -1485,7 +1485,83 @@ ADDITIVE_FROM_A_HELPER = """
             return att.softmax(dim=-1) @ v
 """
 
+SCORES_IN_A_WALRUS = """
+    import math
+    import torch
+
+    def attend(q, k, v):
+        return torch.softmax((scores := q @ k.transpose(-2, -1)), dim=-1) @ v  # <-
+"""
+KEYS_TRANSPOSED_IN_A_CONDITIONAL = """
+    import math
+    import torch
+
+    def attend(q, k, v, channels_last):
+        keys = k.transpose(-2, -1) if channels_last else k.mT
+        scores = q @ keys
+        return torch.softmax(scores, dim=-1) @ v  # <-
+"""
+CAUSAL_IN_A_WALRUS = """
+    import torch
+
+    def attend(q, k, v):
+        n = q.shape[-2]
+        att = (q @ k.transpose(-2, -1)) * q.size(-1) ** -0.5
+        att = att.masked_fill(~(future := torch.ones(n, n, dtype=torch.bool).triu(1)), float("-inf"))  # <-
+        return att.softmax(dim=-1) @ v
+"""
+FILL_IN_A_CLASS_CONSTANT = """
+    import torch
+
+    class Config:
+        mask_value = -1e9
+
+    def attend(q, k, v, mask):
+        scores = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5
+        scores = scores.masked_fill(mask == 0, Config.mask_value)  # <-
+        return scores.softmax(-1) @ v
+"""
+FILL_AS_A_PARAMETER_DEFAULT = """
+    import torch
+
+    def attend(q, k, v, mask, mask_value=-1e9):
+        scores = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5
+        scores = scores.masked_fill(mask == 0, mask_value)  # <-
+        return scores.softmax(-1) @ v
+"""
+
 MORE_CASES = [
+    case("SHP202", CAUSAL_IN_A_WALRUS, "~(future", "(future", name="walrus"),
+    case(
+        "SHP101",
+        SCORES_IN_A_WALRUS,
+        "q @ k.transpose(-2, -1))",
+        "q @ k.transpose(-2, -1) / math.sqrt(q.size(-1)))",
+        name="walrus",
+    ),
+    case(
+        "SHP101",
+        KEYS_TRANSPOSED_IN_A_CONDITIONAL,
+        "scores = q @ keys",
+        "scores = q @ keys / math.sqrt(q.size(-1))",
+        name="keys-transposed-in-a-conditional-expression",
+    ),
+    case(
+        "SHP103",
+        FILL_IN_A_CLASS_CONSTANT,
+        "mask_value = -1e9",
+        "mask_value = -1e4",
+        name="class-constant",
+        gap="values.constant_number reads module constants and self attributes, not a class attribute (Config.x)",
+    ),
+    case(
+        "SHP103",
+        FILL_AS_A_PARAMETER_DEFAULT,
+        "mask_value=-1e9",
+        "mask_value=-1e4",
+        name="parameter-default",
+        gap="a parameter's default is not a value it holds: callers may pass another, and none is followed",
+    ),
     *(
         case("SHP202", ADDITIVE_CAUSAL.format(apply=apply), old, new, name=f"additive-{name}")
         for name, (apply, old, new) in ADDITIVE_APPLICATIONS.items()
