@@ -450,7 +450,8 @@ class LogitTracer:
     def qk_product(self, node, left, right, at: int, kind: str = "matmul") -> LogitSource | None:
         if self.is_weight(left) or self.is_weight(right):
             return None
-        transpose = self.transpose_of(right, at, 0)
+        # Ex) q @ k.transpose(-2, -1); channels first, q and k as (B, H, D, N): q.transpose(-2, -1) @ k
+        transpose = self.transpose_of(right, at, 0) or self.transpose_of(left, at, 0)
         if transpose is None:
             return None
         scales = (*self.operand_scales(left, at, 0), *self.operand_scales(right, at, 0))

@@ -1510,6 +1510,14 @@ CAUSAL_IN_A_WALRUS = """
         att = att.masked_fill(~(future := torch.ones(n, n, dtype=torch.bool).triu(1)), float("-inf"))  # <-
         return att.softmax(dim=-1) @ v
 """
+CHANNELS_FIRST_UNSCALED = """
+    import math
+    import torch
+
+    def attend(q, k, v):
+        attn = q.transpose(-2, -1) @ k
+        return attn.softmax(dim=-1)  # <-
+"""
 FILL_IN_A_CLASS_CONSTANT = """
     import torch
 
@@ -1531,6 +1539,13 @@ FILL_AS_A_PARAMETER_DEFAULT = """
 """
 
 MORE_CASES = [
+    case(
+        "SHP101",
+        CHANNELS_FIRST_UNSCALED,
+        "attn = q.transpose(-2, -1) @ k",
+        "attn = q.transpose(-2, -1) @ k / math.sqrt(q.size(-2))",
+        name="channels-first-product",
+    ),
     case("SHP202", CAUSAL_IN_A_WALRUS, "~(future", "(future", name="walrus"),
     case(
         "SHP101",
