@@ -450,8 +450,11 @@ class LogitTracer:
     def qk_product(self, node, left, right, at: int, kind: str = "matmul") -> LogitSource | None:
         if self.is_weight(left) or self.is_weight(right):
             return None
-        # Ex) q @ k.transpose(-2, -1); channels first, q and k as (B, H, D, N): q.transpose(-2, -1) @ k
-        transpose = self.transpose_of(right, at, 0) or self.transpose_of(left, at, 0)
+        # Ex) q @ k.transpose(-2, -1); channels first, q and k as (B, H, D, N): q.transpose(-2, -1) @ k, the
+        # query transposed in the product itself (a name bound to a permuted query is another layout's q)
+        transpose = self.transpose_of(right, at, 0) or (
+            self.transpose_of(left, at, 0) if not is_a(left, cst.Name) else None
+        )
         if transpose is None:
             return None
         scales = (*self.operand_scales(left, at, 0), *self.operand_scales(right, at, 0))
@@ -1468,7 +1471,9 @@ def _assigned_key(ctx: FileContext, node: cst.CSTNode) -> DimensionKey | None:
 
 def _head_layouts(ctx: FileContext, scope: cst.CSTNode) -> list[tuple[set, set]]:
     """For each `view`/`reshape` into heads in the scope, (what sits on the heads axis, what sits on
-    the head-dim axis): the last two sizes, as keys and as the nodes themselves."""
+    the head-dim axis): the last two sizes, or the two before a trailing -1 (the positions) after a head
+    count (timm's channels-first `view(B, self.num_heads, self.dim_head, -1)`), as keys and as the nodes
+    themselves."""
     layouts = []
     for call in ctx.index.descendants(scope, cst.Call):
         if method_name(call) not in ("view", "reshape"):
@@ -1479,6 +1484,8 @@ def _head_layouts(ctx: FileContext, scope: cst.CSTNode) -> list[tuple[set, set]]
         function = ctx.function_of(call)
         at = ctx.order(call)
         heads, head_dim = sizes[-2], sizes[-1]
+        if len(sizes) >= 4 and literal_int(head_dim) == -1 and _names_heads(sizes[-3]) and not _names_heads(heads):
+            heads, head_dim = sizes[-3], sizes[-2]  # channels first: view(B, heads, head_dim, -1), positions last
         layouts.append(
             (
                 {heads, dimension_key(ctx, heads, function, at)} - {None},
@@ -1486,6 +1493,12 @@ def _head_layouts(ctx: FileContext, scope: cst.CSTNode) -> list[tuple[set, set]]
             )
         )
     return layouts
+
+
+def _names_heads(expr: cst.BaseExpression) -> bool:
+    """A head count by its name, and not a per-head size (`self.num_heads`, not `self.dim_head`)."""
+    text = (dotted(expr) or "").lower()
+    return is_head_count(expr) and "dim" not in text and "size" not in text
 
 
 def logit_sources(ctx: FileContext, softmax: SoftmaxCall) -> list[LogitSource]:

@@ -1510,6 +1510,27 @@ CAUSAL_IN_A_WALRUS = """
         att = att.masked_fill(~(future := torch.ones(n, n, dtype=torch.bool).triu(1)), float("-inf"))  # <-
         return att.softmax(dim=-1) @ v
 """
+CHANNELS_FIRST = """
+    import torch
+    from torch import nn
+
+    class Attention2d(nn.Module):
+        def __init__(self, dim, dim_out, num_heads=32):
+            super().__init__()
+            dim_attn = dim_out
+            self.num_heads = num_heads
+            self.dim_head = dim_attn // num_heads
+            self.scale = num_heads ** -0.5  # <-
+            self.qkv = nn.Conv2d(dim, dim_attn * 3, 1)
+
+        def forward(self, x):
+            B, C, H, W = x.shape
+            q, k, v = self.qkv(x).reshape(B, 3, self.num_heads, self.dim_head, -1).unbind(1)
+            q = q * self.scale
+            attn = q.transpose(-2, -1) @ k
+            attn = attn.softmax(dim=-1)
+            return (v @ attn.transpose(-2, -1)).view(B, -1, H, W)
+"""
 CHANNELS_FIRST_UNSCALED = """
     import math
     import torch
@@ -1539,6 +1560,7 @@ FILL_AS_A_PARAMETER_DEFAULT = """
 """
 
 MORE_CASES = [
+    case("SHP102", CHANNELS_FIRST, "num_heads ** -0.5", "self.dim_head ** -0.5", name="channels-first-head-count"),
     case(
         "SHP101",
         CHANNELS_FIRST_UNSCALED,
