@@ -28,7 +28,7 @@ def _consumer(use: MaskUse) -> str:
 
 class AttentionMaskPolarity(Detector):
     code = "SHP203"
-    tokens = (b"mask", b"where")
+    tokens = (b"mask", b"where", b"scaled_dot_product_attention")  # SDPA's attn_mask may be passed by position
     also_tokens = (HANDING_TOKENS + REGISTRY_TOKENS,)
 
     def check(self, ctx):

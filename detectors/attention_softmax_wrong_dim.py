@@ -33,7 +33,7 @@ class AttentionSoftmaxWrongDim(Detector):
             wrong = [v for v in verdicts if v is not None and v[0] == "wrong"]
             if wrong and len(wrong) == len(verdicts):
                 yield Finding(softmax.call, facts={"dim": dim, "keys": wrong[0][1]})
-        for pooling in off_axis_poolings(ctx):
+        for pooling in off_axis_poolings(ctx, softmax_calls(ctx)):
             if not _renormalised(ctx, pooling.softmax):
                 facts = {"normalised": pooling.normalised, "summed": ", ".join(pooling.summed)}
                 yield Finding(

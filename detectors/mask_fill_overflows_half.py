@@ -9,8 +9,8 @@ import libcst as cst
 from sharpedges.analysis.attention import attention_softmaxes
 from sharpedges.analysis.calls import argument, method_name
 from sharpedges.analysis.names import dotted
-from sharpedges.analysis.tensors import chosen_by_dtype
-from sharpedges.analysis.values import constant_number, multiplied_constants, possible_values
+from sharpedges.analysis.tensors import chosen_by_dtype, returned_number
+from sharpedges.analysis.values import multiplied_constants, possible_values
 from sharpedges.analysis.vocabulary import (
     CAST_METHODS,
     FILL_FUNCTIONS,
@@ -40,7 +40,7 @@ class MaskFillOverflowsHalf(Detector):
                     if fill is None or fill[0] in reported:
                         continue
                     literal, scores = fill
-                    value = constant_number(ctx, literal)
+                    value = returned_number(ctx, literal)
                     inner = source.path[position + 1 :]
                     # Ex) scores.float().masked_fill(mask, -1e9): the fill lands in float32
                     # Ex) XLNet: `if mask.dtype == torch.float16: - 65500 * mask else: - 1e30 * mask`
@@ -64,6 +64,8 @@ class MaskFillOverflowsHalf(Detector):
 
 def _fill_of(ctx, node, inner_path) -> tuple[cst.BaseExpression, cst.BaseExpression] | None:
     """(the fill value, the scores it fills) when `node` writes a value into the scores."""
+    if is_a(node, cst.Assign):  # Ex) scores[~mask] = -1e9, a write into the scores the path passes
+        return node.value, cst.ensure_type(node.targets[0].target, cst.Subscript).value
     if not is_a(node, cst.Call) or not inner_path:
         return None
     scores = inner_path[0]

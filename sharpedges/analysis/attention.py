@@ -22,6 +22,8 @@ import libcst as cst
 from sharpedges.analysis.calls import argument, literal_int, literal_number, literal_string, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
+from sharpedges.analysis.dataflow import Definition
+from sharpedges.analysis.einsum import einsum_of
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.summaries import (
     HELPER_SCOPES,
@@ -31,7 +33,7 @@ from sharpedges.analysis.summaries import (
     positional_parameters,
     return_values,
 )
-from sharpedges.analysis.tensors import class_family, known_rank
+from sharpedges.analysis.tensors import called_lambda, class_family, helper_called, known_rank
 from sharpedges.analysis.values import module_assignments, possible_values
 from sharpedges.analysis.vocabulary import (
     ADDITIVE_FUNCTIONS,
@@ -193,7 +195,28 @@ def _softmax_module_dim(ctx: FileContext, call: cst.Call) -> cst.BaseExpression 
     return argument(constructor, "dim", 0) if constructor is not None else None
 
 
-def _module_value(ctx: FileContext, name: str, at: int) -> tuple[cst.BaseExpression | None, int]:
+def unpacked_call(definition: Definition) -> tuple[cst.Call, int] | None:
+    """For a name unpacked from a call (`a, name, c = helper(...)`): the call, and the name's place."""
+    assign = definition.node
+    if not is_a(assign, cst.Assign) or not is_a(assign.value, cst.Call):
+        return None
+    position = unpacked_position(assign, definition.name)
+    return (assign.value, position) if position is not None else None
+
+
+def unpacked_position(assign: cst.Assign, name: str) -> int | None:
+    """Where `name` sits in a flat tuple target with no starred element (`a, name, c = ...`)."""
+    for target in assign.targets:
+        elements = target.target.elements if is_a(target.target, (cst.Tuple, cst.List)) else ()
+        if any(is_a(e, cst.StarredElement) for e in elements):
+            continue
+        for position, element in enumerate(elements):
+            if is_a(element.value, cst.Name) and element.value.value == name:
+                return position
+    return None
+
+
+def module_value(ctx: FileContext, name: str, at: int) -> tuple[cst.BaseExpression | None, int]:
     """Module-level code (a script, a notebook): the value of the last plain assignment of `name`
     before `at`, and where it is made."""
     before = [(value, order) for value, order in module_assignments(ctx).get(name, ()) if order < at]
@@ -209,6 +232,7 @@ class LogitTracer:
         ctx: FileContext,
         function: cst.FunctionDef | None,
         bindings: dict[str, tuple[LogitTracer, cst.BaseExpression, int]] | None = None,
+        lambda_parameters: frozenset[str] = frozenset(),
     ) -> None:
         self.ctx = ctx
         self.function = function
@@ -216,6 +240,8 @@ class LogitTracer:
         self.cls = ctx.class_of(function) if function is not None else None
         # Inside a helper: parameter -> (the caller's tracer, the argument it passed, where)
         self.bindings = bindings or {}
+        # Inside a lambda of `function`: its parameters, which hide the function's names of the same spelling
+        self.lambda_parameters = lambda_parameters
 
     def scale(self, expr: cst.BaseExpression, at: int, divides: bool = False) -> Scale:
         return Scale(expr, self.function, at, divides)
@@ -251,16 +277,22 @@ class LogitTracer:
             return self.sources(expr.value, at, depth + 1)
         if is_a(expr, cst.IfExp):
             return self.sources(expr.body, at, depth + 1) + self.sources(expr.orelse, at, depth + 1)
+        if is_a(expr, cst.NamedExpr):  # Ex) softmax((scores := q @ k.mT), dim=-1)
+            return self.sources(expr.value, at, depth + 1)
         return []
 
     def _through_definitions(self, name: str, at: int, depth: int) -> list[LogitSource]:
+        if name in self.lambda_parameters:
+            return self._caller_sources(name, depth) if name in self.bindings else []
         if self.facts is None:
-            value, order = _module_value(self.ctx, name, at)
+            value, order = module_value(self.ctx, name, at)
             return self.sources(value, order, depth + 1) if value is not None else []
         found: list[LogitSource] = []
         for definition in self.facts.reaching(name, at):
             if definition.kind == "param":
                 found += self._caller_sources(name, depth)
+            if definition.kind == "unpack":
+                found += self._unpacked_sources(definition, depth)
             if definition.value is None:
                 continue
             if definition.kind == "augassign":
@@ -283,7 +315,37 @@ class LogitTracer:
                     for s in previous
                 ]
             elif definition.kind == "assign":
-                found += self.sources(definition.value, definition.order, depth + 1)
+                written = self.sources(definition.value, definition.order, depth + 1)
+                for write in self._index_writes(name, definition.order, at):
+                    written = [s.through(write) for s in written]
+                found += written
+        return found
+
+    def _index_writes(self, name: str, after: int, before: int) -> list[cst.Assign]:
+        """`scores[~mask] = -1e9` between a definition of `scores` and a read: the same tensor, written
+        in place, in the order they run."""
+        if self.facts is None:
+            return []
+        writes = []
+        for use in self.facts.uses.get(name, ()):
+            subscript = self.ctx.index.parents.get(use)
+            target = self.ctx.index.parents.get(subscript) if is_a(subscript, cst.Subscript) else None
+            assign = self.ctx.index.parents.get(target) if is_a(target, cst.AssignTarget) else None
+            if is_a(assign, cst.Assign) and after <= self.ctx.order(assign) < before:
+                writes.append(assign)
+        return sorted(writes, key=self.ctx.order)
+
+    def _unpacked_sources(self, definition: Definition, depth: int) -> list[LogitSource]:
+        """`scores, n = self.logits(q, k)`: the element at the name's place in the tuples the helper returns."""
+        unpacked = unpacked_call(definition)
+        if unpacked is None:
+            return []
+        call, position = unpacked
+        found: list[LogitSource] = []
+        for inner, value, after in self._helper_returns(call, definition.order):
+            elements = value.elements if is_a(value, cst.Tuple) else ()
+            if position < len(elements) and not any(is_a(e, cst.StarredElement) for e in elements):
+                found += inner.sources(elements[position].value, after, depth + 1)
         return found
 
     def _caller_sources(self, name: str, depth: int) -> list[LogitSource]:
@@ -371,7 +433,12 @@ class LogitTracer:
     def _helper_returns(self, call: cst.Call, at: int) -> list[tuple[LogitTracer, cst.BaseExpression, int]]:
         """What a helper of this file called here returns: each returned expression, where it is read, and
         a tracer for the helper with its parameters bound to this call's arguments."""
-        helper = called_function(self.ctx, call)
+        local_lambda = called_lambda(self.ctx, call)
+        if local_lambda is not None:  # Ex) logits = lambda a, b: a @ b.transpose(-2, -1); logits(q, k)
+            bound = {name: (self, value, at) for name, value in bind_arguments(call, local_lambda.parameters).items()}
+            inner = LogitTracer(self.ctx, self.function, bound, frozenset(local_lambda.parameters))
+            return [(inner, local_lambda.node.body, at)]
+        helper = helper_called(self.ctx, call)
         if helper is None:
             return []
         function, positional = helper
@@ -383,21 +450,21 @@ class LogitTracer:
     def qk_product(self, node, left, right, at: int, kind: str = "matmul") -> LogitSource | None:
         if self.is_weight(left) or self.is_weight(right):
             return None
-        transpose = self.transpose_of(right, at, 0)
+        # Ex) q @ k.transpose(-2, -1); channels first, q and k as (B, H, D, N): q.transpose(-2, -1) @ k, the
+        # query transposed in the product itself (a name bound to a permuted query is another layout's q)
+        transpose = self.transpose_of(right, at, 0) or (
+            self.transpose_of(left, at, 0) if not is_a(left, cst.Name) else None
+        )
         if transpose is None:
             return None
         scales = (*self.operand_scales(left, at, 0), *self.operand_scales(right, at, 0))
         return LogitSource(node, bool(scales), scales=scales, kind=kind, transpose=transpose)
 
     def einsum_product(self, call: cst.Call, at: int) -> LogitSource | None:
-        spec = literal_string(argument(call, "equation", 0))
-        operands = [arg.value for arg in call.args[1:] if arg.keyword is None and not arg.star]
-        if spec is None or len(operands) != 2:
+        einsum = einsum_of(self.ctx, call)
+        if einsum is None or len(einsum.inputs) != 2:
             return None
-        terms = parse_einsum(spec)
-        if terms is None or len(terms[0]) != 2:
-            return None
-        (a, b), output = terms
+        (a, b), output = einsum.inputs, einsum.output
         if not a or not b or not output:
             return None
         contracted = (set(a) & set(b)) - set(output)
@@ -409,9 +476,9 @@ class LogitTracer:
         windowed = bool(keys) and output[-1] in keys and len(output) >= 3
         if not keys or (not (set(a) - set(b)) & set(output) and not windowed):
             return None
-        if any(self.is_weight(op) for op in operands):
+        if any(self.is_weight(op) for op in einsum.operands):
             return None
-        scales = tuple(scale for op in operands for scale in self.operand_scales(op, at, 0))
+        scales = tuple(scale for op in einsum.operands for scale in self.operand_scales(op, at, 0))
         return LogitSource(call, bool(scales), scales=scales, kind="einsum")
 
     def is_weight(self, expr: cst.BaseExpression) -> bool:
@@ -457,8 +524,12 @@ class LogitTracer:
                 return self.transpose_of(inner, at, depth + 1)
         if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, (cst.Multiply, cst.Divide)):
             return self.transpose_of(expr.left, at, depth + 1) or self.transpose_of(expr.right, at, depth + 1)
+        if is_a(expr, cst.IfExp):  # Ex) k.transpose(-2, -1) if channels_last else k.mT
+            return self.transpose_of(expr.body, at, depth + 1) or self.transpose_of(expr.orelse, at, depth + 1)
+        if is_a(expr, cst.NamedExpr):
+            return self.transpose_of(expr.value, at, depth + 1)
         if is_a(expr, cst.Name) and self.facts is None:
-            value, order = _module_value(self.ctx, expr.value, at)
+            value, order = module_value(self.ctx, expr.value, at)
             return self.transpose_of(value, order, depth + 1) if value is not None else None
         if is_a(expr, cst.Name) and self.facts is not None:
             for d in self.facts.reaching(expr.value, at):
@@ -511,6 +582,8 @@ class LogitTracer:
         ]
 
     def _name_scales(self, name: str, at: int, depth: int) -> list[Scale]:
+        if name in self.lambda_parameters:
+            return self._parameter_scales(name, depth) if name in self.bindings else []
         if self.facts is None:
             return []
         found: list[Scale] = []
@@ -689,23 +762,23 @@ def _isinstance_classes(test: cst.BaseExpression) -> set[str]:
     return names
 
 
-def key_axis(source: LogitSource, ctx: FileContext | None = None) -> tuple[int | None, int | None]:
+def key_axis(source: LogitSource, ctx: FileContext) -> tuple[int | None, int | None]:
     """Where the key axis sits in the scores a product makes, as (index from the front, index from
-    the back); None where the code does not say (an unknown rank, an ellipsis). With the file's
-    context, a query of a known rank places the keys of a matmul (`q @ k.transpose(-1, -2)`)."""
+    the back); None where the code does not say (an unknown rank, an ellipsis). A query of a known
+    rank places the keys of a matmul (`q @ k.transpose(-1, -2)`)."""
     if source.kind in ("bmm", "baddbmm"):
         return 2, -1
     if source.kind == "einsum" and is_a(source.product, cst.Call):
-        terms = parse_einsum(literal_string(argument(source.product, "equation", 0)) or "")
-        if terms is None:
+        einsum = einsum_of(ctx, source.product)
+        if einsum is None:
             return None, None
-        (a, b), output = terms
+        (a, b), output = einsum.inputs, einsum.output
         keys = [index for index in output if index in b and index not in a]
         if len(keys) != 1:
             return None, None
         position = output.index(keys[0])
-        ellipsis_before = "…" in output[:position]
-        ellipsis_after = "…" in output[position + 1 :]
+        ellipsis_before = "..." in output[:position]
+        ellipsis_after = "..." in output[position + 1 :]
         return (None if ellipsis_before else position), (None if ellipsis_after else position - len(output))
     transpose = source.transpose
     if is_a(transpose, cst.Call):
@@ -728,7 +801,7 @@ def key_axis(source: LogitSource, ctx: FileContext | None = None) -> tuple[int |
         if is_a(product, cst.Call)
         else None
     )
-    rank = known_rank(ctx, query) if ctx is not None and source.kind == "matmul" and query is not None else None
+    rank = known_rank(ctx, query) if source.kind == "matmul" and query is not None else None
     return (rank - 1 if rank is not None and rank >= 2 else None), -1
 
 
@@ -1398,7 +1471,9 @@ def _assigned_key(ctx: FileContext, node: cst.CSTNode) -> DimensionKey | None:
 
 def _head_layouts(ctx: FileContext, scope: cst.CSTNode) -> list[tuple[set, set]]:
     """For each `view`/`reshape` into heads in the scope, (what sits on the heads axis, what sits on
-    the head-dim axis): the last two sizes, as keys and as the nodes themselves."""
+    the head-dim axis): the last two sizes, or the two before a trailing -1 (the positions) after a head
+    count (timm's channels-first `view(B, self.num_heads, self.dim_head, -1)`), as keys and as the nodes
+    themselves."""
     layouts = []
     for call in ctx.index.descendants(scope, cst.Call):
         if method_name(call) not in ("view", "reshape"):
@@ -1409,6 +1484,8 @@ def _head_layouts(ctx: FileContext, scope: cst.CSTNode) -> list[tuple[set, set]]
         function = ctx.function_of(call)
         at = ctx.order(call)
         heads, head_dim = sizes[-2], sizes[-1]
+        if len(sizes) >= 4 and literal_int(head_dim) == -1 and _names_heads(sizes[-3]) and not _names_heads(heads):
+            heads, head_dim = sizes[-3], sizes[-2]  # channels first: view(B, heads, head_dim, -1), positions last
         layouts.append(
             (
                 {heads, dimension_key(ctx, heads, function, at)} - {None},
@@ -1418,17 +1495,10 @@ def _head_layouts(ctx: FileContext, scope: cst.CSTNode) -> list[tuple[set, set]]
     return layouts
 
 
-def parse_einsum(spec: str) -> tuple[list[list[str]], list[str]] | None:
-    """'bhid,bhjd->bhij' or einops-style 'b h i d, b h j d -> b h i j' into index lists."""
-    if "->" not in spec:
-        return None
-    inputs, output = spec.split("->", 1)
-
-    def indices(term: str) -> list[str]:
-        term = term.strip().replace("...", " … " if " " in term.strip() else "…")
-        return term.split() if " " in term else list(term)
-
-    return [indices(term) for term in inputs.split(",")], indices(output)
+def _names_heads(expr: cst.BaseExpression) -> bool:
+    """A head count by its name, and not a per-head size (`self.num_heads`, not `self.dim_head`)."""
+    text = (dotted(expr) or "").lower()
+    return is_head_count(expr) and "dim" not in text and "size" not in text
 
 
 def logit_sources(ctx: FileContext, softmax: SoftmaxCall) -> list[LogitSource]:

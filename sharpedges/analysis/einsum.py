@@ -11,14 +11,18 @@ no weighted mean. Attention weights sum to 1 over the axis they are contracted o
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from sharpedges.analysis.attention import SoftmaxCall, softmax_calls
 from sharpedges.analysis.calls import literal_int, literal_string
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.walk import is_a
+
+if TYPE_CHECKING:
+    from sharpedges.analysis.attention import SoftmaxCall
 
 EINSUM_FUNCTIONS = frozenset({"torch.einsum", "einops.einsum", "numpy.einsum", "opt_einsum.contract"})
 _SPACED_LABEL = re.compile(r"\.\.\.|\w+")
@@ -34,21 +38,25 @@ class Einsum:
 
 
 def einsum_of(ctx: FileContext, call: cst.Call) -> Einsum | None:
-    """The equation and operands of `torch.einsum("bsh,bshd->bhd", a, b)` (the equation first) or
-    `einops.einsum(a, b, "b s h, b s h d -> b h d")` (the equation last)."""
-    qualified = ctx.callee(call)
-    if qualified not in EINSUM_FUNCTIONS or not call.args or any(a.star or a.keyword for a in call.args):
+    """The equation and operands of an einsum, wherever its equation is: first as torch's and numpy's
+    (`torch.einsum("bsh,bshd->bhd", a, b)`: one letter per axis, spaces ignored), or last as einops'
+    (`einops.einsum(a, b, "b s h, b s h d -> b h d")`: axis names between spaces). The import names
+    both `einsum`, so the position of the string says which."""
+    if ctx.callee(call) not in EINSUM_FUNCTIONS or not call.args or any(a.star or a.keyword for a in call.args):
         return None
     values = [a.value for a in call.args]
-    equation = literal_string(values[-1] if qualified == "einops.einsum" else values[0])
-    operands = values[:-1] if qualified == "einops.einsum" else values[1:]
-    if equation is None or equation.count("->") != 1:
+    first, last = literal_string(values[0]), literal_string(values[-1])
+    if first is not None:
+        equation, operands, label = first, values[1:], _LETTER_LABEL
+    elif last is not None:
+        equation, operands, label = last, values[:-1], _SPACED_LABEL
+    else:
+        return None
+    if equation.count("->") != 1 or "(" in equation:
         return None
     left, right = equation.split("->")
-    spaced = " " in equation.strip() or qualified == "einops.einsum"
-    label = _SPACED_LABEL if spaced else _LETTER_LABEL
     inputs = tuple(tuple(label.findall(part)) for part in left.split(","))
-    if len(inputs) != len(operands) or "(" in equation:
+    if len(inputs) != len(operands):
         return None
     return Einsum(call, tuple(operands), inputs, tuple(label.findall(right)))
 
@@ -61,13 +69,14 @@ class OffAxisPooling:
     summed: tuple[str, ...]  # the labels of that operand the einsum sums over
 
 
-def off_axis_poolings(ctx: FileContext) -> list[OffAxisPooling]:
-    """Softmax weights, assigned to a local, that an einsum of the same function sums over other axes
-    while it keeps the one they were normalised over, and shares it with another operand."""
+def off_axis_poolings(ctx: FileContext, softmaxes: Sequence[SoftmaxCall]) -> list[OffAxisPooling]:
+    """Softmax weights (of the file's `softmaxes`), assigned to a local, that an einsum of the same
+    function sums over other axes while it keeps the one they were normalised over, and shares it with
+    another operand."""
 
     def compute() -> list[OffAxisPooling]:
         by_statement: dict[cst.CSTNode, SoftmaxCall] = {}
-        for each in softmax_calls(ctx):
+        for each in softmaxes:
             statement = ctx.index.parents.get(each.call)
             if (
                 is_a(statement, cst.Assign)

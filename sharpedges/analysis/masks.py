@@ -23,11 +23,18 @@ from typing import Any, Literal
 
 import libcst as cst
 
-from sharpedges.analysis.attention import LogitTracer, dtype_min_plane, softmax_calls
+from sharpedges.analysis.attention import (
+    LogitTracer,
+    attention_softmaxes,
+    dtype_min_plane,
+    module_value,
+    softmax_calls,
+    unpacked_call,
+)
 from sharpedges.analysis.calls import argument, is_true, literal_int, literal_number, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
-from sharpedges.analysis.dataflow import Condition
+from sharpedges.analysis.dataflow import Condition, Definition
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import SMALL_PACKAGE, ImportedName, imported_names
 from sharpedges.analysis.registries import RegistryCall, registry_calls
@@ -42,6 +49,7 @@ from sharpedges.analysis.summaries import (
     positional_parameters,
     return_values,
 )
+from sharpedges.analysis.tensors import called_lambda, helper_called
 from sharpedges.analysis.values import UNKNOWN, passed_argument
 from sharpedges.analysis.vocabulary import (
     ADDITIVE_METHODS,
@@ -265,10 +273,18 @@ class MaskEvaluator:
     and registered buffers of the enclosing class; with `chosen`, only the definitions that can meet a
     consumer run under those string choices (the SDPA kernel of an attention registry)."""
 
-    def __init__(self, ctx: FileContext, function: cst.FunctionDef | None, chosen: Condition | None = None) -> None:
+    def __init__(
+        self,
+        ctx: FileContext,
+        function: cst.FunctionDef | None,
+        chosen: Condition | None = None,
+        lambda_parameters: frozenset[str] = frozenset(),
+    ) -> None:
         self.ctx = ctx
         self.function = function
         self.chosen = chosen
+        # Inside a lambda of `function`: its parameters, unknown here, hide the function's names
+        self.lambda_parameters = lambda_parameters
         self.facts = ctx.function_facts(function) if function is not None else None
         self._subscript_writes: frozenset[str] | None = None
         self.cls = ctx.class_of(function) if function is not None else None
@@ -279,6 +295,8 @@ class MaskEvaluator:
         at = self.ctx.order(expr) if at is None else at
         if is_a(expr, cst.Name):
             return self._name(expr.value, at, depth)
+        if is_a(expr, cst.NamedExpr):
+            return self.value(expr.value, at, depth + 1)
         if is_a(expr, cst.IfExp):  # Ex) mask = (x < 0) if not self.causal else None: no mask on one side
             branches = [branch for branch in (expr.body, expr.orelse) if not _is_none(branch)]
             return _agreed([self.value(branch, at, depth + 1) for branch in branches])
@@ -303,16 +321,39 @@ class MaskEvaluator:
 
     # -- names and attributes ---------------------------------------------------------------
     def _name(self, name: str, at: int, depth: int) -> MaskValue | None:
-        if self.facts is None or self._written_into(name):
+        if name in self.lambda_parameters:
+            return None
+        if self.facts is None:  # module-level code (a script, a notebook)
+            value, order = module_value(self.ctx, name, at)
+            return self.value(value, order, depth + 1) if value is not None else None
+        if self._written_into(name):
             return None
         values = [
             self.value(d.value, d.order, depth + 1)
             if d.kind == "assign"
             else self._passed(name, depth)
             if d.kind == "param"
+            else self._unpacked(d, depth)
+            if d.kind == "unpack"
             else None
             for d in self.facts.reaching(name, at, self.chosen)
         ]
+        return _agreed(values)
+
+    def _unpacked(self, definition: Definition, depth: int) -> MaskValue | None:
+        """`future, n = masks(T)`: the element at the name's place in the tuples a helper of this file returns."""
+        unpacked = unpacked_call(definition)
+        target = helper_called(self.ctx, unpacked[0]) if unpacked is not None else None
+        if unpacked is None or target is None:
+            return None
+        position = unpacked[1]
+        helper = evaluator_for(self.ctx, target[0])
+        values = []
+        for returned in return_values(self.ctx, target[0]):
+            elements = returned.elements if is_a(returned, cst.Tuple) else ()
+            if position >= len(elements) or any(is_a(e, cst.StarredElement) for e in elements):
+                return None
+            values.append(helper.value(elements[position].value, None, depth + 1))
         return _agreed(values)
 
     def _passed(self, name: str, depth: int) -> MaskValue | None:
@@ -443,7 +484,8 @@ class MaskEvaluator:
         if SQUARE_SUBSEQUENT.search(qualified) or method == "generate_square_subsequent_mask":
             return MaskValue("additive", Region(1, None), "blocked")
         if qualified in COMPLEMENT_FUNCTIONS or (method in ("logical_not", "bitwise_not") and not namespace):
-            inner = self.value(argument(call, "input", 0) if qualified else receiver(call), at, depth + 1)
+            functional = qualified in COMPLEMENT_FUNCTIONS
+            inner = self.value(argument(call, "input", 0) if functional else receiver(call), at, depth + 1)
             return _as_bool(inner.complement()) if inner is not None else None
         if method in ("eq", "ne", "gt", "ge", "lt", "le") and not namespace:
             inner = self.value(receiver(call), at, depth + 1)
@@ -532,7 +574,11 @@ class MaskEvaluator:
     def _helper(self, call: cst.Call, depth: int) -> MaskValue | None:
         """A mask built in a helper of this file (`self._causal_mask(T)`, `make_mask(T)`): what the
         helper returns, evaluated in the helper."""
-        target = called_function(self.ctx, call)
+        local_lambda = called_lambda(self.ctx, call)
+        if local_lambda is not None:  # Ex) future = lambda n: torch.ones(n, n).triu(1); future(T)
+            inner = MaskEvaluator(self.ctx, self.function, self.chosen, frozenset(local_lambda.parameters))
+            return inner.value(local_lambda.node.body, self.ctx.order(call), depth + 1)
+        target = helper_called(self.ctx, call)
         if target is None:
             return None
         helper = evaluator_for(self.ctx, target[0])
@@ -1080,7 +1126,7 @@ def registered_buffers(
 class MaskUse:
     """A place where a mask decides what attention may see."""
 
-    node: cst.Call | cst.BinaryOperation
+    node: cst.Call | cst.BinaryOperation | cst.AugAssign
     mask: cst.BaseExpression
     convention: Convention
     consumer: str  # "masked_fill", "where", "sdpa", a torch.nn module name, "scores + mask"
@@ -1171,9 +1217,40 @@ def _consumer_uses(ctx: FileContext) -> list[MaskUse]:
                     if mask is not None:
                         uses.append(MaskUse(call, mask, "torch_nn", f"{kind}({keyword}=)", function))
         uses += [use for registry in registry_calls(ctx) for use in _registry_mask_uses(ctx, registry)]
-        return uses
+        return uses + _added_mask_uses(ctx)
 
     return ctx.memo("consumer_mask_uses", compute)
+
+
+def _added_mask_uses(ctx: FileContext) -> list[MaskUse]:
+    """`scores + mask`, `scores += mask`: an additive mask (-inf or a large negative where blocked) added on
+    the way from a QK^T product to its softmax, the other operand of an addition on that path."""
+    uses: list[MaskUse] = []
+    seen: set[cst.CSTNode] = set()
+    for softmax, sources in attention_softmaxes(ctx):
+        for source in sources:
+            for node, inner in zip(source.path, source.path[1:], strict=False):
+                addition = _addition(node, inner)
+                if addition is None or node in seen:
+                    continue
+                seen.add(node)
+                add, mask = addition
+                value = evaluator_for(ctx, softmax.function).value(mask)
+                if value is not None and value.kind == "additive":
+                    uses.append(MaskUse(add, mask, "sdpa", "scores + mask", softmax.function))
+    return uses
+
+
+def _addition(
+    node: cst.CSTNode, inner: cst.CSTNode
+) -> tuple[cst.BinaryOperation | cst.AugAssign, cst.BaseExpression] | None:
+    """An addition on the scores' path (`inner` is the scores' side), and its other operand."""
+    if is_a(node, cst.BinaryOperation) and is_a(node.operator, cst.Add):
+        other = node.right if inner is node.left else node.left if inner is node.right else None
+        return (node, other) if other is not None else None
+    if is_a(node, cst.AugAssign) and is_a(node.operator, cst.AddAssign) and inner is not node.value:
+        return node, node.value
+    return None
 
 
 def _registry_mask_uses(ctx: FileContext, registry: RegistryCall) -> list[MaskUse]:
@@ -1240,9 +1317,7 @@ def masks_attention_scores(ctx: FileContext, use: MaskUse) -> bool:
     node = use.node
     if use.convention not in ("block", "allow") or not is_a(node, cst.Call) or use.forwarded:
         return True  # blocking and allowing are calls; a forwarded use's consumer was checked in its module
-    if use.function is None:
-        return False
-    tracer = LogitTracer(ctx, use.function)
+    tracer = LogitTracer(ctx, use.function)  # module-level code too: a script, a notebook
     at = ctx.order(node)
     if use.consumer == "torch.where":
         branches = [argument(node, "input", 1), argument(node, "other", 2)]

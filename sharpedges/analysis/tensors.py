@@ -11,6 +11,8 @@ annotated `Tensor`. A module, a list, a set, a matplotlib axis or anything unkno
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import libcst as cst
 
 from sharpedges.analysis.calls import argument, literal_int, method_name, receiver
@@ -19,7 +21,14 @@ from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.dataflow import FunctionFacts
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import imported_module_class
-from sharpedges.analysis.summaries import bind_arguments, module_call_sites
+from sharpedges.analysis.summaries import (
+    bind_arguments,
+    called_function,
+    module_call_sites,
+    positional_parameters,
+    return_values,
+)
+from sharpedges.analysis.values import constant_number
 from sharpedges.analysis.vocabulary import (
     CAST_METHODS,
     COPY_METHODS,
@@ -320,6 +329,55 @@ def class_family(ctx: FileContext, cls: cst.ClassDef) -> list[cst.ClassDef]:
                 family.append(related)
                 todo.append(related)
     return family
+
+
+def helper_called(ctx: FileContext, call: cst.Call) -> tuple[cst.FunctionDef, list[str]] | None:
+    """The function of this file a call runs (`summaries.called_function`), or for `self.name(...)` that
+    the class of the call does not define, the one method of that name its family in this file defines:
+    a helper of a base class, or the hook a base class's `forward` calls and its one subclass provides."""
+    found = called_function(ctx, call)
+    attr = self_attribute(call.func) if found is None else None
+    cls = ctx.class_of(call) if attr is not None else None
+    if attr is None or cls is None or attr in ctx.class_facts(cls).methods:
+        return found
+    methods = {m for c in class_family(ctx, cls) if (m := ctx.class_facts(c).methods.get(attr)) is not None}
+    if len(methods) != 1:
+        return None
+    [method] = methods
+    names = positional_parameters(method)
+    return method, names if any(dotted(d.decorator) == "staticmethod" for d in method.decorators) else names[1:]
+
+
+def returned_number(ctx: FileContext, expr: cst.BaseExpression | None, depth: int = 0) -> float | None:
+    """`values.constant_number`, and through calls of this file's helpers: the one number every return of
+    the helper is (`self.mask_value()` that returns `-1e9`)."""
+    number = constant_number(ctx, expr)
+    if number is not None or not is_a(expr, cst.Call) or depth > MAX_DEPTH:
+        return number
+    helper = helper_called(ctx, expr)
+    returns = return_values(ctx, helper[0]) if helper is not None else []
+    numbers = {returned_number(ctx, value, depth + 1) for value in returns}
+    return numbers.pop() if len(numbers) == 1 else None
+
+
+@dataclass(frozen=True)
+class LocalLambda:
+    node: cst.Lambda
+    parameters: list[str]
+
+
+def called_lambda(ctx: FileContext, call: cst.Call) -> LocalLambda | None:
+    """`logits(q, k)` where the one binding of the local `logits` that reaches the call is a lambda
+    (`logits = lambda a, b: a @ b.transpose(-2, -1)`); its body reads the function's other names as they
+    are at the call."""
+    function = ctx.function_of(call)
+    if function is None or not is_a(call.func, cst.Name):
+        return None
+    reaching = ctx.function_facts(function).reaching(call.func.value, ctx.order(call))
+    if len(reaching) != 1 or reaching[0].kind != "assign" or not is_a(reaching[0].value, cst.Lambda):
+        return None
+    node = reaching[0].value
+    return LocalLambda(node, [param.name.value for param in (*node.params.posonly_params, *node.params.params)])
 
 
 def _inheritance_edges(ctx: FileContext) -> dict[cst.ClassDef, set[cst.ClassDef]]:

@@ -231,7 +231,7 @@ def test_key_axis_of_each_product(product, expected):
     source = f"import torch\n\ndef f(q, k):\n    return torch.softmax({product}, dim=-1)\n"
     ctx = FileContext("x.py", cst.parse_module(source))
     [(_, [source_])] = attention_softmaxes(ctx)
-    assert key_axis(source_) == expected
+    assert key_axis(source_, ctx) == expected
 
 
 # -- SHP105 ---------------------------------------------------------------------------------------
