@@ -22,7 +22,7 @@ import libcst as cst
 from sharpedges.analysis.calls import argument, literal_int, literal_number, literal_string, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
-from sharpedges.analysis.dataflow import Definition
+from sharpedges.analysis.dataflow import Definition, unpacked_position
 from sharpedges.analysis.einsum import einsum_of
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.summaries import (
@@ -202,18 +202,6 @@ def unpacked_call(definition: Definition) -> tuple[cst.Call, int] | None:
         return None
     position = unpacked_position(assign, definition.name)
     return (assign.value, position) if position is not None else None
-
-
-def unpacked_position(assign: cst.Assign, name: str) -> int | None:
-    """Where `name` sits in a flat tuple target with no starred element (`a, name, c = ...`)."""
-    for target in assign.targets:
-        elements = target.target.elements if is_a(target.target, (cst.Tuple, cst.List)) else ()
-        if any(is_a(e, cst.StarredElement) for e in elements):
-            continue
-        for position, element in enumerate(elements):
-            if is_a(element.value, cst.Name) and element.value.value == name:
-                return position
-    return None
 
 
 def module_value(ctx: FileContext, name: str, at: int) -> tuple[cst.BaseExpression | None, int]:

@@ -18,6 +18,7 @@ import libcst as cst
 from sharpedges.analysis.calls import argument, literal_number, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
+from sharpedges.analysis.dataflow import unpacked_position
 from sharpedges.analysis.importers import importer_arguments
 from sharpedges.analysis.masks import MAX_DEPTH
 from sharpedges.analysis.summaries import (
@@ -479,7 +480,7 @@ def _built_from_cache(
             position = None
             if definition.kind == "unpack" and is_a(definition.node, cst.Assign):
                 value = definition.node.value
-                position = _unpacked_position(definition.node, expr.value)
+                position = unpacked_position(definition.node, expr.value)
             if (
                 value is not None
                 and definition.kind in ("assign", "unpack")
@@ -501,20 +502,6 @@ def _built_from_cache(
     if is_a(expr, cst.Subscript):
         return _written_buffer(ctx, function, expr.value) or built(expr.value, at)
     return False
-
-
-def _unpacked_position(assign: cst.Assign, name: str) -> int | None:
-    """The position `name` takes in `a, b = ...`, or None when it is not one name of a flat tuple."""
-    for target in assign.targets:
-        if is_a(target.target, (cst.Tuple, cst.List)):
-            for position, element in enumerate(target.target.elements):
-                if (
-                    is_a(element.value, cst.Name)
-                    and element.value.value == name
-                    and not is_a(element, cst.StarredElement)
-                ):
-                    return position
-    return None
 
 
 def _returned_from_cache(ctx: FileContext, call: cst.Call, depth: int, importers: bool, element: int | None) -> bool:

@@ -394,6 +394,18 @@ def _is_read(name: cst.Name, parent: cst.CSTNode | None) -> bool:
     return not is_a(parent, (cst.Param, cst.AssignTarget, cst.FunctionDef, cst.ClassDef, cst.ImportAlias, cst.AsName))
 
 
+def unpacked_position(assign: cst.Assign, name: str) -> int | None:
+    """Where `name` sits in a flat tuple target with no starred element (`a, name, c = ...`)."""
+    for target in assign.targets:
+        elements = target.target.elements if is_a(target.target, (cst.Tuple, cst.List)) else ()
+        if any(is_a(e, cst.StarredElement) for e in elements):
+            continue
+        for position, element in enumerate(elements):
+            if is_a(element.value, cst.Name) and element.value.value == name:
+                return position
+    return None
+
+
 def _unpacked_value(target: cst.BaseExpression, name: str, value: cst.BaseExpression) -> cst.BaseExpression | None:
     """For `a, b = x, y` the element that binds `name`; None when the right side is not a literal tuple.
 
