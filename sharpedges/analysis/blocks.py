@@ -340,9 +340,14 @@ def _norm_inside(ctx: FileContext, expr: cst.BaseExpression, hops: int = 0, skip
 
 
 def _norms_in(ctx: FileContext, expr: cst.BaseExpression, hops: int = 0, skip: str | None = None):
+    return (node for node in _computed_from(ctx, expr, hops, skip) if is_a(node, cst.Call) and is_norm_call(ctx, node))
+
+
+def _computed_from(ctx: FileContext, expr: cst.BaseExpression, hops: int = 0, skip: str | None = None):
+    """The calls and names of `expr`, then those of the local definitions it is computed from (not
+    through the name `skip`), `MAX_HOPS` assignments deep."""
     for node in [expr, *ctx.index.descendants(expr, (cst.Call, cst.Name))]:
-        if is_a(node, cst.Call) and is_norm_call(ctx, node):
-            yield node
+        yield node
         if (
             is_a(node, cst.Name)
             and node.value != skip
@@ -352,7 +357,7 @@ def _norms_in(ctx: FileContext, expr: cst.BaseExpression, hops: int = 0, skip: s
             for definition in ctx.function_facts(function).reaching(node.value, ctx.order(node)):
                 value = definition.computed_from
                 if definition.kind in ("assign", "unpack") and isinstance(value, cst.BaseExpression):
-                    yield from _norms_in(ctx, value, hops + 1, skip)
+                    yield from _computed_from(ctx, value, hops + 1, skip)
 
 
 def _identity(ctx: FileContext, name: cst.Name, hops: int = 0) -> frozenset:
@@ -621,24 +626,10 @@ def _runs(
 ) -> bool:
     """Whether `expr`, or a local it is computed from (not through the name `skip`), calls one of the
     loop's modules."""
-    for node in [expr, *ctx.index.descendants(expr, (cst.Call, cst.Name))]:
-        if is_a(node, cst.Call) and is_a(node.func, cst.Name) and node.func.value in modules:
-            return True
-        if (
-            is_a(node, cst.Name)
-            and node.value != skip
-            and hops < MAX_HOPS
-            and (function := ctx.function_of(node)) is not None
-        ):
-            for definition in ctx.function_facts(function).reaching(node.value, ctx.order(node)):
-                value = definition.computed_from
-                if (
-                    definition.kind in ("assign", "unpack")
-                    and isinstance(value, cst.BaseExpression)
-                    and _runs(ctx, value, modules, hops + 1, skip)
-                ):
-                    return True
-    return False
+    return any(
+        is_a(node, cst.Call) and is_a(node.func, cst.Name) and node.func.value in modules
+        for node in _computed_from(ctx, expr, hops, skip)
+    )
 
 
 # -- torch.nn layers ----------------------------------------------------------------------------
