@@ -599,6 +599,8 @@ def forwarded_arguments(ctx: FileContext, call: cst.Call) -> list[ForwardedArgum
 
 
 def _callable_reaches(ctx: FileContext, call: cst.Call) -> list[CallableReach]:
+    if not call.args:  # nothing to forward
+        return []
     target = called_function(ctx, call)
     if target is not None:
         return [(target[1], _local_reach(ctx, target[0]))]

@@ -302,11 +302,10 @@ def wrapper_dropout_without_mode(ctx: FileContext, call: cst.Call) -> UngatedDro
     """A probability passed, with no training gate, to a function, method or factory-made closure that
     hands it on unchanged to an attention kernel's dropout: `self._attention_call(q, k, v,
     dropout_p=self.attn_dropout)` where `self._attention_call = _sdpa_or_flex_attention()`."""
-    if under_training_branch(ctx, call) or in_autograd_function(ctx, call):
+    dropouts = [forwarded for forwarded in forwarded_arguments(ctx, call) if forwarded.meaning == "dropout"]
+    if not dropouts or under_training_branch(ctx, call) or in_autograd_function(ctx, call):
         return None
-    for forwarded in forwarded_arguments(ctx, call):
-        if forwarded.meaning != "dropout":
-            continue
+    for forwarded in dropouts:
         kernel_call = forwarded.kernel_call
         if kernel_call is not None and (
             under_training_branch(ctx, kernel_call) or in_autograd_function(ctx, kernel_call)
