@@ -30,6 +30,7 @@ from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import ImportedName, ProjectScope, imported_names
 from sharpedges.analysis.summaries import (
     bind_arguments,
+    called_classes,
     called_function,
     held_modules,
     positional_parameters,
@@ -556,7 +557,7 @@ def _wrapper_branch(ctx: FileContext, node: cst.CSTNode, stream: str, modules: s
             and first.value == stream
         ):
             continue
-        classes = held_modules(ctx, operand.func).classes
+        classes = called_classes(ctx, operand)
         wrappers = [local_classes(ctx).get(name) for name in classes]
         if classes and all(w is not None and _normalises_input(ctx, w) for w in wrappers):
             return True

@@ -112,9 +112,20 @@ def _module_calls(ctx: FileContext) -> dict[str, list[cst.Call]]:
     """Qualified class name -> the calls of an instance it may be, once per file."""
     found: dict[str, list[cst.Call]] = {}
     for call in ctx.calls():
-        if is_a(call.func, (cst.Name, cst.Subscript)) or self_attribute(call.func) is not None:
-            for name in held_modules(ctx, call.func).classes:
-                found.setdefault(name, []).append(call)
+        for name in called_classes(ctx, call):
+            found.setdefault(name, []).append(call)
+    return found
+
+
+def called_classes(ctx: FileContext, call: cst.Call) -> frozenset[str]:
+    """The classes (qualified, as `held_modules` names them) whose instance `call` may run: its callee is a
+    name, an index into a container or a `self.` attribute holding one. Once per call."""
+    memo: dict[cst.Call, frozenset[str]] = ctx.memo("summaries.called_classes", dict)
+    found = memo.get(call)
+    if found is None:
+        callee = call.func
+        held = is_a(callee, (cst.Name, cst.Subscript)) or self_attribute(callee) is not None
+        found = memo[call] = held_modules(ctx, callee).classes if held else frozenset()
     return found
 
 
@@ -760,9 +771,7 @@ def imported_function(ctx: FileContext, call: cst.Call) -> dict[str, Any] | None
 def module_forward(ctx: FileContext, call: cst.Call) -> cst.FunctionDef | None:
     """The `forward` a call runs when its callee holds an instance of one top-level module class of this
     file (`self.attend(...)`, `for attn, ff in self.layers: attn(x)`)."""
-    if not is_a(call.func, (cst.Name, cst.Subscript)) and self_attribute(call.func) is None:
-        return None
-    classes = held_modules(ctx, call.func).classes
+    classes = called_classes(ctx, call)
     cls = _top_level_classes(ctx).get(next(iter(classes))) if len(classes) == 1 else None
     return ctx.class_facts(cls).methods.get("forward") if cls is not None else None
 
@@ -810,9 +819,7 @@ def module_summaries(ctx: FileContext) -> dict[str, dict[str, Any]]:
 def imported_module(ctx: FileContext, call: cst.Call) -> dict[str, Any] | None:
     """For a call of an instance of a module class imported from a project module (`self.attend = Attend(...)`,
     then `self.attend(q, k, v, mask=mask)`): its `module_summaries` entry there, with its name as `class`."""
-    if not is_a(call.func, (cst.Name, cst.Subscript)) and self_attribute(call.func) is None:
-        return None
-    classes = held_modules(ctx, call.func).classes
+    classes = called_classes(ctx, call)
     source = _imported_classes(ctx).get(next(iter(classes))) if len(classes) == 1 else None
     scope: ProjectScope | None = getattr(ctx, "project", None)
     if scope is None or source is None:
