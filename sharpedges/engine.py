@@ -70,56 +70,7 @@ def nesting_bound(data: bytes) -> int:
     return len(data.translate(None, _ONLY_NESTING_BYTES)) + sum(data.count(word) for word in _NESTING_WORDS)
 
 
-class _RecentSources:
-    """What was last learnt of a source by its content alone (Python's refusal, libcst's tree), kept
-    up to `limit` bytes of source, least recently used first out. A directory check reads some files
-    twice, as a summary an importer needs (sharpedges.project) and as a file to check, mostly a few
-    dozen files apart: the second read costs a lookup instead of a parse. A tree takes some 25 bytes
-    of memory per byte of source."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.size = 0
-        self.entries: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, data: bytes, kind: str) -> Any:
-        with self.lock:
-            entry = self.entries.get(data)
-            if entry is None or kind not in entry:
-                return _UNSEEN
-            self.entries.move_to_end(data)
-            return entry[kind]
-
-    def put(self, data: bytes, kind: str, value: Any) -> None:
-        if len(data) > self.limit:
-            return
-        with self.lock:
-            entry = self.entries.get(data)
-            if entry is None:
-                entry = self.entries[data] = {}
-                self.size += len(data)
-            entry[kind] = value
-            self.entries.move_to_end(data)
-            while self.size > self.limit:
-                oldest, _ = self.entries.popitem(last=False)
-                self.size -= len(oldest)
-
-
-_UNSEEN = object()
-_RECENT = _RecentSources(4 * 2**20)
-
-
 def parse_module(data: bytes) -> cst.Module:
-    """`libcst.parse_module` (a tree parsed before from the same bytes is shared: trees are immutable)."""
-    module = _RECENT.get(data, "module")
-    if module is _UNSEEN:
-        module = _parse_module(data)
-        _RECENT.put(data, "module", module)
-    return module
-
-
-def _parse_module(data: bytes) -> cst.Module:
     """`libcst.parse_module`, on a thread with stack enough for the file's possible nesting."""
     stack = nesting_bound(data) * STACK_PER_LEVEL
     if stack <= MAIN_STACK_BUDGET:
@@ -164,16 +115,40 @@ def _parse_module(data: bytes) -> cst.Module:
 MAX_NESTING = 500
 
 
-def python_refusal(data: bytes) -> str | None:
-    """Why Python's own parser refuses `data` (one line), or None when it reads it."""
-    refusal = _RECENT.get(data, "refusal")
-    if refusal is _UNSEEN:
+class _RecentRefusals:
+    """`python_refusal` of the sources seen last, by content, up to `limit` bytes of source. A directory
+    check reads some files twice, as a summary an importer needs (sharpedges.project) and as a file to
+    check, mostly a few dozen files apart. (Their trees are not kept: the collector's full passes over
+    them cost more than parsing again.)"""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self.refusals: OrderedDict[bytes, str | None] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def __call__(self, data: bytes) -> str | None:
+        with self.lock:
+            if data in self.refusals:
+                self.refusals.move_to_end(data)
+                return self.refusals[data]
         refusal = _python_refusal(data)
-        _RECENT.put(data, "refusal", refusal)
-    return refusal
+        if len(data) <= self.limit:
+            with self.lock:
+                if data not in self.refusals:
+                    self.size += len(data)
+                self.refusals[data] = refusal
+                while self.size > self.limit:
+                    oldest, _ = self.refusals.popitem(last=False)
+                    self.size -= len(oldest)
+        return refusal
+
+
+python_refusal = _RecentRefusals(4 * 2**20)
 
 
 def _python_refusal(data: bytes) -> str | None:
+    """Why Python's own parser refuses `data` (one line), or None when it reads it."""
     frames = _frame_depth()
     previous = sys.getrecursionlimit()
     # The time limit's alarm waits until the AST is built: raised inside CPython's AST constructor
