@@ -216,12 +216,13 @@ def _flat(elements: list[HeldModules]) -> HeldModules:
 def held_modules(
     ctx: FileContext, expr: cst.BaseExpression | None, at: int | None = None, depth: int = 0
 ) -> HeldModules:
-    """What modules `expr` may hold: a constructor call; a container of modules (`nn.ModuleList`,
-    `nn.Sequential(*[...])`, `nn.ModuleDict({...})`, a list built by a literal, a comprehension or
-    appends); an index into one (`self.layers[0]`, `self.heads["attn"]`); a local bound to one of those,
-    or bound by a loop over one (`for layer in self.layers`, `for attn, ff in self.layers`,
-    `for i, block in enumerate(self.blocks)`, `zip(self.layers, ...)`); `self.x`, across the class and
-    its constructor's arguments (`self.fn = fn`, built as `Residual(Block(...))`)."""
+    """What modules `expr` may hold: a constructor call (either side of a conditional expression or an
+    `or`); a container of modules (`nn.ModuleList`, `nn.Sequential(*[...])`, `nn.ModuleDict({...})`, a
+    list built by a literal, a comprehension or appends); an index into one (`self.layers[0]`,
+    `self.heads["attn"]`); a local bound to one of those, or bound by a loop over one (`for layer in
+    self.layers`, `for attn, ff in self.layers`, `for i, block in enumerate(self.blocks)`,
+    `zip(self.layers, ...)`); `self.x`, across the class and its constructor's arguments (`self.fn = fn`,
+    built as `Residual(Block(...))`)."""
     if expr is None or depth > MAX_DEPTH:
         return NOTHING
     at = ctx.order(expr) if at is None else at
@@ -236,6 +237,10 @@ def held_modules(
         if qualified is None and (chosen := registry_classes(ctx, expr)):  # Ex) LLAMA_ATTENTION_CLASSES[impl](config)
             return HeldModules(frozenset(chosen.values()))
         return HeldModules(frozenset({qualified})) if qualified is not None else NOTHING
+    if is_a(expr, cst.IfExp):  # Attention(...) if flash else SlowAttention(...)
+        return _union([held_modules(ctx, branch, at, depth + 1) for branch in (expr.body, expr.orelse)])
+    if is_a(expr, cst.BooleanOperation) and is_a(expr.operator, cst.Or):  # fn or Attention(...)
+        return _union([held_modules(ctx, side, at, depth + 1) for side in (expr.left, expr.right)])
     if is_a(expr, (cst.List, cst.Tuple)):
         elements = [(element.value, is_a(element, cst.StarredElement)) for element in expr.elements]
         return _sequence(ctx, elements, at, depth)

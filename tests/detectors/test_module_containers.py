@@ -214,3 +214,23 @@ def test_a_padding_mask_built_by_the_parent_reaches_the_blocks_masked_fill():
     # ids that never reach an embedding are not known to be token ids: nothing is claimed
     unknown = PADDING_BY_NEGATIVE_IDS.replace("x = self.token_emb(x)", "x = self.proj(x)")
     assert findings("SHP203", unknown) == []
+
+
+CHOSEN_BY_A_CONDITION = SCALED_BY_THE_PARENT.replace(
+    "self.layers = nn.ModuleList([Attend() for _ in range(depth)])",
+    "self.layers = nn.ModuleList([Attend() if depth else nn.Identity() for _ in range(depth)])\n"
+    "            self.extra = extra or Attend()",
+).replace("def __init__(self, dim, depth):", "def __init__(self, dim, depth, extra=None):")
+
+
+def test_a_module_chosen_by_a_conditional_or_an_or_is_either_branch():
+    ctx = FileContext("model.py", cst.parse_module(textwrap.dedent(CHOSEN_BY_A_CONDITION)))
+    (transformer,) = [c for c in ctx.index.nodes(cst.ClassDef) if c.name.value == "Transformer"]
+    assignments = ctx.class_facts(transformer).assignments
+    held = {attr: held_modules(ctx, assignments[attr][0].node.targets[0].target) for attr in ("layers", "extra")}
+    assert held["layers"].element().classes == {"Attend", "torch.nn.Identity"}
+    assert "Attend" in held["extra"].classes
+    # the loop's calls are call sites of Attend.forward: the parent's scale counts
+    assert [d.line for d in findings("SHP101", CHOSEN_BY_A_CONDITION)] == []
+    unscaled = CHOSEN_BY_A_CONDITION.replace("attend(q * self.scale, k, v)", "attend(q, k, v)")
+    assert [d.line for d in findings("SHP101", unscaled)] == [8]
