@@ -4,13 +4,13 @@ suppress what they found. Knows nothing of files on disk, config files or output
 from __future__ import annotations
 
 import ast
+import functools
 import gc
 import re
 import signal
 import sys
 import threading
 import warnings
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -115,36 +115,12 @@ def parse_module(data: bytes) -> cst.Module:
 MAX_NESTING = 500
 
 
-class _RecentRefusals:
-    """`python_refusal` of the sources seen last, by content, up to `limit` bytes of source. A directory
-    check reads some files twice, as a summary an importer needs (sharpedges.project) and as a file to
-    check, mostly a few dozen files apart. (Their trees are not kept: the collector's full passes over
-    them cost more than parsing again.)"""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.size = 0
-        self.refusals: OrderedDict[bytes, str | None] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def __call__(self, data: bytes) -> str | None:
-        with self.lock:
-            if data in self.refusals:
-                self.refusals.move_to_end(data)
-                return self.refusals[data]
-        refusal = _python_refusal(data)
-        if len(data) <= self.limit:
-            with self.lock:
-                if data not in self.refusals:
-                    self.size += len(data)
-                self.refusals[data] = refusal
-                while self.size > self.limit:
-                    oldest, _ = self.refusals.popitem(last=False)
-                    self.size -= len(oldest)
-        return refusal
-
-
-python_refusal = _RecentRefusals(4 * 2**20)
+# A directory check reads some files twice, as the summary an importer needs (sharpedges.project)
+# and as a file to check, mostly a few dozen files apart: the refusal is kept by content for the
+# last sources. (Their trees are not kept: the collector's passes over them cost more than parsing.)
+@functools.lru_cache(maxsize=64)
+def python_refusal(data: bytes) -> str | None:
+    return _python_refusal(data)
 
 
 def _python_refusal(data: bytes) -> str | None:
