@@ -79,7 +79,12 @@ def _training_fix(ctx, found) -> Fix | None:
     """`F.dropout(x, p)` -> `F.dropout(x, p, training=self.training)` inside an nn.Module method. Safe: in
     training mode `self.training` is True, the default it replaces; in eval mode dropout stops, which
     is what `eval()` promises (Monte Carlo dropout passes `training=True` and is never reported)."""
-    if found.kind != "functional" or not found.call.args or not is_module_method(ctx, ctx.function_of(found.call)):
+    if (
+        found.kind != "functional"
+        or not found.call.args
+        or any(arg.star for arg in found.call.args)  # spread arguments: the message says what to pass
+        or not is_module_method(ctx, ctx.function_of(found.call))
+    ):
         return None
     call = found.call
     args = list(call.args)

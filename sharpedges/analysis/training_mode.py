@@ -18,7 +18,7 @@ from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.summaries import forwarded_arguments
 from sharpedges.analysis.tensors import module_class
-from sharpedges.analysis.values import UNKNOWN, kernel_argument
+from sharpedges.analysis.values import UNKNOWN, PassedArgument, kernel_argument, passed_argument
 from sharpedges.analysis.vocabulary import KERNELS, PARTIALS, kernel_of
 from sharpedges.analysis.walk import is_a
 
@@ -253,11 +253,9 @@ class UngatedDropout:
 def functional_dropout_without_mode(ctx: FileContext, call: cst.Call) -> UngatedDropout | None:
     """`F.dropout(x, p)` with no `training` argument: it defaults to True, in eval too."""
     position = FUNCTIONAL_DROPOUTS.get(ctx.callee(call) or "")
-    if position is None or any(arg.star for arg in call.args):
-        return None
-    if argument(call, "training", position) is not None:
-        return None
-    probability = argument(call, "p", 1)
+    if position is None or passed_argument(ctx, call, "training", position) is not None:
+        return None  # passed, also in a `**kwargs` dict, or may be (UNKNOWN)
+    probability = _known(passed_argument(ctx, call, "p", 1))
     if (
         (probability is not None and gated(ctx, probability))
         or under_training_branch(ctx, call)
@@ -328,12 +326,11 @@ def partial_dropout_without_mode(ctx: FileContext, call: cst.Call) -> UngatedDro
     probability is fixed when the partial is made, so the kernel drops attention weights in eval too.
     A gate read in `__init__` is frozen as well (reported as such); a partial made in forward is judged
     like a direct call."""
-    if ctx.callee(call) not in PARTIALS or any(arg.star for arg in call.args):
+    if ctx.callee(call) not in PARTIALS or not call.args or call.args[0].keyword or call.args[0].star:
         return None
-    positional = [arg.value for arg in call.args if arg.keyword is None]
-    kernel = KERNELS.get(ctx.qualify(positional[0]) or "") if positional else None
+    kernel = KERNELS.get(ctx.qualify(call.args[0].value) or "")
     keyword = kernel.keyword("dropout") if kernel is not None else None
-    probability = argument(call, keyword) if keyword is not None else None
+    probability = _known(passed_argument(ctx, call, keyword)) if keyword is not None else None  # also in `**kw`
     function = ctx.function_of(call)
     if probability is None or is_zero(probability) or function is None or in_autograd_function(ctx, call):
         return None
@@ -363,10 +360,15 @@ def dropout_module_built_in_forward(ctx: FileContext, call: cst.Call) -> Ungated
     """`nn.Dropout(p)` constructed on the forward path: a fresh module, always in training mode."""
     if ctx.callee(call) not in DROPOUT_MODULES or not runs_in_forward(ctx, call):
         return None
-    probability = argument(call, "p", 0)
-    if is_zero(probability):
+    probability = passed_argument(ctx, call, "p", 0)  # also in `nn.Dropout(**cfg)`
+    if is_zero(_known(probability)):
         return None
-    return UngatedDropout(call, "module-in-forward", probability)
+    return UngatedDropout(call, "module-in-forward", _known(probability))
+
+
+def _known(passed: PassedArgument) -> cst.BaseExpression | None:
+    """The expression passed, or None when none is passed or the model cannot tell which."""
+    return None if passed is UNKNOWN else passed
 
 
 def training_read_in_init(ctx: FileContext, node: cst.Attribute) -> bool:

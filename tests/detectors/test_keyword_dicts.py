@@ -322,3 +322,55 @@ def test_a_wrapper_called_with_a_kwargs_dict_forwards_what_the_dict_holds():
 @pytest.mark.parametrize("build", ["kw = dict(dropout_p=self.dropout, is_causal=True)", "kw = extra"])
 def test_a_wrapper_whose_dict_sets_the_flag_or_may_is_not_unmasked(build):
     assert findings("SHP201", WRAPPER.format(build=build)) == []
+
+
+# -- SHP701: functional dropout, dropout modules and partials given their arguments in a dict ---------------
+DROPOUT_CALLS = textwrap.dedent("""
+    import functools
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, dim, p=0.1):
+            super().__init__()
+            self.p = p
+            self.proj = nn.Linear(dim, dim)
+            {init}
+
+        def forward(self, x):
+            {forward}
+            return self.proj(x)
+""")
+
+
+@pytest.mark.parametrize(
+    "init, forward, line, variant",
+    [
+        ("pass", "kw = dict(p=self.p); x = F.dropout(x, **kw)", 14, "keeps dropping in eval"),
+        ("self.kw = {'p': self.p}", "x = F.dropout(x, **self.kw)", 14, "keeps dropping in eval"),
+        ("pass", "cfg = dict(p=self.p); x = nn.Dropout(**cfg)(x)", 14, "nn.Dropout"),
+        (
+            "kw = dict(dropout_p=p); self.attend = functools.partial(F.scaled_dot_product_attention, **kw)",
+            "x = self.attend(x, x, x)",
+            11,
+            "fixes dropout_p",
+        ),
+    ],
+)
+def test_dropout_given_its_arguments_in_a_dict_is_read_like_spelled_ones(init, forward, line, variant):
+    [finding] = findings("SHP701", DROPOUT_CALLS.format(init=init, forward=forward))
+    assert finding.line == line
+    assert variant in finding.message
+
+
+@pytest.mark.parametrize(
+    "init, forward",
+    [
+        ("pass", "kw = dict(p=self.p, training=self.training); x = F.dropout(x, **kw)"),
+        ("pass", "kw = dict(p=self.p); kw.update(self.extra()); x = F.dropout(x, **kw)"),  # may pass training
+        ("pass", "cfg = dict(p=0.0); x = nn.Dropout(**cfg)(x)"),
+        ("kw = dict(dropout_p=0.0); self.attend = functools.partial(F.scaled_dot_product_attention, **kw)", "pass"),
+    ],
+)
+def test_a_dict_that_passes_training_a_zero_probability_or_may_pass_anything_is_quiet(init, forward):
+    assert findings("SHP701", DROPOUT_CALLS.format(init=init, forward=forward)) == []
