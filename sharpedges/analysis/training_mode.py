@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from sharpedges.analysis.calls import argument, literal_number
+from sharpedges.analysis.calls import literal_number
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
@@ -186,7 +186,9 @@ def gated_by_every_caller(ctx: FileContext, call: cst.Call, probability: cst.Bas
             continue
         if parameter is None or parameter not in params or params.index(parameter) < offset:
             return False
-        value = argument(caller, parameter, params.index(parameter) - offset)
+        value = passed_argument(ctx, caller, parameter, params.index(parameter) - offset)
+        if value is UNKNOWN:
+            return False
         if value is None:
             default = function.params.params[params.index(parameter)].default
             if not is_zero(default):

@@ -374,3 +374,27 @@ def test_dropout_given_its_arguments_in_a_dict_is_read_like_spelled_ones(init, f
 )
 def test_a_dict_that_passes_training_a_zero_probability_or_may_pass_anything_is_quiet(init, forward):
     assert findings("SHP701", DROPOUT_CALLS.format(init=init, forward=forward)) == []
+
+
+HELPER_DROPOUT = textwrap.dedent("""
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, p=0.1):
+            super().__init__()
+            self.p = p
+
+        def _drop(self, x, p=0.1):
+            return F.dropout(x, p)
+
+        def forward(self, x):
+            kw = dict(p={probability})
+            return self._drop(x, **kw)
+""")
+
+
+def test_a_helper_whose_callers_pass_a_gated_probability_in_a_dict_is_quiet():
+    assert findings("SHP701", HELPER_DROPOUT.format(probability="self.p if self.training else 0.0")) == []
+    [finding] = findings("SHP701", HELPER_DROPOUT.format(probability="self.p"))
+    assert finding.line == 11
