@@ -63,13 +63,24 @@ def _name(ctx: FileContext, name: cst.Name, at: int, depth: int) -> list[cst.Bas
 
 
 def _attribute(ctx: FileContext, expr: cst.BaseExpression, attr: str, depth: int) -> list[cst.BaseExpression] | None:
+    """`self.attr`: what the class assigns it, or else the nearest base class of this file that does
+    (a subclass that only overrides `forward`); None when a base of another module may set it."""
     cls = ctx.class_of(expr)
-    if cls is None:
-        return None
-    assignments = ctx.class_facts(cls).assignments.get(attr)
-    if not assignments:
-        return None  # set by a base class or from outside
-    return _joined(ctx, [(a.value, ctx.order(a.node)) for a in assignments], depth)
+    seen: set[cst.ClassDef] = set()
+    while cls is not None and cls not in seen:
+        seen.add(cls)
+        assignments = ctx.class_facts(cls).assignments.get(attr)
+        if assignments:
+            return _joined(ctx, [(a.value, ctx.order(a.node)) for a in assignments], depth)
+        cls = _only_project_base(ctx, cls)
+    return None  # set by a base class of another module, or from outside
+
+
+def _only_project_base(ctx: FileContext, cls: cst.ClassDef) -> cst.ClassDef | None:
+    """The one base class of `cls` defined at the top of this file, when every other base is torch's."""
+    classes = {c.name.value: c for c in ctx.module.body if is_a(c, cst.ClassDef)}
+    local = [classes.get(name) for name in ctx.class_facts(cls).base_names() if not name.startswith("torch.")]
+    return local[0] if len(local) == 1 else None
 
 
 def _joined(

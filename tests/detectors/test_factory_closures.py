@@ -174,3 +174,17 @@ def test_a_project_factory_whose_closure_fixes_the_dropout_is_quiet(run_cli, pro
     utils.write_text(utils.read_text().replace("dropout_p=dropout_p,", "dropout_p=0.0,"))
     result = run_cli("check", "pkg", "--select", "SHP701", "--no-cache", cwd=project)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_closure_a_base_class_of_the_file_holds_is_followed_from_the_subclass():
+    split = SAME_FILE.replace(
+        "        def forward(self, q, k, v, mask=None):",
+        "    class CausalAttention(MultiHeadAttention):\n        def forward(self, q, k, v, mask=None):",
+    )
+    [(line, _)] = shp701(split)
+    assert line == line_of(split, "dropout_p=self.attn_dropout,")
+    # a base of another module may set the attribute too: nothing is said
+    imported = "\n    from layers import Base" + split.replace(
+        "class CausalAttention(MultiHeadAttention)", "class CausalAttention(Base)"
+    ).replace("self._attention_call = _sdpa_or_flex_attention()", "pass")
+    assert shp701(imported) == []
