@@ -15,7 +15,7 @@ from typing import Any
 
 import libcst as cst
 
-from sharpedges.analysis.calls import literal_int, method_name, receiver
+from sharpedges.analysis.calls import argument, literal_int, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
@@ -560,12 +560,18 @@ def _kernel_parameters(ctx: FileContext, function: cst.FunctionDef) -> dict[str,
         reaching = facts.reaching(expr.value, at)
         return expr.value if len(reaching) == 1 and reaching[0].kind == "param" else None
 
+    collected = _spread_keywords(ctx, function)
     for call in ctx.index.descendants(function.body, cst.Call, prune=HELPER_SCOPES):
         at = ctx.order(call)
         kernel = kernel_of(ctx, call)
         if kernel is not None:
-            for meaning, _, _ in kernel.arguments:
+            spread = collected is not None and any(
+                arg.star == "**" and is_a(arg.value, cst.Name) and arg.value.value == collected for arg in call.args
+            )
+            for meaning, keyword, _ in kernel.arguments:
                 name = parameter(kernel.argument(call, meaning), at)
+                if name is None and spread and keyword and argument(call, keyword) is None:
+                    name = keyword if not facts.is_parameter(keyword) else None  # a caller's keyword=, via **kwargs
                 if name is not None:
                     found.setdefault(name, []).append(KernelParameter(kernel, meaning, call))
             continue
@@ -578,6 +584,23 @@ def _kernel_parameters(ctx: FileContext, function: cst.FunctionDef) -> dict[str,
             if name is not None and inner_name in inner:
                 found.setdefault(name, []).extend(inner[inner_name])
     return {name: tuple(uses) for name, uses in found.items()}
+
+
+def _spread_keywords(ctx: FileContext, function: cst.FunctionDef) -> str | None:
+    """The name of the function's `**kwargs` parameter when all it does is spread it into calls
+    (`f(q, k, v, **kwargs)`): whatever keyword a caller passes reaches those calls unchanged."""
+    star = function.params.star_kwarg
+    if not is_a(star, cst.Param):
+        return None
+    name = star.name.value
+    facts = ctx.function_facts(function)
+    if len(facts.definitions.get(name, ())) != 1:
+        return None  # rebound
+    for use in facts.uses.get(name, ()):
+        arg = ctx.index.parents.get(use)
+        if not (is_a(arg, cst.Arg) and arg.star == "**"):
+            return None  # read otherwise: `kwargs.pop("mask")`, `kwargs["is_causal"]` may change what is passed
+    return name
 
 
 # -- closures returned by a factory ---------------------------------------------------------------------

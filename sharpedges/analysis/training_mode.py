@@ -16,7 +16,7 @@ from sharpedges.analysis.calls import literal_number
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
-from sharpedges.analysis.summaries import forwarded_arguments
+from sharpedges.analysis.summaries import called_function, forwarded_arguments
 from sharpedges.analysis.tensors import module_class
 from sharpedges.analysis.values import UNKNOWN, PassedArgument, kernel_argument, passed_argument
 from sharpedges.analysis.vocabulary import KERNELS, PARTIALS, kernel_of
@@ -288,6 +288,7 @@ def attention_dropout_without_mode(ctx: FileContext, call: cst.Call) -> UngatedD
     if (
         probability is None
         or probability is UNKNOWN
+        or _passed_by_a_caller(ctx, probability, call)
         or gated(ctx, probability)
         or in_autograd_function(ctx, call)
         or saved_by_autograd_forward(ctx, probability)
@@ -296,6 +297,15 @@ def attention_dropout_without_mode(ctx: FileContext, call: cst.Call) -> UngatedD
     if under_training_branch(ctx, call) or _passed_in(ctx, probability) or gated_by_every_caller(ctx, call, None):
         return None
     return UngatedDropout(call, "attention", probability)
+
+
+def _passed_by_a_caller(ctx: FileContext, probability: cst.BaseExpression, call: cst.Call) -> bool:
+    """The kernel's probability is a keyword a caller of the enclosing function passes into its `**kwargs`:
+    it is reported where that caller passes it (`wrapper_dropout_without_mode`)."""
+    arg = ctx.index.parents.get(probability)
+    outer = ctx.index.parents.get(arg) if is_a(arg, cst.Arg) and arg.keyword is not None else None
+    target = called_function(ctx, outer) if is_a(outer, cst.Call) and outer is not call else None
+    return target is not None and target[0] is ctx.function_of(call)
 
 
 def wrapper_dropout_without_mode(ctx: FileContext, call: cst.Call) -> UngatedDropout | None:

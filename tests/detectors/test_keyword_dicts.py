@@ -398,3 +398,50 @@ def test_a_helper_whose_callers_pass_a_gated_probability_in_a_dict_is_quiet():
     assert findings("SHP701", HELPER_DROPOUT.format(probability="self.p if self.training else 0.0")) == []
     [finding] = findings("SHP701", HELPER_DROPOUT.format(probability="self.p"))
     assert finding.line == 11
+
+
+# -- a wrapper that spreads its **kwargs into the kernel: a caller's keywords reach the kernel ----------------
+SPREADING_WRAPPER = textwrap.dedent("""
+    import torch.nn.functional as F
+    from torch import nn
+
+
+    def attend(q, k, v, **kwargs):
+        {body}
+        return F.scaled_dot_product_attention(q, k, v, **kwargs)
+
+
+    class CausalSelfAttention(nn.Module):
+        def __init__(self, dim, p=0.1):
+            super().__init__()
+            self.qkv = nn.Linear(dim, dim * 3)
+            self.p = p
+
+        def forward(self, x):
+            q, k, v = self.qkv(x).chunk(3, dim=-1)
+            return attend(q, k, v, {keywords})
+""")
+
+
+def spreading(body: str = "pass", keywords: str = "") -> str:
+    return SPREADING_WRAPPER.format(body=body, keywords=keywords)
+
+
+def test_a_causal_flag_a_caller_passes_through_a_spreading_wrapper_reaches_the_kernel():
+    assert findings("SHP201", spreading(keywords="is_causal=True")) == []
+    [unmasked] = findings("SHP201", spreading(keywords="scale=None"))
+    assert unmasked.line == 19 and "forwards this call to scaled_dot_product_attention" in unmasked.message
+
+
+def test_a_dropout_a_caller_passes_through_a_spreading_wrapper_is_reported_where_it_is_passed():
+    [finding] = findings("SHP701", spreading(keywords="is_causal=True, dropout_p=self.p"))
+    assert (finding.line, finding.column) == (19, 58)  # at `self.p`
+    gated = "is_causal=True, dropout_p=self.p if self.training else 0.0"
+    assert findings("SHP701", spreading(keywords=gated)) == []
+
+
+def test_a_wrapper_that_changes_its_kwargs_passes_on_none_of_them():
+    # the wrapper drops the flag the caller passed: the kernel runs unmasked; a dropped probability drops nothing
+    popped = spreading(body="kwargs.pop('is_causal', None)", keywords="is_causal=True")
+    assert [d.line for d in findings("SHP201", popped)] == [19]
+    assert findings("SHP701", spreading(body="kwargs.pop('dropout_p', None)", keywords="dropout_p=self.p")) == []
