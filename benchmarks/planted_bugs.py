@@ -18,21 +18,24 @@ planted.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import sys
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from corpus import corpus_dir
 from planted import OPERATORS, Plant, Sites
+from planted.sites import normalised
 
 from sharpedges.config import find_config
 from sharpedges.diagnostics import Diagnostic
 from sharpedges.engine import Engine
-from sharpedges.runner import CheckOptions, build_engine
+from sharpedges.runner import DEFAULT_TIME_LIMIT, CheckOptions, build_engine, check_source
 
-CORPUS = Path(os.environ.get("SHARPEDGES_CORPUS_CACHE", Path.home() / ".cache" / "sharpedges")) / "corpus"
 TOLERANCE = 3
 
 
@@ -49,25 +52,55 @@ def python_files(package: Path) -> list[Path]:
     return sorted(path for path in package.rglob("*.py") if path.is_file())
 
 
+def top_level_statements(code: str) -> list[tuple[int, int]]:
+    """(first, last) 0-based line indexes of each top-level class and function, decorators included."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return []
+    spans = []
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno:
+            first = min([node.lineno, *(decorator.lineno for decorator in node.decorator_list)])
+            spans.append((first - 1, node.end_lineno))
+    return spans
+
+
+def file_candidates(path: Path, rules: list[str], seen: set[str]) -> list[tuple[str, Plant]]:
+    """The plants of `rules` in one file, made per top-level class or function; a statement already
+    seen for a rule (the same class copied into another model, normalised) is skipped before it is
+    parsed. `seen` is updated."""
+    code = path.read_text(encoding="utf-8", errors="replace")
+    lines = code.splitlines(keepends=True)
+    found = []
+    for first, last in top_level_statements(code):
+        text = "".join(lines[first:last])
+        shape = normalised(text)
+        wanted = [rule for rule in rules if OPERATORS[rule][1] in text and f"{rule}\0{shape}" not in seen]
+        if not wanted:
+            continue
+        seen.update(f"{rule}\0{shape}" for rule in wanted)
+        try:
+            sites = Sites(text, context=code)
+        except Exception:  # what libcst cannot parse has no sites
+            continue
+        prefix, suffix = "".join(lines[:first]), "".join(lines[last:])
+        for rule in wanted:
+            found.extend((rule, plant.placed(prefix, suffix)) for plant in OPERATORS[rule][0](sites))
+    return found
+
+
 def candidates(package: Path, rules: list[str]) -> dict[str, list[tuple[Path, Plant]]]:
     """Every plant of every rule in the package, one per shape (the first, in sorted path order)."""
     found: dict[str, list[tuple[Path, Plant]]] = {rule: [] for rule in rules}
+    seen: set[str] = set()
     shapes: dict[str, set[str]] = defaultdict(set)
     for path in python_files(package):
-        code = path.read_text(encoding="utf-8", errors="replace")
-        wanted = [rule for rule in rules if OPERATORS[rule][1] in code]
-        if not wanted:
-            continue
-        try:
-            sites = Sites(code)
-        except Exception:  # a file libcst cannot parse has no sites
-            continue
-        for rule in wanted:
-            for plant in OPERATORS[rule][0](sites):
-                key = plant.shape + "\0" + plant.before + "\0" + plant.after
-                if key not in shapes[rule]:
-                    shapes[rule].add(key)
-                    found[rule].append((path, plant))
+        for rule, plant in file_candidates(path, rules, seen):
+            key = plant.shape + "\0" + plant.before + "\0" + plant.after
+            if key not in shapes[rule]:
+                shapes[rule].add(key)
+                found[rule].append((path, plant))
     return found
 
 
@@ -101,7 +134,6 @@ class Checker:
 
     def __init__(self) -> None:
         self._engines: dict[tuple[Path, str], Engine] = {}
-        self._original: dict[tuple[Path, str], list[Diagnostic]] = {}
 
     def engine(self, package: Path, rule: str) -> Engine:
         if (package, rule) not in self._engines:
@@ -109,32 +141,45 @@ class Checker:
             self._engines[package, rule] = build_engine(find_config(package), options, roots=(package,))
         return self._engines[package, rule]
 
-    def check(self, package: Path, rule: str, path: Path, source: bytes) -> tuple[list[Diagnostic], str | None]:
-        result = self.engine(package, rule).check(str(path), source)
+    def check(self, task: tuple[Path, str, Path, str | None]) -> tuple[list[Diagnostic], str | None]:
+        """The rule's findings in `path` as `source` (None: as the file is on disk), and its error."""
+        package, rule, path, source = task
+        data = path.read_bytes() if source is None else source.encode()
+        result = check_source(self.engine(package, rule), str(path), data, DEFAULT_TIME_LIMIT)
         error = "; ".join(e.message for e in result.errors) or None
         return [d for d in result.diagnostics if d.rule == rule], error
 
-    def original(self, package: Path, rule: str, path: Path) -> list[Diagnostic]:
-        if (path, rule) not in self._original:
-            self._original[path, rule] = self.check(package, rule, path, path.read_bytes())[0]
-        return self._original[path, rule]
+
+_checker: Checker | None = None
 
 
-def evaluate(corpus: Path, rules: list[str], cap: int, packages: list[str] | None = None) -> list[Outcome]:
-    checker = Checker()
-    outcomes = []
+def _check_in_worker(task: tuple[Path, str, Path, str | None]) -> tuple[list[Diagnostic], str | None]:
+    global _checker
+    if _checker is None:
+        _checker = Checker()
+    return _checker.check(task)
+
+
+def evaluate(
+    corpus: Path, rules: list[str], cap: int, packages: list[str] | None = None, jobs: int = 0
+) -> list[Outcome]:
+    """Plant and check. A sampled site whose unmutated file already has a finding of the rule within
+    the tolerance is dropped (it would count as caught for nothing)."""
+    sampled: list[tuple[Path, str, Path, Plant]] = []
     for package in sorted(p for p in corpus.iterdir() if p.is_dir() and (not packages or p.name in packages)):
         found = candidates(package, rules)
-        for rule in rules:
-            fresh = [
-                (p, plant)
-                for p, plant in found[rule]
-                if not near(checker.original(package, rule, p), str(p), plant.line)
-            ]
-            for path, plant in spread(fresh, cap):
-                diagnostics, error = checker.check(package, rule, path, plant.source.encode())
-                caught = error is None and near(diagnostics, str(path), plant.line)
-                outcomes.append(Outcome(package.name, str(path.relative_to(package)), plant, caught, error))
+        sampled.extend((package, rule, path, plant) for rule in rules for path, plant in spread(found[rule], cap))
+    originals = sorted({(package, rule, path, None) for package, rule, path, _ in sampled})
+    tasks = originals + [(package, rule, path, plant.source) for package, rule, path, plant in sampled]
+    with ProcessPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
+        results = list(pool.map(_check_in_worker, tasks, chunksize=1))
+    before = {task[:3]: result[0] for task, result in zip(originals, results, strict=False)}
+    outcomes = []
+    for (package, rule, path, plant), (diagnostics, error) in zip(sampled, results[len(originals) :], strict=True):
+        if near(before[package, rule, path], str(path), plant.line):
+            continue
+        caught = error is None and near(diagnostics, str(path), plant.line)
+        outcomes.append(Outcome(package.name, str(path.relative_to(package)), plant, caught, error))
     return outcomes
 
 
@@ -188,17 +233,18 @@ def print_report(outcomes: list[Outcome], show_misses: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", type=Path, default=CORPUS, help="a folder of package folders")
+    parser.add_argument("--corpus", type=Path, default=corpus_dir(), help="a folder of package folders")
     parser.add_argument("--rule", action="append", choices=sorted(OPERATORS), help="only this rule (repeatable)")
     parser.add_argument("--package", action="append", help="only this package folder (repeatable)")
     parser.add_argument("--cap", type=int, default=8, help="plants per package per rule (default 8)")
+    parser.add_argument("--jobs", type=int, default=0, help="worker processes (default: all cores)")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.add_argument("--show-misses", action="store_true", help="each miss with path:line and the mutated code")
     args = parser.parse_args(argv)
     if not args.corpus.is_dir():
         print(f"error: no corpus at {args.corpus} (run `python benchmarks/corpus.py` first)", file=sys.stderr)
         return 2
-    outcomes = evaluate(args.corpus, args.rule or sorted(OPERATORS), args.cap, args.package)
+    outcomes = evaluate(args.corpus, args.rule or sorted(OPERATORS), args.cap, args.package, args.jobs)
     if args.json:
         misses = [
             {"rule": o.plant.rule, "package": o.package, "path": o.path, "line": o.plant.line,

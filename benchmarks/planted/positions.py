@@ -11,7 +11,7 @@ from .sites import Plant, Sites, keyword, last_name, positional
 def swap_table_layout(sites: Sites) -> list[Plant]:
     """SHP603: `torch.cat((freqs, freqs), dim=-1)` (half-split table) <-> `freqs.repeat_interleave(2, dim=-1)`
     (interleaved table), in a file that also rotates (a rotate_half, or a stack of -x2 and x1)."""
-    if "rotate" not in sites.code and "rotary" not in sites.code.lower():
+    if "rotate" not in sites.context and "rotary" not in sites.context.lower():
         return []
     plants = []
     for node in sites.nodes(cst.Call):

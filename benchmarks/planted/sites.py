@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import libcst as cst
@@ -25,6 +25,11 @@ class Plant:
     before: str  # the code that was replaced
     after: str  # what replaced it
 
+    def placed(self, prefix: str, suffix: str) -> Plant:
+        """This plant, made in one top-level statement of a file, as a plant in the whole file:
+        `prefix` and `suffix` are the file's text before and after the statement."""
+        return replace(self, line=self.line + prefix.count("\n"), source=prefix + self.source + suffix)
+
 
 _COMMENT = re.compile(r"#[^\n]*")
 _SPACE = re.compile(r"\s+")
@@ -38,10 +43,11 @@ def normalised(code: str) -> str:
 
 
 class Sites:
-    """A parsed file and what operators ask of it."""
+    """A parsed file (or one top-level class or function of it) and what operators ask of it."""
 
-    def __init__(self, code: str) -> None:
+    def __init__(self, code: str, context: str | None = None) -> None:
         self.code = code
+        self.context = code if context is None else context  # the whole file, when `code` is one class of it
         self.wrapper = MetadataWrapper(cst.parse_module(code), unsafe_skip_copy=True)
         self.module = self.wrapper.module
         self.positions = self.wrapper.resolve(PositionProvider)
