@@ -3,6 +3,7 @@ that rule's bug there (benchmarks/planted_bugs.py drives them over the pinned co
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from .attention import drop_scale, fill_beyond_half, softmax_other_axis
@@ -15,18 +16,18 @@ from .sites import Plant, Sites
 
 Operator = Callable[[Sites], list[Plant]]
 
-# rule -> (operator, a word every file it can plant in contains: a cheap screen before parsing)
-OPERATORS: dict[str, tuple[Operator, str]] = {
-    "SHP101": (drop_scale, "softmax"),
-    "SHP103": (fill_beyond_half, "finfo"),
-    "SHP104": (softmax_other_axis, "softmax"),
-    "SHP201": (drop_causal_mask, "causal"),
-    "SHP202": (invert_causal_mask, "softmax"),
-    "SHP302": (drop_final_norm, "norm"),
-    "SHP303": (residual_from_norm, "norm"),
-    "SHP602": (tile_kv_heads, "repeat"),
-    "SHP603": (swap_table_layout, "rotary"),
-    "SHP701": (ungate_dropout, "training"),
+# rule -> (operator, what every class or function it can plant in contains: a screen before parsing)
+OPERATORS: dict[str, tuple[Operator, re.Pattern[str]]] = {
+    "SHP101": (drop_scale, re.compile(r"softmax")),
+    "SHP103": (fill_beyond_half, re.compile(r"finfo")),
+    "SHP104": (softmax_other_axis, re.compile(r"softmax\(.*-1")),
+    "SHP201": (drop_causal_mask, re.compile(r"causal\s*=\s*True|causal|tril|triu")),
+    "SHP202": (invert_causal_mask, re.compile(r"masked_fill|where\(")),
+    "SHP302": (drop_final_norm, re.compile(r"for \w+ in .*(layers|blocks|\.h\b|stages)")),
+    "SHP303": (residual_from_norm, re.compile(r"residual = |(\w+) = \1 \+ .*(norm|ln)")),
+    "SHP602": (tile_kv_heads, re.compile(r"repeat_interleave|expand\(|repeat\(")),
+    "SHP603": (swap_table_layout, re.compile(r"repeat_interleave|cat\(")),
+    "SHP701": (ungate_dropout, re.compile(r"self\.training")),
 }
 
 

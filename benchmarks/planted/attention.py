@@ -102,8 +102,7 @@ def drop_scale(sites: Sites) -> list[Plant]:
             if not is_scale(sites, scale) or contains_product(scale):
                 continue
             if contains_product(kept) or _is_logit_name(kept, attention):
-                parens = len(getattr(kept, "lpar", ()))
-                plants.append(sites.plant("SHP101", node, "(" * parens + sites.text(kept) + ")" * parens))
+                plants.append(sites.plant("SHP101", node, sites.text(kept)))
                 break
     for node in sites.nodes(cst.AugAssign):
         if isinstance(node.operator, cst.MultiplyAssign | cst.DivideAssign) and is_scale(sites, node.value):
@@ -137,7 +136,7 @@ def softmax_other_axis(sites: Sites) -> list[Plant]:
             continue
         scores_node = scores.value if isinstance(scores, cst.Arg) else scores
         if contains_product(scores_node) or _feeds_on_scores(scores_node, attention):
-            plants.append(sites.plant("SHP104", dim.value, "-2", at=node))
+            plants.append(sites.plant("SHP104", dim.value, "-2"))
     return [plant for plant in plants if plant is not None]
 
 
@@ -165,5 +164,5 @@ def fill_beyond_half(sites: Sites) -> list[Plant]:
             continue
         text = sites.text(value.value)
         if FINFO_MIN.match(text) and (text.startswith("-") == text.endswith("max")):
-            plants.append(sites.plant("SHP103", value.value, "-1e9", at=node))
+            plants.append(sites.plant("SHP103", value.value, "-1e9"))
     return [plant for plant in plants if plant is not None]

@@ -20,7 +20,7 @@ def ungate_dropout(sites: Sites) -> list[Plant]:
                 gated = arg.value
                 negated = isinstance(gated.test, cst.UnaryOperation) and isinstance(gated.test.operator, cst.Not)
                 rate = gated.orelse if negated else gated.body
-                plants.append(sites.plant("SHP701", gated, sites.text(rate), at=node))
+                plants.append(sites.plant("SHP701", gated, sites.text(rate)))
         training = keyword(node, "training")
         if last_name(node) == "dropout" and training is not None and "training" in sites.text(training.value):
             kept = [sites.text(arg).rstrip(", ") for arg in node.args if arg is not training]

@@ -80,4 +80,4 @@ def _einops(sites: Sites, node: cst.Call) -> Plant | None:
     if match is None:
         return None
     swapped = target[: match.start()] + f"({match.group(2)} {match.group(1)})" + target[match.end() :]
-    return sites.plant("SHP602", pattern.value, source + arrow + swapped, at=node)
+    return sites.plant("SHP602", pattern.value, source + arrow + swapped)

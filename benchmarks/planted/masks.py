@@ -48,7 +48,7 @@ def drop_causal_mask(sites: Sites) -> list[Plant]:
         for flag in CAUSAL_KERNEL_FLAGS:
             arg = keyword(node, flag)
             if arg is not None and isinstance(arg.value, cst.Name) and arg.value.value == "True":
-                plants.append(sites.plant("SHP201", arg.value, "False", at=node))
+                plants.append(sites.plant("SHP201", arg.value, "False"))
         attention = attention_of(sites, node, memo)
         if last_name(node) in MASK_FILLS and isinstance(node.func, cst.Attribute) and attention is not None:
             mask = keyword(node, "mask") or positional(node, 0)
@@ -74,7 +74,7 @@ def invert_causal_mask(sites: Sites) -> list[Plant]:
             continue
         if mask is None or attention_of(sites, node, memo) is None or not is_causal_mask(sites, mask.value, buffers):
             continue
-        plants.append(sites.plant("SHP202", mask.value, inverted(sites, mask.value), at=node))
+        plants.append(sites.plant("SHP202", mask.value, inverted(sites, mask.value)))
     return [plant for plant in plants if plant is not None]
 
 
