@@ -76,7 +76,7 @@ def file_candidates(path: Path, rules: list[str], seen: set[str]) -> list[tuple[
     for first, last in top_level_statements(code):
         text = "".join(lines[first:last])
         shape = normalised(text)
-        wanted = [rule for rule in rules if OPERATORS[rule][1] in text and f"{rule}\0{shape}" not in seen]
+        wanted = [rule for rule in rules if OPERATORS[rule][1].search(text) and f"{rule}\0{shape}" not in seen]
         if not wanted:
             continue
         seen.update(f"{rule}\0{shape}" for rule in wanted)
