@@ -46,6 +46,7 @@ class Outcome:
     plant: Plant
     caught: bool
     error: str | None = None
+    found: tuple[int, ...] = ()  # the lines of the rule's findings in the mutated file
 
 
 def python_files(package: Path) -> list[Path]:
@@ -179,7 +180,8 @@ def evaluate(
         if near(before[package, rule, path], str(path), plant.line):
             continue
         caught = error is None and near(diagnostics, str(path), plant.line)
-        outcomes.append(Outcome(package.name, str(path.relative_to(package)), plant, caught, error))
+        found = tuple(sorted({d.line for d in diagnostics}))
+        outcomes.append(Outcome(package.name, str(path.relative_to(package)), plant, caught, error, found))
     return outcomes
 
 
@@ -226,7 +228,7 @@ def print_report(outcomes: list[Outcome], show_misses: bool) -> None:
         if not outcome.caught:
             plant = outcome.plant
             where = f"{outcome.package}/{outcome.path}:{plant.line}"
-            reason = f" [{outcome.error}]" if outcome.error else ""
+            reason = f" [{outcome.error}]" if outcome.error else f" (findings at {list(outcome.found) or 'none'})"
             print(f"  {plant.rule} {where}: `{plant.before}` -> `{plant.after}`{reason}")
             print(snippet(plant))
 
@@ -248,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         misses = [
             {"rule": o.plant.rule, "package": o.package, "path": o.path, "line": o.plant.line,
-             "before": o.plant.before, "after": o.plant.after, "error": o.error}
+             "before": o.plant.before, "after": o.plant.after, "error": o.error, "found": list(o.found)}
             for o in outcomes if not o.caught
         ]  # fmt: skip
         json.dump({"summary": summary(outcomes), "misses": misses}, sys.stdout, indent=2)

@@ -225,12 +225,13 @@ def test_the_driver_counts_a_caught_plant_and_a_miss_end_to_end(planted, tmp_pat
             "before": '"b h n d -> b (h g) n d"',
             "after": '"b h n d -> b (g h) n d"',
             "error": None,
+            "found": [],
         }
     ]
     assert driver.main(["--corpus", str(tmp_path / "corpus"), "--rule", "SHP602", "--show-misses"]) == 0
     shown = capsys.readouterr().out
     assert "planted bugs caught: 0/1" in shown
-    assert 'SHP602 tiny/tiny/heads.py:4: `"b h n d -> b (h g) n d"` -> `"b h n d -> b (g h) n d"`' in shown
+    assert 'SHP602 tiny/tiny/heads.py:4: `"b h n d -> b (h g) n d"` -> `"b h n d -> b (g h) n d"` (findings at none)' in shown
     assert '>     return repeat(k, "b h n d -> b (g h) n d", g=groups)' in shown
 
 
