@@ -160,9 +160,35 @@ def fill_beyond_half(sites: Sites) -> list[Plant]:
             value = positional(node, 2)
         else:
             continue
-        if value is None or attention_of(sites, node, memo) is None:
+        attention = attention_of(sites, node, memo)
+        if value is None or attention is None:
+            continue
+        filled = node.func.value if isinstance(node.func, cst.Attribute) and name in MASK_FILLS else positional(node, 1)
+        if filled is None:
+            continue
+        filled_node = filled.value if isinstance(filled, cst.Arg) else filled
+        # the rule's own condition: a fill of a tensor cast to float32 first is no fp16 overflow
+        if FULL_PRECISION.search(sites.text(filled_node)) or not _reaches_softmax(sites, filled_node, attention):
             continue
         text = sites.text(value.value)
         if FINFO_MIN.match(text) and (text.startswith("-") == text.endswith("max")):
             plants.append(sites.plant("SHP103", value.value, "-1e9"))
     return [plant for plant in plants if plant is not None]
+
+
+FULL_PRECISION = re.compile(r"\.float\(\)|float32|\.double\(\)")
+
+
+def _reaches_softmax(sites: Sites, filled: cst.CSTNode, attention: AttentionFunction) -> bool:
+    """The filled tensor holds the scores, feeds a softmax, or is added to what does (an additive mask)."""
+    names = _names_in(filled)
+    members = sites.members[attention.function]
+    fed = attention.scores | set().union(*(_names_in(n) for n in members if is_softmax(n)))
+    if names & fed:
+        return True
+    for node in members:  # Ex) mask.masked_fill_(...); scores = scores + mask
+        if isinstance(node, cst.Assign | cst.AugAssign) and names & _names_in(node.value):
+            targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
+            if any(isinstance(target, cst.Name) and target.value in fed for target in targets):
+                return True
+    return False

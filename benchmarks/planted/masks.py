@@ -39,13 +39,23 @@ def is_causal_mask(sites: Sites, node: cst.CSTNode, buffers: set[str]) -> bool:
     return bool(words & buffers)
 
 
+def is_kernel_call(node: cst.Call) -> bool:
+    """An attention kernel (`F.scaled_dot_product_attention`, `flash_attn_func`), not a module built or
+    called with a causal flag: there the flag is all that says the model is causal, and flipping it
+    leaves nothing a reader (or a rule) could tell the bug from."""
+    name = last_name(node)
+    return (
+        ("attention" in name or "attn" in name) and not name[:1].isupper() and not call_name(node).startswith("self.")
+    )
+
+
 def drop_causal_mask(sites: Sites) -> list[Plant]:
     """SHP201: a causal kernel flag set to False, or the causal fill of the scores taken out."""
     plants = []
     memo: dict = {}
     buffers = causal_buffers(sites)
     for node in sites.nodes(cst.Call):
-        for flag in CAUSAL_KERNEL_FLAGS:
+        for flag in CAUSAL_KERNEL_FLAGS if is_kernel_call(node) else ():
             arg = keyword(node, flag)
             if arg is not None and isinstance(arg.value, cst.Name) and arg.value.value == "True":
                 plants.append(sites.plant("SHP201", arg.value, "False"))

@@ -114,6 +114,36 @@ def test_operators_refuse_code_without_the_correct_pattern(planted, rule):
     assert plants_of(planted, "SHP701", UNRELATED) == []
 
 
+def test_a_fill_in_float32_or_of_what_never_reaches_the_softmax_is_no_fp16_site(planted):
+    """SHP103's own conditions: `scores.float().masked_fill_(...)` fills in float32, and a fill of
+    gates that go to a sigmoid writes no attention scores."""
+    code = NANOGPT.replace("att = att.masked_fill(", "att = att.float().masked_fill(")
+    assert plants_of(planted, "SHP103", code) == []
+    gated = """\
+    import torch
+    import torch.nn.functional as F
+
+    def forward(self, query, attn_logits, v):
+        causal_mask = torch.ones(query.shape[-2], v.shape[-2]).triu(1).bool()
+        attn_logits = attn_logits.masked_fill(causal_mask, -torch.finfo(attn_logits.dtype).max)
+        gates = attn_logits.sigmoid()
+        return F.softmax(query @ v.transpose(-2, -1), dim=-1), gates
+    """
+    assert plants_of(planted, "SHP103", gated) == []
+
+
+def test_a_causal_flag_of_a_module_call_is_no_kernel_site(planted):
+    """`Block(config, is_causal=True)` or `super().__init__(causal=True)`: the flag is the only sign the
+    model is causal; flipped, nothing is left that says so."""
+    code = """\
+    class Decoder(AttentionLayers):
+        def __init__(self, **kwargs):
+            super().__init__(causal=True, **kwargs)
+            self.block = Block(config, is_causal=True)
+    """
+    assert plants_of(planted, "SHP201", code) == []
+
+
 LLAMA = """\
 import torch
 from torch import nn
@@ -231,7 +261,10 @@ def test_the_driver_counts_a_caught_plant_and_a_miss_end_to_end(planted, tmp_pat
     assert driver.main(["--corpus", str(tmp_path / "corpus"), "--rule", "SHP602", "--show-misses"]) == 0
     shown = capsys.readouterr().out
     assert "planted bugs caught: 0/1" in shown
-    assert 'SHP602 tiny/tiny/heads.py:4: `"b h n d -> b (h g) n d"` -> `"b h n d -> b (g h) n d"` (findings at none)' in shown
+    assert (
+        'SHP602 tiny/tiny/heads.py:4: `"b h n d -> b (h g) n d"` -> `"b h n d -> b (g h) n d"` (findings at none)'
+        in shown
+    )
     assert '>     return repeat(k, "b h n d -> b (g h) n d", g=groups)' in shown
 
 
