@@ -623,6 +623,11 @@ class MaskEvaluator:
                 return replace(inner, region=inner.region.shifted(SYMBOLIC))
             if is_a(shift, int) and is_a(column_start, int):
                 return replace(inner, region=inner.region.shifted(shift - column_start))
+            if shift == SYMBOLIC and column_start == 0 and is_a(rows.upper, (cst.Name, cst.Attribute)):
+                # Ex) bias[:, :, key_length - query_length : key_length, :key_length]: the queries' rows
+                # aligned to the end of the keys, the cache before them: row i is position past + i, as
+                # the keys are counted, so the triangle keeps its diagonal where the positions meet
+                return inner
             return replace(inner, region=inner.region.shifted(SYMBOLIC))
         return inner
 
