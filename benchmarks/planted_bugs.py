@@ -73,7 +73,7 @@ def file_candidates(path: Path, rules: list[str], seen: set[str]) -> list[tuple[
     parsed. `seen` is updated."""
     code = path.read_text(encoding="utf-8", errors="replace")
     lines = code.splitlines(keepends=True)
-    found = []
+    found: list[tuple[str, Plant]] = []
     for first, last in top_level_statements(code):
         text = "".join(lines[first:last])
         shape = normalised(text)
@@ -180,8 +180,8 @@ def evaluate(
         if near(before[package, rule, path], str(path), plant.line):
             continue
         caught = error is None and near(diagnostics, str(path), plant.line)
-        found = tuple(sorted({d.line for d in diagnostics}))
-        outcomes.append(Outcome(package.name, str(path.relative_to(package)), plant, caught, error, found))
+        lines = tuple(sorted({d.line for d in diagnostics}))
+        outcomes.append(Outcome(package.name, str(path.relative_to(package)), plant, caught, error, lines))
     return outcomes
 
 

@@ -1053,7 +1053,8 @@ def unnormed_heads(ctx: FileContext, cls: cst.ClassDef) -> list[UnnormedHead]:
     found = []
     for attr, kind in pre_stacks.items():
         # Ex) timm: `forward` calls `self.forward_features(x)`, where the stack runs and the norm follows it
-        method, outputs = forward, [(s.loop, s.stream) for s in loops if s.container == attr]
+        outputs: list[tuple[cst.CSTNode, str]] = [(s.loop, s.stream) for s in loops if s.container == attr]
+        method = forward
         for method in passes:
             outputs += _stack_outputs(ctx, method, attr)
             if outputs:
