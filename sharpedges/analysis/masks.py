@@ -56,6 +56,7 @@ from sharpedges.analysis.vocabulary import (
     ARANGE,
     BOOL_DTYPES,
     BROADCAST_METHODS,
+    BUFFER_CONSTRUCTORS,
     CAST_METHODS,
     CLAMP_METHODS,
     COMPLEMENT_FUNCTIONS,
@@ -518,6 +519,8 @@ class MaskEvaluator:
             return _transposed(self.value(receiver(call), at, depth + 1))
         if method in PASS_THROUGH and not namespace:
             return self.value(receiver(call), at, depth + 1)
+        if qualified in BUFFER_CONSTRUCTORS:  # Ex) self.bias = nn.Buffer(torch.tril(...))
+            return self.value(argument(call, "data", 0), at, depth + 1)
         axes = einops_axes(ctx, call)
         if axes is not None:
             return _einops_moved(self.value(argument(call, "tensor", 0), at, depth + 1), axes)
