@@ -17,6 +17,9 @@ class PrenormResidualOverwritten(Detector):
             for found in overwritten_residuals(ctx, function)[:1]:  # later sums in the block follow from the first
                 facts = {"name": found.name, "norm": ctx.code(found.norm)}
                 if found.operand is not None:
-                    yield Finding(found.add, variant="normed-operand", facts={**facts, "operand": found.operand})
+                    related = () if ctx.index.contains(found.add, found.norm) else ((found.norm, "normed"),)
+                    yield Finding(
+                        found.add, variant="normed-operand", facts={**facts, "operand": found.operand}, related=related
+                    )
                 else:
                     yield Finding(found.add, facts=facts)

@@ -30,6 +30,7 @@ def test_a_sum_whose_residual_operand_is_the_norm_of_the_stream():
     [finding] = findings("SHP303", ONE_LINE.format(sum="self.norm1(x) + self.drop_path(self.attn(self.norm1(x)))"))
     assert finding.line == 12
     assert finding.message.startswith("the residual operand `self.norm1(x)` is the normalised stream")
+    assert finding.related == []  # the norm is in the sum itself
 
 
 @pytest.mark.parametrize(
@@ -67,6 +68,9 @@ def test_a_residual_copy_taken_of_the_normed_stream():
     [finding] = findings("SHP303", COPY.format(saved="self.input_layernorm(hidden_states)"))
     assert finding.line == 15
     assert finding.message.startswith("the residual operand `residual` is the normalised stream")
+    assert [(r["line"], r["message"]) for r in finding.related] == [
+        (12, "the residual operand is this norm of the stream")
+    ]
 
 
 def test_the_residual_copy_of_the_raw_stream_is_quiet():
