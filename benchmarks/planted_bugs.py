@@ -6,8 +6,8 @@ paths; one shape counted once, so a pattern copied into a hundred model files is
 over the files), and each mutated file is checked in-process in place of the original, inside its
 package, so its imports resolve as they do for the real file. A plant is caught when the rule
 fires within 3 lines of the planted line (the finding or a location it rests on) and the unmutated
-file has no finding of the rule there; a site the unmutated file already has a finding at is not
-planted.
+file has no finding of the rule there; a sampled site the unmutated file already has a finding at
+is left out of the count.
 
     python benchmarks/planted_bugs.py                       # the pinned corpus (benchmarks/corpus.py)
     python benchmarks/planted_bugs.py --rule SHP101 --show-misses
