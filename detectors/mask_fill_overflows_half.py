@@ -18,6 +18,7 @@ from sharpedges.analysis.vocabulary import (
     SHAPE_ONLY_METHODS,
     TRANSPOSE_FUNCTIONS,
     cast_precision,
+    dtype_precision,
 )
 from sharpedges.analysis.walk import is_a
 from sharpedges.detector import Detector, Finding, Fix, Replacement
@@ -97,7 +98,43 @@ def _additive_fill(ctx, node, inner_path) -> tuple[cst.BaseExpression, cst.BaseE
     if other is None:
         return None
     big = [(literal, value) for literal, value in multiplied_constants(ctx, other) if abs(value) > FP16_MAX]
-    return (big[0][0], scores) if big else None
+    if big:
+        return big[0][0], scores
+    return _filled_in_place(ctx, other, scores)
+
+
+def _filled_in_place(ctx, mask: cst.BaseExpression, scores: cst.BaseExpression):
+    """`mask.masked_fill_(mask.bool(), -1e9)` before `scores + mask`: the added mask was filled in place
+    with a number beyond fp16, unless it was built in full precision."""
+    if not is_a(mask, cst.Name) or (function := ctx.function_of(mask)) is None:
+        return None
+    name = mask.value
+    facts = ctx.function_facts(function)
+    definitions = facts.reaching(name, ctx.order(mask))
+    for definition in definitions:
+        fill = definition.value  # the in-place call
+        if definition.kind != "inplace" or definition.method not in FILL_METHODS or not is_a(fill, cst.Call):
+            continue
+        value = argument(fill, "value", 1)
+        number = returned_number(ctx, value) if value is not None else None
+        if number is None or abs(number) <= FP16_MAX or not math.isfinite(number):
+            continue
+        built = [d.value for d in facts.reaching(name, ctx.order(definition.node)) if d.value is not None]
+        if any(_built_in_full_precision(ctx, b) for b in built):
+            return None
+        return value, scores
+    return None
+
+
+def _built_in_full_precision(ctx, value: cst.BaseExpression) -> bool:
+    """`torch.ones(n, n, dtype=torch.float32)` (maybe followed by `.triu(1)`): a float32 or float64 tensor."""
+    calls = [value, *ctx.index.descendants(value, cst.Call)]
+    return any(
+        is_a(call, cst.Call)
+        and (dtype := argument(call, "dtype")) is not None
+        and dtype_precision(ctx, dtype) == "full"
+        for call in calls
+    )
 
 
 def _scores_text(scores: cst.BaseExpression) -> str:

@@ -15,5 +15,11 @@ class PrenormResidualOverwritten(Detector):
     def check(self, ctx):
         for function in ctx.index.nodes(cst.FunctionDef):
             for found in overwritten_residuals(ctx, function)[:1]:  # later sums in the block follow from the first
-                call = found.norm
-                yield Finding(found.add, facts={"name": found.name, "norm": ctx.code(call)})
+                facts = {"name": found.name, "norm": ctx.code(found.norm)}
+                if found.operand is not None:
+                    related = () if ctx.index.contains(found.add, found.norm) else ((found.norm, "normed"),)
+                    yield Finding(
+                        found.add, variant="normed-operand", facts={**facts, "operand": found.operand}, related=related
+                    )
+                else:
+                    yield Finding(found.add, facts=facts)

@@ -38,6 +38,9 @@ class RopeLayoutMismatch(Detector):
                     break
 
 
+MAX_TABLES_SHOWN = 3
+
+
 def _layout_mismatch(ctx):
     evidence = layout_evidence(ctx, ctx.module)
     tables = {e.layout for e in evidence if e.role == "table"}
@@ -49,8 +52,10 @@ def _layout_mismatch(ctx):
     table = tables.pop()
     # a function that rotates both ways chooses between them (`interleaved=` flags): not a mismatch
     agreeing = {id(ctx.function_of(e.node)) for e in rotations if e.layout == table}
+    # the finding rests on where the tables pair the channels the other way
+    related = tuple((e.node, "table") for e in evidence if e.role == "table")[:MAX_TABLES_SHOWN]
     for rotation in rotations:
         if rotation.layout != table and id(ctx.function_of(rotation.node)) not in agreeing:
             # the spec's message is the half-split rotation over an interleaved table; "interleaved" the other way
-            yield Finding(rotation.node, variant=None if rotation.layout == "half" else "interleaved")
+            yield Finding(rotation.node, variant=None if rotation.layout == "half" else "interleaved", related=related)
             return

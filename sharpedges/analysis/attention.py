@@ -30,6 +30,7 @@ from sharpedges.analysis.summaries import (
     bind_arguments,
     call_sites,
     called_function,
+    module_forward,
     positional_parameters,
     return_values,
 )
@@ -427,6 +428,9 @@ class LogitTracer:
             inner = LogitTracer(self.ctx, self.function, bound, frozenset(local_lambda.parameters))
             return [(inner, local_lambda.node.body, at)]
         helper = helper_called(self.ctx, call)
+        forward = module_forward(self.ctx, call) if helper is None else None
+        if forward is not None:  # Ex) attn = self.rel_pos(attn): a module of this file the scores pass through
+            helper = forward, positional_parameters(forward)[1:]
         if helper is None:
             return []
         function, positional = helper

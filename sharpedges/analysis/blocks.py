@@ -833,6 +833,7 @@ class OverwrittenResidual:
     norm: cst.Call  # `norm(x)` in `x = norm(x)`
     add: cst.CSTNode  # `x = x + f(x)` or `x += f(x)`, whose residual is now the normalised `x`
     name: str
+    operand: str | None = None  # the sum's residual operand when it is the norm itself or a copy of it
 
 
 def overwritten_residuals(ctx: FileContext, function: cst.FunctionDef) -> list[OverwrittenResidual]:
@@ -844,6 +845,10 @@ def overwritten_residuals(ctx: FileContext, function: cst.FunctionDef) -> list[O
     for node in ctx.index.descendants(
         function.body, (cst.Assign, cst.AugAssign), prune=(cst.FunctionDef, cst.ClassDef)
     ):
+        normed = _normed_operand(ctx, facts, node)
+        if normed is not None:
+            found.append(normed)
+            continue
         pair = _stream_and_branch(node)
         if pair is None:
             continue
@@ -874,6 +879,55 @@ def overwritten_residuals(ctx: FileContext, function: cst.FunctionDef) -> list[O
         ):
             found.append(OverwrittenResidual(value, node, stream.value))
     return found
+
+
+def _normed_operand(ctx: FileContext, facts: FunctionFacts, node: cst.CSTNode) -> OverwrittenResidual | None:
+    """A sum whose residual operand is the norm of the stream its branch normalises too: `x =
+    norm(x) + f(norm(x))`, or `r + f(...)` with `r = norm(x)` and the branch computed from `norm(x)`
+    (`residual = norm(x); x = norm(x); x = attn(x); x = residual + x`). Not when `x` may hold a
+    residual sum there (a two-step post-norm)."""
+    if not (is_a(node, cst.Assign) and is_a(node.value, cst.BinaryOperation) and is_a(node.value.operator, cst.Add)):
+        return None
+    total = node.value
+    for operand, branch in ((total.left, total.right), (total.right, total.left)):
+        norm, name = operand, None
+        if is_a(operand, cst.Name):  # Ex) residual = self.input_layernorm(hidden_states)
+            copies = facts.reaching(operand.value, ctx.order(operand))
+            if len(copies) != 1 or copies[0].kind != "assign" or not is_a(copies[0].value, cst.Call):
+                continue
+            norm, name = copies[0].value, operand.value
+        if not (is_a(norm, cst.Call) and is_norm_call(ctx, norm) and len(norm.args) == 1):
+            continue
+        if not is_a(stream := norm.args[0].value, cst.Name) or _may_hold_sum(ctx, facts, stream):
+            continue
+        if _branch_of_norm(ctx, facts, branch, ctx.code(norm), stream.value):
+            return OverwrittenResidual(norm, node, stream.value, name or ctx.code(norm))
+    return None
+
+
+def _branch_of_norm(ctx: FileContext, facts: FunctionFacts, branch: cst.BaseExpression, norm: str, stream: str) -> bool:
+    """`branch` is a sublayer applied to `norm` (the same norm call, by its code), directly
+    (`f(norm(x))`) or through the stream rebound to it (`x = norm(x); x = attn(x)`)."""
+    if not _computed_by_call(ctx, branch):
+        return False
+    inner = [c for c in ctx.index.descendants(branch, cst.Call) if c is not branch and ctx.code(c) == norm]
+    if inner:
+        return True
+    if not is_a(branch, cst.Name) or branch.value != stream:
+        return False
+    seen: set[cst.CSTNode] = set()
+    frontier = [branch]
+    while frontier:  # the definitions the branch is computed from, back to `stream = norm(stream)`
+        name = frontier.pop()
+        for definition in facts.reaching(name.value, ctx.order(name)):
+            value = definition.computed_from
+            if definition.node in seen or value is None:
+                continue
+            seen.add(definition.node)
+            if ctx.code(value) == norm:
+                return True
+            frontier.extend(n for n in ctx.index.descendants(value, cst.Name) if n.value == stream)
+    return False
 
 
 def _saved_normed_copy(
@@ -983,6 +1037,7 @@ def unnormed_heads(ctx: FileContext, cls: cst.ClassDef) -> list[UnnormedHead]:
     forward = facts.methods.get("forward")
     if forward is None:
         return []
+    passes = _forward_pass(ctx, cls, forward)
     pre_stacks = {attr: kind for attr in facts.assignments if (kind := _pre_norm_stack(ctx, cls, attr))}
     if any(_is_head(ctx, cls, attr) for attr in facts.assignments):
         # Ex) `x = self.transformer(x); return self.to_logits(x)`, the stack built in another class or module
@@ -998,12 +1053,19 @@ def unnormed_heads(ctx: FileContext, cls: cst.ClassDef) -> list[UnnormedHead]:
         pre_stacks.setdefault(loop.container, "pre" if loop.style == PRE else "switchable")
     found = []
     for attr, kind in pre_stacks.items():
-        outputs = _stack_outputs(ctx, forward, attr) + [(s.loop, s.stream) for s in loops if s.container == attr]
+        # Ex) timm: `forward` calls `self.forward_features(x)`, where the stack runs and the norm follows it
+        outputs: list[tuple[cst.CSTNode, str]] = [(s.loop, s.stream) for s in loops if s.container == attr]
+        method = forward
+        for method in passes:
+            outputs += _stack_outputs(ctx, method, attr)
+            if outputs:
+                break
         if not outputs:
             continue
+        delegated = method is not forward  # a caller in forward may still norm what it returns
         end = max(ctx.index.last_order(node) for node, _ in outputs)
         names = {name for _, name in outputs}
-        later = _calls_after(ctx, forward, end)
+        later = _calls_after(ctx, method, end)
         # Ex) `out = self.ln_f(h)` of another value than the stream is no final norm of it
         if any(_final_norm(ctx, cls, c, names) for c in later):
             continue
@@ -1018,9 +1080,20 @@ def unnormed_heads(ctx: FileContext, cls: cst.ClassDef) -> list[UnnormedHead]:
             # one hands out a normed stream in post-norm mode and a raw one in pre-norm mode, so no caller
             # can hold it. A module of this file that builds it may apply the norm. A module that builds a
             # norm of its own and never applies it meant to apply it.
-            if (kind == "switchable" and not _built_in_file(ctx, cls)) or unused is not None:
-                found.extend(UnnormedHead(r, attr, unused) for r in _stream_returns(ctx, forward, end, names)[:1])
+            if (kind == "switchable" and not delegated and not _built_in_file(ctx, cls)) or unused is not None:
+                found.extend(UnnormedHead(r, attr, unused) for r in _stream_returns(ctx, method, end, names)[:1])
     return found
+
+
+def _forward_pass(ctx: FileContext, cls: cst.ClassDef, forward: cst.FunctionDef) -> list[cst.FunctionDef]:
+    """`forward`, then the methods of `cls` it calls on `self` (`self.forward_features(x)`), in order."""
+    methods = ctx.class_facts(cls).methods
+    called = [
+        methods[name]
+        for call in ctx.index.descendants(forward.body, cst.Call, prune=(cst.FunctionDef, cst.ClassDef))
+        if (name := self_attribute(call.func)) in methods and methods[name] is not forward
+    ]
+    return [forward, *dict.fromkeys(called)]
 
 
 def _calls_after(ctx: FileContext, forward: cst.FunctionDef, end: int) -> list[cst.Call]:

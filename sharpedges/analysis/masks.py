@@ -56,6 +56,7 @@ from sharpedges.analysis.vocabulary import (
     ARANGE,
     BOOL_DTYPES,
     BROADCAST_METHODS,
+    BUFFER_CONSTRUCTORS,
     CAST_METHODS,
     CLAMP_METHODS,
     COMPLEMENT_FUNCTIONS,
@@ -518,6 +519,8 @@ class MaskEvaluator:
             return _transposed(self.value(receiver(call), at, depth + 1))
         if method in PASS_THROUGH and not namespace:
             return self.value(receiver(call), at, depth + 1)
+        if qualified in BUFFER_CONSTRUCTORS:  # Ex) self.bias = nn.Buffer(torch.tril(...))
+            return self.value(argument(call, "data", 0), at, depth + 1)
         axes = einops_axes(ctx, call)
         if axes is not None:
             return _einops_moved(self.value(argument(call, "tensor", 0), at, depth + 1), axes)
@@ -623,6 +626,11 @@ class MaskEvaluator:
                 return replace(inner, region=inner.region.shifted(SYMBOLIC))
             if is_a(shift, int) and is_a(column_start, int):
                 return replace(inner, region=inner.region.shifted(shift - column_start))
+            if shift == SYMBOLIC and column_start == 0 and is_a(rows.upper, (cst.Name, cst.Attribute)):
+                # Ex) bias[:, :, key_length - query_length : key_length, :key_length]: the queries' rows
+                # aligned to the end of the keys, the cache before them: row i is position past + i, as
+                # the keys are counted, so the triangle keeps its diagonal where the positions meet
+                return inner
             return replace(inner, region=inner.region.shifted(SYMBOLIC))
         return inner
 

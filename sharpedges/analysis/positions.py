@@ -25,6 +25,7 @@ from sharpedges.analysis.training_mode import runs_in_forward
 from sharpedges.analysis.values import MAX_DEPTH
 from sharpedges.analysis.vocabulary import (
     BROADCAST_METHODS,
+    BUFFER_CONSTRUCTORS,
     CAST_METHODS,
     COPY_METHODS,
     DTYPE_ARGUMENT_CASTS,
@@ -45,7 +46,6 @@ PRODUCT_FUNCTIONS = {"torch.outer", "torch.ger", "torch.einsum", "torch.matmul",
 PRODUCT_METHODS = {"outer", "ger", "matmul", "mul", "mm"}
 # Products autocast runs in the low-precision dtype even when both inputs are float32.
 AUTOCAST_LOWERED = {"torch.einsum", "torch.matmul", "torch.mm", "matmul", "mm"}
-BUFFER_CONSTRUCTORS = {"torch.nn.Parameter", "torch.nn.parameter.Parameter", "torch.nn.Buffer"}
 
 
 # -- frequency tables -------------------------------------------------------------------------------

@@ -80,6 +80,8 @@ ZEROS = frozenset({"torch.zeros", "torch.zeros_like"})
 FULL = frozenset({"torch.full", "torch.full_like"})
 ARANGE = frozenset({"torch.arange"})
 TRIANGLES = frozenset({"torch.triu", "torch.tril"})
+# a module's tensor held as its parameter or buffer: the value is the tensor it is built from
+BUFFER_CONSTRUCTORS = frozenset({"torch.nn.Parameter", "torch.nn.parameter.Parameter", "torch.nn.Buffer"})
 TENSOR_LITERALS = frozenset({"torch.tensor", "torch.as_tensor"})
 COMPLEMENT_FUNCTIONS = frozenset({"torch.logical_not"})
 

@@ -90,6 +90,47 @@ def test_a_stack_returned_with_its_norm_applied_or_none_built_is_quiet(norm, ret
     assert findings("SHP302", RETURNED.format(norm=norm, returned=returned)) == []
 
 
+DELEGATED = BLOCK + textwrap.dedent("""
+    class VisionTransformer(nn.Module):
+        def __init__(self, dim, heads, depth, classes):
+            super().__init__()
+            self.blocks = nn.Sequential(*[Block(dim, heads) for _ in range(depth)])
+            self.norm = nn.LayerNorm(dim)
+            self.head = nn.Linear(dim, classes)
+
+        def forward_features(self, x):
+            x = self.blocks(x)
+            {features}
+
+        def forward_head(self, x):
+            return self.head(x[:, 0])
+
+        def forward(self, x):
+            x = self.forward_features(x)
+            {forward}
+""")
+
+
+def test_a_stack_in_a_method_forward_calls_is_returned_past_the_norm_its_module_built():
+    """timm: the stack runs in `forward_features`, which forward calls; with the final norm gone
+    from it, the norm the module builds is never applied."""
+    code = DELEGATED.format(features="return x", forward="return self.forward_head(x)")
+    [finding] = findings("SHP302", code)
+    assert finding.message.startswith("the pre-norm stack `self.blocks` is returned with no final norm")
+    assert finding.line == code.splitlines().index("        return x") + 1
+
+
+@pytest.mark.parametrize(
+    ("features", "forward"),
+    [
+        ("return self.norm(x)", "return self.forward_head(x)"),  # normed where the stack runs
+        ("return x", "return self.forward_head(self.norm(x))"),  # normed by the caller in forward
+    ],
+)
+def test_a_stack_in_a_method_forward_calls_normed_anywhere_is_quiet(features, forward):
+    assert findings("SHP302", DELEGATED.format(features=features, forward=forward)) == []
+
+
 SEQUENCE = """
     from torch import nn
 

@@ -484,6 +484,11 @@ def test_shp603_interleaved_table_with_rotate_half_fires_at_the_rotation():
     found = findings("SHP603", mutant)
     assert [d.line for d in found] == [line_of(mutant, "return torch.cat((-x2, x1), dim=-1)")]
     assert "i with i + d/2" in found[0].message and "repeat_interleave" in found[0].message
+    # the finding rests on the table that pairs the channels the other way
+    table = line_of(mutant, "emb = freqs.repeat_interleave(2, dim=-1)")
+    assert [(r["line"], r["message"]) for r in found[0].related] == [
+        (table, "the cos/sin table pairs the channels the other way here")
+    ]
 
 
 CODEC_ROTATION = """
