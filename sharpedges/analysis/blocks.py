@@ -1069,7 +1069,7 @@ def unnormed_heads(ctx: FileContext, cls: cst.ClassDef) -> list[UnnormedHead]:
         # Ex) `out = self.ln_f(h)` of another value than the stream is no final norm of it
         if any(_final_norm(ctx, cls, c, names) for c in later):
             continue
-        unused = _unused_norm(ctx, cls)
+        unused = _unused_norm(ctx, cls, passes)
         for call in later:
             head = self_attribute(call.func)
             if head is not None and _is_head(ctx, cls, head) and call.args and _reads_stream(call.args[0].value, names):
@@ -1155,13 +1155,16 @@ def _norms_stream(ctx: FileContext, norm: cst.Call, names: set[str]) -> bool:
     return bool(norm.args) and any(_mentions(ctx, norm.args[0].value, name) for name in names)
 
 
-def _unused_norm(ctx: FileContext, cls: cst.ClassDef) -> cst.CSTNode | None:
-    """`self.norm = nn.LayerNorm(dim)` in a class that never reads `self.norm`: where it is built."""
+def _unused_norm(ctx: FileContext, cls: cst.ClassDef, passes: list[cst.FunctionDef]) -> cst.CSTNode | None:
+    """A norm module the class builds (`self.norm = nn.LayerNorm(dim)`, `norm_layer(dim) if ... else
+    nn.Identity()`) that its forward pass (`forward` and the methods it calls) never reads: where it is
+    built. Ex) timm's `forward_features` without its `x = self.norm(x)`: `forward_intermediates` still
+    reads the norm, but no forward call runs it."""
     facts = ctx.class_facts(cls)
     for attr, assignments in facts.assignments.items():
-        built = facts.constructed_type(attr)
-        short = built.rsplit(".", 1)[-1] if built is not None else ""
-        if NORM_TYPE.search(short) and not NOT_TOKEN_NORM.search(short) and not facts.is_read(attr):
+        if any(
+            a.value is not None and NORM in _module_choices(ctx, a.value, ctx.order(a.node)) for a in assignments
+        ) and not facts.is_read(attr, within=passes):
             return assignments[0].node
     return None
 

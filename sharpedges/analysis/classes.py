@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import libcst as cst
@@ -68,13 +69,15 @@ class ClassFacts:
                     return qualified
         return None
 
-    def is_read(self, attr: str) -> bool:
-        """Whether any code of the class reads `self.attr` (a store into it is no read)."""
+    def is_read(self, attr: str, within: Iterable[cst.FunctionDef] | None = None) -> bool:
+        """Whether any code of the class (or of the methods `within`) reads `self.attr` (a store into it
+        is no read)."""
         return any(
             node.attr.value == attr
             and self_attribute(node) == attr
             and not is_a(self._index.parents.get(node), cst.AssignTarget)
-            for node in self._index.descendants(self.cls, cst.Attribute)
+            for scope in ((self.cls,) if within is None else within)
+            for node in self._index.descendants(scope, cst.Attribute)
         )
 
     def is_parameter(self, attr: str) -> bool:

@@ -245,3 +245,30 @@ def test_prenorm_wrappers_in_reversible_blocks_reach_the_head(run_cli, tmp_path)
     )
     result = run_cli("check", "pkg", "--select", "SHP302", "--preview", "--no-cache", cwd=tmp_path)
     assert "the pre-norm stack `self.transformer` reaches `self.to_logits` with no final norm" in result.stdout
+
+
+TIMM_LIKE = (
+    DELEGATED.replace(
+        "def __init__(self, dim, heads, depth, classes):",
+        "def __init__(self, dim, heads, depth, classes, norm_layer=nn.LayerNorm, fc_norm=False):",
+    )
+    .replace("self.norm = nn.LayerNorm(dim)", "self.norm = norm_layer(dim) if not fc_norm else nn.Identity()")
+    .replace(
+        "        def forward_features(self, x):",
+        "        def forward_intermediates(self, x):\n            return self.norm(self.blocks(x))\n\n"
+        "        def forward_features(self, x):",
+    )
+)
+
+
+def test_a_norm_chosen_by_a_flag_and_read_off_the_forward_pass_only_is_never_applied():
+    """timm: `self.norm = norm_layer(dim) if not use_fc_norm else nn.Identity()`, read by
+    `forward_intermediates` as well; without `x = self.norm(x)` in `forward_features` no forward runs it."""
+    code = TIMM_LIKE.format(features="return x", forward="return self.forward_head(x)")
+    [finding] = findings("SHP302", code)
+    assert finding.line == code.splitlines().index("        return x") + 1
+    assert [r["message"] for r in finding.related] == ["this norm is built and never applied"]
+    assert (
+        findings("SHP302", TIMM_LIKE.format(features="return self.norm(x)", forward="return self.forward_head(x)"))
+        == []
+    )
