@@ -269,6 +269,12 @@ class MaskValue:
         return self.region is not None and not self.region.is_everything
 
 
+def _assigns_mask(definition: Definition) -> bool:
+    """A definition whose value is a mask expression: `mask = ...`, or `mask.masked_fill_(m, v)`, read
+    as `mask = mask.masked_fill(m, v)`."""
+    return definition.kind == "assign" or (definition.kind == "inplace" and definition.method in FILL_METHODS)
+
+
 class MaskEvaluator:
     """Evaluates mask expressions inside one function, following local names, `self.x` attributes
     and registered buffers of the enclosing class; with `chosen`, only the definitions that can meet a
@@ -331,7 +337,7 @@ class MaskEvaluator:
             return None
         values = [
             self.value(d.value, d.order, depth + 1)
-            if d.kind == "assign"
+            if _assigns_mask(d)
             else self._passed(name, depth)
             if d.kind == "param"
             else self._unpacked(d, depth)
@@ -392,7 +398,7 @@ class MaskEvaluator:
             return []
         found = []
         for definition in self.facts.reaching(expr.value, self.ctx.order(expr)):
-            if definition.kind == "assign":
+            if _assigns_mask(definition):
                 value = self.value(definition.value, definition.order, 1)
                 if value is not None:
                     found.append((value, definition.node))

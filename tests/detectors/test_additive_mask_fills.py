@@ -43,3 +43,25 @@ def test_an_in_place_fill_beyond_fp16_of_an_added_mask():
 )
 def test_fills_that_fit_or_a_float32_mask_are_quiet(dtype, fill):
     assert findings("SHP103", ADDITIVE.format(dtype=dtype, fill=fill)) == []
+
+
+IN_PLACE = textwrap.dedent("""
+    import torch
+    import torch.nn.functional as F
+
+
+    def attend(q, k, v):
+        scores = q @ k.transpose(-2, -1) / q.size(-1) ** 0.5
+        mask = torch.ones(q.size(2), q.size(2), dtype=q.dtype, device=q.device).triu(diagonal=1)
+        mask.masked_fill_({filled}, torch.finfo(q.dtype).min)
+        scores = scores + mask
+        return F.softmax(scores, dim=-1) @ v
+""")
+
+
+def test_an_in_place_fill_of_the_allowed_positions_inverts_the_causal_mask():
+    """SHP202 reads `mask.masked_fill_(m, v)` as `mask = mask.masked_fill(m, v)`: filling `~mask.bool()`
+    blocks the past and the diagonal and lets the future through."""
+    [finding] = findings("SHP202", IN_PLACE.format(filled="~(mask.bool())"))
+    assert finding.line == 10 and finding.message.startswith("the causal mask is inverted for scores + mask")
+    assert findings("SHP202", IN_PLACE.format(filled="mask.bool()")) == []
