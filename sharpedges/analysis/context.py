@@ -68,6 +68,11 @@ class FileContext:
             facts = self._classes[cls] = ClassFacts(cls, self.index, self.aliases)
         return facts
 
+    def top_level_classes(self) -> dict[str, cst.ClassDef]:
+        """The classes of the file not nested in another class, by name."""
+        classes = self.index.nodes(cst.ClassDef)
+        return self.memo("top_level_classes", lambda: {c.name.value: c for c in classes if self.class_of(c) is None})
+
     def order(self, node: cst.CSTNode) -> int:
         return self.index.order.get(node, 0)
 

@@ -71,7 +71,7 @@ def called_function(ctx: FileContext, call: cst.Call) -> tuple[cst.FunctionDef, 
 
 def _class_method(ctx: FileContext, class_name: str, name: str) -> tuple[cst.FunctionDef, list[str]] | None:
     """`Masks.causal(n, dtype)`: a static or class method called on a top-level class of this file."""
-    cls = _top_level_classes(ctx).get(class_name)
+    cls = ctx.top_level_classes().get(class_name)
     method = ctx.class_facts(cls).methods.get(name) if cls is not None else None
     if method is None:
         return None
@@ -800,15 +800,8 @@ def module_forward(ctx: FileContext, call: cst.Call) -> cst.FunctionDef | None:
     """The `forward` a call runs when its callee holds an instance of one top-level module class of this
     file (`self.attend(...)`, `for attn, ff in self.layers: attn(x)`)."""
     classes = called_classes(ctx, call)
-    cls = _top_level_classes(ctx).get(next(iter(classes))) if len(classes) == 1 else None
+    cls = ctx.top_level_classes().get(next(iter(classes))) if len(classes) == 1 else None
     return ctx.class_facts(cls).methods.get("forward") if cls is not None else None
-
-
-def _top_level_classes(ctx: FileContext) -> dict[str, cst.ClassDef]:
-    return ctx.memo(
-        "summaries.top_level_classes",
-        lambda: {c.name.value: c for c in ctx.index.nodes(cst.ClassDef) if ctx.class_of(c) is None},
-    )
 
 
 def module_summaries(ctx: FileContext) -> dict[str, dict[str, Any]]:
@@ -824,7 +817,7 @@ def module_summaries(ctx: FileContext) -> dict[str, dict[str, Any]]:
     reads_masks = ctx.mentions(*CONSUMER_TOKENS) and ctx.mentions(b"mask")
     if not reads_masks and not ctx.mentions(*KERNEL_TOKENS):
         return found  # no consumer of a mask and no kernel in this file: no cost on the rest
-    for name, cls in _top_level_classes(ctx).items():
+    for name, cls in ctx.top_level_classes().items():
         forward = ctx.class_facts(cls).methods.get("forward")
         if forward is None or module_class(ctx, cls) is False:
             continue

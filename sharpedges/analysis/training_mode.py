@@ -338,7 +338,7 @@ def partial_dropout_without_mode(ctx: FileContext, call: cst.Call) -> UngatedDro
     probability is fixed when the partial is made, so the kernel drops attention weights in eval too.
     A gate read in `__init__` is frozen as well (reported as such); a partial made in forward is judged
     like a direct call."""
-    if ctx.callee(call) not in PARTIALS or not call.args or call.args[0].keyword or call.args[0].star:
+    if ctx.callee(call) not in PARTIALS or not call.args or call.args[0].keyword is not None or call.args[0].star:
         return None
     kernel = KERNELS.get(ctx.qualify(call.args[0].value) or "")
     keyword = kernel.keyword("dropout") if kernel is not None else None

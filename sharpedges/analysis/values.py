@@ -78,9 +78,10 @@ def _attribute(ctx: FileContext, expr: cst.BaseExpression, attr: str, depth: int
 
 def _only_project_base(ctx: FileContext, cls: cst.ClassDef) -> cst.ClassDef | None:
     """The one base class of `cls` defined at the top of this file, when every other base is torch's."""
-    classes = {c.name.value: c for c in ctx.module.body if is_a(c, cst.ClassDef)}
-    local = [classes.get(name) for name in ctx.class_facts(cls).base_names() if not name.startswith("torch.")]
-    return local[0] if len(local) == 1 else None
+    if len(ctx.class_facts(cls).base_names()) != len(cls.bases):
+        return None  # a base it cannot name
+    local = [name for name in ctx.class_facts(cls).base_names() if not name.startswith("torch.")]
+    return ctx.top_level_classes().get(local[0]) if len(local) == 1 else None
 
 
 def _joined(
