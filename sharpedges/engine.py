@@ -18,6 +18,7 @@ from types import FrameType
 from typing import Any
 
 import libcst as cst
+from libcst._nodes.base import CSTNode
 from libcst._nodes.internal import CodegenState
 from libcst.metadata import MetadataWrapper, PositionProvider
 from libcst.metadata.position_provider import NEWLINE_RE, PositionProvidingCodegenState
@@ -70,8 +71,36 @@ def nesting_bound(data: bytes) -> int:
     return len(data.translate(None, _ONLY_NESTING_BYTES)) + sum(data.count(word) for word in _NESTING_WORDS)
 
 
+def _no_validation(node: CSTNode) -> None:
+    pass
+
+
+@contextmanager
+def _trusting_the_parser() -> Iterator[None]:
+    """Nodes built meanwhile skip libcst's validation. Every node libcst builds validates itself
+    (`CSTNode.__post_init__`), which a tree fresh from its own parser passes by construction: about a
+    seventh of a parse ("PERF: ... would allow us to avoid validating the tree when parsing a file",
+    says libcst at that method). The tree is the same. Nodes built outside a parse, by fixes and
+    rewrites, are validated as always."""
+    validate = CSTNode.__dict__.get("__post_init__")
+    if validate is None:  # a libcst that validates elsewhere: nothing to skip
+        yield
+        return
+    CSTNode.__post_init__ = _no_validation  # type: ignore[method-assign, assignment]
+    try:
+        yield
+    finally:
+        CSTNode.__post_init__ = validate  # type: ignore[method-assign]
+
+
 def parse_module(data: bytes) -> cst.Module:
-    """`libcst.parse_module`, on a thread with stack enough for the file's possible nesting."""
+    """`libcst.parse_module` without the redundant validation, on a thread with stack enough for the
+    file's possible nesting."""
+    with _trusting_the_parser():
+        return _parse_module(data)
+
+
+def _parse_module(data: bytes) -> cst.Module:
     stack = nesting_bound(data) * STACK_PER_LEVEL
     if stack <= MAIN_STACK_BUDGET:
         return cst.parse_module(data)
