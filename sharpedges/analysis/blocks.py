@@ -404,7 +404,8 @@ def residual_norms(ctx: FileContext, function: cst.FunctionDef) -> list[Residual
             continue
         style = DEEPNORM if any(_is_scaled_stream(o) for o in summed.operands) else POST
         found.append(ResidualNorm(call, style))
-        normed_sums.add(summed.node)
+        if not is_flag_chosen_norm(ctx, call):  # Mega's `x = ff_maybe_postnorm(x)` may be an identity
+            normed_sums.add(summed.node)
     # A sum no norm consumes, whose branch starts from a norm: pre-norm. (In a post-norm block the
     # branch starts from the previous sublayer's norm too, but that sum feeds a norm: seen above.)
     for node in ctx.index.descendants(
@@ -965,8 +966,9 @@ def _computed_by_call(ctx: FileContext, expr: cst.BaseExpression) -> bool:
     return any(isinstance(v, cst.BaseExpression) and _contains_call(ctx, v) for v in values)
 
 
-def _may_hold_sum(ctx: FileContext, facts, name: cst.Name) -> bool:
-    """Whether a residual sum may reach `name` (then `x = norm(x)` is a post-norm step)."""
+def _may_hold_sum(ctx: FileContext, facts, name: cst.Name, hops: int = 0) -> bool:
+    """Whether a residual sum may reach `name`, directly or through the modules the stream passes on the
+    way (`x = x + attn(x); x, trend = self.decomp(x)`): then `x = norm(x)` is a post-norm step."""
     for definition in facts.reaching(name.value, ctx.order(name)):
         if definition.kind == "augassign" and is_a(definition.operator, cst.AddAssign):
             return True
@@ -976,6 +978,11 @@ def _may_hold_sum(ctx: FileContext, facts, name: cst.Name) -> bool:
             and is_a(definition.value.operator, cst.Add)
         ):
             return True
+        value = definition.computed_from
+        if hops < MAX_HOPS and is_a(value, cst.Call):
+            passed = [a.value for a in value.args if is_a(a.value, cst.Name) and a.value.value == name.value]
+            if any(_may_hold_sum(ctx, facts, stream, hops + 1) for stream in passed):
+                return True
     return False
 
 

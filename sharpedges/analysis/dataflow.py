@@ -39,6 +39,10 @@ _RECORDED = frozenset(
         cst.Comparison,
     }
 )
+# Definitions that are whole statements (a loop target is bound only when the loop runs, a `with`
+# target only when its context manager enters).
+_STATEMENT_DEFINITIONS = frozenset({"assign", "unpack", "augassign", "inplace"})
+_EARLY_EXITS = (cst.Break, cst.Continue, cst.Raise)
 BRANCH_TYPES = (
     cst.If,
     cst.Else,
@@ -233,6 +237,7 @@ class FunctionFacts:
         self._deletions: dict[str, list[tuple[int, cst.CSTNode]]] = {}
         self._string_branches = False  # some test compares with a string: branch conditions can matter
         self._conditions: dict[cst.CSTNode, Condition] = {}
+        self._leaves_early: dict[cst.CSTNode, bool] = {}
         self._collect()
 
     # -- building -------------------------------------------------------------------------
@@ -371,12 +376,55 @@ class FunctionFacts:
             condition = self.condition(definition.node) if point is not None and self._string_branches else None
             if condition is not None and point is not None and not condition.agrees(point):
                 continue  # Ex) built under `== "eager"`, read under `== "sdpa"`
+            if any(self._overwrites(later, definition) for later in found):
+                continue
             found.append(definition)
-            if not definition.conditional:
+            if not definition.conditional or self._runs_on_the_way(definition, before):
                 break
             if condition is not None and point is not None and condition.exact and point.implies(condition):
                 break  # Ex) rebuilt under `== "sdpa"`, read under `== "sdpa"` again: it always ran
         return found
+
+    def _runs_on_the_way(self, definition: Definition, before: int) -> bool:
+        """Whether a definition inside a branch or loop runs on every path to the point `before`: it is a
+        statement of a block that holds the point, ahead of it. (A point is asked as the number of the
+        node after it, as in `_point_condition`: the point after a block's last definition is inside it.)
+
+        Ex) `if mask is None: mask = ones.triu(1); scores = scores + mask`: there the parameter is gone
+        """
+        block = self._block_of(definition)
+        return block is not None and self._index.order[block] < before <= self._index.last_order(block) + 1
+
+    def _overwrites(self, later: Definition, earlier: Definition) -> bool:
+        """Whether every path on from `earlier` runs `later` first: both are statements of one block
+        that no jump or exception leaves between them.
+
+        Ex) `if mask is None: mask = ones.triu(1); mask = mask.masked_fill(...)`: past the branch the name
+            holds the filled mask or the parameter, never the bare triangle
+        """
+        block = self._block_of(later)
+        return block is not None and block is self._block_of(earlier) and not self._may_leave_early(block)
+
+    def _block_of(self, definition: Definition) -> cst.CSTNode | None:
+        """The block a definition is a whole statement of (None for loop and `with` targets, which bind
+        only when the loop or the context runs, and for `:=`)."""
+        if definition.kind not in _STATEMENT_DEFINITIONS or is_a(definition.node, cst.NamedExpr):
+            return None
+        line = self._index.parents.get(definition.node)
+        return line if is_a(line, cst.SimpleStatementSuite) else self._index.parents.get(line)
+
+    def _may_leave_early(self, block: cst.CSTNode) -> bool:
+        """A block that can be left halfway through to somewhere still in the function: it holds a
+        `break`, `continue` or `raise`, or a `try` of the function encloses it."""
+        known = self._leaves_early.get(block)
+        if known is None:
+            known = any(True for _ in self._index.descendants(block, _EARLY_EXITS)) or any(
+                is_a(ancestor, cst.Try)
+                for ancestor in self._index.ancestors(block)
+                if self._index.contains(self.function, ancestor)
+            )
+            self._leaves_early[block] = known
+        return known
 
     def is_parameter(self, name: str) -> bool:
         return name in self.parameters

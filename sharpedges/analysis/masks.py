@@ -1249,10 +1249,21 @@ def _added_mask_uses(ctx: FileContext) -> list[MaskUse]:
                     continue
                 seen.add(node)
                 add, mask = addition
-                value = evaluator_for(ctx, softmax.function).value(mask)
-                if value is not None and value.kind == "additive":
+                if _additive(evaluator_for(ctx, softmax.function), mask):
                     uses.append(MaskUse(add, mask, "sdpa", "scores + mask", softmax.function))
     return uses
+
+
+def _additive(evaluator: MaskEvaluator, mask: cst.BaseExpression) -> bool:
+    """Whether `mask` is an additive mask, on every path or on the paths through one of its definitions.
+
+    Ex) `if mask is None: mask = torch.full((t, t), -inf).triu(1)` before `scores + mask`: the parameter
+    is unknown, and where the function builds its own mask that mask is additive
+    """
+    value = evaluator.value(mask)
+    if value is not None:
+        return value.kind == "additive"
+    return any(candidate.kind == "additive" for candidate, _ in evaluator.values_by_path(mask))
 
 
 def _addition(
