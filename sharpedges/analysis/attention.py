@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from typing import Any
 
 import libcst as cst
 
@@ -30,6 +31,7 @@ from sharpedges.analysis.summaries import (
     bind_arguments,
     call_sites,
     called_function,
+    imported_summary,
     module_forward,
     positional_parameters,
     return_values,
@@ -59,6 +61,8 @@ from sharpedges.analysis.vocabulary import (
     SCALING_METHODS,
     SELECTION_METHODS,
     SHAPE_ONLY_METHODS,
+    SOFT_CAP_FUNCTIONS,
+    SOFT_CAP_METHODS,
     SQRT_FUNCTIONS,
     TENSOR_LITERALS,
     TRIANGLE_METHODS,
@@ -80,9 +84,12 @@ PASS_THROUGH_METHODS = (
     | MASKING_METHODS
     | ADDITIVE_METHODS
     | CLAMP_METHODS
+    | SOFT_CAP_METHODS
     | NAN_REPAIR_METHODS
 )
-PASS_THROUGH_FUNCTIONS = FILL_FUNCTIONS | CLAMP_FUNCTIONS | NAN_REPAIR_FUNCTIONS | ADDITIVE_FUNCTIONS | PAD_FUNCTIONS
+PASS_THROUGH_FUNCTIONS = (
+    FILL_FUNCTIONS | CLAMP_FUNCTIONS | SOFT_CAP_FUNCTIONS | NAN_REPAIR_FUNCTIONS | ADDITIVE_FUNCTIONS | PAD_FUNCTIONS
+)
 WEIGHT_NAME = re.compile(r"(weight|^w$|^W\w*$|emb|embed|wte|lm_head|classifier|proj_matrix)", re.IGNORECASE)
 
 
@@ -98,6 +105,15 @@ class Scale:
     function: cst.FunctionDef | None = field(repr=False, compare=False)
     at: int
     divides: bool  # `/ s`, `/= s`, `.div(s)`: the logits shrink as s grows
+
+    def undone_by(self, other: Scale) -> bool:
+        """`x / cap` then `* cap`, in one function, with the factor a plain name or attribute."""
+        return (
+            self.divides != other.divides
+            and self.function is other.function
+            and is_a(self.expr, (cst.Name, cst.Attribute))
+            and self.expr.deep_equals(other.expr)
+        )
 
 
 @dataclass(frozen=True)
@@ -117,7 +133,16 @@ class LogitSource:
         return replace(self, path=(node, *self.path))
 
     def scaled_by(self, *scales: Scale) -> LogitSource:
-        return replace(self, scaled=True, scales=(*self.scales, *scales))
+        """The source scaled once more. A factor that undoes one already applied cancels it: soft-capping,
+        `tanh(x / cap) * cap`, leaves the logits' scale as it was."""
+        kept = list(self.scales)
+        for scale in scales:
+            undone = next((s for s in kept if s.undone_by(scale)), None)
+            if undone is not None:
+                kept.remove(undone)
+            else:
+                kept.append(scale)
+        return replace(self, scaled=bool(kept), scales=tuple(kept))
 
 
 @dataclass(frozen=True)
@@ -412,12 +437,25 @@ class LogitTracer:
 
     def _helper_sources(self, call: cst.Call, at: int, depth: int) -> list[LogitSource]:
         """Scores handed through a helper of this file (`scores = to_half(scores)`): what it returns,
-        traced with its parameters bound to this call's arguments."""
-        return [
-            source
-            for inner, value, after in self._helper_returns(call, at)
-            for source in inner.sources(value, after, depth + 1)
-        ]
+        traced with its parameters bound to this call's arguments. A function of another project module
+        hands back the arguments its summary says it returns (`attn = maybe_add_mask(attn, bias)`)."""
+        returns = self._helper_returns(call, at)
+        if not returns:
+            return self._imported_helper_sources(call, at, depth)
+        return [source for inner, value, after in returns for source in inner.sources(value, after, depth + 1)]
+
+    def _imported_helper_sources(self, call: cst.Call, at: int, depth: int) -> list[LogitSource]:
+        summary = imported_summary(self.ctx, call, "score_passing")
+        if summary is None:
+            return []
+        passed = bind_arguments(call, summary["positional"])
+        found: list[LogitSource] = []
+        for name, scaled in sorted(summary["parameters"].items()):
+            if name in passed:
+                sources = [s.through(call) for s in self.sources(passed[name], at, depth + 1)]
+                # a factor the helper applies is not known here: scaled by something, which keeps SHP101 quiet
+                found += [s.scaled_by(self.scale(call, at)) for s in sources] if scaled else sources
+        return found
 
     def _helper_returns(self, call: cst.Call, at: int) -> list[tuple[LogitTracer, cst.BaseExpression, int]]:
         """What a helper of this file called here returns: each returned expression, where it is read, and
@@ -567,6 +605,9 @@ class LogitTracer:
         target = receiver(call)
         if method in PASS_THROUGH_METHODS | REORDER_METHODS | VALUE_PRESERVING_METHODS and target is not None:
             return self.operand_scales(target, at, depth + 1)
+        if qualified in PASS_THROUGH_FUNCTIONS:  # Ex) F.pad(q * s, ...): the padded values keep their scale
+            padded = argument(call, "input", 0)
+            return self.operand_scales(padded, at, depth + 1) if padded is not None else []
         return [
             scale
             for inner, value, after in self._helper_returns(call, at)
@@ -628,6 +669,39 @@ class LogitTracer:
                 return []
             found += scales
         return found
+
+
+class _ParameterProbe(LogitTracer):
+    """Stands for every caller of a function being summarised: what it is asked to trace is one of
+    the function's parameters, which comes back as a source of kind "parameter"."""
+
+    def sources(self, expr: cst.BaseExpression, at: int, depth: int = 0) -> list[LogitSource]:
+        return [LogitSource(expr, False, kind="parameter")]
+
+
+def score_passing_functions(ctx: FileContext) -> dict[str, dict[str, Any]]:
+    """Module-level functions that may hand back a parameter as the same scores (added to, masked,
+    clamped or retyped on the way) -> their positional parameters and, for each parameter returned,
+    whether the function scales it: what an importing file needs to trace scores through the call.
+
+    Ex) `def maybe_add_mask(scores, attn_mask=None): return scores if attn_mask is None else scores + attn_mask`
+    """
+    found: dict[str, dict[str, Any]] = {}
+    for statement in ctx.module.body:
+        if not is_a(statement, cst.FunctionDef) or not (returned := return_values(ctx, statement)):
+            continue
+        positional = positional_parameters(statement)
+        probe = _ParameterProbe(ctx, statement)
+        tracer = LogitTracer(ctx, statement, {name: (probe, cst.Name(name), 0) for name in positional})
+        parameters: dict[str, bool] = {}
+        for value in returned:
+            for source in tracer.sources(value, ctx.index.last_order(value) + 1):
+                if source.kind == "parameter" and is_a(source.product, cst.Name):
+                    name = source.product.value
+                    parameters[name] = parameters.get(name, False) or source.scaled
+        if parameters:
+            found[statement.name.value] = {"positional": positional, "parameters": parameters}
+    return found
 
 
 def declared_unit_scale(ctx: FileContext, function: cst.FunctionDef | None) -> bool:

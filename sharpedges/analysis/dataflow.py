@@ -411,7 +411,9 @@ class FunctionFacts:
         if definition.kind not in _STATEMENT_DEFINITIONS or is_a(definition.node, cst.NamedExpr):
             return None
         line = self._index.parents.get(definition.node)
-        return line if is_a(line, cst.SimpleStatementSuite) else self._index.parents.get(line)
+        if line is None or is_a(line, cst.SimpleStatementSuite):
+            return line
+        return self._index.parents.get(line)
 
     def _may_leave_early(self, block: cst.CSTNode) -> bool:
         """A block that can be left halfway through to somewhere still in the function: it holds a

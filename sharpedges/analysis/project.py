@@ -141,6 +141,14 @@ def kernel_functions(ctx) -> dict[str, dict[str, Any]]:
     return function_summaries(ctx)
 
 
+@summary_fact("score_passing")
+def score_passing_functions(ctx) -> dict[str, dict[str, Any]]:
+    """Module-level functions that may hand back a parameter as the same attention scores (attention.py)."""
+    from sharpedges.analysis.attention import score_passing_functions
+
+    return score_passing_functions(ctx)
+
+
 @summary_fact("instance_calls")
 def imported_instance_calls(ctx) -> list[dict[str, Any]]:
     """Calls of instances of imported classes, with what their arguments are (importers.py)."""

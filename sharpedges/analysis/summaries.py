@@ -785,6 +785,12 @@ def function_summaries(ctx: FileContext) -> dict[str, dict[str, Any]]:
 def imported_function(ctx: FileContext, call: cst.Call) -> dict[str, Any] | None:
     """For a call of a function imported from a project module: its `function_summaries` entry there
     (None when the file is checked alone, or the module summarises no such function)."""
+    return imported_summary(ctx, call, "functions")
+
+
+def imported_summary(ctx: FileContext, call: cst.Call, fact: str) -> dict[str, Any] | None:
+    """For a call of a function imported from a project module: the entry its module's summary holds
+    for it under `fact` (None when the file is checked alone, or there is no such entry)."""
     if not is_a(call.func, cst.Name):
         return None
     scope: ProjectScope | None = getattr(ctx, "project", None)
@@ -792,7 +798,7 @@ def imported_function(ctx: FileContext, call: cst.Call) -> dict[str, Any] | None
     if scope is None or source is None or not source.name:
         return None
     summary = scope.summary(ImportedName(source.module, source.level, ""))
-    return None if summary is None else summary.get("functions", {}).get(source.name)
+    return None if summary is None else summary.get(fact, {}).get(source.name)
 
 
 # -- module classes: an instance called like a function -----------------------------------------------------

@@ -52,6 +52,8 @@ FILL_METHODS = frozenset({"masked_fill", "masked_fill_"})
 MASKING_METHODS = FILL_METHODS | {"masked_scatter", "where"}
 ADDITIVE_METHODS = frozenset({"add", "add_", "sub", "sub_"})
 CLAMP_METHODS = frozenset({"clamp", "clamp_", "clamp_min", "clamp_min_", "clip", "clip_"})
+# A smooth clamp: logit soft-capping is `tanh(x / cap) * cap` (Gemma 2, Grok), which leaves the logits' scale as it was.
+SOFT_CAP_METHODS = frozenset({"tanh", "tanh_"})
 NAN_REPAIR_METHODS = frozenset({"nan_to_num"})
 SCALING_METHODS = frozenset({"mul", "mul_", "div", "div_", "multiply", "divide", "true_divide"})
 TRIANGLE_METHODS = frozenset({"triu", "tril", "triu_", "tril_"})
@@ -65,6 +67,7 @@ MATMUL_FUNCTIONS = frozenset({"torch.matmul", "torch.bmm", "torch.Tensor.matmul"
 SCALING_FUNCTIONS = frozenset({"torch.mul", "torch.div", "torch.multiply", "torch.divide", "torch.true_divide"})
 TRANSPOSE_FUNCTIONS = frozenset({"torch.transpose", "torch.permute", "einops.rearrange", "torch.t"})
 CLAMP_FUNCTIONS = frozenset({"torch.clamp", "torch.clamp_min", "torch.clip"})
+SOFT_CAP_FUNCTIONS = frozenset({"torch.tanh", "torch.nn.functional.tanh"})
 ELEMENTWISE_MAXIMUM = frozenset({"torch.max", "torch.maximum"})
 FILL_FUNCTIONS = frozenset({"torch.masked_fill"})
 ADDITIVE_FUNCTIONS = frozenset({"torch.add", "torch.sub"})

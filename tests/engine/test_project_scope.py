@@ -140,3 +140,42 @@ def test_whether_a_base_class_is_an_nn_module_is_read_from_its_own_file(tmp_path
     )
     result = run_check(CheckOptions(paths=[str(tmp_path)], select=["SHP701"], use_cache=False, jobs=1))
     assert findings(result) == ([("layer_skip.py", 12, "SHP701")] if flagged else [])
+
+
+SCORE_HELPERS = """
+def maybe_add_mask(scores, attn_mask=None):
+    return scores if attn_mask is None else scores + attn_mask
+
+
+def scaled(scores, factor):
+    return scores * factor
+"""
+
+SCORES_THROUGH_HELPERS = """
+from torch import nn
+
+from .layers import maybe_add_mask, scaled
+
+
+class Attention(nn.Module):
+    def forward(self, q, k, v, attn_mask=None):
+        attn = q @ k.transpose(-2, -1)
+        attn = maybe_add_mask(attn, attn_mask)
+        return attn.softmax(dim=-1) @ v
+
+
+class ScaledAttention(nn.Module):
+    def forward(self, q, k, v, factor):
+        attn = scaled(q @ k.transpose(-2, -1), factor)
+        return attn.softmax(dim=-1) @ v
+"""
+
+
+def test_scores_are_traced_through_a_function_of_another_module(tmp_path: Path):
+    """timm's `attn = maybe_add_mask(attn, bias)`: the scores come back from the helper unscaled; a helper
+    that multiplies them applies a factor this file cannot see, and the rule stays quiet there."""
+    write_package(tmp_path, {"layers.py": SCORE_HELPERS, "model.py": SCORES_THROUGH_HELPERS})
+    result = run_check(CheckOptions(paths=[str(tmp_path)], select=["SHP101"], use_cache=False, jobs=1))
+    assert findings(result) == [("model.py", 11, "SHP101")]
+    alone = run_check(CheckOptions(paths=[str(tmp_path / "pkg" / "model.py")], select=["SHP101"], use_cache=False))
+    assert findings(alone) == [("model.py", 11, "SHP101")]
