@@ -38,7 +38,10 @@ def reaching_values(source: str) -> list[str]:
         # a loop body can be left between the two: both reach
         ("for i in r:\n    x = a\n    if i:\n        break\n    x = b\nuse(x)", ["<parameter>", "a", "b"]),
         # an exception between them can land in a handler of the function: both reach
-        ("try:\n    if c:\n        x = a\n        g()\n        x = b\nexcept E:\n    pass\nuse(x)", ["<parameter>", "a", "b"]),
+        (
+            "try:\n    if c:\n        x = a\n        g()\n        x = b\nexcept E:\n    pass\nuse(x)",
+            ["<parameter>", "a", "b"],
+        ),
         # definitions of different branches hide nothing (and, not knowing one branch always runs, the
         # parameter is kept too)
         ("if c:\n    x = a\nelse:\n    x = b\nuse(x)", ["<parameter>", "a", "b"]),
