@@ -379,7 +379,11 @@ class FunctionFacts:
             if any(self._overwrites(later, definition) for later in found):
                 continue
             found.append(definition)
-            if not definition.conditional or self._runs_on_the_way(definition, before):
+            if (
+                not definition.conditional
+                or self._runs_on_the_way(definition, before)
+                or self._every_branch_defines(found, before)
+            ):
                 break
             if condition is not None and point is not None and condition.exact and point.implies(condition):
                 break  # Ex) rebuilt under `== "sdpa"`, read under `== "sdpa"` again: it always ran
@@ -394,6 +398,36 @@ class FunctionFacts:
         """
         block = self._block_of(definition)
         return block is not None and self._index.order[block] < before <= self._index.last_order(block) + 1
+
+    def _every_branch_defines(self, found: list[Definition], before: int) -> bool:
+        """Whether an `if`/`elif`/`else` ahead of the point, in a block that holds it, defines the name
+        as a whole statement of each of its branches: a path that reaches the point ran one of them.
+
+        Ex) `if causal: mask = tril else: mask = ones` before `sdpa(attn_mask=mask)`: the parameter is gone
+        """
+        blocks = {block for d in found if (block := self._block_of(d)) is not None}
+        for block in blocks:
+            statement = self._index.parents.get(block)
+            if is_a(statement, cst.Else):
+                statement = self._index.parents.get(statement)
+            while statement is not None and is_a(parent := self._index.parents.get(statement), cst.If):
+                if parent.orelse is not statement:
+                    break
+                statement = parent  # up an elif chain to its first `if`
+            if statement is None or not is_a(statement, cst.If) or not self._defined_in_every_branch(statement, blocks):
+                continue
+            holder = self._index.parents.get(statement)  # the block the `if` is a statement of
+            if holder is not None and self._index.last_order(statement) < before <= self._index.last_order(holder) + 1:
+                return True
+        return False
+
+    def _defined_in_every_branch(self, statement: cst.If, blocks: set[cst.CSTNode]) -> bool:
+        if statement.body not in blocks:
+            return False
+        orelse = statement.orelse
+        if is_a(orelse, cst.If):
+            return self._defined_in_every_branch(orelse, blocks)
+        return is_a(orelse, cst.Else) and orelse.body in blocks
 
     def _overwrites(self, later: Definition, earlier: Definition) -> bool:
         """Whether every path on from `earlier` runs `later` first: both are statements of one block

@@ -42,9 +42,13 @@ def reaching_values(source: str) -> list[str]:
             "try:\n    if c:\n        x = a\n        g()\n        x = b\nexcept E:\n    pass\nuse(x)",
             ["<parameter>", "a", "b"],
         ),
-        # definitions of different branches hide nothing (and, not knowing one branch always runs, the
-        # parameter is kept too)
-        ("if c:\n    x = a\nelse:\n    x = b\nuse(x)", ["<parameter>", "a", "b"]),
+        # definitions of different branches hide nothing of each other, and together they hide what came
+        # before: one branch always runs
+        ("if c:\n    x = a\nelse:\n    x = b\nuse(x)", ["a", "b"]),
+        ("if c:\n    x = a\nelif m:\n    x = b\nelse:\n    x = r\nuse(x)", ["a", "b", "r"]),
+        # with no `else`, or a branch that does not define it, the earlier definition still reaches
+        ("if c:\n    x = a\nelif m:\n    x = b\nuse(x)", ["<parameter>", "a", "b"]),
+        ("if c:\n    x = a\nelse:\n    if m:\n        x = b\nuse(x)", ["<parameter>", "a", "b"]),
         # a loop target binds only when the loop runs
         ("if c:\n    x = a\n    for x in r:\n        pass\nuse(x)", ["<parameter>", "a", "r"]),
     ],
