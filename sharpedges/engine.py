@@ -75,22 +75,36 @@ def _no_validation(node: CSTNode) -> None:
     pass
 
 
+class _ValidationSwitch:
+    """libcst's validation of new nodes, off while at least one parse runs (parses on several threads,
+    as an editor's server may run them, overlap safely: the last one to finish turns it back on)."""
+
+    validate = CSTNode.__dict__.get("__post_init__")  # None: a libcst that validates elsewhere
+    lock = threading.Lock()
+    parses = 0
+
+
 @contextmanager
 def _trusting_the_parser() -> Iterator[None]:
     """Nodes built meanwhile skip libcst's validation. Every node libcst builds validates itself
     (`CSTNode.__post_init__`), which a tree fresh from its own parser passes by construction: about a
-    seventh of a parse ("PERF: ... would allow us to avoid validating the tree when parsing a file",
+    tenth of a parse ("PERF: ... would allow us to avoid validating the tree when parsing a file",
     says libcst at that method). The tree is the same. Nodes built outside a parse, by fixes and
     rewrites, are validated as always."""
-    validate = CSTNode.__dict__.get("__post_init__")
-    if validate is None:  # a libcst that validates elsewhere: nothing to skip
+    switch = _ValidationSwitch
+    if switch.validate is None:
         yield
         return
-    CSTNode.__post_init__ = _no_validation  # type: ignore[method-assign, assignment]
+    with switch.lock:
+        switch.parses += 1
+        CSTNode.__post_init__ = _no_validation  # type: ignore[method-assign, assignment]
     try:
         yield
     finally:
-        CSTNode.__post_init__ = validate  # type: ignore[method-assign]
+        with switch.lock:
+            switch.parses -= 1
+            if switch.parses == 0:
+                CSTNode.__post_init__ = switch.validate  # type: ignore[method-assign]
 
 
 def parse_module(data: bytes) -> cst.Module:

@@ -50,3 +50,18 @@ def test_nodes_built_after_a_parse_are_validated(data):
         pass
     with pytest.raises(cst.CSTValidationError):
         cst.SimpleWhitespace("not whitespace")
+
+
+def test_overlapping_parses_leave_validation_on_once_all_are_done():
+    """Two threads' parses that overlap, the first one finishing first (an editor's server may run
+    checks on several threads)."""
+    from sharpedges.engine import _trusting_the_parser
+
+    first, second = _trusting_the_parser(), _trusting_the_parser()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    cst.SimpleWhitespace("not whitespace")  # the second parse still runs: nothing is validated
+    second.__exit__(None, None, None)
+    with pytest.raises(cst.CSTValidationError):
+        cst.SimpleWhitespace("not whitespace")
