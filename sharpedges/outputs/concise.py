@@ -3,6 +3,7 @@ per finding; then errors and a summary on stdout. The whole message is in `--for
 
 from __future__ import annotations
 
+from sharpedges.outputs import plural
 from sharpedges.outputs.style import Painter, colour_enabled
 
 LINE_WIDTH = 120
@@ -40,10 +41,6 @@ def error_line(e, paint: Painter | None = None) -> str:
     return f"{paint(e.path, 'bold')}{paint(':', 'cyan')} {paint('error', 'red')}: {e.message}"
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
 def summary(result, paint: Painter | None = None) -> str:
     """'Found 3 problems in 2 of 5 files.' (files with problems of files checked), what could not be
     checked, and how many findings `--fix` and `--fix --unsafe-fixes` would fix."""
@@ -51,18 +48,18 @@ def summary(result, paint: Painter | None = None) -> str:
     findings = result.diagnostics
     if findings:
         with_problems = len({d.path for d in findings})
-        lines = [f"Found {_plural(len(findings), 'problem')} in {with_problems} of {_plural(result.files, 'file')}."]
+        lines = [f"Found {plural(len(findings), 'problem')} in {with_problems} of {plural(result.files, 'file')}."]
     elif result.errors:  # a file that could not be read did not pass: never "all checks passed"
-        lines = [f"No problems found in {_plural(result.files, 'file')}." if result.files else ""]
+        lines = [f"No problems found in {plural(result.files, 'file')}." if result.files else ""]
     elif result.files:
-        lines = [paint(f"All checks passed ({_plural(result.files, 'file')}).", "green")]
+        lines = [paint(f"All checks passed ({plural(result.files, 'file')}).", "green")]
     else:
         lines = ["No Python files checked."]
     if result.errors:
-        lines[0] = f"{lines[0]} {_plural(len(result.errors), 'file')} could not be checked.".lstrip()
+        lines[0] = f"{lines[0]} {plural(len(result.errors), 'file')} could not be checked.".lstrip()
     safe = sum(1 for d in findings if d.fix and d.fix.safe)
     unsafe = sum(1 for d in findings if d.fix and not d.fix.safe)
-    hidden = f"{_plural(unsafe, 'hidden fix')} can be enabled with `--fix --unsafe-fixes`"
+    hidden = f"{plural(unsafe, 'hidden fix')} can be enabled with `--fix --unsafe-fixes`"
     if safe:
         lines.append(f"{paint('[*]', 'cyan')} {safe} fixable with `--fix`" + (f" ({hidden})." if unsafe else "."))
     elif unsafe:

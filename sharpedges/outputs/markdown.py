@@ -14,27 +14,24 @@ from pathlib import Path
 from sharpedges.docs import reference_excerpt
 from sharpedges.knowledge.render import code_fence, one_line
 from sharpedges.lines import source_lines
+from sharpedges.outputs import plural
 from sharpedges.review import SEVERITY_ORDER, Review, severity_key
 
 EXCERPT_LINES = 6  # a finding spanning more lines shows its first ones
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
 def summary_line(review: Review) -> str:
     findings = review.result.diagnostics
     scope = "in the changed files" if review.all_lines else "on changed lines"
-    checked = f"Checked {_plural(len(review.files), 'changed Python file')} against {review.base}."
+    checked = f"Checked {plural(len(review.files), 'changed Python file')} against {review.base}."
     if not findings:
         text = f"**sharpedges found no problems {scope}.** {checked}"
     else:
         counts = Counter(d.severity for d in findings)
-        by_severity = ", ".join(_plural(counts[s], s) for s in SEVERITY_ORDER if counts[s])
-        text = f"**sharpedges found {_plural(len(findings), 'problem')} {scope}** ({by_severity}). {checked}"
+        by_severity = ", ".join(plural(counts[s], s) for s in SEVERITY_ORDER if counts[s])
+        text = f"**sharpedges found {plural(len(findings), 'problem')} {scope}** ({by_severity}). {checked}"
     if review.result.errors:
-        text += f" {_plural(len(review.result.errors), 'file')} could not be checked."
+        text += f" {plural(len(review.result.errors), 'file')} could not be checked."
     return text
 
 
