@@ -17,8 +17,8 @@ OPERAND_STEPS = REORDER_METHODS | RESHAPE_METHODS | {"contiguous"}
 
 class AttentionSoftmaxHalf(Detector):
     code = "SHP105"
-    tokens = (b"half", b"float16")
-    also_tokens = ((b"softmax",),)
+    # no half-precision token: the module may be cast to float16 in a file next to this one
+    tokens = (b"softmax",)
 
     def check(self, ctx):
         for softmax, sources in attention_softmaxes(ctx):
@@ -29,16 +29,11 @@ class AttentionSoftmaxHalf(Detector):
             if requested == "half" or (sources and all(precision == "half" for precision in precisions)):
                 yield Finding(softmax.call)
             elif requested is None and sources and all(precision is None for precision in precisions):
-                cast = _model_cast(ctx, softmax.call)
-                if cast is not None:
-                    yield Finding(softmax.call, related=((cast, "cast"),))
-
-
-def _model_cast(ctx, call: cst.Call) -> cst.Call | None:
-    """Where the module whose method runs this softmax is cast to float16 (`Model(...).half()`,
-    `model.to(torch.float16)`, a builder that casts, or a parent module cast with its children)."""
-    cls = ctx.class_of(call)
-    return half_cast_classes(ctx).get(cls.name.value) if cls is not None else None
+                cls = ctx.class_of(softmax.call)
+                casts = half_cast_classes(ctx)
+                if cls is not None and cls.name.value in casts:
+                    cast = casts[cls.name.value]
+                    yield Finding(softmax.call, related=((cast, "cast"),) if cast is not None else ())
 
 
 def _scores_precision(ctx, source) -> str | None:

@@ -8,7 +8,7 @@ import libcst as cst
 
 from sharpedges.analysis.attention import is_head_ratio
 from sharpedges.analysis.calls import literal_int, method_name, receiver
-from sharpedges.analysis.head_repeats import tiled_heads
+from sharpedges.analysis.head_repeats import imported_tiling, tiled_heads
 from sharpedges.analysis.names import dotted
 from sharpedges.detector import Detector, Finding, Fix, Replacement
 
@@ -25,6 +25,8 @@ class GqaRepeatNotInterleave(Detector):
             if tiled is not None:
                 fix = _fix(ctx, call, tiled.position) if tiled.position is not None else None
                 yield Finding(call, facts={"how": tiled.how}, fix=fix)
+            elif (tiled := imported_tiling(ctx, call)) is not None:
+                yield Finding(call, facts={"how": tiled.how})
         if not ctx.options["check-divisibility"]:
             return
         checked = _checked_pairs(ctx)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import libcst as cst
 
@@ -28,7 +29,7 @@ from sharpedges.analysis.attention import is_head_ratio, is_kv_head_count
 from sharpedges.analysis.calls import argument, is_true, literal_int, method_name, receiver
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
-from sharpedges.analysis.summaries import bind_arguments, call_sites
+from sharpedges.analysis.summaries import bind_arguments, call_sites, imported_summary, positional_parameters
 from sharpedges.analysis.values import possible_values
 from sharpedges.analysis.vocabulary import TILE_FUNCTIONS, einops_axes, is_library_namespace
 from sharpedges.analysis.walk import is_a
@@ -86,12 +87,13 @@ class TiledHeads:
 
 
 def tiled_heads(ctx: FileContext, call: cst.Call) -> TiledHeads | None:
-    """The tile-order repeat `call` makes of a tensor's heads, by the group size (`is_ratio`); None for
-    any other call, and for the grouped-order forms."""
+    """The tile-order repeat `call` makes of a tensor's heads, by the group size (`is_ratio_value`); None
+    for any other call, and for the grouped-order forms."""
+    return _tiled_by(ctx, call, lambda factor: is_ratio_value(ctx, factor))
 
-    def is_ratio(factor: cst.BaseExpression) -> bool:
-        return is_ratio_value(ctx, factor)
 
+def _tiled_by(ctx: FileContext, call: cst.Call, is_ratio: _IsRatio) -> TiledHeads | None:
+    """The tile-order repeat `call` makes of a tensor's heads when `is_ratio` picks out its group size."""
     return (
         _repeated_axis(ctx, call, is_ratio)
         or _concatenated_copies(ctx, call, is_ratio)
@@ -176,14 +178,22 @@ def _concatenated_copies(ctx: FileContext, call: cst.Call, is_ratio: _IsRatio) -
 
 def _expanded_before_heads(ctx: FileContext, call: cst.Call, is_ratio: _IsRatio) -> TiledHeads | None:
     """`k.unsqueeze(1).expand(b, ratio, n_kv, n, d)`: a fresh axis expanded to the ratio right in front of
-    the KV-head axis, which the reshape after merges into [copy, head] order."""
+    the KV-head axis, which the reshape after merges into [copy, head] order. The axis after it may be
+    kept as it is (`-1`) when the fresh axis is axis 1: in front of the heads of (B, H, T, D); in front of
+    (B, T, H, D)'s time it would be no head expansion at all.
+
+    Ex) `k[:, None].expand(-1, n_rep, -1, -1, -1).flatten(1, 2)`
+    """
     if method_name(call) != "expand" or (tensor := receiver(call)) is None or _fresh_axis(tensor) is None:
         return None
     sizes = [arg.value for arg in call.args if arg.keyword is None and not arg.star]
     if len(sizes) == 1:
         sizes = _elements(ctx, sizes[0]) or sizes
+    fresh = _fresh_axis(tensor)
     for i, size in enumerate(sizes[:-1]):
-        if is_ratio(size) and is_kv_head_count(sizes[i + 1]):
+        if not is_ratio(size):
+            continue
+        if is_kv_head_count(sizes[i + 1]) or (i == fresh == 1 and literal_int(sizes[i + 1]) == -1):
             return TiledHeads("expand(...)")
     return None
 
@@ -208,3 +218,56 @@ def _fresh_axis(tensor: cst.BaseExpression) -> int | None:
         axis = literal_int(tensor.args[0].value)
         return axis if axis is not None else -1
     return None
+
+
+def parameter_tilings(ctx: FileContext) -> dict[str, dict[str, Any]]:
+    """Module-level functions that tile a tensor's heads by one of their own parameters, as a repeat
+    count -> the names their positional arguments bind to, that parameter (`factor`) and how the tiling is
+    written: what an importing file needs to see that `repeat_kv(k, self.n_rep)` tiles k's heads by the
+    group size (in this file, `is_ratio_value` follows the callers itself).
+
+    Ex) `def repeat_kv(x, n_rep): return x.repeat(1, n_rep, 1, 1)`
+    """
+    found: dict[str, dict[str, Any]] = {}
+    if not ctx.mentions(b"repeat(", b"tile(", b"cat(", b"expand("):
+        return found  # no form of tiling in the file: no cost on the rest
+    for statement in ctx.module.body:
+        if is_a(statement, cst.FunctionDef) and (tiling := _tiling_by_parameter(ctx, statement)) is not None:
+            found[statement.name.value] = {"positional": positional_parameters(statement), **tiling}
+    return found
+
+
+def _tiling_by_parameter(ctx: FileContext, function: cst.FunctionDef) -> dict[str, str] | None:
+    """The first tiling in `function` whose repeat count is one parameter, as the caller passed it."""
+    facts = ctx.function_facts(function)
+    factors: set[str] = set()
+
+    def is_parameter(expr: cst.BaseExpression) -> bool:
+        if not is_a(expr, cst.Name) or expr.value not in facts.parameters:
+            return False
+        if any(d.kind != "param" for d in facts.reaching(expr.value, ctx.order(expr))):
+            return False
+        factors.add(expr.value)
+        return True
+
+    for call in ctx.index.descendants(function.body, cst.Call):
+        factors.clear()
+        tiled = _tiled_by(ctx, call, is_parameter)
+        if tiled is not None and len(factors) == 1:
+            return {"factor": factors.pop(), "how": tiled.how}
+    return None
+
+
+def imported_tiling(ctx: FileContext, call: cst.Call) -> TiledHeads | None:
+    """A call of a project function that tiles heads by a parameter (`parameter_tilings` of its module),
+    given the group size for it.
+
+    Ex) `k = repeat_kv(k, self.n_rep)`, with `repeat_kv` in another file of the project
+    """
+    entry = imported_summary(ctx, call, "head_tilings")
+    if entry is None:
+        return None
+    factor = bind_arguments(call, entry["positional"]).get(entry["factor"])
+    if factor is None or not is_ratio_value(ctx, factor):
+        return None
+    return TiledHeads(f"{entry['how']} in {dotted(call.func)}()")

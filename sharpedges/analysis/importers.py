@@ -82,3 +82,22 @@ def importer_arguments(ctx: FileContext, cls: cst.ClassDef) -> list[dict[str, di
         return found
 
     return ctx.memo(("importer_arguments", cls.name.value), compute)
+
+
+def importer_half_casts(ctx: FileContext) -> frozenset[str]:
+    """The top-level classes of this file that a file next to it casts to float16 (`imported_half_casts`
+    of its summary: `model = GPT(config).half()` in a script beside `model.py`)."""
+    scope: ProjectScope | None = getattr(ctx, "project", None)
+    if scope is None:
+        return frozenset()
+
+    def compute() -> frozenset[str]:
+        found = set()
+        for path, summary in scope.neighbours():
+            for entry in summary.get("half_casts", ()):
+                target = scope.module_file(ImportedName(entry["module"], entry["level"], ""), path)
+                if target is not None and target.resolve() == scope.importer.resolve():
+                    found.add(entry["class"])
+        return frozenset(found)
+
+    return ctx.memo("importer_half_casts", compute)

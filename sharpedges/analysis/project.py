@@ -149,6 +149,22 @@ def score_passing_functions(ctx) -> dict[str, dict[str, Any]]:
     return score_passing_functions(ctx)
 
 
+@summary_fact("half_casts")
+def half_cast_imports(ctx) -> list[dict[str, Any]]:
+    """Classes imported from other modules whose instances this file casts to float16 (objects.py)."""
+    from sharpedges.analysis.objects import imported_half_casts
+
+    return imported_half_casts(ctx)
+
+
+@summary_fact("head_tilings")
+def head_tilings(ctx) -> dict[str, dict[str, Any]]:
+    """Module-level functions that tile a tensor's heads by one of their parameters (head_repeats.py)."""
+    from sharpedges.analysis.head_repeats import parameter_tilings
+
+    return parameter_tilings(ctx)
+
+
 @summary_fact("instance_calls")
 def imported_instance_calls(ctx) -> list[dict[str, Any]]:
     """Calls of instances of imported classes, with what their arguments are (importers.py)."""

@@ -332,6 +332,10 @@ MODULE_MASK_ARGUMENTS = {
 }
 
 
+# Class methods that build an instance of their class (transformers, diffusers, timm's hub loaders).
+INSTANCE_CONSTRUCTORS = frozenset({"from_pretrained", "from_config"})
+
+
 def dtype_precision(ctx, expr: cst.BaseExpression | None) -> str | None:
     """'half' for torch.float16, 'full' for float32/64, 'bfloat16', else None (unknown, or a
     dtype the code takes from a tensor)."""

@@ -179,3 +179,111 @@ def test_scores_are_traced_through_a_function_of_another_module(tmp_path: Path):
     assert findings(result) == [("model.py", 11, "SHP101")]
     alone = run_check(CheckOptions(paths=[str(tmp_path / "pkg" / "model.py")], select=["SHP101"], use_cache=False))
     assert findings(alone) == [("model.py", 11, "SHP101")]
+
+
+HEAD_HELPERS = """
+def repeat_kv(x, n_rep):
+    return x if n_rep == 1 else x.repeat(1, n_rep, 1, 1)
+
+
+def interleave_kv(x, n_rep):
+    return x.repeat_interleave(n_rep, dim=1)
+"""
+
+HEADS_THROUGH_HELPERS = """
+import torch.nn.functional as F
+from torch import nn
+
+from .kv import interleave_kv, repeat_kv
+
+
+class Attention(nn.Module):
+    def __init__(self, n_heads, n_kv_heads):
+        super().__init__()
+        self.n_rep = n_heads // n_kv_heads
+
+    def forward(self, q, k, v):
+        k = repeat_kv(k, self.n_rep)
+        v = interleave_kv(v, self.n_rep)
+        return F.scaled_dot_product_attention(q, k, v)
+
+
+class MultiQuery(nn.Module):
+    def __init__(self, n_heads):
+        super().__init__()
+        self.n_heads = n_heads
+
+    def forward(self, q, k, v):
+        return F.scaled_dot_product_attention(q, repeat_kv(k, self.n_heads), repeat_kv(v, self.n_heads))
+"""
+
+
+def test_a_helper_of_another_module_that_tiles_heads_is_flagged_where_it_gets_the_group_size(tmp_path: Path):
+    """`repeat_kv` in one file repeats by whatever count it is given; the file that passes it the group
+    size is where the heads come out in tile order. One KV head repeated to every query head (MQA) is
+    the same in either order, and stays quiet."""
+    write_package(tmp_path, {"kv.py": HEAD_HELPERS, "model.py": HEADS_THROUGH_HELPERS})
+    result = run_check(CheckOptions(paths=[str(tmp_path)], select=["SHP602"], use_cache=False, jobs=1))
+    assert findings(result) == [("model.py", 14, "SHP602")]
+    assert "repeat(...) in repeat_kv()" in result.diagnostics[0].message
+    alone = run_check(CheckOptions(paths=[str(tmp_path / "pkg" / "model.py")], select=["SHP602"], use_cache=False))
+    assert findings(alone) == [("model.py", 14, "SHP602")]
+
+
+HALF_MODEL = """
+import math
+import torch
+from torch import nn
+
+
+class Attention(nn.Module):
+    def forward(self, q, k, v):
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+        return torch.softmax(scores, dim=-1) @ v
+
+
+class GPT(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn = Attention()
+
+    def forward(self, q, k, v):
+        return self.attn(q, k, v)
+"""
+
+HALF_SCRIPT = """
+import torch
+from .model import GPT
+
+
+def load():
+    model = GPT()
+    model.to("cuda", {dtype})
+    return model
+"""
+
+
+@pytest.mark.parametrize(("dtype", "flagged"), [("torch.float16", True), ("torch.bfloat16", False)])
+def test_a_model_cast_to_half_in_the_file_next_to_it_runs_its_eager_softmax_in_half(
+    tmp_path: Path, dtype: str, flagged: bool
+):
+    """`GPT` is cast to float16 in generate.py; its child `Attention` in model.py runs its softmax on
+    float16 scores. The one-file check of model.py reads generate.py's summary too; bfloat16 keeps
+    float32's range, and stays quiet."""
+    write_package(tmp_path, {"model.py": HALF_MODEL, "generate.py": HALF_SCRIPT.format(dtype=dtype)})
+    expected = [("model.py", 10, "SHP105")] if flagged else []
+    result = run_check(CheckOptions(paths=[str(tmp_path)], select=["SHP105"], use_cache=False, jobs=1))
+    assert findings(result) == expected
+    alone = run_check(CheckOptions(paths=[str(tmp_path / "pkg" / "model.py")], select=["SHP105"], use_cache=False))
+    assert findings(alone) == expected
+
+
+def test_editing_the_file_that_casts_a_model_changes_the_warm_result_of_the_model(tmp_path: Path):
+    write_package(tmp_path, {"model.py": HALF_MODEL, "generate.py": HALF_SCRIPT.format(dtype="torch.float16")})
+    options = CheckOptions(paths=[str(tmp_path)], select=["SHP105"], cache_dir=str(tmp_path / "cache"), jobs=1)
+    assert findings(run_check(options)) == [("model.py", 10, "SHP105")]
+    (tmp_path / "pkg" / "generate.py").write_text(HALF_SCRIPT.format(dtype="torch.bfloat16"))
+    assert findings(run_check(options)) == []
+    (tmp_path / "pkg" / "generate.py").unlink()
+    (tmp_path / "pkg" / "serve.py").write_text(HALF_SCRIPT.format(dtype="torch.half"))
+    assert findings(run_check(options)) == [("model.py", 10, "SHP105")]
