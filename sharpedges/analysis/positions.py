@@ -21,6 +21,7 @@ from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.derived import attention_value_arguments, bindings
 from sharpedges.analysis.masks import registered_buffers
+from sharpedges.analysis.summaries import passed_values
 from sharpedges.analysis.training_mode import runs_in_forward
 from sharpedges.analysis.values import MAX_DEPTH
 from sharpedges.analysis.vocabulary import (
@@ -313,14 +314,11 @@ def operand_precision(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0
         if borrowed is not None:
             return _follow_dtype(ctx, borrowed, depth)
         if _is_arange(ctx, expr):
-            dtype = argument(expr, "dtype")
-            if dtype is None:
-                return None
-            return dtype_precision(ctx, dtype) or (
-                _follow_dtype(ctx, dtype.value, depth)
-                if is_a(dtype, cst.Attribute) and dtype.attr.value == "dtype"
-                else None
-            )
+            return _dtype_argument_precision(ctx, argument(expr, "dtype"), depth)
+        if method in ("to", "type") and (dtype := _dtype_argument(expr)) is not None and is_a(dtype, cst.Name):
+            precision = _dtype_argument_precision(ctx, dtype, depth)
+            if precision is not None:
+                return precision
         if method in VIEW_METHODS | DTYPE_ARGUMENT_CASTS and (target := receiver(expr)) is not None:
             return operand_precision(ctx, target, depth + 1)
         return None
@@ -348,6 +346,33 @@ def _borrowed_dtype(call: cst.Call, method: str | None) -> cst.BaseExpression | 
             ):
                 return arg.value.value
     return None
+
+
+def _dtype_argument(call: cst.Call) -> cst.BaseExpression | None:
+    """The dtype a `.to(...)` / `.type(...)` is given: the `dtype=` keyword, or the one positional argument."""
+    keyword = argument(call, "dtype")
+    if keyword is not None:
+        return keyword
+    positional = [arg.value for arg in call.args if arg.keyword is None and not arg.star]
+    return positional[0] if len(positional) == 1 else None
+
+
+def _dtype_argument_precision(ctx: FileContext, dtype: cst.BaseExpression | None, depth: int) -> str | None:
+    """The precision a `dtype=` argument stands for: a torch dtype, a tensor's `.dtype`, or a name or
+    parameter holding either (`passed_values`: what the callers in this file pass, or the default)."""
+    if dtype is None or depth > MAX_DEPTH:
+        return None
+    literal = dtype_precision(ctx, dtype)
+    if literal is not None:
+        return literal
+    if is_a(dtype, cst.Attribute) and dtype.attr.value == "dtype":
+        return _follow_dtype(ctx, dtype.value, depth)
+    if not is_a(dtype, cst.Name):
+        return None
+    values = passed_values(ctx, dtype)
+    if not values or any(value is dtype for value in values):
+        return None
+    return _combine({_dtype_argument_precision(ctx, value, depth + 1) for value in values})
 
 
 def _follow_dtype(ctx: FileContext, tensor: cst.BaseExpression | None, depth: int) -> str | None:

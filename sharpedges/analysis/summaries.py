@@ -436,6 +436,36 @@ def call_sites(ctx: FileContext, function: cst.FunctionDef, forwarded: bool = Tr
     return found
 
 
+def passed_values(ctx: FileContext, expr: cst.BaseExpression | None) -> list[cst.BaseExpression] | None:
+    """`possible_values`, and for a parameter that nothing in its function rebinds before `expr`: what
+    the calls of its function in this file pass for it, with its default where a call leaves it out, or
+    only its default when the file never calls it. None when a value is unknown.
+
+    Ex) `dtype` in `def _set_cos_sin_cache(self, seq_len, device, dtype)`, called as
+        `self._set_cos_sin_cache(seq_len, x.device, x.dtype)`: `x.dtype`
+    Ex) `dtype` in `def precompute_freqs_cis(dim, end, dtype=torch.bfloat16)`, never called here: `torch.bfloat16`
+    """
+    values = possible_values(ctx, expr)
+    if values is not None or not is_a(expr, cst.Name) or (function := ctx.function_of(expr)) is None:
+        return values
+    facts = ctx.function_facts(function)
+    name = expr.value
+    if name not in facts.parameters or any(d.kind != "param" for d in facts.reaching(name, ctx.order(expr))):
+        return None
+    default = parameter_default(function, name)
+    found: list[cst.BaseExpression] = []
+    for call, positional in call_sites(ctx, function, forwarded=False):
+        if any(arg.star for arg in call.args):
+            return None
+        argument = bind_arguments(call, positional).get(name, default)
+        if argument is None:
+            return None
+        found.append(argument)
+    if not found and default is not None:
+        found.append(default)
+    return found or None
+
+
 def _calls_by_function(ctx: FileContext) -> dict[cst.FunctionDef, list[tuple[cst.Call, list[str]]]]:
     found: dict[cst.FunctionDef, list[tuple[cst.Call, list[str]]]] = {}
     for call in ctx.calls():
