@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import libcst as cst
 
 from sharpedges.analysis.attention import attention_softmaxes
 from sharpedges.analysis.calls import argument, method_name
+from sharpedges.analysis.masks import HANDING_TOKENS, mask_uses
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.tensors import chosen_by_dtype, returned_number
-from sharpedges.analysis.values import multiplied_constants, possible_values
+from sharpedges.analysis.values import constant_number, multiplied_constants, possible_values
 from sharpedges.analysis.vocabulary import (
     CAST_METHODS,
     FILL_FUNCTIONS,
@@ -28,7 +30,7 @@ FP16_MAX = 65504.0
 
 class MaskFillOverflowsHalf(Detector):
     code = "SHP103"
-    tokens = (b"softmax",)
+    tokens = HANDING_TOKENS  # an eager softmax, or a mask handed to a kernel or module
 
     def check(self, ctx):
         reported = set()
@@ -56,11 +58,45 @@ class MaskFillOverflowsHalf(Detector):
                     reported.add(literal)
                     facts = {"value": value, "scores": _scores_text(scores)}
                     additive = is_a(node, (cst.BinaryOperation, cst.AugAssign))
-                    fix = None if additive else _fix(ctx, literal, scores, between=source.path[:position])
+                    # Ex) `self.mask_value` set from a constructor parameter: the fix would drop the parameter
+                    configurable = constant_number(ctx, literal) is None and not is_a(literal, cst.Call)
+                    fix = None if additive or configurable else _fix(ctx, literal, scores, source.path[:position])
                     # Ex) NEG_INF = -1e20 at the top of the file: the finding rests on that line too
                     bound = possible_values(ctx, literal) if is_a(literal, cst.Name) else None
                     related = ((bound[0], "value"),) if bound and len(bound) == 1 and bound[0] is not literal else ()
                     yield Finding(literal, facts=facts, fix=fix, related=related)
+        yield from _kernel_mask_fills(ctx, reported)
+
+
+# consumers whose mask meets the scores on an eager softmax path, which `check` follows itself
+EAGER_CONSUMERS = frozenset({"masked_fill", "torch.where", "scores + mask"})
+
+
+def _kernel_mask_fills(ctx, reported: set) -> Iterator[Finding]:
+    """An additive mask handed to an attention kernel or module (SDPA's `attn_mask`, `nn.MultiheadAttention`,
+    a module of the project that adds it to its scores) whose blocking value is beyond fp16: a float16
+    mask cannot hold it (masked_fill raises, `(1 - m) * -1e9` turns to -inf), unless the mask was built
+    in float32.
+
+    Ex) fairseq: `attn_mask = attn_mask.masked_fill(attn_mask.to(torch.bool), -1e8)`, then
+        `self.self_attn(query=x, key=x, value=x, attn_mask=attn_mask)`
+    """
+    for use in mask_uses(ctx):
+        if use.consumer in EAGER_CONSUMERS:
+            continue
+        evaluator = use.evaluator(ctx)
+        whole = evaluator.value(use.mask, ctx.order(use.node))
+        values = [whole] if whole is not None else [value for value, _ in evaluator.values_by_path(use.mask)]
+        for value in values:
+            fill = value.fill
+            if value.kind != "additive" or fill is None or fill in reported:
+                continue
+            number = returned_number(ctx, fill)
+            if number is None or abs(number) <= FP16_MAX or not math.isfinite(number) or chosen_by_dtype(ctx, fill):
+                continue
+            reported.add(fill)
+            facts = {"value": number, "consumer": use.consumer}
+            yield Finding(fill, variant="kernel", facts=facts, related=((use.node, "consumer"),))
 
 
 def _fill_of(ctx, node, inner_path) -> tuple[cst.BaseExpression, cst.BaseExpression] | None:

@@ -247,6 +247,7 @@ class MaskValue:
     origin: where `marks` is decided (`input_ids == pad_id`): what a finding about them rests on.
     tail: keys padded after the sequence (`F.pad(mask, (0, n), value=True)`: slots packed after every
     query), and whether they are marked; None when there are none.
+    fill: for an additive mask built here, the expression of the value it adds where it blocks.
     """
 
     kind: Kind
@@ -255,6 +256,7 @@ class MaskValue:
     flips: tuple[cst.CSTNode, ...] = ()
     origin: tuple[cst.CSTNode, ...] = ()
     tail: Literal["marked", "unmarked"] | None = None
+    fill: cst.BaseExpression | None = None  # an additive mask's blocking value, as written (`-1e9`)
 
     def complement(self, node: cst.CSTNode | None = None) -> MaskValue:
         region = self.region.complement() if self.region is not None else None
@@ -482,7 +484,7 @@ class MaskEvaluator:
         if qualified in FULL or (method == "new_full" and not namespace):
             fill = argument(call, "fill_value", 1)
             if self.is_large_negative(fill, at):
-                return MaskValue("additive", EVERYTHING, "blocked")
+                return MaskValue("additive", EVERYTHING, "blocked", fill=fill)
             if is_true(fill):
                 return MaskValue("bool", EVERYTHING)
             if literal_number(fill) == 1:
@@ -601,11 +603,13 @@ class MaskEvaluator:
         base = self.value(base_expr, at, depth + 1)
         if base is not None and base.kind == "additive":
             return base  # filling zeros into the allowed part of an additive mask keeps it
-        if not (base is not None or _is_zeros(self.ctx, base_expr)) or not self.is_large_negative(fill, at):
+        if not self.is_large_negative(fill, at):
+            return None
+        if not (base is not None or _is_zeros(self.ctx, base_expr) or _fills_itself(base_expr, call)):
             return None
         if condition is None:
-            return MaskValue("additive", None, "blocked")
-        return MaskValue("additive", condition.region, "blocked", condition.flips)
+            return MaskValue("additive", None, "blocked", fill=fill)
+        return MaskValue("additive", condition.region, "blocked", condition.flips, fill=fill)
 
     def _where(self, call: cst.Call, at: int, depth: int) -> MaskValue | None:
         condition = self.value(argument(call, "condition", 0), at, depth + 1)
@@ -613,9 +617,9 @@ class MaskEvaluator:
             return None
         then, otherwise = argument(call, "input", 1), argument(call, "other", 2)
         if self.is_large_negative(then, at) and literal_number(otherwise) == 0:
-            return MaskValue("additive", condition.region, "blocked", condition.flips)
+            return MaskValue("additive", condition.region, "blocked", condition.flips, fill=then)
         if self.is_large_negative(otherwise, at) and literal_number(then) == 0:
-            return replace(condition.complement(), kind="additive", marks="blocked")
+            return replace(condition.complement(), kind="additive", marks="blocked", fill=otherwise)
         return None
 
     def _subscript(self, expr: cst.Subscript, at: int, depth: int) -> MaskValue | None:
@@ -677,10 +681,10 @@ class MaskEvaluator:
             for mask_side, factor in ((expr.left, expr.right), (expr.right, expr.left)):
                 if self.is_large_negative(factor, at):
                     inner = self.value(mask_side, at, depth + 1)
-                    if inner is None:
-                        return MaskValue("additive", None, "blocked")  # `(1 - attention_mask) * finfo.min`
+                    if inner is None:  # `(1 - attention_mask) * finfo.min`
+                        return MaskValue("additive", None, "blocked", fill=factor)
                     if inner.kind != "additive":
-                        return MaskValue("additive", inner.region, "blocked", inner.flips)
+                        return MaskValue("additive", inner.region, "blocked", inner.flips, fill=factor)
             return _combined(self.value(expr.left, at, depth + 1), self.value(expr.right, at, depth + 1))
         if is_a(operator, (cst.BitAnd, cst.BitOr)):
             return _joined(
@@ -890,6 +894,15 @@ def _is_zeros(ctx: FileContext, expr: cst.BaseExpression | None) -> bool:
     if ctx.callee(expr) in FULL:
         return literal_number(argument(expr, "fill_value", 1)) == 0
     return method_name(expr) in PASS_THROUGH | CAST_METHODS and _is_zeros(ctx, receiver(expr))
+
+
+def _fills_itself(base: cst.BaseExpression | None, call: cst.Call) -> bool:
+    """`attn_mask.masked_fill(attn_mask.to(torch.bool), -1e8)`: a 0/1 mask filled where it is nonzero,
+    so it adds 0 where it was 0 and blocks where it was 1 (fairseq's encoder layer)."""
+    condition = argument(call, "mask", 0)
+    while is_a(condition, cst.Call) and method_name(condition) in CAST_METHODS | {"to"}:
+        condition = receiver(condition)
+    return base is not None and condition is not None and dotted(base) is not None and dotted(base) == dotted(condition)
 
 
 def _is_padding_id(ctx: FileContext, expr: cst.BaseExpression | None) -> bool:

@@ -25,6 +25,7 @@ from sharpedges.analysis.summaries import (
     bind_arguments,
     called_function,
     module_call_sites,
+    passed_values,
     positional_parameters,
     return_values,
 )
@@ -349,15 +350,24 @@ def helper_called(ctx: FileContext, call: cst.Call) -> tuple[cst.FunctionDef, li
 
 
 def returned_number(ctx: FileContext, expr: cst.BaseExpression | None, depth: int = 0) -> float | None:
-    """`values.constant_number`, and through calls of this file's helpers: the one number every return of
-    the helper is (`self.mask_value()` that returns `-1e9`)."""
+    """`values.constant_number`, through calls of this file's helpers (the one number every return of the
+    helper is: `self.mask_value()` that returns `-1e9`), and through parameters (`passed_values`: what the
+    calls in this file pass, or the default: `self.mask_value = mask_value` in
+    `def __init__(self, mask_value=-1e9)`)."""
     number = constant_number(ctx, expr)
-    if number is not None or not is_a(expr, cst.Call) or depth > MAX_DEPTH:
+    if number is not None or expr is None or depth > MAX_DEPTH:
         return number
-    helper = helper_called(ctx, expr)
-    returns = return_values(ctx, helper[0]) if helper is not None else []
-    numbers = {returned_number(ctx, value, depth + 1) for value in returns}
-    return numbers.pop() if len(numbers) == 1 else None
+    if is_a(expr, cst.Call):
+        helper = helper_called(ctx, expr)
+        values = return_values(ctx, helper[0]) if helper is not None else []
+    elif is_a(expr, cst.Name):
+        values = passed_values(ctx, expr) or []
+    elif (attr := self_attribute(expr)) is not None and (cls := ctx.class_of(expr)) is not None:
+        values = [a.value for a in ctx.class_facts(cls).assignments.get(attr, ()) if a.value is not None]
+    else:
+        return None
+    numbers = {returned_number(ctx, value, depth + 1) for value in values if value is not expr}
+    return numbers.pop() if len(numbers) == 1 and len(values) > 0 else None
 
 
 @dataclass(frozen=True)

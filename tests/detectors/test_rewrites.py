@@ -1597,7 +1597,6 @@ MORE_CASES = [
         "mask_value=-1e9",
         "mask_value=-1e4",
         name="parameter-default",
-        gap="a parameter's default is not a value it holds: callers may pass another, and none is followed",
     ),
     *(
         case("SHP202", ADDITIVE_CAUSAL.format(apply=apply), old, new, name=f"additive-{name}")
