@@ -38,14 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "handler", None):
-        parser.print_help()
-        return 2
     from sharpedges.yaml_io import DataFileError
 
+    parser = build_parser()
     try:
+        args = parser.parse_args(argv)  # `--select SHP1` reads the rule specs to check the selector
+        if not getattr(args, "handler", None):
+            parser.print_help()
+            return 2
         return args.handler(args)
     except DataFileError as exc:  # a rule spec, skill or link that cannot be used: every command stops
         print(f"sharpedges: error: {exc}", file=sys.stderr)

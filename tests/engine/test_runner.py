@@ -308,3 +308,19 @@ def test_a_time_limit_anywhere_in_a_file_is_that_files_error_not_a_traceback():
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0 and completed.stderr == "", completed.stderr[-2000:]
     assert completed.stdout.startswith("True 0 [('big.py', 'timed out after 0.5 s")
+
+
+def test_a_broken_spec_met_while_the_arguments_are_read_is_one_line(monkeypatch, capsys):
+    """`--select SHP1` checks the selector against the rule specs while argparse reads it: a spec that
+    cannot be loaded then is the same one-line error as anywhere else, not a traceback."""
+    import sharpedges.specs as specs
+    from sharpedges.cli import main
+    from sharpedges.yaml_io import DataFileError
+
+    def broken(directory=None):
+        raise DataFileError("rules/SHP103.yaml: field 'messages': a message is one line")
+
+    monkeypatch.setattr(specs, "load_specs", broken)
+    assert main(["check", "--select", "SHP1", "--no-cache", "examples"]) == 2
+    err = capsys.readouterr().err
+    assert err == "sharpedges: error: rules/SHP103.yaml: field 'messages': a message is one line\n"
