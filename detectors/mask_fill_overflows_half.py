@@ -68,7 +68,7 @@ class MaskFillOverflowsHalf(Detector):
         yield from _kernel_mask_fills(ctx, reported)
 
 
-# consumers whose mask meets the scores on an eager softmax path, which `check` follows itself
+# consumers whose mask meets the scores on an eager softmax path of this file, which `check` follows itself
 EAGER_CONSUMERS = frozenset({"masked_fill", "torch.where", "scores + mask"})
 
 
@@ -82,7 +82,7 @@ def _kernel_mask_fills(ctx, reported: set) -> Iterator[Finding]:
         `self.self_attn(query=x, key=x, value=x, attn_mask=attn_mask)`
     """
     for use in mask_uses(ctx):
-        if use.consumer in EAGER_CONSUMERS:
+        if use.consumer in EAGER_CONSUMERS and not use.forwarded:
             continue
         evaluator = use.evaluator(ctx)
         whole = evaluator.value(use.mask, ctx.order(use.node))

@@ -67,6 +67,8 @@ from sharpedges.analysis.vocabulary import (
     TENSOR_LITERALS,
     TRIANGLE_METHODS,
     TRIANGLES,
+    cast_precision,
+    dtype_precision,
     is_library_namespace,
     kernel_of,
 )
@@ -151,16 +153,24 @@ class SoftmaxCall:
     input: cst.BaseExpression
     dim: cst.BaseExpression | None
     function: cst.FunctionDef | None
+    upcast: bool = False  # a project function that runs the softmax in float32 (`softmax_wrapper_functions`)
 
 
 def softmax_calls(ctx: FileContext) -> list[SoftmaxCall]:
-    """Every softmax in the file: `torch.softmax`, `F.softmax`, `x.softmax(...)`, and calls of
-    `nn.Softmax` modules, inline or assigned to `self.x` in the class."""
+    """Every softmax in the file: `torch.softmax`, `F.softmax`, `x.softmax(...)`, calls of `nn.Softmax`
+    modules, inline or assigned to `self.x` in the class, and calls of a project function that returns
+    the softmax of a parameter (`utils.softmax(attn_weights, dim=-1)`, `softmax_wrapper_functions`)."""
 
     def compute() -> list[SoftmaxCall]:
         found = []
         for call in ctx.calls():
             qualified = ctx.callee(call)
+            if (wrapper := imported_summary(ctx, call, "softmax_wrappers")) is not None:
+                bound = bind_arguments(call, wrapper["positional"])
+                value, dim = bound.get(wrapper["input"]), _wrapper_dim(bound, wrapper)
+                if value is not None:
+                    found.append(SoftmaxCall(call, value, dim, ctx.function_of(call), wrapper["upcast"]))
+                continue
             if qualified in SOFTMAX_FUNCTIONS:
                 value = argument(call, "input", 0)
                 dim = argument(call, "dim", 1)
@@ -184,6 +194,71 @@ def softmax_calls(ctx: FileContext) -> list[SoftmaxCall]:
         return found
 
     return ctx.memo("softmax_calls", compute)
+
+
+def _wrapper_dim(bound: dict[str, cst.BaseExpression], wrapper: dict[str, Any]) -> cst.BaseExpression | None:
+    """The axis a call of a softmax wrapper asks for: the argument of its axis parameter, or its literal axis."""
+    if wrapper["dim_parameter"] is not None:
+        return bound.get(wrapper["dim_parameter"])
+    axis = wrapper["dim_literal"]
+    if axis is None:
+        return None
+    return cst.Integer(str(axis)) if axis >= 0 else cst.UnaryOperation(cst.Minus(), cst.Integer(str(-axis)))
+
+
+def softmax_wrapper_functions(ctx: FileContext) -> dict[str, dict[str, Any]]:
+    """Module-level functions every return of which is a softmax of the same parameter (maybe cast on
+    the way in) -> their positional parameters, that parameter (`input`), the parameter that picks the
+    axis (`dim_parameter`) or the axis written out (`dim_literal`), and whether every path runs it in
+    float32 (`upcast`): what an importing file needs to see a softmax in `utils.softmax(attn, dim=-1)`.
+
+    Ex) fairseq: `def softmax(x, dim, onnx_trace=False): return F.softmax(x.float(), dim=dim) if ...
+        else F.softmax(x, dim=dim, dtype=torch.float32)`
+    """
+    found: dict[str, dict[str, Any]] = {}
+    if not ctx.mentions(b"softmax"):
+        return found
+    by_call = {softmax.call: softmax for softmax in softmax_calls(ctx)}
+    for statement in ctx.module.body:
+        if not is_a(statement, cst.FunctionDef) or not (returned := return_values(ctx, statement)):
+            continue
+        positional = positional_parameters(statement)
+        shapes = [
+            _wrapped_softmax(ctx, by_call.get(value) if is_a(value, cst.Call) else None, positional)
+            for value in returned
+        ]
+        known = [shape for shape in shapes if shape is not None]
+        if len(known) != len(shapes) or len({(shape[0], shape[1]) for shape in known}) != 1:
+            continue
+        name, (dim_parameter, dim_literal), _ = known[0]
+        upcast = all(shape[2] for shape in known)
+        found[statement.name.value] = {
+            "positional": positional,
+            "input": name,
+            "dim_parameter": dim_parameter,
+            "dim_literal": dim_literal,
+            "upcast": upcast,
+        }
+    return found
+
+
+def _wrapped_softmax(
+    ctx: FileContext, softmax: SoftmaxCall | None, positional: list[str]
+) -> tuple[str, tuple[str | None, int | None], bool] | None:
+    """(the parameter a returned softmax takes, (its axis parameter, its literal axis), whether it runs in float32)."""
+    if softmax is None:
+        return None
+    value: cst.BaseExpression | None = softmax.input
+    upcast = dtype_precision(ctx, argument(softmax.call, "dtype")) == "full"
+    while is_a(value, cst.Call) and (cast_precision(ctx, value) is not None or method_name(value) == "type_as"):
+        upcast = upcast or cast_precision(ctx, value) == "full"
+        value = receiver(value)
+    if not is_a(value, cst.Name) or value.value not in positional:
+        return None
+    dim = softmax.dim
+    if is_a(dim, cst.Name) and dim.value in positional:
+        return value.value, (dim.value, None), upcast
+    return value.value, (None, literal_int(dim) if dim is not None else None), upcast
 
 
 def _einx_axis(description: cst.BaseExpression | None) -> cst.BaseExpression | None:

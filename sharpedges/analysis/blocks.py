@@ -27,7 +27,7 @@ from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.dataflow import Definition, FunctionFacts
 from sharpedges.analysis.names import dotted
-from sharpedges.analysis.project import ImportedName, ProjectScope, imported_names
+from sharpedges.analysis.project import ProjectScope, imported_names
 from sharpedges.analysis.summaries import (
     bind_arguments,
     called_classes,
@@ -1483,8 +1483,8 @@ def _imported_residual_sequence(ctx: FileContext, name: str) -> dict[str, Any] |
     source = imported_names(ctx).get(name)
     if scope is None or source is None or not source.name:
         return None
-    summary = scope.summary(ImportedName(source.module, source.level, ""))
-    return None if summary is None else summary.get("residual_sequences", {}).get(source.name)
+    found = scope.lookup(source, "residual_sequences")
+    return None if found is None else found[0]
 
 
 def _prenorm_branches(ctx: FileContext, builder: cst.FunctionDef, call: cst.Call, sequence: dict[str, Any]) -> bool:

@@ -19,7 +19,7 @@ from sharpedges.analysis.calls import argument, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.dataflow import Definition
-from sharpedges.analysis.project import ImportedName, ProjectScope, imported_names
+from sharpedges.analysis.project import ProjectScope, imported_names
 from sharpedges.analysis.summaries import bind_arguments, called_function, positional_parameters
 from sharpedges.analysis.vocabulary import (
     CAST_METHODS,
@@ -220,8 +220,8 @@ def _imported_class_values(ctx: FileContext, name: str) -> tuple[list[str], froz
     source = imported_names(ctx).get(name)
     if scope is None or source is None or not source.name:
         return None
-    summary = scope.summary(ImportedName(source.module, source.level, ""))
-    entry = None if summary is None else summary.get("value_parameters", {}).get(source.name)
+    found = scope.lookup(source, "value_parameters")
+    entry = None if found is None else found[0]
     return (list(entry["positional"]), frozenset(entry["values"])) if entry else None
 
 

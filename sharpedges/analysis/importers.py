@@ -74,10 +74,7 @@ def importer_arguments(ctx: FileContext, cls: cst.ClassDef) -> list[dict[str, di
         found = []
         for path, summary in scope.neighbours():
             for entry in summary.get("instance_calls", ()):
-                if entry["class"] != cls.name.value:
-                    continue
-                target = scope.module_file(ImportedName(entry["module"], entry["level"], ""), path)
-                if target is not None and target.resolve() == scope.importer.resolve():
+                if entry["class"] == cls.name.value and scope.defines(_imported(entry), path):
                     found.append(entry["arguments"])
         return found
 
@@ -92,12 +89,16 @@ def importer_half_casts(ctx: FileContext) -> frozenset[str]:
         return frozenset()
 
     def compute() -> frozenset[str]:
-        found = set()
-        for path, summary in scope.neighbours():
-            for entry in summary.get("half_casts", ()):
-                target = scope.module_file(ImportedName(entry["module"], entry["level"], ""), path)
-                if target is not None and target.resolve() == scope.importer.resolve():
-                    found.add(entry["class"])
-        return frozenset(found)
+        return frozenset(
+            entry["class"]
+            for path, summary in scope.neighbours()
+            for entry in summary.get("half_casts", ())
+            if scope.defines(_imported(entry), path)
+        )
 
     return ctx.memo("importer_half_casts", compute)
+
+
+def _imported(entry: dict[str, Any]) -> ImportedName:
+    """The import an importer's summary entry records (`module`, `level`, `class`)."""
+    return ImportedName(entry["module"], entry["level"], entry["class"])

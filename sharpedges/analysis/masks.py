@@ -2140,8 +2140,7 @@ def causal_by_importers(ctx: FileContext, node: cst.CSTNode) -> bool:
         causal = set()
         for path, summary in scope.neighbours(limit=SMALL_PACKAGE):
             for entry in summary.get("causal_instances", ()):
-                target = scope.module_file(ImportedName(entry["module"], entry["level"], ""), path)
-                if target is not None and target.resolve() == scope.importer.resolve():
+                if scope.defines(ImportedName(entry["module"], entry["level"], entry["class"]), path):
                     causal.add(entry["class"])
         return causal
 

@@ -104,6 +104,13 @@ def module_constants(ctx) -> dict[str, float]:
     return constants
 
 
+@summary_fact("reexports")
+def reexported_names(ctx) -> dict[str, dict[str, Any]]:
+    """Names this module imports from another (`from .multihead_attention import MultiheadAttention` in
+    a package's `__init__.py`), and where from: what an importer of the name from here follows."""
+    return {local: vars(source) for local, source in sorted(imported_names(ctx).items()) if source.name}
+
+
 @summary_fact("classes")
 def class_kinds(ctx) -> dict[str, dict[str, Any]]:
     """Top-level classes: whether each is an `nn.Module` (true, false, or null when it rests on a base
@@ -147,6 +154,14 @@ def score_passing_functions(ctx) -> dict[str, dict[str, Any]]:
     from sharpedges.analysis.attention import score_passing_functions
 
     return score_passing_functions(ctx)
+
+
+@summary_fact("softmax_wrappers")
+def softmax_wrappers(ctx) -> dict[str, dict[str, Any]]:
+    """Module-level functions that return the softmax of a parameter (attention.py)."""
+    from sharpedges.analysis.attention import softmax_wrapper_functions
+
+    return softmax_wrapper_functions(ctx)
 
 
 @summary_fact("half_casts")
@@ -209,6 +224,7 @@ def module_residual_sequences(ctx) -> dict[str, dict[str, Any]]:
 
 SummaryLoader = Callable[[Path], "tuple[str, dict[str, Any]] | None"]
 MAX_NEIGHBOURS = 200  # a folder of more modules than this is not read for the files that import one
+MAX_REEXPORT_HOPS = 4  # a name imported from a package, re-exported by its __init__ from a submodule...
 # A question many files of a folder ask (is this attention built in a causal model?) reads only a
 # package-sized folder: a model zoo of a hundred files would be parsed once more for each of them.
 SMALL_PACKAGE = 30
@@ -269,6 +285,42 @@ class ProjectScope:
         self.read[str(path)] = digest
         return summary
 
+    def lookup(self, source: ImportedName, fact: str, importer: Path | None = None) -> tuple[Any, Path] | None:
+        """The entry the module `source` names holds for its name under `fact`, and the file it is in:
+        followed through re-exports (`from fairseq.modules import MultiheadAttention`, which
+        fairseq/modules/__init__.py imports from `.multihead_attention`), a few hops at most."""
+        importer = importer or self.importer
+        for _ in range(MAX_REEXPORT_HOPS):
+            module = ImportedName(source.module, source.level, "")
+            path, summary = self.module_file(module, importer), self.summary(module, importer)
+            if path is None or summary is None:
+                return None
+            entry = summary.get(fact, {}).get(source.name)
+            if entry is not None:
+                return entry, path
+            forwarded = summary.get("reexports", {}).get(source.name)
+            if forwarded is None:
+                return None
+            source, importer = ImportedName(**forwarded), path
+        return None
+
+    def defines(self, source: ImportedName, importer: Path) -> bool:
+        """Whether the name an import of `importer` names is the checked file's own: imported from it, or
+        from a package that re-exports it from there."""
+        for _ in range(MAX_REEXPORT_HOPS):
+            module = ImportedName(source.module, source.level, "")
+            path = self.module_file(module, importer)
+            if path is None:
+                return False
+            if path.resolve() == self.importer.resolve():
+                return True
+            summary = self.summary(module, importer)
+            forwarded = None if summary is None else summary.get("reexports", {}).get(source.name)
+            if forwarded is None:
+                return False
+            source, importer = ImportedName(**forwarded), path
+        return False
+
     def neighbours(self, limit: int = MAX_NEIGHBOURS) -> list[tuple[Path, dict[str, Any]]]:
         """(path, summary) of the other Python files in the checked file's folder, inside the roots; none
         when the folder holds more than `limit` of them."""
@@ -311,11 +363,10 @@ def imported_module_class(ctx, local: str) -> bool | None:
 
 
 def _module_class_at(scope: ProjectScope, source: ImportedName, importer: Path, hops: int) -> bool | None:
-    path = scope.module_file(ImportedName(source.module, source.level, ""), importer)
-    summary = scope.summary(ImportedName(source.module, source.level, ""), importer)
-    entry = None if summary is None else summary.get("classes", {}).get(source.name)
-    if entry is None or path is None or hops >= MAX_CLASS_HOPS:
+    found = scope.lookup(source, "classes", importer)
+    if found is None or hops >= MAX_CLASS_HOPS:
         return None
+    entry, path = found
     if entry["module"] is not None:
         return entry["module"]
     verdicts = [
@@ -337,5 +388,5 @@ def imported_constant(ctx, local: str) -> float | None:
     source = imported_names(ctx).get(local)
     if scope is None or source is None or not source.name:
         return None
-    summary = scope.summary(ImportedName(source.module, source.level, ""))
-    return None if summary is None else summary.get("constants", {}).get(source.name)
+    found = scope.lookup(source, "constants")
+    return None if found is None else found[0]

@@ -236,6 +236,9 @@ def held_modules(
             return HeldModules(elements=container.elements, positional=container.positional)
         if qualified is None and (chosen := registry_classes(ctx, expr)):  # Ex) LLAMA_ATTENTION_CLASSES[impl](config)
             return HeldModules(frozenset(chosen.values()))
+        built = _built_by_helper(ctx, expr, depth)
+        if built != NOTHING:
+            return built
         return HeldModules(frozenset({qualified})) if qualified is not None else NOTHING
     if is_a(expr, cst.IfExp):  # Attention(...) if flash else SlowAttention(...)
         return _union([held_modules(ctx, branch, at, depth + 1) for branch in (expr.body, expr.orelse)])
@@ -263,6 +266,18 @@ def held_modules(
         cls = ctx.class_of(expr)
         return _held_by_attribute(ctx, cls, attr) if cls is not None else NOTHING
     return NOTHING
+
+
+def _built_by_helper(ctx: FileContext, call: cst.Call, depth: int) -> HeldModules:
+    """What a function or method of this file that builds a module returns.
+
+    Ex) fairseq: `self.self_attn = self.build_self_attention(embed_dim, args)`, which returns
+        `MultiheadAttention(embed_dim, ...)`
+    """
+    target = called_function(ctx, call)
+    if target is None:
+        return NOTHING
+    return _union([held_modules(ctx, value, None, depth + 1) for value in return_values(ctx, target[0])])
 
 
 def _held_by_name(ctx: FileContext, name: cst.Name, at: int, depth: int) -> HeldModules:
@@ -708,8 +723,8 @@ def _closures_made_by(ctx: FileContext, factory_call: cst.Call) -> list[Callable
     source = imported_names(ctx).get(factory_call.func.value)
     if scope is None or source is None or not source.name:
         return []
-    summary = scope.summary(ImportedName(source.module, source.level, ""))
-    entries = [] if summary is None else summary.get("closures", {}).get(source.name, [])
+    found = scope.lookup(source, "closures")
+    entries = [] if found is None else found[0]
     return [(list(entry["positional"]), _summarised_reach(entry["kernels"])) for entry in entries]
 
 
@@ -819,16 +834,31 @@ def imported_function(ctx: FileContext, call: cst.Call) -> dict[str, Any] | None
 
 
 def imported_summary(ctx: FileContext, call: cst.Call, fact: str) -> dict[str, Any] | None:
-    """For a call of a function imported from a project module: the entry its module's summary holds
-    for it under `fact` (None when the file is checked alone, or there is no such entry)."""
-    if not is_a(call.func, cst.Name):
-        return None
+    """For a call of a function imported from a project module, by its name (`softmax(x)` after `from
+    .utils import softmax`) or through its module (`utils.softmax(x)` after `from fairseq import utils`
+    or `import fairseq.utils as utils`): the entry its module's summary holds for it under `fact` (None
+    when the file is checked alone, or there is no such entry)."""
     scope: ProjectScope | None = getattr(ctx, "project", None)
-    source = imported_names(ctx).get(call.func.value)
-    if scope is None or source is None or not source.name:
+    source = _imported_function(ctx, call.func) if scope is not None else None
+    found = scope.lookup(source, fact) if scope is not None and source is not None else None
+    return None if found is None else found[0]
+
+
+def _imported_function(ctx: FileContext, func: cst.BaseExpression) -> ImportedName | None:
+    names = imported_names(ctx)
+    if is_a(func, cst.Name):
+        source = names.get(func.value)
+        return source if source is not None and source.name else None
+    if (
+        not is_a(func, cst.Attribute)
+        or not is_a(func.value, cst.Name)
+        or (module := names.get(func.value.value)) is None
+    ):
         return None
-    summary = scope.summary(ImportedName(source.module, source.level, ""))
-    return None if summary is None else summary.get(fact, {}).get(source.name)
+    if not module.name:  # import fairseq.utils as utils
+        return ImportedName(module.module, module.level, func.attr.value)
+    package = f"{module.module}.{module.name}" if module.module else module.name  # from fairseq import utils
+    return ImportedName(package, module.level, func.attr.value)
 
 
 # -- module classes: an instance called like a function -----------------------------------------------------
@@ -881,9 +911,8 @@ def imported_module(ctx: FileContext, call: cst.Call) -> dict[str, Any] | None:
     scope: ProjectScope | None = getattr(ctx, "project", None)
     if scope is None or source is None:
         return None
-    summary = scope.summary(ImportedName(source.module, source.level, ""))
-    entry = None if summary is None else summary.get("modules", {}).get(source.name)
-    return None if entry is None else {**entry, "class": source.name}
+    found = scope.lookup(source, "modules")
+    return None if found is None else {**found[0], "class": source.name}
 
 
 def _imported_classes(ctx: FileContext) -> dict[str, ImportedName]:

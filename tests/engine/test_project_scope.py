@@ -287,3 +287,42 @@ def test_editing_the_file_that_casts_a_model_changes_the_warm_result_of_the_mode
     (tmp_path / "pkg" / "generate.py").unlink()
     (tmp_path / "pkg" / "serve.py").write_text(HALF_SCRIPT.format(dtype="torch.half"))
     assert findings(run_check(options)) == [("model.py", 10, "SHP105")]
+
+
+SOFTMAX_HELPERS = """
+import torch
+import torch.nn.functional as F
+
+
+def softmax(x, dim, onnx_trace=False):
+    if onnx_trace:
+        return F.softmax(x.float(), dim=dim)
+    return F.softmax(x, dim=dim, dtype=torch.float32)
+"""
+
+SOFTMAX_THROUGH_A_MODULE = """
+import torch
+from torch import nn
+
+from pkg import utils
+
+
+class Attention(nn.Module):
+    def forward(self, q, k, v):
+        weights = torch.bmm(q, k.transpose(1, 2))
+        probs = utils.softmax(weights, dim=-1)
+        return torch.bmm(probs, v)
+"""
+
+
+def test_a_softmax_run_by_a_function_of_another_module_is_an_attention_softmax(tmp_path: Path):
+    """fairseq's `utils.softmax(attn_weights, dim=-1)`: the module's function returns the softmax of its
+    first argument along `dim`, so the unscaled product reaching it is SHP101; the function upcasts to
+    float32, so the model cast to half next to it is no SHP105."""
+    script = HALF_SCRIPT.replace("GPT", "Attention").format(dtype="torch.float16")
+    write_package(tmp_path, {"utils.py": SOFTMAX_HELPERS, "model.py": SOFTMAX_THROUGH_A_MODULE, "run.py": script})
+    options = CheckOptions(paths=[str(tmp_path)], select=["SHP101", "SHP105"], use_cache=False, jobs=1)
+    result = run_check(options)
+    assert findings(result) == [("model.py", 11, "SHP101")]
+    alone = CheckOptions(paths=[str(tmp_path / "pkg" / "model.py")], select=["SHP101", "SHP105"], use_cache=False)
+    assert findings(run_check(alone)) == [("model.py", 11, "SHP101")]
