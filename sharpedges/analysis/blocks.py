@@ -1068,6 +1068,7 @@ def unnormed_heads(ctx: FileContext, cls: cst.ClassDef) -> list[UnnormedHead]:
             if outputs:
                 break
         if not outputs:
+            found += [UnnormedHead(head, attr, None) for head in _heads_around_stack(ctx, cls, passes, attr)[:1]]
             continue
         delegated = method is not forward  # a caller in forward may still norm what it returns
         end = max(ctx.index.last_order(node) for node, _ in outputs)
@@ -1267,6 +1268,31 @@ def _stack_outputs(ctx: FileContext, forward: cst.FunctionDef, attr: str) -> lis
         ):
             outputs.append((assign, target.value))
     return outputs
+
+
+def _heads_around_stack(
+    ctx: FileContext, cls: cst.ClassDef, methods: list[cst.FunctionDef], attr: str
+) -> list[cst.Call]:
+    """Output projections applied straight to what the stack returns, picked or pooled on the way:
+    `self.out(self.encoder(x))`, `self.head(self.blocks(x)[:, 0])`, `self.fc(self.encoder(x).mean(1))`."""
+    heads = []
+    for method in methods:
+        for call in ctx.index.descendants(method.body, cst.Call, prune=(cst.FunctionDef, cst.ClassDef)):
+            if self_attribute(call.func) != attr:
+                continue
+            node: cst.CSTNode = call
+            parent = ctx.index.parents.get(node)
+            while is_a(parent, cst.Subscript) or (
+                is_a(parent, cst.Attribute) and is_a(ctx.index.parents.get(parent), cst.Call)
+            ):
+                node = ctx.index.parents[parent] if is_a(parent, cst.Attribute) else parent
+                parent = ctx.index.parents.get(node)
+            head = ctx.index.parents.get(parent) if is_a(parent, cst.Arg) else None
+            if is_a(head, cst.Call) and head.args and head.args[0] is parent:
+                name = self_attribute(head.func)
+                if name is not None and _is_head(ctx, cls, name):
+                    heads.append(head)
+    return heads
 
 
 def _reads_stream(expr: cst.BaseExpression, names: set[str]) -> bool:
