@@ -694,6 +694,9 @@ def _callable_reaches(ctx: FileContext, call: cst.Call) -> list[CallableReach]:
     entry = imported_module(ctx, call)
     if entry is not None and entry.get("kernels"):  # ... or of a module class another project file summarises
         return [(list(entry["positional"]), _summarised_reach(entry["kernels"]))]
+    function = imported_function(ctx, call)
+    if function is not None:  # attention(q, k, v, dropout_p=self.p), a function of another project file
+        return [(list(function["positional"]), _summarised_reach(function["kernels"]))]
     if not is_a(call.func, cst.Name) and self_attribute(call.func) is None:
         return []
     values = possible_values(ctx, call.func)
@@ -728,10 +731,16 @@ def _closures_made_by(ctx: FileContext, factory_call: cst.Call) -> list[Callable
     return [(list(entry["positional"]), _summarised_reach(entry["kernels"])) for entry in entries]
 
 
-def _summarised_reach(kernels: dict[str, list[list[str]]]) -> dict[str, list[tuple[Kernel, str, cst.Call | None]]]:
-    """A summary's parameter -> [qualified kernel, meaning] as kernels of the vocabulary (the call is elsewhere)."""
+def _summarised_reach(kernels: dict[str, list[list[Any]]]) -> dict[str, list[tuple[Kernel, str, cst.Call | None]]]:
+    """A summary's parameter -> [qualified kernel, meaning, ...] as kernels of the vocabulary (the call is
+    elsewhere). A kernel call that sits in a branch of its function (`conditional` in a function summary's
+    flags) is left out: the function chose when it runs, as with a training gate."""
     return {
-        name: [(KERNELS[kernel], meaning, None) for kernel, meaning in uses if kernel in KERNELS]
+        name: [
+            (KERNELS[use[0]], use[1], None)
+            for use in uses
+            if use[0] in KERNELS and not (len(use) > 2 and use[2].get("conditional"))
+        ]
         for name, uses in kernels.items()
     }
 

@@ -326,3 +326,44 @@ def test_a_softmax_run_by_a_function_of_another_module_is_an_attention_softmax(t
     assert findings(result) == [("model.py", 11, "SHP101")]
     alone = CheckOptions(paths=[str(tmp_path / "pkg" / "model.py")], select=["SHP101", "SHP105"], use_cache=False)
     assert findings(run_check(alone)) == [("model.py", 11, "SHP101")]
+
+
+ATTENTION_FUNCTIONS = """
+import torch.nn.functional as F
+
+
+def attention(q, k, v, dropout_p=0.0):
+    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+
+
+def gated_attention(q, k, v, dropout_p=0.0, training=False):
+    if training:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+    return F.scaled_dot_product_attention(q, k, v)
+"""
+
+DROPOUT_THROUGH_A_FUNCTION = """
+from torch import nn
+
+from .ops import attention, gated_attention
+
+
+class Attention(nn.Module):
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def forward(self, q, k, v):
+        out = gated_attention(q, k, v, dropout_p=self.p, training=self.training)
+        return out + attention(q, k, v, dropout_p=self.p)
+"""
+
+
+def test_a_dropout_handed_to_a_kernel_by_a_function_of_another_module_must_be_gated(tmp_path: Path):
+    """`attention(q, k, v, dropout_p=self.p)` reaches SDPA's dropout in ops.py, which cannot see
+    `self.training`; a function that runs the dropping kernel only in a branch chose when it drops."""
+    write_package(tmp_path, {"ops.py": ATTENTION_FUNCTIONS, "model.py": DROPOUT_THROUGH_A_FUNCTION})
+    result = run_check(CheckOptions(paths=[str(tmp_path)], select=["SHP701"], use_cache=False, jobs=1))
+    assert [(name, line) for name, line, _ in findings(result)] == [("model.py", 14)]
+    assert result.diagnostics[0].column == 51  # at self.p
+    assert "dropout_p reaches the attention kernel in eval too" in result.diagnostics[0].message
