@@ -16,7 +16,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sharpedges.analysis.project import ProjectScope, folder_digest, is_folder_key, summarize
+from sharpedges.analysis.project import (
+    ProjectScope,
+    folder_digest,
+    is_folder_key,
+    is_mention_key,
+    mention_digest,
+    summarize,
+)
 
 
 class SummaryStore:
@@ -45,6 +52,8 @@ class SummaryStore:
     def digest(self, path: str) -> str | None:
         if is_folder_key(path):
             return folder_digest(Path(path))
+        if is_mention_key(path):
+            return mention_digest(path)
         loaded = self.load(Path(path))
         return loaded[0] if loaded else None
 

@@ -340,10 +340,14 @@ def run_check(options: CheckOptions) -> RunResult:
     # the project of every path checked: a file outside the config's root still sees its own package
     checked_roots = tuple(project_root(Path(os.path.abspath(argument))) for argument in options.paths)
 
+    stores: dict[int, SummaryStore] = {}  # one per file-size limit: the summaries every engine of the run reads
+
     def engine_slot(config: Config, first_file: Path) -> int:
         slot = engine_of_config.get(id(config))
         if slot is None:
             engine = build_engine(config, options, checked_roots)
+            if engine.project is not None:  # a folder's own config must not summarise the package again
+                engine.project.store = stores.setdefault(engine.max_bytes, engine.project.store)
             slot = engine_of_config[id(config)] = len(engines)
             engines.append(engine)
             configs.append(config)

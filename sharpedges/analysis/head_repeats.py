@@ -229,8 +229,6 @@ def parameter_tilings(ctx: FileContext) -> dict[str, dict[str, Any]]:
     Ex) `def repeat_kv(x, n_rep): return x.repeat(1, n_rep, 1, 1)`
     """
     found: dict[str, dict[str, Any]] = {}
-    if not ctx.mentions(b"repeat(", b"tile(", b"cat(", b"expand("):
-        return found  # no form of tiling in the file: no cost on the rest
     for statement in ctx.module.body:
         if is_a(statement, cst.FunctionDef) and (tiling := _tiling_by_parameter(ctx, statement)) is not None:
             found[statement.name.value] = {"positional": positional_parameters(statement), **tiling}
@@ -264,6 +262,8 @@ def imported_tiling(ctx: FileContext, call: cst.Call) -> TiledHeads | None:
 
     Ex) `k = repeat_kv(k, self.n_rep)`, with `repeat_kv` in another file of the project
     """
+    if not any(is_ratio_value(ctx, arg.value) for arg in call.args):
+        return None  # checked first: reading the summary may summarise the other module
     entry = imported_summary(ctx, call, "head_tilings")
     if entry is None:
         return None

@@ -18,7 +18,7 @@ import libcst as cst
 
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
-from sharpedges.analysis.project import ImportedName, ProjectScope, imported_names
+from sharpedges.analysis.project import SMALL_PACKAGE, ImportedName, ProjectScope, imported_names
 from sharpedges.analysis.walk import is_a
 
 
@@ -81,6 +81,9 @@ def importer_arguments(ctx: FileContext, cls: cst.ClassDef) -> list[dict[str, di
     return ctx.memo(("importer_arguments", cls.name.value), compute)
 
 
+HALF_TOKENS = (b"half", b"float16")  # a file that mentions neither casts nothing to float16
+
+
 def importer_half_casts(ctx: FileContext) -> frozenset[str]:
     """The top-level classes of this file that a file next to it casts to float16 (`imported_half_casts`
     of its summary: `model = GPT(config).half()` in a script beside `model.py`)."""
@@ -91,7 +94,7 @@ def importer_half_casts(ctx: FileContext) -> frozenset[str]:
     def compute() -> frozenset[str]:
         return frozenset(
             entry["class"]
-            for path, summary in scope.neighbours()
+            for path, summary in scope.neighbours(limit=SMALL_PACKAGE, tokens=HALF_TOKENS)
             for entry in summary.get("half_casts", ())
             if scope.defines(_imported(entry), path)
         )

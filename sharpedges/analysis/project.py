@@ -11,6 +11,7 @@ Modules resolve only to files inside the project's roots; anything else is unkno
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -23,23 +24,33 @@ import libcst as cst
 
 from sharpedges.analysis.calls import literal_number
 from sharpedges.analysis.names import dotted
+from sharpedges.analysis.vocabulary import KERNEL_TOKENS
 from sharpedges.analysis.walk import is_a
 
 FACTS: dict[str, Callable[[Any], Any]] = {}
+# fact -> byte tokens a file must mention (lowered) to hold any entry of it: a file that mentions none
+# has it empty, and an importer need not summarise that file to know it
+FACT_TOKENS: dict[str, tuple[bytes, ...]] = {}
 
 
-def summary_fact(name: str):
-    """Register a fact every file's summary carries (a function of its FileContext)."""
+def summary_fact(name: str, tokens: tuple[bytes, ...] = ()):
+    """Register a fact every file's summary carries (a function of its FileContext, giving a dict when
+    `tokens` screen it)."""
 
     def register(compute):
         FACTS[name] = compute
+        if tokens:
+            FACT_TOKENS[name] = tokens
         return compute
 
     return register
 
 
 def summarize(ctx) -> dict[str, Any]:
-    return {name: compute(ctx) for name, compute in sorted(FACTS.items())}
+    return {
+        name: compute(ctx) if name not in FACT_TOKENS or ctx.mentions(*FACT_TOKENS[name]) else {}
+        for name, compute in sorted(FACTS.items())
+    }
 
 
 @dataclass(frozen=True)
@@ -140,7 +151,7 @@ def factory_closures(ctx) -> dict[str, list[dict[str, Any]]]:
     return closure_summaries(ctx)
 
 
-@summary_fact("functions")
+@summary_fact("functions", tokens=KERNEL_TOKENS)
 def kernel_functions(ctx) -> dict[str, dict[str, Any]]:
     """Module-level functions whose parameters reach an attention kernel (summaries.py)."""
     from sharpedges.analysis.summaries import function_summaries
@@ -156,7 +167,7 @@ def score_passing_functions(ctx) -> dict[str, dict[str, Any]]:
     return score_passing_functions(ctx)
 
 
-@summary_fact("softmax_wrappers")
+@summary_fact("softmax_wrappers", tokens=(b"softmax",))
 def softmax_wrappers(ctx) -> dict[str, dict[str, Any]]:
     """Module-level functions that return the softmax of a parameter (attention.py)."""
     from sharpedges.analysis.attention import softmax_wrapper_functions
@@ -172,7 +183,7 @@ def half_cast_imports(ctx) -> list[dict[str, Any]]:
     return imported_half_casts(ctx)
 
 
-@summary_fact("head_tilings")
+@summary_fact("head_tilings", tokens=(b"repeat(", b"tile(", b"cat(", b"expand("))
 def head_tilings(ctx) -> dict[str, dict[str, Any]]:
     """Module-level functions that tile a tensor's heads by one of their parameters (head_repeats.py)."""
     from sharpedges.analysis.head_repeats import parameter_tilings
@@ -245,6 +256,42 @@ def is_folder_key(key: str) -> bool:
     return key.endswith(os.sep)
 
 
+# A dependency on whether a file mentions any of some byte tokens (what let a check skip its summary) is
+# keyed by the file's path, this marker and the tokens; its digest is "present" or "absent".
+MENTION_MARKER = "\0mentions\0"
+
+
+def mention_key(path: Path, tokens: tuple[bytes, ...]) -> str:
+    return str(path) + MENTION_MARKER + ",".join(token.decode() for token in tokens)
+
+
+def is_mention_key(key: str) -> bool:
+    return MENTION_MARKER in key
+
+
+def mention_digest(key: str) -> str:
+    path, _, tokens = key.partition(MENTION_MARKER)
+    return "present" if mentions(Path(path), tuple(token.encode() for token in tokens.split(","))) else "absent"
+
+
+def mentions(path: Path, tokens: tuple[bytes, ...]) -> bool:
+    """Whether the file's lowered bytes hold any of `tokens`: read once per file version and tokens."""
+    try:
+        status = path.stat()
+    except OSError:
+        return False
+    return _version_mentions(str(path), status.st_mtime_ns, status.st_size, tokens)
+
+
+@functools.lru_cache(maxsize=4096)
+def _version_mentions(path: str, mtime_ns: int, size: int, tokens: tuple[bytes, ...]) -> bool:
+    try:
+        data = Path(path).read_bytes().lower()
+    except OSError:
+        return False
+    return any(token in data for token in tokens)
+
+
 @dataclass
 class ProjectScope:
     """The project as one checked file sees it. `load` gives (digest, summary) of a file."""
@@ -290,9 +337,14 @@ class ProjectScope:
         followed through re-exports (`from fairseq.modules import MultiheadAttention`, which
         fairseq/modules/__init__.py imports from `.multihead_attention`), a few hops at most."""
         importer = importer or self.importer
+        tokens = FACT_TOKENS.get(fact)
         for _ in range(MAX_REEXPORT_HOPS):
             module = ImportedName(source.module, source.level, "")
-            path, summary = self.module_file(module, importer), self.summary(module, importer)
+            path = self.module_file(module, importer)
+            if path is not None and tokens and path.name != "__init__.py" and not mentions(path, tokens):
+                self.read[mention_key(path, tokens)] = "absent"  # its fact is empty: no need to summarise it
+                return None
+            summary = self.summary(module, importer) if path is not None else None
             if path is None or summary is None:
                 return None
             entry = summary.get(fact, {}).get(source.name)
@@ -321,9 +373,12 @@ class ProjectScope:
             source, importer = ImportedName(**forwarded), path
         return False
 
-    def neighbours(self, limit: int = MAX_NEIGHBOURS) -> list[tuple[Path, dict[str, Any]]]:
+    def neighbours(
+        self, limit: int = MAX_NEIGHBOURS, tokens: tuple[bytes, ...] = ()
+    ) -> list[tuple[Path, dict[str, Any]]]:
         """(path, summary) of the other Python files in the checked file's folder, inside the roots; none
-        when the folder holds more than `limit` of them."""
+        when the folder holds more than `limit` of them. With `tokens`, only the files that mention one
+        of them (lowered): the rest are not summarised, and that they mention none is a dependency."""
         folder = self.importer.parent
         files = [p for p in python_files(folder) if p.resolve() != self.importer.resolve() and self._inside(p)]
         if len(files) > limit:
@@ -331,6 +386,9 @@ class ProjectScope:
         self.read[str(folder) + os.sep] = folder_digest(folder)
         found = []
         for path in files:
+            if tokens and not mentions(path, tokens):
+                self.read[mention_key(path, tokens)] = "absent"
+                continue
             loaded = self.load(path)
             if loaded is not None:
                 self.read[str(path)] = loaded[0]

@@ -816,8 +816,6 @@ def function_summaries(ctx: FileContext) -> dict[str, dict[str, Any]]:
     arguments bind to, and for each such parameter the (qualified kernel, meaning, the kernel call's flags)
     it reaches: what an importing file needs to follow `causal_attention(q, k, v)` into SDPA."""
     found: dict[str, dict[str, Any]] = {}
-    if not ctx.mentions(*KERNEL_TOKENS):
-        return found  # no kernel in this file, so no parameter of it reaches one: no cost on the rest
     for statement in ctx.module.body:
         if not is_a(statement, cst.FunctionDef):
             continue
