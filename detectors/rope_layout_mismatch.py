@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from sharpedges.analysis.positions import (
     attention_values,
+    imported_rotations,
     layout_evidence,
     rotary_applications,
     rotated_before,
@@ -50,6 +51,7 @@ def _layout_mismatch(ctx):
     if len(tables) != 1:
         return
     table = tables.pop()
+    rotations += imported_rotations(ctx)  # asked only here: the file's tables pair channels one way
     # a function that rotates both ways chooses between them (`interleaved=` flags): not a mismatch
     agreeing = {id(ctx.function_of(e.node)) for e in rotations if e.layout == table}
     # the finding rests on where the tables pair the channels the other way

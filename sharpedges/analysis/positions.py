@@ -21,7 +21,7 @@ from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.derived import attention_value_arguments, bindings
 from sharpedges.analysis.masks import registered_buffers
-from sharpedges.analysis.summaries import passed_values
+from sharpedges.analysis.summaries import imported_summary, passed_values
 from sharpedges.analysis.training_mode import runs_in_forward
 from sharpedges.analysis.values import MAX_DEPTH
 from sharpedges.analysis.vocabulary import (
@@ -115,7 +115,11 @@ def _is_frequency(ctx: FileContext, expr: cst.BaseExpression, depth: int) -> boo
         return any(is_frequency(ctx, value, depth + 1) for value in _local_values(ctx, expr))
     attr = self_attribute(expr)
     if attr is not None:
-        return attr in frequency_attributes(ctx, ctx.class_of(expr))
+        cls = ctx.class_of(expr)
+        if attr in frequency_attributes(ctx, cls):
+            return True
+        # Ex) `self.inv_freq` of a rotary class whose base in another module registers it
+        return FREQUENCY_NAME in attr and cls is not None and attr not in ctx.class_facts(cls).assignments
     return False
 
 
@@ -519,6 +523,45 @@ def layout_evidence(ctx: FileContext, scope: cst.CSTNode) -> list[LayoutEvidence
         if rotation is not None:
             found.append(LayoutEvidence(call, rotation, "rotation"))
     return found
+
+
+def imported_rotations(ctx: FileContext) -> list[LayoutEvidence]:
+    """Calls of a project function that rotates in one pairing layout (`rotation_layout_functions` of its
+    module): `apply_rotary_pos_emb(q, k, cos, sin)` imported from the Llama module, which pairs halves."""
+    found = []
+    for call in ctx.calls():
+        entry = imported_summary(ctx, call, "rotations")
+        if entry is not None:
+            found.append(LayoutEvidence(call, entry["layout"], "rotation"))
+    return found
+
+
+def rotation_layout_functions(ctx: FileContext) -> dict[str, dict[str, str]]:
+    """Module-level functions that pair channels one way when they rotate, themselves or through the
+    module-level functions of this file they call -> {"layout": "half" | "interleaved"}: what an importing
+    file needs to compare its own tables with.
+
+    Ex) `def apply_rotary_pos_emb(q, k, cos, sin): return q * cos + rotate_half(q) * sin, ...`, with
+        `rotate_half` splitting the last axis in halves: "half"
+    """
+    functions = {s.name.value: s for s in ctx.module.body if is_a(s, cst.FunctionDef)}
+    layouts = {
+        name: {e.layout for e in layout_evidence(ctx, function) if e.role == "rotation"}
+        for name, function in functions.items()
+    }
+    callees = {
+        name: {c.func.value for c in ctx.index.descendants(function, cst.Call) if is_a(c.func, cst.Name)}
+        & functions.keys()
+        for name, function in functions.items()
+    }
+    changed = True
+    while changed:  # through helpers of helpers
+        changed = False
+        for name in functions:
+            reached = layouts[name].union(*(layouts[callee] for callee in callees[name]))
+            if reached != layouts[name]:
+                layouts[name], changed = reached, True
+    return {name: {"layout": next(iter(found))} for name, found in sorted(layouts.items()) if len(found) == 1}
 
 
 def _angle_like(ctx: FileContext, expr: cst.BaseExpression | None) -> bool:

@@ -175,6 +175,14 @@ def softmax_wrappers(ctx) -> dict[str, dict[str, Any]]:
     return softmax_wrapper_functions(ctx)
 
 
+@summary_fact("rotations", tokens=(b"rot", b"rope"))
+def rotation_layouts(ctx) -> dict[str, dict[str, str]]:
+    """Module-level functions that rotate channels in one pairing layout (positions.py)."""
+    from sharpedges.analysis.positions import rotation_layout_functions
+
+    return rotation_layout_functions(ctx)
+
+
 @summary_fact("half_casts")
 def half_cast_imports(ctx) -> list[dict[str, Any]]:
     """Classes imported from other modules whose instances this file casts to float16 (objects.py)."""

@@ -367,3 +367,57 @@ def test_a_dropout_handed_to_a_kernel_by_a_function_of_another_module_must_be_ga
     assert [(name, line) for name, line, _ in findings(result)] == [("model.py", 14)]
     assert result.diagnostics[0].column == 51  # at self.p
     assert "dropout_p reaches the attention kernel in eval too" in result.diagnostics[0].message
+
+
+ROTATION_HELPERS = """
+import torch
+
+
+def rotate_half(x):
+    x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2 :]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary_pos_emb(q, k, cos, sin):
+    return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+"""
+
+TABLES_FOR_AN_IMPORTED_ROTATION = """
+import torch
+from torch import nn
+
+from .rope import apply_rotary_pos_emb
+
+
+class RotaryEmbedding(nn.Module):
+    def __init__(self, dim, base=10000.0):
+        super().__init__()
+        self.register_buffer("inv_freq", 1.0 / base ** (torch.arange(0, dim, 2).float() / dim), persistent=False)
+
+    def forward(self, x, position_ids):
+        freqs = position_ids[..., None].float() * self.inv_freq
+        emb = {table}
+        return emb.cos(), emb.sin()
+
+
+class Attention(nn.Module):
+    def forward(self, q, k, cos, sin):
+        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        return q @ k.transpose(-2, -1)
+"""
+
+
+@pytest.mark.parametrize(
+    ("table", "flagged"),
+    [("freqs.repeat_interleave(2, dim=-1)", True), ("torch.cat((freqs, freqs), dim=-1)", False)],
+)
+def test_a_table_is_checked_against_the_rotation_of_a_function_of_another_module(
+    tmp_path: Path, table: str, flagged: bool
+):
+    """rope.py's `apply_rotary_pos_emb` pairs channel i with i + d/2 (through `rotate_half`): an
+    interleaved table in model.py rotates the wrong pairs, a half-split one is right."""
+    write_package(
+        tmp_path, {"rope.py": ROTATION_HELPERS, "model.py": TABLES_FOR_AN_IMPORTED_ROTATION.format(table=table)}
+    )
+    result = run_check(CheckOptions(paths=[str(tmp_path)], select=["SHP603"], use_cache=False, jobs=1))
+    assert findings(result) == ([("model.py", 21, "SHP603")] if flagged else [])  # the imported rotation
