@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 
 import libcst as cst
@@ -26,6 +27,8 @@ from sharpedges.analysis.walk import is_a
 from sharpedges.detector import Detector, Finding, Fix, Replacement
 
 FP16_MAX = 65504.0
+# a number literal of 100000 or more: `1e9`, `1e+10`, `3.4e38`, `100000000.0`
+BEYOND_HALF_LITERAL = re.compile(rb"\d(?:\.\d*)?e\+?(?:[5-9]|\d\d)\b|\b\d{6,}(?:\.\d*)?\b")
 
 
 class MaskFillOverflowsHalf(Detector):
@@ -81,6 +84,8 @@ def _kernel_mask_fills(ctx, reported: set) -> Iterator[Finding]:
     Ex) fairseq: `attn_mask = attn_mask.masked_fill(attn_mask.to(torch.bool), -1e8)`, then
         `self.self_attn(query=x, key=x, value=x, attn_mask=attn_mask)`
     """
+    if not BEYOND_HALF_LITERAL.search(ctx.lowered_source):
+        return  # checked first: evaluating every kernel's mask costs more (a number bound in another module is missed)
     for use in mask_uses(ctx):
         if use.consumer in EAGER_CONSUMERS and not use.forwarded:
             continue

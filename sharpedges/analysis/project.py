@@ -308,10 +308,19 @@ class ProjectScope:
     roots: tuple[Path, ...]
     load: SummaryLoader
     read: dict[str, str] = field(default_factory=dict)  # file -> digest of the summary this check read
+    # answers already given for this file (a module named by many calls is resolved once)
+    _files: dict[tuple[ImportedName, Path], Path | None] = field(default_factory=dict, repr=False)
+    _found: dict[tuple[ImportedName, str, Path], tuple[Any, Path] | None] = field(default_factory=dict, repr=False)
 
     def module_file(self, source: ImportedName, importer: Path | None = None) -> Path | None:
         """The project file a module import names, or None when it is not inside the roots."""
         importer = importer or self.importer
+        key = (ImportedName(source.module, source.level, ""), importer)
+        if key not in self._files:
+            self._files[key] = self._module_file(source, importer)
+        return self._files[key]
+
+    def _module_file(self, source: ImportedName, importer: Path) -> Path | None:
         parts = [part for part in source.module.split(".") if part]
         if source.level:
             base = importer.parent
@@ -345,6 +354,12 @@ class ProjectScope:
         followed through re-exports (`from fairseq.modules import MultiheadAttention`, which
         fairseq/modules/__init__.py imports from `.multihead_attention`), a few hops at most."""
         importer = importer or self.importer
+        key = (source, fact, importer)
+        if key not in self._found:
+            self._found[key] = self._lookup(source, fact, importer)
+        return self._found[key]
+
+    def _lookup(self, source: ImportedName, fact: str, importer: Path) -> tuple[Any, Path] | None:
         tokens = FACT_TOKENS.get(fact)
         for _ in range(MAX_REEXPORT_HOPS):
             module = ImportedName(source.module, source.level, "")

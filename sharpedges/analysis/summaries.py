@@ -694,8 +694,10 @@ def _callable_reaches(ctx: FileContext, call: cst.Call) -> list[CallableReach]:
     entry = imported_module(ctx, call)
     if entry is not None and entry.get("kernels"):  # ... or of a module class another project file summarises
         return [(list(entry["positional"]), _summarised_reach(entry["kernels"]))]
-    function = imported_function(ctx, call)
-    if function is not None:  # attention(q, k, v, dropout_p=self.p), a function of another project file
+    # attention(q, k, v, dropout_p=self.p), a function of another project file: one that forwards to a
+    # kernel takes the query, key and value at least, a screen before its module is read
+    function = imported_function(ctx, call) if len(call.args) >= 3 else None
+    if function is not None:
         return [(list(function["positional"]), _summarised_reach(function["kernels"]))]
     if not is_a(call.func, cst.Name) and self_attribute(call.func) is None:
         return []
