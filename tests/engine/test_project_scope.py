@@ -421,3 +421,15 @@ def test_a_table_is_checked_against_the_rotation_of_a_function_of_another_module
     )
     result = run_check(CheckOptions(paths=[str(tmp_path)], select=["SHP603"], use_cache=False, jobs=1))
     assert findings(result) == ([("model.py", 21, "SHP603")] if flagged else [])  # the imported rotation
+
+
+def test_a_neighbour_that_starts_casting_to_half_changes_the_warm_result(tmp_path: Path):
+    """run.py first mentions no half precision, so its summary is never read; that it mentions none is a
+    dependency of model.py's cached result, and editing run.py to cast the model checks model.py again
+    (the folder's list of files is the same)."""
+    quiet = HALF_SCRIPT.replace('model.to("cuda", {dtype})', 'model.to("cuda")')
+    write_package(tmp_path, {"model.py": HALF_MODEL, "run.py": quiet})
+    options = CheckOptions(paths=[str(tmp_path)], select=["SHP105"], cache_dir=str(tmp_path / "cache"), jobs=1)
+    assert findings(run_check(options)) == []
+    (tmp_path / "pkg" / "run.py").write_text(HALF_SCRIPT.format(dtype="torch.half"))
+    assert findings(run_check(options)) == [("model.py", 10, "SHP105")]
