@@ -318,6 +318,9 @@ def module_value(ctx: FileContext, name: str, at: int) -> tuple[cst.BaseExpressi
     return before[-1] if before else (None, 0)
 
 
+MAX_HELPER_HOPS = 4  # helpers of helpers the logit tracer follows from one expression
+
+
 class LogitTracer:
     """Follows an expression back to the QK^T products it is made of, within one function (and into
     the helpers of the same file it calls on the way)."""
@@ -328,6 +331,7 @@ class LogitTracer:
         function: cst.FunctionDef | None,
         bindings: dict[str, tuple[LogitTracer, cst.BaseExpression, int]] | None = None,
         lambda_parameters: frozenset[str] = frozenset(),
+        helper_hops: int = 0,
     ) -> None:
         self.ctx = ctx
         self.function = function
@@ -337,6 +341,8 @@ class LogitTracer:
         self.bindings = bindings or {}
         # Inside a lambda of `function`: its parameters, which hide the function's names of the same spelling
         self.lambda_parameters = lambda_parameters
+        # How many helpers deep this tracer is: each hop multiplies the paths, so they are bounded
+        self.helper_hops = helper_hops
 
     def scale(self, expr: cst.BaseExpression, at: int, divides: bool = False) -> Scale:
         return Scale(expr, self.function, at, divides)
@@ -540,11 +546,16 @@ class LogitTracer:
 
     def _helper_returns(self, call: cst.Call, at: int) -> list[tuple[LogitTracer, cst.BaseExpression, int]]:
         """What a helper of this file called here returns: each returned expression, where it is read, and
-        a tracer for the helper with its parameters bound to this call's arguments."""
+        a tracer for the helper with its parameters bound to this call's arguments. None past
+        MAX_HELPER_HOPS helpers deep: helpers that call each other (an analysis module's own code) would
+        make the paths grow exponentially."""
+        if self.helper_hops >= MAX_HELPER_HOPS:
+            return []
+        hops = self.helper_hops + 1
         local_lambda = called_lambda(self.ctx, call)
         if local_lambda is not None:  # Ex) logits = lambda a, b: a @ b.transpose(-2, -1); logits(q, k)
             bound = {name: (self, value, at) for name, value in bind_arguments(call, local_lambda.parameters).items()}
-            inner = LogitTracer(self.ctx, self.function, bound, frozenset(local_lambda.parameters))
+            inner = LogitTracer(self.ctx, self.function, bound, frozenset(local_lambda.parameters), hops)
             return [(inner, local_lambda.node.body, at)]
         helper = helper_called(self.ctx, call)
         forward = module_forward(self.ctx, call) if helper is None else None
@@ -554,7 +565,7 @@ class LogitTracer:
             return []
         function, positional = helper
         bindings = {name: (self, value, at) for name, value in bind_arguments(call, positional).items()}
-        inner = LogitTracer(self.ctx, function, bindings)
+        inner = LogitTracer(self.ctx, function, bindings, helper_hops=hops)
         return [(inner, value, self.ctx.index.last_order(value) + 1) for value in return_values(self.ctx, function)]
 
     # -- what counts as a query-key product -------------------------------------------------
