@@ -8,7 +8,7 @@ import libcst as cst
 
 from sharpedges.analysis.attention import is_head_ratio
 from sharpedges.analysis.calls import literal_int, method_name, receiver
-from sharpedges.analysis.head_repeats import imported_tiling, tiled_heads
+from sharpedges.analysis.head_repeats import imported_tiling, launched_ratio, tiled_heads
 from sharpedges.analysis.names import dotted
 from sharpedges.detector import Detector, Finding, Fix, Replacement
 
@@ -16,8 +16,8 @@ from sharpedges.detector import Detector, Finding, Fix, Replacement
 class GqaRepeatNotInterleave(Detector):
     code = "SHP602"
     tokens = (b"head", b"shape[", b"size(")  # head counts by name, or read off the tensors
-    # tiling needs a repeat or tile; the divisibility check needs a KV-head count
-    also_tokens = ((b"repeat(", b"tile(", b"cat(", b"expand(", b"kv", b"key_value", b"group", b"local_heads"),)
+    # tiling needs a repeat or tile; the divisibility check needs a KV-head count, by name or off a shape
+    also_tokens = ((b"repeat(", b"tile(", b"cat(", b"expand(", b"kv", b"key_value", b"group", b"local_heads", b"shape"),)
 
     def check(self, ctx):
         for call in ctx.calls():
@@ -27,12 +27,18 @@ class GqaRepeatNotInterleave(Detector):
                 yield Finding(call, facts={"how": tiled.how}, fix=fix)
             elif (tiled := imported_tiling(ctx, call)) is not None:
                 yield Finding(call, facts={"how": tiled.how})
-        if not ctx.options["check-divisibility"]:
-            return
-        checked = _checked_pairs(ctx)
+        checked = None
         for node in ctx.index.nodes(cst.BinaryOperation):
-            if is_head_ratio(ctx, node) and (_count_key(node.left), _count_key(node.right)) not in checked:
-                yield Finding(node, variant="unchecked", facts={"a": dotted(node.left), "b": dotted(node.right)})
+            if not is_head_ratio(ctx, node):
+                continue
+            checked = _checked_pairs(ctx) if checked is None else checked
+            if (_count_key(node.left), _count_key(node.right)) in checked:
+                continue
+            facts = {"a": dotted(node.left), "b": dotted(node.right)}
+            if (launch := launched_ratio(ctx, node)) is not None:
+                yield Finding(node, variant="kernel", facts={**facts, "kernel": dotted(launch.func.value)})
+            elif ctx.options["check-divisibility"]:
+                yield Finding(node, variant="unchecked", facts=facts)
 
 
 def _checked_pairs(ctx) -> set[tuple[str | None, str | None]]:

@@ -23,7 +23,7 @@ import libcst as cst
 from sharpedges.analysis.calls import argument, literal_int, literal_number, literal_string, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
-from sharpedges.analysis.dataflow import Definition, unpacked_position
+from sharpedges.analysis.dataflow import Definition, unpacked_position, unpacked_shape
 from sharpedges.analysis.einsum import einsum_of
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.summaries import (
@@ -1117,16 +1117,19 @@ def _shape_axis(ctx: FileContext, expr: cst.BaseExpression, words: frozenset[str
     is named as one of `words`: head counts read off the query and key tensors.
 
     Ex) `HQ, H = q.shape[2], k.shape[2]; G = HQ // H`
+    Ex) `B, T, H, K, V = *k.shape, v.shape[-1]; HQ = q.shape[2]; G = HQ // H`
     """
-    values = possible_values(ctx, expr) if is_a(expr, cst.Name) else [expr]
-    if not values or len(values) != 1:
+    unpacked = _unpacked_size(ctx, expr)
+    values = [expr] if not is_a(expr, cst.Name) else possible_values(ctx, expr) if unpacked is None else None
+    if unpacked is not None:
+        tensor, axis = unpacked
+    elif not values or len(values) != 1:
         return None
-    size = values[0]
-    if is_a(size, cst.Subscript) and len(size.slice) == 1 and is_a(size.slice[0].slice, cst.Index):
+    elif is_a(size := values[0], cst.Subscript) and len(size.slice) == 1 and is_a(size.slice[0].slice, cst.Index):
         base, axis = size.value, literal_int(size.slice[0].slice.value)
         if not (is_a(base, cst.Attribute) and base.attr.value == "shape"):
             return None
-        tensor: cst.BaseExpression | None = base.value
+        tensor = base.value
     elif is_a(size, cst.Call) and method_name(size) == "size" and len(size.args) == 1:
         tensor, axis = receiver(size), literal_int(size.args[0].value)
     else:
@@ -1135,6 +1138,17 @@ def _shape_axis(ctx: FileContext, expr: cst.BaseExpression, words: frozenset[str
     if name is None or axis is None or not set(name.rsplit(".", 1)[-1].lower().split("_")) & words:
         return None
     return axis
+
+
+def _unpacked_size(ctx: FileContext, expr: cst.BaseExpression) -> tuple[cst.BaseExpression, int] | None:
+    """A name whose one definition unpacks a tensor's shape (`unpacked_shape`): the tensor and the axis."""
+    function = ctx.function_of(expr) if is_a(expr, cst.Name) else None
+    if function is None:
+        return None
+    definitions = ctx.function_facts(function).reaching(expr.value, ctx.order(expr))
+    if len(definitions) != 1 or definitions[0].kind != "unpack" or not is_a(definitions[0].node, cst.Assign):
+        return None
+    return unpacked_shape(definitions[0].node, expr.value)
 
 
 # -- what a scale is made of ------------------------------------------------------------------------

@@ -490,6 +490,40 @@ def unpacked_position(assign: cst.Assign, name: str) -> int | None:
     return None
 
 
+def unpacked_shape(assign: cst.Assign, name: str) -> tuple[cst.BaseExpression, int] | None:
+    """For a name unpacked from a tensor's shape, the tensor and the axis whose size the name holds.
+
+    Ex) `b, n, h, d = k.shape` (or `k.size()`): `h` is axis 2 of `k`
+    Ex) `B, T, H, K, V = *k.shape, v.shape[-1]`: the names the starred shape binds, counted from its start
+    """
+    for target in assign.targets:
+        lefts = list(target.target.elements) if is_a(target.target, (cst.Tuple, cst.List)) else []
+        if any(is_a(e, cst.StarredElement) for e in lefts):
+            continue
+        rights = list(assign.value.elements) if is_a(assign.value, (cst.Tuple, cst.List)) else None
+        stars = [i for i, e in enumerate(rights) if is_a(e, cst.StarredElement)] if rights else []
+        if rights is None:
+            start, end, shape = 0, len(lefts), assign.value
+        elif len(stars) == 1:
+            start, end, shape = stars[0], len(lefts) - (len(rights) - stars[0] - 1), rights[stars[0]].value
+        else:
+            continue
+        tensor = _shape_of(shape)
+        for position, element in enumerate(lefts):
+            if tensor is not None and start <= position < end and is_a(element.value, cst.Name) and element.value.value == name:
+                return tensor, position - start
+    return None
+
+
+def _shape_of(expr: cst.BaseExpression) -> cst.BaseExpression | None:
+    """The tensor of `t.shape` or `t.size()`."""
+    if is_a(expr, cst.Attribute) and expr.attr.value == "shape":
+        return expr.value
+    if is_a(expr, cst.Call) and not expr.args and is_a(expr.func, cst.Attribute) and expr.func.attr.value == "size":
+        return expr.func.value
+    return None
+
+
 def _unpacked_value(target: cst.BaseExpression, name: str, value: cst.BaseExpression) -> cst.BaseExpression | None:
     """For `a, b = x, y` the element that binds `name`; None when the right side is not a literal tuple.
 

@@ -271,3 +271,27 @@ def imported_tiling(ctx: FileContext, call: cst.Call) -> TiledHeads | None:
     if factor is None or not is_ratio_value(ctx, factor):
         return None
     return TiledHeads(f"{entry['how']} in {dotted(call.func)}()")
+
+
+def launched_ratio(ctx: FileContext, ratio: cst.BinaryOperation) -> cst.Call | None:
+    """The custom kernel launch (`kernel[grid](..., G=G)`, Triton's syntax) that a head ratio reaches,
+    written in place or through the one name it is assigned to in the same function. A kernel indexes
+    the KV head as `i_hq // G` and checks no shapes, so a ratio that does not divide reads past the
+    last KV head instead of failing at a matmul.
+
+    Ex) `HQ = q.shape[2]; G = HQ // H; parallel_attn_fwd_kernel[grid](q, k, v, ..., G=G)`
+    """
+    function = ctx.function_of(ratio)
+    if function is None:
+        return None
+    holder = ctx.index.parents.get(ratio)
+    name = None
+    if is_a(holder, cst.Assign) and len(holder.targets) == 1 and is_a(holder.targets[0].target, cst.Name):
+        name = holder.targets[0].target.value
+    for call in ctx.index.descendants(function, cst.Call):
+        if not is_a(call.func, cst.Subscript):
+            continue
+        for arg in call.args:
+            if arg.value is ratio or (name is not None and is_a(arg.value, cst.Name) and arg.value.value == name):
+                return call
+    return None
