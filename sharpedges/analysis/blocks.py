@@ -685,8 +685,13 @@ def _find_stacks(ctx: FileContext) -> list[Stack]:
         if depth is None:
             continue
         for call in ctx.index.descendants(loop.body, cst.Call, prune=(cst.FunctionDef, cst.For, cst.While)):
-            if method_name(call) == "append" and len(call.args) == 1 and is_a(call.args[0].value, cst.Call):
-                found.append(Stack(loop, _copied_block(ctx, call.args[0].value), depth))
+            if method_name(call) != "append" or len(call.args) != 1:
+                continue
+            # Ex) `block = Residual(Block(dim)); self.layers.append(block)`
+            appended = call.args[0].value
+            appended = resolve_expression(ctx, appended) if is_a(appended, cst.Name) else appended
+            if is_a(appended, cst.Call):
+                found.append(Stack(loop, _copied_block(ctx, appended), depth))
     for call in ctx.calls():
         if ctx.callee(call) in TORCH_STACKS:
             layer, depth = (
@@ -1074,8 +1079,9 @@ def unnormed_heads(ctx: FileContext, cls: cst.ClassDef) -> list[UnnormedHead]:
         end = max(ctx.index.last_order(node) for node, _ in outputs)
         names = {name for _, name in outputs}
         later = _calls_after(ctx, method, end)
-        # Ex) `out = self.ln_f(h)` of another value than the stream is no final norm of it
-        if any(_final_norm(ctx, cls, c, names) for c in later):
+        # Ex) `out = self.ln_f(h)` of another value than the stream is no final norm of it, and
+        # `embeds = self.norm(x)` is none for a head that goes on reading `x`
+        if any(_final_norm(ctx, cls, c, names) and not _bound_apart(ctx, c, names) for c in later):
             continue
         unused = _unused_norm(ctx, cls, passes)
         for call in later:
@@ -1140,6 +1146,18 @@ def _final_norm(ctx: FileContext, cls: cst.ClassDef, call: cst.Call, names: set[
         norm.args and _mentions(ctx, norm.args[0].value, parameters[0])
         for value in return_values(ctx, function)
         for norm in _norms_in(ctx, value)
+    )
+
+
+def _bound_apart(ctx: FileContext, call: cst.Call, names: set[str]) -> bool:
+    """The norm's result is bound to a name of its own, not back to the stream (`embeds = self.norm(x)`):
+    what reads the stream afterwards still reads it raw."""
+    statement = ctx.index.parents.get(call)
+    return (
+        is_a(statement, cst.Assign)
+        and len(statement.targets) == 1
+        and is_a(target := statement.targets[0].target, cst.Name)
+        and target.value not in names
     )
 
 
@@ -1223,7 +1241,47 @@ def _pre_norm_stack(ctx: FileContext, cls: cst.ClassDef, attr: str) -> Literal["
                 return "pre"
             if _switchable(ctx, block_cls):
                 return "switchable"
+            if _residual_around_prenorm(ctx, block_cls, block):
+                return "pre"
     return None
+
+
+def _residual_around_prenorm(ctx: FileContext, wrapper: cst.ClassDef, block: cst.Call) -> bool:
+    """`Residual(Block(dim))`: a wrapper with no norm of its own that adds what the module it holds
+    returns to its input, around a module of this file that norms its input before anything else
+    (`PreNorm(dim, fn)`, or a block whose forward starts with `x = self.norm(x)`)."""
+    if block_styles(ctx, wrapper) or not _adds_its_modules(ctx, wrapper):
+        return False
+    classes = local_classes(ctx)
+    for arg in block.args:
+        inner = arg.value
+        if is_a(inner, cst.Call) and is_a(inner.func, cst.Name) and (inner_cls := classes.get(inner.func.value)):
+            if _normalises_input(ctx, inner_cls) or _norms_input_first(ctx, inner_cls):
+                return True
+    return False
+
+
+def _norms_input_first(ctx: FileContext, cls: cst.ClassDef) -> bool:
+    """The class's forward reads its input only through a norm: every read of the first parameter that
+    the parameter itself reaches is the argument of a norm call (`x = self.norm(x)` first thing)."""
+    forward = ctx.class_facts(cls).methods.get("forward")
+    facts = ctx.function_facts(forward) if forward is not None else None
+    if facts is None or len(facts.parameters) < 2:
+        return False
+    stream = facts.parameters[1]
+    reads = [
+        use
+        for use in facts.uses.get(stream, ())
+        if any(d.kind == "param" for d in facts.reaching(stream, ctx.order(use)))
+    ]
+    for use in reads:
+        arg = ctx.index.parents.get(use)
+        if is_a(arg, cst.Attribute) and arg.attr.value in METADATA:
+            continue  # `x.shape[1]`, `x.device`: what the input is, not its values
+        norm = ctx.index.parents.get(arg) if is_a(arg, cst.Arg) else None
+        if not (is_a(norm, cst.Call) and norm.args and norm.args[0] is arg and is_norm_call(ctx, norm)):
+            return False
+    return bool(reads)
 
 
 def _switchable(ctx: FileContext, cls: cst.ClassDef) -> bool:
@@ -1432,11 +1490,14 @@ def _forward_nodes(ctx: FileContext, cls: cst.ClassDef, node_type: type) -> list
 
 
 def _adds_its_modules(ctx: FileContext, cls: cst.ClassDef) -> bool:
-    """A residual block: its forward adds the output of a module it holds to its input (`x1 + self.f(x2)`)."""
+    """A residual block: its forward adds the output of a module it holds to its input (`x1 + self.f(x2)`,
+    or `y = self.fn(x); return y + x`)."""
     for node in _forward_nodes(ctx, cls, cst.BinaryOperation):
         found = residual_sum(ctx, node)
         if found is not None and any(
-            is_a(operand, cst.Call) and self_attribute(operand.func) is not None for operand in found.operands
+            is_a(called := _single_value(ctx, operand) if is_a(operand, cst.Name) else operand, cst.Call)
+            and self_attribute(called.func) is not None
+            for operand in found.operands
         ):
             return True
     return False
