@@ -17,7 +17,9 @@ class GqaRepeatNotInterleave(Detector):
     code = "SHP602"
     tokens = (b"head", b"shape[", b"size(")  # head counts by name, or read off the tensors
     # tiling needs a repeat or tile; the divisibility check needs a KV-head count, by name or off a shape
-    also_tokens = ((b"repeat(", b"tile(", b"cat(", b"expand(", b"kv", b"key_value", b"group", b"local_heads", b"shape"),)
+    also_tokens = (
+        (b"repeat(", b"tile(", b"cat(", b"expand(", b"kv", b"key_value", b"group", b"local_heads", b"shape"),
+    )
 
     def check(self, ctx):
         for call in ctx.calls():

@@ -1255,9 +1255,9 @@ def _residual_around_prenorm(ctx: FileContext, wrapper: cst.ClassDef, block: cst
     classes = local_classes(ctx)
     for arg in block.args:
         inner = arg.value
-        if is_a(inner, cst.Call) and is_a(inner.func, cst.Name) and (inner_cls := classes.get(inner.func.value)):
-            if _normalises_input(ctx, inner_cls) or _norms_input_first(ctx, inner_cls):
-                return True
+        inner_cls = classes.get(inner.func.value) if is_a(inner, cst.Call) and is_a(inner.func, cst.Name) else None
+        if inner_cls is not None and (_normalises_input(ctx, inner_cls) or _norms_input_first(ctx, inner_cls)):
+            return True
     return False
 
 

@@ -509,9 +509,9 @@ def unpacked_shape(assign: cst.Assign, name: str) -> tuple[cst.BaseExpression, i
         else:
             continue
         tensor = _shape_of(shape)
-        for position, element in enumerate(lefts):
-            if tensor is not None and start <= position < end and is_a(element.value, cst.Name) and element.value.value == name:
-                return tensor, position - start
+        for position, element in enumerate(lefts[start:end] if tensor is not None else ()):
+            if is_a(element.value, cst.Name) and element.value.value == name:
+                return tensor, position
     return None
 
 

@@ -50,7 +50,7 @@ from sharpedges.analysis.summaries import (
     return_values,
 )
 from sharpedges.analysis.tensors import called_lambda, helper_called
-from sharpedges.analysis.values import UNKNOWN, passed_argument
+from sharpedges.analysis.values import UNKNOWN, passed_argument, registered_buffers
 from sharpedges.analysis.vocabulary import (
     ADDITIVE_METHODS,
     ARANGE,
@@ -1122,30 +1122,6 @@ def _key_positions(evaluator: MaskEvaluator, expr: cst.BaseExpression, at: int) 
         expr = expr.left
     # a budget of its own: a long chain of copies
     return ("key", offset) if _holds_positions(evaluator, expr, at, 0) else None
-
-
-# -- buffers --------------------------------------------------------------------------------------
-def registered_buffers(
-    ctx: FileContext, cls: cst.ClassDef
-) -> dict[str, list[tuple[cst.FunctionDef, cst.BaseExpression]]]:
-    """`self.register_buffer("bias", value)` per buffer name, with the method that registers it."""
-
-    def compute():
-        found: dict[str, list] = {}
-        for method in ctx.class_facts(cls).methods.values():
-            for call in ctx.index.descendants(method.body, cst.Call, prune=(cst.ClassDef,)):
-                if (
-                    method_name(call) == "register_buffer"
-                    and is_a(target := receiver(call), cst.Name)
-                    and target.value == "self"
-                ):
-                    name = argument(call, "name", 0)
-                    value = argument(call, "tensor", 1)
-                    if is_a(name, cst.SimpleString) and is_a(buffer := name.evaluated_value, str) and value is not None:
-                        found.setdefault(buffer, []).append((method, value))
-        return found
-
-    return ctx.memo(("registered_buffers", cls), compute)
 
 
 # -- consumers ------------------------------------------------------------------------------------

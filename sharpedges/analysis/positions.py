@@ -20,10 +20,9 @@ from sharpedges.analysis.calls import argument, literal_int, literal_number, lit
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.derived import attention_value_arguments, bindings
-from sharpedges.analysis.masks import registered_buffers
 from sharpedges.analysis.summaries import imported_summary, passed_values
 from sharpedges.analysis.training_mode import runs_in_forward
-from sharpedges.analysis.values import MAX_DEPTH
+from sharpedges.analysis.values import MAX_DEPTH, registered_buffers
 from sharpedges.analysis.vocabulary import (
     BROADCAST_METHODS,
     BUFFER_CONSTRUCTORS,

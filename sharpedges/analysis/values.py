@@ -22,7 +22,7 @@ from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.dataflow import BRANCH_TYPES
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import imported_constant
-from sharpedges.analysis.vocabulary import TENSOR_LITERALS, Kernel
+from sharpedges.analysis.vocabulary import CAST_METHODS, TENSOR_LITERALS, Kernel
 from sharpedges.analysis.walk import is_a
 
 MAX_DEPTH = 8
@@ -119,9 +119,14 @@ def constant_number(ctx: FileContext, expr: cst.BaseExpression | None, depth: in
             return None
     if is_a(expr, cst.Call) and ctx.callee(expr) in TENSOR_LITERALS and expr.args:
         return constant_number(ctx, expr.args[0].value, depth + 1)  # Ex) torch.tensor(-1e9)
+    if is_a(expr, cst.Call) and method_name(expr) in CAST_METHODS and (held := receiver(expr)) is not None:
+        return constant_number(ctx, held, depth + 1)  # Ex) self.masked_bias.to(scores.dtype): the same number
     if not is_a(expr, cst.Name) and self_attribute(expr) is None:
         return None
     values = possible_values(ctx, expr)
+    if values is None and (attr := self_attribute(expr)) is not None and (cls := ctx.class_of(expr)) is not None:
+        # Ex) self.register_buffer("masked_bias", torch.tensor(-1e9))
+        values = [value for _, value in registered_buffers(ctx, cls).get(attr, ())] or None
     if values == [expr]:  # Ex) from .constants import NEG_INF, with NEG_INF = -1e9 over there
         return imported_constant(ctx, expr.value) if is_a(expr, cst.Name) else None
     numbers = {constant_number(ctx, value, depth + 1) for value in values or ()}
@@ -570,3 +575,27 @@ def kernel_argument(ctx: FileContext, call: cst.Call, kernel: Kernel, meaning: s
     """The argument of this meaning a kernel call passes (`passed_argument`): None when it passes none."""
     slot = kernel.slot(meaning)
     return passed_argument(ctx, call, *slot) if slot is not None else None
+
+
+# -- buffers --------------------------------------------------------------------------------------
+def registered_buffers(
+    ctx: FileContext, cls: cst.ClassDef
+) -> dict[str, list[tuple[cst.FunctionDef, cst.BaseExpression]]]:
+    """`self.register_buffer("bias", value)` per buffer name, with the method that registers it."""
+
+    def compute():
+        found: dict[str, list] = {}
+        for method in ctx.class_facts(cls).methods.values():
+            for call in ctx.index.descendants(method.body, cst.Call, prune=(cst.ClassDef,)):
+                if (
+                    method_name(call) == "register_buffer"
+                    and is_a(target := receiver(call), cst.Name)
+                    and target.value == "self"
+                ):
+                    name = argument(call, "name", 0)
+                    value = argument(call, "tensor", 1)
+                    if is_a(name, cst.SimpleString) and is_a(buffer := name.evaluated_value, str) and value is not None:
+                        found.setdefault(buffer, []).append((method, value))
+        return found
+
+    return ctx.memo(("registered_buffers", cls), compute)
