@@ -45,15 +45,16 @@ def test_every_case_expects_a_rule_that_exists(shipped_bugs):
 
 
 def test_the_holdout_follows_the_rule_in_the_header(shipped_bugs, raw):
-    assert "sha1(id)" in raw["holdout_rule"] and "% 3 == 0" in raw["holdout_rule"]
+    assert f"round {shipped_bugs.HOLDOUT_ROUND}" in raw["holdout_rule"]
     for case in raw["cases"]:
-        assert case["holdout"] is shipped_bugs.is_held_out(case["id"]), case["id"]
+        assert case["holdout"] is shipped_bugs.is_held_out(case.get("round", 1)), case["id"]
 
 
-def test_the_holdout_is_about_a_third_and_spans_families(shipped_bugs):
+def test_the_holdout_is_a_whole_fresh_round_that_spans_families(shipped_bugs):
     cases = shipped_bugs.load().cases
     held = [case for case in cases if case.holdout]
-    assert 0.25 <= len(held) / len(cases) <= 0.42
+    assert {case.round for case in held} == {shipped_bugs.HOLDOUT_ROUND}
+    assert len(held) >= 20 and len(held) / len(cases) >= 0.2
     assert len({case.family for case in held}) >= 4
     assert len({case.family for case in cases if not case.holdout}) >= 6
 
