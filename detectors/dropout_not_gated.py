@@ -42,7 +42,12 @@ class DropoutNotGated(Detector):
                 yield Finding(found.probability, variant="attention")  # where the wrapper's caller passes it
             elif found is not None and found.kind == "partial" and found.probability is not None:
                 yield Finding(found.probability, variant="partial")  # where the partial fixes it
-            elif found is not None and found.kind == "attention" and ctx.index.contains(call, found.probability):
+            elif (
+                found is not None
+                and found.kind == "attention"
+                and found.probability is not None
+                and ctx.index.contains(call, found.probability)  # spelled among the call's own arguments
+            ):
                 yield Finding(found.probability, variant="attention")  # the kernel's own `dropout_p=` argument
             elif found is not None:
                 variant = None if found.kind == "functional" else found.kind  # "attention", "module-in-forward"

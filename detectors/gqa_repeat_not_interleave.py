@@ -38,7 +38,8 @@ class GqaRepeatNotInterleave(Detector):
                 continue
             facts = {"a": dotted(node.left), "b": dotted(node.right)}
             if (launch := launched_ratio(ctx, node)) is not None:
-                yield Finding(node, variant="kernel", facts={**facts, "kernel": dotted(launch.func.value)})
+                kernel = dotted(cst.ensure_type(launch.func, cst.Subscript).value)
+                yield Finding(node, variant="kernel", facts={**facts, "kernel": kernel})
             elif ctx.options["check-divisibility"]:
                 yield Finding(node, variant="unchecked", facts=facts)
 

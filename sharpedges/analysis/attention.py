@@ -1121,6 +1121,8 @@ def _shape_axis(ctx: FileContext, expr: cst.BaseExpression, words: frozenset[str
     """
     unpacked = _unpacked_size(ctx, expr)
     values = [expr] if not is_a(expr, cst.Name) else possible_values(ctx, expr) if unpacked is None else None
+    tensor: cst.BaseExpression | None
+    axis: int | None
     if unpacked is not None:
         tensor, axis = unpacked
     elif not values or len(values) != 1:
@@ -1142,8 +1144,8 @@ def _shape_axis(ctx: FileContext, expr: cst.BaseExpression, words: frozenset[str
 
 def _unpacked_size(ctx: FileContext, expr: cst.BaseExpression) -> tuple[cst.BaseExpression, int] | None:
     """A name whose one definition unpacks a tensor's shape (`unpacked_shape`): the tensor and the axis."""
-    function = ctx.function_of(expr) if is_a(expr, cst.Name) else None
-    if function is None:
+    function = ctx.function_of(expr) if isinstance(expr, cst.Name) else None
+    if function is None or not isinstance(expr, cst.Name):
         return None
     definitions = ctx.function_facts(function).reaching(expr.value, ctx.order(expr))
     if len(definitions) != 1 or definitions[0].kind != "unpack" or not is_a(definitions[0].node, cst.Assign):

@@ -509,7 +509,9 @@ def unpacked_shape(assign: cst.Assign, name: str) -> tuple[cst.BaseExpression, i
         else:
             continue
         tensor = _shape_of(shape)
-        for position, element in enumerate(lefts[start:end] if tensor is not None else ()):
+        if tensor is None:
+            continue
+        for position, element in enumerate(lefts[start:end]):
             if is_a(element.value, cst.Name) and element.value.value == name:
                 return tensor, position
     return None
