@@ -126,11 +126,11 @@ def release_dir(package: str, version: str) -> Path:
     if (target / ".complete").exists():
         return target
     with tempfile.TemporaryDirectory() as download:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", download, f"{package}=={version}"],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", download, f"{package}=={version}"]
+        if subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
+            # an sdist whose setup.py imports torch to say what it needs (xformers 0.0.3): read its
+            # metadata with the packages of this interpreter instead of an isolated build environment
+            subprocess.run([*command, "--no-build-isolation"], check=True, stdout=subprocess.DEVNULL)
         archive = next(Path(download).iterdir())
         shutil.rmtree(target, ignore_errors=True)
         unpack_python_files(archive, target)
