@@ -20,7 +20,7 @@ from sharpedges.analysis.calls import argument, literal_int, literal_number, lit
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.derived import attention_value_arguments, bindings
-from sharpedges.analysis.summaries import imported_summary, passed_values
+from sharpedges.analysis.summaries import called_function, imported_summary, passed_values, return_values
 from sharpedges.analysis.training_mode import runs_in_forward
 from sharpedges.analysis.values import MAX_DEPTH, registered_buffers
 from sharpedges.analysis.vocabulary import (
@@ -62,8 +62,14 @@ def is_frequency_formula(ctx: FileContext, expr: cst.BaseExpression) -> bool:
     return False
 
 
-def _contains_arange(ctx: FileContext, expr: cst.BaseExpression) -> bool:
-    return any(_is_arange(ctx, node) for node in (expr, *ctx.index.descendants(expr, cst.Call)))
+def _contains_arange(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0) -> bool:
+    """An `arange` in `expr`, or in what a local name of it is bound to (`scale = arange(0, d, 2) / d`)."""
+    if any(_is_arange(ctx, node) for node in (expr, *ctx.index.descendants(expr, cst.Call))):
+        return True
+    names = [expr] if is_a(expr, cst.Name) else list(ctx.index.descendants(expr, cst.Name))
+    return depth < 2 and any(
+        _contains_arange(ctx, value, depth + 1) for name in names for value in _local_values(ctx, name)
+    )
 
 
 def _is_arange(ctx: FileContext, node: cst.CSTNode) -> bool:
@@ -111,7 +117,9 @@ def _is_frequency(ctx: FileContext, expr: cst.BaseExpression, depth: int) -> boo
     if is_a(expr, cst.Name):
         if FREQUENCY_NAME in expr.value:
             return True
-        return any(is_frequency(ctx, value, depth + 1) for value in _local_values(ctx, expr))
+        # Ex) `def get_frequency_batched(self, freqs_base, pos)`, called with `self.freqs_base_t`
+        values = _local_values(ctx, expr) or [v for v in passed_values(ctx, expr) or () if v is not expr]
+        return any(is_frequency(ctx, value, depth + 1) for value in values)
     attr = self_attribute(expr)
     if attr is not None:
         cls = ctx.class_of(expr)
@@ -174,6 +182,9 @@ def _is_table_value(ctx: FileContext, value: cst.BaseExpression) -> bool:
     stripped = _strip(value)
     if is_a(stripped, cst.Name):
         return FREQUENCY_NAME in stripped.value or any(_is_table_value(ctx, v) for v in _local_values(ctx, stripped))
+    if is_a(stripped, cst.Call) and (helper := called_function(ctx, stripped)) is not None:
+        # Ex) `self.register_buffer("freqs_base_t", self._get_freqs_base(self.DT))`
+        return any(is_frequency_formula(ctx, v) and _is_table_value(ctx, v) for v in return_values(ctx, helper[0]))
     return is_frequency_formula(ctx, stripped) and not any(
         _product_operands(ctx, node)
         for node in (stripped, *ctx.index.descendants(stripped, (cst.Call, cst.BinaryOperation)))

@@ -16,7 +16,7 @@ from sharpedges.analysis.calls import literal_number
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
-from sharpedges.analysis.summaries import called_function, forwarded_arguments
+from sharpedges.analysis.summaries import call_sites, called_function, forwarded_arguments
 from sharpedges.analysis.tensors import module_class
 from sharpedges.analysis.values import UNKNOWN, PassedArgument, kernel_argument, passed_argument
 from sharpedges.analysis.vocabulary import KERNELS, PARTIALS, kernel_of
@@ -107,9 +107,19 @@ def method_of(ctx: FileContext, node: cst.CSTNode) -> tuple[cst.ClassDef, cst.Fu
     return (cls, function) if is_a(cls, cst.ClassDef) else None
 
 
-def runs_in_forward(ctx: FileContext, node: cst.CSTNode) -> bool:
+MAX_CALLER_HOPS = 2
+
+
+def runs_in_forward(ctx: FileContext, node: cst.CSTNode, hops: int = 0) -> bool:
+    """`node` runs when a module is called: in a method on its forward path, or in a module-level
+    function of this file that such a method calls (`emb = rope(ids, dim, theta)` in `forward`)."""
     found = method_of(ctx, node)
-    return found is not None and found[1].name.value in forward_path_methods(ctx, found[0])
+    if found is not None:
+        return found[1].name.value in forward_path_methods(ctx, found[0])
+    function = ctx.function_of(node)
+    if function is None or hops >= MAX_CALLER_HOPS or not is_a(ctx.index.parents.get(function), cst.Module):
+        return False
+    return any(runs_in_forward(ctx, site, hops + 1) for site, _ in call_sites(ctx, function, forwarded=False))
 
 
 def mentions_training(ctx: FileContext, expr: cst.BaseExpression | None, depth: int = 0) -> bool:
