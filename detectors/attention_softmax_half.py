@@ -7,6 +7,7 @@ import libcst as cst
 from sharpedges.analysis.attention import attention_softmaxes
 from sharpedges.analysis.calls import argument, method_name, receiver
 from sharpedges.analysis.objects import half_cast_classes
+from sharpedges.analysis.tensors import chosen_by_dtype
 from sharpedges.analysis.values import MAX_DEPTH, possible_values
 from sharpedges.analysis.vocabulary import REORDER_METHODS, RESHAPE_METHODS, cast_precision, dtype_precision
 from sharpedges.analysis.walk import is_a
@@ -30,7 +31,13 @@ class AttentionSoftmaxHalf(Detector):
             precisions = [_scores_precision(ctx, source) for source in sources]
             if requested == "half" or (sources and all(precision == "half" for precision in precisions)):
                 yield Finding(softmax.call)
-            elif requested is None and sources and all(precision is None for precision in precisions):
+            elif (
+                requested is None
+                and sources
+                and all(precision is None for precision in precisions)
+                # Ex) OPT 4.21: `if w.dtype == torch.float16: softmax(w, dtype=torch.float32) else: softmax(w)`
+                and not chosen_by_dtype(ctx, softmax.call)
+            ):
                 cls = ctx.class_of(softmax.call)
                 casts = half_cast_classes(ctx)
                 if cls is not None and cls.name.value in casts:

@@ -29,7 +29,7 @@ from sharpedges.analysis.summaries import (
     positional_parameters,
     return_values,
 )
-from sharpedges.analysis.values import constant_number
+from sharpedges.analysis.values import constant_number, possible_values
 from sharpedges.analysis.vocabulary import (
     CAST_METHODS,
     COPY_METHODS,
@@ -647,17 +647,29 @@ def _parameter_rank(ctx: FileContext, function: cst.FunctionDef, name: str, dept
 
 def chosen_by_dtype(ctx: FileContext, node: cst.CSTNode) -> bool:
     """Is `node` in a branch of its function that a test of a tensor's dtype chooses (`if
-    mask.dtype == torch.float16: ... else: node`)? The author wrote that code for the dtypes it runs in."""
+    mask.dtype == torch.float16: ... else: node`, or the dtype read into a local first: `dtype_attn_weights
+    = attn_weights.dtype; if dtype_attn_weights == torch.float16:`)? The author wrote that code for the
+    dtypes it runs in."""
     for ancestor in ctx.index.ancestors(node):
         if is_a(ancestor, (cst.FunctionDef, cst.Lambda)):
             return False
         test = ancestor.test if is_a(ancestor, (cst.If, cst.IfExp)) else None
-        if test is not None and any(
-            is_a(attribute, cst.Attribute) and attribute.attr.value == "dtype"
-            for attribute in (test, *ctx.index.descendants(test, cst.Attribute))
-        ):
+        if test is not None and _tests_dtype(ctx, test):
             return True
     return False
+
+
+def _tests_dtype(ctx: FileContext, test: cst.BaseExpression) -> bool:
+    def reads_dtype(expr: cst.BaseExpression) -> bool:
+        return any(
+            is_a(attribute, cst.Attribute) and attribute.attr.value == "dtype"
+            for attribute in (expr, *ctx.index.descendants(expr, cst.Attribute))
+        )
+
+    names = [test] if is_a(test, cst.Name) else list(ctx.index.descendants(test, cst.Name))
+    return reads_dtype(test) or any(
+        value is not name and reads_dtype(value) for name in names for value in possible_values(ctx, name) or ()
+    )
 
 
 # Elementwise ops and masks: the result has the shape of the tensor they are applied to.
