@@ -180,6 +180,8 @@ def softmax_calls(ctx: FileContext) -> list[SoftmaxCall]:
             elif qualified == "einx.softmax":  # einx.softmax('b h i [j]', sim): over the bracketed axis
                 value = argument(call, "x", 1)
                 dim = _einx_axis(argument(call, "description", 0))
+            elif (written := _written_out_softmax(ctx, call)) is not None:
+                value, dim = written
             elif (
                 method_name(call) == "softmax"
                 and not is_library_namespace(ctx, receiver(call))
@@ -194,6 +196,29 @@ def softmax_calls(ctx: FileContext) -> list[SoftmaxCall]:
         return found
 
     return ctx.memo("softmax_calls", compute)
+
+
+def _written_out_softmax(
+    ctx: FileContext, call: cst.Call
+) -> tuple[cst.BaseExpression, cst.BaseExpression | None] | None:
+    """`torch.exp(x - torch.logsumexp(x, dim=-1, keepdim=True))`, the log-sum-exp maybe in a local first:
+    a softmax of `x` over that axis, written out. The input and the axis.
+
+    Ex) reformer's LSH attention: `dots_logsumexp = torch.logsumexp(dots, dim=-1, keepdim=True)`;
+        `dots = torch.exp(dots - dots_logsumexp)`
+    """
+    exponent = argument(call, "input", 0) if ctx.callee(call) == "torch.exp" else None
+    if not (is_a(exponent, cst.BinaryOperation) and is_a(exponent.operator, cst.Subtract)):
+        return None
+    normaliser = exponent.right
+    if is_a(normaliser, cst.Name) and (values := possible_values(ctx, normaliser)) and len(values) == 1:
+        normaliser = values[0]
+    if not (is_a(normaliser, cst.Call) and ctx.callee(normaliser) == "torch.logsumexp"):
+        return None
+    summed = argument(normaliser, "input", 0)
+    if summed is None or ctx.code(summed) != ctx.code(exponent.left):
+        return None
+    return exponent.left, argument(normaliser, "dim", 1)
 
 
 def _may_wrap_softmax(call: cst.Call) -> bool:
