@@ -62,13 +62,19 @@ def is_frequency_formula(ctx: FileContext, expr: cst.BaseExpression) -> bool:
     return False
 
 
-def _contains_arange(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0) -> bool:
-    """An `arange` in `expr`, or in what a local name of it is bound to (`scale = arange(0, d, 2) / d`)."""
+def _contains_arange(ctx: FileContext, expr: cst.BaseExpression) -> bool:
+    """An `arange` in `expr`, or a local of it bound to an arange divided by the dimension (`scale =
+    arange(0, d, 2) / d`): the fractional exponents of a frequency table. ALiBi's integer powers
+    (`powers = arange(1, 1 + n); slopes = torch.pow(base, powers)`) are no frequencies."""
     if any(_is_arange(ctx, node) for node in (expr, *ctx.index.descendants(expr, cst.Call))):
         return True
     names = [expr] if is_a(expr, cst.Name) else list(ctx.index.descendants(expr, cst.Name))
-    return depth < 2 and any(
-        _contains_arange(ctx, value, depth + 1) for name in names for value in _local_values(ctx, name)
+    return any(
+        is_a(value, cst.BinaryOperation)
+        and is_a(value.operator, cst.Divide)
+        and any(_is_arange(ctx, node) for node in (value.left, *ctx.index.descendants(value.left, cst.Call)))
+        for name in names
+        for value in _local_values(ctx, name)
     )
 
 
@@ -379,6 +385,12 @@ def _dtype_argument_precision(ctx: FileContext, dtype: cst.BaseExpression | None
     literal = dtype_precision(ctx, dtype)
     if literal is not None:
         return literal
+    attr = self_attribute(dtype)
+    cls = ctx.class_of(dtype) if attr is not None else None
+    if attr is not None and cls is not None and (stored := ctx.class_facts(cls).assignments.get(attr)):
+        # Ex) audiocraft: `self.dtype = dtype` in __init__ (asserted float32/64): what the class stores, not
+        # the module's parameter dtype
+        return _combine({_dtype_argument_precision(ctx, a.value, depth + 1) for a in stored if a.value is not None})
     if is_a(dtype, cst.Attribute) and dtype.attr.value == "dtype":
         return _follow_dtype(ctx, dtype.value, depth)
     if not is_a(dtype, cst.Name):
