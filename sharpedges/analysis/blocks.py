@@ -274,14 +274,17 @@ def _contains_call(ctx: FileContext, expr: cst.CSTNode) -> bool:
     return is_a(expr, cst.Call) or any(True for _ in ctx.index.descendants(expr, cst.Call))
 
 
-def _single_value(ctx: FileContext, name: cst.Name) -> cst.BaseExpression | None:
-    """The value of `name` where it is read, when exactly one definition reaches it."""
+def _single_value(ctx: FileContext, name: cst.Name, unpacked: bool = False) -> cst.BaseExpression | None:
+    """The value of `name` where it is read, when exactly one definition reaches it (with `unpacked`, for a
+    name unpacked from a tuple, the whole right side it is unpacked from)."""
     function = ctx.function_of(name)
     if function is None:
         return None
     reaching = ctx.function_facts(function).reaching(name.value, ctx.order(name))
     if len(reaching) == 1 and reaching[0].kind == "assign":
         return reaching[0].value
+    if unpacked and len(reaching) == 1 and reaching[0].kind == "unpack":
+        return reaching[0].computed_from
     return None
 
 
@@ -327,7 +330,8 @@ def residual_sum(ctx: FileContext, expr: cst.BaseExpression, hops: int = 0) -> R
 
 def _is_branch(ctx: FileContext, expr: cst.BaseExpression, hops: int) -> bool:
     if is_a(expr, cst.Name):
-        value = _single_value(ctx, expr) if hops < MAX_HOPS else None
+        # Ex) `res, loss = cast_return(f(x)); x = x + res`: a sublayer output unpacked from what it returns
+        value = _single_value(ctx, expr, unpacked=True) if hops < MAX_HOPS else None
         return value is not None and _contains_call(ctx, value)
     if is_a(expr, cst.BinaryOperation):  # `0.5 * ffn(x)`, `h * 0.5` with h a sublayer output
         return _is_branch(ctx, expr.left, hops + 1) or _is_branch(ctx, expr.right, hops + 1)
@@ -1196,12 +1200,19 @@ def _unused_norm(ctx: FileContext, cls: cst.ClassDef, passes: list[cst.FunctionD
 
 
 def _is_head(ctx: FileContext, cls: cst.ClassDef, attr: str) -> bool:
-    """`self.attr` is an output projection: `nn.Linear(...)`, or one side of a choice
-    (`nn.Linear(dim, vocab) if not return_embeddings else nn.Identity()`)."""
+    """`self.attr` is an output projection: `nn.Linear(...)`, one side of a choice
+    (`nn.Linear(dim, vocab) if not return_embeddings else nn.Identity()`), or the last module of an
+    `nn.Sequential` (reformer: `nn.Sequential(nn.Linear(dim, emb_dim) if ... else Identity(),
+    nn.Linear(emb_dim, num_tokens))`)."""
+
+    def choices(value: cst.BaseExpression | None) -> list[cst.BaseExpression]:
+        return [value.body, value.orelse] if is_a(value, cst.IfExp) else [value] if value is not None else []
+
     for assignment in ctx.class_facts(cls).assignments.get(attr, ()):
-        value = assignment.value
-        choices = [value.body, value.orelse] if is_a(value, cst.IfExp) else [value]
-        if any(is_a(choice, cst.Call) and ctx.callee(choice) in HEAD_TYPES for choice in choices):
+        options = choices(assignment.value)
+        if is_a(sequence := assignment.value, cst.Call) and ctx.callee(sequence) == "torch.nn.Sequential":
+            options = choices(sequence.args[-1].value) if sequence.args and not sequence.args[-1].star else []
+        if any(is_a(choice, cst.Call) and ctx.callee(choice) in HEAD_TYPES for choice in options):
             return True
     return False
 
@@ -1319,12 +1330,11 @@ def _stack_outputs(ctx: FileContext, forward: cst.FunctionDef, attr: str) -> lis
                     outputs.append((loop, first.value))
     for assign in ctx.index.descendants(forward.body, cst.Assign, prune=(cst.FunctionDef, cst.ClassDef)):
         value = assign.value
-        if (
-            is_a(value, cst.Call)
-            and self_attribute(value.func) == attr
-            and is_a(target := assign.targets[0].target, cst.Name)
-        ):
-            outputs.append((assign, target.value))
+        bound: cst.BaseExpression = assign.targets[0].target
+        if is_a(bound, cst.Tuple) and bound.elements:  # `x, aux_loss = self.layers(x)`
+            bound = bound.elements[0].value
+        if is_a(value, cst.Call) and self_attribute(value.func) == attr and is_a(bound, cst.Name):
+            outputs.append((assign, bound.value))
     return outputs
 
 
@@ -1434,11 +1444,7 @@ def _residual_loop_parameter(
         adds = [
             assign
             for assign in ctx.index.descendants(loop.body, cst.Assign)
-            if residual_sum(ctx, assign.value) is not None
-            and any(
-                is_a(c.func, cst.Name) and c.func.value in modules
-                for c in ctx.index.descendants(assign.value, cst.Call)
-            )
+            if residual_sum(ctx, assign.value) is not None and _runs_loop_module(ctx, forward, assign.value, modules)
         ]
         if not adds:
             continue
@@ -1503,6 +1509,26 @@ def _adds_its_modules(ctx: FileContext, cls: cst.ClassDef) -> bool:
     return False
 
 
+def _runs_loop_module(ctx: FileContext, function: cst.FunctionDef, expr: cst.BaseExpression, modules: set[str]) -> bool:
+    """`expr` calls one of the loop's modules, or reads a local computed by such a call
+    (`res, loss = cast_return(f(x)); x = x + res`)."""
+
+    def calls_module(node: cst.BaseExpression) -> bool:
+        calls = [node] if is_a(node, cst.Call) else []
+        return any(
+            is_a(c.func, cst.Name) and c.func.value in modules for c in (*calls, *ctx.index.descendants(node, cst.Call))
+        )
+
+    if calls_module(expr):
+        return True
+    facts = ctx.function_facts(function)
+    return any(
+        (value := definition.computed_from) is not None and calls_module(value)
+        for name in ctx.index.descendants(expr, cst.Name)
+        for definition in facts.reaching(name.value, ctx.order(name))
+    )
+
+
 def _mentions_attribute(
     ctx: FileContext, expr: cst.BaseExpression, attr: str, function: cst.FunctionDef, hops: int = 0
 ):
@@ -1557,12 +1583,22 @@ def _returns_prenorm_stream(
     if sequence is not None:
         return _prenorm_branches(ctx, builder, call, sequence)
     returned = [
-        r.value
+        _returned_stream(ctx, r.value)
         for r in ctx.index.descendants(forward.body, cst.Return, prune=(cst.FunctionDef, cst.ClassDef))
         if r.value is not None
     ]
     inner = [self_attribute(value.func) for value in returned if is_a(value, cst.Call)]
     return len(inner) == 1 and inner[0] is not None and hands_out_prenorm_stream(ctx, cls, inner[0], hops + 1)
+
+
+def _returned_stream(ctx: FileContext, value: cst.BaseExpression) -> cst.BaseExpression | None:
+    """What a return hands out as the stream: `self.inner(x)`, or the first of a tuple, through the local
+    it is bound or unpacked to (`x, loss = self.layers(x); return x, loss`)."""
+    if is_a(value, cst.Tuple) and value.elements:
+        value = value.elements[0].value
+    if is_a(value, cst.Name):
+        return _single_value(ctx, value, unpacked=True)
+    return value
 
 
 def _imported_residual_sequence(ctx: FileContext, name: str) -> dict[str, Any] | None:
