@@ -337,6 +337,10 @@ class MaskEvaluator:
             return self.value(value, order, depth + 1) if value is not None else None
         if self._written_into(name):
             return None
+        return self._agreed_definitions(name, self.facts.reaching(name, at, self.chosen), depth)
+
+    def _agreed_definitions(self, name: str, reaching: list[Definition], depth: int) -> MaskValue | None:
+        assert self.facts is not None
         values = [
             self.value(d.value, d.order, depth + 1)
             if _assigns_mask(d)
@@ -345,9 +349,22 @@ class MaskEvaluator:
             else self._unpacked(d, depth)
             if d.kind == "unpack"
             else None
-            for d in self.facts.reaching(name, at, self.chosen)
+            for d in reaching
         ]
         return _agreed(values)
+
+    def when_present(self, expr: cst.BaseExpression, at: int, depth: int) -> MaskValue | None:
+        """What a local holds when it holds a mask at all: its definitions other than `None`.
+
+        Ex) `enc_mask = None; if exists(mask): enc_mask = mask`, handed to a module: where the module
+            masks, it masks with `mask`
+        """
+        value = self.value(expr, at, depth)
+        if value is not None or not is_a(expr, cst.Name) or self.facts is None or self._written_into(expr.value):
+            return value
+        reaching = self.facts.reaching(expr.value, at, self.chosen)
+        masks = [d for d in reaching if not (d.kind == "assign" and d.value is not None and _is_none(d.value))]
+        return self._agreed_definitions(expr.value, masks, depth) if masks and len(masks) < len(reaching) else None
 
     def _unpacked(self, definition: Definition, depth: int) -> MaskValue | None:
         """`future, n = masks(T)`: the element at the name's place in the tuples a helper of this file returns."""
@@ -385,7 +402,7 @@ class MaskEvaluator:
             if caller is None or caller is self.function:
                 return None
             at = ctx.order(call if inside else passed)
-            values.append(evaluator_for(ctx, caller).value(passed, at, depth + 1))
+            values.append(evaluator_for(ctx, caller).when_present(passed, at, depth + 1))
         return _agreed(values)
 
     def values_by_path(self, expr: cst.BaseExpression) -> list[tuple[MaskValue, cst.CSTNode]]:
@@ -575,6 +592,9 @@ class MaskEvaluator:
         """
         inner = self.value(argument(call, "input", 0), at, depth + 1)
         widths = _pad_widths(argument(call, "pad", 1))
+        if inner is not None and inner.region is None and inner.marks is not None:
+            # Ex) `F.pad(mask, (1, 0), value=True)` for a null key: a padding mask keeps what it marks
+            return inner
         if inner is None or inner.region is None or widths is None:
             return None
         if literal_int(widths[1]) == 0:
