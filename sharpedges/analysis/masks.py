@@ -177,6 +177,19 @@ class Region:
                 return Region(_step(below.hi, 1), _step(above.lo, -1), negated=True)
         return None
 
+    def differing(self, other: Region) -> Region | None:
+        """`a ^ b` of two triangles open toward the same side, one inside the other: the band between
+        their diagonals. A symbolic diagonal is taken as the inner one (`tril(bias) ^ tril(bias, -w)`,
+        the local window of GPT-Neo: a window is narrower than the causal triangle it is cut from)."""
+        if self.negated or other.negated:
+            return None
+        if self.lo is None and other.lo is None and self.hi is not None and other.hi is not None:
+            inner, outer = sorted((self.hi, other.hi), key=lambda b: (is_a(b, int), b if is_a(b, int) else 0))
+            if not is_a(outer, int) or inner == outer:
+                return None
+            return Region(_step(inner, 1), outer)
+        return None
+
     @property
     def is_everything(self) -> bool:
         return self.lo is None and self.hi is None and not self.negated
@@ -558,6 +571,11 @@ class MaskEvaluator:
                 return None
             values = [self.value(e.value, at, depth + 1) for e in parts.elements]
             return _combined(*values) if len(values) == 2 else None
+        if qualified in ("torch.bitwise_xor", "torch.logical_xor"):
+            return _differing(
+                self.value(argument(call, "input", 0), at, depth + 1),
+                self.value(argument(call, "other", 1), at, depth + 1),
+            )
         if qualified in ("torch.logical_and", "torch.logical_or"):
             return _joined(
                 self.value(argument(call, "input", 0), at, depth + 1),
@@ -710,6 +728,8 @@ class MaskEvaluator:
             return _joined(
                 self.value(expr.left, at, depth + 1), self.value(expr.right, at, depth + 1), is_a(operator, cst.BitAnd)
             )
+        if is_a(operator, cst.BitXor):
+            return _differing(self.value(expr.left, at, depth + 1), self.value(expr.right, at, depth + 1))
         if is_a(operator, cst.Add):
             return _combined(self.value(expr.left, at, depth + 1), self.value(expr.right, at, depth + 1))
         return None
@@ -832,6 +852,16 @@ def _joined(left: MaskValue | None, right: MaskValue | None, both: bool) -> Mask
         return None
     assert left.region is not None and right.region is not None
     region = left.region.intersected(right.region) if both else left.region.united(right.region)
+    return MaskValue("bool", region, origin=left.origin + right.origin) if region is not None else None
+
+
+def _differing(left: MaskValue | None, right: MaskValue | None) -> MaskValue | None:
+    """`a ^ b` of two boolean triangles: the positions exactly one marks (`Region.differing`)."""
+    if left is None or right is None or left.kind != "bool" or right.kind != "bool":
+        return None
+    if left.region is None or right.region is None:
+        return None
+    region = left.region.differing(right.region)
     return MaskValue("bool", region, origin=left.origin + right.origin) if region is not None else None
 
 

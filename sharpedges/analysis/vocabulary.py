@@ -94,7 +94,7 @@ BFLOAT16_DTYPES = frozenset({"torch.bfloat16"})
 LOW_PRECISION_DTYPES = HALF_DTYPES | BFLOAT16_DTYPES
 FULL_DTYPES = frozenset({"torch.float32", "torch.float", "torch.float64", "torch.double"})
 FLOAT_DTYPES = LOW_PRECISION_DTYPES | FULL_DTYPES
-BOOL_DTYPES = frozenset({"torch.bool"})
+BOOL_DTYPES = frozenset({"torch.bool", "bool", "builtins.bool"})  # torch takes Python's bool as torch.bool
 
 
 # -- attention kernels and the meaning of their arguments ----------------------------------------------
