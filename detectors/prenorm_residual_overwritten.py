@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from sharpedges.analysis.blocks import overwritten_residuals
+from sharpedges.analysis.blocks import ignored_residuals, overwritten_residuals
 from sharpedges.detector import Detector, Finding
 
 
@@ -23,3 +23,6 @@ class PrenormResidualOverwritten(Detector):
                     )
                 else:
                     yield Finding(found.add, facts=facts)
+            for ignored in ignored_residuals(ctx, function):
+                facts = {"layer": ignored.layer, "parameter": ignored.parameter}
+                yield Finding(ignored.call, variant="ignored", facts=facts)

@@ -839,6 +839,60 @@ def _field_depths(ctx: FileContext, field: str) -> list[Depth]:
 
 # -- the residual stream overwritten by its own norm ----------------------------------------------
 @dataclass(frozen=True)
+class IgnoredResidual:
+    """`layer(norm(x), x)` where the layer's forward never reads the raw stream it is handed."""
+
+    call: cst.Call
+    layer: str  # the layer's class
+    parameter: str  # the parameter that receives the raw stream
+
+
+def ignored_residuals(ctx: FileContext, function: cst.FunctionDef) -> list[IgnoredResidual]:
+    """Calls in `function` that hand a layer of this file the normed stream and the raw one
+    (`x = mega_layer(mega_norm(x), x)`), where the layer's forward reads the parameter that receives
+    the raw stream only to default it (`residual = default(residual, x)`) and never after: its output
+    mixes in the normed input where the caller meant the stream (Mega-pytorch 0.0.12)."""
+    found = []
+    classes = local_classes(ctx)
+    for call in ctx.index.descendants(function.body, cst.Call, prune=(cst.FunctionDef, cst.ClassDef)):
+        positional = [arg.value for arg in call.args if arg.keyword is None and not arg.star]
+        if len(positional) < 2 or not is_a(normed := positional[0], cst.Call) or not is_norm_call(ctx, normed):
+            continue
+        stream = positional[1]
+        if not (normed.args and is_a(stream, cst.Name) and _same_name(normed.args[0].value, stream)):
+            continue
+        for name in sorted(called_classes(ctx, call)):
+            layer = classes.get(name.rsplit(".", 1)[-1])
+            forward = ctx.class_facts(layer).methods.get("forward") if layer is not None else None
+            parameters = positional_parameters(forward) if forward is not None else []
+            if forward is not None and len(parameters) >= 3 and _only_defaulted(ctx, forward, parameters[2]):
+                found.append(IgnoredResidual(call, name.rsplit(".", 1)[-1], parameters[2]))
+                break
+    return found
+
+
+def _same_name(expr: cst.BaseExpression, name: cst.Name) -> bool:
+    return is_a(expr, cst.Name) and expr.value == name.value
+
+
+def _only_defaulted(ctx: FileContext, forward: cst.FunctionDef, parameter: str) -> bool:
+    """Every read of `parameter` in `forward` is in a statement that binds `parameter` again, and some
+    read is (it is defaulted, `residual = default(residual, x)`, then never read)."""
+    facts = ctx.function_facts(forward)
+    uses = facts.uses.get(parameter, ())
+    for use in uses:
+        statement = ctx.index.statement_of(use)
+        assigns = [small for small in getattr(statement, "body", ()) if is_a(small, cst.Assign)]
+        if not any(
+            is_a(target.target, cst.Name) and target.target.value == parameter
+            for small in assigns
+            for target in small.targets
+        ):
+            return False
+    return bool(uses)
+
+
+@dataclass(frozen=True)
 class OverwrittenResidual:
     norm: cst.Call  # `norm(x)` in `x = norm(x)`
     add: cst.CSTNode  # `x = x + f(x)` or `x += f(x)`, whose residual is now the normalised `x`
