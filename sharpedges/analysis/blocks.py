@@ -25,7 +25,7 @@ import libcst as cst
 from sharpedges.analysis.calls import argument, has_star_args, is_true, literal_int, method_name
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
-from sharpedges.analysis.dataflow import Definition, FunctionFacts
+from sharpedges.analysis.dataflow import Definition, FunctionFacts, unpacked_position
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import ProjectScope, imported_names
 from sharpedges.analysis.summaries import (
@@ -1647,12 +1647,16 @@ def _returns_prenorm_stream(
 
 def _returned_stream(ctx: FileContext, value: cst.BaseExpression) -> cst.BaseExpression | None:
     """What a return hands out as the stream: `self.inner(x)`, or the first of a tuple, through the local
-    it is bound or unpacked to (`x, loss = self.layers(x); return x, loss`)."""
+    it is bound to or unpacked from first place (`x, loss = self.layers(x); return x, loss`)."""
     if is_a(value, cst.Tuple) and value.elements:
         value = value.elements[0].value
-    if is_a(value, cst.Name):
-        return _single_value(ctx, value, unpacked=True)
-    return value
+    if not is_a(value, cst.Name):
+        return value
+    function = ctx.function_of(value)
+    reaching = ctx.function_facts(function).reaching(value.value, ctx.order(value)) if function else []
+    if len(reaching) == 1 and reaching[0].kind == "unpack" and is_a(assign := reaching[0].node, cst.Assign):
+        return assign.value if unpacked_position(assign, value.value) == 0 else None
+    return _single_value(ctx, value)
 
 
 def _imported_residual_sequence(ctx: FileContext, name: str) -> dict[str, Any] | None:

@@ -183,14 +183,19 @@ def frequency_attributes(ctx: FileContext, cls: cst.ClassDef | None) -> dict[str
     return ctx.memo(("frequency_attributes", id(cls)), compute)
 
 
-def _is_table_value(ctx: FileContext, value: cst.BaseExpression) -> bool:
-    """A frequency table, but not the angles built from one (those also hold the formula)."""
+def _is_table_value(ctx: FileContext, value: cst.BaseExpression, depth: int = 0) -> bool:
+    """A frequency table, but not the angles built from one (those also hold the formula), written in
+    place, in a local, or returned by a helper of this file."""
     stripped = _strip(value)
+    if depth > MAX_DEPTH:
+        return False
     if is_a(stripped, cst.Name):
-        return FREQUENCY_NAME in stripped.value or any(_is_table_value(ctx, v) for v in _local_values(ctx, stripped))
+        return FREQUENCY_NAME in stripped.value or any(
+            _is_table_value(ctx, v, depth + 1) for v in _local_values(ctx, stripped)
+        )
     if is_a(stripped, cst.Call) and (helper := called_function(ctx, stripped)) is not None:
         # Ex) `self.register_buffer("freqs_base_t", self._get_freqs_base(self.DT))`
-        return any(is_frequency_formula(ctx, v) and _is_table_value(ctx, v) for v in return_values(ctx, helper[0]))
+        return any(_is_table_value(ctx, v, depth + 1) for v in return_values(ctx, helper[0]))
     return is_frequency_formula(ctx, stripped) and not any(
         _product_operands(ctx, node)
         for node in (stripped, *ctx.index.descendants(stripped, (cst.Call, cst.BinaryOperation)))
