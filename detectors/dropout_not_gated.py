@@ -17,9 +17,9 @@ from sharpedges.analysis.training_mode import (
     partial_dropout_without_mode,
     saved_by_autograd_forward,
     training_read_in_init,
-    under_training_branch,
     wrapper_dropout_without_mode,
 )
+from sharpedges.analysis.training_flags import under_training_branch
 from sharpedges.analysis.vocabulary import KERNEL_TOKENS, REGISTRY_TOKENS
 from sharpedges.analysis.walk import is_a
 from sharpedges.detector import Detector, Finding, Fix, Replacement

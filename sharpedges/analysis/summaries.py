@@ -21,6 +21,7 @@ from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import ImportedName, ProjectScope, imported_names
 from sharpedges.analysis.registries import registry_classes
+from sharpedges.analysis.training_flags import under_training_branch
 from sharpedges.analysis.values import MAX_DEPTH, kernel_argument, passed_argument, possible_values
 from sharpedges.analysis.vocabulary import KERNEL_TOKENS, KERNELS, PARTIALS, Kernel, kernel_of
 from sharpedges.analysis.walk import is_a
@@ -735,13 +736,14 @@ def _closures_made_by(ctx: FileContext, factory_call: cst.Call) -> list[Callable
 
 def _summarised_reach(kernels: dict[str, list[list[Any]]]) -> dict[str, list[tuple[Kernel, str, cst.Call | None]]]:
     """A summary's parameter -> [qualified kernel, meaning, ...] as kernels of the vocabulary (the call is
-    elsewhere). A kernel call that sits in a branch of its function (`conditional` in a function summary's
-    flags) is left out: the function chose when it runs, as with a training gate."""
+    elsewhere). A kernel call that sits in a branch on a training flag (`training_gated` in a function
+    summary's flags) is left out: the function runs it only in training. A branch on anything else (a
+    padding mask, packed positions) still runs in eval."""
     return {
         name: [
             (KERNELS[use[0]], use[1], None)
             for use in uses
-            if use[0] in KERNELS and not (len(use) > 2 and use[2].get("conditional"))
+            if use[0] in KERNELS and not (len(use) > 2 and use[2].get("training_gated"))
         ]
         for name, uses in kernels.items()
     }
@@ -792,14 +794,16 @@ def closure_summaries(ctx: FileContext) -> dict[str, list[dict[str, Any]]]:
 # -- module-level functions, as an importing file sees them ----------------------------------------------
 def kernel_call_flags(ctx: FileContext, call: cst.Call, kernel: Kernel) -> dict[str, Any]:
     """What a kernel call fixes by itself: each argument it passes as a literal `True` / `False`, by
-    meaning (also in a `**attn_kwargs` that holds it), and whether the call sits in a branch of its
-    function (`conditional`)."""
+    meaning (also in a `**attn_kwargs` that holds it), whether the call sits in a branch of its function
+    (`conditional`), and whether that is a branch on a training flag (`training_gated`: the function
+    runs it only in training)."""
     flags: dict[str, Any] = {}
     for meaning, _, _ in kernel.arguments:
         value = kernel_argument(ctx, call, kernel, meaning)
         if is_a(value, cst.Name) and value.value in ("True", "False"):
             flags[meaning] = value.value == "True"
     flags["conditional"] = in_branch(ctx, call)
+    flags["training_gated"] = under_training_branch(ctx, call)
     return flags
 
 

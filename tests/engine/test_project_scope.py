@@ -340,12 +340,18 @@ def gated_attention(q, k, v, dropout_p=0.0, training=False):
     if training:
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
     return F.scaled_dot_product_attention(q, k, v)
+
+
+def padded_attention(q, k, v, mask=None, dropout_p=0.0):
+    if mask is not None:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
 """
 
 DROPOUT_THROUGH_A_FUNCTION = """
 from torch import nn
 
-from .ops import attention, gated_attention
+from .ops import attention, gated_attention, padded_attention
 
 
 class Attention(nn.Module):
@@ -355,17 +361,20 @@ class Attention(nn.Module):
 
     def forward(self, q, k, v):
         out = gated_attention(q, k, v, dropout_p=self.p, training=self.training)
+        out = out + padded_attention(q, k, v, None, dropout_p=self.p)
         return out + attention(q, k, v, dropout_p=self.p)
 """
 
 
 def test_a_dropout_handed_to_a_kernel_by_a_function_of_another_module_must_be_gated(tmp_path: Path):
     """`attention(q, k, v, dropout_p=self.p)` reaches SDPA's dropout in ops.py, which cannot see
-    `self.training`; a function that runs the dropping kernel only in a branch chose when it drops."""
+    `self.training`; a function that runs the dropping kernel only in a branch on a training flag chose
+    when it drops, and one that branches on anything else (a padding mask, as transformers'
+    `_flash_attention_forward` does) drops in eval on every branch."""
     write_package(tmp_path, {"ops.py": ATTENTION_FUNCTIONS, "model.py": DROPOUT_THROUGH_A_FUNCTION})
     result = run_check(CheckOptions(paths=[str(tmp_path)], select=["SHP701"], use_cache=False, jobs=1))
-    assert [(name, line) for name, line, _ in findings(result)] == [("model.py", 14)]
-    assert result.diagnostics[0].column == 51  # at self.p
+    assert [(name, line) for name, line, _ in findings(result)] == [("model.py", 14), ("model.py", 15)]
+    assert [diagnostic.column for diagnostic in result.diagnostics] == [63, 51]  # at self.p
     assert "dropout_p reaches the attention kernel in eval too" in result.diagnostics[0].message
 
 
