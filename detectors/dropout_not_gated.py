@@ -7,6 +7,7 @@ from __future__ import annotations
 import libcst as cst
 
 from sharpedges.analysis.registries import registry_calls
+from sharpedges.analysis.training_flags import under_training_branch
 from sharpedges.analysis.training_mode import (
     attention_dropout_without_mode,
     dropout_module_built_in_forward,
@@ -19,7 +20,6 @@ from sharpedges.analysis.training_mode import (
     training_read_in_init,
     wrapper_dropout_without_mode,
 )
-from sharpedges.analysis.training_flags import under_training_branch
 from sharpedges.analysis.vocabulary import KERNEL_TOKENS, REGISTRY_TOKENS
 from sharpedges.analysis.walk import is_a
 from sharpedges.detector import Detector, Finding, Fix, Replacement
