@@ -466,6 +466,8 @@ class TensorFacts:
             return self._name_is_tensor(expr.value, at, depth)
         if is_a(expr, cst.Subscript):
             return self.is_tensor(expr.value, at, depth + 1)
+        if is_a(expr, cst.Attribute) and expr.attr.value == "grad":
+            return True  # `p.grad`: autograd's gradient of a tensor (an optimizer's step reads it)
         if is_a(expr, cst.BinaryOperation):
             # arithmetic with a tensor on either side gives a tensor
             return (
