@@ -525,7 +525,7 @@ def _loop_stacks(ctx: FileContext, cls: cst.ClassDef) -> list[LoopStack]:
         container = _first_attribute(loop.iter)
         if container is None:
             continue
-        modules = {node.value for node in ctx.index.descendants(loop.target, cst.Name)}
+        modules = _loop_names(ctx, loop)
         by_stream: dict[str, list[cst.CSTNode]] = {}
         for node in ctx.index.descendants(loop.body, (cst.BinaryOperation, cst.AugAssign), prune=(cst.FunctionDef,)):
             stream = _assigned_name(ctx, node)
@@ -542,9 +542,16 @@ def _loop_stacks(ctx: FileContext, cls: cst.ClassDef) -> list[LoopStack]:
     return found
 
 
+def _loop_names(ctx: FileContext, loop: cst.For) -> set[str]:
+    """The names a loop binds: `layer` in `for layer in self.layers`, `attn, ff` in `for attn, ff in ...`."""
+    return {node.value for node in (loop.target, *ctx.index.descendants(loop.target)) if is_a(node, cst.Name)}
+
+
 def _wrapper_branch(ctx: FileContext, node: cst.CSTNode, stream: str, modules: set[str]) -> bool:
-    """The sum adds a loop module called on the stream whose class normalises its input before its function
-    runs (`x = attn(x) + x` with the layers built as `PreNorm(dim, Attention(dim))`)."""
+    """The sum adds a loop module called on the stream that norms it before anything else: a class that
+    wraps its function in a norm (`x = attn(x) + x` with the layers built as `PreNorm(dim, Attention(dim))`),
+    one whose forward reads that argument only through a norm (flamingo's `latents = attn(media, latents)
+    + latents`), or an `nn.Sequential` that starts with a norm (`ff = FeedForward(dim)` returning one)."""
     operands: tuple[cst.BaseExpression, ...] = ()
     if is_a(node, cst.BinaryOperation):
         operands = (node.left, node.right)
@@ -553,20 +560,37 @@ def _wrapper_branch(ctx: FileContext, node: cst.CSTNode, stream: str, modules: s
     for operand in operands:
         while is_a(operand, cst.Subscript):  # `attn(x)[0]`
             operand = operand.value
-        if not (
-            is_a(operand, cst.Call)
-            and is_a(operand.func, cst.Name)
-            and operand.func.value in modules
-            and operand.args
-            and is_a(first := operand.args[0].value, cst.Name)
-            and first.value == stream
-        ):
+        if not (is_a(operand, cst.Call) and is_a(operand.func, cst.Name) and operand.func.value in modules):
             continue
-        classes = called_classes(ctx, operand)
-        wrappers = [local_classes(ctx).get(name) for name in classes]
-        if classes and all(w is not None and _normalises_input(ctx, w) for w in wrappers):
+        position = next(
+            (
+                index
+                for index, arg in enumerate(operand.args)
+                if arg.keyword is None and not arg.star and is_a(arg.value, cst.Name) and arg.value.value == stream
+            ),
+            None,
+        )
+        if position is not None and _norms_on_entry(ctx, held_modules(ctx, operand.func), position):
             return True
     return False
+
+
+def _norms_on_entry(ctx: FileContext, held: HeldModules, position: int) -> bool:
+    """Every module `held` may be norms its `position`-th argument before it reads it."""
+    if held.classes:
+        classes = local_classes(ctx)
+        wrappers = [classes.get(name) for name in held.classes]
+        return all(
+            w is not None
+            and ((position == 0 and _normalises_input(ctx, w)) or _norms_input_first(ctx, w, position))
+            for w in wrappers
+        )
+    first = held.elements[0].classes if held.positional and held.elements else frozenset()
+    return (
+        position == 0
+        and bool(first)
+        and all(NORM_TYPE.search(name) and not NOT_TOKEN_NORM.search(name) for name in first)
+    )
 
 
 def _loop_style(ctx: FileContext, loop: cst.For, stream: str, pre: list[cst.CSTNode]) -> str | None:
@@ -1152,9 +1176,71 @@ def unnormed_heads(ctx: FileContext, cls: cst.ClassDef) -> list[UnnormedHead]:
             # one hands out a normed stream in post-norm mode and a raw one in pre-norm mode, so no caller
             # can hold it. A module of this file that builds it may apply the norm. A module that builds a
             # norm of its own and never applies it meant to apply it.
-            if (kind == "switchable" and not delegated and not _built_in_file(ctx, cls)) or unused is not None:
+            if (
+                (kind == "switchable" and not delegated and not _built_in_file(ctx, cls))
+                or unused is not None
+                or (not delegated and _no_user_norms(ctx, cls))
+            ):
                 found.extend(UnnormedHead(r, attr, unused) for r in _stream_returns(ctx, method, end, names)[:1])
     return found
+
+
+def _no_user_norms(ctx: FileContext, cls: cst.ClassDef) -> bool:
+    """A module that hands out a pre-norm stack's raw stream leaves the final norm to whoever runs it. The
+    contract holds when some user norms what it returns. It is broken when the modules of this file that
+    build it all use the stream raw (into a loss, a head, or out of the model: voicebox's `Transformer`),
+    or when no module in sight builds it: neither this file nor another module of its folder names the
+    class (flamingo's `PerceiverResampler`, the package's own output)."""
+    users = [(user, attr) for user in local_classes(ctx).values() for attr in _instances_of(ctx, user, cls)]
+    if users:
+        return not any(_norms_output(ctx, user, attr) for user, attr in users)
+    if _built_in_file(ctx, cls):
+        return False  # built in a function, or passed along: who norms it is out of sight
+    scope: ProjectScope | None = getattr(ctx, "project", None)
+    if scope is None:
+        return False  # checked with no project around it: its users may be anywhere
+    name = cls.name.value.lower().encode()
+    return not any(path.name != "__init__.py" for path, _ in scope.neighbours(tokens=(name,)))
+
+
+def _instances_of(ctx: FileContext, user: cst.ClassDef, cls: cst.ClassDef) -> list[str]:
+    """The attributes of `user` that hold an instance of `cls`, built by its name (`self.transformer =
+    Transformer(...)`)."""
+    return [
+        attr
+        for attr, assignments in ctx.class_facts(user).assignments.items()
+        if user is not cls
+        and any(
+            is_a(a.value, cst.Call) and is_a(a.value.func, cst.Name) and a.value.func.value == cls.name.value
+            for a in assignments
+        )
+    ]
+
+
+def _norms_output(ctx: FileContext, user: cst.ClassDef, attr: str) -> bool:
+    """Some method of `user` norms what `self.attr(...)` returns, or is no forward pass that uses it raw. One
+    that hands it to its own output head counts too: the finding is the head's (`unnormed_heads` of `user`)."""
+    facts = ctx.class_facts(user)
+    forward = facts.methods.get("forward")
+    if forward is None:
+        return True  # run from a method we do not follow
+    for method in _forward_pass(ctx, user, forward):
+        outputs = _stack_outputs(ctx, method, attr)
+        if not outputs:
+            continue
+        end = max(ctx.index.last_order(node) for node, _ in outputs)
+        names = {name for _, name in outputs}
+        return any(
+            _final_norm(ctx, user, call, names)
+            or (
+                (head := self_attribute(call.func)) is not None
+                and _is_head(ctx, user, head)
+                and bool(call.args)
+                and _reads_stream(call.args[0].value, names)
+            )
+            for call in _calls_after(ctx, method, end)
+        )
+    return True  # not bound to a name we follow (`self.head(self.transformer(x))` is judged as a head)
 
 
 def _forward_pass(ctx: FileContext, cls: cst.ClassDef, forward: cst.FunctionDef) -> list[cst.FunctionDef]:
@@ -1326,14 +1412,15 @@ def _residual_around_prenorm(ctx: FileContext, wrapper: cst.ClassDef, block: cst
     return False
 
 
-def _norms_input_first(ctx: FileContext, cls: cst.ClassDef) -> bool:
-    """The class's forward reads its input only through a norm: every read of the first parameter that
-    the parameter itself reaches is the argument of a norm call (`x = self.norm(x)` first thing)."""
+def _norms_input_first(ctx: FileContext, cls: cst.ClassDef, position: int = 0) -> bool:
+    """The class's forward reads its input (its `position`-th argument) only through a norm: every read of
+    that parameter that the parameter itself reaches is the argument of a norm call (`x = self.norm(x)`
+    first thing)."""
     forward = ctx.class_facts(cls).methods.get("forward")
     facts = ctx.function_facts(forward) if forward is not None else None
-    if facts is None or len(facts.parameters) < 2:
+    if facts is None or len(facts.parameters) < position + 2:
         return False
-    stream = facts.parameters[1]
+    stream = facts.parameters[position + 1]
     reads = [
         use
         for use in facts.uses.get(stream, ())
@@ -1494,7 +1581,7 @@ def _residual_loop_parameter(
     if wrapped is not None:
         return wrapped
     for loop in ctx.index.descendants(forward.body, cst.For, prune=(cst.FunctionDef, cst.ClassDef)):
-        modules = {node.value for node in ctx.index.descendants(loop.target, cst.Name)}
+        modules = _loop_names(ctx, loop)
         adds = [
             assign
             for assign in ctx.index.descendants(loop.body, cst.Assign)

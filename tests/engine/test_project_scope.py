@@ -442,3 +442,65 @@ def test_a_neighbour_that_starts_casting_to_half_changes_the_warm_result(tmp_pat
     assert findings(run_check(options)) == []
     (tmp_path / "pkg" / "run.py").write_text(HALF_SCRIPT.format(dtype="torch.half"))
     assert findings(run_check(options)) == [("model.py", 10, "SHP105")]
+
+
+RESAMPLER = """
+import torch
+from torch import nn
+
+
+class PerceiverAttention(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.norm_media = nn.LayerNorm(dim)
+        self.norm_latents = nn.LayerNorm(dim)
+        self.to_out = nn.Linear(dim, dim)
+
+    def forward(self, x, latents):
+        x = self.norm_media(x)
+        latents = self.norm_latents(latents)
+        return self.to_out(torch.cat((x, latents), dim=-2)[:, -latents.shape[-2] :])
+
+
+class PerceiverResampler(nn.Module):
+    def __init__(self, dim, depth, num_latents=64):
+        super().__init__()
+        self.latents = nn.Parameter(torch.randn(num_latents, dim))
+        self.layers = nn.ModuleList([PerceiverAttention(dim) for _ in range(depth)])
+
+    def forward(self, x):
+        latents = self.latents.expand(x.shape[0], -1, -1)
+        for attn in self.layers:
+            latents = attn(x, latents) + latents
+        return latents
+"""
+
+RESAMPLER_USER = """
+from torch import nn
+
+from .resampler import PerceiverResampler
+
+
+class Model(nn.Module):
+    def __init__(self, dim, depth):
+        super().__init__()
+        self.resampler = PerceiverResampler(dim, depth)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, media):
+        return self.norm(self.resampler(media))
+"""
+
+
+def test_a_prenorm_stack_that_nobody_in_sight_norms_is_reported_where_it_returns_its_stream(tmp_path: Path):
+    """flamingo-pytorch 0.0.5's `PerceiverResampler`: the blocks norm the stream they read (the second
+    argument of the attention), and the module returns the raw stream. No module of this file or its
+    folder builds it, so nobody applies the final norm its pre-norm stack needs. Once a module of the
+    folder names it, the contract may be kept there, and the stack is left alone."""
+    write_package(tmp_path, {"resampler.py": RESAMPLER})
+    options = CheckOptions(paths=[str(tmp_path / "pkg" / "resampler.py")], select=["SHP302"], use_cache=False)
+    result = run_check(options)
+    assert findings(result) == [("resampler.py", 29, "SHP302")]
+    assert "the pre-norm stack `self.layers` is returned with no final norm" in result.diagnostics[0].message
+    (tmp_path / "pkg" / "model.py").write_text(RESAMPLER_USER)
+    assert findings(run_check(options)) == []
