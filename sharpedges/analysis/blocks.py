@@ -29,6 +29,7 @@ from sharpedges.analysis.dataflow import Definition, FunctionFacts, unpacked_pos
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import ProjectScope, imported_names
 from sharpedges.analysis.summaries import (
+    HeldModules,
     bind_arguments,
     called_classes,
     called_function,
@@ -576,7 +577,7 @@ def _wrapper_branch(ctx: FileContext, node: cst.CSTNode, stream: str, modules: s
 
 
 def _norms_on_entry(ctx: FileContext, held: HeldModules, position: int) -> bool:
-    """Every module `held` may be norms its `position`-th argument before it reads it."""
+    """Every module that `held` may be norms its `position`-th argument before it reads it."""
     if held.classes:
         classes = local_classes(ctx)
         wrappers = [classes.get(name) for name in held.classes]
