@@ -582,8 +582,7 @@ def _norms_on_entry(ctx: FileContext, held: HeldModules, position: int) -> bool:
         classes = local_classes(ctx)
         wrappers = [classes.get(name) for name in held.classes]
         return all(
-            w is not None
-            and ((position == 0 and _normalises_input(ctx, w)) or _norms_input_first(ctx, w, position))
+            w is not None and ((position == 0 and _normalises_input(ctx, w)) or _norms_input_first(ctx, w, position))
             for w in wrappers
         )
     first = held.elements[0].classes if held.positional and held.elements else frozenset()
