@@ -30,6 +30,7 @@ from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import ProjectScope, imported_names
 from sharpedges.analysis.summaries import (
     HeldModules,
+    attribute_modules,
     bind_arguments,
     called_classes,
     called_function,
@@ -1262,13 +1263,22 @@ def _calls_after(ctx: FileContext, forward: cst.FunctionDef, end: int) -> list[c
     ]
 
 
-def _returns_raw_loop_stream(ctx: FileContext, cls: cst.ClassDef) -> bool:
-    """`cls.forward` is a pre-norm block loop and returns the stream it leaves with no norm after it."""
-    forward = ctx.class_facts(cls).methods.get("forward")
-    for loop in loop_stacks(ctx, cls):
-        if loop.style not in (PRE, SWITCHABLE) or forward is None:
-            continue
-        end, names = ctx.index.last_order(loop.loop), {loop.stream}
+def _returns_raw_stack_stream(ctx: FileContext, cls: cst.ClassDef) -> bool:
+    """`cls.forward` runs a pre-norm stack (a block loop of its own, or a stack of pre-norm blocks it
+    builds: `self.layers = nn.ModuleList([Residual(PreNorm(dim, ...)) ...])`) and returns the stream it
+    leaves with no norm after it."""
+    facts = ctx.class_facts(cls)
+    forward = facts.methods.get("forward")
+    if forward is None:
+        return False
+    outputs: list[tuple[cst.CSTNode, str]] = [
+        (loop.loop, loop.stream) for loop in loop_stacks(ctx, cls) if loop.style in (PRE, SWITCHABLE)
+    ]
+    for attr in facts.assignments:
+        if _pre_norm_stack(ctx, cls, attr):
+            outputs += _stack_outputs(ctx, forward, attr)
+    for node, stream in outputs:
+        end, names = ctx.index.last_order(node), {stream}
         if not any(_final_norm(ctx, cls, c, names) for c in _calls_after(ctx, forward, end)) and _stream_returns(
             ctx, forward, end, names
         ):
@@ -1387,14 +1397,36 @@ def _pre_norm_stack(ctx: FileContext, cls: cst.ClassDef, attr: str) -> Literal["
                 and argument(stack.node, "norm", 2) is None
             ):
                 return "pre"
-        elif is_a(block.func, cst.Name) and (block_cls := local_classes(ctx).get(block.func.value)) is not None:
-            if block_styles(ctx, block_cls) == {PRE}:
-                return "pre"
-            if _switchable(ctx, block_cls):
-                return "switchable"
-            if _residual_around_prenorm(ctx, block_cls, block):
-                return "pre"
+            continue
+        styles = {_block_style(ctx, part) for part in _block_parts(ctx, block)}
+        if len(styles) == 1 and (style := styles.pop()) is not None:
+            return style
     return None
+
+
+def _block_parts(ctx: FileContext, block: cst.Call) -> list[cst.BaseExpression]:
+    """The blocks one layer of a stack is built from: the block itself, or each module of a layer built as
+    a list of them (`nn.ModuleList([Residual(PreNorm(dim, attn)), Residual(PreNorm(dim, ff))])`)."""
+    if ctx.callee(block) in ("torch.nn.ModuleList", "torch.nn.Sequential") and len(block.args) == 1:
+        listed = block.args[0].value
+        if is_a(listed, (cst.List, cst.Tuple)) and listed.elements:
+            return [element.value for element in listed.elements]
+    return [block]
+
+
+def _block_style(ctx: FileContext, block: cst.BaseExpression) -> Literal["pre", "switchable"] | None:
+    """`"pre"` for a block of a class of this file whose residuals are pre-norm, or a residual wrapper around
+    one that norms its input; `"switchable"` for one whose residuals are pre- or post-norm by a flag."""
+    if not is_a(block, cst.Call) or not is_a(block.func, cst.Name):
+        return None
+    block_cls = local_classes(ctx).get(block.func.value)
+    if block_cls is None:
+        return None
+    if block_styles(ctx, block_cls) == {PRE}:
+        return "pre"
+    if _switchable(ctx, block_cls):
+        return "switchable"
+    return "pre" if _residual_around_prenorm(ctx, block_cls, block) else None
 
 
 def _residual_around_prenorm(ctx: FileContext, wrapper: cst.ClassDef, block: cst.Call) -> bool:
@@ -1552,7 +1584,8 @@ def _residual_sequences(ctx: FileContext) -> dict[str, dict[str, Any]]:
     """Top-level module classes whose forward adds every module of a constructor argument to the stream
     (`self.layers = layers`, then `for f, g in self.layers: x = x + f(x); x = x + g(x)`): class name ->
     the constructor's positional parameter names and that parameter; and those whose forward is a pre-norm
-    block loop over layers of their own and returns the raw stream (`returns_prenorm_stream`)."""
+    block loop or a stack of pre-norm blocks of their own and returns the raw stream
+    (`returns_prenorm_stream`)."""
     found: dict[str, dict[str, Any]] = {}
     if not ctx.mentions(b"for "):
         return found
@@ -1564,7 +1597,7 @@ def _residual_sequences(ctx: FileContext) -> dict[str, dict[str, Any]]:
         parameter = _residual_loop_parameter(ctx, cls, init, forward) if init and forward else None
         if parameter is not None and init is not None:
             found[cls.name.value] = {"positional": positional_parameters(init)[1:], "parameter": parameter}
-        elif _returns_raw_loop_stream(ctx, cls):
+        elif _returns_raw_stack_stream(ctx, cls):
             found[cls.name.value] = {"returns_prenorm_stream": True}
     return found
 
@@ -1693,6 +1726,15 @@ def hands_out_prenorm_stream(ctx: FileContext, cls: cst.ClassDef, attr: str, hop
     facts = ctx.class_facts(cls)
     for assignment in facts.assignments.get(attr, ()):
         call, method = assignment.value, facts.methods.get(assignment.method)
+        if not is_a(call, cst.Call) and method is not None and assignment.method == "__init__":
+            # `self.layer_blocks = layer_blocks`: what the constructions of `cls` in this file pass
+            # (x-transformers 0.0.1: `TransformerWrapper(..., layer_blocks=Encoder(dim, depth))`)
+            classes = local_classes(ctx)
+            if any(
+                (local := classes.get(name)) is not None and local is not cls and _returns_raw_stack_stream(ctx, local)
+                for name in attribute_modules(ctx, cls, attr).classes
+            ):
+                return True
         if not is_a(call, cst.Call) or method is None:
             continue
         for name in _constructor_names(ctx, call.func, ctx.index.last_order(assignment.node)):

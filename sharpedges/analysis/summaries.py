@@ -301,6 +301,11 @@ def _held_by_name(ctx: FileContext, name: cst.Name, at: int, depth: int) -> Held
     return HeldModules(found.classes, found.elements + tuple(added)) if added else found
 
 
+def attribute_modules(ctx: FileContext, cls: cst.ClassDef, attr: str) -> HeldModules:
+    """What `self.attr` of `cls` may hold (see `held_modules`)."""
+    return _held_by_attribute(ctx, cls, attr)
+
+
 def _held_by_attribute(ctx: FileContext, cls: cst.ClassDef, attr: str) -> HeldModules:
     """`self.attr`: every assignment of it in the class (an `__init__` parameter followed to what the
     class's constructions in this file pass), plus what its methods add to it (`self.layers.append(...)`);
