@@ -17,13 +17,16 @@ two places (a mask built in one method and consumed in another) lists the second
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.request
 import zipfile
 from collections import defaultdict
 from pathlib import Path
@@ -129,13 +132,46 @@ def release_dir(package: str, version: str) -> Path:
     with tempfile.TemporaryDirectory() as download:
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", download, f"{package}=={version}"]
         if subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
-            # an sdist whose setup.py imports torch to say what it needs (xformers 0.0.3): read its
-            # metadata with the packages of this interpreter instead of an isolated build environment
-            subprocess.run([*command, "--no-build-isolation"], check=True, stdout=subprocess.DEVNULL)
+            # pip cannot take it: an sdist whose setup.py needs torch or CUDA to say what it needs
+            # (xformers 0.0.3, equiformer-pytorch), or a wheel for no Python of this machine (torchvision
+            # 0.14.1). Only its .py files are read, so the archive itself is fetched from the index.
+            download_from_index(package, version, Path(download))
         archive = next(Path(download).iterdir())
         shutil.rmtree(target, ignore_errors=True)
         unpack_python_files(archive, target)
     (target / ".complete").write_text(archive.name + "\n")
+    return target
+
+
+INDEX = "https://pypi.org/simple"
+
+
+def download_from_index(package: str, version: str, folder: Path) -> Path:
+    """One archive of `package==version` from the index's JSON API (PEP 691), its sha256 checked: a pure
+    wheel, else any wheel, else the sdist."""
+    name = re.sub(r"[-_.]+", "-", package).lower()
+    request = urllib.request.Request(f"{INDEX}/{name}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        files = json.load(response)["files"]
+
+    def normal(text: str) -> str:
+        return re.sub(r"[-_.]+", "_", text.lower())
+
+    prefix = normal(f"{name}-{version}") + "_"  # `name-1.0-py3-none-any.whl`, `name-1.0.tar.gz`, not `name-1.01`
+    mine = [f for f in files if normal(f["filename"]).startswith(prefix)]
+    ranked = sorted(
+        mine, key=lambda f: (not f["filename"].endswith("-none-any.whl"), not f["filename"].endswith(".whl"))
+    )
+    if not ranked:
+        raise FileNotFoundError(f"{package}=={version}: no file on {INDEX}")
+    chosen = ranked[0]
+    with urllib.request.urlopen(chosen["url"], timeout=300) as response:
+        data = response.read()
+    expected = chosen.get("hashes", {}).get("sha256")
+    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+        raise ValueError(f"{chosen['filename']}: sha256 does not match the index")
+    target = folder / chosen["filename"]
+    target.write_bytes(data)
     return target
 
 

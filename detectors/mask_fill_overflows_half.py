@@ -47,6 +47,8 @@ class MaskFillOverflowsHalf(Detector):
                         continue
                     literal, scores = fill
                     value = returned_number(ctx, literal)
+                    if value is not None and _subtracted(ctx, node, literal):
+                        value = -value  # Ex) GPT-2: `w * b - 1e10 * (1 - b)` blocks with -1e10
                     inner = source.path[position + 1 :]
                     # Ex) scores.float().masked_fill(mask, -1e9): the fill lands in float32
                     # Ex) XLNet: `if mask.dtype == torch.float16: - 65500 * mask else: - 1e30 * mask`
@@ -142,6 +144,17 @@ def _additive_fill(ctx, node, inner_path) -> tuple[cst.BaseExpression, cst.BaseE
     if big:
         return big[0][0], scores
     return _filled_in_place(ctx, other, scores)
+
+
+def _subtracted(ctx, node, literal) -> bool:
+    """The fill sits in the subtracted side of an additive mask (`scores - 1e10 * (1 - keep)`)."""
+    if is_a(node, cst.AugAssign):
+        side = node.value if is_a(node.operator, cst.SubtractAssign) else None
+    elif is_a(node, cst.BinaryOperation) and is_a(node.operator, cst.Subtract):
+        side = node.right
+    else:
+        side = None
+    return side is not None and (side is literal or any(n is literal for n in ctx.index.descendants(side)))
 
 
 def _filled_in_place(ctx, mask: cst.BaseExpression, scores: cst.BaseExpression):

@@ -669,6 +669,11 @@ class LogitTracer:
                 return expr
             if method in PASS_THROUGH_METHODS | SCALING_METHODS and (inner := receiver(expr)) is not None:
                 return self.transpose_of(inner, at, depth + 1)
+            # Ex) GPT-2: `key = self.split_heads(key, k=True)`, a helper that returns `x.permute(0, 2, 3, 1)`
+            for inner_tracer, value, after in self._helper_returns(expr, at):
+                found = inner_tracer.transpose_of(value, after, depth + 1)
+                if found is not None:
+                    return found
         if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, (cst.Multiply, cst.Divide)):
             return self.transpose_of(expr.left, at, depth + 1) or self.transpose_of(expr.right, at, depth + 1)
         if is_a(expr, cst.IfExp):  # Ex) k.transpose(-2, -1) if channels_last else k.mT
@@ -678,13 +683,36 @@ class LogitTracer:
         if is_a(expr, cst.Name) and self.facts is None:
             value, order = module_value(self.ctx, expr.value, at)
             return self.transpose_of(value, order, depth + 1) if value is not None else None
+        if is_a(expr, cst.Name) and expr.value in self.bindings:
+            caller, value, bound_at = self.bindings[expr.value]
+            return caller.transpose_of(value, bound_at, depth + 1)
         if is_a(expr, cst.Name) and self.facts is not None:
-            for d in self.facts.reaching(expr.value, at):
+            definitions = self.facts.reaching(expr.value, at)
+            for d in definitions:
                 if d.value is not None and d.kind == "assign":
                     found = self.transpose_of(d.value, d.order, depth + 1)
                     if found is not None:
                         return found
+            if definitions and all(d.kind == "param" for d in definitions):
+                return self._parameter_transpose(expr.value, depth)
         return None
+
+    def _parameter_transpose(self, name: str, depth: int) -> cst.CSTNode | None:
+        """For a method's parameter, the transpose every `self.method(...)` call of the class passes
+        (GPT-2's `self._attn(query, key, value)` with `key` transposed by the caller)."""
+        function, cls = self.function, self.cls
+        if function is None or cls is None or self.ctx.class_facts(cls).methods.get(function.name.value) is not function:
+            return None
+        found = None
+        for call, positional in call_sites(self.ctx, function):
+            passed = bind_arguments(call, positional).get(name)
+            caller_function = self.ctx.function_of(call)
+            if passed is None or caller_function is function:
+                return None
+            found = LogitTracer(self.ctx, caller_function).transpose_of(passed, self.ctx.order(call), depth + 1)
+            if found is None:
+                return None
+        return found
 
     # -- scaling of q and k -----------------------------------------------------------------
     def operand_scales(self, expr: cst.BaseExpression, at: int, depth: int) -> list[Scale]:
