@@ -12,7 +12,7 @@ from sharpedges.analysis.attention import attention_softmaxes
 from sharpedges.analysis.calls import argument, method_name
 from sharpedges.analysis.masks import HANDING_TOKENS, mask_uses
 from sharpedges.analysis.names import dotted
-from sharpedges.analysis.tensors import chosen_by_dtype, returned_number
+from sharpedges.analysis.tensors import chosen_by_dtype, in_runtime_dtype, returned_number
 from sharpedges.analysis.values import constant_number, multiplied_constants, possible_values
 from sharpedges.analysis.vocabulary import (
     CAST_METHODS,
@@ -71,6 +71,7 @@ class MaskFillOverflowsHalf(Detector):
                     related = ((bound[0], "value"),) if bound and len(bound) == 1 and bound[0] is not literal else ()
                     yield Finding(literal, facts=facts, fix=fix, related=related)
         yield from _kernel_mask_fills(ctx, reported)
+        yield from _returned_masks_in_runtime_dtype(ctx, reported)
 
 
 # consumers whose mask meets the scores on an eager softmax path of this file, which `check` follows itself
@@ -144,6 +145,29 @@ def _additive_fill(ctx, node, inner_path) -> tuple[cst.BaseExpression, cst.BaseE
     if big:
         return big[0][0], scores
     return _filled_in_place(ctx, other, scores)
+
+
+def _returned_masks_in_runtime_dtype(ctx, reported: set) -> Iterator[Finding]:
+    """A helper that returns an additive mask it cast to the model's dtype first, with a blocking value
+    beyond fp16: transformers 2.9.1's `invert_attention_mask` casts to `self.dtype` ("fp16
+    compatibility") and returns `(1.0 - mask) * -1e9`, which is -inf in half wherever a model adds it."""
+    for statement in ctx.index.nodes(cst.Return):
+        value = statement.value
+        if is_a(value, cst.Name):
+            bound = possible_values(ctx, value)
+            value = bound[0] if bound and len(bound) == 1 else None
+        if not is_a(value, cst.BinaryOperation) or ctx.function_of(statement) is None:
+            continue
+        big = [
+            (literal, number)
+            for literal, number in multiplied_constants(ctx, value)
+            if abs(number) > FP16_MAX and math.isfinite(number) and literal not in reported
+        ]
+        if not big or chosen_by_dtype(ctx, value) or not in_runtime_dtype(ctx, value):
+            continue
+        literal, number = big[0]
+        reported.add(literal)
+        yield Finding(literal, variant="returned", facts={"value": number})
 
 
 def _subtracted(ctx, node, literal) -> bool:

@@ -670,8 +670,8 @@ class LogitTracer:
             if method in PASS_THROUGH_METHODS | SCALING_METHODS and (inner := receiver(expr)) is not None:
                 return self.transpose_of(inner, at, depth + 1)
             # Ex) GPT-2: `key = self.split_heads(key, k=True)`, a helper that returns `x.permute(0, 2, 3, 1)`
-            for inner_tracer, value, after in self._helper_returns(expr, at):
-                found = inner_tracer.transpose_of(value, after, depth + 1)
+            for inner_tracer, returned, after in self._helper_returns(expr, at):
+                found = inner_tracer.transpose_of(returned, after, depth + 1)
                 if found is not None:
                     return found
         if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, (cst.Multiply, cst.Divide)):
@@ -684,8 +684,8 @@ class LogitTracer:
             value, order = module_value(self.ctx, expr.value, at)
             return self.transpose_of(value, order, depth + 1) if value is not None else None
         if is_a(expr, cst.Name) and expr.value in self.bindings:
-            caller, value, bound_at = self.bindings[expr.value]
-            return caller.transpose_of(value, bound_at, depth + 1)
+            caller, passed, bound_at = self.bindings[expr.value]
+            return caller.transpose_of(passed, bound_at, depth + 1)
         if is_a(expr, cst.Name) and self.facts is not None:
             definitions = self.facts.reaching(expr.value, at)
             for d in definitions:
@@ -701,7 +701,11 @@ class LogitTracer:
         """For a method's parameter, the transpose every `self.method(...)` call of the class passes
         (GPT-2's `self._attn(query, key, value)` with `key` transposed by the caller)."""
         function, cls = self.function, self.cls
-        if function is None or cls is None or self.ctx.class_facts(cls).methods.get(function.name.value) is not function:
+        if (
+            function is None
+            or cls is None
+            or self.ctx.class_facts(cls).methods.get(function.name.value) is not function
+        ):
             return None
         found = None
         for call, positional in call_sites(self.ctx, function):

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import libcst as cst
 
-from sharpedges.analysis.calls import argument, has_star_args, is_true, literal_int, method_name
+from sharpedges.analysis.calls import argument, has_star_args, is_true, literal_int, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.dataflow import Definition, FunctionFacts, unpacked_position
@@ -39,7 +39,7 @@ from sharpedges.analysis.summaries import (
     return_values,
 )
 from sharpedges.analysis.values import possible_values
-from sharpedges.analysis.vocabulary import OBJECT_COPY_FUNCTIONS
+from sharpedges.analysis.vocabulary import LOSS_FUNCTIONS, OBJECT_COPY_FUNCTIONS, SHAPE_ONLY_METHODS
 from sharpedges.analysis.walk import is_a
 
 PRE, POST, DEEPNORM = "pre", "post", "deepnorm"
@@ -1180,21 +1180,23 @@ def unnormed_heads(ctx: FileContext, cls: cst.ClassDef) -> list[UnnormedHead]:
             if (
                 (kind == "switchable" and not delegated and not _built_in_file(ctx, cls))
                 or unused is not None
-                or (not delegated and _no_user_norms(ctx, cls))
+                or (not delegated and any(loop.container == attr for loop in loops) and _no_user_norms(ctx, cls))
             ):
                 found.extend(UnnormedHead(r, attr, unused) for r in _stream_returns(ctx, method, end, names)[:1])
     return found
 
 
-def _no_user_norms(ctx: FileContext, cls: cst.ClassDef) -> bool:
+def _no_user_norms(ctx: FileContext, cls: cst.ClassDef, hops: int = 0) -> bool:
     """A module that hands out a pre-norm stack's raw stream leaves the final norm to whoever runs it. The
     contract holds when some user norms what it returns. It is broken when the modules of this file that
     build it all use the stream raw (into a loss, a head, or out of the model: voicebox's `Transformer`),
     or when no module in sight builds it: neither this file nor another module of its folder names the
     class (flamingo's `PerceiverResampler`, the package's own output)."""
+    if hops > MAX_HOPS:
+        return False
     users = [(user, attr) for user in local_classes(ctx).values() for attr in _instances_of(ctx, user, cls)]
     if users:
-        return not any(_norms_output(ctx, user, attr) for user, attr in users)
+        return not any(_norms_output(ctx, user, attr, hops) for user, attr in users)
     if _built_in_file(ctx, cls):
         return False  # built in a function, or passed along: who norms it is out of sight
     scope: ProjectScope | None = getattr(ctx, "project", None)
@@ -1202,6 +1204,73 @@ def _no_user_norms(ctx: FileContext, cls: cst.ClassDef) -> bool:
         return False  # checked with no project around it: its users may be anywhere
     name = cls.name.value.lower().encode()
     return not any(path.name != "__init__.py" for path, _ in scope.neighbours(tokens=(name,)))
+
+
+def _hands_out(ctx: FileContext, method: cst.FunctionDef, end: int, names: set[str]) -> bool:
+    """A return after `end` hands out the stream itself: the name, picked from (`x[:, 0]`, `out[0]`,
+    through locals), first of a tuple, or an argument of the output record it builds (HF's
+    `BaseModelOutput(last_hidden_state=x)`); not a loss or anything else computed from it."""
+    for r in ctx.index.descendants(method.body, cst.Return, prune=(cst.FunctionDef, cst.ClassDef)):
+        if ctx.order(r) <= end or r.value is None:
+            continue
+        value = r.value
+        candidates = [value.elements[0].value] if is_a(value, cst.Tuple) and value.elements else [value]
+        if is_a(value, cst.Call) and not is_a(value.func, cst.Attribute) and ctx.callee(value) is None:
+            candidates = [arg.value for arg in value.args]  # an output record of the project
+        if any(_picked_stream(ctx, candidate, names, 0) for candidate in candidates):
+            return True
+    return False
+
+
+def _picked_stream(ctx: FileContext, expr: cst.BaseExpression, names: set[str], hops: int) -> bool:
+    if hops > MAX_HOPS:
+        return False
+    if is_a(expr, cst.Subscript):
+        return _picked_stream(ctx, expr.value, names, hops + 1)
+    if is_a(expr, cst.Call) and method_name(expr) in SHAPE_ONLY_METHODS and (inner := receiver(expr)) is not None:
+        return _picked_stream(ctx, inner, names, hops + 1)
+    if not is_a(expr, cst.Name):
+        return False
+    if expr.value in names:
+        return True
+    function = ctx.function_of(expr)
+    definitions = ctx.function_facts(function).reaching(expr.value, ctx.order(expr)) if function else []
+    return any(
+        d.kind == "assign" and d.value is not None and _picked_stream(ctx, d.value, names, hops + 1)
+        for d in definitions
+    )
+
+
+def _returns_normed(ctx: FileContext, cls: cst.ClassDef) -> bool:
+    """Every return of `cls.forward` hands out a norm's output (first of a tuple), through reshapes and
+    the locals it is bound to: a stage that ends on its own final norm."""
+    forward = ctx.class_facts(cls).methods.get("forward")
+    returns = [
+        r.value
+        for r in (
+            ctx.index.descendants(forward.body, cst.Return, prune=(cst.FunctionDef, cst.ClassDef)) if forward else ()
+        )
+        if r.value is not None
+    ]
+    return bool(returns) and all(_normed(ctx, value, 0) for value in returns)
+
+
+def _normed(ctx: FileContext, expr: cst.BaseExpression, hops: int) -> bool:
+    if hops > MAX_HOPS:
+        return False
+    if is_a(expr, cst.Tuple) and expr.elements:
+        return _normed(ctx, expr.elements[0].value, hops + 1)
+    if is_a(expr, cst.Call):
+        if is_norm_call(ctx, expr):
+            return True
+        inner = receiver(expr) if method_name(expr) in SHAPE_ONLY_METHODS else None
+        return inner is not None and _normed(ctx, inner, hops + 1)
+    if not is_a(expr, cst.Name) or (function := ctx.function_of(expr)) is None:
+        return False
+    definitions = ctx.function_facts(function).reaching(expr.value, ctx.order(expr))
+    return bool(definitions) and all(
+        d.kind == "assign" and d.value is not None and _normed(ctx, d.value, hops + 1) for d in definitions
+    )
 
 
 def _instances_of(ctx: FileContext, user: cst.ClassDef, cls: cst.ClassDef) -> list[str]:
@@ -1218,9 +1287,11 @@ def _instances_of(ctx: FileContext, user: cst.ClassDef, cls: cst.ClassDef) -> li
     ]
 
 
-def _norms_output(ctx: FileContext, user: cst.ClassDef, attr: str) -> bool:
+def _norms_output(ctx: FileContext, user: cst.ClassDef, attr: str, hops: int = 0) -> bool:
     """Some method of `user` norms what `self.attr(...)` returns, or is no forward pass that uses it raw. One
-    that hands it to its own output head counts too: the finding is the head's (`unnormed_heads` of `user`)."""
+    that hands it to its own output head counts too: the finding is the head's (`unnormed_heads` of `user`).
+    One that returns the stream as it is hands the contract on to its own users (HF: `CvtModel` returns
+    what `CvtEncoder` left, `CvtForImageClassification` norms it)."""
     facts = ctx.class_facts(user)
     forward = facts.methods.get("forward")
     if forward is None:
@@ -1231,7 +1302,7 @@ def _norms_output(ctx: FileContext, user: cst.ClassDef, attr: str) -> bool:
             continue
         end = max(ctx.index.last_order(node) for node, _ in outputs)
         names = {name for _, name in outputs}
-        return any(
+        if any(
             _final_norm(ctx, user, call, names)
             or (
                 (head := self_attribute(call.func)) is not None
@@ -1240,7 +1311,14 @@ def _norms_output(ctx: FileContext, user: cst.ClassDef, attr: str) -> bool:
                 and _reads_stream(call.args[0].value, names)
             )
             for call in _calls_after(ctx, method, end)
-        )
+        ):
+            return True
+        later = _calls_after(ctx, method, end)
+        if any(ctx.callee(c) in LOSS_FUNCTIONS and c.args and _reads_stream(c.args[0].value, names) for c in later):
+            return False  # the raw stream is the prediction a loss reads (voicebox: `F.l1_loss(x, target)`)
+        if _hands_out(ctx, method, end, names):
+            return not _no_user_norms(ctx, user, hops + 1)
+        return True  # the stream goes on into other layers (a U-Net's upsampling blocks): not an output
     return True  # not bound to a name we follow (`self.head(self.transformer(x))` is judged as a head)
 
 
@@ -1420,8 +1498,8 @@ def _block_style(ctx: FileContext, block: cst.BaseExpression) -> Literal["pre", 
     if not is_a(block, cst.Call) or not is_a(block.func, cst.Name):
         return None
     block_cls = local_classes(ctx).get(block.func.value)
-    if block_cls is None:
-        return None
+    if block_cls is None or _returns_normed(ctx, block_cls):
+        return None  # Ex) Segformer's stage: its own pre-norm blocks, then its own final norm
     if block_styles(ctx, block_cls) == {PRE}:
         return "pre"
     if _switchable(ctx, block_cls):
@@ -1495,12 +1573,20 @@ def _stack_outputs(ctx: FileContext, forward: cst.FunctionDef, attr: str) -> lis
     for loop in ctx.index.descendants(forward.body, cst.For, prune=(cst.FunctionDef, cst.ClassDef)):
         if not any(self_attribute(a) == attr for a in [loop.iter, *ctx.index.descendants(loop.iter, cst.Attribute)]):
             continue
+        modules = _loop_names(ctx, loop)
         for assign in ctx.index.descendants(loop.body, cst.Assign):
             if is_a(assign.value, cst.Call) and is_a(assign.targets[0].target, (cst.Name, cst.Tuple)):
                 target = assign.targets[0].target
                 first = target.elements[0].value if is_a(target, cst.Tuple) else target
                 if is_a(first, cst.Name):
                     outputs.append((loop, first.value))
+                # Ex) HF: `outputs = block(hidden_states, ...); hidden_states = outputs[0]`: the stream is
+                # what the block reads, not only the tuple it returns
+                call = assign.value
+                if is_a(call.func, cst.Name) and call.func.value in modules and call.args:
+                    stream = call.args[0].value
+                    if call.args[0].keyword is None and is_a(stream, cst.Name):
+                        outputs.append((loop, stream.value))
     for assign in ctx.index.descendants(forward.body, cst.Assign, prune=(cst.FunctionDef, cst.ClassDef)):
         value = assign.value
         bound: cst.BaseExpression = assign.targets[0].target

@@ -35,6 +35,7 @@ from sharpedges.analysis.vocabulary import (
     COPY_METHODS,
     PLACEMENT_METHODS,
     REORDER_METHODS,
+    casts_to_runtime_dtype,
     is_library_namespace,
 )
 from sharpedges.analysis.walk import is_a
@@ -645,6 +646,23 @@ def _parameter_rank(ctx: FileContext, function: cst.FunctionDef, name: str, dept
         argument_value = bind_arguments(call, names).get(name)
         ranks.add(known_rank(ctx, argument_value, None, depth + 1) if argument_value is not None else None)
     return ranks.pop() if len(ranks) == 1 else None
+
+
+def in_runtime_dtype(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0) -> bool:
+    """Some tensor `expr` is computed from was cast to a dtype read at run time (`.to(dtype=self.dtype)`):
+    in the expression itself, or where a local it reads is defined, a few assignments back."""
+    if depth > MAX_DEPTH:
+        return False
+    for node in (expr, *ctx.index.descendants(expr, (cst.Call, cst.Name))):
+        if casts_to_runtime_dtype(ctx, node):
+            return True
+        function = ctx.function_of(node) if is_a(node, cst.Name) else None
+        if function is not None and any(
+            d.kind == "assign" and d.value is not None and in_runtime_dtype(ctx, d.value, depth + 1)
+            for d in ctx.function_facts(function).reaching(node.value, ctx.order(node))
+        ):
+            return True
+    return False
 
 
 def chosen_by_dtype(ctx: FileContext, node: cst.CSTNode) -> bool:

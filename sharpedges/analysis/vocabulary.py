@@ -366,6 +366,45 @@ def cast_precision(ctx, node: cst.CSTNode) -> str | None:
     return None
 
 
+# Losses of torch.nn.functional: what reaches one is the model's final output.
+LOSS_FUNCTIONS = frozenset(
+    f"torch.nn.functional.{name}"
+    for name in (
+        "l1_loss",
+        "mse_loss",
+        "smooth_l1_loss",
+        "huber_loss",
+        "cross_entropy",
+        "nll_loss",
+        "binary_cross_entropy",
+        "binary_cross_entropy_with_logits",
+        "kl_div",
+        "cosine_embedding_loss",
+        "ctc_loss",
+        "gaussian_nll_loss",
+        "poisson_nll_loss",
+    )
+)
+
+
+def casts_to_runtime_dtype(ctx, node: cst.CSTNode) -> bool:
+    """A cast to a dtype the code reads at run time from a tensor or a module: `.to(dtype=self.dtype)`,
+    `.to(scores.dtype)`, `.type_as(scores)`; float16 whenever the model runs in half."""
+    if not is_a(node, cst.Call):
+        return False
+    method = method_name(node)
+    if method == "type_as":
+        return bool(node.args)
+    if method not in ("to", "type"):
+        return False
+    return any(
+        (arg.keyword is None or arg.keyword.value in ("dtype", "dst_type"))
+        and is_a(arg.value, cst.Attribute)
+        and arg.value.attr.value == "dtype"
+        for arg in node.args
+    )
+
+
 # -- einops patterns: how a pair axis of size 2 meets the last axis ------------------------------------
 EINOPS_FUNCTIONS = frozenset({"einops.rearrange", "einops.repeat"})
 _EINOPS_TOKEN = re.compile(r"\([^)]*\)|\.\.\.|\S+")
