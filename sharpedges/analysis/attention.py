@@ -1470,7 +1470,43 @@ def head_splits(ctx: FileContext, scope: cst.CSTNode) -> list[HeadSplit]:
     own = _own_head_splits(ctx, scope)
     if not is_a(scope, cst.ClassDef):
         return own
-    return own + _constructor_splits(ctx, scope) + _projection_splits(ctx, scope) + _widening_splits(ctx, scope)
+    found = own + _constructor_splits(ctx, scope) + _projection_splits(ctx, scope) + _widening_splits(ctx, scope)
+    return found + _input_width_splits(ctx, scope, found)
+
+
+def _input_width_splits(ctx: FileContext, cls: cst.ClassDef, splits: list[HeadSplit]) -> list[HeadSplit]:
+    """The width a split divides, read off the input of a projection built with it: `self.to_qkv =
+    nn.Linear(dim, ...)` with `dim // heads` the head size, then `b, t, d, h = *x.shape, self.heads;
+    self.to_qkv(x)` in forward: `d` is `dim`, the model width.
+
+    Ex) axial-attention 0.1.8: `dots = einsum('bie,bje->bij', q, k) * (d ** -0.5)` on per-head q and k
+    """
+    widths = {split.width: split for split in splits if split.width is not None}
+    if not widths:
+        return []
+    facts = ctx.class_facts(cls)
+    found = []
+    for attr, assignments in facts.assignments.items():
+        constructor = assignments[0].value if len(assignments) == 1 else None
+        if not is_a(constructor, cst.Call) or ctx.callee(constructor) != "torch.nn.Linear":
+            continue
+        width = argument(constructor, "in_features", 0)
+        init = facts.methods.get(assignments[0].method)
+        key = dimension_key(ctx, width, init, ctx.order(constructor)) if width is not None and init else None
+        split = widths.get(key) if key is not None else None
+        if split is None:
+            continue
+        for call in ctx.index.descendants(cls, cst.Call):
+            applied = argument(call, None, 0)
+            function = ctx.function_of(call)
+            if self_attribute(call.func) == attr and is_a(applied, cst.Name) and function is not None:
+                found += [
+                    HeadSplit(
+                        split.node, ("local", ctx.order(function), name), split.divisor, split.divisor_is_head_count
+                    )
+                    for name in _last_dim_names(ctx, function, applied.value)
+                ]
+    return found
 
 
 def _widening_splits(ctx: FileContext, cls: cst.ClassDef) -> list[HeadSplit]:
@@ -1617,7 +1653,29 @@ def _last_dim_names(ctx: FileContext, function: cst.FunctionDef, tensor: str) ->
         elements = node.targets[0].target.elements
         if elements and is_a(elements[-1].value, cst.Name) and not any(is_a(e, cst.StarredElement) for e in elements):
             names.append(elements[-1].value.value)
+    # Ex) `b, t, d, h = *x.shape, self.heads`: the starred shape binds exactly the names before `h`
+    for node in ctx.index.descendants(function.body, cst.Assign, prune=HELPER_SCOPES):
+        if not isinstance(node.value, cst.Tuple) or len(node.targets) != 1:
+            continue
+        target = node.targets[0].target
+        rights, lefts = node.value.elements, target.elements if isinstance(target, cst.Tuple) else ()
+        stars = [i for i, e in enumerate(rights) if isinstance(e, cst.StarredElement)]
+        if len(stars) != 1 or not lefts or any(isinstance(e, cst.StarredElement) for e in lefts):
+            continue
+        last = len(lefts) - (len(rights) - stars[0] - 1) - 1
+        bound = lefts[last].value if stars[0] <= last < len(lefts) else None
+        if isinstance(bound, cst.Name) and _shape_owner(rights[stars[0]].value) == tensor:
+            names.append(bound.value)
     return names
+
+
+def _shape_owner(expr: cst.BaseExpression) -> str | None:
+    """`x` for `x.shape` or `x.size()`."""
+    if isinstance(expr, cst.Call) and not expr.args and method_name(expr) == "size":
+        expr = expr.func
+    if isinstance(expr, cst.Attribute) and expr.attr.value in ("shape", "size") and isinstance(expr.value, cst.Name):
+        return expr.value.value
+    return None
 
 
 def _constructor_splits(ctx: FileContext, cls: cst.ClassDef) -> list[HeadSplit]:
