@@ -163,36 +163,28 @@ def softmax_calls(ctx: FileContext) -> list[SoftmaxCall]:
 
     def compute() -> list[SoftmaxCall]:
         found = []
+        local = softmax_wrapper_functions(ctx)
+        # the softmax a wrapper of this file returns is the softmax of each of its calls, seen there
+        wrapped = {
+            value
+            for statement in ctx.module.body
+            if is_a(statement, cst.FunctionDef) and statement.name.value in local
+            for value in return_values(ctx, statement)
+        }
         for call in ctx.calls():
-            qualified = ctx.callee(call)
-            if _may_wrap_softmax(call) and (wrapper := imported_summary(ctx, call, "softmax_wrappers")) is not None:
+            target = called_function(ctx, call) if local else None
+            wrapper = local.get(target[0].name.value) if target is not None and target[0] in ctx.module.body else None
+            if wrapper is None and _may_wrap_softmax(call):
+                wrapper = imported_summary(ctx, call, "softmax_wrappers")
+            if wrapper is not None:
                 bound = bind_arguments(call, wrapper["positional"])
                 value, dim = bound.get(wrapper["input"]), _wrapper_dim(bound, wrapper)
                 if value is not None:
                     found.append(SoftmaxCall(call, value, dim, ctx.function_of(call), wrapper["upcast"]))
                 continue
-            if qualified in SOFTMAX_FUNCTIONS:
-                value = argument(call, "input", 0)
-                dim = argument(call, "dim", 1)
-            elif _is_softmax_module(ctx, call):
-                value = argument(call, "input", 0)
-                dim = _softmax_module_dim(ctx, call)
-            elif qualified == "einx.softmax":  # einx.softmax('b h i [j]', sim): over the bracketed axis
-                value = argument(call, "x", 1)
-                dim = _einx_axis(argument(call, "description", 0))
-            elif (written := _written_out_softmax(ctx, call)) is not None:
-                value, dim = written
-            elif (
-                method_name(call) == "softmax"
-                and not is_library_namespace(ctx, receiver(call))
-                and self_attribute(call.func) is None
-            ):
-                value = receiver(call)
-                dim = argument(call, "dim", 0)
-            else:
-                continue
-            if value is not None:
-                found.append(SoftmaxCall(call, value, dim, ctx.function_of(call)))
+            direct = _direct_softmax(ctx, call) if call not in wrapped else None
+            if direct is not None:
+                found.append(SoftmaxCall(call, direct[0], direct[1], ctx.function_of(call)))
         return found
 
     return ctx.memo("softmax_calls", compute)
@@ -219,6 +211,29 @@ def _written_out_softmax(
     if summed is None or ctx.code(summed) != ctx.code(exponent.left):
         return None
     return exponent.left, argument(normaliser, "dim", 1)
+
+
+def _direct_softmax(ctx: FileContext, call: cst.Call) -> tuple[cst.BaseExpression, cst.BaseExpression | None] | None:
+    """(input, axis) of a softmax written as one: `torch.softmax`, `F.softmax`, `x.softmax(...)`, an
+    `nn.Softmax` module, `einx.softmax`, or `exp(x - logsumexp(x))`."""
+    qualified = ctx.callee(call)
+    if qualified in SOFTMAX_FUNCTIONS:
+        value, dim = argument(call, "input", 0), argument(call, "dim", 1)
+    elif _is_softmax_module(ctx, call):
+        value, dim = argument(call, "input", 0), _softmax_module_dim(ctx, call)
+    elif qualified == "einx.softmax":  # einx.softmax('b h i [j]', sim): over the bracketed axis
+        value, dim = argument(call, "x", 1), _einx_axis(argument(call, "description", 0))
+    elif (written := _written_out_softmax(ctx, call)) is not None:
+        value, dim = written
+    elif (
+        method_name(call) == "softmax"
+        and not is_library_namespace(ctx, receiver(call))
+        and self_attribute(call.func) is None
+    ):
+        value, dim = receiver(call), argument(call, "dim", 0)
+    else:
+        return None
+    return (value, dim) if value is not None else None
 
 
 def _may_wrap_softmax(call: cst.Call) -> bool:
@@ -248,8 +263,19 @@ def softmax_wrapper_functions(ctx: FileContext) -> dict[str, dict[str, Any]]:
     Ex) fairseq: `def softmax(x, dim, onnx_trace=False): return F.softmax(x.float(), dim=dim) if ...
         else F.softmax(x, dim=dim, dtype=torch.float32)`
     """
+    return ctx.memo("softmax_wrapper_functions", lambda: _softmax_wrapper_functions(ctx))
+
+
+def _softmax_wrapper_functions(ctx: FileContext) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
-    by_call = {softmax.call: softmax for softmax in softmax_calls(ctx)}
+    by_call = {
+        call: SoftmaxCall(call, value, dim, ctx.function_of(call))
+        for statement in ctx.module.body
+        if is_a(statement, cst.FunctionDef)
+        for call in ctx.index.descendants(statement.body, cst.Call)
+        if (direct := _direct_softmax(ctx, call)) is not None
+        for value, dim in (direct,)
+    }
     for statement in ctx.module.body:
         if not is_a(statement, cst.FunctionDef) or not (returned := return_values(ctx, statement)):
             continue
@@ -284,12 +310,56 @@ def _wrapped_softmax(
     while is_a(value, cst.Call) and (cast_precision(ctx, value) is not None or method_name(value) == "type_as"):
         upcast = upcast or cast_precision(ctx, value) == "full"
         value = receiver(value)
+    value = _unshifted(ctx, value, softmax.function, positional)
     if not is_a(value, cst.Name) or value.value not in positional:
         return None
     dim = softmax.dim
     if is_a(dim, cst.Name) and dim.value in positional:
         return value.value, (dim.value, None), upcast
     return value.value, (None, literal_int(dim) if dim is not None else None), upcast
+
+
+def _unshifted(
+    ctx: FileContext, value: cst.BaseExpression | None, function: cst.FunctionDef | None, positional: list[str]
+) -> cst.BaseExpression | None:
+    """The parameter a softmax input is, through the steps of a numerically stable softmax: a shift by
+    its own max (`t - t.amax(dim, keepdim=True).detach()`, which softmax does not see) and a division by a
+    constant that a multiplication by it undoes (`t = t / alpha; ...; (t * alpha).softmax(dim)`).
+
+    Ex) nuwa-pytorch: `def stable_softmax(t, dim=-1, alpha=32 ** 2)`
+    """
+    divided: set[str] = set()
+    multiplied: set[str] = set()
+    for _ in range(MAX_DEPTH):
+        if is_a(value, cst.Name) and function is not None:
+            definitions = ctx.function_facts(function).reaching(value.value, ctx.order(value))
+            if len(definitions) == 1 and definitions[0].kind == "assign" and definitions[0].value is not None:
+                value = definitions[0].value
+                continue
+        if is_a(value, cst.Name):
+            return value if value.value in positional and divided == multiplied else None
+        if is_a(value, cst.BinaryOperation) and is_a(value.operator, (cst.Multiply, cst.Divide)):
+            factor = dotted(value.right)
+            if factor is None or factor not in positional or literal_int(value.right) is not None:
+                return None
+            (multiplied if is_a(value.operator, cst.Multiply) else divided).add(factor)
+            value = value.left
+        elif is_a(value, cst.BinaryOperation) and is_a(value.operator, cst.Subtract) and _max_of(ctx, value.right):
+            value = value.left
+        else:
+            return value
+    return None
+
+
+def _max_of(ctx: FileContext, expr: cst.BaseExpression | None) -> bool:
+    """`t.amax(dim, keepdim=True)`, `torch.amax(t, ...)` or `t.max(...).values`, maybe detached."""
+    while is_a(expr, cst.Call) and method_name(expr) == "detach":
+        expr = receiver(expr)
+    if is_a(expr, cst.Attribute) and expr.attr.value == "values":
+        expr = expr.value
+    if not is_a(expr, cst.Call):
+        return False
+    return method_name(expr) in ("amax", "max") or ctx.callee(expr) in ("torch.amax", "torch.max")
 
 
 def _einx_axis(description: cst.BaseExpression | None) -> cst.BaseExpression | None:

@@ -25,7 +25,7 @@ class FileContext:
         # the file's bytes, lower-cased: a cheap "can this file possibly hold X?" before any analysis
         self.lowered_source = lowered_source if lowered_source is not None else module.code.lower().encode()
         self.index = TreeIndex(module)
-        self.aliases = ImportAliases(self.index.nodes(cst.Import), self.index.nodes(cst.ImportFrom))
+        self.aliases = ImportAliases(self.index.nodes(cst.Import), self.index.nodes(cst.ImportFrom), module)
         self.options: dict[str, Any] = {}  # options of the rule being run, set by the engine
         self._functions: dict[cst.FunctionDef, FunctionFacts] = {}
         self._classes: dict[cst.ClassDef, ClassFacts] = {}

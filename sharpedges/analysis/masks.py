@@ -46,6 +46,7 @@ from sharpedges.analysis.summaries import (
     imported_module,
     imported_module_calls,
     module_forward,
+    module_forwards,
     positional_parameters,
     return_values,
 )
@@ -1487,13 +1488,24 @@ def _parameter_readings(ctx: FileContext, function: cst.FunctionDef) -> dict[str
     for use in _consumer_uses(ctx):
         if use.function is function and masks_attention_scores(ctx, use):
             add(use.mask, ctx.order(use.node), ((use.convention, True, use.consumer, False),))
+    collector = function.params.star_kwarg
     for call in ctx.index.descendants(function.body, cst.Call, prune=(cst.FunctionDef, cst.ClassDef, cst.Lambda)):
         callee = called_mask_readings(ctx, call)
         if callee is not None:
             positional, readings = callee
-            for name, value in bind_arguments(call, positional).items():
+            bound = bind_arguments(call, positional)
+            for name, value in bound.items():
                 if name in readings:
                     add(value, ctx.order(call), readings[name])
+            # Ex) PreNorm: `def forward(self, x, **kwargs): return self.fn(self.norm(x), **kwargs)`, the
+            # keywords its callers pass go on to the wrapped module under the same names
+            if is_a(collector, cst.Param) and any(
+                arg.star == "**" and is_a(arg.value, cst.Name) and arg.value.value == collector.name.value
+                for arg in call.args
+            ):
+                for name, passed in readings.items():
+                    if name not in bound:
+                        found.setdefault(name, []).extend(passed)
     return {name: _merged(readings) for name, readings in found.items()}
 
 
@@ -1521,6 +1533,9 @@ def called_mask_readings(ctx: FileContext, call: cst.Call) -> tuple[list[str], d
     module = module_forward(ctx, call)
     if module is not None:
         return positional_parameters(module)[1:], parameter_mask_readings(ctx, module)
+    forwards = module_forwards(ctx, call)
+    if forwards:
+        return _agreed_readings(ctx, forwards)
     entry = imported_module(ctx, call)
     if entry is None or not entry.get("masks"):
         return None
@@ -1532,6 +1547,28 @@ def called_mask_readings(ctx: FileContext, call: cst.Call) -> tuple[list[str], d
         for parameter, uses in entry["masks"].items()
     }
     return list(entry["positional"]), readings
+
+
+def _agreed_readings(
+    ctx: FileContext, forwards: list[cst.FunctionDef]
+) -> tuple[list[str], dict[str, tuple[Reading, ...]]] | None:
+    """For a callee that may hold modules of several classes of this file (`PreNorm(dim, fn=Attention(...))`
+    and `SandwichNorm(dim, fn=Attention(...))`, chosen by a flag; `self.fn` wrapping an attention or a
+    feed-forward): the positional parameters they share, and the readings of each parameter, when no two
+    of them read one differently (a class without the parameter is not the one a call passing it runs)."""
+    positional = [positional_parameters(forward)[1:] for forward in forwards]
+    shared: list[str] = []
+    for names in zip(*positional, strict=False):
+        if len(set(names)) != 1:
+            break
+        shared.append(names[0])
+    merged: dict[str, tuple[Reading, ...]] = {}
+    for forward in forwards:
+        for name, readings in parameter_mask_readings(ctx, forward).items():
+            if name in merged and {r[0] for r in merged[name]} != {r[0] for r in readings}:
+                return None
+            merged.setdefault(name, readings)
+    return shared, merged
 
 
 def parameter_paths(
@@ -1567,6 +1604,11 @@ def parameter_paths(
         return found or None
     if is_a(expr, cst.UnaryOperation) and is_a(expr.operator, cst.BitInvert):
         return _complemented(parameter_paths(ctx, function, expr.expression, at, depth + 1))
+    if is_a(expr, cst.IfExp):  # Ex) `key_mask = mask if not has_context else context_mask`
+        branches = [branch for branch in (expr.body, expr.orelse) if not _is_none(branch)]
+        paths = [parameter_paths(ctx, function, branch, at, depth + 1) for branch in branches]
+        known = [path for path in paths if path is not None]
+        return set().union(*known) if known and len(known) == len(paths) else None
     if is_a(expr, cst.Subscript):
         inner = parameter_paths(ctx, function, expr.value, at, depth + 1)
         shifted = any(is_a(part.slice, cst.Slice) and part.slice.lower is not None for part in expr.slice[-2:])
@@ -1581,6 +1623,8 @@ def parameter_paths(
         return _complemented(parameter_paths(ctx, function, inner_expr, at, depth + 1))
     if method in PASS_THROUGH and not namespace:
         return parameter_paths(ctx, function, receiver(expr), at, depth + 1)
+    if qualified == "torch.nn.functional.pad":  # Ex) a keep entry for a null key: the marks stay, shifted
+        return _layout_lost(parameter_paths(ctx, function, argument(expr, "input", 0), at, depth + 1))
     if method in REORDER_METHODS and not namespace:
         return _layout_lost(parameter_paths(ctx, function, receiver(expr), at, depth + 1))
     axes = einops_axes(ctx, expr)

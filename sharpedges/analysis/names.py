@@ -57,7 +57,9 @@ class ImportAliases:
 
     __slots__ = ("_aliases",)
 
-    def __init__(self, imports: list[cst.Import], import_froms: list[cst.ImportFrom]) -> None:
+    def __init__(
+        self, imports: list[cst.Import], import_froms: list[cst.ImportFrom], tree: cst.Module | None = None
+    ) -> None:
         aliases: dict[str, str] = {}
         for node in imports:
             for alias in node.names:
@@ -84,6 +86,12 @@ class ImportAliases:
                     local = alias.asname.name.value
                 aliases[local] = f"{module}.{name}"
         self._aliases = aliases
+        # Ex) `MList = nn.ModuleList` at the top of the module, bound once: a name for what it names
+        if tree is not None:
+            for local, value in _module_aliases(tree).items():
+                qualified = self.qualify(value)
+                if qualified is not None and qualified.split(".")[0] != local and local not in aliases:
+                    aliases[local] = qualified
 
     def qualify(self, expr: cst.BaseExpression) -> str | None:
         """The qualified, canonical name of a name/attribute chain, or None."""
@@ -94,3 +102,21 @@ class ImportAliases:
         base = self._aliases.get(head) or CONVENTIONAL_ALIASES.get(head) or head
         full = f"{base}.{rest}" if rest else base
         return CANONICAL.get(full, full)
+
+
+def _module_aliases(module: cst.Module) -> dict[str, cst.BaseExpression]:
+    """Names the module's top level binds once, each to a dotted name (`MList = nn.ModuleList`)."""
+    bound: dict[str, list[cst.BaseExpression]] = {}
+    for statement in module.body:
+        if not is_a(statement, cst.SimpleStatementLine):
+            continue
+        for small in statement.body:
+            if is_a(small, cst.Assign):
+                for target in small.targets:
+                    if is_a(target.target, cst.Name):
+                        bound.setdefault(target.target.value, []).append(small.value)
+    return {
+        name: values[0]
+        for name, values in bound.items()
+        if len(values) == 1 and is_a(values[0], cst.Attribute) and dotted(values[0]) is not None
+    }

@@ -237,6 +237,8 @@ def held_modules(
             return HeldModules(elements=container.elements, positional=container.positional)
         if qualified is None and (chosen := registry_classes(ctx, expr)):  # Ex) LLAMA_ATTENTION_CLASSES[impl](config)
             return HeldModules(frozenset(chosen.values()))
+        if is_a(expr.func, cst.Name) and (choices := local_class_choices(ctx, expr.func)):
+            return HeldModules(frozenset(choices))  # Ex) norm_klass(dim, fn=Attention(...))
         built = _built_by_helper(ctx, expr, depth)
         if built != NOTHING:
             return built
@@ -359,16 +361,35 @@ def _constructor_argument(
 
 
 def constructions(ctx: FileContext, cls: cst.ClassDef) -> list[cst.Call]:
-    """The calls of this file that build an instance of `cls` by its name: `Block(dim, heads)`."""
+    """The calls of this file that build an instance of `cls` by its name (`Block(dim, heads)`), or through a
+    local bound to it (`norm_klass = SandwichNorm if sandwich_norm else PreNorm; norm_klass(dim, fn=...)`)."""
     return ctx.memo("constructions", lambda: _calls_by_callee(ctx)).get(cls.name.value, [])
 
 
 def _calls_by_callee(ctx: FileContext) -> dict[str, list[cst.Call]]:
     found: dict[str, list[cst.Call]] = {}
+    classes = ctx.top_level_classes()
     for call in ctx.calls():
-        if is_a(call.func, cst.Name):
-            found.setdefault(call.func.value, []).append(call)
+        if not is_a(call.func, cst.Name):
+            continue
+        found.setdefault(call.func.value, []).append(call)
+        for name in local_class_choices(ctx, call.func) if call.func.value not in classes else ():
+            found.setdefault(name, []).append(call)
     return found
+
+
+def local_class_choices(ctx: FileContext, name: cst.Name) -> list[str]:
+    """The classes of this file a local name may hold where it is read: `norm_klass = SandwichNorm if
+    sandwich_norm else PreNorm`. Empty for a name no assignment of its function binds."""
+    function = ctx.function_of(name)
+    if function is None or not any(
+        d.kind == "assign" for d in ctx.function_facts(function).reaching(name.value, ctx.order(name))
+    ):
+        return []
+    classes = ctx.top_level_classes()
+    values = possible_values(ctx, name) or []
+    names = [value.value for value in values if is_a(value, cst.Name)]
+    return names if names and len(names) == len(values) and all(n in classes for n in names) else []
 
 
 def _added(ctx: FileContext, function: cst.FunctionDef, container: str, depth: int) -> list[HeldModules]:
@@ -886,6 +907,17 @@ def module_forward(ctx: FileContext, call: cst.Call) -> cst.FunctionDef | None:
     classes = called_classes(ctx, call)
     cls = ctx.top_level_classes().get(next(iter(classes))) if len(classes) == 1 else None
     return ctx.class_facts(cls).methods.get("forward") if cls is not None else None
+
+
+def module_forwards(ctx: FileContext, call: cst.Call) -> list[cst.FunctionDef]:
+    """The `forward` of every top-level module class of this file a call may run, when each class it may
+    hold is one (none when some is not, or there are fewer than two: see `module_forward`)."""
+    classes = called_classes(ctx, call)
+    found = [ctx.top_level_classes().get(name) for name in sorted(classes)]
+    forwards = [ctx.class_facts(cls).methods.get("forward") for cls in found if cls is not None]
+    if len(classes) < 2 or len(found) != len(classes) or None in found or None in forwards:
+        return []
+    return [forward for forward in forwards if forward is not None]
 
 
 def module_summaries(ctx: FileContext) -> dict[str, dict[str, Any]]:

@@ -1221,11 +1221,11 @@ SOFTMAX_IN_A_HELPER = """
     import torch.nn.functional as F
 
     def normalise(scores):
-        return F.softmax(scores, dim=-1)  # <-
+        return F.softmax(scores, dim=-1)
 
     def attend(q, k, v):
         scores = torch.matmul(q, k.transpose(-2, -1))
-        return normalise(scores) @ v
+        return normalise(scores) @ v  # <-
 """
 AXIS_THROUGH_MAP = """
     import torch
