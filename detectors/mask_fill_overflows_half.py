@@ -151,6 +151,8 @@ def _returned_masks_in_runtime_dtype(ctx, reported: set) -> Iterator[Finding]:
     """A helper that returns an additive mask it cast to the model's dtype first, with a blocking value
     beyond fp16: transformers 2.9.1's `invert_attention_mask` casts to `self.dtype` ("fp16
     compatibility") and returns `(1.0 - mask) * -1e9`, which is -inf in half wherever a model adds it."""
+    if not BEYOND_HALF_LITERAL.search(ctx.lowered_source):
+        return  # the value is spelled in the file (`-1e9`): no such literal, no such mask
     for statement in ctx.index.nodes(cst.Return):
         value = statement.value
         if is_a(value, cst.Name):
