@@ -1566,17 +1566,22 @@ def _input_width_splits(ctx: FileContext, cls: cst.ClassDef, splits: list[HeadSp
         split = widths.get(key) if key is not None else None
         if split is None:
             continue
-        for call in ctx.index.descendants(cls, cst.Call):
-            applied = argument(call, None, 0)
-            function = ctx.function_of(call)
-            if self_attribute(call.func) == attr and is_a(applied, cst.Name) and function is not None:
-                found += [
-                    HeadSplit(
-                        split.node, ("local", ctx.order(function), name), split.divisor, split.divisor_is_head_count
-                    )
-                    for name in _last_dim_names(ctx, function, applied.value)
-                ]
+        found += [
+            HeadSplit(split.node, key, split.divisor, split.divisor_is_head_count)
+            for key in _input_width_keys(ctx, cls, attr)
+        ]
     return found
+
+
+def _input_width_keys(ctx: FileContext, cls: cst.ClassDef, attr: str) -> list[DimensionKey]:
+    """The locals that hold the last dim of what `self.attr(x)` is applied to (`B, T, C = x.shape`)."""
+    keys: list[DimensionKey] = []
+    for call in ctx.index.descendants(cls, cst.Call):
+        applied = argument(call, None, 0)
+        function = ctx.function_of(call)
+        if self_attribute(call.func) == attr and is_a(applied, cst.Name) and function is not None:
+            keys += [("local", ctx.order(function), name) for name in _last_dim_names(ctx, function, applied.value)]
+    return keys
 
 
 def _widening_splits(ctx: FileContext, cls: cst.ClassDef) -> list[HeadSplit]:
@@ -1651,14 +1656,7 @@ def _projection_splits(ctx: FileContext, cls: cst.ClassDef) -> list[HeadSplit]:
             quotient = _per_head_size(ctx, cls, argument(constructor, "out_features", 1), init, ctx.order(constructor))
             if quotient is None:
                 continue
-            for call in ctx.index.descendants(cls, cst.Call):
-                applied = argument(call, None, 0)
-                function = ctx.function_of(call)
-                if self_attribute(call.func) == attr and is_a(applied, cst.Name) and function is not None:
-                    found += [
-                        HeadSplit(quotient, ("local", ctx.order(function), name), None, None)
-                        for name in _last_dim_names(ctx, function, applied.value)
-                    ]
+            found += [HeadSplit(quotient, key, None, None) for key in _input_width_keys(ctx, cls, attr)]
         return found
 
     return ctx.memo(f"projection_splits:{ctx.order(cls)}", compute)

@@ -104,8 +104,8 @@ class ImportAliases:
         return CANONICAL.get(full, full)
 
 
-def _module_aliases(module: cst.Module) -> dict[str, cst.BaseExpression]:
-    """Names the module's top level binds once, each to a dotted name (`MList = nn.ModuleList`)."""
+def module_bindings(module: cst.Module) -> dict[str, list[cst.BaseExpression]]:
+    """What the module's top level binds each name to, in order (`x = ...`, `x: T = ...`)."""
     bound: dict[str, list[cst.BaseExpression]] = {}
     for statement in module.body:
         if not is_a(statement, cst.SimpleStatementLine):
@@ -115,8 +115,15 @@ def _module_aliases(module: cst.Module) -> dict[str, cst.BaseExpression]:
                 for target in small.targets:
                     if is_a(target.target, cst.Name):
                         bound.setdefault(target.target.value, []).append(small.value)
+            elif is_a(small, cst.AnnAssign) and small.value is not None and is_a(small.target, cst.Name):
+                bound.setdefault(small.target.value, []).append(small.value)
+    return bound
+
+
+def _module_aliases(module: cst.Module) -> dict[str, cst.BaseExpression]:
+    """Names the module's top level binds once, each to a dotted name (`MList = nn.ModuleList`)."""
     return {
         name: values[0]
-        for name, values in bound.items()
+        for name, values in module_bindings(module).items()
         if len(values) == 1 and is_a(values[0], cst.Attribute) and dotted(values[0]) is not None
     }

@@ -23,7 +23,7 @@ from typing import Any
 import libcst as cst
 
 from sharpedges.analysis.calls import literal_number
-from sharpedges.analysis.names import dotted
+from sharpedges.analysis.names import dotted, module_bindings
 from sharpedges.analysis.vocabulary import KERNEL_TOKENS
 from sharpedges.analysis.walk import is_a
 
@@ -96,19 +96,8 @@ def imported_names(ctx) -> dict[str, ImportedName]:
 @summary_fact("constants")
 def module_constants(ctx) -> dict[str, float]:
     """Module-level names bound once to a number the code spells out (`NEG_INF = -1e9`)."""
-    bound: dict[str, list[cst.BaseExpression]] = {}
-    for statement in ctx.module.body:
-        if not is_a(statement, cst.SimpleStatementLine):
-            continue
-        for small in statement.body:
-            if is_a(small, cst.Assign):
-                for target in small.targets:
-                    if is_a(target.target, cst.Name):
-                        bound.setdefault(target.target.value, []).append(small.value)
-            elif is_a(small, cst.AnnAssign) and small.value is not None and is_a(small.target, cst.Name):
-                bound.setdefault(small.target.value, []).append(small.value)
     constants = {}
-    for name, values in bound.items():
+    for name, values in module_bindings(ctx.module).items():
         number = literal_number(values[0]) if len(values) == 1 else None
         if number is not None and math.isfinite(number):
             constants[name] = number

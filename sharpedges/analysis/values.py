@@ -139,11 +139,25 @@ def multiplied_constants(
     """The spelled-out numbers the terms of an expression are multiplied by, with where each is written:
     `(1.0 - mask) * -1e9` gives -1e9, and so does a name or a helper of the file that returns it
     (`ext = get_extended_mask(mask)`), through casts and reshapes."""
+    if depth > MAX_DEPTH:
+        return []
+    # Helpers that return calls of helpers (an analysis module's own code) would make the paths grow
+    # exponentially: each expression's answer is computed once per file (a cycle adds nothing).
+    known: dict[cst.BaseExpression, list[tuple[cst.BaseExpression, float]]] = ctx.memo(
+        "values.multiplied_constants", dict
+    )
+    if expr not in known:
+        known[expr] = []
+        known[expr] = _multiplied_constants(ctx, expr, depth)
+    return known[expr]
+
+
+def _multiplied_constants(
+    ctx: FileContext, expr: cst.BaseExpression, depth: int
+) -> list[tuple[cst.BaseExpression, float]]:
     from sharpedges.analysis.summaries import called_function, return_values
     from sharpedges.analysis.vocabulary import CAST_METHODS, SHAPE_ONLY_METHODS
 
-    if depth > MAX_DEPTH:
-        return []
     if is_a(expr, cst.BinaryOperation):
         if is_a(expr.operator, cst.Multiply):
             found = []
