@@ -1554,15 +1554,10 @@ def _input_width_splits(ctx: FileContext, cls: cst.ClassDef, splits: list[HeadSp
     widths = {split.width: split for split in splits if split.width is not None}
     if not widths:
         return []
-    facts = ctx.class_facts(cls)
     found = []
-    for attr, assignments in facts.assignments.items():
-        constructor = assignments[0].value if len(assignments) == 1 else None
-        if not is_a(constructor, cst.Call) or ctx.callee(constructor) != "torch.nn.Linear":
-            continue
+    for attr, constructor, init in linear_projections(ctx, cls):
         width = argument(constructor, "in_features", 0)
-        init = facts.methods.get(assignments[0].method)
-        key = dimension_key(ctx, width, init, ctx.order(constructor)) if width is not None and init else None
+        key = dimension_key(ctx, width, init, ctx.order(constructor)) if width is not None else None
         split = widths.get(key) if key is not None else None
         if split is None:
             continue
@@ -1584,6 +1579,19 @@ def _input_width_keys(ctx: FileContext, cls: cst.ClassDef, attr: str) -> list[Di
     return keys
 
 
+def linear_projections(ctx: FileContext, cls: cst.ClassDef) -> list[tuple[str, cst.Call, cst.FunctionDef]]:
+    """(attribute, constructor, the method that builds it) for each attribute of the class built once, as
+    an `nn.Linear` (`self.to_qkv = nn.Linear(dim, inner_dim * 3)`)."""
+    facts = ctx.class_facts(cls)
+    found = []
+    for attr, assignments in facts.assignments.items():
+        constructor = assignments[0].value if len(assignments) == 1 else None
+        method = facts.methods.get(assignments[0].method)
+        if is_a(constructor, cst.Call) and ctx.callee(constructor) == "torch.nn.Linear" and method is not None:
+            found.append((attr, constructor, method))
+    return found
+
+
 def _widening_splits(ctx: FileContext, cls: cst.ClassDef) -> list[HeadSplit]:
     """Heads of a size the code sets: `inner_dim = dim_head * heads`, then `self.to_qkv = nn.Linear(dim,
     inner_dim * 3)`. The projection's input size (`dim`) is the model width; a head is `dim_head` wide.
@@ -1592,13 +1600,9 @@ def _widening_splits(ctx: FileContext, cls: cst.ClassDef) -> list[HeadSplit]:
     """
 
     def compute() -> list[HeadSplit]:
-        facts = ctx.class_facts(cls)
         found = []
-        for assignments in facts.assignments.values():
-            constructor = assignments[0].value if len(assignments) == 1 else None
-            if not is_a(constructor, cst.Call) or ctx.callee(constructor) != "torch.nn.Linear":
-                continue
-            init, at = facts.methods[assignments[0].method], ctx.order(constructor)
+        for _, constructor, init in linear_projections(ctx, cls):
+            at = ctx.order(constructor)
             width = argument(constructor, "in_features", 0)
             heads = _size_product(ctx, argument(constructor, "out_features", 1), init, at)
             if heads is None or not is_a(width, (cst.Name, cst.Attribute)):
@@ -1646,13 +1650,8 @@ def _projection_splits(ctx: FileContext, cls: cst.ClassDef) -> list[HeadSplit]:
     """
 
     def compute() -> list[HeadSplit]:
-        facts = ctx.class_facts(cls)
         found = []
-        for attr, assignments in facts.assignments.items():
-            constructor = assignments[0].value if len(assignments) == 1 else None
-            if not is_a(constructor, cst.Call) or ctx.callee(constructor) != "torch.nn.Linear":
-                continue
-            init = facts.methods[assignments[0].method]
+        for attr, constructor, init in linear_projections(ctx, cls):
             quotient = _per_head_size(ctx, cls, argument(constructor, "out_features", 1), init, ctx.order(constructor))
             if quotient is None:
                 continue
