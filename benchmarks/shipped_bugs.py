@@ -147,24 +147,11 @@ INDEX = "https://pypi.org/simple"
 
 
 def download_from_index(package: str, version: str, folder: Path) -> Path:
-    """One archive of `package==version` from the index's JSON API (PEP 691), its sha256 checked: a pure
-    wheel, else any wheel, else the sdist."""
+    """One archive of `package==version` from the index's JSON API (PEP 691), its sha256 checked."""
     name = re.sub(r"[-_.]+", "-", package).lower()
     request = urllib.request.Request(f"{INDEX}/{name}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
     with urllib.request.urlopen(request, timeout=120) as response:
-        files = json.load(response)["files"]
-
-    def normal(text: str) -> str:
-        return re.sub(r"[-_.]+", "_", text.lower())
-
-    prefix = normal(f"{name}-{version}") + "_"  # `name-1.0-py3-none-any.whl`, `name-1.0.tar.gz`, not `name-1.01`
-    mine = [f for f in files if normal(f["filename"]).startswith(prefix)]
-    ranked = sorted(
-        mine, key=lambda f: (not f["filename"].endswith("-none-any.whl"), not f["filename"].endswith(".whl"))
-    )
-    if not ranked:
-        raise FileNotFoundError(f"{package}=={version}: no file on {INDEX}")
-    chosen = ranked[0]
+        chosen = pick_archive(json.load(response)["files"], package, version)
     with urllib.request.urlopen(chosen["url"], timeout=300) as response:
         data = response.read()
     expected = chosen.get("hashes", {}).get("sha256")
@@ -173,6 +160,23 @@ def download_from_index(package: str, version: str, folder: Path) -> Path:
     target = folder / chosen["filename"]
     target.write_bytes(data)
     return target
+
+
+def pick_archive(files: list[dict[str, Any]], package: str, version: str) -> dict[str, Any]:
+    """The index entry to read `package==version` from: a pure wheel, else any wheel, else the sdist."""
+
+    def name_and_version(filename: str) -> tuple[str, str]:
+        if filename.endswith(".whl"):  # `name-1.0-py3-none-any.whl`: no dash inside the name or the version
+            name, version = filename.split("-")[:2]
+        else:  # `name-1.0.tar.gz`, `name-1.0.zip`
+            name, _, version = filename.removesuffix(".zip").removesuffix(".tar.gz").rpartition("-")
+        return re.sub(r"[-_.]+", "-", name).lower(), version
+
+    wanted = (re.sub(r"[-_.]+", "-", package).lower(), version)
+    mine = [f for f in files if name_and_version(f["filename"]) == wanted]
+    if not mine:
+        raise FileNotFoundError(f"{package}=={version}: no file on {INDEX}")
+    return min(mine, key=lambda f: (not f["filename"].endswith("-none-any.whl"), not f["filename"].endswith(".whl")))
 
 
 def unpack_python_files(archive: Path, target: Path) -> None:
@@ -250,7 +254,7 @@ def evaluate(data: ShippedBugs, cases: list[ShippedBug]) -> list[dict]:
                 locate(release_dir(case.package, case.buggy), case.path),
                 locate(release_dir(case.package, case.fixed), case.fixed_path or case.path),
             )
-        except (subprocess.CalledProcessError, FileNotFoundError, StopIteration) as exc:
+        except (subprocess.CalledProcessError, OSError, ValueError, StopIteration) as exc:  # one case, not the run
             fetch_errors[case.id] = f"could not fetch: {exc}"
     runs: dict[tuple[str, Path], set[Path]] = defaultdict(set)
     for case in cases:

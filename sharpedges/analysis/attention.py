@@ -173,7 +173,8 @@ def softmax_calls(ctx: FileContext) -> list[SoftmaxCall]:
         }
         for call in ctx.calls():
             target = called_function(ctx, call) if local else None
-            wrapper = local.get(target[0].name.value) if target is not None and target[0] in ctx.module.body else None
+            top_level = target is not None and ctx.index.parents.get(target[0]) is ctx.module
+            wrapper = local.get(target[0].name.value) if target is not None and top_level else None
             if wrapper is None and _may_wrap_softmax(call):
                 wrapper = imported_summary(ctx, call, "softmax_wrappers")
             if wrapper is not None:

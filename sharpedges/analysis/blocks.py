@@ -1202,22 +1202,19 @@ def _no_user_norms(ctx: FileContext, cls: cst.ClassDef, hops: int = 0) -> bool:
     scope: ProjectScope | None = getattr(ctx, "project", None)
     if scope is None:
         return False  # checked with no project around it: its users may be anywhere
-    name = cls.name.value.lower().encode()
-    return not any(path.name != "__init__.py" for path, _ in scope.neighbours(tokens=(name,)))
+    return scope.folder_mentions((cls.name.value.lower().encode(),)) is False
 
 
 def _hands_out(ctx: FileContext, method: cst.FunctionDef, end: int, names: set[str]) -> bool:
     """A return after `end` hands out the stream itself: the name, picked from (`x[:, 0]`, `out[0]`,
-    through locals), first of a tuple, or an argument of the output record it builds (HF's
-    `BaseModelOutput(last_hidden_state=x)`); not a loss or anything else computed from it."""
+    through locals), or first of a tuple; not a loss or anything else computed from it."""
     for r in ctx.index.descendants(method.body, cst.Return, prune=(cst.FunctionDef, cst.ClassDef)):
         if ctx.order(r) <= end or r.value is None:
             continue
         value = r.value
-        candidates = [value.elements[0].value] if is_a(value, cst.Tuple) and value.elements else [value]
-        if is_a(value, cst.Call) and not is_a(value.func, cst.Attribute) and ctx.callee(value) is None:
-            candidates = [arg.value for arg in value.args]  # an output record of the project
-        if any(_picked_stream(ctx, candidate, names, 0) for candidate in candidates):
+        if is_a(value, cst.Tuple) and value.elements:
+            value = value.elements[0].value
+        if _picked_stream(ctx, value, names, 0):
             return True
     return False
 
@@ -1290,8 +1287,8 @@ def _instances_of(ctx: FileContext, user: cst.ClassDef, cls: cst.ClassDef) -> li
 def _norms_output(ctx: FileContext, user: cst.ClassDef, attr: str, hops: int = 0) -> bool:
     """Some method of `user` norms what `self.attr(...)` returns, or is no forward pass that uses it raw. One
     that hands it to its own output head counts too: the finding is the head's (`unnormed_heads` of `user`).
-    One that returns the stream as it is hands the contract on to its own users (HF: `CvtModel` returns
-    what `CvtEncoder` left, `CvtForImageClassification` norms it)."""
+    One that returns the stream as it is hands the contract on to its own users (an encoder-decoder that
+    returns what its decoder stack left, to a wrapper that norms it)."""
     facts = ctx.class_facts(user)
     forward = facts.methods.get("forward")
     if forward is None:

@@ -407,6 +407,23 @@ class ProjectScope:
                 found.append((path, loaded[1]))
         return found
 
+    def folder_mentions(self, tokens: tuple[bytes, ...], limit: int = MAX_NEIGHBOURS) -> bool | None:
+        """Whether another module of the checked file's folder (not a package's `__init__.py`, which only
+        re-exports) mentions one of `tokens` (lowered); None when the folder holds more than `limit`."""
+        folder = self.importer.parent
+        files = [p for p in python_files(folder) if p.resolve() != self.importer.resolve() and self._inside(p)]
+        self.read[str(folder) + os.sep] = folder_digest(folder)
+        if len(files) > limit:
+            return None
+        found = False
+        for path in files:
+            if path.name == "__init__.py":
+                continue
+            present = mentions(path, tokens)
+            self.read[mention_key(path, tokens)] = "present" if present else "absent"
+            found = found or present
+        return found
+
     def _inside(self, path: Path) -> bool:
         real = path.resolve()
         return any(real == root or root in real.parents for root in self.roots)

@@ -59,17 +59,16 @@ def _error(message: str) -> int:
 def run(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("torch") is None:
         return _error("`probe` needs torch: pip install 'sharpedges[torch]'")
-    import torch
-
+    # the probes import torch; this module stays importable without it
     from sharpedges.probes.catalog import PROBES, concise
     from sharpedges.probes.loader import TargetError, load_target
-    from sharpedges.probes.runner import failed, run_probes
+    from sharpedges.probes.runner import device_available, failed, run_probes
 
     unknown = [name for name in args.probes or [] if name not in PROBES]
     if unknown:
         return _error(f"unknown probe '{unknown[0]}' (known: {', '.join(PROBES)})")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        return _error("--device cuda: no CUDA device is available")
+    if args.device is not None and not device_available(args.device):
+        return _error(f"--device {args.device}: no CUDA device is available")
     if args.root is not None and not args.root.is_dir():
         return _error(f"--root is not a directory: {args.root}")
     # The user's module and model may print: keep stdout for the report alone.

@@ -56,5 +56,10 @@ def run_probe(name: str, target: Any, device: str | None = None) -> ProbeResult:
     return result
 
 
+def device_available(device: str) -> bool:
+    """Whether torch can place a model on `device` here (`cuda` needs a CUDA device)."""
+    return device != "cuda" or torch.cuda.is_available()
+
+
 def failed(results: list[ProbeResult]) -> bool:
     return any(result.status == FAIL for result in results)

@@ -504,3 +504,15 @@ def test_a_prenorm_stack_that_nobody_in_sight_norms_is_reported_where_it_returns
     assert "the pre-norm stack `self.layers` is returned with no final norm" in result.diagnostics[0].message
     (tmp_path / "pkg" / "model.py").write_text(RESAMPLER_USER)
     assert findings(run_check(options)) == []
+
+
+def test_a_folder_too_large_to_read_leaves_the_stack_to_whoever_builds_it(tmp_path: Path):
+    """Past `MAX_NEIGHBOURS` modules the folder is not read for mentions, so nobody building the stack is
+    unknown, not shown: no finding. The folder's listing is a dependency of the answer."""
+    from sharpedges.analysis.project import MAX_NEIGHBOURS
+
+    write_package(tmp_path, {"resampler.py": RESAMPLER})
+    for index in range(MAX_NEIGHBOURS + 1):
+        (tmp_path / "pkg" / f"part_{index}.py").write_text("")
+    options = CheckOptions(paths=[str(tmp_path / "pkg" / "resampler.py")], select=["SHP302"], use_cache=False)
+    assert findings(run_check(options)) == []

@@ -97,3 +97,20 @@ def test_sdist_layouts_are_located_without_the_network(shipped_bugs, tmp_path):
     assert shipped_bugs.locate(tmp_path, "pkg/mod.py") == nested
     with pytest.raises(FileNotFoundError):
         shipped_bugs.locate(tmp_path, "pkg/other.py")
+
+
+def test_an_archive_from_the_index_is_a_pure_wheel_first_then_any_wheel_then_the_sdist(shipped_bugs):
+    """What the harness reads when pip cannot download a release (a setup.py needing CUDA, a wheel for no
+    Python here): the file of exactly that version, the most portable one."""
+
+    def entry(filename: str) -> dict:
+        return {"filename": filename, "url": f"https://files.example/{filename}"}
+
+    sdist, cp310 = entry("equiformer-pytorch-0.0.11.tar.gz"), entry("torchvision-0.14.1-cp310-cp310-linux_x86_64.whl")
+    files = [entry("equiformer-pytorch-0.0.1.tar.gz"), entry("equiformer_pytorch-0.0.11.1.tar.gz"), sdist]
+    assert shipped_bugs.pick_archive(files, "equiformer-pytorch", "0.0.11") is sdist
+    pure = entry("torchvision-0.14.1-py3-none-any.whl")
+    assert shipped_bugs.pick_archive([sdist, cp310], "torchvision", "0.14.1") is cp310
+    assert shipped_bugs.pick_archive([cp310, pure], "torchvision", "0.14.1") is pure
+    with pytest.raises(FileNotFoundError, match=r"torchvision==0\.15\.0: no file"):
+        shipped_bugs.pick_archive([cp310, pure], "torchvision", "0.15.0")
