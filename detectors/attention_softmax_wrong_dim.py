@@ -19,7 +19,10 @@ class AttentionSoftmaxWrongDim(Detector):
     tokens = (b"softmax",)
 
     def check(self, ctx):
-        yield from _singleton_softmaxes(ctx)
+        reported = set()  # one finding per softmax: a wrong axis for the scores is also off the einsum's
+        for finding in _singleton_softmaxes(ctx):
+            reported.add(finding.node)
+            yield finding
         for softmax, sources in attention_softmaxes(ctx):
             if has_star_args(softmax.call):
                 continue
@@ -32,9 +35,10 @@ class AttentionSoftmaxWrongDim(Detector):
             verdicts = [_axis_verdict(ctx, source, dim) for source in sources]
             wrong = [v for v in verdicts if v is not None and v[0] == "wrong"]
             if wrong and len(wrong) == len(verdicts):
+                reported.add(softmax.call)
                 yield Finding(softmax.call, facts={"dim": dim, "keys": wrong[0][1]})
         for pooling in off_axis_poolings(ctx, softmax_calls(ctx)):
-            if not _renormalised(ctx, pooling.softmax):
+            if pooling.softmax.call not in reported and not _renormalised(ctx, pooling.softmax):
                 facts = {"normalised": pooling.normalised, "summed": ", ".join(pooling.summed)}
                 yield Finding(
                     pooling.softmax.call, variant="pooled", facts=facts, related=((pooling.einsum.call, "summed"),)

@@ -27,7 +27,6 @@ from sharpedges.analysis.dataflow import Definition, unpacked_position, unpacked
 from sharpedges.analysis.einsum import einsum_of
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.summaries import (
-    HELPER_SCOPES,
     bind_arguments,
     call_sites,
     called_function,
@@ -72,7 +71,7 @@ from sharpedges.analysis.vocabulary import (
     is_library_namespace,
     kernel_of,
 )
-from sharpedges.analysis.walk import is_a
+from sharpedges.analysis.walk import HELPER_SCOPES, is_a
 
 MAX_DEPTH = 12
 SOFTMAX_FUNCTIONS = {"torch.softmax"}

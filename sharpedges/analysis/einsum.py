@@ -19,6 +19,7 @@ import libcst as cst
 
 from sharpedges.analysis.calls import literal_int, literal_string
 from sharpedges.analysis.context import FileContext
+from sharpedges.analysis.values import possible_values
 from sharpedges.analysis.walk import is_a
 
 if TYPE_CHECKING:
@@ -70,12 +71,15 @@ class OffAxisPooling:
 
 
 def off_axis_poolings(ctx: FileContext, softmaxes: Sequence[SoftmaxCall]) -> list[OffAxisPooling]:
-    """Softmax weights (of the file's `softmaxes`), assigned to a local, that an einsum of the same
-    function sums over other axes while it keeps the one they were normalised over, and shares it with
-    another operand."""
+    """Softmax weights (of the file's `softmaxes`, assigned to a local) that an einsum sums over other
+    axes than the one they were normalised over: it keeps that axis, for another operand to pool per
+    head or for an outer product with the values (`'bhdn,bhen->bhde'`: a linear-attention context
+    normalised over the features), or it sums over that axis and more (`'ndxy,nexy->nde'` normalised over
+    y alone). Weights that are one distribution of several mixed by the other operands
+    (`'k d, k -> d'`) stay one, and quiet."""
 
     def compute() -> list[OffAxisPooling]:
-        by_statement: dict[cst.CSTNode, SoftmaxCall] = {}
+        by_call: dict[cst.CSTNode, SoftmaxCall] = {}
         for each in softmaxes:
             statement = ctx.index.parents.get(each.call)
             if (
@@ -83,26 +87,29 @@ def off_axis_poolings(ctx: FileContext, softmaxes: Sequence[SoftmaxCall]) -> lis
                 and len(statement.targets) == 1
                 and is_a(statement.targets[0].target, cst.Name)
             ):
-                by_statement[statement] = each
-        if not by_statement:
+                by_call[each.call] = each
+        if not by_call:
             return []
         found = []
         for call in ctx.calls():
             einsum = einsum_of(ctx, call)
-            function = ctx.function_of(call)
-            if einsum is None or function is None:
+            if einsum is None or ctx.function_of(call) is None:
                 continue
             for operand, labels in zip(einsum.operands, einsum.inputs, strict=True):
-                if not is_a(operand, cst.Name):
-                    continue
-                reaching = ctx.function_facts(function).reaching(operand.value, ctx.order(call))
-                softmax: SoftmaxCall | None = by_statement.get(reaching[0].node) if len(reaching) == 1 else None
+                values = possible_values(ctx, operand) if is_a(operand, cst.Name) else None
+                softmax = by_call.get(values[0]) if values is not None and len(values) == 1 else None
                 normalised = _label_of(labels, softmax) if softmax is not None else None
+                if softmax is None or normalised is None:
+                    continue
                 summed = tuple(label for label in labels if label not in einsum.output and label != "...")
-                # the normalised axis shared with another operand: the weights pool it per head, say; one of
-                # their own (`'k d, k -> d'`) is a distribution mixed by other weights, and stays one
-                shared = any(normalised in other for other in einsum.inputs if other is not labels)
-                if softmax is not None and normalised in einsum.output and summed and shared:
+                others = [other for other in einsum.inputs if other is not labels]
+                if normalised in einsum.output:
+                    shared = any(normalised in other for other in others)
+                    outer = any(label not in labels for other in others for label in other if label in einsum.output)
+                    off_axis = bool(summed) and (shared or outer)
+                else:
+                    off_axis = normalised in summed and len(summed) > 1
+                if off_axis:
                     found.append(OffAxisPooling(softmax, einsum, normalised, summed))
         return found
 

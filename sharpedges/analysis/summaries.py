@@ -22,11 +22,9 @@ from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import ImportedName, ProjectScope, imported_names
 from sharpedges.analysis.registries import registry_classes
 from sharpedges.analysis.training_flags import under_training_branch
-from sharpedges.analysis.values import MAX_DEPTH, kernel_argument, passed_argument, possible_values
+from sharpedges.analysis.values import MAX_DEPTH, container_additions, kernel_argument, passed_argument, possible_values
 from sharpedges.analysis.vocabulary import KERNEL_TOKENS, KERNELS, PARTIALS, Kernel, kernel_of
-from sharpedges.analysis.walk import is_a
-
-HELPER_SCOPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+from sharpedges.analysis.walk import HELPER_SCOPES, is_a
 
 
 @dataclass(frozen=True)
@@ -153,8 +151,6 @@ def _keyword_forwarders(ctx: FileContext, call: cst.Call) -> list[tuple[cst.Call
 # -- modules held by a value ---------------------------------------------------------------------------
 # Containers of modules, and builtin sequences the modules are gathered in before one is built.
 MODULE_CONTAINERS = frozenset({"torch.nn.ModuleList", "torch.nn.Sequential", "torch.nn.ModuleDict", "list", "tuple"})
-# Methods that add their argument(s) to a container: (method, position of the argument, many or one).
-ADDING_METHODS = {"append": (0, False), "extend": (0, True), "insert": (1, False), "add_module": (1, False)}
 
 
 @dataclass(frozen=True)
@@ -396,34 +392,10 @@ def _added(ctx: FileContext, function: cst.FunctionDef, container: str, depth: i
     """What `function` adds to `container` (a local name, or `self.x` spelled so): `.append(x)`,
     `.extend([...])`, `.insert(i, x)`, `.add_module(name, x)`."""
     added: list[HeldModules] = []
-    for call, value, many in _additions(ctx, function).get(container, ()):
+    for call, value, many in container_additions(ctx, function).get(container, ()):
         held = held_modules(ctx, value, ctx.order(call), depth + 1)
         added += held.elements if many else [held]
     return [value for value in added if value != NOTHING]
-
-
-def _additions(
-    ctx: FileContext, function: cst.FunctionDef
-) -> dict[str, list[tuple[cst.Call, cst.BaseExpression, bool]]]:
-    """Container (`layers`, `self.layers`) -> (call, what it adds, whether that is many), once per function."""
-    memo: dict[cst.FunctionDef, dict[str, list[tuple[cst.Call, cst.BaseExpression, bool]]]] = ctx.memo(
-        "summaries.additions", dict
-    )
-    found = memo.get(function)
-    if found is None:
-        found = memo[function] = {}
-        for call in ctx.index.descendants(function.body, cst.Call, prune=HELPER_SCOPES):
-            adding = ADDING_METHODS.get(method_name(call) or "")
-            container = receiver(call)
-            if adding is None or container is None:
-                continue
-            if not is_a(container, cst.Name) and self_attribute(container) is None:
-                continue
-            position, many = adding
-            args = [arg for arg in call.args if arg.keyword is None and not arg.star]
-            if len(args) > position:
-                found.setdefault(dotted(container) or "", []).append((call, args[position].value, many))
-    return found
 
 
 def _iterated(ctx: FileContext, iterable: cst.BaseExpression | None, at: int, depth: int) -> HeldModules:

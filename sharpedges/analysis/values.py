@@ -19,11 +19,11 @@ import libcst as cst
 from sharpedges.analysis.calls import argument, is_true, literal_number, literal_string, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
-from sharpedges.analysis.dataflow import BRANCH_TYPES
+from sharpedges.analysis.dataflow import BRANCH_TYPES, Definition
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.project import imported_constant
 from sharpedges.analysis.vocabulary import CAST_METHODS, TENSOR_LITERALS, Kernel
-from sharpedges.analysis.walk import is_a
+from sharpedges.analysis.walk import HELPER_SCOPES, is_a
 
 MAX_DEPTH = 8
 
@@ -53,13 +53,141 @@ def _name(ctx: FileContext, name: cst.Name, at: int, depth: int) -> list[cst.Bas
         facts = ctx.function_facts(function)
         definitions = facts.reaching(name.value, at)
         if definitions:
-            return _joined(ctx, [(d.value if d.kind == "assign" else None, d.order) for d in definitions], depth)
+            found: list[cst.BaseExpression] = []
+            for definition in definitions:
+                values = (
+                    _loop_element(ctx, definition, name.value, depth)
+                    if definition.kind == "loop"
+                    else _joined(
+                        ctx, [(definition.value if definition.kind == "assign" else None, definition.order)], depth
+                    )
+                )
+                if values is None:
+                    return None
+                found += values
+            return list(dict.fromkeys(found))  # two definitions may hold one value
         if name.value in facts.parameters:
             return None
     assignments = module_assignments(ctx).get(name.value)
     if assignments is None:
         return [name]  # a builtin (`True`, `None`) or an import: the name itself
     return _joined(ctx, assignments, depth)
+
+
+# -- loops over containers: `for attn, v in zip(attentions, values)` ---------------------------------------
+# Methods that add their argument(s) to a container: (method, position of the argument, many or one).
+ADDING_METHODS = {"append": (0, False), "extend": (0, True), "insert": (1, False), "add_module": (1, False)}
+
+
+def container_additions(
+    ctx: FileContext, function: cst.FunctionDef
+) -> dict[str, list[tuple[cst.Call, cst.BaseExpression, bool]]]:
+    """Container (`layers`, `self.layers`) -> (call, what it adds, whether that is many), once per function."""
+    memo: dict[cst.FunctionDef, dict[str, list[tuple[cst.Call, cst.BaseExpression, bool]]]] = ctx.memo(
+        "values.container_additions", dict
+    )
+    found = memo.get(function)
+    if found is None:
+        found = memo[function] = {}
+        for call in ctx.index.descendants(function.body, cst.Call, prune=HELPER_SCOPES):
+            adding = ADDING_METHODS.get(method_name(call) or "")
+            container = receiver(call)
+            if adding is None or container is None:
+                continue
+            if not is_a(container, cst.Name) and self_attribute(container) is None:
+                continue
+            position, many = adding
+            args = [arg for arg in call.args if arg.keyword is None and not arg.star]
+            if len(args) > position:
+                found.setdefault(dotted(container) or "", []).append((call, args[position].value, many))
+    return found
+
+
+def _loop_element(ctx: FileContext, definition: Definition, name: str, depth: int) -> list[cst.BaseExpression] | None:
+    """What a loop target binds `name` to: the part of one element of the iterable that the target's
+    unpacking gives it. Ex) `attn` in `for i, (attn, v) in enumerate(zip(attentions, values))` is an
+    element of `attentions`: what its list literal holds and what the function appends to it."""
+    node = definition.node
+    if not is_a(node, (cst.For, cst.CompFor)):
+        return None
+    path = _unpacking_path(node.target, name)
+    return None if path is None else _element(ctx, node.iter, path, definition.order, depth + 1)
+
+
+def _unpacking_path(target: cst.BaseExpression, name: str) -> tuple[int, ...] | None:
+    """The positions that lead from a loop's element to `name` in its target: () for `for x in`, (1, 0)
+    for `for i, (x, y) in`."""
+    if is_a(target, cst.Name):
+        return () if target.value == name else None
+    if is_a(target, (cst.Tuple, cst.List)) and not any(is_a(e, cst.StarredElement) for e in target.elements):
+        for position, element in enumerate(target.elements):
+            inner = _unpacking_path(element.value, name)
+            if inner is not None:
+                return (position, *inner)
+    return None
+
+
+def _element(
+    ctx: FileContext, iterable: cst.BaseExpression, path: tuple[int, ...], at: int, depth: int
+) -> list[cst.BaseExpression] | None:
+    """What the part at `path` of one element of `iterable` may be: `zip` and `enumerate` pair their
+    arguments' elements, `reversed` keeps them; a literal tuple or list, or a local list built empty and
+    grown by `.append`, holds the values it is given. None when some element is unknown."""
+    if depth > MAX_DEPTH:
+        return None
+    if is_a(iterable, cst.Call) and path:
+        qualified = ctx.callee(iterable)
+        args = [arg.value for arg in iterable.args if arg.keyword is None and not arg.star]
+        if qualified == "zip" and len(args) == len(iterable.args) and path[0] < len(args):
+            return _element(ctx, args[path[0]], path[1:], at, depth + 1)
+        if qualified == "enumerate" and args and path[0] == 1:
+            return _element(ctx, args[0], path[1:], at, depth + 1)
+        return None
+    if is_a(iterable, cst.Call) and ctx.callee(iterable) == "reversed" and len(iterable.args) == 1:
+        return _element(ctx, iterable.args[0].value, path, at, depth + 1)
+    if is_a(iterable, (cst.Tuple, cst.List)):
+        return _parts(ctx, _literal_items(iterable), path, at, depth)
+    if is_a(iterable, cst.Name):
+        function = ctx.function_of(iterable)
+        if function is None:
+            return None
+        definitions = ctx.function_facts(function).reaching(iterable.value, at)
+        if len(definitions) != 1 or definitions[0].kind != "assign":
+            return None
+        items = _literal_items(definitions[0].value)
+        for _call, added, many in container_additions(ctx, function).get(iterable.value, ()):
+            more = _literal_items(added) if many else [added]
+            items = None if items is None or more is None else items + more
+        return _parts(ctx, items, path, at, depth)
+    return None
+
+
+def _literal_items(expr: cst.BaseExpression | None) -> list[cst.BaseExpression] | None:
+    """The elements of a literal tuple or list with no starred element."""
+    if not is_a(expr, (cst.Tuple, cst.List)) or any(is_a(e, cst.StarredElement) for e in expr.elements):
+        return None
+    return [e.value for e in expr.elements]
+
+
+def _parts(
+    ctx: FileContext, items: list[cst.BaseExpression] | None, path: tuple[int, ...], at: int, depth: int
+) -> list[cst.BaseExpression] | None:
+    """What the part at `path` of any of `items` may be."""
+    if items is None:
+        return None
+    found: list[cst.BaseExpression] = []
+    for item in items:
+        if path:
+            parts = _literal_items(item)
+            if parts is None or path[0] >= len(parts):
+                return None
+            values = _parts(ctx, [parts[path[0]]], path[1:], at, depth)
+        else:
+            values = possible_values(ctx, item, ctx.order(item), depth + 1)
+        if values is None:
+            return None
+        found += values
+    return found
 
 
 def _attribute(ctx: FileContext, expr: cst.BaseExpression, attr: str, depth: int) -> list[cst.BaseExpression] | None:

@@ -18,6 +18,9 @@ from typing import TypeVar, overload
 import libcst as cst
 from typing_extensions import TypeIs
 
+# Scopes of their own inside a function: what they bind or call is not the function's.
+HELPER_SCOPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+
 
 def _hash_nodes_in_c() -> None:
     """libcst nodes are equal only to themselves and hash by identity, but through a Python method
