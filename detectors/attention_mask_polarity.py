@@ -11,6 +11,7 @@ from sharpedges.analysis.masks import (
     attends_to_marked,
     blocks_every_key,
     conflicting_uses,
+    filled_pair_products,
     mask_uses,
     masks_attention_scores,
 )
@@ -33,7 +34,12 @@ class AttentionMaskPolarity(Detector):
 
     def check(self, ctx):
         flagged = set()
-        for finding in (*self._made_boolean(ctx), *self._blocking_everything(ctx), *self._marked(ctx)):
+        for finding in (
+            *self._made_boolean(ctx),
+            *self._blocking_everything(ctx),
+            *self._marked(ctx),
+            *self._pair_products(ctx),
+        ):
             if finding.node in flagged:
                 continue
             flagged.add(finding.node)
@@ -88,3 +94,12 @@ class AttentionMaskPolarity(Detector):
                 yield Finding(use.node, facts={"consumer": consumer}, related=related)
             elif value.marks == "allowed" and attends is False:
                 yield Finding(use.node, variant="real-tokens-blocked", facts={"consumer": consumer}, related=related)
+
+    def _pair_products(self, ctx):
+        """A query mask AND a key mask, filled: wrong in either convention."""
+        for pair in filled_pair_products(ctx):
+            # Ex) input_mask = q_mask[:, None, :, None] * k_mask[:, None, None, :]; dots.masked_fill_(input_mask, -inf)
+            related = () if ctx.index.contains(pair.use.node, pair.product) else ((pair.product, "product"),)
+            yield Finding(
+                pair.use.node, variant="pair-product", facts={"consumer": _consumer(pair.use)}, related=related
+            )

@@ -225,6 +225,8 @@ def _direct_softmax(ctx: FileContext, call: cst.Call) -> tuple[cst.BaseExpressio
         value, dim = argument(call, "x", 1), _einx_axis(argument(call, "description", 0))
     elif (written := _written_out_softmax(ctx, call)) is not None:
         value, dim = written
+    elif _holds_softmax(ctx, call.func):
+        value, dim = argument(call, "input", 0), argument(call, "dim", 1)
     elif (
         method_name(call) == "softmax"
         and not is_library_namespace(ctx, receiver(call))
@@ -234,6 +236,18 @@ def _direct_softmax(ctx: FileContext, call: cst.Call) -> tuple[cst.BaseExpressio
     else:
         return None
     return (value, dim) if value is not None else None
+
+
+def _holds_softmax(ctx: FileContext, func: cst.BaseExpression) -> bool:
+    """An attribute or local bound to the softmax function on one of its paths: `self.attn_fn(dots,
+    dim=-1)` with `self.attn_fn = entmax15 if use_entmax else F.softmax`."""
+    if self_attribute(func) is None and not is_a(func, cst.Name):
+        return False
+    values = possible_values(ctx, func)
+    return values is not None and any(
+        value is not func and is_a(value, (cst.Name, cst.Attribute)) and ctx.qualify(value) in SOFTMAX_FUNCTIONS
+        for value in values
+    )
 
 
 def _may_wrap_softmax(call: cst.Call) -> bool:

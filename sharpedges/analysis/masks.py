@@ -1780,6 +1780,161 @@ def conflicting_uses(ctx: FileContext) -> list[tuple[PolaritySource, MaskUse, Ma
     return ctx.memo("conflicting_mask_uses", compute)
 
 
+# -- a query mask AND a key mask, filled --------------------------------------------------------------
+@dataclass(frozen=True)
+class PairProduct:
+    """A blocking consumer (`scores.masked_fill(m, -inf)`) whose mask is the product or `&` of two
+    per-token masks broadcast against each other (`q_mask[:, None, :, None] * k_mask[:, None, None, :]`)."""
+
+    use: MaskUse
+    product: cst.BaseExpression
+    operands: tuple[cst.BaseExpression, cst.BaseExpression]
+
+
+def filled_pair_products(ctx: FileContext) -> list[PairProduct]:
+    """Blocking consumers of the AND of a query-side and a key-side token mask. It blocks the pairs where
+    both tokens are marked, which is wrong in either convention: with keep-masks (True = real token) it
+    blocks the real pairs and leaves the padding open; with padding masks it blocks only pairs of two
+    padded tokens, so real queries still see padded keys (padding masks combine with `|`). The right
+    forms complement the product (`~(q & k)`, `== 0`) or use an attending consumer (`torch.where`, SDPA)."""
+
+    def compute() -> list[PairProduct]:
+        found = []
+        for use in mask_uses(ctx):
+            if use.convention != "block" or use.forwarded or use.function is None:
+                continue
+            product = _filled_product(ctx, use.function, use.mask, ctx.order(use.node), 0)
+            if product is None or not (_softmaxed_later(ctx, use) or masks_attention_scores(ctx, use)):
+                continue
+            left, right = _and_operands(ctx, product)
+            evaluator = use.evaluator(ctx)
+            at = ctx.order(product)
+            if any(
+                not _broadcast_token_mask(ctx, use.function, side, at, False, 0)
+                or ((value := evaluator.value(side, at)) is not None and value.triangular)
+                for side in (left, right)
+            ):
+                continue
+            if ctx.code(left) != ctx.code(right):
+                found.append(PairProduct(use, product, (left, right)))
+        return found
+
+    return ctx.memo("masks.filled_pair_products", compute)
+
+
+def _softmaxed_later(ctx: FileContext, use: MaskUse) -> bool:
+    """The filled scores, whatever computed them (QK^T, an MLP over pairs), are what a later softmax of
+    the function normalises: `sim.masked_fill_(m, -inf)` then `sim.softmax(dim=-1)`."""
+    node = use.node
+    filled = receiver(node) if is_a(node, cst.Call) and method_name(node) else None
+    if is_a(filled, cst.Name) and method_name(node) in ("masked_fill", "masked_fill_"):
+        statement = ctx.index.parents.get(node)
+        if method_name(node) == "masked_fill":  # `sim = sim.masked_fill(...)`: the name it binds
+            targets = statement.targets if is_a(statement, cst.Assign) else ()
+            filled = targets[0].target if len(targets) == 1 else None
+        at = ctx.order(node)
+        return is_a(filled, cst.Name) and any(
+            softmax.function is use.function
+            and ctx.order(softmax.call) > at
+            and is_a(softmax.input, cst.Name)
+            and softmax.input.value == filled.value
+            for softmax in softmax_calls(ctx)
+        )
+    return False
+
+
+def _and_operands(ctx: FileContext, expr: cst.BaseExpression) -> tuple[cst.BaseExpression, cst.BaseExpression]:
+    if is_a(expr, cst.BinaryOperation):
+        return expr.left, expr.right
+    assert is_a(expr, cst.Call)
+    return argument(expr, "input", 0), argument(expr, "other", 1)  # type: ignore[return-value]
+
+
+def _filled_product(
+    ctx: FileContext, function: cst.FunctionDef, expr: cst.BaseExpression | None, at: int, depth: int
+) -> cst.BaseExpression | None:
+    """The `a * b` / `a & b` / `torch.logical_and(a, b)` a filled mask is, through local names (every
+    definition that is not `None` must agree), views, casts and padding; None when it is anything else,
+    a complement included."""
+    if expr is None or depth > MAX_DEPTH:
+        return None
+    if is_a(expr, cst.Name):
+        # the parameter itself reaches a fill under `if exists(mask):` when the function rebinds it to the
+        # product under the same test: the paths that fill the product are the ones that matter
+        products = set()
+        for definition in ctx.function_facts(function).reaching(expr.value, at):
+            if definition.kind == "param" or (
+                definition.kind == "assign" and is_a(definition.value, cst.Name) and definition.value.value == "None"
+            ):
+                continue
+            if definition.kind != "assign":
+                return None
+            products.add(_filled_product(ctx, function, definition.value, definition.order, depth + 1))
+        return products.pop() if len(products) == 1 else None
+    if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, (cst.Multiply, cst.BitAnd)):
+        return expr
+    if is_a(expr, cst.Subscript):
+        return _filled_product(ctx, function, expr.value, at, depth + 1)
+    if is_a(expr, cst.Call):
+        qualified = ctx.callee(expr)
+        method = method_name(expr)
+        if qualified == "torch.logical_and":
+            return expr
+        if qualified in PAD_FUNCTIONS:
+            return _filled_product(ctx, function, argument(expr, "input", 0), at, depth + 1)
+        if einops_axes(ctx, expr) is not None:
+            return _filled_product(ctx, function, argument(expr, "tensor", 0), at, depth + 1)
+        if (method in SAME_MASK_METHODS or method in ("bool", *FIXED_CASTS, *DTYPE_ARGUMENT_CASTS)) and not (
+            is_library_namespace(ctx, receiver(expr))
+        ):
+            return _filled_product(ctx, function, receiver(expr), at, depth + 1)
+    return None
+
+
+def _broadcast_token_mask(
+    ctx: FileContext, function: cst.FunctionDef, expr: cst.BaseExpression | None, at: int, expanded: bool, depth: int
+) -> bool:
+    """Is `expr` a mask given new axes on its way here (`m[:, None]`, `m.unsqueeze(-1)`, `rearrange(m,
+    'b i -> b 1 i 1')`, `repeat(m, 'b j -> b i j')`), through local names, conditional expressions, views
+    and this file's helpers that hand back their first argument (`default(mask, ones)`)?"""
+    if expr is None or depth > MAX_DEPTH:
+        return False
+    if is_a(expr, cst.Name):
+        definitions = [
+            d
+            for d in ctx.function_facts(function).reaching(expr.value, at)
+            if not (d.kind == "assign" and is_a(d.value, cst.Name) and d.value.value == "None")
+        ]
+        if not definitions or any(d.kind not in ("assign", "param") for d in definitions):
+            return False
+        return all(
+            expanded
+            if d.kind == "param"
+            else _broadcast_token_mask(ctx, function, d.value, d.order, expanded, depth + 1)
+            for d in definitions
+        )
+    if is_a(expr, cst.IfExp):
+        return all(_broadcast_token_mask(ctx, function, e, at, expanded, depth + 1) for e in (expr.body, expr.orelse))
+    if is_a(expr, cst.Subscript):
+        new_axis = any(is_a(e.slice, cst.Index) and _is_none(e.slice.value) for e in expr.slice)
+        return _broadcast_token_mask(ctx, function, expr.value, at, expanded or new_axis, depth + 1)
+    if is_a(expr, cst.Call):
+        method = method_name(expr)
+        axes = einops_axes(ctx, expr)
+        if axes is not None:
+            before, after = axes
+            new_axis = any(axis not in before for axis in after)
+            return _broadcast_token_mask(
+                ctx, function, argument(expr, "tensor", 0), at, expanded or new_axis, depth + 1
+            )
+        if method in SAME_MASK_METHODS and not is_library_namespace(ctx, receiver(expr)):
+            new_axis = method in ("unsqueeze", *BROADCAST_METHODS)
+            return _broadcast_token_mask(ctx, function, receiver(expr), at, expanded or new_axis, depth + 1)
+        if called_function(ctx, expr) is not None and expr.args and not expr.args[0].keyword:
+            return _broadcast_token_mask(ctx, function, expr.args[0].value, at, expanded, depth + 1)
+    return expanded and is_a(expr, (cst.Comparison, cst.Call))
+
+
 # -- softmax paths: is any mask applied between QK^T and the softmax? --------------------------------
 SCORE_MASKING_METHODS = MASKING_METHODS | ADDITIVE_METHODS
 NEUTRAL_METHODS = CAST_METHODS | COPY_METHODS | RESHAPE_METHODS | CLAMP_METHODS | SCALING_METHODS | REORDER_METHODS
