@@ -1826,21 +1826,22 @@ def _softmaxed_later(ctx: FileContext, use: MaskUse) -> bool:
     """The filled scores, whatever computed them (QK^T, an MLP over pairs), are what a later softmax of
     the function normalises: `sim.masked_fill_(m, -inf)` then `sim.softmax(dim=-1)`."""
     node = use.node
-    filled = receiver(node) if is_a(node, cst.Call) and method_name(node) else None
-    if is_a(filled, cst.Name) and method_name(node) in ("masked_fill", "masked_fill_"):
+    method = method_name(node) if is_a(node, cst.Call) else None
+    filled = receiver(node) if is_a(node, cst.Call) and method in ("masked_fill", "masked_fill_") else None
+    if method == "masked_fill":  # `sim = sim.masked_fill(...)`: the name it binds
         statement = ctx.index.parents.get(node)
-        if method_name(node) == "masked_fill":  # `sim = sim.masked_fill(...)`: the name it binds
-            targets = statement.targets if is_a(statement, cst.Assign) else ()
-            filled = targets[0].target if len(targets) == 1 else None
-        at = ctx.order(node)
-        return is_a(filled, cst.Name) and any(
-            softmax.function is use.function
-            and ctx.order(softmax.call) > at
-            and is_a(softmax.input, cst.Name)
-            and softmax.input.value == filled.value
-            for softmax in softmax_calls(ctx)
-        )
-    return False
+        targets = statement.targets if is_a(statement, cst.Assign) else ()
+        filled = targets[0].target if len(targets) == 1 else None
+    if not is_a(filled, cst.Name):
+        return False
+    at = ctx.order(node)
+    return any(
+        softmax.function is use.function
+        and ctx.order(softmax.call) > at
+        and is_a(softmax.input, cst.Name)
+        and softmax.input.value == filled.value
+        for softmax in softmax_calls(ctx)
+    )
 
 
 def _and_operands(ctx: FileContext, expr: cst.BaseExpression) -> tuple[cst.BaseExpression, cst.BaseExpression]:
