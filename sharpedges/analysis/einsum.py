@@ -72,11 +72,12 @@ class OffAxisPooling:
 
 def off_axis_poolings(ctx: FileContext, softmaxes: Sequence[SoftmaxCall]) -> list[OffAxisPooling]:
     """Softmax weights (of the file's `softmaxes`, assigned to a local) that an einsum sums over other
-    axes than the one they were normalised over: it keeps that axis, for another operand to pool per
-    head or for an outer product with the values (`'bhdn,bhen->bhde'`: a linear-attention context
-    normalised over the features), or it sums over that axis and more (`'ndxy,nexy->nde'` normalised over
-    y alone). Weights that are one distribution of several mixed by the other operands
-    (`'k d, k -> d'`) stay one, and quiet."""
+    axes than the one they were normalised over: it keeps that axis and shares it with another operand
+    (pooled per head), or it sums over that axis and more (`'ndxy,nexy->nde'` normalised over y alone).
+    Weights that stay distributions over their own axis, mixed by the other operands, are quiet:
+    `'k d, k -> d'`, and `'bqc, bqhw -> bchw'` (class probabilities per query times each query's mask).
+    So is a linear-attention context whose keys were normalised over the features (`'bhdn,bhen->bhde'`):
+    it has that same shape, and nothing in the einsum tells the two apart."""
 
     def compute() -> list[OffAxisPooling]:
         by_call: dict[cst.CSTNode, SoftmaxCall] = {}
@@ -104,9 +105,7 @@ def off_axis_poolings(ctx: FileContext, softmaxes: Sequence[SoftmaxCall]) -> lis
                 summed = tuple(label for label in labels if label not in einsum.output and label != "...")
                 others = [other for other in einsum.inputs if other is not labels]
                 if normalised in einsum.output:
-                    shared = any(normalised in other for other in others)
-                    outer = any(label not in labels for other in others for label in other if label in einsum.output)
-                    off_axis = bool(summed) and (shared or outer)
+                    off_axis = bool(summed) and any(normalised in other for other in others)
                 else:
                     off_axis = normalised in summed and len(summed) > 1
                 if off_axis:
