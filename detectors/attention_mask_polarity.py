@@ -8,6 +8,7 @@ from sharpedges.analysis.masks import (
     HANDING_TOKENS,
     MaskUse,
     additive_masks_made_boolean,
+    adds_a_boolean,
     attends_to_marked,
     blocks_every_key,
     conflicting_uses,
@@ -39,6 +40,7 @@ class AttentionMaskPolarity(Detector):
             *self._blocking_everything(ctx),
             *self._marked(ctx),
             *self._pair_products(ctx),
+            *self._added_booleans(ctx),
         ):
             if finding.node in flagged:
                 continue
@@ -103,3 +105,12 @@ class AttentionMaskPolarity(Detector):
             yield Finding(
                 pair.use.node, variant="pair-product", facts={"consumer": _consumer(pair.use)}, related=related
             )
+
+    def _added_booleans(self, ctx):
+        """A boolean mask cast to 0/1 floats and handed to a consumer that adds float masks."""
+        for use in mask_uses(ctx):
+            value = use.evaluator(ctx).value(use.mask)
+            if value is not None and adds_a_boolean(value, use.convention):
+                # Ex) attention_mask = ~attention_mask; sdpa(q, k, v, attention_mask.to(torch.float32))
+                related = tuple((node, "origin") for node in value.origin if not ctx.index.contains(use.node, node))
+                yield Finding(use.node, variant="float-boolean", facts={"consumer": _consumer(use)}, related=related)

@@ -335,7 +335,8 @@ class MaskEvaluator:
             return _transposed(inner)
         if is_a(expr, cst.UnaryOperation) and is_a(expr.operator, cst.BitInvert):
             inner = self.value(expr.expression, at, depth + 1)
-            return _as_bool(inner.complement()) if inner is not None else None
+            # `~m` of an unknown mask: torch's `~` takes only bool and integer tensors, so a boolean
+            return _as_bool(inner.complement()) if inner is not None else MaskValue("bool", origin=(expr,))
         if is_a(expr, cst.Comparison):
             return self._comparison(expr, at, depth)
         if is_a(expr, cst.BinaryOperation):
@@ -1417,6 +1418,12 @@ def allowed_region(value: MaskValue, convention: Convention) -> Region | Literal
     if convention == "sdpa" and value.kind == "bool":
         return value.region
     return value.region.complement()  # additive everywhere; bool under torch.nn's True = blocked
+
+
+def adds_a_boolean(value: MaskValue, convention: Convention) -> bool:
+    """A boolean cast to a 0/1 float (`keep.float()`, `(~m).to(torch.float32)`) meeting a consumer that
+    adds a float mask to the scores: it adds 0 or 1 and blocks nothing. Triangles are SHP202's."""
+    return convention in ("sdpa", "torch_nn") and value.kind == "binary" and value.region is None
 
 
 def blocks_every_key(value: MaskValue, convention: Convention) -> bool:
