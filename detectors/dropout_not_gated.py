@@ -19,6 +19,7 @@ from sharpedges.analysis.training_mode import (
     saved_by_autograd_forward,
     training_read_in_init,
     wrapper_dropout_without_mode,
+    written_out_dropout,
 )
 from sharpedges.analysis.vocabulary import KERNEL_TOKENS, REGISTRY_TOKENS
 from sharpedges.analysis.walk import is_a
@@ -27,7 +28,16 @@ from sharpedges.detector import Detector, Finding, Fix, Replacement
 
 class DropoutNotGated(Detector):
     code = "SHP701"
-    tokens = (b"dropout", b"drop_rate", b"self.training", *KERNEL_TOKENS, *REGISTRY_TOKENS)
+    tokens = (
+        b"dropout",
+        b"drop_rate",
+        b"self.training",
+        b"bernoulli",
+        b".rand(",
+        b"rand_like",
+        *KERNEL_TOKENS,
+        *REGISTRY_TOKENS,
+    )
 
     def check(self, ctx):
         for call in ctx.calls():
@@ -37,6 +47,7 @@ class DropoutNotGated(Detector):
                 or dropout_module_built_in_forward(ctx, call)
                 or wrapper_dropout_without_mode(ctx, call)
                 or partial_dropout_without_mode(ctx, call)
+                or written_out_dropout(ctx, call)
             )
             if found is not None and found.kind == "wrapper" and found.probability is not None:
                 yield Finding(found.probability, variant="attention")  # where the wrapper's caller passes it

@@ -53,12 +53,38 @@ def _local_mentions_training(ctx: FileContext, name: cst.Name, depth: int) -> bo
 
 
 def under_training_branch(ctx: FileContext, node: cst.CSTNode) -> bool:
-    """Inside `if self.training:` (or an `if` on any training flag), or a conditional expression on one."""
+    """Inside `if self.training:` (or an `if` on any training flag), or a conditional expression on one,
+    or after an `if` on one that leaves the function (`if not self.training: return x`)."""
     child = node
     for ancestor in ctx.index.ancestors(node):
         if is_a(ancestor, (cst.If, cst.IfExp)) and child is not ancestor.test and mentions_training(ctx, ancestor.test):
+            return True
+        if is_a(ancestor, cst.IndentedBlock) and _left_earlier_on_training(ctx, ancestor, child):
             return True
         if is_a(ancestor, cst.FunctionDef):
             return False
         child = ancestor
     return False
+
+
+def _left_earlier_on_training(ctx: FileContext, block: cst.IndentedBlock, statement: cst.CSTNode) -> bool:
+    """An `if` on a training flag earlier in `block` than `statement` whose body returns or raises."""
+    for earlier in block.body:
+        if earlier is statement:
+            return False
+        if (
+            is_a(earlier, cst.If)
+            and earlier.orelse is None
+            and mentions_training(ctx, earlier.test)
+            and is_a(earlier.body, cst.IndentedBlock)
+            and earlier.body.body
+            and _leaves(earlier.body.body[-1])
+        ):
+            return True
+    return False
+
+
+def _leaves(statement: cst.BaseStatement) -> bool:
+    return is_a(statement, cst.SimpleStatementLine) and any(
+        is_a(small, (cst.Return, cst.Raise)) for small in statement.body
+    )

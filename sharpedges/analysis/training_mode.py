@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from sharpedges.analysis.calls import literal_number
+from sharpedges.analysis.calls import argument, literal_number, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.names import dotted
@@ -334,6 +334,94 @@ def dropout_module_built_in_forward(ctx: FileContext, call: cst.Call) -> Ungated
     if is_zero(_known(probability)):
         return None
     return UngatedDropout(call, "module-in-forward", _known(probability))
+
+
+# Draws of a random keep-mask: Bernoulli samples, uniform noise compared with a probability, or
+# `keep + torch.rand(...)` floored (the old drop-path idiom).
+BERNOULLI_FUNCTIONS = frozenset({"torch.bernoulli"})
+BERNOULLI_METHODS = frozenset({"bernoulli", "bernoulli_"})
+UNIFORM_FUNCTIONS = frozenset({"torch.rand", "torch.rand_like"})
+
+
+def written_out_dropout(ctx: FileContext, call: cst.Call) -> UngatedDropout | None:
+    """A dropout written by hand on the forward path: a random keep-mask drawn with the probability
+    (`x.new(...).bernoulli_(1 - p)`, `torch.rand(...) < keep`, `(keep + torch.rand(...)).floor_()`) in a
+    function that also divides by it (the inverted-dropout rescale), with no training flag in sight. It
+    keeps dropping after `model.eval()`."""
+    probability = _keep_probability(ctx, call)
+    function = ctx.function_of(call)
+    if probability is None or function is None or not runs_in_forward(ctx, call):
+        return None
+    drawn = _mentioned_values(ctx, probability)
+    rescaled = any(drawn & _mentioned_values(ctx, divisor) for divisor in _divisors(ctx, function))
+    if (
+        not rescaled
+        or under_training_branch(ctx, call)
+        or in_autograd_function(ctx, call)
+        or gated_by_every_caller(ctx, call, None)
+        or in_plain_class(ctx, call)
+    ):
+        return None
+    return UngatedDropout(call, "written-out", probability)
+
+
+def _keep_probability(ctx: FileContext, call: cst.Call) -> cst.BaseExpression | None:
+    """The probability a random keep-mask draw uses, when `call` is one."""
+    if ctx.callee(call) in BERNOULLI_FUNCTIONS:
+        return argument(call, "input", 0)
+    if method_name(call) in BERNOULLI_METHODS:
+        return argument(call, "p", 0)
+    if ctx.callee(call) not in UNIFORM_FUNCTIONS:
+        return None
+    parent = ctx.index.parents.get(call)
+    if is_a(parent, cst.Comparison) and len(parent.comparisons) == 1:
+        other = parent.comparisons[0].comparator if parent.left is call else parent.left
+        return other if is_a(parent.comparisons[0].operator, _ORDERINGS) else None
+    if is_a(parent, cst.BinaryOperation) and is_a(parent.operator, cst.Add):
+        floored = ctx.index.parents.get(parent)
+        if (is_a(floored, cst.Call) and ctx.callee(floored) == "torch.floor") or _floored_later(ctx, parent):
+            return parent.left if parent.right is call else parent.right
+    return None
+
+
+_ORDERINGS = (cst.LessThan, cst.LessThanEqual, cst.GreaterThan, cst.GreaterThanEqual)
+
+
+def _floored_later(ctx: FileContext, total: cst.BinaryOperation) -> bool:
+    """`r = keep + torch.rand(shape)` followed by `r.floor_()` (or `.floor()`): a Bernoulli sample."""
+    statement = ctx.index.parents.get(total)
+    function = ctx.function_of(total)
+    if not is_a(statement, cst.Assign) or function is None or len(statement.targets) != 1:
+        return False
+    target = statement.targets[0].target
+    if not is_a(target, cst.Name):
+        return False
+    for call in ctx.index.descendants(function.body, cst.Call):
+        floored = receiver(call) if method_name(call) in ("floor", "floor_") else None
+        if is_a(floored, cst.Name) and floored.value == target.value:
+            return True
+    return False
+
+
+def _divisors(ctx: FileContext, function: cst.FunctionDef) -> list[cst.BaseExpression]:
+    """What the function divides by: `a / d`, `a /= d`, `a.div(d)`, `a.div_(d)`."""
+    found: list[cst.BaseExpression] = []
+    for node in ctx.index.descendants(function.body):
+        if is_a(node, cst.BinaryOperation) and is_a(node.operator, cst.Divide):
+            found.append(node.right)
+        elif is_a(node, cst.AugAssign) and is_a(node.operator, cst.DivideAssign):
+            found.append(node.value)
+        elif is_a(node, cst.Call) and method_name(node) in ("div", "div_") and node.args:
+            found.append(node.args[0].value)
+    return found
+
+
+def _mentioned_values(ctx: FileContext, expr: cst.BaseExpression) -> set[str]:
+    """The names and `self.x` attributes an expression reads."""
+    found = {
+        dotted(node) or "" for node in (expr, *ctx.index.descendants(expr)) if is_a(node, (cst.Name, cst.Attribute))
+    }
+    return {name for name in found if name and name != "self"}
 
 
 def _known(passed: PassedArgument) -> cst.BaseExpression | None:
