@@ -111,6 +111,7 @@ class ProjectScopes:
     def __init__(self, roots: tuple[Path, ...], store: SummaryStore) -> None:
         self.roots = tuple(root.resolve() for root in roots)
         self.store = store
+        self.real_paths: dict[Path, Path] = {}  # each path resolved once per run: a run builds its engine
 
     def __call__(self, path: str) -> ProjectScope:
-        return ProjectScope(Path(os.path.abspath(path)), self.roots, self.store.load)
+        return ProjectScope(Path(os.path.abspath(path)), self.roots, self.store.load, real_paths=self.real_paths)

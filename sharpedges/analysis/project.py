@@ -300,6 +300,15 @@ class ProjectScope:
     # answers already given for this file (a module named by many calls is resolved once)
     _files: dict[tuple[ImportedName, Path], Path | None] = field(default_factory=dict, repr=False)
     _found: dict[tuple[ImportedName, str, Path], tuple[Any, Path] | None] = field(default_factory=dict, repr=False)
+    # path -> its resolved path, shared by the scopes of one run: every file of a folder asks it of each
+    # of its neighbours
+    real_paths: dict[Path, Path] = field(default_factory=dict, repr=False)
+
+    def real_path(self, path: Path) -> Path:
+        real = self.real_paths.get(path)
+        if real is None:
+            real = self.real_paths[path] = path.resolve()
+        return real
 
     def module_file(self, source: ImportedName, importer: Path | None = None) -> Path | None:
         """The project file a module import names, or None when it is not inside the roots."""
@@ -329,7 +338,7 @@ class ProjectScope:
 
     def summary(self, source: ImportedName, importer: Path | None = None) -> dict[str, Any] | None:
         path = self.module_file(source, importer)
-        if path is None or path.resolve() == self.importer.resolve():
+        if path is None or self.real_path(path) == self.real_path(self.importer):
             return None
         loaded = self.load(path)
         if loaded is None:
@@ -376,7 +385,7 @@ class ProjectScope:
             path = self.module_file(module, importer)
             if path is None:
                 return False
-            if path.resolve() == self.importer.resolve():
+            if self.real_path(path) == self.real_path(self.importer):
                 return True
             summary = self.summary(module, importer)
             forwarded = None if summary is None else summary.get("reexports", {}).get(source.name)
@@ -392,7 +401,9 @@ class ProjectScope:
         when the folder holds more than `limit` of them. With `tokens`, only the files that mention one
         of them (lowered): the rest are not summarised, and that they mention none is a dependency."""
         folder = self.importer.parent
-        files = [p for p in python_files(folder) if p.resolve() != self.importer.resolve() and self._inside(p)]
+        files = [
+            p for p in python_files(folder) if self.real_path(p) != self.real_path(self.importer) and self._inside(p)
+        ]
         if len(files) > limit:
             return []
         self.read[str(folder) + os.sep] = folder_digest(folder)
@@ -411,7 +422,9 @@ class ProjectScope:
         """Whether another module of the checked file's folder (not a package's `__init__.py`, which only
         re-exports) mentions one of `tokens` (lowered); None when the folder holds more than `limit`."""
         folder = self.importer.parent
-        files = [p for p in python_files(folder) if p.resolve() != self.importer.resolve() and self._inside(p)]
+        files = [
+            p for p in python_files(folder) if self.real_path(p) != self.real_path(self.importer) and self._inside(p)
+        ]
         self.read[str(folder) + os.sep] = folder_digest(folder)
         if len(files) > limit:
             return None
@@ -425,7 +438,7 @@ class ProjectScope:
         return found
 
     def _inside(self, path: Path) -> bool:
-        real = path.resolve()
+        real = self.real_path(path)
         return any(real == root or root in real.parents for root in self.roots)
 
 
