@@ -96,9 +96,10 @@ SYMBOLIC = "symbolic"  # an offset the code computes (a cache length, a window):
 Bound = int | str | None  # None: unbounded
 
 # A file can only apply an attention mask if it names one of these consumers (masked_fill and
-# torch.where count only on scores that a softmax then normalises).
+# torch.where count only on scores that a softmax then normalises, or that `exp` normalises by hand).
 CONSUMER_TOKENS = (
     b"softmax",
+    b"exp(",
     b"scaled_dot_product_attention",
     b"multiheadattention",
     b"transformerencoder",
@@ -1814,10 +1815,13 @@ def filled_pair_products(ctx: FileContext) -> list[PairProduct]:
             if product is None or not (_softmaxed_later(ctx, use) or masks_attention_scores(ctx, use)):
                 continue
             left, right = _and_operands(ctx, product)
-            evaluator = use.evaluator(ctx)
+            built_in = ctx.function_of(product)  # the consumer's function, or a caller that passes the product
+            if built_in is None:
+                continue
+            evaluator = evaluator_for(ctx, built_in)
             at = ctx.order(product)
             if any(
-                not _broadcast_token_mask(ctx, use.function, side, at, False, 0)
+                not _broadcast_token_mask(ctx, built_in, side, at, False, 0)
                 or ((value := evaluator.value(side, at)) is not None and value.triangular)
                 for side in (left, right)
             ):
@@ -1842,13 +1846,30 @@ def _softmaxed_later(ctx: FileContext, use: MaskUse) -> bool:
     if not is_a(filled, cst.Name):
         return False
     at = ctx.order(node)
-    return any(
+    if any(
         softmax.function is use.function
         and ctx.order(softmax.call) > at
         and is_a(softmax.input, cst.Name)
         and softmax.input.value == filled.value
         for softmax in softmax_calls(ctx)
+    ):
+        return True
+    # a softmax written out: `S = S - S.amax(-1, keepdim=True); A = S.exp()`, normalised by a later sum
+    return use.function is not None and any(
+        ctx.order(call) > at and _exponentiates(ctx, call, filled.value)
+        for call in ctx.index.descendants(use.function.body, cst.Call)
     )
+
+
+def _exponentiates(ctx: FileContext, call: cst.Call, name: str) -> bool:
+    """`name.exp()` or `torch.exp(name)`."""
+    if ctx.callee(call) == "torch.exp":
+        base = argument(call, "input", 0)
+    elif method_name(call) in ("exp", "exp_") and not call.args:
+        base = receiver(call)
+    else:
+        return False
+    return is_a(base, cst.Name) and base.value == name
 
 
 def _and_operands(ctx: FileContext, expr: cst.BaseExpression) -> tuple[cst.BaseExpression, cst.BaseExpression]:
@@ -1868,9 +1889,11 @@ def _filled_product(
         return None
     if is_a(expr, cst.Name):
         # the parameter itself reaches a fill under `if exists(mask):` when the function rebinds it to the
-        # product under the same test: the paths that fill the product are the ones that matter
+        # product under the same test: the paths that fill the product are the ones that matter; a
+        # parameter nothing rebinds is what the function's callers in this file pass
+        definitions = ctx.function_facts(function).reaching(expr.value, at)
         products = set()
-        for definition in ctx.function_facts(function).reaching(expr.value, at):
+        for definition in definitions:
             if definition.kind == "param" or (
                 definition.kind == "assign" and is_a(definition.value, cst.Name) and definition.value.value == "None"
             ):
@@ -1878,6 +1901,8 @@ def _filled_product(
             if definition.kind != "assign":
                 return None
             products.add(_filled_product(ctx, function, definition.value, definition.order, depth + 1))
+        if not products and definitions and all(d.kind == "param" for d in definitions):
+            return _passed_product(ctx, function, expr.value, depth)
         return products.pop() if len(products) == 1 else None
     if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, (cst.Multiply, cst.BitAnd)):
         return expr
@@ -1897,6 +1922,25 @@ def _filled_product(
         ):
             return _filled_product(ctx, function, receiver(expr), at, depth + 1)
     return None
+
+
+def _passed_product(
+    ctx: FileContext, function: cst.FunctionDef, parameter: str, depth: int
+) -> cst.BaseExpression | None:
+    """The product every call of `function` in this file passes for `parameter` (a nested attention
+    helper called with `mask=S_mask`); calls that pass nothing or `None` leave it unmasked."""
+    names = positional_parameters(function)
+    products = set()
+    for call, bound in call_sites(ctx, function, forwarded=False):
+        position = bound.index(parameter) if parameter in bound else None
+        passed = passed_argument(ctx, call, parameter, position)
+        caller = ctx.function_of(call)
+        if passed is UNKNOWN or caller is None or parameter not in names:
+            return None
+        if passed is None or _is_none(passed):
+            continue
+        products.add(_filled_product(ctx, caller, passed, ctx.order(call), depth + 1))
+    return products.pop() if len(products) == 1 else None
 
 
 def _broadcast_token_mask(
