@@ -56,10 +56,13 @@ def called_function(ctx: FileContext, call: cst.Call) -> tuple[cst.FunctionDef, 
     if not is_a(func, cst.Name):
         return None
     by_name = ctx.memo("function_definitions", lambda: _functions_by_name(ctx))
+    defined = by_name.get(func.value)
+    if not defined:
+        return None  # most calls: torch's, builtins, imports
     visible = {None, *ctx.index.ancestors(call)}
     candidates = [
         fn
-        for fn in by_name.get(func.value, ())
+        for fn in defined
         if ctx.index.enclosing(fn, HELPER_SCOPES) in visible
         and not is_a(ctx.index.enclosing(fn, HELPER_SCOPES), cst.ClassDef)
     ]
