@@ -1,9 +1,15 @@
 """Benchmark `sharpedges check` against the bare-libcst-parse floor on the pinned real corpus, all in one run.
 
     python benchmarks/bench.py [--runs 3] [--quick] [--json out.json]
+    python benchmarks/bench.py --compare REV [--runs 5] [--quick]
 
 Every measurement is a whole process (wall time, CPU time of it and its workers, peak RSS), the median
 of --runs runs. --quick uses a deterministic subset of the corpus for a fast look.
+
+--compare REV answers "is this change faster or slower than REV?" where one run's ratio to the floor
+moves by more than the change: it installs REV's sharpedges into a scratch folder and times the cold
+all-rules one-process check of the working tree's code and of REV's in turn (ABAB...), so both see the
+same machine, and prints each pair's ratio and their median.
 """
 
 from __future__ import annotations
@@ -71,6 +77,7 @@ def main() -> int:
         default=shutil.which("torchfix"),
         help="the torchfix 0.7.0 executable (install it in its own venv: it pins an older libcst)",
     )
+    parser.add_argument("--compare", metavar="REV", help="time this tree's code against revision REV, in turn")
     args = parser.parse_args()
 
     corpus = build()
@@ -98,6 +105,9 @@ def main() -> int:
 
     def touch_one():
         touched.write_text(touched.read_text() + f"\n# touched {time.time_ns()}\n")
+
+    if args.compare:
+        return compare(args.compare, args.runs, work, lines, len(files))
 
     rows: dict[str, dict] = {}
     run = lambda name, command, **kw: rows.__setitem__(name, median_of(args.runs, command, work, **kw))  # noqa: E731
@@ -196,6 +206,52 @@ def main() -> int:
         )
         + "\n"
     )
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def install_revision(revision: str, folder: Path) -> Path:
+    """REV's package, built from `git archive` and installed (no dependencies) into `folder/site`."""
+    source, site = folder / "source", folder / "site"
+    source.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(HERE.parent), "archive", "--format=tar", revision], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(source),
+        ],
+        check=True,
+    )
+    return site
+
+
+def compare(revision: str, runs: int, work: Path, lines: int, files: int) -> int:
+    """The cold all-rules one-process check, this tree's code and REV's in turn."""
+    site = install_revision(revision, work / "revision")
+    command = [sys.executable, "-m", "sharpedges", "check", "--exit-zero", "--format", "json", "--no-cache"]
+    command += ["--preview", "--jobs", "1", "corpus"]
+    ours, theirs = [], []
+    for _ in range(runs):
+        ours.append(measure(command, work)["wall"])
+        theirs.append(measure(command, work, env={"PYTHONPATH": str(site)})["wall"])
+    print(f"\ncorpus: {files} files, {lines:,} lines; cold, all rules, 1 process; {runs} pair(s), in turn\n")
+    print("| pair | this tree s | " + f"{revision} s | ratio |")
+    print("|---:|---:|---:|---:|")
+    for number, (a, b) in enumerate(zip(ours, theirs, strict=True), 1):
+        print(f"| {number} | {a:.2f} | {b:.2f} | {a / b:.3f} |")
+    median = statistics.median(a / b for a, b in zip(ours, theirs, strict=True))
+    print(f"\n- this tree / {revision}, median of the pairs: {median:.3f}")
     shutil.rmtree(work, ignore_errors=True)
     return 0
 
