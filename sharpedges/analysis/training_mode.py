@@ -216,15 +216,20 @@ def functional_dropout_without_mode(ctx: FileContext, call: cst.Call) -> Ungated
     if position is None or passed_argument(ctx, call, "training", position) is not None:
         return None  # passed, also in a `**kwargs` dict, or may be (UNKNOWN)
     probability = _known(passed_argument(ctx, call, "p", 1))
-    if (
-        (probability is not None and gated(ctx, probability))
-        or under_training_branch(ctx, call)
+    if (probability is not None and gated(ctx, probability)) or _mode_reaches(ctx, call, probability):
+        return None
+    return UngatedDropout(call, "functional", probability)
+
+
+def _mode_reaches(ctx: FileContext, call: cst.Call, probability: cst.BaseExpression | None) -> bool:
+    """The module's mode decides whether `call` drops: it runs under a training branch, in an autograd
+    Function, in a function every caller gates, or in a class that is no `nn.Module` (no eval mode)."""
+    return (
+        under_training_branch(ctx, call)
         or in_autograd_function(ctx, call)
         or gated_by_every_caller(ctx, call, probability)
         or in_plain_class(ctx, call)
-    ):
-        return None
-    return UngatedDropout(call, "functional", probability)
+    )
 
 
 def in_plain_class(ctx: FileContext, node: cst.CSTNode) -> bool:
@@ -354,13 +359,7 @@ def written_out_dropout(ctx: FileContext, call: cst.Call) -> UngatedDropout | No
         return None
     drawn = _mentioned_values(ctx, probability)
     rescaled = any(drawn & _mentioned_values(ctx, divisor) for divisor in _divisors(ctx, function))
-    if (
-        not rescaled
-        or under_training_branch(ctx, call)
-        or in_autograd_function(ctx, call)
-        or gated_by_every_caller(ctx, call, None)
-        or in_plain_class(ctx, call)
-    ):
+    if not rescaled or _mode_reaches(ctx, call, None):
         return None
     return UngatedDropout(call, "written-out", probability)
 
