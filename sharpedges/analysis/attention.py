@@ -241,13 +241,37 @@ def _direct_softmax(ctx: FileContext, call: cst.Call) -> tuple[cst.BaseExpressio
 def _holds_softmax(ctx: FileContext, func: cst.BaseExpression) -> bool:
     """An attribute or local bound to the softmax function on one of its paths: `self.attn_fn(dots,
     dim=-1)` with `self.attn_fn = entmax15 if use_entmax else F.softmax`."""
-    if self_attribute(func) is None and not is_a(func, cst.Name):
+    attr = self_attribute(func)
+    name = attr if attr is not None else func.value if is_a(func, cst.Name) else None
+    if name is None or name not in _softmax_bound_names(ctx):
         return False
     values = possible_values(ctx, func)
     return values is not None and any(
         value is not func and is_a(value, (cst.Name, cst.Attribute)) and ctx.qualify(value) in SOFTMAX_FUNCTIONS
         for value in values
     )
+
+
+def _softmax_bound_names(ctx: FileContext) -> frozenset[str]:
+    """The names and `self.` attributes some assignment of the file binds to the softmax function itself
+    (maybe as one branch of a conditional expression): the only callees `_holds_softmax` need resolve."""
+
+    def compute() -> frozenset[str]:
+        found: set[str] = set()
+        for assign in ctx.index.nodes(cst.Assign):
+            value = assign.value
+            branches = (value.body, value.orelse) if is_a(value, cst.IfExp) else (value,)
+            if not any(is_a(b, (cst.Name, cst.Attribute)) and ctx.qualify(b) in SOFTMAX_FUNCTIONS for b in branches):
+                continue
+            for target in assign.targets:
+                attr = self_attribute(target.target)
+                if attr is not None:
+                    found.add(attr)
+                elif is_a(target.target, cst.Name):
+                    found.add(target.target.value)
+        return frozenset(found)
+
+    return ctx.memo("attention.softmax_bound_names", compute)
 
 
 def _may_wrap_softmax(call: cst.Call) -> bool:

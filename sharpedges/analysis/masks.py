@@ -96,10 +96,9 @@ SYMBOLIC = "symbolic"  # an offset the code computes (a cache length, a window):
 Bound = int | str | None  # None: unbounded
 
 # A file can only apply an attention mask if it names one of these consumers (masked_fill and
-# torch.where count only on scores that a softmax then normalises, or that `exp` normalises by hand).
+# torch.where count only on scores that a softmax then normalises).
 CONSUMER_TOKENS = (
     b"softmax",
-    b"exp(",
     b"scaled_dot_product_attention",
     b"multiheadattention",
     b"transformerencoder",
@@ -1231,8 +1230,8 @@ def _consumer_uses(ctx: FileContext) -> list[MaskUse]:
 
     def compute() -> list[MaskUse]:
         uses: list[MaskUse] = []
-        if not ctx.mentions(*CONSUMER_TOKENS):
-            return uses  # a masked_fill or where with no softmax after it applies no attention mask
+        if not ctx.mentions(*CONSUMER_TOKENS) and not (ctx.mentions(b"exp(") and ctx.mentions(b"masked_fill")):
+            return uses  # a masked_fill or where with no softmax (or exp, by hand) after it applies no attention mask
         for call in ctx.calls():
             function = ctx.function_of(call)
             qualified = ctx.callee(call)
