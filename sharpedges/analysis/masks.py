@@ -1795,7 +1795,6 @@ class PairProduct:
 
     use: MaskUse
     product: cst.BaseExpression
-    operands: tuple[cst.BaseExpression, cst.BaseExpression]
 
 
 def filled_pair_products(ctx: FileContext) -> list[PairProduct]:
@@ -1826,7 +1825,7 @@ def filled_pair_products(ctx: FileContext) -> list[PairProduct]:
             ):
                 continue
             if ctx.code(left) != ctx.code(right):
-                found.append(PairProduct(use, product, (left, right)))
+                found.append(PairProduct(use, product))
         return found
 
     return ctx.memo("masks.filled_pair_products", compute)

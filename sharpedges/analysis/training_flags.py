@@ -68,14 +68,15 @@ def under_training_branch(ctx: FileContext, node: cst.CSTNode) -> bool:
 
 
 def _left_earlier_on_training(ctx: FileContext, block: cst.IndentedBlock, statement: cst.CSTNode) -> bool:
-    """An `if` on a training flag earlier in `block` than `statement` whose body returns or raises."""
+    """An `if` earlier in `block` than `statement` that holds in eval mode and whose body returns or
+    raises: what follows it runs in training only."""
     for earlier in block.body:
         if earlier is statement:
             return False
         if (
             is_a(earlier, cst.If)
             and earlier.orelse is None
-            and mentions_training(ctx, earlier.test)
+            and _holds_in_eval(ctx, earlier.test)
             and is_a(earlier.body, cst.IndentedBlock)
             and earlier.body.body
             and _leaves(earlier.body.body[-1])
@@ -88,3 +89,21 @@ def _leaves(statement: cst.BaseStatement) -> bool:
     return is_a(statement, cst.SimpleStatementLine) and any(
         is_a(small, (cst.Return, cst.Raise)) for small in statement.body
     )
+
+
+def _holds_in_eval(ctx: FileContext, test: cst.BaseExpression) -> bool:
+    """`not self.training`, `training is False`, `training == False`, or an `or` with one of them
+    (`drop_prob == 0.0 or not training`): true whenever the module is in eval mode."""
+    if is_a(test, cst.UnaryOperation) and is_a(test.operator, cst.Not):
+        return mentions_training(ctx, test.expression)
+    if is_a(test, cst.BooleanOperation) and is_a(test.operator, cst.Or):
+        return _holds_in_eval(ctx, test.left) or _holds_in_eval(ctx, test.right)
+    if is_a(test, cst.Comparison) and len(test.comparisons) == 1:
+        target = test.comparisons[0]
+        return (
+            is_a(target.operator, (cst.Is, cst.Equal))
+            and is_a(target.comparator, cst.Name)
+            and target.comparator.value == "False"
+            and mentions_training(ctx, test.left)
+        )
+    return False

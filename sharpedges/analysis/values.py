@@ -135,16 +135,16 @@ def _element(
     grown by `.append`, holds the values it is given. None when some element is unknown."""
     if depth > MAX_DEPTH:
         return None
-    if is_a(iterable, cst.Call) and path:
+    if is_a(iterable, cst.Call):
         qualified = ctx.callee(iterable)
         args = [arg.value for arg in iterable.args if arg.keyword is None and not arg.star]
-        if qualified == "zip" and len(args) == len(iterable.args) and path[0] < len(args):
+        if qualified == "reversed" and len(args) == len(iterable.args) == 1:
+            return _element(ctx, args[0], path, at, depth + 1)
+        if qualified == "zip" and path and len(args) == len(iterable.args) and path[0] < len(args):
             return _element(ctx, args[path[0]], path[1:], at, depth + 1)
-        if qualified == "enumerate" and args and path[0] == 1:
+        if qualified == "enumerate" and path and args and path[0] == 1:
             return _element(ctx, args[0], path[1:], at, depth + 1)
         return None
-    if is_a(iterable, cst.Call) and ctx.callee(iterable) == "reversed" and len(iterable.args) == 1:
-        return _element(ctx, iterable.args[0].value, path, at, depth + 1)
     if is_a(iterable, (cst.Tuple, cst.List)):
         return _parts(ctx, _literal_items(iterable), path, at, depth)
     if is_a(iterable, cst.Name):

@@ -43,6 +43,8 @@ def values_of_x(body: str) -> list[str] | None:
         # nested unpacking of literal pairs
         ("for k, (x, y) in ((1, (a(), b())), (2, (c(), b()))):\n    use(x)", ["a()", "c()"]),
         ("for x in reversed([a(), b()]):\n    use(x)", ["a()", "b()"]),
+        ("for i, x in reversed(list(enumerate(xs))):\n    use(x)", None),
+        ("for x, v in reversed(((a(), 1), (b(), 2))):\n    use(x)", ["a()", "b()"]),
         # the index of enumerate, an unknown iterable, or a list extended by something unknown: unknown
         ("for x, v in enumerate([a(), b()]):\n    use(x)", None),
         ("for x in xs:\n    use(x)", None),
