@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from sharpedges.analysis.moe import layer_of, plain_projection, routing_sites
+from sharpedges.analysis.moe import ScoreTrace, caller_traces, layer_of, plain_projection, routing_sites
 from sharpedges.detector import Detector, Finding
 
 
@@ -22,12 +22,22 @@ class RouterLowPrecision(Detector):
             if trace.precision == "low":
                 reported.add(layer)
                 yield Finding(site.selection, variant="cast-back")
-            # Nothing casts on the way: the selection runs in the dtype of a gate we can see is plain.
-            elif (
-                trace.precision is None
-                and not trace.parameters
-                and trace.projections
-                and all(plain_projection(ctx, projection) for projection in trace.projections)
-            ):
+            elif _uncast_plain(ctx, trace):
                 reported.add(layer)
                 yield Finding(site.selection)
+            # Scores handed in by a helper's callers: what every caller in the file passes decides.
+            elif trace.precision is None and trace.parameters and not trace.projections:
+                traces = caller_traces(ctx, site)
+                if traces and all(t.precision == "low" or _uncast_plain(ctx, t) for _, t in traces):
+                    reported.add(layer)
+                    yield Finding(site.selection)
+
+
+def _uncast_plain(ctx, trace: ScoreTrace) -> bool:
+    """Nothing casts on the way: the scores have the dtype of a gate we can see is plain."""
+    return (
+        trace.precision is None
+        and not trace.parameters
+        and bool(trace.projections)
+        and all(plain_projection(ctx, projection) for projection in trace.projections)
+    )

@@ -31,7 +31,15 @@ from sharpedges.analysis.attention import (
     softmax_calls,
     unpacked_call,
 )
-from sharpedges.analysis.calls import argument, is_true, literal_int, literal_number, method_name, receiver
+from sharpedges.analysis.calls import (
+    argument,
+    is_false_or_none,
+    is_true,
+    literal_int,
+    literal_number,
+    method_name,
+    receiver,
+)
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.dataflow import Condition, Definition
@@ -564,7 +572,7 @@ class MaskEvaluator:
         axes = einops_axes(ctx, call)
         if axes is not None:
             return _einops_moved(self.value(argument(call, "tensor", 0), at, depth + 1), axes)
-        if qualified in PAD_FUNCTIONS:
+        if qualified in PAD_FUNCTIONS or qualified == "torch.nn.functional.unfold":
             return self._padded(call, at, depth)
         if qualified in CONCATENATIONS:
             # Ex) `torch.cat((~padding, causal), dim=-1)`: keys of another kind in front of a causal block
@@ -609,8 +617,21 @@ class MaskEvaluator:
         core block. Keys padded on the right are slots after every query, marked when `v` is True.
 
         Ex) F.pad(tril, (read, write) * 2, value=True): each token also keeps the write slots after it
+
+        Ones padded with zeros (`F.pad` without a value, `F.unfold` with a `padding`) mark the real
+        positions: it is a keep-mask, whatever shape it takes after.
+
+        Ex) F.unfold(torch.ones(1, 1, h, w), kernel_size=k, stride=s, padding=halo): 1 at real pixels
         """
         inner = self.value(argument(call, "input", 0), at, depth + 1)
+        if self.ctx.callee(call) == "torch.nn.functional.unfold":
+            padding = argument(call, "padding", 3)
+            return _valid_positions(inner, call) if padding is not None and literal_int(padding) != 0 else None
+        fill = argument(call, "value", 3)
+        if fill is None or literal_number(fill) == 0 or is_false_or_none(fill):
+            valid = _valid_positions(inner, call)
+            if valid is not None:
+                return valid
         widths = _pad_widths(argument(call, "pad", 1))
         if inner is not None and inner.region is None and inner.marks is not None:
             # Ex) `F.pad(mask, (1, 0), value=True)` for a null key: a padding mask keeps what it marks
@@ -619,7 +640,6 @@ class MaskEvaluator:
             return None
         if literal_int(widths[1]) == 0:
             return inner
-        fill = argument(call, "value", 3)
         return replace(inner, tail="marked" if is_true(fill) or literal_number(fill) == 1 else "unmarked")
 
     def _helper(self, call: cst.Call, depth: int) -> MaskValue | None:
@@ -810,6 +830,13 @@ def _pad_widths(expr: cst.BaseExpression | None) -> list[cst.BaseExpression] | N
     if is_a(expr, (cst.Tuple, cst.List)) and not any(is_a(e, cst.StarredElement) for e in expr.elements):
         return [e.value for e in expr.elements] if len(expr.elements) >= 2 else None
     return None
+
+
+def _valid_positions(inner: MaskValue | None, padding: cst.Call) -> MaskValue | None:
+    """A mask that marks everything, padded with unmarked slots: it marks the real positions."""
+    if inner is None or inner.region != EVERYTHING or inner.marks is not None or inner.kind == "additive":
+        return None
+    return MaskValue(inner.kind, None, "allowed", origin=(padding,))
 
 
 def _agreed(values: list[MaskValue | None]) -> MaskValue | None:

@@ -28,7 +28,7 @@ from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.dataflow import Definition, FunctionFacts
 from sharpedges.analysis.names import dotted
-from sharpedges.analysis.summaries import result_element_read
+from sharpedges.analysis.summaries import bind_arguments, call_sites, result_element_read
 from sharpedges.analysis.tensors import returns_nothing
 from sharpedges.analysis.vocabulary import (
     CAST_METHODS,
@@ -1040,23 +1040,30 @@ def _balanced_by_callers(ctx: FileContext, site: RoutingSite) -> str | None:
     caller in sight, the layer is not this file's to judge."""
     if site.cls is None:
         return "scores come from the caller"
-    name = site.function.name.value
-    params = [p.name.value for p in site.function.params.params]
-    offset = 1 if params and params[0] == "self" else 0
-    callers = 0
-    for call in ctx.index.descendants(site.cls, cst.Call):
-        if dotted(call.func) != f"self.{name}":
-            continue
-        method = ctx.function_of(call)
-        if method is None:
-            continue
-        callers += 1
-        for param in site.trace.parameters:
-            position = params.index(param) - offset if param in params else None
-            value = argument(call, param, position)
-            if value is None:
-                return "scores come from the caller"
-            trace = ScoreTracer(ctx, method).trace(value)
-            if trace.biased or trace.parameters or escapes(ctx, ctx.function_facts(method), trace.definitions):
-                return "router scores leave the layer"
-    return None if callers else "scores come from the caller"
+    traces = caller_traces(ctx, site)
+    if traces is None:
+        return "scores come from the caller"
+    for method, trace in traces:
+        if trace.biased or trace.parameters or escapes(ctx, ctx.function_facts(method), trace.definitions):
+            return "router scores leave the layer"
+    return None
+
+
+def caller_traces(ctx: FileContext, site: RoutingSite) -> list[tuple[cst.FunctionDef, ScoreTrace]] | None:
+    """For scores handed in as a parameter: the trace, in each calling function of this file, of what every
+    call passes for it. None when the function has no caller here, or a call leaves a parameter unbound.
+
+    Ex) `logits = self.wg(input); return top2gating(logits)` for `def top2gating(logits)`
+    """
+    sites = call_sites(ctx, site.function, forwarded=False)
+    if not sites:
+        return None
+    traces = []
+    for call, positional in sites:
+        caller = ctx.function_of(call)
+        bound = bind_arguments(call, positional)
+        if caller is None or any(param not in bound for param in site.trace.parameters):
+            return None
+        tracer = ScoreTracer(ctx, caller)
+        traces += [(caller, tracer.trace(bound[param])) for param in sorted(site.trace.parameters)]
+    return traces
