@@ -7,9 +7,18 @@ import libcst as cst
 from sharpedges.analysis.caches import built_from_cache, cache_gate
 from sharpedges.analysis.calls import is_true
 from sharpedges.analysis.project import imported_names
-from sharpedges.analysis.summaries import bind_arguments, imported_function, in_branch
+from sharpedges.analysis.summaries import (
+    bind_arguments,
+    called_function,
+    imported_function,
+    in_branch,
+    kernel_parameters,
+    module_forward,
+    module_forwards,
+    positional_parameters,
+)
 from sharpedges.analysis.values import UNKNOWN, fixed_at_construction, kernel_argument, possible_values
-from sharpedges.analysis.vocabulary import KERNELS, SDPA
+from sharpedges.analysis.vocabulary import KERNELS, SDPA, kernel_of
 from sharpedges.analysis.walk import is_a
 from sharpedges.detector import Detector, Finding
 
@@ -18,22 +27,26 @@ SDPA_KERNEL = KERNELS["torch.nn.functional.scaled_dot_product_attention"]
 
 class CausalWithKvCache(Detector):
     code = "SHP204"
-    tokens = (b"is_causal", b"cat(", b".update(")  # a caller of an imported wrapper names no kernel
+    tokens = (b"causal", b"cat(", b".update(")  # a caller of an imported wrapper names no kernel
 
     def check(self, ctx):
+        gated = set()
         for call in ctx.calls():
-            if ctx.callee(call) not in SDPA:
-                continue
             function = ctx.function_of(call)
+            # Ex) is_causal=cache is None: a chunk of new tokens over the cache sees its own future
+            for keyword, passed_flag, keys in causal_consumers(ctx, call) if function is not None else ():
+                local = ctx.function_of(passed_flag) is function  # its names are this function's
+                gate = cache_gate(ctx, function, passed_flag, keys, ctx.order(call)) if local else None
+                if gate is not None:
+                    gated.add(call)
+                    facts = {"argument": keyword, "flag": ctx.code(passed_flag), "cache": gate.value}
+                    yield Finding(call, variant="cache-gated", facts=facts)
+                    break
+            if ctx.callee(call) not in SDPA or call in gated:
+                continue
             key = SDPA_KERNEL.argument(call, "key")
             passed = kernel_argument(ctx, call, SDPA_KERNEL, "causal")  # also through `**attn_kwargs`
             flag = passed if passed is not UNKNOWN else None
-            # Ex) is_causal=cache is None: a chunk of new tokens over the cache sees its own future
-            local = flag is not None and ctx.function_of(flag) is function  # its names are this function's
-            gate = cache_gate(ctx, function, flag, key, ctx.order(call)) if function and key and local else None
-            if gate is not None:
-                yield Finding(call, variant="cache-gated", facts={"flag": ctx.code(flag), "cache": gate.value})
-                continue
             causal = _causal(ctx, flag) if function is not None else None
             if function is None or causal is None or in_branch(ctx, call):
                 continue
@@ -74,6 +87,30 @@ def _imported_wrappers(ctx):
         ]
         if any(built_from_cache(ctx, function, key, at) for key in keys):
             yield Finding(call)
+
+
+def causal_consumers(ctx, call: cst.Call) -> list[tuple[str, cst.BaseExpression, cst.BaseExpression]]:
+    """(keyword, causal flag, keys) that `call` hands to an attention kernel: the kernel's own arguments, or
+    those a helper or module of this file forwards to one (`self.inner_attn(q, kv, causal=causal)`)."""
+    kernel = kernel_of(ctx, call)
+    if kernel is not None:
+        flag, key = kernel_argument(ctx, call, kernel, "causal"), kernel.argument(call, "key")
+        keyword = kernel.keyword("causal")
+        if isinstance(flag, cst.BaseExpression) and key is not None and keyword is not None:
+            return [(keyword, flag, key)]
+        return []
+    target = called_function(ctx, call)
+    forward = module_forward(ctx, call) if target is None else None
+    forwards = [forward] if forward is not None else module_forwards(ctx, call) if target is None else []
+    targets = [target] if target is not None else [(f, positional_parameters(f)[1:]) for f in forwards]
+    found = []
+    for function, positional in targets:
+        bound = bind_arguments(call, positional)
+        meanings = {use.meaning: name for name, uses in kernel_parameters(ctx, function).items() for use in uses}
+        flag_name, key_name = meanings.get("causal"), meanings.get("key")
+        if flag_name in bound and key_name in bound:
+            found.append((flag_name, bound[flag_name], bound[key_name]))
+    return found
 
 
 def _causal(ctx, flag: cst.BaseExpression | None) -> str | None:

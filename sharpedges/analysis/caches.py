@@ -15,12 +15,13 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from sharpedges.analysis.calls import argument, literal_number, method_name, receiver
+from sharpedges.analysis.calls import argument, literal_int, literal_number, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.dataflow import unpacked_position
 from sharpedges.analysis.importers import importer_arguments
 from sharpedges.analysis.masks import MAX_DEPTH
+from sharpedges.analysis.names import dotted
 from sharpedges.analysis.summaries import (
     bind_arguments,
     call_sites,
@@ -474,6 +475,8 @@ def _built_from_cache(
         return _built_from_cache(ctx, function, value, where, depth + 1, importers, element)
 
     if is_a(expr, cst.Name):
+        if _written_buffer(ctx, function, expr):
+            return True  # Ex) kv = params.memory[i]; kv[:, start:end] = new_kv
         facts = ctx.function_facts(function)
         for definition in facts.reaching(expr.value, at):
             value = definition.value
@@ -550,15 +553,47 @@ def _passed_by_importers(ctx: FileContext, parameter: str, function: cst.Functio
 
 
 def _written_buffer(ctx: FileContext, function: cst.FunctionDef, expr: cst.BaseExpression) -> bool:
-    """`self.cache_k[:bsz, start:start + T] = xk` elsewhere in the function: a preallocated cache."""
+    """`self.cache_k[:bsz, start:start + T] = xk` elsewhere in the function: a preallocated cache. A local
+    buffer written so is one when it is kept across calls: read from, or stored into, an object the function
+    is handed (`kv_cache = params.memory[i]`, `params.memory[i] = kv_cache`)."""
     attr = self_attribute(expr)
-    if attr is None:
+    local = expr.value if is_a(expr, cst.Name) else None
+    if attr is None and local is None:
         return False
-    for assign in ctx.index.descendants(function.body, cst.Assign, prune=(cst.FunctionDef, cst.ClassDef)):
-        for target in assign.targets:
-            if is_a(target.target, cst.Subscript) and self_attribute(target.target.value) == attr:
-                return True
+    assigns = list(ctx.index.descendants(function.body, cst.Assign, prune=(cst.FunctionDef, cst.ClassDef)))
+    written = any(
+        is_a(target.target, cst.Subscript)
+        and (
+            self_attribute(target.target.value) == attr
+            if attr is not None
+            else is_a(target.target.value, cst.Name) and target.target.value.value == local
+        )
+        for assign in assigns
+        for target in assign.targets
+    )
+    if not written or attr is not None:
+        return written
+    parameters = set(ctx.function_facts(function).parameters)
+    for assign in assigns:
+        targets = [target.target for target in assign.targets]
+        if any(is_a(t, cst.Name) and t.value == local for t in targets) and _held_by(assign.value, parameters):
+            return True
+        if (
+            is_a(assign.value, cst.Name)
+            and assign.value.value == local
+            and any(_held_by(t, parameters) for t in targets)
+        ):
+            return True
     return False
+
+
+def _held_by(expr: cst.BaseExpression, parameters: set[str]) -> bool:
+    """`params.memory[i]`, `self.cache[i]`: an item or attribute of an object the function is handed."""
+    if not is_a(expr, (cst.Subscript, cst.Attribute)):
+        return False
+    while is_a(expr, (cst.Subscript, cst.Attribute)):
+        expr = expr.value
+    return is_a(expr, cst.Name) and expr.value in parameters
 
 
 def cache_gate(
@@ -569,27 +604,43 @@ def cache_gate(
     several new tokens then attends to its own future."""
     if flag is None:
         return None
-    for tested in _absence_tests(flag):
+    for tested in _absence_tests(_flag_test(ctx, function, flag, at)):
         if built_from_cache(ctx, function, key, at) and _reads_name(ctx, function, key, at, tested.value):
             return tested
     return None
 
 
+def _flag_test(ctx: FileContext, function: cst.FunctionDef, flag: cst.BaseExpression, at: int) -> cst.BaseExpression:
+    """The test a causal flag stands for: the flag itself, or the test of the one local it names when that
+    local is off in the other case (`causal = None if offset == 0 else False`: on, or left to the module's
+    default, only while the cache is empty)."""
+    if is_a(flag, cst.Name):
+        definitions = ctx.function_facts(function).reaching(flag.value, at)
+        value = definitions[0].value if len(definitions) == 1 and definitions[0].kind == "assign" else None
+        if is_a(value, cst.IfExp) and is_a(value.orelse, cst.Name) and value.orelse.value == "False":
+            return value.test
+    return flag
+
+
 def _absence_tests(expr: cst.BaseExpression) -> list[cst.Name]:
-    """The names `expr` is True only without: `x is None`, `not x`, and those joined by `and`."""
+    """The names `expr` is True only without: `x is None`, `not x`, `x.offset == 0` / `len(x) == 0` (nothing
+    cached yet), and those joined by `and`."""
     if is_a(expr, cst.BooleanOperation) and is_a(expr.operator, cst.And):
         return _absence_tests(expr.left) + _absence_tests(expr.right)
     if is_a(expr, cst.UnaryOperation) and is_a(expr.operator, cst.Not) and is_a(expr.expression, cst.Name):
         return [expr.expression]
-    if (
-        is_a(expr, cst.Comparison)
-        and is_a(expr.left, cst.Name)
-        and len(expr.comparisons) == 1
-        and is_a(expr.comparisons[0].operator, cst.Is)
-        and is_a(expr.comparisons[0].comparator, cst.Name)
-        and expr.comparisons[0].comparator.value == "None"
-    ):
+    if not is_a(expr, cst.Comparison) or len(expr.comparisons) != 1:
+        return []
+    operator, comparator = expr.comparisons[0].operator, expr.comparisons[0].comparator
+    if is_a(operator, cst.Is) and is_a(expr.left, cst.Name) and dotted(comparator) == "None":
         return [expr.left]
+    if is_a(operator, cst.Equal) and literal_int(comparator) == 0:
+        measured = expr.left
+        if is_a(measured, cst.Call) and dotted(measured.func) == "len" and len(measured.args) == 1:
+            measured = measured.args[0].value
+        while is_a(measured, cst.Attribute):
+            measured = measured.value
+        return [measured] if is_a(measured, cst.Name) else []
     return []
 
 

@@ -2345,6 +2345,54 @@ def _optional_gate(
     return None
 
 
+def flag_dropping_alternatives(ctx: FileContext, classes: dict[str, cst.ClassDef]) -> list[cst.ClassDef]:
+    """Classes of this file that a constructor with a causal flag builds as one side of a choice whose
+    other side it hands the flag to (`attn = Full(d) if full else Lsh(d, causal=causal)`, or lambdas
+    that build them): the flag is dropped on that side, and the class cannot know it should be causal.
+
+    Ex) `get_full_attn = lambda: SelfAttention(emb, heads)`, `get_lsh_attn = lambda: LSHSelfAttention(emb,
+        causal=causal)`, `get_attn = get_full_attn if use_full_attn else get_lsh_attn` (reformer 0.3)
+    """
+    found = []
+    for cls in classes.values():
+        init = ctx.class_facts(cls).methods.get("__init__")
+        if init is None:
+            continue
+        flags = {p.name.value for p in init.params.params if declares_causal(p.name.value, weak=False)}
+        if not flags:
+            continue
+        for choice in ctx.index.descendants(init.body, cst.IfExp):
+            body = _constructed(ctx, init, choice.body)
+            orelse = _constructed(ctx, init, choice.orelse)
+            if body is None or orelse is None:
+                continue
+            for call, other in ((body, orelse), (orelse, body)):
+                built = classes.get(call.func.value) if is_a(call.func, cst.Name) else None
+                if (
+                    built is not None
+                    and _mentions_any(ctx, other, flags)
+                    and not _mentions_any(ctx, call, flags)
+                    and not _takes_causal_flag(ctx, built)
+                ):
+                    found.append(built)
+    return found
+
+
+def _constructed(ctx: FileContext, function: cst.FunctionDef, expr: cst.BaseExpression) -> cst.Call | None:
+    """The call `expr` is, or that the lambda it names makes."""
+    if is_a(expr, cst.Name):
+        definitions = ctx.function_facts(function).reaching(expr.value, ctx.order(expr))
+        if len(definitions) != 1 or not is_a(definitions[0].value, cst.Lambda):
+            return None
+        expr = definitions[0].value.body
+    return expr if is_a(expr, cst.Call) else None
+
+
+def _takes_causal_flag(ctx: FileContext, cls: cst.ClassDef) -> bool:
+    init = ctx.class_facts(cls).methods.get("__init__")
+    return init is not None and any(declares_causal(p.name.value) for p in init.params.params)
+
+
 def _switched_on(ctx: FileContext, cls: cst.ClassDef, init: cst.FunctionDef, param: cst.Param) -> bool:
     if is_true(param.default):
         return True
@@ -2385,6 +2433,7 @@ def causal_scopes(ctx: FileContext, weak: bool = True) -> set[cst.CSTNode]:
             if _trains_next_token(ctx, function) or _decodes_one_token_at_a_time(ctx, function):
                 seeds.append(ctx.class_of(function) or function)
         seeds += [cls for cls in classes.values() if ignored_causal_flag(ctx, cls) is not None]
+        seeds += flag_dropping_alternatives(ctx, classes)
         scopes = {
             scope
             for scope in (*classes.values(), *ctx.index.nodes(cst.FunctionDef))

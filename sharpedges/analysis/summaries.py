@@ -605,6 +605,9 @@ def _kernel_parameters(ctx: FileContext, function: cst.FunctionDef) -> dict[str,
         if not is_a(expr, cst.Name) or not facts.is_parameter(expr.value):
             return None
         reaching = facts.reaching(expr.value, at)
+        if len(reaching) == 1 and reaching[0].kind == "assign" and _fills_default(reaching[0].value, expr.value):
+            # Ex) causal = self.causal if causal is None else causal: the caller's value wherever it passes one
+            reaching = facts.reaching(expr.value, reaching[0].order - 1)
         return expr.value if len(reaching) == 1 and reaching[0].kind == "param" else None
 
     collected = _spread_keywords(ctx, function)
@@ -631,6 +634,18 @@ def _kernel_parameters(ctx: FileContext, function: cst.FunctionDef) -> dict[str,
             if name is not None and inner_name in inner:
                 found.setdefault(name, []).extend(inner[inner_name])
     return {name: tuple(uses) for name, uses in found.items()}
+
+
+def _fills_default(value: cst.BaseExpression | None, name: str) -> bool:
+    """`default if name is None else name` (or the other way round): the parameter itself wherever a
+    caller passes it."""
+    if not is_a(value, cst.IfExp) or not is_a(test := value.test, cst.Comparison) or len(test.comparisons) != 1:
+        return False
+    if not (is_a(test.left, cst.Name) and test.left.value == name) or dotted(test.comparisons[0].comparator) != "None":
+        return False
+    operator = test.comparisons[0].operator
+    kept = value.orelse if is_a(operator, cst.Is) else value.body if is_a(operator, cst.IsNot) else None
+    return is_a(kept, cst.Name) and kept.value == name
 
 
 def _spread_keywords(ctx: FileContext, function: cst.FunctionDef) -> str | None:
