@@ -91,6 +91,7 @@ PASS_THROUGH_METHODS = (
 PASS_THROUGH_FUNCTIONS = (
     FILL_FUNCTIONS | CLAMP_FUNCTIONS | SOFT_CAP_FUNCTIONS | NAN_REPAIR_FUNCTIONS | ADDITIVE_FUNCTIONS | PAD_FUNCTIONS
 )
+REARRANGE = "einops.rearrange"
 WEIGHT_NAME = re.compile(r"(weight|^w$|^W\w*$|emb|embed|wte|lm_head|classifier|proj_matrix)", re.IGNORECASE)
 
 
@@ -650,6 +651,9 @@ class LogitTracer:
         if qualified in PASS_THROUGH_FUNCTIONS:
             inner = argument(call, "input", 0)
             return self.sources(inner, at, depth + 1) if inner is not None else []
+        if qualified == REARRANGE:  # Ex) sim = rearrange(sim, 'b h i (n j) -> b h i n j'): the same scores
+            inner = argument(call, "tensor", 0)
+            return self.sources(inner, at, depth + 1) if inner is not None else []
         inner = receiver(call)
         if method in PASS_THROUGH_METHODS and inner is not None and not is_library_namespace(ctx, inner):
             return self.sources(inner, at, depth + 1)
@@ -723,8 +727,11 @@ class LogitTracer:
         if not a or not b or not output:
             return None
         contracted = (set(a) & set(b)) - set(output)
-        # QK^T contracts the last (feature) index of both operands and keeps one free index of each.
-        if a[-1] != b[-1] or a[-1] not in contracted:
+        # QK^T contracts the feature index, which sits at the same place from the end of both operands (last
+        # for channels-last 'b i d, b j d', before the tokens for channels-first 'b d i, b d j', 'b c h w,
+        # b k n c i j'), and keeps free indices of each; attention times values contracts the key index, last
+        # in the weights and before the features in the values ('b i j, b j d').
+        if not any(a.index(index) - len(a) == b.index(index) - len(b) for index in contracted):
             return None
         keys = (set(b) - set(a)) & set(output)
         # Ex) 'b i d, b i j d -> b i j': each query against its own window of keys (local attention)
@@ -1089,6 +1096,8 @@ def key_axis(source: LogitSource, ctx: FileContext) -> tuple[int | None, int | N
     """Where the key axis sits in the scores a product makes, as (index from the front, index from
     the back); None where the code does not say (an unknown rank, an ellipsis). A query of a known
     rank places the keys of a matmul (`q @ k.transpose(-1, -2)`)."""
+    if any(is_a(node, cst.Call) and ctx.callee(node) == REARRANGE for node in source.path):
+        return None, None  # the axes were moved on the way
     if source.kind in ("bmm", "baddbmm"):
         return 2, -1
     if source.kind == "einsum" and is_a(source.product, cst.Call):
