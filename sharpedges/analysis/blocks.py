@@ -34,11 +34,12 @@ from sharpedges.analysis.summaries import (
     bind_arguments,
     called_classes,
     called_function,
+    constructions,
     held_modules,
     positional_parameters,
     return_values,
 )
-from sharpedges.analysis.values import possible_values
+from sharpedges.analysis.values import UNKNOWN, passed_argument, possible_values
 from sharpedges.analysis.vocabulary import LOSS_FUNCTIONS, OBJECT_COPY_FUNCTIONS, SHAPE_ONLY_METHODS
 from sharpedges.analysis.walk import is_a
 
@@ -1162,6 +1163,8 @@ def unnormed_heads(ctx: FileContext, cls: cst.ClassDef) -> list[UnnormedHead]:
         end = max(ctx.index.last_order(node) for node, _ in outputs)
         names = {name for _, name in outputs}
         later = _calls_after(ctx, method, end)
+        # Ex) `out = self.norm(x)` where the norm is an identity unless a flag, off by default, asks for it
+        names |= {name for c in later if (name := _identity_by_default(ctx, cls, c, names)) is not None}
         # Ex) `out = self.ln_f(h)` of another value than the stream is no final norm of it, and
         # `embeds = self.norm(x)` is none for a head that goes on reading `x`
         if any(_final_norm(ctx, cls, c, names) and not _bound_apart(ctx, c, names) for c in later):
@@ -1361,10 +1364,52 @@ def _returns_raw_stack_stream(ctx: FileContext, cls: cst.ClassDef) -> bool:
     return False
 
 
+def _identity_by_default(ctx: FileContext, cls: cst.ClassDef, call: cst.Call, names: set[str]) -> str | None:
+    """The name a norm of the stream is bound to when the norm is an identity in the model's default
+    configuration: `self.norm = LayerNorm(dim) if norm_out else nn.Identity()`, with `norm_out=False` in
+    the constructor's signature and no construction of the class in this file passing True."""
+    statement = ctx.index.parents.get(call)
+    if (
+        not is_a(statement, cst.Assign)
+        or len(statement.targets) != 1
+        or not is_a(target := statement.targets[0].target, cst.Name)
+        or not call.args
+        or not _reads_stream(call.args[0].value, names)
+        or not _off_by_default(ctx, cls, call)
+    ):
+        return None
+    return target.value
+
+
+def _off_by_default(ctx: FileContext, cls: cst.ClassDef, call: cst.Call) -> bool:
+    attr = self_attribute(call.func)
+    init = ctx.class_facts(cls).methods.get("__init__")
+    assignments = ctx.class_facts(cls).assignments.get(attr, ()) if attr is not None else ()
+    if init is None or len(assignments) != 1 or not is_a(choice := assignments[0].value, cst.IfExp):
+        return False
+    flag = next(
+        (p for p in (*init.params.params, *init.params.kwonly_params) if dotted(choice.test) == p.name.value), None
+    )
+    if flag is None or not is_a(flag.default, cst.Name) or flag.default.value != "False":
+        return False
+    at = ctx.order(choice)
+    on, off = _module_choices(ctx, choice.body, at), _module_choices(ctx, choice.orelse, at)
+    if on != {NORM} or off != {IDENTITY}:
+        return False
+    positional = [p.name.value for p in init.params.params][1:]
+    position = positional.index(flag.name.value) if flag.name.value in positional else None
+    # a construction that spreads `**kwargs` leaves the default to its own caller: the default still holds
+    passed = [passed_argument(ctx, built, flag.name.value, position) for built in constructions(ctx, cls)]
+    return all(value is None or value is UNKNOWN for value in passed)
+
+
 def _final_norm(ctx: FileContext, cls: cst.ClassDef, call: cst.Call, names: set[str]) -> bool:
     """`call` norms the stream the stack left: a norm of it, a head that starts with a norm
     (`nn.Sequential(nn.LayerNorm(dim) if pre_norm else nn.Identity(), nn.Linear(dim, vocab))`), or a
-    function of this file that returns a norm of its first argument (`x = self.finish(x)`)."""
+    function of this file that returns a norm of its first argument (`x = self.finish(x)`). A norm that is
+    an identity unless a flag, off by default, asks for it is none."""
+    if _off_by_default(ctx, cls, call):
+        return False
     if is_norm_call(ctx, call) or _starts_with_norm(ctx, cls, call):
         return _norms_stream(ctx, call, names)
     called = called_function(ctx, call)
