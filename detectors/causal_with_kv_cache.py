@@ -99,6 +99,9 @@ def causal_consumers(ctx, call: cst.Call) -> list[tuple[str, cst.BaseExpression,
         if isinstance(flag, cst.BaseExpression) and key is not None and keyword is not None:
             return [(keyword, flag, key)]
         return []
+    function = ctx.function_of(call)
+    if function is None or not any(_may_hold_a_test(ctx, function, arg.value) for arg in call.args):
+        return []  # nothing this call passes can be a flag that tests the cache
     target = called_function(ctx, call)
     forward = module_forward(ctx, call) if target is None else None
     forwards = [forward] if forward is not None else module_forwards(ctx, call) if target is None else []
@@ -111,6 +114,17 @@ def causal_consumers(ctx, call: cst.Call) -> list[tuple[str, cst.BaseExpression,
         if flag_name in bound and key_name in bound:
             found.append((flag_name, bound[flag_name], bound[key_name]))
     return found
+
+
+TESTS = (cst.Comparison, cst.UnaryOperation, cst.BooleanOperation, cst.IfExp)
+
+
+def _may_hold_a_test(ctx, function: cst.FunctionDef, expr: cst.BaseExpression) -> bool:
+    """A test written in the call, or a local some assignment of the function binds to one."""
+    if is_a(expr, TESTS):
+        return True
+    definitions = ctx.function_facts(function).definitions.get(expr.value, ()) if is_a(expr, cst.Name) else ()
+    return any(is_a(definition.value, TESTS) for definition in definitions)
 
 
 def _causal(ctx, flag: cst.BaseExpression | None) -> str | None:

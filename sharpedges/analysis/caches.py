@@ -556,35 +556,35 @@ def _written_buffer(ctx: FileContext, function: cst.FunctionDef, expr: cst.BaseE
     """`self.cache_k[:bsz, start:start + T] = xk` elsewhere in the function: a preallocated cache. A local
     buffer written so is one when it is kept across calls: read from, or stored into, an object the function
     is handed (`kv_cache = params.memory[i]`, `params.memory[i] = kv_cache`)."""
+    attrs, locals_ = _buffers_written(ctx, function)
     attr = self_attribute(expr)
-    local = expr.value if is_a(expr, cst.Name) else None
-    if attr is None and local is None:
-        return False
-    assigns = list(ctx.index.descendants(function.body, cst.Assign, prune=(cst.FunctionDef, cst.ClassDef)))
-    written = any(
-        is_a(target.target, cst.Subscript)
-        and (
-            self_attribute(target.target.value) == attr
-            if attr is not None
-            else is_a(target.target.value, cst.Name) and target.target.value.value == local
-        )
-        for assign in assigns
-        for target in assign.targets
-    )
-    if not written or attr is not None:
-        return written
-    parameters = set(ctx.function_facts(function).parameters)
-    for assign in assigns:
-        targets = [target.target for target in assign.targets]
-        if any(is_a(t, cst.Name) and t.value == local for t in targets) and _held_by(assign.value, parameters):
-            return True
-        if (
-            is_a(assign.value, cst.Name)
-            and assign.value.value == local
-            and any(_held_by(t, parameters) for t in targets)
-        ):
-            return True
-    return False
+    return attr in attrs if attr is not None else is_a(expr, cst.Name) and expr.value in locals_
+
+
+def _buffers_written(ctx: FileContext, function: cst.FunctionDef) -> tuple[frozenset[str], frozenset[str]]:
+    """The `self` attributes and the kept locals the function writes into by index, computed once."""
+
+    def compute() -> tuple[frozenset[str], frozenset[str]]:
+        assigns = list(ctx.index.descendants(function.body, cst.Assign, prune=(cst.FunctionDef, cst.ClassDef)))
+        attrs, locals_ = set(), set()
+        for assign in assigns:
+            for target in assign.targets:
+                if is_a(target.target, cst.Subscript):
+                    if (attr := self_attribute(target.target.value)) is not None:
+                        attrs.add(attr)
+                    elif is_a(target.target.value, cst.Name):
+                        locals_.add(target.target.value.value)
+        parameters = set(ctx.function_facts(function).parameters)
+        kept = set()
+        for assign in assigns:
+            targets = [target.target for target in assign.targets]
+            if _held_by(assign.value, parameters):  # Ex) kv_cache = params.memory[i]
+                kept |= {t.value for t in targets if is_a(t, cst.Name)}
+            if is_a(assign.value, cst.Name) and any(_held_by(t, parameters) for t in targets):
+                kept.add(assign.value.value)  # Ex) params.memory[i] = kv_cache
+        return frozenset(attrs), frozenset(locals_ & kept)
+
+    return ctx.memo(("caches.buffers_written", id(function)), compute)
 
 
 def _held_by(expr: cst.BaseExpression, parameters: set[str]) -> bool:
