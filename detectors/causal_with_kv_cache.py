@@ -39,7 +39,10 @@ class CausalWithKvCache(Detector):
                 gate = cache_gate(ctx, function, passed_flag, keys, ctx.order(call)) if local else None
                 if gate is not None:
                     gated.add(call)
-                    facts = {"argument": keyword, "flag": ctx.code(passed_flag), "cache": gate.value}
+                    # Ex) `offset == 0`, `len(cache) == 0`: the cache is passed all along and holds tokens later
+                    counted = is_a(ctx.index.parents.get(gate), (cst.Attribute, cst.Arg))
+                    when = "holds past tokens" if counted else "is passed"
+                    facts = {"argument": keyword, "flag": ctx.code(passed_flag), "cache": gate.value, "when": when}
                     yield Finding(call, variant="cache-gated", facts=facts)
                     break
             if ctx.callee(call) not in SDPA or call in gated:
