@@ -110,9 +110,9 @@ def causal_consumers(ctx, call: cst.Call) -> list[tuple[str, cst.BaseExpression,
     forwards = [forward] if forward is not None else module_forwards(ctx, call) if target is None else []
     targets = [target] if target is not None else [(f, positional_parameters(f)[1:]) for f in forwards]
     found = []
-    for function, positional in targets:
+    for callee, positional in targets:
         bound = bind_arguments(call, positional)
-        meanings = {use.meaning: name for name, uses in kernel_parameters(ctx, function).items() for use in uses}
+        meanings = {use.meaning: name for name, uses in kernel_parameters(ctx, callee).items() for use in uses}
         flag_name, key_name = meanings.get("causal"), meanings.get("key")
         if flag_name in bound and key_name in bound:
             found.append((flag_name, bound[flag_name], bound[key_name]))

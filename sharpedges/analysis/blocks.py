@@ -1382,6 +1382,8 @@ def _identity_by_default(ctx: FileContext, cls: cst.ClassDef, call: cst.Call, na
 
 
 def _off_by_default(ctx: FileContext, cls: cst.ClassDef, call: cst.Call) -> bool:
+    """`self.attr(x)` where `self.attr = Norm(...) if flag else nn.Identity()`, `flag` is a constructor
+    parameter whose default is False, and no construction of the class in this file passes it."""
     attr = self_attribute(call.func)
     init = ctx.class_facts(cls).methods.get("__init__")
     assignments = ctx.class_facts(cls).assignments.get(attr, ()) if attr is not None else ()

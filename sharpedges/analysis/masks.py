@@ -2389,6 +2389,7 @@ def _constructed(ctx: FileContext, function: cst.FunctionDef, expr: cst.BaseExpr
 
 
 def _takes_causal_flag(ctx: FileContext, cls: cst.ClassDef) -> bool:
+    """The class's constructor has a parameter that says causal (or decoder): it can be told, and decides."""
     init = ctx.class_facts(cls).methods.get("__init__")
     return init is not None and any(declares_causal(p.name.value) for p in init.params.params)
 
