@@ -67,9 +67,15 @@ def literal_int(expr: cst.BaseExpression | None) -> int | None:
 
 
 def literal_string(expr: cst.BaseExpression | None) -> str | None:
+    """A string literal's value; an f-string without placeholders (`f'b h i d, b h j d -> b h i j'`) is one."""
     if is_a(expr, (cst.SimpleString, cst.ConcatenatedString)):
         value = expr.evaluated_value
         return value if is_a(value, str) else None
+    if is_a(expr, cst.FormattedString) and all(is_a(part, cst.FormattedStringText) for part in expr.parts):
+        text = "".join(part.value for part in expr.parts)
+        if "\\" in text and "r" not in expr.start.lower():
+            return None  # escapes are the source's spelling; their value is not read here
+        return text.replace("{{", "{").replace("}}", "}")
     return None
 
 

@@ -59,7 +59,7 @@ from sharpedges.analysis.summaries import (
     return_values,
 )
 from sharpedges.analysis.tensors import called_lambda, helper_called
-from sharpedges.analysis.values import UNKNOWN, passed_argument, registered_buffers
+from sharpedges.analysis.values import UNKNOWN, passed_argument, possible_values, registered_buffers
 from sharpedges.analysis.vocabulary import (
     ADDITIVE_METHODS,
     ARANGE,
@@ -202,6 +202,56 @@ class Region:
     @property
     def is_everything(self) -> bool:
         return self.lo is None and self.hi is None and not self.negated
+
+
+def _aligned_offset(
+    ctx: FileContext, matrix: cst.BaseExpression | None, diagonal: cst.BaseExpression | None, at: int
+) -> Bound:
+    """The diagonal of a triangle cut from a `(rows, cols)` matrix, spelled `cols - rows + k`, as the offset
+    `k`: `ones((i, j)).triu(j - i + 1)` marks the keys after each query's own when the queries are the
+    last `i` of `j` positions (the cache before them). Rows and columns are read from the constructor
+    that built the matrix; any other computed diagonal stays symbolic."""
+    dims = _built_dims(ctx, matrix, at)
+    values = possible_values(ctx, diagonal, at) if is_a(diagonal, cst.Name) else [diagonal]
+    if dims is None or values is None or len(values) != 1:
+        return SYMBOLIC
+    rows, cols = dims
+    expr, offset = values[0], 0
+    if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, (cst.Add, cst.Subtract)):
+        number = literal_int(expr.right)
+        if number is not None:
+            offset = number if is_a(expr.operator, cst.Add) else -number
+            expr = expr.left
+    if (
+        is_a(expr, cst.BinaryOperation)
+        and is_a(expr.operator, cst.Subtract)
+        and _same_code(ctx, expr.left, cols)
+        and _same_code(ctx, expr.right, rows)
+    ):
+        return offset
+    return SYMBOLIC
+
+
+def _built_dims(
+    ctx: FileContext, matrix: cst.BaseExpression | None, at: int
+) -> tuple[cst.BaseExpression, cst.BaseExpression] | None:
+    """The last two sizes a `torch.ones` / `new_ones` / `torch.full` call builds `matrix` with."""
+    values = possible_values(ctx, matrix, at) if is_a(matrix, cst.Name) else [matrix]
+    if values is None or len(values) != 1 or not is_a(call := values[0], cst.Call):
+        return None
+    qualified = ctx.callee(call) or ""
+    if not (qualified in ONES | FULL or method_name(call) in ("new_ones", "new_full")):
+        return None
+    positional = [arg.value for arg in call.args if arg.keyword is None and arg.star == ""]
+    if qualified in FULL or method_name(call) == "new_full":
+        positional = positional[:1]  # the fill value follows the size
+    if len(positional) == 1 and is_a(positional[0], (cst.Tuple, cst.List)):
+        positional = [element.value for element in positional[0].elements]
+    return (positional[-2], positional[-1]) if len(positional) >= 2 else None
+
+
+def _same_code(ctx: FileContext, one: cst.BaseExpression, other: cst.BaseExpression) -> bool:
+    return ctx.code(one).replace(" ", "") == ctx.code(other).replace(" ", "")
 
 
 def _step(bound: Bound, by: int) -> Bound:
@@ -505,12 +555,14 @@ class MaskEvaluator:
         namespace = is_library_namespace(ctx, receiver(call))
         if qualified in ("torch.tril", "torch.triu") or (method in ("tril", "triu") and not namespace):
             functional = qualified in ("torch.tril", "torch.triu")
-            inner = self.value(argument(call, "input", 0) if functional else receiver(call), at, depth + 1)
+            matrix = argument(call, "input", 0) if functional else receiver(call)
+            inner = self.value(matrix, at, depth + 1)
             if inner is None or inner.region is None:
                 return None
             diagonal_expr = argument(call, "diagonal", 1 if functional else 0)
             diagonal: Bound = 0 if diagonal_expr is None else literal_int(diagonal_expr)
-            diagonal = SYMBOLIC if diagonal is None else diagonal
+            if diagonal is None:
+                diagonal = _aligned_offset(ctx, matrix, diagonal_expr, at)
             lower = (qualified or method or "").endswith("tril")
             region = inner.region.below(diagonal) if lower else inner.region.above(diagonal)
             if region is None:
