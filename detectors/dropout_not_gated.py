@@ -17,6 +17,7 @@ from sharpedges.analysis.training_mode import (
     is_module_method,
     partial_dropout_without_mode,
     saved_by_autograd_forward,
+    switched_random_drops,
     training_read_in_init,
     wrapper_dropout_without_mode,
     written_out_dropout,
@@ -35,6 +36,8 @@ class DropoutNotGated(Detector):
         b"bernoulli",
         b".rand(",
         b"rand_like",
+        b"uniform_(",
+        b"topk(",
         *KERNEL_TOKENS,
         *REGISTRY_TOKENS,
     )
@@ -68,6 +71,10 @@ class DropoutNotGated(Detector):
                 yield Finding(attribute, variant="frozen-gate")
         for probability in _registry_dropout_without_mode(ctx):
             yield Finding(probability, variant="attention")
+        for drop in switched_random_drops(ctx):
+            if is_module_method(ctx, ctx.function_of(drop.switch)):
+                related = ((drop.draw, "draw"),)
+                yield Finding(drop.switch, variant="switched", related=related, fix=_switch_fix(ctx, drop.switch))
 
 
 def _registry_dropout_without_mode(ctx):
@@ -114,3 +121,12 @@ def _training_fix(ctx, found) -> Fix | None:
         equal=cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")),
     )
     return Fix("safe", (Replacement(call, ctx.code(call.with_changes(args=[*args, training]))),))
+
+
+def _switch_fix(ctx, switch) -> Fix:
+    """`if self.p > 0:` -> `if self.training and self.p > 0:`. Unsafe: eval stops drawing, which changes
+    what the module computes there (the point, unless the randomness was meant for inference)."""
+    test = ctx.code(switch)
+    if is_a(switch, (cst.BooleanOperation, cst.IfExp, cst.Lambda, cst.NamedExpr)):
+        test = f"({test})"
+    return Fix("unsafe", (Replacement(switch, f"self.training and {test}"),))

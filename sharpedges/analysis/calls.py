@@ -71,8 +71,11 @@ def literal_string(expr: cst.BaseExpression | None) -> str | None:
     if is_a(expr, (cst.SimpleString, cst.ConcatenatedString)):
         value = expr.evaluated_value
         return value if is_a(value, str) else None
-    if is_a(expr, cst.FormattedString) and all(is_a(part, cst.FormattedStringText) for part in expr.parts):
-        text = "".join(part.value for part in expr.parts)
+    if is_a(expr, cst.FormattedString):
+        texts = [part.value for part in expr.parts if is_a(part, cst.FormattedStringText)]
+        if len(texts) != len(expr.parts):
+            return None
+        text = "".join(texts)
         if "\\" in text and "r" not in expr.start.lower():
             return None  # escapes are the source's spelling; their value is not read here
         return text.replace("{{", "{").replace("}}", "}")

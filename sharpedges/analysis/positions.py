@@ -354,8 +354,35 @@ def operand_precision(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0
     if attr is not None:
         table = frequency_attributes(ctx, ctx.class_of(expr)).get(attr)
         if table is not None and table.cast_with_module and runs_in_forward(ctx, expr):
-            return "buffer"
+            return "full" if _known_full(ctx, expr) else "buffer"
     return None
+
+
+def _known_full(ctx: FileContext, read: cst.BaseExpression) -> bool:
+    """The read sits where a test has found the table in full precision: the `else` of `if
+    self.inv_freq.dtype != torch.float32:` (flash-attn recomputes the table in the `if`), or the body of
+    `if self.inv_freq.dtype == torch.float32:`."""
+    child: cst.CSTNode = read
+    for ancestor in ctx.index.ancestors(read):
+        if is_a(ancestor, (cst.If, cst.IfExp)) and child is not ancestor.test:
+            test = ancestor.test
+            if is_a(test, cst.Comparison) and len(test.comparisons) == 1:
+                left, comparison = test.left, test.comparisons[0]
+                equal = is_a(comparison.operator, cst.Equal)
+                in_body = child is ancestor.body
+                if (
+                    is_a(comparison.operator, (cst.Equal, cst.NotEqual))
+                    and is_a(left, cst.Attribute)
+                    and left.attr.value == "dtype"
+                    and ctx.code(left.value) == ctx.code(read)
+                    and dtype_precision(ctx, comparison.comparator) == "full"
+                    and equal == in_body
+                ):
+                    return True
+        if is_a(ancestor, cst.FunctionDef):
+            return False
+        child = ancestor
+    return False
 
 
 def _borrowed_dtype(call: cst.Call, method: str | None) -> cst.BaseExpression | None:

@@ -485,6 +485,8 @@ class TensorFacts:
                 return True
             if name in SHARED_OUT_OF_PLACE_METHODS:
                 return self.is_tensor(receiver(expr), at, depth + 1)
+            # a module's output (`out = self.wide(x)`): of what forward can return, only a tensor has tensor methods
+            return self.is_module(expr.func, at, depth + 1)
         return False
 
     def is_module(self, expr: cst.BaseExpression | None, at: int, depth: int = 0) -> bool:
@@ -504,7 +506,16 @@ class TensorFacts:
                 return False
             facts = ctx.class_facts(cls)
             return any(
-                assignment.value is not None and module_type(ctx, ctx.qualify(_constructor(assignment.value)))
+                assignment.value is not None
+                and (
+                    module_type(ctx, ctx.qualify(_constructor(assignment.value)))
+                    # `self.wide = wide` for a parameter `wide: nn.Module`
+                    or (
+                        is_a(assignment.value, cst.Name)
+                        and (method := facts.methods.get(assignment.method)) is not None
+                        and TensorFacts(ctx, method).is_module(assignment.value, ctx.order(assignment.node), depth + 1)
+                    )
+                )
                 for assignment in facts.assignments.get(attr, ())
             )
         if is_a(expr, cst.Name) and self.facts is not None:

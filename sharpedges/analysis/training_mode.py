@@ -15,6 +15,7 @@ import libcst as cst
 from sharpedges.analysis.calls import argument, literal_number, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
+from sharpedges.analysis.dataflow import unpacked_position
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.summaries import call_sites, called_function, forwarded_arguments
 from sharpedges.analysis.tensors import module_class
@@ -442,3 +443,153 @@ def training_read_in_init(ctx: FileContext, node: cst.Attribute) -> bool:
         if is_a(ancestor, (cst.SimpleStatementLine, cst.FunctionDef)):
             return False
     return False
+
+
+# -- a random drop behind a switch: `if self.layer_dropout > 0: to_drop = torch.rand(n) < self.layer_dropout` --
+RANDOM_DRAWS = frozenset({"torch.rand", "torch.rand_like", "torch.randn", "torch.randn_like"})
+RANDOM_FILLS = frozenset({"uniform_", "normal_"})
+
+
+@dataclass(frozen=True)
+class SwitchedDrop:
+    """A random pick of what to drop (layers, tokens, attended positions) that a knob of the module turns
+    on (`if self.p > 0:`, `if exists(self.calc_drop):`) and nothing gates on the mode: it drops in eval too."""
+
+    switch: cst.BaseExpression  # the test that turns the drop on
+    draw: cst.Call  # the random draw that picks what is dropped
+
+
+def switched_random_drops(ctx: FileContext) -> list[SwitchedDrop]:
+    """Every such drop in the file, once per switch: a uniform draw compared with an amount
+    (`torch.empty(n).uniform_(0, 1) < p`), or the top-k of random scores (`torch.randn(n).topk(keep)`),
+    whose amount comes from the same module attribute the switch tests. A drop in a module-level helper
+    is switched where a forward-path method calls it with that attribute. Fixed at construction, the knob
+    is a regulariser's: a per-call argument (MAE's `mask_ratio`) is the caller's choice and not one."""
+
+    def compute() -> list[SwitchedDrop]:
+        found: dict[cst.BaseExpression, SwitchedDrop] = {}
+        for call in ctx.calls():
+            amount = _random_pick(ctx, call)
+            if amount is None or _mode_reaches(ctx, call, None):
+                continue
+            function = ctx.function_of(call)
+            if function is None:
+                continue
+            sources = _sources(ctx, function, amount, ctx.order(call))
+            for site, site_sources in _switch_candidates(ctx, call, function, sources):
+                switch = _switch(ctx, site, site_sources)
+                if switch is not None and runs_in_forward(ctx, switch) and not _mode_reaches(ctx, site, None):
+                    found.setdefault(switch, SwitchedDrop(switch, call))
+        return list(found.values())
+
+    return ctx.memo("training_mode.switched_random_drops", compute)
+
+
+def _random_pick(ctx: FileContext, call: cst.Call) -> cst.BaseExpression | None:
+    """The amount a random pick of positions uses, when `call` is one: the other side of a uniform draw's
+    comparison, or the `k` of the top-k of random scores."""
+    if method_name(call) == "topk" and _random(ctx, receiver(call), ctx.order(call)):
+        return argument(call, "k", 0)
+    if ctx.callee(call) == "torch.topk" and _random(ctx, argument(call, "input", 0), ctx.order(call)):
+        return argument(call, "k", 1)
+    if ctx.callee(call) in UNIFORM_FUNCTIONS or method_name(call) == "uniform_":
+        parent = ctx.index.parents.get(call)
+        if (
+            is_a(parent, cst.Comparison)
+            and len(parent.comparisons) == 1
+            and is_a(parent.comparisons[0].operator, _ORDERINGS)
+        ):
+            return parent.comparisons[0].comparator if parent.left is call else parent.left
+    return None
+
+
+def _random(ctx: FileContext, expr: cst.BaseExpression | None, at: int, depth: int = 0) -> bool:
+    """A tensor of random values: a draw, or a local every definition of which binds one."""
+    if expr is None or depth > MAX_DEPTH:
+        return False
+    if is_a(expr, cst.Call):
+        return ctx.callee(expr) in RANDOM_DRAWS or method_name(expr) in RANDOM_FILLS
+    function = ctx.function_of(expr)
+    if not is_a(expr, cst.Name) or function is None:
+        return False
+    definitions = ctx.function_facts(function).reaching(expr.value, at)
+    return bool(definitions) and all(
+        d.kind == "assign" and _random(ctx, d.value, d.order, depth + 1) for d in definitions
+    )
+
+
+def _sources(
+    ctx: FileContext, function: cst.FunctionDef, expr: cst.BaseExpression | None, at: int, depth: int = 0
+) -> frozenset[str]:
+    """What `expr` is computed from, as far as the function tells: the `self.x` attributes it reads and
+    the parameters it comes from, through the locals bound on the way (element by element for
+    `a, b = x, y`)."""
+    if expr is None or depth > MAX_DEPTH:
+        return frozenset()
+    found: set[str] = set()
+    facts = ctx.function_facts(function)
+    for node in (expr, *ctx.index.descendants(expr)):
+        name = dotted(node) if is_a(node, cst.Attribute) else None
+        if name is not None and name.startswith("self."):
+            found.add(".".join(name.split(".")[:2]))
+        elif is_a(node, cst.Name):
+            for definition in facts.reaching(node.value, at):
+                if definition.kind == "param":
+                    found.add(node.value)
+                elif definition.kind in ("assign", "unpack"):
+                    value = definition.value
+                    if definition.kind == "unpack" and is_a(definition.node, cst.Assign):
+                        value = _unpacked_element(definition.node, node.value)
+                    found |= _sources(ctx, function, value, definition.order, depth + 1)
+    return frozenset(found)
+
+
+def _unpacked_element(assign: cst.Assign, name: str) -> cst.BaseExpression | None:
+    position = unpacked_position(assign, name)
+    elements = assign.value.elements if is_a(assign.value, (cst.Tuple, cst.List)) else None
+    if position is None or elements is None or position >= len(elements):
+        return None
+    element = elements[position]
+    return None if is_a(element, cst.StarredElement) else element.value
+
+
+def _switch_candidates(
+    ctx: FileContext, call: cst.Call, function: cst.FunctionDef, sources: frozenset[str]
+) -> list[tuple[cst.Call, frozenset[str]]]:
+    """Where a switch may sit, with what it must test: around the draw itself, and for a draw in a
+    module-level helper whose amount comes from its parameters, around each call of the helper, tested on
+    what the call passes for them."""
+    found: list[tuple[cst.Call, frozenset[str]]] = [(call, sources)]
+    if ctx.class_of(function) is not None or not is_a(ctx.index.parents.get(function), cst.Module):
+        return found
+    params = [p.name.value for p in function.params.params]
+    for site, _ in call_sites(ctx, function, forwarded=False):
+        caller = ctx.function_of(site)
+        if caller is None:
+            continue
+        passed: set[str] = set()
+        for parameter in sources & set(params):
+            value = passed_argument(ctx, site, parameter, params.index(parameter))
+            if value is not None and value is not UNKNOWN:
+                passed |= _sources(ctx, caller, value, ctx.order(site))
+        if passed:
+            found.append((site, frozenset(passed)))
+    return found
+
+
+def _switch(ctx: FileContext, node: cst.CSTNode, sources: frozenset[str]) -> cst.BaseExpression | None:
+    """The test of the innermost `if` around `node` that reads a module attribute `node`'s amount comes
+    from, when no training flag is tested on the way out."""
+    attributes = {source for source in sources if source.startswith("self.")}
+    function = ctx.function_of(node)
+    child = node
+    for ancestor in ctx.index.ancestors(node):
+        if ancestor is function:
+            return None
+        if is_a(ancestor, (cst.If, cst.IfExp)) and child is not ancestor.test:
+            if mentions_training(ctx, ancestor.test):
+                return None
+            if function is not None and attributes & _sources(ctx, function, ancestor.test, ctx.order(ancestor)):
+                return ancestor.test
+        child = ancestor
+    return None
