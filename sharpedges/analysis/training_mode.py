@@ -532,7 +532,7 @@ def _sources(
         name = dotted(node) if is_a(node, cst.Attribute) else None
         if name is not None and name.startswith("self."):
             found.add(".".join(name.split(".")[:2]))
-        elif is_a(node, cst.Name):
+        elif is_a(node, cst.Name) and node.value != "self":
             for definition in facts.reaching(node.value, at):
                 if definition.kind == "param":
                     found.add(node.value)
@@ -579,7 +579,8 @@ def _switch_candidates(
 
 def _switch(ctx: FileContext, node: cst.CSTNode, sources: frozenset[str]) -> cst.BaseExpression | None:
     """The test of the innermost `if` around `node` that reads a module attribute `node`'s amount comes
-    from, when no training flag is tested on the way out."""
+    from, and nothing the call passes, when no training flag is tested on the way out. Classifier-free
+    guidance's `if cond_drop_prob > 0:` is no such switch: its caller passes 0 or 1 at sampling time."""
     attributes = {source for source in sources if source.startswith("self.")}
     function = ctx.function_of(node)
     child = node
@@ -589,7 +590,10 @@ def _switch(ctx: FileContext, node: cst.CSTNode, sources: frozenset[str]) -> cst
         if is_a(ancestor, (cst.If, cst.IfExp)) and child is not ancestor.test:
             if mentions_training(ctx, ancestor.test):
                 return None
-            if function is not None and attributes & _sources(ctx, function, ancestor.test, ctx.order(ancestor)):
-                return ancestor.test
+            tested = (
+                _sources(ctx, function, ancestor.test, ctx.order(ancestor)) if function is not None else frozenset()
+            )
+            if attributes & tested and all(source.startswith("self.") for source in tested):
+                return ancestor.test  # a knob of the module alone: a per-call argument is the caller's switch
         child = ancestor
     return None
