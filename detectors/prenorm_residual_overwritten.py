@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from sharpedges.analysis.blocks import ignored_residuals, overwritten_residuals
+from sharpedges.analysis.blocks import carried_normed_residuals, ignored_residuals, overwritten_residuals
 from sharpedges.detector import Detector, Finding
 
 
@@ -23,6 +23,10 @@ class PrenormResidualOverwritten(Detector):
                     )
                 else:
                     yield Finding(found.add, facts=facts)
+            for carried in carried_normed_residuals(ctx, function)[:1]:
+                sublayer = ctx.code(carried.sublayer.func)
+                facts = {"name": carried.name, "norm": ctx.code(carried.norm), "sublayer": sublayer}
+                yield Finding(carried.norm, variant="carried", facts=facts, related=((carried.sublayer, "unnormed"),))
             for ignored in ignored_residuals(ctx, function):
                 facts = {"layer": ignored.layer, "parameter": ignored.parameter}
                 yield Finding(ignored.call, variant="ignored", facts=facts)

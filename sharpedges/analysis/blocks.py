@@ -1964,3 +1964,95 @@ def _normalises_input(ctx: FileContext, cls: cst.ClassDef) -> bool:
             ):
                 return True
     return False
+
+
+@dataclass(frozen=True)
+class CarriedNormedResidual:
+    norm: cst.Call  # `self.norm2(residual)` in `residual = self.norm2(residual)`
+    sublayer: cst.Call  # the next sublayer, which reads the un-normalised branch instead
+    name: str  # the residual stream
+
+
+STREAM_CASTS = ("to", "float", "half", "bfloat16", "type", "contiguous")
+
+
+def carried_normed_residuals(ctx: FileContext, function: cst.FunctionDef) -> list[CarriedNormedResidual]:
+    """`residual = h + residual; residual = norm(residual)`, then `h = self.mlp(h)`: a block that carries
+    the residual as a stream of its own (mamba's and flash-attn's `Block`) binds the norm of the sum to
+    the residual, so the stream goes on normalised while the next sublayer reads the un-normalised branch.
+    The norm belongs to the branch (`h = norm(residual)`). A post-norm block's next sublayer reads the
+    normalised stream, and a last post-norm has no next sublayer: neither is reported."""
+    facts = ctx.function_facts(function)
+    found = []
+    for node in ctx.index.descendants(function.body, cst.Assign, prune=(cst.FunctionDef, cst.ClassDef)):
+        norm = node.value
+        if len(node.targets) != 1 or not is_a(target := node.targets[0].target, cst.Name):
+            continue
+        if not (is_a(norm, cst.Call) and norm.args and is_norm_call(ctx, norm)):
+            continue
+        stream = norm.args[0].value
+        while is_a(stream, cst.Call) and method_name(stream) in STREAM_CASTS and (inner := receiver(stream)):
+            stream = inner
+        if not (is_a(stream, cst.Name) and stream.value == target.value and _may_hold_sum(ctx, facts, stream)):
+            continue
+        sublayer = _next_sublayer(ctx, function, node)
+        if sublayer is not None and not any(_reads_definition(ctx, facts, arg.value, node) for arg in sublayer.args):
+            found.append(CarriedNormedResidual(norm, sublayer, target.value))
+    return found
+
+
+def _reads_definition(
+    ctx: FileContext, facts: FunctionFacts, expr: cst.BaseExpression, definition: cst.CSTNode, hops: int = 0
+) -> bool:
+    """Whether `expr` reads what the statement `definition` binds, directly or through the locals on the way."""
+    for name in [expr, *ctx.index.descendants(expr, cst.Name)]:
+        if not is_a(name, cst.Name):
+            continue
+        for reaching in facts.reaching(name.value, ctx.order(name)):
+            if reaching.node is definition:
+                return True
+            if (
+                hops < MAX_HOPS
+                and reaching.kind == "assign"
+                and reaching.value is not None
+                and _reads_definition(ctx, facts, reaching.value, definition, hops + 1)
+            ):
+                return True
+    return False
+
+
+def _next_sublayer(ctx: FileContext, function: cst.FunctionDef, after: cst.CSTNode) -> cst.Call | None:
+    """The first call of a module the class holds (`self.mlp(h)`, also one built from a class it is given)
+    after `after`, skipping norms, dropouts and identities, outside the branches that cannot run after it
+    (the `else` of its own `if`)."""
+    cls = ctx.class_of(function)
+    if cls is None:
+        return None
+    start = ctx.order(after)
+    for call in ctx.index.descendants(function.body, cst.Call, prune=(cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+        attr = self_attribute(call.func)
+        if attr is None or ctx.order(call) <= start or _exclusive(ctx, after, call):
+            continue
+        facts = ctx.class_facts(cls)
+        if attr not in facts.assignments or attr in facts.methods:
+            continue
+        if is_norm_call(ctx, call) or facts.constructed_type(attr) in SKIPPED_MODULES:
+            continue
+        return call
+    return None
+
+
+SKIPPED_MODULES = frozenset(
+    {"torch.nn.Identity", "torch.nn.Dropout", "torch.nn.Dropout1d", "torch.nn.Dropout2d", "torch.nn.Dropout3d"}
+)
+
+
+def _exclusive(ctx: FileContext, one: cst.CSTNode, other: cst.CSTNode) -> bool:
+    """Whether `one` and `other` sit in the two arms of one `if` statement."""
+    for ancestor in ctx.index.ancestors(one):
+        if is_a(ancestor, cst.If) and ctx.index.contains(ancestor, other):
+            in_body = ctx.index.contains(ancestor.body, one)
+            return in_body != ctx.index.contains(ancestor.body, other) and not ctx.index.contains(ancestor.test, other)
+        if is_a(ancestor, cst.FunctionDef):
+            return False
+    return False
