@@ -13,6 +13,7 @@ from sharpedges.analysis.attention import (
     scale_set_at,
     softmax_calls,
     states_unscaled_design,
+    unapplied_scales,
 )
 from sharpedges.analysis.vocabulary import KERNEL_TOKENS, kernel_of
 from sharpedges.analysis.walk import is_a
@@ -29,6 +30,10 @@ class AttentionMissingScale(Detector):
             sources = logit_sources(ctx, softmax)
             if sources and all(source.scaled for source in sources):
                 yield from _growing_scales(ctx, sources)
+                for unapplied in unapplied_scales(ctx, softmax):
+                    built: tuple[tuple[cst.CSTNode, str], ...] = ((unapplied.scale, "built"),)
+                    facts = {"scale": ctx.code(unapplied.scale)}
+                    yield Finding(unapplied.term, variant="unapplied", facts=facts, related=built)
                 continue
             # Ex) softmax(q @ k.transpose(-2, -1)); any scaled path (a branch, a temperature) counts as scaled
             if not sources or any(source.scaled for source in sources):

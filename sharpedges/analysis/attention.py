@@ -1907,3 +1907,95 @@ def _names_heads(expr: cst.BaseExpression) -> bool:
 def logit_sources(ctx: FileContext, softmax: SoftmaxCall) -> list[LogitSource]:
     tracer = LogitTracer(ctx, softmax.function)
     return tracer.sources(softmax.input, ctx.order(softmax.call))
+
+
+# -- a scale built and never applied: `self.point_scale = (...) ** -0.5`, unread, and one logit term unscaled --
+@dataclass(frozen=True)
+class UnappliedScale:
+    term: cst.BaseExpression  # the logit term that enters the softmax with no scale
+    scale: cst.Attribute  # `self.point_attn_logits_scale` where the constructor sets it
+
+
+def unapplied_scales(ctx: FileContext, softmax: SoftmaxCall) -> list[UnappliedScale]:
+    """Logits summed from several terms (`scalar + points + pairwise`, through locals and mask fills) where
+    every term but one is multiplied by a `self.*` scale the constructor computes as an inverse root, and
+    the class computes exactly one more such scale that nothing reads: that scale belongs to the unscaled
+    term (invariant-point-attention 0.0.3's point logits)."""
+    cls = ctx.class_of(softmax.call)
+    if cls is None or softmax.function is None:
+        return []
+    scales = _inverse_root_attributes(ctx, cls)
+    unread = [node for attr, node in scales.items() if attr not in _read_attributes(ctx, cls)]
+    if len(unread) != 1:
+        return []
+    terms = _logit_terms(ctx, softmax.function, softmax.input, ctx.order(softmax.call))
+    if terms is None or len(terms) < 2:
+        return []
+    applied = set(scales)
+    unscaled = [term for term in terms if not _mentions_attribute(ctx, term, applied)]
+    if len(unscaled) != 1 or len(terms) - len(unscaled) < 1:
+        return []
+    return [UnappliedScale(unscaled[0], unread[0])]
+
+
+def _inverse_root_attributes(ctx: FileContext, cls: cst.ClassDef) -> dict[str, cst.Attribute]:
+    """`self.x = (...) ** -0.5` (or `1 / sqrt(...)`) set in the constructor: the attribute and its target."""
+    found: dict[str, cst.Attribute] = {}
+    init = ctx.class_facts(cls).methods.get("__init__")
+    for attr, assignments in ctx.class_facts(cls).assignments.items():
+        for assignment in assignments:
+            node = assignment.node
+            if assignment.method != "__init__" or assignment.value is None or not is_a(node, cst.Assign):
+                continue
+            power = scale_power(ctx, assignment.value, init, ctx.order(node))
+            target = node.targets[0].target if len(node.targets) == 1 else None
+            if power is not None and power < 0 and is_a(target, cst.Attribute):
+                found[attr] = target
+    return found
+
+
+def _read_attributes(ctx: FileContext, cls: cst.ClassDef) -> frozenset[str]:
+    """The `self.x` attributes some code of the class reads (not only assigns)."""
+    read = set()
+    for node in ctx.index.descendants(cls, cst.Attribute):
+        attr = self_attribute(node)
+        parent = ctx.index.parents.get(node)
+        if attr is not None and not (is_a(parent, cst.AssignTarget) and parent.target is node):
+            read.add(attr)
+    return frozenset(read)
+
+
+def _logit_terms(
+    ctx: FileContext, function: cst.FunctionDef, expr: cst.BaseExpression, at: int, depth: int = 0
+) -> list[cst.BaseExpression] | None:
+    """The summands that make up the logits: through `a + b`, locals, and mask fills (`masked_fill`,
+    `where`), each distinct term once. None when a name has no definition the function shows."""
+    if depth > MAX_DEPTH:
+        return None
+    if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, cst.Add):
+        left = _logit_terms(ctx, function, expr.left, at, depth + 1)
+        right = _logit_terms(ctx, function, expr.right, at, depth + 1)
+        return None if left is None or right is None else list(dict.fromkeys(left + right))
+    if is_a(expr, cst.Call) and method_name(expr) in ("masked_fill", "masked_fill_") and (filled := receiver(expr)):
+        return _logit_terms(ctx, function, filled, ctx.order(expr), depth + 1)
+    if is_a(expr, cst.Name):
+        definitions = ctx.function_facts(function).reaching(expr.value, at)
+        if not definitions or any(d.kind not in ("assign", "inplace") or d.value is None for d in definitions):
+            return None
+        found: list[cst.BaseExpression] = []
+        for definition in definitions:
+            value = definition.value
+            if definition.kind == "inplace":  # `x.masked_fill_(m, v)`: the earlier x
+                value = receiver(value) if is_a(value, cst.Call) else None
+            terms = _logit_terms(ctx, function, value, definition.order, depth + 1) if value is not None else None
+            if terms is None:
+                return None
+            found += terms
+        return list(dict.fromkeys(found))
+    return [expr]
+
+
+def _mentions_attribute(ctx: FileContext, expr: cst.BaseExpression, attrs: set[str]) -> bool:
+    return any(
+        self_attribute(node) in attrs for node in (expr, *ctx.index.descendants(expr)) if is_a(node, cst.Attribute)
+    )

@@ -1993,12 +1993,48 @@ def carried_normed_residuals(ctx: FileContext, function: cst.FunctionDef) -> lis
         stream = norm.args[0].value
         while is_a(stream, cst.Call) and method_name(stream) in STREAM_CASTS and (inner := receiver(stream)):
             stream = inner
-        if not (is_a(stream, cst.Name) and stream.value == target.value and _may_hold_sum(ctx, facts, stream)):
+        if not (is_a(stream, cst.Name) and stream.value == target.value):
+            continue
+        branch = _summed_branch(ctx, facts, stream)
+        if branch is None:
             continue
         sublayer = _next_sublayer(ctx, function, node)
-        if sublayer is not None and not any(_reads_definition(ctx, facts, arg.value, node) for arg in sublayer.args):
+        if (
+            sublayer is not None
+            and any(_mentions_name(arg.value, branch) for arg in sublayer.args)
+            and not any(_reads_definition(ctx, facts, arg.value, node) for arg in sublayer.args)
+            and _returned_beside_another(ctx, function, target.value)
+        ):
             found.append(CarriedNormedResidual(norm, sublayer, target.value))
     return found
+
+
+def _summed_branch(ctx: FileContext, facts: FunctionFacts, stream: cst.Name) -> str | None:
+    """`h` when every definition of `stream` reaching here is `stream = h + stream` (or `stream + h`)."""
+    branches = set()
+    for definition in facts.reaching(stream.value, ctx.order(stream)):
+        value = definition.value
+        if not (definition.kind == "assign" and is_a(value, cst.BinaryOperation) and is_a(value.operator, cst.Add)):
+            return None
+        sides = [side.value for side in (value.left, value.right) if is_a(side, cst.Name)]
+        if len(sides) != 2 or stream.value not in sides:
+            return None
+        branches.add(sides[0] if sides[1] == stream.value else sides[1])
+    return branches.pop() if len(branches) == 1 else None
+
+
+def _mentions_name(expr: cst.BaseExpression, name: str) -> bool:
+    return is_a(expr, cst.Name) and expr.value == name
+
+
+def _returned_beside_another(ctx: FileContext, function: cst.FunctionDef, name: str) -> bool:
+    """`return hidden_states, residual`: the block hands its residual on as a stream of its own."""
+    for node in ctx.index.descendants(function.body, cst.Return, prune=(cst.FunctionDef, cst.ClassDef)):
+        if is_a(node.value, cst.Tuple) and any(
+            is_a(element.value, cst.Name) and element.value.value == name for element in node.value.elements
+        ):
+            return True
+    return False
 
 
 def _reads_definition(
