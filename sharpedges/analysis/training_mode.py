@@ -15,7 +15,6 @@ import libcst as cst
 from sharpedges.analysis.calls import argument, literal_number, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
-from sharpedges.analysis.dataflow import unpacked_position
 from sharpedges.analysis.names import dotted
 from sharpedges.analysis.summaries import call_sites, called_function, forwarded_arguments
 from sharpedges.analysis.tensors import module_class
@@ -522,8 +521,7 @@ def _sources(
     ctx: FileContext, function: cst.FunctionDef, expr: cst.BaseExpression | None, at: int, depth: int = 0
 ) -> frozenset[str]:
     """What `expr` is computed from, as far as the function tells: the `self.x` attributes it reads and
-    the parameters it comes from, through the locals bound on the way (element by element for
-    `a, b = x, y`)."""
+    the parameters it comes from, through the locals bound on the way."""
     if expr is None or depth > MAX_DEPTH:
         return frozenset()
     found: set[str] = set()
@@ -536,21 +534,9 @@ def _sources(
             for definition in facts.reaching(node.value, at):
                 if definition.kind == "param":
                     found.add(node.value)
-                elif definition.kind in ("assign", "unpack"):
-                    value = definition.value
-                    if definition.kind == "unpack" and is_a(definition.node, cst.Assign):
-                        value = _unpacked_element(definition.node, node.value)
-                    found |= _sources(ctx, function, value, definition.order, depth + 1)
+                elif definition.kind == "assign":  # `a, b = x, y` binds each name its own element
+                    found |= _sources(ctx, function, definition.value, definition.order, depth + 1)
     return frozenset(found)
-
-
-def _unpacked_element(assign: cst.Assign, name: str) -> cst.BaseExpression | None:
-    position = unpacked_position(assign, name)
-    elements = assign.value.elements if is_a(assign.value, (cst.Tuple, cst.List)) else None
-    if position is None or elements is None or position >= len(elements):
-        return None
-    element = elements[position]
-    return None if is_a(element, cst.StarredElement) else element.value
 
 
 def _switch_candidates(
