@@ -1925,7 +1925,7 @@ def unapplied_scales(ctx: FileContext, softmax: SoftmaxCall) -> list[UnappliedSc
     if cls is None or softmax.function is None:
         return []
     scales = _inverse_root_attributes(ctx, cls)
-    unread = [node for attr, node in scales.items() if attr not in _read_attributes(ctx, cls)]
+    unread = [node for attr, node in scales.items() if not ctx.class_facts(cls).is_read(attr)]
     if len(unread) != 1:
         return []
     terms = _logit_terms(ctx, softmax.function, softmax.input, ctx.order(softmax.call))
@@ -1952,17 +1952,6 @@ def _inverse_root_attributes(ctx: FileContext, cls: cst.ClassDef) -> dict[str, c
             if power is not None and power < 0 and is_a(target, cst.Attribute):
                 found[attr] = target
     return found
-
-
-def _read_attributes(ctx: FileContext, cls: cst.ClassDef) -> frozenset[str]:
-    """The `self.x` attributes some code of the class reads (not only assigns)."""
-    read = set()
-    for node in ctx.index.descendants(cls, cst.Attribute):
-        attr = self_attribute(node)
-        parent = ctx.index.parents.get(node)
-        if attr is not None and not (is_a(parent, cst.AssignTarget) and parent.target is node):
-            read.add(attr)
-    return frozenset(read)
 
 
 def _logit_terms(
