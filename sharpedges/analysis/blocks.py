@@ -1982,11 +1982,15 @@ def carried_normed_residuals(ctx: FileContext, function: cst.FunctionDef) -> lis
     the residual, so the stream goes on normalised while the next sublayer reads the un-normalised branch.
     The norm belongs to the branch (`h = norm(residual)`). A post-norm block's next sublayer reads the
     normalised stream, and a last post-norm has no next sublayer: neither is reported."""
+    carried = _names_returned_beside_another(ctx, function)
+    if not carried:
+        return []
     facts = ctx.function_facts(function)
     found = []
     for node in ctx.index.descendants(function.body, cst.Assign, prune=(cst.FunctionDef, cst.ClassDef)):
         norm = node.value
-        if len(node.targets) != 1 or not is_a(target := node.targets[0].target, cst.Name):
+        target = node.targets[0].target if len(node.targets) == 1 else None
+        if not is_a(target, cst.Name) or target.value not in carried:
             continue
         if not (is_a(norm, cst.Call) and norm.args and is_norm_call(ctx, norm)):
             continue
@@ -2003,7 +2007,6 @@ def carried_normed_residuals(ctx: FileContext, function: cst.FunctionDef) -> lis
             sublayer is not None
             and any(_mentions_name(arg.value, branch) for arg in sublayer.args)
             and not any(_reads_definition(ctx, facts, arg.value, node) for arg in sublayer.args)
-            and _returned_beside_another(ctx, function, target.value)
         ):
             found.append(CarriedNormedResidual(norm, sublayer, target.value))
     return found
@@ -2027,14 +2030,13 @@ def _mentions_name(expr: cst.BaseExpression, name: str) -> bool:
     return is_a(expr, cst.Name) and expr.value == name
 
 
-def _returned_beside_another(ctx: FileContext, function: cst.FunctionDef, name: str) -> bool:
-    """`return hidden_states, residual`: the block hands its residual on as a stream of its own."""
+def _names_returned_beside_another(ctx: FileContext, function: cst.FunctionDef) -> frozenset[str]:
+    """`return hidden_states, residual`: the names a block hands on as streams of their own."""
+    names = set()
     for node in ctx.index.descendants(function.body, cst.Return, prune=(cst.FunctionDef, cst.ClassDef)):
-        if is_a(node.value, cst.Tuple) and any(
-            is_a(element.value, cst.Name) and element.value.value == name for element in node.value.elements
-        ):
-            return True
-    return False
+        if is_a(node.value, cst.Tuple):
+            names |= {element.value.value for element in node.value.elements if is_a(element.value, cst.Name)}
+    return frozenset(names)
 
 
 def _reads_definition(

@@ -467,6 +467,8 @@ def switched_random_drops(ctx: FileContext) -> list[SwitchedDrop]:
 
     def compute() -> list[SwitchedDrop]:
         found: dict[cst.BaseExpression, SwitchedDrop] = {}
+        if not ctx.mentions(b"topk", b"uniform_", b"rand"):
+            return []  # no draw can pick anything
         for call in ctx.calls():
             amount = _random_pick(ctx, call)
             if amount is None or _mode_reaches(ctx, call, None):
