@@ -45,14 +45,25 @@ def test_byte_screen_changes_no_finding(corpus, screened_run):
 
 
 def test_fixes_in_real_files_parse_are_idempotent_and_touch_only_the_bug(corpus, screened_run, tmp_path):
-    """The corpus itself offers no fixable finding (every finding there is judged true-but-unfixable
-    or deliberate), so each fixable bad example is planted at the end of a real library file, as an
-    injected bug; `--fix --unsafe-fixes` must leave every file parseable, fix nothing twice, and
-    leave the library's own code untouched."""
-    assert not [d for d in screened_run.diagnostics if d.fix], "a corpus finding got a fix: judge it"
+    """A corpus finding that offers a fix must be judged true (benchmarks/judgments/pinned.yaml), and its
+    fix must parse and leave nothing to fix. Beyond those few, each fixable bad example is planted at the
+    end of a real library file, as an injected bug; `--fix --unsafe-fixes` must leave every file
+    parseable, fix nothing twice, and leave the library's own code untouched."""
+    from validation_corpus import load_judgments
+
+    from sharpedges.engine import Engine
+
+    judged = load_judgments("pinned")
+    for d in (d for d in screened_run.diagnostics if d.fix):
+        package, path = Path(d.path).relative_to(corpus).as_posix().split("/", 1)
+        verdict = judged.get((package, path, d.line, d.rule), {}).get("verdict")
+        assert verdict == "true", f"a corpus finding got a fix: judge it ({d.rule} {package}/{path}:{d.line})"
+        fixed = apply_edits(Path(d.path).read_text(encoding="utf-8"), [d.fix]).text
+        assert still_parses(fixed), f"the fix of {d.rule} at {path}:{d.line} would break the file"
+        again = Engine([all_rules()[d.rule]]).check(d.path, fixed.encode()).diagnostics
+        assert not [other for other in again if other.fix], f"the fix of {d.rule} at {path}:{d.line} is not idempotent"
     hosts = sorted(p for p in corpus.rglob("*.py") if p.stat().st_size > 2000)[::97]
     originals = {}
-    from sharpedges.engine import Engine
 
     # the bad examples that get a fix on their own; planted in a real file they must get it too
     planted = [
