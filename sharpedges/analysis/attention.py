@@ -1933,7 +1933,7 @@ def unapplied_scales(ctx: FileContext, softmax: SoftmaxCall) -> list[UnappliedSc
         return []
     applied = set(scales)
     unscaled = [term for term in terms if not _mentions_attribute(ctx, term, applied)]
-    if len(unscaled) != 1 or len(terms) - len(unscaled) < 1:
+    if len(unscaled) != 1:  # with two terms or more, the others are scaled
         return []
     return [UnappliedScale(unscaled[0], unread[0])]
 
@@ -1958,7 +1958,7 @@ def _logit_terms(
     ctx: FileContext, function: cst.FunctionDef, expr: cst.BaseExpression, at: int, depth: int = 0
 ) -> list[cst.BaseExpression] | None:
     """The summands that make up the logits: through `a + b`, locals, and mask fills (`masked_fill`,
-    `where`), each distinct term once. None when a name has no definition the function shows."""
+    `masked_fill_`), each distinct term once. None when a name has no definition the function shows."""
     if depth > MAX_DEPTH:
         return None
     if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, cst.Add):

@@ -40,7 +40,7 @@ from sharpedges.analysis.summaries import (
     return_values,
 )
 from sharpedges.analysis.values import UNKNOWN, passed_argument, possible_values
-from sharpedges.analysis.vocabulary import LOSS_FUNCTIONS, OBJECT_COPY_FUNCTIONS, SHAPE_ONLY_METHODS
+from sharpedges.analysis.vocabulary import DROPOUT_MODULES, LOSS_FUNCTIONS, OBJECT_COPY_FUNCTIONS, SHAPE_ONLY_METHODS
 from sharpedges.analysis.walk import is_a
 
 PRE, POST, DEEPNORM = "pre", "post", "deepnorm"
@@ -2005,7 +2005,7 @@ def carried_normed_residuals(ctx: FileContext, function: cst.FunctionDef) -> lis
         sublayer = _next_sublayer(ctx, function, node)
         if (
             sublayer is not None
-            and any(_mentions_name(arg.value, branch) for arg in sublayer.args)
+            and any(is_a(arg.value, cst.Name) and arg.value.value == branch for arg in sublayer.args)
             and not any(_reads_definition(ctx, facts, arg.value, node) for arg in sublayer.args)
         ):
             found.append(CarriedNormedResidual(norm, sublayer, target.value))
@@ -2024,10 +2024,6 @@ def _summed_branch(ctx: FileContext, facts: FunctionFacts, stream: cst.Name) -> 
             return None
         branches.add(sides[0] if sides[1] == stream.value else sides[1])
     return branches.pop() if len(branches) == 1 else None
-
-
-def _mentions_name(expr: cst.BaseExpression, name: str) -> bool:
-    return is_a(expr, cst.Name) and expr.value == name
 
 
 def _names_returned_beside_another(ctx: FileContext, function: cst.FunctionDef) -> frozenset[str]:
@@ -2066,12 +2062,11 @@ def _next_sublayer(ctx: FileContext, function: cst.FunctionDef, after: cst.CSTNo
     cls = ctx.class_of(function)
     if cls is None:
         return None
-    start = ctx.order(after)
+    start, facts = ctx.order(after), ctx.class_facts(cls)
     for call in ctx.index.descendants(function.body, cst.Call, prune=(cst.FunctionDef, cst.ClassDef, cst.Lambda)):
         attr = self_attribute(call.func)
         if attr is None or ctx.order(call) <= start or _exclusive(ctx, after, call):
             continue
-        facts = ctx.class_facts(cls)
         if attr not in facts.assignments or attr in facts.methods:
             continue
         if is_norm_call(ctx, call) or facts.constructed_type(attr) in SKIPPED_MODULES:
@@ -2080,9 +2075,7 @@ def _next_sublayer(ctx: FileContext, function: cst.FunctionDef, after: cst.CSTNo
     return None
 
 
-SKIPPED_MODULES = frozenset(
-    {"torch.nn.Identity", "torch.nn.Dropout", "torch.nn.Dropout1d", "torch.nn.Dropout2d", "torch.nn.Dropout3d"}
-)
+SKIPPED_MODULES = DROPOUT_MODULES | {"torch.nn.Identity"}
 
 
 def _exclusive(ctx: FileContext, one: cst.CSTNode, other: cst.CSTNode) -> bool:

@@ -20,7 +20,7 @@ from sharpedges.analysis.summaries import call_sites, called_function, forwarded
 from sharpedges.analysis.tensors import module_class
 from sharpedges.analysis.training_flags import MAX_DEPTH, mentions_training, under_training_branch
 from sharpedges.analysis.values import UNKNOWN, PassedArgument, kernel_argument, passed_argument
-from sharpedges.analysis.vocabulary import KERNELS, PARTIALS, kernel_of
+from sharpedges.analysis.vocabulary import DROPOUT_MODULES, KERNELS, PARTIALS, kernel_of
 from sharpedges.analysis.walk import is_a
 
 FORWARD_ENTRY_POINTS = ("forward", "__call__")
@@ -35,14 +35,6 @@ FUNCTIONAL_DROPOUTS = {
 }
 # Attention kernels with a dropout probability and no way to know the module's mode.
 AUTOGRAD_FUNCTIONS = {"torch.autograd.Function", "torch.autograd.function.Function"}
-DROPOUT_MODULES = {
-    "torch.nn.Dropout",
-    "torch.nn.Dropout1d",
-    "torch.nn.Dropout2d",
-    "torch.nn.Dropout3d",
-    "torch.nn.AlphaDropout",
-    "torch.nn.FeatureAlphaDropout",
-}
 
 
 def forward_path_methods(ctx: FileContext, cls: cst.ClassDef) -> frozenset[str]:

@@ -78,6 +78,17 @@ SQRT_FUNCTIONS = frozenset(
 )
 
 # -- mask constructors ------------------------------------------------------------------------------
+# Modules that only drop (or pass) activations: no sublayer of a block.
+DROPOUT_MODULES = frozenset(
+    {
+        "torch.nn.Dropout",
+        "torch.nn.Dropout1d",
+        "torch.nn.Dropout2d",
+        "torch.nn.Dropout3d",
+        "torch.nn.AlphaDropout",
+        "torch.nn.FeatureAlphaDropout",
+    }
+)
 ONES = frozenset({"torch.ones", "torch.ones_like"})
 ZEROS = frozenset({"torch.zeros", "torch.zeros_like"})
 FULL = frozenset({"torch.full", "torch.full_like"})
