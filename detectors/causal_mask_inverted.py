@@ -44,7 +44,7 @@ class CausalMaskInverted(Detector):
             if problem == "ignored":
                 yield Finding(use.node, variant="ignored", facts=facts, related=related)
                 continue
-            if problem in ("after-sequence", "open"):  # no flip fixes it: a value, width or operator is wrong
+            if problem in ("after-sequence", "open", "empty"):  # no flip fixes it: a value, width or operator is wrong
                 yield Finding(use.node, variant=problem, facts=facts, related=related)
                 continue
             variant = None if problem == "future" else "diagonal"
@@ -80,6 +80,8 @@ def _problem(value, use: MaskUse) -> str | None:
     if allowed is None or (use.convention in ("block", "allow") and _window_bound(allowed)):
         return None
     found = verdict(allowed)
+    if found == "future" and value.region.cut_past_the_matrix:
+        return "empty"  # Ex) ones(t, n).triu(1 + n): a triangle with no cell in it
     return found if found in ("future", "diagonal", "open") else None
 
 

@@ -18,6 +18,7 @@ is right when they are `j - i <= 0` (or an offset the code computes, as with a K
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -102,6 +103,7 @@ from sharpedges.analysis.walk import is_a
 MAX_DEPTH = 14
 SYMBOLIC = "symbolic"  # an offset the code computes (a cache length, a window): trusted, not compared
 Bound = int | str | None  # None: unbounded
+BEYOND = sys.maxsize  # an offset past a matrix's last column: a triangle cut there is empty (or whole)
 
 # A file can only apply an attention mask if it names one of these consumers (masked_fill and
 # torch.where count only on scores that a softmax then normalises).
@@ -203,14 +205,24 @@ class Region:
     def is_everything(self) -> bool:
         return self.lo is None and self.hi is None and not self.negated
 
+    @property
+    def cut_past_the_matrix(self) -> bool:
+        """A bound lies past the last column of the matrix it was cut from (`triu(1 + n)` of `(t, n)`)."""
+        return any(is_a(b, int) and abs(b) >= BEYOND // 2 for b in (self.lo, self.hi))
+
 
 def _aligned_offset(
     ctx: FileContext, matrix: cst.BaseExpression | None, diagonal: cst.BaseExpression | None, at: int
 ) -> Bound:
-    """The diagonal of a triangle cut from a `(rows, cols)` matrix, spelled `cols - rows + k`, as the offset
-    `k`: `ones((i, j)).triu(j - i + 1)` marks the keys after each query's own when the queries are the
-    last `i` of `j` positions (the cache before them). Rows and columns are read from the constructor
-    that built the matrix; any other computed diagonal stays symbolic."""
+    """The diagonal of a triangle cut from a `(rows, cols)` matrix, read against the matrix's sizes:
+
+    - spelled `cols - rows + k`, it is the offset `k`: `ones((i, j)).triu(j - i + 1)` marks the keys after
+      each query's own when the queries are the last `i` of `j` positions (the cache before them);
+    - spelled `cols + k` with `k >= 0`, it lies past the last column (`BEYOND`): `ones(t, n).triu(1 + n)`
+      marks nothing, and a `tril` of it keeps everything.
+
+    Rows and columns are read from the constructor that built the matrix; any other computed diagonal
+    stays symbolic."""
     dims = _built_dims(ctx, matrix, at)
     values = possible_values(ctx, diagonal, at) if is_a(diagonal, cst.Name) else [diagonal]
     if dims is None or values is None or len(values) != 1:
@@ -218,10 +230,11 @@ def _aligned_offset(
     rows, cols = dims
     expr, offset = values[0], 0
     if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, (cst.Add, cst.Subtract)):
-        number = literal_int(expr.right)
-        if number is not None:
+        if (number := literal_int(expr.right)) is not None:
             offset = number if is_a(expr.operator, cst.Add) else -number
             expr = expr.left
+        elif is_a(expr.operator, cst.Add) and (number := literal_int(expr.left)) is not None:
+            offset, expr = number, expr.right
     if (
         is_a(expr, cst.BinaryOperation)
         and is_a(expr.operator, cst.Subtract)
@@ -229,6 +242,8 @@ def _aligned_offset(
         and _same_code(ctx, expr.right, rows)
     ):
         return offset
+    if offset >= 0 and _same_code(ctx, expr, cols):
+        return BEYOND
     return SYMBOLIC
 
 
@@ -553,7 +568,7 @@ class MaskEvaluator:
         qualified = ctx.callee(call) or ""
         method = method_name(call)
         namespace = is_library_namespace(ctx, receiver(call))
-        if qualified in ("torch.tril", "torch.triu") or (method in ("tril", "triu") and not namespace):
+        if qualified in ("torch.tril", "torch.triu") or (method in TRIANGLE_METHODS and not namespace):
             functional = qualified in ("torch.tril", "torch.triu")
             matrix = argument(call, "input", 0) if functional else receiver(call)
             inner = self.value(matrix, at, depth + 1)
@@ -563,7 +578,7 @@ class MaskEvaluator:
             diagonal: Bound = 0 if diagonal_expr is None else literal_int(diagonal_expr)
             if diagonal is None:
                 diagonal = _aligned_offset(ctx, matrix, diagonal_expr, at)
-            lower = (qualified or method or "").endswith("tril")
+            lower = (qualified or method or "").rstrip("_").endswith("tril")
             region = inner.region.below(diagonal) if lower else inner.region.above(diagonal)
             if region is None:
                 return None
