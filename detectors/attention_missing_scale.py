@@ -8,6 +8,7 @@ from sharpedges.analysis.attention import (
     declared_unit_scale,
     logit_power,
     logit_sources,
+    passed_logit_multipliers,
     scale_folded_into_init,
     scale_power,
     scale_set_at,
@@ -79,10 +80,12 @@ def _growing_scales(ctx, sources):
 
 
 def _growing_kernel_scales(ctx):
-    """Ex) `F.scaled_dot_product_attention(q, k, v, scale=self.head_dim ** 0.5)`."""
-    for call in ctx.calls():
-        kernel = kernel_of(ctx, call)
-        value = kernel.argument(call, "scale") if kernel is not None else None
+    """Ex) `F.scaled_dot_product_attention(q, k, v, scale=self.head_dim ** 0.5)`, or the same scale
+    handed to a function of the file that multiplies the scores by it."""
+    kernel_scales = [
+        (call, kernel.argument(call, "scale")) for call in ctx.calls() if (kernel := kernel_of(ctx, call)) is not None
+    ]
+    for call, value in kernel_scales + passed_logit_multipliers(ctx):
         if value is None:
             continue
         function = ctx.function_of(call)

@@ -18,6 +18,7 @@ from sharpedges.analysis.masks import (
     module_type,
     same_sequence,
     softmax_is_unmasked,
+    unread_causal_flags,
 )
 from sharpedges.analysis.summaries import (
     called_function,
@@ -57,11 +58,15 @@ class CausalMaskMissing(Detector):
         b"create_bidirectional_mask",
         b"triu",
         b"tril",
+        b"causal",  # a constructor's causal flag, read or not
         *KERNEL_TOKENS,
     )
 
     def check(self, ctx):
         yield from self._bidirectional_mask_in_a_decoder(ctx)
+        for param, passed in unread_causal_flags(ctx):
+            facts = {"flag": param.name.value, "value": ctx.code(passed.value)}
+            yield Finding(passed, variant="flag-unread", facts=facts, related=((param, "unread-flag"),))
         for assign, scores in dead_causal_masking(ctx):
             yield Finding(assign.value, variant="dead-mask", facts={"scores": scores.value})
         for cls in ctx.index.nodes(cst.ClassDef):

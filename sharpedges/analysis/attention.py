@@ -33,6 +33,7 @@ from sharpedges.analysis.summaries import (
     imported_summary,
     module_forward,
     positional_parameters,
+    possible_callees,
     return_values,
 )
 from sharpedges.analysis.tensors import called_lambda, class_family, helper_called, known_rank
@@ -1522,6 +1523,11 @@ def scale_power(
     if is_a(expr, cst.BooleanOperation) and is_a(expr.operator, cst.Or):
         # Ex) `qk_scale or head_dim ** -0.5`: the default the author wrote
         return scale_power(ctx, expr.right, function, at, depth + 1)
+    if is_a(expr, cst.IfExp):
+        # Ex) `head_dim ** -0.5 if config.scale_attn_weights else 1.0`: scaling switched off is no power
+        branches = [branch for branch in (expr.body, expr.orelse) if literal_number(branch) is None]
+        powers = {scale_power(ctx, branch, function, at, depth + 1) for branch in branches or [expr.body]}
+        return powers.pop() if len(powers) == 1 else None
     if is_a(expr, cst.Call):
         qualified = ctx.callee(expr)
         inner = expr.args[0].value if expr.args else receiver(expr)
@@ -1907,6 +1913,46 @@ def _names_heads(expr: cst.BaseExpression) -> bool:
 def logit_sources(ctx: FileContext, softmax: SoftmaxCall) -> list[LogitSource]:
     tracer = LogitTracer(ctx, softmax.function)
     return tracer.sources(softmax.input, ctx.order(softmax.call))
+
+
+# -- scales handed to a function that multiplies the scores by them ------------------------------------
+def logit_multiplier_parameters(ctx: FileContext, function: cst.FunctionDef) -> frozenset[str]:
+    """Parameters of `function` that multiply the attention scores of a softmax in it: `scaling` in
+    transformers' `eager_attention_forward` (`torch.matmul(query, key.mT) * scaling`)."""
+
+    def compute() -> frozenset[str]:
+        parameters = set(ctx.function_facts(function).parameters)
+        found = set()
+        for softmax in softmax_calls(ctx):
+            if softmax.function is not function:
+                continue
+            for source in logit_sources(ctx, softmax):
+                found |= {
+                    scale.expr.value
+                    for scale in source.scales
+                    if not scale.divides and is_a(scale.expr, cst.Name) and scale.expr.value in parameters
+                }
+        return frozenset(found)
+
+    return ctx.memo(("logit_multiplier_parameters", id(function)), compute)
+
+
+def passed_logit_multipliers(ctx: FileContext) -> list[tuple[cst.Call, cst.BaseExpression]]:
+    """(call, value) for each value a call hands to a function of this file as the factor it multiplies
+    the scores by, the function called by name or through a local that may hold it (`attention_interface
+    = eager_attention_forward`, replaced by another implementation on some paths).
+
+    Ex) transformers 4.55 GPT-BigCode: `attention_interface(self, q, k, v, mask, scaling=self.scaling)`"""
+    if not ctx.mentions(b"softmax"):
+        return []
+    found = []
+    for call in ctx.calls():
+        for function, positional in possible_callees(ctx, call):
+            for name in logit_multiplier_parameters(ctx, function):
+                value = bind_arguments(call, positional).get(name)
+                if value is not None:
+                    found.append((call, value))
+    return found
 
 
 # -- a scale built and never applied: `self.point_scale = (...) ** -0.5`, unread, and one logit term unscaled --

@@ -242,7 +242,7 @@ def _aligned_offset(
         and _same_code(ctx, expr.right, rows)
     ):
         return offset
-    if offset >= 0 and _same_code(ctx, expr, cols):
+    if expr is not None and offset >= 0 and _same_code(ctx, expr, cols):
         return BEYOND
     return SYMBOLIC
 
@@ -2300,6 +2300,38 @@ def ignored_causal_flag(ctx: FileContext, cls: cst.ClassDef) -> cst.Param | None
             if not any(ctx.class_facts(cls).is_read(attr) for attr in stored):
                 return param
     return None
+
+
+def unread_causal_flags(ctx: FileContext) -> list[tuple[cst.Param, cst.Arg]]:
+    """(parameter, argument) for a constructor that takes a causal flag, never reads it, and builds a
+    module with a literal for the same keyword: `def __init__(self, ..., causal=False)` then
+    `self.net = Reformer(..., causal=False)`. Whatever the caller asks, the attention is built one way
+    (reformer-pytorch 0.7.2's ReformerLM)."""
+    if not ctx.mentions(b"causal"):
+        return []
+    found = []
+    for cls in ctx.index.nodes(cst.ClassDef):
+        init = ctx.class_facts(cls).methods.get("__init__")
+        if init is None or _reads_its_locals(ctx, init):
+            continue
+        facts = ctx.function_facts(init)
+        for param in (*init.params.params, *init.params.kwonly_params):
+            name = param.name.value
+            if not declares_causal(name, weak=False) or facts.uses.get(name):
+                continue
+            for call in ctx.index.descendants(init.body, cst.Call, prune=(cst.FunctionDef, cst.ClassDef)):
+                passed = argument(call, name)
+                if passed is not None and (is_true(passed) or is_false_or_none(passed)):
+                    found.append((param, next(arg for arg in call.args if arg.value is passed)))
+    return found
+
+
+def _reads_its_locals(ctx: FileContext, function: cst.FunctionDef) -> bool:
+    """`locals()` / `vars()`: every parameter may be read through them."""
+    return any(
+        is_a(call.func, cst.Name) and call.func.value in ("locals", "vars") and not call.args
+        for call in ctx.index.descendants(function.body, cst.Call)
+    )
 
 
 def dead_causal_masking(ctx: FileContext) -> list[tuple[cst.Assign, cst.Name]]:

@@ -53,13 +53,17 @@ def called_function(ctx: FileContext, call: cst.Call) -> tuple[cst.FunctionDef, 
         return method, names if static else names[1:]
     if is_a(func, cst.Attribute) and is_a(func.value, cst.Name):
         return _class_method(ctx, func.value.value, func.attr.value)
-    if not is_a(func, cst.Name):
-        return None
+    return _visible_function(ctx, func) if is_a(func, cst.Name) else None
+
+
+def _visible_function(ctx: FileContext, name: cst.Name) -> tuple[cst.FunctionDef, list[str]] | None:
+    """The one function of this file that `name` can denote where it stands: module-level, or nested in
+    a function around it."""
     by_name = ctx.memo("function_definitions", lambda: _functions_by_name(ctx))
-    defined = by_name.get(func.value)
+    defined = by_name.get(name.value)
     if not defined:
         return None  # most calls: torch's, builtins, imports
-    visible = {None, *ctx.index.ancestors(call)}
+    visible = {None, *ctx.index.ancestors(name)}
     candidates = [
         fn
         for fn in defined
@@ -69,6 +73,21 @@ def called_function(ctx: FileContext, call: cst.Call) -> tuple[cst.FunctionDef, 
     if len(candidates) != 1:
         return None
     return candidates[0], positional_parameters(candidates[0])
+
+
+def possible_callees(ctx: FileContext, call: cst.Call) -> list[tuple[cst.FunctionDef, list[str]]]:
+    """The functions of this file a call may run, with the names its positional arguments bind to: the
+    one `called_function` finds, or those a local callee may hold (`attention_interface =
+    eager_attention_forward`, rebound to another implementation on some paths)."""
+    target = called_function(ctx, call)
+    if target is not None:
+        return [target]
+    if not is_a(call.func, cst.Name) or (function := ctx.function_of(call)) is None:
+        return []
+    if not any(d.kind == "assign" for d in ctx.function_facts(function).reaching(call.func.value, ctx.order(call))):
+        return []
+    held = (_visible_function(ctx, value) for value in possible_values(ctx, call.func) or () if is_a(value, cst.Name))
+    return [function for function in held if function is not None]
 
 
 def _class_method(ctx: FileContext, class_name: str, name: str) -> tuple[cst.FunctionDef, list[str]] | None:
