@@ -1525,8 +1525,9 @@ def scale_power(
         return scale_power(ctx, expr.right, function, at, depth + 1)
     if is_a(expr, cst.IfExp):
         # Ex) `head_dim ** -0.5 if config.scale_attn_weights else 1.0`: scaling switched off is no power
+        # (a choice between two numbers, `3 if pairwise else 2`, is left to what takes its root: a count)
         branches = [branch for branch in (expr.body, expr.orelse) if literal_number(branch) is None]
-        powers = {scale_power(ctx, branch, function, at, depth + 1) for branch in branches or [expr.body]}
+        powers = {scale_power(ctx, branch, function, at, depth + 1) for branch in branches}
         return powers.pop() if len(powers) == 1 else None
     if is_a(expr, cst.Call):
         qualified = ctx.callee(expr)
