@@ -12,6 +12,7 @@ two places (a mask built in one method and consumed in another) lists the second
     python benchmarks/shipped_bugs.py --part tune --json
     python benchmarks/shipped_bugs.py --case x-transformers-rotary-on-values
     python benchmarks/shipped_bugs.py --part holdout --show-holdout-misses   # only at the very end
+    python benchmarks/shipped_bugs.py --part holdout --verify   # admit a fresh round: runs no detector
 """
 
 from __future__ import annotations
@@ -206,6 +207,39 @@ def locate(root: Path, path: str) -> Path:
     raise FileNotFoundError(f"{path} not found in {root}")
 
 
+def case_files(case: ShippedBug) -> tuple[Path, Path]:
+    """The case's file in its buggy and in its fixed release."""
+    return (
+        locate(release_dir(case.package, case.buggy), case.path),
+        locate(release_dir(case.package, case.fixed), case.fixed_path or case.path),
+    )
+
+
+FETCH_ERRORS = (subprocess.CalledProcessError, OSError, ValueError, StopIteration)  # one case, not the run
+
+
+# --- admitting a case ------------------------------------------------------------------------------
+
+
+def admission_problems(case: ShippedBug) -> list[str]:
+    """What keeps a case out of the set, found without running any detector (so a fresh round can be
+    checked before anyone learns how the rules fare on it): a release that cannot be fetched, the file
+    missing from either release, lines outside the buggy file, or a file that is byte-identical in both
+    releases (the fix is elsewhere, so no check of this file can tell them apart)."""
+    try:
+        buggy, fixed = case_files(case)
+    except FETCH_ERRORS as exc:
+        return [f"could not fetch: {exc}"]
+    problems = []
+    length = len(buggy.read_bytes().splitlines())
+    for first, last in (case.lines, *case.also_lines):
+        if last > length:
+            problems.append(f"lines {first}-{last} lie outside {case.path} ({length} lines in {case.buggy})")
+    if buggy.read_bytes() == fixed.read_bytes():
+        problems.append(f"{case.path} is byte-identical in {case.buggy} and {case.fixed}")
+    return problems
+
+
 # --- checking ------------------------------------------------------------------------------------
 
 
@@ -250,11 +284,8 @@ def evaluate(data: ShippedBugs, cases: list[ShippedBug]) -> list[dict]:
     fetch_errors: dict[str, str] = {}
     for case in cases:
         try:
-            files[case.id] = (
-                locate(release_dir(case.package, case.buggy), case.path),
-                locate(release_dir(case.package, case.fixed), case.fixed_path or case.path),
-            )
-        except (subprocess.CalledProcessError, OSError, ValueError, StopIteration) as exc:  # one case, not the run
+            files[case.id] = case_files(case)
+        except FETCH_ERRORS as exc:
             fetch_errors[case.id] = f"could not fetch: {exc}"
     runs: dict[tuple[str, Path], set[Path]] = defaultdict(set)
     for case in cases:
@@ -365,6 +396,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="list the holdout part's misses too (only once tuning is over)",
     )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="check that each case can be admitted (releases, file, lines) without running any detector",
+    )
     args = parser.parse_args(argv)
 
     data = load()
@@ -374,6 +410,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown case id(s): {', '.join(unknown)}", file=sys.stderr)
         return 2
     cases = [c for c in data.cases if (args.part in ("all", c.part)) and (not args.case or c.id in args.case)]
+    if args.verify:
+        problems = {case.id: found for case in cases if (found := admission_problems(case))}
+        for case_id, found in problems.items():
+            print(f"{case_id}: {'; '.join(found)}")
+        print(f"{len(cases) - len(problems)} of {len(cases)} cases can be admitted")
+        return 1 if problems else 0
     results = evaluate(data, cases)
     by_part = {part: [r for r in results if r["part"] == part] for part in PARTS}
 

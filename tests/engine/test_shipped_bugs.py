@@ -114,3 +114,25 @@ def test_an_archive_from_the_index_is_a_pure_wheel_first_then_any_wheel_then_the
     assert shipped_bugs.pick_archive([cp310, pure], "torchvision", "0.14.1") is pure
     with pytest.raises(FileNotFoundError, match=r"torchvision==0\.15\.0: no file"):
         shipped_bugs.pick_archive([cp310, pure], "torchvision", "0.15.0")
+
+
+def test_a_case_is_admitted_only_when_its_file_differs_between_releases_and_holds_its_lines(
+    shipped_bugs, raw, tmp_path, monkeypatch
+):
+    """`--verify` runs no detector: it fetches both releases and reads the case's file in each."""
+    case = shipped_bugs.ShippedBug.model_validate(dict(raw["cases"][0], lines=[2, 3]))
+    releases = {case.buggy: "import torch\nx = 1\ny = 2\n", case.fixed: "import torch\nx = 1\ny = 3\n"}
+
+    def release_dir(package: str, version: str) -> Path:
+        assert package == case.package
+        folder = tmp_path / version
+        (folder / case.path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / case.path).write_text(releases[version])
+        return folder
+
+    monkeypatch.setattr(shipped_bugs, "release_dir", release_dir)
+    assert shipped_bugs.admission_problems(case) == []
+    releases[case.fixed] = releases[case.buggy]
+    assert shipped_bugs.admission_problems(case) == [f"{case.path} is byte-identical in {case.buggy} and {case.fixed}"]
+    far = case.model_copy(update={"lines": (2, 9)})
+    assert f"lines 2-9 lie outside {case.path} (3 lines in {case.buggy})" in shipped_bugs.admission_problems(far)
