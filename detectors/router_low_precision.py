@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import libcst as cst
 
-from sharpedges.analysis.moe import ScoreTrace, caller_traces, layer_of, plain_projection, routing_sites
+from sharpedges.analysis.moe import (
+    ScoreTrace,
+    caller_traces,
+    layer_of,
+    logits_cast_back_before_fused_routing,
+    plain_projection,
+    routing_sites,
+)
 from sharpedges.detector import Detector, Finding
 
 
@@ -13,6 +20,8 @@ class RouterLowPrecision(Detector):
     tokens = (b"expert",)
 
     def check(self, ctx):
+        for call in logits_cast_back_before_fused_routing(ctx):
+            yield Finding(call, variant="fused-cast-back", facts={"layer": ctx.code(call.func)})
         reported: set[cst.CSTNode] = set()
         for site in routing_sites(ctx):
             layer = layer_of(site)

@@ -34,6 +34,7 @@ from sharpedges.analysis.vocabulary import (
     CAST_METHODS,
     COPY_METHODS,
     FULL_DTYPES,
+    FUSED_ROUTING_ARGUMENTS,
     LOW_PRECISION_DTYPES,
     PLACEMENT_METHODS,
     REORDER_METHODS,
@@ -161,6 +162,25 @@ def routing_sites(ctx: FileContext) -> list[RoutingSite]:
         return sites
 
     return ctx.memo("moe.routing_sites", compute)
+
+
+def logits_cast_back_before_fused_routing(ctx: FileContext) -> list[cst.Call]:
+    """Calls that hand router logits to a fused MoE layer or kernel of a library (it selects the experts
+    itself, in fp32) after casting them down to the activations' dtype: `router_logits =
+    self.gate(x.float()); router_logits = router_logits.to(x.dtype); self.experts(hidden_states=x,
+    router_logits=router_logits)` rounds what an fp32 gate computed (vLLM 0.30's Sarvam MoE)."""
+    if not ctx.mentions(*(keyword.encode() for keyword in FUSED_ROUTING_ARGUMENTS)):
+        return []
+    found = []
+    for call in ctx.calls():
+        logits = next((a.value for a in call.args if a.keyword and a.keyword.value in FUSED_ROUTING_ARGUMENTS), None)
+        function = ctx.function_of(call)
+        if logits is None or function is None or _local_callee(ctx, call) is not None:
+            continue  # a layer of this file selects where the file shows it (`routing_sites`)
+        trace = ScoreTracer(ctx, function).trace(logits)
+        if trace.precision == "low" and trace.projections:
+            found.append(call)
+    return found
 
 
 def _names_experts(ctx: FileContext, node: cst.CSTNode) -> bool:

@@ -463,3 +463,10 @@ def einops_pair_layout(ctx, call: cst.Call) -> tuple[str, str] | None:
             continue
         return ("interleaved" if parts[1] == pair[0] else "half"), direction
     return None
+
+
+# -- fused MoE layers and kernels ---------------------------------------------------------------------------
+# The keyword under which a fused MoE layer or kernel takes the router's logits and selects the experts
+# itself, its softmax in fp32 (vLLM's `FusedMoE(hidden_states=..., router_logits=...)`, `fused_topk(...,
+# gating_output=...)`; SGLang's `select_experts(hidden_states, router_logits, ...)`).
+FUSED_ROUTING_ARGUMENTS = frozenset({"router_logits", "gating_output"})
