@@ -231,11 +231,12 @@ def admission_problems(case: ShippedBug) -> list[str]:
     except FETCH_ERRORS as exc:
         return [f"could not fetch: {exc}"]
     problems = []
-    length = len(buggy.read_bytes().splitlines())
+    source = buggy.read_bytes()
+    length = len(source.splitlines())
     for first, last in (case.lines, *case.also_lines):
         if last > length:
             problems.append(f"lines {first}-{last} lie outside {case.path} ({length} lines in {case.buggy})")
-    if buggy.read_bytes() == fixed.read_bytes():
+    if source == fixed.read_bytes():
         problems.append(f"{case.path} is byte-identical in {case.buggy} and {case.fixed}")
     return problems
 
