@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 import libcst as cst
 
@@ -39,16 +40,19 @@ class DiscardedOpResult(Detector):
     )
     # A bare statement: a receiver chain (names, dots, bracketed parts) at a line start, after `;`
     # or after a one-line `if x:`, then the op; `print(x.float())` or `y = x.float()` cannot match.
-    pattern = re.compile(
-        rb"(?:^|[;:])[ \t]*(?:(?:[\w.]|\[[^\n]{0,200}?\]|\([^\n]{0,200}?\)){1,40}?\.)?(?:"
-        + b"|".join(
-            sorted(
-                {name.encode() for name in TENSOR_ONLY_METHODS | SHARED_OUT_OF_PLACE_METHODS}
-                | {b"apply"}
-                | {name.rsplit(".", 1)[1].encode() for name in PURE_FUNCTIONS}
-            )
+    # Or a name bound to such an op and bound again, unread, within a few lines:
+    # `attn = dots.softmax(dim=-1)` ... `attn = self.dropout(dots)`.
+    _ops = b"|".join(
+        sorted(
+            {name.encode() for name in TENSOR_ONLY_METHODS | SHARED_OUT_OF_PLACE_METHODS}
+            | {b"apply"}
+            | {name.rsplit(".", 1)[1].encode() for name in PURE_FUNCTIONS}
         )
-        + rb")\(",
+    )
+    pattern = re.compile(
+        rb"(?:^|[;:])[ \t]*(?:(?:[\w.]|\[[^\n]{0,200}?\]|\([^\n]{0,200}?\)){1,40}?\.)?(?:" + _ops + rb")\("
+        rb"|^[ \t]*(?P<bound>\w+)[ \t]*=[^=\n][^\n]{0,200}?\b(?:" + _ops + rb")\([^\n]*\n"
+        rb"(?:[^\n]*\n){0,12}?[ \t]*(?P=bound)[ \t]*=[^=]",
         re.MULTILINE,
     )
 
@@ -68,6 +72,33 @@ class DiscardedOpResult(Detector):
                     yield Finding(call, variant="autograd-function", facts={"function": dotted(call.func)})
             elif name is not None and self._out_of_place_on_tensor(ctx, call, name, tensor_facts):
                 yield _lost_result(ctx, call, name)
+        yield from self._overwritten_results(ctx, tensor_facts)
+
+    def _overwritten_results(self, ctx, tensor_facts) -> Iterator[Finding]:
+        """`attn = dots.softmax(dim=-1)` bound again before anything reads it: the op's result is lost
+        as surely as a bare statement's."""
+        for assign in ctx.index.nodes(cst.Assign):
+            call = assign.value
+            if len(assign.targets) != 1 or not is_a(assign.targets[0].target, cst.Name) or not is_a(call, cst.Call):
+                continue
+            function = ctx.function_of(assign)
+            name = method_name(call)
+            if function is None or not (
+                ctx.callee(call) in PURE_FUNCTIONS
+                or (name is not None and self._out_of_place_on_tensor(ctx, call, name, tensor_facts))
+            ):
+                continue
+            facts = ctx.function_facts(function)
+            target = assign.targets[0].target.value
+            definition = next(d for d in facts.definitions[target] if d.node is assign)
+            later = facts.overwritten_unread(definition)
+            if later is not None:
+                yield Finding(
+                    call,
+                    variant="overwritten",
+                    facts={"target": target, "call": ctx.code(call.func)},
+                    related=((later.node, "overwritten"),),
+                )
 
     @staticmethod
     def _out_of_place_on_tensor(ctx, call, name, tensor_facts) -> bool:

@@ -465,6 +465,38 @@ class FunctionFacts:
     def is_parameter(self, name: str) -> bool:
         return name in self.parameters
 
+    def overwritten_unread(self, definition: Definition) -> Definition | None:
+        """The assignment that replaces `definition` before anything reads it: the next definition of
+        the name is a whole assignment in the same block, no jump or exception can leave the block
+        between them, and nothing in between (a nested function or lambda included) reads the name.
+        None when the value may be read, or when the function can reach its locals another way.
+
+        Ex) `attn = dots.softmax(dim=-1)` then `attn = self.dropout(dots)`: the softmax is lost
+        """
+        later = next((d for d in self.definitions.get(definition.name, ()) if d.order > definition.order), None)
+        if (
+            later is None
+            or later.kind not in ("assign", "unpack")
+            or not self._overwrites(later, definition)
+            or self._reaches_locals_indirectly(definition.name)
+        ):
+            return None
+        index = self._index
+        for node in index.sequence[definition.order : later.order]:
+            if is_a(node, cst.Name) and node.value == definition.name and _is_read(node, index.parents.get(node)):
+                return None
+        return later
+
+    def _reaches_locals_indirectly(self, name: str) -> bool:
+        """`locals()`, `vars()`, `eval`/`exec`, or a `global`/`nonlocal` declaration of the name."""
+        for node in self._index.descendants(self.function, (cst.Call, cst.Global, cst.Nonlocal)):
+            if is_a(node, cst.Call):
+                if is_a(node.func, cst.Name) and node.func.value in ("locals", "vars", "eval", "exec"):
+                    return True
+            elif any(item.name.value == name for item in node.names):
+                return True
+        return False
+
     def later_uses(self, name: str, after: int) -> list[cst.Name]:
         return [use for use in self.uses.get(name, ()) if self._index.order.get(use, 0) > after]
 

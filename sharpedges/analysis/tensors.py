@@ -29,7 +29,7 @@ from sharpedges.analysis.summaries import (
     positional_parameters,
     return_values,
 )
-from sharpedges.analysis.values import constant_number, possible_values
+from sharpedges.analysis.values import constant_number, possible_values, registered_buffers
 from sharpedges.analysis.vocabulary import (
     CAST_METHODS,
     COPY_METHODS,
@@ -469,6 +469,8 @@ class TensorFacts:
             return self.is_tensor(expr.value, at, depth + 1)
         if is_a(expr, cst.Attribute) and expr.attr.value == "grad":
             return True  # `p.grad`: autograd's gradient of a tensor (an optimizer's step reads it)
+        if (attr := self_attribute(expr)) is not None:
+            return self._held_tensor(expr, attr)
         if is_a(expr, cst.BinaryOperation):
             # arithmetic with a tensor on either side gives a tensor
             return (
@@ -550,6 +552,13 @@ class TensorFacts:
                     ):
                         return True
         return False
+
+    def _held_tensor(self, expr: cst.BaseExpression, attr: str) -> bool:
+        """`self.w` for `self.w = nn.Parameter(...)` or `self.register_buffer("w", ...)`."""
+        cls = self.ctx.class_of(expr)
+        return cls is not None and (
+            self.ctx.class_facts(cls).is_parameter(attr) or attr in registered_buffers(self.ctx, cls)
+        )
 
     def _name_is_tensor(self, name: str, at: int, depth: int) -> bool:
         if self.facts is None:
