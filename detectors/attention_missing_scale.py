@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import libcst as cst
 
 from sharpedges.analysis.attention import (
@@ -9,13 +11,16 @@ from sharpedges.analysis.attention import (
     logit_power,
     logit_sources,
     passed_logit_multipliers,
+    query_scaled,
     scale_folded_into_init,
     scale_power,
     scale_set_at,
     softmax_calls,
     states_unscaled_design,
     unapplied_scales,
+    unit_kernel_scales,
 )
+from sharpedges.analysis.tensors import class_family
 from sharpedges.analysis.vocabulary import KERNEL_TOKENS, kernel_of
 from sharpedges.analysis.walk import is_a
 from sharpedges.detector import Detector, Finding
@@ -27,6 +32,7 @@ class AttentionMissingScale(Detector):
 
     def check(self, ctx):
         yield from _growing_kernel_scales(ctx)
+        yield from _unit_kernel_scales_against_eager(ctx)
         for softmax in softmax_calls(ctx):
             sources = logit_sources(ctx, softmax)
             if sources and all(source.scaled for source in sources):
@@ -63,11 +69,14 @@ class AttentionMissingScale(Detector):
 
 def _growing_scales(ctx, sources):
     """Ex) `self.scale = dim_head ** 0.5; sim = q @ k.mT * self.scale`: every path is scaled, and each
-    one multiplies the scores by a positive power of the head size: sqrt(d_k) instead of 1/sqrt(d_k)."""
+    one whose factors are all known multiplies the scores by a positive power of the head size: sqrt(d_k)
+    instead of 1/sqrt(d_k). A path with an unknown factor besides (dgl's optional `*= attn_bias`) does
+    not make the others right."""
     powers = [logit_power(ctx, source) for source in sources]
-    if not all(power is not None and power > 0 for power in powers):
+    known = [(source, power) for source, power in zip(sources, powers, strict=True) if power is not None]
+    if not known or not all(power > 0 for _, power in known):
         return
-    for scale in sources[0].scales:
+    for scale in known[0][0].scales:
         power = scale_power(ctx, scale.expr, scale.function, scale.at)
         if power is not None and (-power if scale.divides else power) > 0:
             # the fix is the exponent where the scale is set, or the operator where it divides
@@ -95,3 +104,25 @@ def _growing_kernel_scales(ctx):
             related = ((value, "applied"),) if where is not value else ()
             facts = {"how": "multiplied by", "scale": ctx.code(value).strip()}
             yield Finding(where, variant="inverted", facts=facts, related=related)
+
+
+def _unit_kernel_scales_against_eager(ctx):
+    """Ex) transformers 4.36 Phi: the eager path divides the scores by sqrt(head_dim) and the flash path
+    calls the kernel with `softmax_scale=1.0` on unscaled queries. A unit scale is a design only when
+    every implementation of the attention agrees (GPT-Neo's eager and flash classes are both unscaled)."""
+    units = [unit for unit in unit_kernel_scales(ctx) if not query_scaled(ctx, unit)]
+    if not units:
+        return
+    softmaxes = [(softmax, logit_sources(ctx, softmax)) for softmax in softmax_calls(ctx)]
+    for unit in units:
+        cls = ctx.class_of(unit.kernel_call)
+        if cls is None:
+            continue
+        family = set(class_family(ctx, cls))
+        for softmax, sources in softmaxes:
+            if ctx.class_of(softmax.call) not in family or not sources:
+                continue
+            if all(logit_power(ctx, source) == Fraction(-1, 2) for source in sources):
+                scale = sources[0].scales[0].expr
+                yield Finding(unit.literal, variant="unit-against-eager", related=((scale, "applied"),))
+                break

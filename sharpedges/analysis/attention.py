@@ -1956,6 +1956,62 @@ def passed_logit_multipliers(ctx: FileContext) -> list[tuple[cst.Call, cst.BaseE
     return found
 
 
+@dataclass(frozen=True)
+class UnitKernelScale:
+    """A kernel whose softmax scale is 1: the literal, where it is written, and the query the kernel gets."""
+
+    kernel_call: cst.Call
+    literal: cst.BaseExpression
+    query: cst.BaseExpression
+    query_at: int
+    query_function: cst.FunctionDef
+
+
+def unit_kernel_scales(ctx: FileContext) -> list[UnitKernelScale]:
+    """Kernels told that their softmax scale is 1: at the kernel call, or through a helper of this file
+    whose parameter is the kernel's scale, the 1 written where the helper is called.
+
+    Ex) transformers 4.36 Phi: `self._flash_attention_forward(q, k, v, mask, q_len, softmax_scale=1.0)`,
+    whose `flash_attn_func(..., softmax_scale=softmax_scale)` gets the 1"""
+    found = []
+    for call in ctx.calls():
+        kernel = kernel_of(ctx, call)
+        function = ctx.function_of(call)
+        value = kernel.argument(call, "scale") if kernel is not None else None
+        query = kernel.argument(call, "query") if kernel is not None else None
+        if value is None or query is None or function is None:
+            continue
+        if literal_number(value) == 1.0:
+            found.append(UnitKernelScale(call, value, query, ctx.order(call), function))
+            continue
+        facts = ctx.function_facts(function)
+        if not (is_a(value, cst.Name) and facts.is_parameter(value.value) and is_a(query, cst.Name)):
+            continue
+        if any(d.kind != "param" for d in facts.reaching(value.value, ctx.order(call))):
+            continue
+        for caller in ctx.calls():
+            for callee, positional in possible_callees(ctx, caller):
+                if callee is not function:
+                    continue
+                bound = bind_arguments(caller, positional)
+                handed, handed_query = bound.get(value.value), bound.get(query.value)
+                caller_function = ctx.function_of(caller)
+                if (
+                    handed is not None
+                    and literal_number(handed) == 1.0
+                    and handed_query is not None
+                    and caller_function is not None
+                ):
+                    found.append(UnitKernelScale(call, handed, handed_query, ctx.order(caller), caller_function))
+    return found
+
+
+def query_scaled(ctx: FileContext, unit: UnitKernelScale) -> bool:
+    """Whether the query a unit-scale kernel gets was scaled on its way there (`q = q * self.scaling`)."""
+    tracer = LogitTracer(ctx, unit.query_function)
+    return bool(tracer.operand_scales(unit.query, unit.query_at, 0))
+
+
 # -- a scale built and never applied: `self.point_scale = (...) ** -0.5`, unread, and one logit term unscaled --
 @dataclass(frozen=True)
 class UnappliedScale:
