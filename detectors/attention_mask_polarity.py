@@ -15,6 +15,7 @@ from sharpedges.analysis.masks import (
     filled_pair_products,
     mask_uses,
     masks_attention_scores,
+    real_tokens_filled,
 )
 from sharpedges.analysis.vocabulary import REGISTRY_TOKENS
 from sharpedges.analysis.walk import is_a
@@ -41,6 +42,7 @@ class AttentionMaskPolarity(Detector):
             *self._marked(ctx),
             *self._pair_products(ctx),
             *self._added_booleans(ctx),
+            *self._filled_real_tokens(ctx),
         ):
             if finding.node in flagged:
                 continue
@@ -96,6 +98,12 @@ class AttentionMaskPolarity(Detector):
                 yield Finding(use.node, facts={"consumer": consumer}, related=related)
             elif value.marks == "allowed" and attends is False:
                 yield Finding(use.node, variant="real-tokens-blocked", facts={"consumer": consumer}, related=related)
+
+    def _filled_real_tokens(self, ctx):
+        """A masked_fill that writes where the real tokens are (a tokenizer's attention_mask, not inverted)."""
+        for call, value in real_tokens_filled(ctx):
+            related = tuple((node, "origin") for node in value.origin if not ctx.index.contains(call, node))
+            yield Finding(call, variant="real-tokens-filled", facts={"call": ctx.code(call.func)}, related=related)
 
     def _pair_products(self, ctx):
         """A query mask AND a key mask, filled: wrong in either convention."""

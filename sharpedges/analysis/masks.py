@@ -38,6 +38,7 @@ from sharpedges.analysis.calls import (
     is_true,
     literal_int,
     literal_number,
+    literal_string,
     method_name,
     receiver,
 )
@@ -60,7 +61,7 @@ from sharpedges.analysis.summaries import (
     return_values,
 )
 from sharpedges.analysis.tensors import called_lambda, helper_called
-from sharpedges.analysis.values import UNKNOWN, passed_argument, possible_values, registered_buffers
+from sharpedges.analysis.values import UNKNOWN, constant_number, passed_argument, possible_values, registered_buffers
 from sharpedges.analysis.vocabulary import (
     ADDITIVE_METHODS,
     ARANGE,
@@ -92,6 +93,7 @@ from sharpedges.analysis.vocabulary import (
     SCALING_METHODS,
     SDPA,
     SWAP_METHODS,
+    TOKENIZER_ENCODE_METHODS,
     TRIANGLE_METHODS,
     TRIANGLES,
     ZEROS,
@@ -399,6 +401,8 @@ class MaskEvaluator:
         attr = self_attribute(expr)
         if attr is not None:
             return self._attribute(attr, depth)
+        if self._tokenizer_attention_mask(expr, at):
+            return MaskValue("binary", None, "allowed", origin=(expr,))
         if is_a(expr, cst.Call):
             return self._call(expr, at, depth)
         if is_a(expr, cst.Subscript):
@@ -415,6 +419,27 @@ class MaskEvaluator:
         if is_a(expr, cst.BinaryOperation):
             return self._binary(expr, at, depth)
         return None
+
+    def _tokenizer_attention_mask(self, expr: cst.BaseExpression, at: int) -> bool:
+        """`encoded.attention_mask` or `encoded["attention_mask"]` of what a tokenizer's encode method
+        returned: 1 at the real tokens, 0 at the padding (`encoded = tokenizer.batch_encode_plus(texts)`)."""
+        by_attribute = is_a(expr, cst.Attribute) and expr.attr.value == "attention_mask"
+        by_key = (
+            is_a(expr, cst.Subscript)
+            and len(expr.slice) == 1
+            and is_a(key := expr.slice[0].slice, cst.Index)
+            and literal_string(key.value) == "attention_mask"
+        )
+        if not (by_attribute or by_key):
+            return False
+        holder = expr.value if is_a(expr, (cst.Attribute, cst.Subscript)) else None
+        if not is_a(holder, cst.Name) or self.facts is None:
+            return False
+        reaching = self.facts.reaching(holder.value, at)
+        return bool(reaching) and all(
+            d.kind == "assign" and is_a(d.value, cst.Call) and method_name(d.value) in TOKENIZER_ENCODE_METHODS
+            for d in reaching
+        )
 
     # -- names and attributes ---------------------------------------------------------------
     def _name(self, name: str, at: int, depth: int) -> MaskValue | None:
@@ -829,6 +854,8 @@ class MaskEvaluator:
         if expr is None or depth > MAX_DEPTH:
             return False
         number = literal_number(expr)
+        if number is None and is_a(expr, cst.Call) and dotted(expr.func) == "float":
+            number = constant_number(self.ctx, expr)  # Ex) float("-1e9")
         if number is not None:
             return number <= LARGE_NEGATIVE
         text = self.ctx.code(expr).replace(" ", "").replace('"', "'")
@@ -1048,6 +1075,14 @@ def _fills_itself(base: cst.BaseExpression | None, call: cst.Call) -> bool:
     condition = argument(call, "mask", 0)
     while is_a(condition, cst.Call) and method_name(condition) in CAST_METHODS | {"to"}:
         condition = receiver(condition)
+    # Ex) falcon 4.33: `(attention_mask * 1.0).masked_fill(attention_mask, float("-1e9"))`, a bool mask made float
+    while base is not None:
+        if is_a(base, cst.Call) and method_name(base) in CAST_METHODS | {"to"}:
+            base = receiver(base)
+        elif is_a(base, cst.BinaryOperation) and is_a(base.operator, cst.Multiply) and literal_number(base.right) == 1:
+            base = base.left
+        else:
+            break
     return base is not None and condition is not None and dotted(base) is not None and dotted(base) == dotted(condition)
 
 
@@ -1879,6 +1914,28 @@ def conflicting_uses(ctx: FileContext) -> list[tuple[PolaritySource, MaskUse, Ma
         return found
 
     return ctx.memo("conflicting_mask_uses", compute)
+
+
+# -- the real tokens filled ---------------------------------------------------------------------------
+def real_tokens_filled(ctx: FileContext) -> list[tuple[cst.Call, MaskValue]]:
+    """`masked_fill` calls whose condition is known to mark the real tokens: a tokenizer's
+    `attention_mask` (1 = real token) or `input_ids != pad_id`, not complemented on the way. masked_fill
+    writes where its mask is True, so it overwrites the tokens and keeps the padding, whatever it fills
+    (embeddings zeroed, scores set to -inf).
+
+    Ex) muse-maskgit 0.3.1: `encoded_text.masked_fill(attn_mask[..., None], 0.)`, `attn_mask` the T5
+        tokenizer's"""
+    if not ctx.mentions(b"masked_fill"):
+        return []
+    found = []
+    for call in ctx.calls():
+        if method_name(call) not in FILL_METHODS or is_library_namespace(ctx, receiver(call)):
+            continue
+        function = ctx.function_of(call)
+        value = evaluator_for(ctx, function).value(argument(call, "mask", 0), ctx.order(call))
+        if value is not None and value.marks == "allowed" and not value.triangular:
+            found.append((call, value))
+    return found
 
 
 # -- a query mask AND a key mask, filled --------------------------------------------------------------

@@ -49,6 +49,8 @@ UPCAST_METHODS = frozenset(name for name, precision in FIXED_CASTS.items() if pr
 # Parts of a value: the same numbers, fewer of them.
 SELECTION_METHODS = frozenset({"narrow", "index_select", "gather", "chunk", "split", "unbind", "tensor_split", "roll"})
 FILL_METHODS = frozenset({"masked_fill", "masked_fill_"})
+# Hugging Face tokenizers' encode methods: the `attention_mask` they return is 1 at the real tokens
+TOKENIZER_ENCODE_METHODS = frozenset({"batch_encode_plus", "encode_plus"})
 MASKING_METHODS = FILL_METHODS | {"masked_scatter", "where"}
 ADDITIVE_METHODS = frozenset({"add", "add_", "sub", "sub_"})
 CLAMP_METHODS = frozenset({"clamp", "clamp_", "clamp_min", "clamp_min_", "clip", "clip_"})
