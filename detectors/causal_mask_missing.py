@@ -7,6 +7,7 @@ import libcst as cst
 from sharpedges.analysis.attention import logit_sources, softmax_calls
 from sharpedges.analysis.calls import argument, has_star_args, is_false_or_none, keyword_names
 from sharpedges.analysis.masks import (
+    backends_disagreeing_on_causality,
     builds_bidirectional_mask,
     causal_by_importers,
     causal_flag_gate,
@@ -67,6 +68,9 @@ class CausalMaskMissing(Detector):
         for param, passed in unread_causal_flags(ctx):
             facts = {"flag": param.name.value, "value": ctx.code(passed.value)}
             yield Finding(passed, variant="flag-unread", facts=facts, related=((param, "unread-flag"),))
+        for uncausal, causal in backends_disagreeing_on_causality(ctx):
+            facts = {"kernel": kernel_name(ctx, uncausal), "causal": kernel_name(ctx, causal)}
+            yield Finding(uncausal, variant="backend-uncausal", facts=facts, related=((causal, "causal-backend"),))
         for assign, scores in dead_causal_masking(ctx):
             yield Finding(assign.value, variant="dead-mask", facts={"scores": scores.value})
         for cls in ctx.index.nodes(cst.ClassDef):
@@ -221,6 +225,11 @@ def _in_causal_model(ctx, node: cst.CSTNode) -> bool:
     """The code says the attention is causal: this file (a decoder, GPT, next-token training ...), or a
     file of its folder that builds its class in such a model. Asked last: the folder is read only then."""
     return in_causal_context(ctx, node) or causal_by_importers(ctx, node)
+
+
+def kernel_name(ctx, call: cst.Call) -> str:
+    kernel = kernel_of(ctx, call)
+    return kernel.name if kernel is not None else ctx.code(call.func)
 
 
 def _flag_related(ctx, node: cst.CSTNode) -> tuple[tuple[cst.CSTNode, str], ...]:

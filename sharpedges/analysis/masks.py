@@ -97,8 +97,10 @@ from sharpedges.analysis.vocabulary import (
     TRIANGLE_METHODS,
     TRIANGLES,
     ZEROS,
+    Kernel,
     einops_axes,
     is_library_namespace,
+    kernel_of,
 )
 from sharpedges.analysis.walk import is_a
 
@@ -1914,6 +1916,88 @@ def conflicting_uses(ctx: FileContext) -> list[tuple[PolaritySource, MaskUse, Ma
         return found
 
     return ctx.memo("conflicting_mask_uses", compute)
+
+
+# -- backends of one attention that disagree on causality ----------------------------------------------
+def backends_disagreeing_on_causality(ctx: FileContext) -> list[tuple[cst.Call, cst.Call]]:
+    """(uncausal call, causal call): two kernel calls of one self-attention on exclusive branches, the
+    branches chosen only by what is installed (module-level flags) and by the mask, where one kernel is
+    told `causal=True` and the other `is_causal=False` with a mask that may be None. When the mask is
+    None the second backend attends to the future, whatever model the first says this is.
+
+    Ex) unsloth 2025.7: `elif HAS_FLASH_ATTENTION and attention_mask is None: flash_attn_func(Q, K, V,
+        causal=True)` / `else: scaled_dot_product_attention(Q, K, V, attn_mask=attention_mask,
+        is_causal=False)`, the mask None in training"""
+    found = []
+    by_function: dict[cst.FunctionDef, list[tuple[cst.Call, Kernel, bool]]] = {}
+    for call in ctx.calls():
+        kernel = kernel_of(ctx, call)
+        function = ctx.function_of(call)
+        flag = kernel.argument(call, "causal") if kernel is not None else None
+        if kernel is None or function is None or flag is None or not (is_true(flag) or _is_false(flag)):
+            continue
+        by_function.setdefault(function, []).append((call, kernel, is_true(flag)))
+    for function, calls in by_function.items():
+        for off, kernel, causal in calls:
+            if causal or not _mask_may_be_none(ctx, function, off, kernel):
+                continue
+            query, key = kernel.argument(off, "query"), kernel.argument(off, "key")
+            if query is None or key is None or not same_sequence(ctx, function, query, key, ctx.order(off)):
+                continue
+            mask = kernel.argument(off, "mask")
+            for on, _, other_causal in calls:
+                if other_causal and _chosen_by_installation(ctx, function, off, on, mask):
+                    found.append((off, on))
+                    break
+    return found
+
+
+def _is_false(expr: cst.BaseExpression) -> bool:
+    return is_a(expr, cst.Name) and expr.value == "False"
+
+
+def _mask_may_be_none(ctx: FileContext, function: cst.FunctionDef, call: cst.Call, kernel: Kernel) -> bool:
+    """The kernel gets no mask, None, or a parameter that defaults to None and is not rebound before."""
+    mask = kernel.argument(call, "mask")
+    if mask is None or is_false_or_none(mask):
+        return True
+    if not is_a(mask, cst.Name):
+        return False
+    reaching = ctx.function_facts(function).reaching(mask.value, ctx.order(call))
+    return bool(reaching) and all(d.kind == "param" and is_false_or_none(d.value) for d in reaching)
+
+
+def _chosen_by_installation(
+    ctx: FileContext, function: cst.FunctionDef, first: cst.Call, second: cst.Call, mask: cst.BaseExpression | None
+) -> bool:
+    """Whether the two calls sit on exclusive branches of one `if` chain whose tests read nothing of the
+    function but the mask: module-level flags (`HAS_FLASH_ATTENTION`), the mask's presence. A test that
+    reads a parameter, a local or `self.` (a causal switch) may make the two backends different models."""
+    index = ctx.index
+    splits = [
+        a
+        for a in index.ancestors(first)
+        if is_a(a, cst.If)
+        and index.contains(a, second)
+        and index.contains(a.body, first) != index.contains(a.body, second)
+    ]
+    if not splits:
+        return False
+    tests = [
+        a.test
+        for node in (first, second)
+        for a in index.ancestors(node)
+        if is_a(a, cst.If) and index.contains(function, a)
+    ]
+    facts = ctx.function_facts(function)
+    allowed = {mask.value} if is_a(mask, cst.Name) else set()
+    for test in tests:
+        for name in ctx.index.descendants(test, cst.Name):
+            if name.value in allowed or name.value in ("None", "True", "False", "not"):
+                continue
+            if name.value == "self" or name.value in facts.definitions:
+                return False  # a parameter, a local, an attribute of the module
+    return True
 
 
 # -- the real tokens filled ---------------------------------------------------------------------------
