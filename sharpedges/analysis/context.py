@@ -9,7 +9,7 @@ import libcst as cst
 
 from sharpedges.analysis.classes import ClassFacts
 from sharpedges.analysis.dataflow import FunctionFacts
-from sharpedges.analysis.names import ImportAliases
+from sharpedges.analysis.names import ImportAliases, dotted
 from sharpedges.analysis.walk import TreeIndex
 
 if TYPE_CHECKING:
@@ -36,6 +36,10 @@ class FileContext:
 
     # -- names ----------------------------------------------------------------------------
     def qualify(self, expr: cst.BaseExpression) -> str | None:
+        if self.project is not None and self._star_sources():
+            found = self._star_qualified(expr)
+            if found is not None:
+                return found
         return self.aliases.qualify(expr)
 
     def callee(self, call: cst.Call) -> str | None:
@@ -43,8 +47,56 @@ class FileContext:
         try:
             return self._callees[call]
         except KeyError:
-            qualified = self._callees[call] = self.aliases.qualify(call.func)
+            qualified = self._callees[call] = self.qualify(call.func)
             return qualified
+
+    def _star_sources(self) -> tuple[tuple[str, int], ...]:
+        """(module, level) of each `from <module> import *` of the file."""
+
+        def compute() -> tuple[tuple[str, int], ...]:
+            return tuple(
+                (dotted(node.module) or "" if node.module is not None else "", len(node.relative))
+                for node in self.index.nodes(cst.ImportFrom)
+                if isinstance(node.names, cst.ImportStar)
+            )
+
+        return self.memo("star_sources", compute)
+
+    def _star_qualified(self, expr: cst.BaseExpression) -> str | None:
+        """`scaled_dot_product_attention` in unsloth's qwen3.py, which `from .llama import *` binds to the
+        torch function llama.py imports: asked of the project only for a name the file never binds."""
+        parts: list[str] = []
+        head = expr
+        while isinstance(head, cst.Attribute):
+            parts.append(head.attr.value)
+            head = head.value
+        if (
+            not isinstance(head, cst.Name)
+            or self.aliases.knows(head.value)
+            or head.value in self._bound_names()
+            or self.project is None
+        ):
+            return None
+        found = self.project.star_imported(head.value, self._star_sources())
+        return None if found is None else ".".join([found, *reversed(parts)])
+
+    def _bound_names(self) -> frozenset[str]:
+        """Every name the file binds anywhere: assigned, defined, imported, a parameter or a loop target."""
+
+        def compute() -> frozenset[str]:
+            binders = (cst.AssignTarget, cst.Param, cst.FunctionDef, cst.ClassDef, cst.AsName, cst.ImportAlias)
+            targets = (cst.For, cst.CompFor, cst.AnnAssign, cst.AugAssign, cst.NamedExpr, cst.WithItem)
+            names = set()
+            for node in self.index.nodes(cst.Name):
+                parent = self.index.parents.get(node)
+                if isinstance(parent, binders) or (
+                    isinstance(parent, targets)
+                    and node in (getattr(parent, "target", None), getattr(parent, "asname", None))
+                ):
+                    names.add(node.value)
+            return frozenset(names)
+
+        return self.memo("bound_names", compute)
 
     def calls(self) -> list[cst.Call]:
         return self.index.nodes(cst.Call)

@@ -1945,6 +1945,8 @@ def backends_disagreeing_on_causality(ctx: FileContext) -> list[tuple[cst.Call, 
             if query is None or key is None or not same_sequence(ctx, function, query, key, ctx.order(off)):
                 continue
             mask = kernel.argument(off, "mask")
+            if is_a(mask, cst.Name) and _causal_mask_always_handed(ctx, function, mask.value):
+                continue
             for on, _, other_causal in calls:
                 if other_causal and _chosen_by_installation(ctx, function, off, on, mask):
                     found.append((off, on))
@@ -1964,7 +1966,75 @@ def _mask_may_be_none(ctx: FileContext, function: cst.FunctionDef, call: cst.Cal
     if not is_a(mask, cst.Name):
         return False
     reaching = ctx.function_facts(function).reaching(mask.value, ctx.order(call))
-    return bool(reaching) and all(d.kind == "param" and is_false_or_none(d.value) for d in reaching)
+    return (
+        bool(reaching)
+        and all(d.kind == "param" and is_false_or_none(d.value) for d in reaching)
+        and _may_be_none_there(ctx, function, call, mask.value)
+    )
+
+
+def _may_be_none_there(ctx: FileContext, function: cst.FunctionDef, call: cst.Call, name: str) -> bool:
+    """Whether the `if` tests on the way to the call leave room for `name is None`: each test is read as
+    a formula over its parts (`HAS_FLASH and mask is None`), and some truth of those parts takes the path
+    with the name None. unsloth's Falcon-H1 reaches its SDPA `else` only past `not HAS_FLASH and mask is
+    None` and `HAS_FLASH and mask is None`: there the mask is never None."""
+    constraints: list[tuple[cst.BaseExpression, bool]] = []
+    child: cst.CSTNode = call
+    for ancestor in ctx.index.ancestors(call):
+        if ancestor is function:
+            break
+        if is_a(ancestor, cst.If) and child is not ancestor.test:
+            constraints.append((ancestor.test, child is ancestor.body))
+        child = ancestor
+    atoms: dict[str, int] = {f"{name} is None": 0}
+
+    def atom(expr: cst.BaseExpression) -> int:
+        return atoms.setdefault(ctx.code(expr).strip(), len(atoms))
+
+    def truth(expr: cst.BaseExpression, values: int) -> bool:
+        if is_a(expr, cst.BooleanOperation):
+            left, right = truth(expr.left, values), truth(expr.right, values)
+            return (left and right) if is_a(expr.operator, cst.And) else (left or right)
+        if is_a(expr, cst.UnaryOperation) and is_a(expr.operator, cst.Not):
+            return not truth(expr.expression, values)
+        if is_a(expr, cst.Comparison) and len(expr.comparisons) == 1 and is_a(expr.left, cst.Name):
+            target = expr.comparisons[0]
+            if (
+                expr.left.value == name
+                and is_a(target.comparator, cst.Name)
+                and target.comparator.value == "None"
+                and is_a(target.operator, (cst.Is, cst.IsNot))
+            ):
+                return bool(values & 1) == is_a(target.operator, cst.Is)
+        return bool(values >> atom(expr) & 1)
+
+    for test, _ in constraints:
+        truth(test, 0)  # number the atoms
+    if len(atoms) > 12:
+        return True  # too many parts to try every truth: say what the parameter's default says
+    return any(
+        all(truth(test, values) == wanted for test, wanted in constraints)
+        for values in range(1, 1 << len(atoms), 2)  # the name None: bit 0 set
+    )
+
+
+def _causal_mask_always_handed(ctx: FileContext, function: cst.FunctionDef, name: str) -> bool:
+    """Whether the file's other code builds a causal triangle under the mask parameter's name (the model
+    that calls this attention) and never sets that name to None: the mask then carries the causality.
+
+    Ex) unsloth 2025.8.10 Mistral: `attention_mask = causal_mask_values[None, None].expand(...)`, a
+        `triu` of -inf, handed to every layer; Llama 2025.7.1 sets `attention_mask = None` in training"""
+    built = False
+    for assign in ctx.index.nodes(cst.Assign):
+        if ctx.function_of(assign) is function or not any(
+            is_a(t.target, cst.Name) and t.target.value == name for t in assign.targets
+        ):
+            continue
+        if is_false_or_none(assign.value):
+            return False
+        value = evaluator_for(ctx, ctx.function_of(assign)).value(assign.value, ctx.order(assign))
+        built = built or (value is not None and value.triangular)
+    return built
 
 
 def _chosen_by_installation(

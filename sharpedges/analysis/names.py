@@ -93,6 +93,10 @@ class ImportAliases:
                 if qualified is not None and qualified.split(".")[0] != local and local not in aliases:
                     aliases[local] = qualified
 
+    def knows(self, head: str) -> bool:
+        """Whether an import of the file (or a conventional alias such as `F`) binds this name."""
+        return head in self._aliases or head in CONVENTIONAL_ALIASES
+
     def qualify(self, expr: cst.BaseExpression) -> str | None:
         """The qualified, canonical name of a name/attribute chain, or None."""
         text = dotted(expr)

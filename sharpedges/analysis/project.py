@@ -377,6 +377,19 @@ class ProjectScope:
             source, importer = ImportedName(**forwarded), path
         return None
 
+    def star_imported(self, local: str, sources: tuple[tuple[str, int], ...]) -> str | None:
+        """The library name a name of the checked file stands for when only a star import of a project
+        module (`from .llama import *`) binds it: what that module imports under the name from outside
+        the project (`from torch.nn.functional import scaled_dot_product_attention`)."""
+        for module, level in sources:
+            summary = self.summary(ImportedName(module, level, ""))
+            entry = None if summary is None else summary.get("reexports", {}).get(local)
+            if entry is None or entry["level"] != 0:
+                continue
+            if self.module_file(ImportedName(entry["module"], 0, "")) is None:  # a library, not the project
+                return f"{entry['module']}.{entry['name']}"
+        return None
+
     def defines(self, source: ImportedName, importer: Path) -> bool:
         """Whether the name an import of `importer` names is the checked file's own: imported from it, or
         from a package that re-exports it from there."""

@@ -516,3 +516,32 @@ def test_a_folder_too_large_to_read_leaves_the_stack_to_whoever_builds_it(tmp_pa
         (tmp_path / "pkg" / f"part_{index}.py").write_text("")
     options = CheckOptions(paths=[str(tmp_path / "pkg" / "resampler.py")], select=["SHP302"], use_cache=False)
     assert findings(run_check(options)) == []
+
+
+STAR_IMPORTED_ATTENTION = """from .llama import *
+
+
+def attention_forward(self, hidden_states, attention_mask=None):
+    Q, K, V = self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)
+    if HAS_FLASH_ATTENTION and attention_mask is None:
+        A = flash_attn_func(Q, K, V, causal=True)
+    else:
+        A = scaled_dot_product_attention(Q, K, V, attn_mask=attention_mask, is_causal=False)
+    return A
+"""
+KERNEL_IMPORTS = """from flash_attn import flash_attn_func
+from torch.nn.functional import scaled_dot_product_attention
+"""
+
+
+def test_a_star_import_binds_the_kernels_its_module_imports_and_a_warm_run_follows_it(tmp_path: Path):
+    """unsloth's qwen3.py takes `scaled_dot_product_attention` from `from .llama import *`: the kernel is
+    known through llama.py's imports, and when llama.py stops importing it the importer is checked again."""
+    root = write_package(tmp_path, {"llama.py": KERNEL_IMPORTS, "qwen3.py": STAR_IMPORTED_ATTENTION})
+    options = CheckOptions(paths=[str(root)], select=["SHP201"], cache_dir=str(tmp_path / "cache"), jobs=1)
+    assert findings(run_check(options)) == [("qwen3.py", 9, "SHP201")]
+    assert findings(run_check(options)) == [("qwen3.py", 9, "SHP201")]  # warm
+    (root / "pkg" / "llama.py").write_text(
+        "from flash_attn import flash_attn_func\nfrom .kernels import scaled_dot_product_attention\n"
+    )
+    assert findings(run_check(options)) == []
