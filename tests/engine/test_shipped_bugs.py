@@ -54,7 +54,9 @@ def test_the_holdout_is_a_whole_fresh_round_that_spans_families(shipped_bugs):
     cases = shipped_bugs.load().cases
     held = [case for case in cases if case.holdout]
     assert {case.round for case in held} == {shipped_bugs.HOLDOUT_ROUND}
-    assert len(held) >= 15 and len(held) / len(cases) >= 0.1
+    # a fresh round large enough to measure on its own; the set grows by every opened round, so a share of
+    # it would ask each round to outgrow all the earlier ones
+    assert len(held) >= 15
     assert len({case.family for case in held}) >= 4
     assert len({case.family for case in cases if not case.holdout}) >= 6
 
