@@ -81,6 +81,8 @@ class DiscardedOpResult(Detector):
             call = assign.value
             if len(assign.targets) != 1 or not is_a(assign.targets[0].target, cst.Name) or not is_a(call, cst.Call):
                 continue
+            if not _bound_again_unmentioned(ctx, assign, assign.targets[0].target.value):
+                continue  # cheap first: most results are read by the next statement
             function = ctx.function_of(assign)
             name = method_name(call)
             if function is None or not (
@@ -174,6 +176,35 @@ def _fills_an_argument(ctx, forward: cst.FunctionDef) -> bool:
             and method_name(node) in COLLECTION_MUTATORS
             and is_a(target := receiver(node), cst.Name)
             and target.value in params
+        ):
+            return True
+    return False
+
+
+def _bound_again_unmentioned(ctx, assign: cst.Assign, name: str) -> bool:
+    """A later statement of the assignment's block assigns `name` again, and none before it mentions the
+    name: a syntactic screen for `FunctionFacts.overwritten_unread`, which decides."""
+    line = ctx.index.parents.get(assign)
+    block = ctx.index.parents.get(line) if line is not None else None
+    body = getattr(block, "body", None)
+    if not isinstance(body, (list, tuple)) or line not in body:
+        return False
+    for statement in body[body.index(line) + 1 :]:
+        small = statement.body[0] if is_a(statement, cst.SimpleStatementLine) and len(statement.body) == 1 else None
+        if is_a(small, cst.Assign) and any(is_a(t.target, cst.Name) and t.target.value == name for t in small.targets):
+            return not _mentions(ctx, small.value, name)
+        if _mentions(ctx, statement, name):
+            return False
+    return False
+
+
+def _mentions(ctx, node: cst.CSTNode, name: str) -> bool:
+    """A Name `name` in `node` that is not an attribute's or a keyword's name (`self.name`, `f(name=1)`)."""
+    for found in ctx.index.descendants(node, cst.Name):
+        parent = ctx.index.parents.get(found)
+        if found.value == name and not (
+            (is_a(parent, cst.Attribute) and parent.attr is found)
+            or (is_a(parent, cst.Arg) and parent.keyword is found)
         ):
             return True
     return False
