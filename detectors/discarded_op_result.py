@@ -27,6 +27,7 @@ RAISES_CONTEXTS = ("raises", "assertRaises", "assertRaisesRegex")
 # What `x = <call>` can assign to: the receiver must be a target Python accepts.
 ASSIGNABLE = (cst.Name, cst.Attribute, cst.Subscript)
 COLLECTION_MUTATORS = ("append", "extend", "insert", "update", "setdefault")
+_ASSIGNED = re.compile(rb"[ \t]*=(?!=)")  # what follows a name that is assigned (or a keyword's name)
 
 
 class DiscardedOpResult(Detector):
@@ -40,8 +41,6 @@ class DiscardedOpResult(Detector):
     )
     # A bare statement: a receiver chain (names, dots, bracketed parts) at a line start, after `;`
     # or after a one-line `if x:`, then the op; `print(x.float())` or `y = x.float()` cannot match.
-    # Or a name bound to such an op and bound again, unread, within a few lines:
-    # `attn = dots.softmax(dim=-1)` ... `attn = self.dropout(dots)`.
     _ops = b"|".join(
         sorted(
             {name.encode() for name in TENSOR_ONLY_METHODS | SHARED_OUT_OF_PLACE_METHODS}
@@ -50,11 +49,19 @@ class DiscardedOpResult(Detector):
         )
     )
     pattern = re.compile(
-        rb"(?:^|[;:])[ \t]*(?:(?:[\w.]|\[[^\n]{0,200}?\]|\([^\n]{0,200}?\)){1,40}?\.)?(?:" + _ops + rb")\("
-        rb"|^[ \t]*(?P<bound>\w+)[ \t]*=[^=\n][^\n]{0,200}?\b(?:" + _ops + rb")\([^\n]*\n"
-        rb"(?:[^\n]*\n){0,12}?[ \t]*(?P=bound)[ \t]*=[^=]",
+        rb"(?:^|[;:])[ \t]*(?:(?:[\w.]|\[[^\n]{0,200}?\]|\([^\n]{0,200}?\)){1,40}?\.)?(?:" + _ops + rb")\(",
         re.MULTILINE,
     )
+    # Or a name bound to such an op: `attn = dots.softmax(dim=-1)`, screened further by `_rebound_unread`.
+    _bound_to_op = re.compile(rb"^[ \t]*(\w+)[ \t]*=[^=\n][^\n]{0,200}?\b(?:" + _ops + rb")\(", re.MULTILINE)
+
+    @classmethod
+    def may_match(cls, lowered_source: bytes) -> bool:
+        if super().may_match(lowered_source):
+            return True
+        if not any(token in lowered_source for token in cls.tokens):
+            return False
+        return any(_rebound_unread(lowered_source, bound) for bound in cls._bound_to_op.finditer(lowered_source))
 
     def check(self, ctx):
         tensor_facts: dict[cst.FunctionDef | None, TensorFacts] = {}
@@ -178,6 +185,27 @@ def _fills_an_argument(ctx, forward: cst.FunctionDef) -> bool:
             and target.value in params
         ):
             return True
+    return False
+
+
+def _rebound_unread(source: bytes, bound: re.Match[bytes]) -> bool:
+    """The lines after `name = <op>(...)` bind `name` again from something else before any line reads it
+    (`attn = self.dropout(dots)`): the byte form of `_bound_again_unmentioned`. It reads less as a
+    mention than the syntax does (not `self.name`, `f(name=...)`, a comment) so it never drops a file
+    the detector would flag."""
+    word = re.compile(rb"(?<![\w.])" + re.escape(bound.group(1)) + rb"\b")
+    at = source.find(b"\n", bound.end()) + 1
+    while at > 0 and (found := word.search(source, at)) is not None:
+        line_end = source.find(b"\n", found.end())
+        before = source[source.rfind(b"\n", 0, found.start()) + 1 : found.start()]
+        after = source[found.end() : len(source) if line_end < 0 else line_end]
+        assigned = _ASSIGNED.match(after) is not None
+        if b"#" in before or (assigned and before.strip()):
+            at = found.end()  # in a comment, or a keyword argument
+        elif assigned:
+            return word.search(after.split(b"#", 1)[0]) is None  # bound again: from something else?
+        else:
+            return False
     return False
 
 

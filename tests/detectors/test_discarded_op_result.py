@@ -201,3 +201,27 @@ def test_an_autograd_function_that_fills_a_list_it_is_given_is_called_for_that()
     assert found(source) == []
     pure = source.replace("all_outputs += outputs", "pass")
     assert [at for at, _ in found(pure)] == [13]
+
+
+@pytest.mark.parametrize(
+    ("between", "rebinding", "passes"),
+    [
+        ("# attn is replaced below", "attn = self.dropout(dots)", True),
+        ("y = g(attn=1, other=self.attn)", "attn = self.dropout(dots)", True),
+        ("y = g(attn)", "attn = self.dropout(dots)", False),
+        ("", "attn = self.dropout(attn)", False),
+        ("", "return attn", False),
+    ],
+)
+def test_the_screen_passes_a_result_bound_again_unread_and_only_that(between, rebinding, passes):
+    """A file whose only candidate is `attn = <op>(...)` reaches the parser only when the name is bound
+    again from something else before any line reads it: a comment, `self.attn` and a keyword `attn=`
+    are not readings, and a file that reads `attn` first is skipped unparsed."""
+    from detectors.discarded_op_result import DiscardedOpResult
+
+    source = (
+        "import torch\n\ndef f(self, q, k):\n    dots = torch.matmul(q, k)\n    attn = dots.softmax(dim=-1)\n"
+        f"    {between}\n    {rebinding}\n    return attn\n"
+    )
+    assert DiscardedOpResult.may_match(source.lower().encode()) is passes
+    assert [line for line, _ in found(source)] == ([5] if passes else [])
