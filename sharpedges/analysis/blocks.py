@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import libcst as cst
 
-from sharpedges.analysis.calls import argument, has_star_args, is_true, literal_int, method_name, receiver
+from sharpedges.analysis.calls import argument, has_star_args, is_false, is_true, literal_int, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.dataflow import Definition, FunctionFacts, unpacked_position
@@ -687,7 +687,7 @@ def torch_layer_is_post_norm(ctx: FileContext, layer: cst.Call) -> bool:
     norm_first = argument(layer, "norm_first")
     if norm_first is None:
         return len([a for a in layer.args if a.keyword is None]) < 10  # norm_first is positional no. 10
-    return is_a(norm_first, cst.Name) and norm_first.value == "False"
+    return is_false(norm_first)
 
 
 # -- stacks and depth ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from sharpedges.analysis.calls import argument, literal_int, literal_number, method_name, receiver
+from sharpedges.analysis.calls import argument, is_false, literal_int, literal_number, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.dataflow import unpacked_position
@@ -617,7 +617,7 @@ def _flag_test(ctx: FileContext, function: cst.FunctionDef, flag: cst.BaseExpres
     if is_a(flag, cst.Name):
         definitions = ctx.function_facts(function).reaching(flag.value, at)
         value = definitions[0].value if len(definitions) == 1 and definitions[0].kind == "assign" else None
-        if is_a(value, cst.IfExp) and is_a(value.orelse, cst.Name) and value.orelse.value == "False":
+        if is_a(value, cst.IfExp) and is_false(value.orelse):
             return value.test
     return flag
 

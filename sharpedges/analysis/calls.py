@@ -87,5 +87,10 @@ def is_true(expr: object) -> bool:
     return is_a(expr, cst.Name) and expr.value == "True"
 
 
+def is_false(expr: object) -> bool:
+    """The literal `False`."""
+    return is_a(expr, cst.Name) and expr.value == "False"
+
+
 def is_false_or_none(expr: object) -> bool:
     return is_a(expr, cst.Name) and expr.value in ("False", "None")

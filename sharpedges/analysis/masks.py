@@ -34,6 +34,7 @@ from sharpedges.analysis.attention import (
 )
 from sharpedges.analysis.calls import (
     argument,
+    is_false,
     is_false_or_none,
     is_true,
     literal_int,
@@ -1026,7 +1027,7 @@ def _compared(
     number = literal_number(other)
     if is_true(other):
         number = 1.0
-    elif is_a(other, cst.Name) and other.value == "False":
+    elif is_false(other):
         number = 0.0
     if inner.kind == "additive":
         if (number == 0 and operator == "eq") or (number == 0 and operator == "ge"):
@@ -1934,7 +1935,7 @@ def backends_disagreeing_on_causality(ctx: FileContext) -> list[tuple[cst.Call, 
         kernel = kernel_of(ctx, call)
         function = ctx.function_of(call)
         flag = kernel.argument(call, "causal") if kernel is not None else None
-        if kernel is None or function is None or flag is None or not (is_true(flag) or _is_false(flag)):
+        if kernel is None or function is None or flag is None or not (is_true(flag) or is_false(flag)):
             continue
         by_function.setdefault(function, []).append((call, kernel, is_true(flag)))
     for function, calls in by_function.items():
@@ -1952,10 +1953,6 @@ def backends_disagreeing_on_causality(ctx: FileContext) -> list[tuple[cst.Call, 
                     found.append((off, on))
                     break
     return found
-
-
-def _is_false(expr: cst.BaseExpression) -> bool:
-    return is_a(expr, cst.Name) and expr.value == "False"
 
 
 def _mask_may_be_none(ctx: FileContext, function: cst.FunctionDef, call: cst.Call, kernel: Kernel) -> bool:

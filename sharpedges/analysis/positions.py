@@ -16,7 +16,15 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from sharpedges.analysis.calls import argument, literal_int, literal_number, literal_string, method_name, receiver
+from sharpedges.analysis.calls import (
+    argument,
+    is_false,
+    literal_int,
+    literal_number,
+    literal_string,
+    method_name,
+    receiver,
+)
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.derived import attention_value_arguments, bindings
@@ -464,7 +472,7 @@ def _disables_autocast(expr: cst.BaseExpression) -> bool:
         return False
     enabled = argument(expr, "enabled")
     name = expr.func.attr.value if is_a(expr.func, cst.Attribute) else getattr(expr.func, "value", "")
-    return "autocast" in str(name) and is_a(enabled, cst.Name) and enabled.value == "False"
+    return "autocast" in str(name) and is_false(enabled)
 
 
 def product_precision(ctx: FileContext, product: AngleProduct) -> str | None:

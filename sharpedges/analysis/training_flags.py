@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from sharpedges.analysis.calls import is_false
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.walk import is_a
 
@@ -102,8 +103,7 @@ def _holds_in_eval(ctx: FileContext, test: cst.BaseExpression) -> bool:
         target = test.comparisons[0]
         return (
             is_a(target.operator, (cst.Is, cst.Equal))
-            and is_a(target.comparator, cst.Name)
-            and target.comparator.value == "False"
+            and is_false(target.comparator)
             and mentions_training(ctx, test.left)
         )
     return False

@@ -16,7 +16,7 @@ from typing import Final
 
 import libcst as cst
 
-from sharpedges.analysis.calls import argument, is_true, literal_number, literal_string, method_name, receiver
+from sharpedges.analysis.calls import argument, is_false, is_true, literal_number, literal_string, method_name, receiver
 from sharpedges.analysis.classes import self_attribute
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.dataflow import BRANCH_TYPES, Definition
@@ -362,7 +362,7 @@ def fixed_at_construction(ctx: FileContext, expr: cst.BaseExpression | None, dep
         stored_parameter = is_a(value, cst.Name) and [
             d.kind for d in ctx.function_facts(method).reaching(value.value, ctx.order(assignment.node))
         ] == ["param"]
-        if not (stored_parameter or is_true(value) or (is_a(value, cst.Name) and value.value == "False")):
+        if not (stored_parameter or is_true(value) or is_false(value)):
             return False
     return bool(assignments)
 
