@@ -333,22 +333,22 @@ def run_check(options: CheckOptions) -> RunResult:
     engines: list[Engine] = []
     caches: list[ResultCache | None] = []
     configs: list[Config] = []
-    engine_of_config: dict[int, int] = {}
+    engine_of_config: dict[str, int] = {}  # by value: `find_config` makes a fresh default Config per folder
     tasks: list[_Task] = []
     notices: list[str] = []
     command_line_cache = _command_line_cache_dir(options) if options.use_cache else None
     # the project of every path checked: a file outside the config's root still sees its own package
-    checked_roots = tuple(project_root(Path(os.path.abspath(argument))) for argument in options.paths)
+    checked_roots = tuple(dict.fromkeys(project_root(Path(os.path.abspath(argument))) for argument in options.paths))
 
     stores: dict[int, SummaryStore] = {}  # one per file-size limit: the summaries every engine of the run reads
 
     def engine_slot(config: Config, first_file: Path) -> int:
-        slot = engine_of_config.get(id(config))
+        slot = engine_of_config.get(repr(config))
         if slot is None:
             engine = build_engine(config, options, checked_roots)
             if engine.project is not None:  # a folder's own config must not summarise the package again
                 engine.project.store = stores.setdefault(engine.max_bytes, engine.project.store)
-            slot = engine_of_config[id(config)] = len(engines)
+            slot = engine_of_config[repr(config)] = len(engines)
             engines.append(engine)
             configs.append(config)
             if options.use_cache:

@@ -45,6 +45,22 @@ def test_one_process_and_many_give_identical_results(tree: Path):
     assert len(one.diagnostics) >= 10
 
 
+def test_files_named_one_by_one_share_the_engine_of_their_config(tree: Path, monkeypatch):
+    """pre-commit names each staged file: files under no [tool.sharpedges] table get one engine (not
+    one per file and per folder), with the same findings as the folder named once."""
+    import sharpedges.runner as runner
+
+    built = []
+    real_build = runner.build_engine
+    monkeypatch.setattr(runner, "build_engine", lambda *a, **k: built.append(1) or real_build(*a, **k))
+    (tree / "sub").mkdir()
+    (tree / "bad_0.py").rename(tree / "sub" / "bad_0.py")
+    files = sorted(str(p) for p in tree.rglob("*.py"))
+    one_by_one = run_check(CheckOptions(paths=files, jobs=1, use_cache=False))
+    assert len(built) == 1
+    assert as_json(one_by_one) == as_json(run_check(CheckOptions(paths=[str(tree)], jobs=1, use_cache=False)))
+
+
 def test_warm_cache_gives_identical_results_and_is_used(tree: Path, tmp_path: Path, monkeypatch):
     cache = tmp_path / "cache"
     cold = run_check(CheckOptions(paths=[str(tree)], cache_dir=str(cache), jobs=1))
