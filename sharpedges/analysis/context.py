@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     from sharpedges.analysis.project import ProjectScope
 
 _T = TypeVar("_T")
+
+BUILTIN_NAMES = frozenset(dir(builtins))
 
 
 class FileContext:
@@ -72,6 +75,7 @@ class FileContext:
             head = head.value
         if (
             not isinstance(head, cst.Name)
+            or head.value in BUILTIN_NAMES  # `len`, `isinstance`: asked everywhere, bound by no star import
             or self.aliases.knows(head.value)
             or head.value in self._bound_names()
             or self.project is None

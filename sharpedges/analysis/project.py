@@ -232,6 +232,7 @@ def module_residual_sequences(ctx) -> dict[str, dict[str, Any]]:
 
 SummaryLoader = Callable[[Path], "tuple[str, dict[str, Any]] | None"]
 MAX_NEIGHBOURS = 200  # a folder of more modules than this is not read for the files that import one
+MAX_STAR_SOURCES = 16  # a package index that stars in more modules than this is not read through
 MAX_REEXPORT_HOPS = 4  # a name imported from a package, re-exported by its __init__ from a submodule...
 # A question many files of a folder ask (is this attention built in a causal model?) reads only a
 # package-sized folder: a model zoo of a hundred files would be parsed once more for each of them.
@@ -381,6 +382,8 @@ class ProjectScope:
         """The library name a name of the checked file stands for when only a star import of a project
         module (`from .llama import *`) binds it: what that module imports under the name from outside
         the project (`from torch.nn.functional import scaled_dot_product_attention`)."""
+        if len(sources) > MAX_STAR_SOURCES:  # transformers' models/__init__.py stars in 546 packages
+            return None
         for module, level in sources:
             summary = self.summary(ImportedName(module, level, ""))
             entry = None if summary is None else summary.get("reexports", {}).get(local)

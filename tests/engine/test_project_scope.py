@@ -545,3 +545,37 @@ def test_a_star_import_binds_the_kernels_its_module_imports_and_a_warm_run_follo
         "from flash_attn import flash_attn_func\nfrom .kernels import scaled_dot_product_attention\n"
     )
     assert findings(run_check(options)) == []
+
+
+def test_star_imports_are_read_for_unbound_names_only_and_not_through_a_package_index(tmp_path: Path, monkeypatch):
+    """A builtin (`len`) is never looked up through `from .other import *`, and a package index that stars
+    in more modules than MAX_STAR_SOURCES (transformers' models/__init__.py stars in 546) is not read
+    through: neither summarises modules for nothing. qwen3.py still finds its kernel through llama.py."""
+    from sharpedges.analysis.project import MAX_STAR_SOURCES
+    from sharpedges.project import SummaryStore
+
+    stars = [f"m{i}" for i in range(MAX_STAR_SOURCES + 1)]
+    builtins_only = "from .other import *\nimport torch.nn.functional as F\n\n\ndef f(q, k, v):\n"
+    builtins_only += "    n = len(q)\n    return F.scaled_dot_product_attention(q, k, v, is_causal=n > 1)\n"
+    index = "".join(f"from .{name} import *\n" for name in stars) + "\n\ndef f(q, k, v):\n"
+    index += "    return scaled_dot_product_attention(q, k, v, is_causal=True)\n"
+    files = {name + ".py": f"{KERNEL_IMPORTS}# {name}\n" for name in [*stars, "other"]}  # each its own summary
+    root = write_package(
+        tmp_path,
+        {
+            **files,
+            "llama.py": KERNEL_IMPORTS,
+            "qwen3.py": STAR_IMPORTED_ATTENTION,
+            "index.py": index,
+            "f.py": builtins_only,
+        },
+    )
+    summarised = []
+    compute = SummaryStore._compute
+    monkeypatch.setattr(
+        SummaryStore, "_compute", lambda self, k, path, d: summarised.append(path.name) or compute(self, k, path, d)
+    )
+    result = run_check(CheckOptions(paths=[str(root)], select=["SHP201"], use_cache=False, jobs=1))
+    assert findings(result) == [("qwen3.py", 9, "SHP201")]
+    assert "llama.py" in summarised, summarised
+    assert not {"other.py", *(name + ".py" for name in stars)} & set(summarised)
