@@ -38,11 +38,36 @@ class AttentionSoftmaxHalf(Detector):
                 # Ex) OPT 4.21: `if w.dtype == torch.float16: softmax(w, dtype=torch.float32) else: softmax(w)`
                 and not chosen_by_dtype(ctx, softmax.call)
             ):
-                cls = ctx.class_of(softmax.call)
                 casts = half_cast_classes(ctx)
-                if cls is not None and cls.name.value in casts:
-                    cast = casts[cls.name.value]
-                    yield Finding(softmax.call, related=((cast, "cast"),) if cast is not None else ())
+                for name in _running_classes(ctx, softmax.call):
+                    if name in casts:
+                        cast = casts[name]
+                        yield Finding(softmax.call, related=((cast, "cast"),) if cast is not None else ())
+                        break
+
+
+def _running_classes(ctx, call: cst.Call) -> list[str]:
+    """The classes whose instances run `call`: its own class, or for a module-level function the classes
+    whose methods name it, directly or through a module-level registry of functions (`attention_interface =
+    eager_attention_forward`, `GPTNEOX_ATTENTION_FUNCTION[config._attn_implementation]`)."""
+    cls = ctx.class_of(call)
+    if cls is not None:
+        return [cls.name.value]
+    function = ctx.function_of(call)
+    if function is None or ctx.class_of(function) is not None:
+        return []
+    names = {function.name.value}
+    for name in ctx.index.nodes(cst.Name):  # a registry: `FUNCTIONS = {"eager": eager_attention_forward}`
+        assign = ctx.index.enclosing(name, cst.Assign) if name.value == function.name.value else None
+        if assign is not None and ctx.function_of(assign) is None and ctx.class_of(assign) is None:
+            names.update(t.target.value for t in assign.targets if is_a(t.target, cst.Name))
+    return sorted(
+        {
+            owner.name.value
+            for name in ctx.index.nodes(cst.Name)
+            if name.value in names and (owner := ctx.class_of(name)) is not None and ctx.function_of(name) is not None
+        }
+    )
 
 
 def _scores_precision(ctx, source) -> str | None:

@@ -23,6 +23,7 @@ from sharpedges.analysis.calls import method_name, receiver
 from sharpedges.analysis.context import FileContext
 from sharpedges.analysis.importers import importer_half_casts
 from sharpedges.analysis.project import ImportedName, imported_names
+from sharpedges.analysis.registries import registry_classes
 from sharpedges.analysis.summaries import called_function, held_modules, return_values
 from sharpedges.analysis.tensors import MODULE_IN_PLACE_METHODS, class_named, module_class
 from sharpedges.analysis.values import MAX_DEPTH, possible_values
@@ -100,8 +101,11 @@ def _constructed_classes(ctx: FileContext, cls: cst.ClassDef) -> list[str]:
     `nn.ModuleList([Block(...) for _ in range(n)])`)."""
     found = []
     for call in ctx.index.descendants(cls, cst.Call):
-        if is_a(call.func, cst.Name):
-            built = class_named(ctx, call.func.value)
+        names = [call.func.value] if is_a(call.func, cst.Name) else []
+        # Ex) `GPT_NEOX_ATTENTION_CLASSES[config._attn_implementation](config)`: every class it may build
+        names += [qualified for qualified in registry_classes(ctx, call).values() if "." not in qualified]
+        for name in names:
+            built = class_named(ctx, name)
             if built is not None and built is not cls and module_class(ctx, built) is True:
                 found.append(built.name.value)
     return found

@@ -235,6 +235,48 @@ def test_key_axis_of_each_product(product, expected):
 
 
 # -- SHP105 ---------------------------------------------------------------------------------------
+EAGER_FUNCTION_IN_A_REGISTRY = """
+import torch
+from torch import nn
+
+
+def eager_attention_forward(module, query, key, value, attention_mask):
+    scores = torch.matmul(query, key.transpose(-1, -2)) / query.size(-1) ** 0.5
+    weights = nn.functional.softmax(scores + attention_mask, dim=-1)
+    return torch.matmul(weights, value)
+
+
+ATTENTION_FUNCTIONS = {"eager": eager_attention_forward}
+
+
+class Attention(nn.Module):
+    def forward(self, q, k, v, mask):
+        interface = ATTENTION_FUNCTIONS[self.config.impl]
+        return interface(self, q, k, v, mask)
+
+
+ATTENTION_CLASSES = {"eager": Attention}
+
+
+class Layer(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.attention = ATTENTION_CLASSES[config._attn_implementation](config)
+
+
+model = Layer(config)
+"""
+
+
+def test_a_module_level_eager_function_runs_in_the_precision_of_the_classes_that_pick_it():
+    """transformers 4.48 GPT-NeoX: the softmax is in a module-level function that the attention class picks
+    from a registry of functions, and the layer builds the attention class from a registry of classes: a
+    cast of the layer to half reaches the function's softmax through both."""
+    assert findings("SHP105", EAGER_FUNCTION_IN_A_REGISTRY) == []
+    half = findings("SHP105", EAGER_FUNCTION_IN_A_REGISTRY.replace("Layer(config)", "Layer(config).half()"))
+    assert [d.line for d in half] == [8]
+
+
 def test_shp105_only_where_the_code_shows_half():
     assert findings("SHP105", NANOGPT) == []
     half = NANOGPT.replace("F.softmax(att, dim=-1)", "F.softmax(att.half(), dim=-1)")
