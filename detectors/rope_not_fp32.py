@@ -6,6 +6,7 @@ from __future__ import annotations
 import libcst as cst
 
 from sharpedges.analysis.positions import (
+    activation_origins,
     angle_products,
     product_precision,
     stored_table_cast,
@@ -43,7 +44,13 @@ class RopeNotFp32(Detector):
             key = (ctx.function_of(product.node), precision)
             if precision is not None and key not in reported_angles:
                 reported_angles.add(key)
-                yield Finding(product.node, variant=ANGLE_VARIANTS[precision])
+                # Ex) `positions = torch.arange(n, dtype=x.dtype)`: reported where the dtype is borrowed, the
+                # line to change, when that is in the method that computes the angles
+                here = [o for o in activation_origins(ctx, product) if ctx.function_of(o) is key[0]]
+                if precision == "activation" and here:
+                    yield Finding(here[0], variant="activation", related=((product.node, "angles"),))
+                else:
+                    yield Finding(product.node, variant=ANGLE_VARIANTS[precision])
         reported_functions = set()  # one finding per method: cos and sin are cached together
         for call in ctx.index.nodes(cst.Call):
             precision = stored_table_cast(ctx, call)

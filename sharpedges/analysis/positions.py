@@ -326,7 +326,9 @@ def _only_lends_dtype(ctx: FileContext, node: cst.CSTNode, top: cst.CSTNode) -> 
 
 
 # -- precision --------------------------------------------------------------------------------------
-def operand_precision(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0) -> str | None:
+def operand_precision(
+    ctx: FileContext, expr: cst.BaseExpression, depth: int = 0, origins: list[cst.CSTNode] | None = None
+) -> str | None:
     """What the code says about the dtype an operand of an angle product has: 'full' (an fp32/fp64
     cast), 'half' / 'bfloat16' (an explicit cast), 'activation' (a dtype borrowed from a tensor that is
     not a frequency table: x.dtype, type_as(x)), 'buffer' (a table `model.half()` casts, read on the
@@ -334,9 +336,9 @@ def operand_precision(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0
     if depth > MAX_DEPTH:
         return None
     if is_a(expr, cst.Subscript):
-        return operand_precision(ctx, expr.value, depth + 1)
+        return operand_precision(ctx, expr.value, depth + 1, origins)
     if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, (cst.Divide, cst.Multiply, cst.Add, cst.Subtract)):
-        found = {operand_precision(ctx, side, depth + 1) for side in (expr.left, expr.right)}
+        found = {operand_precision(ctx, side, depth + 1, origins) for side in (expr.left, expr.right)}
         return _combine(found)
     if is_a(expr, cst.Call):
         explicit = cast_precision(ctx, expr)
@@ -345,18 +347,18 @@ def operand_precision(ctx: FileContext, expr: cst.BaseExpression, depth: int = 0
         method = method_name(expr)
         borrowed = _borrowed_dtype(expr, method)
         if borrowed is not None:
-            return _follow_dtype(ctx, borrowed, depth)
+            return _follow_dtype(ctx, borrowed, depth, origins)
         if _is_arange(ctx, expr):
-            return _dtype_argument_precision(ctx, argument(expr, "dtype"), depth)
+            return _dtype_argument_precision(ctx, argument(expr, "dtype"), depth, origins)
         if method in ("to", "type") and (dtype := _dtype_argument(expr)) is not None and is_a(dtype, cst.Name):
-            precision = _dtype_argument_precision(ctx, dtype, depth)
+            precision = _dtype_argument_precision(ctx, dtype, depth, origins)
             if precision is not None:
                 return precision
         if method in VIEW_METHODS | DTYPE_ARGUMENT_CASTS and (target := receiver(expr)) is not None:
-            return operand_precision(ctx, target, depth + 1)
+            return operand_precision(ctx, target, depth + 1, origins)
         return None
     if is_a(expr, cst.Name):
-        found = {operand_precision(ctx, value, depth + 1) for value in _local_values(ctx, expr)}
+        found = {operand_precision(ctx, value, depth + 1, origins) for value in _local_values(ctx, expr)}
         return _combine(found)
     attr = self_attribute(expr)
     if attr is not None:
@@ -417,7 +419,9 @@ def _dtype_argument(call: cst.Call) -> cst.BaseExpression | None:
     return positional[0] if len(positional) == 1 else None
 
 
-def _dtype_argument_precision(ctx: FileContext, dtype: cst.BaseExpression | None, depth: int) -> str | None:
+def _dtype_argument_precision(
+    ctx: FileContext, dtype: cst.BaseExpression | None, depth: int, origins: list[cst.CSTNode] | None = None
+) -> str | None:
     """The precision a `dtype=` argument stands for: a torch dtype, a tensor's `.dtype`, or a name or
     parameter holding either (`passed_values`: what the callers in this file pass, or the default)."""
     if dtype is None or depth > MAX_DEPTH:
@@ -430,22 +434,30 @@ def _dtype_argument_precision(ctx: FileContext, dtype: cst.BaseExpression | None
     if attr is not None and cls is not None and (stored := ctx.class_facts(cls).assignments.get(attr)):
         # Ex) audiocraft: `self.dtype = dtype` in __init__ (asserted float32/64): what the class stores, not
         # the module's parameter dtype
-        return _combine({_dtype_argument_precision(ctx, a.value, depth + 1) for a in stored if a.value is not None})
+        return _combine(
+            {_dtype_argument_precision(ctx, a.value, depth + 1, origins) for a in stored if a.value is not None}
+        )
     if is_a(dtype, cst.Attribute) and dtype.attr.value == "dtype":
-        return _follow_dtype(ctx, dtype.value, depth)
+        return _follow_dtype(ctx, dtype.value, depth, origins)
     if not is_a(dtype, cst.Name):
         return None
     values = passed_values(ctx, dtype)
     if not values or any(value is dtype for value in values):
         return None
-    return _combine({_dtype_argument_precision(ctx, value, depth + 1) for value in values})
+    return _combine({_dtype_argument_precision(ctx, value, depth + 1, origins) for value in values})
 
 
-def _follow_dtype(ctx: FileContext, tensor: cst.BaseExpression | None, depth: int) -> str | None:
+def _follow_dtype(
+    ctx: FileContext, tensor: cst.BaseExpression | None, depth: int, origins: list[cst.CSTNode] | None = None
+) -> str | None:
+    """The precision of the tensor whose dtype is borrowed: a frequency table's own, else the activations'
+    (`x` of `dtype=x.dtype` or `type_as(x)` is then where the angles' dtype comes from, kept in `origins`)."""
     if tensor is None:
         return None
     if is_frequency(ctx, tensor):
-        return operand_precision(ctx, tensor, depth + 1)
+        return operand_precision(ctx, tensor, depth + 1, origins)
+    if origins is not None:
+        origins.append(tensor)
     return "activation"
 
 
@@ -479,6 +491,15 @@ def product_precision(ctx: FileContext, product: AngleProduct) -> str | None:
     """The lowest precision any operand of the product is evidently in (a rounded frequency or
     position stays rounded whatever it is multiplied by), else 'full' or None."""
     return _combine({operand_precision(ctx, operand) for operand in (*product.frequencies, *product.positions)})
+
+
+def activation_origins(ctx: FileContext, product: AngleProduct) -> list[cst.CSTNode]:
+    """Where the operands of the product borrow the activations' dtype (`x` of `torch.arange(n,
+    dtype=x.dtype)`), in source order: the place to ask for float32 instead."""
+    origins: list[cst.CSTNode] = []
+    for operand in (*product.frequencies, *product.positions):
+        operand_precision(ctx, operand, origins=origins)
+    return sorted(set(origins), key=ctx.order)
 
 
 # -- layouts ----------------------------------------------------------------------------------------

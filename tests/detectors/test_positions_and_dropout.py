@@ -73,6 +73,35 @@ def test_shp601_activation_dtype_positions_fire():
     assert len(found) == 1 and "activations' dtype" in found[0].message
 
 
+BORROWED_HERE = """
+import torch
+
+def rope_angles(x, inv_freq):
+    t = torch.arange(x.shape[1], device=x.device, dtype=x.dtype)
+    return torch.outer(t, inv_freq)
+"""
+BORROWED_BY_THE_CALLER = """
+import torch
+
+def rope_angles(n, inv_freq, dtype):
+    t = torch.arange(n, dtype=dtype)
+    return torch.outer(t, inv_freq)
+
+def forward(x, inv_freq):
+    return rope_angles(x.shape[1], inv_freq, x.dtype)
+"""
+
+
+def test_shp601_activation_dtype_is_reported_where_the_method_borrows_it():
+    """The line to change is where the angles' method takes the activations' dtype, and the angles are a
+    related location; a dtype the caller passes in is reported at the angles (funnel's get_position_embeds)."""
+    [here] = findings("SHP601", BORROWED_HERE)
+    assert (here.line, here.column) == (5, 57)
+    assert [(r["line"], r["message"]) for r in here.related] == [(6, "the rotary angles are computed from it here")]
+    [passed] = findings("SHP601", BORROWED_BY_THE_CALLER)
+    assert (passed.line, passed.related) == (6, [])
+
+
 def test_shp601_autocast_matmul_needs_autocast_disabled():
     hf = """
         import torch
