@@ -11,10 +11,11 @@ from __future__ import annotations
 import inspect
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor, nn
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
 
 # A module named exactly `router` or `gate` (Mixtral's `block_sparse_moe.gate`, Switch's `router`),
 # never a SwiGLU `gate_proj`.
@@ -35,6 +36,8 @@ class Outputs:
 def read_outputs(raw: Any) -> Outputs:
     """Logits (B, T, V) from a tensor, an `Outputs`, an object or mapping with `logits` (a Hugging
     Face ModelOutput), or a tuple whose first item is the logits (`return_dict=False`)."""
+    from torch import Tensor
+
     if isinstance(raw, Outputs):
         return raw
     if isinstance(raw, Tensor):
@@ -56,6 +59,8 @@ class ModelAdapter:
     follow the Hugging Face conventions; the class attributes below may be set to plain values."""
 
     def __init__(self, model: nn.Module) -> None:
+        from torch import nn
+
         if not isinstance(model, nn.Module):
             raise TypeError(f"expected a torch.nn.Module, got {type(model).__name__}")
         self.model = model
@@ -82,6 +87,8 @@ class ModelAdapter:
 
     @property
     def vocab_size(self) -> int:
+        from torch import nn
+
         get_embeddings = getattr(self.model, "get_input_embeddings", None)
         embedding = (
             get_embeddings()
@@ -94,6 +101,8 @@ class ModelAdapter:
 
     @property
     def device(self) -> torch.device:
+        import torch
+
         first = next(self.model.parameters(), None)
         return torch.device("cpu") if first is None else first.device
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 from sharpedges.probes.adapter import ModelAdapter, ProbeSkip
 from sharpedges.probes.catalog import FAIL, PASS, Verdict
@@ -14,6 +17,8 @@ BATCH, LENGTH = 2, 16  # exact on the CPU; on CUDA, kernels may reorder sums (RE
 def _two_passes(adapter: ModelAdapter, ids: torch.Tensor, training: bool) -> tuple[float, torch.Tensor]:
     """The largest difference between two forward passes under different random seeds, and the
     first pass's logits."""
+    import torch
+
     outputs = []
     with torch.no_grad(), mode(adapter, training):
         for seed in (1, 2):

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import copy
 
-import torch
-import torch.nn.functional as F
-
 from sharpedges.probes.adapter import ModelAdapter, read_outputs
 from sharpedges.probes.catalog import FAIL, PASS, Verdict
 from sharpedges.probes.measure import all_finite, mode, random_ids
@@ -21,6 +18,9 @@ def _names(names: list[str], limit: int = 5) -> str:
 
 
 def probe(adapter: ModelAdapter) -> Verdict:
+    import torch
+    import torch.nn.functional as F
+
     trainer = copy.deepcopy(adapter)  # gradients land on the copy, never on the caller's model
     ids = random_ids(trainer, BATCH, LENGTH, seed=0)
     targets = random_ids(trainer, BATCH, LENGTH, seed=1)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import copy
 
-import torch
-
 from sharpedges.probes.adapter import ModelAdapter, ProbeSkip
 from sharpedges.probes.catalog import FAIL, PASS, Verdict
 from sharpedges.probes.measure import (
@@ -24,11 +22,13 @@ LENGTH, PAD = 12, 4  # row 1 is left-padded: its first queries see only padding,
 # small model lands near 1e-3 and 1e-2. A softmax in fp16 without upcast or RoPE angles in half
 # precision go past these only where attention is sharp, as in trained weights: random weights
 # attend almost uniformly, and a rotation error then barely moves the output.
-TOLERANCES = {torch.float16: 1e-2, torch.bfloat16: 5e-2}
+TOLERANCES = {"float16": 1e-2, "bfloat16": 5e-2}  # torch dtype name -> tolerance
 UNSUPPORTED = ("not implemented for", "not supported")  # the device lacks a kernel: not the model's fault
 
 
 def probe(adapter: ModelAdapter) -> Verdict:
+    import torch
+
     ids = random_ids(adapter, 2, LENGTH, seed=0)
     mask = None
     if adapter.supports_attention_mask:
@@ -40,10 +40,9 @@ def probe(adapter: ModelAdapter) -> Verdict:
     checked: dict[str, dict] = {}
     measured = {"fully_masked_rows": mask is not None, "dtypes": checked}
     problems, unsupported = [], []
-    for dtype, tolerance in TOLERANCES.items():
-        name = str(dtype).removeprefix("torch.")
+    for name, tolerance in TOLERANCES.items():
         half = copy.deepcopy(adapter)
-        half.model.to(dtype)
+        half.model.to(getattr(torch, name))
         try:
             with inference(half):
                 logits = logits_of(half.forward(ids, attention_mask=mask), ids)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 from sharpedges.probes.adapter import ModelAdapter, ProbeSkip
 from sharpedges.probes.catalog import FAIL, PASS, Verdict
@@ -17,6 +20,8 @@ TOLERANCE = 1e-4
 
 def _decode(adapter: ModelAdapter, ids: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
     """Logits (B, T, V) of feeding `ids` through the cache in chunks of `sizes` tokens."""
+    import torch
+
     cache = adapter.new_cache(ids.size(0), ids.size(1))
     pieces, start = [], 0
     for size in sizes:

@@ -67,13 +67,13 @@ def load_target(target: str, root: Path | None = None) -> Any:
         built = factory()
     except Exception as exc:
         raise TargetError(f"'{target}()' raised {type(exc).__name__}: {exc}") from None
-    from torch import nn
+    from sharpedges.probes.adapter import as_adapter
 
-    from sharpedges.probes.adapter import ModelAdapter
-
-    if not isinstance(built, (nn.Module, ModelAdapter)):
+    try:
+        as_adapter(built)  # an adapter, or a model it can wrap: a torch.nn.Module
+    except TypeError:
         raise TargetError(
             f"'{target}()' returned {type(built).__name__}: expected a torch.nn.Module or a "
             "sharpedges.probes.ModelAdapter"
-        )
+        ) from None
     return built

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
 
 from sharpedges.probes.adapter import ModelAdapter, ProbeSkip, read_outputs
 
@@ -18,12 +18,16 @@ REPEATABLE = 1e-5
 
 def random_ids(adapter: ModelAdapter, batch: int, length: int, seed: int) -> Tensor:
     """(batch, length) token ids drawn on the CPU from `seed`, so every device sees the same ones."""
+    import torch
+
     generator = torch.Generator().manual_seed(seed)
     return torch.randint(adapter.vocab_size, (batch, length), generator=generator).to(adapter.device)
 
 
 def other_tokens(adapter: ModelAdapter, ids: Tensor, seed: int) -> Tensor:
     """`ids` with every token replaced by a different one."""
+    import torch
+
     generator = torch.Generator().manual_seed(seed)
     shift = torch.randint(1, adapter.vocab_size, ids.shape, generator=generator).to(ids.device)
     return (ids + shift) % adapter.vocab_size
@@ -64,6 +68,8 @@ def scale(reference: Tensor) -> float:
 
 
 def all_finite(tensor: Tensor) -> bool:
+    import torch
+
     return bool(torch.isfinite(tensor).all())
 
 
@@ -80,5 +86,7 @@ def mode(adapter: ModelAdapter, training: bool) -> Iterator[None]:
 
 @contextmanager
 def inference(adapter: ModelAdapter) -> Iterator[None]:
+    import torch
+
     with torch.no_grad(), mode(adapter, False):
         yield

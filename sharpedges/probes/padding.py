@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 from sharpedges.probes.adapter import ModelAdapter, ProbeSkip
 from sharpedges.probes.catalog import FAIL, PASS, Verdict
@@ -16,6 +19,8 @@ TOLERANCE = 1e-4
 def padded(ids: torch.Tensor, filler: torch.Tensor, side: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Row 1 of `ids` shortened by PAD tokens and padded on `side` with `filler` (random tokens,
     so a model that ignores the mask is caught), with its attention mask (1 = token)."""
+    import torch
+
     ids, mask = ids.clone(), torch.ones_like(ids)
     short = LENGTH - PAD
     if side == "right":

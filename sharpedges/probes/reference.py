@@ -6,11 +6,12 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from sharpedges.probes.adapter import ModelAdapter
-from sharpedges.reference_impls.attention import padding_mask
-from sharpedges.reference_impls.block import DecoderConfig, TinyDecoder
+
+if TYPE_CHECKING:
+    from sharpedges.reference_impls.block import TinyDecoder
 
 
 class TinyDecoderAdapter(ModelAdapter):
@@ -19,6 +20,8 @@ class TinyDecoderAdapter(ModelAdapter):
     supports_cache = True
 
     def forward(self, input_ids, attention_mask=None):
+        from sharpedges.reference_impls.attention import padding_mask
+
         # A Hugging Face mask (B, T), 1 = token, becomes the (B, 1, 1, T) boolean key mask, True = may attend.
         keep = None if attention_mask is None else padding_mask(attention_mask=attention_mask)
         return self.model(input_ids, attn_mask=keep)
@@ -33,5 +36,9 @@ class TinyDecoderAdapter(ModelAdapter):
 
 def tiny_decoder(**config) -> TinyDecoderAdapter:
     """A 2-layer TinyDecoder with dropout, so that eval-determinism has something to check."""
+    import torch
+
+    from sharpedges.reference_impls.block import DecoderConfig, TinyDecoder
+
     torch.manual_seed(0)
     return TinyDecoderAdapter(TinyDecoder(DecoderConfig(**{"dropout": 0.1, **config})))

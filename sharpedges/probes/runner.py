@@ -6,8 +6,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import torch
-
 from sharpedges.probes import causal, eval_deterministic, grad_flow, half_precision, kv_cache, padding
 from sharpedges.probes.adapter import ModelAdapter, ProbeSkip, as_adapter
 from sharpedges.probes.catalog import FAIL, PROBES, SKIP, ProbeResult, Verdict
@@ -24,6 +22,8 @@ assert PROBE_FUNCTIONS.keys() == PROBES.keys()
 
 
 def _verdict(name: str, adapter: ModelAdapter) -> Verdict:
+    import torch
+
     devices = [adapter.device] if adapter.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(0)
@@ -58,6 +58,8 @@ def run_probe(name: str, target: Any, device: str | None = None) -> ProbeResult:
 
 def device_available(device: str) -> bool:
     """Whether torch can place a model on `device` here (`cuda` needs a CUDA device)."""
+    import torch
+
     return device != "cuda" or torch.cuda.is_available()
 
 

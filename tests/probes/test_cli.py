@@ -14,6 +14,7 @@ import torch
 from sharpedges.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
+SDPA_SCRIPT = REPO / "skills" / "scripts" / "transformer-architecture" / "sdpa_equivalence.py"
 
 TARGETS = """\
 from models import TinyLM
@@ -182,3 +183,26 @@ def test_help_names_every_probe(capsys):
         main(["probe", "--help"])
     words = " ".join(capsys.readouterr().out.split())
     assert "default: all): " + ", ".join(PROBES) in words
+
+
+def test_the_probe_modules_import_without_torch():
+    """torch is imported where a probe runs, never when a probe module is imported: the package and the
+    skill script load in an environment without torch (`import torch` made to fail), and the probe
+    command then says in one line what it needs."""
+    import subprocess
+
+    modules = [path.stem for path in sorted((REPO / "sharpedges" / "probes").glob("*.py")) if path.stem != "__init__"]
+    code = (
+        "import sys, importlib, runpy; sys.modules['torch'] = None\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module('sharpedges.probes.' + name)\n"
+        "import sharpedges.probes\n"
+        f"runpy.run_path({str(SDPA_SCRIPT)!r})\n"
+        "from sharpedges.cli import main\n"
+        "sys.exit(main(['probe', 'sharpedges.probes.reference:tiny_decoder']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "sharpedges: error: `probe` needs torch: pip install 'sharpedges[torch]'"
+    ]

@@ -14,13 +14,11 @@ import math
 import os
 import sys
 
-import torch
-import torch.nn.functional as F
-from torch.nn.attention.bias import causal_lower_right
-
 
 def eager_attention(q, k, v, allowed=None):
     """The reference: fp32 scores scaled by 1/sqrt(head_dim), masked with finfo.min, softmax over keys."""
+    import torch
+
     scores = (q.float() @ k.float().transpose(-2, -1)) / math.sqrt(q.size(-1))
     if allowed is not None:
         scores = scores.masked_fill(~allowed, torch.finfo(torch.float32).min)
@@ -31,6 +29,9 @@ def eager_attention(q, k, v, allowed=None):
 
 
 def cases(generator):
+    import torch
+    from torch.nn.attention.bias import causal_lower_right
+
     def tensors(length_q, length_k, batch=2, heads=4, dim=16):
         return (
             torch.randn(batch, heads, length_q, dim, generator=generator),
@@ -57,6 +58,12 @@ def cases(generator):
 
 
 def main(argv: list[str]) -> int:
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        print("sdpa_equivalence.py needs torch: pip install torch==2.13.0", file=sys.stderr)
+        return 2
     function = eager_attention
     if argv:
         module_name, _, attribute = argv[0].partition(":")
