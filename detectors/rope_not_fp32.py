@@ -46,8 +46,9 @@ class RopeNotFp32(Detector):
                 reported_angles.add(key)
                 # Ex) `positions = torch.arange(n, dtype=x.dtype)`: reported where the dtype is borrowed, the
                 # line to change, when that is in the method that computes the angles
-                here = [o for o in activation_origins(ctx, product) if ctx.function_of(o) is key[0]]
-                if precision == "activation" and here:
+                origins = activation_origins(ctx, product) if precision == "activation" else []
+                here = [origin for origin in origins if ctx.function_of(origin) is key[0]]
+                if here:
                     yield Finding(here[0], variant="activation", related=((product.node, "angles"),))
                 else:
                     yield Finding(product.node, variant=ANGLE_VARIANTS[precision])
