@@ -56,6 +56,7 @@ from sharpedges.analysis.summaries import (
     constructions,
     imported_module,
     imported_module_calls,
+    imported_summary,
     module_forward,
     module_forwards,
     positional_parameters,
@@ -340,6 +341,8 @@ class MaskValue:
     tail: keys padded after the sequence (`F.pad(mask, (0, n), value=True)`: slots packed after every
     query), and whether they are marked; None when there are none.
     fill: for an additive mask built here, the expression of the value it adds where it blocks.
+    from_lengths: `marks` rest on positions compared with lengths (`arange(T) < lengths[:, None]`): real
+    tokens before an attention consumer, but outside attention any prefix (a prompt's) may be meant.
     """
 
     kind: Kind
@@ -349,6 +352,7 @@ class MaskValue:
     origin: tuple[cst.CSTNode, ...] = ()
     tail: Literal["marked", "unmarked"] | None = None
     fill: cst.BaseExpression | None = None  # an additive mask's blocking value, as written (`-1e9`)
+    from_lengths: bool = False
 
     def complement(self, node: cst.CSTNode | None = None) -> MaskValue:
         region = self.region.complement() if self.region is not None else None
@@ -356,7 +360,7 @@ class MaskValue:
         kind: Kind = "bool" if self.kind in ("bool", "additive") else self.kind
         flips = self.flips + ((node,) if node is not None else ())
         tail = {"marked": "unmarked", "unmarked": "marked"}.get(self.tail) if self.tail else None
-        return MaskValue(kind, region, marks, flips, self.origin, tail)  # type: ignore[arg-type]
+        return MaskValue(kind, region, marks, flips, self.origin, tail, from_lengths=self.from_lengths)  # type: ignore[arg-type]
 
     @property
     def triangular(self) -> bool:
@@ -380,10 +384,14 @@ class MaskEvaluator:
         function: cst.FunctionDef | None,
         chosen: Condition | None = None,
         lambda_parameters: frozenset[str] = frozenset(),
+        standalone: bool = False,
     ) -> None:
         self.ctx = ctx
         self.function = function
         self.chosen = chosen
+        # What the function's own code decides, whatever its callers in this file pass (a summary for importers)
+        self.standalone = standalone
+        self._returned: dict[int, MaskValue | None] = {}  # depth -> what every return of the function is
         # Inside a lambda of `function`: its parameters, unknown here, hide the function's names
         self.lambda_parameters = lambda_parameters
         self.facts = ctx.function_facts(function) if function is not None else None
@@ -503,7 +511,7 @@ class MaskEvaluator:
         a loop over the blocks); a call that passes nothing leaves it at its default, no mask. One that may
         pass it in `*args` or a `**kwargs` the model cannot read leaves it unknown; a value a dict carries
         is read where it is written (`dict(mask=m)`, or the keyword a wrapper's caller hands its `**kwargs`)."""
-        if self.function is None:
+        if self.function is None or self.standalone:
             return None
         values = []
         ctx = self.ctx
@@ -746,9 +754,17 @@ class MaskEvaluator:
             return inner.value(local_lambda.node.body, self.ctx.order(call), depth + 1)
         target = helper_called(self.ctx, call)
         if target is None:
-            return None
-        helper = evaluator_for(self.ctx, target[0])
-        return _agreed([helper.value(value, None, depth + 1) for value in return_values(self.ctx, target[0])])
+            return _imported_builder(self.ctx, call)
+        return evaluator_for(self.ctx, target[0], standalone=self.standalone).returned(depth + 1)
+
+    def returned(self, depth: int) -> MaskValue | None:
+        """The one value every return of the function gives, evaluated from `depth` on: once per depth,
+        as each call of a helper asks the same (a recursive helper would ask it again at every level)."""
+        if depth not in self._returned:
+            assert self.function is not None
+            returns = return_values(self.ctx, self.function)
+            self._returned[depth] = _agreed([self.value(value, None, depth) for value in returns])
+        return self._returned[depth]
 
     def _masked_fill(self, call: cst.Call, at: int, depth: int) -> MaskValue | None:
         """`zeros.masked_fill(M, -inf)` builds an additive mask; `M.float().masked_fill(M == 0, -inf)` too."""
@@ -808,6 +824,9 @@ class MaskEvaluator:
         positions = _position_comparison(self, expr.left, operator, target.comparator, at, depth)
         if positions is not None:
             return positions
+        lengths = _length_comparison(self, expr.left, operator, target.comparator, at, depth)
+        if lengths is not None:
+            return replace(lengths, origin=(expr,))
         names = {
             cst.Equal: "eq",
             cst.NotEqual: "ne",
@@ -918,6 +937,43 @@ class MaskEvaluator:
         return False
 
 
+def mask_builder_functions(ctx: FileContext) -> dict[str, dict[str, Any]]:
+    """Module-level functions whose every return is a mask whose meaning their own code decides (what it
+    marks, or a triangle), whatever they are handed: the masks an importer builds by calling them.
+
+    Ex) `def get_mask_from_lengths(lengths): ids = torch.arange(...); return ids < lengths.unsqueeze(1)`:
+        {"kind": "bool", "marks": "allowed", "region": None, "tail": None}
+    """
+    found: dict[str, dict[str, Any]] = {}
+    for statement in ctx.module.body:
+        returns = return_values(ctx, statement) if is_a(statement, cst.FunctionDef) else ()
+        if not returns:
+            continue
+        value = evaluator_for(ctx, statement, standalone=True).returned(0)
+        if value is None or (value.marks is None and not value.triangular):
+            continue
+        region = value.region
+        found[statement.name.value] = {
+            "kind": value.kind,
+            "marks": value.marks,
+            "region": None if region is None else [region.lo, region.hi, region.negated],
+            "tail": value.tail,
+            "from_lengths": value.from_lengths,
+        }
+    return found
+
+
+def _imported_builder(ctx: FileContext, call: cst.Call) -> MaskValue | None:
+    """The mask a function of another project module returns (`mask_builder_functions` there)."""
+    entry = imported_summary(ctx, call, "mask_builders")
+    if entry is None:
+        return None
+    region = Region(*entry["region"]) if entry["region"] is not None else None
+    return MaskValue(
+        entry["kind"], region, entry["marks"], origin=(call,), tail=entry["tail"], from_lengths=entry["from_lengths"]
+    )
+
+
 def _pad_widths(expr: cst.BaseExpression | None) -> list[cst.BaseExpression] | None:
     """The widths of `F.pad`'s pad argument: `(a, b, c, d)`, or `(a, b) * 2` repeated."""
     if is_a(expr, cst.BinaryOperation) and is_a(expr.operator, cst.Multiply):
@@ -944,6 +1000,15 @@ def _agreed(values: list[MaskValue | None]) -> MaskValue | None:
     first = known[0]
     if all(v.kind == first.kind and v.region == first.region and v.marks == first.marks for v in known):
         return first
+    # Ex) `if lengths is None: return torch.ones(T, dtype=torch.bool)` beside `return ids < lengths[:, None]`:
+    # a keep mask that keeps everything is the padding mask of a batch without padding
+    padding = [v for v in known if v.marks == "allowed" and v.region is None]
+    if (
+        padding
+        and all(v.kind == "bool" for v in known)
+        and all(v in padding or (v.marks is None and v.region == EVERYTHING) for v in known)
+    ):
+        return padding[0] if len({(v.kind, v.marks) for v in padding}) == 1 else None
     return None
 
 
@@ -1297,6 +1362,80 @@ def _position_comparison(evaluator, left, operator, right, at, depth) -> MaskVal
     return MaskValue("bool", region)
 
 
+# A comparison of positions with per-row lengths reads as "this position is a real token" when the
+# positions come first and are below the lengths: `arange(T)[None, :] < lengths[:, None]`.
+_BELOW_LENGTHS: dict[type[cst.BaseCompOp], bool] = {
+    cst.LessThan: True,
+    cst.LessThanEqual: True,
+    cst.GreaterThan: False,
+    cst.GreaterThanEqual: False,
+}
+
+
+def _length_comparison(evaluator, left, operator, right, at, depth) -> MaskValue | None:
+    """A padding mask built from sequence lengths: positions (an arange) compared with a batch of
+    lengths laid out one per row (`lengths[:, None]`, `lengths.unsqueeze(1)`, `lens.view(bsz, 1)`).
+    True below the lengths is True at the real tokens; True at or past them is True at the padding.
+
+    Ex) `ids < lengths.unsqueeze(1)` (NeMo's get_mask_from_lengths): True at the real tokens
+    Ex) `seq_range_expand >= seq_length_expand` (ESPnet's make_pad_mask): True at the padding
+    """
+    below = _BELOW_LENGTHS.get(type(operator))
+    if below is None:
+        return None
+    left_positions = _holds_positions(evaluator, left, at, depth + 1)
+    right_positions = _holds_positions(evaluator, right, at, depth + 1)
+    if left_positions == right_positions:
+        return None  # positions against positions (a window, a triangle) or no positions at all
+    lengths = right if left_positions else left
+    if not _one_per_row(evaluator, lengths, at, depth + 1) or _mentions_positions(evaluator, lengths, at, depth + 1):
+        return None  # Ex) `cond < (cond + 1).view(n, 1)`: positions against shifted positions, a triangle
+    real_tokens = below if left_positions else not below
+    return MaskValue("bool", None, "allowed" if real_tokens else "blocked", from_lengths=True)
+
+
+def _mentions_positions(evaluator: MaskEvaluator, expr: cst.BaseExpression, at: int, depth: int) -> bool:
+    """Whether some name or call inside `expr` holds positions (`mask_cond` in `(mask_cond + 1).view(n, 1)`)."""
+    return any(
+        _holds_positions(evaluator, part, at, depth)
+        for part in (*evaluator.ctx.index.descendants(expr, cst.Name), *evaluator.ctx.index.descendants(expr, cst.Call))
+    )
+
+
+def _one_per_row(evaluator: MaskEvaluator, expr: cst.BaseExpression | None, at: int, depth: int) -> bool:
+    """A vector laid out as a column, one entry per row of a (batch, positions) matrix: a new last axis
+    (`[:, None]`, `.unsqueeze(1)`, `.unsqueeze(-1)`, `.view(n, 1)`, `rearrange(l, 'b -> b 1')`), maybe
+    expanded along it. A scalar bound (`arange(T) < prefix_len`) is not a batch of lengths."""
+    if expr is None or depth > MAX_DEPTH:
+        return False
+    if is_a(expr, cst.Name):
+        if evaluator.facts is None:
+            return False
+        definitions = evaluator.facts.reaching(expr.value, at)
+        return (
+            len(definitions) == 1
+            and definitions[0].kind == "assign"
+            and _one_per_row(evaluator, definitions[0].value, definitions[0].order, depth + 1)
+        )
+    if is_a(expr, cst.Subscript):
+        parts = [element.slice for element in expr.slice]
+        return len(parts) >= 2 and is_a(parts[-1], cst.Index) and _is_none(parts[-1].value)
+    if not is_a(expr, cst.Call):
+        return False
+    method = method_name(expr)
+    if method == "unsqueeze":
+        return literal_int(argument(expr, "dim", 0)) in (1, -1)
+    if method in ("view", "reshape") and len(expr.args) == 2 and not any(arg.star for arg in expr.args):
+        return literal_int(expr.args[1].value) == 1
+    if method in ("expand", "expand_as", "to", "type_as", "long", "int", "float"):
+        return _one_per_row(evaluator, receiver(expr), at, depth + 1)
+    axes = einops_axes(evaluator.ctx, expr)
+    if axes is not None:
+        left, right = axes
+        return len(left) == 1 and len(right) == 2 and right[0] == left[0] and right[1] in ("1", "()")
+    return False
+
+
 def _key_positions(evaluator: MaskEvaluator, expr: cst.BaseExpression, at: int) -> tuple[str, Bound] | None:
     """The other side of a query column, when it holds key positions, maybe shifted (`k_pos + w`)."""
     offset: Bound = 0
@@ -1329,8 +1468,13 @@ class MaskUse:
         return evaluator_for(ctx, self.function, self.chosen)
 
 
-def evaluator_for(ctx: FileContext, function: cst.FunctionDef | None, chosen: Condition | None = None) -> MaskEvaluator:
-    return ctx.memo(("mask_evaluator", function, chosen), lambda: MaskEvaluator(ctx, function, chosen))
+def evaluator_for(
+    ctx: FileContext, function: cst.FunctionDef | None, chosen: Condition | None = None, standalone: bool = False
+) -> MaskEvaluator:
+    return ctx.memo(
+        ("mask_evaluator", function, chosen, standalone),
+        lambda: MaskEvaluator(ctx, function, chosen, standalone=standalone),
+    )
 
 
 def module_type(ctx: FileContext, call: cst.Call) -> str | None:
@@ -1523,7 +1667,8 @@ def masks_attention_scores(ctx: FileContext, use: MaskUse) -> bool:
         branches = [receiver(node) if method_name(node) else argument(node, "input", 0)]
     products = {id(s.product) for b in branches if b is not None for s in tracer.sources(b, at)}
     if not products:
-        return False
+        # Ex) scores of another form (a distance, an MLP over pairs) filled, then normalised by a softmax
+        return _softmaxed_later(ctx, use)
     for softmax in softmax_calls(ctx):
         if (
             softmax.function is use.function
@@ -2084,7 +2229,7 @@ def real_tokens_filled(ctx: FileContext) -> list[tuple[cst.Call, MaskValue]]:
             continue
         function = ctx.function_of(call)
         value = evaluator_for(ctx, function).value(argument(call, "mask", 0), ctx.order(call))
-        if value is not None and value.marks == "allowed" and not value.triangular:
+        if value is not None and value.marks == "allowed" and not value.triangular and not value.from_lengths:
             found.append((call, value))
     return found
 
@@ -2143,6 +2288,8 @@ def _softmaxed_later(ctx: FileContext, use: MaskUse) -> bool:
         statement = ctx.index.parents.get(node)
         targets = statement.targets if is_a(statement, cst.Assign) else ()
         filled = targets[0].target if len(targets) == 1 else None
+    if is_a(filled, cst.Attribute) and filled.attr.value == "data":  # `attn.data.masked_fill_(...)`: attn itself
+        filled = filled.value
     if not is_a(filled, cst.Name):
         return False
     at = ctx.order(node)

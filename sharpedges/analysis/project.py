@@ -212,6 +212,14 @@ def attention_value_parameters(ctx) -> dict[str, dict[str, Any]]:
     return module_value_parameters(ctx)
 
 
+@summary_fact("mask_builders", tokens=(b"mask", b"tril", b"triu"))
+def mask_builders(ctx) -> dict[str, dict[str, Any]]:
+    """Module-level functions that return a mask whose meaning their code decides (masks.py)."""
+    from sharpedges.analysis.masks import mask_builder_functions
+
+    return mask_builder_functions(ctx)
+
+
 @summary_fact("causal_instances")
 def causal_imported_instances(ctx) -> list[dict[str, Any]]:
     """Classes imported from other modules that this file builds in a causal model (masks.py)."""
