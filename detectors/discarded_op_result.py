@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterator
 
@@ -10,6 +11,7 @@ import libcst as cst
 from sharpedges.analysis.calls import method_name, receiver
 from sharpedges.analysis.moe import is_balancing_apply
 from sharpedges.analysis.names import dotted
+from sharpedges.analysis.summaries import runs_a_module
 from sharpedges.analysis.tensors import (
     HAS_INPLACE_VARIANT,
     PURE_FUNCTIONS,
@@ -59,9 +61,12 @@ class DiscardedOpResult(Detector):
     def may_match(cls, lowered_source: bytes) -> bool:
         if super().may_match(lowered_source):
             return True
-        if not any(token in lowered_source for token in cls.tokens):
-            return False
-        return any(_rebound_unread(lowered_source, bound) for bound in cls._bound_to_op.finditer(lowered_source))
+        if any(token in lowered_source for token in cls.tokens) and any(
+            _rebound_unread(lowered_source, bound) for bound in cls._bound_to_op.finditer(lowered_source)
+        ):
+            return True
+        # a module's output left unread: only torch.nn modules and their subclasses are followed
+        return b"nn." in lowered_source and _binds_a_call_left_unread(lowered_source)
 
     def check(self, ctx):
         tensor_facts: dict[cst.FunctionDef | None, TensorFacts] = {}
@@ -80,6 +85,7 @@ class DiscardedOpResult(Detector):
             elif name is not None and self._out_of_place_on_tensor(ctx, call, name, tensor_facts):
                 yield _lost_result(ctx, call, name)
         yield from self._overwritten_results(ctx, tensor_facts)
+        yield from self._unread_results(ctx)
 
     def _overwritten_results(self, ctx, tensor_facts) -> Iterator[Finding]:
         """`attn = dots.softmax(dim=-1)` bound again before anything reads it: the op's result is lost
@@ -108,6 +114,32 @@ class DiscardedOpResult(Detector):
                     facts={"target": target, "call": ctx.code(call.func)},
                     related=((later.node, "overwritten"),),
                 )
+
+    def _unread_results(self, ctx) -> Iterator[Finding]:
+        """`attn_out = attn(x)` that nothing reads afterwards, while the lines after it go on with `x`: the
+        module's output is lost and its input takes its place (`x = x + residual`). An output left unread
+        at the end of a computation (a head computed for a later TODO, features a caller does not return)
+        is dead code, not a lost result, and stays quiet."""
+        last_mentions: dict[cst.FunctionDef, dict[str, int]] = {}
+        for assign in ctx.index.nodes(cst.Assign):
+            call = assign.value
+            target = _first_bound_name(assign)
+            if target is None or not is_a(call, cst.Call):
+                continue
+            function = ctx.function_of(assign)
+            if function is None or target.startswith("_"):
+                continue
+            last = last_mentions.get(function)
+            if last is None:
+                last = last_mentions[function] = _last_mentions(ctx, function)
+            if last.get(target, 0) > ctx.index.last_order(assign):
+                continue  # cheap first: most names are mentioned again
+            if not runs_a_module(ctx, call):
+                continue
+            facts = ctx.function_facts(function)
+            definition = next(d for d in facts.definitions[target] if d.node is assign)
+            if facts.never_read(definition) and _goes_on_with_its_input(ctx, facts, call, assign):
+                yield Finding(call, variant="unread", facts={"target": target, "call": ctx.code(call.func)})
 
     @staticmethod
     def _out_of_place_on_tensor(ctx, call, name, tensor_facts) -> bool:
@@ -209,6 +241,85 @@ def _rebound_unread(source: bytes, bound: re.Match[bytes]) -> bool:
     return False
 
 
+# `name = self.attn(...)`, `out, cache = attn(...)`, `x = self.layers[0](...)`: a module's call, maybe
+_BOUND_TO_CALL = re.compile(
+    rb"^([ \t]*)(\w+)[ \t]*(?:,[^=\n]*)?=[ \t]*(?:self\.)?\w+(?:\[[^\n]*?\])?[ \t]*\(", re.MULTILINE
+)
+_DEF = re.compile(rb"^([ \t]*)(?:async[ \t]+)?def[ \t]", re.MULTILINE)
+_CODE_LINE = re.compile(rb"^([ \t]*)[^ \t\n#]", re.MULTILINE)
+
+
+def _binds_a_call_left_unread(source: bytes) -> bool:
+    """Some `name = <call>(...)` in a function whose later lines, up to the function's end, never read
+    `name`: the byte form of `FunctionFacts.never_read` for the unread variant. What might not be a
+    reading (a comment, a string, a keyword, an assignment target, `for name in`) does not count as one,
+    so it never drops a file the detector would flag."""
+    starts: list[int] = []
+    indents: list[int] = []
+    for found in _DEF.finditer(source):
+        starts.append(found.start())
+        indents.append(len(found.group(1)))
+    ends: dict[int, int] = {}  # def -> where its body ends
+    for bound in _BOUND_TO_CALL.finditer(source):
+        indent = len(bound.group(1))
+        enclosing = bisect.bisect_left(starts, bound.start()) - 1
+        while enclosing >= 0 and indents[enclosing] >= indent:
+            enclosing -= 1
+        if enclosing < 0 or source[max(0, bound.start() - 400) : bound.start()].rstrip().endswith((b"(", b",", b"[")):
+            continue  # module-level code, or a keyword argument of a call around it
+        statement_end = _statement_end(source, bound.start())
+        if enclosing not in ends:  # from its first binding on: past a signature split over lines
+            ends[enclosing] = _scope_end(source, statement_end, indents[enclosing])
+        if not _read_between(source, bound.group(2), statement_end, ends[enclosing]):
+            return True
+    return False
+
+
+def _statement_end(source: bytes, start: int) -> int:
+    """Where the statement starting at `start` ends: the first line break outside brackets."""
+    line_end = source.find(b"\n", start)
+    line = source[start : len(source) if line_end < 0 else line_end]
+    if sum(map(line.count, (b"(", b"[", b"{"))) == sum(map(line.count, (b")", b"]", b"}"))):
+        return len(source) if line_end < 0 else line_end  # most statements: one line
+    depth, at = 0, start
+    while at < len(source):
+        char = source[at]
+        if char in b"([{":
+            depth += 1
+        elif char in b")]}":
+            depth = max(0, depth - 1)
+        elif char == 10 and depth == 0:  # "\n"
+            return at
+        at += 1
+    return at
+
+
+def _scope_end(source: bytes, after: int, def_indent: int) -> int:
+    """The first code line after `after` indented no deeper than the function's `def`."""
+    for line in _CODE_LINE.finditer(source, after):
+        if len(line.group(1)) <= def_indent:
+            return line.start()
+    return len(source)
+
+
+def _read_between(source: bytes, name: bytes, start: int, end: int) -> bool:
+    word = re.compile(rb"(?<![\w.])" + re.escape(name) + rb"\b")
+    for found in word.finditer(source, start, end):
+        line_start = source.rfind(b"\n", 0, found.start()) + 1
+        before = source[line_start : found.start()]
+        after = source[found.end() : found.end() + 3]
+        if (
+            b"#" in before
+            or (before.count(b'"') + before.count(b"'")) % 2
+            or _ASSIGNED.match(after)
+            or (not before.strip() and after.lstrip().startswith(b","))  # `name, other = ...` at a line start
+            or before.rstrip().endswith((b"for", b"as", b"del"))
+        ):
+            continue  # maybe not a reading
+        return True
+    return False
+
+
 def _bound_again_unmentioned(ctx, assign: cst.Assign, name: str) -> bool:
     """A later statement of the assignment's block assigns `name` again, and none before it mentions the
     name: a syntactic screen for `FunctionFacts.overwritten_unread`, which decides."""
@@ -224,6 +335,50 @@ def _bound_again_unmentioned(ctx, assign: cst.Assign, name: str) -> bool:
         if _mentions(ctx, statement, name):
             return False
     return False
+
+
+def _goes_on_with_its_input(ctx, facts, call: cst.Call, assign: cst.Assign) -> bool:
+    """A name the call is handed is read after the assignment with the value it had at the call: in the
+    same pass of the loop around the call when there is one (after the loop, the input may only reach a
+    read by running the loop no times)."""
+    at, end = ctx.order(call), ctx.index.last_order(assign)
+    loop = ctx.index.enclosing(assign, (cst.For, cst.While))
+    if loop is not None and ctx.index.contains(facts.function, loop):
+        within = ctx.index.last_order(loop)
+    else:
+        within = ctx.index.last_order(facts.function)
+    for arg in call.args:
+        if not is_a(arg.value, cst.Name):
+            continue
+        name = arg.value.value
+        handed = facts.reaching(name, at)
+        if handed and any(
+            ctx.order(use) <= within and any(d in handed for d in facts.reaching(name, ctx.order(use)))
+            for use in facts.later_uses(name, end)
+        ):
+            return True
+    return False
+
+
+def _first_bound_name(assign: cst.Assign) -> str | None:
+    """The name a one-target assignment binds its value, or the first element of a tuple of names, to:
+    `out = f(x)`, `attn_out, kv = attn(x)` (a module's main output first)."""
+    if len(assign.targets) != 1:
+        return None
+    target = assign.targets[0].target
+    if is_a(target, cst.Name):
+        return target.value
+    elements = target.elements if is_a(target, (cst.Tuple, cst.List)) else ()
+    first = elements[0].value if elements and not is_a(elements[0], cst.StarredElement) else None
+    return first.value if is_a(first, cst.Name) else None
+
+
+def _last_mentions(ctx, function: cst.FunctionDef) -> dict[str, int]:
+    """Name -> where the function last mentions it (a syntactic screen for `FunctionFacts.never_read`)."""
+    last: dict[str, int] = {}
+    for node in ctx.index.descendants(function.body, cst.Name):
+        last[node.value] = max(last.get(node.value, 0), ctx.order(node))
+    return last
 
 
 def _mentions(ctx, node: cst.CSTNode, name: str) -> bool:

@@ -487,6 +487,31 @@ class FunctionFacts:
                 return None
         return later
 
+    def never_read(self, definition: Definition) -> bool:
+        """Nothing reads the value `definition` binds: no read of the name follows it in the function (a
+        nested function or lambda included), and none inside a loop around it, which may run again. False
+        when the function can reach its locals another way.
+
+        Ex) `attn_out = attn(x)` then `x = x + residual`: the attention's output is lost
+        """
+        name = definition.name
+        if self._reaches_locals_indirectly(name):
+            return False
+        index = self._index
+        start = definition.order
+        for ancestor in index.ancestors(definition.node):
+            if ancestor is self.function:
+                break
+            if is_a(ancestor, (cst.For, cst.While)):
+                start = index.order[ancestor]  # the outermost loop around it: read on a later pass
+        return not any(
+            node.value == name
+            and index.order[node] >= start
+            and _is_read(node, index.parents.get(node))
+            and not _unpacked_into(node, index)
+            for node in index.descendants(self.function, cst.Name)
+        )
+
     def _reaches_locals_indirectly(self, name: str) -> bool:
         """`locals()`, `vars()`, `eval`/`exec`, or a `global`/`nonlocal` declaration of the name."""
         for node in self._index.descendants(self.function, (cst.Call, cst.Global, cst.Nonlocal)):
@@ -499,6 +524,15 @@ class FunctionFacts:
 
     def later_uses(self, name: str, after: int) -> list[cst.Name]:
         return [use for use in self.uses.get(name, ()) if self._index.order.get(use, 0) > after]
+
+
+def _unpacked_into(name: cst.Name, index: TreeIndex) -> bool:
+    """`name` is an element of a tuple or list an assignment unpacks into (`out, cache = ...`)."""
+    node: cst.CSTNode = name
+    parent = index.parents.get(node)
+    while is_a(parent, (cst.Element, cst.StarredElement, cst.Tuple, cst.List)):
+        node, parent = parent, index.parents.get(parent)
+    return node is not name and is_a(parent, cst.AssignTarget)
 
 
 def _is_read(name: cst.Name, parent: cst.CSTNode | None) -> bool:

@@ -150,6 +150,19 @@ def called_classes(ctx: FileContext, call: cst.Call) -> frozenset[str]:
     return found
 
 
+def runs_a_module(ctx: FileContext, call: cst.Call) -> bool:
+    """`call` runs the forward of an `nn.Module` instance: every class its callee may hold is a torch.nn
+    layer or an `nn.Module` subclass of this file (`self.norm(x)`, `attn(x)` in `for attn, ff in self.layers`)."""
+    from sharpedges.analysis.tensors import module_class
+
+    classes = called_classes(ctx, call)
+    top_level = ctx.top_level_classes()
+    return bool(classes) and all(
+        name.startswith("torch.nn.") or (name in top_level and module_class(ctx, top_level[name]) is True)
+        for name in classes
+    )
+
+
 def _keyword_forwarders(ctx: FileContext, call: cst.Call) -> list[tuple[cst.Call, list[str]]]:
     """For `self.fn(x, **kwargs)` inside `def forward(self, x, **kwargs)`: the calls of that function
     whose keywords `kwargs` collects (a call that passes one of its named parameters by keyword is left

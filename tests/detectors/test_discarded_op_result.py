@@ -208,7 +208,7 @@ def test_an_autograd_function_that_fills_a_list_it_is_given_is_called_for_that()
     [
         ("# attn is replaced below", "attn = self.dropout(dots)", True),
         ("y = g(attn=1, other=self.attn)", "attn = self.dropout(dots)", True),
-        ("y = g(attn)", "attn = self.dropout(dots)", False),
+        ("print(g(attn))", "attn = self.dropout(dots)", False),
         ("", "attn = self.dropout(attn)", False),
         ("", "return attn", False),
     ],
@@ -225,3 +225,62 @@ def test_the_screen_passes_a_result_bound_again_unread_and_only_that(between, re
     )
     assert DiscardedOpResult.may_match(source.lower().encode()) is passes
     assert [line for line, _ in found(source)] == ([5] if passes else [])
+
+
+LOST_ATTENTION = """
+    from torch import nn
+
+    class Attention(nn.Module):
+        def forward(self, x):
+            return x
+
+    class Transformer(nn.Module):
+        def __init__(self, dim, depth):
+            super().__init__()
+            self.layers = nn.ModuleList([nn.ModuleList([Attention(), nn.Linear(dim, dim)]) for _ in range(depth)])
+
+        def forward(self, x):
+            caches = []
+            for attn, ff in self.layers:
+                residual = x
+                attn_out, cache = attn(x)
+                caches.append(cache)
+                x = x + residual
+                x = ff(x) + x
+            return x, caches
+"""
+
+
+def test_a_module_output_nothing_reads_while_its_input_goes_on_is_lost():
+    """audiolm-pytorch 2.0.6: the attention's output is bound and never read, and the layer adds the
+    residual to its own input; 2.0.7 adds it to `attn_out`. The screen lets the file through."""
+    from detectors.discarded_op_result import DiscardedOpResult
+
+    assert DiscardedOpResult.may_match(LOST_ATTENTION.lower().encode())
+    assert found(LOST_ATTENTION) == [(17, "nothing reads `attn_out` after this: the result of `attn(...)` is lost")]
+    assert found(LOST_ATTENTION.replace("x = x + residual", "x = attn_out + residual")) == []
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        ("attn_out, cache = attn(x)", "_out, cache = attn(x)"),  # discarded on purpose
+        ("x = x + residual\n                x = ff(x) + x", "x = ff(attn_out) + residual\n                aux = ff(x)"),
+        ("caches = []", "attn_out = None\n            caches = []"),  # unrelated: still lost below
+    ],
+)
+def test_an_unread_module_output_is_lost_only_where_the_code_goes_on_without_it(change):
+    source = LOST_ATTENTION.replace(change[0], change[1])
+    expected = [18] if change[0] == "caches = []" else []
+    assert [line for line, _ in found(source)] == expected
+
+
+def test_an_output_read_on_the_next_pass_of_its_loop_or_as_another_element_is_not_lost():
+    """`out` read at the top of the next iteration; PiT's `x, cls_tokens = self.transformers(...)` whose
+    class token goes on (the first element is the one left unread)."""
+    looped = LOST_ATTENTION.replace(
+        "residual = x\n", "residual = x\n                x = out if caches else x\n"
+    ).replace("attn_out, cache = attn(x)", "out, cache = attn(x)")
+    assert found(looped) == []
+    pit = LOST_ATTENTION.replace("caches.append(cache)", "caches.append(cache)\n                x = cache")
+    assert found(pit) == []
