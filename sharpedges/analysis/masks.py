@@ -946,8 +946,7 @@ def mask_builder_functions(ctx: FileContext) -> dict[str, dict[str, Any]]:
     """
     found: dict[str, dict[str, Any]] = {}
     for statement in ctx.module.body:
-        returns = return_values(ctx, statement) if is_a(statement, cst.FunctionDef) else ()
-        if not returns:
+        if not is_a(statement, cst.FunctionDef) or not return_values(ctx, statement):
             continue
         value = evaluator_for(ctx, statement, standalone=True).returned(0)
         if value is None or (value.marks is None and not value.triangular):
