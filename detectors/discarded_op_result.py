@@ -252,8 +252,8 @@ _CODE_LINE = re.compile(rb"^([ \t]*)[^ \t\n#]", re.MULTILINE)
 def _binds_a_call_left_unread(source: bytes) -> bool:
     """Some `name = <call>(...)` in a function whose later lines, up to the function's end, never read
     `name`: the byte form of `FunctionFacts.never_read` for the unread variant. What might not be a
-    reading (a comment, a string, a keyword, an assignment target, `for name in`) does not count as one,
-    so it never drops a file the detector would flag."""
+    reading (a comment, a string, a keyword, an assignment target, `for name in`, a nested function's
+    parameter) does not count as one, so it never drops a file the detector would flag."""
     starts: list[int] = []
     indents: list[int] = []
     for found in _DEF.finditer(source):
@@ -314,6 +314,8 @@ def _read_between(source: bytes, name: bytes, start: int, end: int) -> bool:
             or _ASSIGNED.match(after)
             or (not before.strip() and after.lstrip().startswith(b","))  # `name, other = ...` at a line start
             or before.rstrip().endswith((b"for", b"as", b"del"))
+            or b"def " in before
+            or b"lambda" in before  # a parameter of a nested function
         ):
             continue  # maybe not a reading
         return True
@@ -377,7 +379,8 @@ def _last_mentions(ctx, function: cst.FunctionDef) -> dict[str, int]:
     """Name -> where the function last mentions it (a syntactic screen for `FunctionFacts.never_read`)."""
     last: dict[str, int] = {}
     for node in ctx.index.descendants(function.body, cst.Name):
-        last[node.value] = max(last.get(node.value, 0), ctx.order(node))
+        if not is_a(ctx.index.parents.get(node), cst.Param):  # a nested function's parameter reads nothing
+            last[node.value] = max(last.get(node.value, 0), ctx.order(node))
     return last
 
 

@@ -1007,7 +1007,7 @@ def _agreed(values: list[MaskValue | None]) -> MaskValue | None:
         and all(v.kind == "bool" for v in known)
         and all(v in padding or (v.marks is None and v.region == EVERYTHING) for v in known)
     ):
-        return padding[0] if len({(v.kind, v.marks) for v in padding}) == 1 else None
+        return padding[0]
     return None
 
 

@@ -284,3 +284,15 @@ def test_an_output_read_on_the_next_pass_of_its_loop_or_as_another_element_is_no
     assert found(looped) == []
     pit = LOST_ATTENTION.replace("caches.append(cache)", "caches.append(cache)\n                x = cache")
     assert found(pit) == []
+
+
+def test_the_screen_does_not_take_a_nested_functions_parameter_for_a_reading():
+    """`def size(attn_out): ...` after the lost output binds a parameter of that name and reads nothing:
+    the detector still flags the output, so the byte screen must let the file through."""
+    from detectors.discarded_op_result import DiscardedOpResult
+
+    source = LOST_ATTENTION.replace(
+        "return x, caches", "def size(attn_out, n=1):\n                return n\n\n            return x, caches"
+    )
+    assert DiscardedOpResult.may_match(source.lower().encode())
+    assert [line for line, _ in found(source)] == [17]
